@@ -1,0 +1,460 @@
+//! Plain-Rust request and response messages. FlatBuffers types never leave
+//! `strand-wire`: [`crate::codec`] converts these to and from the verified
+//! FlatBuffers headers. Record-batch bytes never appear here; they travel as
+//! the frame payload beside the header, described by `bytes_len` fields.
+
+use crate::error::ErrorCode;
+
+/// Version of the protocol this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Which offset a partition lookup or reset starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (next offset to be written).
+    Latest,
+    /// The first offset whose record timestamp is `>=` this (ms since epoch).
+    Timestamp(i64),
+}
+
+/// How many acknowledgements a produce waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// No response is sent.
+    None,
+    /// After the head's local fsync policy is met.
+    #[default]
+    Leader,
+    /// After the whole chain has the batches (commit).
+    All,
+}
+
+/// Server-side partition assignment strategy of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Assignor {
+    /// Contiguous ranges of each topic's partitions per member.
+    #[default]
+    Range,
+    /// Partitions dealt one by one across members.
+    RoundRobin,
+}
+
+/// `(topic, partition)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+/// A request header body; the frame's correlation id travels beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Handshake(HandshakeRequest),
+    Metadata(MetadataRequest),
+    CreateTopic(CreateTopicRequest),
+    DeleteTopic(DeleteTopicRequest),
+    ListTopics,
+    InitProducerId,
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ListGroups,
+    DescribeGroup(DescribeGroupRequest),
+    ReplicaAppend(ReplicaAppendRequest),
+    ReplicaAck(ReplicaAckRequest),
+}
+
+/// A response body; the top-level error and correlation id travel beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    /// Only an error (or plain success) with no body.
+    Empty,
+    Handshake(HandshakeResponse),
+    Metadata(MetadataResponse),
+    CreateTopic(CreateTopicResponse),
+    ListTopics(ListTopicsResponse),
+    InitProducerId(InitProducerIdResponse),
+    Produce(ProduceResponse),
+    Fetch(FetchResponse),
+    ListOffsets(ListOffsetsResponse),
+    JoinGroup(JoinGroupResponse),
+    SyncGroup(SyncGroupResponse),
+    OffsetFetch(OffsetFetchResponse),
+    ListGroups(ListGroupsResponse),
+    DescribeGroup(DescribeGroupResponse),
+    ReplicaAppend(ReplicaAppendResponse),
+}
+
+/// The decoded header of a request frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestHeader {
+    pub correlation_id: u64,
+    pub request: Request,
+}
+
+/// The decoded header of a response frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseHeader {
+    pub correlation_id: u64,
+    /// Top-level error; per-partition errors live in the body.
+    pub error: ErrorCode,
+    /// Human-readable detail for a non-`None` error.
+    pub message: Option<String>,
+    pub response: Response,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandshakeRequest {
+    pub protocol_version: u16,
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandshakeResponse {
+    pub protocol_version_min: u16,
+    pub protocol_version_max: u16,
+    pub node_id: u32,
+    /// Largest frame the node accepts.
+    pub frame_len_max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataRequest {
+    /// Topics to describe; empty = all.
+    pub topics: Vec<String>,
+}
+
+/// A node of the cluster as clients should reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInfo {
+    pub node_id: u32,
+    /// Host of the public port and the shard ports.
+    pub host: String,
+    /// The public port (any request, forwarded to owners).
+    pub port: u16,
+    /// Shard `s` listens on `shard_port_base + s`; 0 if shard ports are disabled.
+    pub shard_port_base: u16,
+    pub shard_count: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionMetadata {
+    pub partition: u32,
+    pub error: ErrorCode,
+    /// Node that takes produces (the chain head).
+    pub leader_node: u32,
+    /// Owner shard on the leader node.
+    pub leader_shard: u16,
+    /// The chain, head first.
+    pub replicas: Vec<u32>,
+    pub epoch: u64,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    /// Highest offset + 1 that the whole chain has (== log end on one node).
+    pub commit_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub error: ErrorCode,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataResponse {
+    pub nodes: Vec<NodeInfo>,
+    pub topics: Vec<TopicMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTopicRequest {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u16,
+    /// Per-topic overrides (`retention_bytes`, `retention_ms`, `segment_bytes`, `segment_ms`).
+    pub configs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTopicResponse {
+    pub name: String,
+    pub partitions: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteTopicRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListTopicsResponse {
+    pub topics: Vec<TopicSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSummary {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitProducerIdResponse {
+    pub producer_id: u64,
+    pub producer_epoch: u16,
+}
+
+/// Batches for one partition: `bytes_len` bytes of the payload, in entry order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducePartition {
+    pub topic: String,
+    pub partition: u32,
+    pub bytes_len: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProduceRequest {
+    pub acks: Acks,
+    pub timeout_ms: u32,
+    pub partitions: Vec<ProducePartition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducePartitionResponse {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+    /// Offset given to the first record of the first batch.
+    pub base_offset: u64,
+    pub log_end_offset: u64,
+    pub log_start_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProduceResponse {
+    pub partitions: Vec<ProducePartitionResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchPartition {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// Bytes at most for this partition (at least one whole batch is always returned).
+    pub max_bytes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchRequest {
+    /// Longest the node waits for `min_bytes` to accumulate.
+    pub max_wait_ms: u32,
+    pub min_bytes: u32,
+    /// Bytes at most over all partitions.
+    pub max_bytes: u32,
+    pub partitions: Vec<FetchPartition>,
+}
+
+/// One partition's share of a fetch response: `bytes_len` payload bytes of whole batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchPartitionResponse {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    /// Highest readable offset + 1 for consumers (commit offset).
+    pub high_watermark: u64,
+    pub bytes_len: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchResponse {
+    pub partitions: Vec<FetchPartitionResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListOffsetsPartition {
+    pub topic: String,
+    pub partition: u32,
+    pub spec: OffsetSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListOffsetsRequest {
+    pub partitions: Vec<ListOffsetsPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListOffsetsPartitionResponse {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+    pub offset: u64,
+    /// Timestamp of the record found for a timestamp lookup, else -1.
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListOffsetsResponse {
+    pub partitions: Vec<ListOffsetsPartitionResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinGroupRequest {
+    pub group_id: String,
+    /// Empty on first join; the coordinator assigns one.
+    pub member_id: String,
+    pub client_id: String,
+    pub session_timeout_ms: u32,
+    pub rebalance_timeout_ms: u32,
+    pub topics: Vec<String>,
+    pub assignor: Assignor,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinGroupResponse {
+    pub generation: u32,
+    pub member_id: String,
+    pub leader_member_id: String,
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncGroupRequest {
+    pub group_id: String,
+    pub generation: u32,
+    pub member_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncGroupResponse {
+    /// The partitions this member owns in this generation.
+    pub assignment: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatRequest {
+    pub group_id: String,
+    pub generation: u32,
+    pub member_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaveGroupRequest {
+    pub group_id: String,
+    pub member_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetCommitRequest {
+    pub group_id: String,
+    pub generation: u32,
+    pub member_id: String,
+    pub offsets: Vec<CommittedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetFetchRequest {
+    pub group_id: String,
+    /// Partitions to look up; empty = all the group committed.
+    pub partitions: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetFetchResponse {
+    /// Only partitions with a committed offset are listed.
+    pub offsets: Vec<CommittedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListGroupsResponse {
+    pub groups: Vec<GroupSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: String,
+    pub member_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeGroupRequest {
+    pub group_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMemberInfo {
+    pub member_id: String,
+    pub client_id: String,
+    pub assignment: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPartitionLag {
+    pub topic: String,
+    pub partition: u32,
+    /// `u64::MAX` when nothing is committed.
+    pub committed: u64,
+    pub log_end_offset: u64,
+    pub lag: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeGroupResponse {
+    pub group_id: String,
+    pub state: String,
+    pub generation: u32,
+    pub assignor: Assignor,
+    pub members: Vec<GroupMemberInfo>,
+    pub partitions: Vec<GroupPartitionLag>,
+}
+
+/// Chain replication: a predecessor sends batches (the payload, `bytes_len` bytes)
+/// that start at `start_offset` in the successor's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaAppendRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub epoch: u64,
+    pub start_offset: u64,
+    /// The sender's commit offset, so replicas can serve committed reads.
+    pub commit_offset: u64,
+    pub bytes_len: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaAppendResponse {
+    pub error: ErrorCode,
+    pub epoch: u64,
+    /// The successor's log end after the append (or where it wants data from).
+    pub log_end_offset: u64,
+    /// Offset + 1 durable on this replica and every one after it.
+    pub durable_offset: u64,
+}
+
+/// Chain replication: a successor reports what is durable from it to the tail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaAckRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub epoch: u64,
+    pub durable_offset: u64,
+}
