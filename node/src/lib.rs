@@ -1,1 +1,5 @@
+//! `strand-node`: the Strand storage node. This crate is the IO shell around
+//! the IO-free cores in `strand-core`: `log` (segments on io_uring), `shard`
+//! (per-core state), `net` (listeners and connections), `admin` + `metrics`.
 
+pub mod log;

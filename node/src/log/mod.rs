@@ -1,0 +1,1 @@
+//! Partition log (owned by the storage engine work).
