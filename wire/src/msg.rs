@@ -140,9 +140,9 @@ pub struct NodeInfo {
     pub host: String,
     /// The public port (any request, forwarded to owners).
     pub port: u16,
-    /// Shard `s` listens on `shard_port_base + s`; 0 if shard ports are disabled.
-    pub shard_port_base: u16,
-    pub shard_count: u16,
+    /// `shard_ports[s]` is the fast-path port of shard `s` (requests for partitions it
+    /// owns skip the cross-shard hop); empty if shard ports are disabled.
+    pub shard_ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
