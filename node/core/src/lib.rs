@@ -2,3 +2,6 @@
 //! invariant: nothing here does IO, reads a clock or knows glommio — callers pass
 //! `now` in and carry out the actions these cores return.
 #![forbid(unsafe_code)]
+pub mod placement;
+pub mod producer;
+pub mod topic;
