@@ -93,7 +93,7 @@ impl TimeEntry {
 
 /// Decodes and checks a whole `.index` file.
 pub fn decode_index(bytes: &[u8]) -> Result<Vec<IndexEntry>, IndexProblem> {
-    if bytes.len() % INDEX_ENTRY_LEN != 0 {
+    if !bytes.len().is_multiple_of(INDEX_ENTRY_LEN) {
         return Err(IndexProblem::BadLength(bytes.len()));
     }
     let entries: Vec<IndexEntry> = bytes.chunks_exact(INDEX_ENTRY_LEN).map(IndexEntry::decode).collect();
@@ -107,7 +107,7 @@ pub fn decode_index(bytes: &[u8]) -> Result<Vec<IndexEntry>, IndexProblem> {
 
 /// Decodes and checks a whole `.timeindex` file.
 pub fn decode_time_index(bytes: &[u8]) -> Result<Vec<TimeEntry>, IndexProblem> {
-    if bytes.len() % TIME_ENTRY_LEN != 0 {
+    if !bytes.len().is_multiple_of(TIME_ENTRY_LEN) {
         return Err(IndexProblem::BadLength(bytes.len()));
     }
     let entries: Vec<TimeEntry> = bytes.chunks_exact(TIME_ENTRY_LEN).map(TimeEntry::decode).collect();

@@ -5,3 +5,5 @@
 pub mod placement;
 pub mod producer;
 pub mod topic;
+pub mod index;
+pub mod recovery;
