@@ -102,7 +102,7 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder that rejects frames over `frame_len_max` bytes.
     pub fn new(frame_len_max: usize) -> Self {
-        assert!(frame_len_max >= FRAME_PREFIX_LEN + 1);
+        assert!(frame_len_max > FRAME_PREFIX_LEN);
         FrameDecoder { frame_len_max }
     }
 
