@@ -7,7 +7,10 @@ use strand_wire::frame::{write_frame, Frame, FrameDecoder, FrameError, FramePref
 
 const FRAME_LEN_MAX: usize = 4096;
 
-fn frames() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+/// `(header, payload)` of each frame.
+type Frames = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn frames() -> impl Strategy<Value = Frames> {
     let header = prop::collection::vec(any::<u8>(), 1..48);
     let payload = prop::collection::vec(any::<u8>(), 0..64);
     prop::collection::vec((header, payload), 1..5)
@@ -22,7 +25,7 @@ fn encode(frames: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// Feeds `chunks` one by one, draining every whole frame after each.
-fn feed(chunks: &[&[u8]]) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, usize), FrameError> {
+fn feed(chunks: &[&[u8]]) -> Result<(Frames, usize), FrameError> {
     let mut decoder = FrameDecoder::new(FRAME_LEN_MAX);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
