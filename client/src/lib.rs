@@ -1,1 +1,31 @@
+//! `strand-client`: the async (tokio) Rust client for Strand.
+//!
+//! Layers, bottom up:
+//! - [`proto`]: the sans-IO protocol core of one connection (framing, correlation
+//!   ids, deadlines driven by a `now` the caller passes in).
+//! - [`conn`]: the tokio shell around it: one TCP connection, a writer task behind
+//!   a bounded queue, a reader task that wakes callers.
+//! - [`Client`]: bootstrap, metadata cache, connection pool keyed by owner-shard port.
+//! - [`Admin`], [`Producer`], [`Consumer`]: the APIs applications use.
+//!
+//! Architecture invariant: only [`conn`] touches sockets; [`proto`] and
+//! [`records`] do no IO and read no clock.
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod client;
+pub mod conn;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+pub mod proto;
+pub mod records;
+
+pub use admin::Admin;
+pub use client::{Client, ClientConfig};
+pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
+pub use error::{ClientError, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use records::ConsumerRecord;
+pub use strand_wire::batch::Compression;
+pub use strand_wire::msg::Acks;

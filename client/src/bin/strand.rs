@@ -1,1 +1,325 @@
-fn main() {}
+//! The `strand` command-line tool (DESIGN §8): topic administration, produce from
+//! stdin (one message per line), consume to stdout (one value per line).
+//! Exit status 0 on success; otherwise a one-line reason on stderr and status 1
+//! (2 for usage errors, from clap).
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use strand_client::{
+    Acks, Admin, Client, ClientConfig, ClientError, Compression, Consumer, ConsumerConfig, DeliveryFuture, Producer,
+    ProducerConfig, ProducerRecord, SeekTo,
+};
+use tokio::io::AsyncBufReadExt;
+
+/// Delivery futures kept before the oldest is awaited (bounds memory on endless input).
+const DELIVERIES_PENDING_MAX: usize = 100_000;
+
+#[derive(Parser)]
+#[command(name = "strand", version, about = "Command-line client for the Strand streaming log")]
+struct Cli {
+    /// Address of any node's public port.
+    #[arg(long, default_value = "127.0.0.1:7070", global = true)]
+    bootstrap: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, describe or delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Send stdin to a topic, one message per line (the newline is not part of the
+    /// message); prints the number of messages acknowledged.
+    Produce(ProduceArgs),
+    /// Print a topic's messages to stdout, one value per line.
+    Consume(ConsumeArgs),
+    /// Consumer groups (not supported yet).
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions.
+        #[arg(long)]
+        partitions: u32,
+        /// Replicas per partition (chain length).
+        #[arg(long, default_value_t = 1)]
+        replication: u16,
+    },
+    /// List topics: one line per topic, `NAME<TAB>PARTITIONS<TAB>REPLICATION`.
+    List,
+    /// Show a topic's partitions: owner, chain and offsets (tab-separated, with a header).
+    Describe { name: String },
+    /// Delete a topic and its data.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// List consumer groups.
+    List,
+    /// Show a group's partitions: committed offset, log end, lag.
+    Describe { group: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AcksArg {
+    None,
+    Leader,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    None,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    topic: String,
+    /// Send every message to this partition (default: by key hash, or round-robin without a key).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Key for every message.
+    #[arg(long)]
+    key: Option<String>,
+    /// Acknowledgement level. With `none` the count printed is of messages sent.
+    #[arg(long, value_enum, default_value = "leader")]
+    acks: AcksArg,
+    /// Batch compression.
+    #[arg(long, value_enum, default_value = "none")]
+    compression: CompressionArg,
+    /// Batch size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    batch_size: usize,
+    /// Milliseconds a batch waits for more messages.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+}
+
+#[derive(Args)]
+#[command(after_help = "Without --count and --timeout-ms, consume runs until interrupted (Ctrl-C, exit 0). \
+With --timeout-ms it exits 0 after that long without new data; with --count N it exits 0 after N values, \
+or 1 if --timeout-ms passes first.")]
+struct ConsumeArgs {
+    topic: String,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Consumer group (not supported yet).
+    #[arg(long)]
+    group: Option<String>,
+    /// Start at the oldest retained message (default: only new messages).
+    #[arg(long, conflicts_with = "offset")]
+    from_beginning: bool,
+    /// Start at this offset (in every partition read).
+    #[arg(long)]
+    offset: Option<u64>,
+    /// Exit after this many values.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Exit after this many milliseconds without new data.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start runtime: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => fail(&reason),
+    }
+}
+
+fn fail(reason: &str) -> ExitCode {
+    eprintln!("strand: {reason}");
+    ExitCode::FAILURE
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Group(_) = cli.command {
+        return Err("consumer groups are not supported yet".to_string());
+    }
+    let client = Client::connect(ClientConfig::new(cli.bootstrap.clone())).await.map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Topic(cmd) => topic(client, cmd).await.map_err(|e| e.to_string()),
+        Command::Produce(args) => produce(client, args).await,
+        Command::Consume(args) => consume(client, args).await,
+        Command::Group(_) => Err("consumer groups are not supported yet".to_string()),
+    }
+}
+
+async fn topic(client: Client, cmd: TopicCommand) -> Result<(), ClientError> {
+    let admin = Admin::new(client);
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        TopicCommand::Create { name, partitions, replication } => {
+            let created = admin.create_topic(&name, partitions, replication).await?;
+            let _ = writeln!(out, "created {}\t{}", created.name, created.partitions);
+        }
+        TopicCommand::List => {
+            for t in admin.list_topics().await? {
+                let _ = writeln!(out, "{}\t{}\t{}", t.name, t.partitions, t.replication_factor);
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let t = admin.describe_topic(&name).await?;
+            let _ = writeln!(out, "partition\tleader\tshard\treplicas\tepoch\tlog_start\tlog_end\tcommit");
+            for p in t.partitions {
+                let replicas: Vec<String> = p.replicas.iter().map(u32::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    p.partition,
+                    p.leader_node,
+                    p.leader_shard,
+                    replicas.join(","),
+                    p.epoch,
+                    p.log_start_offset,
+                    p.log_end_offset,
+                    p.commit_offset
+                );
+            }
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            let _ = writeln!(out, "deleted {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn produce(client: Client, args: ProduceArgs) -> Result<(), String> {
+    let config = ProducerConfig {
+        acks: match args.acks {
+            AcksArg::None => Acks::None,
+            AcksArg::Leader => Acks::Leader,
+            AcksArg::All => Acks::All,
+        },
+        compression: match args.compression {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Zstd => Compression::Zstd,
+        },
+        batch_size: args.batch_size,
+        linger: Duration::from_millis(args.linger_ms),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client, config).await.map_err(|e| e.to_string())?;
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
+    let (mut acked, mut first_error) = (0u64, None::<ClientError>);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = stdin.read_until(b'\n', &mut line).await.map_err(|e| format!("reading stdin: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let mut record = ProducerRecord::new(args.topic.clone(), Bytes::copy_from_slice(&line));
+        record.partition = args.partition;
+        record.key = args.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes()));
+        pending.push_back(producer.send(record).await.map_err(|e| e.to_string())?);
+        if pending.len() >= DELIVERIES_PENDING_MAX {
+            settle(pending.pop_front(), &mut acked, &mut first_error).await;
+        }
+    }
+    producer.flush().await.map_err(|e| e.to_string())?;
+    while let Some(d) = pending.pop_front() {
+        settle(Some(d), &mut acked, &mut first_error).await;
+    }
+    println!("{acked}");
+    match first_error {
+        None => Ok(()),
+        Some(e) => Err(format!("only {acked} messages acknowledged; first failure: {e}")),
+    }
+}
+
+async fn settle(delivery: Option<DeliveryFuture>, acked: &mut u64, first_error: &mut Option<ClientError>) {
+    let Some(delivery) = delivery else { return };
+    match delivery.await {
+        Ok(_) => *acked += 1,
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
+    }
+}
+
+async fn consume(client: Client, args: ConsumeArgs) -> Result<(), String> {
+    if args.group.is_some() {
+        return Err("consumer groups (--group) are not supported yet".to_string());
+    }
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    let partitions = match args.partition {
+        Some(p) => vec![p],
+        None => (0..consumer_partition_count(&consumer, &args.topic).await?).collect(),
+    };
+    let seek = match (args.from_beginning, args.offset) {
+        (_, Some(o)) => SeekTo::Offset(o),
+        (true, None) => SeekTo::Earliest,
+        (false, None) => SeekTo::Latest,
+    };
+    for p in partitions {
+        consumer.assign(&args.topic, p).await.map_err(|e| e.to_string())?;
+        consumer.seek(&args.topic, p, seek).await.map_err(|e| e.to_string())?;
+    }
+    tokio::select! {
+        r = consume_loop(&mut consumer, &args) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+async fn consumer_partition_count(consumer: &Consumer, topic: &str) -> Result<u32, String> {
+    consumer.client().partition_count(topic).await.map_err(|e| e.to_string())
+}
+
+async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs) -> Result<(), String> {
+    let idle_max = args.timeout_ms.map(Duration::from_millis);
+    let wanted = args.count.unwrap_or(u64::MAX);
+    let mut printed = 0u64;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    while printed < wanted {
+        let records = consumer.poll(idle_max.unwrap_or(Duration::from_secs(3600))).await.map_err(|e| e.to_string())?;
+        if records.is_empty() {
+            if idle_max.is_none() {
+                continue;
+            }
+            if args.count.is_some() {
+                let _ = out.flush();
+                return Err(format!("timed out after {printed} of {wanted} messages"));
+            }
+            break;
+        }
+        for r in records.iter().take((wanted - printed).min(usize::MAX as u64) as usize) {
+            if out.write_all(&r.value).and_then(|()| out.write_all(b"\n")).is_err() {
+                return Ok(()); // stdout closed (e.g. `| head`): stop quietly.
+            }
+            printed += 1;
+        }
+        if out.flush().is_err() {
+            return Ok(());
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}

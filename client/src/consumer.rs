@@ -1,0 +1,380 @@
+//! [`Consumer`]: reads assigned partitions from their owner shards.
+//!
+//! Every assigned partition with a known position has exactly one fetch in
+//! flight (a spawned task doing a long-poll `Fetch`). When its result arrives
+//! the next fetch for that partition is sent *before* the records are handed to
+//! the application, so the network and the node work while the application
+//! processes (prefetch). Records are decoded lazily per response and expose
+//! zero-copy `Bytes` views of the payload (or of the batch's decompressed buffer).
+//!
+//! Invariants: a partition's position only moves forward past records returned to
+//! the application, or by an explicit seek/reset; every seek bumps the partition's
+//! generation and results of older generations are discarded, so no record from
+//! before a seek is ever returned after it. Group subscription (issue 7) will plug in
+//! by calling [`Consumer::assign`]/[`Consumer::seek`] on rebalance.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strand_wire::msg::{
+    FetchPartition, FetchPartitionResponse, FetchRequest, ListOffsetsPartition, ListOffsetsRequest, OffsetSpec,
+    Request, Response,
+};
+use strand_wire::ErrorCode;
+use tokio::sync::mpsc;
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+use crate::records::{decode_batches, ConsumerRecord};
+
+/// Fetch results queued from partition tasks at most.
+const RESULT_QUEUE_MAX: usize = 256;
+/// Longest pause between retries of a failing fetch.
+const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Where a partition's position goes when it has none or it fell out of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The oldest retained record.
+    Earliest,
+    /// The next record to be written.
+    Latest,
+    /// Report [`ErrorCode::OffsetOutOfRange`] to the application.
+    Error,
+}
+
+/// A seek target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    Earliest,
+    Latest,
+    Offset(u64),
+    /// The first record with timestamp `>=` this (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Longest the node holds a fetch waiting for `min_bytes`.
+    pub max_wait: Duration,
+    /// Bytes the node waits for before answering a fetch.
+    pub min_bytes: u32,
+    /// Bytes per fetch response at most (at least one batch is always returned).
+    pub max_bytes: u32,
+    /// What to do without a valid position.
+    pub auto_offset_reset: OffsetReset,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            max_wait: Duration::from_millis(500),
+            min_bytes: 1,
+            max_bytes: 4 * 1024 * 1024,
+            auto_offset_reset: OffsetReset::Latest,
+        }
+    }
+}
+
+type PartitionKey = (Arc<str>, u32);
+
+#[derive(Debug)]
+struct PartState {
+    position: Option<u64>,
+    generation: u64,
+    fetching: bool,
+}
+
+struct FetchResult {
+    key: PartitionKey,
+    generation: u64,
+    offset: u64,
+    result: Result<(FetchPartitionResponse, Bytes)>,
+}
+
+/// A consumer of explicitly assigned partitions.
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    parts: HashMap<PartitionKey, PartState>,
+    results_tx: mpsc::Sender<FetchResult>,
+    results_rx: mpsc::Receiver<FetchResult>,
+    buffered: VecDeque<ConsumerRecord>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("parts", &self.parts).finish()
+    }
+}
+
+impl Consumer {
+    /// A consumer with no partitions assigned.
+    pub fn new(client: Client, config: ConsumerConfig) -> Self {
+        let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE_MAX);
+        Consumer { client, config, parts: HashMap::new(), results_tx, results_rx, buffered: VecDeque::new() }
+    }
+
+    /// The client this consumer reads through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Adds `topic`/`partition`; its position comes from `auto_offset_reset` unless sought.
+    pub async fn assign(&mut self, topic: &str, partition: u32) -> Result<()> {
+        let count = self.client.partition_count(topic).await?;
+        if partition >= count {
+            return Err(ClientError::NoSuchPartition { topic: topic.to_string(), partition });
+        }
+        let key = (Arc::<str>::from(topic), partition);
+        self.parts.entry(key).or_insert(PartState { position: None, generation: 0, fetching: false });
+        Ok(())
+    }
+
+    /// Assigns every partition of `topic`.
+    pub async fn assign_topic(&mut self, topic: &str) -> Result<()> {
+        for partition in 0..self.client.partition_count(topic).await? {
+            self.assign(topic, partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Unassigns `topic`/`partition`; results of its outstanding fetch are dropped.
+    pub fn unassign(&mut self, topic: &str, partition: u32) {
+        self.parts.remove(&(Arc::<str>::from(topic), partition));
+        self.buffered.retain(|r| !(&*r.topic == topic && r.partition == partition));
+    }
+
+    /// The partitions assigned, sorted.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<_> = self.parts.keys().map(|(t, p)| (t.to_string(), *p)).collect();
+        v.sort();
+        v
+    }
+
+    /// Moves the position of an assigned partition. Records fetched before are discarded.
+    pub async fn seek(&mut self, topic: &str, partition: u32, to: SeekTo) -> Result<u64> {
+        let offset = match to {
+            SeekTo::Offset(o) => o,
+            SeekTo::Earliest => self.list_offset(topic, partition, OffsetSpec::Earliest).await?,
+            SeekTo::Latest => self.list_offset(topic, partition, OffsetSpec::Latest).await?,
+            SeekTo::Timestamp(t) => self.list_offset(topic, partition, OffsetSpec::Timestamp(t)).await?,
+        };
+        let key = (Arc::<str>::from(topic), partition);
+        let state = self
+            .parts
+            .get_mut(&key)
+            .ok_or_else(|| ClientError::Config(format!("{topic}/{partition} is not assigned")))?;
+        state.position = Some(offset);
+        state.generation += 1;
+        state.fetching = false;
+        self.buffered.retain(|r| !(&*r.topic == topic && r.partition == partition));
+        Ok(offset)
+    }
+
+    /// The next offset to be returned for a partition, if known.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.parts.get(&(Arc::<str>::from(topic), partition)).and_then(|s| s.position)
+    }
+
+    /// Asks the owner of `topic`/`partition` for the offset matching `spec`.
+    pub async fn list_offset(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
+        let request = Request::ListOffsets(ListOffsetsRequest {
+            partitions: vec![ListOffsetsPartition { topic: topic.to_string(), partition, spec }],
+        });
+        let (header, _) = self.client.call_partition(topic, partition, request, Bytes::new()).await?;
+        let Response::ListOffsets(resp) = header.response else {
+            return Err(ClientError::UnexpectedResponse("list offsets"));
+        };
+        let part = resp.partitions.into_iter().find(|p| p.topic == topic && p.partition == partition);
+        match part {
+            Some(p) if p.error == ErrorCode::None => Ok(p.offset),
+            Some(p) => Err(ClientError::server(p.error, None)),
+            None => Err(ClientError::UnexpectedResponse("list offsets reply without our partition")),
+        }
+    }
+
+    /// The next record, waiting as long as it takes.
+    pub async fn next_record(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            if let Some(r) = self.buffered.pop_front() {
+                return Ok(r);
+            }
+            let batch = self.poll(Duration::from_secs(3600)).await?;
+            self.buffered.extend(batch);
+        }
+    }
+
+    /// Records from the next fetch response that has any, or an empty vector once
+    /// `timeout` passed without one. Buffered records from [`Consumer::next_record`] come first.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if !self.buffered.is_empty() {
+            return Ok(self.buffered.drain(..).collect());
+        }
+        if self.parts.is_empty() {
+            return Err(ClientError::Config("no partitions assigned".to_string()));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.start_fetches().await?;
+            let result = match tokio::time::timeout_at(deadline, self.results_rx.recv()).await {
+                Err(_) => return Ok(Vec::new()),
+                Ok(None) => return Err(ClientError::Closed),
+                Ok(Some(r)) => r,
+            };
+            let records = self.on_result(result).await?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// Resolves missing positions and starts a fetch for every idle partition.
+    async fn start_fetches(&mut self) -> Result<()> {
+        let keys: Vec<PartitionKey> = self.parts.keys().cloned().collect();
+        for key in keys {
+            let needs_position = self.parts.get(&key).is_some_and(|s| s.position.is_none());
+            if needs_position {
+                self.reset_position(&key).await?;
+            }
+            if let Some(state) = self.parts.get_mut(&key) {
+                if let (false, Some(offset)) = (state.fetching, state.position) {
+                    state.fetching = true;
+                    spawn_fetch(
+                        self.client.clone(),
+                        self.config.clone(),
+                        key,
+                        state.generation,
+                        offset,
+                        self.results_tx.clone(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset_position(&mut self, key: &PartitionKey) -> Result<()> {
+        let spec = match self.config.auto_offset_reset {
+            OffsetReset::Earliest => OffsetSpec::Earliest,
+            OffsetReset::Latest => OffsetSpec::Latest,
+            OffsetReset::Error => {
+                return Err(ClientError::Server {
+                    code: ErrorCode::OffsetOutOfRange,
+                    message: format!("{}/{} has no valid position", key.0, key.1),
+                })
+            }
+        };
+        let offset = self.list_offset(&key.0, key.1, spec).await?;
+        if let Some(state) = self.parts.get_mut(key) {
+            state.position = Some(offset);
+            state.generation += 1;
+            state.fetching = false;
+        }
+        Ok(())
+    }
+
+    /// Applies one fetch result: advances the position, starts the next fetch at once
+    /// (prefetch), then returns the decoded records.
+    async fn on_result(&mut self, r: FetchResult) -> Result<Vec<ConsumerRecord>> {
+        let Some(state) = self.parts.get_mut(&r.key) else { return Ok(Vec::new()) };
+        if state.generation != r.generation {
+            return Ok(Vec::new());
+        }
+        state.fetching = false;
+        let (resp, payload) = match r.result {
+            Ok(ok) => ok,
+            Err(e) if e.code() == ErrorCode::OffsetOutOfRange => {
+                state.position = None;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut records = Vec::new();
+        let offset_next = decode_batches(&r.key.0, r.key.1, &payload, r.offset, &mut records)?;
+        let position = records.last().map_or(offset_next, |rec| rec.offset + 1).max(r.offset);
+        state.position = Some(position);
+        tracing::trace!(topic = %resp.topic, partition = resp.partition, position, "fetched");
+        self.start_fetches().await?;
+        Ok(records)
+    }
+}
+
+fn spawn_fetch(
+    client: Client,
+    config: ConsumerConfig,
+    key: PartitionKey,
+    generation: u64,
+    offset: u64,
+    tx: mpsc::Sender<FetchResult>,
+) {
+    tokio::spawn(async move {
+        let result = fetch_with_retry(&client, &config, &key, offset, &tx).await;
+        let _ = tx.send(FetchResult { key, generation, offset, result }).await;
+    });
+}
+
+/// Fetches until success, a non-retriable error, or the consumer going away.
+async fn fetch_with_retry(
+    client: &Client,
+    config: &ConsumerConfig,
+    key: &PartitionKey,
+    offset: u64,
+    tx: &mpsc::Sender<FetchResult>,
+) -> Result<(FetchPartitionResponse, Bytes)> {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match fetch_once(client, config, key, offset).await {
+            Err(e) if e.is_retriable() && !tx.is_closed() => {
+                tracing::debug!(topic = %key.0, partition = key.1, error = %e, "fetch failed; retrying");
+                client.note_partition_error(&key.0, &e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(FETCH_BACKOFF_MAX);
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn fetch_once(
+    client: &Client,
+    config: &ConsumerConfig,
+    key: &PartitionKey,
+    offset: u64,
+) -> Result<(FetchPartitionResponse, Bytes)> {
+    let request = Request::Fetch(FetchRequest {
+        max_wait_ms: config.max_wait.as_millis().min(u128::from(u32::MAX)) as u32,
+        min_bytes: config.min_bytes,
+        max_bytes: config.max_bytes,
+        partitions: vec![FetchPartition {
+            topic: key.0.to_string(),
+            partition: key.1,
+            offset,
+            max_bytes: config.max_bytes,
+        }],
+    });
+    let (header, payload) = client.call_partition(&key.0, key.1, request, Bytes::new()).await?;
+    let Response::Fetch(resp) = header.response else {
+        return Err(ClientError::UnexpectedResponse("fetch"));
+    };
+    let mut start = 0usize;
+    for part in resp.partitions {
+        let end = start + part.bytes_len as usize;
+        if end > payload.len() {
+            return Err(ClientError::UnexpectedResponse("fetch payload shorter than its lengths"));
+        }
+        if *part.topic == *key.0 && part.partition == key.1 {
+            if part.error != ErrorCode::None {
+                let e = ClientError::server(part.error, None);
+                client.note_partition_error(&key.0, &e);
+                return Err(e);
+            }
+            return Ok((part, payload.slice(start..end)));
+        }
+        start = end;
+    }
+    Err(ClientError::UnexpectedResponse("fetch reply without our partition"))
+}

@@ -1,0 +1,104 @@
+//! The client's one error type. Every failure a caller can see is a
+//! [`ClientError`]; each maps to the closest [`ErrorCode`] so the CLI and
+//! callers can react to the wire meaning. It is `Clone` because one failure
+//! (a lost connection, a rejected batch) resolves many waiting futures.
+
+use std::net::SocketAddr;
+
+use strand_wire::batch::BatchError;
+use strand_wire::ErrorCode;
+
+use crate::proto::ProtoError;
+
+/// A failure of a client operation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    /// The address could not be resolved or is not `host:port`.
+    #[error("bad address {addr}: {reason}")]
+    BadAddress { addr: String, reason: String },
+    /// Connecting to a node failed.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    /// The connection closed or failed while a request was outstanding.
+    #[error("connection to {addr} lost: {reason}")]
+    Disconnected { addr: SocketAddr, reason: String },
+    /// No response arrived within the request timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// The node sent bytes this client cannot parse.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtoError),
+    /// The node answered with an error code.
+    #[error("{code}: {message}")]
+    Server { code: ErrorCode, message: String },
+    /// The node answered with a response of the wrong kind or shape.
+    #[error("unexpected response: {0}")]
+    UnexpectedResponse(&'static str),
+    /// A fetched batch failed validation.
+    #[error("corrupt batch from node: {0}")]
+    CorruptBatch(#[from] BatchError),
+    /// A compressed batch could not be decompressed.
+    #[error("cannot decompress batch: {0}")]
+    Decompress(String),
+    /// The partition is not in the topic (or the topic has no partitions).
+    #[error("topic {topic} has no partition {partition}")]
+    NoSuchPartition { topic: String, partition: u32 },
+    /// A single record is larger than the producer's buffer or batch limit.
+    #[error("record of {len} bytes exceeds limit {max}")]
+    RecordTooLarge { len: usize, max: usize },
+    /// An invalid setting.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The producer or consumer was closed.
+    #[error("closed")]
+    Closed,
+    /// The feature is not available yet.
+    #[error("not supported yet: {0}")]
+    NotSupported(&'static str),
+}
+
+impl ClientError {
+    /// The wire error code closest to this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ClientError::Server { code, .. } => *code,
+            ClientError::Timeout => ErrorCode::RequestTimedOut,
+            ClientError::CorruptBatch(_) | ClientError::Decompress(_) => ErrorCode::CorruptBatch,
+            ClientError::NoSuchPartition { .. } => ErrorCode::UnknownPartition,
+            ClientError::RecordTooLarge { .. } => ErrorCode::MessageTooLarge,
+            ClientError::Config(_) => ErrorCode::InvalidConfig,
+            ClientError::NotSupported(_) => ErrorCode::UnknownApi,
+            _ => ErrorCode::Unknown,
+        }
+    }
+
+    /// Whether retrying (after a metadata refresh and reconnect) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Disconnected { .. } | ClientError::Timeout => true,
+            ClientError::Server { code, .. } => {
+                code.is_retriable() || matches!(code, ErrorCode::UnknownTopic | ErrorCode::UnknownPartition)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the metadata cache should be refreshed before a retry.
+    pub fn needs_metadata_refresh(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Disconnected { .. } => true,
+            ClientError::Server { code, .. } => {
+                matches!(code, ErrorCode::NotOwner | ErrorCode::UnknownTopic | ErrorCode::UnknownPartition)
+            }
+            _ => false,
+        }
+    }
+
+    /// An error for a non-`None` code with an optional message from the node.
+    pub fn server(code: ErrorCode, message: Option<String>) -> Self {
+        ClientError::Server { code, message: message.unwrap_or_else(|| code.name().to_string()) }
+    }
+}
+
+/// Result of a client operation.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -1,0 +1,602 @@
+//! [`Producer`]: batches records per partition and sends them to the owner
+//! shard, idempotently.
+//!
+//! Each `(topic, partition)` gets one worker task that owns everything about
+//! that partition: the open batch (sealed at `batch_size` bytes or after
+//! `linger`), closed batches waiting for an in-flight slot, and up to
+//! `max_in_flight` (≤ 5) batches sent but not yet acknowledged.
+//!
+//! Invariants:
+//! - Sequence numbers are assigned when a batch is first sent, per partition,
+//!   starting at 0 and advancing by the batch's record count; a retried batch is
+//!   resent byte for byte, so the node's 5-entry dedup window recognises it.
+//! - Replies are consumed strictly in send order. When the oldest in-flight batch
+//!   fails with a retriable error, every in-flight batch is resent in the original
+//!   order (no reordering); `DUPLICATE_SEQUENCE` counts as success.
+//! - Buffered record bytes never exceed `buffer_bytes_max`: `send` waits for room.
+//! - A non-retriable failure fails that batch; later in-flight batches are awaited
+//!   before anything new is sent, and the sequence rewinds past the failed batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use strand_wire::batch::{BatchBuilder, Compression};
+use strand_wire::msg::{Acks, ProducePartition, ProduceRequest, Request, Response};
+use strand_wire::ErrorCode;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::conn::{PendingReply, Reply};
+use crate::error::{ClientError, Result};
+use crate::records::{partition_for_key, seal_batch};
+
+/// The node keeps this many batch sequences per (producer, partition); more in flight
+/// would make retries undetectable as duplicates.
+pub const IN_FLIGHT_MAX: usize = 5;
+/// Closed batches a worker holds beyond its in-flight ones before it stops taking records.
+const READY_BATCHES_MAX: usize = 2;
+/// Messages queued to one partition worker.
+const WORKER_QUEUE_MAX: usize = 1024;
+/// Bytes counted per record on top of key, value and headers (varints, bookkeeping).
+const RECORD_OVERHEAD_BYTES: usize = 24;
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Acknowledgement level; with [`Acks::None`] offsets are unknown and nothing is retried.
+    pub acks: Acks,
+    /// A batch is sent once its records reach this many bytes.
+    pub batch_size: usize,
+    /// A non-full batch is sent this long after its first record.
+    pub linger: Duration,
+    /// Codec applied to each batch's records.
+    pub compression: Compression,
+    /// Record bytes buffered (not yet acknowledged) at most; `send` waits beyond it.
+    pub buffer_bytes_max: usize,
+    /// Batches sent but unacknowledged per partition, `1..=5`.
+    pub max_in_flight: usize,
+    /// Give up on a batch this long after it was first sent.
+    pub delivery_timeout: Duration,
+    /// First pause before a retry (doubles up to 1 s).
+    pub retry_backoff: Duration,
+    /// Use a producer id and sequences so retries never duplicate.
+    pub idempotence: bool,
+    /// Timeout the node applies to each produce request.
+    pub request_timeout_ms: u32,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::Leader,
+            batch_size: 64 * 1024,
+            linger: Duration::from_millis(5),
+            compression: Compression::None,
+            buffer_bytes_max: 32 * 1024 * 1024,
+            max_in_flight: IN_FLIGHT_MAX,
+            delivery_timeout: Duration::from_secs(60),
+            retry_backoff: Duration::from_millis(50),
+            idempotence: true,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// A record to send. Build with [`ProducerRecord::new`] and the setters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    pub topic: String,
+    /// Explicit partition; otherwise the key's hash, or round-robin for keyless records.
+    pub partition: Option<u32>,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    /// Milliseconds since the Unix epoch; `None` = now.
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+impl ProducerRecord {
+    /// A keyless record for `topic`.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: value.into(),
+            timestamp: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Sets the key (which also picks the partition unless one is set explicitly).
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sends to this partition.
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp (ms since the Unix epoch).
+    pub fn timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<Bytes>, value: Option<Bytes>) -> Self {
+        self.headers.push((key.into(), value));
+        self
+    }
+
+    fn size_bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + 4).sum();
+        RECORD_OVERHEAD_BYTES + self.key.as_ref().map_or(0, |k| k.len()) + self.value.len() + headers
+    }
+}
+
+/// Where a record was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub partition: u32,
+    /// Offset of the record; `None` with [`Acks::None`].
+    pub offset: Option<u64>,
+}
+
+/// Resolves when the record is acknowledged (or finally failed).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
+struct Pending {
+    record: ProducerRecord,
+    timestamp: i64,
+    done: oneshot::Sender<Result<RecordMetadata>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+enum Msg {
+    Record(Pending),
+    Flush(oneshot::Sender<()>),
+}
+
+struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    /// `(producer_id, epoch)` when idempotent.
+    identity: Option<(u64, u16)>,
+    buffer: Arc<Semaphore>,
+    workers: Mutex<HashMap<(String, u32), mpsc::Sender<Msg>>>,
+    round_robin: AtomicU32,
+}
+
+/// An asynchronous, batching, idempotent producer. Clone to share.
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("identity", &self.shared.identity).finish()
+    }
+}
+
+impl Producer {
+    /// A producer on `client`; asks the node for a producer id when `config.idempotence`.
+    pub async fn new(client: Client, config: ProducerConfig) -> Result<Self> {
+        if !(1..=IN_FLIGHT_MAX).contains(&config.max_in_flight) {
+            return Err(ClientError::Config(format!("max_in_flight must be 1..={IN_FLIGHT_MAX}")));
+        }
+        if config.batch_size == 0 || config.buffer_bytes_max < config.batch_size {
+            return Err(ClientError::Config("need 0 < batch_size <= buffer_bytes_max".to_string()));
+        }
+        let buffer_permits = config.buffer_bytes_max.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+        let identity = if config.idempotence { Some(init_producer_id(&client).await?) } else { None };
+        let shared = Shared {
+            client,
+            config,
+            identity,
+            buffer: Arc::new(Semaphore::new(buffer_permits)),
+            workers: Mutex::new(HashMap::new()),
+            round_robin: AtomicU32::new(0),
+        };
+        Ok(Producer { shared: Arc::new(shared) })
+    }
+
+    /// The `(producer_id, epoch)` the node assigned, if idempotent.
+    pub fn identity(&self) -> Option<(u64, u16)> {
+        self.shared.identity
+    }
+
+    /// Queues `record`, waiting while the buffer is full. The returned future resolves
+    /// with the record's partition and offset once acknowledged.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let size = record.size_bytes();
+        let max = self.shared.config.buffer_bytes_max.min(u32::MAX as usize);
+        if size > max {
+            return Err(ClientError::RecordTooLarge { len: size, max });
+        }
+        let partition = self.choose_partition(&record).await?;
+        let permit =
+            self.shared.buffer.clone().acquire_many_owned(size as u32).await.map_err(|_| ClientError::Closed)?;
+        let (done, rx) = oneshot::channel();
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let worker = self.worker(&record.topic, partition);
+        let msg = Msg::Record(Pending { record, timestamp, done, _permit: permit });
+        worker.send(msg).await.map_err(|_| ClientError::Closed)?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Sends every buffered record now and waits until all sent so far are acknowledged
+    /// or failed.
+    pub async fn flush(&self) -> Result<()> {
+        let workers: Vec<mpsc::Sender<Msg>> = lock_workers(&self.shared).values().cloned().collect();
+        let mut waits = Vec::with_capacity(workers.len());
+        for worker in workers {
+            let (tx, rx) = oneshot::channel();
+            if worker.send(Msg::Flush(tx)).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for rx in waits {
+            let _ = rx.await;
+        }
+        Ok(())
+    }
+
+    async fn choose_partition(&self, record: &ProducerRecord) -> Result<u32> {
+        let count = self.shared.client.partition_count(&record.topic).await?;
+        if count == 0 {
+            return Err(ClientError::NoSuchPartition { topic: record.topic.clone(), partition: 0 });
+        }
+        match (record.partition, &record.key) {
+            (Some(p), _) if p < count => Ok(p),
+            (Some(p), _) => Err(ClientError::NoSuchPartition { topic: record.topic.clone(), partition: p }),
+            (None, Some(key)) => Ok(partition_for_key(key, count)),
+            (None, None) => Ok(self.shared.round_robin.fetch_add(1, Ordering::Relaxed) % count),
+        }
+    }
+
+    fn worker(&self, topic: &str, partition: u32) -> mpsc::Sender<Msg> {
+        let mut workers = lock_workers(&self.shared);
+        let key = (topic.to_string(), partition);
+        if let Some(tx) = workers.get(&key).filter(|tx| !tx.is_closed()) {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(WORKER_QUEUE_MAX);
+        let worker = Worker::new(self.shared.clone(), topic, partition, rx);
+        tokio::spawn(worker.run());
+        workers.insert(key, tx.clone());
+        tx
+    }
+}
+
+fn lock_workers(shared: &Shared) -> std::sync::MutexGuard<'_, HashMap<(String, u32), mpsc::Sender<Msg>>> {
+    // The map stays consistent even if a holder panicked.
+    shared.workers.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn init_producer_id(client: &Client) -> Result<(u64, u16)> {
+    let (header, _) = client.call_bootstrap(Request::InitProducerId, &[]).await?;
+    match header.response {
+        Response::InitProducerId(r) => Ok((r.producer_id, r.producer_epoch)),
+        _ => Err(ClientError::UnexpectedResponse("init producer id")),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Result<Reply>> + Send + Sync>>;
+
+/// A batch sent at least once and not yet resolved.
+struct InFlight {
+    bytes: Bytes,
+    base_sequence: u32,
+    records: Vec<Pending>,
+    first_sent: Instant,
+    reply: ReplyFuture,
+}
+
+/// What one produce reply means for the oldest in-flight batch.
+enum Verdict {
+    Stored(u64),
+    Retry(ClientError),
+    Fail(ClientError),
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    topic: String,
+    partition: u32,
+    rx: mpsc::Receiver<Msg>,
+    rx_closed: bool,
+    open: Vec<Pending>,
+    open_bytes: usize,
+    open_deadline: Option<Instant>,
+    ready: VecDeque<Vec<Pending>>,
+    inflight: VecDeque<InFlight>,
+    sequence_next: u32,
+    batches_closed: u64,
+    batches_done: u64,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    retry_backoff: Duration,
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>, topic: &str, partition: u32, rx: mpsc::Receiver<Msg>) -> Self {
+        let retry_backoff = shared.config.retry_backoff;
+        Worker {
+            shared,
+            topic: topic.to_string(),
+            partition,
+            rx,
+            rx_closed: false,
+            open: Vec::new(),
+            open_bytes: 0,
+            open_deadline: None,
+            ready: VecDeque::new(),
+            inflight: VecDeque::new(),
+            sequence_next: 0,
+            batches_closed: 0,
+            batches_done: 0,
+            flushes: Vec::new(),
+            retry_backoff,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            self.pump().await;
+            self.resolve_flushes();
+            if self.rx_closed && self.open.is_empty() && self.ready.is_empty() && self.inflight.is_empty() {
+                break;
+            }
+            let accept = !self.rx_closed && self.ready.len() < READY_BATCHES_MAX;
+            let linger_at = self.open_deadline;
+            let has_inflight = !self.inflight.is_empty();
+            let front = self.inflight.front_mut().map(|f| &mut f.reply);
+            tokio::select! {
+                reply = async { if let Some(f) = front { f.await } else { std::future::pending().await } }, if has_inflight => {
+                    self.on_reply(reply).await;
+                }
+                msg = self.rx.recv(), if accept => self.on_msg(msg),
+                _ = tokio::time::sleep_until(linger_at.unwrap_or_else(Instant::now)), if linger_at.is_some() => {
+                    self.close_open();
+                }
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: Option<Msg>) {
+        match msg {
+            None => {
+                self.rx_closed = true;
+                self.close_open();
+            }
+            Some(Msg::Flush(tx)) => {
+                self.close_open();
+                self.flushes.push((self.batches_closed, tx));
+            }
+            Some(Msg::Record(p)) => {
+                let size = p.record.size_bytes();
+                if !self.open.is_empty() && self.open_bytes + size > self.shared.config.batch_size {
+                    self.close_open();
+                }
+                if self.open.is_empty() {
+                    self.open_deadline = Some(Instant::now() + self.shared.config.linger);
+                }
+                self.open.push(p);
+                self.open_bytes += size;
+                if self.open_bytes >= self.shared.config.batch_size {
+                    self.close_open();
+                }
+            }
+        }
+    }
+
+    fn close_open(&mut self) {
+        self.open_deadline = None;
+        self.open_bytes = 0;
+        if !self.open.is_empty() {
+            self.ready.push_back(std::mem::take(&mut self.open));
+            self.batches_closed += 1;
+        }
+    }
+
+    fn resolve_flushes(&mut self) {
+        let done = self.batches_done;
+        let (ready, waiting): (Vec<_>, Vec<_>) = self.flushes.drain(..).partition(|(mark, _)| *mark <= done);
+        self.flushes = waiting;
+        for (_, tx) in ready {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Seals and sends ready batches while in-flight slots are free.
+    async fn pump(&mut self) {
+        while self.inflight.len() < self.shared.config.max_in_flight {
+            let Some(records) = self.ready.pop_front() else { break };
+            let base_sequence = self.sequence_next;
+            let bytes = self.seal(&records, base_sequence);
+            self.sequence_next = base_sequence.wrapping_add(records.len() as u32);
+            if self.shared.config.acks == Acks::None {
+                self.send_unacked(records, &bytes).await;
+                continue;
+            }
+            let reply = self.transmit_acked(&bytes).await;
+            let first_sent = Instant::now();
+            self.inflight.push_back(InFlight { bytes, base_sequence, records, first_sent, reply });
+        }
+    }
+
+    fn seal(&self, records: &[Pending], base_sequence: u32) -> Bytes {
+        let mut builder = BatchBuilder::with_capacity(self.shared.config.batch_size + 1024);
+        if let Some((id, epoch)) = self.shared.identity {
+            builder = builder.producer(id, epoch, base_sequence);
+        }
+        for p in records {
+            let headers: Vec<(&[u8], Option<&[u8]>)> =
+                p.record.headers.iter().map(|(k, v)| (&k[..], v.as_deref())).collect();
+            builder.push(p.timestamp, p.record.key.as_deref(), &p.record.value, &headers);
+        }
+        seal_batch(builder, self.shared.config.compression)
+    }
+
+    /// Sends one batch. `Ok(None)` when no reply is expected (`acks = none`).
+    async fn transmit(&self, bytes: &Bytes) -> Result<Option<PendingReply>> {
+        let request = Request::Produce(ProduceRequest {
+            acks: self.shared.config.acks,
+            timeout_ms: self.shared.config.request_timeout_ms,
+            partitions: vec![ProducePartition {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                bytes_len: bytes.len() as u32,
+            }],
+        });
+        let client = &self.shared.client;
+        let addr = client.partition_addr(&self.topic, self.partition).await?;
+        let conn = client.connection(addr).await?;
+        if self.shared.config.acks == Acks::None {
+            conn.send_oneway(request, bytes).await?;
+            return Ok(None);
+        }
+        conn.send(request, bytes).await.map(Some)
+    }
+
+    /// Sends one batch; the future resolves with its reply, or at once with the error
+    /// that kept it from being sent.
+    async fn transmit_acked(&self, bytes: &Bytes) -> ReplyFuture {
+        match self.transmit(bytes).await {
+            Ok(Some(pending)) => Box::pin(pending.wait()),
+            Ok(None) => Box::pin(std::future::ready(Err(ClientError::UnexpectedResponse("no reply expected")))),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    /// `acks = none`: the records are done once written (or failed if they could not be).
+    async fn send_unacked(&mut self, records: Vec<Pending>, bytes: &Bytes) {
+        let sent = self.transmit(bytes).await;
+        for p in records {
+            let result = match &sent {
+                Ok(_) => Ok(RecordMetadata { partition: self.partition, offset: None }),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = p.done.send(result);
+        }
+        self.batches_done += 1;
+    }
+
+    async fn on_reply(&mut self, reply: Result<Reply>) {
+        match self.judge(reply) {
+            Verdict::Stored(base_offset) => {
+                if let Some(batch) = self.inflight.pop_front() {
+                    self.complete(batch, Ok(base_offset));
+                }
+                self.retry_backoff = self.shared.config.retry_backoff;
+            }
+            Verdict::Retry(e) => self.retry_all(e).await,
+            Verdict::Fail(e) => self.fail_front(e).await,
+        }
+    }
+
+    fn judge(&self, reply: Result<Reply>) -> Verdict {
+        let (header, _) = match reply {
+            Ok(r) => r,
+            Err(e) if e.is_retriable() => return Verdict::Retry(e),
+            Err(e) => return Verdict::Fail(e),
+        };
+        let Response::Produce(resp) = header.response else {
+            return Verdict::Fail(ClientError::UnexpectedResponse("produce"));
+        };
+        let Some(part) = resp.partitions.iter().find(|p| p.topic == self.topic && p.partition == self.partition) else {
+            return Verdict::Fail(ClientError::UnexpectedResponse("produce reply without our partition"));
+        };
+        match part.error {
+            ErrorCode::None | ErrorCode::DuplicateSequence => Verdict::Stored(part.base_offset),
+            code => {
+                let e = ClientError::server(code, None);
+                if e.is_retriable() {
+                    Verdict::Retry(e)
+                } else {
+                    Verdict::Fail(e)
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, batch: InFlight, result: Result<u64>) {
+        for (i, p) in batch.records.into_iter().enumerate() {
+            let r = match &result {
+                Ok(base) => Ok(RecordMetadata { partition: self.partition, offset: Some(base + i as u64) }),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = p.done.send(r);
+        }
+        self.batches_done += 1;
+    }
+
+    /// Resends every in-flight batch, in order, after a pause and a metadata refresh.
+    async fn retry_all(&mut self, err: ClientError) {
+        let expired =
+            self.inflight.front().is_some_and(|f| f.first_sent.elapsed() > self.shared.config.delivery_timeout);
+        if expired {
+            return self.fail_front(err).await;
+        }
+        tracing::debug!(topic = %self.topic, partition = self.partition, error = %err, "retrying in-flight batches");
+        self.shared.client.note_partition_error(&self.topic, &err);
+        tokio::time::sleep(self.retry_backoff).await;
+        self.retry_backoff = (self.retry_backoff * 2).min(Duration::from_secs(1));
+        for i in 0..self.inflight.len() {
+            let bytes = self.inflight[i].bytes.clone();
+            let reply = self.transmit_acked(&bytes).await;
+            self.inflight[i].reply = reply;
+        }
+    }
+
+    /// Fails the oldest batch, settles the rest of the in-flight window and rewinds the
+    /// sequence so the next batch follows the last one stored.
+    async fn fail_front(&mut self, err: ClientError) {
+        let Some(front) = self.inflight.pop_front() else { return };
+        let mut sequence_next = front.base_sequence;
+        self.complete(front, Err(err.clone()));
+        while let Some(mut batch) = self.inflight.pop_front() {
+            let reply = (&mut batch.reply).await;
+            match self.judge(reply) {
+                Verdict::Stored(base) => {
+                    sequence_next = batch.base_sequence.wrapping_add(batch.records.len() as u32);
+                    self.complete(batch, Ok(base));
+                }
+                _ => {
+                    let e = ClientError::Server {
+                        code: err.code(),
+                        message: format!("an earlier batch of this partition failed: {err}"),
+                    };
+                    self.complete(batch, Err(e));
+                }
+            }
+        }
+        self.sequence_next = sequence_next;
+    }
+}

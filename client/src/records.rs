@@ -1,0 +1,264 @@
+//! Record-level helpers shared by producer and consumer: sealing a batch with
+//! optional compression, decoding a fetched run of batches into
+//! [`ConsumerRecord`]s that borrow (zero-copy, via `Bytes::slice_ref`) from the
+//! response payload or from the one decompressed buffer of their batch, and the
+//! key partitioner.
+//!
+//! Invariants: decompression never allocates more than
+//! [`DECOMPRESSED_LEN_MAX`] bytes whatever a batch claims; records below the
+//! requested offset (a batch that started earlier) are skipped, never returned.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strand_wire::batch::{BatchBuilder, BatchError, BatchIter, Compression, RecordIter};
+
+use crate::error::{ClientError, Result};
+
+/// Largest records section a compressed batch may expand to.
+pub const DECOMPRESSED_LEN_MAX: usize = 64 * 1024 * 1024;
+/// zstd level used for producer batches (fast, still a good ratio).
+const ZSTD_LEVEL: i32 = 3;
+
+/// One record read from a partition. `key`, `value` and header fields are views into
+/// the fetched bytes; holding a record keeps its batch's buffer alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    pub offset: u64,
+    /// Milliseconds since the Unix epoch, as set by the producer.
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+/// Seals `builder` into batch bytes, compressing the records section with `codec`.
+/// Falls back to no compression when compressing does not make the batch smaller.
+pub fn seal_batch(builder: BatchBuilder, codec: Compression) -> Bytes {
+    let compressed = match codec {
+        Compression::None => None,
+        Compression::Lz4 => Some(lz4_flex::compress_prepend_size(builder.records_section())),
+        Compression::Zstd => zstd::bulk::compress(builder.records_section(), ZSTD_LEVEL).ok(),
+    };
+    match compressed {
+        Some(c) if c.len() < builder.records_section().len() => builder.finish_compressed(codec, &c),
+        _ => builder.finish(),
+    }
+}
+
+/// Decompresses a records section written by `codec`.
+pub fn decompress(codec: Compression, section: &[u8]) -> Result<Bytes> {
+    let bad = |e: String| ClientError::Decompress(e);
+    match codec {
+        Compression::None => Ok(Bytes::copy_from_slice(section)),
+        Compression::Lz4 => {
+            let claimed = section.first_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize);
+            match claimed {
+                Some(len) if len <= DECOMPRESSED_LEN_MAX => {}
+                _ => return Err(bad("lz4 size prefix missing or too large".to_string())),
+            }
+            lz4_flex::decompress_size_prepended(section).map(Bytes::from).map_err(|e| bad(e.to_string()))
+        }
+        Compression::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(section).map_err(|e| bad(e.to_string()))?;
+            let mut out = Vec::new();
+            decoder.take(DECOMPRESSED_LEN_MAX as u64 + 1).read_to_end(&mut out).map_err(|e| bad(e.to_string()))?;
+            if out.len() > DECOMPRESSED_LEN_MAX {
+                return Err(bad("zstd output too large".to_string()));
+            }
+            Ok(Bytes::from(out))
+        }
+    }
+}
+
+/// Decodes the batches in `payload` (one partition's share of a fetch response) into
+/// records with offset `>= offset_min`, appending them to `out`. Returns the offset after
+/// the last batch seen (or `offset_min` if there was none). A torn final batch ends the run.
+pub fn decode_batches(
+    topic: &Arc<str>,
+    partition: u32,
+    payload: &Bytes,
+    offset_min: u64,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<u64> {
+    let mut offset_next = offset_min;
+    for batch in BatchIter::new(payload) {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(BatchError::Truncated { .. }) if offset_next > offset_min => break,
+            Err(e) => return Err(e.into()),
+        };
+        let header = *batch.header();
+        offset_next = offset_next.max(header.next_offset());
+        if header.next_offset() <= offset_min || header.is_control() {
+            continue;
+        }
+        match header.compression() {
+            Compression::None => {
+                push_records(topic, partition, &header, payload, batch.records_section(), offset_min, out)?
+            }
+            codec => {
+                let owned = decompress(codec, batch.records_section())?;
+                push_records(topic, partition, &header, &owned, &owned, offset_min, out)?;
+            }
+        }
+    }
+    Ok(offset_next)
+}
+
+/// Appends the records of one batch whose (uncompressed) records section is `section`,
+/// a slice of `buf`.
+fn push_records(
+    topic: &Arc<str>,
+    partition: u32,
+    header: &strand_wire::batch::BatchHeader,
+    buf: &Bytes,
+    section: &[u8],
+    offset_min: u64,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<()> {
+    for record in RecordIter::new(section, header.record_count) {
+        let record = record?;
+        let offset = header.base_offset + record.offset_delta as u64;
+        if offset < offset_min {
+            continue;
+        }
+        let headers = record.headers().map(|(k, v)| (buf.slice_ref(k), v.map(|v| buf.slice_ref(v)))).collect();
+        out.push(ConsumerRecord {
+            topic: topic.clone(),
+            partition,
+            offset,
+            timestamp: header.first_timestamp.saturating_add(record.timestamp_delta),
+            key: record.key.map(|k| buf.slice_ref(k)),
+            value: buf.slice_ref(record.value),
+            headers,
+        });
+    }
+    Ok(())
+}
+
+/// Kafka's murmur2 (seed `0x9747b28c`), so keys land on the partitions a Kafka
+/// client would choose: `partition = (murmur2(key) & 0x7fffffff) % partitions`.
+pub fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// The partition for `key` among `partitions` (Kafka-compatible murmur2).
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    assert!(partitions > 0, "a topic has at least one partition");
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand_wire::batch::{stamp_base_offset, BatchHeader};
+
+    fn batch(codec: Compression, base_offset: u64, n: u32) -> Bytes {
+        let mut b = BatchBuilder::new();
+        for i in 0..n {
+            let value = format!("value {i} {}", "x".repeat(100));
+            b.push(1_000 + i64::from(i), Some(format!("k{i}").as_bytes()), value.as_bytes(), &[(b"h", Some(b"hv"))]);
+        }
+        let mut bytes = seal_batch(b, codec).to_vec();
+        stamp_base_offset(&mut bytes, base_offset);
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn compression_round_trip_skips_records_below_the_position() {
+        for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let mut payload = batch(codec, 100, 10).to_vec();
+            payload.extend_from_slice(&batch(codec, 110, 5));
+            let payload = Bytes::from(payload);
+            let header = BatchHeader::parse(&payload).expect("header");
+            assert_eq!(header.compression(), codec, "compressible data is compressed");
+            let topic: Arc<str> = Arc::from("t");
+            let mut out = Vec::new();
+            let next = decode_batches(&topic, 3, &payload, 104, &mut out).expect("valid");
+            assert_eq!(next, 115);
+            let offsets: Vec<u64> = out.iter().map(|r| r.offset).collect();
+            assert_eq!(offsets, (104..115).collect::<Vec<_>>(), "{codec:?}");
+            let r = &out[0];
+            assert_eq!(r.key.as_deref(), Some(&b"k4"[..]));
+            assert!(r.value.starts_with(b"value 4 "));
+            assert_eq!(r.timestamp, 1_004);
+            assert_eq!(r.headers, vec![(Bytes::from_static(b"h"), Some(Bytes::from_static(b"hv")))]);
+            if codec == Compression::None {
+                let range = payload.as_ptr() as usize..payload.as_ptr() as usize + payload.len();
+                assert!(range.contains(&(r.value.as_ptr() as usize)), "uncompressed values are views of the payload");
+            }
+        }
+    }
+
+    #[test]
+    fn torn_tail_ends_the_run_but_corruption_is_an_error() {
+        let topic: Arc<str> = Arc::from("t");
+        let mut payload = batch(Compression::None, 0, 3).to_vec();
+        let second = batch(Compression::None, 3, 3);
+        payload.extend_from_slice(&second[..second.len() / 2]);
+        let mut out = Vec::new();
+        assert_eq!(decode_batches(&topic, 0, &Bytes::from(payload.clone()), 0, &mut out), Ok(3));
+        assert_eq!(out.len(), 3);
+        payload[60] ^= 0xff;
+        let err = decode_batches(&topic, 0, &Bytes::from(payload), 0, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, ClientError::CorruptBatch(_)), "{err:?}");
+    }
+
+    #[test]
+    fn decompression_refuses_oversized_claims() {
+        let mut claim = (DECOMPRESSED_LEN_MAX as u32 + 1).to_le_bytes().to_vec();
+        claim.extend_from_slice(&[0; 16]);
+        assert!(matches!(decompress(Compression::Lz4, &claim), Err(ClientError::Decompress(_))));
+        let zeros = vec![0u8; DECOMPRESSED_LEN_MAX + 10];
+        let bomb = zstd::bulk::compress(&zeros, 3).expect("compress");
+        assert!(matches!(decompress(Compression::Zstd, &bomb), Err(ClientError::Decompress(_))));
+    }
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (b"abc", 479_470_107),
+        ];
+        for (key, expect) in cases {
+            assert_eq!(murmur2(key) as i32, expect, "{}", String::from_utf8_lossy(key));
+        }
+        assert_eq!(partition_for_key(b"foobar", 7), ((-790_332_482i32 as u32) & 0x7fff_ffff) % 7);
+    }
+}
