@@ -7,3 +7,4 @@ pub mod producer;
 pub mod topic;
 pub mod index;
 pub mod recovery;
+pub mod group;

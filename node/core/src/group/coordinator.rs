@@ -1,0 +1,681 @@
+//! [`GroupCoordinator`]: every consumer group of one shard, driven by the shell.
+//!
+//! Lifecycle: created in the loading phase (every request answers
+//! `CoordinatorNotAvailable`), fed the `__consumer_offsets` records in log order with
+//! [`GroupCoordinator::load_offset_record`], then opened with
+//! [`GroupCoordinator::finish_loading`]. Single-threaded: the owning shard calls it.
+//!
+//! Request semantics (Kafka-like, server-side assignment):
+//! - Join with an empty member id creates a member (`<client_id>-<instance:x>-<n>`:
+//!   deterministic, never reused within one coordinator instance, and distinct across
+//!   restarts as long as the shell passes a different `instance` each start) and parks
+//!   the join until the rebalance completes. A known member rejoining a
+//!   CompletingRebalance/Stable group with an unchanged subscription is answered at once
+//!   with the current generation; with a changed subscription it triggers a rebalance.
+//! - A rebalance completes when every member has a parked join, or at the rebalance
+//!   deadline (`start + max(rebalance_timeout_ms)` of the members) after dropping the
+//!   members that did not rejoin. Completion bumps the generation (also when no
+//!   members remain; the group is then Empty) and computes the assignment.
+//! - Heartbeats answer `RebalanceInProgress` in PreparingRebalance. Sync answers the
+//!   member's assignment of the current generation; the group is Stable once every
+//!   member synced.
+//! - Commits from a member of the current generation are accepted in Stable and in
+//!   PreparingRebalance (Kafka's rule: the old generation still owns its partitions until
+//!   the new one forms, which lets a consumer commit in its revoke callback before it
+//!   rejoins), refused with `RebalanceInProgress` in CompletingRebalance (the member does
+//!   not know its new assignment yet). A stale generation gets `IllegalGeneration`.
+//!   A *standalone* commit (empty member id and generation 0) is accepted only while the
+//!   group has no members (it creates the group if needed): consumers that assign
+//!   partitions themselves and use the group only to store offsets.
+//! - Every request from a known member (join, sync, heartbeat, commit) renews its session.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use strand_wire::msg::{self, Assignor, CommittedOffset, TopicPartition};
+use strand_wire::ErrorCode;
+
+use super::error::GroupError;
+use super::offsets::Committed;
+use super::record::CommitRecord;
+use super::state::{Group, GroupState, Member};
+use super::{
+    CLIENT_ID_LEN_MAX, GROUPS_MAX, GROUP_ID_LEN_MAX, MEMBERS_PER_GROUP_MAX, METADATA_LEN_MAX, OFFSETS_PER_COMMIT_MAX,
+    PERSISTS_IN_FLIGHT_MAX, TOPICS_PER_MEMBER_MAX, TOPIC_NAME_LEN_MAX,
+};
+
+/// The shell's handle for a request whose answer may come later through an [`Action`].
+pub type RequestId = u64;
+
+/// Result of a request that may have to wait.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<T> {
+    /// Answered now.
+    Done(T),
+    /// Answered later by an [`Action::Respond`] with the same request id (possibly
+    /// already queued: drain [`GroupCoordinator::poll_action`]).
+    Parked,
+}
+
+/// A late answer to a parked request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Join(Result<JoinResult, GroupError>),
+    Commit(Result<(), GroupError>),
+}
+
+/// Work for the shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send this answer to the request `request_id`.
+    Respond { request_id: RequestId, reply: Reply },
+    /// Append these records to `__consumer_offsets` (value = [`CommitRecord::encode`],
+    /// key = [`CommitRecord::encode_key`]) in order, then call
+    /// [`GroupCoordinator::handle_persisted`] with `persist_id`.
+    PersistOffsets { persist_id: u64, records: Vec<CommitRecord> },
+    /// Informational (log, metrics): a member was dropped.
+    MemberRemoved { group_id: String, member_id: String, reason: &'static str },
+}
+
+/// A join request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinInput {
+    pub group_id: String,
+    /// Empty on first join.
+    pub member_id: String,
+    pub client_id: String,
+    pub session_timeout_ms: u32,
+    pub rebalance_timeout_ms: u32,
+    pub topics: Vec<String>,
+    pub assignor: Assignor,
+}
+
+/// The answer to a join: the generation the member is part of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinResult {
+    pub generation: u32,
+    pub member_id: String,
+    pub leader_member_id: String,
+    /// Members of the generation, in id order.
+    pub members: Vec<String>,
+}
+
+/// An offset commit request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitInput {
+    pub group_id: String,
+    /// 0 together with an empty `member_id`: a standalone commit.
+    pub generation: u32,
+    pub member_id: String,
+    pub offsets: Vec<CommittedOffset>,
+}
+
+/// Limits of a coordinator; defaults are the named constants of [`super`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinatorConfig {
+    pub session_timeout_ms_min: u32,
+    pub session_timeout_ms_max: u32,
+    pub rebalance_timeout_ms_max: u32,
+    pub groups_max: usize,
+    pub members_per_group_max: usize,
+    pub persists_in_flight_max: usize,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            session_timeout_ms_min: 1_000,
+            session_timeout_ms_max: 300_000,
+            rebalance_timeout_ms_max: 300_000,
+            groups_max: GROUPS_MAX,
+            members_per_group_max: MEMBERS_PER_GROUP_MAX,
+            persists_in_flight_max: PERSISTS_IN_FLIGHT_MAX,
+        }
+    }
+}
+
+/// A group as `list_groups` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: GroupState,
+    pub member_count: u32,
+}
+
+/// A member as `describe_group` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberView {
+    pub member_id: String,
+    pub client_id: String,
+    pub topics: Vec<String>,
+    /// Its partitions in the current generation (empty if it has not joined it yet).
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A group as `describe_group` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupView {
+    pub group_id: String,
+    pub state: GroupState,
+    pub generation: u32,
+    pub assignor: Assignor,
+    pub leader_member_id: Option<String>,
+    pub members: Vec<MemberView>,
+    /// Durable committed offsets (persisted), in partition order.
+    pub offsets: Vec<CommittedOffset>,
+}
+
+#[derive(Debug)]
+struct PendingPersist {
+    request_id: RequestId,
+    group_id: String,
+    entries: Vec<(TopicPartition, u64)>,
+}
+
+/// Every group of one shard. See the module doc for the request semantics.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    config: CoordinatorConfig,
+    instance: u64,
+    loading: bool,
+    groups: BTreeMap<String, Group>,
+    partition_counts: BTreeMap<String, u32>,
+    actions: VecDeque<Action>,
+    persists: BTreeMap<u64, PendingPersist>,
+    persist_id_next: u64,
+    commit_seq_next: u64,
+}
+
+impl GroupCoordinator {
+    /// A coordinator in its loading phase. `instance` must differ between starts of the
+    /// same shard (e.g. the start time in ms) so member ids are never reused.
+    pub fn new(config: CoordinatorConfig, instance: u64) -> GroupCoordinator {
+        assert!(config.session_timeout_ms_min <= config.session_timeout_ms_max);
+        assert!(config.members_per_group_max >= 1 && config.groups_max >= 1 && config.persists_in_flight_max >= 1);
+        GroupCoordinator {
+            config,
+            instance,
+            loading: true,
+            groups: BTreeMap::new(),
+            partition_counts: BTreeMap::new(),
+            actions: VecDeque::new(),
+            persists: BTreeMap::new(),
+            persist_id_next: 1,
+            commit_seq_next: 1,
+        }
+    }
+
+    /// Replays one record of `__consumer_offsets`; call in log order (later records win).
+    pub fn load_offset_record(&mut self, record: CommitRecord) {
+        let seq = self.next_commit_seq();
+        let group = self.groups.entry(record.group_id.clone()).or_insert_with(|| Group::new(record.group_id));
+        let tp = TopicPartition { topic: record.topic, partition: record.partition };
+        group.offsets.load(tp, Committed { offset: record.offset, metadata: record.metadata, seq });
+    }
+
+    /// Ends the loading phase: requests are served from now on.
+    pub fn finish_loading(&mut self) {
+        self.loading = false;
+    }
+
+    /// Whether the coordinator is still loading.
+    pub fn is_loading(&self) -> bool {
+        self.loading
+    }
+
+    /// Sets a topic's partition count (0 = the topic is gone). Groups subscribed to it
+    /// rebalance when the count changes.
+    pub fn handle_topic_partitions_changed(&mut self, now_ms: u64, topic: &str, partition_count: u32) {
+        let previous = self.partition_counts.get(topic).copied().unwrap_or(0);
+        if previous == partition_count {
+            return;
+        }
+        if partition_count == 0 {
+            self.partition_counts.remove(topic);
+        } else {
+            self.partition_counts.insert(topic.to_string(), partition_count);
+        }
+        for group in self.groups.values_mut() {
+            let settled = matches!(group.state, GroupState::Stable | GroupState::CompletingRebalance);
+            if settled && group.subscribes(topic) {
+                group.begin_rebalance(now_ms);
+            }
+        }
+    }
+
+    /// Joins (or rejoins) a group; see the module doc.
+    pub fn handle_join(
+        &mut self,
+        now_ms: u64,
+        request_id: RequestId,
+        input: JoinInput,
+    ) -> Result<Outcome<JoinResult>, GroupError> {
+        self.validate_join(&input)?;
+        if input.member_id.is_empty() {
+            self.join_new(now_ms, request_id, input)
+        } else {
+            self.join_known(now_ms, request_id, input)
+        }
+    }
+
+    fn validate_join(&self, input: &JoinInput) -> Result<(), GroupError> {
+        self.check_open(&input.group_id)?;
+        let config = &self.config;
+        if input.client_id.len() > CLIENT_ID_LEN_MAX {
+            return Err(GroupError::InvalidRequest("client id too long"));
+        }
+        if !(config.session_timeout_ms_min..=config.session_timeout_ms_max).contains(&input.session_timeout_ms) {
+            return Err(GroupError::InvalidRequest("session timeout out of the allowed range"));
+        }
+        if input.rebalance_timeout_ms > config.rebalance_timeout_ms_max {
+            return Err(GroupError::InvalidRequest("rebalance timeout too long"));
+        }
+        if input.topics.len() > TOPICS_PER_MEMBER_MAX {
+            return Err(GroupError::InvalidRequest("too many topics"));
+        }
+        if input.topics.iter().any(|t| t.is_empty() || t.len() > TOPIC_NAME_LEN_MAX) {
+            return Err(GroupError::InvalidRequest("invalid topic name"));
+        }
+        if let Some(group) = self.groups.get(&input.group_id) {
+            if !group.members.is_empty() && group.assignor != input.assignor {
+                return Err(GroupError::InvalidRequest("assignor differs from the group's"));
+            }
+        }
+        Ok(())
+    }
+
+    fn join_new(
+        &mut self,
+        now_ms: u64,
+        request_id: RequestId,
+        input: JoinInput,
+    ) -> Result<Outcome<JoinResult>, GroupError> {
+        let members_max = self.config.members_per_group_max;
+        let instance = self.instance;
+        let group = Self::group_or_create(&mut self.groups, self.config.groups_max, &input.group_id)?;
+        if group.members.len() >= members_max {
+            return Err(GroupError::GroupFull);
+        }
+        if group.members.is_empty() {
+            group.assignor = input.assignor;
+        }
+        group.member_seq += 1;
+        let member_id = format!("{}-{instance:x}-{}", input.client_id, group.member_seq);
+        let member = Member {
+            client_id: input.client_id,
+            session_timeout_ms: input.session_timeout_ms,
+            rebalance_timeout_ms: input.rebalance_timeout_ms,
+            topics: input.topics.into_iter().collect(),
+            last_seen_ms: now_ms,
+            parked_join: Some(request_id),
+            generation: 0,
+            synced: false,
+        };
+        let previous = group.members.insert(member_id, member);
+        assert!(previous.is_none(), "member ids are never reused");
+        group.begin_rebalance(now_ms);
+        group.try_complete(now_ms, &self.partition_counts, &mut self.actions);
+        Ok(Outcome::Parked)
+    }
+
+    fn join_known(
+        &mut self,
+        now_ms: u64,
+        request_id: RequestId,
+        input: JoinInput,
+    ) -> Result<Outcome<JoinResult>, GroupError> {
+        let group = self.groups.get_mut(&input.group_id).ok_or(GroupError::UnknownMember)?;
+        let member = group.members.get_mut(&input.member_id).ok_or(GroupError::UnknownMember)?;
+        member.last_seen_ms = now_ms;
+        member.session_timeout_ms = input.session_timeout_ms;
+        member.rebalance_timeout_ms = input.rebalance_timeout_ms;
+        let topics: BTreeSet<String> = input.topics.into_iter().collect();
+        let changed = member.topics != topics;
+        member.topics = topics;
+        assert_ne!(group.state, GroupState::Empty, "an Empty group has no members");
+        if group.state != GroupState::PreparingRebalance && !changed {
+            return Ok(Outcome::Done(group.join_result(&input.member_id)));
+        }
+        group.begin_rebalance(now_ms);
+        let member = group.members.get_mut(&input.member_id).expect("looked up above");
+        if let Some(superseded) = member.parked_join.replace(request_id) {
+            let reply = Reply::Join(Err(GroupError::RebalanceInProgress));
+            self.actions.push_back(Action::Respond { request_id: superseded, reply });
+        }
+        group.try_complete(now_ms, &self.partition_counts, &mut self.actions);
+        Ok(Outcome::Parked)
+    }
+
+    /// Returns the member's assignment for `generation`.
+    pub fn handle_sync(
+        &mut self,
+        now_ms: u64,
+        group_id: &str,
+        generation: u32,
+        member_id: &str,
+    ) -> Result<Vec<TopicPartition>, GroupError> {
+        let group = self.member_group(now_ms, group_id, member_id)?;
+        if group.state == GroupState::PreparingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        if generation != group.generation || group.members[member_id].generation != group.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        group.members.get_mut(member_id).expect("checked by member_group").synced = true;
+        if group.state == GroupState::CompletingRebalance && group.members.values().all(|m| m.synced) {
+            group.state = GroupState::Stable;
+        }
+        Ok(group.assignment.get(member_id).cloned().unwrap_or_default())
+    }
+
+    /// Renews the member's session; tells it to rejoin while the group rebalances.
+    pub fn handle_heartbeat(
+        &mut self,
+        now_ms: u64,
+        group_id: &str,
+        generation: u32,
+        member_id: &str,
+    ) -> Result<(), GroupError> {
+        let group = self.member_group(now_ms, group_id, member_id)?;
+        if group.state == GroupState::PreparingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        if generation != group.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Removes the member and rebalances the rest.
+    pub fn handle_leave(&mut self, now_ms: u64, group_id: &str, member_id: &str) -> Result<(), GroupError> {
+        let counts = &self.partition_counts;
+        let group = Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id)?;
+        group.remove_member(member_id, "left the group", &mut self.actions);
+        group.after_removal(now_ms, counts, &mut self.actions);
+        self.settle(group_id);
+        Ok(())
+    }
+
+    fn member_group(&mut self, now_ms: u64, group_id: &str, member_id: &str) -> Result<&mut Group, GroupError> {
+        Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id)
+    }
+
+    /// Finds the group of a known member and renews that member's session.
+    fn lookup_member<'a>(
+        groups: &'a mut BTreeMap<String, Group>,
+        loading: bool,
+        now_ms: u64,
+        group_id: &str,
+        member_id: &str,
+    ) -> Result<&'a mut Group, GroupError> {
+        if loading {
+            return Err(GroupError::Loading);
+        }
+        if group_id.is_empty() || group_id.len() > GROUP_ID_LEN_MAX {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMember)?;
+        let member = group.members.get_mut(member_id).ok_or(GroupError::UnknownMember)?;
+        member.last_seen_ms = now_ms;
+        Ok(group)
+    }
+
+    /// Accepts a commit for persisting; the answer comes with [`Action::Respond`] once
+    /// the shell reports the persist (an empty commit is answered at once).
+    pub fn handle_commit(
+        &mut self,
+        now_ms: u64,
+        request_id: RequestId,
+        input: CommitInput,
+    ) -> Result<Outcome<()>, GroupError> {
+        self.check_open(&input.group_id)?;
+        validate_offsets(&input.offsets)?;
+        if input.member_id.is_empty() && input.generation == 0 {
+            let group = Self::group_or_create(&mut self.groups, self.config.groups_max, &input.group_id)?;
+            if !group.members.is_empty() {
+                return Err(GroupError::UnknownMember);
+            }
+        } else {
+            let group = self.member_group(now_ms, &input.group_id, &input.member_id)?;
+            if group.state == GroupState::CompletingRebalance {
+                return Err(GroupError::RebalanceInProgress);
+            }
+            if input.generation != group.generation || group.members[&input.member_id].generation != group.generation {
+                return Err(GroupError::IllegalGeneration);
+            }
+        }
+        if input.offsets.is_empty() {
+            self.settle(&input.group_id);
+            return Ok(Outcome::Done(()));
+        }
+        if self.persists.len() >= self.config.persists_in_flight_max {
+            self.settle(&input.group_id);
+            return Err(GroupError::Throttled);
+        }
+        self.stage_commit(now_ms, request_id, input);
+        Ok(Outcome::Parked)
+    }
+
+    fn stage_commit(&mut self, now_ms: u64, request_id: RequestId, input: CommitInput) {
+        let persist_id = self.persist_id_next;
+        self.persist_id_next += 1;
+        let mut entries = Vec::with_capacity(input.offsets.len());
+        let mut records = Vec::with_capacity(input.offsets.len());
+        for committed in input.offsets {
+            let seq = self.next_commit_seq();
+            let tp = TopicPartition { topic: committed.topic.clone(), partition: committed.partition };
+            records.push(CommitRecord {
+                group_id: input.group_id.clone(),
+                topic: committed.topic,
+                partition: committed.partition,
+                offset: committed.offset,
+                commit_ms: now_ms,
+                metadata: committed.metadata.clone(),
+            });
+            let group = self.groups.get_mut(&input.group_id).expect("validated by handle_commit");
+            group.offsets.stage(tp.clone(), Committed { offset: committed.offset, metadata: committed.metadata, seq });
+            entries.push((tp, seq));
+        }
+        let group = self.groups.get_mut(&input.group_id).expect("validated by handle_commit");
+        group.persists_in_flight += 1;
+        let pending = PendingPersist { request_id, group_id: input.group_id, entries };
+        self.persists.insert(persist_id, pending);
+        self.actions.push_back(Action::PersistOffsets { persist_id, records });
+    }
+
+    /// The shell finished (or failed) a [`Action::PersistOffsets`]. Returns false for an
+    /// unknown `persist_id` (a shell bug worth logging; nothing changes).
+    pub fn handle_persisted(&mut self, persist_id: u64, result: Result<(), ErrorCode>) -> bool {
+        let Some(pending) = self.persists.remove(&persist_id) else { return false };
+        let group = self.groups.get_mut(&pending.group_id).expect("a group with persists in flight is kept");
+        for (tp, seq) in &pending.entries {
+            group.offsets.finish(tp, *seq, result.is_ok());
+        }
+        group.persists_in_flight -= 1;
+        let reply = Reply::Commit(result.map_err(GroupError::PersistFailed));
+        self.actions.push_back(Action::Respond { request_id: pending.request_id, reply });
+        self.settle(&pending.group_id);
+        true
+    }
+
+    /// Committed offsets of `partitions` (all the group has when empty); partitions
+    /// without a committed offset are left out. Includes accepted commits still being
+    /// persisted (see `offsets.rs`).
+    pub fn handle_offset_fetch(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<CommittedOffset>, GroupError> {
+        self.check_open(group_id)?;
+        let Some(group) = self.groups.get(group_id) else { return Ok(Vec::new()) };
+        let to_wire = |tp: &TopicPartition, c: &Committed| CommittedOffset {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: c.offset,
+            metadata: c.metadata.clone(),
+        };
+        if partitions.is_empty() {
+            return Ok(group.offsets.visible_all().map(|(tp, c)| to_wire(tp, c)).collect());
+        }
+        Ok(partitions.iter().filter_map(|tp| group.offsets.visible(tp).map(|c| to_wire(tp, c))).collect())
+    }
+
+    /// Expires sessions and rebalance deadlines due at `now_ms`.
+    pub fn tick(&mut self, now_ms: u64) {
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_deadline_ms().is_some_and(|d| d <= now_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group_id in due {
+            let group = self.groups.get_mut(&group_id).expect("collected above");
+            group.expire(now_ms, &self.partition_counts, &mut self.actions);
+            self.settle(&group_id);
+        }
+    }
+
+    /// When `tick` has work next (absolute ms), if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.groups.values().filter_map(Group::next_deadline_ms).min()
+    }
+
+    /// The next action for the shell; drain after every call into the coordinator.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Every group, in id order.
+    pub fn list_groups(&self) -> Vec<GroupSummary> {
+        let summary = |g: &Group| GroupSummary {
+            group_id: g.id.clone(),
+            state: g.state,
+            member_count: u32::try_from(g.members.len()).unwrap_or(u32::MAX),
+        };
+        self.groups.values().map(summary).collect()
+    }
+
+    /// One group's members, assignment and durable offsets.
+    pub fn describe_group(&self, group_id: &str) -> Option<GroupView> {
+        let group = self.groups.get(group_id)?;
+        let members = group
+            .members
+            .iter()
+            .map(|(id, m)| MemberView {
+                member_id: id.clone(),
+                client_id: m.client_id.clone(),
+                topics: m.topics.iter().cloned().collect(),
+                assignment: match m.generation == group.generation {
+                    true => group.assignment.get(id).cloned().unwrap_or_default(),
+                    false => Vec::new(),
+                },
+            })
+            .collect();
+        let offsets = group
+            .offsets
+            .durable_all()
+            .map(|(tp, c)| CommittedOffset {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: c.offset,
+                metadata: c.metadata.clone(),
+            })
+            .collect();
+        Some(GroupView {
+            group_id: group.id.clone(),
+            state: group.state,
+            generation: group.generation,
+            assignor: group.assignor,
+            leader_member_id: group.leader.clone(),
+            members,
+            offsets,
+        })
+    }
+
+    /// The partition count the coordinator knows for `topic` (0 if none).
+    pub fn partition_count(&self, topic: &str) -> u32 {
+        self.partition_counts.get(topic).copied().unwrap_or(0)
+    }
+
+    fn check_open(&self, group_id: &str) -> Result<(), GroupError> {
+        if self.loading {
+            return Err(GroupError::Loading);
+        }
+        if group_id.is_empty() || group_id.len() > GROUP_ID_LEN_MAX {
+            return Err(GroupError::InvalidGroupId);
+        }
+        Ok(())
+    }
+
+    fn group_or_create<'a>(
+        groups: &'a mut BTreeMap<String, Group>,
+        groups_max: usize,
+        group_id: &str,
+    ) -> Result<&'a mut Group, GroupError> {
+        if !groups.contains_key(group_id) {
+            if groups.len() >= groups_max {
+                return Err(GroupError::TooManyGroups);
+            }
+            groups.insert(group_id.to_string(), Group::new(group_id.to_string()));
+        }
+        Ok(groups.get_mut(group_id).expect("inserted above"))
+    }
+
+    /// Drops the group if nothing is left in it (it becomes Dead).
+    fn settle(&mut self, group_id: &str) {
+        if self.groups.get(group_id).is_some_and(Group::is_disposable) {
+            self.groups.remove(group_id);
+        }
+    }
+
+    fn next_commit_seq(&mut self) -> u64 {
+        let seq = self.commit_seq_next;
+        self.commit_seq_next += 1;
+        seq
+    }
+}
+
+fn validate_offsets(offsets: &[CommittedOffset]) -> Result<(), GroupError> {
+    if offsets.len() > OFFSETS_PER_COMMIT_MAX {
+        return Err(GroupError::InvalidRequest("too many offsets in one commit"));
+    }
+    for committed in offsets {
+        if committed.topic.is_empty() || committed.topic.len() > TOPIC_NAME_LEN_MAX {
+            return Err(GroupError::InvalidRequest("invalid topic name"));
+        }
+        if committed.metadata.len() > METADATA_LEN_MAX {
+            return Err(GroupError::InvalidRequest("commit metadata too long"));
+        }
+    }
+    Ok(())
+}
+
+impl From<msg::JoinGroupRequest> for JoinInput {
+    fn from(r: msg::JoinGroupRequest) -> Self {
+        JoinInput {
+            group_id: r.group_id,
+            member_id: r.member_id,
+            client_id: r.client_id,
+            session_timeout_ms: r.session_timeout_ms,
+            rebalance_timeout_ms: r.rebalance_timeout_ms,
+            topics: r.topics,
+            assignor: r.assignor,
+        }
+    }
+}
+
+impl From<JoinResult> for msg::JoinGroupResponse {
+    fn from(r: JoinResult) -> Self {
+        msg::JoinGroupResponse {
+            generation: r.generation,
+            member_id: r.member_id,
+            leader_member_id: r.leader_member_id,
+            members: r.members,
+        }
+    }
+}
+
+impl From<msg::OffsetCommitRequest> for CommitInput {
+    fn from(r: msg::OffsetCommitRequest) -> Self {
+        CommitInput { group_id: r.group_id, generation: r.generation, member_id: r.member_id, offsets: r.offsets }
+    }
+}

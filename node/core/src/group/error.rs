@@ -1,0 +1,62 @@
+//! The operating errors of the group coordinator, each mapped to a stable wire code.
+//! One enum serves every group operation: each variant's doc says which operations
+//! can produce it.
+
+use strand_wire::ErrorCode;
+
+/// Why the coordinator refused a group request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// Offsets are still being replayed from `__consumer_offsets` (every operation).
+    #[error("group coordinator is loading offsets")]
+    Loading,
+    /// The group id is empty or longer than `GROUP_ID_LEN_MAX` (every operation).
+    #[error("invalid group id")]
+    InvalidGroupId,
+    /// The request breaks a limit or is malformed (join, commit); the text says which.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// The member id is not part of the group, or the group does not exist
+    /// (join with a member id, sync, heartbeat, leave, commit).
+    #[error("unknown member")]
+    UnknownMember,
+    /// The generation is not the group's current one (sync, heartbeat, commit).
+    #[error("illegal generation")]
+    IllegalGeneration,
+    /// The group is rebalancing: rejoin (sync, heartbeat, commit in CompletingRebalance,
+    /// or a parked join superseded by a newer join of the same member).
+    #[error("rebalance in progress")]
+    RebalanceInProgress,
+    /// The group has `members_per_group_max` members already (join).
+    #[error("group is full")]
+    GroupFull,
+    /// The coordinator holds `groups_max` groups already (join, standalone commit).
+    #[error("too many groups on this coordinator")]
+    TooManyGroups,
+    /// Too many commit persists in flight (commit); retry later.
+    #[error("too many commits in flight")]
+    Throttled,
+    /// The shell failed to persist the commit record (commit); carries the storage code.
+    #[error("persisting offsets failed: {0}")]
+    PersistFailed(ErrorCode),
+}
+
+impl GroupError {
+    /// The wire code answered for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GroupError::Loading => ErrorCode::CoordinatorNotAvailable,
+            GroupError::InvalidGroupId => ErrorCode::InvalidGroupId,
+            GroupError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            GroupError::UnknownMember => ErrorCode::UnknownMember,
+            GroupError::IllegalGeneration => ErrorCode::IllegalGeneration,
+            GroupError::RebalanceInProgress => ErrorCode::RebalanceInProgress,
+            GroupError::GroupFull => ErrorCode::GroupFull,
+            // No dedicated wire code: "coordinator unavailable for new groups" is the
+            // closest and tells the client to retry later.
+            GroupError::TooManyGroups => ErrorCode::CoordinatorNotAvailable,
+            GroupError::Throttled => ErrorCode::Throttled,
+            GroupError::PersistFailed(code) => *code,
+        }
+    }
+}
