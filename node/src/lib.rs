@@ -2,4 +2,9 @@
 //! the IO-free cores in `strand-core`: `log` (segments on io_uring), `shard`
 //! (per-core state), `net` (listeners and connections), `admin` + `metrics`.
 
+pub mod admin;
+pub mod config;
 pub mod log;
+pub mod metrics;
+pub mod net;
+pub mod shard;

@@ -1,0 +1,213 @@
+//! Node metrics: per-shard structs of relaxed atomics written by the shard that
+//! owns them (no locks on the data path) and read by the admin thread, which
+//! renders them as Prometheus text.
+//!
+//! Invariant: counters only grow; histogram bucket counts are per-bucket (made
+//! cumulative only when rendered). Per-partition offsets are a snapshot each
+//! shard publishes periodically under a mutex only the publisher and the admin
+//! thread take.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// APIs counted by [`ShardMetrics::requests`], in index order.
+pub const API_NAMES: [&str; 10] = [
+    "handshake",
+    "metadata",
+    "create_topic",
+    "delete_topic",
+    "list_topics",
+    "init_producer_id",
+    "produce",
+    "fetch",
+    "list_offsets",
+    "other",
+];
+
+/// Upper bounds (µs) of the latency histogram buckets; a final `+Inf` bucket follows.
+pub const LATENCY_BUCKETS_US: [u64; 14] =
+    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
+
+/// A fixed-bucket latency histogram of atomics.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn record_us(&self, us: u64) {
+        let index = LATENCY_BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[index].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, shard: usize) {
+        let mut cumulative = 0u64;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Relaxed);
+            let le = LATENCY_BUCKETS_US.get(i).map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            let _ = writeln!(out, "{name}_bucket{{shard=\"{shard}\",le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\"}} {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {cumulative}");
+    }
+}
+
+/// One partition's offsets as last published by its owner shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionGauge {
+    pub topic: String,
+    pub partition: u32,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    pub size_bytes: u64,
+}
+
+/// Everything one shard publishes.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    pub requests: [AtomicU64; API_NAMES.len()],
+    pub request_errors: AtomicU64,
+    pub produce_latency: Histogram,
+    pub fetch_latency: Histogram,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub bytes_out_zero_copy: AtomicU64,
+    pub records_in: AtomicU64,
+    pub connections: AtomicI64,
+    pub connections_refused: AtomicU64,
+    pub forwarded: AtomicU64,
+    partitions: Mutex<Vec<PartitionGauge>>,
+}
+
+impl ShardMetrics {
+    /// Replaces the published partition snapshot.
+    pub fn publish_partitions(&self, gauges: Vec<PartitionGauge>) {
+        if let Ok(mut slot) = self.partitions.lock() {
+            *slot = gauges;
+        }
+    }
+
+    /// The last published partition snapshot.
+    pub fn partitions(&self) -> Vec<PartitionGauge> {
+        self.partitions.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+/// All shards' metrics plus node-wide state.
+#[derive(Debug)]
+pub struct NodeMetrics {
+    pub shards: Vec<Arc<ShardMetrics>>,
+    /// True once every shard listens; false again when shutdown begins.
+    pub serving: AtomicBool,
+}
+
+impl NodeMetrics {
+    /// Metrics for `shard_count` shards.
+    pub fn new(shard_count: usize) -> Self {
+        NodeMetrics { shards: (0..shard_count).map(|_| Arc::default()).collect(), serving: AtomicBool::new(false) }
+    }
+
+    /// Prometheus text exposition of everything.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let counters: [(&str, &str, fn(&ShardMetrics) -> u64); 7] = [
+            ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
+            ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
+            ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),
+            ("strand_bytes_out_zero_copy_total", "Fetch bytes sent file-to-socket", |m| {
+                m.bytes_out_zero_copy.load(Relaxed)
+            }),
+            ("strand_records_in_total", "Records appended", |m| m.records_in.load(Relaxed)),
+            ("strand_connections_refused_total", "Connections refused at the limit", |m| {
+                m.connections_refused.load(Relaxed)
+            }),
+            ("strand_forwarded_total", "Partition requests forwarded to another shard", |m| m.forwarded.load(Relaxed)),
+        ];
+        let _ = writeln!(
+            out,
+            "# HELP strand_requests_total Requests received, by API\n# TYPE strand_requests_total counter"
+        );
+        for (shard, m) in self.shards.iter().enumerate() {
+            for (api, count) in API_NAMES.iter().zip(m.requests.iter()) {
+                let _ =
+                    writeln!(out, "strand_requests_total{{shard=\"{shard}\",api=\"{api}\"}} {}", count.load(Relaxed));
+            }
+        }
+        for (name, help, get) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (shard, m) in self.shards.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", get(m));
+            }
+        }
+        let _ = writeln!(out, "# HELP strand_connections Open client connections\n# TYPE strand_connections gauge");
+        for (shard, m) in self.shards.iter().enumerate() {
+            let _ = writeln!(out, "strand_connections{{shard=\"{shard}\"}} {}", m.connections.load(Relaxed));
+        }
+        self.render_histograms(&mut out);
+        self.render_partitions(&mut out);
+        out
+    }
+
+    fn render_histograms(&self, out: &mut String) {
+        for (name, help) in [
+            ("strand_produce_latency_seconds", "Produce request latency (receive to ack)"),
+            ("strand_fetch_latency_seconds", "Fetch request latency including long-poll wait"),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (shard, m) in self.shards.iter().enumerate() {
+                let h = if name.contains("produce") { &m.produce_latency } else { &m.fetch_latency };
+                h.render(out, name, shard);
+            }
+        }
+    }
+
+    fn render_partitions(&self, out: &mut String) {
+        let gauges: Vec<PartitionGauge> = self.shards.iter().flat_map(|m| m.partitions()).collect();
+        for (name, help, get) in [
+            (
+                "strand_partition_log_end_offset",
+                "Next offset to be written",
+                (|g| g.log_end_offset) as fn(&PartitionGauge) -> u64,
+            ),
+            ("strand_partition_log_start_offset", "First offset kept", |g| g.log_start_offset),
+            ("strand_partition_size_bytes", "Bytes of segments on disk", |g| g.size_bytes),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for g in &gauges {
+                let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{}\"}} {}", g.topic, g.partition, get(g));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_partitions() {
+        let node = NodeMetrics::new(2);
+        node.shards[1].requests[6].fetch_add(3, Relaxed);
+        node.shards[0].produce_latency.record_us(40);
+        node.shards[0].produce_latency.record_us(700);
+        node.shards[0].produce_latency.record_us(5_000_000);
+        node.shards[1].publish_partitions(vec![PartitionGauge {
+            topic: "t".into(),
+            partition: 2,
+            log_start_offset: 0,
+            log_end_offset: 17,
+            size_bytes: 999,
+        }]);
+        let text = node.render_prometheus();
+        assert!(text.contains("strand_requests_total{shard=\"1\",api=\"produce\"} 3"), "{text}");
+        assert!(text.contains("strand_produce_latency_seconds_bucket{shard=\"0\",le=\"0.00005\"} 1"), "{text}");
+        assert!(text.contains("strand_produce_latency_seconds_bucket{shard=\"0\",le=\"0.001\"} 2"), "{text}");
+        assert!(text.contains("strand_produce_latency_seconds_bucket{shard=\"0\",le=\"+Inf\"} 3"), "{text}");
+        assert!(text.contains("strand_produce_latency_seconds_count{shard=\"0\"} 3"), "{text}");
+        assert!(text.contains("strand_partition_log_end_offset{topic=\"t\",partition=\"2\"} 17"), "{text}");
+    }
+}

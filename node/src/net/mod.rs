@@ -1,0 +1,205 @@
+//! Listeners and connections. Architecture invariant: only this module touches
+//! client sockets.
+//!
+//! Each shard accepts on its own shard port and on the shared public port
+//! (`SO_REUSEPORT`: the kernel spreads public connections over shards); both kinds
+//! of connection are served the same way — the dispatcher routes each partition
+//! to its owner. Per connection, requests are read in order and handled
+//! concurrently; responses go out in completion order (clients match correlation
+//! ids), so a long-poll fetch never delays a produce ack.
+//!
+//! Bounds: at most `connections_max` connections per node, `inflight_per_connection`
+//! requests and `connection_buffer_bytes` request bytes in flight per connection
+//! (the reader stops reading when either is exhausted — TCP backpressure does the
+//! rest), frames up to `frame_len_max`. Writes are serialized by a per-connection
+//! lock so a zero-copy payload is never interleaved with another response.
+
+pub mod zerocopy;
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::BytesMut;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::{RwLock, Semaphore};
+use strand_wire::codec::{decode_request, encode_response, DecodeError};
+use strand_wire::frame::{FrameDecoder, FramePrefix};
+use strand_wire::msg::RequestHeader;
+use strand_wire::ErrorCode;
+use tracing::{debug, info, warn};
+
+use crate::log::ReadChunk;
+use crate::shard::dispatch::Reply;
+use crate::shard::Shard;
+
+/// Bytes asked of the socket per read when no frame size is known yet.
+const READ_CHUNK_LEN: usize = 64 * 1024;
+
+type Writer = Rc<RwLock<WriteHalf<TcpStream>>>;
+
+/// Accepts connections until shutdown begins.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: &'static str) {
+    loop {
+        let stop = shard.stop.listen();
+        if shard.is_stopping() {
+            break;
+        }
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stop.await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                warn!(shard = shard.id.0, kind, error = %e, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let limit = shard.shared.config.limits.connections_max;
+        if shard.shared.connections.fetch_add(1, Relaxed) >= limit {
+            shard.shared.connections.fetch_sub(1, Relaxed);
+            shard.metrics.connections_refused.fetch_add(1, Relaxed);
+            warn!(shard = shard.id.0, limit, "connection refused: connection limit reached");
+            continue;
+        }
+        let conn_shard = shard.clone();
+        glommio::spawn_local(async move {
+            conn_shard.metrics.connections.fetch_add(1, Relaxed);
+            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            match serve_connection(conn_shard.clone(), stream).await {
+                Ok(()) => debug!(shard = conn_shard.id.0, peer, "connection closed"),
+                Err(reason) => info!(shard = conn_shard.id.0, peer, %reason, "connection closed"),
+            }
+            conn_shard.metrics.connections.fetch_sub(1, Relaxed);
+            conn_shard.shared.connections.fetch_sub(1, Relaxed);
+        })
+        .detach();
+    }
+    debug!(shard = shard.id.0, kind, "listener stopped");
+}
+
+/// Reads frames, spawns a task per request, until EOF, a framing error or shutdown.
+async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let fd = stream.as_raw_fd();
+    zerocopy::set_send_timeout(fd).map_err(|e| e.to_string())?;
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let writer: Writer = Rc::new(RwLock::new(writer));
+    let limits = shard.shared.config.limits;
+    let inflight = Rc::new(Semaphore::new(u64::from(limits.inflight_per_connection)));
+    let buffered = Rc::new(Semaphore::new(limits.connection_buffer_bytes));
+    let mut decoder = FrameDecoder::new(limits.frame_len_max as usize);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_LEN);
+    loop {
+        let frame = match decoder.decode(&mut buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                if !read_more(&shard, &mut reader, &mut buf).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => {
+                // The stream position is lost: answer once (correlation id unknown) and close.
+                let code = match e {
+                    strand_wire::frame::FrameError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+                    _ => ErrorCode::InvalidRequest,
+                };
+                let _ = write_reply(&writer, fd, Reply::error(0, code, e.to_string())).await;
+                return Err(format!("framing error: {e}"));
+            }
+        };
+        let frame_len = (frame.header.len() + frame.payload.len()) as u64;
+        let slot = inflight.acquire_static_permit(1).await.map_err(|e| e.to_string())?;
+        let bytes = buffered.acquire_static_permit(frame_len).await.map_err(|e| e.to_string())?;
+        let header = match decode_request(&frame.header) {
+            Ok(header) => header,
+            Err(e) => {
+                let cid = match e {
+                    DecodeError::UnknownApi { correlation_id, .. } => correlation_id,
+                    _ => 0,
+                };
+                debug!(shard = shard.id.0, error = %e, "bad request header");
+                write_reply(&writer, fd, Reply::error(cid, e.code(), e.to_string())).await?;
+                continue;
+            }
+        };
+        let (task_shard, task_writer) = (shard.clone(), writer.clone());
+        glommio::spawn_local(async move {
+            handle(task_shard, task_writer, fd, header, frame.payload).await;
+            drop((slot, bytes));
+        })
+        .detach();
+    }
+}
+
+async fn handle(shard: Rc<Shard>, writer: Writer, fd: RawFd, header: RequestHeader, payload: bytes::Bytes) {
+    let Some(reply) = shard.dispatch(header, payload).await else { return };
+    if let Err(e) = write_reply(&writer, fd, reply).await {
+        // The reply may be half written: close so the client does not misparse the stream.
+        debug!(shard = shard.id.0, error = %e, "write failed; closing connection");
+        if let Ok(mut w) = writer.write().await {
+            let _ = w.close().await;
+        }
+    }
+}
+
+/// Reads more bytes into `buf`; `false` at EOF or shutdown.
+async fn read_more(shard: &Shard, reader: &mut ReadHalf<TcpStream>, buf: &mut BytesMut) -> Result<bool, String> {
+    let start = buf.len();
+    let want = buf.capacity().saturating_sub(start).max(READ_CHUNK_LEN);
+    buf.resize(start + want, 0);
+    let stop = shard.stop.listen();
+    if shard.is_stopping() {
+        return Ok(false);
+    }
+    let read = futures_lite::future::or(async { Some(reader.read(&mut buf[start..]).await) }, async {
+        stop.await;
+        None
+    })
+    .await;
+    match read {
+        None => {
+            buf.truncate(start);
+            Ok(false)
+        }
+        Some(Ok(n)) => {
+            buf.truncate(start + n);
+            Ok(n > 0)
+        }
+        Some(Err(e)) => Err(e.to_string()),
+    }
+}
+
+/// Writes a whole response frame under the connection's write lock.
+async fn write_reply(writer: &Writer, fd: RawFd, reply: Reply) -> Result<(), String> {
+    let header = encode_response(&reply.header);
+    let payload_len: usize = reply.payload.iter().map(chunk_len).sum();
+    let mut head = Vec::with_capacity(8 + header.len());
+    head.extend_from_slice(&FramePrefix::new(header.len(), payload_len).to_bytes());
+    head.extend_from_slice(&header);
+    let mut w = writer.write().await.map_err(|e| e.to_string())?;
+    w.write_all(&head).await.map_err(|e| e.to_string())?;
+    for chunk in &reply.payload {
+        match chunk {
+            ReadChunk::Memory(bytes) => w.write_all(bytes).await.map_err(|e| e.to_string())?,
+            ReadChunk::File { file, pos, len } => {
+                w.flush().await.map_err(|e| e.to_string())?;
+                zerocopy::send_file(fd, file.raw_fd(), *pos, *len).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    w.flush().await.map_err(|e| e.to_string())
+}
+
+fn chunk_len(chunk: &ReadChunk) -> usize {
+    match chunk {
+        ReadChunk::Memory(bytes) => bytes.len(),
+        ReadChunk::File { len, .. } => *len as usize,
+    }
+}

@@ -1,0 +1,336 @@
+//! Shards: one glommio executor per core, each owning the partitions that
+//! `strand_core::placement::owner_shard` gives it.
+//!
+//! - [`Shard`]: the per-core state (`Rc`, never crosses threads): its partitions,
+//!   its copy of the topic table, its inbox of cross-shard calls, shutdown state.
+//! - `ops`: what a shard does to its own partitions (produce, fetch with
+//!   long-poll, list offsets); `dispatch`: one request → one reply, routing each
+//!   partition to its owner (local call, or a bounded cross-shard call).
+//! - `node`: starting the executors, the public-port rendezvous, shutdown.
+//!
+//! Invariants: a partition is open on exactly its owner shard; the data path takes
+//! no lock (the registry mutex is control plane: create/delete/list); a shard stops
+//! accepting, then waits for in-flight appends, then closes its logs.
+
+pub mod dispatch;
+pub mod forward;
+pub mod node;
+pub mod notify;
+pub mod ops;
+pub mod partition;
+pub mod registry;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use strand_core::placement::{owner_shard, ShardId};
+use strand_wire::ErrorCode;
+use tracing::{info, warn};
+
+use crate::config::NodeConfig;
+use crate::log::PartitionLog;
+use crate::metrics::{NodeMetrics, PartitionGauge, ShardMetrics};
+use forward::{ShardAnswer, ShardCall, ShardMsg};
+use notify::LocalNotify;
+use partition::Partition;
+use registry::{TopicConfig, TopicRegistry};
+
+/// Ports every shard bound, known once all shards started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundPorts {
+    pub public: u16,
+    pub admin: u16,
+    /// `shards[s]` = shard `s`'s fast-path port.
+    pub shards: Vec<u16>,
+}
+
+/// State shared by all shards and the admin thread (control plane only).
+#[derive(Debug)]
+pub struct NodeShared {
+    pub config: NodeConfig,
+    pub registry: Mutex<TopicRegistry>,
+    pub inboxes: Vec<flume::Sender<ShardMsg>>,
+    pub metrics: Arc<NodeMetrics>,
+    pub ports: OnceLock<BoundPorts>,
+    pub connections: AtomicU32,
+    pub next_producer_id: AtomicU64,
+}
+
+/// One shard's state.
+pub struct Shard {
+    pub id: ShardId,
+    pub shared: Arc<NodeShared>,
+    pub metrics: Arc<ShardMetrics>,
+    /// This shard's copy of the topic table: name → partition count.
+    topics: RefCell<BTreeMap<String, u32>>,
+    partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
+    stopping: Cell<bool>,
+    /// Notified when shutdown begins.
+    pub stop: Rc<LocalNotify>,
+    inflight_appends: Cell<u32>,
+    appends_idle: Rc<LocalNotify>,
+}
+
+/// Longest a shard waits for in-flight appends at shutdown.
+const SHUTDOWN_APPEND_WAIT: Duration = Duration::from_secs(10);
+/// How often partition offsets are published to the metrics.
+const METRICS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a shard could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("shard {shard}: cannot open partition {topic}/{partition}: {reason}")]
+    Open { shard: u16, topic: String, partition: u32, reason: String },
+    #[error("shard {shard}: cannot listen on {addr}: {source}")]
+    Listen { shard: u16, addr: String, source: std::io::Error },
+    #[error("shard {shard}: {reason}")]
+    Other { shard: u16, reason: String },
+}
+
+impl Shard {
+    /// A shard with no partitions open yet.
+    pub fn new(id: ShardId, shared: Arc<NodeShared>) -> Rc<Self> {
+        let metrics = shared.metrics.shards[usize::from(id.0)].clone();
+        Rc::new(Shard {
+            id,
+            shared,
+            metrics,
+            topics: RefCell::new(BTreeMap::new()),
+            partitions: RefCell::new(HashMap::new()),
+            stopping: Cell::new(false),
+            stop: Rc::new(LocalNotify::default()),
+            inflight_appends: Cell::new(0),
+            appends_idle: Rc::new(LocalNotify::default()),
+        })
+    }
+
+    /// Shard count of the node.
+    pub fn shard_count(&self) -> u16 {
+        self.shared.config.shards
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Owner shard of a partition.
+    pub fn owner(&self, topic: &str, partition: u32) -> ShardId {
+        owner_shard(topic, partition, self.shard_count())
+    }
+
+    /// Partition count of a topic per this shard's copy of the registry.
+    pub fn topic_partitions(&self, topic: &str) -> Option<u32> {
+        self.topics.borrow().get(topic).copied()
+    }
+
+    /// Checks a partition exists; `Ok(owner)`.
+    pub fn route(&self, topic: &str, partition: u32) -> Result<ShardId, ErrorCode> {
+        match self.topic_partitions(topic) {
+            None => Err(ErrorCode::UnknownTopic),
+            Some(count) if partition >= count => Err(ErrorCode::UnknownPartition),
+            Some(_) => Ok(self.owner(topic, partition)),
+        }
+    }
+
+    /// A partition this shard owns.
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Rc<Partition>, ErrorCode> {
+        let owner = self.route(topic, partition)?;
+        if owner != self.id {
+            return Err(ErrorCode::NotOwner);
+        }
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned().ok_or(ErrorCode::UnknownPartition)
+    }
+
+    fn partition_dir(&self, topic: &str, partition: u32) -> PathBuf {
+        self.shared.config.data_dir.join("topics").join(topic).join(partition.to_string())
+    }
+
+    /// Opens the partitions of `topic` this shard owns, then publishes the topic locally.
+    pub async fn open_topic(&self, topic: &TopicConfig) -> Result<(), ShardError> {
+        let (name, partitions) = (topic.name.as_str(), topic.partitions);
+        let log_config = registry::topic_log_config(&self.shared.config.log, &topic.configs)
+            .map_err(|e| ShardError::Other { shard: self.id.0, reason: e.to_string() })?;
+        let topic = name;
+        for p in (0..partitions).filter(|p| self.owner(topic, *p) == self.id) {
+            if self.partitions.borrow().contains_key(&(topic.to_string(), p)) {
+                continue;
+            }
+            let dir = self.partition_dir(topic, p);
+            let open_err =
+                |reason: String| ShardError::Open { shard: self.id.0, topic: topic.into(), partition: p, reason };
+            std::fs::create_dir_all(&dir).map_err(|e| open_err(e.to_string()))?;
+            let log = PartitionLog::open(&dir, log_config.clone()).await.map_err(|e| open_err(e.to_string()))?;
+            let part = Rc::new(Partition::new(topic.to_string(), p, log));
+            self.partitions.borrow_mut().insert((topic.to_string(), p), part);
+        }
+        self.topics.borrow_mut().insert(topic.to_string(), partitions);
+        Ok(())
+    }
+
+    /// Forgets `topic` and deletes the partitions this shard owns.
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), String> {
+        self.topics.borrow_mut().remove(topic);
+        let owned: Vec<Rc<Partition>> = {
+            let mut map = self.partitions.borrow_mut();
+            let keys: Vec<_> = map.keys().filter(|(t, _)| t == topic).cloned().collect();
+            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+        };
+        for part in owned {
+            let log = take_log(part).await?;
+            log.delete().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Marks an append as started; the guard marks it finished when dropped.
+    pub fn append_started(self: &Rc<Self>) -> AppendGuard {
+        self.inflight_appends.set(self.inflight_appends.get() + 1);
+        AppendGuard { shard: self.clone() }
+    }
+
+    /// Serves cross-shard calls until the inbox closes or shutdown is asked.
+    pub async fn serve_inbox(self: Rc<Self>, inbox: flume::Receiver<ShardMsg>) {
+        while let Ok(msg) = inbox.recv_async().await {
+            if matches!(msg.call, ShardCall::Shutdown) {
+                self.begin_shutdown();
+                if let Some(reply) = msg.reply {
+                    let _ = reply.send_async(ShardAnswer::Done(Ok(()))).await;
+                }
+                continue;
+            }
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                let answer = shard.answer(msg.call).await;
+                if let Some(reply) = msg.reply {
+                    let _ = reply.send_async(answer).await;
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Begins shutdown: listeners stop, new requests get `SHUTTING_DOWN`.
+    pub fn begin_shutdown(&self) {
+        if !self.stopping.replace(true) {
+            info!(shard = self.id.0, "shutdown requested");
+            self.stop.notify_all();
+        }
+    }
+
+    /// Waits for in-flight appends (bounded), then flushes and closes every log.
+    pub async fn finish(&self) -> Result<(), ShardError> {
+        let deadline = std::time::Instant::now() + SHUTDOWN_APPEND_WAIT;
+        while self.inflight_appends.get() > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                warn!(shard = self.id.0, inflight = self.inflight_appends.get(), "appends still running at shutdown");
+                break;
+            }
+            futures_lite::future::or(self.appends_idle.listen(), glommio::timer::sleep(left)).await;
+        }
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let mut failed = Vec::new();
+        for part in parts {
+            let name = format!("{}/{}", part.topic, part.partition);
+            let result = match take_log(part).await {
+                Ok(log) => log.close().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(ShardError::Other { shard: self.id.0, reason: format!("closing logs failed: {}", failed.join("; ")) })
+        }
+    }
+
+    /// Publishes partition offsets every second and applies retention periodically, until shutdown.
+    pub async fn housekeeping(self: Rc<Self>) {
+        let retention_every = Duration::from_millis(self.shared.config.retention_check_ms);
+        let mut last_retention = std::time::Instant::now();
+        while !self.is_stopping() {
+            futures_lite::future::or(self.stop.listen(), glommio::timer::sleep(METRICS_PUBLISH_INTERVAL)).await;
+            if self.is_stopping() {
+                break;
+            }
+            if last_retention.elapsed() >= retention_every {
+                last_retention = std::time::Instant::now();
+                self.apply_retention().await;
+            }
+            self.publish_gauges();
+        }
+    }
+
+    async fn apply_retention(&self) {
+        let now_ms = now_ms();
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        for part in parts {
+            match part.log.apply_retention(now_ms).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(topic = %part.topic, partition = part.partition, segments = n, "retention deleted segments")
+                }
+                Err(e) => warn!(topic = %part.topic, partition = part.partition, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Copies every partition's offsets into the metrics snapshot.
+    pub fn publish_gauges(&self) {
+        let mut gauges: Vec<PartitionGauge> = self
+            .partitions
+            .borrow()
+            .values()
+            .map(|p| PartitionGauge {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                log_start_offset: p.log.log_start_offset(),
+                log_end_offset: p.log.log_end_offset(),
+                size_bytes: p.log.size_bytes(),
+            })
+            .collect();
+        gauges.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        self.metrics.publish_partitions(gauges);
+    }
+}
+
+/// Counts one in-flight append; wakes shutdown when the last one ends.
+pub struct AppendGuard {
+    shard: Rc<Shard>,
+}
+
+impl Drop for AppendGuard {
+    fn drop(&mut self) {
+        let left = self.shard.inflight_appends.get() - 1;
+        self.shard.inflight_appends.set(left);
+        if left == 0 {
+            self.shard.appends_idle.notify_all();
+        }
+    }
+}
+
+/// Takes sole ownership of a partition's log, waiting (bounded) for requests that still hold it.
+async fn take_log(mut part: Rc<Partition>) -> Result<PartitionLog, String> {
+    for _ in 0..500 {
+        match Rc::try_unwrap(part) {
+            Ok(p) => return Ok(p.log),
+            Err(shared) => part = shared,
+        }
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    Err(format!("partition {}/{} still in use after 5 s", part.topic, part.partition))
+}
+
+/// Milliseconds since the Unix epoch (the shell reads the clock; cores get it passed in).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,240 @@
+//! What a shard does to partitions it owns: produce, fetch (with long-poll on the
+//! partitions' append watchers), list offsets, and answering cross-shard calls.
+//!
+//! Invariant: every function here is called on the owner shard only; a partition
+//! that is not owned answers `NOT_OWNER` (routing upstream makes that a bug, not
+//! a client-visible state, except while a topic is being created or deleted).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use strand_wire::msg::{
+    FetchPartition, FetchPartitionResponse, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec,
+    ProducePartition, ProducePartitionResponse,
+};
+use strand_wire::ErrorCode;
+
+use super::forward::{ShardAnswer, ShardCall};
+use super::notify::AnyOf;
+use super::Shard;
+use crate::config::FETCH_WAIT_MS_MAX;
+use crate::log::ReadChunk;
+
+/// One partition's fetch result on its owner: the response and the chunks to send.
+pub struct LocalFetch {
+    pub response: FetchPartitionResponse,
+    pub chunks: Vec<ReadChunk>,
+}
+
+/// A fetch request's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    pub max_wait_ms: u32,
+    pub min_bytes: u32,
+    pub max_bytes: u32,
+}
+
+fn produce_error(p: &ProducePartition, code: ErrorCode) -> ProducePartitionResponse {
+    ProducePartitionResponse {
+        topic: p.topic.clone(),
+        partition: p.partition,
+        error: code,
+        base_offset: 0,
+        log_end_offset: 0,
+        log_start_offset: 0,
+    }
+}
+
+impl Shard {
+    /// Answers a cross-shard call (everything but `Shutdown`, which the inbox handles).
+    pub async fn answer(self: &Rc<Self>, call: ShardCall) -> ShardAnswer {
+        match call {
+            ShardCall::Produce { parts, .. } => ShardAnswer::Produce(self.produce_local(parts).await),
+            ShardCall::Fetch { max_wait_ms, min_bytes, max_bytes, parts } => {
+                let limits = FetchLimits { max_wait_ms, min_bytes, max_bytes };
+                let fetched = self.fetch_local(limits, &parts).await;
+                let mut out = Vec::with_capacity(fetched.len());
+                for f in fetched {
+                    out.push(copy_chunks(f).await);
+                }
+                ShardAnswer::Fetch(out)
+            }
+            ShardCall::ListOffsets(parts) => ShardAnswer::ListOffsets(self.list_offsets_local(&parts).await),
+            ShardCall::Offsets(parts) => ShardAnswer::Offsets(
+                parts
+                    .iter()
+                    .map(|(t, p)| self.partition(t, *p).map(|x| (x.log.log_start_offset(), x.log.log_end_offset())))
+                    .collect(),
+            ),
+            ShardCall::TopicCreated(topic) => {
+                ShardAnswer::Done(self.open_topic(&topic).await.map_err(|e| e.to_string()))
+            }
+            ShardCall::TopicDeleted { name } => ShardAnswer::Done(self.delete_topic(&name).await),
+            ShardCall::Shutdown => ShardAnswer::Done(Ok(())),
+        }
+    }
+
+    /// Appends each partition's batches; partitions append concurrently (their fsyncs group-commit).
+    pub async fn produce_local(
+        self: &Rc<Self>,
+        parts: Vec<(ProducePartition, Bytes)>,
+    ) -> Vec<ProducePartitionResponse> {
+        let mut tasks = Vec::with_capacity(parts.len());
+        for (p, payload) in parts {
+            let shard = self.clone();
+            tasks.push(glommio::spawn_local(async move { shard.produce_one(p, payload).await }));
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            out.push(task.await);
+        }
+        out
+    }
+
+    async fn produce_one(self: Rc<Self>, p: ProducePartition, payload: Bytes) -> ProducePartitionResponse {
+        if self.is_stopping() {
+            return produce_error(&p, ErrorCode::ShuttingDown);
+        }
+        let part = match self.partition(&p.topic, p.partition) {
+            Ok(part) => part,
+            Err(code) => return produce_error(&p, code),
+        };
+        let bytes = payload.len() as u64;
+        let _guard = self.append_started();
+        match part.produce(payload).await {
+            Ok(outcome) => {
+                if outcome.code == ErrorCode::None {
+                    self.metrics.bytes_in.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                    let records = u64::from(outcome.record_count);
+                    self.metrics.records_in.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+                }
+                ProducePartitionResponse {
+                    topic: p.topic,
+                    partition: p.partition,
+                    error: outcome.code,
+                    base_offset: outcome.base_offset,
+                    log_end_offset: part.log.log_end_offset(),
+                    log_start_offset: part.log.log_start_offset(),
+                }
+            }
+            Err(refusal) => {
+                tracing::debug!(topic = %p.topic, partition = p.partition, error = %refusal.message, "produce refused");
+                produce_error(&p, refusal.code)
+            }
+        }
+    }
+
+    /// Reads every partition once, then long-polls the partitions' watchers until
+    /// `min_bytes` are available or `max_wait_ms` passed.
+    pub async fn fetch_local(self: &Rc<Self>, limits: FetchLimits, parts: &[FetchPartition]) -> Vec<LocalFetch> {
+        let wait = Duration::from_millis(u64::from(limits.max_wait_ms.min(FETCH_WAIT_MS_MAX)));
+        let deadline = Instant::now() + wait;
+        loop {
+            // Listen before reading so an append between the read and the wait is not missed.
+            let listens: Vec<_> = parts
+                .iter()
+                .filter_map(|p| self.partition(&p.topic, p.partition).ok())
+                .map(|p| p.appended.listen())
+                .collect();
+            let fetched = self.read_once(limits.max_bytes, parts).await;
+            let total: u64 = fetched.iter().map(|f| u64::from(f.response.bytes_len)).sum();
+            let failed = fetched.iter().any(|f| f.response.error != ErrorCode::None);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if total >= u64::from(limits.min_bytes)
+                || failed
+                || left.is_zero()
+                || listens.is_empty()
+                || self.is_stopping()
+            {
+                return fetched;
+            }
+            futures_lite::future::or(AnyOf(listens), glommio::timer::sleep(left)).await;
+        }
+    }
+
+    async fn read_once(&self, max_bytes: u32, parts: &[FetchPartition]) -> Vec<LocalFetch> {
+        let mut budget = max_bytes;
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            let mut response = FetchPartitionResponse {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                error: ErrorCode::None,
+                log_start_offset: 0,
+                log_end_offset: 0,
+                high_watermark: 0,
+                bytes_len: 0,
+            };
+            let mut chunks = Vec::new();
+            match self.partition(&p.topic, p.partition) {
+                Err(code) => response.error = code,
+                Ok(part) => {
+                    response.log_start_offset = part.log.log_start_offset();
+                    response.log_end_offset = part.log.log_end_offset();
+                    response.high_watermark = response.log_end_offset;
+                    if budget > 0 && p.offset != response.log_end_offset {
+                        match part.log.read(p.offset, p.max_bytes.min(budget)).await {
+                            Ok(read) => {
+                                response.bytes_len = read.bytes_len;
+                                budget = budget.saturating_sub(read.bytes_len);
+                                chunks = read.chunks;
+                            }
+                            Err(e) => response.error = e.code(),
+                        }
+                    }
+                }
+            }
+            out.push(LocalFetch { response, chunks });
+        }
+        out
+    }
+
+    /// Resolves earliest / latest / by-timestamp offsets.
+    pub async fn list_offsets_local(&self, parts: &[ListOffsetsPartition]) -> Vec<ListOffsetsPartitionResponse> {
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            let mut r = ListOffsetsPartitionResponse {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                error: ErrorCode::None,
+                offset: 0,
+                timestamp: -1,
+            };
+            match self.partition(&p.topic, p.partition) {
+                Err(code) => r.error = code,
+                Ok(part) => match p.spec {
+                    OffsetSpec::Earliest => r.offset = part.log.log_start_offset(),
+                    OffsetSpec::Latest => r.offset = part.log.log_end_offset(),
+                    OffsetSpec::Timestamp(ts) => match part.log.offset_for_timestamp(ts).await {
+                        Ok(Some((offset, timestamp))) => (r.offset, r.timestamp) = (offset, timestamp),
+                        // No record at or after `ts`: the next offset to be written.
+                        Ok(None) => r.offset = part.log.log_end_offset(),
+                        Err(e) => r.error = e.code(),
+                    },
+                },
+            }
+            out.push(r);
+        }
+        out
+    }
+}
+
+/// Copies a local fetch's chunks into one buffer, for a cross-shard answer.
+async fn copy_chunks(fetch: LocalFetch) -> (FetchPartitionResponse, Bytes) {
+    let LocalFetch { mut response, chunks } = fetch;
+    let mut buf = BytesMut::with_capacity(response.bytes_len as usize);
+    for chunk in &chunks {
+        match chunk.to_bytes().await {
+            Ok(bytes) => buf.extend_from_slice(&bytes),
+            Err(e) => {
+                tracing::warn!(topic = %response.topic, partition = response.partition, error = %e, "fetch copy failed");
+                response.error = ErrorCode::StorageError;
+                response.bytes_len = 0;
+                return (response, Bytes::new());
+            }
+        }
+    }
+    response.bytes_len = buf.len() as u32;
+    (response, buf.freeze())
+}
