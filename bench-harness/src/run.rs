@@ -1,0 +1,425 @@
+//! One benchmark run end to end: start (or reach) the node, create the topics, run the
+//! producer and consumer tasks through warm-up and the measured window (or the backlog and
+//! catch-up phases), show progress, stop on time or CTRL-C, and assemble the [`Report`].
+//!
+//! Invariants: the embedded node is stopped before [`run`] returns on every path; the
+//! measured window is `[warm-up end, min(planned end, CTRL-C)]` and every rate divides by
+//! the window actually measured, never the planned one.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use strand_client::{Admin, Client, ClientConfig};
+use strand_wire::msg::Acks;
+
+use crate::config::{AcksMode, Args, Workload, WorkloadFile};
+use crate::driver::{run_consumer, run_producer, ProducerSpec, Shared, Tally};
+use crate::node::{EmbeddedNode, NodeError, ProcSample};
+use crate::pacing::{per_producer_rate, Clock};
+use crate::stats::{CatchupResult, LatencySummary, NodeUsage, Report, Results, Throughput};
+
+/// Longest consumers may keep reading after producers stopped, to receive what was acked.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// Progress refresh period.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Why a run could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("client: {0}")]
+    Client(#[from] strand_client::ClientError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+}
+
+impl BenchError {
+    /// The wire error behind this failure, when there is one.
+    pub fn code(&self) -> Option<strand_wire::ErrorCode> {
+        match self {
+            BenchError::Client(e) => Some(e.code()),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves the workload from `args` (and its file).
+pub fn workload_from_args(args: &Args) -> Result<Workload, BenchError> {
+    let file = args.workload.as_deref().map(WorkloadFile::load).transpose()?;
+    Ok(Workload::resolve(file.as_ref(), args)?)
+}
+
+/// Runs the benchmark `args` describes.
+pub async fn run(args: &Args) -> Result<Report, BenchError> {
+    let workload = workload_from_args(args)?;
+    let mut node = None;
+    let (bootstrap, target) = match &args.bootstrap {
+        Some(addr) => (addr.clone(), addr.clone()),
+        None => {
+            let bin = match &args.node_bin {
+                Some(p) => p.clone(),
+                None => EmbeddedNode::default_binary()?,
+            };
+            let extra: Vec<String> =
+                args.node_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect();
+            let (io, fsync) = (workload.io_mode.clone(), workload.fsync.clone());
+            let started = tokio::task::spawn_blocking(move || EmbeddedNode::start(&bin, &io, &fsync, &extra))
+                .await
+                .map_err(std::io::Error::other)??;
+            let addr = started.listening.public.to_string();
+            node = Some(started);
+            (addr, "embedded".to_string())
+        }
+    };
+    let outcome = run_against(&workload, &bootstrap, node.as_ref(), args.quiet).await;
+    if let Some(mut n) = node {
+        if outcome.is_err() {
+            eprintln!("strand-node stderr (last lines):\n{}", n.stderr_tail());
+        }
+        tokio::task::spawn_blocking(move || n.stop()).await.map_err(std::io::Error::other)?;
+    }
+    let results = outcome?;
+    Ok(Report { tool: "strand-bench", version: env!("CARGO_PKG_VERSION"), target, config: workload, results })
+}
+
+async fn run_against(
+    w: &Workload,
+    bootstrap: &str,
+    node: Option<&EmbeddedNode>,
+    quiet: bool,
+) -> Result<Results, BenchError> {
+    let mut config = ClientConfig::new(bootstrap);
+    config.client_id = "strand-bench".into();
+    let client = Client::connect(config).await?;
+    let run_id = Clock::new().now_ns() ^ u64::from(std::process::id()) << 32;
+    let topics = w.topic_names(run_id);
+    let admin = Admin::new(client.clone());
+    for t in &topics {
+        admin.create_topic(t, w.partitions, 1).await?;
+    }
+    let all: Vec<(String, u32)> = topics.iter().flat_map(|t| (0..w.partitions).map(move |p| (t.clone(), p))).collect();
+    let bar = progress_bar(quiet);
+    let outcome = if w.backlog_bytes > 0 {
+        run_catchup(w, &client, &all, node, &bar).await
+    } else {
+        run_steady(w, &client, &all, node, &bar).await
+    };
+    bar.finish_and_clear();
+    client.abort_connections();
+    Ok(outcome)
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    let target = if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+    let bar = ProgressBar::with_draw_target(Some(1000), target);
+    let style = ProgressStyle::with_template("{spinner} {prefix:>9} [{bar:30}] {percent:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+/// Producer `i` of `n` gets every n-th partition; with more producers than partitions,
+/// producers share partitions.
+pub fn assign(all: &[(String, u32)], index: usize, count: usize) -> Vec<(String, u32)> {
+    if count <= all.len() {
+        all.iter().skip(index).step_by(count).cloned().collect()
+    } else {
+        vec![all[index % all.len()].clone()]
+    }
+}
+
+/// Consumers own disjoint partitions (each message is consumed once); extra ones idle.
+pub fn assign_consumer(all: &[(String, u32)], index: usize, count: usize) -> Vec<(String, u32)> {
+    if index >= all.len() {
+        return Vec::new();
+    }
+    all.iter().skip(index).step_by(count.min(all.len())).cloned().collect()
+}
+
+fn acks(mode: AcksMode) -> Acks {
+    match mode {
+        AcksMode::None => Acks::None,
+        AcksMode::Leader => Acks::Leader,
+        AcksMode::All => Acks::All,
+    }
+}
+
+fn spawn_producers(
+    w: &Workload,
+    ctx: &Arc<Shared>,
+    client: &Client,
+    all: &[(String, u32)],
+    rated: bool,
+) -> Vec<tokio::task::JoinHandle<Tally>> {
+    let count = w.producers as usize;
+    (0..count)
+        .map(|i| {
+            let spec = ProducerSpec {
+                partitions: assign(all, i, count),
+                msgs_per_sec: if rated {
+                    w.rate.msgs_per_sec(w.message_size).map(|r| per_producer_rate(r, w.producers))
+                } else {
+                    None
+                },
+                message_size: w.message_size,
+                batch_size: w.batch_size,
+                linger: Duration::from_millis(w.linger_ms),
+                acks: acks(w.acks),
+                producer_index: i as u32,
+            };
+            tokio::spawn(run_producer(Arc::clone(ctx), client.clone(), spec))
+        })
+        .collect()
+}
+
+fn spawn_consumers(
+    w: &Workload,
+    ctx: &Arc<Shared>,
+    client: &Client,
+    all: &[(String, u32)],
+) -> Vec<tokio::task::JoinHandle<Tally>> {
+    let count = w.consumers as usize;
+    (0..count)
+        .map(|i| tokio::spawn(run_consumer(Arc::clone(ctx), client.clone(), assign_consumer(all, i, count))))
+        .collect()
+}
+
+async fn join(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
+    let mut total = Tally::new();
+    for t in tasks {
+        if let Ok(t) = t.await {
+            total.merge(&t);
+        }
+    }
+    total
+}
+
+fn window_seconds(ctx: &Shared) -> f64 {
+    let start = ctx.window_start_ns.load(Ordering::Relaxed);
+    let end = ctx.window_end_ns.load(Ordering::Relaxed);
+    end.saturating_sub(start) as f64 / 1e9
+}
+
+fn rates_message(ctx: &Shared, last: &mut (u64, u64, u64), dt: f64) -> String {
+    let (acked, consumed) = (ctx.acked_bytes.load(Ordering::Relaxed), ctx.consumed_bytes.load(Ordering::Relaxed));
+    let errors = ctx.errors.load(Ordering::Relaxed);
+    let msg = format!(
+        "produce {:.1} MB/s  consume {:.1} MB/s  errors {errors}",
+        acked.saturating_sub(last.0) as f64 / dt / 1e6,
+        consumed.saturating_sub(last.1) as f64 / dt / 1e6
+    );
+    *last = (acked, consumed, errors);
+    msg
+}
+
+/// Steady state: consumers and producers run together through warm-up and the window.
+async fn run_steady(
+    w: &Workload,
+    client: &Client,
+    all: &[(String, u32)],
+    node: Option<&EmbeddedNode>,
+    bar: &ProgressBar,
+) -> Results {
+    let clock = Clock::new();
+    let warmup_ns = (w.warmup_s * 1e9) as u64;
+    let end_ns = warmup_ns + (w.duration_s * 1e9) as u64;
+    let ctx = Arc::new(Shared::new(clock, warmup_ns, end_ns, 0));
+    let consumers = spawn_consumers(w, &ctx, client, all);
+    let producers = spawn_producers(w, &ctx, client, all, true);
+    let (stopped_early, cpu_start) = tick_until(&ctx, end_ns, warmup_ns, node, bar, "measuring").await;
+    ctx.stop_producing.store(true, Ordering::Relaxed);
+    let publish = join(producers).await;
+    drain(&ctx, w.consumers > 0).await;
+    ctx.stop_consuming.store(true, Ordering::Relaxed);
+    let e2e = join(consumers).await;
+    let window = window_seconds(&ctx);
+    let produce = Throughput::new(publish.msgs, publish.bytes, window);
+    let consume = Throughput::new(e2e.msgs, e2e.bytes, window);
+    let node_usage = node_usage(node, cpu_start, window, publish.bytes + e2e.bytes);
+    results(&ctx, &publish, &e2e, produce, consume, node_usage, None, stopped_early)
+}
+
+/// Backlog: producers fill `backlog_bytes`, then consumers read it all from offset 0.
+async fn run_catchup(
+    w: &Workload,
+    client: &Client,
+    all: &[(String, u32)],
+    node: Option<&EmbeddedNode>,
+    bar: &ProgressBar,
+) -> Results {
+    let clock = Clock::new();
+    let ctx = Arc::new(Shared::new(clock, 0, u64::MAX, w.backlog_bytes));
+    ctx.record_e2e.store(false, Ordering::Relaxed);
+    let producers = spawn_producers(w, &ctx, client, all, false);
+    let mut stopped_early = false;
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    while !ctx.stop_producing.load(Ordering::Relaxed) {
+        let generated = ctx.generated_bytes.load(Ordering::Relaxed);
+        bar.set_prefix("backlog");
+        bar.set_position((generated.saturating_mul(1000) / w.backlog_bytes).min(1000));
+        bar.set_message(format!(
+            "{:.0} / {:.0} MB",
+            ctx.acked_bytes.load(Ordering::Relaxed) as f64 / 1e6,
+            w.backlog_bytes as f64 / 1e6
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = &mut interrupted => { stopped_early = true; ctx.stop_producing.store(true, Ordering::Relaxed); }
+        }
+    }
+    let publish = join(producers).await;
+    let produce_end = ctx.clock.now_ns();
+    let backlog_msgs = ctx.acked_msgs.load(Ordering::Relaxed);
+    let backlog_bytes = ctx.acked_bytes.load(Ordering::Relaxed);
+    let backlog = Throughput::new(backlog_msgs, backlog_bytes, produce_end as f64 / 1e9);
+
+    let consume_start = ctx.clock.now_ns();
+    let cpu_start = node.and_then(EmbeddedNode::sample);
+    let deadline = consume_start + (w.duration_s * 1e9) as u64;
+    let consumers = spawn_consumers(w, &ctx, client, all);
+    while !stopped_early && ctx.consumed_msgs.load(Ordering::Relaxed) < backlog_msgs && ctx.clock.now_ns() < deadline {
+        let done = ctx.consumed_bytes.load(Ordering::Relaxed);
+        bar.set_prefix("catch-up");
+        bar.set_position((done.saturating_mul(1000) / backlog_bytes.max(1)).min(1000));
+        bar.set_message(format!("{:.0} / {:.0} MB", done as f64 / 1e6, backlog_bytes as f64 / 1e6));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = &mut interrupted => { stopped_early = true; }
+        }
+    }
+    let consume_end = ctx.clock.now_ns();
+    ctx.stop_consuming.store(true, Ordering::Relaxed);
+    let _ = join(consumers).await;
+    let (consumed_msgs, consumed_bytes) =
+        (ctx.consumed_msgs.load(Ordering::Relaxed), ctx.consumed_bytes.load(Ordering::Relaxed));
+    let seconds = consume_end.saturating_sub(consume_start) as f64 / 1e9;
+    let catchup_consume = Throughput::new(consumed_msgs, consumed_bytes, seconds);
+    let node_usage = node_usage(node, cpu_start, seconds, consumed_bytes);
+    let catchup = CatchupResult {
+        backlog_bytes,
+        produce: backlog,
+        consume: catchup_consume,
+        completed: consumed_msgs >= backlog_msgs,
+    };
+    results(&ctx, &publish, &Tally::new(), backlog, catchup_consume, node_usage, Some(catchup), stopped_early)
+}
+
+/// Shows progress until `end_ns` or CTRL-C; samples node CPU when the window starts.
+/// Returns whether it was interrupted, and the CPU sample at the window start.
+async fn tick_until(
+    ctx: &Shared,
+    end_ns: u64,
+    warmup_ns: u64,
+    node: Option<&EmbeddedNode>,
+    bar: &ProgressBar,
+    label: &str,
+) -> (bool, Option<ProcSample>) {
+    let mut cpu_start = if warmup_ns == 0 { node.and_then(EmbeddedNode::sample) } else { None };
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut last = (0, 0, 0);
+    loop {
+        let now = ctx.clock.now_ns();
+        if now >= end_ns {
+            return (false, cpu_start);
+        }
+        if cpu_start.is_none() && now >= warmup_ns {
+            cpu_start = node.and_then(EmbeddedNode::sample);
+        }
+        bar.set_prefix(if now < warmup_ns { "warm-up" } else { label }.to_string());
+        bar.set_position(now.saturating_mul(1000) / end_ns.max(1));
+        bar.set_message(rates_message(ctx, &mut last, TICK.as_secs_f64()));
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = &mut interrupted => {
+                let now = ctx.clock.now_ns();
+                ctx.window_end_ns.store(now.max(warmup_ns), Ordering::Relaxed);
+                return (true, cpu_start);
+            }
+        }
+    }
+}
+
+/// Lets consumers catch up with everything acked, up to [`DRAIN_TIMEOUT`].
+async fn drain(ctx: &Shared, have_consumers: bool) {
+    let deadline = ctx.clock.now_ns() + DRAIN_TIMEOUT.as_nanos() as u64;
+    while have_consumers
+        && ctx.consumed_msgs.load(Ordering::Relaxed) < ctx.acked_msgs.load(Ordering::Relaxed)
+        && ctx.clock.now_ns() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn node_usage(node: Option<&EmbeddedNode>, start: Option<ProcSample>, window_s: f64, bytes: u64) -> Option<NodeUsage> {
+    let (start, end) = (start?, node?.sample()?);
+    let cpu_seconds = (end.cpu_seconds - start.cpu_seconds).max(0.0);
+    Some(NodeUsage {
+        cpu_seconds,
+        cpu_percent: if window_s > 0.0 { cpu_seconds / window_s * 100.0 } else { 0.0 },
+        rss_peak_bytes: end.rss_peak_bytes,
+        cpu_seconds_per_gb: if bytes > 0 { cpu_seconds / (bytes as f64 / 1e9) } else { 0.0 },
+    })
+}
+
+#[allow(clippy::too_many_arguments)] // reason: a plain assembly of the run's separately measured parts
+fn results(
+    ctx: &Shared,
+    publish: &Tally,
+    e2e: &Tally,
+    produce: Throughput,
+    consume: Throughput,
+    node: Option<NodeUsage>,
+    catchup: Option<CatchupResult>,
+    stopped_early: bool,
+) -> Results {
+    Results {
+        publish: LatencySummary::from_histogram(&publish.latency),
+        end_to_end: LatencySummary::from_histogram(&e2e.latency),
+        produce,
+        consume,
+        node,
+        catchup,
+        errors: ctx.errors.load(Ordering::Relaxed),
+        first_error: ctx.first_error.lock().ok().and_then(|f| f.clone()),
+        stopped_early,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(n: u32) -> Vec<(String, u32)> {
+        (0..n).map(|p| ("t".to_string(), p)).collect()
+    }
+
+    #[test]
+    fn producers_cover_every_partition() {
+        let all = parts(16);
+        let mut seen: Vec<u32> = (0..3).flat_map(|i| assign(&all, i, 3)).map(|(_, p)| p).collect();
+        seen.sort();
+        assert_eq!(seen, (0..16).collect::<Vec<_>>());
+        // More producers than partitions: they share.
+        assert_eq!(assign(&parts(2), 3, 4), vec![("t".to_string(), 1)]);
+    }
+
+    #[test]
+    fn consumers_are_disjoint() {
+        let all = parts(3);
+        let got: Vec<Vec<(String, u32)>> = (0..5).map(|i| assign_consumer(&all, i, 5)).collect();
+        assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 3);
+        assert!(got[3].is_empty() && got[4].is_empty());
+        let all = parts(16);
+        let mut seen: Vec<u32> = (0..2).flat_map(|i| assign_consumer(&all, i, 2)).map(|(_, p)| p).collect();
+        seen.sort();
+        assert_eq!(seen, (0..16).collect::<Vec<_>>());
+    }
+}
