@@ -131,6 +131,16 @@ impl Rate {
     }
 }
 
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rate::Max => write!(f, "max"),
+            Rate::MsgsPerSec(v) => write!(f, "{v} msgs/s"),
+            Rate::BytesPerSec(v) => write!(f, "{} MB/s", v / 1e6),
+        }
+    }
+}
+
 /// Parses a byte count with an optional unit: `1024`, `64KiB`, `2GiB`, `50MB` (decimal).
 pub fn parse_bytes(text: &str) -> Result<u64, ConfigError> {
     let text = text.trim();

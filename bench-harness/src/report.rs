@@ -62,7 +62,7 @@ pub fn summary_table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "strand-bench {} — workload {:?} against {}: {} topic(s) × {} partition(s), {} producer(s), {} consumer(s), \
-         {} B messages, batch {} B, linger {} ms, rate {:?}, acks {:?}, io {} fsync {}",
+         {} B messages, batch {} B, linger {} ms, rate {}, acks {:?}, io {} fsync {}",
         report.version,
         c.name,
         report.target,
