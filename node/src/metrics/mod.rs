@@ -97,6 +97,9 @@ impl ShardMetrics {
     }
 }
 
+/// A counter's name, help text and how to read it from a shard.
+type Counter = (&'static str, &'static str, fn(&ShardMetrics) -> u64);
+
 /// All shards' metrics plus node-wide state.
 #[derive(Debug)]
 pub struct NodeMetrics {
@@ -114,7 +117,7 @@ impl NodeMetrics {
     /// Prometheus text exposition of everything.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let counters: [(&str, &str, fn(&ShardMetrics) -> u64); 7] = [
+        let counters: [Counter; 7] = [
             ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
             ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
             ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),

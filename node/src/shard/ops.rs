@@ -149,7 +149,8 @@ impl Shard {
             {
                 return fetched;
             }
-            futures_lite::future::or(AnyOf(listens), glommio::timer::sleep(left)).await;
+            let woken = futures_lite::future::or(AnyOf(listens), self.stop.listen());
+            futures_lite::future::or(woken, glommio::timer::sleep(left)).await;
         }
     }
 
