@@ -8,7 +8,7 @@
 //!  8  batch_len        u32  whole batch, header included
 //! 12  magic            u8   = MAGIC
 //! 13  attributes       u8   bits 0-2 compression, bit 5 control batch
-//! 14  crc              u32  crc32 (IEEE) of bytes [18, batch_len)
+//! 14  crc              u32  crc32 (IEEE) of bytes [12, 14) ++ [18, batch_len)
 //! 18  record_count     u32
 //! 22  first_timestamp  i64  ms since the Unix epoch
 //! 30  max_timestamp    i64
@@ -22,8 +22,9 @@
 //! `key_len` (-1 = null key) + key, `value_len` + value, `header_count`, then
 //! per header `key_len` + key, `value_len` (-1 = null) + value.
 //!
-//! The CRC does not cover `base_offset` and `batch_len`, so the owner can stamp
-//! the offset without recomputing it. When the batch is compressed the records
+//! The CRC covers `magic`, `attributes` and everything after the crc field, but not
+//! `base_offset` and `batch_len`, so the owner can stamp the offset without
+//! recomputing it. When the batch is compressed the records
 //! section holds the compressed bytes; the node validates only the header and
 //! CRC of such a batch and never decompresses it.
 
@@ -53,6 +54,7 @@ const OFF_PRODUCER_EPOCH: usize = 46;
 const OFF_BASE_SEQUENCE: usize = 48;
 const _: () = assert!(OFF_BASE_SEQUENCE + 4 == HEADER_LEN);
 const _: () = assert!(OFF_CRC + 4 == CRC_START);
+const _: () = assert!(OFF_ATTRIBUTES + 1 == OFF_CRC);
 
 const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
 const ATTR_CONTROL: u8 = 0b0010_0000;
@@ -210,9 +212,15 @@ pub fn stamp_base_offset(buf: &mut [u8], base_offset: u64) {
     buf[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_le_bytes());
 }
 
-/// Computes the CRC a batch should carry (over bytes `[18, len)`).
+/// Computes the CRC a batch should carry: over `magic` and `attributes` (bytes
+/// `[12, 14)`) and every byte after the crc field (`[18, len)`). Covering the two
+/// attribute bytes means a bit flip cannot silently turn a plain batch into a
+/// "compressed" one that the node (which never decompresses) would accept.
 pub fn compute_crc(batch: &[u8]) -> u32 {
-    crc32fast::hash(&batch[CRC_START..])
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&batch[OFF_MAGIC..OFF_CRC]);
+    hasher.update(&batch[CRC_START..]);
+    hasher.finalize()
 }
 
 /// A batch whose header, CRC and (if uncompressed) records were validated.

@@ -99,6 +99,14 @@ proptest! {
         prop_assert_ne!(batch.header().base_offset, 0);
     }
 
+    /// `magic` and `attributes` are covered too: a flip there is never accepted.
+    #[test]
+    fn flipped_magic_or_attributes_is_detected(spec in spec(), at in 12usize..14, mask in 1u8..=255) {
+        let mut bytes = build(&spec);
+        bytes[at] ^= mask;
+        prop_assert!(Batch::parse(&bytes).is_err(), "flip at {} with mask {:#x} went unnoticed", at, mask);
+    }
+
     /// The crc field itself: any change is a mismatch.
     #[test]
     fn flipped_crc_field_is_detected(spec in spec(), at in 14usize..18, mask in 1u8..=255) {
