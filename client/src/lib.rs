@@ -29,3 +29,4 @@ pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, Rec
 pub use records::ConsumerRecord;
 pub use strand_wire::batch::Compression;
 pub use strand_wire::msg::Acks;
+pub use strand_wire::ErrorCode;

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -187,6 +187,7 @@ struct Shared {
     buffer: Arc<Semaphore>,
     workers: Mutex<HashMap<(String, u32), mpsc::Sender<Msg>>>,
     round_robin: AtomicU32,
+    retries: AtomicU64,
 }
 
 /// An asynchronous, batching, idempotent producer. Clone to share.
@@ -219,6 +220,7 @@ impl Producer {
             buffer: Arc::new(Semaphore::new(buffer_permits)),
             workers: Mutex::new(HashMap::new()),
             round_robin: AtomicU32::new(0),
+            retries: AtomicU64::new(0),
         };
         Ok(Producer { shared: Arc::new(shared) })
     }
@@ -226,6 +228,11 @@ impl Producer {
     /// The `(producer_id, epoch)` the node assigned, if idempotent.
     pub fn identity(&self) -> Option<(u64, u16)> {
         self.shared.identity
+    }
+
+    /// How many times an in-flight window was resent after a retriable failure.
+    pub fn retry_count(&self) -> u64 {
+        self.shared.retries.load(Ordering::Relaxed)
     }
 
     /// Queues `record`, waiting while the buffer is full. The returned future resolves
@@ -535,8 +542,15 @@ impl Worker {
         };
         match part.error {
             ErrorCode::None | ErrorCode::DuplicateSequence => Verdict::Stored(part.base_offset),
+            // Every earlier batch was acknowledged (replies are consumed in order), so the
+            // node judged this one before it had applied its predecessor (it may process
+            // pipelined requests concurrently). Resending in order fixes that; a real gap
+            // keeps failing until `delivery_timeout`.
+            ErrorCode::OutOfOrderSequence if self.shared.identity.is_some() => {
+                Verdict::Retry(ClientError::server(part.error, header.message.clone()))
+            }
             code => {
-                let e = ClientError::server(code, None);
+                let e = ClientError::server(code, header.message.clone());
                 if e.is_retriable() {
                     Verdict::Retry(e)
                 } else {
@@ -565,6 +579,7 @@ impl Worker {
             return self.fail_front(err).await;
         }
         tracing::debug!(topic = %self.topic, partition = self.partition, error = %err, "retrying in-flight batches");
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
         self.shared.client.note_partition_error(&self.topic, &err);
         tokio::time::sleep(self.retry_backoff).await;
         self.retry_backoff = (self.retry_backoff * 2).min(Duration::from_secs(1));
@@ -579,6 +594,14 @@ impl Worker {
     /// sequence so the next batch follows the last one stored.
     async fn fail_front(&mut self, err: ClientError) {
         let Some(front) = self.inflight.pop_front() else { return };
+        tracing::warn!(
+            topic = %self.topic,
+            partition = self.partition,
+            base_sequence = front.base_sequence,
+            records = front.records.len(),
+            error = %err,
+            "batch failed"
+        );
         let mut sequence_next = front.base_sequence;
         self.complete(front, Err(err.clone()));
         while let Some(mut batch) = self.inflight.pop_front() {

@@ -1,0 +1,137 @@
+//! Test support: builds `strand-node` once, runs it on ephemeral loopback ports in a
+//! temporary data dir, and kills it when the guard drops.
+#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use strand_client::{Admin, Client, ClientConfig};
+
+/// How long a node may take to print its listening line.
+const NODE_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `strand-node`; killed on drop.
+pub struct Node {
+    child: Child,
+    pub public: String,
+    pub admin: String,
+    pub shard_ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of the `strand-node` binary, built (debug profile) on first use.
+pub fn node_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let status = Command::new(cargo)
+                .args(["build", "-q", "-p", "strand-node", "--bin", "strand-node"])
+                .current_dir(workspace_root())
+                .status()
+                .expect("run cargo build for strand-node");
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+            let bin = target.join("debug").join("strand-node");
+            // In a shared checkout the node's sources may be mid-edit; an earlier build is
+            // then better than no test at all. A fresh clone (CI) has no earlier build.
+            assert!(status.success() || bin.exists(), "cargo build -p strand-node failed");
+            if !status.success() {
+                eprintln!("warning: cargo build -p strand-node failed; testing the existing {}", bin.display());
+            }
+            assert!(bin.exists(), "strand-node binary missing at {}", bin.display());
+            bin
+        })
+        .clone()
+}
+
+/// Path of the `strand` CLI of this package.
+pub fn cli_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_strand"))
+}
+
+impl Node {
+    /// Starts a node with `shards` shards on ephemeral ports; fails the test clearly if
+    /// it does not come up.
+    pub fn start(shards: u32) -> Node {
+        // RUST_LOG=strand_client=debug shows the client's retries.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(node_binary())
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"])
+            .args(["--shards", &shards.to_string(), "--fsync", "never"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn strand-node");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining stderr so the node never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("strand-node listening:") {
+                    let _ = tx.send(line.clone());
+                }
+                if std::env::var_os("STRAND_TEST_NODE_LOG").is_some() {
+                    eprintln!("[node] {line}");
+                }
+            }
+        });
+        let line = match rx.recv_timeout(NODE_START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("strand-node did not print its listening line within {NODE_START_TIMEOUT:?} (exit: {status:?})");
+            }
+        };
+        let (public, admin, shard_ports) = parse_listening(&line);
+        Node { child, public, admin, shard_ports, _dir: dir }
+    }
+
+    /// A client bootstrapped on this node.
+    pub async fn client(&self) -> Client {
+        Client::connect(ClientConfig::new(self.public.clone())).await.expect("connect to node")
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: u32) -> Client {
+        let client = self.client().await;
+        Admin::new(client.clone()).create_topic(topic, partitions, 1).await.expect("create topic");
+        client
+    }
+}
+
+/// Parses `strand-node listening: public=IP:PORT admin=IP:PORT shards=PORT,PORT`.
+fn parse_listening(line: &str) -> (String, String, Vec<u16>) {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in listening line: {line}"))
+            .to_string()
+    };
+    let shards = field("shards=");
+    let ports = shards.split(',').filter(|s| !s.is_empty()).map(|p| p.parse().expect("shard port")).collect();
+    (field("public="), field("admin="), ports)
+}
