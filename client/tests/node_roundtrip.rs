@@ -184,3 +184,20 @@ async fn acks_none_and_backpressure() {
     let records = read_n(&mut consumer, 2000).await;
     assert_eq!(records.last().map(|r| r.value.clone()), Some(Bytes::from("1999")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_by_timestamp_finds_the_first_record_at_or_after_it() {
+    let node = Node::start(1);
+    let client = node.create_topic("timed", 1).await;
+    let producer = Producer::new(client.clone(), ProducerConfig::default()).await.expect("producer");
+    for (i, ts) in [1_000i64, 2_000, 3_000, 4_000].into_iter().enumerate() {
+        let record = ProducerRecord::new("timed", format!("r{i}")).timestamp(ts);
+        producer.send(record).await.expect("send").await.expect("delivered");
+    }
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    consumer.assign("timed", 0).await.expect("assign");
+    assert_eq!(consumer.seek("timed", 0, SeekTo::Timestamp(2_500)).await.expect("seek"), 2);
+    let records = read_n(&mut consumer, 2).await;
+    assert_eq!(records.iter().map(|r| (r.offset, r.timestamp)).collect::<Vec<_>>(), vec![(2, 3_000), (3, 4_000)]);
+    assert_eq!(consumer.seek("timed", 0, SeekTo::Earliest).await.expect("seek"), 0);
+}
