@@ -154,6 +154,23 @@ pub fn scan_all(bytes: &[u8], position: u64, next_offset: u64, on_batch: &mut dy
     }
 }
 
+/// What the headers in cut bytes claimed, for the operator's log line: the first claimed
+/// base offset and the offset just past the last plausible header (`None` if nothing parses).
+pub fn claimed_offsets(cut: &[u8]) -> Option<(u64, u64)> {
+    let mut at = 0usize;
+    let mut claimed: Option<(u64, u64)> = None;
+    while let Ok(h) = batch::BatchHeader::parse(&cut[at.min(cut.len())..]) {
+        let len = h.batch_len as usize;
+        if len < HEADER_LEN || len > batch::BATCH_LEN_MAX || h.record_count == 0 {
+            break;
+        }
+        let next = h.base_offset.saturating_add(u64::from(h.record_count));
+        claimed = Some((claimed.map_or(h.base_offset, |c| c.0), next));
+        at += len;
+    }
+    claimed
+}
+
 /// The recovery point: every byte of the log before (`segment_base`, `position`) was
 /// durable when this was written, and the batch at that position has `next_offset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,6 +365,14 @@ mod tests {
             assert_eq!(end.valid_len, damaged_batch_start, "byte {at} ^ {flip:#x}");
             assert!(end.cut.is_some());
         }
+    }
+
+    #[test]
+    fn claimed_offsets_of_cut_bytes() {
+        let (bytes, ends) = segment(10, 4);
+        let cut = &bytes[ends[1].0 as usize..bytes.len() - 1];
+        assert_eq!(claimed_offsets(cut), Some((ends[1].1, ends[3].1)));
+        assert_eq!(claimed_offsets(&[0u8; 100]), None);
     }
 
     #[test]

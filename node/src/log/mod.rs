@@ -1,1 +1,347 @@
-//! Partition log (owned by the storage engine work).
+//! The partition log: segmented `.log` files with sparse `.index`/`.timeindex` files,
+//! written through io_uring in `direct` (O_DIRECT DMA) or `buffered` (page cache) mode.
+//!
+//! Code map: [`config`] (modes, policies, limits) · [`error`] (one enum per operation) ·
+//! `file` (segment file handles, DMA probe) · `segment` (per-segment state, index and
+//! checkpoint persistence) · `append` (validation, group commit, roll) · `read` (offset and
+//! timestamp lookups) · `recover` (open: scan decisions come from `strand_core::recovery`) ·
+//! `cache` (direct-mode tail cache).
+//!
+//! Concurrency: a [`PartitionLog`] lives on its owner shard's executor (`!Send`). Appends
+//! take offsets synchronously in call order, then queue behind one write lock; the lock
+//! holder writes every queued batch in one IO and (fsync=always) one fdatasync covers
+//! them all (group commit). Reads never take the lock: they copy what they need out of the
+//! state and read through `Rc<SegmentFile>`s. No `RefCell` borrow is held across an await.
+//!
+//! Invariants: offsets are contiguous from `log_start` to `log_end`; a reader never sees a
+//! byte past a segment's logical length; an ack never precedes what the fsync policy promises;
+//! a failed write discards every not-yet-written append (they fail; offsets are reused) and
+//! a failed fdatasync poisons the log (never retried).
+
+mod append;
+mod cache;
+pub mod config;
+pub mod error;
+mod file;
+mod read;
+mod recover;
+mod retention;
+mod segment;
+
+pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError};
+pub use error::{AppendError, LogError, ReadError};
+pub use file::{probe_dma, SegmentFile, PROBE_FILE_NAME};
+pub use segment::CHECKPOINT_FILE_NAME;
+
+use bytes::{Bytes, BytesMut};
+use cache::BatchCache;
+use glommio::sync::Semaphore;
+use segment::Segment;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use strand_core::index::BatchMeta;
+use strand_core::recovery::Checkpoint;
+
+/// Where an append landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub log_end_offset: u64,
+    pub batch_count: u32,
+    pub record_count: u32,
+}
+
+/// Whole batches read from the log, in offset order.
+#[derive(Debug)]
+pub struct ReadResult {
+    pub chunks: Vec<ReadChunk>,
+    pub bytes_len: u32,
+    /// Offset to read next (just past the last returned batch).
+    pub next_offset: u64,
+}
+
+/// A piece of a read result.
+pub enum ReadChunk {
+    /// A byte range of a segment file, to be spliced/sendfile'd to a socket. The Rc keeps the
+    /// fd open even if retention unlinks the segment meanwhile.
+    File { file: Rc<SegmentFile>, pos: u64, len: u32 },
+    /// Bytes served from the in-memory tail/batch cache (direct mode, caught-up consumers).
+    Memory(Bytes),
+}
+
+impl std::fmt::Debug for ReadChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadChunk::File { file, pos, len } => write!(f, "File({:?}, {pos}, {len})", file.path()),
+            ReadChunk::Memory(b) => write!(f, "Memory({} bytes)", b.len()),
+        }
+    }
+}
+
+impl ReadChunk {
+    /// Length in bytes.
+    pub fn len(&self) -> u32 {
+        match self {
+            ReadChunk::File { len, .. } => *len,
+            ReadChunk::Memory(b) => b.len() as u32,
+        }
+    }
+
+    /// Whether the chunk holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the chunk's bytes (fallback for tests and replication; fetch uses splice).
+    pub async fn to_bytes(&self) -> std::io::Result<Bytes> {
+        match self {
+            ReadChunk::Memory(b) => Ok(b.clone()),
+            ReadChunk::File { file, pos, len } => {
+                let bytes = file.read_at(*pos, *len as usize).await?;
+                if bytes.len() != *len as usize {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("{:?}: {} of {len} bytes at {pos}", file.path(), bytes.len()),
+                    ));
+                }
+                Ok(Bytes::from(bytes))
+            }
+        }
+    }
+}
+
+/// One partition's log. !Send: lives on its owner shard's glommio executor. All methods take
+/// `&self` so many tasks of the shard can append and read concurrently; appends are ordered internally.
+pub struct PartitionLog {
+    inner: Rc<Inner>,
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    state: RefCell<State>,
+    /// Held by the task that writes queued appends, syncs, rolls or deletes segments.
+    write_lock: Semaphore,
+    /// Set by close/delete; stops the interval flusher.
+    closed: std::cell::Cell<bool>,
+}
+
+/// An append whose offsets are assigned but whose bytes are not yet in the file.
+pub(crate) struct Pending {
+    bytes: Bytes,
+    /// Batches with `position` relative to the start of `bytes`.
+    metas: Vec<BatchMeta>,
+    next_offset: u64,
+}
+
+pub(crate) struct State {
+    segments: BTreeMap<u64, Segment>,
+    log_start: u64,
+    /// Next offset to assign (includes queued appends).
+    log_end: u64,
+    /// Offsets below this are in the segment files (readable).
+    written_end: u64,
+    /// Offsets below this are fdatasync'ed.
+    synced_end: u64,
+    pending: VecDeque<Pending>,
+    /// Bumped whenever a failed write discards the queue; an append of an older epoch failed.
+    epoch: u64,
+    last_failure: Option<(bool, String)>,
+    unflushed_bytes: u64,
+    bytes_since_checkpoint: u64,
+    cache: BatchCache,
+    poisoned: Option<String>,
+}
+
+impl State {
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+}
+
+/// Bytes flushed between two recovery checkpoints (bounds restart rescans after a crash).
+const CHECKPOINT_INTERVAL_BYTES: u64 = 64 << 20;
+
+impl PartitionLog {
+    /// Opens the log in `dir` (created if missing), running recovery on what is there.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
+        let inner = Rc::new(recover::open(dir, config).await?);
+        if let FsyncPolicy::IntervalMs(ms) = inner.config.fsync {
+            spawn_interval_flusher(Rc::downgrade(&inner), ms);
+        }
+        Ok(PartitionLog { inner })
+    }
+
+    /// Appends one or more concatenated record batches; see the module docs for ordering and
+    /// durability. Every batch is validated first; any invalid one rejects the whole call.
+    pub async fn append(&self, batches: BytesMut) -> Result<AppendInfo, AppendError> {
+        self.inner.append(batches).await
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.inner.state.borrow().log_start
+    }
+
+    /// Next offset to be assigned.
+    pub fn log_end_offset(&self) -> u64 {
+        self.inner.state.borrow().log_end
+    }
+
+    /// Whole batches starting with the batch containing `offset`, up to `max_bytes` (but at
+    /// least one whole batch if any exists). `offset == log_end` gives an empty result.
+    pub async fn read(&self, offset: u64, max_bytes: u32) -> Result<ReadResult, ReadError> {
+        self.inner.read(offset, max_bytes).await
+    }
+
+    /// First record with timestamp `>= ts_ms`: its offset and timestamp.
+    pub async fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>, ReadError> {
+        self.inner.offset_for_timestamp(ts_ms).await
+    }
+
+    /// Deletes whole closed segments beyond retention; returns how many were deleted.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, LogError> {
+        self.inner.apply_retention(now_ms).await
+    }
+
+    /// fdatasyncs all written data.
+    pub async fn flush(&self) -> Result<(), LogError> {
+        let _permit = self.inner.lock().await?;
+        self.inner.sync_locked(false).await
+    }
+
+    /// Flushes, truncates the active segment to its logical length, writes indexes and the
+    /// recovery checkpoint: a clean shutdown, after which open rescans almost nothing.
+    pub async fn close(self) -> Result<(), LogError> {
+        let _permit = self.inner.lock().await?;
+        self.inner.closed.set(true);
+        self.inner.finish_active().await?;
+        self.inner.write_lock.close();
+        Ok(())
+    }
+
+    /// Removes all files of the log and its directory.
+    pub async fn delete(self) -> Result<(), LogError> {
+        let _permit = self.inner.lock().await?;
+        self.inner.closed.set(true);
+        self.inner.write_lock.close();
+        std::fs::remove_dir_all(&self.inner.dir)?;
+        Ok(())
+    }
+
+    /// Bytes written but not yet fdatasync'ed.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.inner.state.borrow().unflushed_bytes
+    }
+
+    /// Logical bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.state.borrow().segments.values().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl Inner {
+    async fn lock(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
+        self.write_lock.acquire_permit(1).await.map_err(|_| LogError::Poisoned("log is closed".into()))
+    }
+
+    /// fdatasyncs the active segment if anything is unflushed; writes a checkpoint when due
+    /// (or always when `force_checkpoint`). Caller holds the write lock.
+    async fn sync_locked(&self, force_checkpoint: bool) -> Result<(), LogError> {
+        let (file, unflushed, written_end, checkpoint) = {
+            let st = self.state.borrow();
+            if let Some(p) = &st.poisoned {
+                return Err(LogError::Poisoned(p.clone()));
+            }
+            let a = st.active();
+            let cp = Checkpoint { segment_base: a.base, position: a.size, next_offset: a.next_offset };
+            (a.file.clone(), st.unflushed_bytes, st.written_end, cp)
+        };
+        if unflushed > 0 {
+            if let Err(e) = file.fdatasync().await {
+                let reason = format!("fdatasync of {:?} failed: {e}", file.path());
+                tracing::error!("{reason}; refusing further writes to this partition");
+                self.state.borrow_mut().poisoned = Some(reason);
+                return Err(LogError::Io(e));
+            }
+            let mut st = self.state.borrow_mut();
+            st.synced_end = st.synced_end.max(written_end);
+            st.unflushed_bytes -= unflushed;
+            st.bytes_since_checkpoint += unflushed;
+        }
+        let due = self.state.borrow().bytes_since_checkpoint >= CHECKPOINT_INTERVAL_BYTES;
+        if due || force_checkpoint {
+            self.checkpoint_active(checkpoint).await?;
+        }
+        Ok(())
+    }
+
+    /// Persists the active segment's index entries, then the checkpoint that trusts them.
+    async fn checkpoint_active(&self, checkpoint: Checkpoint) -> Result<(), LogError> {
+        let snap = self.state.borrow().active().index_snapshot(&self.dir);
+        let counts = snap.counts;
+        segment::persist_index(snap).await?;
+        segment::write_checkpoint(&self.dir, &checkpoint)?;
+        let mut st = self.state.borrow_mut();
+        if let Some(seg) = st.segments.get_mut(&checkpoint.segment_base) {
+            seg.persisted = counts;
+        }
+        st.bytes_since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Clean-close of the active segment: sync, cut to logical length, indexes, checkpoint.
+    async fn finish_active(&self) -> Result<(), LogError> {
+        self.sync_locked(false).await?;
+        let (file, size) = {
+            let st = self.state.borrow();
+            (st.active().file.clone(), st.active().size)
+        };
+        if file.file_size().await? != size {
+            file.truncate(size).await?;
+            file.fdatasync().await?;
+        }
+        self.state.borrow_mut().active_mut().prealloc_end = size;
+        let checkpoint = {
+            let st = self.state.borrow();
+            let a = st.active();
+            Checkpoint { segment_base: a.base, position: a.size, next_offset: a.next_offset }
+        };
+        self.checkpoint_active(checkpoint).await
+    }
+}
+
+fn spawn_interval_flusher(inner: std::rc::Weak<Inner>, interval_ms: u64) {
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(std::time::Duration::from_millis(interval_ms)).await;
+            let Some(inner) = inner.upgrade() else { break };
+            if inner.closed.get() {
+                break;
+            }
+            if inner.state.borrow().unflushed_bytes == 0 {
+                continue;
+            }
+            let Ok(_permit) = inner.lock().await else { break };
+            if let Err(e) = inner.sync_locked(false).await {
+                tracing::error!(dir = %inner.dir.display(), "interval flush failed: {e}");
+            }
+        }
+    })
+    .detach();
+}

@@ -1,0 +1,268 @@
+//! The write path: validation, offset assignment, group commit, segment roll.
+//!
+//! An append validates its batches (CRC + structure) without touching shared state, takes
+//! offsets and queues its bytes synchronously, then waits for the write lock. Whoever holds
+//! the lock writes everything queued (one IO per segment), and under `fsync=always` one
+//! fdatasync then covers every append written — so concurrent appends share fsyncs.
+
+use super::error::{is_out_of_space, AppendError};
+use super::file::{free_bytes, SegmentFile, BLOCK_BYTES};
+use super::segment::{self, next_tail, Segment};
+use super::{AppendInfo, FsyncPolicy, Inner, IoMode, LogError, Pending};
+use bytes::BytesMut;
+use std::rc::Rc;
+use strand_core::index::BatchMeta;
+use strand_core::recovery::{segment_file_name, Checkpoint, SegmentFileKind};
+use strand_wire::batch::{self, Batch};
+
+/// Reservation step for segment files (Redpanda uses 32 MiB).
+const PREALLOC_STEP_BYTES: u64 = 32 << 20;
+/// Largest single write the lock holder issues; more queued bytes take several writes.
+const WRITE_GROUP_MAX_BYTES: usize = 16 << 20;
+
+/// One write planned under the lock: the queued appends going to the active segment.
+struct WritePlan {
+    file: Rc<SegmentFile>,
+    segment_base: u64,
+    old_size: u64,
+    block_pos: u64,
+    tail: Vec<u8>,
+    items: Vec<Pending>,
+    prealloc_to: Option<u64>,
+}
+
+impl Inner {
+    pub(super) async fn append(&self, mut batches: BytesMut) -> Result<AppendInfo, AppendError> {
+        let metas = validate(&batches, self.config.batch_len_max)?;
+        self.check_free_space(batches.len() as u64)?;
+        let (info, epoch) = self.enqueue(&mut batches, metas)?;
+        let _permit = self.lock().await.map_err(|e| AppendError::Io(std::io::Error::other(e.to_string())))?;
+        let written = self.state.borrow().written_end >= info.log_end_offset;
+        if !written && self.state.borrow().epoch == epoch {
+            self.write_queued().await?;
+        }
+        self.check_epoch(epoch)?;
+        let synced = self.state.borrow().synced_end >= info.log_end_offset;
+        if self.config.fsync == FsyncPolicy::Always && !synced {
+            self.sync_locked(false).await.map_err(log_to_append)?;
+        }
+        Ok(info)
+    }
+
+    fn check_free_space(&self, incoming: u64) -> Result<(), AppendError> {
+        if self.config.min_free_bytes == 0 {
+            return Ok(());
+        }
+        let free = free_bytes(&self.dir).map_err(AppendError::Io)?;
+        if free < self.config.min_free_bytes.saturating_add(incoming) {
+            return Err(AppendError::StorageFull {
+                reason: format!("{free} bytes free, guard is {} bytes", self.config.min_free_bytes),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stamps offsets and queues the bytes; returns where they go and the queue epoch.
+    fn enqueue(&self, batches: &mut BytesMut, mut metas: Vec<BatchMeta>) -> Result<(AppendInfo, u64), AppendError> {
+        let mut st = self.state.borrow_mut();
+        if let Some(p) = &st.poisoned {
+            return Err(AppendError::Io(std::io::Error::other(p.clone())));
+        }
+        let base_offset = st.log_end;
+        let mut next = base_offset;
+        for m in &mut metas {
+            batch::stamp_base_offset(&mut batches[m.position as usize..], next);
+            m.base_offset = next;
+            next += u64::from(m.record_count);
+        }
+        let record_count = u32::try_from(next - base_offset).unwrap_or(u32::MAX);
+        let info = AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_end_offset: next,
+            batch_count: metas.len() as u32,
+            record_count,
+        };
+        st.log_end = next;
+        let bytes = std::mem::take(batches).freeze();
+        st.pending.push_back(Pending { bytes, metas, next_offset: next });
+        Ok((info, st.epoch))
+    }
+
+    fn check_epoch(&self, epoch: u64) -> Result<(), AppendError> {
+        let st = self.state.borrow();
+        if st.epoch == epoch {
+            return Ok(());
+        }
+        Err(match &st.last_failure {
+            Some((true, reason)) => AppendError::StorageFull { reason: reason.clone() },
+            Some((false, reason)) => AppendError::Io(std::io::Error::other(reason.clone())),
+            None => AppendError::Io(std::io::Error::other("append discarded")),
+        })
+    }
+
+    /// Writes every queued append (rolling segments as needed). Caller holds the write lock.
+    async fn write_queued(&self) -> Result<(), AppendError> {
+        loop {
+            if self.roll_due() {
+                if let Err(e) = self.roll().await {
+                    let e = log_to_append(e);
+                    self.fail_queue(&e);
+                    return Err(e);
+                }
+            }
+            let Some(plan) = self.plan_write() else { return Ok(()) };
+            if let Some(to) = plan.prealloc_to {
+                self.preallocate(&plan.file, plan.segment_base, to).await;
+            }
+            let data: Vec<&[u8]> = plan.items.iter().map(|p| &p.bytes[..]).collect();
+            if let Err(e) = plan.file.write_append(plan.block_pos, &plan.tail, &data).await {
+                let e = AppendError::from_io(e);
+                tracing::warn!(path = ?plan.file.path(), "append write failed: {e}");
+                self.fail_queue(&e);
+                return Err(e);
+            }
+            self.on_written(plan);
+        }
+    }
+
+    /// Whether the active segment must roll before the next queued append is written.
+    fn roll_due(&self) -> bool {
+        let st = self.state.borrow();
+        let Some(first) = st.pending.front() else { return false };
+        let a = st.active();
+        if a.size == 0 {
+            return false;
+        }
+        let full = a.size + first.bytes.len() as u64 > self.config.segment_bytes;
+        let old = self.config.segment_ms.is_some_and(|ms| a.opened_at.elapsed().as_millis() >= u128::from(ms));
+        full || old
+    }
+
+    fn plan_write(&self) -> Option<WritePlan> {
+        let mut st = self.state.borrow_mut();
+        st.pending.front()?;
+        let (size, base, file, tail, prealloc_end) = {
+            let a = st.active();
+            (a.size, a.base, a.file.clone(), a.tail.clone(), a.prealloc_end)
+        };
+        let mut items = Vec::new();
+        let mut group = 0u64;
+        while let Some(p) = st.pending.front() {
+            let len = p.bytes.len() as u64;
+            let fits = size + group + len <= self.config.segment_bytes && group + len <= WRITE_GROUP_MAX_BYTES as u64;
+            if !items.is_empty() && !fits {
+                break;
+            }
+            group += len;
+            items.extend(st.pending.pop_front());
+        }
+        let end = size + group;
+        let prealloc_to = (end > prealloc_end).then(|| end.div_ceil(PREALLOC_STEP_BYTES) * PREALLOC_STEP_BYTES);
+        let (block_pos, tail) = match self.config.io_mode {
+            IoMode::Direct => (size - tail.len() as u64, tail),
+            IoMode::Buffered => (size, Vec::new()),
+        };
+        debug_assert!(self.config.io_mode == IoMode::Buffered || block_pos % BLOCK_BYTES == 0);
+        Some(WritePlan { file, segment_base: base, old_size: size, block_pos, tail, items, prealloc_to })
+    }
+
+    /// Best effort: a failed reservation (e.g. ENOSPC) leaves the write to find out for itself.
+    async fn preallocate(&self, file: &SegmentFile, segment_base: u64, to: u64) {
+        match file.preallocate(to).await {
+            Ok(()) => {
+                if let Some(seg) = self.state.borrow_mut().segments.get_mut(&segment_base) {
+                    seg.prealloc_end = seg.prealloc_end.max(to);
+                }
+            }
+            Err(e) => tracing::debug!(path = ?file.path(), "preallocation to {to} bytes failed: {e}"),
+        }
+    }
+
+    fn on_written(&self, plan: WritePlan) {
+        let mut st = self.state.borrow_mut();
+        let direct = self.config.io_mode == IoMode::Direct;
+        let data: Vec<&[u8]> = plan.items.iter().map(|p| &p.bytes[..]).collect();
+        let new_tail = if direct { next_tail(plan.old_size, &plan.tail, &data) } else { Vec::new() };
+        let written: u64 = data.iter().map(|d| d.len() as u64).sum();
+        let mut pos = plan.old_size;
+        for item in &plan.items {
+            for m in &item.metas {
+                let meta = BatchMeta { position: pos + m.position, ..*m };
+                st.active_mut().on_batch(&meta);
+                if direct {
+                    let bytes = item.bytes.slice(m.position as usize..(m.position + u64::from(m.len_bytes)) as usize);
+                    st.cache.push(m.base_offset, m.next_offset(), bytes);
+                }
+            }
+            pos += item.bytes.len() as u64;
+            st.written_end = item.next_offset;
+        }
+        let a = st.active_mut();
+        debug_assert_eq!(a.size, plan.old_size + written);
+        a.tail = new_tail;
+        st.unflushed_bytes += written;
+    }
+
+    /// Discards every queued append after a failed write: their offsets are given back.
+    fn fail_queue(&self, e: &AppendError) {
+        let mut st = self.state.borrow_mut();
+        st.pending.clear();
+        st.log_end = st.written_end;
+        st.epoch += 1;
+        st.last_failure = Some((matches!(e, AppendError::StorageFull { .. }), e.to_string()));
+    }
+
+    /// Closes the active segment (sync, cut to logical length, indexes, checkpoint) and
+    /// opens the next one at the log end. Caller holds the write lock; nothing queued is lost.
+    pub(super) async fn roll(&self) -> Result<(), LogError> {
+        self.finish_active().await?;
+        let next_base = self.state.borrow().active().next_offset;
+        let path = self.dir.join(segment_file_name(next_base, SegmentFileKind::Log));
+        let file = Rc::new(SegmentFile::open(&path, self.config.io_mode, true).await?);
+        super::file::sync_dir(&self.dir)?;
+        let checkpoint = Checkpoint { segment_base: next_base, position: 0, next_offset: next_base };
+        segment::write_checkpoint(&self.dir, &checkpoint)?;
+        let seg = Segment::new(next_base, file, self.config.index_interval_bytes);
+        self.state.borrow_mut().segments.insert(next_base, seg);
+        tracing::debug!(dir = %self.dir.display(), "rolled to segment {next_base}");
+        Ok(())
+    }
+}
+
+/// Validates every batch of an append request; returns their metadata with positions
+/// relative to the start of `buf`.
+fn validate(buf: &[u8], batch_len_max: u32) -> Result<Vec<BatchMeta>, AppendError> {
+    let mut metas = Vec::new();
+    let mut pos = 0usize;
+    if buf.is_empty() {
+        return Err(AppendError::Corrupt(batch::BatchError::Truncated { needed: batch::HEADER_LEN, available: 0 }));
+    }
+    while pos < buf.len() {
+        let rest = &buf[pos..];
+        if let Some(len) = batch::peek_batch_len(rest) {
+            if len > batch_len_max {
+                return Err(AppendError::TooLarge { len_bytes: u64::from(len), limit_bytes: u64::from(batch_len_max) });
+            }
+        }
+        let b = Batch::parse(rest).map_err(AppendError::Corrupt)?;
+        let h = b.header();
+        metas.push(BatchMeta {
+            position: pos as u64,
+            base_offset: 0,
+            record_count: h.record_count,
+            len_bytes: h.batch_len,
+            max_timestamp: h.max_timestamp,
+        });
+        pos += h.batch_len as usize;
+    }
+    Ok(metas)
+}
+
+fn log_to_append(e: LogError) -> AppendError {
+    match e {
+        LogError::Io(io) if is_out_of_space(&io) => AppendError::StorageFull { reason: io.to_string() },
+        LogError::Io(io) => AppendError::Io(io),
+        other => AppendError::Io(std::io::Error::other(other.to_string())),
+    }
+}

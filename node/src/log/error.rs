@@ -1,0 +1,87 @@
+//! One error enum per log operation, each mapping to a stable `strand_wire::ErrorCode`.
+
+use std::io;
+use std::path::PathBuf;
+use strand_wire::batch::BatchError;
+use strand_wire::ErrorCode;
+
+/// Why an append was refused; nothing of the request was appended.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("corrupt batch: {0}")]
+    Corrupt(BatchError),
+    #[error("batch of {len_bytes} bytes exceeds the limit of {limit_bytes}")]
+    TooLarge { len_bytes: u64, limit_bytes: u64 },
+    #[error("storage full: {reason}")]
+    StorageFull { reason: String },
+    #[error("storage io error: {0}")]
+    Io(io::Error),
+}
+
+impl AppendError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppendError::Corrupt(_) => ErrorCode::CorruptBatch,
+            AppendError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            AppendError::StorageFull { .. } => ErrorCode::StorageFull,
+            AppendError::Io(_) => ErrorCode::StorageError,
+        }
+    }
+
+    /// Classifies a write failure: out-of-space conditions become `StorageFull`.
+    pub(crate) fn from_io(e: io::Error) -> Self {
+        if is_out_of_space(&e) {
+            AppendError::StorageFull { reason: e.to_string() }
+        } else {
+            AppendError::Io(e)
+        }
+    }
+}
+
+pub(crate) fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        || e.raw_os_error() == Some(libc::ENOSPC)
+}
+
+/// Why a read or lookup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset {offset} out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange { offset: u64, log_start: u64, log_end: u64 },
+    #[error("corrupt segment {path:?} at position {pos}: {reason}")]
+    CorruptSegment { path: PathBuf, pos: u64, reason: String },
+    #[error("storage io error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ReadError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ReadError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            ReadError::CorruptSegment { .. } => ErrorCode::CorruptStorage,
+            ReadError::Io(_) => ErrorCode::StorageError,
+        }
+    }
+}
+
+/// Failures of open, flush, retention, close and delete.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("storage io error: {0}")]
+    Io(#[from] io::Error),
+    #[error("corrupt segment {path:?} at position {pos}: {reason}")]
+    CorruptSegment { path: PathBuf, pos: u64, reason: String },
+    /// An earlier fdatasync failed; the log refuses further writes (a failed fsync is never retried).
+    #[error("log unusable after a failed fdatasync: {0}")]
+    Poisoned(String),
+}
+
+impl LogError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LogError::Io(e) if is_out_of_space(e) => ErrorCode::StorageFull,
+            LogError::Io(_) | LogError::Poisoned(_) => ErrorCode::StorageError,
+            LogError::CorruptSegment { .. } => ErrorCode::CorruptStorage,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Opening a partition log: find segments, load indexes, and validate what the recovery
+//! checkpoint does not vouch for. The decisions (scan start, valid prefix, cut reasons) are
+//! made by `strand_core::recovery`; this module only reads files and truncates them.
+//!
+//! Recovery never needs free space: it reads, truncates torn tails and keeps rebuilt indexes
+//! in memory; index files are rewritten best-effort (closed segments) or at the next checkpoint.
+
+use super::cache::BatchCache;
+use super::file::{probe_dma, SegmentFile, BLOCK_BYTES};
+use super::segment::{self, Segment};
+use super::{Inner, IoMode, LogConfig, LogError, State};
+use glommio::sync::Semaphore;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::rc::Rc;
+use strand_core::index::{decode_index, decode_time_index, truncate_entries, IndexBuilder, IndexEntry, TimeEntry};
+use strand_core::recovery::{
+    claimed_offsets, parse_segment_file_name, scan_start, segment_file_name, Checkpoint, CutReason, ScanEnd, ScanPlan,
+    ScanStep, Scanner, SegmentFileKind,
+};
+
+pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogError> {
+    std::fs::create_dir_all(dir)?;
+    if config.io_mode == IoMode::Direct {
+        probe_dma(dir).await?;
+    }
+    let checkpoint = segment::read_checkpoint(dir);
+    let bases = list_segments(dir)?;
+    let mut segments = BTreeMap::new();
+    for (i, &base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied();
+        let seg = recover_segment(dir, &config, base, checkpoint.as_ref(), next_base).await?;
+        segments.insert(base, seg);
+    }
+    if segments.is_empty() {
+        let base = checkpoint.map_or(0, |c| c.next_offset);
+        let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
+        let file = Rc::new(SegmentFile::open(&path, config.io_mode, true).await?);
+        super::file::sync_dir(dir)?;
+        segments.insert(base, Segment::new(base, file, config.index_interval_bytes));
+    }
+    persist_closed_indexes(dir, &mut segments).await;
+    let log_start = *segments.keys().next().unwrap_or(&0);
+    let log_end = segments.values().next_back().map_or(0, |s| s.next_offset);
+    let state = State {
+        segments,
+        log_start,
+        log_end,
+        written_end: log_end,
+        synced_end: log_end,
+        pending: VecDeque::new(),
+        epoch: 0,
+        last_failure: None,
+        unflushed_bytes: 0,
+        bytes_since_checkpoint: 0,
+        cache: BatchCache::new(if config.io_mode == IoMode::Direct { config.batch_cache_bytes } else { 0 }),
+        poisoned: None,
+    };
+    tracing::debug!(dir = %dir.display(), log_start, log_end, "partition log open");
+    Ok(Inner {
+        dir: dir.to_owned(),
+        config,
+        state: RefCell::new(state),
+        write_lock: Semaphore::new(1),
+        closed: std::cell::Cell::new(false),
+    })
+}
+
+/// Base offsets of the `.log` files in `dir`, ascending; removes index files without a log.
+fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
+    let mut logs = BTreeSet::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        match parse_segment_file_name(&name.to_string_lossy()) {
+            Some((base, SegmentFileKind::Log)) => {
+                logs.insert(base);
+            }
+            Some((base, _)) => others.push((base, entry.path())),
+            None => {}
+        }
+    }
+    for (base, path) in others {
+        if !logs.contains(&base) {
+            tracing::warn!(path = %path.display(), "removing index file without a segment");
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(logs.into_iter().collect())
+}
+
+async fn recover_segment(
+    dir: &Path,
+    config: &LogConfig,
+    base: u64,
+    checkpoint: Option<&Checkpoint>,
+    next_base: Option<u64>,
+) -> Result<Segment, LogError> {
+    let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
+    let file = Rc::new(SegmentFile::open(&path, config.io_mode, false).await?);
+    let file_len = file.file_size().await?;
+    let (index, time_index, persisted) = load_indexes(dir, base).await;
+    let bound = match scan_start(checkpoint, base, file_len) {
+        ScanPlan::Trusted => file_len,
+        ScanPlan::From { position, .. } => position,
+    };
+    let mut seg = Segment::new(base, file.clone(), config.index_interval_bytes);
+    seg.persisted = persisted;
+    let (mut index, mut time_index) = (index, time_index);
+    truncate_entries(&mut index, &mut time_index, bound, base);
+    let end = scan_from_index(&mut seg, index, time_index, config, file_len).await?;
+    let end = match end {
+        Some(end) => end,
+        None => {
+            tracing::warn!(path = %path.display(), "index does not match the log; rebuilding it from a full scan");
+            scan_from_index(&mut seg, Vec::new(), Vec::new(), config, file_len)
+                .await?
+                .unwrap_or_else(|| unreachable!("a scan from position 0 is never rejected as an index mismatch"))
+        }
+    };
+    settle_end(&mut seg, &end, file_len, next_base).await?;
+    if config.io_mode == IoMode::Direct && next_base.is_none() {
+        let tail_start = seg.size - seg.size % BLOCK_BYTES;
+        seg.tail = file.read_at(tail_start, (seg.size - tail_start) as usize).await?;
+    }
+    seg.prealloc_end = seg.size;
+    Ok(seg)
+}
+
+/// Scans from the last kept index entry to the end of the file, feeding the segment.
+/// `None` when the scan stopped right at a (non-zero) index entry: the index is suspect.
+async fn scan_from_index(
+    seg: &mut Segment,
+    index: Vec<IndexEntry>,
+    time_index: Vec<TimeEntry>,
+    config: &LogConfig,
+    file_len: u64,
+) -> Result<Option<ScanEnd>, LogError> {
+    let start =
+        index.last().map_or((0, seg.base), |e| (u64::from(e.position), seg.base + u64::from(e.relative_offset)));
+    if index.is_empty() {
+        seg.persisted = (0, 0);
+    } else {
+        seg.persisted = (seg.persisted.0.min(index.len()), seg.persisted.1.min(time_index.len()));
+    }
+    seg.builder = IndexBuilder::new(seg.base, config.index_interval_bytes, &index, &time_index);
+    seg.index = index;
+    seg.time_index = time_index;
+    seg.next_offset = start.1;
+    seg.size = start.0;
+    let mut scanner = Scanner::new(start.0, start.1, file_len);
+    let mut step = scanner.start();
+    let end = loop {
+        match step {
+            ScanStep::Done(end) => break end,
+            ScanStep::Read { position, len } => {
+                let chunk = seg.file.read_at(position, len as usize).await?;
+                step = scanner.feed(&chunk, &mut |meta| seg.on_batch(&meta));
+            }
+        }
+    };
+    let rejected_at_entry = start.0 > 0
+        && end.valid_len == start.0
+        && matches!(end.cut, Some(CutReason::Invalid(_) | CutReason::OffsetGap { .. }));
+    Ok((!rejected_at_entry).then_some(end))
+}
+
+/// Applies a scan result: truncates a torn tail of the last segment, flags a damaged closed one.
+async fn settle_end(seg: &mut Segment, end: &ScanEnd, file_len: u64, next_base: Option<u64>) -> Result<(), LogError> {
+    seg.size = end.valid_len;
+    seg.next_offset = end.next_offset;
+    let path = seg.file.path().to_owned();
+    let benign = matches!(end.cut, Some(CutReason::ZeroFill));
+    let gap = next_base.is_some_and(|n| n != end.next_offset);
+    if next_base.is_some() && (gap || (end.cut.is_some() && !benign)) {
+        let reason = match &end.cut {
+            Some(cut) => format!("invalid data: {cut:?}"),
+            None => format!("segment ends at offset {} but the next one starts at {next_base:?}", end.next_offset),
+        };
+        tracing::error!(path = %path.display(), pos = end.valid_len, "corrupt closed segment, refusing to serve past it: {reason}");
+        seg.corrupt = Some((end.valid_len, reason));
+        seg.next_offset = next_base.unwrap_or(end.next_offset);
+        return Ok(());
+    }
+    if let Some(cut) = &end.cut {
+        let cut_bytes = file_len - end.valid_len;
+        if benign {
+            tracing::debug!(path = %path.display(), "dropping {cut_bytes} zero bytes after position {}", end.valid_len);
+        } else {
+            let sample = seg.file.read_at(end.valid_len, cut_bytes.min(1 << 20) as usize).await?;
+            let claimed = claimed_offsets(&sample);
+            tracing::warn!(
+                path = %path.display(),
+                "truncating torn tail: cut {cut_bytes} bytes at position {} ({cut:?}); log end offset is now {}; \
+                 the cut bytes claimed offsets {claimed:?}",
+                end.valid_len,
+                end.next_offset
+            );
+        }
+        seg.file.truncate(end.valid_len).await?;
+    }
+    Ok(())
+}
+
+/// Loads `.index`/`.timeindex`; a missing or malformed file gives empty entries (rebuilt by scanning).
+async fn load_indexes(dir: &Path, base: u64) -> (Vec<IndexEntry>, Vec<TimeEntry>, (usize, usize)) {
+    let index_path = dir.join(segment_file_name(base, SegmentFileKind::Index));
+    let time_path = dir.join(segment_file_name(base, SegmentFileKind::TimeIndex));
+    let index = match std::fs::read(&index_path).map(|b| decode_index(&b)) {
+        Ok(Ok(entries)) => entries,
+        Ok(Err(problem)) => {
+            tracing::warn!(path = %index_path.display(), "rebuilding index: {problem}");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    };
+    let time_index = match std::fs::read(&time_path).map(|b| decode_time_index(&b)) {
+        Ok(Ok(entries)) if !index.is_empty() => entries,
+        _ => Vec::new(),
+    };
+    if index.is_empty() {
+        return (Vec::new(), Vec::new(), (0, 0));
+    }
+    let counts = (index.len(), time_index.len());
+    (index, time_index, counts)
+}
+
+/// Writes rebuilt indexes of closed segments; failures (e.g. a full disk) only cost a rescan later.
+async fn persist_closed_indexes(dir: &Path, segments: &mut BTreeMap<u64, Segment>) {
+    let closed = segments.len().saturating_sub(1);
+    for seg in segments.values_mut().take(closed) {
+        if seg.persisted == (seg.index.len(), seg.time_index.len()) {
+            continue;
+        }
+        let snap = seg.index_snapshot(dir);
+        let counts = snap.counts;
+        match segment::persist_index(snap).await {
+            Ok(()) => seg.persisted = counts,
+            Err(e) => tracing::warn!(segment = seg.base, "could not write rebuilt index: {e}"),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Retention: deletes whole closed segments, oldest first, beyond `retention_bytes` or
+//! `retention_ms`. The active segment is never deleted. In-flight reads keep their
+//! `Rc<SegmentFile>` and so their fds; the names are unlinked at once.
+
+use super::{Inner, LogError};
+use strand_core::recovery::{segment_file_name, SegmentFileKind};
+
+impl Inner {
+    pub(super) async fn apply_retention(&self, now_ms: i64) -> Result<u32, LogError> {
+        let _permit = self.lock().await?;
+        let victims = self.pick_victims(now_ms);
+        for base in &victims {
+            for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
+                let path = self.dir.join(segment_file_name(*base, kind));
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if !victims.is_empty() {
+            super::file::sync_dir(&self.dir)?;
+            tracing::info!(dir = %self.dir.display(), segments = ?victims, "retention deleted segments");
+        }
+        Ok(victims.len() as u32)
+    }
+
+    /// Removes the segments to delete from the state (oldest first, stopping at the first
+    /// one that must stay) and returns their base offsets.
+    fn pick_victims(&self, now_ms: i64) -> Vec<u64> {
+        let mut st = self.state.borrow_mut();
+        let mut total: u64 = st.segments.values().map(|s| s.size).sum();
+        let closed: Vec<(u64, u64, Option<i64>)> = {
+            let n = st.segments.len().saturating_sub(1);
+            st.segments.values().take(n).map(|s| (s.base, s.size, s.max_timestamp())).collect()
+        };
+        let mut victims = Vec::new();
+        for (base, size, max_ts) in closed {
+            let by_bytes = self.config.retention_bytes.is_some_and(|limit| total.saturating_sub(size) >= limit);
+            let by_time = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| max_ts.is_none_or(|ts| ts < now_ms.saturating_sub(ms as i64)));
+            if !(by_bytes || by_time) {
+                break;
+            }
+            st.segments.remove(&base);
+            total -= size;
+            victims.push(base);
+        }
+        if let Some(first) = st.segments.keys().next().copied() {
+            st.log_start = st.log_start.max(first);
+        }
+        victims
+    }
+}
