@@ -1,0 +1,233 @@
+//! Restart after torn writes, random byte corruption, a corrupt closed segment, deleted
+//! indexes, and a real SIGKILL of a writer process (acked data must survive).
+
+mod log_util;
+
+use log_util::{batch, batches, config, read_all, run};
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog, ReadError};
+use strand_wire::ErrorCode;
+
+fn cfg(mode: IoMode) -> LogConfig {
+    let mut c = config(mode, FsyncPolicy::Never);
+    c.segment_bytes = 32 << 10;
+    c
+}
+
+/// Writes 60 batches (several segments), closes, returns expected batches.
+async fn populate(dir: &Path, mode: IoMode) -> Vec<(u64, u32, u8)> {
+    let log = PartitionLog::open(dir, cfg(mode)).await.unwrap();
+    let mut out = Vec::new();
+    for i in 0..60u32 {
+        let info =
+            log.append(batches(&[batch(1 + i % 3, i64::from(i), 700 + i as usize * 13, i as u8)])).await.unwrap();
+        out.push((info.base_offset, 1 + i % 3, i as u8));
+    }
+    log.close().await.unwrap();
+    out
+}
+
+fn segment_logs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn torn_tail_of_active_segment_is_truncated_at_every_length() {
+    for mode in [IoMode::Direct, IoMode::Buffered] {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let expected = populate(dir.path(), mode).await;
+            let active = segment_logs(dir.path()).pop().unwrap();
+            let full = std::fs::read(&active).unwrap();
+            let first_in_active = expected
+                .iter()
+                .position(|e| e.0 >= active.file_stem().unwrap().to_str().unwrap().parse::<u64>().unwrap());
+            let first_in_active = first_in_active.unwrap();
+            // Cut the active segment at many lengths (stride keeps the test fast), plus garbage.
+            for cut in (0..full.len()).step_by(97).chain([full.len() - 1]) {
+                std::fs::write(&active, &full[..cut]).unwrap();
+                let _ = std::fs::remove_file(dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME));
+                let log = PartitionLog::open(dir.path(), cfg(mode)).await.unwrap();
+                let got = read_all(&log, 0, 1 << 20).await;
+                assert!(got.len() >= first_in_active && got.len() < expected.len(), "cut {cut}");
+                assert_eq!(&got[..], &expected[..got.len()], "{mode} cut {cut}: a prefix survives");
+                let size_on_disk = std::fs::metadata(&active).unwrap().len();
+                assert!(size_on_disk <= cut as u64, "file truncated");
+                // The log keeps working after recovery.
+                let info = log.append(batches(&[batch(1, 1, 10, 200)])).await.unwrap();
+                assert_eq!(info.base_offset, got.last().map_or(0, |l| l.0 + u64::from(l.1)));
+                drop(log);
+            }
+        });
+    }
+}
+
+#[test]
+fn random_corruption_of_active_segment_cuts_at_the_damaged_batch() {
+    run(|| async {
+        let seed: u64 = std::env::var("STRAND_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42);
+        println!("seed {seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let expected = populate(dir.path(), IoMode::Buffered).await;
+        let active = segment_logs(dir.path()).pop().unwrap();
+        let pristine = std::fs::read(&active).unwrap();
+        for _ in 0..20 {
+            let mut damaged = pristine.clone();
+            let at = rng.gen_range(0..damaged.len());
+            damaged[at] ^= rng.gen_range(1..=255u8);
+            std::fs::write(&active, &damaged).unwrap();
+            let _ = std::fs::remove_file(dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME));
+            let log = PartitionLog::open(dir.path(), cfg(IoMode::Buffered)).await.unwrap();
+            let got = read_all(&log, 0, 1 << 20).await;
+            assert_eq!(&got[..], &expected[..got.len()]);
+            let kept = std::fs::metadata(&active).unwrap().len() as usize;
+            assert!(kept <= at, "byte {at} was damaged but {kept} bytes kept");
+            drop(log);
+            std::fs::write(&active, &pristine).unwrap();
+        }
+    });
+}
+
+#[test]
+fn corrupt_closed_segment_is_reported_with_file_and_position() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = populate(dir.path(), IoMode::Buffered).await;
+        let logs = segment_logs(dir.path());
+        assert!(logs.len() >= 3);
+        let victim = &logs[1];
+        let mut bytes = std::fs::read(victim).unwrap();
+        let at = bytes.len() - 10; // inside the last batch of the closed segment
+        bytes[at] ^= 0x55;
+        std::fs::write(victim, &bytes).unwrap();
+        // Without a checkpoint every segment is validated on open.
+        std::fs::remove_file(dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME)).unwrap();
+        let log = PartitionLog::open(dir.path(), cfg(IoMode::Buffered)).await.unwrap();
+        let second_base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let third_base: u64 = logs[2].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        // Data before the damage and in later segments is served.
+        assert_eq!(
+            read_all(&log, third_base, 1 << 20).await,
+            expected.iter().copied().filter(|e| e.0 >= third_base).collect::<Vec<_>>()
+        );
+        assert!(log.read(second_base, 1).await.is_ok());
+        // The damaged batch is refused with a clear error.
+        let mut offset = second_base;
+        let err = loop {
+            match log.read(offset, 1).await {
+                Ok(r) => offset = r.next_offset,
+                Err(e) => break e,
+            }
+            assert!(offset < third_base, "corrupt batch was served");
+        };
+        match &err {
+            ReadError::CorruptSegment { path, pos, .. } => {
+                assert_eq!(path, victim);
+                assert!(*pos <= at as u64 && *pos > 0);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(err.code(), ErrorCode::CorruptStorage);
+        assert!(err.to_string().contains(victim.file_name().unwrap().to_str().unwrap()));
+    });
+}
+
+#[test]
+fn deleted_or_damaged_indexes_are_rebuilt() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let expected = populate(dir.path(), IoMode::Direct).await;
+        let mut removed = 0;
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            match p.extension().and_then(|x| x.to_str()) {
+                Some("index") if removed % 2 == 0 => {
+                    std::fs::remove_file(&p).unwrap();
+                    removed += 1;
+                }
+                Some("index") => {
+                    std::fs::write(&p, b"garbage!x").unwrap();
+                    removed += 1;
+                }
+                Some("timeindex") => std::fs::remove_file(&p).unwrap(),
+                _ => {}
+            }
+        }
+        assert!(removed >= 2);
+        let log = PartitionLog::open(dir.path(), cfg(IoMode::Direct)).await.unwrap();
+        assert_eq!(read_all(&log, 0, 3000).await, expected);
+        assert_eq!(log.offset_for_timestamp(30).await.unwrap().map(|x| x.1), Some(30));
+        // Closed segments' indexes were rewritten (best effort, there is space here).
+        let logs = segment_logs(dir.path());
+        for l in &logs[..logs.len() - 1] {
+            let idx = l.with_extension("index");
+            assert!(std::fs::metadata(&idx).map(|m| m.len() > 0 && m.len() % 8 == 0).unwrap_or(false), "{idx:?}");
+        }
+        log.close().await.unwrap();
+    });
+}
+
+/// Child half of the SIGKILL test: appends with fsync=always and prints each acked offset.
+#[test]
+fn sigkill_child_writer() {
+    let Ok(dir) = std::env::var("STRAND_LOG_CHILD_DIR") else { return };
+    run(move || async move {
+        use std::io::Write;
+        let mut c = config(IoMode::Direct, FsyncPolicy::Always);
+        c.segment_bytes = 64 << 10;
+        let log = PartitionLog::open(Path::new(&dir), c).await.unwrap();
+        let mut out = std::io::stdout();
+        for i in 0u32.. {
+            let info = log.append(batches(&[batch(2, i64::from(i), 900, i as u8)])).await.unwrap();
+            writeln!(out, "ACK {}", info.last_offset).unwrap();
+            out.flush().unwrap();
+        }
+    });
+}
+
+#[test]
+fn restart_after_sigkill_keeps_every_acked_append() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "sigkill_child_writer", "--nocapture", "--test-threads=1"])
+            .env("STRAND_LOG_CHILD_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut last_acked = None;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(o) = line.strip_prefix("ACK ") {
+                last_acked = Some(o.parse::<u64>().unwrap());
+                if last_acked.unwrap() >= 300 * (round + 1) {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let last = last_acked.expect("child acked appends");
+        let path = dir.path().to_owned();
+        run(move || async move {
+            let log = PartitionLog::open(&path, config(IoMode::Direct, FsyncPolicy::Always)).await.unwrap();
+            assert!(
+                log.log_end_offset() > last,
+                "round {round}: acked offset {last} lost (end {})",
+                log.log_end_offset()
+            );
+            let got = read_all(&log, 0, 1 << 20).await;
+            assert_eq!(got.last().map(|g| g.0 + u64::from(g.1)), Some(log.log_end_offset()));
+        });
+    }
+}
