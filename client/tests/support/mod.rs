@@ -40,14 +40,19 @@ pub fn node_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            // Build the node in the profile these tests were built in, so `cargo test --release`
+            // reuses release artifacts instead of compiling the node a second time.
+            let (profile_flag, profile_dir) =
+                if cfg!(debug_assertions) { (None, "debug") } else { (Some("--release"), "release") };
             let status = Command::new(cargo)
                 .args(["build", "-q", "-p", "strand-node", "--bin", "strand-node"])
+                .args(profile_flag)
                 .current_dir(workspace_root())
                 .status()
                 .expect("run cargo build for strand-node");
             let target =
                 std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-            let bin = target.join("debug").join("strand-node");
+            let bin = target.join(profile_dir).join("strand-node");
             // In a shared checkout the node's sources may be mid-edit; an earlier build is
             // then better than no test at all. A fresh clone (CI) has no earlier build.
             assert!(status.success() || bin.exists(), "cargo build -p strand-node failed");
