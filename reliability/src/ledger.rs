@@ -61,6 +61,7 @@ struct PartitionLedger {
     offset_by_value: HashMap<Vec<u8>, u64>,
     sent: HashSet<Vec<u8>>,
     acked: u64,
+    verified_end: u64,
 }
 
 /// Per-partition record of sent, acknowledged and seen records.
@@ -128,6 +129,12 @@ impl Ledger {
         self.partitions[partition as usize].known.keys().next_back().map_or(0, |o| o + 1)
     }
 
+    /// The log end offset found by the last successful [`Ledger::verify`] of `partition`: an
+    /// incremental check may start there, as everything before it was checked.
+    pub fn verified_end(&self, partition: u32) -> u64 {
+        self.partitions[partition as usize].verified_end
+    }
+
     /// Checks `stored` — the partition's log read from offset `from` to its end — against
     /// the ledger; on success every stored record joins the known log.
     pub fn verify(&mut self, partition: u32, from: u64, stored: &[StoredRecord]) -> Result<VerifyReport, Violation> {
@@ -149,6 +156,7 @@ impl Ledger {
             p.known.entry(record.offset).or_insert_with(|| Known { value: record.value.clone(), acked: false });
             p.offset_by_value.insert(record.value.clone(), record.offset);
         }
+        p.verified_end = report.log_end;
         Ok(report)
     }
 }

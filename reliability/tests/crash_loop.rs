@@ -1,0 +1,184 @@
+//! Crash loop: writers produce with acks=leader to a node running `--fsync always`, recording
+//! every acknowledged (partition, offset, value); the node is SIGKILLed at a random moment
+//! (seeded), restarted on the same data dir, and after each cycle the checker verifies that
+//! every acknowledged record is present exactly once, in order, at its offset, that nothing
+//! seen earlier moved, and that the node served again within [`RESTART_BOUND`].
+//!
+//! Quick profile: 20 cycles. Long: 1000 (`STRAND_RELIABILITY=long`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use strand_reliability::ledger::record_value;
+use strand_reliability::profile::{self, write_result};
+use strand_reliability::{Ledger, NodeProcess, Profile, Summary, WireClient};
+use strand_wire::ErrorCode;
+
+const TOPIC: &str = "crash";
+const PARTITIONS: u32 = 2;
+const WRITERS_PER_PARTITION: u32 = 2;
+/// A restarted node must serve again within this (spawn to listening line).
+const RESTART_BOUND: Duration = Duration::from_secs(10);
+const NODE_ARGS: &[&str] = &["--fsync", "always", "--shards", "2"];
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Totals {
+    acked: u64,
+    records_verified: u64,
+    acked_verified: u64,
+    unacked_survivors: u64,
+    produce_refusals: u64,
+}
+
+#[test]
+fn sigkill_loop_loses_no_acknowledged_record() {
+    let profile = Profile::from_env();
+    let cycles = profile.pick(20, 1000);
+    let seed = profile::seed("crash_loop");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ledger = Arc::new(Mutex::new(Ledger::new(PARTITIONS)));
+    let seq = Arc::new(AtomicU64::new(0));
+    let mut node = NodeProcess::start(dir.path(), NODE_ARGS).expect("first start");
+    WireClient::connect(node.public, CLIENT_TIMEOUT).and_then(|mut c| c.create_topic(TOPIC, PARTITIONS)).expect("topic");
+    let (mut restarts, mut totals, mut stored_last) = (Vec::new(), Totals::default(), Vec::new());
+    for cycle in 0..cycles {
+        let refusals = run_writers_then_kill(&mut node, &mut rng, &ledger, &seq);
+        totals.produce_refusals += refusals;
+        assert_eq!(node.panic_line(), None, "cycle {cycle} (seed {seed}): node panicked before the kill");
+        node = NodeProcess::start(dir.path(), NODE_ARGS).unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
+        restarts.push(node.startup);
+        assert!(node.startup < RESTART_BOUND, "cycle {cycle} (seed {seed}): restart took {:?}", node.startup);
+        let full = profile == Profile::Quick || cycle % 50 == 0 || cycle + 1 == cycles;
+        stored_last = verify_cycle(&node, &ledger, full, &mut totals)
+            .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}\nnode log:\n{}", node.log_tail(20)));
+    }
+    totals.acked = lock(&ledger).acked_count();
+    assert!(totals.acked >= u64::from(cycles), "only {} acks in {cycles} cycles: the writers did not run", totals.acked);
+    checker_catches_a_dropped_record(&ledger, &stored_last);
+    report(seed, cycles, &restarts, &totals);
+}
+
+/// Runs the writers until a random moment, SIGKILLs the node, joins the writers.
+/// Returns how many produces the node refused with an error code.
+fn run_writers_then_kill(
+    node: &mut NodeProcess,
+    rng: &mut StdRng,
+    ledger: &Arc<Mutex<Ledger>>,
+    seq: &Arc<AtomicU64>,
+) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..PARTITIONS * WRITERS_PER_PARTITION)
+        .map(|w| {
+            let (addr, stop, ledger, seq) = (node.public, stop.clone(), ledger.clone(), seq.clone());
+            let writer_seed = rng.gen::<u64>();
+            std::thread::spawn(move || writer(addr, w % PARTITIONS, writer_seed, &stop, &ledger, &seq))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(rng.gen_range(20..400)));
+    node.kill().expect("SIGKILL");
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().map(|w| w.join().expect("writer thread")).sum()
+}
+
+/// Produces batches of 1..=8 unique values until the connection fails; records every ack.
+fn writer(
+    addr: std::net::SocketAddr,
+    partition: u32,
+    seed: u64,
+    stop: &AtomicBool,
+    ledger: &Mutex<Ledger>,
+    seq: &AtomicU64,
+) -> u64 {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let Ok(mut client) = WireClient::connect(addr, CLIENT_TIMEOUT) else { return 0 };
+    let mut refusals = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let count = rng.gen_range(1..=8u64);
+        let first = seq.fetch_add(count, Ordering::Relaxed);
+        let values: Vec<Vec<u8>> = (first..first + count).map(|s| record_value(partition, s, rng.gen_range(0..200))).collect();
+        lock(ledger).record_sent(partition, &values);
+        match client.produce_values(TOPIC, partition, &values) {
+            Ok(Ok(base_offset)) => {
+                if let Err(v) = lock(ledger).record_ack(partition, base_offset, &values) {
+                    panic!("node acknowledged a reused offset: {v}");
+                }
+            }
+            Ok(Err(_code)) => refusals += 1,
+            Err(_) => break,
+        }
+    }
+    refusals
+}
+
+/// Reads every partition back (whole log, or only what is new since the last check) and
+/// checks it against the ledger. Returns the last partition read, for the checker self-test.
+fn verify_cycle(
+    node: &NodeProcess,
+    ledger: &Mutex<Ledger>,
+    full: bool,
+    totals: &mut Totals,
+) -> Result<Vec<strand_reliability::StoredRecord>, String> {
+    let mut client = WireClient::connect(node.public, CLIENT_TIMEOUT).map_err(|e| e.to_string())?;
+    let mut last = Vec::new();
+    for partition in 0..PARTITIONS {
+        let from = if full { 0 } else { lock(ledger).verified_end(partition) };
+        let stored = match client.read_partition(TOPIC, partition, from) {
+            Ok(stored) => stored,
+            Err(e) if e.server_code() == Some(ErrorCode::OffsetOutOfRange) => {
+                return Err(format!("partition {partition}: log now ends before offset {from}, which was seen: {e}"))
+            }
+            Err(e) => return Err(format!("partition {partition}: read back failed: {e}")),
+        };
+        let report = lock(ledger).verify(partition, from, &stored).map_err(|v| v.to_string())?;
+        totals.records_verified += report.records_checked;
+        totals.acked_verified += report.acked_checked;
+        totals.unacked_survivors += report.unacked_new;
+        last = stored;
+    }
+    Ok(last)
+}
+
+/// The checker must reject the real log with one acknowledged record removed.
+fn checker_catches_a_dropped_record(ledger: &Mutex<Ledger>, stored: &[strand_reliability::StoredRecord]) {
+    assert!(stored.len() > 2, "the last partition read is too short to test the checker");
+    let mut broken = stored.to_vec();
+    broken.remove(stored.len() / 2);
+    for (i, r) in broken.iter_mut().enumerate() {
+        r.offset = i as u64;
+    }
+    let mut copy = lock(ledger).clone();
+    let verdict = copy.verify(PARTITIONS - 1, 0, &broken);
+    assert!(verdict.is_err(), "checker accepted a log with a dropped record");
+}
+
+fn report(seed: u64, cycles: u32, restarts: &[Duration], totals: &Totals) {
+    let restart = Summary::of(restarts);
+    println!(
+        "crash_loop: seed {seed}: {cycles} SIGKILL cycles, {} acked records, {} records verified ({} acked checks), \
+         {} unacked survivors, {} produce refusals, data lost: 0; restart-to-listening p50 {:?} max {:?}",
+        totals.acked,
+        totals.records_verified,
+        totals.acked_verified,
+        totals.unacked_survivors,
+        totals.produce_refusals,
+        restart.p50,
+        restart.max
+    );
+    write_result(
+        "crash_loop",
+        &serde_json::json!({
+            "seed": seed, "cycles": cycles, "acked_records": totals.acked, "records_verified": totals.records_verified,
+            "acked_checks": totals.acked_verified, "unacked_survivors": totals.unacked_survivors,
+            "produce_refusals": totals.produce_refusals, "data_lost": 0, "restart_to_listening": restart.to_json(),
+        }),
+    );
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
