@@ -185,16 +185,22 @@ struct Shared {
     /// `(producer_id, epoch)` when idempotent.
     identity: Option<(u64, u16)>,
     buffer: Arc<Semaphore>,
-    workers: Mutex<HashMap<(String, u32), mpsc::Sender<Msg>>>,
     round_robin: AtomicU32,
     retries: AtomicU64,
 }
 
 /// An asynchronous, batching, idempotent producer. Clone to share.
+///
+/// Workers hold the shared settings but not the map of worker queues, so when the
+/// last clone of the producer is dropped every queue closes and each worker sends
+/// what it still holds, then exits.
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,
+    workers: Arc<Mutex<WorkerMap>>,
 }
+
+type WorkerMap = HashMap<(String, u32), mpsc::Sender<Msg>>;
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,11 +224,10 @@ impl Producer {
             config,
             identity,
             buffer: Arc::new(Semaphore::new(buffer_permits)),
-            workers: Mutex::new(HashMap::new()),
             round_robin: AtomicU32::new(0),
             retries: AtomicU64::new(0),
         };
-        Ok(Producer { shared: Arc::new(shared) })
+        Ok(Producer { shared: Arc::new(shared), workers: Arc::default() })
     }
 
     /// The `(producer_id, epoch)` the node assigned, if idempotent.
@@ -257,7 +262,7 @@ impl Producer {
     /// Sends every buffered record now and waits until all sent so far are acknowledged
     /// or failed.
     pub async fn flush(&self) -> Result<()> {
-        let workers: Vec<mpsc::Sender<Msg>> = lock_workers(&self.shared).values().cloned().collect();
+        let workers: Vec<mpsc::Sender<Msg>> = self.lock_workers().values().cloned().collect();
         let mut waits = Vec::with_capacity(workers.len());
         for worker in workers {
             let (tx, rx) = oneshot::channel();
@@ -284,8 +289,13 @@ impl Producer {
         }
     }
 
+    fn lock_workers(&self) -> std::sync::MutexGuard<'_, WorkerMap> {
+        // The map stays consistent even if a holder panicked.
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn worker(&self, topic: &str, partition: u32) -> mpsc::Sender<Msg> {
-        let mut workers = lock_workers(&self.shared);
+        let mut workers = self.lock_workers();
         let key = (topic.to_string(), partition);
         if let Some(tx) = workers.get(&key).filter(|tx| !tx.is_closed()) {
             return tx.clone();
@@ -296,11 +306,6 @@ impl Producer {
         workers.insert(key, tx.clone());
         tx
     }
-}
-
-fn lock_workers(shared: &Shared) -> std::sync::MutexGuard<'_, HashMap<(String, u32), mpsc::Sender<Msg>>> {
-    // The map stays consistent even if a holder panicked.
-    shared.workers.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn init_producer_id(client: &Client) -> Result<(u64, u16)> {

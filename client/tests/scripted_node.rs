@@ -181,3 +181,20 @@ async fn full_buffer_blocks_send_and_unanswered_batches_time_out() {
     let unblocked = tokio::time::timeout(Duration::from_secs(5), producer.send(record(9))).await;
     assert!(unblocked.expect("failed records free their buffer space").is_ok());
 }
+
+#[tokio::test]
+async fn dropping_the_producer_sends_what_it_buffered() {
+    let peer = peer(true).await;
+    let client = Client::connect(ClientConfig::new(peer.addr.clone())).await.expect("connect");
+    let config = ProducerConfig { linger: Duration::from_secs(3600), ..Default::default() };
+    let producer = Producer::new(client, config).await.expect("producer");
+    let mut deliveries = Vec::new();
+    for i in 0..3 {
+        deliveries.push(producer.send(record(i)).await.expect("send"));
+    }
+    drop(producer);
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let meta = tokio::time::timeout(Duration::from_secs(5), d).await.expect("not held for linger");
+        assert_eq!(meta.expect("delivered").offset, Some(i as u64));
+    }
+}
