@@ -183,6 +183,11 @@ pub struct GroupCoordinator {
     persists: BTreeMap<u64, PendingPersist>,
     persist_id_next: u64,
     commit_seq_next: u64,
+    /// Counter behind new member ids: never reused within this instance.
+    member_seq: u64,
+    /// Highest generation of any group dropped so far: a group re-created under the same
+    /// id starts above it, so generations never repeat within this instance.
+    dropped_generation_max: u32,
 }
 
 impl GroupCoordinator {
@@ -201,13 +206,17 @@ impl GroupCoordinator {
             persists: BTreeMap::new(),
             persist_id_next: 1,
             commit_seq_next: 1,
+            member_seq: 0,
+            dropped_generation_max: 0,
         }
     }
 
     /// Replays one record of `__consumer_offsets`; call in log order (later records win).
     pub fn load_offset_record(&mut self, record: CommitRecord) {
         let seq = self.next_commit_seq();
-        let group = self.groups.entry(record.group_id.clone()).or_insert_with(|| Group::new(record.group_id));
+        let generation = self.dropped_generation_max;
+        let group =
+            self.groups.entry(record.group_id.clone()).or_insert_with(|| Group::new(record.group_id, generation));
         let tp = TopicPartition { topic: record.topic, partition: record.partition };
         group.offsets.load(tp, Committed { offset: record.offset, metadata: record.metadata, seq });
     }
@@ -291,15 +300,16 @@ impl GroupCoordinator {
     ) -> Result<Outcome<JoinResult>, GroupError> {
         let members_max = self.config.members_per_group_max;
         let instance = self.instance;
-        let group = Self::group_or_create(&mut self.groups, self.config.groups_max, &input.group_id)?;
+        self.member_seq += 1;
+        let member_id = format!("{}-{instance:x}-{}", input.client_id, self.member_seq);
+        self.group_or_create(&input.group_id)?;
+        let group = self.groups.get_mut(&input.group_id).expect("created above");
         if group.members.len() >= members_max {
             return Err(GroupError::GroupFull);
         }
         if group.members.is_empty() {
             group.assignor = input.assignor;
         }
-        group.member_seq += 1;
-        let member_id = format!("{}-{instance:x}-{}", input.client_id, group.member_seq);
         let member = Member {
             client_id: input.client_id,
             session_timeout_ms: input.session_timeout_ms,
@@ -430,7 +440,7 @@ impl GroupCoordinator {
         self.check_open(&input.group_id)?;
         validate_offsets(&input.offsets)?;
         if input.member_id.is_empty() && input.generation == 0 {
-            let group = Self::group_or_create(&mut self.groups, self.config.groups_max, &input.group_id)?;
+            let group = self.group_or_create(&input.group_id)?;
             if !group.members.is_empty() {
                 return Err(GroupError::UnknownMember);
             }
@@ -606,24 +616,22 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    fn group_or_create<'a>(
-        groups: &'a mut BTreeMap<String, Group>,
-        groups_max: usize,
-        group_id: &str,
-    ) -> Result<&'a mut Group, GroupError> {
-        if !groups.contains_key(group_id) {
-            if groups.len() >= groups_max {
+    fn group_or_create(&mut self, group_id: &str) -> Result<&mut Group, GroupError> {
+        if !self.groups.contains_key(group_id) {
+            if self.groups.len() >= self.config.groups_max {
                 return Err(GroupError::TooManyGroups);
             }
-            groups.insert(group_id.to_string(), Group::new(group_id.to_string()));
+            let group = Group::new(group_id.to_string(), self.dropped_generation_max);
+            self.groups.insert(group_id.to_string(), group);
         }
-        Ok(groups.get_mut(group_id).expect("inserted above"))
+        Ok(self.groups.get_mut(group_id).expect("inserted above"))
     }
 
     /// Drops the group if nothing is left in it (it becomes Dead).
     fn settle(&mut self, group_id: &str) {
         if self.groups.get(group_id).is_some_and(Group::is_disposable) {
-            self.groups.remove(group_id);
+            let group = self.groups.remove(group_id).expect("checked above");
+            self.dropped_generation_max = self.dropped_generation_max.max(group.generation);
         }
     }
 

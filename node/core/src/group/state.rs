@@ -66,25 +66,23 @@ pub(crate) struct Group {
     pub assignment: BTreeMap<String, Vec<TopicPartition>>,
     pub rebalance_deadline_ms: Option<u64>,
     pub offsets: OffsetTable,
-    /// Counter behind new member ids; never reused within a coordinator instance.
-    pub member_seq: u64,
     /// Commit persists of this group in flight.
     pub persists_in_flight: usize,
 }
 
 impl Group {
-    pub fn new(id: String) -> Group {
+    /// A new Empty group whose first rebalance forms generation `generation + 1`.
+    pub fn new(id: String, generation: u32) -> Group {
         Group {
             id,
             state: GroupState::Empty,
-            generation: 0,
+            generation,
             assignor: Assignor::Range,
             members: BTreeMap::new(),
             leader: None,
             assignment: BTreeMap::new(),
             rebalance_deadline_ms: None,
             offsets: OffsetTable::default(),
-            member_seq: 0,
             persists_in_flight: 0,
         }
     }
