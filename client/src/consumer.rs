@@ -208,6 +208,15 @@ impl Consumer {
         }
     }
 
+    /// The consumer as a stream of records, in fetch order (per partition: offset order).
+    /// It never ends by itself; an error is yielded and the stream goes on.
+    pub fn into_stream(self) -> impl futures_lite::Stream<Item = Result<ConsumerRecord>> {
+        futures_lite::stream::unfold(self, |mut consumer| async move {
+            let next = consumer.next_record().await;
+            Some((next, consumer))
+        })
+    }
+
     /// Records from the next fetch response that has any, or an empty vector once
     /// `timeout` passed without one. Buffered records from [`Consumer::next_record`] come first.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_lite::StreamExt;
 use strand_client::{
     Acks, Admin, Client, Compression, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig,
     ProducerRecord, SeekTo,
@@ -200,4 +201,7 @@ async fn seek_by_timestamp_finds_the_first_record_at_or_after_it() {
     let records = read_n(&mut consumer, 2).await;
     assert_eq!(records.iter().map(|r| (r.offset, r.timestamp)).collect::<Vec<_>>(), vec![(2, 3_000), (3, 4_000)]);
     assert_eq!(consumer.seek("timed", 0, SeekTo::Earliest).await.expect("seek"), 0);
+    let stream = consumer.into_stream();
+    let values: Vec<Bytes> = stream.take(4).map(|r| r.expect("record").value).collect().await;
+    assert_eq!(values, vec!["r0", "r1", "r2", "r3"]);
 }
