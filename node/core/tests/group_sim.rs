@@ -218,7 +218,7 @@ impl Sim {
     }
 
     fn assignor(&self) -> Assignor {
-        if self.seed % 2 == 0 {
+        if self.seed.is_multiple_of(2) {
             Assignor::Range
         } else {
             Assignor::RoundRobin
