@@ -9,7 +9,8 @@
 //!
 //! Checkers run after every step and count what they compared; the test asserts the
 //! counts are non-zero. `GROUP_SIM_SEED=N` replays one seed, `GROUP_SIM_SEEDS=N` runs
-//! N seeds (default 500). A failure message starts with the seed.
+//! seeds `0..N` (default 500; split over two tests by parity, so both halves run in
+//! parallel). A failure message starts with `GROUP_SIM_SEED=<seed>`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -794,11 +795,13 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
 }
 
-#[test]
-fn group_sim_seeds() {
+/// Runs the seeds of `GROUP_SIM_SEED` (one) or `0..GROUP_SIM_SEEDS` whose index is
+/// `part` modulo 2, so the two halves run on two test threads.
+fn run_seeds(part: u64) {
     let seeds: Vec<u64> = match env_u64("GROUP_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => (0..env_u64("GROUP_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect(),
+        Some(seed) if part == 0 => vec![seed],
+        Some(_) => return,
+        None => (0..env_u64("GROUP_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT)).filter(|s| s % 2 == part).collect(),
     };
     let mut total = Counts::default();
     for &seed in &seeds {
@@ -815,6 +818,16 @@ fn group_sim_seeds() {
     if seeds.len() > 20 {
         assert!(total.stale_commits_refused > 0, "no stale commit was ever attempted");
     }
+}
+
+#[test]
+fn group_sim_seeds_even() {
+    run_seeds(0);
+}
+
+#[test]
+fn group_sim_seeds_odd() {
+    run_seeds(1);
 }
 
 #[test]
