@@ -140,7 +140,11 @@ impl WireClient {
             Response::Fetch(mut r) if r.partitions.len() == 1 => {
                 let p = r.partitions.remove(0);
                 if p.bytes_len as usize != payload.len() {
-                    return Err(HarnessError::Protocol(format!("{} payload bytes, {} declared", payload.len(), p.bytes_len)));
+                    return Err(HarnessError::Protocol(format!(
+                        "{} payload bytes, {} declared",
+                        payload.len(),
+                        p.bytes_len
+                    )));
                 }
                 Ok((p, payload))
             }
@@ -150,7 +154,12 @@ impl WireClient {
 
     /// Reads `partition` from `from` to its log end; every record, validated, in order.
     /// A partition-level error (e.g. `CORRUPT_STORAGE`) is returned as `Server`.
-    pub fn read_partition(&mut self, topic: &str, partition: u32, from: u64) -> Result<Vec<StoredRecord>, HarnessError> {
+    pub fn read_partition(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Vec<StoredRecord>, HarnessError> {
         let mut records = Vec::new();
         let mut offset = from;
         loop {

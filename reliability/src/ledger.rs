@@ -177,12 +177,9 @@ fn check_record<'a>(
         return Err(Violation::Duplicate { partition, value: show(&record.value), first, second: offset });
     }
     match p.known.get(&offset) {
-        Some(known) if known.value != record.value => Err(Violation::OffsetReused {
-            partition,
-            offset,
-            expected: show(&known.value),
-            found: show(&record.value),
-        }),
+        Some(known) if known.value != record.value => {
+            Err(Violation::OffsetReused { partition, offset, expected: show(&known.value), found: show(&record.value) })
+        }
         Some(known) => {
             report.records_checked += 1;
             report.acked_checked += u64::from(known.acked);

@@ -112,7 +112,8 @@ impl Canary {
         let stop = Arc::new(AtomicBool::new(false));
         let round_trips = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Mutex::new(CanaryState { ledger: Some(Ledger::new(1)), ..CanaryState::default() }));
-        let (t_stop, t_trips, t_shared, t_topic) = (stop.clone(), round_trips.clone(), shared.clone(), topic.to_string());
+        let (t_stop, t_trips, t_shared, t_topic) =
+            (stop.clone(), round_trips.clone(), shared.clone(), topic.to_string());
         let handle = std::thread::spawn(move || canary_loop(addr, &t_topic, &t_stop, &t_trips, &t_shared));
         Ok(Canary { stop, round_trips, shared, handle: Some(handle), addr, topic: topic.to_string() })
     }

@@ -315,10 +315,7 @@ pub fn rss_kib(pid: u32) -> Result<u64, HarnessError> {
     let proc_err = |reason: String| HarnessError::Proc { pid, reason };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| proc_err(e.to_string()))?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| proc_err("no VmRSS line".into()))?;
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| proc_err(format!("unparsable {line:?}")))
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).ok_or_else(|| proc_err(format!("unparsable {line:?}")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

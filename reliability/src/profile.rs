@@ -38,7 +38,8 @@ impl Profile {
 
 /// The run's seed: `STRAND_SEED` if set, else random. Printed so a failure can be replayed.
 pub fn seed(test: &str) -> u64 {
-    let seed = std::env::var("STRAND_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
+    let seed =
+        std::env::var("STRAND_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
     println!("{test}: seed {seed} (replay with STRAND_SEED={seed})");
     seed
 }

@@ -176,7 +176,8 @@ fn fuzz_frame(rng: &mut StdRng, templates: &[(Request, Vec<u8>)], unknown: Optio
             (full[..rng.gen_range(1..full.len())].to_vec(), false)
         }
         4 => {
-            let prefix = FramePrefix { total_len: rng.gen_range(1 << 23..=u32::MAX), header_len: rng.gen_range(1..4096) };
+            let prefix =
+                FramePrefix { total_len: rng.gen_range(1 << 23..=u32::MAX), header_len: rng.gen_range(1..4096) };
             (prefix.to_bytes().to_vec(), false)
         }
         5 | 6 => {
@@ -270,12 +271,17 @@ fn slowloris_connections_do_not_starve_others() {
                 let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
                 stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
                 let mut frame = BytesMut::new();
-                request_frame(&mut frame, &RequestHeader { correlation_id: 1000 + i, request: Request::ListTopics }, &[]);
+                request_frame(
+                    &mut frame,
+                    &RequestHeader { correlation_id: 1000 + i, request: Request::ListTopics },
+                    &[],
+                );
                 for byte in frame.iter() {
                     stream.write_all(&[*byte]).expect("dribble");
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                let (header, _) = strand_reliability::client::read_response(&mut stream).expect("slow request answered");
+                let (header, _) =
+                    strand_reliability::client::read_response(&mut stream).expect("slow request answered");
                 assert_eq!(header.correlation_id, 1000 + i);
                 frame.len()
             })
@@ -297,7 +303,8 @@ fn slowloris_connections_do_not_starve_others() {
 fn raise_nofile(want: u64) -> u64 {
     let pid = std::process::id().to_string();
     let read = || {
-        let out = std::process::Command::new("prlimit").args(["--pid", &pid, "--nofile", "--raw", "--noheadings"]).output();
+        let out =
+            std::process::Command::new("prlimit").args(["--pid", &pid, "--nofile", "--raw", "--noheadings"]).output();
         out.ok().and_then(|o| {
             let text = String::from_utf8_lossy(&o.stdout).to_string();
             let fields: Vec<u64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
@@ -307,7 +314,8 @@ fn raise_nofile(want: u64) -> u64 {
     let Some((soft, hard)) = read() else { return 1024 };
     if soft < want {
         let target = want.min(hard);
-        let _ = std::process::Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={target}:{hard}")]).status();
+        let _ =
+            std::process::Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={target}:{hard}")]).status();
     }
     read().map_or(soft, |(soft, _)| soft)
 }
@@ -319,7 +327,10 @@ fn ten_thousand_idle_connections() {
     let soft = raise_nofile(LIMIT + excess + 512);
     let idle = (LIMIT + excess).min(soft.saturating_sub(512));
     if idle < LIMIT + excess {
-        println!("idle connections: open-files limit {soft} allows only {idle} connections (wanted {})", LIMIT + excess);
+        println!(
+            "idle connections: open-files limit {soft} allows only {idle} connections (wanted {})",
+            LIMIT + excess
+        );
     }
     let mut arena = Arena::start();
     let started = Instant::now();
@@ -395,7 +406,10 @@ fn never_reading_consumers_are_backpressured_and_bounded() {
     let rss = rss.stop();
     assert!(rss.max_kib < RSS_BOUND_KIB, "node RSS reached {} KiB", rss.max_kib);
     assert_eq!(node.panic_line(), None, "node panicked");
-    println!("never-reading consumers: RSS max {} KiB; a fresh client served {recovered:?} after they left", rss.max_kib);
+    println!(
+        "never-reading consumers: RSS max {} KiB; a fresh client served {recovered:?} after they left",
+        rss.max_kib
+    );
     write_result(
         "never_reading_consumers",
         &serde_json::json!({ "requests_before_backpressure": sent, "rss_max_kib": rss.max_kib }),

@@ -44,7 +44,9 @@ fn sigkill_loop_loses_no_acknowledged_record() {
     let ledger = Arc::new(Mutex::new(Ledger::new(PARTITIONS)));
     let seq = Arc::new(AtomicU64::new(0));
     let mut node = NodeProcess::start(dir.path(), NODE_ARGS).expect("first start");
-    WireClient::connect(node.public, CLIENT_TIMEOUT).and_then(|mut c| c.create_topic(TOPIC, PARTITIONS)).expect("topic");
+    WireClient::connect(node.public, CLIENT_TIMEOUT)
+        .and_then(|mut c| c.create_topic(TOPIC, PARTITIONS))
+        .expect("topic");
     let (mut restarts, mut totals, mut stored_last) = (Vec::new(), Totals::default(), Vec::new());
     for cycle in 0..cycles {
         let refusals = run_writers_then_kill(&mut node, &mut rng, &ledger, &seq);
@@ -58,7 +60,11 @@ fn sigkill_loop_loses_no_acknowledged_record() {
             .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}\nnode log:\n{}", node.log_tail(20)));
     }
     totals.acked = lock(&ledger).acked_count();
-    assert!(totals.acked >= u64::from(cycles), "only {} acks in {cycles} cycles: the writers did not run", totals.acked);
+    assert!(
+        totals.acked >= u64::from(cycles),
+        "only {} acks in {cycles} cycles: the writers did not run",
+        totals.acked
+    );
     checker_catches_a_dropped_record(&ledger, &stored_last);
     report(seed, cycles, &restarts, &totals);
 }
@@ -100,7 +106,8 @@ fn writer(
     while !stop.load(Ordering::Relaxed) {
         let count = rng.gen_range(1..=8u64);
         let first = seq.fetch_add(count, Ordering::Relaxed);
-        let values: Vec<Vec<u8>> = (first..first + count).map(|s| record_value(partition, s, rng.gen_range(0..200))).collect();
+        let values: Vec<Vec<u8>> =
+            (first..first + count).map(|s| record_value(partition, s, rng.gen_range(0..200))).collect();
         lock(ledger).record_sent(partition, &values);
         match client.produce_values(TOPIC, partition, &values) {
             Ok(Ok(base_offset)) => {

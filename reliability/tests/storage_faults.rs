@@ -116,10 +116,14 @@ fn read_all(node: &NodeProcess) -> Result<Vec<StoredRecord>, HarnessError> {
 }
 
 fn values_of(records: &[StoredRecord]) -> Vec<Vec<u8>> {
-    records.iter().enumerate().map(|(i, r)| {
-        assert_eq!(r.offset, i as u64, "offsets contiguous from 0");
-        r.value.clone()
-    }).collect()
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            assert_eq!(r.offset, i as u64, "offsets contiguous from 0");
+            r.value.clone()
+        })
+        .collect()
 }
 
 fn flip(path: &Path, pos: u64) {
