@@ -5,7 +5,7 @@
 //!
 //! Code map: [`node`] (processes, RSS, logs) · [`client`] (blocking wire client) ·
 //! [`ledger`] (acknowledgements and the checker) · [`monitor`] (background RSS sampling and a
-//! canary client that must keep being served) · [`profile`] (quick/long, seeds, summaries).
+//! canary client that must keep being served) · [`profile`] (quick/long, seeds, summaries) · [`soak`] (time series, CSV/JSON/SVG).
 //!
 //! Architecture invariant: the harness depends only on `strand-wire` for the protocol; it
 //! never links the node, so every test exercises the real binary over real sockets.
@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod monitor;
 pub mod node;
 pub mod profile;
+pub mod soak;
 
 pub use client::{StoredRecord, WireClient};
 pub use error::HarnessError;
