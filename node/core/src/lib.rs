@@ -8,3 +8,4 @@ pub mod topic;
 pub mod index;
 pub mod recovery;
 pub mod group;
+pub mod chain;

@@ -1,0 +1,747 @@
+//! Deterministic simulation of chain replication: 3–5 real `ChainReplica`s, a simulated
+//! disk per node (volatile tail above the last fsync), a network that drops, duplicates,
+//! delays and reorders messages, crashes (the unsynced tail is lost, torn at a random
+//! batch boundary), restarts (state rebuilt from the durable log only), pauses (a
+//! SIGSTOPped node comes back with stale state and must be fenced), a controller that
+//! removes dead members, adds a learner and promotes it once the tail reports it in
+//! sync, and clients producing with acks=all and acks=leader (sometimes to a stale head).
+//!
+//! A run is a pure function of its seed; each concern draws from its own random stream.
+//! Checkers run after every step and count what they compared; the test asserts the
+//! counts are non-zero. `CHAIN_SIM_SEED=N` replays one seed with a trace,
+//! `CHAIN_SIM_SEEDS=N` runs N seeds (default 2000). A failure message starts with the seed.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use strand_core::chain::{
+    Acks, Action, BatchMeta, ChainConfig, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId, Offset, Role,
+};
+
+const RF: usize = 3;
+const STEPS_CHAOS: usize = 300;
+const STEPS_HEAL: usize = 150;
+const STEPS_LIVENESS_MAX: usize = 1500;
+const LIVENESS_PRODUCES: usize = 4;
+const DETECT_MS: u64 = 60;
+const CONTROL_MS: u64 = 15;
+const NET_DELAY_MS_MAX: u64 = 12;
+const SEEDS_DEFAULT: u64 = 2000;
+
+/// Seeds that once failed, replayed on every run (none frozen yet; see the report).
+const REGRESSION_SEEDS: &[u64] = &[];
+
+fn limits() -> ChainLimits {
+    // Small windows so pipelining bounds and go-back-N are exercised with small runs.
+    ChainLimits {
+        in_flight_bytes_max: 16_000,
+        append_bytes_max: 4_000,
+        append_batches_max: 4,
+        pending_acks_max: 64,
+        uncommitted_bytes_max: 40_000,
+        retransmit_ms: 40,
+        heartbeat_ms: 10,
+    }
+}
+
+struct Rngs {
+    clock: StdRng,
+    net: StdRng,
+    faults: StdRng,
+    workload: StdRng,
+    control: StdRng,
+}
+
+impl Rngs {
+    fn new(seed: u64) -> Rngs {
+        let derive = |k: u64| StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ k);
+        Rngs { clock: derive(1), net: derive(2), faults: derive(3), workload: derive(4), control: derive(5) }
+    }
+}
+
+struct SimNode {
+    id: NodeId,
+    /// The log's batches with their payload ids (the "bytes"); `durable` of them fsynced.
+    disk: Vec<(BatchMeta, u64)>,
+    durable: usize,
+    core: Option<ChainReplica>,
+    paused: bool,
+    down_since_ms: Option<u64>,
+    incarnation: u64,
+    configs: Vec<(u64, ChainConfig)>,
+    flush_at_ms: u64,
+    last_commit: Offset,
+    reads: Offset,
+    reads_checked: usize,
+}
+
+impl SimNode {
+    fn up(&self) -> bool {
+        self.core.is_some() && !self.paused
+    }
+    fn disk_end(&self) -> Offset {
+        self.disk.last().map_or(Offset(0), |(b, _)| b.end())
+    }
+}
+
+struct Packet {
+    deliver_ms: u64,
+    seq: u64,
+    from: usize,
+    to: usize,
+    msg: Msg,
+    payload: Vec<u64>,
+}
+
+struct Request {
+    payload: u64,
+    acks: Acks,
+    base: Offset,
+    end: Offset,
+    liveness: bool,
+}
+
+#[derive(Default, Debug)]
+struct Counts {
+    acks_all: u64,
+    acks_leader: u64,
+    durable_compared: u64,
+    committed_compared: u64,
+    prefix_compared: u64,
+    reconfigs: u64,
+    learner_promotions: u64,
+    crashes: u64,
+    pauses: u64,
+    truncations: u64,
+    fenced_rejects: u64,
+}
+
+struct World {
+    seed: u64,
+    trace: bool,
+    now: u64,
+    rngs: Rngs,
+    nodes: Vec<SimNode>,
+    net: Vec<Packet>,
+    seq: u64,
+    config: ChainConfig,
+    admitted: BTreeMap<u32, u64>,
+    control_at_ms: u64,
+    faults: bool,
+    payload_next: u64,
+    request_next: u64,
+    requests: BTreeMap<u64, Request>,
+    /// acks=all data: base offset → (payload, end).
+    acked: BTreeMap<u64, (u64, Offset)>,
+    /// Data any replica ever exposed as committed: base offset → payload.
+    committed: BTreeMap<u64, u64>,
+    counts: Counts,
+}
+
+impl World {
+    fn new(seed: u64, trace: bool) -> World {
+        let mut rngs = Rngs::new(seed);
+        let count = rngs.faults.gen_range(3..=5);
+        let nodes = (0..count)
+            .map(|i| SimNode {
+                id: NodeId(i as u32),
+                disk: Vec::new(),
+                durable: 0,
+                core: Some(ChainReplica::new(NodeId(i as u32), limits())),
+                paused: false,
+                down_since_ms: None,
+                incarnation: 0,
+                configs: Vec::new(),
+                flush_at_ms: 0,
+                last_commit: Offset(0),
+                reads: Offset(0),
+                reads_checked: 0,
+            })
+            .collect();
+        let members = (0..RF as u32).map(NodeId).collect();
+        let mut world = World {
+            seed,
+            trace,
+            now: 0,
+            rngs,
+            nodes,
+            net: Vec::new(),
+            seq: 0,
+            config: ChainConfig { epoch: Epoch(0), members: Vec::new(), learner: None },
+            admitted: (0..RF as u32).map(|n| (n, 0)).collect(),
+            control_at_ms: 0,
+            faults: true,
+            payload_next: 1,
+            request_next: 1,
+            requests: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            counts: Counts::default(),
+        };
+        world.publish(ChainConfig { epoch: Epoch(1), members, learner: None });
+        world
+    }
+
+    fn fail(&self, what: String) -> ! {
+        panic!("seed {}: t={}ms: {what} (replay: CHAIN_SIM_SEED={})", self.seed, self.now, self.seed);
+    }
+
+    fn log(&self, what: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("[{:>6}ms] {}", self.now, what());
+        }
+    }
+
+    fn publish(&mut self, config: ChainConfig) {
+        self.log(|| format!("controller: {config:?}"));
+        self.counts.reconfigs += 1;
+        self.config = config.clone();
+        for i in 0..self.nodes.len() {
+            let at = self.now + self.rngs.control.gen_range(0..30);
+            self.nodes[i].configs.push((at, config.clone()));
+        }
+        self.check_acked_on_members();
+    }
+
+    fn step(&mut self) {
+        self.now += self.rngs.clock.gen_range(1..=4);
+        if self.faults {
+            self.inject_faults();
+        }
+        self.workload();
+        self.deliver_packets();
+        self.deliver_configs();
+        for i in 0..self.nodes.len() {
+            self.tick_node(i);
+        }
+        if self.now >= self.control_at_ms {
+            self.control_at_ms = self.now + CONTROL_MS;
+            self.control();
+        }
+        self.check_step();
+    }
+
+    fn tick_node(&mut self, i: usize) {
+        if !self.nodes[i].up() {
+            return;
+        }
+        let now = self.now;
+        let core = self.nodes[i].core.as_mut().expect("up");
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+        if now >= self.nodes[i].flush_at_ms {
+            let node = &mut self.nodes[i];
+            node.durable = node.disk.len();
+            let end = node.disk_end();
+            node.core.as_mut().expect("up").handle_local_durable(now, end);
+            self.nodes[i].flush_at_ms = now + self.rngs.clock.gen_range(1..25);
+        }
+        self.apply_actions(i, &BTreeMap::new());
+    }
+
+    fn inject_faults(&mut self) {
+        let n = self.nodes.len();
+        let roll: f64 = self.rngs.faults.gen();
+        let i = self.rngs.faults.gen_range(0..n);
+        if roll < 0.006 && self.nodes[i].core.is_some() {
+            self.crash(i);
+        } else if roll < 0.012 && self.nodes[i].core.is_none() {
+            self.restart(i);
+        } else if roll < 0.015 && self.nodes[i].up() {
+            self.log(|| format!("pause n{i}"));
+            self.counts.pauses += 1;
+            self.nodes[i].paused = true;
+            self.nodes[i].down_since_ms = Some(self.now);
+        } else if roll < 0.025 && self.nodes[i].paused {
+            self.log(|| format!("resume n{i}"));
+            self.nodes[i].paused = false;
+            self.nodes[i].down_since_ms = None;
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        // Unsynced writes are lost, possibly only partly (a torn tail at a batch boundary).
+        let keep = self.rngs.faults.gen_range(node.durable..=node.disk.len());
+        node.disk.truncate(keep);
+        node.durable = keep;
+        node.core = None;
+        node.paused = false;
+        node.down_since_ms = Some(self.now);
+        self.counts.crashes += 1;
+        self.log(|| format!("crash n{i}, disk keeps {keep} batches"));
+    }
+
+    fn restart(&mut self, i: usize) {
+        let epoch_min = self.config.epoch;
+        let node = &mut self.nodes[i];
+        node.durable = node.disk.len();
+        let metas: Vec<BatchMeta> = node.disk.iter().map(|(b, _)| *b).collect();
+        let core = ChainReplica::recover(node.id, limits(), &metas, epoch_min)
+            .unwrap_or_else(|e| panic!("seed {}: recover n{i}: {e}", self.seed));
+        node.core = Some(core);
+        node.incarnation += 1;
+        node.down_since_ms = None;
+        node.last_commit = Offset(0);
+        node.reads = Offset(0);
+        node.reads_checked = 0;
+        node.configs.push((self.now, self.config.clone()));
+        self.log(|| format!("restart n{i} (epoch_min {epoch_min:?})"));
+    }
+
+    fn workload(&mut self) {
+        if self.rngs.workload.gen::<f64>() >= 0.35 {
+            return;
+        }
+        let stale = self.rngs.workload.gen::<f64>() < 0.1;
+        let target =
+            if stale { self.rngs.workload.gen_range(0..self.nodes.len()) } else { self.config.members[0].0 as usize };
+        let acks = if self.rngs.workload.gen::<f64>() < 0.7 { Acks::All } else { Acks::Leader };
+        let records = self.rngs.workload.gen_range(1..=5);
+        let bytes = self.rngs.workload.gen_range(100..=2_000);
+        self.produce(target, acks, records, bytes, false);
+    }
+
+    fn produce(&mut self, i: usize, acks: Acks, records: u32, bytes: u32, liveness: bool) -> bool {
+        if !self.nodes[i].up() {
+            return false;
+        }
+        let request_id = self.request_next;
+        let payload = self.payload_next;
+        let batch = ClientBatch { request_id, record_count: records, bytes_len: bytes };
+        let result = self.nodes[i].core.as_mut().expect("up").handle_client_append(self.now, batch, acks);
+        let Ok(base) = result else { return false };
+        self.request_next += 1;
+        self.payload_next += 1;
+        let end = Offset(base.0 + u64::from(records));
+        self.requests.insert(request_id, Request { payload, acks, base, end, liveness });
+        let stash = BTreeMap::from([(base.0, payload)]);
+        self.log(|| format!("produce n{i} req {request_id} payload {payload} at {base:?} {acks:?}"));
+        self.apply_actions(i, &stash);
+        true
+    }
+}
+
+impl World {
+    fn deliver_packets(&mut self) {
+        loop {
+            let now = self.now;
+            let nodes = &self.nodes;
+            let next = (0..self.net.len())
+                .filter(|&k| self.net[k].deliver_ms <= now && !nodes[self.net[k].to].paused)
+                .min_by_key(|&k| (self.net[k].deliver_ms, self.net[k].seq));
+            let Some(k) = next else { return };
+            let packet = self.net.swap_remove(k);
+            let to = packet.to;
+            if self.nodes[to].core.is_none() {
+                continue;
+            }
+            if let Msg::Fenced { .. } = packet.msg {
+                self.counts.fenced_rejects += 1;
+            }
+            let stash: BTreeMap<u64, u64> = match &packet.msg {
+                Msg::Append { batches, .. } => {
+                    batches.iter().map(|b| b.base.0).zip(packet.payload.iter().copied()).collect()
+                }
+                _ => BTreeMap::new(),
+            };
+            let from = self.nodes[packet.from].id;
+            let core = self.nodes[to].core.as_mut().expect("checked above");
+            if let Err(e) = core.handle_message(now, from, packet.msg.clone()) {
+                self.log(|| format!("n{to} dropped {:?} from n{}: {e}", packet.msg, packet.from));
+            }
+            self.apply_actions(to, &stash);
+        }
+    }
+
+    fn deliver_configs(&mut self) {
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].up() {
+                continue;
+            }
+            let now = self.now;
+            let due: Vec<ChainConfig> = {
+                let node = &mut self.nodes[i];
+                let (due, later): (Vec<_>, Vec<_>) = node.configs.drain(..).partition(|(at, _)| *at <= now);
+                node.configs = later;
+                due.into_iter().map(|(_, c)| c).collect()
+            };
+            for config in due {
+                let core = self.nodes[i].core.as_mut().expect("up");
+                if let Err(e) = core.handle_config(now, config) {
+                    self.fail(format!("n{i} refused a valid config: {e}"));
+                }
+                self.apply_actions(i, &BTreeMap::new());
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: NodeId, msg: Msg) {
+        let to = to.0 as usize;
+        let payload: Vec<u64> = match &msg {
+            Msg::Append { batches, .. } => batches.iter().map(|b| self.disk_payload(from, b)).collect(),
+            _ => Vec::new(),
+        };
+        let copies = if self.faults && self.rngs.net.gen::<f64>() < 0.05 {
+            0
+        } else if self.faults && self.rngs.net.gen::<f64>() < 0.05 {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let deliver_ms = self.now + self.rngs.net.gen_range(1..=NET_DELAY_MS_MAX);
+            self.seq += 1;
+            let packet = Packet { deliver_ms, seq: self.seq, from, to, msg: msg.clone(), payload: payload.clone() };
+            self.net.push(packet);
+        }
+    }
+
+    /// The shell reads a batch's bytes from its log to send it: it must be there, as the core says.
+    fn disk_payload(&self, i: usize, batch: &BatchMeta) -> u64 {
+        let disk = &self.nodes[i].disk;
+        let k = disk.partition_point(|(b, _)| b.base < batch.base);
+        match disk.get(k) {
+            Some((b, payload)) if b == batch => *payload,
+            other => self.fail(format!("n{i} sends {batch:?} but its disk has {other:?}")),
+        }
+    }
+
+    fn apply_actions(&mut self, i: usize, stash: &BTreeMap<u64, u64>) {
+        loop {
+            let Some(action) = self.nodes[i].core.as_mut().and_then(|c| c.poll_action()) else { break };
+            self.log(|| format!("n{i}: {action:?}"));
+            match action {
+                Action::AppendLocal { batches } => self.append_local(i, &batches, stash),
+                Action::TruncateLocal { to } => self.truncate_local(i, to),
+                Action::Send { to, msg } => self.send(i, to, msg),
+                Action::AckClient { request_id, offset } => self.on_ack(i, request_id, offset),
+                Action::FailClient { request_id, .. } => {
+                    self.requests.remove(&request_id);
+                }
+                Action::ServeReadsUpTo { offset } => self.on_reads(i, offset),
+                Action::ConfigStale { .. } => {
+                    // The shell re-reads the configuration from the control plane.
+                    let at = self.now + self.rngs.control.gen_range(1..10);
+                    let config = self.config.clone();
+                    self.nodes[i].configs.push((at, config));
+                }
+            }
+        }
+        let commit = self.nodes[i].core.as_ref().map(|c| c.commit());
+        if let Some(commit) = commit {
+            if commit < self.nodes[i].last_commit {
+                self.fail(format!("n{i} commit went back {:?} -> {commit:?}", self.nodes[i].last_commit));
+            }
+            self.nodes[i].last_commit = commit;
+        }
+    }
+
+    fn append_local(&mut self, i: usize, batches: &[BatchMeta], stash: &BTreeMap<u64, u64>) {
+        for batch in batches {
+            let Some(payload) = stash.get(&batch.base.0) else {
+                self.fail(format!("n{i} appends {batch:?} whose bytes the shell does not have"));
+            };
+            if batch.base != self.nodes[i].disk_end() {
+                self.fail(format!("n{i} appends {batch:?} at disk end {:?}", self.nodes[i].disk_end()));
+            }
+            self.nodes[i].disk.push((*batch, *payload));
+        }
+    }
+
+    fn truncate_local(&mut self, i: usize, to: Offset) {
+        self.counts.truncations += 1;
+        if to < self.nodes[i].reads {
+            self.fail(format!("n{i} truncates to {to:?} below its served reads {:?}", self.nodes[i].reads));
+        }
+        let node = &mut self.nodes[i];
+        let keep = node.disk.partition_point(|(b, _)| b.base < to);
+        if node.disk.get(keep.wrapping_sub(1)).is_some_and(|(b, _)| b.end() != to) {
+            self.fail(format!("n{i} truncates inside a batch at {to:?}"));
+        }
+        let node = &mut self.nodes[i];
+        node.disk.truncate(keep);
+        node.durable = node.durable.min(keep);
+        if self.config.members.contains(&node.id) {
+            self.check_acked_on_members();
+        }
+    }
+
+    fn on_ack(&mut self, i: usize, request_id: u64, offset: Offset) {
+        let Some(request) = self.requests.remove(&request_id) else {
+            self.fail(format!("n{i} acked unknown request {request_id}"));
+        };
+        if offset != request.base {
+            self.fail(format!("request {request_id} acked at {offset:?}, appended at {:?}", request.base));
+        }
+        if request.acks == Acks::Leader {
+            self.counts.acks_leader += 1;
+            return;
+        }
+        self.counts.acks_all += 1;
+        if let Some(prior) = self.acked.insert(offset.0, (request.payload, request.end)) {
+            self.fail(format!("offset {offset:?} acked twice: {prior:?} and payload {}", request.payload));
+        }
+        self.note_committed(offset.0, request.payload, "acked");
+        if request.liveness {
+            self.log(|| format!("liveness produce {request_id} acked"));
+        }
+        // The whole acked set is re-checked whenever members change or a member cuts its
+        // log; a new ack only needs its own batch checked.
+        let members = self.config.members.clone();
+        for member in members {
+            self.check_acked_on(member, offset.0, request.payload, request.end);
+        }
+    }
+
+    fn note_committed(&mut self, base: u64, payload: u64, source: &str) {
+        self.counts.committed_compared += 1;
+        match self.committed.insert(base, payload) {
+            Some(prior) if prior != payload => {
+                self.fail(format!("offset {base} reused: committed payload {prior}, {source} payload {payload}"))
+            }
+            _ => {}
+        }
+    }
+
+    fn on_reads(&mut self, i: usize, offset: Offset) {
+        if offset < self.nodes[i].reads {
+            self.fail(format!("n{i} served reads went back to {offset:?}"));
+        }
+        self.nodes[i].reads = offset;
+        while let Some((batch, payload)) = self.nodes[i].disk.get(self.nodes[i].reads_checked).copied() {
+            if batch.end() > offset {
+                break;
+            }
+            self.note_committed(batch.base.0, payload, &format!("n{i} served"));
+            self.nodes[i].reads_checked += 1;
+        }
+        if self.nodes[i].disk_end() < offset {
+            self.fail(format!("n{i} serves reads up to {offset:?} beyond its disk"));
+        }
+    }
+}
+
+impl World {
+    /// A node the controller considers failed: down too long, or a new incarnation.
+    fn failed(&self, node: NodeId) -> bool {
+        let n = &self.nodes[node.0 as usize];
+        n.down_since_ms.is_some_and(|t| self.now >= t + DETECT_MS)
+            || self.admitted.get(&node.0).is_some_and(|inc| *inc != n.incarnation)
+    }
+
+    fn control(&mut self) {
+        let mut next = self.config.clone();
+        next.epoch = Epoch(self.config.epoch.0 + 1);
+        let alive: Vec<NodeId> = next.members.iter().copied().filter(|m| !self.failed(*m)).collect();
+        if next.learner.is_some_and(|l| self.failed(l)) {
+            next.learner = None;
+        }
+        if alive.len() < next.members.len() {
+            next.members = if alive.is_empty() {
+                // Never empty a chain: keep one member (every member holds all committed
+                // data); prefer one that came back, re-admitted in this new epoch.
+                let back = next.members.iter().copied().find(|m| self.nodes[m.0 as usize].up());
+                vec![back.unwrap_or(next.members[0])]
+            } else {
+                alive
+            };
+            if next.learner.is_some_and(|l| next.members.contains(&l)) {
+                next.learner = None;
+            }
+        } else if next.learner.is_none() && next.members.len() < RF {
+            let spares: Vec<NodeId> = self
+                .nodes
+                .iter()
+                .filter(|n| n.up() && n.down_since_ms.is_none() && !next.members.contains(&n.id))
+                .map(|n| n.id)
+                .collect();
+            if spares.is_empty() {
+                return;
+            }
+            next.learner = Some(spares[self.rngs.control.gen_range(0..spares.len())]);
+        } else if let Some(learner) = next.learner {
+            let tail = &self.nodes[next.members[next.members.len() - 1].0 as usize];
+            let in_sync = tail.up()
+                && tail.core.as_ref().is_some_and(|c| c.config().epoch == self.config.epoch && c.learner_in_sync());
+            if !in_sync {
+                return;
+            }
+            self.counts.learner_promotions += 1;
+            next.members.push(learner);
+            next.learner = None;
+        } else {
+            return;
+        }
+        // A restarted node kept or re-picked in place is re-admitted with the new epoch.
+        let readmits = next.members.iter().chain(next.learner.iter()).any(|n| {
+            self.nodes[n.0 as usize].up() && self.admitted.get(&n.0) != Some(&self.nodes[n.0 as usize].incarnation)
+        });
+        if next.members == self.config.members && next.learner == self.config.learner && !readmits {
+            return;
+        }
+        for node in next.members.iter().chain(next.learner.iter()) {
+            let incarnation = self.nodes[node.0 as usize].incarnation;
+            self.admitted.insert(node.0, incarnation);
+        }
+        self.publish(next);
+    }
+
+    /// Every acks=all batch is durable, at its offset, on every member the controller
+    /// currently has in the chain (crashed members included: their durable disk counts).
+    fn check_acked_on_members(&mut self) {
+        let members = self.config.members.clone();
+        let acked: Vec<(u64, u64, Offset)> = self.acked.iter().map(|(b, (p, e))| (*b, *p, *e)).collect();
+        for member in members {
+            for (base, payload, end) in &acked {
+                self.check_acked_on(member, *base, *payload, *end);
+            }
+        }
+    }
+
+    fn check_acked_on(&mut self, member: NodeId, base: u64, payload: u64, end: Offset) {
+        let node = &self.nodes[member.0 as usize];
+        let k = node.disk.partition_point(|(b, _)| b.base.0 < base);
+        match node.disk.get(k).filter(|_| k < node.durable) {
+            Some((b, p)) if b.base.0 == base && b.end() == end && *p == payload => {}
+            other => self.fail(format!(
+                "acked batch at {base} (payload {payload}) not durable on member n{}: {other:?}",
+                member.0
+            )),
+        }
+        self.counts.durable_compared += 1;
+    }
+
+    /// Every member (and the learner) whose core matched its predecessor in the
+    /// controller's epoch holds a prefix of the predecessor's log.
+    fn check_prefixes(&mut self, full: bool) {
+        let chain: Vec<NodeId> = self.config.members.iter().chain(self.config.learner.iter()).copied().collect();
+        for pair in chain.windows(2) {
+            let (p, s) = (&self.nodes[pair[0].0 as usize], &self.nodes[pair[1].0 as usize]);
+            let (Some(pc), Some(sc)) = (&p.core, &s.core) else { continue };
+            // Only replicas acting in the controller's epoch (a restarted incarnation waits
+            // for a newer epoch; its lost unsynced tail is not a prefix violation).
+            let acting = |c: &ChainReplica| c.config().epoch == self.config.epoch && c.role() != Role::Outside;
+            if !acting(pc) || !acting(sc) {
+                continue;
+            }
+            let Some(matched) = sc.matched() else { continue };
+            let count = s.disk.partition_point(|(b, _)| b.end() <= matched);
+            let from = if full { 0 } else { count.saturating_sub(1) };
+            for k in from..count {
+                if p.disk.get(k) != s.disk.get(k) {
+                    self.fail(format!(
+                        "n{} is not a prefix of n{} at batch {k}: {:?} vs {:?}",
+                        pair[1].0,
+                        pair[0].0,
+                        s.disk.get(k),
+                        p.disk.get(k)
+                    ));
+                }
+                self.counts.prefix_compared += 1;
+            }
+        }
+    }
+
+    fn check_step(&mut self) {
+        let full = self.now % 16 == 0;
+        self.check_prefixes(full);
+        for node in &self.nodes {
+            if let Some(core) = &node.core {
+                let log_end = core.log().end();
+                if log_end != node.disk_end() {
+                    self.fail(format!("n{} core log end {log_end:?} != disk end {:?}", node.id.0, node.disk_end()));
+                }
+            }
+        }
+    }
+}
+
+/// Runs one seed to the end; panics (with the seed) on any violation.
+fn run(seed: u64, trace: bool) -> Counts {
+    let mut world = World::new(seed, trace);
+    for _ in 0..STEPS_CHAOS {
+        world.step();
+    }
+    // Heal: no more faults or message loss; every node comes back.
+    world.faults = false;
+    world.log(|| "heal".to_string());
+    for i in 0..world.nodes.len() {
+        if world.nodes[i].core.is_none() {
+            world.restart(i);
+        }
+        world.nodes[i].paused = false;
+        world.nodes[i].down_since_ms = None;
+    }
+    for _ in 0..STEPS_HEAL {
+        world.step();
+    }
+    liveness(&mut world);
+    world.check_prefixes(true);
+    world.check_acked_on_members();
+    world.counts
+}
+
+/// With faults stopped the chain must reach its replication factor and acknowledge new
+/// acks=all produces.
+fn liveness(world: &mut World) {
+    let expect_members = RF.min(world.nodes.len());
+    let mut produced = 0;
+    for _ in 0..STEPS_LIVENESS_MAX {
+        if produced < LIVENESS_PRODUCES {
+            let head = world.config.members[0].0 as usize;
+            if world.produce(head, Acks::All, 1, 100, true) {
+                produced += 1;
+            }
+        }
+        world.step();
+        let waiting = world.requests.values().filter(|r| r.liveness).count();
+        if produced == LIVENESS_PRODUCES && waiting == 0 && world.config.members.len() == expect_members {
+            return;
+        }
+    }
+    let waiting: Vec<_> = world.requests.iter().filter(|(_, r)| r.liveness).map(|(id, r)| (*id, r.base)).collect();
+    let config = world.config.clone();
+    world.fail(format!("no progress after healing: produced {produced}, waiting {waiting:?}, config {config:?}"));
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
+}
+
+#[test]
+fn chain_sim_seeds() {
+    if let Some(seed) = env_u64("CHAIN_SIM_SEED") {
+        let counts = run(seed, true);
+        eprintln!("seed {seed}: {counts:?}");
+        return;
+    }
+    let seeds = env_u64("CHAIN_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT);
+    let mut total = Counts::default();
+    for seed in REGRESSION_SEEDS.iter().copied().chain(0..seeds) {
+        let started = std::time::Instant::now();
+        let c = run(seed, false);
+        if started.elapsed().as_millis() > 300 {
+            eprintln!("slow seed {seed}: {} ms", started.elapsed().as_millis());
+        }
+        total.acks_all += c.acks_all;
+        total.acks_leader += c.acks_leader;
+        total.durable_compared += c.durable_compared;
+        total.committed_compared += c.committed_compared;
+        total.prefix_compared += c.prefix_compared;
+        total.reconfigs += c.reconfigs;
+        total.learner_promotions += c.learner_promotions;
+        total.crashes += c.crashes;
+        total.pauses += c.pauses;
+        total.truncations += c.truncations;
+        total.fenced_rejects += c.fenced_rejects;
+    }
+    eprintln!("{seeds} seeds: {total:?}");
+    // A checker that compared nothing proves nothing.
+    assert!(total.acks_all > 0 && total.acks_leader > 0);
+    assert!(total.durable_compared > 0 && total.committed_compared > 0 && total.prefix_compared > 0);
+    assert!(total.learner_promotions > 0 && total.crashes > 0 && total.pauses > 0);
+    assert!(total.truncations > 0 && total.fenced_rejects > 0);
+}
