@@ -98,7 +98,7 @@ fn fresh_dir_reads_back_through_dma() {
         let dir = tempfile::tempdir().unwrap();
         let log = PartitionLog::open(dir.path(), config(IoMode::Direct, FsyncPolicy::Always)).await.unwrap();
         let b = batch(5, 1, 5000, 9);
-        log.append(batches(&[b.clone()])).await.unwrap();
+        log.append(batches(std::slice::from_ref(&b))).await.unwrap();
         log.close().await.unwrap();
         let log = PartitionLog::open(dir.path(), config(IoMode::Direct, FsyncPolicy::Always)).await.unwrap();
         let r = log.read(0, 1 << 20).await.unwrap();
@@ -152,7 +152,7 @@ fn invalid_and_oversized_batches_append_nothing() {
         let good = batch(1, 1, 10, 1);
         let mut bad = good.to_vec();
         *bad.last_mut().unwrap() ^= 0xff;
-        let mut req = batches(&[good.clone()]);
+        let mut req = batches(std::slice::from_ref(&good));
         req.extend_from_slice(&bad);
         let err = log.append(req).await.unwrap_err();
         assert!(matches!(err, AppendError::Corrupt(_)));
