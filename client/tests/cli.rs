@@ -93,3 +93,39 @@ fn keyed_compressed_produce_across_partitions() {
     assert_eq!(lines.len(), 3002);
     assert!(lines.contains(&"a") && lines.contains(&"b"));
 }
+
+#[test]
+fn consume_without_limits_runs_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let node = Node::start(1);
+    ok(&strand(&node, &["topic", "create", "live", "--partitions", "1"], None));
+    assert_eq!(ok(&strand(&node, &["produce", "live"], Some(b"first\n"))), "1\n");
+    let mut child = Command::new(cli_binary())
+        .args(["--bootstrap", &node.public, "consume", "live", "--from-beginning"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strand consume");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first value");
+    assert_eq!(line, "first\n");
+    // The value was printed, so the Ctrl-C handler is installed; it is still waiting for more.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().expect("status").is_none(), "consume without --count/--timeout-ms keeps running");
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("consume did not stop on SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "Ctrl-C ends consume with exit 0: {status:?}");
+}
