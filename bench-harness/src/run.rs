@@ -59,6 +59,9 @@ pub fn workload_from_args(args: &Args) -> Result<Workload, BenchError> {
 /// Runs the benchmark `args` describes.
 pub async fn run(args: &Args) -> Result<Report, BenchError> {
     let workload = workload_from_args(args)?;
+    // Take over SIGINT before a node exists: from here on CTRL-C cannot kill the harness
+    // with the node (in its own process group) left behind; the run loops watch for it.
+    let _sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut node = None;
     let (bootstrap, target) = match &args.bootstrap {
         Some(addr) => (addr.clone(), addr.clone()),
