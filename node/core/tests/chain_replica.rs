@@ -1,0 +1,129 @@
+//! Transition tests of `ChainReplica`: small hand-driven scenarios that pin down the
+//! message-level contract (the simulator in `chain_sim.rs` covers the combinations).
+
+use strand_core::chain::{
+    Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
+    Offset, Role,
+};
+
+fn config(epoch: u64, members: &[u32]) -> ChainConfig {
+    ChainConfig { epoch: Epoch(epoch), members: members.iter().copied().map(NodeId).collect(), learner: None }
+}
+
+fn drain(r: &mut ChainReplica) -> Vec<Action> {
+    std::iter::from_fn(|| r.poll_action()).collect()
+}
+
+fn sends(actions: &[Action]) -> Vec<(NodeId, Msg)> {
+    actions
+        .iter()
+        .filter_map(|a| if let Action::Send { to, msg } = a { Some((*to, msg.clone())) } else { None })
+        .collect()
+}
+
+fn batch(request_id: u64) -> ClientBatch {
+    ClientBatch { request_id, record_count: 2, bytes_len: 100 }
+}
+
+/// Shuttles messages between replicas until none is left.
+fn settle(replicas: &mut [ChainReplica], mut queue: Vec<(NodeId, NodeId, Msg)>) -> Vec<Action> {
+    let mut other = Vec::new();
+    while !queue.is_empty() {
+        let (from, to, msg) = queue.remove(0);
+        let r = &mut replicas[to.0 as usize];
+        r.handle_message(0, from, msg).expect("well-formed");
+        for action in drain(r) {
+            match action {
+                Action::Send { to: next, msg } => queue.push((to, next, msg)),
+                a => other.push(a),
+            }
+        }
+    }
+    other
+}
+
+#[test]
+fn single_acks_all_at_local_durability() {
+    let mut r = ChainReplica::new(NodeId(0), ChainLimits::default());
+    r.handle_config(0, config(1, &[0])).unwrap();
+    assert_eq!(r.role(), Role::Single);
+    assert_eq!(r.handle_client_append(0, batch(7), Acks::All), Ok(Offset(0)));
+    assert!(!drain(&mut r).iter().any(|a| matches!(a, Action::AckClient { .. })), "no ack before fsync");
+    r.handle_local_durable(1, Offset(2));
+    let actions = drain(&mut r);
+    assert!(actions.contains(&Action::AckClient { request_id: 7, offset: Offset(0) }));
+    assert!(actions.contains(&Action::ServeReadsUpTo { offset: Offset(2) }));
+    assert_eq!(r.commit(), Offset(2));
+}
+
+#[test]
+fn head_acks_all_only_after_tail_durable() {
+    let mut rs = vec![
+        ChainReplica::new(NodeId(0), ChainLimits::default()),
+        ChainReplica::new(NodeId(1), ChainLimits::default()),
+    ];
+    for r in rs.iter_mut() {
+        r.handle_config(0, config(1, &[0, 1])).unwrap();
+    }
+    assert_eq!(rs[1].handle_client_append(0, batch(1), Acks::All), Err(ChainError::NotHead { role: Role::Tail }));
+    rs[0].handle_client_append(0, batch(1), Acks::All).unwrap();
+    rs[0].handle_client_append(0, batch(2), Acks::Leader).unwrap();
+    let queue = sends(&drain(&mut rs[0])).into_iter().map(|(to, m)| (NodeId(0), to, m)).collect();
+    settle(&mut rs, queue);
+    assert_eq!(rs[1].log().end(), Offset(4), "tail has both batches");
+    rs[0].handle_local_durable(0, Offset(4));
+    let acks: Vec<_> = drain(&mut rs[0]).into_iter().filter(|a| matches!(a, Action::AckClient { .. })).collect();
+    assert_eq!(acks, vec![Action::AckClient { request_id: 2, offset: Offset(2) }], "acks=leader only");
+    rs[1].handle_local_durable(0, Offset(4));
+    let queue = sends(&drain(&mut rs[1])).into_iter().map(|(to, m)| (NodeId(1), to, m)).collect();
+    let out = settle(&mut rs, queue);
+    assert!(out.contains(&Action::AckClient { request_id: 1, offset: Offset(0) }), "{out:?}");
+    assert_eq!(rs[0].commit(), Offset(4));
+}
+
+#[test]
+fn stale_epoch_is_fenced_and_fails_pending() {
+    let mut old_head = ChainReplica::new(NodeId(0), ChainLimits::default());
+    let mut tail = ChainReplica::new(NodeId(1), ChainLimits::default());
+    old_head.handle_config(0, config(1, &[0, 1])).unwrap();
+    tail.handle_config(0, config(2, &[1])).unwrap();
+    drain(&mut old_head);
+    old_head.handle_client_append(0, batch(9), Acks::All).unwrap();
+    let to_tail = sends(&drain(&mut old_head));
+    assert!(!to_tail.is_empty());
+    for (_, msg) in to_tail {
+        tail.handle_message(0, NodeId(0), msg).unwrap();
+    }
+    let replies = sends(&drain(&mut tail));
+    assert!(replies.iter().all(|(to, m)| *to == NodeId(0) && *m == Msg::Fenced { epoch: Epoch(2) }));
+    assert_eq!(tail.log().end(), Offset(0), "nothing appended from a stale epoch");
+    old_head.handle_message(0, NodeId(1), replies[0].1.clone()).unwrap();
+    let actions = drain(&mut old_head);
+    assert!(actions.contains(&Action::FailClient { request_id: 9, error: ChainError::Fenced }));
+    assert!(actions.contains(&Action::ConfigStale { seen: Epoch(2) }));
+    assert_eq!(old_head.handle_client_append(0, batch(10), Acks::All), Err(ChainError::Fenced));
+}
+
+#[test]
+fn restarted_successor_is_cut_to_the_predecessors_log() {
+    let meta =
+        |base: u64, epoch: u64| BatchMeta { base: Offset(base), record_count: 1, bytes_len: 10, epoch: Epoch(epoch) };
+    // The successor holds an uncommitted suffix from epoch 1 that the new head never had.
+    let head_log = [meta(0, 1), meta(1, 1), meta(2, 3)];
+    let succ_log = [meta(0, 1), meta(1, 1), meta(2, 1), meta(3, 1)];
+    let limits = ChainLimits::default();
+    let mut rs = vec![
+        ChainReplica::recover(NodeId(0), limits, &head_log, Epoch(0)).unwrap(),
+        ChainReplica::recover(NodeId(1), limits, &succ_log, Epoch(3)).unwrap(),
+    ];
+    rs[1].handle_config(0, config(3, &[0, 1])).unwrap();
+    assert_eq!(rs[1].role(), Role::Outside, "a restarted replica waits for a newer epoch");
+    for r in rs.iter_mut() {
+        r.handle_config(0, config(4, &[0, 1])).unwrap();
+    }
+    let queue = sends(&drain(&mut rs[0])).into_iter().map(|(to, m)| (NodeId(0), to, m)).collect();
+    let out = settle(&mut rs, queue);
+    assert!(out.contains(&Action::TruncateLocal { to: Offset(2) }), "{out:?}");
+    assert_eq!(rs[1].log().batches(), rs[0].log().batches());
+    assert_eq!(rs[1].matched(), Some(Offset(3)));
+}
