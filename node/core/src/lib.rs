@@ -1,11 +1,18 @@
 //! `strand-core`: the IO-free state machines of the Strand node. Architecture
 //! invariant: nothing here does IO, reads a clock or knows glommio — callers pass
 //! `now` in and carry out the actions these cores return.
+//!
+//! - [`recovery`], [`index`]: which bytes of a segment are valid, sparse index math.
+//! - [`producer`]: idempotent-producer sequence tracking per partition.
+//! - [`placement`], [`topic`]: which shard owns a partition; topic naming rules.
+//! - [`group`]: the consumer-group coordinator.
+//! - [`chain`]: chain replication of one partition replica.
 #![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod group;
+pub mod index;
 pub mod placement;
 pub mod producer;
-pub mod topic;
-pub mod index;
 pub mod recovery;
-pub mod group;
-pub mod chain;
+pub mod topic;
