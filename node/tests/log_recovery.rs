@@ -140,6 +140,78 @@ fn corrupt_closed_segment_is_reported_with_file_and_position() {
     });
 }
 
+/// Start positions and (base offset, next offset) of the batches of a segment file.
+fn batch_starts(path: &Path) -> Vec<(u64, u64, u64)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while let Ok(b) = strand_wire::batch::Batch::parse(&bytes[pos..]) {
+        out.push((pos as u64, b.header().base_offset, b.header().next_offset()));
+        pos += b.header().batch_len as usize;
+    }
+    out
+}
+
+/// After a clean shutdown the checkpoint vouches for every closed segment, so open does not
+/// read them; damage early in one (before its last index entry, which open rescans from) must
+/// still be found by the first read touching the segment: earlier batches served, the damaged
+/// one and everything after it in that segment refused with the file and position, later
+/// segments unaffected.
+#[test]
+fn corrupt_checkpointed_segment_is_verified_on_first_read() {
+    for mode in [IoMode::Direct, IoMode::Buffered] {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let expected = populate(dir.path(), mode).await;
+            let logs = segment_logs(dir.path());
+            assert!(logs.len() >= 3);
+            let victim = &logs[1];
+            let starts = batch_starts(victim);
+            assert!(starts.len() >= 6, "{starts:?}");
+            let (bad_pos, bad_offset, _) = starts[2];
+            let mut bytes = std::fs::read(victim).unwrap();
+            bytes[bad_pos as usize + 100] ^= 0x5a;
+            std::fs::write(victim, &bytes).unwrap();
+            let log = PartitionLog::open(dir.path(), cfg(mode)).await.unwrap();
+            let third_base: u64 = logs[2].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            // Later segments are served without touching the damaged one.
+            let later: Vec<_> = expected.iter().copied().filter(|e| e.0 >= third_base).collect();
+            assert_eq!(read_all(&log, third_base, 1 << 20).await, later, "{mode}");
+            // A big read from the segment start stops before the damaged batch.
+            let second_base = starts[0].1;
+            let r = log.read(second_base, 1 << 20).await.unwrap();
+            assert_eq!(r.next_offset, bad_offset, "{mode}: served up to the damage");
+            assert_eq!(r.bytes_len as u64, bad_pos);
+            let mut served = Vec::new();
+            for c in &r.chunks {
+                served.extend_from_slice(&c.to_bytes().await.unwrap());
+            }
+            assert_eq!(&served[..], &bytes[..bad_pos as usize], "{mode}: intact prefix");
+            for offset in [bad_offset, starts[4].1, starts[starts.len() - 1].2 - 1] {
+                match log.read(offset, 1 << 20).await {
+                    Err(ReadError::CorruptSegment { path, pos, reason }) => {
+                        assert_eq!((&path, pos), (victim, bad_pos), "{mode} offset {offset}: {reason}");
+                    }
+                    other => panic!("{mode}: read at {offset} of a corrupt batch gave {other:?}"),
+                }
+            }
+            // The first segment was verified clean and is served whole.
+            let first: Vec<_> = expected.iter().copied().filter(|e| e.0 < second_base).collect();
+            let mut got = Vec::new();
+            let mut offset = 0;
+            while offset < second_base {
+                let r = log.read(offset, 4096).await.unwrap();
+                offset = r.next_offset;
+                got.push(r.next_offset);
+            }
+            assert_eq!(got.last().copied(), Some(second_base));
+            assert!(!first.is_empty());
+            // Appends keep working.
+            log.append(batches(&[batch(1, 1, 10, 7)])).await.unwrap();
+        });
+    }
+}
+
 #[test]
 fn deleted_or_damaged_indexes_are_rebuilt() {
     run(|| async {

@@ -225,15 +225,11 @@ fn check_point_reads(node: &NodeProcess, values: &[Vec<u8>], fault: &str) {
 }
 
 #[test]
-#[ignore = "node bug: closed segments are trusted without validation at restart (the roll writes a checkpoint \
-            past them) and served by sendfile unchecked; see docs/RELIABILITY.md, known gaps"]
 fn corrupt_closed_segment_after_a_crash_is_refused_not_served() {
     corrupt_closed_segment_is_refused(Stop::Kill);
 }
 
 #[test]
-#[ignore = "node bug: closed segments are trusted without validation at restart (the roll writes a checkpoint \
-            past them) and served by sendfile unchecked; see docs/RELIABILITY.md, known gaps"]
 fn corrupt_closed_segment_after_a_clean_shutdown_is_refused_not_served() {
     corrupt_closed_segment_is_refused(Stop::Term);
 }

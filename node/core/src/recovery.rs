@@ -180,7 +180,9 @@ pub struct Checkpoint {
     pub next_offset: u64,
 }
 
-const CHECKPOINT_MAGIC: &[u8; 8] = b"STRNDRP1";
+/// Version 2: the CRC is a plain crc32 (IEEE) of bytes [0, 32). Version 1 files (whose CRC
+/// was computed through the batch CRC helper) decode as `None`: the caller then rescans.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"STRNDRP2";
 /// Encoded size of a [`Checkpoint`].
 pub const CHECKPOINT_LEN: usize = 8 + 3 * 8 + 4;
 
@@ -217,10 +219,7 @@ impl Checkpoint {
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
-    // The wire crate's CRC helper skips the batch prefix; checkpoints checksum everything.
-    let mut padded = vec![0u8; batch::CRC_START];
-    padded.extend_from_slice(bytes);
-    batch::compute_crc(&padded)
+    crc32fast::hash(bytes)
 }
 
 /// How a segment must be checked on start.
@@ -385,6 +384,19 @@ mod tests {
             bad[i] ^= 0x10;
             assert_eq!(Checkpoint::decode(&bad), None, "flip at {i}");
         }
+    }
+
+    #[test]
+    fn checkpoint_crc_is_plain_crc32_and_v1_files_are_unknown() {
+        let c = Checkpoint { segment_base: 9, position: 8192, next_offset: 1234 };
+        let bytes = c.encode();
+        assert_eq!(&bytes[32..], &crc32fast::hash(&bytes[..32]).to_le_bytes());
+        // A version-1 file (old magic, any CRC) is not trusted: the caller rescans.
+        let mut v1 = bytes;
+        v1[..8].copy_from_slice(b"STRNDRP1");
+        let crc = crc32fast::hash(&v1[..32]);
+        v1[32..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Checkpoint::decode(&v1), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `file` (segment file handles, DMA probe) · `segment` (per-segment state, index and
 //! checkpoint persistence) · `append` (validation, group commit, roll) · `read` (offset and
 //! timestamp lookups) · `recover` (open: scan decisions come from `strand_core::recovery`) ·
-//! `cache` (direct-mode tail cache).
+//! `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments).
 //!
 //! Concurrency: a [`PartitionLog`] lives on its owner shard's executor (`!Send`). Appends
 //! take offsets synchronously in call order, then queue behind one write lock; the lock
@@ -27,6 +27,7 @@ mod read;
 mod recover;
 mod retention;
 mod segment;
+mod verify;
 
 pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError};
 pub use error::{AppendError, LogError, ReadError};
@@ -125,6 +126,8 @@ pub(crate) struct Inner {
     state: RefCell<State>,
     /// Held by the task that writes queued appends, syncs, rolls or deletes segments.
     write_lock: Semaphore,
+    /// Held by the reader that lazily verifies a segment (see `verify`).
+    verify_lock: Semaphore,
     /// Set by close/delete; stops the interval flusher.
     closed: std::cell::Cell<bool>,
 }

@@ -6,9 +6,12 @@
 //! until retention drops the segment (the `Rc` keeps its fd valid).
 //! Every header walked is checked (length bounds, contiguous offsets, within the segment);
 //! a mismatch is reported as `CorruptSegment` naming the file and position, never served.
+//! A segment not yet verified since a restart is verified (see `verify`) before any of its
+//! bytes is returned; a result never extends past the valid prefix of a corrupt segment.
 
 use super::error::ReadError;
 use super::file::SegmentFile;
+use super::segment::{Corruption, Verify};
 use super::{Inner, ReadChunk, ReadResult};
 use std::rc::Rc;
 use strand_core::index::{lookup, lookup_time, IndexEntry};
@@ -26,7 +29,8 @@ struct SegmentView {
     start: IndexEntry,
     /// Batch boundaries known from the index after `start`: (position, offset).
     boundaries: Vec<(u64, u64)>,
-    corrupt: Option<(u64, String)>,
+    corrupt: Option<Corruption>,
+    verify: Verify,
 }
 
 /// A batch header found by the walk.
@@ -41,23 +45,35 @@ struct Found {
 
 impl Inner {
     pub(super) async fn read(&self, offset: u64, max_bytes: u32) -> Result<ReadResult, ReadError> {
-        let view = {
-            let st = self.state.borrow();
-            if offset < st.log_start || offset > st.log_end {
-                return Err(ReadError::OffsetOutOfRange { offset, log_start: st.log_start, log_end: st.log_end });
+        // At most two rounds: the second runs after the segment was verified (or removed).
+        let mut round = 0;
+        let view = loop {
+            let view = {
+                let st = self.state.borrow();
+                if offset < st.log_start || offset > st.log_end {
+                    return Err(ReadError::OffsetOutOfRange { offset, log_start: st.log_start, log_end: st.log_end });
+                }
+                if offset >= st.written_end {
+                    return Ok(ReadResult { chunks: Vec::new(), bytes_len: 0, next_offset: offset });
+                }
+                if let Some((chunks, bytes_len, next_offset)) = st.cache.read(offset, max_bytes) {
+                    let chunks = chunks.into_iter().map(ReadChunk::Memory).collect();
+                    return Ok(ReadResult { chunks, bytes_len, next_offset });
+                }
+                self.view(offset)
+            };
+            match view {
+                Some(v) if v.verify != Verify::Done && round == 0 => self.ensure_verified(v.base).await?,
+                other => break other,
             }
-            if offset >= st.written_end {
-                return Ok(ReadResult { chunks: Vec::new(), bytes_len: 0, next_offset: offset });
-            }
-            if let Some((chunks, bytes_len, next_offset)) = st.cache.read(offset, max_bytes) {
-                let chunks = chunks.into_iter().map(ReadChunk::Memory).collect();
-                return Ok(ReadResult { chunks, bytes_len, next_offset });
-            }
-            self.view(offset)
+            round += 1;
         };
         let Some(view) = view else {
             return Ok(ReadResult { chunks: Vec::new(), bytes_len: 0, next_offset: offset });
         };
+        if view.verify != Verify::Done {
+            return Err(ReadError::Io(std::io::Error::other("segment verification did not complete")));
+        }
         let first = walk_to(&view, offset, |f| f.next_offset > offset).await?;
         let Some(first) = first else {
             return Err(corrupt(&view.file, view.start.position.into(), format!("offset {offset} not found")));
@@ -79,13 +95,15 @@ impl Inner {
         let (_, seg) = st.segments.range(..=offset).next_back()?;
         let rel = u32::try_from(offset - seg.base).ok()?;
         let start = lookup(&seg.index, rel).unwrap_or(IndexEntry { relative_offset: 0, position: 0 });
+        // A result never extends past the valid prefix of a corrupt segment.
+        let (end_pos, end_offset) = seg.corrupt.as_ref().map_or((seg.size, seg.next_offset), |c| (c.pos, c.offset));
         let mut boundaries: Vec<(u64, u64)> = seg
             .index
             .iter()
-            .filter(|e| e.position > start.position)
+            .filter(|e| e.position > start.position && u64::from(e.position) < end_pos)
             .map(|e| (u64::from(e.position), seg.base + u64::from(e.relative_offset)))
             .collect();
-        boundaries.push((seg.size, seg.next_offset));
+        boundaries.push((end_pos, end_offset));
         Some(SegmentView {
             file: seg.file.clone(),
             base: seg.base,
@@ -94,14 +112,25 @@ impl Inner {
             start,
             boundaries,
             corrupt: seg.corrupt.clone(),
+            verify: seg.verify,
         })
     }
 
     pub(super) async fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>, ReadError> {
+        let candidate = {
+            let st = self.state.borrow();
+            st.segments.values().find(|s| s.max_timestamp().is_some_and(|m| m >= ts_ms)).map(|s| s.base)
+        };
+        if let Some(base) = candidate {
+            self.ensure_verified(base).await?;
+        }
         let view = {
             let st = self.state.borrow();
             let seg = st.segments.values().find(|s| s.max_timestamp().is_some_and(|m| m >= ts_ms));
             let Some(seg) = seg else { return Ok(None) };
+            if seg.verify != Verify::Done {
+                return Err(ReadError::Io(std::io::Error::other("segment verification did not complete")));
+            }
             let from = lookup_time(&seg.time_index, ts_ms).map_or(0, |t| t.relative_offset);
             let start = lookup(&seg.index, from).unwrap_or(IndexEntry { relative_offset: 0, position: 0 });
             SegmentView {
@@ -112,6 +141,7 @@ impl Inner {
                 start,
                 boundaries: Vec::new(),
                 corrupt: seg.corrupt.clone(),
+                verify: seg.verify,
             }
         };
         let found = walk_to(&view, view.base, |f| f.max_timestamp >= ts_ms).await?;
@@ -145,9 +175,9 @@ async fn walk_to(
     debug_assert!(offset <= min_offset.max(offset));
     let mut window: (u64, Vec<u8>) = (pos, Vec::new());
     while pos < view.size {
-        if let Some((cpos, reason)) = &view.corrupt {
-            if pos >= *cpos {
-                return Err(corrupt(&view.file, *cpos, reason.clone()));
+        if let Some(c) = &view.corrupt {
+            if pos >= c.pos {
+                return Err(corrupt(&view.file, c.pos, c.reason.clone()));
             }
         }
         let in_window = pos >= window.0 && pos + HEADER_LEN as u64 <= window.0 + window.1.len() as u64;
@@ -165,7 +195,7 @@ async fn walk_to(
         offset = found.next_offset;
     }
     match &view.corrupt {
-        Some((cpos, reason)) => Err(corrupt(&view.file, *cpos, reason.clone())),
+        Some(c) => Err(corrupt(&view.file, c.pos, c.reason.clone())),
         None => Ok(None),
     }
 }

@@ -7,7 +7,7 @@
 
 use super::cache::BatchCache;
 use super::file::{probe_dma, SegmentFile, BLOCK_BYTES};
-use super::segment::{self, Segment};
+use super::segment::{self, Corruption, Segment, Verify};
 use super::{Inner, IoMode, LogConfig, LogError, State};
 use glommio::sync::Semaphore;
 use std::cell::RefCell;
@@ -63,6 +63,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
         config,
         state: RefCell::new(state),
         write_lock: Semaphore::new(1),
+        verify_lock: Semaphore::new(1),
         closed: std::cell::Cell::new(false),
     })
 }
@@ -150,6 +151,12 @@ async fn scan_from_index(
     seg.time_index = time_index;
     seg.next_offset = start.1;
     seg.size = start.0;
+    // Bytes before the scan start are vouched for by the checkpoint, not read here: the
+    // first read touching them validates them (restart cost stays bounded by unflushed bytes).
+    seg.verify = match start.0 {
+        0 => Verify::Done,
+        end_pos => Verify::Pending { end_pos, end_offset: start.1 },
+    };
     let mut scanner = Scanner::new(start.0, start.1, file_len);
     let mut step = scanner.start();
     let end = loop {
@@ -180,7 +187,7 @@ async fn settle_end(seg: &mut Segment, end: &ScanEnd, file_len: u64, next_base: 
             None => format!("segment ends at offset {} but the next one starts at {next_base:?}", end.next_offset),
         };
         tracing::error!(path = %path.display(), pos = end.valid_len, "corrupt closed segment, refusing to serve past it: {reason}");
-        seg.corrupt = Some((end.valid_len, reason));
+        seg.mark_corrupt(Corruption { pos: end.valid_len, offset: end.next_offset, reason });
         seg.next_offset = next_base.unwrap_or(end.next_offset);
         return Ok(());
     }

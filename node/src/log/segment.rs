@@ -35,8 +35,33 @@ pub(crate) struct Segment {
     /// Blocks are reserved (fallocate) up to here.
     pub prealloc_end: u64,
     pub opened_at: Instant,
-    /// Set when recovery found invalid bytes in this (closed) segment: (position, reason).
-    pub corrupt: Option<(u64, String)>,
+    /// Set when recovery or a lazy verification found invalid bytes in this segment:
+    /// nothing at or past `pos` is served.
+    pub corrupt: Option<Corruption>,
+    /// Whether the segment's bytes still need a CRC check before any of them is served.
+    pub verify: Verify,
+}
+
+/// Where a segment's valid prefix ends and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Corruption {
+    /// File position of the first invalid byte range (a batch boundary of the valid prefix).
+    pub pos: u64,
+    /// Offset of the first batch that is not served (the end of the valid prefix).
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// Verification state of a segment's bytes (lazy verification, FORMATS.md §6).
+///
+/// Segments written by this process, and segments scanned from position 0 at open, are
+/// `Done`. A segment whose prefix the recovery checkpoint vouched for (so open did not read
+/// it) is `Pending` until the first read touching it validates the prefix batch by batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verify {
+    Done,
+    /// Bytes `[0, end_pos)` are unchecked; the batch at `end_pos` must have base offset `end_offset`.
+    Pending { end_pos: u64, end_offset: u64 },
 }
 
 impl Segment {
@@ -54,6 +79,7 @@ impl Segment {
             prealloc_end: 0,
             opened_at: Instant::now(),
             corrupt: None,
+            verify: Verify::Done,
         }
     }
 
@@ -69,6 +95,13 @@ impl Segment {
         }
         self.next_offset = meta.next_offset();
         self.size = self.size.max(meta.end_position());
+    }
+
+    /// Records invalid bytes found at `c.pos`, keeping the earliest finding.
+    pub(crate) fn mark_corrupt(&mut self, c: Corruption) {
+        if self.corrupt.as_ref().is_none_or(|old| c.pos < old.pos) {
+            self.corrupt = Some(c);
+        }
     }
 
     /// Newest batch timestamp in the segment, if any batch.
