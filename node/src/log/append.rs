@@ -11,9 +11,53 @@ use super::segment::{self, next_tail, Segment};
 use super::{AppendInfo, FsyncPolicy, Inner, IoMode, LogError, Pending};
 use bytes::BytesMut;
 use std::rc::Rc;
+use std::time::Instant;
 use strand_core::index::BatchMeta;
 use strand_core::recovery::{segment_file_name, Checkpoint, SegmentFileKind};
 use strand_wire::batch::{self, Batch};
+
+/// How long a statvfs result is reused by the free-space guard.
+const FREE_SPACE_RECHECK_MS: u128 = 100;
+/// The guard re-checks at once when its estimate comes this close to the limit.
+const FREE_SPACE_SLACK_BYTES: u64 = 64 << 20;
+
+/// The `min_free_bytes` guard without a statvfs per append: the last result is reused for
+/// `FREE_SPACE_RECHECK_MS`, minus what this log appended since; near the limit (within
+/// `FREE_SPACE_SLACK_BYTES`) every append re-checks, so a refusal is always based on a
+/// fresh statvfs. Other writers to the filesystem can consume space in between; the rest
+/// of the guard's margin and the real ENOSPC handling cover that.
+#[derive(Default)]
+pub(crate) struct FreeSpaceGuard {
+    checked_at: Option<Instant>,
+    free_bytes: u64,
+    appended_since: u64,
+}
+
+impl FreeSpaceGuard {
+    fn admit(
+        &mut self,
+        incoming: u64,
+        min_free: u64,
+        now: Instant,
+        stat: impl FnOnce() -> std::io::Result<u64>,
+    ) -> Result<(), AppendError> {
+        let needed = min_free.saturating_add(incoming);
+        let estimate = self.free_bytes.saturating_sub(self.appended_since);
+        let stale = self.checked_at.is_none_or(|t| now.duration_since(t).as_millis() >= FREE_SPACE_RECHECK_MS);
+        if stale || estimate < needed.saturating_add(FREE_SPACE_SLACK_BYTES) {
+            self.free_bytes = stat().map_err(AppendError::Io)?;
+            self.appended_since = 0;
+            self.checked_at = Some(now);
+        }
+        if self.free_bytes.saturating_sub(self.appended_since) < needed {
+            return Err(AppendError::StorageFull {
+                reason: format!("{} bytes free, guard is {min_free} bytes", self.free_bytes),
+            });
+        }
+        self.appended_since += incoming;
+        Ok(())
+    }
+}
 
 /// Reservation step for segment files (Redpanda uses 32 MiB).
 const PREALLOC_STEP_BYTES: u64 = 32 << 20;
@@ -50,16 +94,12 @@ impl Inner {
     }
 
     fn check_free_space(&self, incoming: u64) -> Result<(), AppendError> {
-        if self.config.min_free_bytes == 0 {
+        let min_free = self.config.min_free_bytes;
+        if min_free == 0 {
             return Ok(());
         }
-        let free = free_bytes(&self.dir).map_err(AppendError::Io)?;
-        if free < self.config.min_free_bytes.saturating_add(incoming) {
-            return Err(AppendError::StorageFull {
-                reason: format!("{free} bytes free, guard is {} bytes", self.config.min_free_bytes),
-            });
-        }
-        Ok(())
+        let mut st = self.state.borrow_mut();
+        st.free_space.admit(incoming, min_free, Instant::now(), || free_bytes(&self.dir))
     }
 
     /// Stamps offsets and queues the bytes; returns where they go and the queue epoch.
@@ -220,9 +260,9 @@ impl Inner {
         let next_base = self.state.borrow().active().next_offset;
         let path = self.dir.join(segment_file_name(next_base, SegmentFileKind::Log));
         let file = Rc::new(SegmentFile::open(&path, self.config.io_mode, true).await?);
-        super::file::sync_dir(&self.dir)?;
+        super::file::sync_dir(&self.dir).await?;
         let checkpoint = Checkpoint { segment_base: next_base, position: 0, next_offset: next_base };
-        segment::write_checkpoint(&self.dir, &checkpoint)?;
+        segment::write_checkpoint(&self.dir, &checkpoint).await?;
         let seg = Segment::new(next_base, file, self.config.index_interval_bytes);
         self.state.borrow_mut().segments.insert(next_base, seg);
         tracing::debug!(dir = %self.dir.display(), "rolled to segment {next_base}");
@@ -264,5 +304,39 @@ fn log_to_append(e: LogError) -> AppendError {
         LogError::Io(io) if is_out_of_space(&io) => AppendError::StorageFull { reason: io.to_string() },
         LogError::Io(io) => AppendError::Io(io),
         other => AppendError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    #[test]
+    fn free_space_guard_stats_rarely_far_from_the_limit_and_always_near_it() {
+        let stats = Cell::new(0u32);
+        let disk = Cell::new(10u64 << 30);
+        let stat = || {
+            stats.set(stats.get() + 1);
+            Ok(disk.get())
+        };
+        let mut g = FreeSpaceGuard::default();
+        let t0 = Instant::now();
+        for i in 0..1000u64 {
+            g.admit(1 << 20, 256 << 20, t0 + Duration::from_micros(i), stat).unwrap();
+        }
+        assert_eq!(stats.get(), 1, "one statvfs for 1000 appends within the recheck interval");
+        g.admit(1 << 20, 256 << 20, t0 + Duration::from_millis(150), stat).unwrap();
+        assert_eq!(stats.get(), 2, "stale result re-checked");
+        // Near the limit every append re-checks, and the refusal uses the fresh value.
+        disk.set(300 << 20);
+        let near = t0 + Duration::from_millis(400);
+        g.admit(1 << 20, 256 << 20, near, stat).unwrap();
+        g.admit(1 << 20, 256 << 20, near, stat).unwrap();
+        assert_eq!(stats.get(), 4);
+        disk.set(200 << 20);
+        assert!(matches!(g.admit(1 << 20, 256 << 20, near, stat), Err(AppendError::StorageFull { .. })));
+        assert_eq!(stats.get(), 5);
     }
 }

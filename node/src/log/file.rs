@@ -6,10 +6,13 @@
 //! shell never hands glommio a misaligned DMA write.
 
 use super::config::IoMode;
-use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, DmaBuffer, DmaFile, OpenOptions};
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -98,10 +101,13 @@ impl SegmentFile {
         })
     }
 
-    /// Reserves blocks up to `len` without changing the file size.
+    /// Reserves blocks up to `len`. Direct mode also extends the file size (the logical length
+    /// is tracked in memory; recovery cuts the zero tail), so later DMA writes do not extend the
+    /// file: ext4 runs extending O_DIRECT writes under the exclusive inode lock, one at a time,
+    /// which would defeat keeping several writes in flight. Buffered mode keeps the size.
     pub(crate) async fn preallocate(&self, len: u64) -> io::Result<()> {
         match &self.io {
-            FileIo::Dma(f) => f.pre_allocate(len, true).await?,
+            FileIo::Dma(f) => f.pre_allocate(len, false).await?,
             FileIo::Buffered(f) => f.pre_allocate(len, true).await?,
         }
         Ok(())
@@ -115,22 +121,10 @@ impl SegmentFile {
         match &self.io {
             FileIo::Dma(f) => {
                 assert_eq!(block_pos % BLOCK_BYTES, 0, "direct write position must be block aligned");
-                let total = tail.len() + data_len;
-                let padded = total.div_ceil(BLOCK_BYTES as usize) * BLOCK_BYTES as usize;
-                let mut buf = f.alloc_dma_buffer(padded);
-                let bytes = buf.as_bytes_mut();
-                bytes[..tail.len()].copy_from_slice(tail);
-                let mut at = tail.len();
-                for d in data {
-                    bytes[at..at + d.len()].copy_from_slice(d);
-                    at += d.len();
-                }
-                bytes[at..].fill(0);
-                let written = f.write_at(buf, block_pos).await?;
-                if written < padded {
-                    return Err(short_write(written, padded));
-                }
-                Ok(())
+                let mut parts = Vec::with_capacity(data.len() + 1);
+                parts.push(tail);
+                parts.extend_from_slice(data);
+                write_dma_pipelined(f, block_pos, &parts, tail.len() + data_len).await
             }
             FileIo::Buffered(f) => {
                 let pos = block_pos + tail.len() as u64;
@@ -147,6 +141,104 @@ impl SegmentFile {
             }
         }
     }
+}
+
+/// Bytes of one direct-mode write: the stream of an append group is cut into aligned chunks
+/// of this size (the last one shorter), so buffers come from glommio's registered io memory
+/// or the chunk pool and several writes can be in flight.
+pub(crate) const DMA_CHUNK_BYTES: usize = 1 << 20;
+/// Direct-mode writes of one append group in flight at once (like fio's iodepth).
+pub(crate) const DMA_WRITES_IN_FLIGHT_MAX: usize = 4;
+/// Full-size chunk buffers kept for reuse per executor thread (shard).
+const DMA_POOL_BUFFERS_MAX: usize = 8;
+const _: () = assert!(DMA_CHUNK_BYTES % BLOCK_BYTES as usize == 0);
+const _: () = assert!(DMA_POOL_BUFFERS_MAX >= DMA_WRITES_IN_FLIGHT_MAX);
+
+thread_local! {
+    /// Reused full-size DMA chunk buffers of this executor thread: no allocation (and no page
+    /// faults on fresh memory) per write. Buffers return here once their write completed.
+    static DMA_POOL: RefCell<Vec<DmaBuffer>> = const { RefCell::new(Vec::new()) };
+}
+
+type ChunkWrite<'a> = Pin<Box<dyn Future<Output = (io::Result<usize>, Rc<DmaBuffer>, usize)> + 'a>>;
+
+/// Writes the logical stream `parts` (`total` bytes, zero-padded to the block size) at the
+/// aligned `block_pos` as aligned chunk writes, at most `DMA_WRITES_IN_FLIGHT_MAX` in flight;
+/// returns once all completed (the first error wins, after every in-flight write finished,
+/// so no buffer is released while the kernel may still read it).
+async fn write_dma_pipelined(f: &DmaFile, block_pos: u64, parts: &[&[u8]], total: usize) -> io::Result<()> {
+    let padded = total.div_ceil(BLOCK_BYTES as usize) * BLOCK_BYTES as usize;
+    let mut in_flight: VecDeque<ChunkWrite<'_>> = VecDeque::with_capacity(DMA_WRITES_IN_FLIGHT_MAX);
+    let mut next_start = 0usize;
+    let mut result = Ok(());
+    loop {
+        while in_flight.len() < DMA_WRITES_IN_FLIGHT_MAX && next_start < padded && result.is_ok() {
+            let len = (padded - next_start).min(DMA_CHUNK_BYTES);
+            let mut buf = take_dma_buffer(f, len);
+            fill_from_stream(parts, next_start, buf.as_bytes_mut());
+            let buf = Rc::new(buf);
+            let pos = block_pos + next_start as u64;
+            let mut write: ChunkWrite<'_> =
+                Box::pin(async move { (f.write_rc_at(buf.clone(), pos).await.map_err(io::Error::from), buf, len) });
+            // Polling once submits the write to the ring; it then completes on its own.
+            if let Some(done) = futures_lite::future::poll_once(&mut write).await {
+                write = Box::pin(std::future::ready(done));
+            }
+            in_flight.push_back(write);
+            next_start += len;
+        }
+        let Some(write) = in_flight.pop_front() else { break };
+        let (written, buf, len) = write.await;
+        match written {
+            Ok(n) if n >= len => {}
+            Ok(n) => result = result.and(Err(short_write(n, len))),
+            Err(e) => result = result.and(Err(e)),
+        }
+        if let Ok(buf) = Rc::try_unwrap(buf) {
+            give_dma_buffer(buf);
+        }
+    }
+    result
+}
+
+fn take_dma_buffer(f: &DmaFile, len: usize) -> DmaBuffer {
+    if len == DMA_CHUNK_BYTES {
+        if let Some(buf) = DMA_POOL.with(|p| p.borrow_mut().pop()) {
+            return buf;
+        }
+    }
+    f.alloc_dma_buffer(len)
+}
+
+fn give_dma_buffer(buf: DmaBuffer) {
+    if buf.len() == DMA_CHUNK_BYTES {
+        DMA_POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < DMA_POOL_BUFFERS_MAX {
+                pool.push(buf);
+            }
+        });
+    }
+}
+
+/// Copies the bytes of the concatenation of `parts` starting at `skip` into `out`, zero-filling
+/// whatever the stream does not cover.
+fn fill_from_stream(parts: &[&[u8]], mut skip: usize, out: &mut [u8]) {
+    let mut at = 0usize;
+    for part in parts {
+        if at == out.len() {
+            break;
+        }
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        let take = (part.len() - skip).min(out.len() - at);
+        out[at..at + take].copy_from_slice(&part[skip..skip + take]);
+        at += take;
+        skip = 0;
+    }
+    out[at..].fill(0);
 }
 
 /// The bytes of `data` after skipping `skip` of them, as one owned buffer.
@@ -208,7 +300,30 @@ pub(crate) fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// fsyncs a directory so created, renamed or removed names in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+/// fsyncs a directory so created, renamed or removed names in it are durable (through
+/// io_uring: the reactor does not block on the journal commit).
+pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let d = glommio::io::Directory::open(dir).await?;
+    d.sync().await?;
+    d.close().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_fill_crosses_parts_and_zero_pads() {
+        let parts: [&[u8]; 3] = [b"ab", b"", b"cdefg"];
+        let mut out = [9u8; 4];
+        fill_from_stream(&parts, 1, &mut out);
+        assert_eq!(&out, b"bcde");
+        let mut out = [9u8; 5];
+        fill_from_stream(&parts, 4, &mut out);
+        assert_eq!(&out, b"efg\0\0");
+        let mut out = [9u8; 3];
+        fill_from_stream(&parts, 7, &mut out);
+        assert_eq!(out, [0u8; 3]);
+    }
 }

@@ -157,6 +157,7 @@ pub(crate) struct State {
     bytes_since_checkpoint: u64,
     cache: BatchCache,
     poisoned: Option<String>,
+    free_space: append::FreeSpaceGuard,
 }
 
 impl State {
@@ -299,7 +300,7 @@ impl Inner {
         let snap = self.state.borrow().active().index_snapshot(&self.dir);
         let counts = snap.counts;
         segment::persist_index(snap).await?;
-        segment::write_checkpoint(&self.dir, &checkpoint)?;
+        segment::write_checkpoint(&self.dir, &checkpoint).await?;
         let mut st = self.state.borrow_mut();
         if let Some(seg) = st.segments.get_mut(&checkpoint.segment_base) {
             seg.persisted = counts;

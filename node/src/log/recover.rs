@@ -37,7 +37,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
         let base = checkpoint.map_or(0, |c| c.next_offset);
         let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
         let file = Rc::new(SegmentFile::open(&path, config.io_mode, true).await?);
-        super::file::sync_dir(dir)?;
+        super::file::sync_dir(dir).await?;
         segments.insert(base, Segment::new(base, file, config.index_interval_bytes));
     }
     persist_closed_indexes(dir, &mut segments).await;
@@ -56,6 +56,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
         bytes_since_checkpoint: 0,
         cache: BatchCache::new(if config.io_mode == IoMode::Direct { config.batch_cache_bytes } else { 0 }),
         poisoned: None,
+        free_space: Default::default(),
     };
     tracing::debug!(dir = %dir.display(), log_start, log_end, "partition log open");
     Ok(Inner {

@@ -12,15 +12,16 @@ impl Inner {
         for base in &victims {
             for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
                 let path = self.dir.join(segment_file_name(*base, kind));
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
+                if let Err(e) = glommio::io::remove(&path).await {
+                    let e = std::io::Error::from(e);
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(e.into());
+                    }
                 }
             }
         }
         if !victims.is_empty() {
-            super::file::sync_dir(&self.dir)?;
+            super::file::sync_dir(&self.dir).await?;
             tracing::info!(dir = %self.dir.display(), segments = ?victims, "retention deleted segments");
         }
         Ok(victims.len() as u32)

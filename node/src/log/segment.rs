@@ -184,16 +184,20 @@ async fn write_index_file(path: &Path, new: Vec<u8>, at: u64) -> io::Result<()> 
     Ok(())
 }
 
-/// Atomically replaces the partition's recovery checkpoint (write tmp, fsync, rename, fsync dir).
-/// Rare (roll, close, every few tens of MiB flushed), so plain blocking syscalls are used.
-pub(crate) fn write_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
-    use std::io::Write;
+/// Atomically replaces the partition's recovery checkpoint (write tmp, fdatasync, rename,
+/// fsync dir), every step through io_uring so the reactor never blocks on the disk.
+pub(crate) async fn write_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
     let tmp = dir.join(CHECKPOINT_TMP_NAME);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&checkpoint.encode())?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE_NAME))?;
-    super::file::sync_dir(dir)
+    let file: BufferedFile = OpenOptions::new().write(true).create(true).truncate(true).buffered_open(&tmp).await?;
+    let bytes = checkpoint.encode().to_vec();
+    let written = file.write_at(bytes, 0).await?;
+    if written != strand_core::recovery::CHECKPOINT_LEN {
+        return Err(io::Error::new(io::ErrorKind::StorageFull, "short checkpoint write"));
+    }
+    file.fdatasync().await?;
+    file.close().await?;
+    glommio::io::rename(&tmp, dir.join(CHECKPOINT_FILE_NAME)).await?;
+    super::file::sync_dir(dir).await
 }
 
 /// Reads the recovery checkpoint; a missing or damaged one means "scan everything".
