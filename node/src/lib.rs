@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod groups;
 pub mod log;
 pub mod metrics;
 pub mod net;

@@ -53,8 +53,9 @@ fn bad_input_is_answered_or_disconnected_never_fatal() {
     assert_eq!(h.error, ErrorCode::InvalidRequest);
     assert_eq!(bad.create_topic("t2", 1).error, ErrorCode::None);
 
-    // Unsupported API (groups are another issue).
-    let (h, _) = c.call(Request::ListGroups, &[]);
+    // Unsupported API (replication is another issue).
+    let ack = ReplicaAckRequest { topic: "t".into(), partition: 0, epoch: 1, durable_offset: 0 };
+    let (h, _) = c.call(Request::ReplicaAck(ack), &[]);
     assert_eq!(h.error, ErrorCode::UnknownApi);
 
     // Unknown topic / partition.

@@ -29,6 +29,16 @@ pub fn owner_shard(topic: &str, partition: u32, shard_count: u16) -> ShardId {
     ShardId((slot % u64::from(shard_count)) as u16)
 }
 
+/// The partition of the internal offsets topic that holds `group_id`'s commits, for an
+/// offsets topic of `partition_count` partitions. The group's coordinator is the owner
+/// shard of that partition ([`owner_shard`]), so a coordinator always appends to a
+/// partition it owns — also after a restart with a different shard count, because the
+/// offsets topic keeps the partition count it was created with.
+pub fn group_partition(group_id: &str, partition_count: u32) -> u32 {
+    assert!(partition_count > 0, "the offsets topic has at least one partition");
+    (fnv1a(group_id.as_bytes()) % u64::from(partition_count)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +64,18 @@ mod tests {
             }
             assert!(per_shard.iter().all(|n| *n == 10), "{shards} shards: {per_shard:?}");
         }
+    }
+
+    #[test]
+    fn group_partition_is_stable_and_spread() {
+        // Frozen like `stable_values`: moving a group loses its committed offsets.
+        assert_eq!(group_partition("g", 1), 0);
+        assert_eq!(u64::from(group_partition("orders-app", 7)), fnv1a(b"orders-app") % 7);
+        let mut per_partition = [0u32; 4];
+        for g in 0..400 {
+            per_partition[group_partition(&format!("group-{g}"), 4) as usize] += 1;
+        }
+        assert!(per_partition.iter().all(|n| *n > 50), "{per_partition:?}");
     }
 
     #[test]

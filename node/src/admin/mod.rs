@@ -1,5 +1,9 @@
 //! Admin HTTP endpoint on a side thread (tiny_http): `/health`, `/metrics`
-//! (Prometheus text), `/v1/topics` (JSON).
+//! (Prometheus text), `/v1/topics` (JSON; internal `__` topics flagged
+//! `"internal": true`), `/v1/groups` (JSON: every consumer group with state,
+//! generation, members and assignment, and per partition committed offset, log
+//! end and lag — from the snapshots coordinator and owner shards publish every
+//! second, so values may lag the truth by about a second).
 //!
 //! Invariant: the admin thread only reads — metrics atomics, the published
 //! partition snapshots and the registry (under its control-plane mutex); it never
@@ -84,6 +88,7 @@ fn route(method: &Method, url: &str, shared: &NodeShared) -> (u16, &'static str,
         "/health" => (503, TEXT, "not serving\n".into()),
         "/metrics" => (200, "text/plain; version=0.0.4", shared.metrics.render_prometheus()),
         "/v1/topics" => (200, "application/json", topics_json(shared)),
+        "/v1/groups" => (200, "application/json", groups_json(shared)),
         _ => (404, TEXT, "not found\n".into()),
     }
 }
@@ -93,6 +98,7 @@ struct TopicJson {
     name: String,
     partitions: u32,
     replication_factor: u16,
+    internal: bool,
     offsets: Vec<PartitionJson>,
 }
 
@@ -126,6 +132,7 @@ fn topics_json(shared: &NodeShared) -> String {
                     name: t.name.clone(),
                     partitions: t.partitions,
                     replication_factor: t.replication_factor,
+                    internal: crate::groups::is_internal_topic(&t.name),
                     offsets,
                 }
             })
@@ -133,4 +140,75 @@ fn topics_json(shared: &NodeShared) -> String {
         Err(_) => Vec::new(),
     };
     serde_json::to_string_pretty(&serde_json::json!({ "topics": topics })).unwrap_or_else(|_| "{}".into())
+}
+
+#[derive(Serialize)]
+struct GroupJson {
+    group_id: String,
+    state: String,
+    generation: u32,
+    assignor: String,
+    members: Vec<MemberJson>,
+    partitions: Vec<GroupPartitionJson>,
+}
+
+#[derive(Serialize)]
+struct MemberJson {
+    member_id: String,
+    client_id: String,
+    assignment: Vec<TopicPartitionJson>,
+}
+
+#[derive(Serialize)]
+struct TopicPartitionJson {
+    topic: String,
+    partition: u32,
+}
+
+#[derive(Serialize)]
+struct GroupPartitionJson {
+    topic: String,
+    partition: u32,
+    /// `null` when the group committed nothing for the partition.
+    committed: Option<u64>,
+    log_end_offset: u64,
+    lag: u64,
+}
+
+fn groups_json(shared: &NodeShared) -> String {
+    let groups: Vec<GroupJson> = shared
+        .metrics
+        .group_lags()
+        .into_iter()
+        .map(|(g, lags)| GroupJson {
+            group_id: g.group_id,
+            state: g.state,
+            generation: g.generation,
+            assignor: g.assignor,
+            members: g
+                .members
+                .into_iter()
+                .map(|m| MemberJson {
+                    member_id: m.member_id,
+                    client_id: m.client_id,
+                    assignment: m
+                        .assignment
+                        .into_iter()
+                        .map(|(topic, partition)| TopicPartitionJson { topic, partition })
+                        .collect(),
+                })
+                .collect(),
+            partitions: lags
+                .into_iter()
+                .map(|p| GroupPartitionJson {
+                    topic: p.topic,
+                    partition: p.partition,
+                    committed: p.committed,
+                    log_end_offset: p.log_end_offset,
+                    lag: p.lag,
+                })
+                .collect(),
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "groups": groups })).unwrap_or_else(|_| "{}".into())
 }

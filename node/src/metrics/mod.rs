@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// APIs counted by [`ShardMetrics::requests`], in index order.
-pub const API_NAMES: [&str; 10] = [
+pub const API_NAMES: [&str; 18] = [
     "handshake",
     "metadata",
     "create_topic",
@@ -23,6 +23,14 @@ pub const API_NAMES: [&str; 10] = [
     "fetch",
     "list_offsets",
     "other",
+    "join_group",
+    "sync_group",
+    "heartbeat",
+    "leave_group",
+    "offset_commit",
+    "offset_fetch",
+    "list_groups",
+    "describe_group",
 ];
 
 /// Upper bounds (µs) of the latency histogram buckets; a final `+Inf` bucket follows.
@@ -66,6 +74,37 @@ pub struct PartitionGauge {
     pub size_bytes: u64,
 }
 
+/// One consumer group as last published by its coordinator shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupGauge {
+    pub group_id: String,
+    /// `GroupState::name` (`Empty`, `PreparingRebalance`, ...).
+    pub state: String,
+    pub generation: u32,
+    /// `range` or `round_robin`.
+    pub assignor: String,
+    pub members: Vec<GroupMemberGauge>,
+    /// Partitions of the subscribed topics plus every partition with a committed offset.
+    pub partitions: Vec<GroupPartitionGauge>,
+}
+
+/// One member of a [`GroupGauge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberGauge {
+    pub member_id: String,
+    pub client_id: String,
+    /// `(topic, partition)` it owns in the current generation.
+    pub assignment: Vec<(String, u32)>,
+}
+
+/// One partition of a [`GroupGauge`]: the durable committed offset, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartitionGauge {
+    pub topic: String,
+    pub partition: u32,
+    pub committed: Option<u64>,
+}
+
 /// Everything one shard publishes.
 #[derive(Debug, Default)]
 pub struct ShardMetrics {
@@ -76,11 +115,17 @@ pub struct ShardMetrics {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub bytes_out_zero_copy: AtomicU64,
+    pub bytes_out_copied: AtomicU64,
     pub records_in: AtomicU64,
     pub connections: AtomicI64,
     pub connections_refused: AtomicU64,
     pub forwarded: AtomicU64,
     partitions: Mutex<Vec<PartitionGauge>>,
+    groups: Mutex<Vec<GroupGauge>>,
+    /// Members dropped by the coordinator (left, expired, missed a rebalance).
+    pub group_members_removed: AtomicU64,
+    /// Offset commits persisted to `__consumer_offsets`.
+    pub group_commits_persisted: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -94,6 +139,18 @@ impl ShardMetrics {
     /// The last published partition snapshot.
     pub fn partitions(&self) -> Vec<PartitionGauge> {
         self.partitions.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the published consumer-group snapshot (coordinator shards only).
+    pub fn publish_groups(&self, gauges: Vec<GroupGauge>) {
+        if let Ok(mut slot) = self.groups.lock() {
+            *slot = gauges;
+        }
+    }
+
+    /// The last published consumer-group snapshot.
+    pub fn groups(&self) -> Vec<GroupGauge> {
+        self.groups.lock().map(|g| g.clone()).unwrap_or_default()
     }
 }
 
@@ -117,18 +174,25 @@ impl NodeMetrics {
     /// Prometheus text exposition of everything.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let counters: [Counter; 7] = [
+        let counters: [Counter; 10] = [
             ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
             ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
             ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),
             ("strand_bytes_out_zero_copy_total", "Fetch bytes sent file-to-socket", |m| {
                 m.bytes_out_zero_copy.load(Relaxed)
             }),
+            ("strand_bytes_out_copied_total", "Fetch bytes written from memory", |m| m.bytes_out_copied.load(Relaxed)),
             ("strand_records_in_total", "Records appended", |m| m.records_in.load(Relaxed)),
             ("strand_connections_refused_total", "Connections refused at the limit", |m| {
                 m.connections_refused.load(Relaxed)
             }),
             ("strand_forwarded_total", "Partition requests forwarded to another shard", |m| m.forwarded.load(Relaxed)),
+            ("strand_group_members_removed_total", "Group members dropped (left, expired, missed a rebalance)", |m| {
+                m.group_members_removed.load(Relaxed)
+            }),
+            ("strand_group_commits_persisted_total", "Offset commits persisted to __consumer_offsets", |m| {
+                m.group_commits_persisted.load(Relaxed)
+            }),
         ];
         let _ = writeln!(
             out,
@@ -152,7 +216,84 @@ impl NodeMetrics {
         }
         self.render_histograms(&mut out);
         self.render_partitions(&mut out);
+        self.render_groups(&mut out);
         out
+    }
+
+    /// Every shard's published groups joined with the partitions' published log offsets:
+    /// `(group, [(partition, log_start, log_end, lag)])`. Lag is `log end - committed`
+    /// (the whole retained log when nothing is committed), see `strand_core::group::lag`.
+    pub fn group_lags(&self) -> Vec<(GroupGauge, Vec<GroupPartitionLagGauge>)> {
+        let offsets: std::collections::HashMap<(String, u32), (u64, u64)> = self
+            .shards
+            .iter()
+            .flat_map(|m| m.partitions())
+            .map(|g| ((g.topic, g.partition), (g.log_start_offset, g.log_end_offset)))
+            .collect();
+        let mut groups: Vec<GroupGauge> = self.shards.iter().flat_map(|m| m.groups()).collect();
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        groups
+            .into_iter()
+            .map(|g| {
+                let lags = g
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let (start, end) = offsets.get(&(p.topic.clone(), p.partition)).copied().unwrap_or((0, 0));
+                        GroupPartitionLagGauge {
+                            topic: p.topic.clone(),
+                            partition: p.partition,
+                            committed: p.committed,
+                            log_start_offset: start,
+                            log_end_offset: end,
+                            lag: strand_core::group::lag(start, end, p.committed),
+                        }
+                    })
+                    .collect();
+                (g, lags)
+            })
+            .collect()
+    }
+
+    fn render_groups(&self, out: &mut String) {
+        let groups = self.group_lags();
+        let _ =
+            writeln!(out, "# HELP strand_group_members Members of a consumer group\n# TYPE strand_group_members gauge");
+        for (g, _) in &groups {
+            let _ = writeln!(
+                out,
+                "strand_group_members{{group=\"{}\",state=\"{}\"}} {}",
+                escape(&g.group_id),
+                g.state,
+                g.members.len()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP strand_consumer_lag Log end offset minus the group's committed offset\n# TYPE strand_consumer_lag gauge"
+        );
+        for (g, lags) in &groups {
+            for p in lags {
+                let labels =
+                    format!("group=\"{}\",topic=\"{}\",partition=\"{}\"", escape(&g.group_id), p.topic, p.partition);
+                let _ = writeln!(out, "strand_consumer_lag{{{labels}}} {}", p.lag);
+            }
+        }
+        let name = "strand_consumer_committed_offset";
+        let _ = writeln!(out, "# HELP {name} The group's durable committed offset\n# TYPE {name} gauge");
+        for (g, lags) in &groups {
+            for p in lags {
+                if let Some(committed) = p.committed {
+                    let labels = format!(
+                        "group=\"{}\",topic=\"{}\",partition=\"{}\"",
+                        escape(&g.group_id),
+                        p.topic,
+                        p.partition
+                    );
+                    let _ = writeln!(out, "{name}{{{labels}}} {committed}");
+                }
+            }
+        }
     }
 
     fn render_histograms(&self, out: &mut String) {
@@ -187,6 +328,22 @@ impl NodeMetrics {
     }
 }
 
+/// One partition of a group with its log offsets and lag, for rendering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartitionLagGauge {
+    pub topic: String,
+    pub partition: u32,
+    pub committed: Option<u64>,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    pub lag: u64,
+}
+
+/// Escapes a Prometheus label value (group ids are arbitrary UTF-8).
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +369,39 @@ mod tests {
         assert!(text.contains("strand_produce_latency_seconds_bucket{shard=\"0\",le=\"+Inf\"} 3"), "{text}");
         assert!(text.contains("strand_produce_latency_seconds_count{shard=\"0\"} 3"), "{text}");
         assert!(text.contains("strand_partition_log_end_offset{topic=\"t\",partition=\"2\"} 17"), "{text}");
+    }
+
+    #[test]
+    fn renders_group_lag_and_committed() {
+        let node = NodeMetrics::new(2);
+        node.shards[0].publish_partitions(vec![PartitionGauge {
+            topic: "t".into(),
+            partition: 0,
+            log_start_offset: 0,
+            log_end_offset: 10,
+            size_bytes: 1,
+        }]);
+        node.shards[1].publish_groups(vec![GroupGauge {
+            group_id: "g\"1".into(),
+            state: "Stable".into(),
+            generation: 3,
+            assignor: "range".into(),
+            members: Vec::new(),
+            partitions: vec![
+                GroupPartitionGauge { topic: "t".into(), partition: 0, committed: Some(4) },
+                GroupPartitionGauge { topic: "t".into(), partition: 1, committed: None },
+            ],
+        }]);
+        let text = node.render_prometheus();
+        assert!(text.contains("strand_consumer_lag{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 6"), "{text}");
+        assert!(
+            text.contains("strand_consumer_committed_offset{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 4"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("strand_consumer_committed_offset{group=\"g\\\"1\",topic=\"t\",partition=\"1\"}"),
+            "{text}"
+        );
+        assert!(text.contains("strand_group_members{group=\"g\\\"1\",state=\"Stable\"} 0"), "{text}");
     }
 }

@@ -18,6 +18,7 @@ use super::forward::{self, ShardAnswer, ShardCall};
 use super::ops::{FetchLimits, LocalFetch};
 use super::registry::TopicConfig;
 use super::Shard;
+use crate::groups::is_internal_topic;
 use crate::log::ReadChunk;
 
 /// A response header plus the payload to send after it, in order.
@@ -53,6 +54,14 @@ fn api_index(request: &Request) -> usize {
         Request::Produce(_) => 6,
         Request::Fetch(_) => 7,
         Request::ListOffsets(_) => 8,
+        Request::JoinGroup(_) => 10,
+        Request::SyncGroup(_) => 11,
+        Request::Heartbeat(_) => 12,
+        Request::LeaveGroup(_) => 13,
+        Request::OffsetCommit(_) => 14,
+        Request::OffsetFetch(_) => 15,
+        Request::ListGroups => 16,
+        Request::DescribeGroup(_) => 17,
         _ => 9,
     }
 }
@@ -84,6 +93,23 @@ impl Shard {
                 Some(reply)
             }
             Request::ListOffsets(r) => Some(self.list_offsets(cid, r).await),
+            r @ (Request::JoinGroup(_)
+            | Request::SyncGroup(_)
+            | Request::Heartbeat(_)
+            | Request::LeaveGroup(_)
+            | Request::OffsetCommit(_)
+            | Request::OffsetFetch(_)
+            | Request::ListGroups
+            | Request::DescribeGroup(_)) => {
+                let answer = self.group_dispatch(r).await;
+                let header = ResponseHeader {
+                    correlation_id: cid,
+                    error: answer.error,
+                    message: answer.message,
+                    response: answer.response,
+                };
+                Some(Reply { header, payload: Vec::new() })
+            }
             _ => Some(Reply::error(cid, ErrorCode::UnknownApi, "API not supported by this node yet")),
         };
         if reply.as_ref().is_some_and(|r| r.header.error != ErrorCode::None) {
@@ -114,6 +140,7 @@ impl Shard {
             Ok(reg) => reg
                 .topics()
                 .values()
+                .filter(|t| !is_internal_topic(&t.name))
                 .map(|t| TopicSummary { name: t.name.clone(), partitions: t.partitions, replication_factor: 1 })
                 .collect(),
             Err(_) => return Reply::error(cid, ErrorCode::Unknown, "topic registry poisoned"),
@@ -127,6 +154,9 @@ impl Shard {
     }
 
     async fn create_topic(self: &Rc<Self>, cid: u64, r: CreateTopicRequest) -> Reply {
+        if is_internal_topic(&r.name) {
+            return Reply::error(cid, ErrorCode::InvalidTopicName, "names starting with \"__\" are reserved");
+        }
         let topic = TopicConfig {
             name: r.name.clone(),
             partitions: r.partitions,
@@ -152,6 +182,9 @@ impl Shard {
     }
 
     async fn delete_topic_request(self: &Rc<Self>, cid: u64, r: DeleteTopicRequest) -> Reply {
+        if is_internal_topic(&r.name) {
+            return Reply::error(cid, ErrorCode::InvalidTopicName, "internal topics cannot be deleted");
+        }
         let shared = self.shared.clone();
         let name = r.name.clone();
         let removed = glommio::executor()
@@ -202,7 +235,8 @@ impl Shard {
             shard_ports: ports.map(|p| p.shards).unwrap_or_default(),
         };
         let topics: Vec<(String, Option<u32>)> = if r.topics.is_empty() {
-            self.topics.borrow().iter().map(|(n, c)| (n.clone(), Some(*c))).collect()
+            let topics = self.topics.borrow();
+            topics.iter().filter(|(n, _)| !is_internal_topic(n)).map(|(n, c)| (n.clone(), Some(*c))).collect()
         } else {
             r.topics.iter().map(|n| (n.clone(), self.topic_partitions(n))).collect()
         };
@@ -259,7 +293,7 @@ impl Shard {
         out
     }
 
-    async fn forward(&self, owner: u16, call: ShardCall) -> Result<ShardAnswer, forward::ForwardError> {
+    pub(crate) async fn forward(&self, owner: u16, call: ShardCall) -> Result<ShardAnswer, forward::ForwardError> {
         self.metrics.forwarded.fetch_add(1, Relaxed);
         let inbox = &self.shared.inboxes[usize::from(owner)];
         forward::call(inbox, usize::from(owner), call).await
@@ -278,7 +312,12 @@ impl Shard {
         let mut rest = payload;
         for (i, p) in r.partitions.into_iter().enumerate() {
             let bytes = rest.split_to(p.bytes_len as usize);
-            match self.route(&p.topic, p.partition) {
+            // Internal topics are written by the node only (e.g. commit records).
+            let routed = match is_internal_topic(&p.topic) {
+                true => Err(ErrorCode::InvalidRequest),
+                false => self.route(&p.topic, p.partition),
+            };
+            match routed {
                 Ok(owner) => by_owner.entry(owner.0).or_default().push((i, p, bytes)),
                 Err(code) => results[i] = Some(produce_error(&p, code)),
             }

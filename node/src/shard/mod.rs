@@ -55,6 +55,8 @@ pub struct NodeShared {
     pub config: NodeConfig,
     pub registry: Mutex<TopicRegistry>,
     pub inboxes: Vec<flume::Sender<ShardMsg>>,
+    /// Each shard's inbox for group requests forwarded to its coordinator.
+    pub group_inboxes: Vec<flume::Sender<crate::groups::GroupMsg>>,
     pub metrics: Arc<NodeMetrics>,
     pub ports: OnceLock<BoundPorts>,
     pub connections: AtomicU32,
@@ -74,6 +76,8 @@ pub struct Shard {
     pub stop: Rc<LocalNotify>,
     inflight_appends: Cell<u32>,
     appends_idle: Rc<LocalNotify>,
+    /// The consumer-group coordinator of the groups placed on this shard.
+    pub groups: crate::groups::GroupHost,
 }
 
 /// Longest a shard waits for in-flight appends at shutdown.
@@ -96,6 +100,12 @@ impl Shard {
     /// A shard with no partitions open yet.
     pub fn new(id: ShardId, shared: Arc<NodeShared>) -> Rc<Self> {
         let metrics = shared.metrics.shards[usize::from(id.0)].clone();
+        let offsets_partitions = shared
+            .registry
+            .lock()
+            .ok()
+            .and_then(|reg| reg.topics().get(crate::groups::OFFSETS_TOPIC).map(|t| t.partitions))
+            .unwrap_or(u32::from(shared.config.shards));
         Rc::new(Shard {
             id,
             shared,
@@ -106,6 +116,7 @@ impl Shard {
             stop: Rc::new(LocalNotify::default()),
             inflight_appends: Cell::new(0),
             appends_idle: Rc::new(LocalNotify::default()),
+            groups: crate::groups::GroupHost::new(offsets_partitions),
         })
     }
 
@@ -170,12 +181,14 @@ impl Shard {
             self.partitions.borrow_mut().insert((topic.to_string(), p), part);
         }
         self.topics.borrow_mut().insert(topic.to_string(), partitions);
+        self.groups_topic_changed(topic, partitions);
         Ok(())
     }
 
     /// Forgets `topic` and deletes the partitions this shard owns.
     pub async fn delete_topic(&self, topic: &str) -> Result<(), String> {
         self.topics.borrow_mut().remove(topic);
+        self.groups_topic_changed(topic, 0);
         let owned: Vec<Rc<Partition>> = {
             let mut map = self.partitions.borrow_mut();
             let keys: Vec<_> = map.keys().filter(|(t, _)| t == topic).cloned().collect();

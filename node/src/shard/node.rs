@@ -54,14 +54,18 @@ type PortReport = Result<(usize, u16, u16), String>;
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| NodeError::DataDir { path: config.data_dir.display().to_string(), source })?;
-    let registry = TopicRegistry::load(&config.data_dir)?;
+    let mut registry = TopicRegistry::load(&config.data_dir)?;
+    ensure_offsets_topic(&mut registry, config.shards)?;
     let topics: Vec<TopicConfig> = registry.topics().values().cloned().collect();
     let shard_count = usize::from(config.shards);
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::bounded(SHARD_INBOX_LEN)).unzip();
+    let (group_inboxes, group_receivers): (Vec<_>, Vec<_>) =
+        (0..shard_count).map(|_| flume::bounded(crate::groups::GROUP_INBOX_LEN)).unzip();
     let shared = Arc::new(NodeShared {
         metrics: Arc::new(NodeMetrics::new(shard_count)),
         registry: Mutex::new(registry),
         inboxes,
+        group_inboxes,
         ports: OnceLock::new(),
         connections: AtomicU32::new(0),
         next_producer_id: AtomicU64::new((now_ms().max(1) as u64) << 16),
@@ -70,10 +74,11 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let rendezvous: Rendezvous = Arc::new((Mutex::new(None), Condvar::new()));
     let (ports_tx, ports_rx) = mpsc::channel::<PortReport>();
     let mut handles = Vec::with_capacity(shard_count);
-    for (s, inbox) in receivers.into_iter().enumerate() {
+    for (s, (inbox, group_inbox)) in receivers.into_iter().zip(group_receivers).enumerate() {
         let (shared, topics, rendezvous, ports_tx) =
             (shared.clone(), topics.clone(), rendezvous.clone(), ports_tx.clone());
-        let start = move || shard_main(s, shared, inbox, topics, rendezvous, ports_tx);
+        let inboxes = ShardInboxes { calls: inbox, groups: group_inbox };
+        let start = move || shard_main(s, shared, inboxes, topics, rendezvous, ports_tx);
         handles.push(spawn_executor(s, start)?);
     }
     drop(ports_tx);
@@ -198,10 +203,34 @@ fn watch_signals(shared: Arc<NodeShared>) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// The receiving ends of one shard's inboxes.
+struct ShardInboxes {
+    calls: flume::Receiver<ShardMsg>,
+    groups: flume::Receiver<crate::groups::GroupMsg>,
+}
+
+/// Creates the internal offsets topic (one partition per shard) on first start. It
+/// keeps its partition count afterwards: group placement depends on it.
+fn ensure_offsets_topic(registry: &mut TopicRegistry, shards: u16) -> Result<(), NodeError> {
+    let name = crate::groups::OFFSETS_TOPIC;
+    if registry.topics().contains_key(name) {
+        return Ok(());
+    }
+    let topic = TopicConfig {
+        name: name.to_string(),
+        partitions: u32::from(shards),
+        replication_factor: 1,
+        configs: Default::default(),
+    };
+    registry.create(topic)?;
+    info!(topic = name, partitions = shards, "internal offsets topic created");
+    Ok(())
+}
+
 fn shard_main(
     s: usize,
     shared: Arc<NodeShared>,
-    inbox: flume::Receiver<ShardMsg>,
+    inboxes: ShardInboxes,
     topics: Vec<TopicConfig>,
     rendezvous: Rendezvous,
     ports_tx: mpsc::Sender<PortReport>,
@@ -222,7 +251,9 @@ fn shard_main(
         let public_port = public.local_addr().map(|a| a.port()).unwrap_or(0);
         let own_port = own.local_addr().map(|a| a.port()).unwrap_or(0);
         let _ = ports_tx.send(Ok((s, own_port, public_port)));
-        glommio::spawn_local(shard.clone().serve_inbox(inbox)).detach();
+        glommio::spawn_local(shard.clone().serve_inbox(inboxes.calls)).detach();
+        glommio::spawn_local(shard.clone().serve_group_inbox(inboxes.groups)).detach();
+        glommio::spawn_local(shard.clone().group_timer()).detach();
         glommio::spawn_local(crate::net::accept_loop(shard.clone(), public, "public")).detach();
         glommio::spawn_local(crate::net::accept_loop(shard.clone(), own, "shard")).detach();
         glommio::spawn_local(shard.clone().housekeeping()).detach();
@@ -254,6 +285,7 @@ async fn start_shard(
     for topic in topics {
         shard.open_topic(topic).await?;
     }
+    shard.load_groups().await?;
     let listen_err = |addr: SocketAddr, source| ShardError::Listen { shard: id, addr: addr.to_string(), source };
     let public = if id == 0 {
         let l = glommio::net::TcpListener::bind(config.listen).map_err(|e| listen_err(config.listen, e.into()))?;

@@ -1,0 +1,313 @@
+//! The coordinator side: answering a group request on the shard that coordinates
+//! the group, and carrying out the coordinator's actions (late answers to parked
+//! joins and commits, appends of commit records to the offsets partition).
+//!
+//! Invariant: after every coordinator call the action queue is drained
+//! ([`Shard::drain_group_actions`]) before the next await, so a late answer is never
+//! left queued while its requester waits.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::BytesMut;
+use strand_core::group::{Action, GroupError, GroupView, JoinInput, Outcome, Reply as CoreReply};
+use strand_wire::batch::BatchBuilder;
+use strand_wire::msg::*;
+use strand_wire::ErrorCode;
+use tracing::{info, warn};
+
+use super::{coordinator_of, GroupReply, OFFSETS_TOPIC};
+use crate::shard::forward::{ShardAnswer, ShardCall};
+use crate::shard::Shard;
+
+fn refused(e: GroupError) -> GroupReply {
+    GroupReply::error(e.code(), e.to_string())
+}
+
+impl Shard {
+    /// Answers a group request on its coordinator shard (this one).
+    pub(crate) async fn group_request(self: &Rc<Self>, request: Request) -> GroupReply {
+        let now = self.groups.now_ms();
+        match request {
+            Request::JoinGroup(r) => self.group_join(r).await,
+            Request::OffsetCommit(r) => self.group_commit(r).await,
+            Request::SyncGroup(r) => {
+                let result =
+                    self.groups.coordinator.borrow_mut().handle_sync(now, &r.group_id, r.generation, &r.member_id);
+                self.drain_group_actions();
+                match result {
+                    Ok(assignment) => GroupReply::ok(Response::SyncGroup(SyncGroupResponse { assignment })),
+                    Err(e) => refused(e),
+                }
+            }
+            Request::Heartbeat(r) => {
+                let mut coordinator = self.groups.coordinator.borrow_mut();
+                let result = coordinator.handle_heartbeat(now, &r.group_id, r.generation, &r.member_id);
+                drop(coordinator);
+                self.drain_group_actions();
+                result.map_or_else(refused, |()| GroupReply::ok(Response::Empty))
+            }
+            Request::LeaveGroup(r) => {
+                let result = self.groups.coordinator.borrow_mut().handle_leave(now, &r.group_id, &r.member_id);
+                self.drain_group_actions();
+                result.map_or_else(refused, |()| GroupReply::ok(Response::Empty))
+            }
+            Request::OffsetFetch(r) => {
+                let result = self.groups.coordinator.borrow().handle_offset_fetch(&r.group_id, &r.partitions);
+                match result {
+                    Ok(offsets) => GroupReply::ok(Response::OffsetFetch(OffsetFetchResponse { offsets })),
+                    Err(e) => refused(e),
+                }
+            }
+            Request::ListGroups => {
+                GroupReply::ok(Response::ListGroups(ListGroupsResponse { groups: self.local_groups() }))
+            }
+            Request::DescribeGroup(r) => self.group_describe(&r.group_id).await,
+            other => GroupReply::error(ErrorCode::InvalidRequest, format!("not a group request: {other:?}")),
+        }
+    }
+
+    /// The groups this shard coordinates, for ListGroups.
+    pub(crate) fn local_groups(&self) -> Vec<GroupSummary> {
+        let coordinator = self.groups.coordinator.borrow();
+        coordinator
+            .list_groups()
+            .into_iter()
+            .map(|g| GroupSummary {
+                group_id: g.group_id,
+                state: g.state.name().to_string(),
+                member_count: g.member_count,
+            })
+            .collect()
+    }
+
+    async fn group_join(self: &Rc<Self>, r: JoinGroupRequest) -> GroupReply {
+        let (id, rx) = self.groups.park();
+        let now = self.groups.now_ms();
+        let outcome = self.groups.coordinator.borrow_mut().handle_join(now, id, JoinInput::from(r));
+        self.drain_group_actions();
+        let answer = match outcome {
+            Err(e) => Err(e),
+            Ok(Outcome::Done(joined)) => Ok(joined),
+            Ok(Outcome::Parked) => match self.wait_parked(rx).await {
+                Ok(CoreReply::Join(result)) => result,
+                Ok(CoreReply::Commit(_)) => return GroupReply::error(ErrorCode::Unknown, "join answered as a commit"),
+                Err(reply) => return reply,
+            },
+        };
+        self.groups.unpark(id);
+        match answer {
+            Ok(joined) => GroupReply::ok(Response::JoinGroup(joined.into())),
+            Err(e) => refused(e),
+        }
+    }
+
+    async fn group_commit(self: &Rc<Self>, r: OffsetCommitRequest) -> GroupReply {
+        let (id, rx) = self.groups.park();
+        let now = self.groups.now_ms();
+        let outcome = self.groups.coordinator.borrow_mut().handle_commit(now, id, r.into());
+        self.drain_group_actions();
+        let answer = match outcome {
+            Err(e) => Err(e),
+            Ok(Outcome::Done(())) => Ok(()),
+            Ok(Outcome::Parked) => match self.wait_parked(rx).await {
+                Ok(CoreReply::Commit(result)) => result,
+                Ok(CoreReply::Join(_)) => return GroupReply::error(ErrorCode::Unknown, "commit answered as a join"),
+                Err(reply) => return reply,
+            },
+        };
+        self.groups.unpark(id);
+        answer.map_or_else(refused, |()| GroupReply::ok(Response::Empty))
+    }
+
+    /// Waits for a parked request's late answer; shutdown ends the wait.
+    async fn wait_parked(&self, rx: flume::Receiver<CoreReply>) -> Result<CoreReply, GroupReply> {
+        let stop = self.stop.listen();
+        if self.is_stopping() {
+            return Err(GroupReply::error(ErrorCode::ShuttingDown, "node is shutting down"));
+        }
+        let answer = futures_lite::future::or(async { rx.recv_async().await.ok() }, async {
+            stop.await;
+            None
+        })
+        .await;
+        answer.ok_or_else(|| GroupReply::error(ErrorCode::ShuttingDown, "node is shutting down"))
+    }
+
+    /// Tells the coordinator a topic's partition count (0 = deleted); groups that
+    /// subscribe to it rebalance. Called on topic create/delete (and at start); the
+    /// timer task drains what this queues.
+    pub(crate) fn groups_topic_changed(&self, topic: &str, partition_count: u32) {
+        if super::is_internal_topic(topic) {
+            return;
+        }
+        let now = self.groups.now_ms();
+        self.groups.coordinator.borrow_mut().handle_topic_partitions_changed(now, topic, partition_count);
+        self.groups.changed.notify_all();
+    }
+
+    /// Carries out every queued coordinator action, then wakes the timer task (a call
+    /// may have moved the next deadline).
+    pub(crate) fn drain_group_actions(self: &Rc<Self>) {
+        self.run_group_actions();
+        self.groups.changed.notify_all();
+    }
+
+    /// Carries out every queued coordinator action; returns how many.
+    pub(crate) fn run_group_actions(self: &Rc<Self>) -> usize {
+        let mut count = 0;
+        loop {
+            let action = self.groups.coordinator.borrow_mut().poll_action();
+            count += usize::from(action.is_some());
+            match action {
+                None => break,
+                Some(Action::Respond { request_id, reply }) => {
+                    match self.groups.waiters.borrow_mut().remove(&request_id) {
+                        // The receiver may be gone (shutdown); nothing else waits for it.
+                        Some(tx) => drop(tx.try_send(reply)),
+                        None => warn!(shard = self.id.0, request_id, "late group answer for no waiter"),
+                    }
+                }
+                Some(Action::PersistOffsets { persist_id, records }) => {
+                    let shard = self.clone();
+                    glommio::spawn_local(async move { shard.persist_offsets(persist_id, records).await }).detach();
+                }
+                Some(Action::MemberRemoved { group_id, member_id, reason }) => {
+                    self.metrics.group_members_removed.fetch_add(1, Relaxed);
+                    info!(shard = self.id.0, group = %group_id, member = %member_id, reason, "group member removed");
+                }
+            }
+        }
+        count
+    }
+
+    /// Appends commit records to the group's offsets partition (owned by this shard),
+    /// then reports the outcome to the coordinator.
+    async fn persist_offsets(self: Rc<Self>, persist_id: u64, records: Vec<strand_core::group::CommitRecord>) {
+        let result = match records.first() {
+            None => Ok(()),
+            Some(first) => {
+                let (partition, owner) =
+                    coordinator_of(&first.group_id, self.groups.offsets_partitions, self.shard_count());
+                assert_eq!(owner, self.id, "a coordinator owns its groups' offsets partition");
+                let mut builder = BatchBuilder::new();
+                for record in &records {
+                    let ts = i64::try_from(record.commit_ms).unwrap_or(i64::MAX);
+                    builder.push(ts, Some(&record.encode_key()), &record.encode(), &[]);
+                }
+                self.append_offsets(partition, builder.finish()).await
+            }
+        };
+        if result.is_ok() {
+            self.metrics.group_commits_persisted.fetch_add(1, Relaxed);
+        }
+        let known = self.groups.coordinator.borrow_mut().handle_persisted(persist_id, result);
+        if !known {
+            warn!(shard = self.id.0, persist_id, "persist completion for an unknown persist id");
+        }
+        self.drain_group_actions();
+    }
+
+    async fn append_offsets(self: &Rc<Self>, partition: u32, batch: bytes::Bytes) -> Result<(), ErrorCode> {
+        let part = self.partition(OFFSETS_TOPIC, partition)?;
+        let _guard = self.append_started();
+        match part.log.append(BytesMut::from(&batch[..])).await {
+            Ok(_) => {
+                part.appended.notify_all();
+                Ok(())
+            }
+            Err(e) => {
+                warn!(shard = self.id.0, partition, error = %e, "persisting offsets failed");
+                Err(e.code())
+            }
+        }
+    }
+
+    async fn group_describe(self: &Rc<Self>, group_id: &str) -> GroupReply {
+        let view = self.groups.coordinator.borrow().describe_group(group_id);
+        let Some(view) = view else {
+            return GroupReply::ok(Response::DescribeGroup(DescribeGroupResponse {
+                group_id: group_id.to_string(),
+                state: "Dead".into(),
+                generation: 0,
+                assignor: Assignor::Range,
+                members: Vec::new(),
+                partitions: Vec::new(),
+            }));
+        };
+        let committed = self.group_partitions(&view);
+        let keys: Vec<(String, u32)> = committed.keys().cloned().collect();
+        let offsets = self.log_offsets(&keys).await;
+        let partitions = committed
+            .into_iter()
+            .zip(offsets)
+            .map(|((tp, committed), (start, end))| GroupPartitionLag {
+                topic: tp.0,
+                partition: tp.1,
+                committed: committed.unwrap_or(u64::MAX),
+                log_end_offset: end,
+                lag: strand_core::group::lag(start, end, committed),
+            })
+            .collect();
+        let members = view
+            .members
+            .into_iter()
+            .map(|m| GroupMemberInfo { member_id: m.member_id, client_id: m.client_id, assignment: m.assignment })
+            .collect();
+        GroupReply::ok(Response::DescribeGroup(DescribeGroupResponse {
+            group_id: view.group_id,
+            state: view.state.name().to_string(),
+            generation: view.generation,
+            assignor: view.assignor,
+            members,
+            partitions,
+        }))
+    }
+
+    /// Every partition of the topics the group's members subscribe to, plus every
+    /// partition with a durable commit: `(topic, partition) → committed`.
+    pub(crate) fn group_partitions(&self, view: &GroupView) -> BTreeMap<(String, u32), Option<u64>> {
+        let mut out: BTreeMap<(String, u32), Option<u64>> = BTreeMap::new();
+        let coordinator = self.groups.coordinator.borrow();
+        for topic in view.members.iter().flat_map(|m| m.topics.iter()) {
+            for p in 0..coordinator.partition_count(topic) {
+                out.insert((topic.clone(), p), None);
+            }
+        }
+        for c in &view.offsets {
+            out.insert((c.topic.clone(), c.partition), Some(c.offset));
+        }
+        out
+    }
+
+    /// `(log start, log end)` of each partition, asked of its owner; `(0, 0)` for a
+    /// partition that does not exist (any more).
+    async fn log_offsets(self: &Rc<Self>, keys: &[(String, u32)]) -> Vec<(u64, u64)> {
+        let mut out = vec![(0, 0); keys.len()];
+        let mut by_owner: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, (topic, partition)) in keys.iter().enumerate() {
+            if let Ok(owner) = self.route(topic, *partition) {
+                by_owner.entry(owner.0).or_default().push(i);
+            }
+        }
+        for (owner, indexes) in by_owner {
+            let asked: Vec<(String, u32)> = indexes.iter().map(|i| keys[*i].clone()).collect();
+            let answers: Vec<Result<(u64, u64), ErrorCode>> = if owner == self.id.0 {
+                let local = |(t, p): &(String, u32)| {
+                    self.partition(t, *p).map(|x| (x.log.log_start_offset(), x.log.log_end_offset()))
+                };
+                asked.iter().map(local).collect()
+            } else {
+                match self.forward(owner, ShardCall::Offsets(asked)).await {
+                    Ok(ShardAnswer::Offsets(answers)) => answers,
+                    _ => Vec::new(),
+                }
+            };
+            for (i, answer) in indexes.into_iter().zip(answers) {
+                out[i] = answer.unwrap_or((0, 0));
+            }
+        }
+        out
+    }
+}

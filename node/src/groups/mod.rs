@@ -1,0 +1,178 @@
+//! Consumer groups in the node (DESIGN §7): the IO shell around
+//! [`strand_core::group::GroupCoordinator`]. Every shard hosts one coordinator
+//! ([`GroupHost`]) for the groups placed on it; this module routes group requests
+//! to it, carries out its actions (answer parked requests, persist commits), drives
+//! its timers, replays its offsets at start and publishes its state for `/metrics`
+//! and `/v1/groups`.
+//!
+//! # Placement and the offsets topic
+//! Committed offsets live in the internal topic [`OFFSETS_TOPIC`]
+//! (`__consumer_offsets`), created at first start with one partition per shard and
+//! never resized. Group `g` belongs to offsets partition
+//! `p = strand_core::placement::group_partition(g, P)` (FNV-1a of the id mod the
+//! topic's partition count `P`), and its coordinator is the shard that owns `p`
+//! (`owner_shard("__consumer_offsets", p, shards)`). So a coordinator only ever
+//! appends to and replays partitions it owns, and this stays true after a restart
+//! with another shard count. A request for `g` that arrives on another shard is
+//! forwarded to the coordinator shard over a bounded per-shard group inbox
+//! (`NodeShared::group_inboxes`), like partition requests; the client needs no
+//! "find coordinator" step. Names starting with `__` are reserved: users can neither
+//! create, delete nor produce to them, and topic listings leave them out.
+//!
+//! # Protocol behaviour (what a client must do)
+//! - **JoinGroup** with an empty member id creates a member; the response is *parked*
+//!   until the rebalance completes (every known member rejoined, or the rebalance
+//!   deadline `max(rebalance_timeout_ms)` of the members passed; members that did not
+//!   rejoin are dropped). It then carries the new generation, the member's id (keep
+//!   it for every later request), the leader and the member list. Requests on one
+//!   connection are served concurrently, so a parked join does not block the
+//!   connection's other requests.
+//! - **SyncGroup** with that generation answers the member's assignment (assignment
+//!   is computed server-side with the group's assignor: range or round-robin). With
+//!   more members than partitions the extra members get an empty assignment.
+//! - **Heartbeat** every `session_timeout / 3` or so. `REBALANCE_IN_PROGRESS` means
+//!   "rejoin now" (send JoinGroup with your member id; commit first if you like:
+//!   commits of the current generation are still accepted while the group prepares
+//!   the rebalance). `ILLEGAL_GENERATION` means your generation is stale: rejoin.
+//!   `UNKNOWN_MEMBER` means you were expired: join again with an empty member id.
+//! - A member that sends nothing for `session_timeout_ms` is removed (checked by a
+//!   per-shard timer) and the group rebalances; the others learn it from their next
+//!   heartbeat.
+//! - **OffsetCommit** with the current generation is answered once the commit record
+//!   is appended to the offsets partition under the node's fsync policy (with
+//!   `--fsync always` an acknowledged commit survives SIGKILL). A stale generation
+//!   gets `ILLEGAL_GENERATION`; `REBALANCE_IN_PROGRESS` while the group waits for
+//!   syncs. A commit with an empty member id and generation 0 is a standalone commit,
+//!   accepted while the group has no members.
+//! - **OffsetFetch** answers the committed offsets (including accepted commits still
+//!   being persisted); partitions with nothing committed are left out.
+//! - **LeaveGroup** removes the member at once and rebalances the rest.
+//! - **DescribeGroup** answers state, generation, members with assignments and, per
+//!   partition of the subscribed topics (plus any committed one), committed offset
+//!   (`u64::MAX` if none), log end and lag. An unknown group is answered with state
+//!   `Dead`. **ListGroups** gathers every shard's groups.
+//! - Creating or deleting a topic a group subscribes to triggers a rebalance.
+//!
+//! Invariants: the coordinator is only touched on its shard (`RefCell`, no lock); it
+//! is borrowed only between awaits, never across one; every parked request id has
+//! exactly one waiter, removed when answered; coordinator state is served only after
+//! the shard replayed every offsets partition it owns (`finish_loading` runs before
+//! the shard binds its ports).
+
+mod handle;
+mod load;
+mod route;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use strand_core::group::{CoordinatorConfig, GroupCoordinator, Reply as CoreReply, RequestId};
+use strand_core::placement::{group_partition, owner_shard, ShardId};
+use strand_wire::msg::{Request, Response};
+use strand_wire::ErrorCode;
+
+use crate::shard::notify::LocalNotify;
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Group calls a shard's group inbox holds before senders wait.
+pub const GROUP_INBOX_LEN: usize = 1024;
+/// Longest the timer task sleeps without looking at the coordinator (also how often
+/// the group snapshot for `/metrics` and `/v1/groups` is refreshed).
+const TIMER_IDLE: Duration = Duration::from_secs(1);
+
+/// Whether `topic` is internal (reserved prefix `__`).
+pub fn is_internal_topic(topic: &str) -> bool {
+    topic.starts_with("__")
+}
+
+/// The offsets partition and coordinator shard of `group_id`.
+pub fn coordinator_of(group_id: &str, offsets_partitions: u32, shard_count: u16) -> (u32, ShardId) {
+    let partition = group_partition(group_id, offsets_partitions);
+    (partition, owner_shard(OFFSETS_TOPIC, partition, shard_count))
+}
+
+/// A group request forwarded to its coordinator shard.
+#[derive(Debug)]
+pub struct GroupMsg {
+    pub request: Request,
+    pub reply: flume::Sender<GroupReply>,
+}
+
+/// A coordinator's answer: top-level code, message and body (never a payload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupReply {
+    pub error: ErrorCode,
+    pub message: Option<String>,
+    pub response: Response,
+}
+
+impl GroupReply {
+    fn ok(response: Response) -> Self {
+        GroupReply { error: ErrorCode::None, message: None, response }
+    }
+
+    fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        GroupReply { error: code, message: Some(message.into()), response: Response::Empty }
+    }
+}
+
+/// One shard's coordinator and the shell state around it.
+pub struct GroupHost {
+    coordinator: RefCell<GroupCoordinator>,
+    /// Parked requests: request id → where its late answer goes.
+    waiters: RefCell<HashMap<RequestId, flume::Sender<CoreReply>>>,
+    request_id_next: Cell<RequestId>,
+    /// Partition count of [`OFFSETS_TOPIC`] (fixed at its creation).
+    pub offsets_partitions: u32,
+    /// Notified after every coordinator call, so the timer re-reads `poll_timeout`.
+    changed: Rc<LocalNotify>,
+    clock_start: Instant,
+    clock_base_ms: u64,
+}
+
+impl GroupHost {
+    /// A host whose coordinator is loading; `offsets_partitions` is the offsets topic's
+    /// partition count.
+    pub fn new(offsets_partitions: u32) -> Self {
+        assert!(offsets_partitions > 0, "the offsets topic is created before shards start");
+        let clock_base_ms = crate::shard::now_ms().max(0) as u64;
+        GroupHost {
+            // The start time makes member ids of this run distinct from earlier runs'.
+            coordinator: RefCell::new(GroupCoordinator::new(CoordinatorConfig::default(), clock_base_ms)),
+            waiters: RefCell::new(HashMap::new()),
+            request_id_next: Cell::new(1),
+            offsets_partitions,
+            changed: Rc::new(LocalNotify::default()),
+            clock_start: Instant::now(),
+            clock_base_ms,
+        }
+    }
+
+    /// The coordinator clock: wall-clock ms at start plus monotonic time since, so
+    /// session timeouts never jump with the wall clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock_base_ms + self.clock_start.elapsed().as_millis() as u64
+    }
+
+    /// A fresh request id and the receiver its parked answer will arrive on.
+    fn park(&self) -> (RequestId, flume::Receiver<CoreReply>) {
+        let id = self.request_id_next.get();
+        self.request_id_next.set(id + 1);
+        let (tx, rx) = flume::bounded(1);
+        self.waiters.borrow_mut().insert(id, tx);
+        (id, rx)
+    }
+
+    /// Forgets a waiter whose request was answered at once.
+    fn unpark(&self, id: RequestId) {
+        self.waiters.borrow_mut().remove(&id);
+    }
+
+    /// Whether the coordinator still replays offsets.
+    pub fn is_loading(&self) -> bool {
+        self.coordinator.borrow().is_loading()
+    }
+}
