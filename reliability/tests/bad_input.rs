@@ -417,10 +417,9 @@ fn never_reading_consumers_are_backpressured_and_bounded() {
 }
 
 /// The stricter promise: other clients keep being served, with no stall, while and after
-/// never-reading consumers hold fetch answers. Fails today: see the ignore reason.
+/// never-reading consumers hold fetch answers (the node's sends to them wait on io_uring
+/// poll, not on a shared blocking thread).
 #[test]
-#[ignore = "node bug: fetch sendfile runs on the shard's single glommio blocking thread and blocks up to \
-            SEND_STALL_MAX (30 s) on a reader that never reads, stalling every other fetch of that shard"]
 fn never_reading_consumers_do_not_stall_others() {
     let mut arena = Arena::start();
     preload_bulk(arena.node.public);

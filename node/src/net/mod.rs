@@ -11,11 +11,16 @@
 //! Bounds: at most `connections_max` connections per node, `inflight_per_connection`
 //! requests and `connection_buffer_bytes` request bytes in flight per connection
 //! (the reader stops reading when either is exhausted — TCP backpressure does the
-//! rest), frames up to `frame_len_max`. Writes are serialized by a per-connection
-//! lock so a zero-copy payload is never interleaved with another response.
+//! rest), frames up to `frame_len_max`, and fetch answers up to
+//! [`FETCH_RESPONSE_BYTES_PER_CONNECTION`] (each fetch reserves its `max_bytes` until its
+//! answer is written: answers forwarded from another shard are in-memory copies, so
+//! without this a never-reading client would pin `inflight × max_bytes`). Writes are
+//! serialized by a per-connection lock so a zero-copy payload is never interleaved with
+//! another response.
 
 pub mod zerocopy;
 
+use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,7 +31,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::{RwLock, Semaphore};
 use strand_wire::codec::{decode_request, encode_response, DecodeError};
 use strand_wire::frame::{FrameDecoder, FramePrefix};
-use strand_wire::msg::RequestHeader;
+use strand_wire::msg::{Request, RequestHeader};
 use strand_wire::ErrorCode;
 use tracing::{debug, info, warn};
 
@@ -39,6 +44,8 @@ const READ_CHUNK_LEN: usize = 64 * 1024;
 /// Bytes asked when the buffer is empty (an idle connection waits here): `resize` zero-fills
 /// what it asks for, so 10 000 idle connections must not each pin a 64 KiB buffer.
 const IDLE_READ_LEN: usize = 4 * 1024;
+/// Fetch-answer bytes one connection may have reserved (being read, queued or written).
+pub const FETCH_RESPONSE_BYTES_PER_CONNECTION: u64 = 16 << 20;
 
 type Writer = Rc<RwLock<WriteHalf<TcpStream>>>;
 
@@ -90,15 +97,23 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: &'static
 async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let fd = stream.as_raw_fd();
-    zerocopy::set_send_timeout(fd).map_err(|e| e.to_string())?;
+    zerocopy::make_nonblocking(fd).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(zerocopy::SEND_STALL_MAX)).map_err(|e| e.to_string())?;
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer: Writer = Rc::new(RwLock::new(writer));
     let limits = shard.shared.config.limits;
     let inflight = Rc::new(Semaphore::new(u64::from(limits.inflight_per_connection)));
     let buffered = Rc::new(Semaphore::new(limits.connection_buffer_bytes));
+    let answers = Rc::new(Semaphore::new(FETCH_RESPONSE_BYTES_PER_CONNECTION));
     let mut decoder = FrameDecoder::new(limits.frame_len_max as usize);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_LEN);
+    // Set when a response could not be written: the client is gone or stuck, so the
+    // requests it still has queued (possibly megabytes) must not be served.
+    let broken = Rc::new(Cell::new(false));
     loop {
+        if broken.get() {
+            return Err("a response could not be written".into());
+        }
         let frame = match decoder.decode(&mut buf) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
@@ -113,7 +128,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
                     strand_wire::frame::FrameError::TooLarge { .. } => ErrorCode::MessageTooLarge,
                     _ => ErrorCode::InvalidRequest,
                 };
-                let _ = write_reply(&writer, fd, Reply::error(0, code, e.to_string())).await;
+                let _ = write_reply(&shard, &writer, fd, Reply::error(0, code, e.to_string())).await;
                 return Err(format!("framing error: {e}"));
             }
         };
@@ -128,22 +143,40 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
                     _ => 0,
                 };
                 debug!(shard = shard.id.0, error = %e, "bad request header");
-                write_reply(&writer, fd, Reply::error(cid, e.code(), e.to_string())).await?;
+                write_reply(&shard, &writer, fd, Reply::error(cid, e.code(), e.to_string())).await?;
                 continue;
             }
         };
-        let (task_shard, task_writer) = (shard.clone(), writer.clone());
+        let answer_len = match &header.request {
+            Request::Fetch(f) => u64::from(f.max_bytes).min(FETCH_RESPONSE_BYTES_PER_CONNECTION),
+            _ => 0,
+        };
+        let answer = answers.acquire_static_permit(answer_len).await.map_err(|e| e.to_string())?;
+        let (task_shard, task_writer, task_broken) = (shard.clone(), writer.clone(), broken.clone());
         glommio::spawn_local(async move {
-            handle(task_shard, task_writer, fd, header, frame.payload).await;
-            drop((slot, bytes));
+            if !task_broken.get() {
+                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken).await;
+            }
+            drop((slot, bytes, answer));
         })
         .detach();
     }
 }
 
-async fn handle(shard: Rc<Shard>, writer: Writer, fd: RawFd, header: RequestHeader, payload: bytes::Bytes) {
+async fn handle(
+    shard: Rc<Shard>,
+    writer: Writer,
+    fd: RawFd,
+    header: RequestHeader,
+    payload: bytes::Bytes,
+    broken: &Cell<bool>,
+) {
     let Some(reply) = shard.dispatch(header, payload).await else { return };
-    if let Err(e) = write_reply(&writer, fd, reply).await {
+    if broken.get() {
+        return;
+    }
+    if let Err(e) = write_reply(&shard, &writer, fd, reply).await {
+        broken.set(true);
         // The reply may be half written: close so the client does not misparse the stream.
         debug!(shard = shard.id.0, error = %e, "write failed; closing connection");
         if let Ok(mut w) = writer.write().await {
@@ -179,8 +212,9 @@ async fn read_more(shard: &Shard, reader: &mut ReadHalf<TcpStream>, buf: &mut By
     }
 }
 
-/// Writes a whole response frame under the connection's write lock.
-async fn write_reply(writer: &Writer, fd: RawFd, reply: Reply) -> Result<(), String> {
+/// Writes a whole response frame under the connection's write lock; file chunks go
+/// zero-copy where the socket has room (see [`zerocopy`]).
+async fn write_reply(shard: &Shard, writer: &Writer, fd: RawFd, reply: Reply) -> Result<(), String> {
     let header = encode_response(&reply.header);
     let payload_len: usize = reply.payload.iter().map(chunk_len).sum();
     let mut head = Vec::with_capacity(8 + header.len());
@@ -190,10 +224,16 @@ async fn write_reply(writer: &Writer, fd: RawFd, reply: Reply) -> Result<(), Str
     w.write_all(&head).await.map_err(|e| e.to_string())?;
     for chunk in &reply.payload {
         match chunk {
-            ReadChunk::Memory(bytes) => w.write_all(bytes).await.map_err(|e| e.to_string())?,
+            ReadChunk::Memory(bytes) => {
+                w.write_all(bytes).await.map_err(|e| e.to_string())?;
+                shard.metrics.bytes_out_copied.fetch_add(bytes.len() as u64, Relaxed);
+            }
             ReadChunk::File { file, pos, len } => {
                 w.flush().await.map_err(|e| e.to_string())?;
-                zerocopy::send_file(fd, file.raw_fd(), *pos, *len).await.map_err(|e| e.to_string())?;
+                let sent = zerocopy::send_file(&mut *w, fd, file, *pos, *len).await;
+                let sent = sent.map_err(|e| e.to_string())?;
+                shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
+                shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
             }
         }
     }

@@ -1,25 +1,100 @@
-//! Zero-copy send of segment-file bytes to a socket.
+//! Sending segment-file bytes to a socket: zero-copy while the socket has room, a bounded
+//! copy through the connection's async write while it has none.
 //!
-//! Design choice (DESIGN §5: cold data must not stall the reactor): the copy is
-//! done by `sendfile(2)` — the kernel moves page-cache pages to the socket with no
-//! user-space copy — and runs on the shard's glommio blocking thread
-//! (`spawn_blocking`), so a page-cache miss blocks that helper thread, never the
-//! reactor. The reactor only pays a hand-off per chunk. The socket and file
-//! descriptors are `dup`ed for the helper, so the call stays memory- and fd-safe
-//! even if the connection task is dropped mid-send.
+//! Design (DESIGN §5: cold data must not stall the reactor, and no client may hold a
+//! shared thread): connection sockets are `O_NONBLOCK` (glommio itself only ever sends and
+//! receives with `MSG_DONTWAIT` plus io_uring poll, so the flag changes nothing for it).
+//! `sendfile(2)` runs on the shard's glommio blocking-thread pool, because a page-cache miss
+//! makes it read the disk; on a non-blocking socket it returns as soon as the socket buffer
+//! is full, so a blocking thread is held for at most the disk read, never by a slow or
+//! never-reading client. When the socket is full, the next [`COPY_PIECE_BYTES`] are read
+//! through io_uring and written with the connection's normal async write, which waits for
+//! room on the reactor's io_uring poll without holding any thread; then zero-copy resumes.
+//! A client that reads nothing for [`SEND_STALL_MAX`] gets its connection closed (glommio
+//! write timeout). Memory per stalled connection is one piece.
 //!
-//! Invariant: the caller holds the connection's write lock for the whole call, so
-//! no other bytes interleave with a spliced payload; a short or failed send is an
-//! error that must close the connection (the frame on the wire is incomplete).
+//! The socket and file descriptors are `dup`ed for the blocking thread, so the call stays
+//! fd-safe even if the connection task is dropped while the thread runs.
+//!
+//! Invariant: the caller holds the connection's write lock for the whole call, so no other
+//! bytes interleave with the payload; an error leaves the frame on the wire incomplete and
+//! the caller must close the connection.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long a send may make no progress (slow or stuck reader) before it fails.
+use futures_lite::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::log::SegmentFile;
+
+/// How long a response write may make no progress (client not reading) before it fails.
 pub const SEND_STALL_MAX: Duration = Duration::from_secs(30);
-/// Kernel send timeout set on sockets, so a stuck reader turns into EAGAIN slices.
-const SOCKET_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Blocking threads per shard (set by the executor builder): a cold `sendfile` or other
+/// blocking call of one fetch must not serialize every other fetch of the shard behind it.
+pub const BLOCKING_THREADS_PER_SHARD: usize = 4;
+/// Bytes copied through user space per round when the socket buffer is full.
+pub const COPY_PIECE_BYTES: u32 = 64 * 1024;
+
+/// How the bytes of one send went out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SentBytes {
+    /// Moved file → socket by the kernel (`sendfile`).
+    pub zero_copy: u64,
+    /// Read into memory and written (the socket was full).
+    pub copied: u64,
+}
+
+/// Makes a connection socket non-blocking, so `sendfile` on it never waits for the peer.
+pub fn make_nonblocking(socket: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL only reads the descriptor's flags; an invalid fd yields EBADF.
+    let flags = unsafe { libc::fcntl(socket, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL with the flags just read plus O_NONBLOCK; no memory is passed.
+    if unsafe { libc::fcntl(socket, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `len` bytes of `file` from `pos` to `socket` (a non-blocking socket whose write
+/// half is `writer`, held locked by the caller). Returns when every byte was sent.
+pub async fn send_file<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    socket: RawFd,
+    file: &SegmentFile,
+    pos: u64,
+    len: u32,
+) -> io::Result<SentBytes> {
+    let mut sent = SentBytes::default();
+    let end = pos + u64::from(len);
+    let mut at = pos;
+    while at < end {
+        let moved = sendfile_on_pool(socket, file.raw_fd(), at, end - at).await?;
+        at += moved;
+        sent.zero_copy += moved;
+        if at == end {
+            break;
+        }
+        // Socket full: copy one bounded piece; the async write waits for room without a thread.
+        let piece = (end - at).min(u64::from(COPY_PIECE_BYTES)) as usize;
+        let bytes = file.read_at(at, piece).await?;
+        if bytes.len() != piece {
+            return Err(short_file(at, piece, bytes.len()));
+        }
+        writer.write_all(&bytes).await?;
+        at += piece as u64;
+        sent.copied += piece as u64;
+    }
+    debug_assert_eq!(sent.zero_copy + sent.copied, u64::from(len));
+    Ok(sent)
+}
+
+fn short_file(pos: u64, want: usize, got: usize) -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, format!("segment file has {got} of {want} bytes at {pos}"))
+}
 
 fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: dup only reads the descriptor number; an invalid one yields EBADF.
@@ -31,91 +106,115 @@ fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Sets `SO_SNDTIMEO` so a blocking `sendfile` on a stalled socket returns periodically.
-pub fn set_send_timeout(socket: RawFd) -> io::Result<()> {
-    let tv = libc::timeval { tv_sec: SOCKET_SEND_TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
-    // SAFETY: `tv` is a valid timeval for the duration of the call and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket,
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Sends `len` bytes of `file` from `pos` to `socket` without user-space copies,
-/// on the blocking thread pool. Returns when all bytes were sent.
-pub async fn send_file(socket: RawFd, file: RawFd, pos: u64, len: u32) -> io::Result<()> {
-    if len == 0 {
-        return Ok(());
-    }
+/// Runs [`sendfile_until_full`] on the executor's blocking-thread pool.
+async fn sendfile_on_pool(socket: RawFd, file: RawFd, pos: u64, len: u64) -> io::Result<u64> {
     let socket = dup(socket)?;
     let file = dup(file)?;
-    glommio::executor().spawn_blocking(move || sendfile_all(&socket, &file, pos, len)).await
+    glommio::executor().spawn_blocking(move || sendfile_until_full(&socket, &file, pos, len)).await
 }
 
-fn sendfile_all(socket: &OwnedFd, file: &OwnedFd, pos: u64, len: u32) -> io::Result<()> {
-    let mut offset = pos as libc::off_t;
-    let end = pos + u64::from(len);
-    let mut last_progress = Instant::now();
-    while (offset as u64) < end {
-        let left = (end - offset as u64) as usize;
+/// Sends up to `len` bytes from `pos` until done or the (non-blocking) socket is full;
+/// returns the bytes sent. Blocks only on disk reads of the file's pages.
+fn sendfile_until_full(socket: &OwnedFd, file: &OwnedFd, pos: u64, len: u64) -> io::Result<u64> {
+    let mut offset = libc::off_t::try_from(pos).map_err(|_| io::Error::other("file position out of range"))?;
+    let end = pos + len;
+    let mut moved = 0u64;
+    while moved < len {
+        let left = usize::try_from(end - offset as u64).unwrap_or(usize::MAX);
         // SAFETY: both descriptors are owned and open for the call; `offset` is a valid
         // pointer the kernel advances by the bytes sent.
         let sent = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut offset, left) };
         if sent > 0 {
-            last_progress = Instant::now();
+            moved += sent as u64;
             continue;
         }
         if sent == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment file shorter than the fetch chunk"));
+            return Err(short_file(offset as u64, left, 0));
         }
         let err = io::Error::last_os_error();
         match err.kind() {
             io::ErrorKind::Interrupted => {}
-            io::ErrorKind::WouldBlock if last_progress.elapsed() < SEND_STALL_MAX => {
-                // SO_SNDTIMEO expired, or the socket is non-blocking: wait for room.
-                let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
-                // SAFETY: one valid pollfd, count 1.
-                unsafe { libc::poll(&mut pfd, 1, SOCKET_SEND_TIMEOUT.as_millis() as libc::c_int) };
-            }
+            io::ErrorKind::WouldBlock => break,
             _ => return Err(err),
         }
     }
-    Ok(())
+    Ok(moved)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::IoMode;
     use std::io::{Read, Write};
 
+    /// More than loopback's socket buffers hold (a few MiB), so a stalled reader fills them.
+    const DATA_LEN: u64 = 24 << 20;
+
+    fn data() -> Vec<u8> {
+        (0..DATA_LEN as u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// A glommio server sends a file range to a std client that first stalls (socket fills:
+    /// the copy path runs), then reads everything; bytes must arrive intact and in order.
+    fn send_to_slow_reader(mode: IoMode, stall: Duration) -> SentBytes {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.log");
+        let data = data();
+        std::fs::write(&path, &data).unwrap();
+        let (range_pos, range_len) = (1_000u64, 20 << 20);
+        let (sent, reader) = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let reader = std::thread::spawn(move || {
+                    let mut client = std::net::TcpStream::connect(addr).unwrap();
+                    std::thread::sleep(stall);
+                    let mut got = vec![0u8; range_len as usize];
+                    client.read_exact(&mut got).unwrap();
+                    client.write_all(b"k").unwrap();
+                    got
+                });
+                let mut stream = listener.accept().await.unwrap();
+                let file = SegmentFile::open(&path, mode, false).await.unwrap();
+                let fd = stream.as_raw_fd();
+                make_nonblocking(fd).unwrap();
+                let sent = send_file(&mut stream, fd, &file, range_pos, range_len).await.unwrap();
+                let mut ack = [0u8; 1];
+                futures_lite::io::AsyncReadExt::read_exact(&mut stream, &mut ack).await.unwrap();
+                let short = send_file(&mut stream, fd, &file, DATA_LEN - 10, 100).await.unwrap_err();
+                assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
+                (sent, reader)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let got = reader.join().unwrap();
+        assert!(got == data[range_pos as usize..][..range_len as usize], "bytes differ");
+        assert_eq!(sent.zero_copy + sent.copied, u64::from(range_len));
+        sent
+    }
+
     #[test]
-    fn sends_a_file_range_to_a_socket() {
+    fn a_stalled_reader_gets_copied_pieces_and_intact_bytes() {
+        let sent = send_to_slow_reader(IoMode::Buffered, Duration::from_millis(300));
+        assert!(sent.copied > 0, "a stalled reader must fill the socket: {sent:?}");
+        assert!(sent.zero_copy > 0, "the first bytes go zero-copy: {sent:?}");
+        let sent = send_to_slow_reader(IoMode::Direct, Duration::from_millis(300));
+        assert!(sent.copied > 0, "{sent:?}");
+    }
+
+    #[test]
+    fn sendfile_returns_when_the_socket_is_full() {
         let mut file = tempfile::tempfile().unwrap();
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        file.write_all(&data).unwrap();
+        file.write_all(&data()).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        set_send_timeout(server.as_raw_fd()).unwrap();
+        make_nonblocking(server.as_raw_fd()).unwrap();
+        let started = std::time::Instant::now();
         let socket = dup(server.as_raw_fd()).unwrap();
-        let file_fd = dup(file.as_raw_fd()).unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut got = vec![0u8; 150_000];
-            client.read_exact(&mut got).unwrap();
-            got
-        });
-        sendfile_all(&socket, &file_fd, 1_000, 150_000).unwrap();
-        assert_eq!(reader.join().unwrap(), &data[1_000..151_000]);
-        let short = sendfile_all(&socket, &file_fd, 199_990, 100).unwrap_err();
-        assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
+        let moved = sendfile_until_full(&socket, &dup(file.as_raw_fd()).unwrap(), 0, DATA_LEN).unwrap();
+        assert!(moved > 0 && moved < DATA_LEN, "moved {moved} to a reader that never reads");
+        assert!(started.elapsed() < Duration::from_secs(1), "sendfile waited for the reader");
     }
 }

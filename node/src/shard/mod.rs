@@ -177,7 +177,7 @@ impl Shard {
                 |reason: String| ShardError::Open { shard: self.id.0, topic: topic.into(), partition: p, reason };
             std::fs::create_dir_all(&dir).map_err(|e| open_err(e.to_string()))?;
             let log = PartitionLog::open(&dir, log_config.clone()).await.map_err(|e| open_err(e.to_string()))?;
-            let part = Rc::new(Partition::new(topic.to_string(), p, log));
+            let part = Rc::new(Partition::open(topic.to_string(), p, log).await);
             self.partitions.borrow_mut().insert((topic.to_string(), p), part);
         }
         self.topics.borrow_mut().insert(topic.to_string(), partitions);

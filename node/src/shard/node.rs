@@ -123,7 +123,8 @@ fn spawn_executor(
     let start = Arc::new(Mutex::new(Some(start)));
     let make = |placement: Placement| {
         let start = start.clone();
-        LocalExecutorBuilder::new(placement).name(&name).spawn(move || {
+        let blocking = glommio::PoolPlacement::Unbound(crate::net::zerocopy::BLOCKING_THREADS_PER_SHARD);
+        LocalExecutorBuilder::new(placement).blocking_thread_pool_placement(blocking).name(&name).spawn(move || {
             let start = start.lock().ok().and_then(|mut s| s.take());
             async move {
                 match start {

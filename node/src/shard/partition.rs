@@ -9,18 +9,30 @@
 //! partition's sequence lock, so the check, the append and the table update are
 //! one step for every other idempotent batch of the partition; plain batches skip
 //! the lock (their appends group-commit freely).
+//!
+//! Restart: [`Partition::open`] rebuilds the producer table from the batch headers of
+//! the log's tail (about [`PRODUCER_SCAN_BYTES`]), so a retry that crosses a restart is
+//! still recognised as a duplicate. A producer whose last batches lie further back than
+//! that scan is forgotten, as before (its next batch is accepted whatever its sequence).
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use glommio::sync::Semaphore;
-use strand_core::producer::{ProducerBatch, ProducerTable, SequenceCheck};
+use strand_core::producer::{ProducerBatch, ProducerTable, SequenceCheck, PRODUCER_BATCHES_REMEMBERED};
 use strand_wire::batch::{BatchHeader, HEADER_LEN};
 use strand_wire::ErrorCode;
 
 use super::notify::LocalNotify;
-use crate::log::PartitionLog;
+use crate::log::{PartitionLog, ReadError};
+
+/// Log-tail bytes (estimated from the average record size) scanned on open to rebuild
+/// the idempotent-producer table.
+pub const PRODUCER_SCAN_BYTES: u64 = 4 << 20;
+/// Bytes asked per read while scanning.
+const SCAN_READ_BYTES: u32 = 1 << 20;
 
 /// What a successful (or deduplicated) produce to one partition did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +76,22 @@ impl Partition {
             producers: RefCell::new(ProducerTable::new()),
             sequence_lock: Semaphore::new(1),
         }
+    }
+
+    /// Wraps an opened log and rebuilds the producer table from its tail. A failed scan is
+    /// logged and leaves the table empty (the behaviour without recovery), never fails the open.
+    pub async fn open(topic: String, partition: u32, log: PartitionLog) -> Self {
+        let part = Partition::new(topic, partition, log);
+        match recover_producers(&part.log).await {
+            Ok(table) => {
+                if !table.is_empty() {
+                    tracing::debug!(topic = %part.topic, partition, producers = table.len(), "producer state recovered");
+                }
+                *part.producers.borrow_mut() = table;
+            }
+            Err(e) => tracing::warn!(topic = %part.topic, partition, error = %e, "producer state not recovered"),
+        }
+        part
     }
 
     /// Appends `payload` (one or more whole batches), deduplicating idempotent retries.
@@ -131,6 +159,97 @@ impl Partition {
     }
 }
 
+/// The last [`PRODUCER_BATCHES_REMEMBERED`] batches of each producer seen in the log tail.
+#[derive(Default)]
+struct TailProducers {
+    producers: HashMap<u64, Run>,
+}
+
+/// One producer's latest contiguous run in the log tail.
+struct Run {
+    epoch: u16,
+    /// Batches with their base offsets, oldest first.
+    batches: VecDeque<(ProducerBatch, u64)>,
+    /// Base offset of the newest batch (recency, for the table's LRU order).
+    last_offset: u64,
+}
+
+impl TailProducers {
+    /// Adds one logged batch. The log is the truth: a batch that does not continue the
+    /// producer's run (new epoch, or a gap left by an append before recovery existed)
+    /// starts a new run, so the table fed from it is always contiguous.
+    fn push(&mut self, batch: ProducerBatch, base_offset: u64) {
+        if batch.producer_id == 0 {
+            return;
+        }
+        let run = self.producers.entry(batch.producer_id).or_insert_with(|| Run {
+            epoch: batch.producer_epoch,
+            batches: VecDeque::with_capacity(PRODUCER_BATCHES_REMEMBERED),
+            last_offset: base_offset,
+        });
+        let continues = run.epoch == batch.producer_epoch
+            && run
+                .batches
+                .back()
+                .is_none_or(|(b, _)| b.base_sequence.wrapping_add(b.record_count) == batch.base_sequence);
+        if !continues {
+            run.epoch = batch.producer_epoch;
+            run.batches.clear();
+        }
+        if run.batches.len() == PRODUCER_BATCHES_REMEMBERED {
+            run.batches.pop_front();
+        }
+        run.batches.push_back((batch, base_offset));
+        run.last_offset = base_offset;
+    }
+
+    /// A table holding every run, fed least recently used first so eviction order survives.
+    fn into_table(self) -> ProducerTable {
+        let mut runs: Vec<_> = self.producers.into_values().collect();
+        runs.sort_by_key(|run| run.last_offset);
+        let mut table = ProducerTable::new();
+        for run in runs {
+            for (batch, offset) in run.batches {
+                table.record(&batch, offset);
+            }
+        }
+        table
+    }
+}
+
+/// Rebuilds the producer table from the batch headers of the last ~[`PRODUCER_SCAN_BYTES`].
+async fn recover_producers(log: &PartitionLog) -> Result<ProducerTable, ReadError> {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    if end <= start {
+        return Ok(ProducerTable::new());
+    }
+    let bytes_per_record = (log.size_bytes() / (end - start)).max(1);
+    let mut offset = end.saturating_sub(PRODUCER_SCAN_BYTES / bytes_per_record).max(start);
+    let mut tail = TailProducers::default();
+    while offset < end {
+        let read = log.read(offset, SCAN_READ_BYTES).await?;
+        if read.bytes_len == 0 || read.next_offset <= offset {
+            break;
+        }
+        for chunk in &read.chunks {
+            let bytes = chunk.to_bytes().await.map_err(ReadError::Io)?;
+            let mut rest = &bytes[..];
+            while let Ok(header) = BatchHeader::parse(rest) {
+                let batch = ProducerBatch {
+                    producer_id: header.producer_id,
+                    producer_epoch: header.producer_epoch,
+                    base_sequence: header.base_sequence,
+                    record_count: header.record_count,
+                };
+                tail.push(batch, header.base_offset);
+                rest = &rest[(header.batch_len as usize).clamp(HEADER_LEN, rest.len())..];
+            }
+        }
+        offset = read.next_offset;
+    }
+    Ok(tail.into_table())
+}
+
 /// The producer fields of every batch in `payload`, which must be whole batches.
 /// CRC and records are validated by the log on append; this only walks headers.
 fn producer_batches(payload: &[u8]) -> Result<Vec<ProducerBatch>, ProduceRefusal> {
@@ -176,5 +295,33 @@ mod tests {
         assert_eq!(producer_batches(&payload[..payload.len() - 1]).unwrap_err().code, ErrorCode::CorruptBatch);
         assert_eq!(producer_batches(&[]).unwrap_err().code, ErrorCode::CorruptBatch);
         assert_eq!(producer_batches(&[0u8; 20]).unwrap_err().code, ErrorCode::CorruptBatch);
+    }
+
+    fn b(id: u64, epoch: u16, seq: u32) -> ProducerBatch {
+        ProducerBatch { producer_id: id, producer_epoch: epoch, base_sequence: seq, record_count: 2 }
+    }
+
+    #[test]
+    fn tail_replay_keeps_the_last_contiguous_run_per_producer() {
+        let mut tail = TailProducers::default();
+        let logged = [b(0, 0, 0), b(1, 0, 0), b(2, 0, 10), b(1, 0, 2), b(2, 0, 12), b(2, 0, 40), b(3, 0, 0)];
+        let mut offset = 0;
+        for batch in logged.iter().chain((0..7).map(|i| b(4, 0, i * 2)).collect::<Vec<_>>().iter()) {
+            tail.push(*batch, offset);
+            offset += 2;
+        }
+        tail.push(b(3, 1, 0), offset);
+        let table = tail.into_table();
+        assert_eq!(table.len(), 4, "plain batches (id 0) are not producers");
+        let dup = |batch, base_offset| assert_eq!(table.check(&batch), Ok(SequenceCheck::Duplicate { base_offset }));
+        dup(b(1, 0, 2), 6);
+        dup(b(2, 0, 40), 10);
+        dup(b(3, 1, 0), 28);
+        assert_eq!(table.check(&b(2, 0, 42)), Ok(SequenceCheck::Append));
+        assert_eq!(table.check(&b(2, 0, 12)).unwrap_err().code(), ErrorCode::OutOfOrderSequence, "gap starts a run");
+        assert_eq!(table.check(&b(3, 0, 2)).unwrap_err().code(), ErrorCode::InvalidProducerEpoch);
+        dup(b(4, 0, 12), 26);
+        dup(b(4, 0, 4), 18);
+        assert!(table.check(&b(4, 0, 2)).is_err(), "only the last 5 batches are remembered");
     }
 }
