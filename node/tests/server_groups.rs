@@ -309,3 +309,25 @@ fn internal_topics_are_reserved_and_hidden() {
     assert_eq!(internal["internal"], true);
     assert_eq!(internal["partitions"], 2);
 }
+
+#[test]
+fn assignor_is_chosen_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), 2, &[]);
+    let mut c = node.client();
+    assert_eq!(c.create_topic("left", 3).error, ErrorCode::None);
+    assert_eq!(c.create_topic("right", 3).error, ErrorCode::None);
+    // Range deals each topic separately (3 = 2 + 1 twice: 4 and 2); round-robin deals
+    // all 6 partitions in turn (3 and 3).
+    for (assignor, expect) in [(Assignor::Range, vec![2, 4]), (Assignor::RoundRobin, vec![3, 3])] {
+        let group = format!("{assignor:?}");
+        let mut config = MemberConfig::new(&group, &["left", "right"]);
+        config.assignor = assignor;
+        let members = [Member::start(node.public, config.clone()), Member::start(node.public, config)];
+        let states = wait_stable(&mut c, &group, &[&members[0], &members[1]], STABLE_WAIT);
+        let mut sizes: Vec<usize> = states.iter().map(|s| s.assignment.len()).collect();
+        sizes.sort();
+        assert_eq!(sizes, expect, "{group}: {states:?}");
+        assert_eq!(describe(&mut c, &group).assignor, assignor);
+    }
+}
