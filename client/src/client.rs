@@ -10,6 +10,7 @@
 //! lookup asks the node again.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -25,6 +26,9 @@ use tokio::time::Instant;
 
 use crate::conn::{Connection, Reply};
 use crate::error::{ClientError, Result};
+
+/// Attempts of an idempotent request (metadata, list offsets) before its error is returned.
+pub const IDEMPOTENT_ATTEMPTS_MAX: u32 = 5;
 
 /// Settings shared by everything built on one [`Client`].
 #[derive(Debug, Clone)]
@@ -213,10 +217,34 @@ impl Client {
         }
     }
 
+    /// Runs an idempotent request, retrying retriable failures (lost connection,
+    /// timeout, `NOT_OWNER`, …) up to [`IDEMPOTENT_ATTEMPTS_MAX`] times with backoff.
+    pub async fn retry_idempotent<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let c = &self.inner.config;
+        let mut backoff = c.reconnect_backoff_min;
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if e.is_retriable() && attempt < IDEMPOTENT_ATTEMPTS_MAX => {
+                    tracing::debug!(attempt, error = %e, "retrying idempotent request");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(c.reconnect_backoff_max);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Asks the bootstrap node for metadata of `topics` (empty = all) and caches it.
+    /// Retries transient failures (see [`Client::retry_idempotent`]).
     pub async fn fetch_metadata(&self, topics: &[String]) -> Result<MetadataResponse> {
         let request = Request::Metadata(MetadataRequest { topics: topics.to_vec() });
-        let (header, _) = self.call_bootstrap(request, &[]).await?;
+        let (header, _) = self.retry_idempotent(|| self.call_bootstrap(request.clone(), &[])).await?;
         let Response::Metadata(meta) = header.response else {
             return Err(ClientError::UnexpectedResponse("metadata"));
         };

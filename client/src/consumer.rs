@@ -185,7 +185,8 @@ impl Consumer {
         let request = Request::ListOffsets(ListOffsetsRequest {
             partitions: vec![ListOffsetsPartition { topic: topic.to_string(), partition, spec }],
         });
-        let (header, _) = self.client.call_partition(topic, partition, request, Bytes::new()).await?;
+        let call = || self.client.call_partition(topic, partition, request.clone(), Bytes::new());
+        let (header, _) = self.client.retry_idempotent(call).await?;
         let Response::ListOffsets(resp) = header.response else {
             return Err(ClientError::UnexpectedResponse("list offsets"));
         };

@@ -585,9 +585,13 @@ impl Worker {
         }
         tracing::debug!(topic = %self.topic, partition = self.partition, error = %err, "retrying in-flight batches");
         self.shared.retries.fetch_add(1, Ordering::Relaxed);
-        self.shared.client.note_partition_error(&self.topic, &err);
-        tokio::time::sleep(self.retry_backoff).await;
-        self.retry_backoff = (self.retry_backoff * 2).min(Duration::from_secs(1));
+        // An out-of-order verdict needs no pause: its predecessors are stored, so the
+        // resend goes through at once (see `judge`). Anything else backs off first.
+        if err.code() != ErrorCode::OutOfOrderSequence {
+            self.shared.client.note_partition_error(&self.topic, &err);
+            tokio::time::sleep(self.retry_backoff).await;
+            self.retry_backoff = (self.retry_backoff * 2).min(Duration::from_secs(1));
+        }
         for i in 0..self.inflight.len() {
             let bytes = self.inflight[i].bytes.clone();
             let reply = self.transmit_acked(&bytes).await;
