@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod groups;
+pub mod hostcheck;
 pub mod log;
 pub mod metrics;
 pub mod net;

@@ -1,10 +1,15 @@
 //! `strand-node`: parses the command line (DESIGN §8), sets up logging and runs
 //! the node until SIGTERM/SIGINT. Exit code 0 after a clean shutdown, 1 on a
-//! startup or shutdown failure, 2 on a configuration error.
+//! startup or shutdown failure, 2 on a configuration error, 78 when a host check
+//! fails (the host cannot run a node; see `linux-setup/check`).
 
 use clap::Parser;
 use strand_node::config::{Cli, NodeConfig};
+use strand_node::hostcheck::{self, Severity};
 use tracing_subscriber::EnvFilter;
+
+/// `EX_CONFIG`: systemd's `RestartPreventExitStatus` keeps such a host from restart loops.
+const HOST_CHECK_FAILED_EXIT: i32 = 78;
 
 fn main() {
     // glommio reports a harmless iopoll-probe failure on every DMA open here (DESIGN §9);
@@ -18,8 +23,28 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if !host_checks_pass(&config) {
+        std::process::exit(HOST_CHECK_FAILED_EXIT);
+    }
     if let Err(e) = strand_node::shard::node::run(config) {
         tracing::error!(error = %e, "strand-node failed");
         std::process::exit(1);
     }
+}
+
+/// Logs every warning and failure of the host checks; false if any failed.
+fn host_checks_pass(config: &NodeConfig) -> bool {
+    let findings = hostcheck::run(config);
+    for f in &findings {
+        match f.severity {
+            Severity::Pass => tracing::debug!(check = f.name, "{}", f.detail),
+            Severity::Warn => tracing::warn!(check = f.name, "{}", f.detail),
+            Severity::Fail => tracing::error!(check = f.name, "{}", f.detail),
+        }
+    }
+    let failed: Vec<_> = findings.iter().filter(|f| f.severity == Severity::Fail).collect();
+    for f in &failed {
+        eprintln!("strand-node: host check {} failed: {}", f.name, f.detail);
+    }
+    failed.is_empty()
 }
