@@ -2,8 +2,10 @@
 //! interval:100) and fsync=always append latency with 4 KiB batches, per IO mode.
 //! Compare with fio on the same disk (see docs/FORMATS.md "Storage" and the storage note).
 //!
-//! `cargo run --release -p strand-node --example log_bench -- [DIR] [MIB_PER_RUN]`
+//! `cargo run --release -p strand-node --example log_bench -- [DIR] [MIB_PER_RUN] [ONLY]`
 //! DIR defaults to a temp dir under the system temp dir (must be on the disk under test).
+//! ONLY picks a subset (`direct`, `buffered`, `throughput`, `latency`, or e.g.
+//! `direct-throughput`) so runs can be interleaved with fio on a busy machine.
 
 use bytes::{Bytes, BytesMut};
 use std::path::PathBuf;
@@ -20,15 +22,23 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let root = args.next().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let mib: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let only = args.next().unwrap_or_default();
+    let wanted =
+        move |mode: IoMode, kind: &str| only.split('-').all(|w| w.is_empty() || w == mode.to_string() || w == kind);
     let result = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .spawn(move || async move {
             let base = tempfile::tempdir_in(&root).expect("bench dir");
             println!("dir {} ({} MiB per throughput run)", base.path().display(), mib);
             for mode in [IoMode::Direct, IoMode::Buffered] {
                 for fsync in [FsyncPolicy::Never, FsyncPolicy::IntervalMs(100)] {
-                    throughput(base.path().join(format!("{mode}-{fsync}").replace(':', "-")), mode, fsync, mib).await;
+                    if wanted(mode, "throughput") {
+                        let dir = base.path().join(format!("{mode}-{fsync}").replace(':', "-"));
+                        throughput(dir, mode, fsync, mib).await;
+                    }
                 }
-                latency(base.path().join(format!("{mode}-lat")), mode).await;
+                if wanted(mode, "latency") {
+                    latency(base.path().join(format!("{mode}-lat")), mode).await;
+                }
             }
         })
         .expect("executor")

@@ -206,7 +206,8 @@ fn multi_mib_direct_appends_read_back_exactly() {
         {
             let log = PartitionLog::open(dir.path(), config(IoMode::Direct, FsyncPolicy::Always)).await.unwrap();
             for round in 0..3u8 {
-                let big: Vec<_> = (0..4u8).map(|i| batch(3, 1, 500_000 + usize::from(i) * 777, round * 10 + i)).collect();
+                let big: Vec<_> =
+                    (0..4u8).map(|i| batch(3, 1, 500_000 + usize::from(i) * 777, round * 10 + i)).collect();
                 let small = batch(1, 2, 100 + usize::from(round), 200 + round);
                 for mut part in [batches(&big), batches(std::slice::from_ref(&small))] {
                     // Stamp the offsets the log will assign, so `written` is what it stores.

@@ -161,7 +161,7 @@ pub fn claimed_offsets(cut: &[u8]) -> Option<(u64, u64)> {
     let mut claimed: Option<(u64, u64)> = None;
     while let Ok(h) = batch::BatchHeader::parse(&cut[at.min(cut.len())..]) {
         let len = h.batch_len as usize;
-        if len < HEADER_LEN || len > batch::BATCH_LEN_MAX || h.record_count == 0 {
+        if !(HEADER_LEN..=batch::BATCH_LEN_MAX).contains(&len) || h.record_count == 0 {
             break;
         }
         let next = h.base_offset.saturating_add(u64::from(h.record_count));

@@ -86,8 +86,11 @@ impl Inner {
             self.write_queued().await?;
         }
         self.check_epoch(epoch)?;
-        let synced = self.state.borrow().synced_end >= info.log_end_offset;
-        if self.config.fsync == FsyncPolicy::Always && !synced {
+        let (synced, checkpoint_due) = {
+            let st = self.state.borrow();
+            (st.synced_end >= info.log_end_offset, st.bytes_since_checkpoint >= super::CHECKPOINT_INTERVAL_BYTES)
+        };
+        if self.config.fsync == FsyncPolicy::Always && (!synced || checkpoint_due) {
             self.sync_locked(false).await.map_err(log_to_append)?;
         }
         Ok(info)
@@ -241,7 +244,13 @@ impl Inner {
         let a = st.active_mut();
         debug_assert_eq!(a.size, plan.old_size + written);
         a.tail = new_tail;
-        st.unflushed_bytes += written;
+        if plan.file.is_dsync() {
+            // O_DSYNC: the completed write is durable already.
+            st.synced_end = st.written_end;
+            st.bytes_since_checkpoint += written;
+        } else {
+            st.unflushed_bytes += written;
+        }
     }
 
     /// Discards every queued append after a failed write: their offsets are given back.
@@ -259,7 +268,8 @@ impl Inner {
         self.finish_active().await?;
         let next_base = self.state.borrow().active().next_offset;
         let path = self.dir.join(segment_file_name(next_base, SegmentFileKind::Log));
-        let file = Rc::new(SegmentFile::open(&path, self.config.io_mode, true).await?);
+        let dsync = self.config.dsync_writes();
+        let file = Rc::new(SegmentFile::open_with(&path, self.config.io_mode, true, dsync).await?);
         super::file::sync_dir(&self.dir).await?;
         let checkpoint = Checkpoint { segment_base: next_base, position: 0, next_offset: next_base };
         segment::write_checkpoint(&self.dir, &checkpoint).await?;

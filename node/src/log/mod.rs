@@ -171,7 +171,7 @@ impl State {
 }
 
 /// Bytes flushed between two recovery checkpoints (bounds restart rescans after a crash).
-const CHECKPOINT_INTERVAL_BYTES: u64 = 64 << 20;
+pub(crate) const CHECKPOINT_INTERVAL_BYTES: u64 = 64 << 20;
 
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing), running recovery on what is there.

@@ -36,7 +36,8 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
     if segments.is_empty() {
         let base = checkpoint.map_or(0, |c| c.next_offset);
         let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
-        let file = Rc::new(SegmentFile::open(&path, config.io_mode, true).await?);
+        let dsync = config.dsync_writes();
+        let file = Rc::new(SegmentFile::open_with(&path, config.io_mode, true, dsync).await?);
         super::file::sync_dir(dir).await?;
         segments.insert(base, Segment::new(base, file, config.index_interval_bytes));
     }
@@ -101,7 +102,8 @@ async fn recover_segment(
     next_base: Option<u64>,
 ) -> Result<Segment, LogError> {
     let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
-    let file = Rc::new(SegmentFile::open(&path, config.io_mode, false).await?);
+    let dsync = config.dsync_writes() && next_base.is_none();
+    let file = Rc::new(SegmentFile::open_with(&path, config.io_mode, false, dsync).await?);
     let file_len = file.file_size().await?;
     let (index, time_index, persisted) = load_indexes(dir, base).await;
     let bound = match scan_start(checkpoint, base, file_len) {

@@ -61,7 +61,10 @@ pub(crate) struct Corruption {
 pub(crate) enum Verify {
     Done,
     /// Bytes `[0, end_pos)` are unchecked; the batch at `end_pos` must have base offset `end_offset`.
-    Pending { end_pos: u64, end_offset: u64 },
+    Pending {
+        end_pos: u64,
+        end_offset: u64,
+    },
 }
 
 impl Segment {
