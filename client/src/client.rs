@@ -144,6 +144,13 @@ impl Client {
         self.call(self.inner.bootstrap, request, payload).await
     }
 
+    /// Sends `request` to the bootstrap node and waits at most `timeout` for its response
+    /// (instead of the configured request timeout).
+    pub async fn call_bootstrap_timeout(&self, request: Request, payload: &[u8], timeout: Duration) -> Result<Reply> {
+        let conn = self.connection(self.inner.bootstrap).await?;
+        conn.send_timeout(request, payload, timeout).await?.wait().await
+    }
+
     /// Sends `request` to `addr` (connecting if needed) and waits for its response.
     pub async fn call(&self, addr: SocketAddr, request: Request, payload: &[u8]) -> Result<Reply> {
         self.connection(addr).await?.call(request, payload).await

@@ -122,15 +122,21 @@ impl Connection {
     /// Queues a request; the returned [`PendingReply`] resolves with its response.
     /// Requests sent by one task reach the node in the order they were sent.
     pub async fn send(&self, request: Request, payload: &[u8]) -> Result<PendingReply> {
+        self.send_timeout(request, payload, self.shared.request_timeout).await
+    }
+
+    /// Like [`Connection::send`] with its own deadline instead of the connection's request
+    /// timeout (a parked `JoinGroup` may legitimately wait a whole rebalance timeout).
+    pub async fn send_timeout(&self, request: Request, payload: &[u8], timeout: Duration) -> Result<PendingReply> {
         let (tx, rx) = oneshot::channel();
-        let frame = self.encode(request, payload, Some(tx))?;
+        let frame = self.encode(request, payload, timeout, Some(tx))?;
         self.queue(frame).await?;
         Ok(PendingReply { rx, addr: self.shared.addr })
     }
 
     /// Sends a request that gets no response (produce with `acks = none`).
     pub async fn send_oneway(&self, request: Request, payload: &[u8]) -> Result<()> {
-        let frame = self.encode(request, payload, None)?;
+        let frame = self.encode(request, payload, self.shared.request_timeout, None)?;
         self.queue(frame).await
     }
 
@@ -145,7 +151,7 @@ impl Connection {
         close(&self.shared, "aborted by client".to_string());
     }
 
-    fn encode(&self, request: Request, payload: &[u8], waiter: Option<Waiter>) -> Result<Bytes> {
+    fn encode(&self, request: Request, payload: &[u8], timeout: Duration, waiter: Option<Waiter>) -> Result<Bytes> {
         let mut state = lock(&self.shared.state);
         if let Some(reason) = &state.closed {
             return Err(ClientError::Disconnected { addr: self.shared.addr, reason: reason.clone() });
@@ -153,7 +159,7 @@ impl Connection {
         let mut out = BytesMut::new();
         let now = Instant::now().into_std();
         let expect = waiter.is_some();
-        let id = state.core.encode_request(now, self.shared.request_timeout, request, payload, expect, &mut out);
+        let id = state.core.encode_request(now, timeout, request, payload, expect, &mut out);
         if let Some(waiter) = waiter {
             state.waiters.insert(id, waiter);
         }

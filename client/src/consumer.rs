@@ -7,11 +7,19 @@
 //! processes (prefetch). Records are decoded lazily per response and expose
 //! zero-copy `Bytes` views of the payload (or of the batch's decompressed buffer).
 //!
-//! Invariants: a partition's position only moves forward past records returned to
-//! the application, or by an explicit seek/reset; every seek bumps the partition's
-//! generation and results of older generations are discarded, so no record from
-//! before a seek is ever returned after it. Group subscription (issue 7) will plug in
-//! by calling [`Consumer::assign`]/[`Consumer::seek`] on rebalance.
+//! Two positions per partition: the *fetch position* (where the next fetch starts,
+//! ahead of the application because of prefetch) and the *consumed position* (offset
+//! of the next record the application has not been given yet) — the latter is what
+//! [`Consumer::position`] reports and what commits store.
+//!
+//! Invariants: a partition's consumed position only moves forward past records
+//! returned to the application, or by an explicit seek/reset; every seek takes a
+//! fresh fetch epoch from one consumer-wide counter and results of other epochs are
+//! discarded, so no record from before a seek (or from before a revoke, even if the
+//! partition comes back) is ever returned after it.
+//!
+//! Group consumption ([`Consumer::subscribe`]) lives in the `subscription` child
+//! module; it drives `assign`/`unassign`/`seek` on rebalance from inside `poll`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,7 +35,10 @@ use tokio::sync::mpsc;
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::group::Assignor;
 use crate::records::{decode_batches, ConsumerRecord};
+
+mod subscription;
 
 /// Fetch results queued from partition tasks at most.
 const RESULT_QUEUE_MAX: usize = 256;
@@ -64,8 +75,23 @@ pub struct ConsumerConfig {
     pub min_bytes: u32,
     /// Bytes per fetch response at most (at least one batch is always returned).
     pub max_bytes: u32,
-    /// What to do without a valid position.
+    /// What to do without a valid position; for a subscribed consumer also where a
+    /// partition without a committed offset starts.
     pub auto_offset_reset: OffsetReset,
+    /// Group member: removed by the node after this long without a request from it.
+    pub session_timeout: Duration,
+    /// Group member: longest a rebalance waits for members to rejoin (the consumer
+    /// must call `poll` at least this often while subscribed, or it is dropped).
+    pub rebalance_timeout: Duration,
+    /// Group member: pause between heartbeats (well under `session_timeout`).
+    pub heartbeat_interval: Duration,
+    /// Group member: how the node spreads partitions (used when the group forms).
+    pub assignor: Assignor,
+    /// Group member: commit consumed positions every `auto_commit_interval` (from
+    /// `poll`), before partitions are revoked, and on [`Consumer::close`].
+    pub auto_commit: bool,
+    /// Group member: period of the automatic commit.
+    pub auto_commit_interval: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -75,6 +101,12 @@ impl Default for ConsumerConfig {
             min_bytes: 1,
             max_bytes: 4 * 1024 * 1024,
             auto_offset_reset: OffsetReset::Latest,
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(3),
+            assignor: Assignor::Range,
+            auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
         }
     }
 }
@@ -83,9 +115,19 @@ type PartitionKey = (Arc<str>, u32);
 
 #[derive(Debug)]
 struct PartState {
+    /// Where the next fetch starts.
     position: Option<u64>,
+    /// Offset of the next record not yet returned to the application.
+    consumed: Option<u64>,
+    /// Fetch epoch: results fetched under another epoch are dropped.
     generation: u64,
     fetching: bool,
+}
+
+impl PartState {
+    fn new() -> Self {
+        PartState { position: None, consumed: None, generation: 0, fetching: false }
+    }
 }
 
 struct FetchResult {
@@ -103,6 +145,9 @@ pub struct Consumer {
     results_tx: mpsc::Sender<FetchResult>,
     results_rx: mpsc::Receiver<FetchResult>,
     buffered: VecDeque<ConsumerRecord>,
+    /// Last fetch epoch handed out (see the module doc).
+    epoch_last: u64,
+    group: Option<subscription::GroupCtx>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -115,7 +160,16 @@ impl Consumer {
     /// A consumer with no partitions assigned.
     pub fn new(client: Client, config: ConsumerConfig) -> Self {
         let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE_MAX);
-        Consumer { client, config, parts: HashMap::new(), results_tx, results_rx, buffered: VecDeque::new() }
+        Consumer {
+            client,
+            config,
+            parts: HashMap::new(),
+            results_tx,
+            results_rx,
+            buffered: VecDeque::new(),
+            epoch_last: 0,
+            group: None,
+        }
     }
 
     /// The client this consumer reads through.
@@ -130,7 +184,7 @@ impl Consumer {
             return Err(ClientError::NoSuchPartition { topic: topic.to_string(), partition });
         }
         let key = (Arc::<str>::from(topic), partition);
-        self.parts.entry(key).or_insert(PartState { position: None, generation: 0, fetching: false });
+        self.parts.entry(key).or_insert_with(PartState::new);
         Ok(())
     }
 
@@ -168,16 +222,19 @@ impl Consumer {
             .parts
             .get_mut(&key)
             .ok_or_else(|| ClientError::Config(format!("{topic}/{partition} is not assigned")))?;
+        self.epoch_last += 1;
         state.position = Some(offset);
-        state.generation += 1;
+        state.consumed = Some(offset);
+        state.generation = self.epoch_last;
         state.fetching = false;
         self.buffered.retain(|r| !(&*r.topic == topic && r.partition == partition));
         Ok(offset)
     }
 
-    /// The next offset to be returned for a partition, if known.
+    /// The offset of the next record [`Consumer::poll`] will return for a partition
+    /// (the position a commit stores), if known.
     pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
-        self.parts.get(&(Arc::<str>::from(topic), partition)).and_then(|s| s.position)
+        self.parts.get(&(Arc::<str>::from(topic), partition)).and_then(|s| s.consumed)
     }
 
     /// Asks the owner of `topic`/`partition` for the offset matching `spec`.
@@ -201,11 +258,9 @@ impl Consumer {
     /// The next record, waiting as long as it takes.
     pub async fn next_record(&mut self) -> Result<ConsumerRecord> {
         loop {
-            if let Some(r) = self.buffered.pop_front() {
+            if let Some(r) = self.poll_max(Duration::from_secs(3600), 1).await?.pop() {
                 return Ok(r);
             }
-            let batch = self.poll(Duration::from_secs(3600)).await?;
-            self.buffered.extend(batch);
         }
     }
 
@@ -219,22 +274,56 @@ impl Consumer {
     }
 
     /// Records from the next fetch response that has any, or an empty vector once
-    /// `timeout` passed without one. Buffered records from [`Consumer::next_record`] come first.
+    /// `timeout` passed without one. Records left over by [`Consumer::poll_max`] come first.
+    /// A subscribed consumer also heartbeats' findings here: it rebalances (running the
+    /// listener's callbacks) and auto-commits from inside `poll`.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        if !self.buffered.is_empty() {
-            return Ok(self.buffered.drain(..).collect());
+        self.poll_max(timeout, usize::MAX).await
+    }
+
+    /// Like [`Consumer::poll`], returning at most `records_max` records; the rest stay
+    /// buffered (not consumed, not committed) for the next call.
+    pub async fn poll_max(&mut self, timeout: Duration, records_max: usize) -> Result<Vec<ConsumerRecord>> {
+        if records_max == 0 {
+            return Err(ClientError::Config("records_max must be at least 1".to_string()));
         }
-        if self.parts.is_empty() {
+        self.maintain_group().await?;
+        if self.buffered.is_empty() {
+            let records = self.poll_fetch(timeout).await?;
+            self.buffered.extend(records);
+        }
+        let count = self.buffered.len().min(records_max);
+        let out: Vec<ConsumerRecord> = self.buffered.drain(..count).collect();
+        for r in &out {
+            if let Some(state) = self.parts.get_mut(&(r.topic.clone(), r.partition)) {
+                state.consumed = Some(state.consumed.map_or(r.offset + 1, |c| c.max(r.offset + 1)));
+            }
+        }
+        if !out.is_empty() {
+            self.note_consumed();
+        }
+        Ok(out)
+    }
+
+    /// Waits for the next fetch response with records (or `timeout`); a subscribed
+    /// consumer also wakes up to rebalance when its heartbeat task asks for it.
+    async fn poll_fetch(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if self.parts.is_empty() && self.group.is_none() {
             return Err(ClientError::Config("no partitions assigned".to_string()));
         }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             self.start_fetches().await?;
-            let result = match tokio::time::timeout_at(deadline, self.results_rx.recv()).await {
-                Err(_) => return Ok(Vec::new()),
-                Ok(None) => return Err(ClientError::Closed),
-                Ok(Some(r)) => r,
+            let wake = self.group_core();
+            let result = tokio::select! {
+                r = self.results_rx.recv() => r,
+                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                _ = subscription::wait_wake(wake.as_deref()) => {
+                    self.maintain_group().await?;
+                    continue;
+                }
             };
+            let Some(result) = result else { return Err(ClientError::Closed) };
             let records = self.on_result(result).await?;
             if !records.is_empty() {
                 return Ok(records);
@@ -280,8 +369,10 @@ impl Consumer {
         };
         let offset = self.list_offset(&key.0, key.1, spec).await?;
         if let Some(state) = self.parts.get_mut(key) {
+            self.epoch_last += 1;
             state.position = Some(offset);
-            state.generation += 1;
+            state.consumed = Some(offset);
+            state.generation = self.epoch_last;
             state.fetching = false;
         }
         Ok(())

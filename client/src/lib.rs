@@ -7,6 +7,8 @@
 //!   a bounded queue, a reader task that wakes callers.
 //! - [`Client`]: bootstrap, metadata cache, connection pool keyed by owner-shard port.
 //! - [`Admin`], [`Producer`], [`Consumer`]: the APIs applications use.
+//! - [`group`]: consumer-group membership (join/sync, heartbeats, commits) behind
+//!   [`Consumer::subscribe`].
 //!
 //! Architecture invariant: only [`conn`] touches sockets; [`proto`] and
 //! [`records`] do no IO and read no clock.
@@ -17,6 +19,7 @@ pub mod client;
 pub mod conn;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod producer;
 pub mod proto;
 pub mod records;
@@ -25,6 +28,7 @@ pub use admin::Admin;
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
 pub use error::{ClientError, Result};
+pub use group::{Assignor, RebalanceListener, TopicPartition};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use records::ConsumerRecord;
 pub use strand_wire::batch::Compression;

@@ -1,5 +1,6 @@
 //! The `strand` command-line tool (DESIGN §8): topic administration, produce from
-//! stdin (one message per line), consume to stdout (one value per line).
+//! stdin (one message per line), consume to stdout (one value per line), alone or
+//! as a member of a consumer group, and group inspection.
 //! Exit status 0 on success; otherwise a one-line reason on stderr and status 1
 //! (2 for usage errors, from clap).
 #![forbid(unsafe_code)]
@@ -11,9 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use strand_client::admin::{DescribeGroupResponse, COMMITTED_NONE};
 use strand_client::{
-    Acks, Admin, Client, ClientConfig, ClientError, Compression, Consumer, ConsumerConfig, DeliveryFuture, Producer,
-    ProducerConfig, ProducerRecord, SeekTo,
+    Acks, Admin, Client, ClientConfig, ClientError, Compression, Consumer, ConsumerConfig, DeliveryFuture, OffsetReset,
+    Producer, ProducerConfig, ProducerRecord, SeekTo,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -40,7 +42,7 @@ enum Command {
     Produce(ProduceArgs),
     /// Print a topic's messages to stdout, one value per line.
     Consume(ConsumeArgs),
-    /// Consumer groups (not supported yet).
+    /// List or describe consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
 }
@@ -67,9 +69,11 @@ enum TopicCommand {
 
 #[derive(Subcommand)]
 enum GroupCommand {
-    /// List consumer groups.
+    /// List consumer groups: one line per group, `GROUP<TAB>STATE<TAB>MEMBERS`.
     List,
-    /// Show a group's partitions: committed offset, log end, lag.
+    /// Show a group: a summary line, then per partition committed offset, log end and lag
+    /// (`-` = nothing committed), then its members and their assignments (tab-separated
+    /// tables with headers). Exits 1 if the group does not exist.
     Describe { group: String },
 }
 
@@ -119,10 +123,13 @@ struct ConsumeArgs {
     /// Read only this partition (default: all).
     #[arg(long)]
     partition: Option<u32>,
-    /// Consumer group (not supported yet).
-    #[arg(long)]
+    /// Consume as a member of this consumer group: partitions are assigned by the group,
+    /// reading starts at the group's committed offsets, and what was printed is committed
+    /// before exiting.
+    #[arg(long, conflicts_with_all = ["partition", "offset"])]
     group: Option<String>,
-    /// Start at the oldest retained message (default: only new messages).
+    /// Start at the oldest retained message (default: only new messages). With --group:
+    /// where partitions without a committed offset start.
     #[arg(long, conflicts_with = "offset")]
     from_beginning: bool,
     /// Start at this offset (in every partition read).
@@ -154,16 +161,68 @@ fn fail(reason: &str) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    if let Command::Group(_) = cli.command {
-        return Err("consumer groups are not supported yet".to_string());
-    }
-    let client = Client::connect(ClientConfig::new(cli.bootstrap.clone())).await.map_err(|e| e.to_string())?;
+    let config = ClientConfig { client_id: "strand-cli".to_string(), ..ClientConfig::new(cli.bootstrap.clone()) };
+    let client = Client::connect(config).await.map_err(|e| e.to_string())?;
     match cli.command {
         Command::Topic(cmd) => topic(client, cmd).await.map_err(|e| e.to_string()),
         Command::Produce(args) => produce(client, args).await,
+        Command::Consume(args) if args.group.is_some() => consume_group(client, args).await,
         Command::Consume(args) => consume(client, args).await,
-        Command::Group(_) => Err("consumer groups are not supported yet".to_string()),
+        Command::Group(cmd) => group(client, cmd).await,
     }
+}
+
+async fn group(client: Client, cmd: GroupCommand) -> Result<(), String> {
+    let admin = Admin::new(client);
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        GroupCommand::List => {
+            for g in admin.list_groups().await.map_err(|e| e.to_string())? {
+                let _ = writeln!(out, "{}\t{}\t{}", g.group_id, g.state, g.member_count);
+            }
+        }
+        GroupCommand::Describe { group } => {
+            let g = admin.describe_group(&group).await.map_err(|e| e.to_string())?;
+            if g.state == "Dead" && g.members.is_empty() && g.partitions.is_empty() {
+                return Err(format!("group {group} does not exist"));
+            }
+            let _ = write_group(&mut out, &g);
+        }
+    }
+    Ok(())
+}
+
+fn write_group(out: &mut impl Write, g: &DescribeGroupResponse) -> std::io::Result<()> {
+    let assignor = format!("{:?}", g.assignor).to_lowercase();
+    writeln!(out, "group {}\tstate {}\tgeneration {}\tassignor {assignor}", g.group_id, g.state, g.generation)?;
+    writeln!(out, "topic\tpartition\tcommitted\tlog_end\tlag")?;
+    for p in &g.partitions {
+        let committed = if p.committed == COMMITTED_NONE { "-".to_string() } else { p.committed.to_string() };
+        writeln!(out, "{}\t{}\t{committed}\t{}\t{}", p.topic, p.partition, p.log_end_offset, p.lag)?;
+    }
+    writeln!(out, "member\tclient\tassignment")?;
+    for m in &g.members {
+        let parts: Vec<String> = m.assignment.iter().map(|tp| format!("{}/{}", tp.topic, tp.partition)).collect();
+        writeln!(out, "{}\t{}\t{}", m.member_id, m.client_id, parts.join(","))?;
+    }
+    Ok(())
+}
+
+/// `consume --group`: subscribe, print, and on any exit commit what was printed and leave.
+async fn consume_group(client: Client, args: ConsumeArgs) -> Result<(), String> {
+    let group = args.group.clone().unwrap_or_default();
+    let reset = if args.from_beginning { OffsetReset::Earliest } else { OffsetReset::Latest };
+    let config = ConsumerConfig { auto_offset_reset: reset, ..ConsumerConfig::default() };
+    let mut consumer = Consumer::new(client, config);
+    consumer.subscribe(&group, &[args.topic.as_str()]).await.map_err(|e| e.to_string())?;
+    let result = tokio::select! {
+        r = consume_loop(&mut consumer, &args) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    // Every record `poll_max` returned was printed, so the consumed positions are
+    // exactly what to commit (auto-commit is on: `close` commits them).
+    let closed = consumer.close().await.map_err(|e| format!("committing and leaving group {group}: {e}"));
+    result.and(closed)
 }
 
 async fn topic(client: Client, cmd: TopicCommand) -> Result<(), ClientError> {
@@ -266,9 +325,6 @@ async fn settle(delivery: Option<DeliveryFuture>, acked: &mut u64, first_error: 
 }
 
 async fn consume(client: Client, args: ConsumeArgs) -> Result<(), String> {
-    if args.group.is_some() {
-        return Err("consumer groups (--group) are not supported yet".to_string());
-    }
     let mut consumer = Consumer::new(client, ConsumerConfig::default());
     let partitions = match args.partition {
         Some(p) => vec![p],
@@ -299,7 +355,11 @@ async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs) -> Result<(),
     let mut printed = 0u64;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     while printed < wanted {
-        let records = consumer.poll(idle_max.unwrap_or(Duration::from_secs(3600))).await.map_err(|e| e.to_string())?;
+        let idle = idle_max.unwrap_or(Duration::from_secs(3600));
+        let records_max = usize::try_from(wanted - printed).unwrap_or(usize::MAX);
+        // At most what is still wanted, so every record returned is printed (and a group
+        // consumer's consumed positions, which it commits, match what was printed).
+        let records = consumer.poll_max(idle, records_max).await.map_err(|e| e.to_string())?;
         if records.is_empty() {
             if idle_max.is_none() {
                 continue;
@@ -310,7 +370,7 @@ async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs) -> Result<(),
             }
             break;
         }
-        for r in records.iter().take((wanted - printed).min(usize::MAX as u64) as usize) {
+        for r in &records {
             if out.write_all(&r.value).and_then(|()| out.write_all(b"\n")).is_err() {
                 return Ok(()); // stdout closed (e.g. `| head`): stop quietly.
             }

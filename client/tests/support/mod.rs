@@ -20,7 +20,8 @@ pub struct Node {
     pub public: String,
     pub admin: String,
     pub shard_ports: Vec<u16>,
-    _dir: tempfile::TempDir,
+    shards: u32,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Node {
@@ -80,39 +81,20 @@ impl Node {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(node_binary())
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"])
-            .args(["--shards", &shards.to_string(), "--fsync", "never"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn strand-node");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining stderr so the node never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("strand-node listening:") {
-                    let _ = tx.send(line.clone());
-                }
-                if std::env::var_os("STRAND_TEST_NODE_LOG").is_some() {
-                    eprintln!("[node] {line}");
-                }
-            }
-        });
-        let line = match rx.recv_timeout(NODE_START_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                panic!("strand-node did not print its listening line within {NODE_START_TIMEOUT:?} (exit: {status:?})");
-            }
-        };
-        let (public, admin, shard_ports) = parse_listening(&line);
-        Node { child, public, admin, shard_ports, _dir: dir }
+        let (child, public, admin, shard_ports) = spawn_node(dir.path(), shards);
+        Node { child, public, admin, shard_ports, shards, dir }
+    }
+
+    /// Stops the node with SIGTERM (a clean shutdown: in-flight appends finish and are
+    /// flushed), then starts it again on the same data dir. Its ports change.
+    pub fn restart(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let exit = self.child.wait().expect("wait for strand-node");
+        assert!(exit.success(), "strand-node did not exit cleanly on SIGTERM: {exit:?}");
+        let (child, public, admin, shard_ports) = spawn_node(self.dir.path(), self.shards);
+        (self.child, self.public, self.admin, self.shard_ports) = (child, public, admin, shard_ports);
     }
 
     /// A client bootstrapped on this node.
@@ -126,6 +108,43 @@ impl Node {
         Admin::new(client.clone()).create_topic(topic, partitions, 1).await.expect("create topic");
         client
     }
+}
+
+/// Starts `strand-node` on `dir` with ephemeral ports; returns it once it listens.
+fn spawn_node(dir: &std::path::Path, shards: u32) -> (Child, String, String, Vec<u16>) {
+    let mut child = Command::new(node_binary())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"])
+        .args(["--shards", &shards.to_string(), "--fsync", "never"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strand-node");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep draining stderr so the node never blocks on a full pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("strand-node listening:") {
+                let _ = tx.send(line.clone());
+            }
+            if std::env::var_os("STRAND_TEST_NODE_LOG").is_some() {
+                eprintln!("[node] {line}");
+            }
+        }
+    });
+    let line = match rx.recv_timeout(NODE_START_TIMEOUT) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            panic!("strand-node did not print its listening line within {NODE_START_TIMEOUT:?} (exit: {status:?})");
+        }
+    };
+    let (public, admin, shard_ports) = parse_listening(&line);
+    (child, public, admin, shard_ports)
 }
 
 /// Parses `strand-node listening: public=IP:PORT admin=IP:PORT shards=PORT,PORT`.

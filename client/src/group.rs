@@ -1,0 +1,350 @@
+//! Consumer-group membership behind [`crate::Consumer::subscribe`]: the JoinGroup /
+//! SyncGroup exchange, the background heartbeat task, offset commits and offset
+//! fetches of one member. Group requests go to the bootstrap node, which forwards
+//! them to the group's coordinator shard, so no "find coordinator" step exists.
+//!
+//! Split of work: this module speaks the protocol and keeps the member's identity
+//! (member id, generation); the consumer decides *when* to rejoin (inside `poll`, so
+//! rebalance callbacks run on the application's task) and what to commit.
+//!
+//! Invariants:
+//! - The heartbeat task never joins by itself; it only raises the rejoin flag
+//!   (`REBALANCE_IN_PROGRESS`, `ILLEGAL_GENERATION`, or `UNKNOWN_MEMBER`, which also
+//!   forgets the member id) and wakes the consumer. It raises it only if the
+//!   generation it heartbeated with is still the member's, so a late answer about an
+//!   old generation cannot trigger a needless rebalance.
+//! - No heartbeat is sent while a join/sync is in progress (a parked join keeps the
+//!   session alive on the node).
+//! - A commit is sent with the member id and generation current when it is sent.
+//! - The heartbeat task ends when the member (`Membership`) is dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use strand_wire::msg::{Assignor, TopicPartition};
+use strand_wire::msg::{
+    CommittedOffset, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, Request, Response, SyncGroupRequest,
+};
+use strand_wire::ErrorCode;
+use tokio::sync::Notify;
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+
+/// Join + sync rounds one rejoin may take (a round ends early when another member
+/// joins meanwhile, or when the group moved on before our sync).
+const JOIN_ROUNDS_MAX: u32 = 50;
+/// Extra time a parked join may take beyond the rebalance timeout (node timer slack).
+const JOIN_TIMEOUT_SLACK: Duration = Duration::from_secs(5);
+/// Attempts of a commit answered `REBALANCE_IN_PROGRESS` (others still syncing).
+const COMMIT_ATTEMPTS_MAX: u32 = 20;
+/// Pause before retrying a group request that failed transiently.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Callbacks a subscribed consumer runs inside `poll` when its assignment changes.
+///
+/// `on_revoked` runs before the partitions are dropped (after the auto-commit of the
+/// consumed positions, when auto-commit is on); no record of a revoked partition is
+/// returned after it. `on_assigned` runs once the new assignment is in place (also
+/// when it is empty: this member idles).
+pub trait RebalanceListener: Send {
+    /// The consumer is about to give up `partitions`.
+    fn on_revoked(&mut self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+
+    /// The consumer now owns `partitions` (its whole assignment).
+    fn on_assigned(&mut self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+}
+
+/// Timing and strategy of a group member.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub assignor: Assignor,
+}
+
+/// Why the member must rejoin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejoin {
+    No,
+    /// Rejoin with the member id we have.
+    Member,
+    /// The coordinator forgot us: join with an empty member id.
+    Fresh,
+}
+
+#[derive(Debug)]
+struct MemberState {
+    member_id: String,
+    generation: u32,
+    joining: bool,
+    rejoin: Rejoin,
+}
+
+/// State shared by the consumer and its heartbeat task.
+#[derive(Debug)]
+pub(crate) struct Core {
+    client: Client,
+    group_id: String,
+    topics: Vec<String>,
+    settings: GroupSettings,
+    state: Mutex<MemberState>,
+    /// Woken (`notify_one`, so a wake-up is never lost) when a rejoin is needed.
+    pub(crate) wake: Notify,
+}
+
+/// One member of one group; dropping it stops heartbeats without leaving the group.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    core: Arc<Core>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Membership {
+    /// A member of `group_id` that has not joined yet (its first [`Membership::join`] joins).
+    pub(crate) fn start(client: Client, group_id: &str, topics: Vec<String>, settings: GroupSettings) -> Result<Self> {
+        if group_id.is_empty() {
+            return Err(ClientError::Config("group id is empty".to_string()));
+        }
+        if topics.is_empty() {
+            return Err(ClientError::Config("subscribe needs at least one topic".to_string()));
+        }
+        if settings.heartbeat_interval.is_zero() || settings.heartbeat_interval >= settings.session_timeout {
+            return Err(ClientError::Config("heartbeat interval must be in (0, session timeout)".to_string()));
+        }
+        let state = MemberState { member_id: String::new(), generation: 0, joining: false, rejoin: Rejoin::Member };
+        let core = Arc::new(Core {
+            client,
+            group_id: group_id.to_string(),
+            topics,
+            settings,
+            state: Mutex::new(state),
+            wake: Notify::new(),
+        });
+        let heartbeat = tokio::spawn(heartbeat_loop(core.clone()));
+        Ok(Membership { core, heartbeat })
+    }
+
+    /// The shared core (for commits in spawned tasks and for waiting on wake-ups).
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Sends LeaveGroup (if joined) and stops heartbeats.
+    pub(crate) async fn leave(self) -> Result<()> {
+        self.heartbeat.abort();
+        let member_id = std::mem::take(&mut lock(&self.core.state).member_id);
+        if member_id.is_empty() {
+            return Ok(());
+        }
+        let request = Request::LeaveGroup(LeaveGroupRequest { group_id: self.core.group_id.clone(), member_id });
+        match self.core.client.call_bootstrap(request, &[]).await {
+            Ok(_) => Ok(()),
+            // Already expired: nothing to leave.
+            Err(e) if e.code() == ErrorCode::UnknownMember => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+impl Core {
+    /// The group id.
+    pub(crate) fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// Whether the member must (re)join before it consumes on.
+    pub(crate) fn needs_rejoin(&self) -> bool {
+        lock(&self.state).rejoin != Rejoin::No
+    }
+
+    /// `(member id, generation)` of the current membership.
+    pub(crate) fn identity(&self) -> (String, u32) {
+        let state = lock(&self.state);
+        (state.member_id.clone(), state.generation)
+    }
+
+    /// Raises the rejoin flag if `err` says so and `generation` is still ours.
+    fn note_error(&self, generation: u32, err: &ClientError) {
+        let rejoin = match err.code() {
+            ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => Rejoin::Member,
+            ErrorCode::UnknownMember => Rejoin::Fresh,
+            _ => return,
+        };
+        let mut state = lock(&self.state);
+        if state.generation != generation || state.joining {
+            return;
+        }
+        if state.rejoin != Rejoin::Fresh {
+            state.rejoin = rejoin;
+        }
+        drop(state);
+        tracing::debug!(group = %self.group_id, generation, error = %err, "rejoin needed");
+        self.wake.notify_one();
+    }
+
+    /// Joins and syncs until this member holds an assignment of a formed generation.
+    /// Returns that assignment. On failure the rejoin flag stays raised.
+    pub(crate) async fn join(&self) -> Result<Vec<TopicPartition>> {
+        let mut last_error = None;
+        for round in 0..JOIN_ROUNDS_MAX {
+            {
+                let mut state = lock(&self.state);
+                state.joining = true;
+                if state.rejoin == Rejoin::Fresh {
+                    state.member_id.clear();
+                }
+                state.rejoin = Rejoin::Member;
+            }
+            match self.join_round().await {
+                Ok(assignment) => {
+                    let mut state = lock(&self.state);
+                    state.joining = false;
+                    state.rejoin = Rejoin::No;
+                    tracing::debug!(group = %self.group_id, generation = state.generation, round, "joined");
+                    return Ok(assignment);
+                }
+                Err(e) => {
+                    let fresh = e.code() == ErrorCode::UnknownMember;
+                    lock(&self.state).rejoin = if fresh { Rejoin::Fresh } else { Rejoin::Member };
+                    let again = fresh || matches!(e.code(), ErrorCode::IllegalGeneration) || e.is_retriable();
+                    if !again {
+                        lock(&self.state).joining = false;
+                        return Err(e);
+                    }
+                    tracing::debug!(group = %self.group_id, round, error = %e, "join round failed; retrying");
+                    if !fresh && e.code() != ErrorCode::RebalanceInProgress {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        lock(&self.state).joining = false;
+        Err(last_error.unwrap_or(ClientError::UnexpectedResponse("join rounds exhausted")))
+    }
+
+    /// One JoinGroup (parked by the node until the generation forms) and its SyncGroup.
+    async fn join_round(&self) -> Result<Vec<TopicPartition>> {
+        let member_id = lock(&self.state).member_id.clone();
+        let s = &self.settings;
+        let request = Request::JoinGroup(JoinGroupRequest {
+            group_id: self.group_id.clone(),
+            member_id,
+            client_id: self.client.config().client_id.clone(),
+            session_timeout_ms: millis_u32(s.session_timeout),
+            rebalance_timeout_ms: millis_u32(s.rebalance_timeout),
+            topics: self.topics.clone(),
+            assignor: s.assignor,
+        });
+        let timeout = s.rebalance_timeout + JOIN_TIMEOUT_SLACK;
+        let (header, _) = self.client.call_bootstrap_timeout(request, &[], timeout).await?;
+        let Response::JoinGroup(JoinGroupResponse { generation, member_id, .. }) = header.response else {
+            return Err(ClientError::UnexpectedResponse("join group"));
+        };
+        {
+            let mut state = lock(&self.state);
+            state.member_id = member_id.clone();
+            state.generation = generation;
+        }
+        let request = Request::SyncGroup(SyncGroupRequest { group_id: self.group_id.clone(), generation, member_id });
+        let (header, _) = self.client.call_bootstrap(request, &[]).await?;
+        let Response::SyncGroup(sync) = header.response else {
+            return Err(ClientError::UnexpectedResponse("sync group"));
+        };
+        let mut assignment = sync.assignment;
+        assignment.sort();
+        Ok(assignment)
+    }
+
+    /// Commits `offsets` (position = next offset to consume) for the current generation.
+    /// Retries while other members are still syncing; raises the rejoin flag when the
+    /// node says this generation is over.
+    pub(crate) async fn commit(&self, offsets: Vec<CommittedOffset>) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 1;
+        loop {
+            let (member_id, generation) = self.identity();
+            let request = Request::OffsetCommit(OffsetCommitRequest {
+                group_id: self.group_id.clone(),
+                generation,
+                member_id,
+                offsets: offsets.clone(),
+            });
+            match self.client.call_bootstrap(request, &[]).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.code() == ErrorCode::RebalanceInProgress && attempt < COMMIT_ATTEMPTS_MAX => {
+                    attempt += 1;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => {
+                    self.note_error(generation, &e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The committed offsets of `partitions` (those with none are left out).
+    pub(crate) async fn fetch_committed(&self, partitions: &[TopicPartition]) -> Result<HashMap<TopicPartition, u64>> {
+        if partitions.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let request = Request::OffsetFetch(OffsetFetchRequest {
+            group_id: self.group_id.clone(),
+            partitions: partitions.to_vec(),
+        });
+        let (header, _) = self.client.retry_idempotent(|| self.client.call_bootstrap(request.clone(), &[])).await?;
+        let Response::OffsetFetch(resp) = header.response else {
+            return Err(ClientError::UnexpectedResponse("offset fetch"));
+        };
+        let offsets = resp.offsets.into_iter();
+        Ok(offsets.map(|c| (TopicPartition { topic: c.topic, partition: c.partition }, c.offset)).collect())
+    }
+}
+
+/// Heartbeats every `heartbeat_interval` while the member is joined and not joining.
+async fn heartbeat_loop(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(core.settings.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (member_id, generation) = {
+            let state = lock(&core.state);
+            if state.joining || state.member_id.is_empty() {
+                continue;
+            }
+            (state.member_id.clone(), state.generation)
+        };
+        let request = Request::Heartbeat(HeartbeatRequest { group_id: core.group_id.clone(), generation, member_id });
+        let result = core.client.call_bootstrap_timeout(request, &[], core.settings.session_timeout).await;
+        if let Err(e) = result {
+            tracing::debug!(group = %core.group_id, error = %e, "heartbeat failed");
+            core.note_error(generation, &e);
+        }
+    }
+}
+
+fn millis_u32(d: Duration) -> u32 {
+    d.as_millis().min(u128::from(u32::MAX)) as u32
+}
+
+fn lock(m: &Mutex<MemberState>) -> MutexGuard<'_, MemberState> {
+    // The state is plain data; a panicking holder cannot leave it inconsistent.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
