@@ -43,16 +43,35 @@ struct Seen {
     value: String,
 }
 
-/// Remembers the latest assignment (`None` until the first `on_assigned`).
-struct Recorder(Arc<Mutex<Option<Vec<TopicPartition>>>>);
+/// What a member reports, in the order it happened on its task.
+#[derive(Debug, Clone)]
+enum Event {
+    Record(Seen),
+    Revoked(usize, Vec<u32>),
+    Assigned(usize, Vec<u32>),
+}
+
+/// Remembers the latest assignment (`None` until the first `on_assigned`) and reports
+/// callbacks into the member's event channel.
+struct Recorder {
+    member: usize,
+    assignment: Arc<Mutex<Option<Vec<TopicPartition>>>>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+fn numbers(partitions: &[TopicPartition]) -> Vec<u32> {
+    partitions.iter().map(|tp| tp.partition).collect()
+}
 
 impl RebalanceListener for Recorder {
-    fn on_revoked(&mut self, _partitions: &[TopicPartition]) {
-        *self.0.lock().expect("assignment lock") = None;
+    fn on_revoked(&mut self, partitions: &[TopicPartition]) {
+        *self.assignment.lock().expect("assignment lock") = None;
+        let _ = self.events.send(Event::Revoked(self.member, numbers(partitions)));
     }
 
     fn on_assigned(&mut self, partitions: &[TopicPartition]) {
-        *self.0.lock().expect("assignment lock") = Some(partitions.to_vec());
+        *self.assignment.lock().expect("assignment lock") = Some(partitions.to_vec());
+        let _ = self.events.send(Event::Assigned(self.member, numbers(partitions)));
     }
 }
 
@@ -88,13 +107,14 @@ async fn spawn_member(
     group: &str,
     topic: &str,
     config: ConsumerConfig,
-    seen: mpsc::UnboundedSender<Seen>,
+    seen: mpsc::UnboundedSender<Event>,
 ) -> Member {
     // Its own client, so a crash cuts only this member's connections.
     let client = node.client().await;
     let assignment = Arc::new(Mutex::new(None));
     let (stop, mut stop_rx) = oneshot::channel();
-    let (group, topic, recorder) = (group.to_string(), topic.to_string(), Recorder(assignment.clone()));
+    let recorder = Recorder { member: id, assignment: assignment.clone(), events: seen.clone() };
+    let (group, topic) = (group.to_string(), topic.to_string());
     let task = tokio::spawn(async move {
         let mut consumer = Consumer::new(client.clone(), config);
         consumer.subscribe_with(&group, &[topic.as_str()], recorder).await.expect("subscribe");
@@ -109,7 +129,7 @@ async fn spawn_member(
             }
             for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
                 let value = String::from_utf8_lossy(&r.value).to_string();
-                let _ = seen.send(Seen { member: id, partition: r.partition, offset: r.offset, value });
+                let _ = seen.send(Event::Record(Seen { member: id, partition: r.partition, offset: r.offset, value }));
             }
         }
     });
@@ -160,12 +180,27 @@ async fn produce_seq(client: &Client, topic: &str, partitions: u32, first: u64, 
     }
 }
 
-/// Receives until `count` records arrived in total.
-async fn collect(rx: &mut mpsc::UnboundedReceiver<Seen>, out: &mut Vec<Seen>, count: usize) {
+/// Receives until `count` records arrived in total (callback events are skipped).
+async fn collect(rx: &mut mpsc::UnboundedReceiver<Event>, out: &mut Vec<Seen>, count: usize) {
+    collect_events(rx, out, &mut Vec::new(), count).await;
+}
+
+/// Receives until `count` records arrived in total; every event also goes to `events`.
+async fn collect_events(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    out: &mut Vec<Seen>,
+    events: &mut Vec<Event>,
+    count: usize,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while out.len() < count {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(s)) => out.push(s),
+            Ok(Some(e)) => {
+                if let Event::Record(s) = &e {
+                    out.push(s.clone());
+                }
+                events.push(e);
+            }
             _ => panic!("only {} of {count} records arrived", out.len()),
         }
     }
@@ -256,8 +291,10 @@ async fn crashed_member_is_replaced_and_the_group_resumes_from_its_commit() {
     let uncommitted: u64 = a_parts.iter().map(|p| 150 - at_crash[p]).sum();
     collect(&mut rx, &mut seen, 800 + uncommitted as usize).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    while let Ok(s) = rx.try_recv() {
-        seen.push(s);
+    while let Ok(e) = rx.try_recv() {
+        if let Event::Record(s) = e {
+            seen.push(s);
+        }
     }
 
     for p in 0..4u32 {
@@ -282,6 +319,40 @@ async fn crashed_member_is_replaced_and_the_group_resumes_from_its_commit() {
     }
     b.stop(Stop::Close).await;
     assert_eq!(committed(&client, "audit").await, (0..4).map(|p| (p, 200)).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_commits_consumed_positions_and_ends_delivery_of_revoked_partitions() {
+    let node = Node::start(2);
+    let client = node.create_topic("moves", 2).await;
+    produce_seq(&client, "moves", 2, 0, 50).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // No periodic commit within the test: only the revoke can commit A's positions.
+    let lazy = ConsumerConfig { auto_commit_interval: Duration::from_secs(600), ..group_config() };
+    let a = spawn_member(&node, 0, "movers", "moves", lazy, tx.clone()).await;
+    let (mut seen, mut events) = (Vec::new(), Vec::new());
+    collect_events(&mut rx, &mut seen, &mut events, 100).await;
+    assert!(committed(&client, "movers").await.is_empty(), "nothing committed before the revoke");
+
+    let b = spawn_member(&node, 1, "movers", "moves", group_config(), tx.clone()).await;
+    let owned = wait_assignments(&[&a, &b], |got| balanced(got, 2, 1)).await;
+    assert_eq!(committed(&client, "movers").await, BTreeMap::from([(0, 50), (1, 50)]), "committed on revoke");
+    produce_seq(&client, "moves", 2, 50, 20).await;
+    collect_events(&mut rx, &mut seen, &mut events, 140).await;
+
+    let distinct: BTreeSet<(u32, u64)> = seen.iter().map(|s| (s.partition, s.offset)).collect();
+    assert_eq!(distinct.len(), 140, "B started at A's commit: nothing re-read");
+    let revoked_at = events.iter().position(|e| matches!(e, Event::Revoked(0, p) if p == &[0, 1]));
+    let revoked_at = revoked_at.expect("A was told of the revoke of both partitions");
+    let after: Vec<&Event> = events[revoked_at..].iter().collect();
+    assert!(matches!(after[1], Event::Assigned(0, p) if p == &owned[0]), "assigned right after revoke: {after:?}");
+    for e in after {
+        if let Event::Record(s) = e {
+            assert!(s.member != 0 || owned[0].contains(&s.partition), "A delivered revoked {s:?}");
+        }
+    }
+    a.stop(Stop::Close).await;
+    b.stop(Stop::Close).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
