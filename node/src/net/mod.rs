@@ -6,7 +6,10 @@
 //! of connection are served the same way — the dispatcher routes each partition
 //! to its owner. Per connection, requests are read in order and handled
 //! concurrently; responses go out in completion order (clients match correlation
-//! ids), so a long-poll fetch never delays a produce ack.
+//! ids), so a long-poll fetch never delays a produce ack. Each request is polled once
+//! by the reader before the next frame is read, so produces of one connection reach
+//! each partition's sequence check in arrival order (glommio's semaphores are not FIFO
+//! and task scheduling is not a contract, so nothing else may be relied on).
 //!
 //! Bounds: at most `connections_max` connections per node, `inflight_per_connection`
 //! requests and `connection_buffer_bytes` request bytes in flight per connection
@@ -93,7 +96,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: &'static
     debug!(shard = shard.id.0, kind, "listener stopped");
 }
 
-/// Reads frames, spawns a task per request, until EOF, a framing error or shutdown.
+/// Reads frames, polls each request once and spawns the rest of it as a task, until EOF, a framing error or shutdown.
 async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let fd = stream.as_raw_fd();
@@ -153,13 +156,19 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
         };
         let answer = answers.acquire_static_permit(answer_len).await.map_err(|e| e.to_string())?;
         let (task_shard, task_writer, task_broken) = (shard.clone(), writer.clone(), broken.clone());
-        glommio::spawn_local(async move {
+        let mut task = Box::pin(async move {
             if !task_broken.get() {
                 handle(task_shard, task_writer, fd, header, frame.payload, &task_broken).await;
             }
             drop((slot, bytes, answer));
-        })
-        .detach();
+        });
+        // The request runs up to its first await before the next frame is read: a produce
+        // sequence-checks its batches and takes its offsets there (or queues its forward to the
+        // owner shard), so requests of this connection are sequenced in arrival order. The rest
+        // runs as its own task: responses complete in any order, fetches never wait on produces.
+        if futures_lite::future::poll_once(&mut task).await.is_none() {
+            glommio::spawn_local(task).detach();
+        }
     }
 }
 

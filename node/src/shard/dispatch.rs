@@ -322,24 +322,38 @@ impl Shard {
                 Err(code) => results[i] = Some(produce_error(&p, code)),
             }
         }
+        // Every owner group starts in this first poll, in owner order, so a later request of
+        // the connection cannot overtake this one on any partition (see `join`).
+        let mut groups = Vec::with_capacity(by_owner.len());
         for (owner, group) in by_owner {
             let (indexes, parts): (Vec<usize>, Vec<(ProducePartition, Bytes)>) =
                 group.into_iter().map(|(i, p, b)| (i, (p, b))).unzip();
-            let keys: Vec<ProducePartition> = parts.iter().map(|(p, _)| p.clone()).collect();
-            let answers = if owner == self.id.0 {
-                self.produce_local(parts).await
-            } else {
-                match self.forward(owner, ShardCall::Produce { acks, parts }).await {
-                    Ok(ShardAnswer::Produce(a)) => a,
-                    _ => keys.iter().map(|p| produce_error(p, ErrorCode::ShuttingDown)).collect(),
-                }
-            };
+            groups.push(async move { (indexes, self.produce_group(owner, acks, parts).await) });
+        }
+        for (indexes, answers) in super::join::join_all(groups).await {
             for (i, answer) in indexes.into_iter().zip(answers) {
                 results[i] = Some(answer);
             }
         }
         let partitions = results.into_iter().flatten().collect();
         (acks != Acks::None).then(|| Reply::new(cid, Response::Produce(ProduceResponse { partitions })))
+    }
+
+    /// Appends one owner's share of a produce request (locally or on the owner shard).
+    async fn produce_group(
+        self: &Rc<Self>,
+        owner: u16,
+        acks: Acks,
+        parts: Vec<(ProducePartition, Bytes)>,
+    ) -> Vec<ProducePartitionResponse> {
+        if owner == self.id.0 {
+            return self.produce_local(parts).await;
+        }
+        let keys: Vec<ProducePartition> = parts.iter().map(|(p, _)| p.clone()).collect();
+        match self.forward(owner, ShardCall::Produce { acks, parts }).await {
+            Ok(ShardAnswer::Produce(a)) => a,
+            _ => keys.iter().map(|p| produce_error(p, ErrorCode::ShuttingDown)).collect(),
+        }
     }
 
     async fn list_offsets(self: &Rc<Self>, cid: u64, r: ListOffsetsRequest) -> Reply {

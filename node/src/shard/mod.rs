@@ -8,12 +8,16 @@
 //!   partition to its owner (local call, or a bounded cross-shard call).
 //! - `node`: starting the executors, the public-port rendezvous, shutdown.
 //!
-//! Invariants: a partition is open on exactly its owner shard; the data path takes
+//! Invariants: a partition is open on exactly its owner shard; produce requests reach
+//! each partition's sequencing point in arrival order (per connection and per inbox: the
+//! first poll of a request runs before the next is read, see `join`); the data path takes
 //! no lock (the registry mutex is control plane: create/delete/list); a shard stops
 //! accepting, then waits for in-flight appends, then closes its logs.
 
 pub mod dispatch;
+pub mod fatal;
 pub mod forward;
+pub mod join;
 pub mod node;
 pub mod notify;
 pub mod ops;
@@ -218,13 +222,17 @@ impl Shard {
                 continue;
             }
             let shard = self.clone();
-            glommio::spawn_local(async move {
+            let mut call = Box::pin(async move {
                 let answer = shard.answer(msg.call).await;
                 if let Some(reply) = msg.reply {
                     let _ = reply.send_async(answer).await;
                 }
-            })
-            .detach();
+            });
+            // Calls are sequenced in inbox order: a produce checks sequences and takes its
+            // offsets in this first poll, before the next call is received.
+            if futures_lite::future::poll_once(&mut call).await.is_none() {
+                glommio::spawn_local(call).detach();
+            }
         }
     }
 

@@ -75,21 +75,15 @@ impl Shard {
         }
     }
 
-    /// Appends each partition's batches; partitions append concurrently (their fsyncs group-commit).
+    /// Appends each partition's batches; partitions append concurrently (their fsyncs
+    /// group-commit). The parts are sequenced in list order during this call's first poll
+    /// (see `join` and `Partition::produce`): no task is spawned in between.
     pub async fn produce_local(
         self: &Rc<Self>,
         parts: Vec<(ProducePartition, Bytes)>,
     ) -> Vec<ProducePartitionResponse> {
-        let mut tasks = Vec::with_capacity(parts.len());
-        for (p, payload) in parts {
-            let shard = self.clone();
-            tasks.push(glommio::spawn_local(async move { shard.produce_one(p, payload).await }));
-        }
-        let mut out = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            out.push(task.await);
-        }
-        out
+        let appends = parts.into_iter().map(|(p, payload)| self.clone().produce_one(p, payload)).collect();
+        super::join::join_all(appends).await
     }
 
     async fn produce_one(self: Rc<Self>, p: ProducePartition, payload: Bytes) -> ProducePartitionResponse {

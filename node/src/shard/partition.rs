@@ -5,22 +5,23 @@
 //! any number of tasks of that shard concurrently, closed at shutdown or deleted
 //! with its topic. `!Send`: never leaves its shard.
 //!
-//! Invariant: batches of idempotent producers are checked and appended under the
-//! partition's sequence lock, so the check, the append and the table update are
-//! one step for every other idempotent batch of the partition; plain batches skip
-//! the lock (their appends group-commit freely).
+//! Invariant: a produce call checks its idempotent batches' sequences, enters them in the
+//! producer table and takes its offsets from the log in one synchronous step (its first
+//! poll), so calls are sequenced in the order they are first polled and no lock is held
+//! across a write or fdatasync. The table runs ahead of the disk: a retry of a batch still
+//! being written waits until it is stored; a failed append the table names makes the table
+//! stale (idempotent batches refused with `THROTTLED`) until it is rebuilt from the log.
 //!
 //! Restart: [`Partition::open`] rebuilds the producer table from the batch headers of
 //! the log's tail (about [`PRODUCER_SCAN_BYTES`]), so a retry that crosses a restart is
 //! still recognised as a duplicate. A producer whose last batches lie further back than
 //! that scan is forgotten, as before (its next batch is accepted whatever its sequence).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use glommio::sync::Semaphore;
 use strand_core::producer::{ProducerBatch, ProducerTable, SequenceCheck, PRODUCER_BATCHES_REMEMBERED};
 use strand_wire::batch::{BatchHeader, HEADER_LEN};
 use strand_wire::ErrorCode;
@@ -59,22 +60,42 @@ pub struct Partition {
     pub topic: String,
     pub partition: u32,
     pub log: PartitionLog,
-    /// Notified after every append.
+    /// Notified after every append that completed (stored or failed).
     pub appended: Rc<LocalNotify>,
     producers: RefCell<ProducerTable>,
-    sequence_lock: Semaphore,
+    /// Whether `producers` can be trusted (see [`TableState`]).
+    table_state: Cell<TableState>,
+    /// End offset of the newest idempotent batch entered in `producers`. If the log's end
+    /// falls below it, the log gave back offsets of a failed write that the table names.
+    idempotent_end: Cell<u64>,
+    /// Every offset below this is stored as the fsync policy promises (an append ending
+    /// here completed; the log writes and syncs in offset order).
+    stored_end: Cell<u64>,
+}
+
+/// Whether the producer table matches the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TableState {
+    Valid,
+    /// An append the table names failed: idempotent batches are refused until rebuilt.
+    Stale,
+    /// Being rebuilt from the log tail by one produce call.
+    Rebuilding,
 }
 
 impl Partition {
     /// Wraps an opened log.
     pub fn new(topic: String, partition: u32, log: PartitionLog) -> Self {
+        let end = log.log_end_offset();
         Partition {
             topic,
             partition,
             log,
             appended: Rc::new(LocalNotify::default()),
             producers: RefCell::new(ProducerTable::new()),
-            sequence_lock: Semaphore::new(1),
+            table_state: Cell::new(TableState::Valid),
+            idempotent_end: Cell::new(0),
+            stored_end: Cell::new(end),
         }
     }
 
@@ -95,30 +116,132 @@ impl Partition {
     }
 
     /// Appends `payload` (one or more whole batches), deduplicating idempotent retries.
+    ///
+    /// Ordering: everything up to the log's offset reservation runs in this call's first poll
+    /// (no await before it), and `PartitionLog::append` takes offsets at its first poll. So
+    /// calls are sequenced — sequence-checked, entered in the table, given offsets — in the
+    /// order they are first polled, and no lock is held across the write or the fdatasync:
+    /// idempotent appends group-commit like plain ones.
     pub async fn produce(&self, payload: Bytes) -> Result<ProduceOutcome, ProduceRefusal> {
         let batches = producer_batches(&payload)?;
+        let record_count: u32 = batches.iter().map(|b| b.record_count).sum();
         let idempotent = batches.iter().any(|b| b.producer_id != 0);
-        if !idempotent {
-            return self.append(payload, &batches).await;
-        }
-        let _permit =
-            self.sequence_lock.acquire_permit(1).await.map_err(|_| refuse(ErrorCode::ShuttingDown, "closing"))?;
-        match self.check_sequences(&batches)? {
-            Some(base_offset) => Ok(ProduceOutcome {
-                code: ErrorCode::DuplicateSequence,
-                base_offset,
-                record_count: batches.iter().map(|b| b.record_count).sum(),
-            }),
-            None => {
-                let outcome = self.append(payload, &batches).await?;
-                let mut offset = outcome.base_offset;
-                let mut table = self.producers.borrow_mut();
-                for batch in &batches {
-                    table.record(batch, offset);
-                    offset += u64::from(batch.record_count);
-                }
-                Ok(outcome)
+        self.note_given_back_offsets();
+        if idempotent {
+            if self.table_state.get() != TableState::Valid {
+                return Err(self.rebuild_table().await);
             }
+            if let Some(base_offset) = self.check_sequences(&batches)? {
+                // A retry of a batch that may still be on its way to disk answers once it is.
+                self.wait_stored(base_offset + u64::from(record_count)).await?;
+                return Ok(ProduceOutcome { code: ErrorCode::DuplicateSequence, base_offset, record_count });
+            }
+        }
+        let base_offset = self.log.log_end_offset();
+        let mut append = std::pin::pin!(self.log.append(BytesMut::from(&payload[..])));
+        let first = futures_lite::future::poll_once(&mut append).await;
+        if let Some(Err(e)) = first {
+            // Refused before taking offsets: nothing was reserved or entered in the table.
+            return Err(self.append_failed(e, false));
+        }
+        let end = base_offset + u64::from(record_count);
+        assert!(
+            first.is_some() || self.log.log_end_offset() == end,
+            "PartitionLog::append must take its offsets at its first poll"
+        );
+        if idempotent {
+            self.enter_in_table(&batches, base_offset);
+        }
+        let result = match first {
+            Some(result) => result,
+            None => append.await,
+        };
+        let info = result.map_err(|e| self.append_failed(e, idempotent))?;
+        assert_eq!(info.base_offset, base_offset, "offsets taken at the first poll");
+        self.stored_end.set(self.stored_end.get().max(info.log_end_offset));
+        self.appended.notify_all();
+        Ok(ProduceOutcome { code: ErrorCode::None, base_offset, record_count })
+    }
+
+    /// Enters appended-to-be batches in the producer table at their reserved offsets.
+    fn enter_in_table(&self, batches: &[ProducerBatch], base_offset: u64) {
+        let mut table = self.producers.borrow_mut();
+        let mut offset = base_offset;
+        for batch in batches {
+            table.record(batch, offset);
+            offset += u64::from(batch.record_count);
+        }
+        self.idempotent_end.set(offset);
+    }
+
+    /// A failed append: stops the node on a storage failure, otherwise marks the producer
+    /// table stale if it named this append (`in_table`), and refuses the call.
+    fn append_failed(&self, e: crate::log::AppendError, in_table: bool) -> ProduceRefusal {
+        if super::fatal::append_error_is_fatal(&e) {
+            super::fatal::stop_node(&self.topic, self.partition, &e);
+        }
+        if in_table {
+            self.mark_table_stale("an idempotent append failed");
+        }
+        self.note_given_back_offsets();
+        self.appended.notify_all();
+        refuse(e.code(), e.to_string())
+    }
+
+    /// A failed write makes the log give back the offsets of every append not yet written
+    /// (they all fail, later appends reuse the offsets). If the table names any of them it
+    /// is stale. Called before every reservation, so no reservation can reuse such offsets
+    /// while the table still names them.
+    fn note_given_back_offsets(&self) {
+        if self.log.log_end_offset() < self.idempotent_end.get() {
+            self.mark_table_stale("the log gave back offsets of a failed write");
+        }
+    }
+
+    fn mark_table_stale(&self, why: &str) {
+        if self.table_state.get() == TableState::Valid {
+            tracing::warn!(topic = %self.topic, partition = self.partition, why, "producer state stale; rebuilding");
+            self.table_state.set(TableState::Stale);
+        }
+        // A rebuild in progress reads the log as it is now, so it stays valid.
+    }
+
+    /// Rebuilds the stale table from the log (the truth) — or, if another call already is,
+    /// leaves it to that one. Either way the caller's batch is refused with a retriable code;
+    /// the producer resends its in-flight window in order afterwards.
+    async fn rebuild_table(&self) -> ProduceRefusal {
+        let busy = refuse(ErrorCode::Throttled, "producer state is being rebuilt after a failed append; retry");
+        if self.table_state.get() != TableState::Stale {
+            return busy;
+        }
+        self.table_state.set(TableState::Rebuilding);
+        // Only plain batches are appended meanwhile (idempotent ones are refused), and only
+        // written batches are read, so the table read here is what the log holds.
+        let table = recover_producers(&self.log).await;
+        let table = table.unwrap_or_else(|e| {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "producer state not recovered");
+            ProducerTable::new()
+        });
+        *self.producers.borrow_mut() = table;
+        self.idempotent_end.set(0);
+        self.table_state.set(TableState::Valid);
+        self.appended.notify_all();
+        busy
+    }
+
+    /// Waits until offsets below `end` are stored, or refuses if the table went stale (the
+    /// batch being waited for may be one that failed).
+    async fn wait_stored(&self, end: u64) -> Result<(), ProduceRefusal> {
+        loop {
+            let woken = self.appended.listen();
+            if self.stored_end.get() >= end {
+                return Ok(());
+            }
+            self.note_given_back_offsets();
+            if self.table_state.get() != TableState::Valid {
+                return Err(refuse(ErrorCode::Throttled, "the original of this retry failed; retry"));
+            }
+            woken.await;
         }
     }
 
@@ -149,13 +272,6 @@ impl Partition {
                 }
             }
         }
-    }
-
-    async fn append(&self, payload: Bytes, batches: &[ProducerBatch]) -> Result<ProduceOutcome, ProduceRefusal> {
-        let record_count = batches.iter().map(|b| b.record_count).sum();
-        let info = self.log.append(BytesMut::from(&payload[..])).await.map_err(|e| refuse(e.code(), e.to_string()))?;
-        self.appended.notify_all();
-        Ok(ProduceOutcome { code: ErrorCode::None, base_offset: info.base_offset, record_count })
     }
 }
 
