@@ -54,7 +54,17 @@ fn bad_input_is_answered_or_disconnected_never_fatal() {
     assert_eq!(bad.create_topic("t2", 1).error, ErrorCode::None);
 
     // Unsupported API (replication is another issue).
-    let ack = ReplicaAckRequest { topic: "t".into(), partition: 0, epoch: 1, durable_offset: 0 };
+    let ack = ReplicaAckRequest {
+        topic: "t".into(),
+        partition: 0,
+        epoch: 1,
+        durable_offset: 0,
+        from_node: 0,
+        error: strand_wire::ErrorCode::None,
+        log_end_offset: 0,
+        log_end_epoch: 0,
+        durable_epoch: 0,
+    };
     let (h, _) = c.call(Request::ReplicaAck(ack), &[]);
     assert_eq!(h.error, ErrorCode::UnknownApi);
 

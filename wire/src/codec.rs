@@ -474,6 +474,10 @@ fn enc_replica_append_req<'a>(fbb: &mut Fbb<'a>, m: &ReplicaAppendRequest) -> WI
         start_offset: m.start_offset,
         commit_offset: m.commit_offset,
         bytes_len: m.bytes_len,
+        from_node: m.from_node,
+        prev_offset: m.prev_offset,
+        prev_epoch: m.prev_epoch,
+        batch_epochs: Some(fbb.create_vector(&m.batch_epochs)),
     };
     fb::ReplicaAppendRequest::create(fbb, &args)
 }
@@ -484,6 +488,11 @@ fn enc_replica_ack_req<'a>(fbb: &mut Fbb<'a>, m: &ReplicaAckRequest) -> WIPOffse
         partition: m.partition,
         epoch: m.epoch,
         durable_offset: m.durable_offset,
+        from_node: m.from_node,
+        error: m.error.code(),
+        log_end_offset: m.log_end_offset,
+        log_end_epoch: m.log_end_epoch,
+        durable_epoch: m.durable_epoch,
     };
     fb::ReplicaAckRequest::create(fbb, &args)
 }
@@ -649,6 +658,10 @@ fn dec_replica_append_req(t: fb::ReplicaAppendRequest<'_>) -> Result<ReplicaAppe
         start_offset: t.start_offset(),
         commit_offset: t.commit_offset(),
         bytes_len: t.bytes_len(),
+        from_node: t.from_node(),
+        prev_offset: t.prev_offset(),
+        prev_epoch: t.prev_epoch(),
+        batch_epochs: t.batch_epochs().map(|v| v.iter().collect()).unwrap_or_default(),
     })
 }
 
@@ -658,6 +671,11 @@ fn dec_replica_ack_req(t: fb::ReplicaAckRequest<'_>) -> Result<ReplicaAckRequest
         partition: t.partition(),
         epoch: t.epoch(),
         durable_offset: t.durable_offset(),
+        from_node: t.from_node(),
+        error: ErrorCode::from_code(t.error()),
+        log_end_offset: t.log_end_offset(),
+        log_end_epoch: t.log_end_epoch(),
+        durable_epoch: t.durable_epoch(),
     })
 }
 

@@ -438,6 +438,13 @@ pub struct ReplicaAppendRequest {
     /// The sender's commit offset, so replicas can serve committed reads.
     pub commit_offset: u64,
     pub bytes_len: u32,
+    /// Sending node (chain replication node id).
+    pub from_node: u32,
+    /// The batches follow this position of the sender's log (offset, append epoch).
+    pub prev_offset: u64,
+    pub prev_epoch: u64,
+    /// Append epoch of each batch in the payload, in order.
+    pub batch_epochs: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -457,4 +464,12 @@ pub struct ReplicaAckRequest {
     pub partition: u32,
     pub epoch: u64,
     pub durable_offset: u64,
+    /// Sending node (chain replication node id).
+    pub from_node: u32,
+    /// `None` = the successor agrees up to `log_end_*`; `OffsetOutOfRange` = resend from
+    /// a boundary at or below `log_end_offset`; `StaleEpoch` = the receiver is fenced.
+    pub error: ErrorCode,
+    pub log_end_offset: u64,
+    pub log_end_epoch: u64,
+    pub durable_epoch: u64,
 }

@@ -137,21 +137,45 @@ fn request_b() -> impl Strategy<Value = Request> {
             .prop_map(|(group_id, partitions)| Request::OffsetFetch(OffsetFetchRequest { group_id, partitions })),
         Just(Request::ListGroups),
         name().prop_map(|group_id| Request::DescribeGroup(DescribeGroupRequest { group_id })),
-        (name(), any::<u32>(), any::<(u64, u64, u64)>(), any::<u32>()).prop_map(
-            |(topic, partition, (epoch, start_offset, commit_offset), bytes_len)| {
-                Request::ReplicaAppend(ReplicaAppendRequest {
+        (name(), any::<u32>(), any::<(u64, u64, u64)>(), any::<u32>(), any::<(u32, u64, u64)>(), vec_of(any::<u64>()))
+            .prop_map(
+                |(
+                    topic,
+                    partition,
+                    (epoch, start_offset, commit_offset),
+                    bytes_len,
+                    (from_node, prev_offset, prev_epoch),
+                    batch_epochs,
+                )| {
+                    Request::ReplicaAppend(ReplicaAppendRequest {
+                        topic,
+                        partition,
+                        epoch,
+                        start_offset,
+                        commit_offset,
+                        bytes_len,
+                        from_node,
+                        prev_offset,
+                        prev_epoch,
+                        batch_epochs,
+                    })
+                }
+            ),
+        (name(), any::<u32>(), any::<(u64, u64)>(), any::<u32>(), any::<(u64, u64, u64)>()).prop_map(
+            |(topic, partition, (epoch, durable_offset), from_node, (log_end_offset, log_end_epoch, durable_epoch))| {
+                Request::ReplicaAck(ReplicaAckRequest {
                     topic,
                     partition,
                     epoch,
-                    start_offset,
-                    commit_offset,
-                    bytes_len,
+                    durable_offset,
+                    from_node,
+                    error: strand_wire::ErrorCode::OffsetOutOfRange,
+                    log_end_offset,
+                    log_end_epoch,
+                    durable_epoch,
                 })
             }
         ),
-        (name(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(topic, partition, epoch, durable_offset)| {
-            Request::ReplicaAck(ReplicaAckRequest { topic, partition, epoch, durable_offset })
-        }),
     ]
 }
 

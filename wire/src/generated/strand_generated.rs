@@ -3111,6 +3111,10 @@ impl<'a> ReplicaAppendRequest<'a> {
   pub const VT_START_OFFSET: ::flatbuffers::VOffsetT = 10;
   pub const VT_COMMIT_OFFSET: ::flatbuffers::VOffsetT = 12;
   pub const VT_BYTES_LEN: ::flatbuffers::VOffsetT = 14;
+  pub const VT_FROM_NODE: ::flatbuffers::VOffsetT = 16;
+  pub const VT_PREV_OFFSET: ::flatbuffers::VOffsetT = 18;
+  pub const VT_PREV_EPOCH: ::flatbuffers::VOffsetT = 20;
+  pub const VT_BATCH_EPOCHS: ::flatbuffers::VOffsetT = 22;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3122,9 +3126,13 @@ impl<'a> ReplicaAppendRequest<'a> {
     args: &'args ReplicaAppendRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ReplicaAppendRequest<'bldr>> {
     let mut builder = ReplicaAppendRequestBuilder::new(_fbb);
+    builder.add_prev_epoch(args.prev_epoch);
+    builder.add_prev_offset(args.prev_offset);
     builder.add_commit_offset(args.commit_offset);
     builder.add_start_offset(args.start_offset);
     builder.add_epoch(args.epoch);
+    if let Some(x) = args.batch_epochs { builder.add_batch_epochs(x); }
+    builder.add_from_node(args.from_node);
     builder.add_bytes_len(args.bytes_len);
     builder.add_partition(args.partition);
     if let Some(x) = args.topic { builder.add_topic(x); }
@@ -3174,6 +3182,34 @@ impl<'a> ReplicaAppendRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(ReplicaAppendRequest::VT_BYTES_LEN, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn from_node(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaAppendRequest::VT_FROM_NODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn prev_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaAppendRequest::VT_PREV_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn prev_epoch(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaAppendRequest::VT_PREV_EPOCH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn batch_epochs(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(ReplicaAppendRequest::VT_BATCH_EPOCHS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReplicaAppendRequest<'_> {
@@ -3188,6 +3224,10 @@ impl ::flatbuffers::Verifiable for ReplicaAppendRequest<'_> {
      .visit_field::<u64>("start_offset", Self::VT_START_OFFSET, false)?
      .visit_field::<u64>("commit_offset", Self::VT_COMMIT_OFFSET, false)?
      .visit_field::<u32>("bytes_len", Self::VT_BYTES_LEN, false)?
+     .visit_field::<u32>("from_node", Self::VT_FROM_NODE, false)?
+     .visit_field::<u64>("prev_offset", Self::VT_PREV_OFFSET, false)?
+     .visit_field::<u64>("prev_epoch", Self::VT_PREV_EPOCH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("batch_epochs", Self::VT_BATCH_EPOCHS, false)?
      .finish();
     Ok(())
   }
@@ -3199,6 +3239,10 @@ pub struct ReplicaAppendRequestArgs<'a> {
     pub start_offset: u64,
     pub commit_offset: u64,
     pub bytes_len: u32,
+    pub from_node: u32,
+    pub prev_offset: u64,
+    pub prev_epoch: u64,
+    pub batch_epochs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
 }
 impl<'a> Default for ReplicaAppendRequestArgs<'a> {
   #[inline]
@@ -3210,6 +3254,10 @@ impl<'a> Default for ReplicaAppendRequestArgs<'a> {
       start_offset: 0,
       commit_offset: 0,
       bytes_len: 0,
+      from_node: 0,
+      prev_offset: 0,
+      prev_epoch: 0,
+      batch_epochs: None,
     }
   }
 }
@@ -3244,6 +3292,22 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaAppendRequestBuilder<'
     self.fbb_.push_slot::<u32>(ReplicaAppendRequest::VT_BYTES_LEN, bytes_len, 0);
   }
   #[inline]
+  pub fn add_from_node(&mut self, from_node: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaAppendRequest::VT_FROM_NODE, from_node, 0);
+  }
+  #[inline]
+  pub fn add_prev_offset(&mut self, prev_offset: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaAppendRequest::VT_PREV_OFFSET, prev_offset, 0);
+  }
+  #[inline]
+  pub fn add_prev_epoch(&mut self, prev_epoch: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaAppendRequest::VT_PREV_EPOCH, prev_epoch, 0);
+  }
+  #[inline]
+  pub fn add_batch_epochs(&mut self, batch_epochs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaAppendRequest::VT_BATCH_EPOCHS, batch_epochs);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaAppendRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReplicaAppendRequestBuilder {
@@ -3267,6 +3331,10 @@ impl ::core::fmt::Debug for ReplicaAppendRequest<'_> {
       ds.field("start_offset", &self.start_offset());
       ds.field("commit_offset", &self.commit_offset());
       ds.field("bytes_len", &self.bytes_len());
+      ds.field("from_node", &self.from_node());
+      ds.field("prev_offset", &self.prev_offset());
+      ds.field("prev_epoch", &self.prev_epoch());
+      ds.field("batch_epochs", &self.batch_epochs());
       ds.finish()
   }
 }
@@ -3290,6 +3358,11 @@ impl<'a> ReplicaAckRequest<'a> {
   pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
   pub const VT_EPOCH: ::flatbuffers::VOffsetT = 8;
   pub const VT_DURABLE_OFFSET: ::flatbuffers::VOffsetT = 10;
+  pub const VT_FROM_NODE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 14;
+  pub const VT_LOG_END_OFFSET: ::flatbuffers::VOffsetT = 16;
+  pub const VT_LOG_END_EPOCH: ::flatbuffers::VOffsetT = 18;
+  pub const VT_DURABLE_EPOCH: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3301,10 +3374,15 @@ impl<'a> ReplicaAckRequest<'a> {
     args: &'args ReplicaAckRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ReplicaAckRequest<'bldr>> {
     let mut builder = ReplicaAckRequestBuilder::new(_fbb);
+    builder.add_durable_epoch(args.durable_epoch);
+    builder.add_log_end_epoch(args.log_end_epoch);
+    builder.add_log_end_offset(args.log_end_offset);
     builder.add_durable_offset(args.durable_offset);
     builder.add_epoch(args.epoch);
+    builder.add_from_node(args.from_node);
     builder.add_partition(args.partition);
     if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_error(args.error);
     builder.finish()
   }
 
@@ -3337,6 +3415,41 @@ impl<'a> ReplicaAckRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(ReplicaAckRequest::VT_DURABLE_OFFSET, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn from_node(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaAckRequest::VT_FROM_NODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(ReplicaAckRequest::VT_ERROR, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn log_end_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaAckRequest::VT_LOG_END_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn log_end_epoch(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaAckRequest::VT_LOG_END_EPOCH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn durable_epoch(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaAckRequest::VT_DURABLE_EPOCH, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReplicaAckRequest<'_> {
@@ -3349,6 +3462,11 @@ impl ::flatbuffers::Verifiable for ReplicaAckRequest<'_> {
      .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
      .visit_field::<u64>("epoch", Self::VT_EPOCH, false)?
      .visit_field::<u64>("durable_offset", Self::VT_DURABLE_OFFSET, false)?
+     .visit_field::<u32>("from_node", Self::VT_FROM_NODE, false)?
+     .visit_field::<u16>("error", Self::VT_ERROR, false)?
+     .visit_field::<u64>("log_end_offset", Self::VT_LOG_END_OFFSET, false)?
+     .visit_field::<u64>("log_end_epoch", Self::VT_LOG_END_EPOCH, false)?
+     .visit_field::<u64>("durable_epoch", Self::VT_DURABLE_EPOCH, false)?
      .finish();
     Ok(())
   }
@@ -3358,6 +3476,11 @@ pub struct ReplicaAckRequestArgs<'a> {
     pub partition: u32,
     pub epoch: u64,
     pub durable_offset: u64,
+    pub from_node: u32,
+    pub error: u16,
+    pub log_end_offset: u64,
+    pub log_end_epoch: u64,
+    pub durable_epoch: u64,
 }
 impl<'a> Default for ReplicaAckRequestArgs<'a> {
   #[inline]
@@ -3367,6 +3490,11 @@ impl<'a> Default for ReplicaAckRequestArgs<'a> {
       partition: 0,
       epoch: 0,
       durable_offset: 0,
+      from_node: 0,
+      error: 0,
+      log_end_offset: 0,
+      log_end_epoch: 0,
+      durable_epoch: 0,
     }
   }
 }
@@ -3393,6 +3521,26 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaAckRequestBuilder<'a, 
     self.fbb_.push_slot::<u64>(ReplicaAckRequest::VT_DURABLE_OFFSET, durable_offset, 0);
   }
   #[inline]
+  pub fn add_from_node(&mut self, from_node: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaAckRequest::VT_FROM_NODE, from_node, 0);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: u16) {
+    self.fbb_.push_slot::<u16>(ReplicaAckRequest::VT_ERROR, error, 0);
+  }
+  #[inline]
+  pub fn add_log_end_offset(&mut self, log_end_offset: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaAckRequest::VT_LOG_END_OFFSET, log_end_offset, 0);
+  }
+  #[inline]
+  pub fn add_log_end_epoch(&mut self, log_end_epoch: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaAckRequest::VT_LOG_END_EPOCH, log_end_epoch, 0);
+  }
+  #[inline]
+  pub fn add_durable_epoch(&mut self, durable_epoch: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaAckRequest::VT_DURABLE_EPOCH, durable_epoch, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaAckRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReplicaAckRequestBuilder {
@@ -3414,6 +3562,11 @@ impl ::core::fmt::Debug for ReplicaAckRequest<'_> {
       ds.field("partition", &self.partition());
       ds.field("epoch", &self.epoch());
       ds.field("durable_offset", &self.durable_offset());
+      ds.field("from_node", &self.from_node());
+      ds.field("error", &self.error());
+      ds.field("log_end_offset", &self.log_end_offset());
+      ds.field("log_end_epoch", &self.log_end_epoch());
+      ds.field("durable_epoch", &self.durable_epoch());
       ds.finish()
   }
 }
