@@ -9,4 +9,5 @@ pub mod hostcheck;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod replication;
 pub mod shard;

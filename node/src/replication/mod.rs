@@ -1,0 +1,126 @@
+//! Chain replication's IO shell (DESIGN §6): everything that moves replication bytes
+//! between nodes. The decisions live in the IO-free core (`strand_core::chain`); this
+//! module only executes its actions.
+//!
+//! Code map: [`convert`] (core `Msg` ↔ wire requests) · [`link`] (persistent outbound
+//! links and the inbound accept loop) · [`partition`] (one replica: core + log +
+//! worker/ticker tasks) · [`Replicator`] (this shard's replicas by topic/partition,
+//! routing inbound frames to them).
+//!
+//! Architecture invariant: no replication decision is taken here — roles, offsets,
+//! commit, fencing and retransmission all come from `ChainReplica`. Everything lives
+//! on one glommio executor (`!Send`); nothing blocks it.
+
+pub mod convert;
+pub mod link;
+pub mod partition;
+
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use strand_core::chain::ChainError;
+use strand_wire::codec::decode_request;
+use strand_wire::msg::Request;
+use strand_wire::ErrorCode;
+use tracing::debug;
+
+pub use convert::ConvertError;
+pub use link::Peers;
+pub use partition::ReplicatedPartition;
+
+/// Why a replication operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    #[error("invalid produce payload: {0}")]
+    Payload(String),
+    #[error("empty produce")]
+    Empty,
+    #[error("the partition log already holds offsets up to {0}; replicated recovery is not implemented")]
+    NonEmptyLog(u64),
+    #[error("unknown replicated partition {0}/{1}")]
+    UnknownPartition(String, u32),
+    #[error("undecodable replication frame: {0}")]
+    Decode(String),
+    #[error("not a replication request")]
+    NotReplication,
+    #[error("the replica stopped")]
+    Stopped,
+}
+
+impl ReplicationError {
+    /// The wire code answered for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ReplicationError::Chain(e) => e.code(),
+            ReplicationError::Convert(e) => e.code(),
+            ReplicationError::UnknownPartition(..) => ErrorCode::UnknownPartition,
+            ReplicationError::Stopped | ReplicationError::NonEmptyLog(_) => ErrorCode::NotEnoughReplicas,
+            ReplicationError::Payload(_) => ErrorCode::CorruptBatch,
+            ReplicationError::Empty | ReplicationError::Decode(_) | ReplicationError::NotReplication => {
+                ErrorCode::InvalidRequest
+            }
+        }
+    }
+}
+
+/// The replicated partitions of one shard, addressed by (topic, partition).
+#[derive(Default)]
+pub struct Replicator {
+    partitions: RefCell<HashMap<(String, u32), Rc<ReplicatedPartition>>>,
+}
+
+impl Replicator {
+    /// An empty registry.
+    pub fn new() -> Rc<Replicator> {
+        Rc::new(Replicator::default())
+    }
+
+    /// Registers a started replica (replacing an older one of the same partition).
+    pub fn add(&self, replica: Rc<ReplicatedPartition>) {
+        let (topic, partition) = replica.id();
+        let key = (topic.to_string(), partition);
+        self.partitions.borrow_mut().insert(key, replica);
+    }
+
+    /// The replica of `topic`/`partition`, if this shard has one.
+    pub fn get(&self, topic: &str, partition: u32) -> Option<Rc<ReplicatedPartition>> {
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Routes one inbound frame (header bytes, payload) to its replica.
+    pub fn on_frame(&self, header: &[u8], payload: Bytes) -> Result<(), ReplicationError> {
+        let header = decode_request(header).map_err(|e| ReplicationError::Decode(e.to_string()))?;
+        match header.request {
+            Request::ReplicaAppend(req) => {
+                let replica = self.lookup(&req.topic, req.partition)?;
+                let (from, msg, pieces) = convert::msg_from_append(&req, &payload)?;
+                replica.handle_message(from, msg, pieces)
+            }
+            Request::ReplicaAck(req) => {
+                let replica = self.lookup(&req.topic, req.partition)?;
+                let (from, msg) = convert::msg_from_ack(&req)?;
+                replica.handle_message(from, msg, Vec::new())
+            }
+            _ => Err(ReplicationError::NotReplication),
+        }
+    }
+
+    /// The frame handler for [`link::serve`]: errors are logged and the frame dropped.
+    pub fn frame_handler(self: &Rc<Self>) -> Rc<dyn Fn(Bytes, Bytes)> {
+        let this = self.clone();
+        Rc::new(move |header, payload| {
+            if let Err(e) = this.on_frame(&header, payload) {
+                debug!(error = %e, "replication frame dropped");
+            }
+        })
+    }
+
+    fn lookup(&self, topic: &str, partition: u32) -> Result<Rc<ReplicatedPartition>, ReplicationError> {
+        self.get(topic, partition).ok_or_else(|| ReplicationError::UnknownPartition(topic.to_string(), partition))
+    }
+}

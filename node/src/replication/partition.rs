@@ -1,0 +1,359 @@
+//! One partition replica on its owner shard: the IO shell around the chain core's
+//! [`ChainReplica`]. It turns the core's actions into log appends, frames to peers and
+//! completed produces, and feeds back local durability, peer messages and timeouts.
+//!
+//! Lifecycle: [`ReplicatedPartition::start`] spawns two local tasks — the *worker*,
+//! which executes log appends and sends strictly in the order the core issued them,
+//! and the *ticker*, which drives retransmission/heartbeat timeouts. Both hold only a
+//! weak reference and end when the partition is dropped.
+//!
+//! Invariants: the shell's `PartitionLog` holds exactly the core's `LogIndex` once the
+//! worker is idle (asserted on every append: the log stamps the offset the core chose);
+//! durability is reported only after `PartitionLog::append` returned, which happens
+//! after the log's fsync policy is met; the bytes sent to a successor are read back
+//! from the local log, so replicas are byte-identical.
+
+use bytes::{Bytes, BytesMut};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+use strand_core::chain::{
+    Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Msg, NodeId, Offset,
+    RequestId, Role,
+};
+use strand_wire::batch::{BatchHeader, HEADER_LEN};
+use strand_wire::codec::request_frame;
+use strand_wire::msg::{Request, RequestHeader};
+use tracing::{error, warn};
+
+use super::convert::{ack_to_wire, append_to_wire};
+use super::link::Peers;
+use super::ReplicationError;
+use crate::log::PartitionLog;
+
+/// How often the ticker drives the core's timeouts.
+pub const TICK_MS: u64 = 10;
+
+/// Work the worker task executes in order.
+enum Work {
+    Append(Vec<(BatchMeta, Bytes)>),
+    Truncate(Offset),
+    Send(NodeId, Msg),
+}
+
+type Waiter = flume::Sender<Result<Offset, ChainError>>;
+
+/// One replicated partition on its owner shard. See the module doc.
+pub struct ReplicatedPartition {
+    topic: String,
+    partition: u32,
+    core: RefCell<ChainReplica>,
+    log: Rc<PartitionLog>,
+    peers: Rc<Peers>,
+    clock: Instant,
+    /// Bytes of batches the core may ask to append next, by base offset.
+    staged: RefCell<HashMap<u64, Bytes>>,
+    work: RefCell<VecDeque<Work>>,
+    wake: flume::Sender<()>,
+    waiters: RefCell<HashMap<RequestId, Waiter>>,
+    next_request: Cell<RequestId>,
+    /// Set when the local log failed: the replica stops acting (never half-alive).
+    broken: Cell<bool>,
+}
+
+impl ReplicatedPartition {
+    /// Starts replicating `log` (which must be empty: epochs of existing batches are not
+    /// persisted yet) as node `me` under `config`.
+    pub fn start(
+        topic: &str,
+        partition: u32,
+        me: NodeId,
+        log: Rc<PartitionLog>,
+        peers: Rc<Peers>,
+        config: ChainConfig,
+    ) -> Result<Rc<ReplicatedPartition>, ReplicationError> {
+        if log.log_end_offset() != 0 {
+            return Err(ReplicationError::NonEmptyLog(log.log_end_offset()));
+        }
+        let (wake, wake_rx) = flume::bounded(1);
+        let this = Rc::new(ReplicatedPartition {
+            topic: topic.to_string(),
+            partition,
+            core: RefCell::new(ChainReplica::new(me, ChainLimits::default())),
+            log,
+            peers,
+            clock: Instant::now(),
+            staged: RefCell::new(HashMap::new()),
+            work: RefCell::new(VecDeque::new()),
+            wake,
+            waiters: RefCell::new(HashMap::new()),
+            next_request: Cell::new(1),
+            broken: Cell::new(false),
+        });
+        glommio::spawn_local(run_worker(Rc::downgrade(&this), wake_rx)).detach();
+        glommio::spawn_local(run_ticker(Rc::downgrade(&this))).detach();
+        this.handle_config(config)?;
+        Ok(this)
+    }
+
+    /// A new chain configuration (older or equal epochs are ignored by the core).
+    pub fn handle_config(&self, config: ChainConfig) -> Result<(), ReplicationError> {
+        let now = self.now_ms();
+        self.core.borrow_mut().handle_config(now, config)?;
+        self.drain();
+        Ok(())
+    }
+
+    /// Appends `payload` (one or more whole record batches) at the head and waits for
+    /// its acknowledgement per `acks`. Returns the base offset of the first batch.
+    pub async fn produce(&self, payload: Bytes, acks: Acks) -> Result<u64, ReplicationError> {
+        let batches = split_batches(&payload)?;
+        let mut receivers = Vec::with_capacity(batches.len());
+        let mut first = None;
+        for (header, bytes) in batches {
+            let request_id = self.next_request.get();
+            self.next_request.set(request_id + 1);
+            let (tx, rx) = flume::bounded(1);
+            let base = self.core.borrow().log().end();
+            self.staged.borrow_mut().insert(base.0, bytes.clone());
+            let batch = ClientBatch { request_id, record_count: header.record_count, bytes_len: header.batch_len };
+            let now = self.now_ms();
+            let result = self.core.borrow_mut().handle_client_append(now, batch, acks);
+            if let Err(e) = result {
+                self.staged.borrow_mut().remove(&base.0);
+                self.drain();
+                return Err(e.into());
+            }
+            first.get_or_insert(base.0);
+            self.waiters.borrow_mut().insert(request_id, tx);
+            receivers.push(rx);
+            self.drain();
+        }
+        for rx in receivers {
+            rx.recv_async().await.map_err(|_| ReplicationError::Stopped)??;
+        }
+        first.ok_or(ReplicationError::Empty)
+    }
+
+    /// A chain message from `from`; `pieces` are an append's batches (empty otherwise).
+    pub fn handle_message(&self, from: NodeId, msg: Msg, pieces: Vec<Bytes>) -> Result<(), ReplicationError> {
+        if let Msg::Append { batches, .. } = &msg {
+            let mut staged = self.staged.borrow_mut();
+            for (meta, bytes) in batches.iter().zip(pieces) {
+                staged.insert(meta.base.0, bytes);
+            }
+        }
+        let now = self.now_ms();
+        let result = self.core.borrow_mut().handle_message(now, from, msg);
+        self.drain();
+        result.map_err(ReplicationError::from)
+    }
+
+    /// Everything below this offset is committed and present here (serve reads to it).
+    pub fn committed(&self) -> u64 {
+        self.core.borrow().reads_up_to().0
+    }
+    /// The commit offset this replica knows.
+    pub fn commit(&self) -> u64 {
+        self.core.borrow().commit().0
+    }
+    /// The role in the current epoch.
+    pub fn role(&self) -> Role {
+        self.core.borrow().role()
+    }
+    /// The current configuration.
+    pub fn config(&self) -> ChainConfig {
+        self.core.borrow().config().clone()
+    }
+    /// The local log.
+    pub fn log(&self) -> &Rc<PartitionLog> {
+        &self.log
+    }
+    /// Topic and partition.
+    pub fn id(&self) -> (&str, u32) {
+        (&self.topic, self.partition)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Takes every pending core action: completions are delivered now, IO is queued
+    /// for the worker (in order), with an append's bytes attached from `staged`.
+    fn drain(&self) {
+        let mut queued = false;
+        loop {
+            let Some(action) = self.core.borrow_mut().poll_action() else { break };
+            match action {
+                Action::AppendLocal { batches } => {
+                    let mut staged = self.staged.borrow_mut();
+                    let mut with_bytes = Vec::with_capacity(batches.len());
+                    for meta in batches {
+                        let Some(bytes) = staged.remove(&meta.base.0) else {
+                            self.fail(format!("no bytes staged for batch at {}", meta.base.0));
+                            return;
+                        };
+                        with_bytes.push((meta, bytes));
+                    }
+                    self.work.borrow_mut().push_back(Work::Append(with_bytes));
+                    queued = true;
+                }
+                Action::TruncateLocal { to } => {
+                    self.work.borrow_mut().push_back(Work::Truncate(to));
+                    queued = true;
+                }
+                Action::Send { to, msg } => {
+                    self.work.borrow_mut().push_back(Work::Send(to, msg));
+                    queued = true;
+                }
+                Action::AckClient { request_id, offset } => self.complete(request_id, Ok(offset)),
+                Action::FailClient { request_id, error } => self.complete(request_id, Err(error)),
+                Action::ServeReadsUpTo { .. } => {}
+                Action::ConfigStale { seen } => warn!(topic = %self.topic, seen = seen.0, "chain config is stale"),
+            }
+        }
+        // Whatever the core did not take is stale (already present or refused).
+        self.staged.borrow_mut().clear();
+        if queued {
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    fn complete(&self, request_id: RequestId, result: Result<Offset, ChainError>) {
+        if let Some(tx) = self.waiters.borrow_mut().remove(&request_id) {
+            let _ = tx.try_send(result);
+        }
+    }
+
+    /// The local log failed: stop acting and fail every waiting produce.
+    fn fail(&self, reason: String) {
+        error!(topic = %self.topic, partition = self.partition, %reason, "replica stopped");
+        self.broken.set(true);
+        self.work.borrow_mut().clear();
+        for (_, tx) in self.waiters.borrow_mut().drain() {
+            let _ = tx.try_send(Err(ChainError::Reconfigured));
+        }
+    }
+
+    async fn execute(&self, work: Work) {
+        match work {
+            Work::Append(batches) => self.append_local(batches).await,
+            Work::Truncate(to) => {
+                // Only a no-op cut is supported until the log gains truncation.
+                if to.0 < self.log.log_end_offset() {
+                    self.fail(format!("truncation to {} below log end is not supported yet", to.0));
+                }
+            }
+            Work::Send(to, msg) => self.send(to, msg).await,
+        }
+    }
+
+    async fn append_local(&self, batches: Vec<(BatchMeta, Bytes)>) {
+        let Some(first) = batches.first().map(|b| b.0.base.0) else { return };
+        let mut buf = BytesMut::with_capacity(batches.iter().map(|b| b.1.len()).sum());
+        for (_, bytes) in &batches {
+            buf.extend_from_slice(bytes);
+        }
+        match self.log.append(buf).await {
+            Ok(info) if info.base_offset == first => {
+                let now = self.now_ms();
+                self.core.borrow_mut().handle_local_durable(now, Offset(info.log_end_offset));
+                self.drain();
+            }
+            Ok(info) => self.fail(format!("log stamped {} where the chain expects {first}", info.base_offset)),
+            Err(e) => self.fail(format!("append failed: {e}")),
+        }
+    }
+
+    async fn send(&self, to: NodeId, msg: Msg) {
+        let me = self.core.borrow().node();
+        let mut frame = BytesMut::new();
+        match &msg {
+            Msg::Append { epoch, prev, batches, commit } => {
+                let payload = match self.read_batches(batches).await {
+                    Ok(p) => p,
+                    Err(reason) => {
+                        // Not fatal: the core retransmits from what the log holds.
+                        warn!(topic = %self.topic, %reason, "could not read batches to send");
+                        return;
+                    }
+                };
+                let req = append_to_wire(&self.topic, self.partition, me, *epoch, *prev, batches, *commit);
+                let header = RequestHeader { correlation_id: 0, request: Request::ReplicaAppend(req) };
+                request_frame(&mut frame, &header, &payload);
+            }
+            other => {
+                let Some(req) = ack_to_wire(&self.topic, self.partition, me, other) else { return };
+                let header = RequestHeader { correlation_id: 0, request: Request::ReplicaAck(req) };
+                request_frame(&mut frame, &header, &[]);
+            }
+        }
+        self.peers.send(to, frame.freeze());
+    }
+
+    /// The bytes of `batches` (contiguous), read back from the local log.
+    async fn read_batches(&self, batches: &[BatchMeta]) -> Result<Bytes, String> {
+        let (Some(first), Some(last)) = (batches.first(), batches.last()) else { return Ok(Bytes::new()) };
+        let want: usize = batches.iter().map(|b| b.bytes_len as usize).sum();
+        let mut out = BytesMut::with_capacity(want);
+        let mut offset = first.base.0;
+        while offset < last.end().0 {
+            let left = u32::try_from(want - out.len()).map_err(|e| e.to_string())?;
+            let read = self.log.read(offset, left.max(1)).await.map_err(|e| e.to_string())?;
+            if read.chunks.is_empty() {
+                return Err(format!("log has nothing at {offset}"));
+            }
+            for chunk in &read.chunks {
+                out.extend_from_slice(&chunk.to_bytes().await.map_err(|e| e.to_string())?);
+            }
+            offset = read.next_offset;
+        }
+        if out.len() != want {
+            return Err(format!("read {} bytes for batches of {want}", out.len()));
+        }
+        Ok(out.freeze())
+    }
+}
+
+/// Splits a produce payload into whole batches (structure only; the log checks CRCs).
+fn split_batches(payload: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, ReplicationError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < payload.len() {
+        let header = BatchHeader::parse(&payload[pos..]).map_err(|e| ReplicationError::Payload(e.to_string()))?;
+        let len = header.batch_len as usize;
+        if len < HEADER_LEN || pos + len > payload.len() || header.record_count == 0 {
+            return Err(ReplicationError::Payload(format!("batch at byte {pos} has length {len}")));
+        }
+        out.push((header, payload.slice(pos..pos + len)));
+        pos += len;
+    }
+    Ok(out)
+}
+
+async fn run_worker(this: Weak<ReplicatedPartition>, wake: flume::Receiver<()>) {
+    while wake.recv_async().await.is_ok() {
+        loop {
+            let Some(part) = this.upgrade() else { return };
+            if part.broken.get() {
+                return;
+            }
+            let Some(work) = part.work.borrow_mut().pop_front() else { break };
+            part.execute(work).await;
+        }
+    }
+}
+
+async fn run_ticker(this: Weak<ReplicatedPartition>) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
+        let Some(part) = this.upgrade() else { return };
+        if part.broken.get() {
+            return;
+        }
+        let now = part.now_ms();
+        part.core.borrow_mut().handle_timeout(now);
+        part.drain();
+    }
+}
