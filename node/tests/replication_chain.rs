@@ -19,7 +19,7 @@ use strand_node::replication::{link, Peers, ReplicatedPartition, Replicator};
 use strand_wire::batch::{BatchBuilder, BatchIter};
 
 const TOPIC: &str = "events";
-const DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = Duration::from_secs(20);
 
 fn log_config() -> LogConfig {
     LogConfig { io_mode: IoMode::Buffered, fsync: FsyncPolicy::Always, min_free_bytes: 0, ..LogConfig::default() }
@@ -81,7 +81,13 @@ fn run_node(
                 tasks.push(glommio::spawn_local(async move {
                     let mut offsets = Vec::new();
                     for s in 0..batches {
-                        offsets.push(replica.produce(batch(p, s, records), Acks::All).await.expect("produce"));
+                        let produce = async { Some(replica.produce(batch(p, s, records), Acks::All).await) };
+                        let offset = futures_lite::future::or(produce, async {
+                            glommio::timer::sleep(DEADLINE).await;
+                            None
+                        })
+                        .await;
+                        offsets.push(offset.expect("produce timed out").expect("produce"));
                     }
                     offsets
                 }));
