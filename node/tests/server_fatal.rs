@@ -1,0 +1,117 @@
+//! A storage failure stops the node: a real EIO from the filesystem under a partition log
+//! (an ext4 image on a loop device, shut down with `EXT4_IOC_SHUTDOWN` — device-mapper is not
+//! available on this VM) makes the next produce fail its write, and the node logs the
+//! partition and the error and exits with status 74 instead of serving on half-alive.
+//!
+//! Needs root, `losetup`, `mkfs.ext4` and `mount`; otherwise the test prints why it skips.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Node;
+use strand_wire::msg::*;
+use strand_wire::ErrorCode;
+
+/// `EXT4_IOC_SHUTDOWN` = `_IOR('X', 125, __u32)` (same number as XFS_IOC_GOINGDOWN).
+const EXT4_IOC_SHUTDOWN: libc::c_ulong = 0x8004_587D;
+/// Shut down without flushing the journal: every later write and fsync fails with EIO.
+const EXT4_GOING_FLAGS_NOLOGFLUSH: u32 = 2;
+const FATAL_STORAGE_EXIT: i32 = 74;
+
+/// A loop-mounted ext4 image; unmounted and detached on drop.
+struct LoopFs {
+    device: String,
+    mount: PathBuf,
+}
+
+impl LoopFs {
+    fn create(dir: &Path) -> Result<LoopFs, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root".into());
+        }
+        let image = dir.join("fs.img");
+        let file = std::fs::File::create(&image).map_err(|e| e.to_string())?;
+        file.set_len(1 << 30).map_err(|e| e.to_string())?;
+        let device = run("losetup", &["--find", "--show", image.to_str().unwrap()])?;
+        let fs = LoopFs { device: device.trim().to_string(), mount: dir.join("mnt") };
+        run("mkfs.ext4", &["-q", "-F", &fs.device])?;
+        std::fs::create_dir_all(&fs.mount).map_err(|e| e.to_string())?;
+        run("mount", &[&fs.device, fs.mount.to_str().unwrap()])?;
+        Ok(fs)
+    }
+
+    /// Makes the filesystem fail every further write and sync with EIO.
+    fn shut_down(&self) {
+        let dir = std::fs::File::open(&self.mount).unwrap();
+        let flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+        // SAFETY: the ioctl reads one u32 from a valid pointer; the fd is open for the call.
+        let rc = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_SHUTDOWN, &flags as *const u32) };
+        assert_eq!(rc, 0, "EXT4_IOC_SHUTDOWN: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = run("umount", &["-l", self.mount.to_str().unwrap()]);
+        let _ = run("losetup", &["-d", &self.device]);
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn produce_request(batch: &[u8]) -> Request {
+    Request::Produce(ProduceRequest {
+        acks: Acks::Leader,
+        timeout_ms: 10_000,
+        partitions: vec![ProducePartition { topic: "t".into(), partition: 0, bytes_len: batch.len() as u32 }],
+    })
+}
+
+#[test]
+fn an_eio_from_the_partition_log_stops_the_node_with_a_clear_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = match LoopFs::create(dir.path()) {
+        Ok(fs) => fs,
+        Err(reason) => {
+            println!("SKIPPED: cannot make a loop-mounted ext4 to inject EIO: {reason}");
+            return;
+        }
+    };
+    let data = fs.mount.join("data");
+    let mut node = Node::start(&data, 1, &["--fsync", "always", "--io-mode", "buffered"]);
+    let mut client = node.shard_client(0);
+    assert_eq!(client.create_topic("t", 1).error, ErrorCode::None);
+    assert_eq!(client.produce("t", 0, &common::batch1(b"before")).error, ErrorCode::None);
+
+    fs.shut_down();
+    let started = Instant::now();
+    let batch = common::batch1(b"after");
+    client.send(produce_request(&batch), &batch);
+    // The failed append is never acknowledged: the node exits before answering.
+    if let Ok((header, _)) = client.try_recv() {
+        let Response::Produce(r) = header.response else { panic!("unexpected answer {header:?}") };
+        assert_ne!(r.partitions[0].error, ErrorCode::None, "a write to a shut-down filesystem was acknowledged");
+    }
+    let line = node.wait_for_line("storage failed", Duration::from_secs(10));
+    assert!(line.contains("t/0"), "the reason names the partition: {line}");
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the node kept running after EIO");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(FATAL_STORAGE_EXIT), "exit status {status:?}");
+    println!("node exited {:?} after the EIO in {:?}", status.code(), started.elapsed());
+}
