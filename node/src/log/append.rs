@@ -80,10 +80,30 @@ impl Inner {
         let metas = validate(&batches, self.config.batch_len_max)?;
         self.check_free_space(batches.len() as u64)?;
         let (info, epoch) = self.enqueue(&mut batches, metas)?;
-        let _permit = self.lock().await.map_err(|e| AppendError::Io(std::io::Error::other(e.to_string())))?;
+        // Wait until another lock holder's write (and sync) covered this append, or until the
+        // write lock is free: an append whose bytes are in is acked without queueing for the lock,
+        // so producers refill the queue while the holder's writes are still in flight.
+        let permit = loop {
+            if self.covered(info.log_end_offset) {
+                return Ok(info);
+            }
+            self.check_epoch(epoch)?;
+            let seen = self.progress.get();
+            // `or` polls the lock first, so a waiter woken for the lock always takes it.
+            let lock = async { Some(self.lock().await) };
+            let progress = async {
+                self.progress_since(seen).await;
+                None
+            };
+            match futures_lite::future::or(lock, progress).await {
+                Some(permit) => break permit,
+                None => continue,
+            }
+        };
+        let _permit = permit.map_err(|e| AppendError::Io(std::io::Error::other(e.to_string())))?;
         let written = self.state.borrow().written_end >= info.log_end_offset;
         if !written && self.state.borrow().epoch == epoch {
-            self.write_queued().await?;
+            self.write_queued(info.log_end_offset).await?;
         }
         self.check_epoch(epoch)?;
         let (synced, checkpoint_due) = {
@@ -94,6 +114,12 @@ impl Inner {
             self.sync_locked(false).await.map_err(log_to_append)?;
         }
         Ok(info)
+    }
+
+    /// Whether everything below `end` is written and, under fsync=always, durable.
+    fn covered(&self, end: u64) -> bool {
+        let st = self.state.borrow();
+        st.written_end >= end && (self.config.fsync != FsyncPolicy::Always || st.synced_end >= end)
     }
 
     fn check_free_space(&self, incoming: u64) -> Result<(), AppendError> {
@@ -144,9 +170,11 @@ impl Inner {
         })
     }
 
-    /// Writes every queued append (rolling segments as needed). Caller holds the write lock.
-    async fn write_queued(&self) -> Result<(), AppendError> {
-        loop {
+    /// Writes queued appends (rolling segments as needed) until offsets below `target` are in
+    /// the file; later appends are left to the next lock holder, so a holder's own ack is not
+    /// delayed by a stream of newer appends. Caller holds the write lock.
+    async fn write_queued(&self, target: u64) -> Result<(), AppendError> {
+        while self.state.borrow().written_end < target {
             if self.roll_due() {
                 if let Err(e) = self.roll().await {
                     let e = log_to_append(e);
@@ -166,7 +194,9 @@ impl Inner {
                 return Err(e);
             }
             self.on_written(plan);
+            self.notify_progress();
         }
+        Ok(())
     }
 
     /// Whether the active segment must roll before the next queued append is written.
@@ -260,6 +290,8 @@ impl Inner {
         st.log_end = st.written_end;
         st.epoch += 1;
         st.last_failure = Some((matches!(e, AppendError::StorageFull { .. }), e.to_string()));
+        drop(st);
+        self.notify_progress();
     }
 
     /// Closes the active segment (sync, cut to logical length, indexes, checkpoint) and

@@ -130,6 +130,11 @@ pub(crate) struct Inner {
     verify_lock: Semaphore,
     /// Set by close/delete; stops the interval flusher.
     closed: std::cell::Cell<bool>,
+    /// Bumped whenever `written_end`/`synced_end` advance or a failed write discards the queue;
+    /// appends waiting for the write lock also wait for this and re-check whether they are done.
+    progress: std::cell::Cell<u64>,
+    /// Wakers of appends waiting in `progress_since`; drained by `notify_progress`.
+    progress_waiters: RefCell<Vec<std::task::Waker>>,
 }
 
 /// An append whose offsets are assigned but whose bytes are not yet in the file.
@@ -260,6 +265,27 @@ impl PartitionLog {
 }
 
 impl Inner {
+    /// Wakes every append waiting for progress.
+    fn notify_progress(&self) {
+        self.progress.set(self.progress.get() + 1);
+        let waiters = std::mem::take(&mut *self.progress_waiters.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// Completes once `progress` differs from `seen`.
+    async fn progress_since(&self, seen: u64) {
+        std::future::poll_fn(|cx| {
+            if self.progress.get() != seen {
+                return std::task::Poll::Ready(());
+            }
+            self.progress_waiters.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
     async fn lock(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
         self.write_lock.acquire_permit(1).await.map_err(|_| LogError::Poisoned("log is closed".into()))
     }
@@ -287,6 +313,8 @@ impl Inner {
             st.synced_end = st.synced_end.max(written_end);
             st.unflushed_bytes -= unflushed;
             st.bytes_since_checkpoint += unflushed;
+            drop(st);
+            self.notify_progress();
         }
         let due = self.state.borrow().bytes_since_checkpoint >= CHECKPOINT_INTERVAL_BYTES;
         if due || force_checkpoint {

@@ -67,6 +67,8 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
         write_lock: Semaphore::new(1),
         verify_lock: Semaphore::new(1),
         closed: std::cell::Cell::new(false),
+        progress: std::cell::Cell::new(0),
+        progress_waiters: RefCell::new(Vec::new()),
     })
 }
 
