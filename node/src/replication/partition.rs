@@ -236,6 +236,20 @@ impl ReplicatedPartition {
         }
     }
 
+    /// The next work item; consecutive appends are merged into one (one log append,
+    /// one fsync for all of them — group commit across produces).
+    fn take_work(&self) -> Option<Work> {
+        let mut queue = self.work.borrow_mut();
+        let mut work = queue.pop_front()?;
+        if let Work::Append(batches) = &mut work {
+            while let Some(Work::Append(more)) = queue.front_mut() {
+                batches.append(more);
+                queue.pop_front();
+            }
+        }
+        Some(work)
+    }
+
     async fn execute(&self, work: Work) {
         match work {
             Work::Append(batches) => self.append_local(batches).await,
@@ -339,7 +353,7 @@ async fn run_worker(this: Weak<ReplicatedPartition>, wake: flume::Receiver<()>) 
             if part.broken.get() {
                 return;
             }
-            let Some(work) = part.work.borrow_mut().pop_front() else { break };
+            let Some(work) = part.take_work() else { break };
             part.execute(work).await;
         }
     }
