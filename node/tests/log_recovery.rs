@@ -212,6 +212,34 @@ fn corrupt_checkpointed_segment_is_verified_on_first_read() {
     }
 }
 
+/// Nobody reads the damaged segment: the background scrubber verifies it anyway a few seconds
+/// after open and records the damage, which later reads report.
+#[test]
+fn scrubber_verifies_unread_segments_after_open() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        populate(dir.path(), IoMode::Buffered).await;
+        let logs = segment_logs(dir.path());
+        let starts = batch_starts(&logs[0]);
+        let (bad_pos, bad_offset, _) = starts[3];
+        let mut bytes = std::fs::read(&logs[0]).unwrap();
+        bytes[bad_pos as usize + 50] ^= 0x33;
+        std::fs::write(&logs[0], &bytes).unwrap();
+        let log = PartitionLog::open(dir.path(), cfg(IoMode::Buffered)).await.unwrap();
+        assert!(log.unverified_segment_count() >= logs.len() - 1, "checkpointed segments start unverified");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while log.unverified_segment_count() > 0 {
+            assert!(std::time::Instant::now() < deadline, "scrubber did not finish");
+            glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        match log.read(bad_offset, 1 << 20).await {
+            Err(ReadError::CorruptSegment { path, pos, .. }) => assert_eq!((path, pos), (logs[0].clone(), bad_pos)),
+            other => panic!("read of the damaged batch gave {other:?}"),
+        }
+        assert_eq!(log.read(0, 1 << 20).await.unwrap().next_offset, bad_offset);
+    });
+}
+
 #[test]
 fn deleted_or_damaged_indexes_are_rebuilt() {
     run(|| async {

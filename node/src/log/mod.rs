@@ -182,6 +182,7 @@ impl PartitionLog {
     /// Opens the log in `dir` (created if missing), running recovery on what is there.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
         let inner = Rc::new(recover::open(dir, config).await?);
+        verify::spawn_scrubber(&inner);
         if let FsyncPolicy::IntervalMs(ms) = inner.config.fsync {
             spawn_interval_flusher(Rc::downgrade(&inner), ms);
         }
@@ -252,6 +253,12 @@ impl PartitionLog {
     /// Logical bytes of all segments.
     pub fn size_bytes(&self) -> u64 {
         self.inner.state.borrow().segments.values().map(|s| s.size).sum()
+    }
+
+    /// Segments whose bytes have not been CRC-checked since this process opened the log
+    /// (checkpointed at the last run; verified by the first read or the background scrubber).
+    pub fn unverified_segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.values().filter(|s| s.verify != segment::Verify::Done).count()
     }
 
     pub fn segment_count(&self) -> usize {

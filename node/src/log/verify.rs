@@ -8,6 +8,10 @@
 //! segment's `verify` state; corruption is recorded as the segment's `corrupt` mark, so
 //! reads at or past the damage fail with `CorruptSegment` while earlier batches stay readable.
 //!
+//! A background scrubber (one task per opened log, in a low-share task queue of the shard)
+//! verifies the remaining unverified segments oldest first, starting `SCRUB_DELAY_MS` after
+//! open, so damage in data nobody reads is still reported within minutes of a restart.
+//!
 //! Invariants: a segment is verified at most once per process; verifications of one
 //! partition run one at a time (`verify_lock`), so concurrent readers wait for the first one
 //! instead of repeating it; no `RefCell` borrow is held across an await.
@@ -16,8 +20,60 @@ use super::error::ReadError;
 use super::file::SegmentFile;
 use super::segment::{Corruption, Verify};
 use super::Inner;
-use std::rc::Rc;
+use std::cell::Cell;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
 use strand_core::recovery::{ScanEnd, ScanStep, Scanner};
+
+/// Delay between open and the scrubber's first verification (lets startup traffic go first).
+const SCRUB_DELAY_MS: u64 = 5_000;
+/// Share of the scrubber's task queue (the default queue has 1000).
+const SCRUB_SHARES: usize = 50;
+
+thread_local! {
+    /// The shard's low-priority task queue for scrubbers, created on first use.
+    static SCRUB_QUEUE: Cell<Option<glommio::TaskQueueHandle>> = const { Cell::new(None) };
+}
+
+/// Starts the background scrubber of a freshly opened log if it has unverified segments.
+pub(super) fn spawn_scrubber(inner: &Rc<Inner>) {
+    let pending = inner.state.borrow().segments.values().any(|s| s.verify != Verify::Done);
+    if !pending {
+        return;
+    }
+    let queue = SCRUB_QUEUE.with(|q| {
+        let handle = q.get().unwrap_or_else(|| {
+            let shares = glommio::Shares::Static(SCRUB_SHARES);
+            glommio::executor().create_task_queue(shares, glommio::Latency::NotImportant, "log-scrub")
+        });
+        q.set(Some(handle));
+        handle
+    });
+    let weak = Rc::downgrade(inner);
+    match glommio::spawn_local_into(scrub(weak), queue) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => tracing::warn!(dir = %inner.dir.display(), "cannot start the segment scrubber: {e}"),
+    }
+}
+
+/// Verifies every unverified segment, oldest first, until none is left or the log is gone.
+async fn scrub(inner: Weak<Inner>) {
+    glommio::timer::sleep(Duration::from_millis(SCRUB_DELAY_MS)).await;
+    loop {
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closed.get() {
+            return;
+        }
+        let next = inner.state.borrow().segments.values().find(|s| s.verify != Verify::Done).map(|s| s.base);
+        let Some(base) = next else { return };
+        if let Err(e) = inner.ensure_verified(base).await {
+            tracing::warn!(dir = %inner.dir.display(), segment = base, "scrubber could not verify segment: {e}");
+            return;
+        }
+    }
+}
 
 impl Inner {
     /// Makes sure the segment based at `base` has been verified (a no-op when it was, or
