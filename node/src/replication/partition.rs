@@ -3,19 +3,22 @@
 //! completed produces, and feeds back local durability, peer messages and timeouts.
 //!
 //! Lifecycle: [`ReplicatedPartition::start`] spawns two local tasks — the *worker*,
-//! which executes log appends and sends strictly in the order the core issued them,
-//! and the *ticker*, which drives retransmission/heartbeat timeouts. Both hold only a
+//! which starts log appends and performs sends strictly in the order the core issued
+//! them (an append runs as its own task, so forwarding overlaps the local fsync), and
+//! the *ticker*, which drives retransmission/heartbeat timeouts. Both hold only a
 //! weak reference and end when the partition is dropped.
 //!
 //! Invariants: the shell's `PartitionLog` holds exactly the core's `LogIndex` once the
-//! worker is idle (asserted on every append: the log stamps the offset the core chose);
+//! worker and its appends are idle (checked on every append: the log stamps the offset
+//! the core chose, else the replica stops);
 //! durability is reported only after `PartitionLog::append` returned, which happens
 //! after the log's fsync policy is met; the bytes sent to a successor are read back
-//! from the local log, so replicas are byte-identical.
+//! from the local log (or, while its append runs, are the very bytes being appended,
+//! offset stamped), so replicas are byte-identical.
 
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 use strand_core::chain::{
@@ -55,6 +58,9 @@ pub struct ReplicatedPartition {
     /// Bytes of batches the core may ask to append next, by base offset.
     staged: RefCell<HashMap<u64, Bytes>>,
     work: RefCell<VecDeque<Work>>,
+    /// Bytes (offsets stamped) of batches whose local append is still running, so a
+    /// successor can be fed while the local fsync is in flight (pipelined chain).
+    in_flight: RefCell<BTreeMap<u64, Bytes>>,
     wake: flume::Sender<()>,
     waiters: RefCell<HashMap<RequestId, Waiter>>,
     next_request: Cell<RequestId>,
@@ -86,6 +92,7 @@ impl ReplicatedPartition {
             clock: Instant::now(),
             staged: RefCell::new(HashMap::new()),
             work: RefCell::new(VecDeque::new()),
+            in_flight: RefCell::new(BTreeMap::new()),
             wake,
             waiters: RefCell::new(HashMap::new()),
             next_request: Cell::new(1),
@@ -250,9 +257,9 @@ impl ReplicatedPartition {
         Some(work)
     }
 
-    async fn execute(&self, work: Work) {
+    async fn execute(self: &Rc<Self>, work: Work) {
         match work {
-            Work::Append(batches) => self.append_local(batches).await,
+            Work::Append(batches) => self.start_append(batches),
             Work::Truncate(to) => {
                 // Only a no-op cut is supported until the log gains truncation.
                 if to.0 < self.log.log_end_offset() {
@@ -263,21 +270,39 @@ impl ReplicatedPartition {
         }
     }
 
-    async fn append_local(&self, batches: Vec<(BatchMeta, Bytes)>) {
+    /// Starts the local append of `batches` as its own task and returns at once, so
+    /// sends queued behind it proceed (from `in_flight`) during the fsync. Offsets are
+    /// taken in task start order, which is spawn order (glommio runs local tasks FIFO);
+    /// the stamp check below catches any violation.
+    fn start_append(self: &Rc<Self>, batches: Vec<(BatchMeta, Bytes)>) {
         let Some(first) = batches.first().map(|b| b.0.base.0) else { return };
         let mut buf = BytesMut::with_capacity(batches.iter().map(|b| b.1.len()).sum());
-        for (_, bytes) in &batches {
+        let mut in_flight = self.in_flight.borrow_mut();
+        for (meta, bytes) in &batches {
+            let start = buf.len();
             buf.extend_from_slice(bytes);
+            // The bytes the log will hold: the head's client batches carry no offset yet.
+            strand_wire::batch::stamp_base_offset(&mut buf[start..], meta.base.0);
+            in_flight.insert(meta.base.0, Bytes::copy_from_slice(&buf[start..]));
         }
-        match self.log.append(buf).await {
-            Ok(info) if info.base_offset == first => {
-                let now = self.now_ms();
-                self.core.borrow_mut().handle_local_durable(now, Offset(info.log_end_offset));
-                self.drain();
+        drop(in_flight);
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            let result = this.log.append(buf).await;
+            for (meta, _) in &batches {
+                this.in_flight.borrow_mut().remove(&meta.base.0);
             }
-            Ok(info) => self.fail(format!("log stamped {} where the chain expects {first}", info.base_offset)),
-            Err(e) => self.fail(format!("append failed: {e}")),
-        }
+            match result {
+                Ok(info) if info.base_offset == first => {
+                    let now = this.now_ms();
+                    this.core.borrow_mut().handle_local_durable(now, Offset(info.log_end_offset));
+                    this.drain();
+                }
+                Ok(info) => this.fail(format!("log stamped {} where the chain expects {first}", info.base_offset)),
+                Err(e) => this.fail(format!("append failed: {e}")),
+            }
+        })
+        .detach();
     }
 
     async fn send(&self, to: NodeId, msg: Msg) {
@@ -306,14 +331,40 @@ impl ReplicatedPartition {
         self.peers.send(to, frame.freeze());
     }
 
-    /// The bytes of `batches` (contiguous), read back from the local log.
+    /// The bytes of `batches` (contiguous): from `in_flight` where the local append is
+    /// still running, otherwise read back from the local log.
     async fn read_batches(&self, batches: &[BatchMeta]) -> Result<Bytes, String> {
-        let (Some(first), Some(last)) = (batches.first(), batches.last()) else { return Ok(Bytes::new()) };
         let want: usize = batches.iter().map(|b| b.bytes_len as usize).sum();
         let mut out = BytesMut::with_capacity(want);
+        let mut index = 0;
+        while index < batches.len() {
+            let pending = self.in_flight.borrow().get(&batches[index].base.0).cloned();
+            if let Some(bytes) = pending {
+                out.extend_from_slice(&bytes);
+                index += 1;
+                continue;
+            }
+            // A run of batches already in the log.
+            let run_end = batches[index..]
+                .iter()
+                .position(|b| self.in_flight.borrow().contains_key(&b.base.0))
+                .map_or(batches.len(), |p| index + p);
+            self.read_from_log(&batches[index..run_end], &mut out).await?;
+            index = run_end;
+        }
+        if out.len() != want {
+            return Err(format!("read {} bytes for batches of {want}", out.len()));
+        }
+        Ok(out.freeze())
+    }
+
+    async fn read_from_log(&self, batches: &[BatchMeta], out: &mut BytesMut) -> Result<(), String> {
+        let (Some(first), Some(last)) = (batches.first(), batches.last()) else { return Ok(()) };
+        let want: usize = batches.iter().map(|b| b.bytes_len as usize).sum();
+        let start_len = out.len();
         let mut offset = first.base.0;
         while offset < last.end().0 {
-            let left = u32::try_from(want - out.len()).map_err(|e| e.to_string())?;
+            let left = u32::try_from(want - (out.len() - start_len)).map_err(|e| e.to_string())?;
             let read = self.log.read(offset, left.max(1)).await.map_err(|e| e.to_string())?;
             if read.chunks.is_empty() {
                 return Err(format!("log has nothing at {offset}"));
@@ -323,10 +374,7 @@ impl ReplicatedPartition {
             }
             offset = read.next_offset;
         }
-        if out.len() != want {
-            return Err(format!("read {} bytes for batches of {want}", out.len()));
-        }
-        Ok(out.freeze())
+        Ok(())
     }
 }
 
