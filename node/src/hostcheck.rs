@@ -163,6 +163,13 @@ fn check_data_dir(dir: &Path, io_mode: IoMode) -> Finding {
     let _ = std::fs::remove_file(&probe);
     match (result, io_mode) {
         (Ok(()), _) => finding(Severity::Pass, "data_dir", format!("{} writable ({io_mode})", dir.display())),
+        // A full disk must never keep a node from starting: it serves reads and answers
+        // appends with STORAGE_FULL until space is freed (DESIGN §4).
+        (Err(e), _) if is_out_of_space(&e) => finding(
+            Severity::Warn,
+            "data_dir",
+            format!("{} is full ({e}): reads are served, appends refused until space is freed", dir.display()),
+        ),
         (Err(e), IoMode::Direct) => finding(
             Severity::Fail,
             "data_dir",
@@ -176,6 +183,10 @@ fn check_data_dir(dir: &Path, io_mode: IoMode) -> Finding {
             finding(Severity::Fail, "data_dir", format!("{} is not writable: {e}", dir.display()))
         }
     }
+}
+
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Writes one aligned block to `path` opened with `extra_flags`.
@@ -212,5 +223,12 @@ mod tests {
         let file = dir.path().join("plain");
         std::fs::write(&file, b"x").unwrap();
         assert_eq!(check_data_dir(&file.join("d"), IoMode::Buffered).severity, Severity::Fail);
+    }
+
+    #[test]
+    fn out_of_space_is_a_warning_not_a_failure() {
+        assert!(is_out_of_space(&std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(is_out_of_space(&std::io::Error::from_raw_os_error(libc::EDQUOT)));
+        assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(libc::EACCES)));
     }
 }
