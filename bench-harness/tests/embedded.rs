@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The strand-node binary of the same profile, built if it is missing.
+/// `$STRAND_NODE_BIN` (set by `./test.sh`), else the strand-node binary of the same
+/// profile, built if it is missing.
 fn node_binary(bench: &Path) -> PathBuf {
+    if let Some(bin) = std::env::var_os("STRAND_NODE_BIN") {
+        return PathBuf::from(bin);
+    }
     let node = bench.with_file_name("strand-node");
     if !node.is_file() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -35,11 +35,15 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Path of the `strand-node` binary, built (debug profile) on first use.
+/// Path of the `strand-node` binary: `$STRAND_NODE_BIN` (set by `./test.sh`, whose
+/// `cargo test --workspace` has just built it), else built (this test's profile) on first use.
 pub fn node_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("STRAND_NODE_BIN") {
+                return PathBuf::from(bin);
+            }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
             // Build the node in the profile these tests were built in, so `cargo test --release`
             // reuses release artifacts instead of compiling the node a second time.
