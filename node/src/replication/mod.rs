@@ -124,3 +124,44 @@ impl Replicator {
         self.get(topic, partition).ok_or_else(|| ReplicationError::UnknownPartition(topic.to_string(), partition))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use strand_wire::codec::encode_request;
+    use strand_wire::msg::{ReplicaAppendRequest, RequestHeader};
+
+    proptest! {
+        /// Untrusted bytes are answered with an error, never a panic.
+        #[test]
+        fn arbitrary_frames_are_rejected_without_panicking(
+            header in proptest::collection::vec(any::<u8>(), 0..512),
+            payload in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let replicator = Replicator::new();
+            prop_assert!(replicator.on_frame(&header, Bytes::from(payload)).is_err());
+        }
+
+        /// A well-formed append for a partition this shard does not replicate is refused
+        /// as unknown, whatever its payload.
+        #[test]
+        fn appends_for_unknown_partitions_are_refused(payload in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let req = ReplicaAppendRequest {
+                topic: "t".into(),
+                partition: 3,
+                epoch: 1,
+                start_offset: 0,
+                commit_offset: 0,
+                bytes_len: payload.len() as u32,
+                from_node: 1,
+                prev_offset: 0,
+                prev_epoch: 0,
+                batch_epochs: vec![1],
+            };
+            let header = encode_request(&RequestHeader { correlation_id: 0, request: Request::ReplicaAppend(req) });
+            let err = Replicator::new().on_frame(&header, Bytes::from(payload));
+            prop_assert_eq!(err, Err(ReplicationError::UnknownPartition("t".into(), 3)));
+        }
+    }
+}
