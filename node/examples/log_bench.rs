@@ -14,7 +14,8 @@ use std::time::Instant;
 use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog};
 use strand_wire::batch::BatchBuilder;
 
-/// Appends kept in flight at once by the throughput run (a producer pipeline).
+/// Appends kept in flight at once by the throughput run (a producer pipeline); the
+/// `LOG_BENCH_IN_FLIGHT` environment variable overrides it (to see how depth-bound the engine is).
 const IN_FLIGHT: usize = 4;
 const LATENCY_OPS: u64 = 4000;
 
@@ -60,10 +61,11 @@ fn one_batch(value_len: usize) -> Bytes {
 async fn throughput(dir: PathBuf, mode: IoMode, fsync: FsyncPolicy, mib: u64) {
     let log = Rc::new(PartitionLog::open(&dir, config(mode, fsync)).await.expect("open"));
     let batch = one_batch((1 << 20) - 64);
-    let per_task = mib / IN_FLIGHT as u64;
+    let in_flight = in_flight();
+    let per_task = mib / in_flight as u64;
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..IN_FLIGHT {
+    for _ in 0..in_flight {
         let (log, batch) = (log.clone(), batch.clone());
         tasks.push(glommio::spawn_local(async move {
             for _ in 0..per_task {
@@ -79,11 +81,15 @@ async fn throughput(dir: PathBuf, mode: IoMode, fsync: FsyncPolicy, mib: u64) {
     let flushed = start.elapsed();
     let bytes = log.size_bytes() as f64;
     println!(
-        "throughput mode={mode:<8} fsync={fsync:<12} 1MiB appends: {:>7.0} MB/s acked, {:>7.0} MB/s incl. final fdatasync",
+        "throughput mode={mode:<8} fsync={fsync:<12} 1MiB appends x{in_flight}: {:>7.0} MB/s acked, {:>7.0} MB/s incl. final fdatasync",
         bytes / appended.as_secs_f64() / 1e6,
         bytes / flushed.as_secs_f64() / 1e6
     );
     Rc::try_unwrap(log).ok().expect("sole owner").delete().await.expect("delete");
+}
+
+fn in_flight() -> usize {
+    std::env::var("LOG_BENCH_IN_FLIGHT").ok().and_then(|s| s.parse().ok()).filter(|n| *n > 0).unwrap_or(IN_FLIGHT)
 }
 
 async fn latency(dir: PathBuf, mode: IoMode) {
