@@ -169,7 +169,7 @@ impl Shard {
     /// Opens the partitions of `topic` this shard owns, then publishes the topic locally.
     pub async fn open_topic(&self, topic: &TopicConfig) -> Result<(), ShardError> {
         let (name, partitions) = (topic.name.as_str(), topic.partitions);
-        let log_config = registry::topic_log_config(&self.shared.config.log, &topic.configs)
+        let log_config = registry::topic_log_config(&self.shared.config.log, &topic.name, &topic.configs)
             .map_err(|e| ShardError::Other { shard: self.id.0, reason: e.to_string() })?;
         let topic = name;
         for p in (0..partitions).filter(|p| self.owner(topic, *p) == self.id) {

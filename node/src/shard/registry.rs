@@ -73,9 +73,19 @@ impl RegistryError {
 /// Topic config keys a create request may carry (applied node-wide for now).
 pub const TOPIC_CONFIG_KEYS: [&str; 4] = ["retention_bytes", "retention_ms", "segment_bytes", "segment_ms"];
 
-/// `base` with a topic's overrides applied.
-pub fn topic_log_config(base: &LogConfig, configs: &BTreeMap<String, String>) -> Result<LogConfig, RegistryError> {
+/// `base` with a topic's overrides applied. Internal topics (`__…`, e.g. the consumer
+/// offsets) never inherit node-wide retention: deleting their old segments would lose the
+/// committed offsets of idle groups (there is no compaction yet).
+pub fn topic_log_config(
+    base: &LogConfig,
+    topic: &str,
+    configs: &BTreeMap<String, String>,
+) -> Result<LogConfig, RegistryError> {
     let mut log = base.clone();
+    if crate::groups::is_internal_topic(topic) {
+        log.retention_bytes = None;
+        log.retention_ms = None;
+    }
     for (key, value) in configs {
         let v: u64 = value.parse().map_err(|_| RegistryError::ConfigKey(format!("{key}={value}")))?;
         match key.as_str() {
@@ -132,7 +142,7 @@ impl TopicRegistry {
         if topic.replication_factor > 1 {
             return Err(RegistryError::ReplicationFactor(topic.replication_factor));
         }
-        topic_log_config(&LogConfig::default(), &topic.configs)?;
+        topic_log_config(&LogConfig::default(), &topic.name, &topic.configs)?;
         if self.topics.contains_key(&topic.name) {
             return Err(RegistryError::Exists(topic.name));
         }
@@ -193,8 +203,13 @@ mod tests {
         assert_eq!(reg.create(bad).unwrap_err().code(), ErrorCode::InvalidConfig);
         let mut good = topic("c", 1);
         good.configs.insert("retention_ms".into(), "60000".into());
-        let log = topic_log_config(&LogConfig::default(), &good.configs).unwrap();
+        let log = topic_log_config(&LogConfig::default(), "c", &good.configs).unwrap();
         assert_eq!(log.retention_ms, Some(60_000));
+        let node_wide = LogConfig { retention_ms: Some(1), retention_bytes: Some(1), ..LogConfig::default() };
+        let user = topic_log_config(&node_wide, "c", &BTreeMap::new()).unwrap();
+        assert_eq!((user.retention_ms, user.retention_bytes), (Some(1), Some(1)));
+        let offsets = topic_log_config(&node_wide, crate::groups::OFFSETS_TOPIC, &BTreeMap::new()).unwrap();
+        assert_eq!((offsets.retention_ms, offsets.retention_bytes), (None, None), "offsets must outlive retention");
         reg.create(good).unwrap();
         reg.delete("c").unwrap();
         reg.delete("b").unwrap();
