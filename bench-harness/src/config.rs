@@ -69,7 +69,7 @@ pub struct Args {
     /// none | leader | all
     #[arg(long)]
     pub acks: Option<String>,
-    /// direct | buffered (embedded node only)
+    /// direct | buffered (embedded node only; default buffered, like strand-node)
     #[arg(long)]
     pub io_mode: Option<String>,
     /// always | interval:MS | never (embedded node only)
@@ -239,7 +239,7 @@ impl Default for Workload {
             duration_s: 10.0,
             warmup_s: 2.0,
             acks: AcksMode::Leader,
-            io_mode: "direct".into(),
+            io_mode: "buffered".into(),
             fsync: "never".into(),
             backlog_bytes: 0,
         }
