@@ -175,7 +175,7 @@ impl NodeConfig {
         check_limits(&limits)?;
         let log = log_config(&cli, &file)?;
         Ok(NodeConfig {
-            data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")),
+            data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,
             admin: cli.admin.or(file.admin).unwrap_or_else(|| parse_addr(ADMIN_DEFAULT)),
             shards,
@@ -233,6 +233,12 @@ fn check_limits(limits: &NetLimits) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The data dir as an absolute path: glommio's directory opens reject relative paths
+/// (EBADF), and logs and metrics should name the real location.
+fn absolute(dir: PathBuf) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(&dir).map_err(|e| invalid("data_dir", format!("{}: {e}", dir.display())))
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
     toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
@@ -258,7 +264,8 @@ mod tests {
     #[test]
     fn defaults() {
         let c = NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("./strand-data"));
+        assert_eq!(c.data_dir, std::env::current_dir().unwrap().join("strand-data"));
+        assert!(c.data_dir.is_absolute());
         assert_eq!(c.listen, parse_addr(LISTEN_DEFAULT));
         assert_eq!(c.admin, parse_addr(ADMIN_DEFAULT));
         assert_eq!(c.shard_port_base, Some(SHARD_PORT_BASE_DEFAULT));
