@@ -15,7 +15,7 @@ use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 
 use super::forward::{self, ShardAnswer, ShardCall};
-use super::ops::{FetchLimits, LocalFetch};
+use super::ops::{produce_error, FetchLimits, LocalFetch};
 use super::registry::TopicConfig;
 use super::Shard;
 use crate::groups::is_internal_topic;
@@ -475,17 +475,6 @@ impl Shard {
             }
             futures_lite::future::or(self.stop.listen(), glommio::timer::sleep(left.min(ROUND_PAUSE))).await;
         }
-    }
-}
-
-fn produce_error(p: &ProducePartition, code: ErrorCode) -> ProducePartitionResponse {
-    ProducePartitionResponse {
-        topic: p.topic.clone(),
-        partition: p.partition,
-        error: code,
-        base_offset: 0,
-        log_end_offset: 0,
-        log_start_offset: 0,
     }
 }
 

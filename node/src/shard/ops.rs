@@ -35,7 +35,8 @@ pub struct FetchLimits {
     pub max_bytes: u32,
 }
 
-fn produce_error(p: &ProducePartition, code: ErrorCode) -> ProducePartitionResponse {
+/// A produce answer for `p` carrying only an error.
+pub(crate) fn produce_error(p: &ProducePartition, code: ErrorCode) -> ProducePartitionResponse {
     ProducePartitionResponse {
         topic: p.topic.clone(),
         partition: p.partition,
