@@ -12,6 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::config::NodeConfig;
+use crate::log::error::is_out_of_space;
 use crate::log::IoMode;
 
 /// glommio needs io_uring features from this kernel on.
@@ -183,10 +184,6 @@ fn check_data_dir(dir: &Path, io_mode: IoMode) -> Finding {
             finding(Severity::Fail, "data_dir", format!("{} is not writable: {e}", dir.display()))
         }
     }
-}
-
-fn is_out_of_space(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Writes one aligned block to `path` opened with `extra_flags`.
