@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod control;
 pub mod groups;
 pub mod hostcheck;
 pub mod log;

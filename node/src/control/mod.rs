@@ -1,0 +1,24 @@
+//! The control plane (DESIGN §6): membership, controller election and chain
+//! assignment through etcd. Runs on its own thread with a tokio runtime (etcd-client is
+//! tokio-based); the glommio shards talk to it only through [`ControlHandle`] (flume
+//! channels, usable from either runtime) and never block on it on the data path.
+//!
+//! Code map: [`types`] (keyspace and records) · [`handle`] (the shard-facing API) ·
+//! `runtime` (the etcd thread: lease, registration, watch, controller loop).
+//!
+//! A single node with no `--etcd` has no control plane at all: nothing here runs.
+
+pub mod handle;
+mod runtime;
+pub mod types;
+
+pub use handle::{ControlError, ControlHandle};
+pub use types::{ChainRecord, ClusterView, ControlConfig, InSyncReport, NodeRecord};
+
+/// Connects to etcd and reads the current cluster view (before this node registers, so
+/// any configuration that admits this incarnation has a larger epoch than the view's).
+/// Blocks until connected or fails with a clear error. The node registers later with
+/// [`ControlHandle::register`], once its ports are bound.
+pub fn connect(config: ControlConfig) -> Result<ControlHandle, ControlError> {
+    runtime::start(config)
+}
