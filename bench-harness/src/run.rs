@@ -56,12 +56,30 @@ pub fn workload_from_args(args: &Args) -> Result<Workload, BenchError> {
     Ok(Workload::resolve(file.as_ref(), args)?)
 }
 
+/// Resolves on SIGINT (CTRL-C) or SIGTERM: both end the run early, print what was
+/// measured and stop the embedded node. (SIGKILL cannot be caught: a killed harness
+/// leaves its node running.)
+async fn stop_requested() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
 /// Runs the benchmark `args` describes.
 pub async fn run(args: &Args) -> Result<Report, BenchError> {
     let workload = workload_from_args(args)?;
-    // Take over SIGINT before a node exists: from here on CTRL-C cannot kill the harness
-    // with the node (in its own process group) left behind; the run loops watch for it.
+    // Take over SIGINT and SIGTERM before a node exists: from here on neither CTRL-C nor a
+    // `kill` can end the harness with the node (in its own process group) left behind; the
+    // run loops watch for them (`stop_requested`).
     let _sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let _sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut node = None;
     let (bootstrap, target) = match &args.bootstrap {
         Some(addr) => (addr.clone(), addr.clone()),
@@ -263,7 +281,7 @@ async fn run_catchup(
     ctx.record_e2e.store(false, Ordering::Relaxed);
     let producers = spawn_producers(w, &ctx, client, all, false);
     let mut stopped_early = false;
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(stop_requested());
     while !ctx.stop_producing.load(Ordering::Relaxed) {
         let generated = ctx.generated_bytes.load(Ordering::Relaxed);
         bar.set_prefix("backlog");
@@ -315,7 +333,7 @@ async fn run_catchup(
     results(&ctx, &publish, &Tally::new(), backlog, catchup_consume, node_usage, Some(catchup), stopped_early)
 }
 
-/// Shows progress until `end_ns` or CTRL-C; samples node CPU when the window starts.
+/// Shows progress until `end_ns` or CTRL-C/SIGTERM; samples node CPU when the window starts.
 /// Returns whether it was interrupted, and the CPU sample at the window start.
 async fn tick_until(
     ctx: &Shared,
@@ -326,7 +344,7 @@ async fn tick_until(
     label: &str,
 ) -> (bool, Option<ProcSample>) {
     let mut cpu_start = if warmup_ns == 0 { node.and_then(EmbeddedNode::sample) } else { None };
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(stop_requested());
     let mut last = (0, 0, 0);
     loop {
         let now = ctx.clock.now_ns();

@@ -75,3 +75,54 @@ fn embedded_fixed_rate_run_reports_sane_numbers() {
     assert_eq!(v["config"]["rate"]["msgs_per_sec"], 1000.0);
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
 }
+
+/// The pids of `parent`'s direct children.
+fn children(parent: u32) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-P", &parent.to_string()]).output().expect("run pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; its state letter is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// `kill <strand-bench>` (SIGTERM) mid-run: the harness prints what it measured, stops its
+/// embedded node and exits 0 — no orphaned `strand-node`.
+#[test]
+fn sigterm_stops_the_embedded_node() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_strand-bench"));
+    let node = node_binary(&bench);
+    let child = Command::new(&bench)
+        .args(["--embedded", "--duration", "60", "--warmup", "0", "--rate", "200", "--message-size", "64"])
+        .args(["--partitions", "1", "--io-mode", "buffered", "--quiet"])
+        .arg("--node-bin")
+        .arg(&node)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run strand-bench");
+    // Wait for the embedded node to exist and the run to be under way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let node_pid = loop {
+        if let Some(pid) = children(child.id()).first() {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "strand-bench never started a node");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait for strand-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "strand-bench: {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("publish"), "the interrupted run still prints its summary:\n{stdout}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(node_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(node_pid), "strand-node {node_pid} outlived the harness");
+}
