@@ -7,9 +7,11 @@
 //! - [`placement`], [`topic`]: which shard owns a partition; topic naming rules.
 //! - [`group`]: the consumer-group coordinator.
 //! - [`chain`]: chain replication of one partition replica.
+//! - [`control`]: the controller's chain-assignment decision.
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod control;
 pub mod group;
 pub mod index;
 pub mod placement;
