@@ -129,7 +129,7 @@ impl Sim {
     }
 
     fn valid(&self, chain: &Chain, node: NodeId) -> bool {
-        self.state.live.get(&node).is_some() && self.state.live.get(&node) == chain.incarnations.get(&node)
+        self.state.live.contains_key(&node) && self.state.live.get(&node) == chain.incarnations.get(&node)
     }
 
     fn check(&mut self, write: &ChainWrite) {
