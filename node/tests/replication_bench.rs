@@ -100,7 +100,10 @@ fn start_nodes(dir: &std::path::Path, ids: &[u32], config: &ChainConfig) -> Hash
                 };
                 let log = Rc::new(PartitionLog::open(&dir, cfg).await.expect("open log"));
                 let replicator = Replicator::new();
-                let replica = ReplicatedPartition::start(TOPIC, 0, NodeId(me), log, peers, config).expect("start");
+                let replica =
+                    ReplicatedPartition::start(TOPIC, 0, NodeId(me), log, dir.clone(), peers, Epoch(0), config)
+                        .await
+                        .expect("start");
                 replicator.add(replica.clone());
                 glommio::spawn_local(link::serve(listener, replicator.frame_handler())).detach();
                 serve_commands(&replica, cmd_rx).await;

@@ -70,7 +70,10 @@ fn run_node(
         let peers = Peers::new(peers_rx.recv().expect("peer map"));
         let log = Rc::new(PartitionLog::open(&dir, log_config()).await.expect("open log"));
         let replicator = Replicator::new();
-        let replica = ReplicatedPartition::start(TOPIC, 0, NodeId(me), log.clone(), peers, config).expect("start");
+        let replica =
+            ReplicatedPartition::start(TOPIC, 0, NodeId(me), log.clone(), dir.clone(), peers, Epoch(0), config)
+                .await
+                .expect("start");
         replicator.add(replica.clone());
         glommio::spawn_local(link::serve(listener, replicator.frame_handler())).detach();
         let mut acked = Vec::new();
@@ -175,7 +178,10 @@ fn acks_all_waits_for_an_unreachable_tail_while_acks_leader_completes() {
     ex.run(async move {
         let peers = Peers::new(HashMap::from([(NodeId(2), dead)]));
         let log = Rc::new(PartitionLog::open(&dir, log_config()).await.expect("open log"));
-        let replica = ReplicatedPartition::start(TOPIC, 0, NodeId(1), log.clone(), peers, config).expect("start");
+        let replica =
+            ReplicatedPartition::start(TOPIC, 0, NodeId(1), log.clone(), dir.clone(), peers, Epoch(0), config)
+                .await
+                .expect("start");
         let leader = replica.produce(batch(0, 0, 2), Acks::Leader).await.expect("acks=leader");
         assert_eq!(leader, 0);
         let all = futures_lite::future::or(async { Some(replica.produce(batch(0, 1, 2), Acks::All).await) }, async {

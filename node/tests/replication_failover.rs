@@ -117,7 +117,9 @@ fn start_nodes(dir: &std::path::Path, ids: &[u32], config: &ChainConfig) -> Hash
                 let log = Rc::new(PartitionLog::open(&dir, cfg).await.expect("open log"));
                 let replicator = Replicator::new();
                 let replica =
-                    ReplicatedPartition::start(TOPIC, 0, NodeId(me), log.clone(), peers, config).expect("start");
+                    ReplicatedPartition::start(TOPIC, 0, NodeId(me), log.clone(), dir.clone(), peers, Epoch(0), config)
+                        .await
+                        .expect("start");
                 replicator.add(replica.clone());
                 glommio::spawn_local(link::serve(listener, replicator.frame_handler())).detach();
                 serve_commands(&replica, &log, cmd_rx).await;

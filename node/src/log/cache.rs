@@ -37,6 +37,15 @@ impl BatchCache {
         }
     }
 
+    /// Drops every cached batch ending past `to` (a truncation of the log).
+    pub(crate) fn truncate(&mut self, to: u64) {
+        while self.entries.back().is_some_and(|(_, next, _)| *next > to) {
+            if let Some((_, _, bytes)) = self.entries.pop_back() {
+                self.len_bytes -= bytes.len();
+            }
+        }
+    }
+
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.len_bytes = 0;
@@ -86,5 +95,9 @@ mod tests {
         c.push(9, 10, Bytes::from(vec![4; 10]));
         assert!(c.read(5, 10).is_none(), "gap restarts the cache");
         assert_eq!(c.read(9, 10).map(|r| r.2), Some(10));
+        c.push(10, 12, Bytes::from(vec![5; 10]));
+        c.truncate(10);
+        assert_eq!(c.read(10, 10), None, "truncated batch gone");
+        assert_eq!(c.read(9, 100).map(|r| (r.1, r.2)), Some((10, 10)), "earlier batch kept");
     }
 }

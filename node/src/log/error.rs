@@ -85,3 +85,41 @@ impl LogError {
         }
     }
 }
+
+/// Why a truncation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TruncateError {
+    #[error("truncation point {to} is past the log end {log_end}")]
+    BeyondEnd { to: u64, log_end: u64 },
+    #[error("truncation point {to} is below the log start {log_start} (retention removed it)")]
+    BelowStart { to: u64, log_start: u64 },
+    #[error(
+        "truncation point {to} is not a batch boundary (the batch at position {pos} of {path:?} starts at {found})"
+    )]
+    NotBoundary { to: u64, path: PathBuf, pos: u64, found: u64 },
+    #[error("truncation while appends are in flight (log end {log_end}, written to {written_end})")]
+    AppendsInFlight { log_end: u64, written_end: u64 },
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl TruncateError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            TruncateError::BeyondEnd { .. } | TruncateError::BelowStart { .. } | TruncateError::NotBoundary { .. } => {
+                ErrorCode::OffsetOutOfRange
+            }
+            TruncateError::AppendsInFlight { .. } => ErrorCode::StorageError,
+            TruncateError::Read(e) => e.code(),
+            TruncateError::Log(e) => e.code(),
+        }
+    }
+}
+
+impl From<io::Error> for TruncateError {
+    fn from(e: io::Error) -> Self {
+        TruncateError::Log(LogError::Io(e))
+    }
+}

@@ -5,7 +5,8 @@
 //! `file` (segment file handles, DMA probe) · `segment` (per-segment state, index and
 //! checkpoint persistence) · `append` (validation, group commit, roll) · `read` (offset and
 //! timestamp lookups) · `recover` (open: scan decisions come from `strand_core::recovery`) ·
-//! `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments).
+//! `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments) ·
+//! `truncate` (cutting back to a batch boundary; listing stored batches).
 //!
 //! Concurrency: a [`PartitionLog`] lives on its owner shard's executor (`!Send`). Appends
 //! take offsets synchronously in call order, then queue behind one write lock; the lock
@@ -27,12 +28,14 @@ mod read;
 mod recover;
 mod retention;
 mod segment;
+mod truncate;
 mod verify;
 
 pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError};
-pub use error::{AppendError, LogError, ReadError};
+pub use error::{AppendError, LogError, ReadError, TruncateError};
 pub use file::{probe_dma, SegmentFile, PROBE_FILE_NAME};
 pub use segment::CHECKPOINT_FILE_NAME;
+pub use truncate::StoredBatch;
 
 use bytes::{Bytes, BytesMut};
 use cache::BatchCache;
@@ -218,6 +221,21 @@ impl PartitionLog {
     /// Deletes whole closed segments beyond retention; returns how many were deleted.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, LogError> {
         self.inner.apply_retention(now_ms).await
+    }
+
+    /// Removes every record at offset `>= to` (a batch boundary, at most the log end) and
+    /// makes the cut durable before returning; see `truncate` for the crash-safe order.
+    /// The caller must not have an append of this log in flight (the chain shell calls it
+    /// only from its serial worker after every append it started completed); waiting
+    /// appends of an older queue fail rather than being acknowledged.
+    pub async fn truncate(&self, to: u64) -> Result<(), TruncateError> {
+        self.inner.truncate(to).await
+    }
+
+    /// Every stored batch (base offset, record count, length), in offset order, from the
+    /// batch headers (not CRC-checked here). Used to rebuild a replica's chain index at start.
+    pub async fn stored_batches(&self) -> Result<Vec<StoredBatch>, ReadError> {
+        self.inner.stored_batches().await
     }
 
     /// fdatasyncs all written data.

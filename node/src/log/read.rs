@@ -11,7 +11,7 @@
 
 use super::error::ReadError;
 use super::file::SegmentFile;
-use super::segment::{Corruption, Verify};
+use super::segment::{Corruption, Segment, Verify};
 use super::{Inner, ReadChunk, ReadResult};
 use std::rc::Rc;
 use strand_core::index::{lookup, lookup_time, IndexEntry};
@@ -21,26 +21,26 @@ use strand_wire::batch::{Batch, BatchHeader, HEADER_LEN};
 const WALK_WINDOW_BYTES: usize = 16 << 10;
 
 /// What a read needs to know about one segment, copied out of the shared state.
-struct SegmentView {
-    file: Rc<SegmentFile>,
-    base: u64,
-    size: u64,
-    next_offset: u64,
-    start: IndexEntry,
+pub(super) struct SegmentView {
+    pub(super) file: Rc<SegmentFile>,
+    pub(super) base: u64,
+    pub(super) size: u64,
+    pub(super) next_offset: u64,
+    pub(super) start: IndexEntry,
     /// Batch boundaries known from the index after `start`: (position, offset).
-    boundaries: Vec<(u64, u64)>,
-    corrupt: Option<Corruption>,
-    verify: Verify,
+    pub(super) boundaries: Vec<(u64, u64)>,
+    pub(super) corrupt: Option<Corruption>,
+    pub(super) verify: Verify,
 }
 
 /// A batch header found by the walk.
 #[derive(Clone, Copy)]
-struct Found {
-    pos: u64,
-    base_offset: u64,
-    next_offset: u64,
-    len: u64,
-    max_timestamp: i64,
+pub(super) struct Found {
+    pub pos: u64,
+    pub base_offset: u64,
+    pub next_offset: u64,
+    pub len: u64,
+    pub max_timestamp: i64,
 }
 
 impl Inner {
@@ -93,7 +93,12 @@ impl Inner {
     fn view(&self, offset: u64) -> Option<SegmentView> {
         let st = self.state.borrow();
         let (_, seg) = st.segments.range(..=offset).next_back()?;
-        let rel = u32::try_from(offset - seg.base).ok()?;
+        Self::view_of(seg, offset)
+    }
+
+    /// A view of `seg` starting at the index entry nearest below `offset` (which must be in the segment).
+    pub(super) fn view_of(seg: &Segment, offset: u64) -> Option<SegmentView> {
+        let rel = u32::try_from(offset.checked_sub(seg.base)?).ok()?;
         let start = lookup(&seg.index, rel).unwrap_or(IndexEntry { relative_offset: 0, position: 0 });
         // A result never extends past the valid prefix of a corrupt segment.
         let (end_pos, end_offset) = seg.corrupt.as_ref().map_or((seg.size, seg.next_offset), |c| (c.pos, c.offset));
@@ -165,7 +170,7 @@ impl Inner {
 
 /// Walks batch headers from the view's index entry until `stop` holds for a batch (or the
 /// segment ends: `None`). `min_offset` is only a sanity bound for the walk's start.
-async fn walk_to(
+pub(super) async fn walk_to(
     view: &SegmentView,
     min_offset: u64,
     stop: impl Fn(&Found) -> bool,

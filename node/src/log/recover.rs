@@ -137,7 +137,7 @@ async fn recover_segment(
 
 /// Scans from the last kept index entry to the end of the file, feeding the segment.
 /// `None` when the scan stopped right at a (non-zero) index entry: the index is suspect.
-async fn scan_from_index(
+pub(super) async fn scan_from_index(
     seg: &mut Segment,
     index: Vec<IndexEntry>,
     time_index: Vec<TimeEntry>,

@@ -12,6 +12,7 @@
 //! on one glommio executor (`!Send`); nothing blocks it.
 
 pub mod convert;
+pub mod epochs;
 pub mod link;
 pub mod partition;
 
@@ -42,6 +43,8 @@ pub enum ReplicationError {
     Empty,
     #[error("the partition log already holds offsets up to {0}; replicated recovery is not implemented")]
     NonEmptyLog(u64),
+    #[error("replica recovery failed: {0}")]
+    Recovery(String),
     #[error("unknown replicated partition {0}/{1}")]
     UnknownPartition(String, u32),
     #[error("undecodable replication frame: {0}")]
@@ -59,7 +62,9 @@ impl ReplicationError {
             ReplicationError::Chain(e) => e.code(),
             ReplicationError::Convert(e) => e.code(),
             ReplicationError::UnknownPartition(..) => ErrorCode::UnknownPartition,
-            ReplicationError::Stopped | ReplicationError::NonEmptyLog(_) => ErrorCode::NotEnoughReplicas,
+            ReplicationError::Stopped | ReplicationError::NonEmptyLog(_) | ReplicationError::Recovery(_) => {
+                ErrorCode::NotEnoughReplicas
+            }
             ReplicationError::Payload(_) => ErrorCode::CorruptBatch,
             ReplicationError::Empty | ReplicationError::Decode(_) | ReplicationError::NotReplication => {
                 ErrorCode::InvalidRequest

@@ -2,11 +2,20 @@
 //! [`ChainReplica`]. It turns the core's actions into log appends, frames to peers and
 //! completed produces, and feeds back local durability, peer messages and timeouts.
 //!
-//! Lifecycle: [`ReplicatedPartition::start`] spawns two local tasks — the *worker*,
+//! Lifecycle: [`ReplicatedPartition::start`] rebuilds the core from the log's batch
+//! headers and the epoch checkpoint ([`super::epochs`]; a restarted replica stays
+//! outside the chain until an epoch above `epoch_min` includes it), then spawns two local tasks — the *worker*,
 //! which starts log appends and performs sends strictly in the order the core issued
 //! them (an append runs as its own task, so forwarding overlaps the local fsync), and
 //! the *ticker*, which drives retransmission/heartbeat timeouts. Both hold only a
-//! weak reference and end when the partition is dropped.
+//! weak reference and end when the partition is dropped (an append task holds a strong
+//! one until its append completes), so the shard can reclaim the log with `Rc::try_unwrap`.
+//!
+//! Truncation: the core cuts its index at once; the worker executes the cut in order,
+//! after every append issued before it has completed (no append of the log is in flight
+//! during `PartitionLog::truncate`), then cuts the epoch checkpoint. An append completing
+//! after a later-issued cut reports durability only up to that cut (the core's offsets
+//! above it already name other batches).
 //!
 //! Invariants: the shell's `PartitionLog` holds exactly the core's `LogIndex` once the
 //! worker and its appends are idle (checked on every append: the log stamps the offset
@@ -19,11 +28,12 @@
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 use strand_core::chain::{
-    Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Msg, NodeId, Offset,
-    RequestId, Role,
+    Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
+    Offset, RequestId, Role,
 };
 use strand_wire::batch::{BatchHeader, HEADER_LEN};
 use strand_wire::codec::request_frame;
@@ -31,6 +41,7 @@ use strand_wire::msg::{Request, RequestHeader};
 use tracing::{error, warn};
 
 use super::convert::{ack_to_wire, append_to_wire};
+use super::epochs::EpochFile;
 use super::link::Peers;
 use super::ReplicationError;
 use crate::log::PartitionLog;
@@ -40,8 +51,10 @@ pub const TICK_MS: u64 = 10;
 
 /// Work the worker task executes in order.
 enum Work {
-    Append(Vec<(BatchMeta, Bytes)>),
-    Truncate(Offset),
+    /// Batches with their bytes; the cut generation when the core issued them.
+    Append(Vec<(BatchMeta, Bytes)>, u64),
+    /// Cut point and the cut generation it started.
+    Truncate(Offset, u64),
     Send(NodeId, Msg),
 }
 
@@ -66,27 +79,41 @@ pub struct ReplicatedPartition {
     next_request: Cell<RequestId>,
     /// Set when the local log failed: the replica stops acting (never half-alive).
     broken: Cell<bool>,
+    /// The append-epoch checkpoint (only the worker changes it, one change at a time).
+    epochs: RefCell<EpochFile>,
+    /// Local append tasks running, and who waits for that to reach zero (a truncation).
+    appends_running: Cell<usize>,
+    idle_waiters: RefCell<Vec<std::task::Waker>>,
+    /// Truncations the core issued, numbered; `(generation, to)` of cuts not yet executed.
+    cut_generation: Cell<u64>,
+    cuts: RefCell<Vec<(u64, u64)>>,
+    /// Called whenever `committed()` may have advanced.
+    progress_hook: RefCell<Option<Rc<dyn Fn()>>>,
 }
 
 impl ReplicatedPartition {
-    /// Starts replicating `log` (which must be empty: epochs of existing batches are not
-    /// persisted yet) as node `me` under `config`.
-    pub fn start(
+    /// Starts replicating `log` (in partition directory `dir`) as node `me` under
+    /// `config`. A non-empty log is recovered: its batch headers plus the epoch checkpoint
+    /// rebuild the core, which stays outside the chain until an epoch above `epoch_min`
+    /// (the partition's epoch when this node came back; 0 for a new replica) includes it.
+    /// A log whose start retention already removed (log start > 0) is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
         topic: &str,
         partition: u32,
         me: NodeId,
         log: Rc<PartitionLog>,
+        dir: PathBuf,
         peers: Rc<Peers>,
+        epoch_min: Epoch,
         config: ChainConfig,
     ) -> Result<Rc<ReplicatedPartition>, ReplicationError> {
-        if log.log_end_offset() != 0 {
-            return Err(ReplicationError::NonEmptyLog(log.log_end_offset()));
-        }
+        let (core, epochs) = recover_core(me, &log, &dir, epoch_min).await?;
         let (wake, wake_rx) = flume::bounded(1);
         let this = Rc::new(ReplicatedPartition {
             topic: topic.to_string(),
             partition,
-            core: RefCell::new(ChainReplica::new(me, ChainLimits::default())),
+            core: RefCell::new(core),
             log,
             peers,
             clock: Instant::now(),
@@ -97,6 +124,12 @@ impl ReplicatedPartition {
             waiters: RefCell::new(HashMap::new()),
             next_request: Cell::new(1),
             broken: Cell::new(false),
+            epochs: RefCell::new(epochs),
+            appends_running: Cell::new(0),
+            idle_waiters: RefCell::new(Vec::new()),
+            cut_generation: Cell::new(0),
+            cuts: RefCell::new(Vec::new()),
+            progress_hook: RefCell::new(None),
         });
         glommio::spawn_local(run_worker(Rc::downgrade(&this), wake_rx)).detach();
         glommio::spawn_local(run_ticker(Rc::downgrade(&this))).detach();
@@ -173,6 +206,20 @@ impl ReplicatedPartition {
     pub fn config(&self) -> ChainConfig {
         self.core.borrow().config().clone()
     }
+    /// True when this replica (tail) has a learner that caught up: the control plane may
+    /// promote it (core passthrough, see `ChainReplica::learner_in_sync`).
+    pub fn learner_in_sync(&self) -> bool {
+        self.core.borrow().learner_in_sync()
+    }
+    /// The end of this replica's log as the chain core sees it (issued appends included).
+    pub fn log_end(&self) -> u64 {
+        self.core.borrow().log().end().0
+    }
+    /// Sets the function called whenever `committed()` may have advanced (e.g. to wake
+    /// long-polling fetches). It runs on this shard with no replica state borrowed.
+    pub fn set_progress_hook(&self, hook: Box<dyn Fn()>) {
+        *self.progress_hook.borrow_mut() = Some(Rc::from(hook));
+    }
     /// The local log.
     pub fn log(&self) -> &Rc<PartitionLog> {
         &self.log
@@ -190,6 +237,7 @@ impl ReplicatedPartition {
     /// for the worker (in order), with an append's bytes attached from `staged`.
     fn drain(&self) {
         let mut queued = false;
+        let mut reads_moved = false;
         loop {
             let Some(action) = self.core.borrow_mut().poll_action() else { break };
             match action {
@@ -203,11 +251,14 @@ impl ReplicatedPartition {
                         };
                         with_bytes.push((meta, bytes));
                     }
-                    self.work.borrow_mut().push_back(Work::Append(with_bytes));
+                    self.work.borrow_mut().push_back(Work::Append(with_bytes, self.cut_generation.get()));
                     queued = true;
                 }
                 Action::TruncateLocal { to } => {
-                    self.work.borrow_mut().push_back(Work::Truncate(to));
+                    let generation = self.cut_generation.get() + 1;
+                    self.cut_generation.set(generation);
+                    self.cuts.borrow_mut().push((generation, to.0));
+                    self.work.borrow_mut().push_back(Work::Truncate(to, generation));
                     queued = true;
                 }
                 Action::Send { to, msg } => {
@@ -216,7 +267,7 @@ impl ReplicatedPartition {
                 }
                 Action::AckClient { request_id, offset } => self.complete(request_id, Ok(offset)),
                 Action::FailClient { request_id, error } => self.complete(request_id, Err(error)),
-                Action::ServeReadsUpTo { .. } => {}
+                Action::ServeReadsUpTo { .. } => reads_moved = true,
                 Action::ConfigStale { seen } => warn!(topic = %self.topic, seen = seen.0, "chain config is stale"),
             }
         }
@@ -224,6 +275,12 @@ impl ReplicatedPartition {
         self.staged.borrow_mut().clear();
         if queued {
             let _ = self.wake.try_send(());
+        }
+        if reads_moved {
+            let hook = self.progress_hook.borrow().clone();
+            if let Some(hook) = hook {
+                hook();
+            }
         }
     }
 
@@ -248,8 +305,9 @@ impl ReplicatedPartition {
     fn take_work(&self) -> Option<Work> {
         let mut queue = self.work.borrow_mut();
         let mut work = queue.pop_front()?;
-        if let Work::Append(batches) = &mut work {
-            while let Some(Work::Append(more)) = queue.front_mut() {
+        if let Work::Append(batches, _) = &mut work {
+            // Consecutive appends have no cut between them: same generation.
+            while let Some(Work::Append(more, _)) = queue.front_mut() {
                 batches.append(more);
                 queue.pop_front();
             }
@@ -259,22 +317,68 @@ impl ReplicatedPartition {
 
     async fn execute(self: &Rc<Self>, work: Work) {
         match work {
-            Work::Append(batches) => self.start_append(batches),
-            Work::Truncate(to) => {
-                // Only a no-op cut is supported until the log gains truncation.
-                if to.0 < self.log.log_end_offset() {
-                    self.fail(format!("truncation to {} below log end is not supported yet", to.0));
+            Work::Append(batches, generation) => {
+                if let Err(e) = self.record_epochs(&batches).await {
+                    self.fail(format!("cannot persist the append epoch: {e}"));
+                    return;
                 }
+                self.start_append(batches, generation)
             }
+            Work::Truncate(to, generation) => self.truncate(to, generation).await,
             Work::Send(to, msg) => self.send(to, msg).await,
         }
+    }
+
+    /// Persists an epoch checkpoint entry for every epoch that starts in `batches`, before
+    /// their append starts (so every stored batch is covered after a crash).
+    async fn record_epochs(&self, batches: &[(BatchMeta, Bytes)]) -> Result<(), super::epochs::EpochFileError> {
+        for (meta, _) in batches {
+            if self.epochs.borrow().last_epoch() == Some(meta.epoch) {
+                continue;
+            }
+            let mut epochs = self.epochs.borrow().clone();
+            epochs.begin_epoch(meta.epoch, meta.base).await?;
+            *self.epochs.borrow_mut() = epochs;
+        }
+        Ok(())
+    }
+
+    /// Executes a cut the core issued: waits until every append issued before it has
+    /// completed, cuts the log, then the epoch checkpoint.
+    async fn truncate(&self, to: Offset, generation: u64) {
+        std::future::poll_fn(|cx| {
+            if self.appends_running.get() == 0 {
+                return std::task::Poll::Ready(());
+            }
+            self.idle_waiters.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await;
+        if let Err(e) = self.log.truncate(to.0).await {
+            self.fail(format!("truncation to {} failed: {e}", to.0));
+            return;
+        }
+        let mut epochs = self.epochs.borrow().clone();
+        if let Err(e) = epochs.truncate(to).await {
+            self.fail(format!("cannot cut the epoch checkpoint at {}: {e}", to.0));
+            return;
+        }
+        *self.epochs.borrow_mut() = epochs;
+        // Every append issued before this cut has completed: its bound is no longer needed.
+        self.cuts.borrow_mut().retain(|(g, _)| *g > generation);
+    }
+
+    /// The durable end an append of cut generation `generation` may report: its log end,
+    /// bounded by every cut issued after it.
+    fn durable_bound(&self, generation: u64, log_end: u64) -> u64 {
+        self.cuts.borrow().iter().filter(|(g, _)| *g > generation).fold(log_end, |end, (_, to)| end.min(*to))
     }
 
     /// Starts the local append of `batches` as its own task and returns at once, so
     /// sends queued behind it proceed (from `in_flight`) during the fsync. Offsets are
     /// taken in task start order, which is spawn order (glommio runs local tasks FIFO);
     /// the stamp check below catches any violation.
-    fn start_append(self: &Rc<Self>, batches: Vec<(BatchMeta, Bytes)>) {
+    fn start_append(self: &Rc<Self>, batches: Vec<(BatchMeta, Bytes)>, generation: u64) {
         let Some(first) = batches.first().map(|b| b.0.base.0) else { return };
         let mut buf = BytesMut::with_capacity(batches.iter().map(|b| b.1.len()).sum());
         let mut in_flight = self.in_flight.borrow_mut();
@@ -287,15 +391,23 @@ impl ReplicatedPartition {
         }
         drop(in_flight);
         let this = self.clone();
+        self.appends_running.set(self.appends_running.get() + 1);
         glommio::spawn_local(async move {
             let result = this.log.append(buf).await;
             for (meta, _) in &batches {
                 this.in_flight.borrow_mut().remove(&meta.base.0);
             }
+            this.appends_running.set(this.appends_running.get() - 1);
+            if this.appends_running.get() == 0 {
+                for waker in this.idle_waiters.borrow_mut().drain(..) {
+                    waker.wake();
+                }
+            }
             match result {
                 Ok(info) if info.base_offset == first => {
                     let now = this.now_ms();
-                    this.core.borrow_mut().handle_local_durable(now, Offset(info.log_end_offset));
+                    let durable = this.durable_bound(generation, info.log_end_offset);
+                    this.core.borrow_mut().handle_local_durable(now, Offset(durable));
                     this.drain();
                 }
                 Ok(info) => this.fail(format!("log stamped {} where the chain expects {first}", info.base_offset)),
@@ -376,6 +488,32 @@ impl ReplicatedPartition {
         }
         Ok(())
     }
+}
+
+/// Rebuilds the chain core from the log's stored batches and the epoch checkpoint.
+async fn recover_core(
+    me: NodeId,
+    log: &PartitionLog,
+    dir: &std::path::Path,
+    epoch_min: Epoch,
+) -> Result<(ChainReplica, EpochFile), ReplicationError> {
+    let recovery = |reason: String| ReplicationError::Recovery(format!("{}: {reason}", dir.display()));
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    if start > 0 {
+        // The core's index starts at offset 0 (LogIndex::from_batches).
+        return Err(recovery(format!("retention removed offsets below {start}; a replica log must start at 0")));
+    }
+    let epochs = EpochFile::load(dir, end).map_err(|e| recovery(e.to_string()))?;
+    let stored = match end {
+        0 => Vec::new(),
+        _ => log.stored_batches().await.map_err(|e| recovery(e.to_string()))?,
+    };
+    let metas = epochs.batch_metas(&stored).map_err(|e| recovery(e.to_string()))?;
+    let core = ChainReplica::recover(me, ChainLimits::default(), &metas, epoch_min)?;
+    if core.log().end().0 != end {
+        return Err(recovery(format!("batches end at {} but the log ends at {end}", core.log().end().0)));
+    }
+    Ok((core, epochs))
 }
 
 /// Splits a produce payload into whole batches (structure only; the log checks CRCs).
