@@ -44,6 +44,9 @@ pub struct Args {
     /// Partitions per topic.
     #[arg(long)]
     pub partitions: Option<u32>,
+    /// Replicas per partition of the topics the run creates (chain length; cluster mode).
+    #[arg(long)]
+    pub replication: Option<u16>,
     #[arg(long)]
     pub producers: Option<u32>,
     #[arg(long)]
@@ -209,6 +212,8 @@ pub struct Workload {
     pub name: String,
     pub topics: u32,
     pub partitions: u32,
+    /// Replicas per partition (RF) of the created topics.
+    pub replication: u16,
     pub producers: u32,
     pub consumers: u32,
     pub message_size: usize,
@@ -230,6 +235,7 @@ impl Default for Workload {
             name: "default".into(),
             topics: 1,
             partitions: 1,
+            replication: 1,
             producers: 1,
             consumers: 1,
             message_size: 1024,
@@ -306,6 +312,7 @@ impl Workload {
     fn apply_args(&mut self, a: &Args) -> Result<(), ConfigError> {
         set(&mut self.topics, a.topics);
         set(&mut self.partitions, a.partitions);
+        set(&mut self.replication, a.replication);
         set(&mut self.producers, a.producers);
         set(&mut self.consumers, a.consumers);
         set(&mut self.message_size, a.message_size);

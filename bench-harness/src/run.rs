@@ -123,7 +123,7 @@ async fn run_against(
     let topics = w.topic_names(run_id);
     let admin = Admin::new(client.clone());
     for t in &topics {
-        admin.create_topic(t, w.partitions, 1).await?;
+        admin.create_topic(t, w.partitions, w.replication).await?;
     }
     let all: Vec<(String, u32)> = topics.iter().flat_map(|t| (0..w.partitions).map(move |p| (t.clone(), p))).collect();
     let bar = progress_bar(quiet);
