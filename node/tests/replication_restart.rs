@@ -326,3 +326,62 @@ fn crashed_head_restarts_cuts_its_stale_suffix_catches_up_and_is_promoted() {
     assert_eq!(file(1), file(2));
     assert_eq!(file(3), file(2));
 }
+
+/// A single-member chain in both io modes: the progress hook fires as commits advance;
+/// dropping the replica ends its tasks so the log can be reclaimed (`Rc::try_unwrap`) and
+/// closed; the node restarts from its files outside the chain until a newer epoch
+/// includes it, then continues at the recovered log end with the new epoch recorded.
+#[test]
+fn a_dropped_replica_releases_its_log_and_restarts_from_its_files() {
+    for io_mode in [IoMode::Direct, IoMode::Buffered] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("p0");
+        let ex = LocalExecutorBuilder::default().name("single").make().expect("executor");
+        ex.run(async move {
+            let cfg = LogConfig { io_mode, ..log_config() };
+            let peers = Peers::new(HashMap::new());
+            let log = Rc::new(PartitionLog::open(&dir, cfg.clone()).await.expect("open log"));
+            let single = |epoch| chain(epoch, &[1], None);
+            let start = |log: Rc<PartitionLog>, epoch_min: u64, config: ChainConfig| {
+                let (dir, peers) = (dir.clone(), peers.clone());
+                async move {
+                    ReplicatedPartition::start(TOPIC, 0, NodeId(1), log, dir, peers, Epoch(epoch_min), config).await
+                }
+            };
+            let replica = start(log.clone(), 0, single(1)).await.expect("start");
+            let wakes = Rc::new(Cell::new(0u32));
+            let counter = wakes.clone();
+            replica.set_progress_hook(Box::new(move || counter.set(counter.get() + 1)));
+            assert_eq!(produce_n(&replica, "first", 10).await.expect("produce"), (0..10).collect::<Vec<u64>>());
+            assert!(wakes.get() > 0, "{io_mode}: the progress hook never fired");
+            assert_eq!((replica.committed(), replica.log_end()), (10, 10));
+            drop(replica);
+            let mut log = log;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let log = loop {
+                match Rc::try_unwrap(log) {
+                    Ok(log) => break log,
+                    Err(still_shared) if Instant::now() < deadline => {
+                        log = still_shared;
+                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(_) => panic!("{io_mode}: the dropped replica's tasks still hold the log"),
+                }
+            };
+            log.close().await.expect("close");
+
+            let log = Rc::new(PartitionLog::open(&dir, cfg).await.expect("reopen log"));
+            let replica = start(log.clone(), 1, single(1)).await.expect("restart");
+            assert_eq!(replica.log_end(), 10, "{io_mode}: recovered log end");
+            let refused = produce_n(&replica, "too-early", 1).await;
+            assert!(refused.is_err(), "{io_mode}: a restarted replica acted in an epoch it lived through");
+            replica.handle_config(single(2)).expect("config");
+            assert_eq!(produce_n(&replica, "second", 5).await.expect("produce"), (10..15).collect::<Vec<u64>>());
+            let expected: Vec<String> =
+                (0..10).map(|s| format!("first-{s}")).chain((0..5).map(|s| format!("second-{s}"))).collect();
+            assert_eq!(values(&read_all(&log).await), expected);
+            let epochs = std::fs::read_to_string(dir.join("replication-epochs")).expect("epoch checkpoint");
+            assert_eq!(epochs, "strand-replication-epochs 1\n2\n1 0\n2 10\n");
+        });
+    }
+}

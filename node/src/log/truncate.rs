@@ -1,8 +1,9 @@
 //! Truncation: cutting the log back to a batch boundary (a chain replica dropping an
 //! unconfirmed suffix), and the batch listing a replica rebuilds its chain index from.
 //!
-//! A truncation runs under the write lock and only when no append is in flight (the chain
-//! shell serialises them; checked). Order of the on-disk steps, each durable before the
+//! A truncation runs under the write lock (and the verify lock: no lazy verification
+//! scans a file being cut) and only when no append is in flight (the chain shell
+//! serialises them; checked). Order of the on-disk steps, each durable before the
 //! next, so a crash at any point leaves a valid log that is a prefix of the old one:
 //! 1. a recovery checkpoint naming the cut point (true before and after the cut),
 //! 2. later segments unlinked newest first (a crash leaves a contiguous prefix), dir fsync,
@@ -32,6 +33,9 @@ pub struct StoredBatch {
 impl Inner {
     pub(super) async fn truncate(&self, to: u64) -> Result<(), TruncateError> {
         let _permit = self.lock().await?;
+        // A verification running meanwhile would scan a file being cut (and mark it corrupt).
+        let _verify =
+            self.verify_lock.acquire_permit(1).await.map_err(|_| LogError::Poisoned("log is closed".into()))?;
         if self.check_truncate(to)? {
             return Ok(());
         }
