@@ -613,16 +613,24 @@ pub struct AckProducer {
 impl AckProducer {
     /// Starts producing to every partition of `settings.topic` on `cluster`.
     pub fn start(cluster: &Cluster, settings: ProducerSettings) -> AckProducer {
+        Self::start_on(cluster.addrs(), cluster.runtime(), settings)
+    }
+
+    /// Starts producing on `runtime` to the nodes of `addrs` (kept current by the caller).
+    pub fn start_on(
+        addrs: SharedAddrs,
+        runtime: Arc<tokio::runtime::Runtime>,
+        settings: ProducerSettings,
+    ) -> AckProducer {
         let log = Arc::new(Mutex::new(ProducerLog::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let runtime = cluster.runtime();
         let settings = Arc::new(settings);
         let tasks = (0..settings.partitions)
             .map(|partition| {
                 let task = PartitionTask {
                     partition,
                     settings: settings.clone(),
-                    addrs: cluster.addrs(),
+                    addrs: addrs.clone(),
                     log: log.clone(),
                     stop: stop.clone(),
                 };
