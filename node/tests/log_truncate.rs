@@ -6,7 +6,7 @@
 mod log_util;
 
 use log_util::{batch, batches, config, read_all, run};
-use strand_core::recovery::{segment_file_name, SegmentFileKind};
+use strand_core::recovery::{segment_file_name, Checkpoint, SegmentFileKind};
 use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog, StoredBatch, TruncateError};
 
 fn small_segments(mode: IoMode) -> LogConfig {
@@ -160,6 +160,38 @@ fn crash_mid_truncation_recovers_a_prefix() {
             drop(log);
             let log = PartitionLog::open(dir.path(), cfg).await.unwrap();
             assert_eq!(read_all(&log, 0, 3000).await, prefix[..3].to_vec(), "{mode}: redone cut survives");
+        });
+    }
+}
+
+/// A crash right after step 1 (the checkpoint naming the cut point inside a closed
+/// segment was written, nothing cut yet): the whole old log is still valid and served.
+#[test]
+fn crash_after_the_cut_checkpoint_keeps_the_whole_log() {
+    for mode in [IoMode::Direct, IoMode::Buffered] {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = small_segments(mode);
+            let log = PartitionLog::open(dir.path(), cfg.clone()).await.unwrap();
+            let expected = fill(&log, 30, 0).await;
+            let stored = log.stored_batches().await.unwrap();
+            log.close().await.unwrap();
+            // The cut point: the fourth batch of the second segment (a closed one).
+            let second_base = expected
+                .iter()
+                .map(|e| e.0)
+                .find(|&o| dir.path().join(segment_file_name(o, SegmentFileKind::Log)).exists() && o > 0);
+            let second_base = second_base.expect("a second segment");
+            let in_second: Vec<_> = stored.iter().filter(|b| b.base_offset >= second_base).take(4).collect();
+            let pos: u64 = in_second[..3].iter().map(|b| u64::from(b.len_bytes)).sum();
+            let checkpoint =
+                Checkpoint { segment_base: second_base, position: pos, next_offset: in_second[3].base_offset };
+            std::fs::write(dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME), checkpoint.encode()).unwrap();
+            let log = PartitionLog::open(dir.path(), cfg).await.unwrap();
+            assert_eq!(read_all(&log, 0, 3000).await, expected, "{mode}: nothing lost, nothing cut");
+            log.truncate(in_second[3].base_offset).await.unwrap();
+            let prefix: Vec<_> = expected.iter().copied().filter(|e| e.0 < in_second[3].base_offset).collect();
+            assert_eq!(read_all(&log, 0, 3000).await, prefix, "{mode}: the redone cut");
         });
     }
 }
