@@ -2,6 +2,7 @@
 //! channels. Views are published whole ([`ClusterView`]); every subscriber gets a wake-up
 //! (bounded(1), so wake-ups coalesce) and reads [`ControlHandle::latest`].
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use strand_wire::ErrorCode;
@@ -56,6 +57,9 @@ pub enum ControlRequest {
     LearnerInSync { topic: String, partition: u32, epoch: u64, learner: u32 },
     /// Revoke the lease and stop (graceful shutdown: peers reconfigure at once).
     Shutdown { reply: flume::Sender<()> },
+    /// Stop WITHOUT revoking the lease, as if the process had died (tests: peers notice
+    /// only when the lease expires).
+    Abandon { reply: flume::Sender<()> },
 }
 
 /// State shared between the control thread and the handles.
@@ -66,6 +70,10 @@ pub struct Shared {
     pub initial: Arc<ClusterView>,
     pub latest: Mutex<Arc<ClusterView>>,
     pub subscribers: Mutex<Vec<flume::Sender<()>>>,
+    /// Whether this node currently holds the controller election.
+    pub controller: AtomicBool,
+    /// This incarnation's lease id (0 until registered).
+    pub incarnation: AtomicI64,
 }
 
 impl Shared {
@@ -154,5 +162,25 @@ impl ControlHandle {
         if self.requests.send(ControlRequest::Shutdown { reply }).is_ok() {
             let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
         }
+    }
+
+    /// Stops the control thread without revoking the lease, as a crash would: the node
+    /// stays registered until its lease expires (for tests of failure detection).
+    pub fn abandon(&self) {
+        let (reply, rx) = flume::bounded(1);
+        if self.requests.send(ControlRequest::Abandon { reply }).is_ok() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+
+    /// Whether this node is the elected controller right now.
+    pub fn is_controller(&self) -> bool {
+        self.shared.controller.load(Ordering::Relaxed)
+    }
+
+    /// This incarnation's lease id, once registered (changes if the lease was lost and
+    /// the node re-registered).
+    pub fn incarnation(&self) -> Option<i64> {
+        Some(self.shared.incarnation.load(Ordering::Relaxed)).filter(|i| *i != 0)
     }
 }

@@ -4,13 +4,20 @@
 //! channels, usable from either runtime) and never block on it on the data path.
 //!
 //! Code map: [`types`] (keyspace and records) · [`handle`] (the shard-facing API) ·
-//! `runtime` (the etcd thread: lease, registration, watch, controller loop).
+//! `runtime` (the etcd thread: connect, initial read, request loop, topic create/delete) ·
+//! `keyspace` (parsed keyspace + revisions, pure) · `watch` (follows the keyspace,
+//! publishes views) · `session` (lease, keep-alive, re-registration) · `controller`
+//! (election, guarded chain writes; the decision itself is `strand_core::control`).
 //!
 //! A single node with no `--etcd` has no control plane at all: nothing here runs.
 
+mod controller;
 pub mod handle;
+mod keyspace;
 mod runtime;
+mod session;
 pub mod types;
+mod watch;
 
 pub use handle::{ControlError, ControlHandle};
 pub use types::{ChainRecord, ClusterView, ControlConfig, InSyncReport, NodeRecord};

@@ -4,6 +4,8 @@
 //! `std::net::TcpStream` and the `strand-wire` codec.
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
+pub mod etcd;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
