@@ -1,13 +1,16 @@
-//! [`Client`]: the shared entry point. It owns the bootstrap address, a
-//! metadata cache (topic → partitions with their owner node and shard) and a
-//! pool of connections keyed by node port, so requests for a partition go
-//! straight to its owner shard's fast-path port.
+//! [`Client`]: the shared entry point. It owns the bootstrap addresses, a
+//! metadata cache (topic → partitions with their chain, head node and owner shard;
+//! node id → addresses) and a pool of connections keyed by node port, so requests
+//! for a partition go straight to its owner shard's fast-path port (routing rules:
+//! [`crate::route`]).
 //!
 //! Invariants: at most one live connection per address; a failed connect is
 //! retried no sooner than its backoff (doubling from `reconnect_backoff_min`
 //! to `reconnect_backoff_max`, reset by a success); metadata for a topic is
-//! dropped whenever a request on it fails with a routing error, so the next
-//! lookup asks the node again.
+//! dropped whenever a request on it fails with a routing or failover error, so the
+//! next lookup asks a node again. Metadata (and other node-agnostic requests) go to
+//! the bootstrap first and, when it cannot be reached, to every other node seen in
+//! earlier metadata, so losing the bootstrap node does not blind the client.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,14 +29,18 @@ use tokio::time::Instant;
 
 use crate::conn::{Connection, Reply};
 use crate::error::{ClientError, Result};
+pub use crate::route::ReadPreference;
+use crate::route::{leader_route, read_route, Near, Route};
 
-/// Attempts of an idempotent request (metadata, list offsets) before its error is returned.
+/// Attempts of an idempotent request (metadata, list offsets) before its error is returned
+/// (failover errors are retried longer, see [`ClientConfig::failover_timeout`]).
 pub const IDEMPOTENT_ATTEMPTS_MAX: u32 = 5;
 
 /// Settings shared by everything built on one [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Any node's public address, `host:port`.
+    /// Public address(es) of some nodes, `host:port[,host:port…]`; the first reachable
+    /// one is the bootstrap.
     pub bootstrap: String,
     /// Sent in the handshake; shows up in node logs.
     pub client_id: String,
@@ -49,6 +56,14 @@ pub struct ClientConfig {
     pub frame_len_max: usize,
     /// Connect to owner shards' ports when the node advertises them (else the public port).
     pub use_shard_ports: bool,
+    /// Which replica serves fetches and list-offsets.
+    pub read_preference: ReadPreference,
+    /// Longest one metadata request to one node may take before the next node is asked.
+    pub metadata_timeout: Duration,
+    /// How long idempotent requests (metadata, list offsets, describe) keep retrying
+    /// failover errors ([`ClientError::is_failover`]) — long enough for a lease to expire
+    /// and the chain to be reconfigured.
+    pub failover_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -62,6 +77,9 @@ impl Default for ClientConfig {
             reconnect_backoff_max: Duration::from_secs(2),
             frame_len_max: FRAME_LEN_MAX_DEFAULT * 2,
             use_shard_ports: true,
+            read_preference: ReadPreference::Leader,
+            metadata_timeout: Duration::from_secs(5),
+            failover_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -89,7 +107,12 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 
 struct Inner {
     config: ClientConfig,
+    /// The bootstrap address that answered first.
     bootstrap: SocketAddr,
+    /// The other configured bootstrap addresses (fallbacks).
+    bootstraps: Vec<String>,
+    /// Node id each address answered in its handshake.
+    node_ids: Mutex<HashMap<SocketAddr, u32>>,
     metadata: Mutex<MetadataCache>,
     slots: Mutex<HashMap<SocketAddr, Slot>>,
     backoff: Mutex<HashMap<SocketAddr, Backoff>>,
@@ -114,19 +137,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Client {
     /// Resolves the bootstrap address and opens (and handshakes) a first connection.
+    /// With several comma-separated bootstrap addresses the first that answers is used.
     pub async fn connect(config: ClientConfig) -> Result<Self> {
-        let bootstrap = resolve(&config.bootstrap).await?;
-        let client = Client {
-            inner: Arc::new(Inner {
-                config,
-                bootstrap,
-                metadata: Mutex::new(MetadataCache::default()),
-                slots: Mutex::new(HashMap::new()),
-                backoff: Mutex::new(HashMap::new()),
-            }),
-        };
-        client.connection(bootstrap).await?;
-        Ok(client)
+        let bootstraps: Vec<String> =
+            config.bootstrap.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+        let mut last_error = ClientError::BadAddress { addr: config.bootstrap.clone(), reason: "empty".to_string() };
+        for (i, candidate) in bootstraps.iter().enumerate() {
+            let bootstrap = match resolve(candidate).await {
+                Ok(a) => a,
+                Err(e) => {
+                    last_error = e;
+                    continue;
+                }
+            };
+            let mut others = bootstraps.clone();
+            others.remove(i);
+            let client = Client {
+                inner: Arc::new(Inner {
+                    config: config.clone(),
+                    bootstrap,
+                    bootstraps: others,
+                    node_ids: Mutex::new(HashMap::new()),
+                    metadata: Mutex::new(MetadataCache::default()),
+                    slots: Mutex::new(HashMap::new()),
+                    backoff: Mutex::new(HashMap::new()),
+                }),
+            };
+            match client.connection(bootstrap).await {
+                Ok(_) => return Ok(client),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
     }
 
     /// The settings this client was built with.
@@ -139,9 +181,65 @@ impl Client {
         self.inner.bootstrap
     }
 
-    /// Sends `request` to the bootstrap node and waits for its response.
+    /// Sends `request` to the bootstrap node and waits for its response. If the bootstrap
+    /// cannot be connected to (nothing was sent), the other known nodes are tried.
     pub async fn call_bootstrap(&self, request: Request, payload: &[u8]) -> Result<Reply> {
-        self.call(self.inner.bootstrap, request, payload).await
+        let timeout = self.inner.config.request_timeout;
+        self.call_any(request, payload, timeout, |e| matches!(e, ClientError::Connect { .. })).await
+    }
+
+    /// Sends `request` to the bootstrap, then to each other known node (configured
+    /// bootstraps, then every node of earlier metadata; addresses in reconnect backoff
+    /// last) while the failure satisfies `next`; returns the first answer or the last error.
+    pub async fn call_any(
+        &self,
+        request: Request,
+        payload: &[u8],
+        timeout: Duration,
+        next: impl Fn(&ClientError) -> bool,
+    ) -> Result<Reply> {
+        let mut last = None;
+        for addr in self.candidates().await {
+            let result = match self.connection(addr).await {
+                Ok(conn) => match conn.send_timeout(request.clone(), payload, timeout).await {
+                    Ok(pending) => pending.wait().await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if next(&e) => {
+                    tracing::debug!(%addr, error = %e, "node unavailable; trying the next one");
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(ClientError::Connect { addr: self.inner.bootstrap, reason: "no node known".to_string() }))
+    }
+
+    /// Addresses to ask node-agnostic requests, best first.
+    async fn candidates(&self) -> Vec<SocketAddr> {
+        let mut names: Vec<String> = self.inner.bootstraps.clone();
+        {
+            let cache = lock(&self.inner.metadata);
+            let mut nodes: Vec<&NodeInfo> = cache.nodes.values().filter(|n| n.port != 0).collect();
+            nodes.sort_by_key(|n| n.node_id);
+            names.extend(nodes.iter().map(|n| format!("{}:{}", n.host, n.port)));
+        }
+        let mut addrs = vec![self.inner.bootstrap];
+        for name in names {
+            if let Ok(a) = resolve(&name).await {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+        }
+        let now = Instant::now();
+        let backoff = lock(&self.inner.backoff);
+        // Stable: keeps the preference order within each group.
+        addrs.sort_by_key(|a| backoff.get(a).is_some_and(|b| b.retry_at > now));
+        addrs
     }
 
     /// Sends `request` to the bootstrap node and waits at most `timeout` for its response
@@ -188,6 +286,7 @@ impl Client {
                 Response::Handshake(h)
                     if (h.protocol_version_min..=h.protocol_version_max).contains(&PROTOCOL_VERSION) =>
                 {
+                    lock(&self.inner.node_ids).insert(addr, h.node_id);
                     Ok(conn)
                 }
                 Response::Handshake(_) => Err(ClientError::server(ErrorCode::UnsupportedVersion, None)),
@@ -225,18 +324,24 @@ impl Client {
     }
 
     /// Runs an idempotent request, retrying retriable failures (lost connection,
-    /// timeout, `NOT_OWNER`, …) up to [`IDEMPOTENT_ATTEMPTS_MAX`] times with backoff.
+    /// timeout, `NOT_OWNER`, …) up to [`IDEMPOTENT_ATTEMPTS_MAX`] times with backoff, and
+    /// failover failures ([`ClientError::is_failover`]) until
+    /// [`ClientConfig::failover_timeout`] has passed.
     pub async fn retry_idempotent<T, F, Fut>(&self, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let c = &self.inner.config;
+        let give_up_at = Instant::now() + c.failover_timeout;
         let mut backoff = c.reconnect_backoff_min;
         let mut attempt = 1;
         loop {
             match op().await {
-                Err(e) if e.is_retriable() && attempt < IDEMPOTENT_ATTEMPTS_MAX => {
+                Err(e)
+                    if e.is_retriable()
+                        && (attempt < IDEMPOTENT_ATTEMPTS_MAX || (e.is_failover() && Instant::now() < give_up_at)) =>
+                {
                     tracing::debug!(attempt, error = %e, "retrying idempotent request");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(c.reconnect_backoff_max);
@@ -247,11 +352,14 @@ impl Client {
         }
     }
 
-    /// Asks the bootstrap node for metadata of `topics` (empty = all) and caches it.
-    /// Retries transient failures (see [`Client::retry_idempotent`]).
+    /// Asks the bootstrap node (or, if it is unreachable, any other known node) for
+    /// metadata of `topics` (empty = all) and caches it. Retries transient failures (see
+    /// [`Client::retry_idempotent`]).
     pub async fn fetch_metadata(&self, topics: &[String]) -> Result<MetadataResponse> {
         let request = Request::Metadata(MetadataRequest { topics: topics.to_vec() });
-        let (header, _) = self.retry_idempotent(|| self.call_bootstrap(request.clone(), &[])).await?;
+        let timeout = self.inner.config.metadata_timeout.min(self.inner.config.request_timeout);
+        let call = || self.call_any(request.clone(), &[], timeout, ClientError::is_failover);
+        let (header, _) = self.retry_idempotent(call).await?;
         let Response::Metadata(meta) = header.response else {
             return Err(ClientError::UnexpectedResponse("metadata"));
         };
@@ -293,21 +401,60 @@ impl Client {
         Ok(self.topic_metadata(topic).await?.partitions.len() as u32)
     }
 
-    /// The address to send produce/fetch/list-offsets for `topic`/`partition` to: the owner
-    /// shard's port on the leader node, or its public port when shard ports are off.
+    /// The address to send produces for `topic`/`partition` to: the chain head's owner
+    /// shard port, or its public port when shard ports are off (see [`crate::route`]).
     pub async fn partition_addr(&self, topic: &str, partition: u32) -> Result<SocketAddr> {
         let meta = self.topic_metadata(topic).await?;
         let part = partition_meta(&meta, partition)?;
-        let node = lock(&self.inner.metadata).nodes.get(&part.leader_node).cloned();
-        let Some(node) = node else {
-            // The leader is not among known nodes: go through the bootstrap, which forwards.
-            return Ok(self.inner.bootstrap);
-        };
-        let port = match node.shard_ports.get(usize::from(part.leader_shard)) {
-            Some(&port) if self.inner.config.use_shard_ports && port != 0 => port,
-            _ => node.port,
-        };
-        resolve(&format!("{}:{port}", node.host)).await
+        let route = leader_route(&lock(&self.inner.metadata).nodes, part, self.inner.config.use_shard_ports);
+        self.route_addr(route).await
+    }
+
+    /// The address to send fetches and list-offsets for `topic`/`partition` to, by
+    /// [`ClientConfig::read_preference`].
+    pub async fn read_addr(&self, topic: &str, partition: u32) -> Result<SocketAddr> {
+        let meta = self.topic_metadata(topic).await?;
+        let part = partition_meta(&meta, partition)?;
+        let c = &self.inner.config;
+        let route = read_route(
+            &lock(&self.inner.metadata).nodes,
+            topic,
+            part,
+            c.read_preference,
+            &self.near(),
+            c.use_shard_ports,
+        );
+        self.route_addr(route).await
+    }
+
+    /// Where this client is: its bootstrap node (id from the handshake) and host.
+    fn near(&self) -> Near {
+        let node_id = lock(&self.inner.node_ids).get(&self.inner.bootstrap).copied();
+        Near { node_id, host: self.inner.bootstrap.ip().to_string() }
+    }
+
+    async fn route_addr(&self, route: Option<Route>) -> Result<SocketAddr> {
+        match route {
+            Some(r) => resolve(&r.addr()).await,
+            // The node is not among known nodes: go through the bootstrap, which forwards.
+            None => Ok(self.inner.bootstrap),
+        }
+    }
+
+    /// The public address of node `node_id` from the cached metadata.
+    pub async fn node_addr(&self, node_id: u32) -> Option<SocketAddr> {
+        let node = lock(&self.inner.metadata).nodes.get(&node_id).cloned()?;
+        resolve(&format!("{}:{}", node.host, node.port)).await.ok()
+    }
+
+    /// Sends `request` to node `node_id`'s public port, waiting at most `timeout`.
+    pub async fn call_node_timeout(&self, node_id: u32, request: Request, timeout: Duration) -> Result<Reply> {
+        let addr = self.node_addr(node_id).await.ok_or_else(|| ClientError::BadAddress {
+            addr: format!("node {node_id}"),
+            reason: "unknown node".into(),
+        })?;
+        let conn = self.connection(addr).await?;
+        conn.send_timeout(request, &[], timeout).await?.wait().await
     }
 
     /// Reacts to a failed partition request: drops routing state when the error says so.
@@ -317,7 +464,7 @@ impl Client {
         }
     }
 
-    /// A cheap clone of the payload-free request path for callers that hold raw bytes.
+    /// Sends a partition request to the partition's chain head (see [`Client::partition_addr`]).
     pub async fn call_partition(&self, topic: &str, partition: u32, request: Request, payload: Bytes) -> Result<Reply> {
         let addr = self.partition_addr(topic, partition).await?;
         let result = self.call(addr, request, &payload).await;
@@ -325,6 +472,31 @@ impl Client {
             self.note_partition_error(topic, e);
         }
         result
+    }
+
+    /// Sends a read (fetch, list offsets) to the replica [`Client::read_addr`] picks.
+    pub async fn call_partition_read(&self, topic: &str, partition: u32, request: Request) -> Result<Reply> {
+        let addr = self.read_addr(topic, partition).await?;
+        let result = self.call(addr, request, &[]).await;
+        if let Err(e) = &result {
+            self.note_partition_error(topic, e);
+        }
+        result
+    }
+
+    /// Whether the cached metadata says `topic`/`partition` is replicated (a chain of more
+    /// than one member, or any epoch > 0, i.e. a cluster-managed chain); `None` if not cached.
+    pub fn cached_replicated(&self, topic: &str, partition: u32) -> Option<bool> {
+        let cache = lock(&self.inner.metadata);
+        let part = partition_meta(cache.topics.get(topic)?, partition).ok()?;
+        Some(part.replicas.len() > 1 || part.epoch > 0)
+    }
+
+    /// Node ids of the nodes in the cached metadata, sorted.
+    pub fn known_nodes(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = lock(&self.inner.metadata).nodes.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 }
 

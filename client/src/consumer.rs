@@ -242,17 +242,23 @@ impl Consumer {
         let request = Request::ListOffsets(ListOffsetsRequest {
             partitions: vec![ListOffsetsPartition { topic: topic.to_string(), partition, spec }],
         });
-        let call = || self.client.call_partition(topic, partition, request.clone(), Bytes::new());
-        let (header, _) = self.client.retry_idempotent(call).await?;
-        let Response::ListOffsets(resp) = header.response else {
-            return Err(ClientError::UnexpectedResponse("list offsets"));
+        let call = || async {
+            let (header, _) = self.client.call_partition_read(topic, partition, request.clone()).await?;
+            let Response::ListOffsets(resp) = header.response else {
+                return Err(ClientError::UnexpectedResponse("list offsets"));
+            };
+            match resp.partitions.into_iter().find(|p| p.topic == topic && p.partition == partition) {
+                Some(p) if p.error == ErrorCode::None => Ok(p.offset),
+                Some(p) => {
+                    // Partition-level routing errors (NOT_OWNER after a reconfiguration) retry too.
+                    let e = ClientError::server(p.error, None);
+                    self.client.note_partition_error(topic, &e);
+                    Err(e)
+                }
+                None => Err(ClientError::UnexpectedResponse("list offsets reply without our partition")),
+            }
         };
-        let part = resp.partitions.into_iter().find(|p| p.topic == topic && p.partition == partition);
-        match part {
-            Some(p) if p.error == ErrorCode::None => Ok(p.offset),
-            Some(p) => Err(ClientError::server(p.error, None)),
-            None => Err(ClientError::UnexpectedResponse("list offsets reply without our partition")),
-        }
+        self.client.retry_idempotent(call).await
     }
 
     /// The next record, waiting as long as it takes.
@@ -457,7 +463,7 @@ async fn fetch_once(
             max_bytes: config.max_bytes,
         }],
     });
-    let (header, payload) = client.call_partition(&key.0, key.1, request, Bytes::new()).await?;
+    let (header, payload) = client.call_partition_read(&key.0, key.1, request).await?;
     let Response::Fetch(resp) = header.response else {
         return Err(ClientError::UnexpectedResponse("fetch"));
     };

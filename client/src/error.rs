@@ -55,6 +55,11 @@ pub enum ClientError {
     /// The feature is not available yet.
     #[error("not supported yet: {0}")]
     NotSupported(&'static str),
+    /// A produce was sent but its fate is unknown (the connection died, the request
+    /// timed out, or the chain was reconfigured before it completed): the records may or
+    /// may not be stored, and were not resent (see `ProducerConfig::unknown_outcome`).
+    #[error("outcome unknown, records may or may not be stored: {0}")]
+    UnknownOutcome(Box<ClientError>),
 }
 
 impl ClientError {
@@ -68,6 +73,7 @@ impl ClientError {
             ClientError::RecordTooLarge { .. } => ErrorCode::MessageTooLarge,
             ClientError::Config(_) => ErrorCode::InvalidConfig,
             ClientError::NotSupported(_) => ErrorCode::UnknownApi,
+            ClientError::UnknownOutcome(cause) => cause.code(),
             _ => ErrorCode::Unknown,
         }
     }
@@ -77,8 +83,47 @@ impl ClientError {
         match self {
             ClientError::Connect { .. } | ClientError::Disconnected { .. } | ClientError::Timeout => true,
             ClientError::Server { code, .. } => {
-                code.is_retriable() || matches!(code, ErrorCode::UnknownTopic | ErrorCode::UnknownPartition)
+                code.is_retriable()
+                    || matches!(code, ErrorCode::UnknownTopic | ErrorCode::UnknownPartition | ErrorCode::StaleEpoch)
             }
+            _ => false,
+        }
+    }
+
+    /// Whether this failure is what a node failure or a chain reconfiguration looks like
+    /// from the client (dead or unreachable node, a member that is no longer head,
+    /// fencing, a chain too short for the moment). Such requests are retried, after a
+    /// metadata refresh, until `ClientConfig::failover_timeout` (idempotent requests)
+    /// or the producer's `delivery_timeout`.
+    pub fn is_failover(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Disconnected { .. } | ClientError::Timeout => true,
+            ClientError::Server { code, .. } => matches!(
+                code,
+                ErrorCode::NotOwner
+                    | ErrorCode::StaleEpoch
+                    | ErrorCode::NotEnoughReplicas
+                    | ErrorCode::RequestTimedOut
+                    | ErrorCode::CoordinatorNotAvailable
+                    | ErrorCode::ShuttingDown
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether a produce that failed like this may nevertheless have been stored: the
+    /// request was sent and then the connection died or timed out, or the node appended
+    /// it but could not complete it (`REQUEST_TIMED_OUT`, `NOT_ENOUGH_REPLICAS` = chain
+    /// reconfigured mid-produce, `STALE_EPOCH` = the head was fenced mid-produce).
+    /// `NOT_OWNER`, `THROTTLED`, `SHUTTING_DOWN`, unknown topic/partition and connect
+    /// failures are refusals before any append: resending those cannot duplicate.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            ClientError::Disconnected { .. } | ClientError::Timeout => true,
+            ClientError::Server { code, .. } => {
+                matches!(code, ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicas | ErrorCode::StaleEpoch)
+            }
+            ClientError::UnknownOutcome(_) => true,
             _ => false,
         }
     }
@@ -86,11 +131,8 @@ impl ClientError {
     /// Whether the metadata cache should be refreshed before a retry.
     pub fn needs_metadata_refresh(&self) -> bool {
         match self {
-            ClientError::Connect { .. } | ClientError::Disconnected { .. } => true,
-            ClientError::Server { code, .. } => {
-                matches!(code, ErrorCode::NotOwner | ErrorCode::UnknownTopic | ErrorCode::UnknownPartition)
-            }
-            _ => false,
+            ClientError::Server { code: ErrorCode::UnknownTopic | ErrorCode::UnknownPartition, .. } => true,
+            _ => self.is_failover(),
         }
     }
 

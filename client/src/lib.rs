@@ -5,7 +5,9 @@
 //!   ids, deadlines driven by a `now` the caller passes in).
 //! - [`conn`]: the tokio shell around it: one TCP connection, a writer task behind
 //!   a bounded queue, a reader task that wakes callers.
-//! - [`Client`]: bootstrap, metadata cache, connection pool keyed by owner-shard port.
+//! - [`Client`]: bootstrap (with fallback to every known node), metadata cache,
+//!   connection pool keyed by owner-shard port; [`route`] decides which node a
+//!   partition request goes to (chain head, or a nearby replica for reads).
 //! - [`Admin`], [`Producer`], [`Consumer`]: the APIs applications use.
 //! - [`group`]: consumer-group membership (join/sync, heartbeats, commits) behind
 //!   [`Consumer::subscribe`].
@@ -23,13 +25,14 @@ pub mod group;
 pub mod producer;
 pub mod proto;
 pub mod records;
+pub mod route;
 
 pub use admin::Admin;
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, ReadPreference};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
 pub use error::{ClientError, Result};
 pub use group::{Assignor, RebalanceListener, TopicPartition};
-pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, UnknownOutcome};
 pub use records::ConsumerRecord;
 pub use strand_wire::batch::Compression;
 pub use strand_wire::msg::Acks;

@@ -16,11 +16,21 @@
 //! - Buffered record bytes never exceed `buffer_bytes_max`: `send` waits for room.
 //! - A non-retriable failure fails that batch; later in-flight batches are awaited
 //!   before anything new is sent, and the sequence rewinds past the failed batch.
+//! - A batch whose outcome is unknown (sent, then the connection died, the request
+//!   timed out, or the chain was reconfigured mid-produce) is resent only when
+//!   [`ProducerConfig::unknown_outcome`] allows it (by default: idempotent producer on an
+//!   unreplicated partition, where the node's sequence table makes the resend
+//!   exactly-once). Otherwise every in-flight reply is awaited first; stored batches
+//!   complete, batches refused before any append (`NOT_OWNER`, connect failures, …) are
+//!   resent in order, and unknown ones fail with [`ClientError::UnknownOutcome`] — never
+//!   resent, so a replicated partition cannot get duplicates the application did not
+//!   send. After such a failure an idempotent worker takes a fresh producer id (its
+//!   sequence numbers restart at 0), so no later batch is mistaken for a duplicate.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,6 +80,26 @@ pub struct ProducerConfig {
     pub idempotence: bool,
     /// Timeout the node applies to each produce request.
     pub request_timeout_ms: u32,
+    /// Longest pause between retries (the pause doubles from `retry_backoff`).
+    pub retry_backoff_max: Duration,
+    /// Whether a batch whose outcome is unknown is resent; see [`UnknownOutcome`].
+    pub unknown_outcome: UnknownOutcome,
+}
+
+/// What the producer does with a batch that was sent but whose outcome is unknown
+/// ([`ClientError::outcome_unknown`]): the node may have stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownOutcome {
+    /// `Resend` for an idempotent producer on a partition that is not replicated
+    /// (one replica, epoch 0: the node's sequence table recognises the resend), `Fail`
+    /// otherwise (a chain's new head does not know the old head's sequences).
+    #[default]
+    Auto,
+    /// Resend byte for byte. On a replicated partition this can store records twice.
+    Resend,
+    /// Fail the batch's records with [`ClientError::UnknownOutcome`]; batches refused
+    /// before any append are still resent.
+    Fail,
 }
 
 impl Default for ProducerConfig {
@@ -85,6 +115,8 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(50),
             idempotence: true,
             request_timeout_ms: 30_000,
+            retry_backoff_max: Duration::from_millis(500),
+            unknown_outcome: UnknownOutcome::Auto,
         }
     }
 }
@@ -187,6 +219,7 @@ struct Shared {
     buffer: Arc<Semaphore>,
     round_robin: AtomicU32,
     retries: AtomicU64,
+    unknown_failed: AtomicU64,
 }
 
 /// An asynchronous, batching, idempotent producer. Clone to share.
@@ -226,6 +259,7 @@ impl Producer {
             buffer: Arc::new(Semaphore::new(buffer_permits)),
             round_robin: AtomicU32::new(0),
             retries: AtomicU64::new(0),
+            unknown_failed: AtomicU64::new(0),
         };
         Ok(Producer { shared: Arc::new(shared), workers: Arc::default() })
     }
@@ -238,6 +272,11 @@ impl Producer {
     /// How many times an in-flight window was resent after a retriable failure.
     pub fn retry_count(&self) -> u64 {
         self.shared.retries.load(Ordering::Relaxed)
+    }
+
+    /// How many batches failed with [`ClientError::UnknownOutcome`] (not resent).
+    pub fn unknown_outcome_count(&self) -> u64 {
+        self.shared.unknown_failed.load(Ordering::Relaxed)
     }
 
     /// Queues `record`, waiting while the buffer is full. The returned future resolves
@@ -309,7 +348,7 @@ impl Producer {
 }
 
 async fn init_producer_id(client: &Client) -> Result<(u64, u16)> {
-    let (header, _) = client.call_bootstrap(Request::InitProducerId, &[]).await?;
+    let (header, _) = client.retry_idempotent(|| client.call_bootstrap(Request::InitProducerId, &[])).await?;
     match header.response {
         Response::InitProducerId(r) => Ok((r.producer_id, r.producer_epoch)),
         _ => Err(ClientError::UnexpectedResponse("init producer id")),
@@ -329,12 +368,18 @@ struct InFlight {
     records: Vec<Pending>,
     first_sent: Instant,
     reply: ReplyFuture,
+    /// Whether the last transmission reached the connection (else it failed before
+    /// anything was written, and resending is always safe).
+    sent: bool,
 }
 
 /// What one produce reply means for the oldest in-flight batch.
 enum Verdict {
     Stored(u64),
+    /// Refused before any append: safe to resend.
     Retry(ClientError),
+    /// Sent, and maybe stored.
+    Unknown(ClientError),
     Fail(ClientError),
 }
 
@@ -354,13 +399,17 @@ struct Worker {
     batches_done: u64,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     retry_backoff: Duration,
+    /// This worker's `(producer_id, epoch)`: the producer's, until an unknown outcome
+    /// makes the worker take a fresh one.
+    identity: Option<(u64, u16)>,
+    /// Whether the partition is replicated (from the last metadata used to send).
+    replicated: AtomicBool,
 }
 
 impl Worker {
     fn new(shared: Arc<Shared>, topic: &str, partition: u32, rx: mpsc::Receiver<Msg>) -> Self {
         let retry_backoff = shared.config.retry_backoff;
         Worker {
-            shared,
             topic: topic.to_string(),
             partition,
             rx,
@@ -375,6 +424,9 @@ impl Worker {
             batches_done: 0,
             flushes: Vec::new(),
             retry_backoff,
+            identity: shared.identity,
+            replicated: AtomicBool::new(true),
+            shared,
         }
     }
 
@@ -457,15 +509,15 @@ impl Worker {
                 self.send_unacked(records, &bytes).await;
                 continue;
             }
-            let reply = self.transmit_acked(&bytes).await;
+            let (reply, sent) = self.transmit_acked(&bytes).await;
             let first_sent = Instant::now();
-            self.inflight.push_back(InFlight { bytes, base_sequence, records, first_sent, reply });
+            self.inflight.push_back(InFlight { bytes, base_sequence, records, first_sent, reply, sent });
         }
     }
 
     fn seal(&self, records: &[Pending], base_sequence: u32) -> Bytes {
         let mut builder = BatchBuilder::with_capacity(self.shared.config.batch_size + 1024);
-        if let Some((id, epoch)) = self.shared.identity {
+        if let Some((id, epoch)) = self.identity {
             builder = builder.producer(id, epoch, base_sequence);
         }
         for p in records {
@@ -489,6 +541,9 @@ impl Worker {
         });
         let client = &self.shared.client;
         let addr = client.partition_addr(&self.topic, self.partition).await?;
+        if let Some(replicated) = client.cached_replicated(&self.topic, self.partition) {
+            self.replicated.store(replicated, Ordering::Relaxed);
+        }
         let conn = client.connection(addr).await?;
         if self.shared.config.acks == Acks::None {
             conn.send_oneway(request, bytes).await?;
@@ -498,12 +553,12 @@ impl Worker {
     }
 
     /// Sends one batch; the future resolves with its reply, or at once with the error
-    /// that kept it from being sent.
-    async fn transmit_acked(&self, bytes: &Bytes) -> ReplyFuture {
+    /// that kept it from being sent (then the flag is false: nothing was written).
+    async fn transmit_acked(&self, bytes: &Bytes) -> (ReplyFuture, bool) {
         match self.transmit(bytes).await {
-            Ok(Some(pending)) => Box::pin(pending.wait()),
-            Ok(None) => Box::pin(std::future::ready(Err(ClientError::UnexpectedResponse("no reply expected")))),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
+            Ok(Some(pending)) => (Box::pin(pending.wait()), true),
+            Ok(None) => (Box::pin(std::future::ready(Err(ClientError::UnexpectedResponse("no reply expected")))), true),
+            Err(e) => (Box::pin(std::future::ready(Err(e))), false),
         }
     }
 
@@ -521,21 +576,34 @@ impl Worker {
     }
 
     async fn on_reply(&mut self, reply: Result<Reply>) {
-        match self.judge(reply) {
+        let sent = self.inflight.front().is_some_and(|f| f.sent);
+        match self.judge(reply, sent) {
             Verdict::Stored(base_offset) => {
                 if let Some(batch) = self.inflight.pop_front() {
                     self.complete(batch, Ok(base_offset));
                 }
                 self.retry_backoff = self.shared.config.retry_backoff;
             }
-            Verdict::Retry(e) => self.retry_all(e).await,
+            Verdict::Retry(e) | Verdict::Unknown(e) if self.resends_unknown() => self.retry_all(e).await,
+            v @ (Verdict::Retry(_) | Verdict::Unknown(_)) => self.settle_window(v).await,
             Verdict::Fail(e) => self.fail_front(e).await,
         }
     }
 
-    fn judge(&self, reply: Result<Reply>) -> Verdict {
+    /// Whether batches of unknown outcome are resent (see [`UnknownOutcome`]).
+    fn resends_unknown(&self) -> bool {
+        match self.shared.config.unknown_outcome {
+            UnknownOutcome::Resend => true,
+            UnknownOutcome::Fail => false,
+            UnknownOutcome::Auto => self.identity.is_some() && !self.replicated.load(Ordering::Relaxed),
+        }
+    }
+
+    fn judge(&self, reply: Result<Reply>, sent: bool) -> Verdict {
         let (header, _) = match reply {
             Ok(r) => r,
+            Err(e) if e.is_retriable() && !sent => return Verdict::Retry(e),
+            Err(e) if e.outcome_unknown() => return Verdict::Unknown(e),
             Err(e) if e.is_retriable() => return Verdict::Retry(e),
             Err(e) => return Verdict::Fail(e),
         };
@@ -556,7 +624,9 @@ impl Worker {
             }
             code => {
                 let e = ClientError::server(code, header.message.clone());
-                if e.is_retriable() {
+                if e.outcome_unknown() {
+                    Verdict::Unknown(e)
+                } else if e.is_retriable() {
                     Verdict::Retry(e)
                 } else {
                     Verdict::Fail(e)
@@ -588,14 +658,102 @@ impl Worker {
         // An out-of-order verdict needs no pause: its predecessors are stored, so the
         // resend goes through at once (see `judge`). Anything else backs off first.
         if err.code() != ErrorCode::OutOfOrderSequence {
-            self.shared.client.note_partition_error(&self.topic, &err);
-            tokio::time::sleep(self.retry_backoff).await;
-            self.retry_backoff = (self.retry_backoff * 2).min(Duration::from_secs(1));
+            self.pause_before_retry(&err).await;
         }
+        self.resend_window().await;
+    }
+
+    async fn pause_before_retry(&mut self, err: &ClientError) {
+        self.shared.client.note_partition_error(&self.topic, err);
+        tokio::time::sleep(self.retry_backoff).await;
+        self.retry_backoff = (self.retry_backoff * 2).min(self.shared.config.retry_backoff_max);
+    }
+
+    /// Transmits every in-flight batch again, in order.
+    async fn resend_window(&mut self) {
         for i in 0..self.inflight.len() {
             let bytes = self.inflight[i].bytes.clone();
-            let reply = self.transmit_acked(&bytes).await;
+            let (reply, sent) = self.transmit_acked(&bytes).await;
             self.inflight[i].reply = reply;
+            self.inflight[i].sent = sent;
+        }
+    }
+
+    /// The strict retry path (unknown outcomes are not resent): waits for every in-flight
+    /// reply, completes stored batches, fails unknown or failed ones, and resends, in
+    /// order, only batches refused before any append. `first` is the oldest batch's verdict.
+    async fn settle_window(&mut self, first: Verdict) {
+        let mut verdicts = vec![first];
+        for i in 1..self.inflight.len() {
+            let sent = self.inflight[i].sent;
+            let reply = (&mut self.inflight[i].reply).await;
+            verdicts.push(self.judge(reply, sent));
+        }
+        let batches: Vec<InFlight> = self.inflight.drain(..).collect();
+        let delivery_timeout = self.shared.config.delivery_timeout;
+        // Whether the sequence numbers of what remains no longer follow the node's view.
+        let mut renew = false;
+        let mut retry_error = None;
+        for (batch, verdict) in batches.into_iter().zip(verdicts) {
+            match verdict {
+                Verdict::Stored(base) => {
+                    renew |= !self.inflight.is_empty();
+                    self.complete(batch, Ok(base));
+                }
+                Verdict::Retry(e) if batch.first_sent.elapsed() <= delivery_timeout => {
+                    retry_error.get_or_insert(e);
+                    self.inflight.push_back(batch);
+                }
+                Verdict::Retry(e) | Verdict::Fail(e) => {
+                    renew = true;
+                    self.complete(batch, Err(e));
+                }
+                Verdict::Unknown(e) => {
+                    renew = true;
+                    self.shared.unknown_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "batch outcome unknown; not resent");
+                    self.complete(batch, Err(ClientError::UnknownOutcome(Box::new(e))));
+                }
+            }
+        }
+        if renew && self.identity.is_some() {
+            self.renew_identity().await;
+        }
+        let Some(err) = retry_error else { return };
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
+        if err.code() != ErrorCode::OutOfOrderSequence {
+            self.pause_before_retry(&err).await;
+        }
+        self.resend_window().await;
+    }
+
+    /// Takes a fresh producer id for this partition and re-seals the batches still in
+    /// flight with sequences from 0, so no old sequence is reused or skipped. If no node
+    /// answers, the worker continues without a producer id (not idempotent).
+    async fn renew_identity(&mut self) {
+        match init_producer_id(&self.shared.client).await {
+            Ok(identity) => {
+                tracing::debug!(topic = %self.topic, partition = self.partition, ?identity, "fresh producer id");
+                self.identity = Some(identity);
+                self.sequence_next = 0;
+                for i in 0..self.inflight.len() {
+                    let base_sequence = self.sequence_next;
+                    let bytes = self.seal(&self.inflight[i].records, base_sequence);
+                    self.sequence_next = base_sequence.wrapping_add(self.inflight[i].records.len() as u32);
+                    self.inflight[i].bytes = bytes;
+                    self.inflight[i].base_sequence = base_sequence;
+                }
+            }
+            Err(e) => {
+                // Without a fresh id the old one's sequence has a gap the node would refuse
+                // forever: go on without idempotence rather than stall.
+                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "no fresh producer id; continuing without idempotence");
+                self.identity = None;
+                for i in 0..self.inflight.len() {
+                    let bytes = self.seal(&self.inflight[i].records, 0);
+                    self.inflight[i].bytes = bytes;
+                }
+            }
         }
     }
 
@@ -615,7 +773,7 @@ impl Worker {
         self.complete(front, Err(err.clone()));
         while let Some(mut batch) = self.inflight.pop_front() {
             let reply = (&mut batch.reply).await;
-            match self.judge(reply) {
+            match self.judge(reply, batch.sent) {
                 Verdict::Stored(base) => {
                     sequence_next = batch.base_sequence.wrapping_add(batch.records.len() as u32);
                     self.complete(batch, Ok(base));

@@ -34,11 +34,24 @@ fn topic_commands_and_errors() {
     let node = Node::start(2);
     assert_eq!(ok(&strand(&node, &["topic", "create", "events", "--partitions", "3"], None)), "created events\t3\n");
     assert_eq!(ok(&strand(&node, &["topic", "list"], None)), "events\t3\t1\n");
+    let lines_in = b"a\nb\nc\nd\n";
+    let produced = ok(&strand(&node, &["produce", "events", "--partition", "1", "--acks", "all"], Some(lines_in)));
+    assert_eq!(produced, "4\n");
     let described = ok(&strand(&node, &["topic", "describe", "events"], None));
-    let lines: Vec<&str> = described.lines().collect();
-    assert_eq!(lines.len(), 4, "{described}");
-    assert!(lines[0].starts_with("partition\tleader"));
-    assert!(lines[3].starts_with("2\t"));
+    let lines: Vec<Vec<&str>> = described.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 8, "two tables of 3 partitions + headers: {described}");
+    assert_eq!(lines[0], ["partition", "leader", "shard", "chain", "epoch", "commit", "log_start", "log_end"]);
+    assert_eq!(lines[4], ["partition", "replica", "role", "log_end", "commit", "lag"]);
+    // A single node: a chain of one (the node itself), everything committed, no lag.
+    let node_id = lines[1][1];
+    for (i, row) in lines[1..4].iter().enumerate() {
+        let end = if i == 1 { "4" } else { "0" };
+        assert_eq!((row[0], row[3], row[5], row[6], row[7]), (&*i.to_string(), node_id, end, "0", end), "{described}");
+    }
+    for (i, row) in lines[5..8].iter().enumerate() {
+        let end = if i == 1 { "4" } else { "0" };
+        assert_eq!(row, &[&*i.to_string(), node_id, "head", end, end, "0"], "{described}");
+    }
 
     let again = strand(&node, &["topic", "create", "events", "--partitions", "3"], None);
     assert!(!again.status.success());

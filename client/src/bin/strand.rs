@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use strand_client::admin::{DescribeGroupResponse, COMMITTED_NONE};
+use strand_client::admin::{DescribeGroupResponse, TopicDescription, COMMITTED_NONE};
 use strand_client::{
     Acks, Admin, Client, ClientConfig, ClientError, Compression, Consumer, ConsumerConfig, DeliveryFuture, OffsetReset,
-    Producer, ProducerConfig, ProducerRecord, SeekTo,
+    Producer, ProducerConfig, ProducerRecord, ReadPreference, SeekTo,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -61,7 +61,11 @@ enum TopicCommand {
     },
     /// List topics: one line per topic, `NAME<TAB>PARTITIONS<TAB>REPLICATION`.
     List,
-    /// Show a topic's partitions: owner, chain and offsets (tab-separated, with a header).
+    /// Show a topic's partitions and replicas (two tab-separated tables with headers):
+    /// `partition leader shard chain epoch commit log_start log_end` (chain head first;
+    /// offsets as the head reports them), then
+    /// `partition replica role log_end commit lag` per chain member, asked of its own
+    /// node; lag = head log end − replica log end; `-` = the node could not be asked.
     Describe { name: String },
     /// Delete a topic and its data.
     Delete { name: String },
@@ -82,6 +86,12 @@ enum AcksArg {
     None,
     Leader,
     All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReadFromArg {
+    Leader,
+    Nearest,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -135,6 +145,10 @@ struct ConsumeArgs {
     /// Start at this offset (in every partition read).
     #[arg(long)]
     offset: Option<u64>,
+    /// Which replica to read from: the chain head, or the nearest member (the bootstrap
+    /// node if it holds a replica). Every member serves committed records only.
+    #[arg(long, value_enum, default_value = "leader")]
+    read_from: ReadFromArg,
     /// Exit after this many values.
     #[arg(long)]
     count: Option<u64>,
@@ -161,7 +175,15 @@ fn fail(reason: &str) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let config = ClientConfig { client_id: "strand-cli".to_string(), ..ClientConfig::new(cli.bootstrap.clone()) };
+    let read_preference = match &cli.command {
+        Command::Consume(ConsumeArgs { read_from: ReadFromArg::Nearest, .. }) => ReadPreference::Nearest,
+        _ => ReadPreference::Leader,
+    };
+    let config = ClientConfig {
+        client_id: "strand-cli".to_string(),
+        read_preference,
+        ..ClientConfig::new(cli.bootstrap.clone())
+    };
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
     match cli.command {
         Command::Topic(cmd) => topic(client, cmd).await.map_err(|e| e.to_string()),
@@ -239,27 +261,43 @@ async fn topic(client: Client, cmd: TopicCommand) -> Result<(), ClientError> {
             }
         }
         TopicCommand::Describe { name } => {
-            let t = admin.describe_topic(&name).await?;
-            let _ = writeln!(out, "partition\tleader\tshard\treplicas\tepoch\tlog_start\tlog_end\tcommit");
-            for p in t.partitions {
-                let replicas: Vec<String> = p.replicas.iter().map(u32::to_string).collect();
-                let _ = writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    p.partition,
-                    p.leader_node,
-                    p.leader_shard,
-                    replicas.join(","),
-                    p.epoch,
-                    p.log_start_offset,
-                    p.log_end_offset,
-                    p.commit_offset
-                );
-            }
+            let description = admin.describe_topic_replicas(&name).await?;
+            let _ = write_description(&mut out, &description);
         }
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await?;
             let _ = writeln!(out, "deleted {name}");
+        }
+    }
+    Ok(())
+}
+
+fn or_dash(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn write_description(out: &mut impl Write, t: &TopicDescription) -> std::io::Result<()> {
+    writeln!(out, "partition\tleader\tshard\tchain\tepoch\tcommit\tlog_start\tlog_end")?;
+    for p in &t.partitions {
+        let chain: Vec<String> = p.chain.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            p.partition,
+            p.leader_node,
+            p.leader_shard,
+            chain.join(","),
+            p.epoch,
+            or_dash(p.commit_offset),
+            or_dash(p.log_start_offset),
+            or_dash(p.log_end_offset)
+        )?;
+    }
+    writeln!(out, "partition\treplica\trole\tlog_end\tcommit\tlag")?;
+    for p in &t.partitions {
+        for r in &p.replicas {
+            let (end, commit, lag) = (or_dash(r.log_end_offset), or_dash(r.commit_offset), or_dash(r.lag));
+            writeln!(out, "{}\t{}\t{}\t{end}\t{commit}\t{lag}", p.partition, r.node_id, r.role)?;
         }
     }
     Ok(())

@@ -1,0 +1,386 @@
+//! Routing and failover against a scripted two-node "cluster": two peers speaking the
+//! real wire protocol on real loopback sockets, sharing one script that says which node
+//! is the chain head, what metadata says, and when a node dies or drops a connection
+//! after appending. Checks: a produce answered `NOT_OWNER` moves to the new head; a dead
+//! bootstrap node does not blind the client (metadata from another known node); a
+//! produce whose outcome is unknown is failed (never resent) on a replicated partition
+//! and resent (for the node's dedup) on an unreplicated one; reads go to the nearest
+//! replica when asked.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use strand_client::{
+    Client, ClientConfig, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
+    ReadPreference, SeekTo,
+};
+use strand_wire::batch::{Batch, BatchIter};
+use strand_wire::codec::{decode_request, encode_response};
+use strand_wire::frame::{write_frame, FrameDecoder};
+use strand_wire::msg::{
+    Acks, FetchPartitionResponse, FetchResponse, HandshakeResponse, InitProducerIdResponse,
+    ListOffsetsPartitionResponse, ListOffsetsResponse, MetadataResponse, NodeInfo, PartitionMetadata,
+    ProducePartitionResponse, ProduceResponse, Request, Response, ResponseHeader, TopicMetadata,
+};
+use strand_wire::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// One record as a node stored it.
+#[derive(Debug, Clone, PartialEq)]
+struct Stored {
+    node: u32,
+    producer_id: u64,
+    base_sequence: u32,
+    value: String,
+}
+
+#[derive(Default)]
+struct Script {
+    /// The real head: a produce on any other node is answered `NOT_OWNER`.
+    head: u32,
+    /// The head metadata names (lags `head` until a node answers `NOT_OWNER`).
+    metadata_head: u32,
+    /// Chain in metadata: both nodes with epoch 1, or only the head with epoch 0.
+    replicated: bool,
+    /// (node, nth produce on it): append, then close the connection without answering
+    /// and make `next_head` the head.
+    drop_after_append: Option<(u32, usize)>,
+    next_head: u32,
+    produces: Vec<usize>,
+    stored: Vec<Stored>,
+    /// (node, request kind) of every fetch and list-offsets.
+    reads: Vec<(u32, &'static str)>,
+    ports: Vec<u16>,
+    producer_ids: u64,
+}
+
+type Shared = Arc<Mutex<Script>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Script> {
+    s.lock().expect("script lock")
+}
+
+struct FakeNode {
+    accept: JoinHandle<()>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    addr: String,
+}
+
+impl FakeNode {
+    /// Closes the listener and every connection: connects are refused from now on.
+    fn kill(&self) {
+        self.accept.abort();
+        for c in lock_conns(&self.conns).drain(..) {
+            c.abort();
+        }
+    }
+}
+
+fn lock_conns(c: &Mutex<Vec<JoinHandle<()>>>) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+    c.lock().expect("conns lock")
+}
+
+/// Nodes 1 and 2 on ephemeral ports.
+async fn cluster(script: Script) -> (Shared, Vec<FakeNode>) {
+    let shared: Shared = Arc::new(Mutex::new(Script { produces: vec![0; 3], ..script }));
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        lock(&shared).ports.push(l.local_addr().expect("addr").port());
+        listeners.push(l);
+    }
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let id = i as u32 + 1;
+        let addr = format!("127.0.0.1:{}", lock(&shared).ports[i]);
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (s, c) = (shared.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                lock_conns(&c).push(tokio::spawn(serve(sock, id, s.clone())));
+            }
+        });
+        nodes.push(FakeNode { accept, conns, addr });
+    }
+    (shared, nodes)
+}
+
+enum Answer {
+    Reply(Response, ErrorCode),
+    Close,
+}
+
+async fn serve(mut sock: TcpStream, id: u32, script: Shared) {
+    let mut decoder = FrameDecoder::new(1 << 24);
+    let mut buf = BytesMut::new();
+    loop {
+        while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+            let header = decode_request(&frame.header).expect("client sends valid headers");
+            let (response, error) = match answer(id, header.request, &frame.payload, &script) {
+                Answer::Reply(r, e) => (r, e),
+                Answer::Close => return,
+            };
+            let reply = ResponseHeader { correlation_id: header.correlation_id, error, message: None, response };
+            let mut out = BytesMut::new();
+            write_frame(&mut out, &encode_response(&reply), &[]);
+            if sock.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+        match sock.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn answer(id: u32, request: Request, payload: &[u8], script: &Shared) -> Answer {
+    let mut s = lock(script);
+    let ok = |r| Answer::Reply(r, ErrorCode::None);
+    match request {
+        Request::Handshake(_) => ok(Response::Handshake(HandshakeResponse {
+            protocol_version_min: 1,
+            protocol_version_max: 1,
+            node_id: id,
+            frame_len_max: 1 << 23,
+        })),
+        Request::Metadata(_) => ok(metadata(&s)),
+        Request::InitProducerId => {
+            s.producer_ids += 1;
+            ok(Response::InitProducerId(InitProducerIdResponse {
+                producer_id: 100 + s.producer_ids,
+                producer_epoch: 0,
+            }))
+        }
+        Request::Produce(_) => produce(id, payload, &mut s),
+        Request::Fetch(_) => {
+            s.reads.push((id, "fetch"));
+            let part = FetchPartitionResponse {
+                topic: "t".into(),
+                partition: 0,
+                error: ErrorCode::None,
+                log_start_offset: 0,
+                log_end_offset: 0,
+                high_watermark: 0,
+                bytes_len: 0,
+            };
+            ok(Response::Fetch(FetchResponse { partitions: vec![part] }))
+        }
+        Request::ListOffsets(_) => {
+            s.reads.push((id, "list_offsets"));
+            let part = ListOffsetsPartitionResponse {
+                topic: "t".into(),
+                partition: 0,
+                error: ErrorCode::None,
+                offset: 0,
+                timestamp: -1,
+            };
+            ok(Response::ListOffsets(ListOffsetsResponse { partitions: vec![part] }))
+        }
+        other => panic!("unexpected request {other:?}"),
+    }
+}
+
+fn produce(id: u32, payload: &[u8], s: &mut Script) -> Answer {
+    if id != s.head {
+        s.metadata_head = s.head; // the cluster's view catches up
+        return Answer::Reply(produce_reply(ErrorCode::NotOwner, 0), ErrorCode::None);
+    }
+    s.produces[id as usize] += 1;
+    let base = s.stored.iter().filter(|r| r.node == id).count() as u64;
+    for batch in BatchIter::new(payload) {
+        let batch: Batch<'_> = batch.expect("client sends valid batches");
+        let h = *batch.header();
+        for record in batch.records() {
+            let record = record.expect("valid record");
+            let value = String::from_utf8_lossy(record.value).into_owned();
+            s.stored.push(Stored { node: id, producer_id: h.producer_id, base_sequence: h.base_sequence, value });
+        }
+    }
+    if s.drop_after_append == Some((id, s.produces[id as usize])) {
+        s.head = s.next_head;
+        return Answer::Close;
+    }
+    Answer::Reply(produce_reply(ErrorCode::None, base), ErrorCode::None)
+}
+
+fn produce_reply(error: ErrorCode, base_offset: u64) -> Response {
+    Response::Produce(ProduceResponse {
+        partitions: vec![ProducePartitionResponse {
+            topic: "t".to_string(),
+            partition: 0,
+            error,
+            base_offset,
+            log_end_offset: base_offset + 1,
+            log_start_offset: 0,
+        }],
+    })
+}
+
+fn metadata(s: &Script) -> Response {
+    let nodes = (0..2)
+        .map(|i| NodeInfo {
+            node_id: i + 1,
+            host: "127.0.0.1".to_string(),
+            port: s.ports[i as usize],
+            shard_ports: vec![],
+        })
+        .collect();
+    let (replicas, epoch) = if s.replicated {
+        let other = 3 - s.metadata_head;
+        (vec![s.metadata_head, other], 1)
+    } else {
+        (vec![s.metadata_head], 0)
+    };
+    Response::Metadata(MetadataResponse {
+        nodes,
+        topics: vec![TopicMetadata {
+            name: "t".to_string(),
+            error: ErrorCode::None,
+            partitions: vec![PartitionMetadata {
+                partition: 0,
+                error: ErrorCode::None,
+                leader_node: s.metadata_head,
+                leader_shard: 0,
+                replicas,
+                epoch,
+                log_start_offset: 0,
+                log_end_offset: 0,
+                commit_offset: 0,
+            }],
+        }],
+    })
+}
+
+async fn producer(bootstrap: &str) -> Producer {
+    let client_config = ClientConfig {
+        request_timeout: Duration::from_secs(2),
+        reconnect_backoff_min: Duration::from_millis(10),
+        ..ClientConfig::new(bootstrap)
+    };
+    let client = Client::connect(client_config).await.expect("connect");
+    let config = ProducerConfig {
+        acks: Acks::All,
+        linger: Duration::from_millis(1),
+        retry_backoff: Duration::from_millis(10),
+        delivery_timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    Producer::new(client, config).await.expect("producer")
+}
+
+/// Sends `value` and waits for its outcome.
+async fn send(producer: &Producer, value: &str) -> Result<u64, ClientError> {
+    let record = ProducerRecord::new("t", Bytes::from(value.to_string())).partition(0);
+    let delivery = producer.send(record).await.expect("queued");
+    let meta = tokio::time::timeout(Duration::from_secs(10), delivery).await.expect("resolves")?;
+    Ok(meta.offset.expect("acked offset"))
+}
+
+fn values_on(script: &Shared, node: u32) -> Vec<String> {
+    lock(script).stored.iter().filter(|r| r.node == node).map(|r| r.value.clone()).collect()
+}
+
+#[tokio::test]
+async fn not_owner_moves_the_produce_to_the_new_head() {
+    // Metadata still names node 1, but node 2 is the head now.
+    let (script, nodes) = cluster(Script { head: 2, metadata_head: 1, replicated: true, ..Default::default() }).await;
+    let producer = producer(&nodes[0].addr).await;
+    for i in 0..20 {
+        assert_eq!(send(&producer, &format!("r{i}")).await, Ok(i));
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
+    assert_eq!(values_on(&script, 2), expected, "every record stored once, in order, on the head");
+    assert!(values_on(&script, 1).is_empty(), "the old head stored nothing");
+    assert!(producer.retry_count() >= 1, "the NOT_OWNER batch was resent");
+    assert_eq!(producer.unknown_outcome_count(), 0);
+}
+
+#[tokio::test]
+async fn a_dead_bootstrap_does_not_blind_the_client() {
+    let (script, nodes) = cluster(Script { head: 1, metadata_head: 1, replicated: true, ..Default::default() }).await;
+    let producer = producer(&nodes[0].addr).await;
+    for i in 0..5 {
+        assert_eq!(send(&producer, &format!("a{i}")).await, Ok(i));
+    }
+    // Node 1 (bootstrap and head) dies; the chain is reconfigured to node 2.
+    nodes[0].kill();
+    {
+        let mut s = lock(&script);
+        s.head = 2;
+        s.metadata_head = 2;
+    }
+    for i in 0..5 {
+        assert_eq!(send(&producer, &format!("b{i}")).await, Ok(i), "metadata came from node 2");
+    }
+    assert_eq!(values_on(&script, 2), (0..5).map(|i| format!("b{i}")).collect::<Vec<_>>());
+    assert_eq!(values_on(&script, 1).len(), 5);
+}
+
+#[tokio::test]
+async fn unknown_outcome_on_a_replicated_partition_fails_and_is_never_resent() {
+    let script = Script {
+        head: 1,
+        metadata_head: 1,
+        replicated: true,
+        drop_after_append: Some((1, 2)),
+        next_head: 2,
+        ..Default::default()
+    };
+    let (script, nodes) = cluster(script).await;
+    let producer = producer(&nodes[0].addr).await;
+    assert_eq!(send(&producer, "one").await, Ok(0));
+    let second = send(&producer, "two").await;
+    assert!(matches!(&second, Err(ClientError::UnknownOutcome(_))), "{second:?}");
+    assert_eq!(send(&producer, "three").await, Ok(0), "the next record goes to the new head");
+    assert_eq!(values_on(&script, 1), vec!["one", "two"]);
+    assert_eq!(values_on(&script, 2), vec!["three"], "\"two\" was not resent anywhere");
+    assert_eq!(producer.unknown_outcome_count(), 1);
+    // After the unknown outcome the worker took a fresh producer id, sequences from 0.
+    let stored = lock(&script).stored.clone();
+    assert_ne!(stored[2].producer_id, stored[0].producer_id);
+    assert_eq!(stored[2].base_sequence, 0);
+}
+
+#[tokio::test]
+async fn unknown_outcome_on_an_unreplicated_partition_is_resent_for_the_nodes_dedup() {
+    let script = Script {
+        head: 1,
+        metadata_head: 1,
+        replicated: false,
+        drop_after_append: Some((1, 2)),
+        next_head: 1,
+        ..Default::default()
+    };
+    let (script, nodes) = cluster(script).await;
+    let producer = producer(&nodes[0].addr).await;
+    assert_eq!(send(&producer, "one").await, Ok(0));
+    assert!(send(&producer, "two").await.is_ok(), "resent after the lost connection");
+    let stored = lock(&script).stored.clone();
+    let copies: Vec<&Stored> = stored.iter().filter(|r| r.value == "two").collect();
+    assert_eq!(copies.len(), 2, "this fake node does not dedup; a real one answers DUPLICATE_SEQUENCE");
+    assert_eq!((copies[0].producer_id, copies[0].base_sequence), (copies[1].producer_id, copies[1].base_sequence));
+    assert_eq!(producer.unknown_outcome_count(), 0);
+}
+
+#[tokio::test]
+async fn reads_go_to_the_head_or_to_the_nearest_replica() {
+    for (preference, expected) in [(ReadPreference::Leader, 2), (ReadPreference::Nearest, 1)] {
+        // Node 2 is the head; the client bootstraps from node 1, which holds a replica.
+        let script = Script { head: 2, metadata_head: 2, replicated: true, ..Default::default() };
+        let (script, nodes) = cluster(script).await;
+        let config = ClientConfig { read_preference: preference, ..ClientConfig::new(nodes[0].addr.clone()) };
+        let client = Client::connect(config).await.expect("connect");
+        let mut consumer = Consumer::new(client, ConsumerConfig::default());
+        consumer.assign("t", 0).await.expect("assign");
+        consumer.seek("t", 0, SeekTo::Earliest).await.expect("seek");
+        let polled = consumer.poll(Duration::from_millis(100)).await.expect("poll");
+        assert!(polled.is_empty());
+        let reads = lock(&script).reads.clone();
+        assert!(reads.iter().any(|r| r.1 == "fetch") && reads.iter().any(|r| r.1 == "list_offsets"), "{reads:?}");
+        assert!(reads.iter().all(|r| r.0 == expected), "{preference:?}: {reads:?}");
+    }
+}
