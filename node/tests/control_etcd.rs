@@ -236,3 +236,57 @@ fn bad_json_in_etcd_is_skipped() {
     assert!(chain(&node, "good", 0).is_none(), "the controller leaves a poisoned chain alone");
     node.shutdown();
 }
+
+#[test]
+fn lost_lease_reregisters_as_a_new_incarnation() {
+    let etcd = Etcd::start();
+    let prefix = "/lost";
+    let nodes: Vec<ControlHandle> = (1..=2).map(|n| join(&etcd, prefix, n)).collect();
+    let controller = one_controller(&nodes.iter().collect::<Vec<_>>());
+    block_on(nodes[0].create_topic(topic("t", 1, 2))).expect("create");
+    let before = chain(&nodes[0], "t", 0).expect("chain");
+    // The controller's lease vanishes behind its back, as after a pause longer than the
+    // TTL (SIGSTOP): it must notice, register again and lose/retake the election.
+    let victim = &nodes[usize::try_from(controller - 1).unwrap()];
+    let old = victim.incarnation().expect("registered");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut client = etcd_client::Client::connect([etcd.endpoint()], None).await.unwrap();
+        client.lease_revoke(old).await.unwrap();
+    });
+    let new = wait_for("a new incarnation", Duration::from_secs(TTL_S as u64 + 5), || {
+        victim.incarnation().filter(|i| *i != old)
+    });
+    let readmitted = wait_for("re-admitted as learner", Duration::from_secs(10), || {
+        chain(&nodes[0], "t", 0)
+            .filter(|c| c.learner == Some(controller) && c.incarnations.get(&controller) == Some(&new))
+    });
+    assert!(readmitted.epoch >= before.epoch + 2, "removed, then re-added: {before:?} -> {readmitted:?}");
+    assert!(!readmitted.members.contains(&controller));
+    one_controller(&nodes.iter().collect::<Vec<_>>());
+    for h in &nodes {
+        h.shutdown();
+    }
+}
+
+#[test]
+fn survives_an_etcd_restart() {
+    let mut etcd = Etcd::start();
+    let prefix = "/restart";
+    let nodes: Vec<ControlHandle> = (1..=2).map(|n| join(&etcd, prefix, n)).collect();
+    one_controller(&nodes.iter().collect::<Vec<_>>());
+    block_on(nodes[0].create_topic(topic("before", 1, 2))).expect("create");
+    etcd.restart();
+    // Watches broke and were re-established, leases and the election survived (or were
+    // retaken): the plane keeps working and views keep flowing to every node.
+    block_on(nodes[1].create_topic(topic("after", 2, 1))).expect("create after the restart");
+    wait_for("both nodes see the new chains", Duration::from_secs(10), || {
+        nodes.iter().all(|h| h.latest().chain("after", 1).is_some()).then_some(())
+    });
+    one_controller(&nodes.iter().collect::<Vec<_>>());
+    let kept = chain(&nodes[0], "before", 0).expect("old chain kept");
+    assert_eq!(kept.members.len(), 2);
+    for h in &nodes {
+        h.shutdown();
+    }
+}

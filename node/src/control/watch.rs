@@ -85,11 +85,11 @@ async fn follow(
     }
 }
 
-/// Hands the controller the new snapshot; hands the shards a new view only if it differs
-/// from the last one in more than the revision (election keys and in-sync reports are
-/// no business of theirs).
+/// Hands the shards a new view if it differs from the last one in more than the revision
+/// (election keys and in-sync reports are no business of theirs), then the controller
+/// its snapshot — in that order, so whoever waits on the snapshot (CreateTopic) then
+/// finds the shards' view at least as new.
 fn publish(keyspace: &Keyspace, snapshots: &watch::Sender<Arc<Keyspace>>, shared: &Shared) {
-    snapshots.send_replace(Arc::new(keyspace.clone()));
     let view = keyspace.view();
     let latest = match shared.latest.lock() {
         Ok(latest) => latest.clone(),
@@ -99,4 +99,5 @@ fn publish(keyspace: &Keyspace, snapshots: &watch::Sender<Arc<Keyspace>>, shared
     if !same {
         shared.publish(view);
     }
+    snapshots.send_replace(Arc::new(keyspace.clone()));
 }

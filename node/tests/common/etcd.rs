@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 /// A running single-member etcd.
 pub struct Etcd {
     child: Child,
+    bin: String,
     client_port: u16,
-    _dir: tempfile::TempDir,
+    peer_port: u16,
+    dir: tempfile::TempDir,
 }
 
 /// How long etcd gets to become healthy.
@@ -30,7 +32,8 @@ impl Etcd {
         );
         let mut last_log = String::new();
         for _attempt in 0..3 {
-            match Etcd::try_start(&bin) {
+            let dir = tempfile::tempdir().expect("etcd temp dir");
+            match Etcd::spawn(&bin, dir, free_port(), free_port()) {
                 Ok(etcd) => return etcd,
                 Err(log) => last_log = log,
             }
@@ -38,25 +41,33 @@ impl Etcd {
         panic!("etcd did not become healthy in 3 attempts; last log:\n{last_log}");
     }
 
-    fn try_start(bin: &str) -> Result<Etcd, String> {
-        let dir = tempfile::tempdir().expect("etcd temp dir");
-        let (client_port, peer_port) = (free_port(), free_port());
+    /// SIGKILLs etcd and starts it again on the same ports and data (a crash + restart:
+    /// clients see their streams break).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let restarted = Etcd::spawn(&self.bin, dir, self.client_port, self.peer_port);
+        *self = restarted.unwrap_or_else(|log| panic!("etcd did not come back:\n{log}"));
+    }
+
+    fn spawn(bin: &str, dir: tempfile::TempDir, client_port: u16, peer_port: u16) -> Result<Etcd, String> {
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log_path = dir.path().join("etcd.log");
-        let log = std::fs::File::create(&log_path).expect("etcd log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("etcd log file");
         let child = Command::new(bin)
             .args(["--name", "strand-test", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("strand-test={peer}"), "--initial-cluster-state", "new"])
+            .args(["--initial-cluster", &format!("strand-test={peer}")])
             .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
-        let mut etcd = Etcd { child, client_port, _dir: dir };
+        let mut etcd = Etcd { child, bin: bin.to_string(), client_port, peer_port, dir };
         let deadline = Instant::now() + HEALTHY_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = etcd.child.try_wait() {
