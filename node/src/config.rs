@@ -12,6 +12,7 @@ use clap::Parser;
 use serde::Deserialize;
 use strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 
+use crate::control::types::{ControlConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT};
 use crate::log::{FsyncPolicy, IoMode, LogConfig};
 
 /// Default public listen address.
@@ -26,6 +27,8 @@ pub const INFLIGHT_PER_CONNECTION_DEFAULT: u32 = 64;
 pub const CONNECTION_BUFFER_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Default connections per node (over all shards and ports).
 pub const CONNECTIONS_MAX_DEFAULT: u32 = 10_000;
+/// Default first replication port (cluster mode: shard `s` listens on `base + s`).
+pub const REPLICATION_PORT_BASE_DEFAULT: u16 = 7200;
 /// Default interval between retention passes.
 pub const RETENTION_CHECK_MS_DEFAULT: u64 = 30_000;
 /// Longest a fetch may long-poll, whatever the client asks.
@@ -59,12 +62,21 @@ pub struct Cli {
     /// This node's id in the cluster.
     #[arg(long)]
     pub node_id: Option<u32>,
-    /// etcd endpoints (comma-separated) for cluster mode (not yet supported: single node only).
+    /// etcd endpoints (comma-separated, e.g. `http://127.0.0.1:2379`): cluster mode.
     #[arg(long)]
     pub etcd: Option<String>,
-    /// Host clients should use to reach this node (default: the listen IP).
+    /// Host clients and peers should use to reach this node (default: the listen IP).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Cluster mode: seconds without keep-alive after which this node is declared dead.
+    #[arg(long)]
+    pub lease_ttl_s: Option<i64>,
+    /// Cluster mode: etcd key prefix (lets clusters share one etcd).
+    #[arg(long)]
+    pub etcd_prefix: Option<String>,
+    /// Cluster mode: shard `s` takes replication traffic on `base + s`; 0 = ephemeral.
+    #[arg(long)]
+    pub replication_port_base: Option<u16>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -83,6 +95,10 @@ pub struct FileConfig {
     pub fsync: Option<String>,
     pub node_id: Option<u32>,
     pub advertise: Option<String>,
+    pub etcd: Option<String>,
+    pub lease_ttl_s: Option<i64>,
+    pub etcd_prefix: Option<String>,
+    pub replication_port_base: Option<u16>,
     pub frame_len_max: Option<u32>,
     pub inflight_per_connection: Option<u32>,
     pub connection_buffer_bytes: Option<u64>,
@@ -122,6 +138,10 @@ pub struct NodeConfig {
     pub limits: NetLimits,
     pub retention_check_ms: u64,
     pub log: LogConfig,
+    /// Cluster mode (`--etcd`); `None` = a single node, exactly as without replication.
+    pub cluster: Option<ControlConfig>,
+    /// Shard `s`'s replication listener port is `base + s`; `None` = ephemeral.
+    pub replication_port_base: Option<u16>,
 }
 
 /// Why the configuration is unusable.
@@ -151,9 +171,6 @@ impl NodeConfig {
 
     /// Flags over file over defaults, then validation.
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Self, ConfigError> {
-        if cli.etcd.is_some() {
-            return Err(invalid("etcd", "cluster mode is not implemented yet; run without --etcd"));
-        }
         let listen = cli.listen.or(file.listen).unwrap_or_else(|| parse_addr(LISTEN_DEFAULT));
         let shards = cli.shards.or(file.shards).unwrap_or_else(online_cpus);
         if shards == 0 || shards > strand_core::placement::SHARD_COUNT_MAX {
@@ -174,6 +191,15 @@ impl NodeConfig {
         };
         check_limits(&limits)?;
         let log = log_config(&cli, &file)?;
+        let cluster = cluster_config(&cli, &file)?;
+        let replication_port_base =
+            match cli.replication_port_base.or(file.replication_port_base).unwrap_or(REPLICATION_PORT_BASE_DEFAULT) {
+                0 => None,
+                base if u32::from(base) + u32::from(shards) > 65_536 => {
+                    return Err(invalid("replication_port_base", "base + shards exceeds port range"))
+                }
+                base => Some(base),
+            };
         Ok(NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,
@@ -185,8 +211,35 @@ impl NodeConfig {
             limits,
             retention_check_ms: file.retention_check_ms.unwrap_or(RETENTION_CHECK_MS_DEFAULT).max(100),
             log,
+            cluster,
+            replication_port_base,
         })
     }
+}
+
+/// The control-plane settings: `Some` iff `--etcd` (or `etcd` in the file) is given, which
+/// then requires a node id ≥ 1.
+fn cluster_config(cli: &Cli, file: &FileConfig) -> Result<Option<ControlConfig>, ConfigError> {
+    let Some(etcd) = cli.etcd.as_deref().or(file.etcd.as_deref()) else {
+        return Ok(None);
+    };
+    let endpoints: Vec<String> = etcd.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect();
+    if endpoints.is_empty() {
+        return Err(invalid("etcd", "no endpoint given (e.g. --etcd http://127.0.0.1:2379)"));
+    }
+    let node_id = match cli.node_id.or(file.node_id) {
+        Some(id) if id >= 1 => id,
+        _ => return Err(invalid("node_id", "--etcd (cluster mode) needs --node-id N with N >= 1")),
+    };
+    let lease_ttl_s = cli.lease_ttl_s.or(file.lease_ttl_s).unwrap_or(LEASE_TTL_S_DEFAULT);
+    if lease_ttl_s < 1 {
+        return Err(invalid("lease_ttl_s", format!("{lease_ttl_s}: must be >= 1")));
+    }
+    let prefix = cli.etcd_prefix.clone().or_else(|| file.etcd_prefix.clone()).unwrap_or(PREFIX_DEFAULT.to_string());
+    if !prefix.starts_with('/') || prefix.len() < 2 {
+        return Err(invalid("etcd_prefix", format!("{prefix:?}: must start with '/' and name something")));
+    }
+    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix: prefix.trim_end_matches('/').to_string() }))
 }
 
 /// The log settings. Defaults, and why:
@@ -272,6 +325,23 @@ mod tests {
         assert_eq!(c.log.fsync, FsyncPolicy::Always);
         assert_eq!(c.log.io_mode, IoMode::Buffered);
         assert!(c.shards >= 1);
+        assert_eq!(c.cluster, None);
+        assert_eq!(c.replication_port_base, Some(REPLICATION_PORT_BASE_DEFAULT));
+    }
+
+    #[test]
+    fn cluster_mode() {
+        let args = ["--etcd", "http://127.0.0.1:2379, http://127.0.0.1:2380", "--node-id", "3", "--lease-ttl-s", "2"];
+        let c = NodeConfig::merge(cli(&args), FileConfig::default()).unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.endpoints, vec!["http://127.0.0.1:2379", "http://127.0.0.1:2380"]);
+        assert_eq!((cluster.node_id, cluster.lease_ttl_s, cluster.prefix.as_str()), (3, 2, PREFIX_DEFAULT));
+        let file: FileConfig =
+            toml::from_str("etcd = \"http://h:1\"\nnode_id = 2\netcd_prefix = \"/x/\"\nreplication_port_base = 0")
+                .unwrap();
+        let c = NodeConfig::merge(cli(&[]), file).unwrap();
+        assert_eq!(c.cluster.unwrap().prefix, "/x");
+        assert_eq!(c.replication_port_base, None);
     }
 
     #[test]
@@ -291,6 +361,11 @@ mod tests {
         assert!(NodeConfig::merge(cli(&["--shards", "0"]), FileConfig::default()).is_err());
         assert!(NodeConfig::merge(cli(&["--fsync", "sometimes"]), FileConfig::default()).is_err());
         assert!(NodeConfig::merge(cli(&["--io-mode", "mmap"]), FileConfig::default()).is_err());
+        let no_id = NodeConfig::merge(cli(&["--etcd", "http://127.0.0.1:2379"]), FileConfig::default());
+        assert!(matches!(no_id, Err(ConfigError::Invalid { key: "node_id", .. })));
+        let zero = NodeConfig::merge(cli(&["--etcd", "http://e:1", "--node-id", "0"]), FileConfig::default());
+        assert!(zero.is_err());
+        assert!(NodeConfig::merge(cli(&["--etcd", ",", "--node-id", "1"]), FileConfig::default()).is_err());
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
         let tiny = FileConfig { frame_len_max: Some(10), ..FileConfig::default() };
         assert!(NodeConfig::merge(cli(&[]), tiny).is_err());

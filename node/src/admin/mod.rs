@@ -112,33 +112,39 @@ struct PartitionJson {
 
 fn topics_json(shared: &NodeShared) -> String {
     let gauges: Vec<_> = shared.metrics.shards.iter().flat_map(|m| m.partitions()).collect();
-    let topics: Vec<TopicJson> = match shared.registry.lock() {
-        Ok(reg) => reg
-            .topics()
-            .values()
-            .map(|t| {
-                let mut offsets: Vec<PartitionJson> = gauges
-                    .iter()
-                    .filter(|g| g.topic == t.name)
-                    .map(|g| PartitionJson {
-                        partition: g.partition,
-                        log_start_offset: g.log_start_offset,
-                        log_end_offset: g.log_end_offset,
-                        size_bytes: g.size_bytes,
-                    })
-                    .collect();
-                offsets.sort_by_key(|p| p.partition);
-                TopicJson {
-                    name: t.name.clone(),
-                    partitions: t.partitions,
-                    replication_factor: t.replication_factor,
-                    internal: crate::groups::is_internal_topic(&t.name),
-                    offsets,
-                }
-            })
-            .collect(),
+    // Node-local topics, plus in cluster mode the view's (this node's replicas' offsets).
+    let mut configs: Vec<crate::shard::registry::TopicConfig> = match shared.registry.lock() {
+        Ok(reg) => reg.topics().values().cloned().collect(),
         Err(_) => Vec::new(),
     };
+    if let Some(control) = &shared.control {
+        configs.retain(|t| crate::groups::is_internal_topic(&t.name));
+        configs
+            .extend(control.latest().topics.values().filter(|t| !crate::groups::is_internal_topic(&t.name)).cloned());
+    }
+    let topics: Vec<TopicJson> = configs
+        .iter()
+        .map(|t| {
+            let mut offsets: Vec<PartitionJson> = gauges
+                .iter()
+                .filter(|g| g.topic == t.name)
+                .map(|g| PartitionJson {
+                    partition: g.partition,
+                    log_start_offset: g.log_start_offset,
+                    log_end_offset: g.log_end_offset,
+                    size_bytes: g.size_bytes,
+                })
+                .collect();
+            offsets.sort_by_key(|p| p.partition);
+            TopicJson {
+                name: t.name.clone(),
+                partitions: t.partitions,
+                replication_factor: t.replication_factor,
+                internal: crate::groups::is_internal_topic(&t.name),
+                offsets,
+            }
+        })
+        .collect();
     serde_json::to_string_pretty(&serde_json::json!({ "topics": topics })).unwrap_or_else(|_| "{}".into())
 }
 

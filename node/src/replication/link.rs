@@ -1,5 +1,6 @@
 //! Replication transport on one shard: persistent, pipelined outbound connections to
-//! peer nodes ([`Peers`]) and the inbound accept loop ([`serve`]).
+//! peer shards ([`LinkPool`], one per socket address, shared by the shard's replicas),
+//! each replica's address book ([`Peers`]) and the inbound accept loop ([`serve`]).
 //!
 //! Every chain message is a one-way request frame; nothing is answered on the same
 //! connection, so a link only writes and an inbound connection only reads. Loss is
@@ -28,22 +29,60 @@ pub const REPLICATION_FRAME_LEN_MAX: usize = 8 * 1024 * 1024;
 /// Pause between connection attempts to an unreachable peer.
 pub const RECONNECT_DELAY_MS: u64 = 50;
 
-/// The addresses of the other nodes and one lazily opened link to each.
+/// Outbound links of one shard, one per peer socket address, shared by every replica of
+/// the shard (partitions replicating to the same peer shard share one connection).
+#[derive(Default)]
+pub struct LinkPool {
+    links: RefCell<HashMap<SocketAddr, flume::Sender<Bytes>>>,
+}
+
+impl LinkPool {
+    /// An empty pool.
+    pub fn new() -> Rc<LinkPool> {
+        Rc::new(LinkPool::default())
+    }
+
+    /// Queues `frame` on the link to `addr` (opened lazily). False when dropped (queue full).
+    pub fn send(&self, addr: SocketAddr, frame: Bytes) -> bool {
+        let mut links = self.links.borrow_mut();
+        let link = links.entry(addr).or_insert_with(|| {
+            let (tx, rx) = flume::bounded(LINK_QUEUE_FRAMES_MAX);
+            glommio::spawn_local(run_link(addr, rx)).detach();
+            tx
+        });
+        link.try_send(frame).is_ok()
+    }
+
+    /// Closes the link to `addr` (its task ends once its queue drained).
+    pub fn close(&self, addr: SocketAddr) {
+        self.links.borrow_mut().remove(&addr);
+    }
+}
+
+/// One replica's address book: where each peer node's copy of this partition lives
+/// (its owner shard's replication listener), sending over a [`LinkPool`].
 pub struct Peers {
     addrs: RefCell<HashMap<NodeId, SocketAddr>>,
-    links: RefCell<HashMap<NodeId, flume::Sender<Bytes>>>,
+    pool: Rc<LinkPool>,
 }
 
 impl Peers {
-    /// Peers at the given replication addresses.
+    /// Peers at the given replication addresses, with a pool of their own.
     pub fn new(addrs: HashMap<NodeId, SocketAddr>) -> Rc<Peers> {
-        Rc::new(Peers { addrs: RefCell::new(addrs), links: RefCell::new(HashMap::new()) })
+        Peers::with_pool(LinkPool::new(), addrs)
     }
 
-    /// Sets (or changes) a peer's address; an open link to the old address is closed.
+    /// Peers at the given addresses, sending over a shard's shared `pool`.
+    pub fn with_pool(pool: Rc<LinkPool>, addrs: HashMap<NodeId, SocketAddr>) -> Rc<Peers> {
+        Rc::new(Peers { addrs: RefCell::new(addrs), pool })
+    }
+
+    /// Sets (or changes) a peer's address; the link to an old address is closed (a
+    /// restarted peer may listen on a new port).
     pub fn set_addr(&self, node: NodeId, addr: SocketAddr) {
-        if self.addrs.borrow_mut().insert(node, addr) != Some(addr) {
-            self.links.borrow_mut().remove(&node);
+        let old = self.addrs.borrow_mut().insert(node, addr);
+        if let Some(old) = old.filter(|old| *old != addr) {
+            self.pool.close(old);
         }
     }
 
@@ -53,13 +92,7 @@ impl Peers {
             warn!(node = to.0, "no address for replication peer");
             return false;
         };
-        let mut links = self.links.borrow_mut();
-        let link = links.entry(to).or_insert_with(|| {
-            let (tx, rx) = flume::bounded(LINK_QUEUE_FRAMES_MAX);
-            glommio::spawn_local(run_link(addr, rx)).detach();
-            tx
-        });
-        link.try_send(frame).is_ok()
+        self.pool.send(addr, frame)
     }
 }
 

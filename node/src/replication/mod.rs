@@ -27,7 +27,7 @@ use strand_wire::ErrorCode;
 use tracing::debug;
 
 pub use convert::ConvertError;
-pub use link::Peers;
+pub use link::{LinkPool, Peers};
 pub use partition::ReplicatedPartition;
 
 /// Why a replication operation failed.
@@ -95,6 +95,16 @@ impl Replicator {
     /// The replica of `topic`/`partition`, if this shard has one.
     pub fn get(&self, topic: &str, partition: u32) -> Option<Rc<ReplicatedPartition>> {
         self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Unregisters the replica of `topic`/`partition` (its tasks end once it is dropped).
+    pub fn remove(&self, topic: &str, partition: u32) -> Option<Rc<ReplicatedPartition>> {
+        self.partitions.borrow_mut().remove(&(topic.to_string(), partition))
+    }
+
+    /// Every registered replica.
+    pub fn all(&self) -> Vec<Rc<ReplicatedPartition>> {
+        self.partitions.borrow().values().cloned().collect()
     }
 
     /// Routes one inbound frame (header bytes, payload) to its replica.

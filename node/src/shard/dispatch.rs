@@ -77,9 +77,11 @@ impl Shard {
         }
         let reply = match header.request {
             Request::Handshake(r) => Some(self.handshake(cid, &r)),
+            Request::Metadata(r) if self.cluster().is_some() => Some(self.cluster_metadata(cid, r).await),
             Request::Metadata(r) => Some(self.metadata(cid, r).await),
             Request::CreateTopic(r) => Some(self.create_topic(cid, r).await),
             Request::DeleteTopic(r) => Some(self.delete_topic_request(cid, r).await),
+            Request::ListTopics if self.cluster().is_some() => Some(self.cluster_list_topics(cid)),
             Request::ListTopics => Some(self.list_topics(cid)),
             Request::InitProducerId => Some(self.init_producer_id(cid)),
             Request::Produce(r) => {
@@ -163,6 +165,9 @@ impl Shard {
             replication_factor: r.replication_factor.max(1),
             configs: r.configs.into_iter().collect(),
         };
+        if self.cluster().is_some() {
+            return self.cluster_create_topic(cid, topic).await;
+        }
         let shared = self.shared.clone();
         let to_store = topic.clone();
         let stored = glommio::executor()
@@ -184,6 +189,9 @@ impl Shard {
     async fn delete_topic_request(self: &Rc<Self>, cid: u64, r: DeleteTopicRequest) -> Reply {
         if is_internal_topic(&r.name) {
             return Reply::error(cid, ErrorCode::InvalidTopicName, "internal topics cannot be deleted");
+        }
+        if self.cluster().is_some() {
+            return self.cluster_delete_topic(cid, &r.name).await;
         }
         let shared = self.shared.clone();
         let name = r.name.clone();
@@ -335,8 +343,13 @@ impl Shard {
                 results[i] = Some(answer);
             }
         }
-        let partitions = results.into_iter().flatten().collect();
-        (acks != Acks::None).then(|| Reply::new(cid, Response::Produce(ProduceResponse { partitions })))
+        let partitions: Vec<ProducePartitionResponse> = results.into_iter().flatten().collect();
+        let note = self.not_owner_note(&partitions);
+        (acks != Acks::None).then(|| {
+            let mut reply = Reply::new(cid, Response::Produce(ProduceResponse { partitions }));
+            reply.header.message = note;
+            reply
+        })
     }
 
     /// Appends one owner's share of a produce request (locally or on the owner shard).
@@ -347,7 +360,7 @@ impl Shard {
         parts: Vec<(ProducePartition, Bytes)>,
     ) -> Vec<ProducePartitionResponse> {
         if owner == self.id.0 {
-            return self.produce_local(parts).await;
+            return self.produce_local(acks, parts).await;
         }
         let keys: Vec<ProducePartition> = parts.iter().map(|(p, _)| p.clone()).collect();
         match self.forward(owner, ShardCall::Produce { acks, parts }).await {

@@ -29,6 +29,8 @@ pub enum ShardCall {
     ListOffsets(Vec<ListOffsetsPartition>),
     /// Log start and end offsets of partitions the receiver owns (for metadata).
     Offsets(Vec<(String, u32)>),
+    /// Cluster mode: log start, log end, commit offset and epoch of the receiver's replicas.
+    ChainOffsets(Vec<(String, u32)>),
     /// A topic was added to the registry: open the partitions you own.
     TopicCreated(TopicConfig),
     /// A topic was removed from the registry: delete the partitions you own.
@@ -45,6 +47,7 @@ pub enum ShardAnswer {
     Fetch(Vec<(FetchPartitionResponse, Bytes)>),
     ListOffsets(Vec<ListOffsetsPartitionResponse>),
     Offsets(Vec<Result<(u64, u64), ErrorCode>>),
+    ChainOffsets(Vec<Result<(u64, u64, u64, u64), ErrorCode>>),
     Done(Result<(), String>),
 }
 

@@ -14,6 +14,8 @@
 //! no lock (the registry mutex is control plane: create/delete/list); a shard stops
 //! accepting, then waits for in-flight appends, then closes its logs.
 
+pub mod cluster;
+pub mod cluster_ops;
 pub mod dispatch;
 pub mod fatal;
 pub mod forward;
@@ -51,6 +53,8 @@ pub struct BoundPorts {
     pub admin: u16,
     /// `shards[s]` = shard `s`'s fast-path port.
     pub shards: Vec<u16>,
+    /// `replication[s]` = shard `s`'s replication listener (cluster mode; else empty).
+    pub replication: Vec<u16>,
 }
 
 /// State shared by all shards and the admin thread (control plane only).
@@ -65,6 +69,8 @@ pub struct NodeShared {
     pub ports: OnceLock<BoundPorts>,
     pub connections: AtomicU32,
     pub next_producer_id: AtomicU64,
+    /// The control plane in cluster mode (`--etcd`); `None` on a single node.
+    pub control: Option<crate::control::ControlHandle>,
 }
 
 /// One shard's state.
@@ -82,6 +88,8 @@ pub struct Shard {
     appends_idle: Rc<LocalNotify>,
     /// The consumer-group coordinator of the groups placed on this shard.
     pub groups: crate::groups::GroupHost,
+    /// Replicas and the view's topics in cluster mode; `None` on a single node.
+    cluster: Option<cluster::ClusterShard>,
 }
 
 /// Longest a shard waits for in-flight appends at shutdown.
@@ -112,7 +120,6 @@ impl Shard {
             .unwrap_or(u32::from(shared.config.shards));
         Rc::new(Shard {
             id,
-            shared,
             metrics,
             topics: RefCell::new(BTreeMap::new()),
             partitions: RefCell::new(HashMap::new()),
@@ -121,6 +128,8 @@ impl Shard {
             inflight_appends: Cell::new(0),
             appends_idle: Rc::new(LocalNotify::default()),
             groups: crate::groups::GroupHost::new(offsets_partitions),
+            cluster: shared.control.clone().map(cluster::ClusterShard::new),
+            shared,
         })
     }
 
@@ -257,6 +266,12 @@ impl Shard {
         }
         let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
         let mut failed = Vec::new();
+        for log in self.take_replica_logs(|_| true).await {
+            let name = log.dir().display().to_string();
+            if let Err(e) = log.close().await {
+                failed.push(format!("{name}: {e}"));
+            }
+        }
         for part in parts {
             let name = format!("{}/{}", part.topic, part.partition);
             let result = match take_log(part).await {
@@ -294,6 +309,8 @@ impl Shard {
     async fn apply_retention(&self) {
         let now_ms = now_ms();
         let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        // Replica logs are not trimmed: a restarted replica must recover from offset 0
+        // (see `ReplicatedPartition::start`), so cluster topics keep everything for now.
         for part in parts {
             match part.log.apply_retention(now_ms).await {
                 Ok(0) => {}
@@ -319,6 +336,19 @@ impl Shard {
                 size_bytes: p.log.size_bytes(),
             })
             .collect();
+        if let Some(cluster) = self.cluster() {
+            gauges.extend(cluster.replicator.all().iter().map(|r| {
+                let (topic, partition) = r.id();
+                let log = r.log();
+                PartitionGauge {
+                    topic: topic.to_string(),
+                    partition,
+                    log_start_offset: log.log_start_offset(),
+                    log_end_offset: log.log_end_offset(),
+                    size_bytes: log.size_bytes(),
+                }
+            }));
+        }
         gauges.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         self.metrics.publish_partitions(gauges);
     }

@@ -1,11 +1,14 @@
 //! Starting and stopping a whole node: one pinned glommio executor per shard, the
 //! public-port rendezvous, the admin thread and signal handling.
 //!
-//! Startup order: load the registry → start shards (each: DMA probe, open owned
-//! partitions, bind ports) → when every shard reported its ports, print the
-//! `strand-node listening:` line and mark the node serving. Shutdown (SIGTERM,
+//! Startup order: (cluster mode: connect to etcd and read the view) → load the registry
+//! → start shards (each: DMA probe, open owned partitions, bind ports — plus, in cluster
+//! mode, a replication listener and the reconcile task) → when every shard reported its
+//! ports, (cluster mode: register this node in etcd) print the `strand-node listening:`
+//! line and mark the node serving. Shutdown (SIGTERM,
 //! SIGINT): mark not serving, send `Shutdown` to every shard (each stops
-//! accepting, finishes in-flight appends and closes its logs), join, exit.
+//! accepting, finishes in-flight appends and closes its logs), revoke the etcd lease
+//! (cluster mode: peers reconfigure at once), join, exit.
 //!
 //! The public port is shared by all shards with `SO_REUSEPORT`: shard 0 binds the
 //! configured address first (so port 0 resolves to one real port) and the others
@@ -43,20 +46,33 @@ pub enum NodeError {
     Signals(std::io::Error),
     #[error("{0}")]
     Shards(String),
+    #[error("cluster mode: {0}")]
+    Control(#[from] crate::control::ControlError),
 }
 
 /// The public address once shard 0 bound it (or why it could not).
 type Rendezvous = Arc<(Mutex<Option<Result<SocketAddr, String>>>, Condvar)>;
-/// `(shard, shard port, public port)` or a startup failure.
-type PortReport = Result<(usize, u16, u16), String>;
+/// A shard's bound ports or its startup failure.
+type PortReport = Result<ShardPorts, String>;
+
+/// What one shard bound.
+struct ShardPorts {
+    shard: usize,
+    own: u16,
+    public: u16,
+    /// Replication listener (0 on a single node).
+    replication: u16,
+}
 
 /// Runs a node until SIGTERM/SIGINT; returns after every shard closed its logs.
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| NodeError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    // Cluster mode reads the view before anything binds (DESIGN §6 start-up order).
+    let control = config.cluster.clone().map(crate::control::connect).transpose()?;
     let mut registry = TopicRegistry::load(&config.data_dir)?;
     ensure_offsets_topic(&mut registry, config.shards)?;
-    let topics: Vec<TopicConfig> = registry.topics().values().cloned().collect();
+    let topics = local_topics(&registry, control.is_some());
     let shard_count = usize::from(config.shards);
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::bounded(SHARD_INBOX_LEN)).unzip();
     let (group_inboxes, group_receivers): (Vec<_>, Vec<_>) =
@@ -70,6 +86,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         connections: AtomicU32::new(0),
         next_producer_id: AtomicU64::new((now_ms().max(1) as u64) << 16),
         config,
+        control,
     });
     let rendezvous: Rendezvous = Arc::new((Mutex::new(None), Condvar::new()));
     let (ports_tx, ports_rx) = mpsc::channel::<PortReport>();
@@ -82,7 +99,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         handles.push(spawn_executor(s, start)?);
     }
     drop(ports_tx);
-    let admin = match collect_ports(&shared, &ports_rx, shard_count) {
+    let admin = match collect_ports(&shared, &ports_rx, shard_count).and_then(|p| register(&shared, p)) {
         Ok(ports) => Some(announce(&shared, ports)?),
         Err(e) => {
             error!(error = %e, "node failed to start");
@@ -104,6 +121,9 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         .collect();
     if let Some(admin) = admin {
         admin.stop();
+    }
+    if let Some(control) = &shared.control {
+        control.shutdown();
     }
     match (failures.is_empty(), shared.ports.get().is_some()) {
         (true, true) => {
@@ -149,19 +169,51 @@ fn collect_ports(
     shard_count: usize,
 ) -> Result<BoundPorts, String> {
     let mut shards = vec![0u16; shard_count];
+    let mut replication = vec![0u16; shard_count];
     let mut public = 0;
     for _ in 0..shard_count {
         match rx.recv() {
-            Ok(Ok((s, port, public_port))) => {
-                shards[s] = port;
-                public = public_port;
+            Ok(Ok(p)) => {
+                shards[p.shard] = p.own;
+                replication[p.shard] = p.replication;
+                public = p.public;
             }
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err("a shard exited during startup".into()),
         }
     }
-    let _ = shared;
-    Ok(BoundPorts { public, admin: 0, shards })
+    if shared.control.is_none() {
+        replication.clear();
+    }
+    Ok(BoundPorts { public, admin: 0, shards, replication })
+}
+
+/// Cluster mode: registers this node (lease, keep-alive, controller campaign) once every
+/// port is bound, so peers that see the record can reach it.
+fn register(shared: &NodeShared, ports: BoundPorts) -> Result<BoundPorts, String> {
+    let Some(control) = &shared.control else { return Ok(ports) };
+    let record = crate::control::NodeRecord {
+        node_id: control.node_id(),
+        host: shared.config.advertise_host.clone(),
+        port: ports.public,
+        shard_ports: ports.shards.clone(),
+        replication_ports: ports.replication.clone(),
+        incarnation: 0,
+    };
+    control.register(record).map_err(|e| format!("cannot register with etcd: {e}"))?;
+    info!(node_id = control.node_id(), replication_ports = ?ports.replication, "registered in the cluster");
+    Ok(ports)
+}
+
+/// The topics shards open from the node-local registry: all of them on a single node;
+/// in cluster mode only the internal ones (cluster topics come from the view).
+fn local_topics(registry: &TopicRegistry, cluster: bool) -> Vec<TopicConfig> {
+    let (local, ignored): (Vec<TopicConfig>, Vec<TopicConfig>) =
+        registry.topics().values().cloned().partition(|t| !cluster || crate::groups::is_internal_topic(&t.name));
+    for t in ignored {
+        warn!(topic = %t.name, "node-local topic not served in cluster mode (topics come from etcd)");
+    }
+    local
 }
 
 fn announce(shared: &Arc<NodeShared>, mut ports: BoundPorts) -> Result<AdminServer, NodeError> {
@@ -198,6 +250,10 @@ fn watch_signals(shared: Arc<NodeShared>) -> Result<(), NodeError> {
             if let Some(signal) = signals.forever().next() {
                 info!(signal, "signal received; shutting down");
                 shutdown_all(&shared);
+                // Revoking the lease lets peers reconfigure at once instead of after the TTL.
+                if let Some(control) = &shared.control {
+                    control.shutdown();
+                }
             }
         })
         .map_err(NodeError::Signals)?;
@@ -239,7 +295,7 @@ fn shard_main(
     Box::pin(async move {
         let shard = Shard::new(ShardId(s as u16), shared);
         let started = start_shard(&shard, &topics, &rendezvous).await;
-        let (public, own) = match started {
+        let (public, own, replication) = match started {
             Ok(listeners) => listeners,
             Err(e) => {
                 if s == 0 {
@@ -249,9 +305,19 @@ fn shard_main(
                 return Err(e);
             }
         };
-        let public_port = public.local_addr().map(|a| a.port()).unwrap_or(0);
-        let own_port = own.local_addr().map(|a| a.port()).unwrap_or(0);
-        let _ = ports_tx.send(Ok((s, own_port, public_port)));
+        let port = |l: &glommio::net::TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);
+        let ports = ShardPorts {
+            shard: s,
+            own: port(&own),
+            public: port(&public),
+            replication: replication.as_ref().map_or(0, port),
+        };
+        let _ = ports_tx.send(Ok(ports));
+        if let (Some(listener), Some(cluster)) = (replication, shard.cluster()) {
+            let handler = cluster.replicator.frame_handler();
+            glommio::spawn_local(crate::replication::link::serve(listener, handler)).detach();
+            glommio::spawn_local(shard.clone().reconcile_loop()).detach();
+        }
         glommio::spawn_local(shard.clone().serve_inbox(inboxes.calls)).detach();
         glommio::spawn_local(shard.clone().serve_group_inbox(inboxes.groups)).detach();
         glommio::spawn_local(shard.clone().group_timer()).detach();
@@ -270,12 +336,15 @@ fn shard_main(
     })
 }
 
-/// Probes DMA, opens owned partitions, binds the public and shard ports.
+/// The listeners of one shard: public, own fast-path port, replication (cluster mode).
+type Listeners = (glommio::net::TcpListener, glommio::net::TcpListener, Option<glommio::net::TcpListener>);
+
+/// Probes DMA, opens owned partitions, binds the public, shard and replication ports.
 async fn start_shard(
     shard: &Rc<Shard>,
     topics: &[TopicConfig],
     rendezvous: &Rendezvous,
-) -> Result<(glommio::net::TcpListener, glommio::net::TcpListener), ShardError> {
+) -> Result<Listeners, ShardError> {
     let config = &shard.shared.config;
     let id = shard.id.0;
     if matches!(config.log.io_mode, IoMode::Direct) {
@@ -300,7 +369,15 @@ async fn start_shard(
     let own_port = config.shard_port_base.map_or(0, |base| base + id);
     let own_addr = SocketAddr::new(config.listen.ip(), own_port);
     let own = glommio::net::TcpListener::bind(own_addr).map_err(|e| listen_err(own_addr, e.into()))?;
-    Ok((public, own))
+    let replication = match shard.cluster() {
+        None => None,
+        Some(_) => {
+            let port = config.replication_port_base.map_or(0, |base| base + id);
+            let addr = SocketAddr::new(config.listen.ip(), port);
+            Some(glommio::net::TcpListener::bind(addr).map_err(|e| listen_err(addr, e.into()))?)
+        }
+    };
+    Ok((public, own, replication))
 }
 
 fn publish_public(rendezvous: &Rendezvous, addr: Result<SocketAddr, String>) {

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use strand_wire::msg::{
-    FetchPartition, FetchPartitionResponse, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec,
+    Acks, FetchPartition, FetchPartitionResponse, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec,
     ProducePartition, ProducePartitionResponse,
 };
 use strand_wire::ErrorCode;
 
+use super::cluster_ops::replicated;
 use super::forward::{ShardAnswer, ShardCall};
 use super::notify::AnyOf;
 use super::Shard;
@@ -51,7 +52,7 @@ impl Shard {
     /// Answers a cross-shard call (everything but `Shutdown`, which the inbox handles).
     pub async fn answer(self: &Rc<Self>, call: ShardCall) -> ShardAnswer {
         match call {
-            ShardCall::Produce { parts, .. } => ShardAnswer::Produce(self.produce_local(parts).await),
+            ShardCall::Produce { acks, parts } => ShardAnswer::Produce(self.produce_local(acks, parts).await),
             ShardCall::Fetch { max_wait_ms, min_bytes, max_bytes, parts } => {
                 let limits = FetchLimits { max_wait_ms, min_bytes, max_bytes };
                 let fetched = self.fetch_local(limits, &parts).await;
@@ -68,6 +69,9 @@ impl Shard {
                     .map(|(t, p)| self.partition(t, *p).map(|x| (x.log.log_start_offset(), x.log.log_end_offset())))
                     .collect(),
             ),
+            ShardCall::ChainOffsets(parts) => {
+                ShardAnswer::ChainOffsets(parts.iter().map(|(t, p)| self.chain_offsets(t, *p)).collect())
+            }
             ShardCall::TopicCreated(topic) => {
                 ShardAnswer::Done(self.open_topic(&topic).await.map_err(|e| e.to_string()))
             }
@@ -81,15 +85,19 @@ impl Shard {
     /// (see `join` and `Partition::produce`): no task is spawned in between.
     pub async fn produce_local(
         self: &Rc<Self>,
+        acks: Acks,
         parts: Vec<(ProducePartition, Bytes)>,
     ) -> Vec<ProducePartitionResponse> {
-        let appends = parts.into_iter().map(|(p, payload)| self.clone().produce_one(p, payload)).collect();
+        let appends = parts.into_iter().map(|(p, payload)| self.clone().produce_one(p, payload, acks)).collect();
         super::join::join_all(appends).await
     }
 
-    async fn produce_one(self: Rc<Self>, p: ProducePartition, payload: Bytes) -> ProducePartitionResponse {
+    async fn produce_one(self: Rc<Self>, p: ProducePartition, payload: Bytes, acks: Acks) -> ProducePartitionResponse {
         if self.is_stopping() {
             return produce_error(&p, ErrorCode::ShuttingDown);
+        }
+        if replicated(&self, &p.topic) {
+            return self.produce_replicated(p, payload, acks).await;
         }
         let part = match self.partition(&p.topic, p.partition) {
             Ok(part) => part,
@@ -129,8 +137,11 @@ impl Shard {
             // Listen before reading so an append between the read and the wait is not missed.
             let listens: Vec<_> = parts
                 .iter()
-                .filter_map(|p| self.partition(&p.topic, p.partition).ok())
-                .map(|p| p.appended.listen())
+                .filter_map(|p| match replicated(self, &p.topic) {
+                    false => self.partition(&p.topic, p.partition).ok().map(|p| p.appended.clone()),
+                    true => self.cluster().and_then(|c| c.progressed(&p.topic, p.partition)),
+                })
+                .map(|notify| notify.listen())
                 .collect();
             let fetched = self.read_once(limits.max_bytes, parts).await;
             let total: u64 = fetched.iter().map(|f| u64::from(f.response.bytes_len)).sum();
@@ -162,6 +173,12 @@ impl Shard {
                 high_watermark: 0,
                 bytes_len: 0,
             };
+            if replicated(self, &p.topic) {
+                let fetched = self.read_replicated(p, budget).await;
+                budget = budget.saturating_sub(fetched.response.bytes_len);
+                out.push(fetched);
+                continue;
+            }
             let mut chunks = Vec::new();
             match self.partition(&p.topic, p.partition) {
                 Err(code) => response.error = code,
@@ -197,6 +214,10 @@ impl Shard {
                 offset: 0,
                 timestamp: -1,
             };
+            if replicated(self, &p.topic) {
+                out.push(self.list_offsets_replicated(p).await);
+                continue;
+            }
             match self.partition(&p.topic, p.partition) {
                 Err(code) => r.error = code,
                 Ok(part) => match p.spec {

@@ -1,0 +1,296 @@
+//! Cluster mode on one shard (DESIGN §6): the shard's replicas of the partitions it owns
+//! and the reconcile task that keeps them in line with the control plane's view.
+//!
+//! The view is the truth. On every published view (and every [`RECONCILE_EVERY`]) the
+//! shard's reconcile task: learns the cluster topics (its topic table, so routing works
+//! for them on every shard), opens and starts a [`ReplicatedPartition`] for every chain
+//! that includes this node and whose partition this shard owns, hands newer chain
+//! configurations to running replicas, keeps each replica's peer addresses current
+//! (a peer's owner shard's replication listener, from `view.nodes`), stops replicas and
+//! deletes logs of topics the view no longer has, and — as tail — reports a caught-up
+//! learner to the controller.
+//!
+//! Invariants: a replica exists only on its partition's owner shard, at most one per
+//! partition ([`Replicator`] keyed by topic/partition); cluster topics are never written
+//! to the node-local registry (only the internal `__consumer_offsets` is node-local); the
+//! single-node data path is untouched (every branch here hangs off `Shard::cluster`).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strand_core::chain::{ChainConfig, Epoch, NodeId, Role};
+use tracing::{info, warn};
+
+use super::notify::LocalNotify;
+use super::registry::{topic_log_config, TopicConfig};
+use super::Shard;
+use crate::control::{ChainRecord, ClusterView, ControlHandle};
+use crate::groups::is_internal_topic;
+use crate::log::PartitionLog;
+use crate::replication::{LinkPool, Peers, ReplicatedPartition, Replicator};
+
+/// Longest pause between two reconcile passes (also the in-sync report period).
+pub const RECONCILE_EVERY: Duration = Duration::from_millis(200);
+/// How long closing/deleting a replica's log waits for tasks still holding it.
+const LOG_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// A replica this shard runs, with its address book and the notify that wakes
+/// long-polling fetches when it makes progress.
+struct Slot {
+    replica: Rc<ReplicatedPartition>,
+    peers: Rc<Peers>,
+    progressed: Rc<LocalNotify>,
+}
+
+/// One shard's cluster-mode state (`Shard::cluster`).
+pub struct ClusterShard {
+    pub control: ControlHandle,
+    me: NodeId,
+    /// Routes inbound replication frames to this shard's replicas.
+    pub replicator: Rc<Replicator>,
+    pool: Rc<LinkPool>,
+    /// Cluster topics this shard knows (from the view).
+    topics: RefCell<BTreeMap<String, TopicConfig>>,
+    slots: RefCell<HashMap<(String, u32), Slot>>,
+}
+
+impl ClusterShard {
+    /// Cluster state for a shard of node `control.node_id()`.
+    pub fn new(control: ControlHandle) -> Self {
+        ClusterShard {
+            me: NodeId(control.node_id()),
+            control,
+            replicator: Replicator::new(),
+            pool: LinkPool::new(),
+            topics: RefCell::new(BTreeMap::new()),
+            slots: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The replica of `topic`/`partition` on this shard, if any.
+    pub fn replica(&self, topic: &str, partition: u32) -> Option<Rc<ReplicatedPartition>> {
+        self.replicator.get(topic, partition)
+    }
+
+    /// Notified whenever the replica of `topic`/`partition` makes progress.
+    pub fn progressed(&self, topic: &str, partition: u32) -> Option<Rc<LocalNotify>> {
+        self.slots.borrow().get(&(topic.to_string(), partition)).map(|s| s.progressed.clone())
+    }
+
+    /// The cluster topics this shard knows.
+    pub fn topics(&self) -> Vec<TopicConfig> {
+        self.topics.borrow().values().cloned().collect()
+    }
+
+    /// "partition t/p: the head is node N at host:port" (for a `NotOwner` answer).
+    pub fn head_note(&self, topic: &str, partition: u32) -> String {
+        let view = self.control.latest();
+        let Some(head) = view.chain(topic, partition).and_then(ChainRecord::head) else {
+            return format!("partition {topic}/{partition} has no chain yet");
+        };
+        match view.nodes.get(&head) {
+            Some(n) => format!("partition {topic}/{partition}: the head is node {head} at {}:{}", n.host, n.port),
+            None => format!("partition {topic}/{partition}: the head is node {head} (not registered)"),
+        }
+    }
+
+    /// Whether this node may serve reads of the replica (a member or learner of its chain).
+    pub fn serves(replica: &ReplicatedPartition) -> bool {
+        !matches!(replica.role(), Role::Outside)
+    }
+
+    fn peer_addrs(&self, view: &ClusterView, topic: &str, partition: u32, chain: &ChainRecord) -> PeerAddrs {
+        let mut addrs = HashMap::new();
+        for node in chain.members.iter().chain(chain.learner.iter()).filter(|n| **n != self.me.0) {
+            let resolved = view.nodes.get(node).and_then(|n| n.replication_addr(topic, partition)).and_then(resolve);
+            if let Some(addr) = resolved {
+                addrs.insert(NodeId(*node), addr);
+            }
+        }
+        addrs
+    }
+}
+
+type PeerAddrs = HashMap<NodeId, SocketAddr>;
+
+fn resolve(hostport: String) -> Option<SocketAddr> {
+    match hostport.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next(),
+        Err(e) => {
+            warn!(addr = %hostport, error = %e, "cannot resolve replication address");
+            None
+        }
+    }
+}
+
+impl Shard {
+    /// The cluster-mode state, `None` on a single node.
+    pub fn cluster(&self) -> Option<&ClusterShard> {
+        self.cluster.as_ref()
+    }
+
+    /// Reconciles this shard against every new view until shutdown.
+    pub async fn reconcile_loop(self: Rc<Self>) {
+        let Some(cluster) = self.cluster() else { return };
+        let wake = cluster.control.subscribe();
+        while !self.is_stopping() {
+            let view = cluster.control.latest();
+            self.reconcile(&view).await;
+            self.report_in_sync();
+            let woken = async {
+                let _ = wake.recv_async().await;
+            };
+            let pause = futures_lite::future::or(woken, glommio::timer::sleep(RECONCILE_EVERY));
+            futures_lite::future::or(pause, self.stop.listen()).await;
+        }
+    }
+
+    async fn reconcile(self: &Rc<Self>, view: &Arc<ClusterView>) {
+        let Some(cluster) = self.cluster() else { return };
+        let gone: Vec<String> =
+            cluster.topics.borrow().keys().filter(|t| !view.topics.contains_key(*t)).cloned().collect();
+        for name in gone {
+            self.drop_cluster_topic(&name).await;
+        }
+        for topic in view.topics.values().filter(|t| !is_internal_topic(&t.name)) {
+            let known = cluster.topics.borrow().get(&topic.name) == Some(topic);
+            if !known {
+                cluster.topics.borrow_mut().insert(topic.name.clone(), topic.clone());
+                self.topics.borrow_mut().insert(topic.name.clone(), topic.partitions);
+                self.groups_topic_changed(&topic.name, topic.partitions);
+            }
+        }
+        for ((topic, partition), chain) in &view.chains {
+            if self.owner(topic, *partition) != self.id || !view.topics.contains_key(topic) {
+                continue;
+            }
+            if let Err(e) = self.reconcile_chain(view, topic, *partition, chain).await {
+                warn!(shard = self.id.0, %topic, partition, error = %e, "cannot start replica");
+            }
+        }
+    }
+
+    /// Starts, reconfigures or re-addresses the replica of one chain.
+    async fn reconcile_chain(
+        self: &Rc<Self>,
+        view: &ClusterView,
+        topic: &str,
+        partition: u32,
+        chain: &ChainRecord,
+    ) -> Result<(), String> {
+        let Some(cluster) = self.cluster() else { return Ok(()) };
+        let addrs = cluster.peer_addrs(view, topic, partition, chain);
+        let running =
+            cluster.slots.borrow().get(&(topic.to_string(), partition)).map(|s| (s.replica.clone(), s.peers.clone()));
+        if let Some((replica, peers)) = running {
+            for (node, addr) in addrs {
+                peers.set_addr(node, addr);
+            }
+            if chain.epoch > replica.config().epoch.0 {
+                info!(%topic, partition, epoch = chain.epoch, members = ?chain.members, learner = ?chain.learner, "chain reconfigured");
+                replica.handle_config(chain.to_config()).map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
+        if !chain.includes(cluster.me.0) {
+            return Ok(());
+        }
+        let Some(config) = cluster.topics.borrow().get(topic).cloned() else { return Ok(()) };
+        let peers = Peers::with_pool(cluster.pool.clone(), addrs);
+        let replica = self.start_replica(&config, partition, peers.clone(), chain.to_config()).await?;
+        let progressed = Rc::new(LocalNotify::default());
+        let wake = progressed.clone();
+        replica.set_progress_hook(Box::new(move || wake.notify_all()));
+        cluster.replicator.add(replica.clone());
+        cluster.slots.borrow_mut().insert((topic.to_string(), partition), Slot { replica, peers, progressed });
+        info!(%topic, partition, epoch = chain.epoch, members = ?chain.members, learner = ?chain.learner, "replica started");
+        Ok(())
+    }
+
+    /// Opens the partition's log and starts its replica (restart rule: `epoch_min` is the
+    /// chain's epoch in the view read before this incarnation registered).
+    async fn start_replica(
+        &self,
+        topic: &TopicConfig,
+        partition: u32,
+        peers: Rc<Peers>,
+        config: ChainConfig,
+    ) -> Result<Rc<ReplicatedPartition>, String> {
+        let Some(cluster) = self.cluster() else { return Err("not in cluster mode".into()) };
+        let log_config =
+            topic_log_config(&self.shared.config.log, &topic.name, &topic.configs).map_err(|e| e.to_string())?;
+        let dir = self.partition_dir(&topic.name, partition);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let log = Rc::new(PartitionLog::open(&dir, log_config).await.map_err(|e| e.to_string())?);
+        let epoch_min = Epoch(cluster.control.initial().chain(&topic.name, partition).map_or(0, |c| c.epoch));
+        ReplicatedPartition::start(&topic.name, partition, cluster.me, log, dir, peers, epoch_min, config)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stops the replicas of a topic the view no longer has and deletes their logs.
+    async fn drop_cluster_topic(self: &Rc<Self>, name: &str) {
+        let Some(cluster) = self.cluster() else { return };
+        cluster.topics.borrow_mut().remove(name);
+        self.topics.borrow_mut().remove(name);
+        self.groups_topic_changed(name, 0);
+        for log in self.take_replica_logs(|t| t == name).await {
+            let dir = log.dir().display().to_string();
+            if let Err(e) = log.delete().await {
+                warn!(topic = name, %dir, error = %e, "deleting a replica log failed");
+            }
+        }
+        info!(shard = self.id.0, topic = name, "cluster topic removed");
+    }
+
+    /// Stops the replicas whose topic matches and takes sole ownership of their logs
+    /// (waiting, bounded, for tasks that still hold them).
+    pub(super) async fn take_replica_logs(&self, matches: impl Fn(&str) -> bool) -> Vec<PartitionLog> {
+        let Some(cluster) = self.cluster() else { return Vec::new() };
+        let keys: Vec<(String, u32)> = cluster.slots.borrow().keys().filter(|(t, _)| matches(t)).cloned().collect();
+        let mut logs = Vec::new();
+        for (topic, partition) in keys {
+            let Some(slot) = cluster.slots.borrow_mut().remove(&(topic.clone(), partition)) else { continue };
+            cluster.replicator.remove(&topic, partition);
+            slot.progressed.notify_all();
+            let mut log = slot.replica.log().clone();
+            drop(slot);
+            let deadline = std::time::Instant::now() + LOG_RELEASE_WAIT;
+            loop {
+                match Rc::try_unwrap(log) {
+                    Ok(owned) => {
+                        logs.push(owned);
+                        break;
+                    }
+                    Err(shared) if std::time::Instant::now() < deadline => log = shared,
+                    Err(_) => {
+                        warn!(%topic, partition, "replica log still in use; left open");
+                        break;
+                    }
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        logs
+    }
+
+    /// As a tail whose learner caught up, tells the controller (repeated while it holds).
+    fn report_in_sync(&self) {
+        let Some(cluster) = self.cluster() else { return };
+        for slot in cluster.slots.borrow().values() {
+            let replica = &slot.replica;
+            if !matches!(replica.role(), Role::Tail | Role::Single) {
+                continue;
+            }
+            let config = replica.config();
+            if let Some(learner) = config.learner.filter(|_| replica.learner_in_sync()) {
+                let (topic, partition) = replica.id();
+                cluster.control.report_in_sync(topic, partition, config.epoch.0, learner.0);
+            }
+        }
+    }
+}

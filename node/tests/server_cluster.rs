@@ -1,0 +1,191 @@
+//! Cluster mode end to end: a real etcd plus three real `strand-node` processes on
+//! 127.0.0.1. An RF=3 topic is created through one node, `acks=all` produces go to the
+//! chain head, every replica's node serves the same bytes, a non-head refuses produces
+//! with `NotOwner` naming the head, and metadata shows the chain.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{batch, Client, Node};
+use strand_wire::batch::BatchIter;
+use strand_wire::msg::*;
+use strand_wire::ErrorCode;
+
+const TOPIC: &str = "chained";
+
+/// A throwaway single-member etcd on ephemeral ports (killed on drop).
+struct Etcd {
+    child: Child,
+    url: String,
+}
+
+impl Etcd {
+    fn start(dir: &Path) -> Etcd {
+        let (client, peer) = (free_port(), free_port());
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir", dir.to_str().unwrap()])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}"), "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd (Debian package etcd-server)");
+        let etcd = Etcd { child, url };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !etcd.healthy() {
+            assert!(Instant::now() < deadline, "etcd did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        etcd
+    }
+
+    fn healthy(&self) -> bool {
+        let addr: SocketAddr = self.url.trim_start_matches("http://").parse().unwrap();
+        let Ok(mut s) = TcpStream::connect(addr) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text.contains("\"health\":\"true\"")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_node(dir: &Path, id: u32, etcd: &Etcd) -> Node {
+    let id = id.to_string();
+    let flags = ["--node-id", &id, "--etcd", &etcd.url, "--lease-ttl-s", "2", "--replication-port-base", "0"];
+    Node::start(dir, 2, &flags)
+}
+
+fn metadata(client: &mut Client) -> MetadataResponse {
+    let (header, _) = client.call(Request::Metadata(MetadataRequest { topics: vec![TOPIC.into()] }), &[]);
+    assert_eq!(header.error, ErrorCode::None, "{:?}", header.message);
+    match header.response {
+        Response::Metadata(m) => m,
+        other => panic!("not metadata: {other:?}"),
+    }
+}
+
+fn produce_all(client: &mut Client, bytes: &[u8]) -> (ResponseHeader, ProducePartitionResponse) {
+    let request = Request::Produce(ProduceRequest {
+        acks: Acks::All,
+        timeout_ms: 10_000,
+        partitions: vec![ProducePartition { topic: TOPIC.into(), partition: 0, bytes_len: bytes.len() as u32 }],
+    });
+    let (header, _) = client.call(request, bytes);
+    let part = match &header.response {
+        Response::Produce(r) => r.partitions[0].clone(),
+        other => panic!("not a produce response: {other:?} ({:?})", header.message),
+    };
+    (header, part)
+}
+
+/// Raw bytes of the partition from offset 0 up to `end` as one node serves them.
+fn read_until(client: &mut Client, end: u64) -> Bytes {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < end {
+        assert!(Instant::now() < deadline, "replica did not serve offset {offset} of {end}");
+        let (p, bytes) = client.fetch(TOPIC, 0, offset, 200);
+        assert_eq!(p.error, ErrorCode::None);
+        assert!(p.high_watermark <= p.log_end_offset);
+        for b in BatchIter::new(&bytes) {
+            let b = b.expect("valid batch");
+            assert_eq!(b.header().base_offset, offset, "contiguous offsets");
+            offset = b.header().next_offset();
+        }
+        out.extend_from_slice(&bytes);
+    }
+    Bytes::from(out)
+}
+
+#[test]
+fn rf3_chain_over_three_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&tmp.path().join("etcd"));
+    let nodes: Vec<Node> = (1..=3u32).map(|id| start_node(&tmp.path().join(format!("n{id}")), id, &etcd)).collect();
+
+    let mut admin = nodes[0].client();
+    let create = Request::CreateTopic(CreateTopicRequest {
+        name: TOPIC.into(),
+        partitions: 1,
+        replication_factor: 3,
+        configs: Vec::new(),
+    });
+    let (header, _) = admin.call(create, &[]);
+    assert_eq!(header.error, ErrorCode::None, "create: {:?}", header.message);
+
+    // Metadata (from any node) shows the chain: three distinct members, head = leader.
+    let meta = metadata(&mut nodes[2].client());
+    assert_eq!(meta.nodes.len(), 3, "every registered node: {:?}", meta.nodes);
+    let part = &meta.topics[0].partitions[0];
+    assert_eq!(part.error, ErrorCode::None);
+    let mut members = part.replicas.clone();
+    members.sort_unstable();
+    assert_eq!(members, vec![1, 2, 3], "chain {:?}", part.replicas);
+    assert_eq!(part.leader_node, part.replicas[0]);
+    assert!(part.epoch >= 1);
+    let head = &nodes[part.leader_node as usize - 1];
+    let head_info = meta.nodes.iter().find(|n| n.node_id == part.leader_node).unwrap();
+    assert_eq!(head_info.port, head.public.port());
+    assert_eq!(head_info.shard_ports, head.shard_ports);
+
+    // acks=all produces on the head (retrying while the replicas start).
+    let mut producer = head.client();
+    let mut expected_end = 0;
+    for i in 0..5u32 {
+        let values: Vec<Vec<u8>> = (0..3).map(|r| format!("rec-{i}-{r}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        let bytes = batch(&refs, 1_000 + i64::from(i));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            let (_, answer) = produce_all(&mut producer, &bytes);
+            if answer.error == ErrorCode::None || Instant::now() > deadline {
+                break answer;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(answer.error, ErrorCode::None, "produce {i}");
+        assert_eq!(answer.base_offset, expected_end);
+        expected_end += 3;
+    }
+
+    // Every replica's node serves the same committed bytes (through its public port).
+    let served: Vec<Bytes> = nodes.iter().map(|n| read_until(&mut n.client(), expected_end)).collect();
+    assert!(!served[0].is_empty());
+    assert!(served.iter().all(|b| *b == served[0]), "replicas differ");
+    let values = nodes[1].client().read_all(TOPIC, 0);
+    assert_eq!(values.len(), 15);
+    assert_eq!(values[14], b"rec-4-2");
+
+    // A non-head refuses produces, naming the head.
+    let other = nodes.iter().position(|n| n.public != head.public).unwrap();
+    let (header, answer) = produce_all(&mut nodes[other].client(), &batch(&[b"x"], 1));
+    assert_eq!(answer.error, ErrorCode::NotOwner);
+    let note = header.message.unwrap_or_default();
+    assert!(note.contains(&format!("node {}", part.leader_node)), "message {note:?}");
+
+    // Commit offsets reached every member.
+    let meta = metadata(&mut head.client());
+    assert_eq!(meta.topics[0].partitions[0].commit_offset, expected_end);
+}
