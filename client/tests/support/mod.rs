@@ -22,6 +22,8 @@ pub struct Node {
     pub shard_ports: Vec<u16>,
     shards: u32,
     dir: tempfile::TempDir,
+    /// Extra flags (cluster mode), reused on restart.
+    extra: Vec<String>,
 }
 
 impl Drop for Node {
@@ -79,14 +81,35 @@ impl Node {
     /// Starts a node with `shards` shards on ephemeral ports; fails the test clearly if
     /// it does not come up.
     pub fn start(shards: u32) -> Node {
+        Node::start_with(shards, Vec::new())
+    }
+
+    /// Starts a cluster-mode node `node_id` registered in the etcd at `etcd` (lease TTL 2 s,
+    /// ephemeral replication ports).
+    pub fn start_cluster(shards: u32, node_id: u32, etcd: &str) -> Node {
+        let extra = ["--node-id", &node_id.to_string(), "--etcd", etcd, "--lease-ttl-s", "2"]
+            .into_iter()
+            .chain(["--replication-port-base", "0"])
+            .map(String::from)
+            .collect();
+        Node::start_with(shards, extra)
+    }
+
+    fn start_with(shards: u32, extra: Vec<String>) -> Node {
         // RUST_LOG=strand_client=debug shows the client's retries.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let (child, public, admin, shard_ports) = spawn_node(dir.path(), shards);
-        Node { child, public, admin, shard_ports, shards, dir }
+        let (child, public, admin, shard_ports) = spawn_node(dir.path(), shards, &extra);
+        Node { child, public, admin, shard_ports, shards, dir, extra }
+    }
+
+    /// Kills the node with SIGKILL (no clean shutdown; its lease expires after the TTL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops the node with SIGTERM (a clean shutdown: in-flight appends finish and are
@@ -97,7 +120,7 @@ impl Node {
         assert!(status.success(), "kill -TERM {pid} failed");
         let exit = self.child.wait().expect("wait for strand-node");
         assert!(exit.success(), "strand-node did not exit cleanly on SIGTERM: {exit:?}");
-        let (child, public, admin, shard_ports) = spawn_node(self.dir.path(), self.shards);
+        let (child, public, admin, shard_ports) = spawn_node(self.dir.path(), self.shards, &self.extra);
         (self.child, self.public, self.admin, self.shard_ports) = (child, public, admin, shard_ports);
     }
 
@@ -115,12 +138,13 @@ impl Node {
 }
 
 /// Starts `strand-node` on `dir` with ephemeral ports; returns it once it listens.
-fn spawn_node(dir: &std::path::Path, shards: u32) -> (Child, String, String, Vec<u16>) {
+fn spawn_node(dir: &std::path::Path, shards: u32, extra: &[String]) -> (Child, String, String, Vec<u16>) {
     let mut child = Command::new(node_binary())
         .arg("--data-dir")
         .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"])
         .args(["--shards", &shards.to_string(), "--fsync", "never"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -162,4 +186,56 @@ fn parse_listening(line: &str) -> (String, String, Vec<u16>) {
     let shards = field("shards=");
     let ports = shards.split(',').filter(|s| !s.is_empty()).map(|p| p.parse().expect("shard port")).collect();
     (field("public="), field("admin="), ports)
+}
+
+/// A real etcd (`$ETCD_BIN` or `/usr/bin/etcd`) on free 127.0.0.1 ports with its own temp
+/// data dir; killed on drop. Fails the test clearly if etcd is missing or unhealthy.
+pub struct Etcd {
+    child: Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let bin = std::env::var("ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".to_string());
+        assert!(std::path::Path::new(&bin).exists(), "etcd not found at {bin} (apt-get install etcd-server)");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(&bin)
+            .arg("--name=client-test")
+            .arg(format!("--data-dir={}", dir.path().join("etcd").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=client-test={peer_url}"))
+            .args(["--log-level=error", "--logger=zap"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd");
+        let etcd = Etcd { child, endpoint, _dir: dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "etcd did not listen on {}", etcd.endpoint);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        etcd
+    }
 }
