@@ -1,17 +1,17 @@
 //! Cluster mode end to end: a real etcd plus three real `strand-node` processes on
 //! 127.0.0.1. An RF=3 topic is created through one node, `acks=all` produces go to the
 //! chain head, every replica's node serves the same bytes, a non-head refuses produces
-//! with `NotOwner` naming the head, and metadata shows the chain.
+//! with `NotOwner` naming the head, and metadata shows the chain. Then the tail stops
+//! (SIGTERM revokes its lease): the chain shrinks and `acks=all` keeps working; deleting
+//! the topic removes the survivors' replica logs.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::etcd::Etcd;
 use common::{batch, Client, Node};
 use strand_wire::batch::BatchIter;
 use strand_wire::msg::*;
@@ -19,60 +19,10 @@ use strand_wire::ErrorCode;
 
 const TOPIC: &str = "chained";
 
-/// A throwaway single-member etcd on ephemeral ports (killed on drop).
-struct Etcd {
-    child: Child,
-    url: String,
-}
-
-impl Etcd {
-    fn start(dir: &Path) -> Etcd {
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir", dir.to_str().unwrap()])
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}"), "--log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn etcd (Debian package etcd-server)");
-        let etcd = Etcd { child, url };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !etcd.healthy() {
-            assert!(Instant::now() < deadline, "etcd did not become healthy");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        etcd
-    }
-
-    fn healthy(&self) -> bool {
-        let addr: SocketAddr = self.url.trim_start_matches("http://").parse().unwrap();
-        let Ok(mut s) = TcpStream::connect(addr) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = write!(s, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        text.contains("\"health\":\"true\"")
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn start_node(dir: &Path, id: u32, etcd: &Etcd) -> Node {
     let id = id.to_string();
-    let flags = ["--node-id", &id, "--etcd", &etcd.url, "--lease-ttl-s", "2", "--replication-port-base", "0"];
+    let url = etcd.endpoint();
+    let flags = ["--node-id", &id, "--etcd", &url, "--lease-ttl-s", "2", "--replication-port-base", "0"];
     Node::start(dir, 2, &flags)
 }
 
@@ -82,6 +32,18 @@ fn metadata(client: &mut Client) -> MetadataResponse {
     match header.response {
         Response::Metadata(m) => m,
         other => panic!("not metadata: {other:?}"),
+    }
+}
+
+/// Produces `bytes` with acks=all, retrying (bounded) while the chain starts or reconfigures.
+fn produce_retrying(client: &mut Client, bytes: &[u8]) -> ProducePartitionResponse {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, answer) = produce_all(client, bytes);
+        if answer.error == ErrorCode::None || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -122,7 +84,7 @@ fn read_until(client: &mut Client, end: u64) -> Bytes {
 #[test]
 fn rf3_chain_over_three_processes() {
     let tmp = tempfile::tempdir().unwrap();
-    let etcd = Etcd::start(&tmp.path().join("etcd"));
+    let etcd = Etcd::start();
     let nodes: Vec<Node> = (1..=3u32).map(|id| start_node(&tmp.path().join(format!("n{id}")), id, &etcd)).collect();
 
     let mut admin = nodes[0].client();
@@ -156,15 +118,7 @@ fn rf3_chain_over_three_processes() {
     for i in 0..5u32 {
         let values: Vec<Vec<u8>> = (0..3).map(|r| format!("rec-{i}-{r}").into_bytes()).collect();
         let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-        let bytes = batch(&refs, 1_000 + i64::from(i));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let answer = loop {
-            let (_, answer) = produce_all(&mut producer, &bytes);
-            if answer.error == ErrorCode::None || Instant::now() > deadline {
-                break answer;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let answer = produce_retrying(&mut producer, &batch(&refs, 1_000 + i64::from(i)));
         assert_eq!(answer.error, ErrorCode::None, "produce {i}");
         assert_eq!(answer.base_offset, expected_end);
         expected_end += 3;
@@ -174,6 +128,7 @@ fn rf3_chain_over_three_processes() {
     let served: Vec<Bytes> = nodes.iter().map(|n| read_until(&mut n.client(), expected_end)).collect();
     assert!(!served[0].is_empty());
     assert!(served.iter().all(|b| *b == served[0]), "replicas differ");
+    let before = served[0].clone();
     let values = nodes[1].client().read_all(TOPIC, 0);
     assert_eq!(values.len(), 15);
     assert_eq!(values[14], b"rec-4-2");
@@ -185,7 +140,42 @@ fn rf3_chain_over_three_processes() {
     let note = header.message.unwrap_or_default();
     assert!(note.contains(&format!("node {}", part.leader_node)), "message {note:?}");
 
-    // Commit offsets reached every member.
+    // The head knows the commit of everything acknowledged.
     let meta = metadata(&mut head.client());
     assert_eq!(meta.topics[0].partitions[0].commit_offset, expected_end);
+
+    // The tail stops: its lease is revoked, the controller shrinks the chain (epoch + 1)
+    // and acks=all produces on the head complete again with the two survivors.
+    let tail_id = part.replicas[2];
+    let mut nodes = nodes;
+    let mut tail = nodes.remove(tail_id as usize - 1);
+    assert!(tail.signal_and_wait(libc::SIGTERM, Duration::from_secs(20)).success());
+    let answer = produce_retrying(&mut head_of(&nodes, part.leader_node).client(), &batch(&[b"after"], 9));
+    assert_eq!(answer.error, ErrorCode::None, "acks=all after the tail left");
+    assert_eq!(answer.base_offset, expected_end);
+    let meta = metadata(&mut nodes[0].client());
+    let shrunk = &meta.topics[0].partitions[0];
+    assert!(shrunk.epoch > part.epoch && !shrunk.replicas.contains(&tail_id), "chain {shrunk:?}");
+    for node in &nodes {
+        let now_served = read_until(&mut node.client(), expected_end + 1);
+        assert!(now_served.len() > before.len());
+        assert_eq!(now_served.slice(..before.len()), before, "a survivor's log changed below the old commit");
+    }
+
+    // Deleting the topic removes the survivors' replica logs.
+    let (header, _) = nodes[0].client().call(Request::DeleteTopic(DeleteTopicRequest { name: TOPIC.into() }), &[]);
+    assert_eq!(header.error, ErrorCode::None, "delete: {:?}", header.message);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for node in &nodes {
+        let dir = node.data_dir.join("topics").join(TOPIC).join("0");
+        while dir.exists() {
+            assert!(Instant::now() < deadline, "{} still exists", dir.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn head_of(nodes: &[Node], id: u32) -> &Node {
+    let named = |n: &Node| n.data_dir.file_name().and_then(|f| f.to_str()) == Some(&format!("n{id}"));
+    nodes.iter().find(|n| named(n)).expect("head still running")
 }
