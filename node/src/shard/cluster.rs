@@ -202,6 +202,10 @@ impl Shard {
         let Some(config) = cluster.topics.borrow().get(topic).cloned() else { return Ok(()) };
         let peers = Peers::with_pool(cluster.pool.clone(), addrs);
         let replica = self.start_replica(&config, partition, peers.clone(), chain.to_config()).await?;
+        if self.is_stopping() {
+            // `finish` may already have collected the replica logs; this replica never served.
+            return Ok(());
+        }
         let progressed = Rc::new(LocalNotify::default());
         let wake = progressed.clone();
         replica.set_progress_hook(Box::new(move || wake.notify_all()));
