@@ -85,10 +85,14 @@ async fn read_all(bootstrap: &str, count: usize) -> Vec<String> {
     consumer.seek("c", 0, SeekTo::Earliest).await.expect("seek");
     let mut values = Vec::new();
     let deadline = Instant::now() + SETTLE_MAX;
-    while values.len() < count && Instant::now() < deadline {
-        for r in consumer.poll(Duration::from_millis(500)).await.expect("poll") {
-            values.push(String::from_utf8_lossy(&r.value).into_owned());
+    // At least `count`, then until a poll comes back empty (records beyond `count` exist
+    // when produces of unknown outcome were stored after all).
+    while Instant::now() < deadline {
+        let polled = consumer.poll(Duration::from_millis(500)).await.expect("poll");
+        if polled.is_empty() && values.len() >= count {
+            break;
         }
+        values.extend(polled.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()));
     }
     values
 }
@@ -140,5 +144,93 @@ async fn describe_failover_and_nearest_reads_on_a_real_cluster() {
     let expected: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
     for bootstrap in &list[1..] {
         assert_eq!(read_all(bootstrap, 100).await, expected, "replica at {bootstrap}");
+    }
+}
+
+/// What happened to each value sent by [`continuous_load`].
+#[derive(Default)]
+struct Fates {
+    acked: Vec<(u64, Instant)>,
+    unknown: Vec<u64>,
+    failed: Vec<(u64, String)>,
+}
+
+/// Sends `w0, w1, …` to `c`/0 with up to 32 records outstanding until `stop` is set.
+async fn continuous_load(
+    producer: Producer,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::sync::Arc<std::sync::Mutex<Fates>> {
+    let fates: std::sync::Arc<std::sync::Mutex<Fates>> = std::sync::Arc::default();
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let permit = window.clone().acquire_owned().await.expect("semaphore");
+        let record = ProducerRecord::new("c", Bytes::from(format!("w{i}"))).partition(0);
+        let delivery = producer.send(record).await.expect("queued");
+        let fates = fates.clone();
+        tokio::spawn(async move {
+            let result = delivery.await;
+            let mut f = fates.lock().expect("fates");
+            match result {
+                Ok(_) => f.acked.push((i, Instant::now())),
+                Err(ClientError::UnknownOutcome(_)) => f.unknown.push(i),
+                Err(e) => f.failed.push((i, e.to_string())),
+            }
+            drop(permit);
+        });
+        i += 1;
+    }
+    producer.flush().await.expect("flush");
+    let _ = window.acquire_many(32).await;
+    fates
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_acks_all_load_through_a_head_kill_doubles_nothing() {
+    let etcd = Etcd::start();
+    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::start_cluster(2, id, &etcd.endpoint)).collect();
+    let publics: Vec<String> = nodes.iter().map(|n| n.public.clone()).collect();
+    let admin = Admin::new(Client::connect(ClientConfig::new(publics[0].clone())).await.expect("connect"));
+    admin.create_topic("c", 1, 3).await.expect("create RF=3 topic");
+    let rows = wait_for_chain(&publics[0], "c", 3, 0);
+    let head: usize = rows[0].1.parse().expect("node id");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(continuous_load(producer(&publics.join(",")).await, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nodes[head - 1].kill();
+    let killed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fates = load.await.expect("load task");
+    let fates = fates.lock().expect("fates");
+    assert!(
+        fates.failed.is_empty(),
+        "only unknown outcomes may fail: {:?}",
+        &fates.failed[..fates.failed.len().min(5)]
+    );
+    let after_kill = fates.acked.iter().filter(|a| a.1 > killed).map(|a| a.1).min().expect("acks after the kill");
+    eprintln!(
+        "acked {}, unknown {}; kill -> first ack after it: {:?}",
+        fates.acked.len(),
+        fates.unknown.len(),
+        after_kill.duration_since(killed)
+    );
+
+    let live: Vec<&String> = publics.iter().enumerate().filter(|(i, _)| *i != head - 1).map(|(_, p)| p).collect();
+    let total = fates.acked.len() + fates.unknown.len();
+    for bootstrap in live {
+        let values = read_all(bootstrap, fates.acked.len()).await;
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for v in &values {
+            *counts.entry(v.clone()).or_default() += 1;
+        }
+        for (i, _) in &fates.acked {
+            assert_eq!(counts.get(&format!("w{i}")), Some(&1), "acked w{i} exactly once at {bootstrap}");
+        }
+        for i in &fates.unknown {
+            assert!(counts.get(&format!("w{i}")).is_none_or(|n| *n == 1), "unknown w{i} at most once at {bootstrap}");
+        }
+        assert!(values.len() <= total, "nothing beyond what was sent: {} > {total}", values.len());
     }
 }
