@@ -203,7 +203,7 @@ async fn continuous_acks_all_load_through_a_head_kill_doubles_nothing() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let fates = load.await.expect("load task");
-    let fates = fates.lock().expect("fates");
+    let fates = std::mem::take(&mut *fates.lock().expect("fates"));
     assert!(
         fates.failed.is_empty(),
         "only unknown outcomes may fail: {:?}",
