@@ -210,12 +210,25 @@ impl Client {
             match result {
                 Err(e) if next(&e) => {
                     tracing::debug!(%addr, error = %e, "node unavailable; trying the next one");
+                    if e == ClientError::Timeout {
+                        // A paused node keeps its connection open but never answers: rank it
+                        // last for a while (connect failures are noted by `connection`).
+                        self.note_failure(addr);
+                    }
                     last = Some(e);
                 }
                 other => return other,
             }
         }
         Err(last.unwrap_or(ClientError::Connect { addr: self.inner.bootstrap, reason: "no node known".to_string() }))
+    }
+
+    /// An idempotent, node-agnostic request (metadata, a producer id): to the bootstrap or,
+    /// on any failover error, the next known node (each waited on at most
+    /// `metadata_timeout`), retried like [`Client::retry_idempotent`].
+    pub async fn call_any_idempotent(&self, request: Request) -> Result<Reply> {
+        let timeout = self.inner.config.metadata_timeout.min(self.inner.config.request_timeout);
+        self.retry_idempotent(|| self.call_any(request.clone(), &[], timeout, ClientError::is_failover)).await
     }
 
     /// Addresses to ask node-agnostic requests, best first.
@@ -357,9 +370,7 @@ impl Client {
     /// [`Client::retry_idempotent`]).
     pub async fn fetch_metadata(&self, topics: &[String]) -> Result<MetadataResponse> {
         let request = Request::Metadata(MetadataRequest { topics: topics.to_vec() });
-        let timeout = self.inner.config.metadata_timeout.min(self.inner.config.request_timeout);
-        let call = || self.call_any(request.clone(), &[], timeout, ClientError::is_failover);
-        let (header, _) = self.retry_idempotent(call).await?;
+        let (header, _) = self.call_any_idempotent(request).await?;
         let Response::Metadata(meta) = header.response else {
             return Err(ClientError::UnexpectedResponse("metadata"));
         };

@@ -348,7 +348,8 @@ impl Producer {
 }
 
 async fn init_producer_id(client: &Client) -> Result<(u64, u16)> {
-    let (header, _) = client.retry_idempotent(|| client.call_bootstrap(Request::InitProducerId, &[])).await?;
+    // Any node may hand out ids (node-unique: derived from its clock and a counter).
+    let (header, _) = client.call_any_idempotent(Request::InitProducerId).await?;
     match header.response {
         Response::InitProducerId(r) => Ok((r.producer_id, r.producer_epoch)),
         _ => Err(ClientError::UnexpectedResponse("init producer id")),
@@ -695,6 +696,11 @@ impl Worker {
         let mut renew = false;
         let mut retry_error = None;
         for (batch, verdict) in batches.into_iter().zip(verdicts) {
+            if let Verdict::Retry(e) | Verdict::Unknown(e) | Verdict::Fail(e) = &verdict {
+                // Even when nothing is resent, the next batch must not follow stale routing
+                // (e.g. a paused head whose connection stays open).
+                self.shared.client.note_partition_error(&self.topic, e);
+            }
             match verdict {
                 Verdict::Stored(base) => {
                     renew |= !self.inflight.is_empty();

@@ -106,6 +106,13 @@ impl Node {
         Node { child, public, admin, shard_ports, shards, dir, extra }
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the node process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     /// Kills the node with SIGKILL (no clean shutdown; its lease expires after the TTL).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
