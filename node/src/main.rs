@@ -1,7 +1,8 @@
 //! `strand-node`: parses the command line (DESIGN §8), sets up logging and runs
 //! the node until SIGTERM/SIGINT. Exit code 0 after a clean shutdown, 1 on a
-//! startup or shutdown failure, 2 on a configuration error, 78 when a host check
-//! fails (the host cannot run a node; see `linux-setup/check`).
+//! startup or shutdown failure (e.g. etcd unreachable in cluster mode), 2 on a
+//! configuration error, 78 when a host check fails (the host cannot run a node; see
+//! `linux-setup/check`).
 
 use clap::Parser;
 use strand_node::config::{Cli, NodeConfig};
@@ -28,6 +29,7 @@ fn main() {
     }
     if let Err(e) = strand_node::shard::node::run(config) {
         tracing::error!(error = %e, "strand-node failed");
+        eprintln!("strand-node: {e}");
         std::process::exit(1);
     }
 }
