@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use strand_reliability::client::{batch_of, WireClient};
 use strand_reliability::cluster::{
-    verify_replicas, Ack, AckProducer, Cluster, ClusterConfig, EtcdProcess, ProducerLog, ProducerSettings, LEASE_TTL_S,
+    verify_replicas, Ack, AckProducer, Cluster, ClusterConfig, ClusterViolation, EtcdProcess, ProducerLog,
+    ProducerSettings, LEASE_TTL_S,
 };
 use strand_reliability::ledger::record_value;
+use strand_reliability::Violation;
 use strand_wire::msg::Acks;
 use strand_wire::ErrorCode;
 
@@ -192,6 +194,24 @@ fn paused_head_is_fenced_after_the_chain_moves_on() {
         .unwrap_or_else(|e| fail(&cluster, &format!("end state: {e}")));
     eprintln!("{report:?}");
     assert_eq!(report.partitions[&0].0.len(), 3, "not read from 3 replicas: {report:?}");
+    // The checker itself: an acknowledged record that no replica holds must be caught.
+    let phantom = record_value(0, 3_000_000_000, 48);
+    log.sent.entry(0).or_default().push(phantom.clone());
+    let end = report.partitions[&0].1 as u64;
+    let now = Instant::now();
+    log.side_acks.push(Ack {
+        partition: 0,
+        base_offset: end,
+        values: vec![phantom],
+        node: head,
+        sent_at: now,
+        acked_at: now,
+    });
+    let caught = verify_replicas(&cluster, &log, TOPIC, 1, Duration::from_secs(1));
+    assert!(
+        matches!(caught, Err(ClusterViolation::Ledger { violation: Violation::Missing { .. }, .. })),
+        "a phantom ack went unnoticed: {caught:?}"
+    );
     if let Some((id, line)) = cluster.panic_line() {
         panic!("node {id} panicked: {line}");
     }
