@@ -171,7 +171,7 @@ impl Admin {
             configs,
         });
         let (header, _) = self.client.call_bootstrap(request, &[]).await?;
-        self.client.invalidate_topic(name);
+        self.client.forget_topic(name);
         match header.response {
             Response::CreateTopic(r) => Ok(r),
             // A node may answer plain success with no body.
@@ -184,7 +184,7 @@ impl Admin {
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let request = Request::DeleteTopic(DeleteTopicRequest { name: name.to_string() });
         self.client.call_bootstrap(request, &[]).await?;
-        self.client.invalidate_topic(name);
+        self.client.forget_topic(name);
         Ok(())
     }
 

@@ -95,6 +95,34 @@ impl ClientConfig {
 struct MetadataCache {
     nodes: HashMap<u32, NodeInfo>,
     topics: HashMap<String, TopicMetadata>,
+    /// The newest chain (highest epoch) seen per partition and when; survives
+    /// invalidation, so a lagging node's older view cannot send us back to a removed head.
+    chains: HashMap<(String, u32), (PartitionMetadata, Instant)>,
+}
+
+impl MetadataCache {
+    /// Replaces, in `topic`, every partition's routing (head, shard, chain, epoch) that is
+    /// older than a chain seen within `memory` with that newer chain, and remembers newer
+    /// ones. Epochs only grow while a topic exists; remembered chains expire after
+    /// `memory` so a deleted and re-created topic (epochs restart) is not pinned.
+    fn merge_chains(&mut self, topic: &mut TopicMetadata, memory: Duration) {
+        let now = Instant::now();
+        for p in &mut topic.partitions {
+            let key = (topic.name.clone(), p.partition);
+            match self.chains.get(&key) {
+                Some((known, at)) if now.duration_since(*at) < memory && known.epoch > p.epoch => {
+                    tracing::debug!(topic = %topic.name, partition = p.partition, stale = p.epoch, known = known.epoch, "ignoring an older chain");
+                    p.leader_node = known.leader_node;
+                    p.leader_shard = known.leader_shard;
+                    p.replicas = known.replicas.clone();
+                    p.epoch = known.epoch;
+                }
+                _ => {
+                    self.chains.insert(key, (p.clone(), now));
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -374,18 +402,30 @@ impl Client {
         let Response::Metadata(meta) = header.response else {
             return Err(ClientError::UnexpectedResponse("metadata"));
         };
+        tracing::trace!(?meta, "metadata");
+        let mut meta = meta;
         let mut cache = lock(&self.inner.metadata);
         for node in &meta.nodes {
             cache.nodes.insert(node.node_id, node.clone());
         }
-        for topic in &meta.topics {
+        for topic in &mut meta.topics {
             if topic.error == ErrorCode::None {
+                cache.merge_chains(topic, self.inner.config.failover_timeout);
                 cache.topics.insert(topic.name.clone(), topic.clone());
             } else {
                 cache.topics.remove(&topic.name);
+                cache.chains.retain(|(name, _), _| *name != topic.name);
             }
         }
         Ok(meta)
+    }
+
+    /// Drops everything known about `topic`, including its newest chains (after the topic
+    /// was deleted or created: epochs restart).
+    pub fn forget_topic(&self, topic: &str) {
+        let mut cache = lock(&self.inner.metadata);
+        cache.topics.remove(topic);
+        cache.chains.retain(|(name, _), _| name != topic);
     }
 
     /// Drops cached metadata of `topic` so the next lookup asks the node.
@@ -488,6 +528,7 @@ impl Client {
     /// Sends a read (fetch, list offsets) to the replica [`Client::read_addr`] picks.
     pub async fn call_partition_read(&self, topic: &str, partition: u32, request: Request) -> Result<Reply> {
         let addr = self.read_addr(topic, partition).await?;
+        tracing::trace!(topic, partition, %addr, "read");
         let result = self.call(addr, request, &[]).await;
         if let Err(e) = &result {
             self.note_partition_error(topic, e);
@@ -528,4 +569,48 @@ pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr> {
     let bad = |reason: String| ClientError::BadAddress { addr: addr.to_string(), reason };
     let mut addrs = tokio::net::lookup_host(addr).await.map_err(|e| bad(e.to_string()))?;
     addrs.next().ok_or_else(|| bad("no address found".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(epochs_heads: &[(u64, u32)]) -> TopicMetadata {
+        let partitions = epochs_heads
+            .iter()
+            .enumerate()
+            .map(|(i, &(epoch, head))| PartitionMetadata {
+                partition: i as u32,
+                error: ErrorCode::None,
+                leader_node: head,
+                leader_shard: 0,
+                replicas: vec![head, 9],
+                epoch,
+                log_start_offset: 0,
+                log_end_offset: 100 + epoch,
+                commit_offset: 0,
+            })
+            .collect();
+        TopicMetadata { name: "t".to_string(), error: ErrorCode::None, partitions }
+    }
+
+    #[tokio::test]
+    async fn an_older_chain_from_a_lagging_node_never_replaces_a_newer_one() {
+        let mut cache = MetadataCache::default();
+        let memory = Duration::from_secs(15);
+        let mut newest = topic(&[(3, 2), (1, 1)]);
+        cache.merge_chains(&mut newest, memory);
+        // A resumed node still believes epoch 1 with itself as head for partition 0, while
+        // partition 1 really moved on (epoch 2).
+        let mut stale = topic(&[(1, 1), (2, 5)]);
+        cache.merge_chains(&mut stale, memory);
+        let p0 = &stale.partitions[0];
+        assert_eq!((p0.epoch, p0.leader_node, p0.replicas.clone()), (3, 2, vec![2, 9]), "kept the newer chain");
+        assert_eq!(p0.log_end_offset, 101, "offsets still come from the answer");
+        assert_eq!((stale.partitions[1].epoch, stale.partitions[1].leader_node), (2, 5), "newer epochs are taken");
+        // Remembered chains expire: a re-created topic (epochs restart at 1) is not pinned.
+        let mut recreated = topic(&[(1, 7)]);
+        cache.merge_chains(&mut recreated, Duration::ZERO);
+        assert_eq!(recreated.partitions[0].leader_node, 7);
+    }
 }

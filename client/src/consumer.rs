@@ -395,6 +395,7 @@ impl Consumer {
         let (resp, payload) = match r.result {
             Ok(ok) => ok,
             Err(e) if e.code() == ErrorCode::OffsetOutOfRange => {
+                tracing::debug!(topic = %r.key.0, partition = r.key.1, offset = r.offset, "offset out of range; resetting");
                 state.position = None;
                 return Ok(Vec::new());
             }
@@ -433,8 +434,17 @@ async fn fetch_with_retry(
     tx: &mpsc::Sender<FetchResult>,
 ) -> Result<(FetchPartitionResponse, Bytes)> {
     let mut backoff = Duration::from_millis(20);
+    let mut behind_since = None;
     loop {
         match fetch_once(client, config, key, offset).await {
+            // A replica behind the position: retry (fresh routing) for a failover's time,
+            // then let the caller treat it as out of range.
+            Err(e @ ClientError::ReplicaBehind { .. })
+                if behind_since.get_or_insert_with(tokio::time::Instant::now).elapsed()
+                    >= client.config().failover_timeout =>
+            {
+                return Err(e);
+            }
             Err(e) if e.is_retriable() && !tx.is_closed() => {
                 tracing::debug!(topic = %key.0, partition = key.1, error = %e, "fetch failed; retrying");
                 client.note_partition_error(&key.0, &e);
@@ -475,7 +485,14 @@ async fn fetch_once(
         }
         if *part.topic == *key.0 && part.partition == key.1 {
             if part.error != ErrorCode::None {
-                let e = ClientError::server(part.error, None);
+                let behind = part.error == ErrorCode::OffsetOutOfRange
+                    && offset >= part.log_start_offset
+                    && client.cached_replicated(&key.0, key.1) == Some(true);
+                let e = if behind {
+                    ClientError::ReplicaBehind { topic: key.0.to_string(), partition: key.1, offset }
+                } else {
+                    ClientError::server(part.error, None)
+                };
                 client.note_partition_error(&key.0, &e);
                 return Err(e);
             }

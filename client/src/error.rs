@@ -52,6 +52,12 @@ pub enum ClientError {
     /// The producer or consumer was closed.
     #[error("closed")]
     Closed,
+    /// A replica answered `OFFSET_OUT_OF_RANGE` for a position at or above its log start
+    /// on a replicated partition: it is behind the consumer (a lagging or catching-up
+    /// replica, or a stale route), not missing the data. Retried with a metadata refresh
+    /// for up to `ClientConfig::failover_timeout`, then treated as out of range.
+    #[error("replica behind: {topic}/{partition} offset {offset} beyond its log")]
+    ReplicaBehind { topic: String, partition: u32, offset: u64 },
     /// The feature is not available yet.
     #[error("not supported yet: {0}")]
     NotSupported(&'static str),
@@ -74,6 +80,7 @@ impl ClientError {
             ClientError::Config(_) => ErrorCode::InvalidConfig,
             ClientError::NotSupported(_) => ErrorCode::UnknownApi,
             ClientError::UnknownOutcome(cause) => cause.code(),
+            ClientError::ReplicaBehind { .. } => ErrorCode::OffsetOutOfRange,
             _ => ErrorCode::Unknown,
         }
     }
@@ -82,6 +89,7 @@ impl ClientError {
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Connect { .. } | ClientError::Disconnected { .. } | ClientError::Timeout => true,
+            ClientError::ReplicaBehind { .. } => true,
             ClientError::Server { code, .. } => {
                 code.is_retriable()
                     || matches!(code, ErrorCode::UnknownTopic | ErrorCode::UnknownPartition | ErrorCode::StaleEpoch)
@@ -98,6 +106,7 @@ impl ClientError {
     pub fn is_failover(&self) -> bool {
         match self {
             ClientError::Connect { .. } | ClientError::Disconnected { .. } | ClientError::Timeout => true,
+            ClientError::ReplicaBehind { .. } => true,
             ClientError::Server { code, .. } => matches!(
                 code,
                 ErrorCode::NotOwner

@@ -694,7 +694,7 @@ impl Worker {
         let delivery_timeout = self.shared.config.delivery_timeout;
         // Whether the sequence numbers of what remains no longer follow the node's view.
         let mut renew = false;
-        let mut retry_error = None;
+        let mut retry_error: Option<ClientError> = None;
         for (batch, verdict) in batches.into_iter().zip(verdicts) {
             if let Verdict::Retry(e) | Verdict::Unknown(e) | Verdict::Fail(e) = &verdict {
                 // Even when nothing is resent, the next batch must not follow stale routing
@@ -703,11 +703,24 @@ impl Worker {
             }
             match verdict {
                 Verdict::Stored(base) => {
-                    renew |= !self.inflight.is_empty();
+                    // Earlier batches were refused but this one was stored (the node became
+                    // head in between): resending them would put them after it. Fail them
+                    // instead — they are certainly not stored — to keep the partition in
+                    // send order.
+                    if let Some(e) = retry_error.take() {
+                        renew = true;
+                        let message = format!("refused ({e}) and a later batch was stored; not resent, to keep order");
+                        let failure = ClientError::Server { code: e.code(), message };
+                        while let Some(refused) = self.inflight.pop_front() {
+                            self.complete(refused, Err(failure.clone()));
+                        }
+                    }
                     self.complete(batch, Ok(base));
                 }
                 Verdict::Retry(e) if batch.first_sent.elapsed() <= delivery_timeout => {
-                    retry_error.get_or_insert(e);
+                    if retry_error.is_none() {
+                        retry_error = Some(e);
+                    }
                     self.inflight.push_back(batch);
                 }
                 Verdict::Retry(e) | Verdict::Fail(e) => {

@@ -197,7 +197,7 @@ enum Fault {
 /// Continuous acks=all load on an RF=3 partition through `fault` of its head; then every
 /// acknowledged record must be on every other replica exactly once, and every record of
 /// unknown outcome at most once.
-async fn load_through_head_fault(fault: Fault) {
+async fn load_through_head_fault(fault: Fault, check_live_consumer: bool) {
     let etcd = Etcd::start();
     let mut nodes: Vec<Node> = (1..=3).map(|id| Node::start_cluster(2, id, &etcd.endpoint)).collect();
     let publics: Vec<String> = nodes.iter().map(|n| n.public.clone()).collect();
@@ -222,6 +222,37 @@ async fn load_through_head_fault(fault: Fault) {
     let producer = Producer::new(client, config).await.expect("producer");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = tokio::spawn(continuous_load(producer, stop.clone()));
+    // A consumer of the head (default read preference) that lives through the fault.
+    let tail_config = ClientConfig { request_timeout: Duration::from_secs(3), ..ClientConfig::new(publics.join(",")) };
+    let tail_client = Client::connect(tail_config).await.expect("connect");
+    let mut live_consumer = Consumer::new(tail_client, ConsumerConfig::default());
+    live_consumer.assign("c", 0).await.expect("assign");
+    live_consumer.seek("c", 0, SeekTo::Earliest).await.expect("seek");
+    // Set after the load: the highest acknowledged index; the consumer stops once it has
+    // read that far (and then gets an empty poll), or SETTLE_MAX later.
+    let last_acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let target = last_acked.clone();
+    let live_read = tokio::spawn(async move {
+        let mut values: Vec<String> = Vec::new();
+        let mut highest = None::<u64>;
+        let mut deadline = None;
+        loop {
+            let polled = live_consumer.poll(Duration::from_millis(500)).await.expect("poll through the fault");
+            let target = target.load(std::sync::atomic::Ordering::Relaxed);
+            if target != u64::MAX {
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + SETTLE_MAX);
+                let caught_up = highest.is_some_and(|h| h >= target);
+                if (polled.is_empty() && caught_up) || Instant::now() > deadline {
+                    return values;
+                }
+            }
+            for r in &polled {
+                let v = String::from_utf8_lossy(&r.value).into_owned();
+                highest = highest.max(v[1..].parse().ok());
+                values.push(v);
+            }
+        }
+    });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let faulted = Instant::now();
     match fault {
@@ -268,14 +299,52 @@ async fn load_through_head_fault(fault: Fault) {
         }
         assert!(values.len() <= total, "nothing beyond what was sent: {} > {total}", values.len());
     }
+
+    if !check_live_consumer {
+        return;
+    }
+    let highest_acked = fates.acked.iter().map(|a| a.0).max().expect("acks");
+    last_acked.store(highest_acked, std::sync::atomic::Ordering::Relaxed);
+    let live_values = live_read.await.expect("live consumer");
+    let mut seen = std::collections::HashSet::new();
+    assert!(live_values.iter().all(|v| seen.insert(v.clone())), "the live consumer read nothing twice");
+    let mut missing: Vec<u64> = fates.acked.iter().map(|a| a.0).filter(|i| !seen.contains(&format!("w{i}"))).collect();
+    missing.sort_unstable();
+    assert!(
+        missing.is_empty(),
+        "the live consumer missed {} acked records, first {:?} (acked {:?} after the fault); unknown {:?}; it read {} (last {:?}, around the gap {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        fates.acked.iter().find(|a| a.0 == missing[0]).map(|a| a.1.saturating_duration_since(faulted)),
+        &fates.unknown[..fates.unknown.len().min(3)],
+        live_values.len(),
+        live_values.last(),
+        live_values.iter().position(|v| *v == format!("w{}", missing[0] - 1)).map(|i| &live_values[i..(i + 3).min(live_values.len())])
+    );
+    let order: Vec<u64> = live_values.iter().map(|v| v[1..].parse().expect("w<i>")).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "in send order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_acks_all_load_through_a_head_kill_doubles_nothing() {
-    load_through_head_fault(Fault::Kill).await;
+    load_through_head_fault(Fault::Kill, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuous_acks_all_load_through_a_paused_head_doubles_nothing() {
-    load_through_head_fault(Fault::Pause).await;
+    load_through_head_fault(Fault::Pause, false).await;
+}
+
+/// KNOWN NODE BUG (fails about 3 runs in 5, so ignored until fixed): a head SIGSTOPped with
+/// a forwarded-but-unacknowledged batch and resumed after the chain moved on briefly
+/// advances its own `committed()` over that batch (at SIGCONT, e.g. commit 4269 -> 4293
+/// within 10 ms, while the new head had written other records at 4269..4293) and serves
+/// it to a consumer that reached it through the resumed node's stale metadata (epoch 1,
+/// itself as head). The consumer then continues at 4293 on the new head and skips the
+/// new head's records at 4269..4293 — acknowledged records a live consumer never sees.
+/// The surviving replicas' logs are correct (the other pause test checks them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "node bug: a resumed fenced head serves a divergent suffix as committed"]
+async fn a_consumer_living_through_a_paused_head_sees_every_acked_record() {
+    load_through_head_fault(Fault::Pause, true).await;
 }

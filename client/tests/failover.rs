@@ -49,10 +49,18 @@ struct Script {
     /// and make `next_head` the head.
     drop_after_append: Option<(u32, usize)>,
     next_head: u32,
+    /// A node that refuses its first produce with `NOT_OWNER`, answering only after its
+    /// next request (so a later batch is stored while the refused one is unanswered).
+    refuse_first_late: Option<u32>,
     produces: Vec<usize>,
     stored: Vec<Stored>,
     /// (node, request kind) of every fetch and list-offsets.
     reads: Vec<(u32, &'static str)>,
+    /// (node, offset) of every fetch.
+    fetches: Vec<(u32, u64)>,
+    /// Fetches on a node other than `head` answer `OFFSET_OUT_OF_RANGE` (a replica behind)
+    /// and bring metadata up to date.
+    non_head_reads_behind: bool,
     ports: Vec<u16>,
     producer_ids: u64,
 }
@@ -110,22 +118,34 @@ async fn cluster(script: Script) -> (Shared, Vec<FakeNode>) {
 
 enum Answer {
     Reply(Response, ErrorCode),
+    /// Answer after the next request's answer.
+    Late(Response),
     Close,
 }
 
 async fn serve(mut sock: TcpStream, id: u32, script: Shared) {
     let mut decoder = FrameDecoder::new(1 << 24);
     let mut buf = BytesMut::new();
+    let mut late = BytesMut::new();
     loop {
         while let Ok(Some(frame)) = decoder.decode(&mut buf) {
             let header = decode_request(&frame.header).expect("client sends valid headers");
-            let (response, error) = match answer(id, header.request, &frame.payload, &script) {
-                Answer::Reply(r, e) => (r, e),
+            let cid = header.correlation_id;
+            let encode = |response, error| {
+                let mut out = BytesMut::new();
+                let reply = ResponseHeader { correlation_id: cid, error, message: None, response };
+                write_frame(&mut out, &encode_response(&reply), &[]);
+                out
+            };
+            let mut out = match answer(id, header.request, &frame.payload, &script) {
+                Answer::Reply(r, e) => encode(r, e),
+                Answer::Late(r) => {
+                    late.extend_from_slice(&encode(r, ErrorCode::None));
+                    continue;
+                }
                 Answer::Close => return,
             };
-            let reply = ResponseHeader { correlation_id: header.correlation_id, error, message: None, response };
-            let mut out = BytesMut::new();
-            write_frame(&mut out, &encode_response(&reply), &[]);
+            out.extend_from_slice(&late.split());
             if sock.write_all(&out).await.is_err() {
                 return;
             }
@@ -156,12 +176,17 @@ fn answer(id: u32, request: Request, payload: &[u8], script: &Shared) -> Answer 
             }))
         }
         Request::Produce(_) => produce(id, payload, &mut s),
-        Request::Fetch(_) => {
+        Request::Fetch(f) => {
             s.reads.push((id, "fetch"));
+            s.fetches.push((id, f.partitions[0].offset));
+            let behind = s.non_head_reads_behind && id != s.head;
+            if behind {
+                s.metadata_head = s.head;
+            }
             let part = FetchPartitionResponse {
                 topic: "t".into(),
                 partition: 0,
-                error: ErrorCode::None,
+                error: if behind { ErrorCode::OffsetOutOfRange } else { ErrorCode::None },
                 log_start_offset: 0,
                 log_end_offset: 0,
                 high_watermark: 0,
@@ -175,7 +200,7 @@ fn answer(id: u32, request: Request, payload: &[u8], script: &Shared) -> Answer 
                 topic: "t".into(),
                 partition: 0,
                 error: ErrorCode::None,
-                offset: 0,
+                offset: 7,
                 timestamp: -1,
             };
             ok(Response::ListOffsets(ListOffsetsResponse { partitions: vec![part] }))
@@ -188,6 +213,10 @@ fn produce(id: u32, payload: &[u8], s: &mut Script) -> Answer {
     if id != s.head {
         s.metadata_head = s.head; // the cluster's view catches up
         return Answer::Reply(produce_reply(ErrorCode::NotOwner, 0), ErrorCode::None);
+    }
+    if s.refuse_first_late == Some(id) {
+        s.refuse_first_late = None;
+        return Answer::Late(produce_reply(ErrorCode::NotOwner, 0));
     }
     s.produces[id as usize] += 1;
     let base = s.stored.iter().filter(|r| r.node == id).count() as u64;
@@ -383,4 +412,46 @@ async fn reads_go_to_the_head_or_to_the_nearest_replica() {
         assert!(reads.iter().any(|r| r.1 == "fetch") && reads.iter().any(|r| r.1 == "list_offsets"), "{reads:?}");
         assert!(reads.iter().all(|r| r.0 == expected), "{preference:?}: {reads:?}");
     }
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_failed_not_resent_when_a_later_one_was_stored() {
+    let script =
+        Script { head: 1, metadata_head: 1, replicated: true, refuse_first_late: Some(1), ..Default::default() };
+    let (script, nodes) = cluster(script).await;
+    let client = Client::connect(ClientConfig::new(nodes[0].addr.clone())).await.expect("connect");
+    // Each 124-byte record closes its own 100-byte batch: two batches in flight.
+    let config =
+        ProducerConfig { acks: Acks::All, batch_size: 100, linger: Duration::from_secs(5), ..Default::default() };
+    let producer = Producer::new(client, config).await.expect("producer");
+    let mut deliveries = Vec::new();
+    for i in 0..2 {
+        let record = ProducerRecord::new("t", Bytes::from(format!("{i:0100}"))).partition(0);
+        deliveries.push(producer.send(record).await.expect("queued"));
+    }
+    let second = tokio::time::timeout(Duration::from_secs(5), deliveries.pop().expect("2")).await.expect("resolves");
+    let first = tokio::time::timeout(Duration::from_secs(5), deliveries.pop().expect("1")).await.expect("resolves");
+    assert_eq!(second.expect("stored").offset, Some(0));
+    let err = first.expect_err("refused, and not resent behind the stored batch");
+    assert_eq!(err.code(), ErrorCode::NotOwner, "{err}");
+    assert_eq!(values_on(&script, 1), vec![format!("{:0100}", 1)], "nothing out of order");
+}
+
+#[tokio::test]
+async fn a_replica_behind_the_position_is_retried_elsewhere_not_reset() {
+    // Metadata names node 1, which is behind: its fetch answers OFFSET_OUT_OF_RANGE.
+    let script =
+        Script { head: 2, metadata_head: 1, replicated: true, non_head_reads_behind: true, ..Default::default() };
+    let (script, nodes) = cluster(script).await;
+    let client = Client::connect(ClientConfig::new(nodes[0].addr.clone())).await.expect("connect");
+    let mut consumer = Consumer::new(client, ConsumerConfig::default());
+    consumer.assign("t", 0).await.expect("assign");
+    consumer.seek("t", 0, SeekTo::Offset(40)).await.expect("seek");
+    let polled = consumer.poll(Duration::from_millis(300)).await.expect("poll");
+    assert!(polled.is_empty());
+    let s = lock(&script);
+    assert_eq!(s.fetches.first(), Some(&(1, 40)), "first fetch on the stale head");
+    assert!(s.fetches.iter().skip(1).all(|f| *f == (2, 40)), "then the same position on node 2: {:?}", s.fetches);
+    assert!(s.fetches.len() > 1, "{:?}", s.fetches);
+    assert!(!s.reads.iter().any(|r| r.1 == "list_offsets"), "no reset to the log end: {:?}", s.reads);
 }
