@@ -98,6 +98,11 @@ fn sigkill_head_then_middle_then_tail_under_acks_all_load_loses_nothing() {
         }
     }
     let log = producer.stop();
+    for p in 0..PARTITIONS {
+        if let Ok(chain) = cluster.chain(TOPIC, p) {
+            eprintln!("partition {p} at the end: chain {:?} epoch {}", chain.replicas, chain.epoch);
+        }
+    }
     let report = verify_replicas(&cluster, &log, TOPIC, PARTITIONS, Duration::from_secs(20))
         .unwrap_or_else(|e| fail(&cluster, &format!("end state: {e}")));
     eprintln!("{report:?}");
