@@ -80,8 +80,9 @@ fn sigkill_head_then_middle_then_tail_under_acks_all_load_loses_nothing() {
         fail(&cluster, &format!("no acks=all load before any fault: {:?}", producer.snapshot().failure_kinds));
     }
     for (role, pick) in [("head", 0usize), ("middle", 1), ("tail", 2)] {
-        let chain = cluster.chain(TOPIC, 0).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
-        assert_eq!(chain.replicas.len(), 3, "chain before killing the {role}: {chain:?}");
+        // A full chain first (a lease lost to a loaded machine would shorten it for a while).
+        let chain = cluster.wait_chain(TOPIC, 0, REJOIN_MAX, |m| m.replicas.len() == 3);
+        let chain = chain.unwrap_or_else(|e| fail(&cluster, &format!("no full chain before killing the {role}: {e}")));
         let victim = chain.replicas[pick];
         let killed_at = Instant::now();
         cluster.kill(victim).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
@@ -159,7 +160,8 @@ fn paused_head_is_fenced_after_the_chain_moves_on() {
     if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(20)) {
         fail(&cluster, "no acks=all load before the pause");
     }
-    let before = cluster.chain(TOPIC, 0).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
+    let before = cluster.wait_chain(TOPIC, 0, REJOIN_MAX, |m| m.replicas.len() == 3);
+    let before = before.unwrap_or_else(|e| fail(&cluster, &e.to_string()));
     let head = before.replicas[0];
     let head_addr = cluster.public_addr(head).expect("head runs");
     let conn = |c: &Cluster| {
@@ -234,7 +236,8 @@ fn failover_time_over_ten_trials() {
         if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(20)) {
             fail(&cluster, "no load");
         }
-        let head = cluster.chain(TOPIC, 0).unwrap_or_else(|e| fail(&cluster, &e.to_string())).replicas[0];
+        let chain = cluster.wait_chain(TOPIC, 0, REJOIN_MAX, |m| m.replicas.len() == 3);
+        let head = chain.unwrap_or_else(|e| fail(&cluster, &e.to_string())).replicas[0];
         let killed_at = Instant::now();
         cluster.kill(head).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
         let t = producer.wait_ack_sent_after(0, killed_at, FAILOVER_MAX);
