@@ -7,10 +7,20 @@
 //!   checked against [`limits`] before it is copied, so untrusted bytes can never
 //!   panic, over-read or make the decoder allocate without bound.
 //! - FlatBuffers types never leave this module: callers see only `msg` types.
-//! - Encoding never fails and does not enforce [`limits`] (the sender's data is
-//!   trusted by the sender); a peer rejects an over-limit header with `INVALID_REQUEST`.
-//!   The one exception is the free-text response `message`, which is truncated to
-//!   [`limits::STRING_LEN_MAX`] bytes so an error detail can never make a response undecodable.
+//! - Encoding enforces exactly what decoding accepts: a header that our own decoder
+//!   would refuse (a list or string over [`limits`], or a header over `HEADER_LEN_MAX`
+//!   or the verifier's bounds) is an [`EncodeError`] from the `try_*` functions. The
+//!   infallible response encoders ([`encode_response`], [`response_frame`],
+//!   [`response_prefix_and_header`]) send such a response as a bodiless
+//!   `MESSAGE_TOO_LARGE` error with the same correlation id instead, so a peer always
+//!   gets a decodable answer. The infallible request encoders ([`encode_request`],
+//!   [`request_frame`]) do not check (a peer answers an over-limit request with
+//!   `INVALID_REQUEST`); senders that can build large requests use [`try_request_frame`].
+//! - The free-text response `message` is truncated to [`limits::STRING_LEN_MAX`] bytes
+//!   so an error detail alone never makes a response undecodable.
+//! - The check is exact and cheap: a header of at most [`limits::CHECKED_FROM`] bytes
+//!   cannot break any limit (see the asserts in [`limits`]); a longer one is run through
+//!   the decoder itself.
 
 use bytes::BytesMut;
 use flatbuffers::{FlatBufferBuilder, Follow, ForwardsUOffset, UnionWIPOffset, Vector, VerifierOptions, WIPOffset};
@@ -35,6 +45,14 @@ pub mod limits {
     /// decode can allocate from a small header that references one object many times.
     pub const APPARENT_SIZE_MAX: usize = 2 * super::HEADER_LEN_MAX;
 
+    /// Encoded headers up to this many bytes are decodable without a check: a string
+    /// over [`STRING_LEN_MAX`] or a list over [`LIST_LEN_MAX`] (every element at least
+    /// one byte) needs more bytes, and so many bytes hold at most `CHECKED_FROM / 4`
+    /// tables (each at least 4 bytes) and a small multiple of that apparent size.
+    pub const CHECKED_FROM: usize = STRING_LEN_MAX;
+
+    const _: () = assert!(CHECKED_FROM <= STRING_LEN_MAX && CHECKED_FROM <= LIST_LEN_MAX);
+    const _: () = assert!(CHECKED_FROM / 4 <= TABLES_MAX && 8 * CHECKED_FROM <= APPARENT_SIZE_MAX);
     const _: () = assert!(STRING_LEN_MAX < super::HEADER_LEN_MAX);
     const _: () = assert!(LIST_LEN_MAX <= TABLES_MAX);
     const _: () = assert!(APPARENT_SIZE_MAX >= super::HEADER_LEN_MAX);
@@ -77,9 +95,32 @@ impl DecodeError {
     }
 }
 
-/// Encodes a request header.
+/// Why a header cannot be encoded: our own decoder would refuse it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// A list, string or the whole header exceeds [`limits`] / `HEADER_LEN_MAX`; the
+    /// decoder's reason says which.
+    #[error("header exceeds the wire limits: {0}")]
+    OverLimit(DecodeError),
+}
+
+impl EncodeError {
+    /// The wire error that reports it (`MESSAGE_TOO_LARGE`).
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::MessageTooLarge
+    }
+}
+
+/// Encodes a request header without checking [`limits`] (see [`try_encode_request`]).
 pub fn encode_request(header: &RequestHeader) -> Vec<u8> {
     build_request(header).finished_data().to_vec()
+}
+
+/// Encodes a request header, or refuses one the decoder would not accept.
+pub fn try_encode_request(header: &RequestHeader) -> Result<Vec<u8>, EncodeError> {
+    let fbb = build_request(header);
+    check(fbb.finished_data(), decode_request)?;
+    Ok(fbb.finished_data().to_vec())
 }
 
 /// Decodes and verifies a request header.
@@ -90,9 +131,17 @@ pub fn decode_request(bytes: &[u8]) -> Result<RequestHeader, DecodeError> {
     Ok(RequestHeader { correlation_id, request })
 }
 
-/// Encodes a response header.
+/// Encodes a response header; one over the limits becomes a bodiless `MESSAGE_TOO_LARGE`
+/// error response with the same correlation id (see [`try_encode_response`]).
 pub fn encode_response(header: &ResponseHeader) -> Vec<u8> {
-    build_response(header).finished_data().to_vec()
+    checked_response(header).finished_data().to_vec()
+}
+
+/// Encodes a response header, or refuses one the decoder would not accept.
+pub fn try_encode_response(header: &ResponseHeader) -> Result<Vec<u8>, EncodeError> {
+    let fbb = build_response(header);
+    check(fbb.finished_data(), decode_response)?;
+    Ok(fbb.finished_data().to_vec())
 }
 
 /// Decodes and verifies a response header.
@@ -104,26 +153,70 @@ pub fn decode_response(bytes: &[u8]) -> Result<ResponseHeader, DecodeError> {
     Ok(ResponseHeader { correlation_id, error: ErrorCode::from_code(root.error()), message, response })
 }
 
-/// Appends a whole request frame (prefix, header, `payload`) to `out`.
+/// Appends a whole request frame (prefix, header, `payload`) to `out`, without checking
+/// [`limits`] (see [`try_request_frame`]).
 pub fn request_frame(out: &mut BytesMut, header: &RequestHeader, payload: &[u8]) {
     write_frame(out, build_request(header).finished_data(), payload);
 }
 
-/// Appends a whole response frame (prefix, header, `payload`) to `out`.
+/// Appends a whole request frame to `out`, or leaves `out` untouched and refuses a
+/// header the decoder would not accept.
+pub fn try_request_frame(out: &mut BytesMut, header: &RequestHeader, payload: &[u8]) -> Result<(), EncodeError> {
+    let fbb = build_request(header);
+    check(fbb.finished_data(), decode_request)?;
+    write_frame(out, fbb.finished_data(), payload);
+    Ok(())
+}
+
+/// Appends a whole response frame (prefix, header, `payload`) to `out`; an over-limit
+/// header is replaced as in [`encode_response`] (the payload is still written).
 pub fn response_frame(out: &mut BytesMut, header: &ResponseHeader, payload: &[u8]) {
-    write_frame(out, build_response(header).finished_data(), payload);
+    write_frame(out, checked_response(header).finished_data(), payload);
+}
+
+/// Appends a whole response frame to `out`, or leaves `out` untouched and refuses a
+/// header the decoder would not accept.
+pub fn try_response_frame(out: &mut BytesMut, header: &ResponseHeader, payload: &[u8]) -> Result<(), EncodeError> {
+    let fbb = build_response(header);
+    check(fbb.finished_data(), decode_response)?;
+    write_frame(out, fbb.finished_data(), payload);
+    Ok(())
 }
 
 /// The 8-byte frame prefix followed by the encoded header, for a frame whose
-/// `payload_len` payload bytes the caller sends separately (e.g. spliced from a segment file).
+/// `payload_len` payload bytes the caller sends separately (e.g. spliced from a segment
+/// file); an over-limit header is replaced as in [`encode_response`].
 pub fn response_prefix_and_header(header: &ResponseHeader, payload_len: usize) -> Vec<u8> {
-    let fbb = build_response(header);
+    let fbb = checked_response(header);
     let encoded = fbb.finished_data();
     let prefix = FramePrefix::new(encoded.len(), payload_len);
     let mut out = Vec::with_capacity(FRAME_PREFIX_LEN + encoded.len());
     out.extend_from_slice(&prefix.to_bytes());
     out.extend_from_slice(encoded);
     out
+}
+
+/// `Err` when `decode` refuses `encoded`; headers within [`limits::CHECKED_FROM`]
+/// bytes are accepted without decoding (they cannot break a limit).
+fn check<T>(encoded: &[u8], decode: fn(&[u8]) -> Result<T, DecodeError>) -> Result<(), EncodeError> {
+    if encoded.len() <= limits::CHECKED_FROM {
+        return Ok(());
+    }
+    decode(encoded).map(drop).map_err(EncodeError::OverLimit)
+}
+
+/// The built `header`, or the `MESSAGE_TOO_LARGE` stand-in when it is over the limits.
+fn checked_response(header: &ResponseHeader) -> Fbb<'static> {
+    let fbb = build_response(header);
+    match check(fbb.finished_data(), decode_response) {
+        Ok(()) => fbb,
+        Err(e) => build_response(&ResponseHeader {
+            correlation_id: header.correlation_id,
+            error: e.code(),
+            message: Some(format!("response not sent: {e}")),
+            response: Response::Empty,
+        }),
+    }
 }
 
 // ---------------------------------------------------------------- verification helpers
