@@ -151,6 +151,21 @@ impl LateProduce {
     }
 }
 
+/// The checker itself, on the real replicas: an acknowledged record that no replica holds
+/// (a phantom ack at the log end) must be reported `Missing`.
+fn assert_checker_catches_a_phantom(cluster: &Cluster, log: &mut ProducerLog, topic: &str, end: u64, node: u32) {
+    let phantom = record_value(0, 3_000_000_000, 48);
+    log.sent.entry(0).or_default().push(phantom.clone());
+    let now = Instant::now();
+    let ack = Ack { partition: 0, base_offset: end, values: vec![phantom], node, sent_at: now, acked_at: now };
+    log.side_acks.push(ack);
+    let caught = verify_replicas(cluster, log, topic, 1, Duration::from_secs(1));
+    assert!(
+        matches!(caught, Err(ClusterViolation::Ledger { violation: Violation::Missing { .. }, .. })),
+        "a phantom ack went unnoticed: {caught:?}"
+    );
+}
+
 #[test]
 fn paused_head_is_fenced_after_the_chain_moves_on() {
     let _one = one_cluster();
@@ -201,24 +216,7 @@ fn paused_head_is_fenced_after_the_chain_moves_on() {
         .unwrap_or_else(|e| fail(&cluster, &format!("end state: {e}")));
     eprintln!("{report:?}");
     assert_eq!(report.partitions[&0].0.len(), 3, "not read from 3 replicas: {report:?}");
-    // The checker itself: an acknowledged record that no replica holds must be caught.
-    let phantom = record_value(0, 3_000_000_000, 48);
-    log.sent.entry(0).or_default().push(phantom.clone());
-    let end = report.partitions[&0].1 as u64;
-    let now = Instant::now();
-    log.side_acks.push(Ack {
-        partition: 0,
-        base_offset: end,
-        values: vec![phantom],
-        node: head,
-        sent_at: now,
-        acked_at: now,
-    });
-    let caught = verify_replicas(&cluster, &log, TOPIC, 1, Duration::from_secs(1));
-    assert!(
-        matches!(caught, Err(ClusterViolation::Ledger { violation: Violation::Missing { .. }, .. })),
-        "a phantom ack went unnoticed: {caught:?}"
-    );
+    assert_checker_catches_a_phantom(&cluster, &mut log, TOPIC, report.partitions[&0].1 as u64, head);
     if let Some((id, line)) = cluster.panic_line() {
         panic!("node {id} panicked: {line}");
     }
