@@ -280,21 +280,15 @@ async fn run_catchup(
     let ctx = Arc::new(Shared::new(clock, 0, u64::MAX, w.backlog_bytes));
     ctx.record_e2e.store(false, Ordering::Relaxed);
     let producers = spawn_producers(w, &ctx, client, all, false);
-    let mut stopped_early = false;
     let mut interrupted = std::pin::pin!(stop_requested());
-    while !ctx.stop_producing.load(Ordering::Relaxed) {
+    let mut stopped_early = phase(bar, "backlog", TICK, interrupted.as_mut(), || {
         let generated = ctx.generated_bytes.load(Ordering::Relaxed);
-        bar.set_prefix("backlog");
-        bar.set_position((generated.saturating_mul(1000) / w.backlog_bytes).min(1000));
-        bar.set_message(format!(
-            "{:.0} / {:.0} MB",
-            ctx.acked_bytes.load(Ordering::Relaxed) as f64 / 1e6,
-            w.backlog_bytes as f64 / 1e6
-        ));
-        tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
-            _ = &mut interrupted => { stopped_early = true; ctx.stop_producing.store(true, Ordering::Relaxed); }
-        }
+        let acked = ctx.acked_bytes.load(Ordering::Relaxed);
+        (!ctx.stop_producing.load(Ordering::Relaxed)).then_some((generated, w.backlog_bytes, acked))
+    })
+    .await;
+    if stopped_early {
+        ctx.stop_producing.store(true, Ordering::Relaxed);
     }
     let publish = join(producers).await;
     let produce_end = ctx.clock.now_ns();
@@ -306,15 +300,13 @@ async fn run_catchup(
     let cpu_start = node.and_then(EmbeddedNode::sample);
     let deadline = consume_start + (w.duration_s * 1e9) as u64;
     let consumers = spawn_consumers(w, &ctx, client, all);
-    while !stopped_early && ctx.consumed_msgs.load(Ordering::Relaxed) < backlog_msgs && ctx.clock.now_ns() < deadline {
-        let done = ctx.consumed_bytes.load(Ordering::Relaxed);
-        bar.set_prefix("catch-up");
-        bar.set_position((done.saturating_mul(1000) / backlog_bytes.max(1)).min(1000));
-        bar.set_message(format!("{:.0} / {:.0} MB", done as f64 / 1e6, backlog_bytes as f64 / 1e6));
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-            _ = &mut interrupted => { stopped_early = true; }
-        }
+    if !stopped_early {
+        stopped_early = phase(bar, "catch-up", Duration::from_millis(10), interrupted, || {
+            let done = ctx.consumed_bytes.load(Ordering::Relaxed);
+            let more = ctx.consumed_msgs.load(Ordering::Relaxed) < backlog_msgs && ctx.clock.now_ns() < deadline;
+            more.then_some((done, backlog_bytes, done))
+        })
+        .await;
     }
     let consume_end = ctx.clock.now_ns();
     ctx.stop_consuming.store(true, Ordering::Relaxed);
@@ -331,6 +323,28 @@ async fn run_catchup(
         completed: consumed_msgs >= backlog_msgs,
     };
     results(&ctx, &publish, &Tally::new(), backlog, catchup_consume, node_usage, Some(catchup), stopped_early)
+}
+
+/// One progress-bar phase of the catch-up run: every `tick`, `progress` returns
+/// `(position, total, shown)` bytes (bar at `position / total`, text `shown / total MB`)
+/// or `None` once the phase is over. Returns whether `interrupted` fired first.
+async fn phase(
+    bar: &ProgressBar,
+    prefix: &'static str,
+    tick: Duration,
+    mut interrupted: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    mut progress: impl FnMut() -> Option<(u64, u64, u64)>,
+) -> bool {
+    bar.set_prefix(prefix);
+    while let Some((position, total, shown)) = progress() {
+        bar.set_position((position.saturating_mul(1000) / total.max(1)).min(1000));
+        bar.set_message(format!("{:.0} / {:.0} MB", shown as f64 / 1e6, total as f64 / 1e6));
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = &mut interrupted => return true,
+        }
+    }
+    false
 }
 
 /// Shows progress until `end_ns` or CTRL-C/SIGTERM; samples node CPU when the window starts.
