@@ -44,6 +44,8 @@ use crate::node::NodeProcess;
 pub const LEASE_TTL_S: u64 = 2;
 /// Longest etcd may take to answer `/health` after spawn.
 const ETCD_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Record ids per producer lane (lane `l` uses ids from `l * LANE_IDS`).
+const LANE_IDS: u64 = 10_000_000_000;
 /// Longest one Metadata question to one node may take (a SIGSTOPped node never answers).
 const METADATA_TIMEOUT: Duration = Duration::from_millis(700);
 
@@ -536,6 +538,8 @@ fn freshest(
 pub struct ProducerSettings {
     pub topic: String,
     pub partitions: u32,
+    /// Closed-loop producer tasks per partition (produces in flight per partition).
+    pub lanes: u32,
     /// Records per produce (one batch).
     pub records_per_batch: usize,
     /// Filler bytes appended to each record's id.
@@ -552,6 +556,7 @@ impl ProducerSettings {
         ProducerSettings {
             topic: topic.to_string(),
             partitions,
+            lanes: 1,
             records_per_batch: 4,
             value_filler: 48,
             request_timeout: Duration::from_secs(2),
@@ -564,6 +569,8 @@ impl ProducerSettings {
 #[derive(Debug, Clone)]
 pub struct Ack {
     pub partition: u32,
+    /// The producer task (of its partition) that sent it; acks of one lane are in offset order.
+    pub lane: u32,
     pub base_offset: u64,
     pub values: Vec<Vec<u8>>,
     /// The node that answered (the head it was routed to).
@@ -600,9 +607,9 @@ impl ProducerLog {
     }
 }
 
-/// A continuous `acks=all` producer: one closed-loop task per partition (one produce in
-/// flight per partition, so acknowledgement order = offset order), routed to the chain head
-/// from the freshest Metadata, re-routed after every failure.
+/// A continuous `acks=all` producer: `lanes` closed-loop tasks per partition (one produce in
+/// flight per task, so a lane's acknowledgement order = offset order), routed to the chain
+/// head from the freshest Metadata, re-routed after every failure.
 pub struct AckProducer {
     log: Arc<Mutex<ProducerLog>>,
     stop: Arc<AtomicBool>,
@@ -625,10 +632,12 @@ impl AckProducer {
         let log = Arc::new(Mutex::new(ProducerLog::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let settings = Arc::new(settings);
-        let tasks = (0..settings.partitions)
-            .map(|partition| {
+        let lanes = settings.lanes.max(1);
+        let tasks = (0..settings.partitions * lanes)
+            .map(|i| {
                 let task = PartitionTask {
-                    partition,
+                    partition: i / lanes,
+                    lane: i % lanes,
                     settings: settings.clone(),
                     addrs: addrs.clone(),
                     log: log.clone(),
@@ -690,6 +699,7 @@ impl AckProducer {
 
 struct PartitionTask {
     partition: u32,
+    lane: u32,
     settings: Arc<ProducerSettings>,
     addrs: SharedAddrs,
     log: Arc<Mutex<ProducerLog>>,
@@ -700,7 +710,8 @@ impl PartitionTask {
     async fn run(self) {
         let mut client: Option<Client> = None;
         let mut target: Option<(u32, SocketAddr)> = None;
-        let mut seq = 0u64;
+        // Lanes draw from disjoint id ranges, so every value stays unique.
+        let mut seq = u64::from(self.lane) * LANE_IDS;
         while !self.stop.load(Ordering::SeqCst) {
             if client.is_none() {
                 client = self.connect().await;
@@ -736,7 +747,7 @@ impl PartitionTask {
             config.request_timeout = self.settings.request_timeout;
             config.connect_timeout = METADATA_TIMEOUT;
             config.reconnect_backoff_max = Duration::from_millis(200);
-            config.client_id = format!("cluster-producer-p{}", self.partition);
+            config.client_id = format!("cluster-producer-p{}-l{}", self.partition, self.lane);
             if let Ok(Ok(client)) = tokio::time::timeout(METADATA_TIMEOUT, Client::connect(config)).await {
                 return Some(client);
             }
@@ -800,7 +811,15 @@ impl PartitionTask {
         if p.error != ErrorCode::None {
             return Err(p.error.name().to_string());
         }
-        let ack = Ack { partition: self.partition, base_offset: p.base_offset, values, node, sent_at, acked_at };
+        let ack = Ack {
+            partition: self.partition,
+            lane: self.lane,
+            base_offset: p.base_offset,
+            values,
+            node,
+            sent_at,
+            acked_at,
+        };
         lock(&self.log).acks.push(ack);
         Ok(())
     }
@@ -833,8 +852,10 @@ pub enum ClusterViolation {
     Harness(#[from] HarnessError),
     #[error("node {node}: {violation}")]
     Ledger { node: u32, violation: Violation },
-    #[error("partition {partition}: ack order broken: produce acked at offset {later} after one at {earlier}")]
-    AckOrder { partition: u32, earlier: u64, later: u64 },
+    #[error(
+        "partition {partition} lane {lane}: ack order broken: produce acked at offset {later} after one at {earlier}"
+    )]
+    AckOrder { partition: u32, lane: u32, earlier: u64, later: u64 },
     #[error("partition {partition}: replicas differ after {waited:?}: {detail}")]
     Diverged { partition: u32, waited: Duration, detail: String },
     #[error("partition {partition}: nothing to compare ({detail})")]
@@ -844,7 +865,7 @@ pub enum ClusterViolation {
 /// Checks the end state of `log` on every running node that is a replica of `topic`:
 /// the replicas converge (within `settle`) to identical logs (same records at the same
 /// offsets); every acknowledged record is there exactly once at its acknowledged offset;
-/// acknowledgements are in offset order per partition; unacknowledged records appear at
+/// acknowledgements are in offset order per partition and lane; unacknowledged records appear at
 /// most once; nothing appears that was never sent.
 pub fn verify_replicas(
     cluster: &Cluster,
@@ -857,14 +878,15 @@ pub fn verify_replicas(
     for (&p, values) in &log.sent {
         ledger.record_sent(p, values);
     }
-    let mut last_offset: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut last_offset: BTreeMap<(u32, u32), u64> = BTreeMap::new();
     for ack in &log.acks {
-        if let Some(&earlier) = last_offset.get(&ack.partition) {
+        let (partition, lane) = (ack.partition, ack.lane);
+        if let Some(&earlier) = last_offset.get(&(partition, lane)) {
             if ack.base_offset <= earlier {
-                return Err(ClusterViolation::AckOrder { partition: ack.partition, earlier, later: ack.base_offset });
+                return Err(ClusterViolation::AckOrder { partition, lane, earlier, later: ack.base_offset });
             }
         }
-        last_offset.insert(ack.partition, ack.base_offset);
+        last_offset.insert((partition, lane), ack.base_offset);
         ledger
             .record_ack(ack.partition, ack.base_offset, &ack.values)
             .map_err(|violation| ClusterViolation::Ledger { node: ack.node, violation })?;

@@ -75,7 +75,9 @@ fn sigkill_head_then_middle_then_tail_under_acks_all_load_loses_nothing() {
     const TOPIC: &str = "kills";
     const PARTITIONS: u32 = 2;
     let mut cluster = start(TOPIC, PARTITIONS);
-    let producer = AckProducer::start(&cluster, ProducerSettings::new(TOPIC, PARTITIONS));
+    // Two produces in flight per partition: the chain pipelines, and a fault cuts both.
+    let producer =
+        AckProducer::start(&cluster, ProducerSettings { lanes: 2, ..ProducerSettings::new(TOPIC, PARTITIONS) });
     if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(20)) {
         fail(&cluster, &format!("no acks=all load before any fault: {:?}", producer.snapshot().failure_kinds));
     }
@@ -144,7 +146,7 @@ impl LateProduce {
             Err(_) => return "late produce thread panicked".into(),
         };
         if let Ok((ErrorCode::None, base_offset)) = answer {
-            let ack = Ack { partition: 0, base_offset, values: self.values, node, sent_at, acked_at };
+            let ack = Ack { partition: 0, lane: u32::MAX, base_offset, values: self.values, node, sent_at, acked_at };
             log.side_acks.push(ack);
         }
         format!("{answer:?}")
@@ -157,7 +159,15 @@ fn assert_checker_catches_a_phantom(cluster: &Cluster, log: &mut ProducerLog, to
     let phantom = record_value(0, 3_000_000_000, 48);
     log.sent.entry(0).or_default().push(phantom.clone());
     let now = Instant::now();
-    let ack = Ack { partition: 0, base_offset: end, values: vec![phantom], node, sent_at: now, acked_at: now };
+    let ack = Ack {
+        partition: 0,
+        lane: u32::MAX,
+        base_offset: end,
+        values: vec![phantom],
+        node,
+        sent_at: now,
+        acked_at: now,
+    };
     log.side_acks.push(ack);
     let caught = verify_replicas(cluster, log, topic, 1, Duration::from_secs(1));
     assert!(
