@@ -1,33 +1,13 @@
 //! The `strand` CLI against a real `strand-node`: topic commands, a 10 000-line
 //! produce/consume round trip, exit codes and one-line errors.
 
+mod common;
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::cli::{ok, strand};
 use support::{cli_binary, Node};
-
-fn strand(node: &Node, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(cli_binary())
-        .args(["--bootstrap", &node.public])
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strand");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin piped");
-        pipe.write_all(input).expect("write stdin");
-    }
-    child.wait_with_output().expect("strand output")
-}
-
-fn ok(output: &Output) -> String {
-    assert!(output.status.success(), "strand failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout.clone()).expect("utf8 stdout")
-}
 
 #[test]
 fn topic_commands_and_errors() {

@@ -4,20 +4,21 @@
 //! the last commit (checked with per-partition sequence numbers); committed offsets
 //! survive a node restart; and the CLI's `consume --group` / `group describe`.
 
+mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::cli::{ok, strand};
 use strand_client::admin::COMMITTED_NONE;
 use strand_client::{
     Admin, Client, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord, RebalanceListener,
     TopicPartition,
 };
-use support::{cli_binary, Node};
+use support::Node;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -400,27 +401,6 @@ async fn committed_offsets_survive_a_node_restart() {
     consumer.commit_sync().await.expect("commit after restart");
     consumer.close().await.expect("close");
     assert_eq!(committed(&client, "restartable").await, BTreeMap::from([(0, 120), (1, 120)]));
-}
-
-fn strand(node: &Node, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(cli_binary())
-        .args(["--bootstrap", &node.public])
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strand");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin piped").write_all(input).expect("write stdin");
-    }
-    child.wait_with_output().expect("strand output")
-}
-
-fn ok(output: &Output) -> String {
-    assert!(output.status.success(), "strand failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout.clone()).expect("utf8 stdout")
 }
 
 /// `(committed sum, lag sum)` from `group describe` output.

@@ -1,0 +1,29 @@
+//! Runs the real `strand` CLI binary against a test node and checks its output.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::{cli_binary, Node};
+
+/// Runs `strand --bootstrap <node> args…`, feeding `stdin` when given; waits for it.
+pub fn strand(node: &Node, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(cli_binary())
+        .args(["--bootstrap", &node.public])
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strand");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin piped");
+        pipe.write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("strand output")
+}
+
+/// The stdout of a successful run; panics with its stderr otherwise.
+pub fn ok(output: &Output) -> String {
+    assert!(output.status.success(), "strand failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).expect("utf8 stdout")
+}
