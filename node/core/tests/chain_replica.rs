@@ -3,7 +3,7 @@
 
 use strand_core::chain::{
     Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
-    Offset, Role,
+    Offset, Position, Role,
 };
 
 fn config(epoch: u64, members: &[u32]) -> ChainConfig {
@@ -126,4 +126,27 @@ fn restarted_successor_is_cut_to_the_predecessors_log() {
     assert!(out.contains(&Action::TruncateLocal { to: Offset(2) }), "{out:?}");
     assert_eq!(rs[1].log().batches(), rs[0].log().batches());
     assert_eq!(rs[1].matched(), Some(Offset(3)));
+}
+
+/// The paused-head report: a replica whose log holds a cut-off suffix learns a commit
+/// beyond it in the same message that cuts it. Until its shell has executed the cut and
+/// the new bytes are durable, the file still holds the old suffix, so reads stay at the
+/// cut point.
+#[test]
+fn reads_stay_below_a_cut_until_the_new_bytes_are_durable() {
+    let meta =
+        |base: u64, epoch: u64| BatchMeta { base: Offset(base), record_count: 1, bytes_len: 10, epoch: Epoch(epoch) };
+    let mut r = ChainReplica::recover(NodeId(1), ChainLimits::default(), &[meta(0, 1), meta(1, 1)], Epoch(1)).unwrap();
+    r.handle_config(0, config(2, &[0, 1])).unwrap();
+    let batches = vec![meta(1, 2), meta(2, 2)];
+    let prev = Position { offset: Offset(1), epoch: Epoch(1) };
+    r.handle_message(0, NodeId(0), Msg::Append { epoch: Epoch(2), prev, batches, commit: Offset(3) }).unwrap();
+    let actions = drain(&mut r);
+    assert!(actions.contains(&Action::TruncateLocal { to: Offset(1) }), "{actions:?}");
+    assert_eq!(r.commit(), Offset(3));
+    assert_eq!(r.reads_up_to(), Offset(1), "the file may still hold the cut batch at 1");
+    assert!(!actions.iter().any(|a| matches!(a, Action::ServeReadsUpTo { offset } if *offset > Offset(1))));
+    r.handle_local_durable(1, Offset(3));
+    assert_eq!(r.reads_up_to(), Offset(3));
+    assert!(drain(&mut r).contains(&Action::ServeReadsUpTo { offset: Offset(3) }));
 }

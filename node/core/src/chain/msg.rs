@@ -57,8 +57,9 @@ pub enum Action {
     AckClient { request_id: RequestId, offset: Offset },
     /// The produce `request_id` failed (no promise either way about its data).
     FailClient { request_id: RequestId, error: ChainError },
-    /// Consumers of this replica may now read everything below `offset` (committed and
-    /// present here). Only grows.
+    /// Consumers of this replica may now read everything below `offset` from the local
+    /// log: committed, and durable here, so the shell's log holds exactly these bytes
+    /// even while issued truncations and appends are still being executed. Only grows.
     ServeReadsUpTo { offset: Offset },
     /// A peer runs at a newer epoch than ours: fetch the configuration again.
     ConfigStale { seen: Epoch },

@@ -17,6 +17,9 @@
 //! - A restarted replica never acts in an epoch that existed when it restarted, so one
 //!   `(epoch, offset)` names one batch and stale messages of a dead incarnation are
 //!   fenced by epoch.
+//! - `reads_up_to <= min(commit, durable)`: what consumers read from the local log is
+//!   committed and already written there (a cut issued but not yet executed by the
+//!   shell caps `durable`, so the cut suffix is never served as committed).
 //! - `commit <= durable` at the head; acks=all complete at `commit`, acks=leader at the
 //!   head's `durable` — so acks=leader data can be lost if the head dies before its
 //!   successor has the data.
@@ -156,7 +159,7 @@ impl ChainReplica {
     pub fn commit(&self) -> Offset {
         self.commit
     }
-    /// Everything below this is committed and present here.
+    /// Everything below this is committed and durable in the local log (serve reads to it).
     pub fn reads_up_to(&self) -> Offset {
         self.reads_up_to
     }
@@ -444,7 +447,11 @@ impl ChainReplica {
             _ => self.matched,
         };
         if let Some(end) = synced_end {
-            let reads = self.commit.min(end);
+            // Served reads come from the shell's log file, which executes truncations and
+            // appends after the core issued them: below the local durable offset it holds
+            // exactly this index (durability reported after an issued cut is bounded by
+            // the cut), above it it may still hold a cut suffix or nothing yet.
+            let reads = self.commit.min(end).min(self.durable);
             if reads > self.reads_up_to {
                 self.reads_up_to = reads;
                 self.actions.push_back(Action::ServeReadsUpTo { offset: reads });
