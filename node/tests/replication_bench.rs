@@ -6,143 +6,35 @@
 //! stopping a head to the first acks=all produce acknowledged by its successor once
 //! the survivors have the new epoch (control-plane detection time not included).
 
+#[path = "common/replication.rs"]
+mod replication;
+
 use bytes::Bytes;
-use glommio::net::TcpListener;
-use glommio::LocalExecutorBuilder;
 use hdrhistogram::Histogram;
+use replication::{chain, start_nodes, Extra, Node, Replica};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::thread::JoinHandle;
-use std::time::Duration;
-use std::time::Instant;
-use strand_core::chain::{Acks, ChainConfig, Epoch, NodeId};
-use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog};
-use strand_node::replication::{link, Peers, ReplicatedPartition, Replicator};
+use std::time::{Duration, Instant};
+use strand_core::chain::Acks;
+use strand_node::log::PartitionLog;
+use strand_node::replication::ReplicatedPartition;
 use strand_wire::batch::BatchBuilder;
 
 const TOPIC: &str = "bench";
-const PRODUCE_DEADLINE: Duration = Duration::from_secs(10);
 
-enum Cmd {
-    Load { producers: u32, duration: Duration, reply: flume::Sender<(u64, Histogram<u64>)> },
-    Produce { tag: String, batches: u32, acks: Acks, reply: flume::Sender<Result<Vec<u64>, String>> },
-    Config(ChainConfig),
-    Stop,
+/// `producers` closed-loop acks=all producers for `duration` (see [`load`]).
+struct Load {
+    producers: u32,
+    duration: Duration,
+    reply: flume::Sender<(u64, Histogram<u64>)>,
 }
 
-struct Node {
-    cmds: flume::Sender<Cmd>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Node {
-    fn produce(&self, tag: &str, batches: u32, acks: Acks) -> Result<Vec<u64>, String> {
-        let (reply, rx) = flume::bounded(1);
-        self.cmds.send(Cmd::Produce { tag: tag.into(), batches, acks, reply }).expect("node alive");
-        rx.recv_timeout(PRODUCE_DEADLINE * 2).expect("produce answered")
+impl Extra for Load {
+    type Ctx = ();
+    fn open(_: &Rc<PartitionLog>) {}
+    async fn serve(self, node: &Replica, _: &()) {
+        let _ = self.reply.send(load(&node.replica, self.producers, self.duration).await);
     }
-    fn config(&self, config: &ChainConfig) {
-        self.cmds.send(Cmd::Config(config.clone())).expect("node alive");
-    }
-    fn stop(&mut self) {
-        let _ = self.cmds.send(Cmd::Stop);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("node thread");
-        }
-    }
-}
-
-fn batch(tag: &str, seq: u32) -> Bytes {
-    let mut b = BatchBuilder::new();
-    b.push(1_000, None, format!("{tag}-{seq}").as_bytes(), &[]);
-    b.finish()
-}
-
-async fn produce_n(replica: &ReplicatedPartition, tag: &str, batches: u32, acks: Acks) -> Result<Vec<u64>, String> {
-    let mut offsets = Vec::new();
-    for seq in 0..batches {
-        let produce = async { Some(replica.produce(batch(tag, seq), acks).await) };
-        let deadline = async {
-            glommio::timer::sleep(PRODUCE_DEADLINE).await;
-            None
-        };
-        match futures_lite::future::or(produce, deadline).await {
-            Some(Ok(offset)) => offsets.push(offset),
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("timed out".into()),
-        }
-    }
-    Ok(offsets)
-}
-
-/// Starts nodes `ids` (all in `config`) and links them; returns them by id.
-fn start_nodes(dir: &std::path::Path, ids: &[u32], config: &ChainConfig) -> HashMap<u32, Node> {
-    let (addr_tx, addr_rx) = flume::unbounded();
-    let mut nodes = HashMap::new();
-    let mut map_txs = Vec::new();
-    for &me in ids {
-        let (cmds, cmd_rx) = flume::unbounded::<Cmd>();
-        let (map_tx, map_rx) = flume::bounded::<HashMap<NodeId, SocketAddr>>(1);
-        map_txs.push(map_tx);
-        let (dir, config, addr_tx) = (dir.join(format!("n{me}")), config.clone(), addr_tx.clone());
-        let thread = std::thread::spawn(move || {
-            let ex = LocalExecutorBuilder::default().name(&format!("node{me}")).make().expect("executor");
-            ex.run(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-                addr_tx.send((me, listener.local_addr().expect("addr"))).expect("addr");
-                let peers = Peers::new(map_rx.recv_async().await.expect("peer map"));
-                let cfg = LogConfig {
-                    io_mode: IoMode::Buffered,
-                    fsync: FsyncPolicy::Always,
-                    min_free_bytes: 0,
-                    ..LogConfig::default()
-                };
-                let log = Rc::new(PartitionLog::open(&dir, cfg).await.expect("open log"));
-                let replicator = Replicator::new();
-                let replica =
-                    ReplicatedPartition::start(TOPIC, 0, NodeId(me), log, dir.clone(), peers, Epoch(0), config)
-                        .await
-                        .expect("start");
-                replicator.add(replica.clone());
-                glommio::spawn_local(link::serve(listener, replicator.frame_handler())).detach();
-                serve_commands(&replica, cmd_rx).await;
-            });
-        });
-        nodes.insert(me, Node { cmds, thread: Some(thread) });
-    }
-    let mut addrs = HashMap::new();
-    for _ in ids {
-        let (id, addr) = addr_rx.recv_timeout(Duration::from_secs(10)).expect("address");
-        addrs.insert(NodeId(id), addr);
-    }
-    for tx in map_txs {
-        tx.send(addrs.clone()).expect("map");
-    }
-    nodes
-}
-
-async fn serve_commands(replica: &Rc<ReplicatedPartition>, cmds: flume::Receiver<Cmd>) {
-    while let Ok(cmd) = cmds.recv_async().await {
-        match cmd {
-            Cmd::Produce { tag, batches, acks, reply } => {
-                let replica = replica.clone();
-                glommio::spawn_local(async move {
-                    let _ = reply.send(produce_n(&replica, &tag, batches, acks).await);
-                })
-                .detach();
-            }
-            Cmd::Load { producers, duration, reply } => {
-                let _ = reply.send(load(replica, producers, duration).await);
-            }
-            Cmd::Config(c) => replica.handle_config(c).expect("valid config"),
-            Cmd::Stop => return,
-        }
-    }
-}
-
-fn chain(epoch: u64, members: &[u32]) -> ChainConfig {
-    ChainConfig { epoch: Epoch(epoch), members: members.iter().map(|m| NodeId(*m)).collect(), learner: None }
 }
 
 /// Record count and value size of one benchmark batch (100 × 100 B ≈ 10 KiB).
@@ -189,10 +81,10 @@ async fn load(replica: &Rc<ReplicatedPartition>, producers: u32, duration: Durat
 fn run_load(rf: u32, producers: u32, secs: u64) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let ids: Vec<u32> = (1..=rf).collect();
-    let mut nodes = start_nodes(tmp.path(), &ids, &chain(1, &ids));
+    let mut nodes: HashMap<u32, Node<Load>> = start_nodes(TOPIC, tmp.path(), &ids, &chain(1, &ids));
     let (reply, rx) = flume::bounded(1);
     let duration = Duration::from_secs(secs);
-    nodes[&1].cmds.send(Cmd::Load { producers, duration, reply }).expect("alive");
+    nodes[&1].extra(Load { producers, duration, reply });
     let (batches, hist) = rx.recv_timeout(duration + Duration::from_secs(30)).expect("load result");
     let msgs = batches * u64::from(LOAD_RECORDS);
     let mb = (batches as f64) * load_batch().len() as f64 / 1e6;
@@ -224,7 +116,7 @@ fn failover_time_over_ten_trials() {
     let mut times_ms = Vec::new();
     for trial in 0..10 {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut nodes = start_nodes(tmp.path(), &[1, 2, 3], &chain(1, &[1, 2, 3]));
+        let mut nodes: HashMap<u32, Node> = start_nodes(TOPIC, tmp.path(), &[1, 2, 3], &chain(1, &[1, 2, 3]));
         nodes[&1].produce(&format!("warm{trial}"), 20, Acks::All).expect("warm-up");
         let killed = Instant::now();
         nodes.get_mut(&1).expect("node 1").stop();
