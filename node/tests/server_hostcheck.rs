@@ -1,7 +1,12 @@
 //! The node runs its host checks before anything else and refuses to start, with
 //! exit code 78 and a one-line reason, where it cannot work.
 
+mod common;
+
+use std::path::Path;
 use std::process::Command;
+
+use common::Node;
 
 #[test]
 fn unusable_data_dir_refuses_to_start_with_reason() {
@@ -23,32 +28,8 @@ fn unusable_data_dir_refuses_to_start_with_reason() {
 /// must work (glommio's directory opens reject relative paths, so the node resolves it).
 #[test]
 fn relative_data_dir_serves() {
-    use std::io::{BufRead, BufReader};
     let cwd = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strand-node"))
-        .current_dir(cwd.path())
-        .args(["--data-dir", "rel/data", "--shards", "2"])
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    let listening = loop {
-        match rx.recv_timeout(std::time::Duration::from_secs(20)) {
-            Ok(line) if line.contains("strand-node listening:") => break true,
-            Ok(line) => seen.push(line),
-            Err(_) => break false,
-        }
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(listening, "node with a relative data dir did not serve: {seen:#?}");
+    let node = Node::start_in(cwd.path(), Path::new("rel/data"), 2, &[]);
+    assert!(node.data_dir.join("topics/__consumer_offsets").is_dir());
     assert!(cwd.path().join("rel/data/topics/__consumer_offsets").is_dir());
 }

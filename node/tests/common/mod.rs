@@ -33,7 +33,21 @@ pub struct Node {
 impl Node {
     /// Starts a node with `shards` shards on `data_dir` plus `extra` flags, and waits until it listens.
     pub fn start(data_dir: &Path, shards: u16, extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strand-node"))
+        Node::launch(None, data_dir, shards, extra)
+    }
+
+    /// Like [`Node::start`], with the process's working directory `cwd` (a relative
+    /// `data_dir` is passed as given, so the node resolves it against `cwd`).
+    pub fn start_in(cwd: &Path, data_dir: &Path, shards: u16, extra: &[&str]) -> Node {
+        Node::launch(Some(cwd), data_dir, shards, extra)
+    }
+
+    fn launch(cwd: Option<&Path>, data_dir: &Path, shards: u16, extra: &[&str]) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strand-node"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .args(["--shards", &shards.to_string(), "--shard-port-base", "0"])
             .args(extra)
@@ -57,7 +71,7 @@ impl Node {
             public: "127.0.0.1:1".parse().unwrap(),
             admin: "127.0.0.1:1".parse().unwrap(),
             shard_ports: Vec::new(),
-            data_dir: data_dir.to_path_buf(),
+            data_dir: cwd.map_or_else(|| data_dir.to_path_buf(), |cwd| cwd.join(data_dir)),
             stderr_lines: rx,
         };
         let line = node.wait_for_line("strand-node listening:", Duration::from_secs(30));
