@@ -1,10 +1,10 @@
 //! Multi-process chain replication (issue 8): a real etcd and three real `strand-node`
 //! processes on 127.0.0.1, a topic with RF=3, a continuous `acks=all` load, and process
 //! faults — SIGKILL of the head, a middle node and the tail (each restarted on its data
-//! dir), and a SIGSTOPped head that comes back after the cluster replaced it. At the end
-//! every running replica is read directly and must hold every acknowledged record exactly
-//! once at its acknowledged offset, in acknowledgement order, with identical logs
-//! (`strand_reliability::cluster::verify_replicas`).
+//! dir), and a SIGSTOPped head (and tail) that comes back after the cluster replaced it.
+//! At the end every running replica is read directly and must hold every acknowledged
+//! record exactly once at its acknowledged offset, in acknowledgement order, with identical
+//! logs (`strand_reliability::cluster::verify_replicas`).
 //!
 //! `failover_time_over_ten_trials` is `#[ignore]`d: a measurement, run by hand
 //! (`cargo test --release -p strand-reliability --test cluster -- --ignored --nocapture`).
@@ -178,6 +178,17 @@ fn assert_checker_catches_a_phantom(cluster: &Cluster, log: &mut ProducerLog, to
 
 #[test]
 fn paused_head_is_fenced_after_the_chain_moves_on() {
+    paused_member_is_fenced_after_the_chain_moves_on("head", 0);
+}
+
+#[test]
+fn paused_tail_is_fenced_after_the_chain_moves_on() {
+    paused_member_is_fenced_after_the_chain_moves_on("tail", 2);
+}
+
+/// SIGSTOPs the chain member at `position` for longer than the lease TTL, lets the chain
+/// move on without it, SIGCONTs it, and checks that nothing it did late broke the chain.
+fn paused_member_is_fenced_after_the_chain_moves_on(role: &str, position: usize) {
     let _one = one_cluster();
     const TOPIC: &str = "pause";
     let mut cluster = start(TOPIC, 1);
@@ -187,24 +198,25 @@ fn paused_head_is_fenced_after_the_chain_moves_on() {
     }
     let before = cluster.wait_chain(TOPIC, 0, REJOIN_MAX, |m| m.replicas.len() == 3);
     let before = before.unwrap_or_else(|e| fail(&cluster, &e.to_string()));
-    let head = before.replicas[0];
-    let head_addr = cluster.public_addr(head).expect("head runs");
+    let victim = before.replicas[position];
+    let victim_addr = cluster.public_addr(victim).expect("victim runs");
     let conn = |c: &Cluster| {
-        WireClient::connect(head_addr, Duration::from_secs(30)).unwrap_or_else(|e| fail(c, &e.to_string()))
+        WireClient::connect(victim_addr, Duration::from_secs(30)).unwrap_or_else(|e| fail(c, &e.to_string()))
     };
     let (early_conn, after_conn) = (conn(&cluster), conn(&cluster));
 
-    cluster.pause(head).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
-    // Taken after kill(1) returned: before it, the head may still ack (spawning kill takes ms).
+    cluster.pause(victim).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
+    // Taken after kill(1) returned: before it, the chain may still ack (spawning kill takes ms).
     let paused_at = Instant::now();
-    // Queued in the paused head's socket; it reads it only after SIGCONT, with its old view.
+    // Queued in the paused node's socket; it reads it only after SIGCONT, with its old view.
     let early = LateProduce::send(early_conn, TOPIC, 1_000_000_000);
-    let moved = cluster.wait_chain(TOPIC, 0, FAILOVER_MAX, |m| m.epoch > before.epoch && !m.replicas.contains(&head));
-    let moved = moved.unwrap_or_else(|e| fail(&cluster, &format!("chain did not drop the paused head {head}: {e}")));
+    let moved = cluster.wait_chain(TOPIC, 0, FAILOVER_MAX, |m| m.epoch > before.epoch && !m.replicas.contains(&victim));
+    let moved =
+        moved.unwrap_or_else(|e| fail(&cluster, &format!("chain did not drop the paused {role} {victim}: {e}")));
     let failover = producer.wait_ack_sent_after(0, paused_at, FAILOVER_MAX);
     let failover = failover.unwrap_or_else(|| fail(&cluster, "no acks=all produce succeeded after the pause"));
     eprintln!(
-        "paused head {head} (TTL {LEASE_TTL_S} s): chain {:?} epoch {}, acks again after {failover:?}",
+        "paused {role} {victim} (TTL {LEASE_TTL_S} s): chain {:?} epoch {}, acks again after {failover:?}",
         moved.replicas, moved.epoch
     );
     if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(15)) {
@@ -212,21 +224,21 @@ fn paused_head_is_fenced_after_the_chain_moves_on() {
     }
 
     let resumed_at = Instant::now();
-    cluster.resume(head).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
+    cluster.resume(victim).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
     let after = LateProduce::send(after_conn, TOPIC, 2_000_000_000);
-    wait_rejoined(&cluster, TOPIC, 1, head);
+    wait_rejoined(&cluster, TOPIC, 1, victim);
     if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(15)) {
-        fail(&cluster, "no load after the paused head rejoined");
+        fail(&cluster, "no load after the paused node rejoined");
     }
     let mut log = producer.stop();
-    let early = early.settle(&mut log, head, paused_at);
-    let after = after.settle(&mut log, head, resumed_at);
+    let early = early.settle(&mut log, victim, paused_at);
+    let after = after.settle(&mut log, victim, resumed_at);
     eprintln!("late produce queued during the pause: {early}; sent right after SIGCONT: {after}");
     let report = verify_replicas(&cluster, &log, TOPIC, 1, Duration::from_secs(20))
         .unwrap_or_else(|e| fail(&cluster, &format!("end state: {e}")));
     eprintln!("{report:?}");
     assert_eq!(report.partitions[&0].0.len(), 3, "not read from 3 replicas: {report:?}");
-    assert_checker_catches_a_phantom(&cluster, &mut log, TOPIC, report.partitions[&0].1 as u64, head);
+    assert_checker_catches_a_phantom(&cluster, &mut log, TOPIC, report.partitions[&0].1 as u64, victim);
     if let Some((id, line)) = cluster.panic_line() {
         panic!("node {id} panicked: {line}");
     }
