@@ -258,7 +258,10 @@ impl Admin {
     /// is answered with state `Dead` and no members. Members and partitions are sorted.
     pub async fn describe_group(&self, group_id: &str) -> Result<DescribeGroupResponse> {
         let request = Request::DescribeGroup(DescribeGroupRequest { group_id: group_id.to_string() });
-        let (header, _) = self.client.retry_idempotent(|| self.client.call_bootstrap(request.clone(), &[])).await?;
+        let coordinator = crate::group::Coordinator::new(group_id);
+        let timeout = self.client.config().request_timeout;
+        let call = || coordinator.call(&self.client, request.clone(), timeout);
+        let (header, _) = self.client.retry_idempotent(call).await?;
         let Response::DescribeGroup(mut group) = header.response else {
             return Err(ClientError::UnexpectedResponse("describe group"));
         };

@@ -1,7 +1,12 @@
 //! Consumer-group membership behind [`crate::Consumer::subscribe`]: the JoinGroup /
 //! SyncGroup exchange, the background heartbeat task, offset commits and offset
-//! fetches of one member. Group requests go to the bootstrap node, which forwards
-//! them to the group's coordinator shard, so no "find coordinator" step exists.
+//! fetches of one member. Group requests go to the group's coordinator
+//! ([`Coordinator`]): the head of the group's `__consumer_offsets` partition per
+//! Metadata (in cluster mode the only node that serves the group), or the bootstrap
+//! node when the offsets topic has no metadata (a single node forwards internally).
+//! `NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`, `SHUTTING_DOWN` and connection
+//! failures refresh that lookup and retry within `failover_timeout`; a coordinator that
+//! changed answers `UNKNOWN_MEMBER`, so the member rejoins and refetches its offsets.
 //!
 //! Split of work: this module speaks the protocol and keeps the member's identity
 //! (member id, generation); the consumer decides *when* to rejoin (inside `poll`, so
@@ -19,6 +24,7 @@
 //! - The heartbeat task ends when the member (`Membership`) is dropped.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,6 +37,7 @@ use strand_wire::ErrorCode;
 use tokio::sync::Notify;
 
 use crate::client::Client;
+use crate::conn::Reply;
 use crate::error::{ClientError, Result};
 
 /// Join + sync rounds one rejoin may take (a round ends early when another member
@@ -42,6 +49,93 @@ const JOIN_TIMEOUT_SLACK: Duration = Duration::from_secs(5);
 const COMMIT_ATTEMPTS_MAX: u32 = 20;
 /// Pause before retrying a group request that failed transiently.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The internal topic whose partition heads coordinate groups.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Pause before looking the coordinator up again after it refused or vanished.
+const COORDINATOR_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Finds and remembers the coordinator of one group, and sends it group requests.
+#[derive(Debug)]
+pub struct Coordinator {
+    group_id: String,
+    /// The coordinator's address while it answers; `None` = look it up.
+    cached: Mutex<Option<SocketAddr>>,
+}
+
+impl Coordinator {
+    /// A locator for `group_id` (nothing looked up yet).
+    pub fn new(group_id: &str) -> Self {
+        Coordinator { group_id: group_id.to_string(), cached: Mutex::new(None) }
+    }
+
+    /// The coordinator's address: the head of the group's offsets partition (owner shard
+    /// port), or the bootstrap when the offsets topic has no metadata.
+    async fn locate(&self, client: &Client) -> SocketAddr {
+        if let Some(addr) = *lock_addr(&self.cached) {
+            return addr;
+        }
+        let addr = match client.topic_metadata(OFFSETS_TOPIC).await {
+            Ok(meta) if !meta.partitions.is_empty() => {
+                let partition = crate::route::group_partition(&self.group_id, meta.partitions.len() as u32);
+                client.partition_addr(OFFSETS_TOPIC, partition).await.unwrap_or_else(|_| client.bootstrap_addr())
+            }
+            _ => client.bootstrap_addr(),
+        };
+        *lock_addr(&self.cached) = Some(addr);
+        addr
+    }
+
+    /// Forgets the coordinator (and the offsets topic's metadata).
+    fn forget(&self, client: &Client) {
+        *lock_addr(&self.cached) = None;
+        client.invalidate_topic(OFFSETS_TOPIC);
+    }
+
+    /// Sends `request` to the coordinator, waiting at most `timeout` per attempt. On a
+    /// coordinator move or failure (see the module doc) looks it up again and retries
+    /// until `failover_timeout` has passed; other answers are returned as they are.
+    pub async fn call(&self, client: &Client, request: Request, timeout: Duration) -> Result<Reply> {
+        let deadline = tokio::time::Instant::now() + client.config().failover_timeout;
+        loop {
+            let addr = self.locate(client).await;
+            let result = match client.connection(addr).await {
+                Ok(conn) => match conn.send_timeout(request.clone(), &[], timeout).await {
+                    Ok(pending) => pending.wait().await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if coordinator_moved(&e) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(group = %self.group_id, %addr, error = %e, "coordinator unavailable; looking it up again");
+                    self.forget(client);
+                    tokio::time::sleep(COORDINATOR_RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Whether `err` means "the coordinator is elsewhere or gone": look it up again.
+fn coordinator_moved(err: &ClientError) -> bool {
+    match err {
+        ClientError::Connect { .. } | ClientError::Disconnected { .. } => true,
+        ClientError::Server { code, .. } => matches!(
+            code,
+            ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::ShuttingDown
+                | ErrorCode::NotOwner
+        ),
+        _ => false,
+    }
+}
+
+fn lock_addr(m: &Mutex<Option<SocketAddr>>) -> MutexGuard<'_, Option<SocketAddr>> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Callbacks a subscribed consumer runs inside `poll` when its assignment changes.
 ///
@@ -93,6 +187,7 @@ struct MemberState {
 pub(crate) struct Core {
     client: Client,
     group_id: String,
+    coordinator: Coordinator,
     topics: Vec<String>,
     settings: GroupSettings,
     state: Mutex<MemberState>,
@@ -123,6 +218,7 @@ impl Membership {
         let core = Arc::new(Core {
             client,
             group_id: group_id.to_string(),
+            coordinator: Coordinator::new(group_id),
             topics,
             settings,
             state: Mutex::new(state),
@@ -145,7 +241,7 @@ impl Membership {
             return Ok(());
         }
         let request = Request::LeaveGroup(LeaveGroupRequest { group_id: self.core.group_id.clone(), member_id });
-        match self.core.client.call_bootstrap(request, &[]).await {
+        match self.core.call(request, None).await {
             Ok(_) => Ok(()),
             // Already expired: nothing to leave.
             Err(e) if e.code() == ErrorCode::UnknownMember => Ok(()),
@@ -161,6 +257,12 @@ impl Drop for Membership {
 }
 
 impl Core {
+    /// Sends a group request to the coordinator (`timeout` default: the request timeout).
+    async fn call(&self, request: Request, timeout: Option<Duration>) -> Result<Reply> {
+        let timeout = timeout.unwrap_or(self.client.config().request_timeout);
+        self.coordinator.call(&self.client, request, timeout).await
+    }
+
     /// The group id.
     pub(crate) fn group_id(&self) -> &str {
         &self.group_id
@@ -251,7 +353,7 @@ impl Core {
             assignor: s.assignor,
         });
         let timeout = s.rebalance_timeout + JOIN_TIMEOUT_SLACK;
-        let (header, _) = self.client.call_bootstrap_timeout(request, &[], timeout).await?;
+        let (header, _) = self.call(request, Some(timeout)).await?;
         let Response::JoinGroup(JoinGroupResponse { generation, member_id, .. }) = header.response else {
             return Err(ClientError::UnexpectedResponse("join group"));
         };
@@ -261,7 +363,7 @@ impl Core {
             state.generation = generation;
         }
         let request = Request::SyncGroup(SyncGroupRequest { group_id: self.group_id.clone(), generation, member_id });
-        let (header, _) = self.client.call_bootstrap(request, &[]).await?;
+        let (header, _) = self.call(request, None).await?;
         let Response::SyncGroup(sync) = header.response else {
             return Err(ClientError::UnexpectedResponse("sync group"));
         };
@@ -286,7 +388,7 @@ impl Core {
                 member_id,
                 offsets: offsets.clone(),
             });
-            match self.client.call_bootstrap(request, &[]).await {
+            match self.call(request, None).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.code() == ErrorCode::RebalanceInProgress && attempt < COMMIT_ATTEMPTS_MAX => {
                     attempt += 1;
@@ -309,7 +411,7 @@ impl Core {
             group_id: self.group_id.clone(),
             partitions: partitions.to_vec(),
         });
-        let (header, _) = self.client.retry_idempotent(|| self.client.call_bootstrap(request.clone(), &[])).await?;
+        let (header, _) = self.client.retry_idempotent(|| self.call(request.clone(), None)).await?;
         let Response::OffsetFetch(resp) = header.response else {
             return Err(ClientError::UnexpectedResponse("offset fetch"));
         };
@@ -332,7 +434,7 @@ async fn heartbeat_loop(core: Arc<Core>) {
             (state.member_id.clone(), state.generation)
         };
         let request = Request::Heartbeat(HeartbeatRequest { group_id: core.group_id.clone(), generation, member_id });
-        let result = core.client.call_bootstrap_timeout(request, &[], core.settings.session_timeout).await;
+        let result = core.call(request, Some(core.settings.session_timeout)).await;
         if let Err(e) = result {
             tracing::debug!(group = %core.group_id, error = %e, "heartbeat failed");
             core.note_error(generation, &e);

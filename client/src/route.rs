@@ -64,6 +64,16 @@ pub fn owner_shard(topic: &str, partition: u32, shard_count: u16) -> u16 {
     (hash.wrapping_add(u64::from(partition)) % u64::from(shard_count)) as u16
 }
 
+/// The offsets partition of `group_id` (its coordinator is that partition's head).
+/// Mirrors `strand_core::placement::group_partition` (FNV-1a of the id mod the count).
+pub fn group_partition(group_id: &str, partition_count: u32) -> u32 {
+    if partition_count == 0 {
+        return 0;
+    }
+    let hash = group_id.as_bytes().iter().fold(FNV_OFFSET_BASIS, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME));
+    (hash % u64::from(partition_count)) as u32
+}
+
 fn to_node(node: &NodeInfo, shard: u16, use_shard_ports: bool) -> Route {
     let port = match node.shard_ports.get(usize::from(shard)) {
         Some(&port) if use_shard_ports && port != 0 => port,

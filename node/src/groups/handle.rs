@@ -28,6 +28,9 @@ fn refused(e: GroupError) -> GroupReply {
 impl Shard {
     /// Answers a group request on its coordinator shard (this one).
     pub(crate) async fn group_request(self: &Rc<Self>, request: Request) -> GroupReply {
+        if let Some(refusal) = self.cluster_refusal(&request) {
+            return refusal;
+        }
         let now = self.groups.now_ms();
         match request {
             Request::JoinGroup(r) => self.group_join(r).await,
@@ -132,7 +135,11 @@ impl Shard {
             None
         })
         .await;
-        answer.ok_or_else(|| GroupReply::error(ErrorCode::ShuttingDown, "node is shutting down"))
+        answer.ok_or_else(|| match self.is_stopping() {
+            true => GroupReply::error(ErrorCode::ShuttingDown, "node is shutting down"),
+            // The waiter was dropped: the coordinator was replaced (cluster mode).
+            false => GroupReply::error(ErrorCode::NotCoordinator, "the group's coordinator moved; find it again"),
+        })
     }
 
     /// Tells the coordinator a topic's partition count (0 = deleted); groups that
@@ -185,11 +192,12 @@ impl Shard {
     /// Appends commit records to the group's offsets partition (owned by this shard),
     /// then reports the outcome to the coordinator.
     async fn persist_offsets(self: Rc<Self>, persist_id: u64, records: Vec<strand_core::group::CommitRecord>) {
+        let incarnation = self.groups.incarnation.get();
         let result = match records.first() {
             None => Ok(()),
             Some(first) => {
                 let (partition, owner) =
-                    coordinator_of(&first.group_id, self.groups.offsets_partitions, self.shard_count());
+                    coordinator_of(&first.group_id, self.groups.offsets_partitions(), self.shard_count());
                 assert_eq!(owner, self.id, "a coordinator owns its groups' offsets partition");
                 let mut builder = BatchBuilder::new();
                 for record in &records {
@@ -202,6 +210,10 @@ impl Shard {
         if result.is_ok() {
             self.metrics.group_commits_persisted.fetch_add(1, Relaxed);
         }
+        if incarnation != self.groups.incarnation.get() {
+            // The coordinator that issued this persist was replaced; its waiter is gone.
+            return;
+        }
         let known = self.groups.coordinator.borrow_mut().handle_persisted(persist_id, result);
         if !known {
             warn!(shard = self.id.0, persist_id, "persist completion for an unknown persist id");
@@ -210,6 +222,9 @@ impl Shard {
     }
 
     async fn append_offsets(self: &Rc<Self>, partition: u32, batch: bytes::Bytes) -> Result<(), ErrorCode> {
+        if self.cluster().is_some() {
+            return self.append_offsets_replicated(partition, batch).await;
+        }
         let part = self.partition(OFFSETS_TOPIC, partition)?;
         let _guard = self.append_started();
         match part.log.append(BytesMut::from(&batch[..])).await {
@@ -291,6 +306,9 @@ impl Shard {
     async fn log_offsets(self: &Rc<Self>, keys: &[(String, u32)]) -> Vec<(u64, u64)> {
         let mut out = vec![(0, 0); keys.len()];
         let mut by_owner: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        if self.cluster().is_some() {
+            return self.chain_log_offsets(keys).await;
+        }
         for (i, (topic, partition)) in keys.iter().enumerate() {
             if let Ok(owner) = self.route(topic, *partition) {
                 by_owner.entry(owner.0).or_default().push(i);

@@ -18,6 +18,7 @@ use strand_wire::batch::{BatchIter, Compression};
 use tracing::{info, warn};
 
 use super::{coordinator_of, OFFSETS_TOPIC, TIMER_IDLE};
+use crate::log::PartitionLog;
 use crate::metrics::{GroupGauge, GroupMemberGauge, GroupPartitionGauge};
 use crate::shard::{Shard, ShardError};
 
@@ -26,21 +27,28 @@ const REPLAY_READ_BYTES: u32 = 1 << 20;
 
 /// What the replay of one partition found.
 #[derive(Debug, Default)]
-struct ReplayCount {
-    loaded: u64,
-    skipped: u64,
+pub(super) struct ReplayCount {
+    pub(super) loaded: u64,
+    pub(super) skipped: u64,
 }
 
 impl Shard {
     /// Replays every offsets partition this shard owns, then opens the coordinator.
+    /// In cluster mode nothing is replayed here: the coordinator stays empty and serves
+    /// no group until this node heads an offsets partition (`group_heads_loop`).
     pub async fn load_groups(&self) -> Result<(), ShardError> {
         let started = Instant::now();
         let mut total = ReplayCount::default();
-        for partition in 0..self.groups.offsets_partitions {
-            if self.owner(OFFSETS_TOPIC, partition) != self.id {
+        for partition in 0..self.groups.offsets_partitions() {
+            if self.owner(OFFSETS_TOPIC, partition) != self.id || self.cluster().is_some() {
                 continue;
             }
-            let count = self.replay_offsets_partition(partition).await?;
+            let fail = |code| ShardError::Other {
+                shard: self.id.0,
+                reason: format!("replaying {OFFSETS_TOPIC}/{partition}: not open ({code:?})"),
+            };
+            let part = self.partition(OFFSETS_TOPIC, partition).map_err(fail)?;
+            let count = self.replay_offsets_partition(partition, &part.log).await?;
             total.loaded += count.loaded;
             total.skipped += count.skipped;
         }
@@ -57,17 +65,22 @@ impl Shard {
         Ok(())
     }
 
-    async fn replay_offsets_partition(&self, partition: u32) -> Result<ReplayCount, ShardError> {
+    /// Feeds every commit record of offsets partition `partition` (stored in `log`) to
+    /// the coordinator, in log order.
+    pub(super) async fn replay_offsets_partition(
+        &self,
+        partition: u32,
+        log: &PartitionLog,
+    ) -> Result<ReplayCount, ShardError> {
         let fail = |reason: String| ShardError::Other {
             shard: self.id.0,
             reason: format!("replaying {OFFSETS_TOPIC}/{partition}: {reason}"),
         };
-        let part = self.partition(OFFSETS_TOPIC, partition).map_err(|code| fail(format!("not open ({code:?})")))?;
         let mut count = ReplayCount::default();
-        let mut offset = part.log.log_start_offset();
-        let end = part.log.log_end_offset();
+        let mut offset = log.log_start_offset();
+        let end = log.log_end_offset();
         while offset < end {
-            let read = part.log.read(offset, REPLAY_READ_BYTES).await.map_err(|e| fail(e.to_string()))?;
+            let read = log.read(offset, REPLAY_READ_BYTES).await.map_err(|e| fail(e.to_string()))?;
             if read.bytes_len == 0 || read.next_offset <= offset {
                 break;
             }
@@ -95,7 +108,7 @@ impl Shard {
     fn replay_record(&self, partition: u32, value: &[u8], count: &mut ReplayCount) {
         match CommitRecord::decode(value) {
             Ok(record) => {
-                let (home, _) = coordinator_of(&record.group_id, self.groups.offsets_partitions, self.shard_count());
+                let (home, _) = coordinator_of(&record.group_id, self.groups.offsets_partitions(), self.shard_count());
                 if home == partition {
                     self.groups.coordinator.borrow_mut().load_offset_record(record);
                     count.loaded += 1;

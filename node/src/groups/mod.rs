@@ -59,12 +59,13 @@
 //! the shard replayed every offsets partition it owns (`finish_loading` runs before
 //! the shard binds its ports).
 
+mod cluster;
 mod handle;
 mod load;
 mod route;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -125,8 +126,17 @@ pub struct GroupHost {
     /// Parked requests: request id → where its late answer goes.
     waiters: RefCell<HashMap<RequestId, flume::Sender<CoreReply>>>,
     request_id_next: Cell<RequestId>,
-    /// Partition count of [`OFFSETS_TOPIC`] (fixed at its creation).
-    pub offsets_partitions: u32,
+    /// Partition count of [`OFFSETS_TOPIC`] (fixed at its creation; in cluster mode
+    /// taken from the view once the cluster-wide topic exists).
+    offsets_partitions: Cell<u32>,
+    /// Cluster mode: the offsets partitions whose groups this shard's coordinator holds
+    /// (those whose chain this node heads); always empty on a single node.
+    led: RefCell<BTreeSet<u32>>,
+    /// Bumped each time the coordinator is replaced (cluster mode), so a persist that
+    /// completes afterwards is not reported to the new coordinator.
+    incarnation: Cell<u64>,
+    /// Cluster mode: a creation of the cluster-wide offsets topic is under way.
+    creating: Cell<bool>,
     /// Notified after every coordinator call, so the timer re-reads `poll_timeout`.
     changed: Rc<LocalNotify>,
     clock_start: Instant,
@@ -144,11 +154,19 @@ impl GroupHost {
             coordinator: RefCell::new(GroupCoordinator::new(CoordinatorConfig::default(), clock_base_ms)),
             waiters: RefCell::new(HashMap::new()),
             request_id_next: Cell::new(1),
-            offsets_partitions,
+            offsets_partitions: Cell::new(offsets_partitions),
+            led: RefCell::new(BTreeSet::new()),
+            incarnation: Cell::new(0),
+            creating: Cell::new(false),
             changed: Rc::new(LocalNotify::default()),
             clock_start: Instant::now(),
             clock_base_ms,
         }
+    }
+
+    /// Partition count of [`OFFSETS_TOPIC`].
+    pub fn offsets_partitions(&self) -> u32 {
+        self.offsets_partitions.get()
     }
 
     /// The coordinator clock: wall-clock ms at start plus monotonic time since, so

@@ -14,7 +14,7 @@ use super::{coordinator_of, GroupMsg, GroupReply};
 use crate::shard::Shard;
 
 /// The group id a request is about (`None` for ListGroups or a non-group request).
-fn group_id(request: &Request) -> Option<&str> {
+pub(super) fn group_id(request: &Request) -> Option<&str> {
     match request {
         Request::JoinGroup(r) => Some(&r.group_id),
         Request::SyncGroup(r) => Some(&r.group_id),
@@ -39,7 +39,7 @@ impl Shard {
         if group.is_empty() {
             return GroupReply::error(ErrorCode::InvalidGroupId, "empty group id");
         }
-        let (_, owner) = coordinator_of(group, self.groups.offsets_partitions, self.shard_count());
+        let (_, owner) = coordinator_of(group, self.groups.offsets_partitions(), self.shard_count());
         if owner == self.id {
             return self.group_request(request).await;
         }

@@ -12,7 +12,8 @@
 //!
 //! Invariants: a replica exists only on its partition's owner shard, at most one per
 //! partition ([`Replicator`] keyed by topic/partition); cluster topics are never written
-//! to the node-local registry (only the internal `__consumer_offsets` is node-local); the
+//! to the node-local registry (the cluster-wide `__consumer_offsets` gets replicas here but
+//! no topic-table entry: groups/cluster.rs serves it); the
 //! single-node data path is untouched (every branch here hangs off `Shard::cluster`).
 
 use std::cell::RefCell;
@@ -156,10 +157,14 @@ impl Shard {
         for name in gone {
             self.drop_cluster_topic(&name).await;
         }
-        for topic in view.topics.values().filter(|t| !is_internal_topic(&t.name)) {
+        for topic in view.topics.values() {
             let known = cluster.topics.borrow().get(&topic.name) == Some(topic);
             if !known {
                 cluster.topics.borrow_mut().insert(topic.name.clone(), topic.clone());
+                // The cluster-wide offsets topic gets replicas but no client data path.
+                if is_internal_topic(&topic.name) {
+                    continue;
+                }
                 self.topics.borrow_mut().insert(topic.name.clone(), topic.partitions);
                 self.groups_topic_changed(&topic.name, topic.partitions);
             }

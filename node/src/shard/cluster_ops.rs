@@ -245,7 +245,9 @@ impl Shard {
         };
         let mut topics = Vec::with_capacity(names.len());
         for name in names {
-            let Some(config) = view.topics.get(&name).filter(|_| !is_internal_topic(&name)) else {
+            // Internal topics only by name; the offsets topic's heads are the group coordinators.
+            let visible = !is_internal_topic(&name) || name == crate::groups::OFFSETS_TOPIC;
+            let Some(config) = view.topics.get(&name).filter(|_| visible) else {
                 topics.push(TopicMetadata { name, error: ErrorCode::UnknownTopic, partitions: Vec::new() });
                 continue;
             };

@@ -206,11 +206,11 @@ fn register(shared: &NodeShared, ports: BoundPorts) -> Result<BoundPorts, String
 }
 
 /// The topics shards open from the node-local registry: all of them on a single node;
-/// in cluster mode only the internal ones (cluster topics come from the view).
+/// none in cluster mode (cluster topics, the offsets topic included, come from the view).
 fn local_topics(registry: &TopicRegistry, cluster: bool) -> Vec<TopicConfig> {
     let (local, ignored): (Vec<TopicConfig>, Vec<TopicConfig>) =
-        registry.topics().values().cloned().partition(|t| !cluster || crate::groups::is_internal_topic(&t.name));
-    for t in ignored {
+        registry.topics().values().cloned().partition(|_| !cluster);
+    for t in ignored.into_iter().filter(|t| !crate::groups::is_internal_topic(&t.name)) {
         warn!(topic = %t.name, "node-local topic not served in cluster mode (topics come from etcd)");
     }
     local
@@ -317,6 +317,7 @@ fn shard_main(
             let handler = cluster.replicator.frame_handler();
             glommio::spawn_local(crate::replication::link::serve(listener, handler)).detach();
             glommio::spawn_local(shard.clone().reconcile_loop()).detach();
+            glommio::spawn_local(shard.clone().group_heads_loop()).detach();
         }
         glommio::spawn_local(shard.clone().serve_inbox(inboxes.calls)).detach();
         glommio::spawn_local(shard.clone().serve_group_inbox(inboxes.groups)).detach();
