@@ -344,7 +344,6 @@ async fn continuous_acks_all_load_through_a_paused_head_doubles_nothing() {
 /// new head's records at 4269..4293 — acknowledged records a live consumer never sees.
 /// The surviving replicas' logs are correct (the other pause test checks them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "node bug: a resumed fenced head serves a divergent suffix as committed"]
 async fn a_consumer_living_through_a_paused_head_sees_every_acked_record() {
     load_through_head_fault(Fault::Pause, true).await;
 }
