@@ -243,7 +243,14 @@ impl Admin {
     }
 
     /// Every consumer group the node knows (from all its coordinator shards), sorted by id.
+    /// In a cluster (metadata names more than one node) every node is asked — each lists
+    /// the groups it coordinates — and the answers are merged; unreachable nodes are
+    /// skipped (their groups move to the new heads), all unreachable is an error.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
+        let nodes = self.client.fetch_metadata(&[]).await?.nodes;
+        if nodes.len() > 1 {
+            return self.list_groups_of(nodes.iter().map(|n| n.node_id)).await;
+        }
         let call = || self.client.call_bootstrap(Request::ListGroups, &[]);
         let (header, _) = self.client.retry_idempotent(call).await?;
         let Response::ListGroups(mut list) = header.response else {
@@ -251,6 +258,34 @@ impl Admin {
         };
         list.groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         Ok(list.groups)
+    }
+
+    async fn list_groups_of(&self, nodes: impl Iterator<Item = u32>) -> Result<Vec<GroupSummary>> {
+        let timeout = self.client.config().request_timeout;
+        let mut merged: std::collections::BTreeMap<String, GroupSummary> = Default::default();
+        let (mut answered, mut last_error) = (false, None);
+        for node in nodes {
+            match self.client.call_node_timeout(node, Request::ListGroups, timeout).await {
+                Ok((header, _)) => {
+                    let Response::ListGroups(list) = header.response else {
+                        return Err(ClientError::UnexpectedResponse("list groups"));
+                    };
+                    answered = true;
+                    for group in list.groups {
+                        // A group seen twice (mid-move): keep the view with more members.
+                        let keep = merged.get(&group.group_id).is_none_or(|g| g.member_count < group.member_count);
+                        if keep {
+                            merged.insert(group.group_id.clone(), group);
+                        }
+                    }
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (answered, last_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(merged.into_values().collect()),
+        }
     }
 
     /// State, generation, members with their assignments, and per partition the

@@ -3,8 +3,8 @@
 //! `__consumer_offsets` partition (RF=3); a group of two members consumes an RF=3 topic
 //! and commits; the coordinator's node is SIGKILLed; the members find the new head,
 //! rejoin and resume exactly at the committed offsets (nothing below them delivered
-//! again, nothing above them skipped); `strand group describe` answers through every
-//! live node.
+//! again, nothing above them skipped); `strand group describe` and `group list` answer
+//! through every live node.
 
 mod support;
 
@@ -254,6 +254,10 @@ async fn group_survives_losing_its_coordinator_node() {
         let (head, rows) = describe_cli(public);
         assert!(head.contains("state Stable"), "via {public}: {head}");
         assert_eq!(rows, vec![(0, BEFORE + AFTER), (1, BEFORE + AFTER)], "via {public}");
+        // The list merges every node's coordinated groups.
+        let out = strand(public, &["group", "list"]);
+        assert!(out.status.success(), "group list via {public}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{GROUP}\tStable\t2\n"), "via {public}");
     }
     stop_tx.send(true).expect("stop members");
     for m in members {
