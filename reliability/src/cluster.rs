@@ -6,7 +6,9 @@
 //!
 //! Code map: [`EtcdProcess`] (etcd on free ports, killed on drop) · [`Cluster`] (nodes,
 //! faults, metadata, per-replica reads) · [`AckProducer`] (one closed-loop producer task
-//! per partition) · [`verify_replicas`] (the end-state guarantees).
+//! per partition) · [`verify_replicas`] (the end-state guarantees) · [`ReplicaReader`] (reads
+//! every replica while the faults happen; [`ReadLog::check`]: every served record is in the
+//! final log — a committed read never changes).
 //!
 //! Invariants:
 //! - every process the harness starts (etcd, nodes) is SIGKILLed when its owner drops, so
@@ -843,6 +845,8 @@ pub struct ClusterReport {
     pub partitions: BTreeMap<u32, (Vec<u32>, usize, VerifyReport)>,
     pub acked_records: usize,
     pub failed_produces: u64,
+    /// The converged log of every partition (what every replica returned at the end).
+    pub final_logs: BTreeMap<u32, Vec<StoredRecord>>,
 }
 
 /// A broken end-state guarantee.
@@ -860,6 +864,8 @@ pub enum ClusterViolation {
     Diverged { partition: u32, waited: Duration, detail: String },
     #[error("partition {partition}: nothing to compare ({detail})")]
     Vacuous { partition: u32, detail: String },
+    #[error("partition {partition} offset {offset}: node {node} served {served} while it was running, the final log has {last}")]
+    ReadNotCommitted { partition: u32, offset: u64, node: u32, served: String, last: String },
 }
 
 /// Checks the end state of `log` on every running node that is a replica of `topic`:
@@ -912,6 +918,7 @@ pub fn verify_replicas(
             return Err(ClusterViolation::Vacuous { partition: p, detail });
         }
         report.partitions.insert(p, (nodes, records.len(), checked));
+        report.final_logs.insert(p, records);
     }
     Ok(report)
 }
@@ -952,5 +959,185 @@ fn converged_replicas(
             return Err(ClusterViolation::Diverged { partition: p, waited: settle, detail });
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// committed reads while the faults happen
+
+/// One record a replica served: (node, partition, offset) → value.
+type Served = BTreeMap<(u32, u64), (u32, Vec<u8>)>;
+
+/// Everything a [`ReplicaReader`] was served, first read per (partition, offset).
+#[derive(Debug, Clone, Default)]
+pub struct ReadLog {
+    /// First value served per (partition, offset), with the node that served it.
+    pub served: Served,
+    /// Reads that disagreed with an earlier read of the same offset (any node):
+    /// (partition, offset, node, value); each one is a violation on its own.
+    pub conflicts: Vec<(u32, u64, u32, Vec<u8>)>,
+    /// Fetches answered with data.
+    pub fetches: u64,
+}
+
+impl ReadLog {
+    /// Every record ever served by any replica during the run must be in the final log
+    /// at the same offset: a served read is committed, and committed data never changes.
+    /// The number of served records checked.
+    pub fn check(&self, report: &ClusterReport) -> Result<usize, ClusterViolation> {
+        let show = |v: &[u8]| String::from_utf8_lossy(&v[..v.len().min(40)]).into_owned();
+        if let Some((partition, offset, node, value)) = self.conflicts.first() {
+            let first = self.served.get(&(*partition, *offset)).map_or_else(String::new, |(_, v)| show(v));
+            let (partition, offset, node) = (*partition, *offset, *node);
+            return Err(ClusterViolation::ReadNotCommitted {
+                partition,
+                offset,
+                node,
+                served: show(value),
+                last: first,
+            });
+        }
+        for (&(partition, offset), (node, value)) in &self.served {
+            let last = report.final_logs.get(&partition).and_then(|log| log.get(offset as usize));
+            if last.map(|r| (r.offset, &r.value)) != Some((offset, value)) {
+                let last = last.map_or_else(|| "nothing".to_string(), |r| show(&r.value));
+                let served = show(value);
+                return Err(ClusterViolation::ReadNotCommitted { partition, offset, node: *node, served, last });
+            }
+        }
+        Ok(self.served.len())
+    }
+}
+
+/// A background reader: reads `partitions` of `topic` from every node of the address map
+/// in turn (Fetch on its public port, no wait), recording every record served, so reads
+/// during faults can be checked against the final log ([`ReadLog::check`]).
+pub struct ReplicaReader {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<ReadLog>,
+}
+
+impl ReplicaReader {
+    /// Starts reading; node addresses come from `addrs` (restarted nodes are followed).
+    pub fn start(addrs: SharedAddrs, topic: &str, partitions: u32) -> ReplicaReader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, topic) = (stop.clone(), topic.to_string());
+        let thread = std::thread::spawn(move || read_loop(&addrs, &topic, partitions, &flag));
+        ReplicaReader { stop, thread }
+    }
+
+    /// Stops the reader; what it was served.
+    pub fn stop(self) -> ReadLog {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+fn read_loop(addrs: &SharedAddrs, topic: &str, partitions: u32, stop: &AtomicBool) -> ReadLog {
+    let mut log = ReadLog::default();
+    // Per node: its address when connected, the connection, the next offset per partition.
+    let mut conns: BTreeMap<u32, (SocketAddr, WireClient)> = BTreeMap::new();
+    let mut next: BTreeMap<(u32, u32), u64> = BTreeMap::new();
+    while !stop.load(Ordering::SeqCst) {
+        let nodes: Vec<(u32, SocketAddr)> = lock(addrs).iter().map(|(&id, &a)| (id, a)).collect();
+        for (node, addr) in nodes {
+            if conns.get(&node).is_none_or(|(a, _)| *a != addr) {
+                match WireClient::connect(addr, Duration::from_millis(300)) {
+                    Ok(c) => drop(conns.insert(node, (addr, c))),
+                    Err(_) => continue,
+                }
+            }
+            for p in 0..partitions {
+                let Some((_, conn)) = conns.get_mut(&node) else { break };
+                let from = next.get(&(node, p)).copied().unwrap_or(0);
+                match read_some(conn, topic, p, from) {
+                    Ok(records) => record_reads(&mut log, node, p, &records, &mut next),
+                    Err(ReadFailure::Connection) => drop(conns.remove(&node)),
+                    Err(ReadFailure::Refused(ErrorCode::OffsetOutOfRange)) => drop(next.remove(&(node, p))),
+                    Err(ReadFailure::Refused(_)) => {}
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    log
+}
+
+enum ReadFailure {
+    Connection,
+    Refused(ErrorCode),
+}
+
+/// One fetch of `partition` from `from`; the records served (possibly none).
+fn read_some(conn: &mut WireClient, topic: &str, partition: u32, from: u64) -> Result<Vec<StoredRecord>, ReadFailure> {
+    let (response, bytes) = conn.fetch(topic, partition, from, 0).map_err(|e| match e.server_code() {
+        Some(code) => ReadFailure::Refused(code),
+        None => ReadFailure::Connection,
+    })?;
+    if response.error != ErrorCode::None {
+        return Err(ReadFailure::Refused(response.error));
+    }
+    let mut records = Vec::new();
+    // Bad bytes are the end-state checker's business (it reads the same logs); skip them here.
+    let _ = crate::client::decode_batches(partition, from, &bytes, &mut records);
+    Ok(records)
+}
+
+fn record_reads(log: &mut ReadLog, node: u32, p: u32, records: &[StoredRecord], next: &mut BTreeMap<(u32, u32), u64>) {
+    if records.is_empty() {
+        return;
+    }
+    log.fetches += 1;
+    for r in records {
+        match log.served.get(&(p, r.offset)) {
+            Some((_, v)) if *v != r.value => log.conflicts.push((p, r.offset, node, r.value.clone())),
+            Some(_) => {}
+            None => drop(log.served.insert((p, r.offset), (node, r.value.clone()))),
+        }
+    }
+    if let Some(last) = records.last() {
+        next.insert((node, p), last.offset + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_with(log: &[&[u8]]) -> ClusterReport {
+        let records = log.iter().enumerate().map(|(i, v)| StoredRecord { offset: i as u64, value: v.to_vec() });
+        ClusterReport { final_logs: BTreeMap::from([(0, records.collect())]), ..ClusterReport::default() }
+    }
+
+    fn served(reads: &[(u64, u32, &[u8])]) -> ReadLog {
+        let mut log = ReadLog::default();
+        for &(offset, node, value) in reads {
+            let mut next = BTreeMap::new();
+            record_reads(&mut log, node, 0, &[StoredRecord { offset, value: value.to_vec() }], &mut next);
+        }
+        log
+    }
+
+    #[test]
+    fn reads_of_the_final_log_pass_and_are_counted() {
+        let report = report_with(&[b"a", b"b", b"c"]);
+        assert_eq!(served(&[(0, 1, b"a"), (2, 2, b"c"), (2, 3, b"c")]).check(&report).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_read_that_is_not_in_the_final_log_is_caught() {
+        let report = report_with(&[b"a", b"b"]);
+        let changed = served(&[(1, 2, b"x")]).check(&report);
+        assert!(matches!(changed, Err(ClusterViolation::ReadNotCommitted { offset: 1, node: 2, .. })), "{changed:?}");
+        let beyond = served(&[(2, 3, b"c")]).check(&report);
+        assert!(matches!(beyond, Err(ClusterViolation::ReadNotCommitted { offset: 2, node: 3, .. })), "{beyond:?}");
+    }
+
+    #[test]
+    fn two_replicas_serving_different_records_at_one_offset_is_caught() {
+        let report = report_with(&[b"a", b"b"]);
+        let reads = served(&[(1, 1, b"b"), (1, 2, b"z")]);
+        assert_eq!(reads.conflicts.len(), 1);
+        assert!(matches!(reads.check(&report), Err(ClusterViolation::ReadNotCommitted { offset: 1, node: 2, .. })));
     }
 }

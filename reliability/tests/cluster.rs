@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use strand_reliability::client::{batch_of, WireClient};
 use strand_reliability::cluster::{
-    verify_replicas, Ack, AckProducer, Cluster, ClusterConfig, ClusterViolation, EtcdProcess, ProducerLog,
-    ProducerSettings, LEASE_TTL_S,
+    verify_replicas, Ack, AckProducer, Cluster, ClusterConfig, ClusterReport, ClusterViolation, EtcdProcess,
+    ProducerLog, ProducerSettings, ReadLog, ReplicaReader, LEASE_TTL_S,
 };
 use strand_reliability::ledger::record_value;
 use strand_reliability::Violation;
@@ -48,6 +48,20 @@ fn fail(cluster: &Cluster, what: &str) -> ! {
     panic!("{what}\n{}", cluster.logs(40));
 }
 
+/// Checks that every record any replica served during the run is in the final log.
+fn assert_reads_committed(cluster: &Cluster, reads: &ReadLog, report: &ClusterReport) {
+    match reads.check(report) {
+        Ok(checked) => {
+            eprintln!(
+                "reads during the run: {} fetches with data, {checked} records served, all committed",
+                reads.fetches
+            );
+            assert!(checked > 0, "the concurrent reader was never served anything");
+        }
+        Err(e) => fail(cluster, &format!("a read served during the run is not in the final log: {e}")),
+    }
+}
+
 /// Waits until `victim` is back as a full member of every partition's 3-node chain.
 fn wait_rejoined(cluster: &Cluster, topic: &str, partitions: u32, victim: u32) {
     for p in 0..partitions {
@@ -78,6 +92,7 @@ fn sigkill_head_then_middle_then_tail_under_acks_all_load_loses_nothing() {
     // Two produces in flight per partition: the chain pipelines, and a fault cuts both.
     let producer =
         AckProducer::start(&cluster, ProducerSettings { lanes: 2, ..ProducerSettings::new(TOPIC, PARTITIONS) });
+    let reader = ReplicaReader::start(cluster.addrs(), TOPIC, PARTITIONS);
     if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(20)) {
         fail(&cluster, &format!("no acks=all load before any fault: {:?}", producer.snapshot().failure_kinds));
     }
@@ -101,6 +116,7 @@ fn sigkill_head_then_middle_then_tail_under_acks_all_load_loses_nothing() {
         }
     }
     let log = producer.stop();
+    let reads = reader.stop();
     for p in 0..PARTITIONS {
         if let Ok(chain) = cluster.chain(TOPIC, p) {
             eprintln!("partition {p} at the end: chain {:?} epoch {}", chain.replicas, chain.epoch);
@@ -109,6 +125,7 @@ fn sigkill_head_then_middle_then_tail_under_acks_all_load_loses_nothing() {
     let report = verify_replicas(&cluster, &log, TOPIC, PARTITIONS, Duration::from_secs(20))
         .unwrap_or_else(|e| fail(&cluster, &format!("end state: {e}")));
     eprintln!("{report:?}");
+    assert_reads_committed(&cluster, &reads, &report);
     for (p, (replicas, _, _)) in &report.partitions {
         assert_eq!(replicas.len(), 3, "partition {p} was read from {replicas:?} only");
     }
@@ -193,6 +210,7 @@ fn paused_member_is_fenced_after_the_chain_moves_on(role: &str, position: usize)
     const TOPIC: &str = "pause";
     let mut cluster = start(TOPIC, 1);
     let producer = AckProducer::start(&cluster, ProducerSettings::new(TOPIC, 1));
+    let reader = ReplicaReader::start(cluster.addrs(), TOPIC, 1);
     if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(20)) {
         fail(&cluster, "no acks=all load before the pause");
     }
@@ -231,12 +249,14 @@ fn paused_member_is_fenced_after_the_chain_moves_on(role: &str, position: usize)
         fail(&cluster, "no load after the paused node rejoined");
     }
     let mut log = producer.stop();
+    let reads = reader.stop();
     let early = early.settle(&mut log, victim, paused_at);
     let after = after.settle(&mut log, victim, resumed_at);
     eprintln!("late produce queued during the pause: {early}; sent right after SIGCONT: {after}");
     let report = verify_replicas(&cluster, &log, TOPIC, 1, Duration::from_secs(20))
         .unwrap_or_else(|e| fail(&cluster, &format!("end state: {e}")));
     eprintln!("{report:?}");
+    assert_reads_committed(&cluster, &reads, &report);
     assert_eq!(report.partitions[&0].0.len(), 3, "not read from 3 replicas: {report:?}");
     assert_checker_catches_a_phantom(&cluster, &mut log, TOPIC, report.partitions[&0].1 as u64, victim);
     if let Some((id, line)) = cluster.panic_line() {
