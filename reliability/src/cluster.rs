@@ -5,8 +5,8 @@
 //! directly.
 //!
 //! Code map: [`EtcdProcess`] (etcd on free ports, killed on drop) · [`Cluster`] (nodes,
-//! faults, metadata, per-replica reads) · [`AckProducer`] (one closed-loop producer task
-//! per partition) · [`verify_replicas`] (the end-state guarantees) · [`ReplicaReader`] (reads
+//! faults, metadata, per-replica reads) · [`AckProducer`] (closed-loop producer lanes per
+//! partition) · [`verify_replicas`] (the end-state guarantees) · [`ReplicaReader`] (reads
 //! every replica while the faults happen; [`ReadLog::check`]: every served record is in the
 //! final log — a committed read never changes).
 //!
