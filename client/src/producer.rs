@@ -18,19 +18,21 @@
 //!   before anything new is sent, and the sequence rewinds past the failed batch.
 //! - A batch whose outcome is unknown (sent, then the connection died, the request
 //!   timed out, or the chain was reconfigured mid-produce) is resent only when
-//!   [`ProducerConfig::unknown_outcome`] allows it (by default: idempotent producer on an
-//!   unreplicated partition, where the node's sequence table makes the resend
-//!   exactly-once). Otherwise every in-flight reply is awaited first; stored batches
-//!   complete, batches refused before any append (`NOT_OWNER`, connect failures, …) are
-//!   resent in order, and unknown ones fail with [`ClientError::UnknownOutcome`] — never
-//!   resent, so a replicated partition cannot get duplicates the application did not
-//!   send. After such a failure an idempotent worker takes a fresh producer id (its
-//!   sequence numbers restart at 0), so no later batch is mistaken for a duplicate.
+//!   [`ProducerConfig::unknown_outcome`] allows it (by default: an idempotent producer,
+//!   where the node's sequence table — rebuilt from the log by a chain's new head — makes
+//!   the resend exactly-once, replicated or not). Otherwise every in-flight reply is
+//!   awaited first; stored batches complete, batches refused before any append
+//!   (`NOT_OWNER`, connect failures, …) are resent in order, and unknown ones fail with
+//!   [`ClientError::UnknownOutcome`] — never resent, so a producer without idempotence
+//!   cannot store duplicates the application did not send. After such a failure (also an
+//!   unknown outcome still unresolved at `delivery_timeout`) an idempotent worker takes a
+//!   fresh producer id (its sequence numbers restart at 0), so no later batch is mistaken
+//!   for a duplicate of one that may be stored.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -90,12 +92,13 @@ pub struct ProducerConfig {
 /// ([`ClientError::outcome_unknown`]): the node may have stored it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownOutcome {
-    /// `Resend` for an idempotent producer on a partition that is not replicated
-    /// (one replica, epoch 0: the node's sequence table recognises the resend), `Fail`
-    /// otherwise (a chain's new head does not know the old head's sequences).
+    /// `Resend` for an idempotent producer — on a single node and on a replicated
+    /// partition alike: the node's sequence table recognises the resend, and a chain's
+    /// new head rebuilds that table from its log, which holds every batch the old head
+    /// forwarded — `Fail` for a producer without idempotence.
     #[default]
     Auto,
-    /// Resend byte for byte. On a replicated partition this can store records twice.
+    /// Resend byte for byte. Without idempotence this can store records twice.
     Resend,
     /// Fail the batch's records with [`ClientError::UnknownOutcome`]; batches refused
     /// before any append are still resent.
@@ -403,8 +406,6 @@ struct Worker {
     /// This worker's `(producer_id, epoch)`: the producer's, until an unknown outcome
     /// makes the worker take a fresh one.
     identity: Option<(u64, u16)>,
-    /// Whether the partition is replicated (from the last metadata used to send).
-    replicated: AtomicBool,
 }
 
 impl Worker {
@@ -426,7 +427,6 @@ impl Worker {
             flushes: Vec::new(),
             retry_backoff,
             identity: shared.identity,
-            replicated: AtomicBool::new(true),
             shared,
         }
     }
@@ -542,9 +542,6 @@ impl Worker {
         });
         let client = &self.shared.client;
         let addr = client.partition_addr(&self.topic, self.partition).await?;
-        if let Some(replicated) = client.cached_replicated(&self.topic, self.partition) {
-            self.replicated.store(replicated, Ordering::Relaxed);
-        }
         let conn = client.connection(addr).await?;
         if self.shared.config.acks == Acks::None {
             conn.send_oneway(request, bytes).await?;
@@ -585,7 +582,8 @@ impl Worker {
                 }
                 self.retry_backoff = self.shared.config.retry_backoff;
             }
-            Verdict::Retry(e) | Verdict::Unknown(e) if self.resends_unknown() => self.retry_all(e).await,
+            // Resent at once: the node's sequence table makes the resend exactly-once.
+            Verdict::Unknown(e) if self.resends_unknown() => self.retry_all(e).await,
             v @ (Verdict::Retry(_) | Verdict::Unknown(_)) => self.settle_window(v).await,
             Verdict::Fail(e) => self.fail_front(e).await,
         }
@@ -596,7 +594,7 @@ impl Worker {
         match self.shared.config.unknown_outcome {
             UnknownOutcome::Resend => true,
             UnknownOutcome::Fail => false,
-            UnknownOutcome::Auto => self.identity.is_some() && !self.replicated.load(Ordering::Relaxed),
+            UnknownOutcome::Auto => self.identity.is_some(),
         }
     }
 
@@ -651,6 +649,11 @@ impl Worker {
     async fn retry_all(&mut self, err: ClientError) {
         let expired =
             self.inflight.front().is_some_and(|f| f.first_sent.elapsed() > self.shared.config.delivery_timeout);
+        if expired && err.outcome_unknown() {
+            // The oldest batch may be stored: its sequence must not be reused (fail_front
+            // would rewind to it). Settle the window and take a fresh producer id instead.
+            return self.settle_window(Verdict::Unknown(err)).await;
+        }
         if expired {
             return self.fail_front(err).await;
         }
@@ -680,9 +683,11 @@ impl Worker {
         }
     }
 
-    /// The strict retry path (unknown outcomes are not resent): waits for every in-flight
-    /// reply, completes stored batches, fails unknown or failed ones, and resends, in
-    /// order, only batches refused before any append. `first` is the oldest batch's verdict.
+    /// The careful retry path: waits for every in-flight reply, completes stored batches,
+    /// fails failed ones, and resends, in order, batches refused before any append — and
+    /// batches of unknown outcome when [`Worker::resends_unknown`], else fails them. A
+    /// batch not known to be stored that precedes a stored one is failed, not resent
+    /// (it would land behind it). `first` is the oldest batch's verdict.
     async fn settle_window(&mut self, first: Verdict) {
         let mut verdicts = vec![first];
         for i in 1..self.inflight.len() {
@@ -695,6 +700,9 @@ impl Worker {
         // Whether the sequence numbers of what remains no longer follow the node's view.
         let mut renew = false;
         let mut retry_error: Option<ClientError> = None;
+        // Base sequences of kept batches whose outcome is unknown (resent, not refused).
+        let mut kept_unknown = Vec::new();
+        let resend_unknown = self.resends_unknown();
         for (batch, verdict) in batches.into_iter().zip(verdicts) {
             if let Verdict::Retry(e) | Verdict::Unknown(e) | Verdict::Fail(e) = &verdict {
                 // Even when nothing is resent, the next batch must not follow stale routing
@@ -712,10 +720,22 @@ impl Worker {
                         let message = format!("refused ({e}) and a later batch was stored; not resent, to keep order");
                         let failure = ClientError::Server { code: e.code(), message };
                         while let Some(refused) = self.inflight.pop_front() {
-                            self.complete(refused, Err(failure.clone()));
+                            if kept_unknown.contains(&refused.base_sequence) {
+                                self.shared.unknown_failed.fetch_add(1, Ordering::Relaxed);
+                                self.complete(refused, Err(ClientError::UnknownOutcome(Box::new(failure.clone()))));
+                            } else {
+                                self.complete(refused, Err(failure.clone()));
+                            }
                         }
                     }
                     self.complete(batch, Ok(base));
+                }
+                Verdict::Unknown(e) if resend_unknown && batch.first_sent.elapsed() <= delivery_timeout => {
+                    kept_unknown.push(batch.base_sequence);
+                    if retry_error.is_none() {
+                        retry_error = Some(e);
+                    }
+                    self.inflight.push_back(batch);
                 }
                 Verdict::Retry(e) if batch.first_sent.elapsed() <= delivery_timeout => {
                     if retry_error.is_none() {

@@ -3,9 +3,9 @@
 //! is the chain head, what metadata says, and when a node dies or drops a connection
 //! after appending. Checks: a produce answered `NOT_OWNER` moves to the new head; a dead
 //! bootstrap node does not blind the client (metadata from another known node); a
-//! produce whose outcome is unknown is failed (never resent) on a replicated partition
-//! and resent (for the node's dedup) on an unreplicated one; reads go to the nearest
-//! replica when asked.
+//! produce whose outcome is unknown is resent byte for byte (for the node's dedup) by an
+//! idempotent producer, replicated partition or not, and failed (never resent) without
+//! idempotence; reads go to the nearest replica when asked.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -285,6 +285,10 @@ fn metadata(s: &Script) -> Response {
 }
 
 async fn producer(bootstrap: &str) -> Producer {
+    producer_with(bootstrap, true).await
+}
+
+async fn producer_with(bootstrap: &str, idempotence: bool) -> Producer {
     let client_config = ClientConfig {
         request_timeout: Duration::from_secs(2),
         reconnect_backoff_min: Duration::from_millis(10),
@@ -296,6 +300,7 @@ async fn producer(bootstrap: &str) -> Producer {
         linger: Duration::from_millis(1),
         retry_backoff: Duration::from_millis(10),
         delivery_timeout: Duration::from_secs(10),
+        idempotence,
         ..Default::default()
     };
     Producer::new(client, config).await.expect("producer")
@@ -349,18 +354,40 @@ async fn a_dead_bootstrap_does_not_blind_the_client() {
     assert_eq!(values_on(&script, 1).len(), 5);
 }
 
-#[tokio::test]
-async fn unknown_outcome_on_a_replicated_partition_fails_and_is_never_resent() {
-    let script = Script {
+/// A chain whose head (node 1) appends the second produce, drops the connection and is
+/// replaced by node 2.
+fn head_lost_after_second_append() -> Script {
+    Script {
         head: 1,
         metadata_head: 1,
         replicated: true,
         drop_after_append: Some((1, 2)),
         next_head: 2,
         ..Default::default()
-    };
-    let (script, nodes) = cluster(script).await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_outcome_on_a_replicated_partition_is_resent_by_an_idempotent_producer() {
+    let (script, nodes) = cluster(head_lost_after_second_append()).await;
     let producer = producer(&nodes[0].addr).await;
+    assert_eq!(send(&producer, "one").await, Ok(0));
+    assert_eq!(send(&producer, "two").await, Ok(0), "resent to the new head (a real one dedups it)");
+    assert_eq!(send(&producer, "three").await, Ok(1));
+    assert_eq!(values_on(&script, 1), vec!["one", "two"]);
+    assert_eq!(values_on(&script, 2), vec!["two", "three"]);
+    assert_eq!(producer.unknown_outcome_count(), 0);
+    // Byte for byte: the same producer id and sequence, so the new head's table matches it.
+    let stored = lock(&script).stored.clone();
+    let copies: Vec<&Stored> = stored.iter().filter(|r| r.value == "two").collect();
+    assert_eq!((copies[0].producer_id, copies[0].base_sequence), (copies[1].producer_id, copies[1].base_sequence));
+    assert_eq!(copies[1].base_sequence, 1);
+}
+
+#[tokio::test]
+async fn unknown_outcome_on_a_replicated_partition_fails_without_idempotence() {
+    let (script, nodes) = cluster(head_lost_after_second_append()).await;
+    let producer = producer_with(&nodes[0].addr, false).await;
     assert_eq!(send(&producer, "one").await, Ok(0));
     let second = send(&producer, "two").await;
     assert!(matches!(&second, Err(ClientError::UnknownOutcome(_))), "{second:?}");
@@ -368,10 +395,6 @@ async fn unknown_outcome_on_a_replicated_partition_fails_and_is_never_resent() {
     assert_eq!(values_on(&script, 1), vec!["one", "two"]);
     assert_eq!(values_on(&script, 2), vec!["three"], "\"two\" was not resent anywhere");
     assert_eq!(producer.unknown_outcome_count(), 1);
-    // After the unknown outcome the worker took a fresh producer id, sequences from 0.
-    let stored = lock(&script).stored.clone();
-    assert_ne!(stored[2].producer_id, stored[0].producer_id);
-    assert_eq!(stored[2].base_sequence, 0);
 }
 
 #[tokio::test]

@@ -1,13 +1,17 @@
-//! The data and admin paths of cluster mode (DESIGN §6): produce on a chain head, reads
-//! capped at the chain's commit on any member (CRAQ-style), topic create/delete through
-//! the control plane, and metadata from the cluster view.
+//! The data and admin paths of cluster mode (DESIGN §6): produce on a chain head (with
+//! idempotent-producer de-duplication by the head's `HeadProducers` table, rebuilt from
+//! the log whenever this replica heads a new epoch), reads capped at the chain's commit on
+//! any member (CRAQ-style), topic create/delete through the control plane, and metadata
+//! from the cluster view.
 //!
 //! Every function here is reached only when `Shard::cluster` is `Some` and the topic is
 //! not internal; the single-node paths never come here. Invariant: a read never returns a
 //! byte at or beyond the replica's `committed()` offset (a batch straddling it is held
 //! back), so a consumer can never see a record the chain may still lose.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,7 @@ use strand_wire::ErrorCode;
 use super::dispatch::Reply;
 use super::forward::{ShardAnswer, ShardCall};
 use super::ops::{produce_error, LocalFetch};
+use super::partition::{producer_batches, HeadProducers, ProduceOutcome, ProduceRefusal};
 use super::registry::TopicConfig;
 use super::Shard;
 use crate::control::ClusterView;
@@ -29,6 +34,8 @@ use crate::replication::ReplicatedPartition;
 
 /// Longest a CreateTopic waits for this shard to learn the new topic from the view.
 const CREATE_VISIBLE_WAIT: Duration = Duration::from_secs(5);
+/// How often a duplicate waiting for its original to commit rechecks the replica's role.
+const DUPLICATE_RECHECK: Duration = Duration::from_millis(10);
 
 /// The chain's acknowledgement level for a wire `acks` (`none` still appends at the head).
 fn chain_acks(acks: Acks) -> ChainAcks {
@@ -51,7 +58,8 @@ impl Shard {
         cluster.replica(topic, partition).ok_or(ErrorCode::NotOwner)
     }
 
-    /// Produce on a replicated partition: only its head takes it.
+    /// Produce on a replicated partition: only its head takes it; idempotent batches are
+    /// sequence-checked against the head's producer table (see [`Shard::produce_on_head`]).
     pub(crate) async fn produce_replicated(
         self: Rc<Self>,
         p: ProducePartition,
@@ -65,21 +73,98 @@ impl Shard {
         };
         let bytes = payload.len() as u64;
         let _guard = self.append_started();
-        match replica.produce(payload, chain_acks(acks)).await {
-            Ok(base_offset) => {
-                self.metrics.bytes_in.fetch_add(bytes, Relaxed);
+        match self.produce_on_head(&replica, payload, chain_acks(acks)).await {
+            Ok(outcome) => {
+                if outcome.code == ErrorCode::None {
+                    self.metrics.bytes_in.fetch_add(bytes, Relaxed);
+                    self.metrics.records_in.fetch_add(u64::from(outcome.record_count), Relaxed);
+                }
                 ProducePartitionResponse {
                     topic: p.topic,
                     partition: p.partition,
-                    error: ErrorCode::None,
-                    base_offset,
+                    error: outcome.code,
+                    base_offset: outcome.base_offset,
                     log_end_offset: replica.log().log_end_offset(),
                     log_start_offset: replica.log().log_start_offset(),
                 }
             }
-            Err(e) => {
-                tracing::debug!(topic = %p.topic, partition = p.partition, error = %e, "replicated produce refused");
-                produce_error(&p, e.code())
+            Err(refusal) => {
+                tracing::debug!(topic = %p.topic, partition = p.partition, error = %refusal.message, "replicated produce refused");
+                produce_error(&p, refusal.code)
+            }
+        }
+    }
+
+    /// Appends `payload` through the chain at this head, de-duplicating idempotent retries.
+    ///
+    /// Ordering (as in `Partition::produce`): the sequence check, the table entry and the
+    /// chain core's offset assignment all run in this call's first poll (no await before
+    /// `ReplicatedPartition::produce` took its offsets), so concurrent calls are checked in
+    /// the order they are first polled. A duplicate is answered with its original offset
+    /// once that offset is committed (for acks=leader too: the replica exposes no local
+    /// durable offset, so a duplicate waits for the stronger guarantee).
+    async fn produce_on_head(
+        &self,
+        replica: &Rc<ReplicatedPartition>,
+        payload: Bytes,
+        acks: ChainAcks,
+    ) -> Result<ProduceOutcome, ProduceRefusal> {
+        let batches = producer_batches(&payload)?;
+        let record_count: u32 = batches.iter().map(|b| b.record_count).sum();
+        let producers = head_producers(replica);
+        let epoch = replica.config().epoch.0;
+        if !producers.valid_for(epoch) {
+            start_head_rebuild(replica, &producers, epoch);
+        }
+        let idempotent = batches.iter().any(|b| b.producer_id != 0);
+        if idempotent {
+            if let Some(base_offset) = producers.check(epoch, &batches)? {
+                self.wait_committed(replica, base_offset + u64::from(record_count)).await?;
+                return Ok(ProduceOutcome { code: ErrorCode::DuplicateSequence, base_offset, record_count });
+            }
+        }
+        let base_offset = replica.log_end();
+        let mut produce = std::pin::pin!(replica.produce(payload, acks));
+        let first = futures_lite::future::poll_once(&mut produce).await;
+        let taken_end = replica.log_end();
+        if idempotent {
+            producers.enter(&batches, base_offset, taken_end);
+            if first.is_none() && taken_end != base_offset + u64::from(record_count) {
+                // The core did not take the batches in the first poll: the table cannot be
+                // trusted to name them. Never expected; rebuild rather than guess.
+                tracing::error!(base_offset, taken_end, "chain produce took no offsets in its first poll");
+                producers.invalidate();
+            }
+        }
+        let result = match first {
+            Some(result) => result,
+            None => produce.await,
+        };
+        let base_offset = result.map_err(|e| ProduceRefusal { code: e.code(), message: e.to_string() })?;
+        Ok(ProduceOutcome { code: ErrorCode::None, base_offset, record_count })
+    }
+
+    /// Waits until everything below `end` is committed at `replica`; refuses with
+    /// `NotOwner` (this request appended nothing) once the replica is no longer this
+    /// shard's head of the partition.
+    async fn wait_committed(&self, replica: &Rc<ReplicatedPartition>, end: u64) -> Result<(), ProduceRefusal> {
+        let (topic, partition) = replica.id();
+        let progressed = self.cluster().and_then(|c| c.progressed(topic, partition));
+        loop {
+            let woken = progressed.as_ref().map(|n| n.listen());
+            if replica.committed() >= end {
+                return Ok(());
+            }
+            let current =
+                self.cluster().and_then(|c| c.replica(topic, partition)).is_some_and(|r| Rc::ptr_eq(&r, replica));
+            if !current || !matches!(replica.role(), Role::Head | Role::Single) || self.is_stopping() {
+                let message = "no longer the head while a duplicate waited for its original to commit";
+                return Err(ProduceRefusal { code: ErrorCode::NotOwner, message: message.to_string() });
+            }
+            let recheck = glommio::timer::sleep(DUPLICATE_RECHECK);
+            match woken {
+                Some(woken) => futures_lite::future::or(woken, recheck).await,
+                None => recheck.await,
             }
         }
     }
@@ -299,6 +384,52 @@ impl Shard {
         }
         m
     }
+}
+
+/// Head producer tables by topic/partition, each with the replica it belongs to.
+type HeadTables = HashMap<(String, u32), (Weak<ReplicatedPartition>, Rc<HeadProducers>)>;
+
+thread_local! {
+    /// The producer tables of the replicas this shard's thread heads, by topic/partition,
+    /// each tied to its replica (a replica started again gets a fresh table).
+    static HEAD_PRODUCERS: RefCell<HeadTables> = RefCell::default();
+}
+
+/// The producer table of `replica` (created empty, valid for no epoch, on first use).
+fn head_producers(replica: &Rc<ReplicatedPartition>) -> Rc<HeadProducers> {
+    HEAD_PRODUCERS.with(|map| {
+        let mut map = map.borrow_mut();
+        let (topic, partition) = replica.id();
+        let key = (topic.to_string(), partition);
+        if let Some((owner, table)) = map.get(&key) {
+            // A held `Weak` keeps the allocation, so the address cannot be reused.
+            if std::ptr::eq(owner.as_ptr(), Rc::as_ptr(replica)) {
+                return table.clone();
+            }
+        }
+        map.retain(|_, (owner, _)| owner.strong_count() > 0);
+        let table = Rc::new(HeadProducers::new());
+        map.insert(key, (Rc::downgrade(replica), table.clone()));
+        table
+    })
+}
+
+/// Starts rebuilding `producers` for `epoch` from the replica's log in a task of its own
+/// (the produce that noticed is refused meanwhile); no-op if one already runs.
+fn start_head_rebuild(replica: &Rc<ReplicatedPartition>, producers: &Rc<HeadProducers>, epoch: u64) {
+    if !matches!(replica.role(), Role::Head | Role::Single) || !producers.begin_rebuild(epoch) {
+        return;
+    }
+    // Every batch the core took so far, written or still being appended.
+    let end = replica.log_end();
+    let (log, producers, weak) = (replica.log().clone(), producers.clone(), Rc::downgrade(replica));
+    glommio::spawn_local(async move {
+        let still_head = || {
+            weak.upgrade().is_some_and(|r| r.config().epoch.0 == epoch && matches!(r.role(), Role::Head | Role::Single))
+        };
+        producers.rebuild(&log, epoch, end, still_head).await;
+    })
+    .detach();
 }
 
 /// The whole batches of `chunks` that end at or below `committed` (copied).

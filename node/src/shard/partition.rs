@@ -16,10 +16,18 @@
 //! the log's tail (about [`PRODUCER_SCAN_BYTES`]), so a retry that crosses a restart is
 //! still recognised as a duplicate. A producer whose last batches lie further back than
 //! that scan is forgotten, as before (its next batch is accepted whatever its sequence).
+//!
+//! Chain heads: a replicated partition's head keeps a [`HeadProducers`] table with the same
+//! check ([`check_sequences`]) and the same ordering argument (checked and entered in the
+//! first poll, before the chain core takes offsets). It is valid for one chain epoch and is
+//! rebuilt from the log tail — by the same scan as on open ([`scan_producers`]) — whenever
+//! the replica heads a new epoch; the log holds producer id/epoch/sequence in every batch
+//! header, so a new head knows every batch its predecessor forwarded to it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use strand_core::producer::{ProducerBatch, ProducerTable, SequenceCheck, PRODUCER_BATCHES_REMEMBERED};
@@ -27,13 +35,15 @@ use strand_wire::batch::{BatchHeader, HEADER_LEN};
 use strand_wire::ErrorCode;
 
 use super::notify::LocalNotify;
-use crate::log::{PartitionLog, ReadError};
+use crate::log::{PartitionLog, ReadError, ReadResult};
 
 /// Log-tail bytes (estimated from the average record size) scanned on open to rebuild
 /// the idempotent-producer table.
 pub const PRODUCER_SCAN_BYTES: u64 = 4 << 20;
 /// Bytes asked per read while scanning.
 const SCAN_READ_BYTES: u32 = 1 << 20;
+/// Pause between two looks at the log while a scan waits for an append to be written.
+const SCAN_WRITTEN_POLL: Duration = Duration::from_millis(1);
 
 /// What a successful (or deduplicated) produce to one partition did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,32 +255,107 @@ impl Partition {
         }
     }
 
-    /// `Some(base_offset)` if every batch is a retry of one already appended, `None`
-    /// if all may be appended; mixed or out-of-order runs are refused.
     fn check_sequences(&self, batches: &[ProducerBatch]) -> Result<Option<u64>, ProduceRefusal> {
-        let table = self.producers.borrow();
-        let first = batches.first().ok_or_else(|| refuse(ErrorCode::InvalidRequest, "no batch"))?;
-        let checked = table.check(first).map_err(|e| refuse(e.code(), e.to_string()))?;
-        for pair in batches.windows(2) {
-            let (prev, next) = (&pair[0], &pair[1]);
-            let contiguous = next.producer_id == prev.producer_id
-                && next.producer_epoch == prev.producer_epoch
-                && next.base_sequence == prev.base_sequence.wrapping_add(prev.record_count);
-            if !contiguous {
-                return Err(refuse(ErrorCode::OutOfOrderSequence, "batches of one request are not contiguous"));
-            }
+        check_sequences(&self.producers.borrow(), batches)
+    }
+}
+
+/// Longest a chain head's producer-table rebuild waits for appends it must include to be
+/// written locally (after that it gives up; the next produce starts it again).
+pub const HEAD_REBUILD_WAIT: Duration = Duration::from_secs(3);
+
+/// The idempotent-producer table of a replicated partition while this replica is its
+/// chain head (see the module doc, "Chain heads").
+///
+/// Valid for one chain epoch: a replica that becomes head — or stays head into a new
+/// epoch — refuses idempotent batches (`THROTTLED`, retriable) until
+/// [`HeadProducers::rebuild`] read the table back from the log, every batch the chain
+/// core had taken included. Within the epoch the head's log only grows, so entries made
+/// at the core's offsets stay true.
+#[derive(Default)]
+pub struct HeadProducers {
+    table: RefCell<ProducerTable>,
+    /// The chain epoch the table was rebuilt for.
+    valid_for: Cell<Option<u64>>,
+    /// The epoch a rebuild is running for.
+    rebuilding: Cell<Option<u64>>,
+}
+
+impl HeadProducers {
+    /// An empty table, valid for no epoch yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether idempotent batches can be checked at `epoch` (else a rebuild is due).
+    pub fn valid_for(&self, epoch: u64) -> bool {
+        self.valid_for.get() == Some(epoch)
+    }
+
+    /// Whether a rebuild for `epoch` is running.
+    pub fn rebuilding(&self, epoch: u64) -> bool {
+        self.rebuilding.get() == Some(epoch)
+    }
+
+    /// `Some(base_offset)` if `batches` are a retry of batches already taken, `None` if
+    /// they may be appended. Refuses out-of-order or mixed runs, and everything while the
+    /// table is not valid for `epoch`.
+    pub fn check(&self, epoch: u64, batches: &[ProducerBatch]) -> Result<Option<u64>, ProduceRefusal> {
+        if !self.valid_for(epoch) {
+            return Err(refuse(ErrorCode::Throttled, "the new head is rebuilding its producer state; retry"));
         }
-        match checked {
-            SequenceCheck::Append => Ok(None),
-            SequenceCheck::Duplicate { base_offset } if batches.len() == 1 => Ok(Some(base_offset)),
-            SequenceCheck::Duplicate { base_offset } => {
-                // A multi-batch retry is a duplicate only if its last batch is too.
-                let last = batches.last().expect("non-empty");
-                match table.check(last) {
-                    Ok(SequenceCheck::Duplicate { .. }) => Ok(Some(base_offset)),
-                    _ => Err(refuse(ErrorCode::OutOfOrderSequence, "retry overlaps appended batches")),
-                }
+        check_sequences(&self.table.borrow(), batches)
+    }
+
+    /// Enters the batches the chain took from `base_offset` on; only those ending at or
+    /// below `taken_end` (the core's log end after taking them) were taken.
+    pub fn enter(&self, batches: &[ProducerBatch], base_offset: u64, taken_end: u64) {
+        let mut table = self.table.borrow_mut();
+        let mut offset = base_offset;
+        for batch in batches {
+            let end = offset + u64::from(batch.record_count);
+            if end > taken_end {
+                break;
             }
+            table.record(batch, offset);
+            offset = end;
+        }
+    }
+
+    /// Marks the table invalid and a rebuild for `epoch` running; false if one already is.
+    /// Call synchronously before spawning [`HeadProducers::rebuild`], so one runs per epoch.
+    pub fn begin_rebuild(&self, epoch: u64) -> bool {
+        if self.rebuilding(epoch) {
+            return false;
+        }
+        self.valid_for.set(None);
+        self.rebuilding.set(Some(epoch));
+        true
+    }
+
+    /// Forgets the table (the next produce starts a rebuild).
+    pub fn invalidate(&self) {
+        self.valid_for.set(None);
+    }
+
+    /// Rebuilds the table for `epoch` (begun with [`HeadProducers::begin_rebuild`]) from the
+    /// batches below `end` — the chain core's log end when the rebuild began: every batch it
+    /// took before, written or still in flight — and installs it if `still_head()` holds
+    /// afterwards. Idempotent batches are refused meanwhile, so nothing the table should
+    /// name is taken during the scan.
+    pub async fn rebuild(&self, log: &PartitionLog, epoch: u64, end: u64, still_head: impl Fn() -> bool) {
+        let scanned = scan_producers(log, end, Some(Instant::now() + HEAD_REBUILD_WAIT)).await;
+        if self.rebuilding(epoch) {
+            self.rebuilding.set(None);
+        }
+        match scanned {
+            Ok((table, reached)) if reached == end && still_head() && self.rebuilding.get().is_none() => {
+                tracing::debug!(epoch, end, producers = table.len(), "head producer state rebuilt");
+                *self.table.borrow_mut() = table;
+                self.valid_for.set(Some(epoch));
+            }
+            Ok((_, reached)) => tracing::debug!(epoch, end, reached, "head producer state not installed"),
+            Err(e) => tracing::warn!(epoch, error = %e, "head producer state not rebuilt"),
         }
     }
 }
@@ -333,24 +418,79 @@ impl TailProducers {
     }
 }
 
-/// Rebuilds the producer table from the batch headers of the last ~[`PRODUCER_SCAN_BYTES`].
+/// `Some(base_offset)` if every batch is a retry of one already appended, `None`
+/// if all may be appended; mixed or out-of-order runs are refused.
+pub(crate) fn check_sequences(table: &ProducerTable, batches: &[ProducerBatch]) -> Result<Option<u64>, ProduceRefusal> {
+    let first = batches.first().ok_or_else(|| refuse(ErrorCode::InvalidRequest, "no batch"))?;
+    let checked = table.check(first).map_err(|e| refuse(e.code(), e.to_string()))?;
+    for pair in batches.windows(2) {
+        let (prev, next) = (&pair[0], &pair[1]);
+        let contiguous = next.producer_id == prev.producer_id
+            && next.producer_epoch == prev.producer_epoch
+            && next.base_sequence == prev.base_sequence.wrapping_add(prev.record_count);
+        if !contiguous {
+            return Err(refuse(ErrorCode::OutOfOrderSequence, "batches of one request are not contiguous"));
+        }
+    }
+    match checked {
+        SequenceCheck::Append => Ok(None),
+        SequenceCheck::Duplicate { base_offset } if batches.len() == 1 => Ok(Some(base_offset)),
+        SequenceCheck::Duplicate { base_offset } => {
+            // A multi-batch retry is a duplicate only if its last batch is too.
+            let last = batches.last().expect("non-empty");
+            match table.check(last) {
+                Ok(SequenceCheck::Duplicate { .. }) => Ok(Some(base_offset)),
+                _ => Err(refuse(ErrorCode::OutOfOrderSequence, "retry overlaps appended batches")),
+            }
+        }
+    }
+}
+
+/// Rebuilds the producer table from the batch headers of the last ~[`PRODUCER_SCAN_BYTES`]
+/// of the log (everything written now; appends still in flight are not waited for).
 async fn recover_producers(log: &PartitionLog) -> Result<ProducerTable, ReadError> {
-    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let (table, _) = scan_producers(log, log.log_end_offset(), None).await?;
+    Ok(table)
+}
+
+/// The producer table of the batches below `end` in the log's last ~[`PRODUCER_SCAN_BYTES`],
+/// and the offset the scan reached (`end` unless the log held less). Offsets reserved but
+/// not yet written are waited for until `written_by` (`None`: not waited for, the scan
+/// stops there).
+async fn scan_producers(
+    log: &PartitionLog,
+    end: u64,
+    written_by: Option<Instant>,
+) -> Result<(ProducerTable, u64), ReadError> {
+    let start = log.log_start_offset();
     if end <= start {
-        return Ok(ProducerTable::new());
+        return Ok((ProducerTable::new(), end));
     }
     let bytes_per_record = (log.size_bytes() / (end - start)).max(1);
     let mut offset = end.saturating_sub(PRODUCER_SCAN_BYTES / bytes_per_record).max(start);
     let mut tail = TailProducers::default();
     while offset < end {
-        let read = log.read(offset, SCAN_READ_BYTES).await?;
+        let written = offset < log.log_end_offset();
+        let read = match written {
+            true => log.read(offset, SCAN_READ_BYTES).await?,
+            false => ReadResult { chunks: Vec::new(), bytes_len: 0, next_offset: offset },
+        };
         if read.bytes_len == 0 || read.next_offset <= offset {
-            break;
+            match written_by {
+                Some(deadline) if Instant::now() < deadline => {
+                    glommio::timer::sleep(SCAN_WRITTEN_POLL).await;
+                    continue;
+                }
+                _ => break,
+            }
         }
         for chunk in &read.chunks {
             let bytes = chunk.to_bytes().await.map_err(ReadError::Io)?;
             let mut rest = &bytes[..];
             while let Ok(header) = BatchHeader::parse(rest) {
+                if header.base_offset >= end {
+                    break;
+                }
                 let batch = ProducerBatch {
                     producer_id: header.producer_id,
                     producer_epoch: header.producer_epoch,
@@ -363,12 +503,12 @@ async fn recover_producers(log: &PartitionLog) -> Result<ProducerTable, ReadErro
         }
         offset = read.next_offset;
     }
-    Ok(tail.into_table())
+    Ok((tail.into_table(), offset.min(end)))
 }
 
 /// The producer fields of every batch in `payload`, which must be whole batches.
 /// CRC and records are validated by the log on append; this only walks headers.
-fn producer_batches(payload: &[u8]) -> Result<Vec<ProducerBatch>, ProduceRefusal> {
+pub(crate) fn producer_batches(payload: &[u8]) -> Result<Vec<ProducerBatch>, ProduceRefusal> {
     let mut out = Vec::new();
     let mut rest = payload;
     if rest.is_empty() {
