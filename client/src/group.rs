@@ -94,7 +94,8 @@ impl Coordinator {
 
     /// Sends `request` to the coordinator, waiting at most `timeout` per attempt. On a
     /// coordinator move or failure (see the module doc) looks it up again and retries
-    /// until `failover_timeout` has passed; other answers are returned as they are.
+    /// until `failover_timeout` has passed; a timeout is returned but forgets the
+    /// coordinator; other answers are returned as they are.
     pub async fn call(&self, client: &Client, request: Request, timeout: Duration) -> Result<Reply> {
         let deadline = tokio::time::Instant::now() + client.config().failover_timeout;
         loop {
@@ -111,6 +112,12 @@ impl Coordinator {
                     tracing::debug!(group = %self.group_id, %addr, error = %e, "coordinator unavailable; looking it up again");
                     self.forget(client);
                     tokio::time::sleep(COORDINATOR_RETRY_PAUSE).await;
+                }
+                Err(ClientError::Timeout) => {
+                    // A silent (e.g. paused) coordinator: the caller decides whether to retry,
+                    // and the next call looks the coordinator up again.
+                    self.forget(client);
+                    return Err(ClientError::Timeout);
                 }
                 other => return other,
             }

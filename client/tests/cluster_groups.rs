@@ -205,6 +205,7 @@ fn describe_cli(bootstrap: &str) -> (String, Vec<(u32, u64)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_survives_losing_its_coordinator_node() {
+    let started = Instant::now();
     let etcd = Etcd::start();
     let mut nodes: Vec<Node> = (1..=3).map(|id| Node::start_cluster(2, id, &etcd.endpoint)).collect();
     let publics: Vec<String> = nodes.iter().map(|n| n.public.clone()).collect();
@@ -221,7 +222,9 @@ async fn group_survives_losing_its_coordinator_node() {
             tokio::spawn(member(id, list.join(","), events.clone(), stop_rx.clone()))
         })
         .collect();
+    eprintln!("cluster up, topic created: {:?}", started.elapsed());
     wait_stable(&all).await;
+    eprintln!("group formed: {:?}", started.elapsed());
     produce(&all, 0, BEFORE).await;
     wait_committed(&all, BEFORE).await;
     let before_kill = check_deliveries(&events.lock().expect("events"), BEFORE);
@@ -235,6 +238,7 @@ async fn group_survives_losing_its_coordinator_node() {
         assert_eq!(rows, vec![(0, BEFORE), (1, BEFORE)], "via {public}");
     }
 
+    eprintln!("before the kill: {:?}", started.elapsed());
     let victim = coordinator_node(&all, 3).await;
     nodes[victim as usize - 1].kill();
     let killed = Instant::now();

@@ -19,6 +19,13 @@
 //! "find coordinator" step. Names starting with `__` are reserved: users can neither
 //! create, delete nor produce to them, and topic listings leave them out.
 //!
+//! # Cluster mode
+//! With `--etcd` the offsets topic is a replicated cluster topic instead (see
+//! `groups/cluster.rs`): the coordinator of `g` is the shard owning `p` on the node that heads
+//! `p`'s chain, rebuilt from that replica's log whenever this node becomes head; every
+//! other node answers `NOT_COORDINATOR`, and the client finds the head from the Metadata
+//! of `__consumer_offsets`. Commits are appended through the chain with acks=all.
+//!
 //! # Protocol behaviour (what a client must do)
 //! - **JoinGroup** with an empty member id creates a member; the response is *parked*
 //!   until the rebalance completes (every known member rejoined, or the rebalance
