@@ -111,13 +111,13 @@ impl Shard {
     ) -> Result<ProduceOutcome, ProduceRefusal> {
         let batches = producer_batches(&payload)?;
         let record_count: u32 = batches.iter().map(|b| b.record_count).sum();
-        let producers = head_producers(replica);
-        let epoch = replica.config().epoch.0;
-        if !producers.valid_for(epoch) {
-            start_head_rebuild(replica, &producers, epoch);
-        }
-        let idempotent = batches.iter().any(|b| b.producer_id != 0);
-        if idempotent {
+        // Plain batches never touch the table.
+        let producers = batches.iter().any(|b| b.producer_id != 0).then(|| head_producers(replica));
+        if let Some(producers) = &producers {
+            let epoch = replica.config().epoch.0;
+            if !producers.valid_for(epoch) {
+                start_head_rebuild(replica, producers, epoch);
+            }
             if let Some(base_offset) = producers.check(epoch, &batches)? {
                 self.wait_committed(replica, base_offset + u64::from(record_count)).await?;
                 return Ok(ProduceOutcome { code: ErrorCode::DuplicateSequence, base_offset, record_count });
@@ -127,7 +127,7 @@ impl Shard {
         let mut produce = std::pin::pin!(replica.produce(payload, acks));
         let first = futures_lite::future::poll_once(&mut produce).await;
         let taken_end = replica.log_end();
-        if idempotent {
+        if let Some(producers) = &producers {
             producers.enter(&batches, base_offset, taken_end);
             if first.is_none() && taken_end != base_offset + u64::from(record_count) {
                 // The core did not take the batches in the first poll: the table cannot be
@@ -386,12 +386,13 @@ impl Shard {
     }
 }
 
-/// Head producer tables by topic/partition, each with the replica it belongs to.
-type HeadTables = HashMap<(String, u32), (Weak<ReplicatedPartition>, Rc<HeadProducers>)>;
+/// Head producer tables by replica address, each with a `Weak` to its replica (a held
+/// `Weak` keeps the allocation, so an address is not reused while its entry exists).
+type HeadTables = HashMap<usize, (Weak<ReplicatedPartition>, Rc<HeadProducers>)>;
 
 thread_local! {
-    /// The producer tables of the replicas this shard's thread heads, by topic/partition,
-    /// each tied to its replica (a replica started again gets a fresh table).
+    /// The producer tables of the replicas on this shard's thread; a replica started again
+    /// (a new `ReplicatedPartition`) gets a fresh table.
     static HEAD_PRODUCERS: RefCell<HeadTables> = RefCell::default();
 }
 
@@ -399,13 +400,9 @@ thread_local! {
 fn head_producers(replica: &Rc<ReplicatedPartition>) -> Rc<HeadProducers> {
     HEAD_PRODUCERS.with(|map| {
         let mut map = map.borrow_mut();
-        let (topic, partition) = replica.id();
-        let key = (topic.to_string(), partition);
-        if let Some((owner, table)) = map.get(&key) {
-            // A held `Weak` keeps the allocation, so the address cannot be reused.
-            if std::ptr::eq(owner.as_ptr(), Rc::as_ptr(replica)) {
-                return table.clone();
-            }
+        let key = Rc::as_ptr(replica) as usize;
+        if let Some((_, table)) = map.get(&key) {
+            return table.clone();
         }
         map.retain(|_, (owner, _)| owner.strong_count() > 0);
         let table = Rc::new(HeadProducers::new());
