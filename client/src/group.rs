@@ -4,7 +4,8 @@
 //! ([`Coordinator`]): the head of the group's `__consumer_offsets` partition per
 //! Metadata (in cluster mode the only node that serves the group), or the bootstrap
 //! node when the offsets topic has no metadata (a single node forwards internally).
-//! `NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`, `SHUTTING_DOWN` and connection
+//! `NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`, `SHUTTING_DOWN`, `NOT_OWNER`,
+//! `STALE_EPOCH` (a fenced head persisting a commit) and connection
 //! failures refresh that lookup and retry within `failover_timeout`; a coordinator that
 //! changed answers `UNKNOWN_MEMBER`, so the member rejoins and refetches its offsets.
 //!
@@ -135,6 +136,7 @@ fn coordinator_moved(err: &ClientError) -> bool {
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::ShuttingDown
                 | ErrorCode::NotOwner
+                | ErrorCode::StaleEpoch
         ),
         _ => false,
     }
