@@ -1,0 +1,50 @@
+//! The consumer's batch reader over arbitrary bytes: lz4/zstd decompression of a
+//! records section and `decode_batches` over a fetched run (with a valid CRC patched in
+//! so compressed sections are reached) must return records or an error, never panic,
+//! never expand past `DECOMPRESSED_LEN_MAX`, never return a record below the requested
+//! offset. Input: one selector byte (bits 0-1 codec, bits 2-7 `offset_min`), then bytes.
+#![no_main]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use strand_client::records::{decode_batches, decompress, DECOMPRESSED_LEN_MAX};
+use strand_wire::batch::{compute_crc, Compression, CRC_START, HEADER_LEN};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else { return };
+    let codec = match selector & 3 {
+        0 => Compression::Lz4,
+        1 => Compression::Zstd,
+        _ => Compression::None,
+    };
+    if let Ok(section) = decompress(codec, rest) {
+        assert!(section.len() <= DECOMPRESSED_LEN_MAX);
+    }
+    let offset_min = u64::from(selector >> 2);
+    read(rest, offset_min);
+    // Random bytes almost never carry a valid CRC: patch one into the first batch (over
+    // its data-chosen batch_len) so decompression behind the CRC check is reached.
+    if rest.len() >= HEADER_LEN {
+        let len = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
+        if (HEADER_LEN..=rest.len()).contains(&len) {
+            let mut patched = rest.to_vec();
+            let crc = compute_crc(&patched[..len]);
+            patched[CRC_START - 4..CRC_START].copy_from_slice(&crc.to_le_bytes());
+            read(&patched, offset_min);
+        }
+    }
+});
+
+fn read(payload: &[u8], offset_min: u64) {
+    let topic: Arc<str> = Arc::from("fuzz");
+    let payload = Bytes::copy_from_slice(payload);
+    let mut out = Vec::new();
+    if let Ok(next) = decode_batches(&topic, 0, &payload, offset_min, &mut out) {
+        assert!(next >= offset_min);
+        for record in &out {
+            assert!(record.offset >= offset_min, "record {} below offset_min {offset_min}", record.offset);
+        }
+    }
+}
