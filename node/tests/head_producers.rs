@@ -92,6 +92,9 @@ fn head_table_is_rebuilt_from_the_log_and_deduplicates() {
         assert!(head.begin_rebuild(2));
         head.rebuild(&log, 2, log.log_end_offset(), || false).await;
         assert!(!head.valid_for(2) && !head.valid_for(1));
+        let fresh = HeadProducers::new();
+        fresh.install_empty(5);
+        assert_eq!(fresh.check(5, &[fields(7, 0, 16, 2)]).expect("valid at once"), None);
         assert!(head.begin_rebuild(2), "a failed rebuild can be started again");
         head.rebuild(&log, 2, log.log_end_offset(), || true).await;
         assert_eq!(head.check(2, &[fields(7, 0, 16, 2)]).expect("rebuilt"), Some(late_offset));

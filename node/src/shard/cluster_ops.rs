@@ -419,6 +419,10 @@ fn start_head_rebuild(replica: &Rc<ReplicatedPartition>, producers: &Rc<HeadProd
     }
     // Every batch the core took so far, written or still being appended.
     let end = replica.log_end();
+    if end == 0 {
+        producers.install_empty(epoch);
+        return;
+    }
     let (log, producers, weak) = (replica.log().clone(), producers.clone(), Rc::downgrade(replica));
     glommio::spawn_local(async move {
         let still_head = || {

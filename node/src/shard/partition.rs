@@ -333,6 +333,14 @@ impl HeadProducers {
         true
     }
 
+    /// Installs an empty table for `epoch` at once: for a log that holds nothing yet there
+    /// is nothing to scan (a new partition's first produce is not refused).
+    pub fn install_empty(&self, epoch: u64) {
+        *self.table.borrow_mut() = ProducerTable::new();
+        self.rebuilding.set(None);
+        self.valid_for.set(Some(epoch));
+    }
+
     /// Forgets the table (the next produce starts a rebuild).
     pub fn invalidate(&self) {
         self.valid_for.set(None);
