@@ -29,8 +29,9 @@ const SETTLE_MAX: Duration = Duration::from_secs(30);
 const WINDOW: usize = 32;
 const TOPIC: &str = "once";
 
-/// The outcome of every record, by index: `Some(Ok(offset))` acknowledged, `Some(Err)` failed.
-type Outcomes = Arc<Mutex<Vec<Option<Result<u64, String>>>>>;
+/// The outcome of every record, by index, and when it came: `Ok(offset)` acknowledged,
+/// `Err` failed; `None` while outstanding.
+type Outcomes = Arc<Mutex<Vec<Option<(Result<u64, String>, Instant)>>>>;
 
 /// Sends `r0, r1, …` to `TOPIC`/0 with up to [`WINDOW`] records outstanding until `stop`.
 async fn continuous_load(producer: Producer, stop: Arc<AtomicBool>) -> Outcomes {
@@ -45,7 +46,7 @@ async fn continuous_load(producer: Producer, stop: Arc<AtomicBool>) -> Outcomes 
         let outcomes = outcomes.clone();
         tokio::spawn(async move {
             let result = delivery.await.map(|m| m.offset.expect("acks=all gives an offset")).map_err(|e| e.to_string());
-            outcomes.lock().expect("outcomes")[i] = Some(result);
+            outcomes.lock().expect("outcomes")[i] = Some((result, Instant::now()));
             drop(permit);
         });
         i += 1;
@@ -72,6 +73,15 @@ async fn settled_chain(admin: &Admin, members: usize) -> (Vec<u32>, u64) {
         assert!(Instant::now() < deadline, "chain did not settle to {members} members: {described:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The longest stretch without an acknowledgement between `from` and `to`.
+fn longest_ack_gap(acked: &[Instant], from: Instant, to: Instant) -> Duration {
+    let mut times: Vec<Instant> = acked.iter().copied().filter(|t| *t > from && *t < to).collect();
+    times.push(from);
+    times.push(to);
+    times.sort();
+    times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
 
 /// The chain head of `TOPIC`/0 as the cluster currently describes it.
@@ -140,6 +150,7 @@ async fn idempotent_acks_all_load_through_head_kill_and_head_pause_is_exactly_on
     // Fault 2: SIGSTOP the new head for longer than its lease, then resume it: the chain
     // moves on without it, fences it, and re-admits it as learner, then tail.
     let second_head = chain[0] as usize;
+    let paused = Instant::now();
     nodes[second_head - 1].signal("STOP");
     tokio::time::sleep(Duration::from_secs(5)).await;
     nodes[second_head - 1].signal("CONT");
@@ -156,12 +167,13 @@ async fn idempotent_acks_all_load_through_head_kill_and_head_pause_is_exactly_on
         .iter()
         .enumerate()
         .filter_map(|(i, o)| match o {
-            Some(Err(e)) => Some((i, e)),
+            Some((Err(e), _)) => Some((i, e)),
             _ => None,
         })
         .collect();
     assert!(failed.is_empty(), "{} of {sent} records failed, first {:?}", failed.len(), &failed[..failed.len().min(3)]);
-    let offsets: Vec<u64> = outcomes.iter().map(|o| *o.as_ref().expect("resolved").as_ref().expect("acked")).collect();
+    let offsets: Vec<u64> =
+        outcomes.iter().map(|o| *o.as_ref().expect("resolved").0.as_ref().expect("acked")).collect();
     let misplaced = offsets.iter().enumerate().find(|(i, o)| **o != *i as u64);
     assert!(
         misplaced.is_none(),
@@ -170,7 +182,13 @@ async fn idempotent_acks_all_load_through_head_kill_and_head_pause_is_exactly_on
     assert_eq!(commit, sent as u64, "the chain holds exactly what was sent");
     assert_eq!(stats.unknown_outcome_count(), 0, "nothing failed as unknown");
     assert!(stats.retry_count() > 0, "the faults made the producer resend");
-    eprintln!("sent {sent} records, {} window resends", stats.retry_count());
+    let acked_at: Vec<Instant> = outcomes.iter().filter_map(|o| o.as_ref().map(|(_, t)| *t)).collect();
+    eprintln!(
+        "sent {sent} records, {} window resends; longest ack gap after the kill {:?}, after the pause began {:?}",
+        stats.retry_count(),
+        longest_ack_gap(&acked_at, killed, paused),
+        longest_ack_gap(&acked_at, paused, resumed + Duration::from_secs(2)),
+    );
 
     let expected: Vec<String> = (0..sent).map(|i| format!("r{i}")).collect();
     for node in &chain {
