@@ -120,9 +120,17 @@ fn push_records(
     offset_min: u64,
     out: &mut Vec<ConsumerRecord>,
 ) -> Result<()> {
-    for record in RecordIter::new(section, header.record_count) {
+    for (index, record) in RecordIter::new(section, header.record_count).enumerate() {
         let record = record?;
-        let offset = header.base_offset + record.offset_delta as u64;
+        // The node validated the deltas of uncompressed batches; a compressed section is
+        // only checked here, so a hostile delta must not wrap the offset.
+        if record.offset_delta != index as i64 {
+            return Err(ClientError::Decompress(format!(
+                "record {index} of the batch at offset {} has offset delta {}",
+                header.base_offset, record.offset_delta
+            )));
+        }
+        let offset = header.base_offset + index as u64;
         if offset < offset_min {
             continue;
         }
@@ -193,6 +201,28 @@ mod tests {
         let mut bytes = seal_batch(b, codec).to_vec();
         stamp_base_offset(&mut bytes, base_offset);
         Bytes::from(bytes)
+    }
+
+    /// A compressed section is not validated by the node: an out-of-sequence offset delta
+    /// (here -5, which would wrap the record's offset) is an error, not a record.
+    #[test]
+    fn compressed_records_with_a_bad_offset_delta_are_refused() {
+        let mut b = BatchBuilder::new();
+        for i in 0..3 {
+            b.push(1_000, None, format!("value {i} {}", "x".repeat(100)).as_bytes(), &[]);
+        }
+        let mut section = b.records_section().to_vec();
+        // A record starts with its offset delta (zigzag varint; 0 is the byte 0x00).
+        assert_eq!(section[0], 0x00, "first record's offset delta is 0");
+        section[0] = 0x09; // zigzag(-5)
+        let compressed = lz4_flex::compress_prepend_size(&section);
+        let mut bytes = b.finish_compressed(Compression::Lz4, &compressed).to_vec();
+        stamp_base_offset(&mut bytes, 0);
+        let topic: Arc<str> = Arc::from("t");
+        let mut out = Vec::new();
+        let err = decode_batches(&topic, 0, &Bytes::from(bytes), 0, &mut out).expect_err("bad delta refused");
+        assert!(err.to_string().contains("offset delta -5"), "{err}");
+        assert!(out.is_empty());
     }
 
     #[test]
