@@ -159,7 +159,10 @@ impl Connection {
         let mut out = BytesMut::new();
         let now = Instant::now().into_std();
         let expect = waiter.is_some();
-        let id = state.core.encode_request(now, timeout, request, payload, expect, &mut out);
+        let id = state
+            .core
+            .encode_request(now, timeout, request, payload, expect, &mut out)
+            .map_err(|e| ClientError::RequestOverLimit(e.to_string()))?;
         if let Some(waiter) = waiter {
             state.waiters.insert(id, waiter);
         }

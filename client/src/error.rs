@@ -66,6 +66,10 @@ pub enum ClientError {
     /// may not be stored, and were not resent (see `ProducerConfig::unknown_outcome`).
     #[error("outcome unknown, records may or may not be stored: {0}")]
     UnknownOutcome(Box<ClientError>),
+    /// The request would exceed the wire limits the node decodes with (e.g. more than
+    /// 10 000 topics in one call); nothing was sent.
+    #[error("request exceeds the wire limits: {0}")]
+    RequestOverLimit(String),
 }
 
 impl ClientError {

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use strand_wire::codec::{decode_response, encode_request, DecodeError};
+use strand_wire::codec::{decode_response, try_encode_request, DecodeError, EncodeError};
 use strand_wire::frame::{write_frame, FrameDecoder, FrameError};
 use strand_wire::msg::{Request, RequestHeader, ResponseHeader};
 
@@ -76,7 +76,9 @@ impl ConnCore {
     }
 
     /// Encodes `request` with `payload` into `out` and returns its correlation id. When
-    /// `expect_response` is false (produce with `acks = none`) nothing is tracked.
+    /// `expect_response` is false (produce with `acks = none`) nothing is tracked. A request
+    /// the node's decoder would refuse (a list or string over the wire limits) is an error
+    /// here, and `out` is left untouched.
     pub fn encode_request(
         &mut self,
         now: Instant,
@@ -85,17 +87,17 @@ impl ConnCore {
         payload: &[u8],
         expect_response: bool,
         out: &mut BytesMut,
-    ) -> u64 {
+    ) -> Result<u64, EncodeError> {
         let correlation_id = self.correlation_id_next;
+        let header = try_encode_request(&RequestHeader { correlation_id, request })?;
         self.correlation_id_next += 1;
-        let header = encode_request(&RequestHeader { correlation_id, request });
         write_frame(out, &header, payload);
         if expect_response {
             let deadline = now + timeout;
             self.pending.insert(correlation_id, deadline);
             self.deadlines.insert((deadline, correlation_id), ());
         }
-        correlation_id
+        Ok(correlation_id)
     }
 
     /// Forgets a pending request (its caller gave up); a later response to it is dropped.
@@ -201,14 +203,9 @@ mod tests {
 
     fn request(core: &mut ConnCore, now: Instant, expect: bool) -> u64 {
         let mut out = BytesMut::new();
-        let id = core.encode_request(
-            now,
-            TIMEOUT,
-            Request::Metadata(MetadataRequest { topics: vec![] }),
-            b"",
-            expect,
-            &mut out,
-        );
+        let id = core
+            .encode_request(now, TIMEOUT, Request::Metadata(MetadataRequest { topics: vec![] }), b"", expect, &mut out)
+            .expect("a small request encodes");
         assert!(!out.is_empty());
         id
     }
@@ -223,6 +220,20 @@ mod tests {
                 Outcome::TimedOut => (c.correlation_id, None),
             })
             .collect()
+    }
+
+    /// A request the node would refuse to decode is refused before anything is written,
+    /// and the correlation id is not used up.
+    #[test]
+    fn over_limit_request_is_refused_locally() {
+        let mut core = ConnCore::new(1 << 20);
+        let topics = (0..=strand_wire::codec::limits::LIST_LEN_MAX).map(|i| format!("t{i}")).collect();
+        let mut out = BytesMut::new();
+        let big = Request::Metadata(MetadataRequest { topics });
+        let err = core.encode_request(Instant::now(), TIMEOUT, big, b"", true, &mut out);
+        assert!(matches!(err, Err(EncodeError::OverLimit(_))), "{err:?}");
+        assert!(out.is_empty());
+        assert_eq!(request(&mut core, Instant::now(), true), 1, "the refused request used no id");
     }
 
     #[test]
