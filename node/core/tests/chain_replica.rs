@@ -150,3 +150,43 @@ fn reads_stay_below_a_cut_until_the_new_bytes_are_durable() {
     assert_eq!(r.reads_up_to(), Offset(3));
     assert!(drain(&mut r).contains(&Action::ServeReadsUpTo { offset: Offset(3) }));
 }
+
+/// Retention at the tail removed what a restarted learner still needs: the tail resets
+/// it, the learner drops its log (through the shell), continues from the tail's start and
+/// catches up; a duplicate reset after that changes nothing.
+#[test]
+fn a_learner_behind_the_tails_log_start_is_reset_and_catches_up() {
+    let meta =
+        |base: u64, epoch: u64| BatchMeta { base: Offset(base), record_count: 1, bytes_len: 10, epoch: Epoch(epoch) };
+    let tail_log: Vec<BatchMeta> = (0..6).map(|b| meta(b, 1)).collect();
+    let limits = ChainLimits::default();
+    let mut rs = vec![
+        ChainReplica::recover(NodeId(0), limits, &tail_log, Epoch(0)).unwrap(),
+        ChainReplica::recover(NodeId(1), limits, &[meta(0, 1)], Epoch(0)).unwrap(),
+    ];
+    rs[0].handle_config(0, config(1, &[0])).unwrap();
+    assert_eq!(rs[0].reads_up_to(), Offset(6));
+    assert!(rs[0].handle_log_start(0, Offset(7)).is_err(), "never beyond served reads");
+    rs[0].handle_log_start(0, Offset(4)).unwrap();
+    assert_eq!(rs[0].log().start(), Position { offset: Offset(4), epoch: Epoch(1) });
+    drain(&mut rs[0]);
+    let with_learner = ChainConfig { epoch: Epoch(2), members: vec![NodeId(0)], learner: Some(NodeId(1)) };
+    for r in rs.iter_mut() {
+        r.handle_config(0, with_learner.clone()).unwrap();
+    }
+    assert_eq!(rs[1].role(), Role::Learner);
+    let queue = sends(&drain(&mut rs[0])).into_iter().map(|(to, m)| (NodeId(0), to, m)).collect();
+    let out = settle(&mut rs, queue);
+    let reset = Position { offset: Offset(4), epoch: Epoch(1) };
+    assert!(out.contains(&Action::ResetLocal { start: reset }), "{out:?}");
+    assert_eq!(rs[1].log().start(), reset);
+    assert_eq!(rs[1].log().batches(), rs[0].log().batches());
+    // The learner's shell made the new log durable; the tail counts it once it has all.
+    rs[1].handle_local_durable(1, Offset(6));
+    let queue = sends(&drain(&mut rs[1])).into_iter().map(|(to, m)| (NodeId(1), to, m)).collect();
+    settle(&mut rs, queue);
+    assert!(rs[0].learner_in_sync());
+    rs[1].handle_message(2, NodeId(0), Msg::Reset { epoch: Epoch(2), start: reset }).unwrap();
+    assert!(!drain(&mut rs[1]).iter().any(|a| matches!(a, Action::ResetLocal { .. })), "a stale reset is ignored");
+    assert_eq!(rs[1].log().end(), Offset(6));
+}

@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, VecDeque};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strand_core::chain::{
-    Acks, Action, BatchMeta, ChainConfig, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId, Offset, Role,
+    Acks, Action, BatchMeta, ChainConfig, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId, Offset, Position,
+    Role,
 };
 
 const RF: usize = 3;
@@ -80,6 +81,8 @@ impl Rngs {
 enum Io {
     Append(Vec<(BatchMeta, u64)>),
     Truncate(Offset),
+    /// Drop the whole log; it continues empty at this offset.
+    Reset(Offset),
 }
 
 struct SimNode {
@@ -87,9 +90,12 @@ struct SimNode {
     /// The shell's log after every issued operation (what the core's index describes and
     /// what sends read, like the node's log plus its in-flight appends).
     log: Vec<(BatchMeta, u64)>,
+    log_start: Offset,
     /// The log's file: batches with their payload ids (the "bytes"); `durable` of them
     /// fsynced. Lags `log` by the queued operations in `io`; reads are served from here.
     disk: Vec<(BatchMeta, u64)>,
+    /// Where the file starts (retention removed a committed prefix, or a reset).
+    disk_start: Offset,
     durable: usize,
     io: VecDeque<(u64, Io)>,
     core: Option<ChainReplica>,
@@ -109,10 +115,10 @@ impl SimNode {
         self.core.is_some() && !self.paused
     }
     fn disk_end(&self) -> Offset {
-        self.disk.last().map_or(Offset(0), |(b, _)| b.end())
+        self.disk.last().map_or(self.disk_start, |(b, _)| b.end())
     }
     fn log_end(&self) -> Offset {
-        self.log.last().map_or(Offset(0), |(b, _)| b.end())
+        self.log.last().map_or(self.log_start, |(b, _)| b.end())
     }
 }
 
@@ -146,6 +152,8 @@ struct Counts {
     pauses: u64,
     truncations: u64,
     fenced_rejects: u64,
+    retentions: u64,
+    resets: u64,
 }
 
 struct World {
@@ -178,7 +186,9 @@ impl World {
             .map(|i| SimNode {
                 id: NodeId(i as u32),
                 log: Vec::new(),
+                log_start: Offset(0),
                 disk: Vec::new(),
+                disk_start: Offset(0),
                 durable: 0,
                 io: VecDeque::new(),
                 core: Some(ChainReplica::new(NodeId(i as u32), limits())),
@@ -271,7 +281,7 @@ impl World {
             // Like the node's shell: an append completing after a later-issued cut reports
             // durability only up to that cut.
             let end = node.io.iter().fold(node.disk_end(), |end, (_, op)| match op {
-                Io::Truncate(to) => end.min(*to),
+                Io::Truncate(to) | Io::Reset(to) => end.min(*to),
                 Io::Append(_) => end,
             });
             node.core.as_mut().expect("up").handle_local_durable(now, end);
@@ -297,7 +307,37 @@ impl World {
             self.log(|| format!("resume n{i}"));
             self.nodes[i].paused = false;
             self.nodes[i].down_since_ms = None;
+        } else if roll < 0.035 && self.nodes[i].up() {
+            self.retain(i);
         }
+    }
+
+    /// Retention on node `i`: the shell deletes a random committed prefix of its file
+    /// (only below `reads_up_to()`, as the node does) and tells the core.
+    fn retain(&mut self, i: usize) {
+        let reads = self.nodes[i].core.as_ref().expect("up").reads_up_to();
+        let node = &self.nodes[i];
+        let eligible = node.disk.partition_point(|(b, _)| b.end() <= reads);
+        if eligible == 0 {
+            return;
+        }
+        let drop = self.rngs.faults.gen_range(1..=eligible);
+        let node = &mut self.nodes[i];
+        let start = node.disk[drop - 1].0.end();
+        node.disk.drain(..drop);
+        node.disk_start = start;
+        node.durable -= drop;
+        node.served_checked = node.served_checked.saturating_sub(drop);
+        let keep_from = node.log.partition_point(|(b, _)| b.base < start);
+        node.log.drain(..keep_from);
+        node.log_start = node.log_start.max(start);
+        self.counts.retentions += 1;
+        self.log(|| format!("retention n{i}: log starts at {start:?}"));
+        let now = self.now;
+        if let Err(e) = self.nodes[i].core.as_mut().expect("up").handle_log_start(now, start) {
+            self.fail(format!("n{i} refused retention to {start:?} (reads {reads:?}): {e}"));
+        }
+        self.apply_actions(i, &BTreeMap::new());
     }
 
     fn crash(&mut self, i: usize) {
@@ -308,6 +348,7 @@ impl World {
         node.durable = keep;
         node.io.clear();
         node.log = node.disk.clone();
+        node.log_start = node.disk_start;
         node.core = None;
         node.paused = false;
         node.down_since_ms = Some(self.now);
@@ -320,7 +361,9 @@ impl World {
         let node = &mut self.nodes[i];
         node.durable = node.disk.len();
         let metas: Vec<BatchMeta> = node.disk.iter().map(|(b, _)| *b).collect();
-        let core = ChainReplica::recover(node.id, limits(), &metas, epoch_min)
+        // The epoch ending at a start above 0 is not kept on this simulated disk.
+        let start = Position { offset: node.disk_start, epoch: Epoch(0) };
+        let core = ChainReplica::recover_at(node.id, limits(), start, &metas, epoch_min)
             .unwrap_or_else(|e| panic!("seed {}: recover n{i}: {e}", self.seed));
         node.core = Some(core);
         node.incarnation += 1;
@@ -456,6 +499,13 @@ impl World {
             match action {
                 Action::AppendLocal { batches } => self.append_local(i, &batches, stash),
                 Action::TruncateLocal { to } => self.truncate_local(i, to),
+                Action::ResetLocal { start } => {
+                    self.counts.resets += 1;
+                    let node = &mut self.nodes[i];
+                    node.log.clear();
+                    node.log_start = start.offset;
+                    self.queue_io(i, Io::Reset(start.offset));
+                }
                 Action::Send { to, msg } => self.send(i, to, msg),
                 Action::AckClient { request_id, offset } => self.on_ack(i, request_id, offset),
                 Action::FailClient { request_id, .. } => {
@@ -527,6 +577,13 @@ impl World {
                     self.nodes[i].disk.extend(batches);
                 }
                 Io::Truncate(to) => self.cut_disk(i, to),
+                Io::Reset(start) => {
+                    let node = &mut self.nodes[i];
+                    node.disk.clear();
+                    node.disk_start = start;
+                    node.durable = 0;
+                    node.served_checked = 0;
+                }
             }
         }
     }
@@ -698,6 +755,10 @@ impl World {
 
     fn check_acked_on(&mut self, member: NodeId, base: u64, payload: u64, end: Offset) {
         let node = &self.nodes[member.0 as usize];
+        if base < node.disk_start.0 {
+            // Retention removed it (only ever below the member's served reads).
+            return;
+        }
         let k = node.disk.partition_point(|(b, _)| b.base.0 < base);
         match node.disk.get(k).filter(|_| k < node.durable) {
             Some((b, p)) if b.base.0 == base && b.end() == end && *p == payload => {}
@@ -726,13 +787,19 @@ impl World {
             let count = s.log.partition_point(|(b, _)| b.end() <= matched);
             let from = if full { 0 } else { count.saturating_sub(1) };
             for k in from..count {
-                if p.log.get(k) != s.log.get(k) {
+                let (batch, _) = s.log[k];
+                if batch.base < p.log_start {
+                    continue; // retention removed it at the predecessor
+                }
+                let at = p.log.partition_point(|(b, _)| b.base < batch.base);
+                if p.log.get(at) != s.log.get(k) {
                     self.fail(format!(
-                        "n{} is not a prefix of n{} at batch {k}: {:?} vs {:?}",
+                        "n{} is not a prefix of n{} at {:?}: {:?} vs {:?}",
                         pair[1].0,
                         pair[0].0,
+                        batch.base,
                         s.log.get(k),
-                        p.log.get(k)
+                        p.log.get(at)
                     ));
                 }
                 self.counts.prefix_compared += 1;
@@ -835,6 +902,8 @@ fn chain_sim_seeds() {
         total.pauses += c.pauses;
         total.truncations += c.truncations;
         total.fenced_rejects += c.fenced_rejects;
+        total.retentions += c.retentions;
+        total.resets += c.resets;
     }
     eprintln!("{seeds} seeds: {total:?}");
     // A checker that compared nothing proves nothing.
@@ -842,4 +911,5 @@ fn chain_sim_seeds() {
     assert!(total.durable_compared > 0 && total.committed_compared > 0 && total.prefix_compared > 0);
     assert!(total.learner_promotions > 0 && total.crashes > 0 && total.pauses > 0);
     assert!(total.truncations > 0 && total.fenced_rejects > 0);
+    assert!(total.retentions > 0 && total.resets > 0);
 }

@@ -6,7 +6,8 @@
 //! checkpoint persistence) · `append` (validation, group commit, roll) · `read` (offset and
 //! timestamp lookups) · `recover` (open: scan decisions come from `strand_core::recovery`) ·
 //! `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments) ·
-//! `truncate` (cutting back to a batch boundary; listing stored batches).
+//! `truncate` (cutting back to a batch boundary; listing stored batches) · `reset`
+//! (restarting a replica's log empty at a base offset).
 //!
 //! Concurrency: a [`PartitionLog`] lives on its owner shard's executor (`!Send`). Appends
 //! take offsets synchronously in call order, then queue behind one write lock; the lock
@@ -26,6 +27,7 @@ pub mod error;
 mod file;
 mod read;
 mod recover;
+mod reset;
 mod retention;
 mod segment;
 mod truncate;
@@ -220,7 +222,20 @@ impl PartitionLog {
 
     /// Deletes whole closed segments beyond retention; returns how many were deleted.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, LogError> {
-        self.inner.apply_retention(now_ms).await
+        self.inner.apply_retention(now_ms, u64::MAX).await
+    }
+
+    /// [`PartitionLog::apply_retention`] deleting only segments that end at or below
+    /// `limit` (a chain replica passes its served-reads offset).
+    pub async fn apply_retention_below(&self, now_ms: i64, limit: u64) -> Result<u32, LogError> {
+        self.inner.apply_retention(now_ms, limit).await
+    }
+
+    /// Drops every record and restarts the log empty at offset `start` (a chain learner
+    /// whose predecessor no longer has what it lacks), durably; see `reset` for the
+    /// crash-safe order. Like `truncate`, no append of this log may be in flight.
+    pub async fn reset(&self, start: u64) -> Result<(), TruncateError> {
+        self.inner.reset(start).await
     }
 
     /// Removes every record at offset `>= to` (a batch boundary, at most the log end) and

@@ -1,14 +1,15 @@
 //! Retention: deletes whole closed segments, oldest first, beyond `retention_bytes` or
-//! `retention_ms`. The active segment is never deleted. In-flight reads keep their
+//! `retention_ms`. The active segment is never deleted, nor a segment reaching `limit`
+//! (a chain replica's served-reads offset: uncommitted data is never deleted). In-flight reads keep their
 //! `Rc<SegmentFile>` and so their fds; the names are unlinked at once.
 
 use super::{Inner, LogError};
 use strand_core::recovery::{segment_file_name, SegmentFileKind};
 
 impl Inner {
-    pub(super) async fn apply_retention(&self, now_ms: i64) -> Result<u32, LogError> {
+    pub(super) async fn apply_retention(&self, now_ms: i64, limit: u64) -> Result<u32, LogError> {
         let _permit = self.lock().await?;
-        let victims = self.pick_victims(now_ms);
+        let victims = self.pick_victims(now_ms, limit);
         for base in &victims {
             for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
                 let path = self.dir.join(segment_file_name(*base, kind));
@@ -29,15 +30,18 @@ impl Inner {
 
     /// Removes the segments to delete from the state (oldest first, stopping at the first
     /// one that must stay) and returns their base offsets.
-    fn pick_victims(&self, now_ms: i64) -> Vec<u64> {
+    fn pick_victims(&self, now_ms: i64, limit: u64) -> Vec<u64> {
         let mut st = self.state.borrow_mut();
         let mut total: u64 = st.segments.values().map(|s| s.size).sum();
-        let closed: Vec<(u64, u64, Option<i64>)> = {
+        let closed: Vec<(u64, u64, Option<i64>, u64)> = {
             let n = st.segments.len().saturating_sub(1);
-            st.segments.values().take(n).map(|s| (s.base, s.size, s.max_timestamp())).collect()
+            st.segments.values().take(n).map(|s| (s.base, s.size, s.max_timestamp(), s.next_offset)).collect()
         };
         let mut victims = Vec::new();
-        for (base, size, max_ts) in closed {
+        for (base, size, max_ts, end) in closed {
+            if end > limit {
+                break;
+            }
             let by_bytes = self.config.retention_bytes.is_some_and(|limit| total.saturating_sub(size) >= limit);
             let by_time = self
                 .config

@@ -58,6 +58,27 @@ pub fn append_to_wire(
     }
 }
 
+/// `prev_offset` of a `ReplicaAppendRequest` that carries a [`Msg::Reset`] (no batches;
+/// `start_offset`/`prev_epoch` = the reset position). No real log position is this large.
+pub const RESET_MARKER: u64 = u64::MAX;
+
+/// The wire form of a [`Msg::Reset`]: an append request without batches whose
+/// `prev_offset` is [`RESET_MARKER`].
+pub fn reset_to_wire(topic: &str, partition: u32, from: NodeId, epoch: Epoch, start: Position) -> ReplicaAppendRequest {
+    ReplicaAppendRequest {
+        topic: topic.to_string(),
+        partition,
+        epoch: epoch.0,
+        start_offset: start.offset.0,
+        commit_offset: 0,
+        bytes_len: 0,
+        from_node: from.0,
+        prev_offset: RESET_MARKER,
+        prev_epoch: start.epoch.0,
+        batch_epochs: Vec::new(),
+    }
+}
+
 /// The wire form of an upstream answer (`AppendOk`, `AppendRejected`, `Fenced`); `None`
 /// for `Append`, which goes through [`append_to_wire`].
 pub fn ack_to_wire(topic: &str, partition: u32, from: NodeId, msg: &Msg) -> Option<ReplicaAckRequest> {
@@ -73,7 +94,7 @@ pub fn ack_to_wire(topic: &str, partition: u32, from: NodeId, msg: &Msg) -> Opti
         durable_epoch: 0,
     };
     match *msg {
-        Msg::Append { .. } => None,
+        Msg::Append { .. } | Msg::Reset { .. } => None,
         Msg::AppendOk { end, durable, .. } => Some(ReplicaAckRequest {
             durable_offset: durable.offset.0,
             log_end_offset: end.offset.0,
@@ -90,6 +111,13 @@ pub fn ack_to_wire(topic: &str, partition: u32, from: NodeId, msg: &Msg) -> Opti
 
 /// The chain message in an append request, and the payload split per batch.
 pub fn msg_from_append(req: &ReplicaAppendRequest, payload: &Bytes) -> Result<(NodeId, Msg, Vec<Bytes>), ConvertError> {
+    if req.prev_offset == RESET_MARKER {
+        if !payload.is_empty() || !req.batch_epochs.is_empty() {
+            return Err(ConvertError::Payload("a reset carries no batches".into()));
+        }
+        let start = Position { offset: Offset(req.start_offset), epoch: Epoch(req.prev_epoch) };
+        return Ok((NodeId(req.from_node), Msg::Reset { epoch: Epoch(req.epoch), start }, Vec::new()));
+    }
     let mut batches = Vec::with_capacity(req.batch_epochs.len());
     let mut pieces = Vec::with_capacity(req.batch_epochs.len());
     let mut pos = 0usize;
@@ -199,5 +227,15 @@ mod tests {
         }
         let append = Msg::Append { epoch: Epoch(1), prev: Position::ZERO, batches: vec![], commit: Offset(0) };
         assert_eq!(ack_to_wire("t", 0, NodeId(2), &append), None);
+    }
+
+    #[test]
+    fn reset_round_trips_as_an_append_without_batches() {
+        let start = Position { offset: Offset(4096), epoch: Epoch(3) };
+        let req = reset_to_wire("t", 0, NodeId(2), Epoch(7), start);
+        let (from, msg, pieces) = msg_from_append(&req, &Bytes::new()).expect("valid");
+        assert_eq!((from, msg), (NodeId(2), Msg::Reset { epoch: Epoch(7), start }));
+        assert!(pieces.is_empty());
+        assert!(msg_from_append(&req, &batch(0, &[b"x"])).is_err(), "a reset with bytes is malformed");
     }
 }

@@ -17,7 +17,7 @@
 use glommio::io::{BufferedFile, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use strand_core::chain::{BatchMeta, Epoch, Offset};
+use strand_core::chain::{BatchMeta, Epoch, Offset, Position};
 
 use crate::log::StoredBatch;
 
@@ -96,6 +96,32 @@ impl EpochFile {
             }
         }
         next.push((epoch, start));
+        write_atomically(&self.dir, &next).await?;
+        self.entries = next;
+        Ok(())
+    }
+
+    /// The epoch of the batch ending at a log start `start` (0 when unknown: retention
+    /// kept the entries, so after a reset or a lost file it may be unknown).
+    pub fn start_epoch(&self, start: u64) -> Epoch {
+        match start.checked_sub(1) {
+            None => Epoch(0),
+            Some(last) => self.epoch_at(last).unwrap_or(Epoch(0)),
+        }
+    }
+
+    /// After the log was reset empty at `start.offset`: one entry `(start.epoch,
+    /// start.offset - 1)` saying which epoch ended there (none when unknown), persisted.
+    /// The log is reset first, this second; a crash between leaves entries of the
+    /// dropped log, which a restart finding an empty log above offset 0 discards.
+    pub async fn reset(&mut self, start: Position) -> Result<(), EpochFileError> {
+        let next = match start.offset.0.checked_sub(1) {
+            Some(last) if start.epoch.0 > 0 => vec![(start.epoch, Offset(last))],
+            _ => Vec::new(),
+        };
+        if next == self.entries {
+            return Ok(());
+        }
         write_atomically(&self.dir, &next).await?;
         self.entries = next;
         Ok(())

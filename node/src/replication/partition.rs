@@ -33,14 +33,14 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 use strand_core::chain::{
     Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
-    Offset, RequestId, Role,
+    Offset, Position, RequestId, Role,
 };
 use strand_wire::batch::{BatchHeader, HEADER_LEN};
 use strand_wire::codec::request_frame;
 use strand_wire::msg::{Request, RequestHeader};
 use tracing::{error, warn};
 
-use super::convert::{ack_to_wire, append_to_wire};
+use super::convert::{ack_to_wire, append_to_wire, reset_to_wire};
 use super::epochs::EpochFile;
 use super::link::Peers;
 use super::ReplicationError;
@@ -55,6 +55,8 @@ enum Work {
     Append(Vec<(BatchMeta, Bytes)>, u64),
     /// Cut point and the cut generation it started.
     Truncate(Offset, u64),
+    /// New empty log start (a learner reset) and the cut generation it started.
+    Reset(Position, u64),
     Send(NodeId, Msg),
 }
 
@@ -96,7 +98,7 @@ impl ReplicatedPartition {
     /// `config`. A non-empty log is recovered: its batch headers plus the epoch checkpoint
     /// rebuild the core, which stays outside the chain until an epoch above `epoch_min`
     /// (the partition's epoch when this node came back; 0 for a new replica) includes it.
-    /// A log whose start retention already removed (log start > 0) is refused.
+    /// A log may start above 0 (retention removed a committed prefix, or a reset).
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         topic: &str,
@@ -261,6 +263,14 @@ impl ReplicatedPartition {
                     self.work.borrow_mut().push_back(Work::Truncate(to, generation));
                     queued = true;
                 }
+                Action::ResetLocal { start } => {
+                    // A reset is a cut too: appends issued before it report durability up to it.
+                    let generation = self.cut_generation.get() + 1;
+                    self.cut_generation.set(generation);
+                    self.cuts.borrow_mut().push((generation, start.offset.0));
+                    self.work.borrow_mut().push_back(Work::Reset(start, generation));
+                    queued = true;
+                }
                 Action::Send { to, msg } => {
                     self.work.borrow_mut().push_back(Work::Send(to, msg));
                     queued = true;
@@ -325,6 +335,7 @@ impl ReplicatedPartition {
                 self.start_append(batches, generation)
             }
             Work::Truncate(to, generation) => self.truncate(to, generation).await,
+            Work::Reset(start, generation) => self.reset(start, generation).await,
             Work::Send(to, msg) => self.send(to, msg).await,
         }
     }
@@ -343,9 +354,25 @@ impl ReplicatedPartition {
         Ok(())
     }
 
-    /// Executes a cut the core issued: waits until every append issued before it has
-    /// completed, cuts the log, then the epoch checkpoint.
-    async fn truncate(&self, to: Offset, generation: u64) {
+    /// Applies retention to the local log below the served-reads offset (committed data
+    /// only) and tells the core the new log start. Returns the segments deleted.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, crate::log::LogError> {
+        let limit = self.committed();
+        let deleted = self.log.apply_retention_below(now_ms, limit).await?;
+        let start = self.log.log_start_offset();
+        if deleted > 0 && !self.broken.get() {
+            let now = self.now_ms();
+            if let Err(e) = self.core.borrow_mut().handle_log_start(now, Offset(start)) {
+                // Not expected (segment bases are batch boundaries below the reads).
+                warn!(topic = %self.topic, partition = self.partition, start, error = %e, "log start refused");
+            }
+            self.drain();
+        }
+        Ok(deleted)
+    }
+
+    /// Waits until no local append task runs (before a cut or a reset).
+    async fn appends_idle(&self) {
         std::future::poll_fn(|cx| {
             if self.appends_running.get() == 0 {
                 return std::task::Poll::Ready(());
@@ -354,6 +381,29 @@ impl ReplicatedPartition {
             std::task::Poll::Pending
         })
         .await;
+    }
+
+    /// Executes a reset the core issued (the learner continues empty from `start`): the
+    /// log first, then the epoch checkpoint (see `recover_core` for a crash between).
+    async fn reset(&self, start: Position, generation: u64) {
+        self.appends_idle().await;
+        if let Err(e) = self.log.reset(start.offset.0).await {
+            self.fail(format!("reset to {} failed: {e}", start.offset.0));
+            return;
+        }
+        let mut epochs = self.epochs.borrow().clone();
+        if let Err(e) = epochs.reset(start).await {
+            self.fail(format!("cannot reset the epoch checkpoint at {}: {e}", start.offset.0));
+            return;
+        }
+        *self.epochs.borrow_mut() = epochs;
+        self.cuts.borrow_mut().retain(|(g, _)| *g > generation);
+    }
+
+    /// Executes a cut the core issued: waits until every append issued before it has
+    /// completed, cuts the log, then the epoch checkpoint.
+    async fn truncate(&self, to: Offset, generation: u64) {
+        self.appends_idle().await;
         if let Err(e) = self.log.truncate(to.0).await {
             self.fail(format!("truncation to {} failed: {e}", to.0));
             return;
@@ -434,6 +484,11 @@ impl ReplicatedPartition {
                 let header = RequestHeader { correlation_id: 0, request: Request::ReplicaAppend(req) };
                 request_frame(&mut frame, &header, &payload);
             }
+            Msg::Reset { epoch, start } => {
+                let req = reset_to_wire(&self.topic, self.partition, me, *epoch, *start);
+                let header = RequestHeader { correlation_id: 0, request: Request::ReplicaAppend(req) };
+                request_frame(&mut frame, &header, &[]);
+            }
             other => {
                 let Some(req) = ack_to_wire(&self.topic, self.partition, me, other) else { return };
                 let header = RequestHeader { correlation_id: 0, request: Request::ReplicaAck(req) };
@@ -499,17 +554,22 @@ async fn recover_core(
 ) -> Result<(ChainReplica, EpochFile), ReplicationError> {
     let recovery = |reason: String| ReplicationError::Recovery(format!("{}: {reason}", dir.display()));
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    if start > 0 {
-        // The core's index starts at offset 0 (LogIndex::from_batches).
-        return Err(recovery(format!("retention removed offsets below {start}; a replica log must start at 0")));
+    let mut epochs = EpochFile::load(dir, end).map_err(|e| recovery(e.to_string()))?;
+    if start > 0 && start == end {
+        // An empty log above 0 (a reset, or everything retained away): entries left by a
+        // crash between a reset's two steps would describe the dropped log, so forget
+        // them all; the epoch ending at the start is then unknown (the start matches by
+        // offset, see `LogIndex`; at worst a successor is reset once more).
+        let at = Position { offset: Offset(start), epoch: Epoch(0) };
+        epochs.reset(at).await.map_err(|e| recovery(e.to_string()))?;
     }
-    let epochs = EpochFile::load(dir, end).map_err(|e| recovery(e.to_string()))?;
     let stored = match end {
         0 => Vec::new(),
         _ => log.stored_batches().await.map_err(|e| recovery(e.to_string()))?,
     };
     let metas = epochs.batch_metas(&stored).map_err(|e| recovery(e.to_string()))?;
-    let core = ChainReplica::recover(me, ChainLimits::default(), &metas, epoch_min)?;
+    let at = Position { offset: Offset(start), epoch: epochs.start_epoch(start) };
+    let core = ChainReplica::recover_at(me, ChainLimits::default(), at, &metas, epoch_min)?;
     if core.log().end().0 != end {
         return Err(recovery(format!("batches end at {} but the log ends at {end}", core.log().end().0)));
     }

@@ -241,6 +241,22 @@ impl Shard {
             .map_err(|e| e.to_string())
     }
 
+    /// Retention on this shard's replicas (topic config): each deletes only whole segments
+    /// below its served-reads offset, i.e. committed data (`ReplicatedPartition::apply_retention`).
+    pub(super) async fn apply_replica_retention(&self, now_ms: i64) {
+        let Some(cluster) = self.cluster() else { return };
+        for replica in cluster.replicator.all() {
+            let (topic, partition) = replica.id();
+            match replica.apply_retention(now_ms).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(%topic, partition, segments = n, log_start = replica.log().log_start_offset(), "replica retention")
+                }
+                Err(e) => warn!(%topic, partition, error = %e, "replica retention failed"),
+            }
+        }
+    }
+
     /// Stops the replicas of a topic the view no longer has and deletes their logs.
     async fn drop_cluster_topic(self: &Rc<Self>, name: &str) {
         let Some(cluster) = self.cluster() else { return };

@@ -309,8 +309,8 @@ impl Shard {
     async fn apply_retention(&self) {
         let now_ms = now_ms();
         let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
-        // Replica logs are not trimmed: a restarted replica must recover from offset 0
-        // (see `ReplicatedPartition::start`), so cluster topics keep everything for now.
+        // Replicated partitions trim only committed data (see `apply_replica_retention`).
+        self.apply_replica_retention(now_ms).await;
         for part in parts {
             match part.log.apply_retention(now_ms).await {
                 Ok(0) => {}

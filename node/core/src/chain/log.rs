@@ -2,25 +2,38 @@
 //! append epochs, in offset order, with a running byte position so byte distances
 //! between offsets cost a binary search.
 //!
-//! Invariants: batches are contiguous from offset 0 (`batches[i].end() ==
-//! batches[i + 1].base`), every batch has at least one record, and `positions[i]` is
-//! the byte count of all batches before `i`. Memory is one entry per batch; the shell
-//! rebuilds the index from its durable log at restart.
+//! Invariants: batches are contiguous from the log start `start.offset` (0 unless
+//! retention removed a committed prefix or the log was reset to a predecessor's start;
+//! `batches[0].base == start.offset`, `batches[i].end() == batches[i + 1].base`), every
+//! batch has at least one record, and `positions[i]` is the byte count of the batches
+//! before `i` (from the start). Everything below the start was committed, so the
+//! position at the start matches any position with that offset ([`LogIndex::matches`]);
+//! its epoch may be unknown (`Epoch(0)`) after a restart. Memory is one entry per
+//! batch; the shell rebuilds the index from its durable log at restart.
 
 use super::types::{BatchMeta, Epoch, Offset, Position};
 
 /// Batch boundaries of one replica's log.
 #[derive(Debug, Clone, Default)]
 pub struct LogIndex {
+    /// The log start and the epoch of the (removed) batch ending there.
+    start: Position,
     batches: Vec<BatchMeta>,
     /// Bytes before each batch.
     positions: Vec<u64>,
 }
 
 impl LogIndex {
-    /// An index over `batches`, which must be contiguous from offset 0.
+    /// An index over `batches`, which must be contiguous; the log starts at the first
+    /// batch's base (0 when empty), the epoch ending there unknown.
     pub fn from_batches(batches: &[BatchMeta]) -> Result<LogIndex, Offset> {
-        let mut index = LogIndex::default();
+        let start = batches.first().map_or(Position::ZERO, |b| Position { offset: b.base, epoch: Epoch(0) });
+        LogIndex::from_batches_at(start, batches)
+    }
+
+    /// An index starting at `start` over `batches`, contiguous from `start.offset`.
+    pub fn from_batches_at(start: Position, batches: &[BatchMeta]) -> Result<LogIndex, Offset> {
+        let mut index = LogIndex { start, ..LogIndex::default() };
         for batch in batches {
             if batch.base != index.end() || batch.record_count == 0 {
                 return Err(batch.base);
@@ -30,14 +43,45 @@ impl LogIndex {
         Ok(index)
     }
 
-    /// Offset + 1 of the last record (0 when empty).
+    /// Offset + 1 of the last record (the start when empty).
     pub fn end(&self) -> Offset {
-        self.batches.last().map_or(Offset(0), BatchMeta::end)
+        self.batches.last().map_or(self.start.offset, BatchMeta::end)
+    }
+
+    /// The first offset the log holds (or would hold).
+    pub fn start(&self) -> Position {
+        self.start
     }
 
     /// The position at the end of the log.
     pub fn end_position(&self) -> Position {
-        self.batches.last().map_or(Position::ZERO, |b| Position { offset: b.end(), epoch: b.epoch })
+        self.batches.last().map_or(self.start, |b| Position { offset: b.end(), epoch: b.epoch })
+    }
+
+    /// True when `pos` names this log's content up to `pos.offset`: the same position at
+    /// a boundary, or any position at the start (the prefix below it was committed).
+    pub fn matches(&self, pos: Position) -> bool {
+        pos.offset == self.start.offset || self.position_at(pos.offset) == Some(pos)
+    }
+
+    /// Forgets the batches below boundary `start` (retention removed them).
+    pub fn drop_before(&mut self, start: Offset) {
+        let Some(position) = self.position_at(start) else { panic!("a new log start is a batch boundary") };
+        let keep_from = self.boundary_index(start).expect("checked above");
+        let removed = self.positions.get(keep_from).copied().unwrap_or_else(|| self.bytes());
+        self.batches.drain(..keep_from);
+        self.positions.drain(..keep_from);
+        for p in &mut self.positions {
+            *p -= removed;
+        }
+        self.start = position;
+    }
+
+    /// Learns the epoch at the start from a matching predecessor position.
+    pub fn learn_start_epoch(&mut self, pos: Position) {
+        if pos.offset == self.start.offset {
+            self.start.epoch = pos.epoch;
+        }
     }
 
     /// Total bytes of all batches.
@@ -79,15 +123,18 @@ impl LogIndex {
     pub fn position_at(&self, offset: Offset) -> Option<Position> {
         let index = self.boundary_index(offset)?;
         Some(match index.checked_sub(1) {
-            None => Position::ZERO,
+            None => self.start,
             Some(i) => Position { offset, epoch: self.batches[i].epoch },
         })
     }
 
-    /// The largest batch boundary `<= offset` (0 at worst).
+    /// The largest batch boundary `<= offset` (the start at worst, also below it).
     pub fn floor_boundary(&self, offset: Offset) -> Offset {
         if offset >= self.end() {
             return self.end();
+        }
+        if offset <= self.start.offset {
+            return self.start.offset;
         }
         // The batch containing `offset` starts at the boundary we want.
         let index = self.batches.partition_point(|b| b.end() <= offset);
@@ -129,6 +176,9 @@ impl LogIndex {
 
     /// Index of the batch starting at boundary `offset` (== `len()` at the end).
     fn boundary_index(&self, offset: Offset) -> Option<usize> {
+        if offset < self.start.offset {
+            return None;
+        }
         if offset == self.end() {
             return Some(self.batches.len());
         }
@@ -185,5 +235,30 @@ mod tests {
         assert_eq!(log.end_position(), Position { offset: Offset(3), epoch: Epoch(3) });
         assert_eq!(LogIndex::from_batches(&[batch(0, 2, 10, 1), batch(3, 1, 1, 1)]).unwrap_err(), Offset(3));
         assert_eq!(LogIndex::from_batches(&[batch(0, 0, 10, 1)]).unwrap_err(), Offset(0));
+    }
+
+    #[test]
+    fn starts_above_zero_and_drops_a_prefix() {
+        let mut log = LogIndex::from_batches(&[batch(4, 2, 10, 1), batch(6, 3, 20, 2), batch(9, 1, 30, 2)]).unwrap();
+        assert_eq!(log.start(), Position { offset: Offset(4), epoch: Epoch(0) });
+        assert!(log.matches(Position { offset: Offset(4), epoch: Epoch(7) }), "any epoch at the start");
+        assert!(!log.matches(Position { offset: Offset(6), epoch: Epoch(2) }));
+        assert_eq!(log.position_at(Offset(2)), None);
+        assert_eq!(log.floor_boundary(Offset(1)), Offset(4));
+        assert!(log.slice_from(Offset(2), 100, 10).is_empty());
+        log.drop_before(Offset(6));
+        assert_eq!(log.start(), Position { offset: Offset(6), epoch: Epoch(1) });
+        assert_eq!((log.bytes(), log.len(), log.end()), (50, 2, Offset(10)));
+        assert_eq!(log.bytes_between(Offset(6), Offset(9)), 20);
+        log.drop_before(Offset(10));
+        assert!(log.is_empty());
+        assert_eq!((log.end(), log.end_position(), log.bytes()), (Offset(10), log.start(), 0));
+        log.push(batch(10, 1, 5, 3));
+        assert_eq!(log.bytes_between(Offset(10), Offset(11)), 5);
+        let empty = LogIndex::from_batches_at(Position { offset: Offset(20), epoch: Epoch(4) }, &[]).unwrap();
+        assert_eq!(empty.end_position(), Position { offset: Offset(20), epoch: Epoch(4) });
+        assert!(
+            LogIndex::from_batches_at(Position { offset: Offset(20), epoch: Epoch(4) }, &[batch(0, 1, 1, 1)]).is_err()
+        );
     }
 }

@@ -27,6 +27,12 @@
 //! everything committed before the epoch the tail counts its durability too; when
 //! [`ChainReplica::learner_in_sync`] says so the control plane promotes it to tail.
 //!
+//! Retention: a replica's log may start above 0 ([`LogIndex::start`]); the shell deletes
+//! only committed data (below `reads_up_to`) and reports the new start through
+//! [`ChainReplica::handle_log_start`]. A predecessor asked for offsets below its start
+//! sends [`Msg::Reset`]; the learner drops its log ([`Action::ResetLocal`]) and continues
+//! from that start.
+//!
 //! What the shell must guarantee: `handle_local_durable` reports only data the local
 //! fsync policy made durable, describing the log after all issued truncations; batch
 //! epochs are persisted with the batches; a restarted replica is built with

@@ -27,6 +27,10 @@ pub enum Msg {
     AppendRejected { epoch: Epoch, retry_from: Offset },
     /// The receiver runs at the newer `epoch`: the sender is fenced.
     Fenced { epoch: Epoch },
+    /// Predecessor → learner: the learner needs offsets below the predecessor's log
+    /// start `start` (retention removed them), or cannot be matched at `start`, so it
+    /// drops its whole log and continues empty from `start`.
+    Reset { epoch: Epoch, start: Position },
 }
 
 impl Msg {
@@ -36,7 +40,8 @@ impl Msg {
             Msg::Append { epoch, .. }
             | Msg::AppendOk { epoch, .. }
             | Msg::AppendRejected { epoch, .. }
-            | Msg::Fenced { epoch } => *epoch,
+            | Msg::Fenced { epoch }
+            | Msg::Reset { epoch, .. } => *epoch,
         }
     }
 }
@@ -57,6 +62,10 @@ pub enum Action {
     AckClient { request_id: RequestId, offset: Offset },
     /// The produce `request_id` failed (no promise either way about its data).
     FailClient { request_id: RequestId, error: ChainError },
+    /// Drop the whole local log and restart it empty at `start.offset` (`start.epoch`
+    /// is the epoch of the batch ending there), durably, before any later append. A
+    /// durable offset reported afterwards must describe the new log.
+    ResetLocal { start: Position },
     /// Consumers of this replica may now read everything below `offset` from the local
     /// log: committed, and durable here, so the shell's log holds exactly these bytes
     /// even while issued truncations and appends are still being executed. Only grows.

@@ -116,14 +116,30 @@ impl ChainReplica {
     /// control plane had when the node came back: the replica stays `Outside` until a
     /// configuration with a larger epoch includes it (the controller must bump the
     /// epoch for a restarted node — its old incarnation's messages may still be in
-    /// flight). `batches` must be contiguous from offset 0.
+    /// flight). `batches` must be contiguous; the log starts at the first one's base (a
+    /// log whose committed prefix retention removed).
     pub fn recover(
         me: NodeId,
         limits: ChainLimits,
         batches: &[BatchMeta],
         epoch_min: Epoch,
     ) -> Result<ChainReplica, ChainError> {
-        let log = LogIndex::from_batches(batches).map_err(|_| ChainError::Invalid("recovered log has a gap"))?;
+        let start = batches.first().map_or(Position::ZERO, |b| Position { offset: b.base, epoch: Epoch(0) });
+        ChainReplica::recover_at(me, limits, start, batches, epoch_min)
+    }
+
+    /// Like [`ChainReplica::recover`] for a log starting at `start` (needed when the log
+    /// is empty above offset 0: reset to a predecessor's start, or all of it retained
+    /// away). `start.epoch` may be `Epoch(0)` when unknown.
+    pub fn recover_at(
+        me: NodeId,
+        limits: ChainLimits,
+        start: Position,
+        batches: &[BatchMeta],
+        epoch_min: Epoch,
+    ) -> Result<ChainReplica, ChainError> {
+        let log =
+            LogIndex::from_batches_at(start, batches).map_err(|_| ChainError::Invalid("recovered log has a gap"))?;
         let mut replica = ChainReplica::new(me, limits);
         replica.durable = log.end();
         replica.log = log;
@@ -178,6 +194,21 @@ impl ChainReplica {
     /// now promote it to tail with a new epoch.
     pub fn learner_in_sync(&self) -> bool {
         self.succ.as_ref().is_some_and(|s| s.is_learner && s.learner_included && s.durable >= self.up_epoch)
+    }
+
+    /// Retention removed every batch below boundary `start` from the local log. Only
+    /// committed data served here may go: `start <= reads_up_to()`.
+    pub fn handle_log_start(&mut self, now_ms: u64, start: Offset) -> Result<(), ChainError> {
+        if start <= self.log.start().offset {
+            return Ok(());
+        }
+        if start > self.reads_up_to || self.log.position_at(start).is_none() {
+            return Err(ChainError::Invalid("retention beyond served reads or inside a batch"));
+        }
+        self.log.drop_before(start);
+        // A successor that still needs the removed batches is reset (learners only).
+        self.pump(now_ms);
+        Ok(())
     }
 
     /// The next action for the shell, in order.
@@ -318,6 +349,7 @@ impl ChainReplica {
                 self.on_rejected(now_ms, retry_from);
                 Ok(())
             }
+            Msg::Reset { start, .. } if pred == Some(from) => self.on_reset(now_ms, start),
             Msg::Fenced { .. } => Ok(()),
             _ => Err(ChainError::Invalid("message from a node that is not our neighbour")),
         }
@@ -344,13 +376,15 @@ impl ChainReplica {
             self.send(pred, Msg::AppendRejected { epoch, retry_from: self.log.end() });
             return Ok(());
         }
-        if self.log.position_at(prev.offset) != Some(prev) {
-            // `prev.offset > 0` here: position 0 always matches.
-            let retry_from = self.log.floor_boundary(Offset(prev.offset.0 - 1));
+        if !self.log.matches(prev) {
+            // The start always matches, so `prev.offset` is not our start (below it, the
+            // floor is the start).
+            let retry_from = self.log.floor_boundary(Offset(prev.offset.0.saturating_sub(1)));
             self.send(pred, Msg::AppendRejected { epoch: self.config.epoch, retry_from });
             return Ok(());
         }
         let first_match = self.matched.is_none();
+        self.log.learn_start_epoch(prev);
         let mut appended = Vec::new();
         for batch in batches {
             if batch.base < self.log.end() {
@@ -381,8 +415,8 @@ impl ChainReplica {
     }
 
     fn on_append_ok(&mut self, now_ms: u64, end: Position, durable: Position) {
-        let end_valid = self.log.position_at(end.offset) == Some(end);
-        let durable_valid = self.log.position_at(durable.offset) == Some(durable);
+        let end_valid = self.log.matches(end);
+        let durable_valid = self.log.matches(durable);
         let Some(succ) = self.succ.as_mut() else { return };
         if end_valid {
             if end.offset > succ.acked || !succ.matched {
@@ -402,6 +436,13 @@ impl ChainReplica {
     }
 
     fn on_rejected(&mut self, now_ms: u64, retry_from: Offset) {
+        if retry_from < self.log.start().offset {
+            let stale = self.succ.as_ref().is_none_or(|s| s.matched && retry_from < s.acked);
+            if !stale {
+                self.send_reset(now_ms);
+            }
+            return;
+        }
         let resend_from = self.log.floor_boundary(retry_from.min(self.log.end()));
         let Some(succ) = self.succ.as_mut() else { return };
         // One rewind per point: a pipelined window past a gap draws one rejection per
@@ -452,7 +493,9 @@ impl ChainReplica {
             // exactly this index (durability reported after an issued cut is bounded by
             // the cut), above it it may still hold a cut suffix or nothing yet.
             let reads = self.commit.min(end).min(self.durable);
-            if reads > self.reads_up_to {
+            // Nothing at or above the start is readable yet while `reads <= start`; and
+            // after a reset the file may still hold the dropped log below the start.
+            if reads > self.reads_up_to && reads > self.log.start().offset {
                 self.reads_up_to = reads;
                 self.actions.push_back(Action::ServeReadsUpTo { offset: reads });
             }
@@ -519,6 +562,10 @@ impl ChainReplica {
         }
         loop {
             let Some(succ) = self.succ.as_ref() else { return };
+            if succ.next_send < self.log.start().offset {
+                self.send_reset(now_ms);
+                continue;
+            }
             let in_flight = self.log.bytes_between(succ.acked, succ.next_send);
             if succ.next_send >= self.log.end() || in_flight >= self.limits.in_flight_bytes_max {
                 return;
@@ -542,6 +589,51 @@ impl ChainReplica {
         let node = succ.node;
         let msg = Msg::Append { epoch: self.config.epoch, prev, batches, commit: self.commit };
         self.send(node, msg);
+    }
+
+    /// The successor needs batches below our log start: it must drop its log and
+    /// continue from the start. Until it answers, it agrees with nothing.
+    fn send_reset(&mut self, now_ms: u64) {
+        let start = self.log.start();
+        let Some(succ) = self.succ.as_mut() else { return };
+        succ.next_send = start.offset;
+        succ.acked = start.offset;
+        succ.durable = succ.durable.min(start.offset);
+        succ.matched = false;
+        succ.rewound_to = None;
+        succ.last_send_ms = now_ms;
+        succ.last_progress_ms = now_ms;
+        let node = succ.node;
+        self.send(node, Msg::Reset { epoch: self.config.epoch, start });
+    }
+
+    /// A reset from the predecessor: drop the whole log unless it already matched in this
+    /// epoch up to at least `start` (a stale reset). Dropping is always safe for a learner
+    /// (its data counts for nothing yet) and needed when it ends below `start` or cannot
+    /// be matched at `start` (a predecessor restarted after retention does not know the
+    /// epoch ending at its start).
+    fn on_reset(&mut self, now_ms: u64, start: Position) -> Result<(), ChainError> {
+        if self.role != Role::Learner {
+            return Err(ChainError::Invalid("reset of a chain member"));
+        }
+        let Some(pred) = self.config.predecessor_of(self.me) else { return Ok(()) };
+        if self.matched.is_some_and(|m| m >= start.offset) {
+            self.progress(now_ms, true);
+            return Ok(());
+        }
+        if self.log.start().offset >= start.offset {
+            // Already reset to this start: ask for data from our end.
+            self.send(pred, Msg::AppendRejected { epoch: self.config.epoch, retry_from: self.log.end() });
+            return Ok(());
+        }
+        self.log = LogIndex::from_batches_at(start, &[]).expect("an empty log is contiguous");
+        self.durable = start.offset;
+        self.matched = None;
+        self.up_epoch = Offset(0);
+        self.up_sent = None;
+        self.actions.push_back(Action::ResetLocal { start });
+        self.send(pred, Msg::AppendRejected { epoch: self.config.epoch, retry_from: start.offset });
+        Ok(())
     }
 
     fn send(&mut self, to: NodeId, msg: Msg) {

@@ -132,7 +132,7 @@ impl BatchMeta {
 
 /// A point in a log named by offset and the epoch of the batch that ends there
 /// (`Epoch(0)` at offset 0). Equal positions in two logs imply equal prefixes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Position {
     pub offset: Offset,
     pub epoch: Epoch,
