@@ -335,14 +335,13 @@ async fn continuous_acks_all_load_through_a_paused_head_doubles_nothing() {
     load_through_head_fault(Fault::Pause, false).await;
 }
 
-/// KNOWN NODE BUG (fails about 3 runs in 5, so ignored until fixed): a head SIGSTOPped with
-/// a forwarded-but-unacknowledged batch and resumed after the chain moved on briefly
-/// advances its own `committed()` over that batch (at SIGCONT, e.g. commit 4269 -> 4293
-/// within 10 ms, while the new head had written other records at 4269..4293) and serves
-/// it to a consumer that reached it through the resumed node's stale metadata (epoch 1,
-/// itself as head). The consumer then continues at 4293 on the new head and skips the
-/// new head's records at 4269..4293 — acknowledged records a live consumer never sees.
-/// The surviving replicas' logs are correct (the other pause test checks them).
+/// Regression test for a node bug (fixed in b337e5b, failed about 3 runs in 5 before): a
+/// head SIGSTOPped with a forwarded-but-unacknowledged batch and resumed after the chain
+/// moved on served that batch as committed for ~40 ms — between matching its new
+/// predecessor (the cut already in the core's index) and its shell executing the cut — to a
+/// consumer that reached it through the resumed node's stale metadata (epoch 1, itself as
+/// head). The consumer then skipped the new head's acknowledged records at those offsets.
+/// Replicas now serve reads only below their local durable offset, which a pending cut caps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_living_through_a_paused_head_sees_every_acked_record() {
     load_through_head_fault(Fault::Pause, true).await;
