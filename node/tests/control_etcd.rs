@@ -60,15 +60,15 @@ fn controllers(handles: &[&ControlHandle]) -> Vec<u32> {
     handles.iter().filter(|h| h.is_controller()).map(|h| h.node_id()).collect()
 }
 
-/// Waits for exactly one controller among `handles` (and stays one for a moment).
+/// Waits for exactly one controller among `handles` that stays the same one for 300 ms
+/// (a transient leader — e.g. one about to notice its lease was lost while etcd
+/// restarted — does not count).
 fn one_controller(handles: &[&ControlHandle]) -> u32 {
-    let id = wait_for("a controller", Duration::from_secs(10), || match controllers(handles).as_slice() {
-        [one] => Some(*one),
-        _ => None,
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(controllers(handles), vec![id], "exactly one controller");
-    id
+    wait_for("one stable controller", Duration::from_secs(15), || {
+        let [id] = controllers(handles)[..] else { return None };
+        std::thread::sleep(Duration::from_millis(300));
+        (controllers(handles) == [id]).then_some(id)
+    })
 }
 
 fn chain(handle: &ControlHandle, topic: &str, partition: u32) -> Option<ChainRecord> {

@@ -5,7 +5,8 @@
 //! the controller re-admits only as a learner with an epoch bump.
 //!
 //! Every lease change is published on a watch channel (`None` while re-registering) so
-//! the controller task drops leadership tied to the old lease.
+//! the controller task drops leadership tied to the old lease; the old lease is then
+//! revoked (best effort) so its election key does not block the next election.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -55,7 +56,16 @@ impl Session {
             self.keep_alive(lease).await;
             tracing::warn!(incarnation = format_args!("{lease:x}"), "lease lost; registering again under a new lease");
             self.leases.send_replace(None);
+            let old = lease;
             lease = self.register_again().await;
+            // The old lease may still exist (e.g. etcd restarted and restored it): revoke it
+            // so what is still attached to it — this node's election key — goes now, not a
+            // TTL later (until then no controller could be elected). Its node record is
+            // already attached to the new lease. Best effort: it expires anyway.
+            let revoke = self.client.lease_revoke(old);
+            if let Ok(Ok(_)) = tokio::time::timeout(super::runtime::REQUEST_TIMEOUT, revoke).await {
+                tracing::info!(incarnation = format_args!("{old:x}"), "old lease revoked");
+            }
             self.shared.incarnation.store(lease, Ordering::Relaxed);
             tracing::info!(node = self.record.node_id, incarnation = format_args!("{lease:x}"), "registered again");
             self.leases.send_replace(Some(lease));
