@@ -5,34 +5,27 @@
 //! nodes, produce to the promoted head) with no record lost or doubled; every live replica
 //! serves every record exactly once to a nearest-replica consumer.
 
+mod common;
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::cli::strand;
+use common::read::read_replica;
 use strand_client::{
     Acks, Admin, Client, ClientConfig, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
-    ReadPreference, SeekTo,
+    SeekTo,
 };
-use support::{cli_binary, Etcd, Node};
+use support::{Etcd, Node};
 
 /// Longest the cluster may take to reach an expected state (lease TTL is 2 s).
 const SETTLE_MAX: Duration = Duration::from_secs(20);
 
-fn strand(bootstrap: &str, args: &[&str]) -> Output {
-    Command::new(cli_binary())
-        .args(["--bootstrap", bootstrap])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strand")
-}
-
 /// `topic describe` rows of the replica table: (partition, replica, role, log_end, lag).
 fn describe_replicas(bootstrap: &str, topic: &str) -> Vec<(String, String, String, String, String)> {
-    let out = strand(bootstrap, &["topic", "describe", topic]);
+    let out = strand(bootstrap, &["topic", "describe", topic], None);
     assert!(out.status.success(), "describe failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("utf8");
     let rows: Vec<Vec<String>> = text.lines().map(|l| l.split('\t').map(String::from).collect()).collect();
@@ -74,27 +67,6 @@ async fn producer(bootstrap: &str) -> Producer {
 async fn send(producer: &Producer, value: String) -> Result<u64, ClientError> {
     let delivery = producer.send(ProducerRecord::new("c", Bytes::from(value)).partition(0)).await?;
     Ok(delivery.await?.offset.expect("acks=all gives an offset"))
-}
-
-/// Every value of `c`/0 as the nearest replica of `bootstrap` serves it.
-async fn read_all(bootstrap: &str, count: usize) -> Vec<String> {
-    let config = ClientConfig { read_preference: ReadPreference::Nearest, ..ClientConfig::new(bootstrap) };
-    let client = Client::connect(config).await.expect("connect");
-    let mut consumer = Consumer::new(client, ConsumerConfig::default());
-    consumer.assign("c", 0).await.expect("assign");
-    consumer.seek("c", 0, SeekTo::Earliest).await.expect("seek");
-    let mut values = Vec::new();
-    let deadline = Instant::now() + SETTLE_MAX;
-    // At least `count`, then until a poll comes back empty (records beyond `count` exist
-    // when produces of unknown outcome were stored after all).
-    while Instant::now() < deadline {
-        let polled = consumer.poll(Duration::from_millis(500)).await.expect("poll");
-        if polled.is_empty() && values.len() >= count {
-            break;
-        }
-        values.extend(polled.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()));
-    }
-    values
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +115,7 @@ async fn describe_failover_and_nearest_reads_on_a_real_cluster() {
     assert!(rows.iter().all(|r| r.1 != head.to_string()), "dead node left the chain: {rows:?}");
     let expected: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
     for bootstrap in &list[1..] {
-        assert_eq!(read_all(bootstrap, 100).await, expected, "replica at {bootstrap}");
+        assert_eq!(read_replica(bootstrap, "c", 100, SETTLE_MAX).await, expected, "replica at {bootstrap}");
     }
 }
 
@@ -286,7 +258,7 @@ async fn load_through_head_fault(fault: Fault, check_live_consumer: bool) {
     let others: Vec<&String> = publics.iter().enumerate().filter(|(i, _)| *i != head - 1).map(|(_, p)| p).collect();
     let total = fates.acked.len() + fates.unknown.len();
     for bootstrap in others {
-        let values = read_all(bootstrap, fates.acked.len()).await;
+        let values = read_replica(bootstrap, "c", fates.acked.len(), SETTLE_MAX).await;
         let mut counts: HashMap<String, usize> = HashMap::new();
         for v in &values {
             *counts.entry(v.clone()).or_default() += 1;

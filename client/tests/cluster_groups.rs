@@ -6,19 +6,20 @@
 //! again, nothing above them skipped); `strand group describe` and `group list` answer
 //! through every live node.
 
+mod common;
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::cli::strand;
 use strand_client::group::OFFSETS_TOPIC;
 use strand_client::{
     Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord,
 };
-use support::{cli_binary, Etcd, Node};
+use support::{Etcd, Node};
 use tokio::sync::watch;
 
 const TOPIC: &str = "orders";
@@ -40,15 +41,6 @@ fn group_config() -> ConsumerConfig {
         max_wait: Duration::from_millis(100),
         ..ConsumerConfig::default()
     }
-}
-
-fn strand(bootstrap: &str, args: &[&str]) -> Output {
-    Command::new(cli_binary())
-        .args(["--bootstrap", bootstrap])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strand")
 }
 
 /// What members saw, in the order it happened.
@@ -190,7 +182,7 @@ async fn coordinator_node(bootstrap: &str, replicas: usize) -> u32 {
 
 /// `group describe` through `bootstrap`: (state line, committed per partition row).
 fn describe_cli(bootstrap: &str) -> (String, Vec<(u32, u64)>) {
-    let out = strand(bootstrap, &["group", "describe", GROUP]);
+    let out = strand(bootstrap, &["group", "describe", GROUP], None);
     assert!(out.status.success(), "group describe via {bootstrap}: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("utf8");
     let rows = text.lines().skip_while(|l| !l.starts_with("topic\t")).skip(1).take_while(|l| !l.starts_with("member"));
@@ -259,7 +251,7 @@ async fn group_survives_losing_its_coordinator_node() {
         assert!(head.contains("state Stable"), "via {public}: {head}");
         assert_eq!(rows, vec![(0, BEFORE + AFTER), (1, BEFORE + AFTER)], "via {public}");
         // The list merges every node's coordinated groups.
-        let out = strand(public, &["group", "list"]);
+        let out = strand(public, &["group", "list"], None);
         assert!(out.status.success(), "group list via {public}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{GROUP}\tStable\t2\n"), "via {public}");
     }

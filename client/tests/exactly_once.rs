@@ -10,6 +10,7 @@
 //! (none failed, none of unknown outcome), at the offset where it is stored, and every
 //! live replica holds exactly the sent sequence: each record once, in send order.
 
+mod common;
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,10 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strand_client::{
-    Acks, Admin, Client, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
-    ReadPreference, SeekTo,
-};
+use common::read::read_replica;
+use strand_client::{Acks, Admin, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
 use support::{Etcd, Node};
 
 /// Longest the cluster may take to reach an expected state.
@@ -88,25 +87,6 @@ fn longest_ack_gap(acked: &[Instant], from: Instant, to: Instant) -> Duration {
 async fn head(admin: &Admin) -> u32 {
     let described = admin.describe_topic_replicas(TOPIC).await.expect("describe");
     described.partitions[0].chain[0]
-}
-
-/// Every value of `TOPIC`/0 as the replica on the node at `bootstrap` serves it.
-async fn read_replica(bootstrap: &str, count: usize) -> Vec<String> {
-    let config = ClientConfig { read_preference: ReadPreference::Nearest, ..ClientConfig::new(bootstrap) };
-    let client = Client::connect(config).await.expect("connect");
-    let mut consumer = Consumer::new(client, ConsumerConfig::default());
-    consumer.assign(TOPIC, 0).await.expect("assign");
-    consumer.seek(TOPIC, 0, SeekTo::Earliest).await.expect("seek");
-    let mut values = Vec::new();
-    let deadline = Instant::now() + SETTLE_MAX;
-    while Instant::now() < deadline {
-        let polled = consumer.poll(Duration::from_millis(500)).await.expect("poll");
-        if polled.is_empty() && values.len() >= count {
-            break;
-        }
-        values.extend(polled.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()));
-    }
-    values
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +172,7 @@ async fn idempotent_acks_all_load_through_head_kill_and_head_pause_is_exactly_on
 
     let expected: Vec<String> = (0..sent).map(|i| format!("r{i}")).collect();
     for node in &chain {
-        let values = read_replica(&publics[*node as usize - 1], sent).await;
+        let values = read_replica(&publics[*node as usize - 1], TOPIC, sent, SETTLE_MAX).await;
         assert_eq!(values.len(), sent, "node {node} holds {} records, {sent} sent", values.len());
         let first_diff = values.iter().zip(&expected).position(|(v, e)| v != e);
         assert!(

@@ -417,30 +417,30 @@ fn describe_totals(table: &str) -> (u64, u64) {
 #[test]
 fn cli_consume_group_continues_where_it_stopped_and_describe_shows_lag() {
     let node = Node::start(2);
-    ok(&strand(&node, &["topic", "create", "clicks", "--partitions", "2"], None));
+    ok(&strand(&node.public, &["topic", "create", "clicks", "--partitions", "2"], None));
     let input: String = (0..10).map(|i| format!("click-{i}\n")).collect();
-    assert_eq!(ok(&strand(&node, &["produce", "clicks"], Some(input.as_bytes()))), "10\n");
+    assert_eq!(ok(&strand(&node.public, &["produce", "clicks"], Some(input.as_bytes()))), "10\n");
 
     let args = ["consume", "clicks", "--group", "cli", "--timeout-ms", "5000"];
-    let first = ok(&strand(&node, &[&args[..], &["--from-beginning", "--count", "4"]].concat(), None));
+    let first = ok(&strand(&node.public, &[&args[..], &["--from-beginning", "--count", "4"]].concat(), None));
     assert_eq!(first.lines().count(), 4, "{first}");
-    let described = ok(&strand(&node, &["group", "describe", "cli"], None));
+    let described = ok(&strand(&node.public, &["group", "describe", "cli"], None));
     assert!(described.starts_with("group cli\tstate Empty"), "{described}");
     assert_eq!(describe_totals(&described), (4, 6), "{described}");
 
-    let second = ok(&strand(&node, &[&args[..], &["--count", "6"]].concat(), None));
+    let second = ok(&strand(&node.public, &[&args[..], &["--count", "6"]].concat(), None));
     let all: BTreeSet<&str> = first.lines().chain(second.lines()).collect();
     assert_eq!(all.len(), 10, "the second run continues without re-reading: {first} / {second}");
 
     let more: String = (10..13).map(|i| format!("click-{i}\n")).collect();
-    assert_eq!(ok(&strand(&node, &["produce", "clicks"], Some(more.as_bytes()))), "3\n");
-    let described = ok(&strand(&node, &["group", "describe", "cli"], None));
+    assert_eq!(ok(&strand(&node.public, &["produce", "clicks"], Some(more.as_bytes()))), "3\n");
+    let described = ok(&strand(&node.public, &["group", "describe", "cli"], None));
     assert_eq!(describe_totals(&described), (10, 3), "{described}");
-    assert_eq!(ok(&strand(&node, &["group", "list"], None)), "cli\tEmpty\t0\n");
+    assert_eq!(ok(&strand(&node.public, &["group", "list"], None)), "cli\tEmpty\t0\n");
 
-    let missing = strand(&node, &["group", "describe", "nope"], None);
+    let missing = strand(&node.public, &["group", "describe", "nope"], None);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
-    let usage = strand(&node, &["consume", "clicks", "--group", "cli", "--partition", "0"], None);
+    let usage = strand(&node.public, &["consume", "clicks", "--group", "cli", "--partition", "0"], None);
     assert_eq!(usage.status.code(), Some(2), "--group with --partition is a usage error");
 }

@@ -3,12 +3,12 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use crate::support::{cli_binary, Node};
+use crate::support::cli_binary;
 
-/// Runs `strand --bootstrap <node> args…`, feeding `stdin` when given; waits for it.
-pub fn strand(node: &Node, args: &[&str], stdin: Option<&[u8]>) -> Output {
+/// Runs `strand --bootstrap <bootstrap> args…`, feeding `stdin` when given; waits for it.
+pub fn strand(bootstrap: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(cli_binary())
-        .args(["--bootstrap", &node.public])
+        .args(["--bootstrap", bootstrap])
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

@@ -3,3 +3,4 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the helpers")]
 
 pub mod cli;
+pub mod read;
