@@ -23,7 +23,7 @@ use strand_wire::ErrorCode;
 
 use super::dispatch::Reply;
 use super::forward::{ShardAnswer, ShardCall};
-use super::ops::{produce_error, LocalFetch};
+use super::ops::{fetch_error, list_offsets_error, produce_error, LocalFetch};
 use super::partition::{producer_batches, HeadProducers, ProduceOutcome, ProduceRefusal};
 use super::registry::TopicConfig;
 use super::Shard;
@@ -182,22 +182,11 @@ impl Shard {
 
     /// Reads one replicated partition up to its committed offset.
     pub(crate) async fn read_replicated(&self, p: &FetchPartition, budget: u32) -> LocalFetch {
-        let mut response = FetchPartitionResponse {
-            topic: p.topic.clone(),
-            partition: p.partition,
-            error: ErrorCode::None,
-            log_start_offset: 0,
-            log_end_offset: 0,
-            high_watermark: 0,
-            bytes_len: 0,
-        };
         let replica = match self.serving_replica(&p.topic, p.partition) {
             Ok(r) => r,
-            Err(code) => {
-                response.error = code;
-                return LocalFetch { response, chunks: Vec::new() };
-            }
+            Err(code) => return fetch_error(p, code),
         };
+        let LocalFetch { mut response, .. } = fetch_error(p, ErrorCode::None);
         let committed = replica.committed();
         let log = replica.log();
         response.log_start_offset = log.log_start_offset();
@@ -233,20 +222,11 @@ impl Shard {
 
     /// ListOffsets on a replicated partition: `latest` is the committed offset.
     pub(crate) async fn list_offsets_replicated(&self, p: &ListOffsetsPartition) -> ListOffsetsPartitionResponse {
-        let mut r = ListOffsetsPartitionResponse {
-            topic: p.topic.clone(),
-            partition: p.partition,
-            error: ErrorCode::None,
-            offset: 0,
-            timestamp: -1,
-        };
         let replica = match self.serving_replica(&p.topic, p.partition) {
             Ok(replica) => replica,
-            Err(code) => {
-                r.error = code;
-                return r;
-            }
+            Err(code) => return list_offsets_error(p, code),
         };
+        let mut r = list_offsets_error(p, ErrorCode::None);
         let committed = replica.committed();
         match p.spec {
             OffsetSpec::Earliest => r.offset = replica.log().log_start_offset(),

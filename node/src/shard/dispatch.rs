@@ -15,7 +15,7 @@ use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 
 use super::forward::{self, ShardAnswer, ShardCall};
-use super::ops::{produce_error, FetchLimits, LocalFetch};
+use super::ops::{fetch_error, list_offsets_error, produce_error, FetchLimits, LocalFetch};
 use super::registry::TopicConfig;
 use super::Shard;
 use crate::groups::is_internal_topic;
@@ -375,11 +375,7 @@ impl Shard {
         for (i, p) in r.partitions.into_iter().enumerate() {
             match self.route(&p.topic, p.partition) {
                 Ok(owner) => by_owner.entry(owner.0).or_default().push((i, p)),
-                Err(error) => {
-                    let (topic, partition) = (p.topic, p.partition);
-                    results[i] =
-                        Some(ListOffsetsPartitionResponse { topic, partition, error, offset: 0, timestamp: -1 });
-                }
+                Err(error) => results[i] = Some(list_offsets_error(&p, error)),
             }
         }
         for (owner, group) in by_owner {
@@ -488,20 +484,5 @@ impl Shard {
             }
             futures_lite::future::or(self.stop.listen(), glommio::timer::sleep(left.min(ROUND_PAUSE))).await;
         }
-    }
-}
-
-fn fetch_error(p: &FetchPartition, code: ErrorCode) -> LocalFetch {
-    LocalFetch {
-        response: FetchPartitionResponse {
-            topic: p.topic.clone(),
-            partition: p.partition,
-            error: code,
-            log_start_offset: 0,
-            log_end_offset: 0,
-            high_watermark: 0,
-            bytes_len: 0,
-        },
-        chunks: Vec::new(),
     }
 }

@@ -48,6 +48,31 @@ pub(crate) fn produce_error(p: &ProducePartition, code: ErrorCode) -> ProducePar
     }
 }
 
+/// A fetch answer for `p` with no data, carrying only `code`.
+pub(crate) fn fetch_error(p: &FetchPartition, code: ErrorCode) -> LocalFetch {
+    let response = FetchPartitionResponse {
+        topic: p.topic.clone(),
+        partition: p.partition,
+        error: code,
+        log_start_offset: 0,
+        log_end_offset: 0,
+        high_watermark: 0,
+        bytes_len: 0,
+    };
+    LocalFetch { response, chunks: Vec::new() }
+}
+
+/// A list-offsets answer for `p` carrying only `code`.
+pub(crate) fn list_offsets_error(p: &ListOffsetsPartition, code: ErrorCode) -> ListOffsetsPartitionResponse {
+    ListOffsetsPartitionResponse {
+        topic: p.topic.clone(),
+        partition: p.partition,
+        error: code,
+        offset: 0,
+        timestamp: -1,
+    }
+}
+
 impl Shard {
     /// Answers a cross-shard call (everything but `Shutdown`, which the inbox handles).
     pub async fn answer(self: &Rc<Self>, call: ShardCall) -> ShardAnswer {
@@ -164,22 +189,13 @@ impl Shard {
         let mut budget = max_bytes;
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
-            let mut response = FetchPartitionResponse {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                error: ErrorCode::None,
-                log_start_offset: 0,
-                log_end_offset: 0,
-                high_watermark: 0,
-                bytes_len: 0,
-            };
             if replicated(self, &p.topic) {
                 let fetched = self.read_replicated(p, budget).await;
                 budget = budget.saturating_sub(fetched.response.bytes_len);
                 out.push(fetched);
                 continue;
             }
-            let mut chunks = Vec::new();
+            let LocalFetch { mut response, mut chunks } = fetch_error(p, ErrorCode::None);
             match self.partition(&p.topic, p.partition) {
                 Err(code) => response.error = code,
                 Ok(part) => {
@@ -207,17 +223,11 @@ impl Shard {
     pub async fn list_offsets_local(&self, parts: &[ListOffsetsPartition]) -> Vec<ListOffsetsPartitionResponse> {
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
-            let mut r = ListOffsetsPartitionResponse {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                error: ErrorCode::None,
-                offset: 0,
-                timestamp: -1,
-            };
             if replicated(self, &p.topic) {
                 out.push(self.list_offsets_replicated(p).await);
                 continue;
             }
+            let mut r = list_offsets_error(p, ErrorCode::None);
             match self.partition(&p.topic, p.partition) {
                 Err(code) => r.error = code,
                 Ok(part) => match p.spec {
