@@ -9,9 +9,12 @@
 //! log start on, every acknowledged record there exactly once, in order. Also
 //! `PartitionLog::reset` alone, in both io modes, with its crash states.
 
-use bytes::Bytes;
+#[path = "common/replication.rs"]
+mod replication;
+
 use glommio::net::TcpListener;
 use glommio::LocalExecutorBuilder;
+use replication::{batch, chain_with, produce_n, read_all, PRODUCE_DEADLINE, WAIT};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,11 +24,9 @@ use std::time::{Duration, Instant};
 use strand_core::chain::{Acks, ChainConfig, Epoch, NodeId};
 use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog};
 use strand_node::replication::{link, Peers, ReplicatedPartition, Replicator};
-use strand_wire::batch::{BatchBuilder, BatchIter};
+use strand_wire::batch::BatchIter;
 
 const TOPIC: &str = "retention";
-const PRODUCE_DEADLINE: Duration = Duration::from_secs(10);
-const WAIT: Duration = Duration::from_secs(15);
 const SEGMENT_BYTES: u64 = 2048;
 const RETAIN_BYTES: u64 = 4096;
 
@@ -90,51 +91,6 @@ fn log_config() -> LogConfig {
     }
 }
 
-fn batch(tag: &str, seq: u32) -> Bytes {
-    let mut b = BatchBuilder::new();
-    b.push(1_000, None, format!("{tag}-{seq}").as_bytes(), &[]);
-    b.finish()
-}
-
-fn chain(epoch: u64, members: &[u32], learner: Option<u32>) -> ChainConfig {
-    ChainConfig {
-        epoch: Epoch(epoch),
-        members: members.iter().map(|m| NodeId(*m)).collect(),
-        learner: learner.map(NodeId),
-    }
-}
-
-/// The log's bytes from its start.
-async fn read_all(log: &PartitionLog) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    while offset < log.log_end_offset() {
-        let read = log.read(offset, 1 << 20).await.expect("read");
-        for chunk in &read.chunks {
-            out.extend_from_slice(&chunk.to_bytes().await.expect("chunk"));
-        }
-        offset = read.next_offset;
-    }
-    out
-}
-
-async fn produce_n(replica: &ReplicatedPartition, tag: &str, batches: u32) -> Result<Vec<u64>, String> {
-    let mut offsets = Vec::new();
-    for seq in 0..batches {
-        let produce = async { Some(replica.produce(batch(tag, seq), Acks::All).await) };
-        let deadline = async {
-            glommio::timer::sleep(PRODUCE_DEADLINE).await;
-            None
-        };
-        match futures_lite::future::or(produce, deadline).await {
-            Some(Ok(offset)) => offsets.push(offset),
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("timed out".into()),
-        }
-    }
-    Ok(offsets)
-}
-
 /// Starts node `me` on its own thread from whatever `dir` holds.
 fn start_node(me: u32, dir: PathBuf, epoch_min: u64, config: ChainConfig, peers: HashMap<NodeId, SocketAddr>) -> Node {
     let (cmds, cmd_rx) = flume::unbounded::<Cmd>();
@@ -179,7 +135,7 @@ async fn serve_commands(
             Cmd::Produce { tag, batches, reply } => {
                 let replica = replica.clone();
                 glommio::spawn_local(async move {
-                    let _ = reply.send(produce_n(&replica, &tag, batches).await);
+                    let _ = reply.send(produce_n(&replica, &tag, batches, Acks::All).await);
                 })
                 .detach();
             }
@@ -249,7 +205,7 @@ fn a_learner_joining_after_retention_is_reset_to_the_tails_start_and_restarts_fr
     let dir = |n: u32| tmp.path().join(format!("n{n}"));
     let mut nodes: HashMap<u32, Node> = HashMap::new();
     for n in [1, 2] {
-        nodes.insert(n, start_node(n, dir(n), 0, chain(1, &[1, 2], None), HashMap::new()));
+        nodes.insert(n, start_node(n, dir(n), 0, chain_with(1, &[1, 2], None), HashMap::new()));
     }
     link_all(&nodes);
     let mut acked: Vec<(u64, String)> = Vec::new();
@@ -262,16 +218,16 @@ fn a_learner_joining_after_retention_is_reset_to_the_tails_start_and_restarts_fr
     assert!(tail_start > 0 && head_start > 0);
 
     // A fresh learner: its empty log ends at 0, below the tail's start.
-    nodes.insert(3, start_node(3, dir(3), 1, chain(1, &[1, 2], None), HashMap::new()));
+    nodes.insert(3, start_node(3, dir(3), 1, chain_with(1, &[1, 2], None), HashMap::new()));
     link_all(&nodes);
     for n in [1, 2, 3] {
-        nodes[&n].config(&chain(2, &[1, 2], Some(3)));
+        nodes[&n].config(&chain_with(2, &[1, 2], Some(3)));
     }
     produce(&nodes, &mut acked, "b", 30);
     let (_, in_sync, _) = wait_for(&nodes[&2], |s| s.1);
     assert!(in_sync, "the tail never reported its reset learner in sync");
     for n in [1, 2, 3] {
-        nodes[&n].config(&chain(3, &[1, 2, 3], None));
+        nodes[&n].config(&chain_with(3, &[1, 2, 3], None));
     }
     produce(&nodes, &mut acked, "c", 20);
     let learner_start = std::fs::read_dir(dir(3))
@@ -284,19 +240,19 @@ fn a_learner_joining_after_retention_is_reset_to_the_tails_start_and_restarts_fr
     // Crash the new tail (its log starts above 0) and restart it from its files.
     nodes.get_mut(&3).expect("node 3").stop();
     for n in [1, 2] {
-        nodes[&n].config(&chain(4, &[1, 2], None));
+        nodes[&n].config(&chain_with(4, &[1, 2], None));
     }
     produce(&nodes, &mut acked, "d", 20);
-    nodes.insert(3, start_node(3, dir(3), 4, chain(4, &[1, 2], None), HashMap::new()));
+    nodes.insert(3, start_node(3, dir(3), 4, chain_with(4, &[1, 2], None), HashMap::new()));
     link_all(&nodes);
     for n in [1, 2, 3] {
-        nodes[&n].config(&chain(5, &[1, 2], Some(3)));
+        nodes[&n].config(&chain_with(5, &[1, 2], Some(3)));
     }
     produce(&nodes, &mut acked, "e", 20);
     let (_, in_sync, _) = wait_for(&nodes[&2], |s| s.1);
     assert!(in_sync, "the restarted learner never caught up");
     for n in [1, 2, 3] {
-        nodes[&n].config(&chain(6, &[1, 2, 3], None));
+        nodes[&n].config(&chain_with(6, &[1, 2, 3], None));
     }
     produce(&nodes, &mut acked, "f", 20);
 

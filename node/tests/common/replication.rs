@@ -55,10 +55,11 @@ pub fn chain(epoch: u64, members: &[u32]) -> ChainConfig {
     chain_with(epoch, members, None)
 }
 
-/// Reads a replica's whole log back through the log API.
+/// Reads a replica's whole log (from its start, which retention may have moved above 0)
+/// back through the log API.
 pub async fn read_all(log: &PartitionLog) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut offset = 0;
+    let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
         let read = log.read(offset, 1 << 20).await.expect("read");
         for chunk in &read.chunks {
