@@ -123,7 +123,8 @@ test_check_failures() {
   expect "check: too little free space is a FAIL" test "$(status_of "$out" free_space)" = FAIL
 }
 
-# The memlock verdict must depend on CAP_IPC_LOCK (DESIGN §9): same limit, with and without.
+# The memlock verdict must depend on CAP_IPC_LOCK (without it glommio silently skips its
+# registered buffers): same limit, with and without.
 test_check_cap_ipc_lock() {
   local with without
   if ! capsh --has-p=cap_ipc_lock 2>/dev/null || ! capsh --has-p=cap_setpcap 2>/dev/null; then

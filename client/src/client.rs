@@ -442,8 +442,11 @@ impl Client {
         let found = meta.topics.into_iter().find(|t| t.name == topic);
         match found {
             Some(t) if t.error == ErrorCode::None => Ok(t),
-            Some(t) => Err(ClientError::server(t.error, Some(format!("topic {topic}: {}", t.error)))),
-            None => Err(ClientError::server(ErrorCode::UnknownTopic, Some(format!("unknown topic {topic}")))),
+            Some(t) if t.error == ErrorCode::UnknownTopic => {
+                Err(ClientError::server(t.error, Some(format!("topic {topic} does not exist"))))
+            }
+            Some(t) => Err(ClientError::server(t.error, Some(format!("topic {topic}")))),
+            None => Err(ClientError::server(ErrorCode::UnknownTopic, Some(format!("topic {topic} does not exist")))),
         }
     }
 

@@ -28,8 +28,10 @@ pub enum ClientError {
     /// The node sent bytes this client cannot parse.
     #[error("protocol error: {0}")]
     Protocol(#[from] ProtoError),
-    /// The node answered with an error code.
-    #[error("{code}: {message}")]
+    /// The node answered with an error code. `message` is the node's explanation, or
+    /// empty when it sent none; it does not repeat the code (Display prints the code,
+    /// then the message if there is one).
+    #[error("{code}{}", message_suffix(*.code, .message))]
     Server { code: ErrorCode, message: String },
     /// The node answered with a response of the wrong kind or shape.
     #[error("unexpected response: {0}")]
@@ -151,9 +153,58 @@ impl ClientError {
 
     /// An error for a non-`None` code with an optional message from the node.
     pub fn server(code: ErrorCode, message: Option<String>) -> Self {
-        ClientError::Server { code, message: message.unwrap_or_else(|| code.name().to_string()) }
+        ClientError::Server { code, message: message.unwrap_or_default() }
+    }
+
+    /// What this error says beyond its wire code: a server error's message (`None` if
+    /// the node sent none), any other error's Display. For messages that wrap this error
+    /// under the same code, so the code is said once.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            ClientError::Server { code, message } => {
+                (!message_suffix(*code, message).is_empty()).then(|| message.clone())
+            }
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// `: message` after a server error's code; nothing when the node sent no message or
+/// one that only repeats the code (`STORAGE_FULL`, not `STORAGE_FULL: STORAGE_FULL`).
+fn message_suffix(code: ErrorCode, message: &str) -> String {
+    if message.is_empty() || message == code.name() {
+        String::new()
+    } else {
+        format!(": {message}")
     }
 }
 
 /// Result of a client operation.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server error says its code once, whether the node sent a message or not.
+    #[test]
+    fn server_error_says_its_code_once() {
+        let cases = [
+            (ClientError::server(ErrorCode::StorageFull, None), "STORAGE_FULL"),
+            (ClientError::server(ErrorCode::StorageFull, Some("STORAGE_FULL".into())), "STORAGE_FULL"),
+            (ClientError::server(ErrorCode::StorageFull, Some("disk 99% full".into())), "STORAGE_FULL: disk 99% full"),
+        ];
+        for (error, shown) in cases {
+            assert_eq!(error.to_string(), shown);
+        }
+    }
+
+    /// Wrapping an error under its own code keeps only what it says beyond the code.
+    #[test]
+    fn detail_leaves_out_the_code() {
+        assert_eq!(ClientError::server(ErrorCode::NotOwner, None).detail(), None);
+        let with_message = ClientError::server(ErrorCode::NotOwner, Some("node 2 is head".into()));
+        assert_eq!(with_message.detail().as_deref(), Some("node 2 is head"));
+        assert_eq!(ClientError::Timeout.detail().as_deref(), Some("request timed out"));
+    }
+}

@@ -717,7 +717,8 @@ impl Worker {
                     // send order.
                     if let Some(e) = retry_error.take() {
                         renew = true;
-                        let message = format!("refused ({e}) and a later batch was stored; not resent, to keep order");
+                        let why = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+                        let message = format!("refused{why} and a later batch was stored; not resent, to keep order");
                         let failure = ClientError::Server { code: e.code(), message };
                         while let Some(refused) = self.inflight.pop_front() {
                             if kept_unknown.contains(&refused.base_sequence) {
@@ -818,9 +819,10 @@ impl Worker {
                     self.complete(batch, Ok(base));
                 }
                 _ => {
+                    let why = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
                     let e = ClientError::Server {
                         code: err.code(),
-                        message: format!("an earlier batch of this partition failed: {err}"),
+                        message: format!("an earlier batch of this partition failed{why}"),
                     };
                     self.complete(batch, Err(e));
                 }

@@ -122,7 +122,7 @@ async fn run(
         Ok(done) => done,
         Err(e) => {
             let endpoints = config.endpoints.join(",");
-            let _ = init.send(Err(ControlError::Etcd(format!("cannot reach etcd at {endpoints}: {e}"))));
+            let _ = init.send(Err(ControlError::Etcd(format!("cannot reach {endpoints}: {e}"))));
             return;
         }
     };
