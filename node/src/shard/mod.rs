@@ -102,8 +102,6 @@ const METRICS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 pub enum ShardError {
     #[error("shard {shard}: cannot open partition {topic}/{partition}: {reason}")]
     Open { shard: u16, topic: String, partition: u32, reason: String },
-    #[error("shard {shard}: cannot listen on {addr}: {source}")]
-    Listen { shard: u16, addr: String, source: std::io::Error },
     #[error("shard {shard}: {reason}")]
     Other { shard: u16, reason: String },
 }
