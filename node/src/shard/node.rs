@@ -135,7 +135,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         .enumerate()
         .filter_map(|(s, h)| match h.join() {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("shard {s}: {e}")),
+            Ok(Err(e)) => Some(e.to_string()),
             Err(e) => Some(format!("shard {s} executor: {e}")),
         })
         .collect();
