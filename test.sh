@@ -2,14 +2,27 @@
 # The whole Strand test suite: operator scripts first, then every Rust test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")"
-# Building strand-node needs protoc (the etcd client's gRPC code is generated at build
-# time); the cluster tests start a real etcd.
+# What the suite runs besides cargo, from Debian's packages: a real etcd for the cluster
+# tests, shellcheck for the operator scripts, mkfs.ext4/losetup/mount for the ENOSPC and
+# EIO tests, fio for the storage-limit checks. As root they are installed here;
+# otherwise the one command to run is printed.
+need=(etcd:etcd-server shellcheck:shellcheck mkfs.ext4:e2fsprogs losetup:mount fio:fio)
 missing=()
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-command -v "${ETCD_BIN:-etcd}" >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+for pair in "${need[@]}"; do
+  cmd=${pair%%:*} pkg=${pair##*:}
+  if [ "$cmd" = etcd ] && [ -n "${ETCD_BIN:-}" ] && [ -x "$ETCD_BIN" ]; then continue; fi
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/sbin/$cmd" ] || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "test.sh: missing ${missing[*]}: sudo apt-get install -y ${missing[*]} (see README)" >&2
-  exit 1
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null || true
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "test.sh: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
 fi
 bash linux-setup/test.sh
 # `cargo test --workspace` builds every binary before it runs any test; the client, bench

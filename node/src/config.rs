@@ -200,21 +200,95 @@ impl NodeConfig {
                 }
                 base => Some(base),
             };
-        Ok(NodeConfig {
+        let advertise_host = advertise_host(cli.advertise.or(file.advertise), listen)?;
+        let config = NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,
             admin: cli.admin.or(file.admin).unwrap_or_else(|| parse_addr(ADMIN_DEFAULT)),
             shards,
             shard_port_base,
             node_id: cli.node_id.or(file.node_id).unwrap_or(0),
-            advertise_host: cli.advertise.or(file.advertise).unwrap_or_else(|| listen.ip().to_string()),
+            advertise_host,
             limits,
             retention_check_ms: file.retention_check_ms.unwrap_or(RETENTION_CHECK_MS_DEFAULT).max(100),
             log,
             cluster,
             replication_port_base,
-        })
+        };
+        check_ports_distinct(&config)?;
+        Ok(config)
     }
+}
+
+/// The host clients and peers are told (`--advertise`, default the listen IP), in the form
+/// they join with `:port`: a DNS name, an IPv4 address or a bracketed IPv6 address. The
+/// node advertises the ports it binds, so a port here is refused rather than kept
+/// (clients would otherwise dial `host:port:port`).
+fn advertise_host(given: Option<String>, listen: SocketAddr) -> Result<String, ConfigError> {
+    let Some(host) = given else {
+        return Ok(match listen.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        });
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::Ipv6Addr>() {
+        return Ok(format!("[{ip}]"));
+    }
+    if host.parse::<SocketAddr>().is_ok() || host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let without = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        return Err(invalid(
+            "advertise",
+            format!("{host:?} has a port; give the host only (e.g. --advertise {without}): the node advertises the ports it binds"),
+        ));
+    }
+    let valid_name = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+    };
+    if !valid_name(&host) {
+        return Err(invalid("advertise", format!("{host:?} is not a host name or IP address")));
+    }
+    Ok(host)
+}
+
+/// Two of the node's own fixed ports on one address would make the second bind fail with a
+/// misleading "in use by another process": say which flags collide instead.
+fn check_ports_distinct(config: &NodeConfig) -> Result<(), ConfigError> {
+    let shards = config.shards;
+    let mut fixed: Vec<(&'static str, std::net::IpAddr, u16)> = Vec::new();
+    let mut add = |flag, ip, port: u16| {
+        if port != 0 {
+            fixed.push((flag, ip, port));
+        }
+    };
+    let ip = config.listen.ip();
+    add("--listen", ip, config.listen.port());
+    add("--admin", config.admin.ip(), config.admin.port());
+    for s in 0..config.shard_port_base.map_or(0, |_| shards) {
+        add("--shard-port-base", ip, config.shard_port_base.unwrap_or(0) + s);
+    }
+    if config.cluster.is_some() {
+        for s in 0..config.replication_port_base.map_or(0, |_| shards) {
+            add("--replication-port-base", ip, config.replication_port_base.unwrap_or(0) + s);
+        }
+    }
+    for (i, (flag_a, ip_a, port_a)) in fixed.iter().enumerate() {
+        for (flag_b, ip_b, port_b) in &fixed[i + 1..] {
+            let same_ip = ip_a == ip_b || ip_a.is_unspecified() || ip_b.is_unspecified();
+            if port_a == port_b && same_ip {
+                let reason = format!("port {port_a} is given both by {flag_a} and by {flag_b}");
+                return Err(invalid("ports", reason));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The control-plane settings: `Some` iff `--etcd` (or `etcd` in the file) is given, which
@@ -369,5 +443,35 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
         let tiny = FileConfig { frame_len_max: Some(10), ..FileConfig::default() };
         assert!(NodeConfig::merge(cli(&[]), tiny).is_err());
+    }
+
+    #[test]
+    fn advertise_takes_a_host_without_a_port() {
+        let host = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).map(|c| c.advertise_host);
+        assert_eq!(host(&[]).unwrap(), "127.0.0.1");
+        assert_eq!(host(&["--advertise", "node-1.example.com"]).unwrap(), "node-1.example.com");
+        assert_eq!(host(&["--advertise", "10.0.0.7"]).unwrap(), "10.0.0.7");
+        assert_eq!(host(&["--advertise", "::1"]).unwrap(), "[::1]");
+        assert_eq!(host(&["--listen", "[::1]:7070"]).unwrap(), "[::1]");
+        let err = host(&["--advertise", "127.0.0.1:7100"]).unwrap_err().to_string();
+        assert!(err.contains("has a port") && err.contains("--advertise 127.0.0.1"), "{err}");
+        assert!(host(&["--advertise", "h:7100"]).is_err());
+        assert!(host(&["--advertise", "[::1]:7100"]).is_err());
+        assert!(host(&["--advertise", "bad host"]).is_err());
+        assert!(host(&["--advertise", ""]).is_err());
+    }
+
+    #[test]
+    fn the_nodes_own_ports_must_not_collide() {
+        let merge = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default());
+        let err = merge(&["--shards", "2", "--shard-port-base", "7070"]).unwrap_err().to_string();
+        assert_eq!(err, "invalid ports: port 7070 is given both by --listen and by --shard-port-base");
+        assert!(merge(&["--admin", "127.0.0.1:7101", "--shards", "2"]).is_err());
+        assert!(merge(&["--admin", "0.0.0.0:7070"]).is_err());
+        assert!(merge(&["--admin", "127.0.0.2:7070"]).is_ok());
+        let cluster = ["--etcd", "http://e:1", "--node-id", "1", "--shards", "2"];
+        let both = [&cluster[..], &["--replication-port-base", "7101"]].concat();
+        assert!(merge(&both).is_err());
+        assert!(merge(&[&cluster[..], &["--listen", "127.0.0.1:0", "--shard-port-base", "0"]].concat()).is_ok());
     }
 }

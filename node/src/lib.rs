@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod data_dir;
 pub mod groups;
 pub mod hostcheck;
 pub mod log;

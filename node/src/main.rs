@@ -1,8 +1,8 @@
 //! `strand-node`: parses the command line (DESIGN §8), sets up logging and runs
 //! the node until SIGTERM/SIGINT. Exit code 0 after a clean shutdown, 1 on a
 //! startup or shutdown failure (e.g. etcd unreachable in cluster mode), 2 on a
-//! configuration error, 78 when a host check fails (the host cannot run a node; see
-//! `linux-setup/check`).
+//! configuration error, 78 when the host cannot run this node: a host check fails (see
+//! `linux-setup/check`), or a port or the data dir is held by another process.
 
 use clap::Parser;
 use strand_node::config::{Cli, NodeConfig};
@@ -16,7 +16,9 @@ fn main() {
     // glommio reports a harmless iopoll-probe failure on every DMA open here (DESIGN §9);
     // keep it out of the log unless RUST_LOG asks for it.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,glommio=error"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only for a person at a terminal: a log file or journald must not get ANSI codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     let config = match NodeConfig::from_cli(Cli::parse()) {
         Ok(config) => config,
         Err(e) => {
@@ -28,9 +30,8 @@ fn main() {
         std::process::exit(HOST_CHECK_FAILED_EXIT);
     }
     if let Err(e) = strand_node::shard::node::run(config) {
-        tracing::error!(error = %e, "strand-node failed");
         eprintln!("strand-node: {e}");
-        std::process::exit(1);
+        std::process::exit(e.exit_code());
     }
 }
 

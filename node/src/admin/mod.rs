@@ -36,9 +36,13 @@ pub struct AdminError {
 }
 
 impl AdminServer {
-    /// Binds `addr` and serves on a new thread.
-    pub fn start(addr: SocketAddr, shared: Arc<NodeShared>) -> Result<Self, AdminError> {
-        let server = Server::http(addr).map_err(|e| AdminError { addr, reason: e.to_string() })?;
+    /// Serves on `listener` (bound exclusively by the node, see `net::listen`) on a new
+    /// thread.
+    pub fn start(listener: std::net::TcpListener, shared: Arc<NodeShared>) -> Result<Self, AdminError> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| AdminError { addr: SocketAddr::from(([0, 0, 0, 0], 0)), reason: e.to_string() })?;
+        let server = Server::from_listener(listener, None).map_err(|e| AdminError { addr, reason: e.to_string() })?;
         let bound =
             server.server_addr().to_ip().ok_or_else(|| AdminError { addr, reason: "not an IP socket".into() })?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -1,9 +1,9 @@
 //! Listeners and connections. Architecture invariant: only this module touches
 //! client sockets.
 //!
-//! Each shard accepts on its own shard port and on the shared public port
-//! (`SO_REUSEPORT`: the kernel spreads public connections over shards); both kinds
-//! of connection are served the same way — the dispatcher routes each partition
+//! Each shard accepts on its own shard port; shard 0 also accepts on the public port and
+//! hands those connections round-robin to every shard (the ports are exclusive to this
+//! process, see [`listen`]); both kinds of connection are served the same way — the dispatcher routes each partition
 //! to its owner. Per connection, requests are read in order and handled
 //! concurrently; responses go out in completion order (clients match correlation
 //! ids), so a long-poll fetch never delays a produce ack. Each request is polled once
@@ -21,6 +21,7 @@
 //! serialized by a per-connection lock so a zero-copy payload is never interleaved with
 //! another response.
 
+pub mod listen;
 pub mod zerocopy;
 
 use std::cell::Cell;
@@ -30,7 +31,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::{AcceptedTcpStream, TcpListener, TcpStream};
 use glommio::sync::{RwLock, Semaphore};
 use strand_wire::codec::{decode_request, encode_response, DecodeError};
 use strand_wire::frame::{FrameDecoder, FramePrefix};
@@ -52,48 +53,92 @@ pub const FETCH_RESPONSE_BYTES_PER_CONNECTION: u64 = 16 << 20;
 
 type Writer = Rc<RwLock<WriteHalf<TcpStream>>>;
 
-/// Accepts connections until shutdown begins.
+/// Connections shard 0 may have queued for one other shard before it serves the next
+/// one itself (the target shard is busy: better a less even spread than a wait).
+pub const HANDOFF_QUEUE_LEN: usize = 64;
+
+/// Accepts on a shard's own port until shutdown begins.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: &'static str) {
-    loop {
-        let stop = shard.stop.listen();
-        if shard.is_stopping() {
-            break;
+    while let Some(accepted) = until_stopped(&shard, listener.accept()).await {
+        match accepted {
+            Ok(stream) => admit(&shard, stream),
+            Err(e) => accept_failed(&shard, kind, e).await,
         }
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            stop.await;
-            None
-        })
-        .await;
+    }
+    debug!(shard = shard.id.0, kind, "listener stopped");
+}
+
+/// Shard 0: accepts on the public port until shutdown and hands each connection to the
+/// next shard in turn (`handoff[s]` reaches shard `s`; its own turn is served here).
+pub async fn accept_public(shard: Rc<Shard>, listener: TcpListener, handoff: Vec<flume::Sender<AcceptedTcpStream>>) {
+    let mut turn = 0usize;
+    while let Some(accepted) = until_stopped(&shard, listener.shared_accept()).await {
         let stream = match accepted {
-            None => break,
-            Some(Ok(stream)) => stream,
-            Some(Err(e)) => {
-                warn!(shard = shard.id.0, kind, error = %e, "accept failed");
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            Ok(stream) => stream,
+            Err(e) => {
+                accept_failed(&shard, "public", e).await;
                 continue;
             }
         };
-        let limit = shard.shared.config.limits.connections_max;
-        if shard.shared.connections.fetch_add(1, Relaxed) >= limit {
-            shard.shared.connections.fetch_sub(1, Relaxed);
-            shard.metrics.connections_refused.fetch_add(1, Relaxed);
-            warn!(shard = shard.id.0, limit, "connection refused: connection limit reached");
-            continue;
-        }
-        let conn_shard = shard.clone();
-        glommio::spawn_local(async move {
-            conn_shard.metrics.connections.fetch_add(1, Relaxed);
-            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            match serve_connection(conn_shard.clone(), stream).await {
-                Ok(()) => debug!(shard = conn_shard.id.0, peer, "connection closed"),
-                Err(reason) => info!(shard = conn_shard.id.0, peer, %reason, "connection closed"),
-            }
-            conn_shard.metrics.connections.fetch_sub(1, Relaxed);
-            conn_shard.shared.connections.fetch_sub(1, Relaxed);
-        })
-        .detach();
+        turn = (turn + 1) % handoff.len().max(1);
+        let stream = match handoff.get(turn) {
+            Some(target) if turn != usize::from(shard.id.0) => match target.try_send(stream) {
+                Ok(()) => continue,
+                Err(flume::TrySendError::Full(s) | flume::TrySendError::Disconnected(s)) => s,
+            },
+            _ => stream,
+        };
+        admit(&shard, stream.bind_to_executor());
     }
-    debug!(shard = shard.id.0, kind, "listener stopped");
+    debug!(shard = shard.id.0, "public listener stopped");
+}
+
+/// Every shard but 0: serves the public-port connections shard 0 hands over, until shutdown.
+pub async fn adopt_loop(shard: Rc<Shard>, handed: flume::Receiver<AcceptedTcpStream>) {
+    while let Some(Ok(stream)) = until_stopped(&shard, handed.recv_async()).await {
+        admit(&shard, stream.bind_to_executor());
+    }
+}
+
+/// `future`'s output, or `None` once the shard begins stopping.
+async fn until_stopped<T>(shard: &Shard, future: impl std::future::Future<Output = T>) -> Option<T> {
+    let stop = shard.stop.listen();
+    if shard.is_stopping() {
+        return None;
+    }
+    futures_lite::future::or(async { Some(future.await) }, async {
+        stop.await;
+        None
+    })
+    .await
+}
+
+async fn accept_failed(shard: &Shard, kind: &'static str, e: glommio::GlommioError<()>) {
+    warn!(shard = shard.id.0, kind, error = %e, "accept failed");
+    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+}
+
+/// Serves `stream` on this shard unless the node is at its connection limit.
+fn admit(shard: &Rc<Shard>, stream: TcpStream) {
+    let limit = shard.shared.config.limits.connections_max;
+    if shard.shared.connections.fetch_add(1, Relaxed) >= limit {
+        shard.shared.connections.fetch_sub(1, Relaxed);
+        shard.metrics.connections_refused.fetch_add(1, Relaxed);
+        warn!(shard = shard.id.0, limit, "connection refused: connection limit reached");
+        return;
+    }
+    let conn_shard = shard.clone();
+    glommio::spawn_local(async move {
+        conn_shard.metrics.connections.fetch_add(1, Relaxed);
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        match serve_connection(conn_shard.clone(), stream).await {
+            Ok(()) => debug!(shard = conn_shard.id.0, peer, "connection closed"),
+            Err(reason) => info!(shard = conn_shard.id.0, peer, %reason, "connection closed"),
+        }
+        conn_shard.metrics.connections.fetch_sub(1, Relaxed);
+        conn_shard.shared.connections.fetch_sub(1, Relaxed);
+    })
+    .detach();
 }
 
 /// Reads frames, polls each request once and spawns the rest of it as a task, until EOF, a framing error or shutdown.

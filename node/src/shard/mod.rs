@@ -97,28 +97,13 @@ const SHUTDOWN_APPEND_WAIT: Duration = Duration::from_secs(10);
 /// How often partition offsets are published to the metrics.
 const METRICS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Why a shard could not start or stop cleanly. The message does not name the shard:
-/// whoever collects the error (the node joining its executors, a topic broadcast) says
-/// which shard it came from, once, using [`ShardError::shard`].
+/// Why a shard could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
-    #[error("cannot open partition {topic}/{partition}: {reason}")]
+    #[error("shard {shard}: cannot open partition {topic}/{partition}: {reason}")]
     Open { shard: u16, topic: String, partition: u32, reason: String },
-    #[error("cannot listen on {addr}: {source}")]
-    Listen { shard: u16, addr: String, source: std::io::Error },
-    #[error("{reason}")]
+    #[error("shard {shard}: {reason}")]
     Other { shard: u16, reason: String },
-}
-
-impl ShardError {
-    /// The shard that failed.
-    pub fn shard(&self) -> u16 {
-        match self {
-            ShardError::Open { shard, .. } | ShardError::Listen { shard, .. } | ShardError::Other { shard, .. } => {
-                *shard
-            }
-        }
-    }
 }
 
 impl Shard {
@@ -403,19 +388,18 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::ShardError;
 
-    /// The node prefixes a shard's error with `shard N: ` when it joins the shard; the
-    /// error itself must not say it again (`shard 0: shard 0: …`).
+    /// A shard's error names the shard once, and the node reports it as is: no caller
+    /// adds `shard N: ` again (`shard 0: shard 0: …`).
     #[test]
-    fn shard_error_names_the_shard_once_when_prefixed() {
+    fn shard_error_names_the_shard_once() {
         let errors = [
             ShardError::Open { shard: 3, topic: "events".into(), partition: 1, reason: "File exists".into() },
-            ShardError::Listen { shard: 3, addr: "127.0.0.1:7070".into(), source: std::io::ErrorKind::AddrInUse.into() },
             ShardError::Other { shard: 3, reason: "DMA probe: EINVAL".into() },
         ];
         for e in errors {
-            let line = format!("shard {}: {e}", e.shard());
-            assert_eq!(line.matches("shard 3").count(), 1, "{line}");
-            assert!(!e.to_string().starts_with("shard"), "{e}");
+            let line = e.to_string();
+            assert!(line.starts_with("shard 3: "), "{line}");
+            assert_eq!(line.matches("shard").count(), 1, "{line}");
         }
     }
 }

@@ -1,23 +1,22 @@
 //! Starting and stopping a whole node: one pinned glommio executor per shard, the
 //! public-port rendezvous, the admin thread and signal handling.
 //!
-//! Startup order: (cluster mode: connect to etcd and read the view) → load the registry
-//! → start shards (each: DMA probe, open owned partitions, bind ports — plus, in cluster
-//! mode, a replication listener and the reconcile task) → when every shard reported its
-//! ports, (cluster mode: register this node in etcd) print the `strand-node listening:`
-//! line and mark the node serving. Shutdown (SIGTERM,
+//! Startup order: lock the data dir → bind every port (exclusively: see `net::listen`)
+//! → (cluster mode: connect to etcd and read the view) → load the registry → start
+//! shards (each: DMA probe, open owned partitions, start accepting on the listeners it
+//! was given — plus, in cluster mode, the replication listener and the reconcile task)
+//! → when every shard reported ready, (cluster mode: register this node in etcd) print
+//! the `strand-node listening:` line and mark the node serving. Shutdown (SIGTERM,
 //! SIGINT): mark not serving, send `Shutdown` to every shard (each stops
 //! accepting, finishes in-flight appends and closes its logs), revoke the etcd lease
 //! (cluster mode: peers reconfigure at once), join, exit.
 //!
-//! The public port is shared by all shards with `SO_REUSEPORT`: shard 0 binds the
-//! configured address first (so port 0 resolves to one real port) and the others
-//! bind the address it got.
+//! The public port has one listener, on shard 0, which hands connections round-robin
+//! to the shards; no port of the node can be joined by another process.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use glommio::{LocalExecutorBuilder, Placement};
 use strand_core::placement::ShardId;
@@ -28,14 +27,20 @@ use super::registry::{TopicConfig, TopicRegistry};
 use super::{now_ms, BoundPorts, NodeShared, Shard, ShardError};
 use crate::admin::AdminServer;
 use crate::config::NodeConfig;
+use crate::data_dir::{DataDirLock, LockError};
 use crate::log::IoMode;
 use crate::metrics::NodeMetrics;
+use crate::net::listen::{self, BindError, NodeListeners};
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("data dir {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    DataDirLock(#[from] LockError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error(transparent)]
     Registry(#[from] super::registry::RegistryError),
     #[error(transparent)]
@@ -50,25 +55,29 @@ pub enum NodeError {
     Control(#[from] crate::control::ControlError),
 }
 
-/// The public address once shard 0 bound it (or why it could not).
-type Rendezvous = Arc<(Mutex<Option<Result<SocketAddr, String>>>, Condvar)>;
-/// A shard's bound ports or its startup failure.
-type PortReport = Result<ShardPorts, String>;
+/// A shard's startup result: ready, or why not.
+type PortReport = Result<usize, String>;
 
-/// What one shard bound.
-struct ShardPorts {
-    shard: usize,
-    own: u16,
-    public: u16,
-    /// Replication listener (0 on a single node).
-    replication: u16,
+impl NodeError {
+    /// The process exit code for this failure: 78 (`EX_CONFIG`) when the host's state
+    /// forbids the start — a port or the data dir held by another process — so systemd's
+    /// `RestartPreventExitStatus` does not loop on it; 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            NodeError::DataDirLock(LockError::InUse { .. }) => 78,
+            NodeError::Bind(e) if e.in_use() => 78,
+            _ => 1,
+        }
+    }
 }
 
 /// Runs a node until SIGTERM/SIGINT; returns after every shard closed its logs.
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| NodeError::DataDir { path: config.data_dir.display().to_string(), source })?;
-    // Cluster mode reads the view before anything binds (DESIGN §6 start-up order).
+    // Held until this function returns: no other node may open this data dir meanwhile.
+    let _lock = DataDirLock::acquire(&config.data_dir)?;
+    let listeners = listen::bind_all(&config)?;
+    // Cluster mode reads the view before this node registers (the start-up order that
+    // keeps `epoch_min` safe); binding first is harmless, nobody knows the ports yet.
     let control = config.cluster.clone().map(crate::control::connect).transpose()?;
     let mut registry = TopicRegistry::load(&config.data_dir)?;
     ensure_offsets_topic(&mut registry, config.shards)?;
@@ -88,19 +97,30 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         config,
         control,
     });
-    let rendezvous: Rendezvous = Arc::new((Mutex::new(None), Condvar::new()));
+    let ports = bound_ports(&listeners, shared.control.is_some());
+    let NodeListeners { public, shards: own, replication, admin } = listeners;
+    let mut public = Some(public);
+    let mut replication = replication.into_iter().map(Some).collect::<Vec<_>>();
+    let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) =
+        (0..shard_count).map(|_| flume::bounded(crate::net::HANDOFF_QUEUE_LEN)).unzip();
     let (ports_tx, ports_rx) = mpsc::channel::<PortReport>();
     let mut handles = Vec::with_capacity(shard_count);
-    for (s, (inbox, group_inbox)) in receivers.into_iter().zip(group_receivers).enumerate() {
-        let (shared, topics, rendezvous, ports_tx) =
-            (shared.clone(), topics.clone(), rendezvous.clone(), ports_tx.clone());
+    for (s, ((inbox, group_inbox), (own, handed))) in
+        receivers.into_iter().zip(group_receivers).zip(own.into_iter().zip(handoff_rx)).enumerate()
+    {
+        let (shared, topics, ports_tx) = (shared.clone(), topics.clone(), ports_tx.clone());
         let inboxes = ShardInboxes { calls: inbox, groups: group_inbox };
-        let start = move || shard_main(s, shared, inboxes, topics, rendezvous, ports_tx);
+        let public = match s {
+            0 => PublicPort::Accept(public.take().expect("shard 0 is started once"), handoff_tx.clone()),
+            _ => PublicPort::Adopt(handed),
+        };
+        let listeners = ShardListeners { public, own, replication: replication.get_mut(s).and_then(Option::take) };
+        let start = move || shard_main(s, shared, inboxes, topics, listeners, ports_tx);
         handles.push(spawn_executor(s, start)?);
     }
-    drop(ports_tx);
-    let admin = match collect_ports(&shared, &ports_rx, shard_count).and_then(|p| register(&shared, p)) {
-        Ok(ports) => Some(announce(&shared, ports)?),
+    drop((ports_tx, handoff_tx));
+    let admin = match collect_ready(&ports_rx, shard_count).and_then(|()| register(&shared, ports)) {
+        Ok(ports) => Some(announce(&shared, ports, admin)?),
         Err(e) => {
             error!(error = %e, "node failed to start");
             shutdown_all(&shared);
@@ -115,7 +135,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         .enumerate()
         .filter_map(|(s, h)| match h.join() {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("shard {s}: {e}")),
+            Ok(Err(e)) => Some(e.to_string()),
             Err(e) => Some(format!("shard {s} executor: {e}")),
         })
         .collect();
@@ -163,29 +183,26 @@ fn spawn_executor(
     make(Placement::Unbound).map_err(|e| NodeError::Executor(e.to_string()))
 }
 
-fn collect_ports(
-    shared: &NodeShared,
-    rx: &mpsc::Receiver<PortReport>,
-    shard_count: usize,
-) -> Result<BoundPorts, String> {
-    let mut shards = vec![0u16; shard_count];
-    let mut replication = vec![0u16; shard_count];
-    let mut public = 0;
+/// The ports the node bound (admin too), as peers and clients are told them.
+fn bound_ports(listeners: &NodeListeners, cluster: bool) -> BoundPorts {
+    BoundPorts {
+        public: listen::port(&listeners.public),
+        admin: listen::port(&listeners.admin),
+        shards: listeners.shards.iter().map(listen::port).collect(),
+        replication: if cluster { listeners.replication.iter().map(listen::port).collect() } else { Vec::new() },
+    }
+}
+
+/// Waits until every shard opened its partitions and started accepting.
+fn collect_ready(rx: &mpsc::Receiver<PortReport>, shard_count: usize) -> Result<(), String> {
     for _ in 0..shard_count {
         match rx.recv() {
-            Ok(Ok(p)) => {
-                shards[p.shard] = p.own;
-                replication[p.shard] = p.replication;
-                public = p.public;
-            }
+            Ok(Ok(_shard)) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err("a shard exited during startup".into()),
         }
     }
-    if shared.control.is_none() {
-        replication.clear();
-    }
-    Ok(BoundPorts { public, admin: 0, shards, replication })
+    Ok(())
 }
 
 /// Cluster mode: registers this node (lease, keep-alive, controller campaign) once every
@@ -216,9 +233,12 @@ fn local_topics(registry: &TopicRegistry, cluster: bool) -> Vec<TopicConfig> {
     local
 }
 
-fn announce(shared: &Arc<NodeShared>, mut ports: BoundPorts) -> Result<AdminServer, NodeError> {
-    let admin = AdminServer::start(shared.config.admin, shared.clone())?;
-    ports.admin = admin.addr.port();
+fn announce(
+    shared: &Arc<NodeShared>,
+    ports: BoundPorts,
+    admin: std::net::TcpListener,
+) -> Result<AdminServer, NodeError> {
+    let admin = AdminServer::start(admin, shared.clone())?;
     let ip = shared.config.listen.ip();
     let shard_list: Vec<String> = ports.shards.iter().map(|p| p.to_string()).collect();
     let _ = shared.ports.set(ports.clone());
@@ -284,46 +304,54 @@ fn ensure_offsets_topic(registry: &mut TopicRegistry, shards: u16) -> Result<(),
     Ok(())
 }
 
+/// How a shard takes part in the public port.
+enum PublicPort {
+    /// Shard 0: the listener, and the queues to hand connections to every shard.
+    Accept(std::net::TcpListener, Vec<flume::Sender<glommio::net::AcceptedTcpStream>>),
+    /// Every other shard: the connections shard 0 hands over.
+    Adopt(flume::Receiver<glommio::net::AcceptedTcpStream>),
+}
+
+/// What one shard serves, bound on the main thread.
+struct ShardListeners {
+    public: PublicPort,
+    own: std::net::TcpListener,
+    /// Cluster mode only.
+    replication: Option<std::net::TcpListener>,
+}
+
 fn shard_main(
     s: usize,
     shared: Arc<NodeShared>,
     inboxes: ShardInboxes,
     topics: Vec<TopicConfig>,
-    rendezvous: Rendezvous,
+    listeners: ShardListeners,
     ports_tx: mpsc::Sender<PortReport>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ShardError>>>> {
     Box::pin(async move {
         let shard = Shard::new(ShardId(s as u16), shared);
-        let started = start_shard(&shard, &topics, &rendezvous).await;
-        let (public, own, replication) = match started {
-            Ok(listeners) => listeners,
-            Err(e) => {
-                if s == 0 {
-                    publish_public(&rendezvous, Err(e.to_string()));
-                }
-                let _ = ports_tx.send(Err(e.to_string()));
-                return Err(e);
-            }
-        };
-        let port = |l: &glommio::net::TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);
-        let ports = ShardPorts {
-            shard: s,
-            own: port(&own),
-            public: port(&public),
-            replication: replication.as_ref().map_or(0, port),
-        };
-        let _ = ports_tx.send(Ok(ports));
-        if let (Some(listener), Some(cluster)) = (replication, shard.cluster()) {
+        if let Err(e) = start_shard(&shard, &topics).await {
+            let _ = ports_tx.send(Err(e.to_string()));
+            return Err(e);
+        }
+        let _ = ports_tx.send(Ok(s));
+        if let (Some(listener), Some(cluster)) = (listeners.replication, shard.cluster()) {
             let handler = cluster.replicator.frame_handler();
-            glommio::spawn_local(crate::replication::link::serve(listener, handler)).detach();
+            glommio::spawn_local(crate::replication::link::serve(on_executor(listener), handler)).detach();
             glommio::spawn_local(shard.clone().reconcile_loop()).detach();
             glommio::spawn_local(shard.clone().group_heads_loop()).detach();
         }
         glommio::spawn_local(shard.clone().serve_inbox(inboxes.calls)).detach();
         glommio::spawn_local(shard.clone().serve_group_inbox(inboxes.groups)).detach();
         glommio::spawn_local(shard.clone().group_timer()).detach();
-        glommio::spawn_local(crate::net::accept_loop(shard.clone(), public, "public")).detach();
-        glommio::spawn_local(crate::net::accept_loop(shard.clone(), own, "shard")).detach();
+        let public = match listeners.public {
+            PublicPort::Accept(listener, handoff) => {
+                glommio::spawn_local(crate::net::accept_public(shard.clone(), on_executor(listener), handoff))
+            }
+            PublicPort::Adopt(handed) => glommio::spawn_local(crate::net::adopt_loop(shard.clone(), handed)),
+        };
+        public.detach();
+        glommio::spawn_local(crate::net::accept_loop(shard.clone(), on_executor(listeners.own), "shard")).detach();
         glommio::spawn_local(shard.clone().housekeeping()).detach();
         while !shard.is_stopping() {
             let stop = shard.stop.listen();
@@ -337,15 +365,17 @@ fn shard_main(
     })
 }
 
-/// The listeners of one shard: public, own fast-path port, replication (cluster mode).
-type Listeners = (glommio::net::TcpListener, glommio::net::TcpListener, Option<glommio::net::TcpListener>);
+/// Moves a listener bound on the main thread onto this shard's reactor.
+fn on_executor(listener: std::net::TcpListener) -> glommio::net::TcpListener {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let fd = listener.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket whose ownership `into_raw_fd` just
+    // released to us; glommio's listener takes it over and is its only owner from here.
+    unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
+}
 
-/// Probes DMA, opens owned partitions, binds the public, shard and replication ports.
-async fn start_shard(
-    shard: &Rc<Shard>,
-    topics: &[TopicConfig],
-    rendezvous: &Rendezvous,
-) -> Result<Listeners, ShardError> {
+/// Probes DMA, opens owned partitions and loads this shard's groups.
+async fn start_shard(shard: &Rc<Shard>, topics: &[TopicConfig]) -> Result<(), ShardError> {
     let config = &shard.shared.config;
     let id = shard.id.0;
     if matches!(config.log.io_mode, IoMode::Direct) {
@@ -356,48 +386,5 @@ async fn start_shard(
     for topic in topics {
         shard.open_topic(topic).await?;
     }
-    shard.load_groups().await?;
-    let listen_err = |addr: SocketAddr, source| ShardError::Listen { shard: id, addr: addr.to_string(), source };
-    let public = if id == 0 {
-        let l = glommio::net::TcpListener::bind(config.listen).map_err(|e| listen_err(config.listen, e.into()))?;
-        let addr = l.local_addr().map_err(|e| listen_err(config.listen, e.into()))?;
-        publish_public(rendezvous, Ok(addr));
-        l
-    } else {
-        let addr = wait_public(rendezvous).map_err(|reason| ShardError::Other { shard: id, reason })?;
-        glommio::net::TcpListener::bind(addr).map_err(|e| listen_err(addr, e.into()))?
-    };
-    let own_port = config.shard_port_base.map_or(0, |base| base + id);
-    let own_addr = SocketAddr::new(config.listen.ip(), own_port);
-    let own = glommio::net::TcpListener::bind(own_addr).map_err(|e| listen_err(own_addr, e.into()))?;
-    let replication = match shard.cluster() {
-        None => None,
-        Some(_) => {
-            let port = config.replication_port_base.map_or(0, |base| base + id);
-            let addr = SocketAddr::new(config.listen.ip(), port);
-            Some(glommio::net::TcpListener::bind(addr).map_err(|e| listen_err(addr, e.into()))?)
-        }
-    };
-    Ok((public, own, replication))
-}
-
-fn publish_public(rendezvous: &Rendezvous, addr: Result<SocketAddr, String>) {
-    let (lock, cvar) = &**rendezvous;
-    if let Ok(mut slot) = lock.lock() {
-        *slot = Some(addr);
-        cvar.notify_all();
-    }
-}
-
-/// Blocks (at startup only) until shard 0 bound the public port.
-fn wait_public(rendezvous: &Rendezvous) -> Result<SocketAddr, String> {
-    let (lock, cvar) = &**rendezvous;
-    let mut slot = lock.lock().map_err(|_| "rendezvous poisoned".to_string())?;
-    loop {
-        match &*slot {
-            Some(Ok(addr)) => return Ok(*addr),
-            Some(Err(e)) => return Err(format!("shard 0 failed: {e}")),
-            None => slot = cvar.wait(slot).map_err(|_| "rendezvous poisoned".to_string())?,
-        }
-    }
+    shard.load_groups().await
 }

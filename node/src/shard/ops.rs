@@ -98,7 +98,7 @@ impl Shard {
                 ShardAnswer::ChainOffsets(parts.iter().map(|(t, p)| self.chain_offsets(t, *p)).collect())
             }
             ShardCall::TopicCreated(topic) => {
-                ShardAnswer::Done(self.open_topic(&topic).await.map_err(|e| format!("shard {}: {e}", e.shard())))
+                ShardAnswer::Done(self.open_topic(&topic).await.map_err(|e| e.to_string()))
             }
             ShardCall::TopicDeleted { name } => ShardAnswer::Done(self.delete_topic(&name).await),
             ShardCall::Shutdown => ShardAnswer::Done(Ok(())),
