@@ -71,8 +71,9 @@ pub enum LogError {
     Io(#[from] io::Error),
     #[error("corrupt segment {path:?} at position {pos}: {reason}")]
     CorruptSegment { path: PathBuf, pos: u64, reason: String },
-    /// An earlier fdatasync failed; the log refuses further writes (a failed fsync is never retried).
-    #[error("log unusable after a failed fdatasync: {0}")]
+    /// The log refuses further writes: an earlier fdatasync failed (a failed fsync is never
+    /// retried), or the log was closed. The reason says which.
+    #[error("log unusable: {0}")]
     Poisoned(String),
 }
 
