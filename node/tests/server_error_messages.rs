@@ -34,7 +34,8 @@ fn run_until_exit(data_dir: &std::path::Path, shards: u16) -> (Option<i32>, Stri
 #[test]
 fn unopenable_partition_names_the_shard_once() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = r#"{"version": 1, "topics": [{"name": "events", "partitions": 2, "replication_factor": 1, "configs": {}}]}"#;
+    let registry =
+        r#"{"version": 1, "topics": [{"name": "events", "partitions": 2, "replication_factor": 1, "configs": {}}]}"#;
     std::fs::write(dir.path().join("topics.json"), registry).unwrap();
     // A regular file where partition 0's directory belongs: the shard cannot open it.
     std::fs::create_dir_all(dir.path().join("topics/events")).unwrap();
