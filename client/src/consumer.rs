@@ -251,7 +251,7 @@ impl Consumer {
                 Some(p) if p.error == ErrorCode::None => Ok(p.offset),
                 Some(p) => {
                     // Partition-level routing errors (NOT_OWNER after a reconfiguration) retry too.
-                    let e = ClientError::server(p.error, None);
+                    let e = ClientError::server(p.error, Some(format!("{topic}/{partition}")));
                     self.client.note_partition_error(topic, &e);
                     Err(e)
                 }
@@ -491,7 +491,7 @@ async fn fetch_once(
                 let e = if behind {
                     ClientError::ReplicaBehind { topic: key.0.to_string(), partition: key.1, offset }
                 } else {
-                    ClientError::server(part.error, None)
+                    ClientError::server(part.error, Some(format!("{}/{} at offset {offset}", key.0, key.1)))
                 };
                 client.note_partition_error(&key.0, &e);
                 return Err(e);

@@ -598,6 +598,14 @@ impl Worker {
         }
     }
 
+    /// A partition error's message: which partition, then the node's note if it sent one.
+    fn about(&self, note: Option<&str>) -> String {
+        match note {
+            Some(note) => format!("{}/{}: {note}", self.topic, self.partition),
+            None => format!("{}/{}", self.topic, self.partition),
+        }
+    }
+
     fn judge(&self, reply: Result<Reply>, sent: bool) -> Verdict {
         let (header, _) = match reply {
             Ok(r) => r,
@@ -622,7 +630,7 @@ impl Worker {
                 Verdict::Retry(ClientError::server(part.error, header.message.clone()))
             }
             code => {
-                let e = ClientError::server(code, header.message.clone());
+                let e = ClientError::server(code, Some(self.about(header.message.as_deref())));
                 if e.outcome_unknown() {
                     Verdict::Unknown(e)
                 } else if e.is_retriable() {
