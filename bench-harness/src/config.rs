@@ -18,6 +18,10 @@ pub const MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
 /// Upper bound on producers, consumers, topics and partitions per topic: the harness runs
 /// one task per producer/consumer on a 2-core box, so more than this is a typo.
 pub const COUNT_MAX: u32 = 4096;
+/// Default produce requests in flight per partition lane (the node's idempotence window).
+pub const MAX_INFLIGHT_DEFAULT: usize = 5;
+/// Largest `--max-inflight` (the node's per-connection in-flight limit is 64).
+pub const MAX_INFLIGHT_MAX: usize = 64;
 
 /// `strand-bench` command line (DESIGN §8). Every workload field is optional here so that a
 /// flag given explicitly overrides the workload file and an absent flag does not.
@@ -72,6 +76,9 @@ pub struct Args {
     /// none | leader | all
     #[arg(long)]
     pub acks: Option<String>,
+    /// Produce requests in flight per partition lane (1 = one request, then its ack).
+    #[arg(long)]
+    pub max_inflight: Option<usize>,
     /// direct | buffered (embedded node only; default buffered, like strand-node)
     #[arg(long)]
     pub io_mode: Option<String>,
@@ -182,6 +189,7 @@ pub struct WorkloadFile {
     pub duration_s: Option<f64>,
     pub warmup_s: Option<f64>,
     pub acks: Option<String>,
+    pub max_inflight: Option<usize>,
     pub io_mode: Option<String>,
     pub fsync: Option<String>,
     /// Bytes to produce before consumers start (catch-up mode), number or `"2GiB"`.
@@ -223,6 +231,8 @@ pub struct Workload {
     pub duration_s: f64,
     pub warmup_s: f64,
     pub acks: AcksMode,
+    /// Produce requests unacknowledged per partition lane.
+    pub max_inflight: usize,
     pub io_mode: String,
     pub fsync: String,
     /// Catch-up mode when non-zero.
@@ -245,6 +255,7 @@ impl Default for Workload {
             duration_s: 10.0,
             warmup_s: 2.0,
             acks: AcksMode::Leader,
+            max_inflight: MAX_INFLIGHT_DEFAULT,
             io_mode: "buffered".into(),
             fsync: "never".into(),
             backlog_bytes: 0,
@@ -286,6 +297,7 @@ impl Workload {
         set(&mut self.linger_ms, f.linger_ms);
         set(&mut self.duration_s, f.duration_s);
         set(&mut self.warmup_s, f.warmup_s);
+        set(&mut self.max_inflight, f.max_inflight);
         set(&mut self.io_mode, f.io_mode.clone());
         set(&mut self.fsync, f.fsync.clone());
         if let Some(acks) = &f.acks {
@@ -320,6 +332,7 @@ impl Workload {
         set(&mut self.linger_ms, a.linger_ms);
         set(&mut self.duration_s, a.duration);
         set(&mut self.warmup_s, a.warmup);
+        set(&mut self.max_inflight, a.max_inflight);
         set(&mut self.io_mode, a.io_mode.clone());
         set(&mut self.fsync, a.fsync.clone());
         if let Some(acks) = &a.acks {
@@ -358,6 +371,9 @@ impl Workload {
         }
         if !(self.warmup_s.is_finite() && self.warmup_s >= 0.0) {
             return invalid("warmup", self.warmup_s.to_string());
+        }
+        if !(1..=MAX_INFLIGHT_MAX).contains(&self.max_inflight) {
+            return invalid("max_inflight", format!("{} (1..={MAX_INFLIGHT_MAX})", self.max_inflight));
         }
         if !matches!(self.io_mode.as_str(), "direct" | "buffered") {
             return invalid("io_mode", self.io_mode.clone());
@@ -489,11 +505,16 @@ mod tests {
             &["--warmup=-1"],
             &["--batch-size", "0"],
             &["--consumers", "0", "--backlog", "1MiB"],
+            &["--max-inflight", "0"],
+            &["--max-inflight", "65"],
         ] {
             assert!(Workload::resolve(None, &args(bad)).is_err(), "{bad:?} should be rejected");
         }
         let ok = Workload::resolve(None, &args(&["--fsync", "interval:5", "--consumers", "0"])).unwrap();
         assert_eq!(ok.fsync, "interval:5");
+        assert_eq!(ok.max_inflight, MAX_INFLIGHT_DEFAULT);
+        let one = Workload::resolve(None, &args(&["--max-inflight", "1"])).unwrap();
+        assert_eq!(one.max_inflight, 1);
     }
 
     #[test]

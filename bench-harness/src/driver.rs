@@ -7,8 +7,9 @@
 //! used on purpose: at hundreds of thousands of messages per second on a 2-core machine its
 //! per-record channel + oneshot would be the bottleneck being measured.
 //!
-//! Invariants: at most [`IN_FLIGHT_MAX`] produce requests are unacknowledged per partition
-//! lane (a bounded channel into that lane's completion task enforces it); a latency is
+//! Invariants: at most `ProducerSpec::max_inflight` produce requests are unacknowledged per
+//! partition lane (a semaphore whose permit travels with each request to the lane's
+//! completion task enforces it); a latency is
 //! recorded only for messages whose send time lies in the measured window, and a
 //! throughput count only for events (acks, receipts) that happen inside it.
 
@@ -31,8 +32,6 @@ use tokio::sync::mpsc;
 use crate::pacing::{read_value_header, write_value_header, Clock, Pacer};
 use crate::stats::{new_histogram, record_ns};
 
-/// Produce requests unacknowledged per partition lane (the node's dedup window is 5).
-pub const IN_FLIGHT_MAX: usize = 5;
 /// Messages a producer generates per loop turn at most, so linger and stop checks stay timely.
 const GENERATE_CHUNK_MAX: u64 = 4096;
 /// Node-side timeout of produce requests.
@@ -139,6 +138,8 @@ pub struct ProducerSpec {
     pub batch_size: usize,
     pub linger: Duration,
     pub acks: Acks,
+    /// Produce requests unacknowledged per partition lane (≥ 1).
+    pub max_inflight: usize,
     /// Distinguishes producers' sequence spaces in message values.
     pub producer_index: u32,
 }
@@ -146,6 +147,8 @@ pub struct ProducerSpec {
 /// A batch on its way to the node.
 struct InFlight {
     reply: Option<PendingReply>,
+    /// This request's in-flight slot, released once its ack was handled.
+    _slot: tokio::sync::OwnedSemaphorePermit,
     send_ns: Vec<u64>,
     value_bytes: u64,
 }
@@ -160,6 +163,8 @@ struct Lane {
     value_bytes: u64,
     first_ns: u64,
     tx: mpsc::Sender<InFlight>,
+    /// `max_inflight` permits; one travels with each request until its ack is handled.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs one producer until told to stop; returns its publish-latency tally.
@@ -167,7 +172,7 @@ pub async fn run_producer(ctx: Arc<Shared>, client: Client, spec: ProducerSpec) 
     let mut lanes = Vec::new();
     let mut completions = Vec::new();
     for (topic, partition) in &spec.partitions {
-        match open_lane(&ctx, &client, topic, *partition, spec.batch_size).await {
+        match open_lane(&ctx, &client, topic, *partition, &spec).await {
             Ok((lane, rx)) => {
                 completions.push(tokio::spawn(complete_lane(Arc::clone(&ctx), rx)));
                 lanes.push(lane);
@@ -193,12 +198,13 @@ async fn open_lane(
     client: &Client,
     topic: &str,
     partition: u32,
-    batch_size: usize,
+    spec: &ProducerSpec,
 ) -> Result<(Lane, mpsc::Receiver<InFlight>), strand_client::ClientError> {
     let addr = client.partition_addr(topic, partition).await?;
     let conn = client.connection(addr).await?;
-    // One slot is held by the completion task's current await, the rest queue here.
-    let (tx, rx) = mpsc::channel(IN_FLIGHT_MAX - 1);
+    // The semaphore bounds what is in flight; the channel only has to hold that much.
+    let (tx, rx) = mpsc::channel(spec.max_inflight);
+    let batch_size = spec.batch_size;
     let lane = Lane {
         topic: topic.to_string(),
         partition,
@@ -208,6 +214,7 @@ async fn open_lane(
         value_bytes: 0,
         first_ns: ctx.clock.now_ns(),
         tx,
+        slots: Arc::new(tokio::sync::Semaphore::new(spec.max_inflight)),
     };
     Ok((lane, rx))
 }
@@ -286,6 +293,7 @@ async fn send_lane(ctx: &Shared, lane: &mut Lane, spec: &ProducerSpec) {
     let builder = std::mem::replace(&mut lane.builder, BatchBuilder::with_capacity(spec.batch_size + 1024));
     let send_ns = std::mem::take(&mut lane.send_ns);
     let value_bytes = std::mem::take(&mut lane.value_bytes);
+    let Ok(slot) = lane.slots.clone().acquire_owned().await else { return };
     let Ok(permit) = lane.tx.reserve().await else { return };
     let batch: Bytes = builder.finish();
     let request = Request::Produce(ProduceRequest {
@@ -303,7 +311,7 @@ async fn send_lane(ctx: &Shared, lane: &mut Lane, spec: &ProducerSpec) {
         lane.conn.send(request, &batch).await.map(Some)
     };
     match reply {
-        Ok(reply) => permit.send(InFlight { reply, send_ns, value_bytes }),
+        Ok(reply) => permit.send(InFlight { reply, _slot: slot, send_ns, value_bytes }),
         Err(e) => {
             ctx.note_error(format!("produce {}/{}: {e}", lane.topic, lane.partition));
             tokio::time::sleep(ERROR_BACKOFF).await;

@@ -194,6 +194,7 @@ fn spawn_producers(
                 batch_size: w.batch_size,
                 linger: Duration::from_millis(w.linger_ms),
                 acks: acks(w.acks),
+                max_inflight: w.max_inflight,
                 producer_index: i as u32,
             };
             tokio::spawn(run_producer(Arc::clone(ctx), client.clone(), spec))

@@ -36,7 +36,7 @@ fn embedded_fixed_rate_run_reports_sane_numbers() {
     let started = Instant::now();
     let out = Command::new(&bench)
         .args(["--embedded", "--duration", "2", "--warmup", "1", "--rate", "1000", "--message-size", "256"])
-        .args(["--partitions", "2", "--io-mode", "buffered", "--quiet"])
+        .args(["--partitions", "2", "--io-mode", "buffered", "--quiet", "--max-inflight", "1"])
         .arg("--node-bin")
         .arg(&node)
         .arg("--json")
@@ -54,6 +54,7 @@ fn embedded_fixed_rate_run_reports_sane_numbers() {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let r = &v["results"];
     assert_eq!(r["errors"], 0, "{stdout}");
+    assert_eq!(v["config"]["max_inflight"], 1, "the flag reaches the workload");
     let rate = r["produce"]["msgs_per_sec"].as_f64().unwrap();
     assert!((700.0..=1300.0).contains(&rate), "produce rate {rate} should be near the 1000/s target");
     let consumed = r["consume"]["msgs_per_sec"].as_f64().unwrap();
