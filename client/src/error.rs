@@ -151,7 +151,20 @@ impl ClientError {
 
     /// An error for a non-`None` code with an optional message from the node.
     pub fn server(code: ErrorCode, message: Option<String>) -> Self {
-        ClientError::Server { code, message: message.unwrap_or_else(|| code.name().to_string()) }
+        ClientError::Server { code, message: message.unwrap_or_else(|| code_detail(code).to_string()) }
+    }
+}
+
+/// What a code means, for answers that carry no message (per-partition errors): the
+/// display then says the code once and what it means, never `STORAGE_FULL: STORAGE_FULL`.
+fn code_detail(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::StorageFull => "the node's free disk space is below its min_free_bytes guard; appends are refused until space is freed (the node logs the numbers)",
+        ErrorCode::StorageError => "the node could not write or read its storage (the node log has the cause)",
+        ErrorCode::MessageTooLarge => "a batch or frame exceeds the node's size limit",
+        ErrorCode::CorruptBatch => "the node refused a batch that failed CRC or structure validation",
+        ErrorCode::InvalidConfig => "a limit or config bound was exceeded",
+        _ => "no detail from the node",
     }
 }
 
