@@ -283,3 +283,30 @@ fn min_free_above_the_volume_is_warned_and_refusals_are_logged_once_per_interval
     assert!(line.contains("bytes free") && line.contains("reserved") && line.contains("min_free_bytes="), "{line}");
     assert_eq!(node.count("appends refused"), 1, "rate-limited to one line per interval:\n{}", node.log());
 }
+
+/// A registry that no longer fits the open-files limit (the node restarted under a lower
+/// `ulimit -n`) must not brick the node. Before: the start failed with EMFILE until
+/// topics.json was edited by hand. After: the node starts, logs the topic it left closed
+/// with the numbers and the way out, serves the rest, and the topic can be deleted.
+#[test]
+fn node_starts_when_a_registered_topic_exceeds_the_open_files_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Proc::start(dir.path(), None, &[]);
+    let mut c = node.client();
+    assert_eq!(create(&mut c, "kept", 2, &[]).error, ErrorCode::None);
+    assert_eq!(produce_code(&mut c, "kept", 1, &batch1(b"served")), ErrorCode::None);
+    assert_eq!(create(&mut c, "huge", 1000, &[]).error, ErrorCode::None);
+    drop(c);
+    node.stop();
+
+    let mut node = Proc::start(dir.path(), Some(NOFILE), &[]);
+    let line = node.wait_for("NOT OPENED", Duration::from_secs(5));
+    assert!(line.contains("huge") && line.contains("2000") && line.contains("ulimit -n"), "{line}");
+    let mut c = node.client();
+    assert_eq!(c.read_all("kept", 1), vec![b"served".to_vec()]);
+    assert_eq!(produce_code(&mut c, "huge", 0, &batch1(b"x")), ErrorCode::UnknownTopic);
+    let (deleted, _) = c.call(Request::DeleteTopic(strand_wire::msg::DeleteTopicRequest { name: "huge".into() }), &[]);
+    assert_eq!(deleted.error, ErrorCode::None, "{:?}", deleted.message);
+    assert!(!topics_json(dir.path()).contains("\"huge\""));
+    assert!(!dir.path().join("topics/huge").exists());
+}
