@@ -242,6 +242,19 @@ fn segment_bytes_is_bounded_and_rolled_segments_keep_no_reservation() {
     let written = 400 * 10_000;
     // The data, plus at most one segment's worth of reservation in the active segment.
     assert!(allocated <= written + (1 << 20) + (256 << 10), "{allocated} bytes allocated for {written} written");
+
+    // A busy partition's reservation grows; closing its segment (as a roll or a clean
+    // stop does) cuts it to the data, in buffered mode too (reserved past EOF).
+    assert_eq!(create(&mut c, "busy", 1, &[]).error, ErrorCode::None);
+    for _ in 0..400 {
+        assert_eq!(produce_code(&mut c, "busy", 0, &batch(&[&value], 1_700_000_000_000)), ErrorCode::None);
+    }
+    let busy = dir.path().join("topics/busy");
+    assert!(allocated_log_bytes(&busy) > written + (64 << 10), "the reservation grew with the append rate");
+    drop(c);
+    node.stop();
+    let allocated = allocated_log_bytes(&busy);
+    assert!(allocated <= written + (64 << 10), "closed segment keeps {allocated} bytes for {written} written");
 }
 
 /// Probe row: 50 partitions × one 58-byte record. Before: 32 MiB reserved per partition
