@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{batch, batch1, Client};
-use strand_wire::msg::{CreateTopicRequest, ProducePartition, ProduceRequest, Request, ResponseHeader};
 use strand_wire::msg::{Acks, Response};
+use strand_wire::msg::{CreateTopicRequest, ProducePartition, ProduceRequest, Request, ResponseHeader};
 use strand_wire::ErrorCode;
 
 /// A node process whose stderr lines are kept for inspection.
@@ -115,7 +115,8 @@ impl Drop for Proc {
 
 fn create(c: &mut Client, name: &str, partitions: u32, configs: &[(&str, &str)]) -> ResponseHeader {
     let configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let request = Request::CreateTopic(CreateTopicRequest { name: name.into(), partitions, replication_factor: 1, configs });
+    let request =
+        Request::CreateTopic(CreateTopicRequest { name: name.into(), partitions, replication_factor: 1, configs });
     c.call(request, &[]).0
 }
 

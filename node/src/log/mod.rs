@@ -405,10 +405,11 @@ impl Inner {
             file.truncate(size).await?;
             file.fdatasync().await?;
         }
-        let mut st = self.state.borrow_mut();
-        st.active_mut().prealloc_end = size;
-        st.share_reservation();
-        drop(st);
+        {
+            let mut st = self.state.borrow_mut();
+            st.active_mut().prealloc_end = size;
+            st.share_reservation();
+        }
         let checkpoint = {
             let st = self.state.borrow();
             let a = st.active();

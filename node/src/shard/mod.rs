@@ -14,6 +14,7 @@
 //! no lock (the registry mutex is control plane: create/delete/list); a shard stops
 //! accepting, then waits for in-flight appends, then closes its logs.
 
+pub mod admission;
 pub mod cluster;
 pub mod cluster_ops;
 pub mod dispatch;
@@ -24,7 +25,6 @@ pub mod node;
 pub mod notify;
 pub mod ops;
 pub mod partition;
-pub mod admission;
 pub mod registry;
 
 use std::cell::{Cell, RefCell};
