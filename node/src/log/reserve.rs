@@ -70,7 +70,7 @@ impl Prealloc {
         };
         self.extended_at = Some(now);
         let cap = segment_bytes.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-        let want = end.saturating_add(self.step_bytes).div_ceil(self.step_bytes) * self.step_bytes;
+        let want = end.div_ceil(self.step_bytes).saturating_mul(self.step_bytes);
         let to = want.min(cap).max(end.div_ceil(BLOCK_BYTES) * BLOCK_BYTES);
         debug_assert!(to >= end && to.is_multiple_of(BLOCK_BYTES));
         Some(to)
@@ -168,7 +168,7 @@ mod tests {
     fn reservation_never_passes_the_segment_limit() {
         let mut p = Prealloc::default();
         let seg = (1 << 20) + 100;
-        let to = p.plan(1 << 20, 0, seg, Instant::now()).unwrap();
+        let to = p.plan((1 << 20) + 1, 0, seg, Instant::now()).unwrap();
         assert_eq!(to, seg.div_ceil(BLOCK_BYTES) * BLOCK_BYTES);
         // A batch larger than the segment limit is still covered.
         assert_eq!(p.plan(3 << 20, 0, seg, Instant::now()), Some(3 << 20));
