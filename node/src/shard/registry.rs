@@ -353,6 +353,43 @@ mod tests {
     }
 
     #[test]
+    fn caps_and_bounds_refuse_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = TopicRegistry::load(dir.path()).unwrap();
+        let limits = AdmissionLimits { topics_max: 2, partitions_max: 10, open_files_reserved: 0 };
+        reg.reserve(topic("a", 6), &limits, None).unwrap();
+        assert!(matches!(reg.reserve(topic("a", 1), &limits, None), Err(RegistryError::Exists(_))), "pending names");
+        let over = reg.reserve(topic("b", 5), &limits, None).unwrap_err();
+        assert!(matches!(over, RegistryError::PartitionsMax { total: 11, max: 10, .. }), "{over}");
+        reg.reserve(topic("b", 4), &limits, None).unwrap();
+        reg.commit("a").unwrap();
+        reg.abort("b");
+        assert!(!TopicRegistry::load(dir.path()).unwrap().topics().contains_key("b"), "aborted: never persisted");
+        reg.reserve(topic("c", 1), &limits, None).unwrap();
+        let full = reg.reserve(topic("d", 1), &limits, None).unwrap_err();
+        assert!(matches!(full, RegistryError::TopicsMax { count: 2, max: 2, .. }), "{full}");
+        reg.abort("c");
+
+        // Open files: 3 partitions need 6 fds; 6 left admits, 5 refuses with the numbers.
+        let fds = |open| Some(FdBudget { limit: 100, open, reserved: 10 });
+        let refused = reg.reserve(topic("e", 3), &limits, fds(85)).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::InvalidConfig);
+        assert!(refused.to_string().contains("need 6 open files, only 5 are left"), "{refused}");
+        reg.reserve(topic("e", 3), &limits, fds(84)).unwrap();
+
+        let with = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        let base = LogConfig::default();
+        assert_eq!(topic_log_config(&base, "t", &with("segment_bytes", "1048576")).unwrap().segment_bytes, 1 << 20);
+        let small = topic_log_config(&base, "t", &with("segment_bytes", "1048575")).unwrap_err();
+        assert_eq!(small.code(), ErrorCode::InvalidConfig);
+        assert!(small.to_string().contains("segment_bytes=1048575"), "{small}");
+        assert!(topic_log_config(&base, "t", &with("segment_ms", "999")).is_err());
+        assert!(topic_log_config(&base, "t", &with("segment_ms", "1000")).is_ok());
+        assert!(topic_log_config(&base, "t", &with("retention_ms", "0")).is_err());
+        assert!(topic_log_config(&base, "t", &with("retention_bytes", "1")).is_err());
+    }
+
+    #[test]
     fn corrupt_file_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(REGISTRY_FILE), b"{not json").unwrap();
