@@ -14,6 +14,7 @@ use strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 
 use crate::control::types::{ControlConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT};
 use crate::log::{FsyncPolicy, IoMode, LogConfig};
+use crate::shard::admission::AdmissionLimits;
 
 /// Default public listen address.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
@@ -109,6 +110,9 @@ pub struct FileConfig {
     pub retention_bytes: Option<u64>,
     pub retention_ms: Option<u64>,
     pub min_free_bytes: Option<u64>,
+    pub topics_max: Option<u32>,
+    pub partitions_max: Option<u32>,
+    pub open_files_reserved: Option<u64>,
 }
 
 /// Network limits of one node.
@@ -136,6 +140,8 @@ pub struct NodeConfig {
     pub node_id: u32,
     pub advertise_host: String,
     pub limits: NetLimits,
+    /// Caps a topic create is admitted against (topics, partitions, open files).
+    pub admission: AdmissionLimits,
     pub retention_check_ms: u64,
     pub log: LogConfig,
     /// Cluster mode (`--etcd`); `None` = a single node, exactly as without replication.
@@ -190,6 +196,7 @@ impl NodeConfig {
             connections_max: file.connections_max.unwrap_or(CONNECTIONS_MAX_DEFAULT),
         };
         check_limits(&limits)?;
+        let admission = admission_limits(&file)?;
         let log = log_config(&cli, &file)?;
         let cluster = cluster_config(&cli, &file)?;
         let replication_port_base =
@@ -210,6 +217,7 @@ impl NodeConfig {
             node_id: cli.node_id.or(file.node_id).unwrap_or(0),
             advertise_host,
             limits,
+            admission,
             retention_check_ms: file.retention_check_ms.unwrap_or(RETENTION_CHECK_MS_DEFAULT).max(100),
             log,
             cluster,
@@ -345,6 +353,19 @@ fn log_config(cli: &Cli, file: &FileConfig) -> Result<LogConfig, ConfigError> {
         return Err(invalid("segment_bytes", "must be > 0"));
     }
     Ok(log)
+}
+
+fn admission_limits(file: &FileConfig) -> Result<AdmissionLimits, ConfigError> {
+    let d = AdmissionLimits::default();
+    let limits = AdmissionLimits {
+        topics_max: file.topics_max.unwrap_or(d.topics_max),
+        partitions_max: file.partitions_max.unwrap_or(d.partitions_max),
+        open_files_reserved: file.open_files_reserved.unwrap_or(d.open_files_reserved),
+    };
+    if limits.topics_max == 0 || limits.partitions_max == 0 {
+        return Err(invalid("topics_max/partitions_max", "must be > 0"));
+    }
+    Ok(limits)
 }
 
 fn check_limits(limits: &NetLimits) -> Result<(), ConfigError> {

@@ -53,7 +53,45 @@ pub fn run(config: &NodeConfig) -> Vec<Finding> {
     out.push(check_memlock(u64::from(config.shards)));
     out.push(check_nofile(u64::from(config.limits.connections_max)));
     out.push(check_data_dir(&config.data_dir, config.log.io_mode));
+    out.push(check_min_free(&config.data_dir, config.log.min_free_bytes));
     out
+}
+
+/// `min_free_bytes` must leave room to write: a guard larger than the whole volume (or than
+/// what is free at start) refuses every append with STORAGE_FULL.
+fn check_min_free(dir: &Path, min_free_bytes: u64) -> Finding {
+    let Some((total, free)) = volume_bytes(dir) else {
+        return finding(Severity::Warn, "min_free_bytes", format!("statvfs of {} failed", dir.display()));
+    };
+    let detail = |what: &str, n: u64| {
+        format!(
+            "min_free_bytes={min_free_bytes} exceeds the {what} ({n} bytes) of {}: every append will be refused \
+             with STORAGE_FULL; lower min_free_bytes or free space",
+            dir.display()
+        )
+    };
+    if min_free_bytes > total {
+        finding(Severity::Warn, "min_free_bytes", detail("volume size", total))
+    } else if min_free_bytes > free {
+        finding(Severity::Warn, "min_free_bytes", detail("free space", free))
+    } else {
+        finding(Severity::Pass, "min_free_bytes", format!("{min_free_bytes} of {free} free bytes"))
+    }
+}
+
+/// Size and space available to unprivileged writers of the filesystem holding `dir`.
+fn volume_bytes(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is NUL-terminated and `st` points to writable memory of the right
+    // type; statvfs fills it completely when it returns 0.
+    if unsafe { libc::statvfs(c_path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so the struct was initialised.
+    let st = unsafe { st.assume_init() };
+    Some((st.f_blocks.saturating_mul(st.f_frsize), st.f_bavail.saturating_mul(st.f_frsize)))
 }
 
 /// Parses `major.minor` from a kernel release string such as `6.18.44-fc`.

@@ -51,16 +51,29 @@ impl FreeSpaceGuard {
         }
         if self.free_bytes.saturating_sub(self.appended_since) < needed {
             return Err(AppendError::StorageFull {
-                reason: format!("{} bytes free, guard is {min_free} bytes", self.free_bytes),
+                reason: format!(
+                    "{} bytes free, below min_free_bytes={min_free} ({} bytes reserved by preallocation)",
+                    self.free_bytes,
+                    super::reserve::reserved_bytes()
+                ),
             });
         }
         self.appended_since += incoming;
         Ok(())
     }
+
+    /// Free bytes as last measured, minus what was appended since.
+    fn estimate(&self) -> u64 {
+        self.free_bytes.saturating_sub(self.appended_since)
+    }
+
+    /// Whether reserving `extra` more bytes keeps the estimate at or above `min_free`:
+    /// preallocation never eats into the guard's margin. Unknown (never measured) admits.
+    fn admits_reservation(&self, extra: u64, min_free: u64) -> bool {
+        min_free == 0 || self.checked_at.is_none() || self.estimate() >= min_free.saturating_add(extra)
+    }
 }
 
-/// Reservation step for segment files (Redpanda uses 32 MiB).
-const PREALLOC_STEP_BYTES: u64 = 32 << 20;
 /// Largest single write the lock holder issues; more queued bytes take several writes.
 const WRITE_GROUP_MAX_BYTES: usize = 16 << 20;
 
@@ -128,7 +141,11 @@ impl Inner {
             return Ok(());
         }
         let mut st = self.state.borrow_mut();
-        st.free_space.admit(incoming, min_free, Instant::now(), || free_bytes(&self.dir))
+        let admitted = st.free_space.admit(incoming, min_free, Instant::now(), || free_bytes(&self.dir));
+        if admitted.is_err() {
+            super::reserve::log_storage_full(&self.dir, st.free_space.estimate(), min_free);
+        }
+        admitted
     }
 
     /// Stamps offsets and queues the bytes; returns where they go and the queue epoch.
@@ -231,7 +248,9 @@ impl Inner {
             items.extend(st.pending.pop_front());
         }
         let end = size + group;
-        let prealloc_to = (end > prealloc_end).then(|| end.div_ceil(PREALLOC_STEP_BYTES) * PREALLOC_STEP_BYTES);
+        let prealloc_to = st.prealloc.plan(end, prealloc_end, self.config.segment_bytes, Instant::now()).filter(|to| {
+            st.free_space.admits_reservation(to.saturating_sub(prealloc_end.max(size)), self.config.min_free_bytes)
+        });
         let (block_pos, tail) = match self.config.io_mode {
             IoMode::Direct => (size - tail.len() as u64, tail),
             IoMode::Buffered => (size, Vec::new()),
@@ -244,9 +263,11 @@ impl Inner {
     async fn preallocate(&self, file: &SegmentFile, segment_base: u64, to: u64) {
         match file.preallocate(to).await {
             Ok(()) => {
-                if let Some(seg) = self.state.borrow_mut().segments.get_mut(&segment_base) {
+                let mut st = self.state.borrow_mut();
+                if let Some(seg) = st.segments.get_mut(&segment_base) {
                     seg.prealloc_end = seg.prealloc_end.max(to);
                 }
+                st.share_reservation();
             }
             Err(e) => tracing::debug!(path = ?file.path(), "preallocation to {to} bytes failed: {e}"),
         }
@@ -274,6 +295,7 @@ impl Inner {
         let a = st.active_mut();
         debug_assert_eq!(a.size, plan.old_size + written);
         a.tail = new_tail;
+        st.share_reservation();
         if plan.file.is_dsync() {
             // O_DSYNC: the completed write is durable already.
             st.synced_end = st.written_end;

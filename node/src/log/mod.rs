@@ -27,6 +27,7 @@ pub mod error;
 mod file;
 mod read;
 mod recover;
+mod reserve;
 mod reset;
 mod retention;
 mod segment;
@@ -36,6 +37,7 @@ mod verify;
 pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError};
 pub use error::{AppendError, LogError, ReadError, TruncateError};
 pub use file::{probe_dma, SegmentFile, PROBE_FILE_NAME};
+pub use reserve::reserved_bytes;
 pub use segment::CHECKPOINT_FILE_NAME;
 pub use truncate::StoredBatch;
 
@@ -168,6 +170,10 @@ pub(crate) struct State {
     cache: BatchCache,
     poisoned: Option<String>,
     free_space: append::FreeSpaceGuard,
+    /// Adaptive reservation step of the active segment (see `reserve`).
+    prealloc: reserve::Prealloc,
+    /// This log's share of the node-wide reserved bytes.
+    reservation: reserve::Share,
 }
 
 impl State {
@@ -177,6 +183,15 @@ impl State {
 
     fn active_mut(&mut self) -> &mut Segment {
         self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+
+    /// Brings this log's share of the node-wide reservation up to date with its active segment.
+    fn share_reservation(&mut self) {
+        let (prealloc_end, size) = {
+            let a = self.active();
+            (a.prealloc_end, a.size)
+        };
+        self.reservation.set(prealloc_end, size);
     }
 }
 
@@ -380,15 +395,21 @@ impl Inner {
     /// Clean-close of the active segment: sync, cut to logical length, indexes, checkpoint.
     async fn finish_active(&self) -> Result<(), LogError> {
         self.sync_locked(false).await?;
-        let (file, size) = {
+        let (file, size, reserved) = {
             let st = self.state.borrow();
-            (st.active().file.clone(), st.active().size)
+            (st.active().file.clone(), st.active().size, st.active().prealloc_end > st.active().size)
         };
-        if file.file_size().await? != size {
+        // Buffered mode reserves past EOF (FALLOC_FL_KEEP_SIZE): the file size already equals
+        // the logical length, yet the blocks stay allocated until a truncate frees them.
+        if reserved || file.file_size().await? != size {
             file.truncate(size).await?;
             file.fdatasync().await?;
         }
-        self.state.borrow_mut().active_mut().prealloc_end = size;
+        {
+            let mut st = self.state.borrow_mut();
+            st.active_mut().prealloc_end = size;
+            st.share_reservation();
+        }
         let checkpoint = {
             let st = self.state.borrow();
             let a = st.active();

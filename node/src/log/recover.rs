@@ -58,6 +58,8 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
         cache: BatchCache::new(if config.io_mode == IoMode::Direct { config.batch_cache_bytes } else { 0 }),
         poisoned: None,
         free_space: Default::default(),
+        prealloc: Default::default(),
+        reservation: Default::default(),
     };
     tracing::debug!(dir = %dir.display(), log_start, log_end, "partition log open");
     Ok(Inner {

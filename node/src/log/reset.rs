@@ -79,6 +79,7 @@ impl Inner {
         st.unflushed_bytes = 0;
         st.bytes_since_checkpoint = 0;
         st.cache.clear();
+        st.share_reservation();
         // Anything still waiting on an older append fails instead of being acknowledged.
         st.epoch += 1;
         st.last_failure = Some((false, format!("discarded by a reset to {start}")));

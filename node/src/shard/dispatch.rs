@@ -168,22 +168,68 @@ impl Shard {
         if self.cluster().is_some() {
             return self.cluster_create_topic(cid, topic).await;
         }
-        let shared = self.shared.clone();
-        let to_store = topic.clone();
-        let stored = glommio::executor()
-            .spawn_blocking(move || match shared.registry.lock() {
-                Ok(mut reg) => reg.create(to_store).map_err(|e| (e.code(), e.to_string())),
-                Err(_) => Err((ErrorCode::Unknown, "topic registry poisoned".to_string())),
-            })
-            .await;
-        if let Err((code, message)) = stored {
+        if let Err((code, message)) = self.admit_topic(&topic).await {
             return Reply::error(cid, code, message);
-        }
-        if let Err(message) = self.broadcast(|| ShardCall::TopicCreated(topic.clone())).await {
-            return Reply::error(cid, ErrorCode::StorageError, message);
         }
         tracing::info!(topic = %r.name, partitions = r.partitions, "topic created");
         Reply::new(cid, Response::CreateTopic(CreateTopicResponse { name: r.name, partitions: r.partitions }))
+    }
+
+    /// Creates a topic only once its resources are secured: admit it in the registry (name,
+    /// caps, open-files budget; nothing persisted), open its partitions on every shard
+    /// unpublished, persist, then publish. Any failure before the persist closes and removes
+    /// what was opened and forgets the name, so `topics.json` never names a topic the node
+    /// could not open.
+    async fn admit_topic(self: &Rc<Self>, topic: &TopicConfig) -> Result<(), (ErrorCode, String)> {
+        let (shared, to_admit) = (self.shared.clone(), topic.clone());
+        glommio::executor()
+            .spawn_blocking(move || {
+                let limits = shared.config.admission;
+                let fds = super::admission::FdBudget::measure(limits.open_files_reserved);
+                let mut reg = shared.registry.lock().map_err(|_| poisoned())?;
+                reg.reserve(to_admit, &limits, fds).map_err(|e| (e.code(), e.to_string()))
+            })
+            .await?;
+        if let Err(message) = self.broadcast(|| ShardCall::TopicPrepare(topic.clone())).await {
+            self.roll_back_topic(&topic.name).await;
+            let message = format!("topic {} not created, its partitions could not be opened: {message}", topic.name);
+            return Err((ErrorCode::StorageError, message));
+        }
+        let (shared, name) = (self.shared.clone(), topic.name.clone());
+        let committed = glommio::executor()
+            .spawn_blocking(move || {
+                let mut reg = shared.registry.lock().map_err(|_| poisoned())?;
+                reg.commit(&name).map_err(|e| (e.code(), e.to_string()))
+            })
+            .await;
+        if let Err(e) = committed {
+            self.roll_back_topic(&topic.name).await;
+            return Err(e);
+        }
+        self.broadcast(|| ShardCall::TopicCreated(topic.clone())).await.map_err(|m| (ErrorCode::StorageError, m))
+    }
+
+    /// Undoes a create that failed before its persist: partitions closed and deleted on
+    /// every shard, the topic directory removed, the name released.
+    async fn roll_back_topic(self: &Rc<Self>, name: &str) {
+        if let Err(e) = self.broadcast(|| ShardCall::TopicDeleted { name: name.to_string() }).await {
+            tracing::warn!(topic = %name, error = %e, "rollback of a failed create: partitions not all closed");
+        }
+        let dir = self.shared.config.data_dir.join("topics").join(name);
+        let (shared, name_owned) = (self.shared.clone(), name.to_string());
+        glommio::executor()
+            .spawn_blocking(move || {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(dir = %dir.display(), error = %e, "rollback: topic directory not removed");
+                    }
+                }
+                if let Ok(mut reg) = shared.registry.lock() {
+                    reg.abort(&name_owned);
+                }
+            })
+            .await;
+        tracing::warn!(topic = %name, "topic create rolled back");
     }
 
     async fn delete_topic_request(self: &Rc<Self>, cid: u64, r: DeleteTopicRequest) -> Reply {
@@ -485,4 +531,8 @@ impl Shard {
             futures_lite::future::or(self.stop.listen(), glommio::timer::sleep(left.min(ROUND_PAUSE))).await;
         }
     }
+}
+
+fn poisoned() -> (ErrorCode, String) {
+    (ErrorCode::Unknown, "topic registry poisoned".to_string())
 }

@@ -31,7 +31,9 @@ pub enum ShardCall {
     Offsets(Vec<(String, u32)>),
     /// Cluster mode: log start, log end, commit offset and epoch of the receiver's replicas.
     ChainOffsets(Vec<(String, u32)>),
-    /// A topic was added to the registry: open the partitions you own.
+    /// A topic is being created: open the partitions you own, do not serve them yet.
+    TopicPrepare(TopicConfig),
+    /// A topic was added to the registry: open the partitions you own and serve them.
     TopicCreated(TopicConfig),
     /// A topic was removed from the registry: delete the partitions you own.
     TopicDeleted { name: String },

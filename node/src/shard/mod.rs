@@ -14,6 +14,7 @@
 //! no lock (the registry mutex is control plane: create/delete/list); a shard stops
 //! accepting, then waits for in-flight appends, then closes its logs.
 
+pub mod admission;
 pub mod cluster;
 pub mod cluster_ops;
 pub mod dispatch;
@@ -175,6 +176,16 @@ impl Shard {
 
     /// Opens the partitions of `topic` this shard owns, then publishes the topic locally.
     pub async fn open_topic(&self, topic: &TopicConfig) -> Result<(), ShardError> {
+        self.prepare_topic(topic).await?;
+        self.topics.borrow_mut().insert(topic.name.clone(), topic.partitions);
+        self.groups_topic_changed(&topic.name, topic.partitions);
+        Ok(())
+    }
+
+    /// Opens the partitions of `topic` this shard owns (those open already are kept) without
+    /// publishing the topic: requests still find it unknown. A failure leaves the partitions
+    /// opened so far in place; the caller rolls back with `delete_topic`.
+    pub async fn prepare_topic(&self, topic: &TopicConfig) -> Result<(), ShardError> {
         let (name, partitions) = (topic.name.as_str(), topic.partitions);
         let log_config = registry::topic_log_config(&self.shared.config.log, &topic.name, &topic.configs)
             .map_err(|e| ShardError::Other { shard: self.id.0, reason: e.to_string() })?;
@@ -191,8 +202,6 @@ impl Shard {
             let part = Rc::new(Partition::open(topic.to_string(), p, log).await);
             self.partitions.borrow_mut().insert((topic.to_string(), p), part);
         }
-        self.topics.borrow_mut().insert(topic.to_string(), partitions);
-        self.groups_topic_changed(topic, partitions);
         Ok(())
     }
 

@@ -82,6 +82,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let mut registry = TopicRegistry::load(&config.data_dir)?;
     ensure_offsets_topic(&mut registry, config.shards)?;
     let topics = local_topics(&registry, control.is_some());
+    let topics = super::admission::admit_at_start(topics, &config.data_dir, &config.admission);
     let shard_count = usize::from(config.shards);
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::bounded(SHARD_INBOX_LEN)).unzip();
     let (group_inboxes, group_receivers): (Vec<_>, Vec<_>) =

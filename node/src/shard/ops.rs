@@ -97,6 +97,9 @@ impl Shard {
             ShardCall::ChainOffsets(parts) => {
                 ShardAnswer::ChainOffsets(parts.iter().map(|(t, p)| self.chain_offsets(t, *p)).collect())
             }
+            ShardCall::TopicPrepare(topic) => {
+                ShardAnswer::Done(self.prepare_topic(&topic).await.map_err(|e| e.to_string()))
+            }
             ShardCall::TopicCreated(topic) => {
                 ShardAnswer::Done(self.open_topic(&topic).await.map_err(|e| e.to_string()))
             }

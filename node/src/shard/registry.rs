@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use strand_core::topic::{validate_topic, TopicError};
 use strand_wire::ErrorCode;
 
+use super::admission::{AdmissionLimits, FdBudget, FDS_PER_SEGMENT};
 use crate::log::LogConfig;
 
 const REGISTRY_FILE: &str = "topics.json";
@@ -50,6 +51,27 @@ pub enum RegistryError {
     ReplicationFactor(u16),
     #[error("bad topic config {0:?}: keys are {TOPIC_CONFIG_KEYS:?}, values unsigned integers")]
     ConfigKey(String),
+    #[error("topic config {key}={value} is out of bounds: must be {bound}")]
+    ConfigBound { key: String, value: u64, bound: String },
+    #[error("topic {topic} refused: the node has {count} topics, topics_max is {max}")]
+    TopicsMax { topic: String, count: usize, max: u32 },
+    #[error("topic {topic} refused: {partitions} partitions would bring the node to {total}, partitions_max is {max}")]
+    PartitionsMax { topic: String, partitions: u32, total: u64, max: u32 },
+    #[error(
+        "topic {topic} refused: its {partitions} partitions need {needed} open files, only {available} are left \
+         ({open} open, {pending} promised to topics being created, open_files_reserved={reserved}, \
+         RLIMIT_NOFILE={limit}); raise the open-files limit (ulimit -n) or create fewer partitions"
+    )]
+    OpenFiles {
+        topic: String,
+        partitions: u32,
+        needed: u64,
+        available: u64,
+        open: u64,
+        pending: u64,
+        reserved: u64,
+        limit: u64,
+    },
     #[error("topic registry {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("topic registry {path} is corrupt: {reason}")]
@@ -63,7 +85,12 @@ impl RegistryError {
             RegistryError::Exists(_) => ErrorCode::TopicAlreadyExists,
             RegistryError::Unknown(_) => ErrorCode::UnknownTopic,
             RegistryError::Invalid(e) => e.code(),
-            RegistryError::ReplicationFactor(_) | RegistryError::ConfigKey(_) => ErrorCode::InvalidConfig,
+            RegistryError::ReplicationFactor(_)
+            | RegistryError::ConfigKey(_)
+            | RegistryError::ConfigBound { .. }
+            | RegistryError::TopicsMax { .. }
+            | RegistryError::PartitionsMax { .. }
+            | RegistryError::OpenFiles { .. } => ErrorCode::InvalidConfig,
             RegistryError::Io { .. } => ErrorCode::StorageError,
             RegistryError::Corrupt { .. } => ErrorCode::CorruptStorage,
         }
@@ -72,6 +99,29 @@ impl RegistryError {
 
 /// Topic config keys a create request may carry (applied node-wide for now).
 pub const TOPIC_CONFIG_KEYS: [&str; 4] = ["retention_bytes", "retention_ms", "segment_bytes", "segment_ms"];
+
+/// Smallest client-settable `segment_bytes`: each segment costs descriptors and a file, so
+/// tiny segments turn a stream of small batches into a stream of files.
+pub const TOPIC_SEGMENT_BYTES_MIN: u64 = 1 << 20;
+/// Largest client-settable `segment_bytes`.
+pub const TOPIC_SEGMENT_BYTES_MAX: u64 = 1 << 40;
+/// Smallest client-settable `segment_ms` (a roll per millisecond is a file per millisecond).
+pub const TOPIC_SEGMENT_MS_MIN: u64 = 1000;
+/// Smallest client-settable `retention_ms`.
+pub const TOPIC_RETENTION_MS_MIN: u64 = 1000;
+/// Smallest client-settable `retention_bytes`.
+pub const TOPIC_RETENTION_BYTES_MIN: u64 = 1 << 20;
+
+/// The bound of a client-settable topic config key, as `(min, max)`.
+fn config_bounds(key: &str) -> Option<(u64, u64)> {
+    match key {
+        "segment_bytes" => Some((TOPIC_SEGMENT_BYTES_MIN, TOPIC_SEGMENT_BYTES_MAX)),
+        "segment_ms" => Some((TOPIC_SEGMENT_MS_MIN, u64::MAX)),
+        "retention_ms" => Some((TOPIC_RETENTION_MS_MIN, u64::MAX)),
+        "retention_bytes" => Some((TOPIC_RETENTION_BYTES_MIN, u64::MAX)),
+        _ => None,
+    }
+}
 
 /// `base` with a topic's overrides applied. Internal topics (`__…`, e.g. the consumer
 /// offsets) never inherit node-wide retention: deleting their old segments would lose the
@@ -88,10 +138,15 @@ pub fn topic_log_config(
     }
     for (key, value) in configs {
         let v: u64 = value.parse().map_err(|_| RegistryError::ConfigKey(format!("{key}={value}")))?;
+        let (min, max) = config_bounds(key).ok_or_else(|| RegistryError::ConfigKey(format!("{key}={value}")))?;
+        if v < min || v > max {
+            let bound = if max == u64::MAX { format!(">= {min}") } else { format!("in [{min}, {max}]") };
+            return Err(RegistryError::ConfigBound { key: key.clone(), value: v, bound });
+        }
         match key.as_str() {
             "retention_bytes" => log.retention_bytes = Some(v),
             "retention_ms" => log.retention_ms = Some(v),
-            "segment_bytes" if v > 0 => log.segment_bytes = v,
+            "segment_bytes" => log.segment_bytes = v,
             "segment_ms" => log.segment_ms = Some(v),
             _ => return Err(RegistryError::ConfigKey(format!("{key}={value}"))),
         }
@@ -99,11 +154,14 @@ pub fn topic_log_config(
     Ok(log)
 }
 
-/// The persisted topic set.
+/// The persisted topic set, plus the topics being created (admitted, not yet persisted).
 #[derive(Debug)]
 pub struct TopicRegistry {
     dir: PathBuf,
     topics: BTreeMap<String, TopicConfig>,
+    /// Admitted by [`TopicRegistry::reserve`], awaiting `commit` or `abort`: counted by the
+    /// caps and the name check, never written to `topics.json`.
+    pending: BTreeMap<String, TopicConfig>,
 }
 
 impl TopicRegistry {
@@ -128,7 +186,7 @@ impl TopicRegistry {
                 topics.insert(topic.name.clone(), topic);
             }
         }
-        Ok(TopicRegistry { dir: dir.to_path_buf(), topics })
+        Ok(TopicRegistry { dir: dir.to_path_buf(), topics, pending: BTreeMap::new() })
     }
 
     /// All topics, by name.
@@ -153,6 +211,79 @@ impl TopicRegistry {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Admits a topic before its partitions are opened: validates it, checks the name is
+    /// free, the caps and (given a measured `fds`) the open-files budget, and holds the
+    /// name. Nothing is persisted; [`TopicRegistry::commit`] or `abort` must follow.
+    pub fn reserve(
+        &mut self,
+        topic: TopicConfig,
+        limits: &AdmissionLimits,
+        fds: Option<FdBudget>,
+    ) -> Result<(), RegistryError> {
+        validate_topic(&topic.name, topic.partitions)?;
+        if topic.replication_factor > 1 {
+            return Err(RegistryError::ReplicationFactor(topic.replication_factor));
+        }
+        topic_log_config(&LogConfig::default(), &topic.name, &topic.configs)?;
+        if self.topics.contains_key(&topic.name) || self.pending.contains_key(&topic.name) {
+            return Err(RegistryError::Exists(topic.name));
+        }
+        self.check_caps(&topic, limits, fds)?;
+        self.pending.insert(topic.name.clone(), topic);
+        Ok(())
+    }
+
+    fn check_caps(
+        &self,
+        topic: &TopicConfig,
+        limits: &AdmissionLimits,
+        fds: Option<FdBudget>,
+    ) -> Result<(), RegistryError> {
+        let count = self.topics.len() + self.pending.len();
+        if count >= limits.topics_max as usize {
+            return Err(RegistryError::TopicsMax { topic: topic.name.clone(), count, max: limits.topics_max });
+        }
+        let sum = |m: &BTreeMap<String, TopicConfig>| m.values().map(|t| u64::from(t.partitions)).sum::<u64>();
+        let total = sum(&self.topics) + sum(&self.pending) + u64::from(topic.partitions);
+        if total > u64::from(limits.partitions_max) {
+            let (partitions, max) = (topic.partitions, limits.partitions_max);
+            return Err(RegistryError::PartitionsMax { topic: topic.name.clone(), partitions, total, max });
+        }
+        let Some(fds) = fds else { return Ok(()) };
+        let pending = sum(&self.pending) * FDS_PER_SEGMENT;
+        let needed = u64::from(topic.partitions) * FDS_PER_SEGMENT;
+        let available = fds.available().saturating_sub(pending);
+        if needed > available {
+            return Err(RegistryError::OpenFiles {
+                topic: topic.name.clone(),
+                partitions: topic.partitions,
+                needed,
+                available,
+                open: fds.open,
+                pending,
+                reserved: fds.reserved,
+                limit: fds.limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Persists a topic admitted by `reserve` (its partitions are open on every shard).
+    pub fn commit(&mut self, name: &str) -> Result<(), RegistryError> {
+        let topic = self.pending.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+        self.topics.insert(name.to_string(), topic);
+        if let Err(e) = self.persist() {
+            self.topics.remove(name);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Forgets a topic admitted by `reserve` whose resources could not be secured.
+    pub fn abort(&mut self, name: &str) {
+        self.pending.remove(name);
     }
 
     /// Removes a topic and persists the registry.
@@ -219,6 +350,43 @@ mod tests {
         assert_eq!(again.topics().keys().collect::<Vec<_>>(), vec!["a"]);
         assert_eq!(again.topics()["a"].partitions, 3);
         assert!(!dir.path().join("topics.json.tmp").exists());
+    }
+
+    #[test]
+    fn caps_and_bounds_refuse_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = TopicRegistry::load(dir.path()).unwrap();
+        let limits = AdmissionLimits { topics_max: 2, partitions_max: 10, open_files_reserved: 0 };
+        reg.reserve(topic("a", 6), &limits, None).unwrap();
+        assert!(matches!(reg.reserve(topic("a", 1), &limits, None), Err(RegistryError::Exists(_))), "pending names");
+        let over = reg.reserve(topic("b", 5), &limits, None).unwrap_err();
+        assert!(matches!(over, RegistryError::PartitionsMax { total: 11, max: 10, .. }), "{over}");
+        reg.reserve(topic("b", 4), &limits, None).unwrap();
+        reg.commit("a").unwrap();
+        reg.abort("b");
+        assert!(!TopicRegistry::load(dir.path()).unwrap().topics().contains_key("b"), "aborted: never persisted");
+        reg.reserve(topic("c", 1), &limits, None).unwrap();
+        let full = reg.reserve(topic("d", 1), &limits, None).unwrap_err();
+        assert!(matches!(full, RegistryError::TopicsMax { count: 2, max: 2, .. }), "{full}");
+        reg.abort("c");
+
+        // Open files: 3 partitions need 6 fds; 6 left admits, 5 refuses with the numbers.
+        let fds = |open| Some(FdBudget { limit: 100, open, reserved: 10 });
+        let refused = reg.reserve(topic("e", 3), &limits, fds(85)).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::InvalidConfig);
+        assert!(refused.to_string().contains("need 6 open files, only 5 are left"), "{refused}");
+        reg.reserve(topic("e", 3), &limits, fds(84)).unwrap();
+
+        let with = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        let base = LogConfig::default();
+        assert_eq!(topic_log_config(&base, "t", &with("segment_bytes", "1048576")).unwrap().segment_bytes, 1 << 20);
+        let small = topic_log_config(&base, "t", &with("segment_bytes", "1048575")).unwrap_err();
+        assert_eq!(small.code(), ErrorCode::InvalidConfig);
+        assert!(small.to_string().contains("segment_bytes=1048575"), "{small}");
+        assert!(topic_log_config(&base, "t", &with("segment_ms", "999")).is_err());
+        assert!(topic_log_config(&base, "t", &with("segment_ms", "1000")).is_ok());
+        assert!(topic_log_config(&base, "t", &with("retention_ms", "0")).is_err());
+        assert!(topic_log_config(&base, "t", &with("retention_bytes", "1")).is_err());
     }
 
     #[test]
