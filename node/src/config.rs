@@ -27,6 +27,22 @@ pub const INFLIGHT_PER_CONNECTION_DEFAULT: u32 = 64;
 pub const CONNECTION_BUFFER_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Default connections per node (over all shards and ports).
 pub const CONNECTIONS_MAX_DEFAULT: u32 = 10_000;
+/// Default time a client connection may sit with no request in flight and no bytes received
+/// before the node closes it (Kafka's `connections.max.idle.ms`).
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 10 * 60 * 1000;
+/// Default connections one source IP may hold (well below `connections_max`, so no one
+/// source can take the node's connections).
+pub const CONNECTIONS_PER_IP_MAX_DEFAULT: u32 = 1_000;
+/// Default connection slots kept for sources that hold none (admin tools, canaries).
+pub const CONNECTIONS_RESERVED_DEFAULT: u32 = 100;
+/// Default series per metric family in `/metrics`; more are left out and counted.
+pub const METRICS_SERIES_MAX_DEFAULT: u32 = 10_000;
+/// Default: a batch timestamp may be at most this far ahead of the node's clock
+/// (Kafka's `message.timestamp.after.max.ms`).
+pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT: u64 = 60 * 60 * 1000;
+/// Default: a batch timestamp may be any age (Kafka's `message.timestamp.before.max.ms`,
+/// unlimited by default there too); only negative timestamps other than -1 are refused.
+pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT: u64 = u64::MAX;
 /// Default first replication port (cluster mode: shard `s` listens on `base + s`).
 pub const REPLICATION_PORT_BASE_DEFAULT: u16 = 7200;
 /// Default interval between retention passes.
@@ -103,6 +119,12 @@ pub struct FileConfig {
     pub inflight_per_connection: Option<u32>,
     pub connection_buffer_bytes: Option<u64>,
     pub connections_max: Option<u32>,
+    pub connections_max_idle_ms: Option<u64>,
+    pub connections_per_ip_max: Option<u32>,
+    pub connections_reserved: Option<u32>,
+    pub metrics_series_max: Option<u32>,
+    pub message_timestamp_after_max_ms: Option<u64>,
+    pub message_timestamp_before_max_ms: Option<u64>,
     pub retention_check_ms: Option<u64>,
     pub segment_bytes: Option<u64>,
     pub segment_ms: Option<u64>,
@@ -122,6 +144,18 @@ pub struct NetLimits {
     pub connection_buffer_bytes: u64,
     /// Open client connections per node.
     pub connections_max: u32,
+    /// A connection with no request in flight and no bytes received for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// Open client connections per source IP address.
+    pub connections_per_ip_max: u32,
+    /// Of `connections_max`, slots only a source holding no connection may take.
+    pub connections_reserved: u32,
+    /// Series per metric family rendered in `/metrics`.
+    pub metrics_series_max: u32,
+    /// Largest amount a batch timestamp may lie ahead of the node's clock, in ms.
+    pub message_timestamp_after_max_ms: u64,
+    /// Largest amount a batch timestamp may lie behind the node's clock, in ms (`u64::MAX` = any).
+    pub message_timestamp_before_max_ms: u64,
 }
 
 /// The resolved, validated configuration.
@@ -183,11 +217,28 @@ impl NodeConfig {
             }
             base => Some(base),
         };
+        let connections_max = file.connections_max.unwrap_or(CONNECTIONS_MAX_DEFAULT);
+        // Unset shares follow a smaller `connections_max`, so a small node stays valid.
+        let connections_reserved =
+            file.connections_reserved.unwrap_or(CONNECTIONS_RESERVED_DEFAULT.min(connections_max / 10));
+        let connections_per_ip_max = file
+            .connections_per_ip_max
+            .unwrap_or(CONNECTIONS_PER_IP_MAX_DEFAULT.min(connections_max.saturating_sub(connections_reserved)));
         let limits = NetLimits {
             frame_len_max: file.frame_len_max.unwrap_or(FRAME_LEN_MAX_DEFAULT as u32),
             inflight_per_connection: file.inflight_per_connection.unwrap_or(INFLIGHT_PER_CONNECTION_DEFAULT),
             connection_buffer_bytes: file.connection_buffer_bytes.unwrap_or(CONNECTION_BUFFER_BYTES_DEFAULT),
-            connections_max: file.connections_max.unwrap_or(CONNECTIONS_MAX_DEFAULT),
+            connections_max,
+            connections_max_idle_ms: file.connections_max_idle_ms.unwrap_or(CONNECTIONS_MAX_IDLE_MS_DEFAULT),
+            connections_per_ip_max,
+            connections_reserved,
+            metrics_series_max: file.metrics_series_max.unwrap_or(METRICS_SERIES_MAX_DEFAULT),
+            message_timestamp_after_max_ms: file
+                .message_timestamp_after_max_ms
+                .unwrap_or(MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT),
+            message_timestamp_before_max_ms: file
+                .message_timestamp_before_max_ms
+                .unwrap_or(MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT),
         };
         check_limits(&limits)?;
         let log = log_config(&cli, &file)?;
@@ -282,6 +333,26 @@ fn check_limits(limits: &NetLimits) -> Result<(), ConfigError> {
     }
     if limits.connection_buffer_bytes < u64::from(limits.frame_len_max) {
         return Err(invalid("connection_buffer_bytes", "must hold at least one frame of frame_len_max"));
+    }
+    check_connection_shares(limits)?;
+    if limits.connections_max_idle_ms == 0 || limits.metrics_series_max == 0 {
+        return Err(invalid("connections_max_idle_ms/metrics_series_max", "must be > 0"));
+    }
+    Ok(())
+}
+
+/// The per-IP cap and the reserved slots must leave room for other sources: one source can
+/// hold at most `connections_per_ip_max`, which must fit below the unreserved share, and the
+/// reserved slots must leave some share at all (so a source holding one connection can open
+/// a second).
+fn check_connection_shares(limits: &NetLimits) -> Result<(), ConfigError> {
+    let (max, per_ip, reserved) = (limits.connections_max, limits.connections_per_ip_max, limits.connections_reserved);
+    if reserved >= max {
+        return Err(invalid("connections_reserved", format!("{reserved} must be below connections_max {max}")));
+    }
+    if per_ip == 0 || per_ip > max - reserved {
+        let reason = format!("{per_ip} must be in 1..={} (connections_max {max} - connections_reserved {reserved})", max - reserved);
+        return Err(invalid("connections_per_ip_max", reason));
     }
     Ok(())
 }

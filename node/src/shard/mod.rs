@@ -68,6 +68,8 @@ pub struct NodeShared {
     pub metrics: Arc<NodeMetrics>,
     pub ports: OnceLock<BoundPorts>,
     pub connections: AtomicU32,
+    /// Open client connections per source IP (admission, see `net::limits`).
+    pub connection_sources: Arc<crate::net::limits::SourceTable>,
     pub next_producer_id: AtomicU64,
     /// The control plane in cluster mode (`--etcd`); `None` on a single node.
     pub control: Option<crate::control::ControlHandle>,

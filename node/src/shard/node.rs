@@ -78,12 +78,13 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let (group_inboxes, group_receivers): (Vec<_>, Vec<_>) =
         (0..shard_count).map(|_| flume::bounded(crate::groups::GROUP_INBOX_LEN)).unzip();
     let shared = Arc::new(NodeShared {
-        metrics: Arc::new(NodeMetrics::new(shard_count)),
+        metrics: Arc::new(NodeMetrics::new(shard_count, config.limits.metrics_series_max as usize)),
         registry: Mutex::new(registry),
         inboxes,
         group_inboxes,
         ports: OnceLock::new(),
         connections: AtomicU32::new(0),
+        connection_sources: Arc::default(),
         next_producer_id: AtomicU64::new((now_ms().max(1) as u64) << 16),
         config,
         control,
