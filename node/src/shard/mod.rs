@@ -24,13 +24,14 @@ pub mod node;
 pub mod notify;
 pub mod ops;
 pub mod partition;
+pub mod produce_checks;
 pub mod registry;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -70,7 +71,8 @@ pub struct NodeShared {
     pub connections: AtomicU32,
     /// Open client connections per source IP (admission, see `net::limits`).
     pub connection_sources: Arc<crate::net::limits::SourceTable>,
-    pub next_producer_id: AtomicU64,
+    /// Producer ids issued lately (InitProducerId draws them at random).
+    pub producer_ids: produce_checks::IssuedProducerIds,
     /// The control plane in cluster mode (`--etcd`); `None` on a single node.
     pub control: Option<crate::control::ControlHandle>,
 }

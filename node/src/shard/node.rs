@@ -16,7 +16,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 
 use super::forward::{ShardCall, ShardMsg, SHARD_INBOX_LEN};
 use super::registry::{TopicConfig, TopicRegistry};
-use super::{now_ms, BoundPorts, NodeShared, Shard, ShardError};
+use super::{BoundPorts, NodeShared, Shard, ShardError};
 use crate::admin::AdminServer;
 use crate::config::NodeConfig;
 use crate::log::IoMode;
@@ -85,7 +85,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         ports: OnceLock::new(),
         connections: AtomicU32::new(0),
         connection_sources: Arc::default(),
-        next_producer_id: AtomicU64::new((now_ms().max(1) as u64) << 16),
+        producer_ids: Default::default(),
         config,
         control,
     });
