@@ -351,7 +351,10 @@ fn check_connection_shares(limits: &NetLimits) -> Result<(), ConfigError> {
         return Err(invalid("connections_reserved", format!("{reserved} must be below connections_max {max}")));
     }
     if per_ip == 0 || per_ip > max - reserved {
-        let reason = format!("{per_ip} must be in 1..={} (connections_max {max} - connections_reserved {reserved})", max - reserved);
+        let reason = format!(
+            "{per_ip} must be in 1..={} (connections_max {max} - connections_reserved {reserved})",
+            max - reserved
+        );
         return Err(invalid("connections_per_ip_max", reason));
     }
     Ok(())

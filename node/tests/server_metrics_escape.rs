@@ -12,8 +12,8 @@ mod groups;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use groups::commit;
 use common::Node;
+use groups::commit;
 use strand_wire::ErrorCode;
 
 /// A topic name that, unescaped, ends the label set and starts a series of its own.
@@ -48,7 +48,11 @@ fn hostile_names_cannot_inject_lines_and_series_are_capped() {
     let (group, topic) = (escape(HOSTILE_GROUP), escape(HOSTILE_TOPIC));
     for line in &committed {
         let ours = (0..5u64).any(|p| {
-            **line == format!("strand_consumer_committed_offset{{group=\"{group}\",topic=\"{topic}\",partition=\"{p}\"}} {}", 10 + p)
+            **line
+                == format!(
+                    "strand_consumer_committed_offset{{group=\"{group}\",topic=\"{topic}\",partition=\"{p}\"}} {}",
+                    10 + p
+                )
         });
         assert!(ours, "escaped labels, value intact: {line:?}");
     }

@@ -46,10 +46,13 @@ fn producer_ids_are_random_positive_and_distinct() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), 2, &[]);
     let mut c = node.client();
-    let ids: Vec<u64> = (0..64).map(|_| init_producer_id(&mut c)).map(|(id, epoch)| {
-        assert_eq!(epoch, 0);
-        id
-    }).collect();
+    let ids: Vec<u64> = (0..64)
+        .map(|_| init_producer_id(&mut c))
+        .map(|(id, epoch)| {
+            assert_eq!(epoch, 0);
+            id
+        })
+        .collect();
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "distinct: {ids:?}");
     assert!(ids.iter().all(|id| *id > 0 && *id <= i64::MAX as u64), "positive as i64: {ids:?}");
     let steps: HashSet<i128> = ids.windows(2).map(|w| i128::from(w[1]) - i128::from(w[0])).collect();

@@ -45,7 +45,12 @@ pub struct Admission {
 impl SourceTable {
     /// Admits one more connection from `source` when `open` connections (this one
     /// included) are open on the node, or says why not.
-    pub fn admit(table: &Arc<SourceTable>, source: IpAddr, open: u32, limits: &NetLimits) -> Result<Admission, Refusal> {
+    pub fn admit(
+        table: &Arc<SourceTable>,
+        source: IpAddr,
+        open: u32,
+        limits: &NetLimits,
+    ) -> Result<Admission, Refusal> {
         let mut held_by = table.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let held = held_by.get(&source).copied().unwrap_or(0);
         decide(source, held, open, limits)?;
