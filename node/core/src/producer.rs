@@ -41,7 +41,7 @@ pub fn producer_id_from_random(bits: u64) -> Option<u64> {
 
 /// Refuses a batch whose producer epoch the node never issued (see the module doc).
 pub fn check_epoch_issued(batch: &ProducerBatch) -> Result<(), SequenceError> {
-    if batch.producer_id == 0 || batch.producer_epoch <= PRODUCER_EPOCH_ISSUED {
+    if batch.producer_id == 0 || batch.producer_epoch == PRODUCER_EPOCH_ISSUED {
         return Ok(());
     }
     Err(SequenceError::EpochNotIssued { got: batch.producer_epoch, issued: PRODUCER_EPOCH_ISSUED })

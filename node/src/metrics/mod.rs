@@ -441,6 +441,27 @@ mod tests {
     }
 
     #[test]
+    fn label_values_are_escaped_and_families_capped() {
+        let node = NodeMetrics::new(1, 2);
+        let gauge = |topic: &str, partition| PartitionGauge {
+            topic: topic.into(),
+            partition,
+            log_start_offset: 0,
+            log_end_offset: 1,
+            size_bytes: 1,
+        };
+        node.shards[0].publish_partitions(vec![gauge("a\\\"}\nx 1", 0), gauge("b", 1), gauge("c", 2)]);
+        let text = node.render_prometheus();
+        let name = "strand_partition_log_end_offset";
+        let expect = format!("{name}{{topic=\"a\\\\\\\"}}\\nx 1\",partition=\"0\"}} 1");
+        assert!(text.contains(&expect), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with(&format!("{name}{{"))).count(), 2, "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("x ")), "{text}");
+        // Three families of three partitions each, capped at two: three dropped per render.
+        assert!(text.contains("strand_metrics_series_dropped_total 3\n"), "{text}");
+    }
+
+    #[test]
     fn renders_group_lag_and_committed() {
         let node = NodeMetrics::new(2, 100);
         node.shards[0].publish_partitions(vec![PartitionGauge {

@@ -223,8 +223,11 @@ fn admit(shard: &Shard, source: std::net::IpAddr) -> Result<limits::Admission, l
             limits::Refusal::PerIp { .. } => &shard.metrics.connections_refused_per_ip,
             limits::Refusal::Reserved { .. } => &shard.metrics.connections_refused_reserved,
         };
-        counter.fetch_add(1, Relaxed);
-        warn!(shard = shard.id.0, %refusal, "connection refused");
+        // Logged at the 1st, 2nd, 4th, 8th... refusal of a kind: a flood cannot flood the log.
+        let refused = counter.fetch_add(1, Relaxed) + 1;
+        if refused.is_power_of_two() {
+            warn!(shard = shard.id.0, %refusal, refused, "connection refused (logged at powers of two)");
+        }
     }
     admitted
 }
