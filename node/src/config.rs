@@ -431,6 +431,28 @@ mod tests {
     }
 
     #[test]
+    fn connection_shares_and_new_limits() {
+        let c = NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap();
+        assert_eq!((c.limits.connections_per_ip_max, c.limits.connections_reserved), (1_000, 100));
+        assert_eq!(c.limits.connections_max_idle_ms, CONNECTIONS_MAX_IDLE_MS_DEFAULT);
+        assert_eq!(c.limits.message_timestamp_after_max_ms, 3_600_000);
+        assert_eq!(c.limits.message_timestamp_before_max_ms, u64::MAX);
+        // Unset shares follow a small connections_max.
+        let small: FileConfig = toml::from_str("connections_max = 20").unwrap();
+        let c = NodeConfig::merge(cli(&[]), small).unwrap();
+        assert_eq!((c.limits.connections_per_ip_max, c.limits.connections_reserved), (18, 2));
+        // At the limit: the per-IP cap may equal the unreserved share, not exceed it.
+        let shares = |text: &str| NodeConfig::merge(cli(&[]), toml::from_str(text).unwrap());
+        assert!(shares("connections_max = 10\nconnections_reserved = 2\nconnections_per_ip_max = 8").is_ok());
+        let over = shares("connections_max = 10\nconnections_reserved = 2\nconnections_per_ip_max = 9");
+        assert!(matches!(over, Err(ConfigError::Invalid { key: "connections_per_ip_max", .. })), "{over:?}");
+        let all_reserved = shares("connections_max = 10\nconnections_reserved = 10");
+        assert!(matches!(all_reserved, Err(ConfigError::Invalid { key: "connections_reserved", .. })));
+        assert!(shares("connections_max_idle_ms = 0").is_err());
+        assert!(shares("metrics_series_max = 0").is_err());
+    }
+
+    #[test]
     fn rejects_bad_values() {
         assert!(NodeConfig::merge(cli(&["--shards", "0"]), FileConfig::default()).is_err());
         assert!(NodeConfig::merge(cli(&["--fsync", "sometimes"]), FileConfig::default()).is_err());
