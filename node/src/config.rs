@@ -28,6 +28,22 @@ pub const INFLIGHT_PER_CONNECTION_DEFAULT: u32 = 64;
 pub const CONNECTION_BUFFER_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Default connections per node (over all shards and ports).
 pub const CONNECTIONS_MAX_DEFAULT: u32 = 10_000;
+/// Default time a client connection may sit with no request in flight and no bytes received
+/// before the node closes it (Kafka's `connections.max.idle.ms`).
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 10 * 60 * 1000;
+/// Default connections one source IP may hold (well below `connections_max`, so no one
+/// source can take the node's connections).
+pub const CONNECTIONS_PER_IP_MAX_DEFAULT: u32 = 1_000;
+/// Default connection slots kept for sources that hold none (admin tools, canaries).
+pub const CONNECTIONS_RESERVED_DEFAULT: u32 = 100;
+/// Default series per metric family in `/metrics`; more are left out and counted.
+pub const METRICS_SERIES_MAX_DEFAULT: u32 = 10_000;
+/// Default: a batch timestamp may be at most this far ahead of the node's clock
+/// (Kafka's `message.timestamp.after.max.ms`).
+pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT: u64 = 60 * 60 * 1000;
+/// Default: a batch timestamp may be any age (Kafka's `message.timestamp.before.max.ms`,
+/// unlimited by default there too); only negative timestamps other than -1 are refused.
+pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT: u64 = u64::MAX;
 /// Default first replication port (cluster mode: shard `s` listens on `base + s`).
 pub const REPLICATION_PORT_BASE_DEFAULT: u16 = 7200;
 /// Default interval between retention passes.
@@ -104,6 +120,12 @@ pub struct FileConfig {
     pub inflight_per_connection: Option<u32>,
     pub connection_buffer_bytes: Option<u64>,
     pub connections_max: Option<u32>,
+    pub connections_max_idle_ms: Option<u64>,
+    pub connections_per_ip_max: Option<u32>,
+    pub connections_reserved: Option<u32>,
+    pub metrics_series_max: Option<u32>,
+    pub message_timestamp_after_max_ms: Option<u64>,
+    pub message_timestamp_before_max_ms: Option<u64>,
     pub retention_check_ms: Option<u64>,
     pub segment_bytes: Option<u64>,
     pub segment_ms: Option<u64>,
@@ -126,6 +148,18 @@ pub struct NetLimits {
     pub connection_buffer_bytes: u64,
     /// Open client connections per node.
     pub connections_max: u32,
+    /// A connection with no request in flight and no bytes received for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// Open client connections per source IP address.
+    pub connections_per_ip_max: u32,
+    /// Of `connections_max`, slots only a source holding no connection may take.
+    pub connections_reserved: u32,
+    /// Series per metric family rendered in `/metrics`.
+    pub metrics_series_max: u32,
+    /// Largest amount a batch timestamp may lie ahead of the node's clock, in ms.
+    pub message_timestamp_after_max_ms: u64,
+    /// Largest amount a batch timestamp may lie behind the node's clock, in ms (`u64::MAX` = any).
+    pub message_timestamp_before_max_ms: u64,
 }
 
 /// The resolved, validated configuration.
@@ -189,11 +223,28 @@ impl NodeConfig {
             }
             base => Some(base),
         };
+        let connections_max = file.connections_max.unwrap_or(CONNECTIONS_MAX_DEFAULT);
+        // Unset shares follow a smaller `connections_max`, so a small node stays valid.
+        let connections_reserved =
+            file.connections_reserved.unwrap_or(CONNECTIONS_RESERVED_DEFAULT.min(connections_max / 10));
+        let connections_per_ip_max = file
+            .connections_per_ip_max
+            .unwrap_or(CONNECTIONS_PER_IP_MAX_DEFAULT.min(connections_max.saturating_sub(connections_reserved)));
         let limits = NetLimits {
             frame_len_max: file.frame_len_max.unwrap_or(FRAME_LEN_MAX_DEFAULT as u32),
             inflight_per_connection: file.inflight_per_connection.unwrap_or(INFLIGHT_PER_CONNECTION_DEFAULT),
             connection_buffer_bytes: file.connection_buffer_bytes.unwrap_or(CONNECTION_BUFFER_BYTES_DEFAULT),
-            connections_max: file.connections_max.unwrap_or(CONNECTIONS_MAX_DEFAULT),
+            connections_max,
+            connections_max_idle_ms: file.connections_max_idle_ms.unwrap_or(CONNECTIONS_MAX_IDLE_MS_DEFAULT),
+            connections_per_ip_max,
+            connections_reserved,
+            metrics_series_max: file.metrics_series_max.unwrap_or(METRICS_SERIES_MAX_DEFAULT),
+            message_timestamp_after_max_ms: file
+                .message_timestamp_after_max_ms
+                .unwrap_or(MESSAGE_TIMESTAMP_AFTER_MAX_MS_DEFAULT),
+            message_timestamp_before_max_ms: file
+                .message_timestamp_before_max_ms
+                .unwrap_or(MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT),
         };
         check_limits(&limits)?;
         let admission = admission_limits(&file)?;
@@ -378,6 +429,29 @@ fn check_limits(limits: &NetLimits) -> Result<(), ConfigError> {
     if limits.connection_buffer_bytes < u64::from(limits.frame_len_max) {
         return Err(invalid("connection_buffer_bytes", "must hold at least one frame of frame_len_max"));
     }
+    check_connection_shares(limits)?;
+    if limits.connections_max_idle_ms == 0 || limits.metrics_series_max == 0 {
+        return Err(invalid("connections_max_idle_ms/metrics_series_max", "must be > 0"));
+    }
+    Ok(())
+}
+
+/// The per-IP cap and the reserved slots must leave room for other sources: one source can
+/// hold at most `connections_per_ip_max`, which must fit below the unreserved share, and the
+/// reserved slots must leave some share at all (so a source holding one connection can open
+/// a second).
+fn check_connection_shares(limits: &NetLimits) -> Result<(), ConfigError> {
+    let (max, per_ip, reserved) = (limits.connections_max, limits.connections_per_ip_max, limits.connections_reserved);
+    if reserved >= max {
+        return Err(invalid("connections_reserved", format!("{reserved} must be below connections_max {max}")));
+    }
+    if per_ip == 0 || per_ip > max - reserved {
+        let reason = format!(
+            "{per_ip} must be in 1..={} (connections_max {max} - connections_reserved {reserved})",
+            max - reserved
+        );
+        return Err(invalid("connections_per_ip_max", reason));
+    }
     Ok(())
 }
 
@@ -449,6 +523,28 @@ mod tests {
         assert_eq!(c.log.fsync, FsyncPolicy::Never);
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.limits.frame_len_max, 4096);
+    }
+
+    #[test]
+    fn connection_shares_and_new_limits() {
+        let c = NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap();
+        assert_eq!((c.limits.connections_per_ip_max, c.limits.connections_reserved), (1_000, 100));
+        assert_eq!(c.limits.connections_max_idle_ms, CONNECTIONS_MAX_IDLE_MS_DEFAULT);
+        assert_eq!(c.limits.message_timestamp_after_max_ms, 3_600_000);
+        assert_eq!(c.limits.message_timestamp_before_max_ms, u64::MAX);
+        // Unset shares follow a small connections_max.
+        let small: FileConfig = toml::from_str("connections_max = 20").unwrap();
+        let c = NodeConfig::merge(cli(&[]), small).unwrap();
+        assert_eq!((c.limits.connections_per_ip_max, c.limits.connections_reserved), (18, 2));
+        // At the limit: the per-IP cap may equal the unreserved share, not exceed it.
+        let shares = |text: &str| NodeConfig::merge(cli(&[]), toml::from_str(text).unwrap());
+        assert!(shares("connections_max = 10\nconnections_reserved = 2\nconnections_per_ip_max = 8").is_ok());
+        let over = shares("connections_max = 10\nconnections_reserved = 2\nconnections_per_ip_max = 9");
+        assert!(matches!(over, Err(ConfigError::Invalid { key: "connections_per_ip_max", .. })), "{over:?}");
+        let all_reserved = shares("connections_max = 10\nconnections_reserved = 10");
+        assert!(matches!(all_reserved, Err(ConfigError::Invalid { key: "connections_reserved", .. })));
+        assert!(shares("connections_max_idle_ms = 0").is_err());
+        assert!(shares("metrics_series_max = 0").is_err());
     }
 
     #[test]

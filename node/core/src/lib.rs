@@ -17,4 +17,5 @@ pub mod index;
 pub mod placement;
 pub mod producer;
 pub mod recovery;
+pub mod timestamp;
 pub mod topic;

@@ -12,6 +12,12 @@
 //! producers, evicting the least recently used.
 //!
 //! Sequences are `u32` and wrap (Kafka uses `i32` wrapping to 0 in the same way).
+//!
+//! Producer ids are drawn at random ([`producer_id_from_random`]) so no client can predict
+//! the next one and fence it in advance, and a produce may carry only an epoch the node
+//! issues ([`check_epoch_issued`]): InitProducerId issues a fresh id at epoch
+//! [`PRODUCER_EPOCH_ISSUED`] and bumps no epoch (there are no transactional ids), so a
+//! higher epoch can only be forged — accepting it would fence the id's owner.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -21,6 +27,25 @@ use strand_wire::ErrorCode;
 pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
 /// Producers remembered per partition before the least recently used is forgotten.
 pub const PRODUCERS_PER_PARTITION_MAX: usize = 4096;
+
+/// The epoch InitProducerId gives every producer id; the node issues no other.
+pub const PRODUCER_EPOCH_ISSUED: u16 = 0;
+
+/// A producer id from 64 random bits, `None` if they make no valid id (retry with others):
+/// positive as an `i64` (Kafka's producer ids are non-negative int64) and never 0, which
+/// marks a batch as not idempotent.
+pub fn producer_id_from_random(bits: u64) -> Option<u64> {
+    let id = bits & i64::MAX as u64;
+    (id != 0).then_some(id)
+}
+
+/// Refuses a batch whose producer epoch the node never issued (see the module doc).
+pub fn check_epoch_issued(batch: &ProducerBatch) -> Result<(), SequenceError> {
+    if batch.producer_id == 0 || batch.producer_epoch == PRODUCER_EPOCH_ISSUED {
+        return Ok(());
+    }
+    Err(SequenceError::EpochNotIssued { got: batch.producer_epoch, issued: PRODUCER_EPOCH_ISSUED })
+}
 
 /// The producer fields of one batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +73,20 @@ pub enum SequenceError {
     InvalidEpoch { current: u16, got: u16 },
     #[error("out of order sequence: expected {expected}, got {got}")]
     OutOfOrder { expected: u32, got: u32 },
+    #[error(
+        "producer epoch {got} was never issued: InitProducerId issues epoch {issued} with every new \
+         producer id; ask it for an id"
+    )]
+    EpochNotIssued { got: u16, issued: u16 },
 }
 
 impl SequenceError {
     /// The wire error to answer with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            SequenceError::InvalidEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            SequenceError::InvalidEpoch { .. } | SequenceError::EpochNotIssued { .. } => {
+                ErrorCode::InvalidProducerEpoch
+            }
             SequenceError::OutOfOrder { .. } => ErrorCode::OutOfOrderSequence,
         }
     }
@@ -96,6 +128,11 @@ impl ProducerTable {
     /// Whether no producer is remembered.
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
+    }
+
+    /// Whether `producer_id` is remembered (a new id must not collide with one in use).
+    pub fn contains(&self, producer_id: u64) -> bool {
+        self.producers.contains_key(&producer_id)
     }
 
     /// Decides whether `batch` may be appended. Does not change the table.
@@ -245,6 +282,23 @@ mod tests {
         }
         assert_eq!(table.check(&b(9, 0, 4, 1)), Ok(SequenceCheck::Append));
         assert_eq!(SequenceError::OutOfOrder { expected: 0, got: 1 }.code(), ErrorCode::OutOfOrderSequence);
+    }
+
+    #[test]
+    fn ids_are_positive_nonzero_and_epochs_only_as_issued() {
+        let cases = [(0u64, None), (1 << 63, None), (u64::MAX, Some(i64::MAX as u64)), (42, Some(42))];
+        for (bits, id) in cases {
+            assert_eq!(producer_id_from_random(bits), id, "{bits:#x}");
+        }
+        assert_eq!(check_epoch_issued(&b(9, PRODUCER_EPOCH_ISSUED, 0, 1)), Ok(()));
+        assert_eq!(check_epoch_issued(&b(0, u16::MAX, 0, 1)), Ok(()), "not idempotent: no producer to fence");
+        let forged = check_epoch_issued(&b(9, u16::MAX, 0, 1)).unwrap_err();
+        assert_eq!(forged, SequenceError::EpochNotIssued { got: u16::MAX, issued: 0 });
+        assert_eq!(forged.code(), ErrorCode::InvalidProducerEpoch);
+        assert!(forged.to_string().contains("65535 was never issued"), "{forged}");
+        let mut table = ProducerTable::new();
+        table.record(&b(9, 0, 0, 1), 0);
+        assert!(table.contains(9) && !table.contains(10));
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! cumulative only when rendered). Per-partition offsets are a snapshot each
 //! shard publishes periodically under a mutex only the publisher and the admin
 //! thread take.
+//!
+//! Label values that come from clients (topic and group names) are escaped per the
+//! Prometheus text format, and every family labelled by them renders at most
+//! `metrics_series_max` series; the rest are left out and counted in
+//! `strand_metrics_series_dropped_total`, so a client creating names cannot grow a scrape
+//! without bound.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -119,6 +125,12 @@ pub struct ShardMetrics {
     pub records_in: AtomicU64,
     pub connections: AtomicI64,
     pub connections_refused: AtomicU64,
+    /// Connections refused because their source held `connections_per_ip_max`.
+    pub connections_refused_per_ip: AtomicU64,
+    /// Connections refused because only reserved slots were left and their source held some.
+    pub connections_refused_reserved: AtomicU64,
+    /// Connections closed after `connections_max_idle_ms` without a request or a byte.
+    pub connections_closed_idle: AtomicU64,
     pub forwarded: AtomicU64,
     partitions: Mutex<Vec<PartitionGauge>>,
     groups: Mutex<Vec<GroupGauge>>,
@@ -163,18 +175,51 @@ pub struct NodeMetrics {
     pub shards: Vec<Arc<ShardMetrics>>,
     /// True once every shard listens; false again when shutdown begins.
     pub serving: AtomicBool,
+    /// Series rendered per client-labelled family (`metrics_series_max`).
+    series_max: usize,
+    /// Series left out of renders because their family was full, over all scrapes.
+    series_dropped: AtomicU64,
+}
+
+/// Counts the series of one family against the cap while rendering it.
+struct SeriesBudget<'a> {
+    left: usize,
+    dropped: &'a AtomicU64,
+}
+
+impl SeriesBudget<'_> {
+    /// Whether one more series may be rendered; counts it as dropped otherwise.
+    fn take(&mut self) -> bool {
+        if self.left == 0 {
+            self.dropped.fetch_add(1, Relaxed);
+            return false;
+        }
+        self.left -= 1;
+        true
+    }
 }
 
 impl NodeMetrics {
-    /// Metrics for `shard_count` shards.
-    pub fn new(shard_count: usize) -> Self {
-        NodeMetrics { shards: (0..shard_count).map(|_| Arc::default()).collect(), serving: AtomicBool::new(false) }
+    /// Metrics for `shard_count` shards, rendering at most `series_max` series per
+    /// client-labelled family.
+    pub fn new(shard_count: usize, series_max: usize) -> Self {
+        assert!(series_max > 0);
+        NodeMetrics {
+            shards: (0..shard_count).map(|_| Arc::default()).collect(),
+            serving: AtomicBool::new(false),
+            series_max,
+            series_dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn budget(&self) -> SeriesBudget<'_> {
+        SeriesBudget { left: self.series_max, dropped: &self.series_dropped }
     }
 
     /// Prometheus text exposition of everything.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let counters: [Counter; 10] = [
+        let counters: [Counter; 13] = [
             ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
             ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
             ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),
@@ -185,6 +230,15 @@ impl NodeMetrics {
             ("strand_records_in_total", "Records appended", |m| m.records_in.load(Relaxed)),
             ("strand_connections_refused_total", "Connections refused at the limit", |m| {
                 m.connections_refused.load(Relaxed)
+            }),
+            ("strand_connections_refused_per_ip_total", "Connections refused at connections_per_ip_max", |m| {
+                m.connections_refused_per_ip.load(Relaxed)
+            }),
+            ("strand_connections_refused_reserved_total", "Connections refused: only reserved slots left", |m| {
+                m.connections_refused_reserved.load(Relaxed)
+            }),
+            ("strand_connections_closed_idle_total", "Connections closed after connections_max_idle_ms", |m| {
+                m.connections_closed_idle.load(Relaxed)
             }),
             ("strand_forwarded_total", "Partition requests forwarded to another shard", |m| m.forwarded.load(Relaxed)),
             ("strand_group_members_removed_total", "Group members dropped (left, expired, missed a rebalance)", |m| {
@@ -217,6 +271,10 @@ impl NodeMetrics {
         self.render_histograms(&mut out);
         self.render_partitions(&mut out);
         self.render_groups(&mut out);
+        let name = "strand_metrics_series_dropped_total";
+        let help = "Series left out of /metrics renders because their family reached metrics_series_max";
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", self.series_dropped.load(Relaxed));
         out
     }
 
@@ -259,12 +317,13 @@ impl NodeMetrics {
         let groups = self.group_lags();
         let _ =
             writeln!(out, "# HELP strand_group_members Members of a consumer group\n# TYPE strand_group_members gauge");
-        for (g, _) in &groups {
+        let mut budget = self.budget();
+        for (g, _) in groups.iter().filter(|_| budget.take()) {
             let _ = writeln!(
                 out,
                 "strand_group_members{{group=\"{}\",state=\"{}\"}} {}",
                 escape(&g.group_id),
-                g.state,
+                escape(&g.state),
                 g.members.len()
             );
         }
@@ -272,26 +331,18 @@ impl NodeMetrics {
             out,
             "# HELP strand_consumer_lag Log end offset minus the group's committed offset\n# TYPE strand_consumer_lag gauge"
         );
-        for (g, lags) in &groups {
-            for p in lags {
-                let labels =
-                    format!("group=\"{}\",topic=\"{}\",partition=\"{}\"", escape(&g.group_id), p.topic, p.partition);
-                let _ = writeln!(out, "strand_consumer_lag{{{labels}}} {}", p.lag);
+        let mut budget = self.budget();
+        for (g, p) in groups.iter().flat_map(|(g, lags)| lags.iter().map(move |p| (g, p))) {
+            if budget.take() {
+                let _ = writeln!(out, "strand_consumer_lag{{{}}} {}", group_labels(g, p), p.lag);
             }
         }
         let name = "strand_consumer_committed_offset";
         let _ = writeln!(out, "# HELP {name} The group's durable committed offset\n# TYPE {name} gauge");
-        for (g, lags) in &groups {
-            for p in lags {
-                if let Some(committed) = p.committed {
-                    let labels = format!(
-                        "group=\"{}\",topic=\"{}\",partition=\"{}\"",
-                        escape(&g.group_id),
-                        p.topic,
-                        p.partition
-                    );
-                    let _ = writeln!(out, "{name}{{{labels}}} {committed}");
-                }
+        let mut budget = self.budget();
+        for (g, p) in groups.iter().flat_map(|(g, lags)| lags.iter().map(move |p| (g, p))) {
+            if let Some(committed) = p.committed.filter(|_| budget.take()) {
+                let _ = writeln!(out, "{name}{{{}}} {committed}", group_labels(g, p));
             }
         }
     }
@@ -321,8 +372,10 @@ impl NodeMetrics {
             ("strand_partition_size_bytes", "Bytes of segments on disk", |g| g.size_bytes),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for g in &gauges {
-                let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{}\"}} {}", g.topic, g.partition, get(g));
+            let mut budget = self.budget();
+            for g in gauges.iter().filter(|_| budget.take()) {
+                let topic = escape(&g.topic);
+                let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{}\"}} {}", g.partition, get(g));
             }
         }
     }
@@ -339,9 +392,25 @@ pub struct GroupPartitionLagGauge {
     pub lag: u64,
 }
 
-/// Escapes a Prometheus label value (group ids are arbitrary UTF-8).
+/// Escapes a Prometheus label value (client-chosen names are arbitrary UTF-8): the text
+/// format gives backslash, double quote and line feed an escape; every other character
+/// stands for itself inside the quotes.
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The `group`, `topic` and `partition` labels of one group partition, escaped.
+fn group_labels(g: &GroupGauge, p: &GroupPartitionLagGauge) -> String {
+    format!("group=\"{}\",topic=\"{}\",partition=\"{}\"", escape(&g.group_id), escape(&p.topic), p.partition)
 }
 
 #[cfg(test)]
@@ -350,7 +419,7 @@ mod tests {
 
     #[test]
     fn renders_counters_histograms_and_partitions() {
-        let node = NodeMetrics::new(2);
+        let node = NodeMetrics::new(2, 100);
         node.shards[1].requests[6].fetch_add(3, Relaxed);
         node.shards[0].produce_latency.record_us(40);
         node.shards[0].produce_latency.record_us(700);
@@ -372,8 +441,29 @@ mod tests {
     }
 
     #[test]
+    fn label_values_are_escaped_and_families_capped() {
+        let node = NodeMetrics::new(1, 2);
+        let gauge = |topic: &str, partition| PartitionGauge {
+            topic: topic.into(),
+            partition,
+            log_start_offset: 0,
+            log_end_offset: 1,
+            size_bytes: 1,
+        };
+        node.shards[0].publish_partitions(vec![gauge("a\\\"}\nx 1", 0), gauge("b", 1), gauge("c", 2)]);
+        let text = node.render_prometheus();
+        let name = "strand_partition_log_end_offset";
+        let expect = format!("{name}{{topic=\"a\\\\\\\"}}\\nx 1\",partition=\"0\"}} 1");
+        assert!(text.contains(&expect), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with(&format!("{name}{{"))).count(), 2, "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("x ")), "{text}");
+        // Three families of three partitions each, capped at two: three dropped per render.
+        assert!(text.contains("strand_metrics_series_dropped_total 3\n"), "{text}");
+    }
+
+    #[test]
     fn renders_group_lag_and_committed() {
-        let node = NodeMetrics::new(2);
+        let node = NodeMetrics::new(2, 100);
         node.shards[0].publish_partitions(vec![PartitionGauge {
             topic: "t".into(),
             partition: 0,

@@ -20,7 +20,13 @@
 //! without this a never-reading client would pin `inflight × max_bytes`). Writes are
 //! serialized by a per-connection lock so a zero-copy payload is never interleaved with
 //! another response.
+//!
+//! Sources: each connection is admitted by its source IP ([`limits`]: a per-IP cap and
+//! slots reserved for sources holding none), and closed once it has had no request in
+//! flight and received no byte for `connections_max_idle_ms` (a long-poll fetch waiting
+//! for data is a request in flight, so it is never idle).
 
+pub mod limits;
 pub mod listen;
 pub mod zerocopy;
 
@@ -28,6 +34,7 @@ use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -147,9 +154,20 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
     let fd = stream.as_raw_fd();
     zerocopy::make_nonblocking(fd).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(zerocopy::SEND_STALL_MAX)).map_err(|e| e.to_string())?;
+    let source = stream.peer_addr().map_err(|e| e.to_string())?.ip();
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer: Writer = Rc::new(RwLock::new(writer));
     let limits = shard.shared.config.limits;
+    let _admission = match admit(&shard, source) {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            // Answered once (correlation id 0, as for a framing error) so the client sees why.
+            let _ = write_reply(&shard, &writer, fd, Reply::error(0, ErrorCode::Throttled, refusal.to_string())).await;
+            return Err(refusal.to_string());
+        }
+    };
+    let activity = Rc::new(Activity { last: Cell::new(Instant::now()), inflight: Cell::new(0) });
+    let idle = Duration::from_millis(limits.connections_max_idle_ms);
     let inflight = Rc::new(Semaphore::new(u64::from(limits.inflight_per_connection)));
     let buffered = Rc::new(Semaphore::new(limits.connection_buffer_bytes));
     let answers = Rc::new(Semaphore::new(FETCH_RESPONSE_BYTES_PER_CONNECTION));
@@ -165,7 +183,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
         let frame = match decoder.decode(&mut buf) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
-                if !read_more(&shard, &mut reader, &mut buf).await? {
+                if !read_more(&shard, &mut reader, &mut buf, &activity, idle).await? {
                     return Ok(());
                 }
                 continue;
@@ -181,6 +199,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
             }
         };
         let frame_len = (frame.header.len() + frame.payload.len()) as u64;
+        let busy = InFlight::new(&activity);
         let slot = inflight.acquire_static_permit(1).await.map_err(|e| e.to_string())?;
         let bytes = buffered.acquire_static_permit(frame_len).await.map_err(|e| e.to_string())?;
         let header = match decode_request(&frame.header) {
@@ -205,7 +224,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
             if !task_broken.get() {
                 handle(task_shard, task_writer, fd, header, frame.payload, &task_broken).await;
             }
-            drop((slot, bytes, answer));
+            drop((slot, bytes, answer, busy));
         });
         // The request runs up to its first await before the next frame is read: a produce
         // sequence-checks its batches and takes its offsets there (or queues its forward to the
@@ -239,8 +258,81 @@ async fn handle(
     }
 }
 
-/// Reads more bytes into `buf`; `false` at EOF or shutdown.
-async fn read_more(shard: &Shard, reader: &mut ReadHalf<TcpStream>, buf: &mut BytesMut) -> Result<bool, String> {
+/// Admits a connection from `source` (see [`limits`]), counting a refusal by its reason.
+fn admit(shard: &Shard, source: std::net::IpAddr) -> Result<limits::Admission, limits::Refusal> {
+    let config = &shard.shared.config.limits;
+    let open = shard.shared.connections.load(Relaxed);
+    let admitted = limits::SourceTable::admit(&shard.shared.connection_sources, source, open, config);
+    if let Err(refusal) = &admitted {
+        let counter = match refusal {
+            limits::Refusal::PerIp { .. } => &shard.metrics.connections_refused_per_ip,
+            limits::Refusal::Reserved { .. } => &shard.metrics.connections_refused_reserved,
+        };
+        // Logged at the 1st, 2nd, 4th, 8th... refusal of a kind: a flood cannot flood the log.
+        let refused = counter.fetch_add(1, Relaxed) + 1;
+        if refused.is_power_of_two() {
+            warn!(shard = shard.id.0, %refusal, refused, "connection refused (logged at powers of two)");
+        }
+    }
+    admitted
+}
+
+/// What makes a connection busy: requests in flight (being handled or written) and when
+/// it last received bytes or finished a request.
+struct Activity {
+    last: Cell<Instant>,
+    inflight: Cell<u32>,
+}
+
+/// One request in flight on a connection; dropping it marks the connection active now.
+struct InFlight(Rc<Activity>);
+
+impl InFlight {
+    fn new(activity: &Rc<Activity>) -> Self {
+        activity.inflight.set(activity.inflight.get() + 1);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        assert!(activity.inflight.get() > 0, "in-flight count underflow");
+        activity.inflight.set(activity.inflight.get() - 1);
+        activity.last.set(Instant::now());
+    }
+}
+
+/// Completes once the connection has had nothing in flight and no bytes for `idle`.
+async fn idle_expired(activity: &Activity, idle: Duration) {
+    loop {
+        let deadline = activity.last.get() + idle;
+        let now = Instant::now();
+        if now >= deadline && activity.inflight.get() == 0 {
+            return;
+        }
+        // Busy past the deadline: look again after another `idle` (completion resets `last`).
+        let wait = if now >= deadline { idle } else { deadline - now };
+        glommio::timer::sleep(wait).await;
+    }
+}
+
+/// What ended a wait for bytes.
+enum Wake {
+    Read(std::io::Result<usize>),
+    Stop,
+    Idle,
+}
+
+/// Reads more bytes into `buf`; `false` at EOF or shutdown, an error when the connection
+/// stayed idle for `idle`.
+async fn read_more(
+    shard: &Shard,
+    reader: &mut ReadHalf<TcpStream>,
+    buf: &mut BytesMut,
+    activity: &Activity,
+    idle: Duration,
+) -> Result<bool, String> {
     let start = buf.len();
     let want = if start == 0 { IDLE_READ_LEN } else { buf.capacity().saturating_sub(start).max(READ_CHUNK_LEN) };
     buf.resize(start + want, 0);
@@ -248,21 +340,35 @@ async fn read_more(shard: &Shard, reader: &mut ReadHalf<TcpStream>, buf: &mut By
     if shard.is_stopping() {
         return Ok(false);
     }
-    let read = futures_lite::future::or(async { Some(reader.read(&mut buf[start..]).await) }, async {
-        stop.await;
-        None
-    })
+    let read = futures_lite::future::or(
+        async { Wake::Read(reader.read(&mut buf[start..]).await) },
+        futures_lite::future::or(
+            async {
+                stop.await;
+                Wake::Stop
+            },
+            async {
+                idle_expired(activity, idle).await;
+                Wake::Idle
+            },
+        ),
+    )
     .await;
     match read {
-        None => {
+        Wake::Stop => {
             buf.truncate(start);
             Ok(false)
         }
-        Some(Ok(n)) => {
+        Wake::Idle => {
+            shard.metrics.connections_closed_idle.fetch_add(1, Relaxed);
+            Err(format!("idle for {} ms (connections_max_idle_ms)", idle.as_millis()))
+        }
+        Wake::Read(Ok(n)) => {
             buf.truncate(start + n);
+            activity.last.set(Instant::now());
             Ok(n > 0)
         }
-        Some(Err(e)) => Err(e.to_string()),
+        Wake::Read(Err(e)) => Err(e.to_string()),
     }
 }
 

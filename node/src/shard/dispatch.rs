@@ -150,9 +150,15 @@ impl Shard {
         Reply::new(cid, Response::ListTopics(ListTopicsResponse { topics }))
     }
 
+    /// A fresh random producer id at the one epoch the node issues (`strand_core::producer`).
     fn init_producer_id(&self, cid: u64) -> Reply {
-        let producer_id = self.shared.next_producer_id.fetch_add(1, Relaxed);
-        Reply::new(cid, Response::InitProducerId(InitProducerIdResponse { producer_id, producer_epoch: 0 }))
+        let partitions = self.partitions.borrow();
+        let in_use = |id| partitions.values().any(|p| p.knows_producer(id));
+        let Some(producer_id) = self.shared.producer_ids.issue(in_use) else {
+            return Reply::error(cid, ErrorCode::Unknown, "every random producer id drawn was in use; retry");
+        };
+        let producer_epoch = strand_core::producer::PRODUCER_EPOCH_ISSUED;
+        Reply::new(cid, Response::InitProducerId(InitProducerIdResponse { producer_id, producer_epoch }))
     }
 
     async fn create_topic(self: &Rc<Self>, cid: u64, r: CreateTopicRequest) -> Reply {
@@ -364,12 +370,20 @@ impl Shard {
         let mut results: Vec<Option<ProducePartitionResponse>> = vec![None; n];
         let mut by_owner: BTreeMap<u16, Vec<(usize, ProducePartition, Bytes)>> = BTreeMap::new();
         let mut rest = payload;
+        let now_ms = super::now_ms();
+        let mut refusal = None;
         for (i, p) in r.partitions.into_iter().enumerate() {
             let bytes = rest.split_to(p.bytes_len as usize);
+            let checked = super::produce_checks::check_payload(&bytes, now_ms, &self.shared.config.limits);
             // Internal topics are written by the node only (e.g. commit records).
-            let routed = match is_internal_topic(&p.topic) {
-                true => Err(ErrorCode::InvalidRequest),
-                false => self.route(&p.topic, p.partition),
+            let routed = match (is_internal_topic(&p.topic), checked) {
+                (true, _) => Err(ErrorCode::InvalidRequest),
+                (false, Err((code, message))) => {
+                    let message = format!("{}/{}: {message}", p.topic, p.partition);
+                    refusal.get_or_insert(message);
+                    Err(code)
+                }
+                (false, Ok(())) => self.route(&p.topic, p.partition),
             };
             match routed {
                 Ok(owner) => by_owner.entry(owner.0).or_default().push((i, p, bytes)),
@@ -390,7 +404,7 @@ impl Shard {
             }
         }
         let partitions: Vec<ProducePartitionResponse> = results.into_iter().flatten().collect();
-        let note = self.not_owner_note(&partitions);
+        let note = self.not_owner_note(&partitions).or(refusal);
         (acks != Acks::None).then(|| {
             let mut reply = Reply::new(cid, Response::Produce(ProduceResponse { partitions }));
             reply.header.message = note;

@@ -25,13 +25,14 @@ pub mod node;
 pub mod notify;
 pub mod ops;
 pub mod partition;
+pub mod produce_checks;
 pub mod registry;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -69,7 +70,10 @@ pub struct NodeShared {
     pub metrics: Arc<NodeMetrics>,
     pub ports: OnceLock<BoundPorts>,
     pub connections: AtomicU32,
-    pub next_producer_id: AtomicU64,
+    /// Open client connections per source IP (admission, see `net::limits`).
+    pub connection_sources: Arc<crate::net::limits::SourceTable>,
+    /// Producer ids issued lately (InitProducerId draws them at random).
+    pub producer_ids: produce_checks::IssuedProducerIds,
     /// The control plane in cluster mode (`--etcd`); `None` on a single node.
     pub control: Option<crate::control::ControlHandle>,
 }

@@ -15,7 +15,7 @@
 //! to the shards; no port of the node can be joined by another process.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use super::forward::{ShardCall, ShardMsg, SHARD_INBOX_LEN};
 use super::registry::{TopicConfig, TopicRegistry};
-use super::{now_ms, BoundPorts, NodeShared, Shard, ShardError};
+use super::{BoundPorts, NodeShared, Shard, ShardError};
 use crate::admin::AdminServer;
 use crate::config::NodeConfig;
 use crate::data_dir::{DataDirLock, LockError};
@@ -88,13 +88,14 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let (group_inboxes, group_receivers): (Vec<_>, Vec<_>) =
         (0..shard_count).map(|_| flume::bounded(crate::groups::GROUP_INBOX_LEN)).unzip();
     let shared = Arc::new(NodeShared {
-        metrics: Arc::new(NodeMetrics::new(shard_count)),
+        metrics: Arc::new(NodeMetrics::new(shard_count, config.limits.metrics_series_max as usize)),
         registry: Mutex::new(registry),
         inboxes,
         group_inboxes,
         ports: OnceLock::new(),
         connections: AtomicU32::new(0),
-        next_producer_id: AtomicU64::new((now_ms().max(1) as u64) << 16),
+        connection_sources: Arc::default(),
+        producer_ids: Default::default(),
         config,
         control,
     });

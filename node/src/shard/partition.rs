@@ -125,6 +125,11 @@ impl Partition {
         part
     }
 
+    /// Whether the producer table remembers `producer_id`.
+    pub fn knows_producer(&self, producer_id: u64) -> bool {
+        self.producers.borrow().contains(producer_id)
+    }
+
     /// Appends `payload` (one or more whole batches), deduplicating idempotent retries.
     ///
     /// Ordering: everything up to the log's offset reservation runs in this call's first poll
