@@ -14,6 +14,7 @@ use strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 
 use crate::control::types::{ControlConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT};
 use crate::log::{FsyncPolicy, IoMode, LogConfig};
+use crate::replication::link::InboundLimits;
 
 /// Default public listen address.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
@@ -77,6 +78,10 @@ pub struct Cli {
     /// Cluster mode: shard `s` takes replication traffic on `base + s`; 0 = ephemeral.
     #[arg(long)]
     pub replication_port_base: Option<u16>,
+    /// Cluster mode: file holding the replication links' shared secret (>= 16 bytes, the
+    /// same on every node); default: a random secret stored once in etcd.
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -99,6 +104,9 @@ pub struct FileConfig {
     pub lease_ttl_s: Option<i64>,
     pub etcd_prefix: Option<String>,
     pub replication_port_base: Option<u16>,
+    pub cluster_secret_file: Option<PathBuf>,
+    pub replication_connections_max: Option<u32>,
+    pub replication_handshake_timeout_ms: Option<u64>,
     pub frame_len_max: Option<u32>,
     pub inflight_per_connection: Option<u32>,
     pub connection_buffer_bytes: Option<u64>,
@@ -142,6 +150,8 @@ pub struct NodeConfig {
     pub cluster: Option<ControlConfig>,
     /// Shard `s`'s replication listener port is `base + s`; `None` = ephemeral.
     pub replication_port_base: Option<u16>,
+    /// Bounds of each shard's replication listener (cluster mode).
+    pub replication_limits: InboundLimits,
 }
 
 /// Why the configuration is unusable.
@@ -200,6 +210,7 @@ impl NodeConfig {
                 }
                 base => Some(base),
             };
+        let replication_limits = replication_limits(&file)?;
         Ok(NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,
@@ -213,6 +224,7 @@ impl NodeConfig {
             log,
             cluster,
             replication_port_base,
+            replication_limits,
         })
     }
 }
@@ -239,7 +251,26 @@ fn cluster_config(cli: &Cli, file: &FileConfig) -> Result<Option<ControlConfig>,
     if !prefix.starts_with('/') || prefix.len() < 2 {
         return Err(invalid("etcd_prefix", format!("{prefix:?}: must start with '/' and name something")));
     }
-    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix: prefix.trim_end_matches('/').to_string() }))
+    let secret_file = cli.cluster_secret_file.clone().or_else(|| file.cluster_secret_file.clone());
+    let prefix = prefix.trim_end_matches('/').to_string();
+    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix, secret_file }))
+}
+
+/// The replication listener's bounds: `replication_connections_max` (>= 1) and
+/// `replication_handshake_timeout_ms` (>= 100).
+fn replication_limits(file: &FileConfig) -> Result<InboundLimits, ConfigError> {
+    let defaults = InboundLimits::default();
+    let limits = InboundLimits {
+        connections_max: file.replication_connections_max.unwrap_or(defaults.connections_max),
+        handshake_timeout_ms: file.replication_handshake_timeout_ms.unwrap_or(defaults.handshake_timeout_ms),
+    };
+    if limits.connections_max == 0 {
+        return Err(invalid("replication_connections_max", "must be >= 1"));
+    }
+    if limits.handshake_timeout_ms < 100 {
+        return Err(invalid("replication_handshake_timeout_ms", format!("{}: must be >= 100", limits.handshake_timeout_ms)));
+    }
+    Ok(limits)
 }
 
 /// The log settings. Defaults, and why:

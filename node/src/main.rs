@@ -2,15 +2,19 @@
 //! the node until SIGTERM/SIGINT. Exit code 0 after a clean shutdown, 1 on a
 //! startup or shutdown failure (e.g. etcd unreachable in cluster mode), 2 on a
 //! configuration error, 78 when a host check fails (the host cannot run a node; see
-//! `linux-setup/check`).
+//! `linux-setup/check`) or, in cluster mode, when another live process holds this
+//! `--node-id`.
 
 use clap::Parser;
 use strand_node::config::{Cli, NodeConfig};
+use strand_node::control::ControlError;
+use strand_node::shard::node::NodeError;
 use strand_node::hostcheck::{self, Severity};
 use tracing_subscriber::EnvFilter;
 
-/// `EX_CONFIG`: systemd's `RestartPreventExitStatus` keeps such a host from restart loops.
-const HOST_CHECK_FAILED_EXIT: i32 = 78;
+/// `EX_CONFIG`, for a host check that failed or a `--node-id` another live process holds:
+/// systemd's `RestartPreventExitStatus` keeps such a node from restart loops.
+const EX_CONFIG: i32 = 78;
 
 fn main() {
     // glommio reports a harmless iopoll-probe failure on every DMA open here (DESIGN §9);
@@ -25,9 +29,16 @@ fn main() {
         }
     };
     if !host_checks_pass(&config) {
-        std::process::exit(HOST_CHECK_FAILED_EXIT);
+        std::process::exit(EX_CONFIG);
     }
-    if let Err(e) = strand_node::shard::node::run(config) {
+    let result = strand_node::shard::node::run(config);
+    if let Err(NodeError::Control(taken @ ControlError::NodeIdTaken { .. })) = result {
+        // One line naming the id and the holder; 78 keeps systemd from a restart loop.
+        tracing::error!(error = %taken, "strand-node refused to start");
+        eprintln!("strand-node: {taken}");
+        std::process::exit(EX_CONFIG);
+    }
+    if let Err(e) = result {
         tracing::error!(error = %e, "strand-node failed");
         eprintln!("strand-node: {e}");
         std::process::exit(1);

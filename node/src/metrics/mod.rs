@@ -119,6 +119,10 @@ pub struct ShardMetrics {
     pub records_in: AtomicU64,
     pub connections: AtomicI64,
     pub connections_refused: AtomicU64,
+    /// Replication connections closed at once at `replication_connections_max`.
+    pub replication_connections_refused: AtomicU64,
+    /// Replication connections closed because the handshake failed or timed out.
+    pub replication_handshakes_failed: AtomicU64,
     pub forwarded: AtomicU64,
     partitions: Mutex<Vec<PartitionGauge>>,
     groups: Mutex<Vec<GroupGauge>>,
@@ -174,7 +178,7 @@ impl NodeMetrics {
     /// Prometheus text exposition of everything.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let counters: [Counter; 10] = [
+        let counters: [Counter; 12] = [
             ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
             ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
             ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),
@@ -185,6 +189,12 @@ impl NodeMetrics {
             ("strand_records_in_total", "Records appended", |m| m.records_in.load(Relaxed)),
             ("strand_connections_refused_total", "Connections refused at the limit", |m| {
                 m.connections_refused.load(Relaxed)
+            }),
+            ("strand_replication_connections_refused_total", "Replication connections refused at the limit", |m| {
+                m.replication_connections_refused.load(Relaxed)
+            }),
+            ("strand_replication_handshakes_failed_total", "Replication connections closed: no valid handshake", |m| {
+                m.replication_handshakes_failed.load(Relaxed)
             }),
             ("strand_forwarded_total", "Partition requests forwarded to another shard", |m| m.forwarded.load(Relaxed)),
             ("strand_group_members_removed_total", "Group members dropped (left, expired, missed a rebalance)", |m| {
