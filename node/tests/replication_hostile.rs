@@ -372,3 +372,86 @@ fn duplicate_node_id_is_refused_while_a_restart_after_sigkill_works() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs the link side of the replication handshake as node `id` with `secret` on a raw
+/// socket; whether the listener proved itself back.
+fn handshake(stream: &mut TcpStream, id: u32, secret: &[u8]) -> bool {
+    use strand_node::replication::auth::{LinkAuth, CHALLENGE_LEN, PROOF_LEN};
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    stream.read_exact(&mut challenge).expect("challenge");
+    let (hello, expected) =
+        LinkAuth::new(strand_core::chain::NodeId(id), secret).answer(&challenge).expect("valid challenge");
+    stream.write_all(&hello).unwrap();
+    let mut proof = [0u8; PROOF_LEN];
+    stream.read_exact(&mut proof).is_ok() && expected.verify(&proof).is_ok()
+}
+
+#[test]
+fn secret_holders_that_are_not_the_expected_neighbour_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let secret = b"a-shared-secret-of-this-cluster\n";
+    let secret_file = tmp.path().join("cluster-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let flags = ["--cluster-secret-file", secret_file.to_str().unwrap()];
+    let members: Vec<Member> =
+        (1..=3u32).map(|id| start_member(&tmp.path().join(format!("n{id}")), id, &etcd, &flags)).collect();
+    let part = create_topic(&members);
+    let (head, middle, tail) =
+        (member(&members, part.replicas[0]), member(&members, part.replicas[1]), member(&members, part.replicas[2]));
+    let end = produce_ok(&mut head.node.client(), &batch(&[b"warm"], 1_000)) + 1;
+
+    // A wrong secret gets no proof back and is closed.
+    let mut outsider = TcpStream::connect(head.replication).unwrap();
+    assert!(!handshake(&mut outsider, tail.id, b"not-the-cluster-secret"), "the head proved itself to a wrong secret");
+    assert!(metric(&head.node, "strand_replication_handshakes_failed_total") >= 1);
+
+    signal(&middle.node, libc::SIGSTOP);
+    signal(&tail.node, libc::SIGSTOP);
+    let bytes = batch(&[b"needs-all"], 2_000);
+    let mut producer = head.node.client();
+    producer.send(produce_request(&bytes, 20_000), &bytes);
+
+    // The tail holds the secret but is not the head's successor; as itself its acks are
+    // refused by the chain core, and naming the middle node is refused as an impostor.
+    let mut insider = TcpStream::connect(head.replication).unwrap();
+    assert!(handshake(&mut insider, tail.id, &secret[..secret.len() - 1]), "the tail's secret is the cluster's");
+    let ack = |from_node| {
+        frame(
+            Request::ReplicaAck(ReplicaAckRequest {
+                topic: TOPIC.into(),
+                partition: 0,
+                epoch: part.epoch,
+                durable_offset: end + 1,
+                from_node,
+                error: ErrorCode::None,
+                log_end_offset: end + 1,
+                log_end_epoch: part.epoch,
+                durable_epoch: part.epoch,
+            }),
+            &[],
+        )
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1_500) {
+        insider.write_all(&ack(tail.id)).unwrap();
+        insider.write_all(&ack(middle.id)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    producer.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut probe = [0u8; 1];
+    if producer.stream.peek(&mut probe).is_ok() {
+        let (header, _) = producer.recv();
+        let answer = produce_answer(&header);
+        panic!(
+            "acks=all produce answered {:?} at offset {} while both followers were stopped (acks from a non-neighbour accepted)",
+            answer.error, answer.base_offset
+        );
+    }
+    signal(&middle.node, libc::SIGCONT);
+    signal(&tail.node, libc::SIGCONT);
+    producer.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let (header, _) = producer.recv();
+    assert_eq!(produce_answer(&header).error, ErrorCode::None, "{:?}", header.message);
+}
