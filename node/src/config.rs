@@ -268,7 +268,10 @@ fn replication_limits(file: &FileConfig) -> Result<InboundLimits, ConfigError> {
         return Err(invalid("replication_connections_max", "must be >= 1"));
     }
     if limits.handshake_timeout_ms < 100 {
-        return Err(invalid("replication_handshake_timeout_ms", format!("{}: must be >= 100", limits.handshake_timeout_ms)));
+        return Err(invalid(
+            "replication_handshake_timeout_ms",
+            format!("{}: must be >= 100", limits.handshake_timeout_ms),
+        ));
     }
     Ok(limits)
 }

@@ -8,8 +8,8 @@
 use clap::Parser;
 use strand_node::config::{Cli, NodeConfig};
 use strand_node::control::ControlError;
-use strand_node::shard::node::NodeError;
 use strand_node::hostcheck::{self, Severity};
+use strand_node::shard::node::NodeError;
 use tracing_subscriber::EnvFilter;
 
 /// `EX_CONFIG`, for a host check that failed or a `--node-id` another live process holds:

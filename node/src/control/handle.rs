@@ -27,9 +27,7 @@ pub enum ControlError {
     Timeout(String),
     #[error("the control plane stopped")]
     Stopped,
-    #[error(
-        "node id {node} is already registered by {holder} (lease live); stop that node or pick another --node-id"
-    )]
+    #[error("node id {node} is already registered by {holder} (lease live); stop that node or pick another --node-id")]
     NodeIdTaken { node: u32, holder: String },
     #[error("cluster secret: {0}")]
     Secret(String),
