@@ -391,6 +391,26 @@ mod tests {
     }
 
     #[test]
+    fn replication_limits_and_secret_file() {
+        let c = NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap();
+        assert_eq!(c.replication_limits, InboundLimits::default());
+        let at_limit: FileConfig =
+            toml::from_str("replication_connections_max = 1\nreplication_handshake_timeout_ms = 100").unwrap();
+        let c = NodeConfig::merge(cli(&[]), at_limit).unwrap();
+        assert_eq!(c.replication_limits, InboundLimits { connections_max: 1, handshake_timeout_ms: 100 });
+        let zero = FileConfig { replication_connections_max: Some(0), ..FileConfig::default() };
+        assert!(matches!(
+            NodeConfig::merge(cli(&[]), zero),
+            Err(ConfigError::Invalid { key: "replication_connections_max", .. })
+        ));
+        let short = FileConfig { replication_handshake_timeout_ms: Some(99), ..FileConfig::default() };
+        assert!(NodeConfig::merge(cli(&[]), short).is_err());
+        let args = ["--etcd", "http://e:1", "--node-id", "1", "--cluster-secret-file", "/etc/strand/secret"];
+        let cluster = NodeConfig::merge(cli(&args), FileConfig::default()).unwrap().cluster.unwrap();
+        assert_eq!(cluster.secret_file, Some(PathBuf::from("/etc/strand/secret")));
+    }
+
+    #[test]
     fn rejects_bad_values() {
         assert!(NodeConfig::merge(cli(&["--shards", "0"]), FileConfig::default()).is_err());
         assert!(NodeConfig::merge(cli(&["--fsync", "sometimes"]), FileConfig::default()).is_err());
