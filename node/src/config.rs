@@ -14,6 +14,7 @@ use strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 
 use crate::control::types::{ControlConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT};
 use crate::log::{FsyncPolicy, IoMode, LogConfig};
+use crate::replication::link::InboundLimits;
 use crate::shard::admission::AdmissionLimits;
 
 /// Default public listen address.
@@ -94,6 +95,10 @@ pub struct Cli {
     /// Cluster mode: shard `s` takes replication traffic on `base + s`; 0 = ephemeral.
     #[arg(long)]
     pub replication_port_base: Option<u16>,
+    /// Cluster mode: file holding the replication links' shared secret (>= 16 bytes, the
+    /// same on every node); default: a random secret stored once in etcd.
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -116,6 +121,9 @@ pub struct FileConfig {
     pub lease_ttl_s: Option<i64>,
     pub etcd_prefix: Option<String>,
     pub replication_port_base: Option<u16>,
+    pub cluster_secret_file: Option<PathBuf>,
+    pub replication_connections_max: Option<u32>,
+    pub replication_handshake_timeout_ms: Option<u64>,
     pub frame_len_max: Option<u32>,
     pub inflight_per_connection: Option<u32>,
     pub connection_buffer_bytes: Option<u64>,
@@ -182,6 +190,8 @@ pub struct NodeConfig {
     pub cluster: Option<ControlConfig>,
     /// Shard `s`'s replication listener port is `base + s`; `None` = ephemeral.
     pub replication_port_base: Option<u16>,
+    /// Bounds of each shard's replication listener (cluster mode).
+    pub replication_limits: InboundLimits,
 }
 
 /// Why the configuration is unusable.
@@ -258,6 +268,7 @@ impl NodeConfig {
                 }
                 base => Some(base),
             };
+        let replication_limits = replication_limits(&file)?;
         let advertise_host = advertise_host(cli.advertise.or(file.advertise), listen)?;
         let config = NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
@@ -273,6 +284,7 @@ impl NodeConfig {
             log,
             cluster,
             replication_port_base,
+            replication_limits,
         };
         check_ports_distinct(&config)?;
         Ok(config)
@@ -372,7 +384,29 @@ fn cluster_config(cli: &Cli, file: &FileConfig) -> Result<Option<ControlConfig>,
     if !prefix.starts_with('/') || prefix.len() < 2 {
         return Err(invalid("etcd_prefix", format!("{prefix:?}: must start with '/' and name something")));
     }
-    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix: prefix.trim_end_matches('/').to_string() }))
+    let secret_file = cli.cluster_secret_file.clone().or_else(|| file.cluster_secret_file.clone());
+    let prefix = prefix.trim_end_matches('/').to_string();
+    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix, secret_file }))
+}
+
+/// The replication listener's bounds: `replication_connections_max` (>= 1) and
+/// `replication_handshake_timeout_ms` (>= 100).
+fn replication_limits(file: &FileConfig) -> Result<InboundLimits, ConfigError> {
+    let defaults = InboundLimits::default();
+    let limits = InboundLimits {
+        connections_max: file.replication_connections_max.unwrap_or(defaults.connections_max),
+        handshake_timeout_ms: file.replication_handshake_timeout_ms.unwrap_or(defaults.handshake_timeout_ms),
+    };
+    if limits.connections_max == 0 {
+        return Err(invalid("replication_connections_max", "must be >= 1"));
+    }
+    if limits.handshake_timeout_ms < 100 {
+        return Err(invalid(
+            "replication_handshake_timeout_ms",
+            format!("{}: must be >= 100", limits.handshake_timeout_ms),
+        ));
+    }
+    Ok(limits)
 }
 
 /// The log settings. Defaults, and why:
@@ -545,6 +579,26 @@ mod tests {
         assert!(matches!(all_reserved, Err(ConfigError::Invalid { key: "connections_reserved", .. })));
         assert!(shares("connections_max_idle_ms = 0").is_err());
         assert!(shares("metrics_series_max = 0").is_err());
+    }
+
+    #[test]
+    fn replication_limits_and_secret_file() {
+        let c = NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap();
+        assert_eq!(c.replication_limits, InboundLimits::default());
+        let at_limit: FileConfig =
+            toml::from_str("replication_connections_max = 1\nreplication_handshake_timeout_ms = 100").unwrap();
+        let c = NodeConfig::merge(cli(&[]), at_limit).unwrap();
+        assert_eq!(c.replication_limits, InboundLimits { connections_max: 1, handshake_timeout_ms: 100 });
+        let zero = FileConfig { replication_connections_max: Some(0), ..FileConfig::default() };
+        assert!(matches!(
+            NodeConfig::merge(cli(&[]), zero),
+            Err(ConfigError::Invalid { key: "replication_connections_max", .. })
+        ));
+        let short = FileConfig { replication_handshake_timeout_ms: Some(99), ..FileConfig::default() };
+        assert!(NodeConfig::merge(cli(&[]), short).is_err());
+        let args = ["--etcd", "http://e:1", "--node-id", "1", "--cluster-secret-file", "/etc/strand/secret"];
+        let cluster = NodeConfig::merge(cli(&args), FileConfig::default()).unwrap().cluster.unwrap();
+        assert_eq!(cluster.secret_file, Some(PathBuf::from("/etc/strand/secret")));
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! the node until SIGTERM/SIGINT. Exit code 0 after a clean shutdown, 1 on a
 //! startup or shutdown failure (e.g. etcd unreachable in cluster mode), 2 on a
 //! configuration error, 78 when the host cannot run this node: a host check fails (see
-//! `linux-setup/check`), or a port or the data dir is held by another process.
+//! `linux-setup/check`), a port or the data dir is held by another process, or (cluster
+//! mode) another live process holds this `--node-id`.
 
 use clap::Parser;
 use strand_node::config::{Cli, NodeConfig};
 use strand_node::hostcheck::{self, Severity};
 use tracing_subscriber::EnvFilter;
 
-/// `EX_CONFIG`: systemd's `RestartPreventExitStatus` keeps such a host from restart loops.
-const HOST_CHECK_FAILED_EXIT: i32 = 78;
+/// `EX_CONFIG`, for a host check that failed or a `--node-id` another live process holds:
+/// systemd's `RestartPreventExitStatus` keeps such a node from restart loops.
+const EX_CONFIG: i32 = 78;
 
 fn main() {
     // glommio reports a harmless iopoll-probe failure on every DMA open here (DESIGN §9);
@@ -27,9 +29,11 @@ fn main() {
         }
     };
     if !host_checks_pass(&config) {
-        std::process::exit(HOST_CHECK_FAILED_EXIT);
+        std::process::exit(EX_CONFIG);
     }
     if let Err(e) = strand_node::shard::node::run(config) {
+        // One line; 78 (a port, the data dir or the node id held by another process) keeps
+        // systemd from a restart loop.
         eprintln!("strand-node: {e}");
         std::process::exit(e.exit_code());
     }

@@ -26,11 +26,18 @@ fn record(node: u32) -> NodeRecord {
         shard_ports: vec![port + 1, port + 2],
         replication_ports: vec![port + 3, port + 4],
         incarnation: 0,
+        token: format!("{node:032x}"),
     }
 }
 
 fn config(etcd: &Etcd, prefix: &str, node: u32) -> ControlConfig {
-    ControlConfig { endpoints: vec![etcd.endpoint()], node_id: node, lease_ttl_s: TTL_S, prefix: prefix.into() }
+    ControlConfig {
+        endpoints: vec![etcd.endpoint()],
+        node_id: node,
+        lease_ttl_s: TTL_S,
+        prefix: prefix.into(),
+        secret_file: None,
+    }
 }
 
 /// A node: connect (reads the view) then register.
@@ -203,6 +210,7 @@ fn unreachable_etcd_fails_fast_and_names_the_endpoint() {
         node_id: 1,
         lease_ttl_s: TTL_S,
         prefix: "/x".into(),
+        secret_file: None,
     };
     let err = connect(config).expect_err("nothing listens on port 9");
     assert!(err.to_string().contains("http://127.0.0.1:9"), "{err}");

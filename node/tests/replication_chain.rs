@@ -121,7 +121,7 @@ fn acks_all_waits_for_an_unreachable_tail_while_acks_leader_completes() {
     let dir = tmp.path().join("n1");
     let ex = LocalExecutorBuilder::default().name("head").make().expect("executor");
     ex.run(async move {
-        let peers = Peers::new(HashMap::from([(NodeId(2), dead)]));
+        let peers = Peers::new(replication::auth(1), HashMap::from([(NodeId(2), dead)]));
         let log = Rc::new(PartitionLog::open(&dir, log_config()).await.expect("open log"));
         let replica =
             ReplicatedPartition::start(TOPIC, 0, NodeId(1), log.clone(), dir.clone(), peers, Epoch(0), config)

@@ -153,7 +153,7 @@ fn a_dropped_replica_releases_its_log_and_restarts_from_its_files() {
         let ex = LocalExecutorBuilder::default().name("single").make().expect("executor");
         ex.run(async move {
             let cfg = LogConfig { io_mode, ..log_config() };
-            let peers = Peers::new(HashMap::new());
+            let peers = Peers::new(replication::auth(1), HashMap::new());
             let log = Rc::new(PartitionLog::open(&dir, cfg.clone()).await.expect("open log"));
             let single = |epoch| chain(epoch, &[1], None);
             let start = |log: Rc<PartitionLog>, epoch_min: u64, config: ChainConfig| {

@@ -100,7 +100,7 @@ fn start_node(me: u32, dir: PathBuf, epoch_min: u64, config: ChainConfig, peers:
         ex.run(async move {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             addr_tx.send(listener.local_addr().expect("addr")).expect("addr");
-            let peers = Peers::new(peers);
+            let peers = Peers::new(replication::auth(me), peers);
             let log = Rc::new(PartitionLog::open(&dir, log_config()).await.expect("open log"));
             let replicator = Replicator::new();
             let replica = ReplicatedPartition::start(
@@ -116,7 +116,7 @@ fn start_node(me: u32, dir: PathBuf, epoch_min: u64, config: ChainConfig, peers:
             .await
             .expect("start");
             replicator.add(replica.clone());
-            glommio::spawn_local(link::serve(listener, replicator.frame_handler())).detach();
+            glommio::spawn_local(link::serve(listener, replicator.frame_handler(), replication::inbound(me))).detach();
             serve_commands(&replica, &log, &peers, cmd_rx).await;
         });
     });

@@ -27,6 +27,10 @@ pub enum ControlError {
     Timeout(String),
     #[error("the control plane stopped")]
     Stopped,
+    #[error("node id {node} is already registered by {holder} (lease live); stop that node or pick another --node-id")]
+    NodeIdTaken { node: u32, holder: String },
+    #[error("cluster secret: {0}")]
+    Secret(String),
 }
 
 impl ControlError {
@@ -36,7 +40,9 @@ impl ControlError {
             ControlError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
             ControlError::UnknownTopic(_) => ErrorCode::UnknownTopic,
             ControlError::NotEnoughNodes { .. } => ErrorCode::NotEnoughReplicas,
-            ControlError::Invalid(_) => ErrorCode::InvalidConfig,
+            ControlError::Invalid(_) | ControlError::NodeIdTaken { .. } | ControlError::Secret(_) => {
+                ErrorCode::InvalidConfig
+            }
             ControlError::Timeout(_) => ErrorCode::RequestTimedOut,
             ControlError::Etcd(_) | ControlError::Stopped => ErrorCode::CoordinatorNotAvailable,
         }
@@ -63,7 +69,6 @@ pub enum ControlRequest {
 }
 
 /// State shared between the control thread and the handles.
-#[derive(Debug)]
 pub struct Shared {
     pub node_id: u32,
     /// The view taken before registration (see [`super::connect`]).
@@ -74,6 +79,14 @@ pub struct Shared {
     pub controller: AtomicBool,
     /// This incarnation's lease id (0 until registered).
     pub incarnation: AtomicI64,
+    /// The replication links' cluster secret (from the file or etcd).
+    pub secret: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("node_id", &self.node_id).field("secret", &"<redacted>").finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -107,6 +120,12 @@ impl ControlHandle {
     /// restarts with a non-empty log uses the epoch it finds here as `epoch_min`.
     pub fn initial(&self) -> Arc<ClusterView> {
         self.shared.initial.clone()
+    }
+
+    /// The replication links' cluster secret (at least
+    /// [`crate::replication::auth::SECRET_LEN_MIN`] bytes).
+    pub fn cluster_secret(&self) -> &[u8] {
+        &self.shared.secret
     }
 
     /// The newest view.

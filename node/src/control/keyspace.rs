@@ -84,6 +84,9 @@ pub(super) mod keys {
     pub fn election(prefix: &str) -> String {
         format!("{prefix}/controller")
     }
+    pub fn cluster_secret(prefix: &str) -> String {
+        format!("{prefix}/cluster-secret")
+    }
 }
 
 impl Keyspace {

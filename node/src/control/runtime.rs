@@ -126,6 +126,14 @@ async fn run(
             return;
         }
     };
+    let mut client = client;
+    let secret = match cluster_secret(&mut client, &config, &prefix).await {
+        Ok(secret) => secret,
+        Err(e) => {
+            let _ = init.send(Err(e));
+            return;
+        }
+    };
     let view = keyspace.view();
     tracing::info!(
         revision = view.revision,
@@ -140,6 +148,7 @@ async fn run(
         subscribers: Mutex::new(Vec::new()),
         controller: AtomicBool::new(false),
         incarnation: AtomicI64::new(0),
+        secret,
     });
     let (snapshots, snapshots_rx) = watch::channel(Arc::new(keyspace.clone()));
     let watcher = tokio::spawn(follow::run(client.clone(), keyspace, snapshots, shared.clone()));
@@ -154,6 +163,45 @@ async fn run(
     for task in &thread.tasks {
         task.abort();
     }
+}
+
+/// The replication links' secret: the `--cluster-secret-file`'s bytes (trailing
+/// whitespace trimmed), else the cluster's one in etcd, created once with a random value
+/// by whichever node comes first (transaction: create if absent, else read), so every
+/// node reads the same.
+async fn cluster_secret(client: &mut Client, config: &ControlConfig, prefix: &str) -> Result<Arc<[u8]>, ControlError> {
+    let secret = match &config.secret_file {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| ControlError::Secret(format!("{}: {e}", path.display())))?;
+            let len = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+            bytes[..len].to_vec()
+        }
+        None => etcd_secret(client, prefix).await?,
+    };
+    let min = crate::replication::auth::SECRET_LEN_MIN;
+    if secret.len() < min {
+        return Err(ControlError::Secret(format!("{} bytes; at least {min} are needed", secret.len())));
+    }
+    Ok(Arc::from(secret))
+}
+
+async fn etcd_secret(client: &mut Client, prefix: &str) -> Result<Vec<u8>, ControlError> {
+    let key = keys::cluster_secret(prefix);
+    let fresh = crate::replication::auth::random_secret_hex().map_err(|e| ControlError::Secret(e.to_string()))?;
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key.clone(), fresh.clone(), None)])
+        .or_else([TxnOp::get(key.clone(), None)]);
+    let response = timed(client.txn(txn)).await?;
+    if response.succeeded() {
+        tracing::info!(key, "cluster secret created in etcd (a shared --cluster-secret-file is stronger)");
+        return Ok(fresh.into_bytes());
+    }
+    let stored = response.op_responses().into_iter().find_map(|op| match op {
+        etcd_client::TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+        _ => None,
+    });
+    stored.ok_or_else(|| ControlError::Secret(format!("{key} vanished while it was read")))
 }
 
 /// State of the request loop.
@@ -222,6 +270,7 @@ impl ControlThread {
         let grant = session::register_once(&mut client, &self.prefix, &record, self.config.lease_ttl_s);
         let lease = match tokio::time::timeout(REQUEST_TIMEOUT, grant).await {
             Ok(Ok(lease)) => lease,
+            Ok(Err(e @ ControlError::NodeIdTaken { .. })) => return Err(e),
             Ok(Err(e)) => return Err(ControlError::Etcd(format!("registering node {}: {e}", record.node_id))),
             Err(_) => return Err(ControlError::Timeout(format!("registering node {}", record.node_id))),
         };
@@ -362,6 +411,7 @@ mod tests {
             node_id: 1,
             lease_ttl_s: 2,
             prefix: "/t".into(),
+            secret_file: None,
         };
         let started = std::time::Instant::now();
         let err = start(config).expect_err("no etcd");
@@ -372,7 +422,13 @@ mod tests {
 
     #[test]
     fn config_is_validated() {
-        let ok = ControlConfig { endpoints: vec!["http://x".into()], node_id: 1, lease_ttl_s: 2, prefix: "/s".into() };
+        let ok = ControlConfig {
+            endpoints: vec!["http://x".into()],
+            node_id: 1,
+            lease_ttl_s: 2,
+            prefix: "/s".into(),
+            secret_file: None,
+        };
         assert!(validate(&ok).is_ok());
         assert!(validate(&ControlConfig { node_id: 0, ..ok.clone() }).is_err());
         assert!(validate(&ControlConfig { endpoints: vec![], ..ok.clone() }).is_err());

@@ -11,6 +11,8 @@
 //! - `{prefix}/insync/{name}/{partition}` → [`InSyncReport`], written by a chain's tail
 //!   when its learner caught up; the controller then promotes the learner to tail.
 //! - `{prefix}/controller` → the election of the controller (etcd election API).
+//! - `{prefix}/cluster-secret` → the replication links' shared secret (hex), created
+//!   once by the first node without `--cluster-secret-file` (create-if-absent).
 //!
 //! Invariants: a chain's epoch only grows; `members` is never empty; a node id is ≥ 1;
 //! `incarnations` names, for every member and the learner, the lease id of the node
@@ -39,6 +41,11 @@ pub struct NodeRecord {
     pub replication_ports: Vec<u16>,
     /// Lease id of this incarnation (set by the control thread at registration).
     pub incarnation: i64,
+    /// The data dir's random token (`node-token` file): a process registering this node
+    /// id while the record is live is refused unless it shows the same token (the same
+    /// node restarting before its old lease expired).
+    #[serde(default)]
+    pub token: String,
 }
 
 impl NodeRecord {
@@ -133,6 +140,9 @@ pub struct ControlConfig {
     pub lease_ttl_s: i64,
     /// Key prefix (lets several clusters share one etcd).
     pub prefix: String,
+    /// `--cluster-secret-file`: the replication links' secret; `None` = the one stored
+    /// in etcd under `{prefix}/cluster-secret` (created by the first node).
+    pub secret_file: Option<std::path::PathBuf>,
 }
 
 /// Default lease TTL in seconds.

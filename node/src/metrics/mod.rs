@@ -131,6 +131,10 @@ pub struct ShardMetrics {
     pub connections_refused_reserved: AtomicU64,
     /// Connections closed after `connections_max_idle_ms` without a request or a byte.
     pub connections_closed_idle: AtomicU64,
+    /// Replication connections closed at once at `replication_connections_max`.
+    pub replication_connections_refused: AtomicU64,
+    /// Replication connections closed because the handshake failed or timed out.
+    pub replication_handshakes_failed: AtomicU64,
     pub forwarded: AtomicU64,
     partitions: Mutex<Vec<PartitionGauge>>,
     groups: Mutex<Vec<GroupGauge>>,
@@ -219,7 +223,7 @@ impl NodeMetrics {
     /// Prometheus text exposition of everything.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let counters: [Counter; 13] = [
+        let counters: [Counter; 15] = [
             ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
             ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
             ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),
@@ -239,6 +243,12 @@ impl NodeMetrics {
             }),
             ("strand_connections_closed_idle_total", "Connections closed after connections_max_idle_ms", |m| {
                 m.connections_closed_idle.load(Relaxed)
+            }),
+            ("strand_replication_connections_refused_total", "Replication connections refused at the limit", |m| {
+                m.replication_connections_refused.load(Relaxed)
+            }),
+            ("strand_replication_handshakes_failed_total", "Replication connections closed: no valid handshake", |m| {
+                m.replication_handshakes_failed.load(Relaxed)
             }),
             ("strand_forwarded_total", "Partition requests forwarded to another shard", |m| m.forwarded.load(Relaxed)),
             ("strand_group_members_removed_total", "Group members dropped (left, expired, missed a rebalance)", |m| {

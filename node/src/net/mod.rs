@@ -68,7 +68,7 @@ pub const HANDOFF_QUEUE_LEN: usize = 64;
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: &'static str) {
     while let Some(accepted) = until_stopped(&shard, listener.accept()).await {
         match accepted {
-            Ok(stream) => admit(&shard, stream),
+            Ok(stream) => spawn_connection(&shard, stream),
             Err(e) => accept_failed(&shard, kind, e).await,
         }
     }
@@ -95,7 +95,7 @@ pub async fn accept_public(shard: Rc<Shard>, listener: TcpListener, handoff: Vec
             },
             _ => stream,
         };
-        admit(&shard, stream.bind_to_executor());
+        spawn_connection(&shard, stream.bind_to_executor());
     }
     debug!(shard = shard.id.0, "public listener stopped");
 }
@@ -103,7 +103,7 @@ pub async fn accept_public(shard: Rc<Shard>, listener: TcpListener, handoff: Vec
 /// Every shard but 0: serves the public-port connections shard 0 hands over, until shutdown.
 pub async fn adopt_loop(shard: Rc<Shard>, handed: flume::Receiver<AcceptedTcpStream>) {
     while let Some(Ok(stream)) = until_stopped(&shard, handed.recv_async()).await {
-        admit(&shard, stream.bind_to_executor());
+        spawn_connection(&shard, stream.bind_to_executor());
     }
 }
 
@@ -126,7 +126,7 @@ async fn accept_failed(shard: &Shard, kind: &'static str, e: glommio::GlommioErr
 }
 
 /// Serves `stream` on this shard unless the node is at its connection limit.
-fn admit(shard: &Rc<Shard>, stream: TcpStream) {
+fn spawn_connection(shard: &Rc<Shard>, stream: TcpStream) {
     let limit = shard.shared.config.limits.connections_max;
     if shard.shared.connections.fetch_add(1, Relaxed) >= limit {
         shard.shared.connections.fetch_sub(1, Relaxed);

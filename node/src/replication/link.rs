@@ -2,23 +2,34 @@
 //! peer shards ([`LinkPool`], one per socket address, shared by the shard's replicas),
 //! each replica's address book ([`Peers`]) and the inbound accept loop ([`serve`]).
 //!
-//! Every chain message is a one-way request frame; nothing is answered on the same
-//! connection, so a link only writes and an inbound connection only reads. Loss is
-//! the chain core's business (go-back-N retransmission): a link drops frames when its
-//! bounded queue is full or its connection breaks, then reconnects. Invariant: frames
-//! of one link leave in the order they were queued.
+//! Every connection starts with a mutual challenge-response over the cluster secret
+//! ([`super::auth`]): the inbound side learns which node it talks to and the link side
+//! that it reached a holder of the secret. After it, every chain message is a one-way
+//! request frame; nothing is answered on the same connection, so a link only writes
+//! and an inbound connection only reads. Loss is the chain core's business (go-back-N
+//! retransmission): a link drops frames when its bounded queue is full or its
+//! connection breaks, then reconnects. Invariants: frames of one link leave in the
+//! order they were queued; no inbound frame is decoded before the handshake proved its
+//! sender, and every frame is handed on with that proven sender; at most
+//! [`InboundLimits::connections_max`] inbound connections are open per listener.
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 use strand_core::chain::NodeId;
 use strand_wire::frame::FrameDecoder;
 use tracing::{debug, info, warn};
+
+use super::auth::{self, LinkAuth};
+use crate::metrics::ShardMetrics;
 
 /// Frames one link queues before it drops new ones (the core retransmits them).
 pub const LINK_QUEUE_FRAMES_MAX: usize = 1024;
@@ -28,18 +39,52 @@ pub const LINK_WRITE_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub const REPLICATION_FRAME_LEN_MAX: usize = 8 * 1024 * 1024;
 /// Pause between connection attempts to an unreachable peer.
 pub const RECONNECT_DELAY_MS: u64 = 50;
+/// Default inbound replication connections per listener (`replication_connections_max`).
+pub const REPLICATION_CONNECTIONS_MAX_DEFAULT: u32 = 256;
+/// Default time an inbound connection has to complete the handshake
+/// (`replication_handshake_timeout_ms`); the link side waits as long for the answer.
+pub const REPLICATION_HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
+/// Bounds of one replication listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundLimits {
+    /// Open inbound connections (handshaking or authenticated); more are closed at once.
+    pub connections_max: u32,
+    /// A connection that has not proven its sender by then is closed.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for InboundLimits {
+    fn default() -> Self {
+        InboundLimits {
+            connections_max: REPLICATION_CONNECTIONS_MAX_DEFAULT,
+            handshake_timeout_ms: REPLICATION_HANDSHAKE_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
+
+/// Everything the inbound side of one shard needs besides the listener.
+pub struct Inbound {
+    pub auth: LinkAuth,
+    pub limits: InboundLimits,
+    /// Counts refused and unauthenticated connections.
+    pub metrics: Arc<ShardMetrics>,
+}
+
+/// The frame handler of [`serve`]: (proven sender, header bytes, payload).
+pub type FrameHandler = Rc<dyn Fn(NodeId, Bytes, Bytes)>;
 
 /// Outbound links of one shard, one per peer socket address, shared by every replica of
 /// the shard (partitions replicating to the same peer shard share one connection).
-#[derive(Default)]
 pub struct LinkPool {
+    auth: LinkAuth,
     links: RefCell<HashMap<SocketAddr, flume::Sender<Bytes>>>,
 }
 
 impl LinkPool {
-    /// An empty pool.
-    pub fn new() -> Rc<LinkPool> {
-        Rc::new(LinkPool::default())
+    /// An empty pool whose links prove they come from `auth`'s node.
+    pub fn new(auth: LinkAuth) -> Rc<LinkPool> {
+        Rc::new(LinkPool { auth, links: RefCell::new(HashMap::new()) })
     }
 
     /// Queues `frame` on the link to `addr` (opened lazily). False when dropped (queue full).
@@ -47,7 +92,7 @@ impl LinkPool {
         let mut links = self.links.borrow_mut();
         let link = links.entry(addr).or_insert_with(|| {
             let (tx, rx) = flume::bounded(LINK_QUEUE_FRAMES_MAX);
-            glommio::spawn_local(run_link(addr, rx)).detach();
+            glommio::spawn_local(run_link(addr, rx, self.auth.clone())).detach();
             tx
         });
         link.try_send(frame).is_ok()
@@ -68,8 +113,8 @@ pub struct Peers {
 
 impl Peers {
     /// Peers at the given replication addresses, with a pool of their own.
-    pub fn new(addrs: HashMap<NodeId, SocketAddr>) -> Rc<Peers> {
-        Peers::with_pool(LinkPool::new(), addrs)
+    pub fn new(auth: LinkAuth, addrs: HashMap<NodeId, SocketAddr>) -> Rc<Peers> {
+        Peers::with_pool(LinkPool::new(auth), addrs)
     }
 
     /// Peers at the given addresses, sending over a shard's shared `pool`.
@@ -97,7 +142,7 @@ impl Peers {
 }
 
 /// Writes queued frames to `addr` until every sender of the queue is gone.
-async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>) {
+async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>, auth: LinkAuth) {
     let mut stream: Option<TcpStream> = None;
     let mut out = BytesMut::new();
     while let Ok(frame) = rx.recv_async().await {
@@ -109,7 +154,7 @@ async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>) {
             }
         }
         if stream.is_none() {
-            stream = connect(addr).await;
+            stream = connect(addr, &auth).await;
         }
         let Some(conn) = stream.as_mut() else {
             out.clear();
@@ -125,24 +170,64 @@ async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>) {
     debug!(%addr, "replication link closed");
 }
 
-async fn connect(addr: SocketAddr) -> Option<TcpStream> {
-    match TcpStream::connect(addr).await {
-        Ok(s) => {
-            if let Err(e) = s.set_nodelay(true) {
-                warn!(%addr, error = %e, "set_nodelay failed on replication link");
-            }
-            Some(s)
-        }
+/// Connects and runs the link side of the handshake; `None` when either failed.
+async fn connect(addr: SocketAddr, auth: &LinkAuth) -> Option<TcpStream> {
+    let mut stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
         Err(e) => {
             debug!(%addr, error = %e, "replication connect failed");
+            return None;
+        }
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        warn!(%addr, error = %e, "set_nodelay failed on replication link");
+    }
+    let timeout = Duration::from_millis(REPLICATION_HANDSHAKE_TIMEOUT_MS_DEFAULT);
+    match within(timeout, link_handshake(&mut stream, auth)).await {
+        Ok(()) => Some(stream),
+        Err(reason) => {
+            warn!(%addr, %reason, "replication handshake failed (is the cluster secret the same on every node?)");
             None
         }
     }
 }
 
-/// Accepts replication connections and hands every decoded frame (header bytes,
-/// payload) to `on_frame`. Runs until the listener fails.
-pub async fn serve(listener: TcpListener, on_frame: Rc<dyn Fn(Bytes, Bytes)>) {
+/// The link side: read the challenge, prove ourselves, check the listener's proof.
+async fn link_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<(), String> {
+    let mut challenge = [0u8; auth::CHALLENGE_LEN];
+    stream.read_exact(&mut challenge).await.map_err(|e| format!("reading the challenge: {e}"))?;
+    let (hello, expected) = auth.answer(&challenge).map_err(|e| e.to_string())?;
+    stream.write_all(&hello).await.map_err(|e| format!("writing the hello: {e}"))?;
+    let mut proof = [0u8; auth::PROOF_LEN];
+    stream.read_exact(&mut proof).await.map_err(|e| format!("reading the listener's proof: {e}"))?;
+    expected.verify(&proof).map_err(|e| e.to_string())
+}
+
+/// `fut`'s result, or an error once `limit` passed.
+async fn within<T>(limit: Duration, fut: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    let timer = async {
+        glommio::timer::sleep(limit).await;
+        Err(format!("no handshake within {} ms", limit.as_millis()))
+    };
+    futures_lite::future::or(fut, timer).await
+}
+
+/// Decrements the listener's open-connection count when a connection ends.
+struct OpenSlot(Rc<Cell<u32>>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+/// Accepts replication connections: past [`InboundLimits::connections_max`] a
+/// connection is closed at once (counted); otherwise it must complete the handshake
+/// within the timeout, after which every decoded frame goes to `on_frame` with the
+/// proven sender. Runs until the listener fails.
+pub async fn serve(listener: TcpListener, on_frame: FrameHandler, inbound: Inbound) {
+    let inbound = Rc::new(inbound);
+    let open = Rc::new(Cell::new(0u32));
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -152,9 +237,24 @@ pub async fn serve(listener: TcpListener, on_frame: Rc<dyn Fn(Bytes, Bytes)>) {
                 continue;
             }
         };
-        let on_frame = on_frame.clone();
+        if open.get() >= inbound.limits.connections_max {
+            let refused = inbound.metrics.replication_connections_refused.fetch_add(1, Relaxed) + 1;
+            if refused.is_power_of_two() {
+                warn!(
+                    limit = inbound.limits.connections_max,
+                    refused_total = refused,
+                    "replication connection refused: replication_connections_max reached"
+                );
+            }
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let slot = OpenSlot(open.clone());
+        let (on_frame, inbound) = (on_frame.clone(), inbound.clone());
         glommio::spawn_local(async move {
-            if let Err(reason) = read_frames(stream, on_frame).await {
+            let _slot = slot;
+            if let Err(reason) = serve_connection(stream, on_frame, &inbound).await {
                 info!(%reason, "replication connection closed");
             }
         })
@@ -162,14 +262,38 @@ pub async fn serve(listener: TcpListener, on_frame: Rc<dyn Fn(Bytes, Bytes)>) {
     }
 }
 
-async fn read_frames(mut stream: TcpStream, on_frame: Rc<dyn Fn(Bytes, Bytes)>) -> Result<(), String> {
+async fn serve_connection(mut stream: TcpStream, on_frame: FrameHandler, inbound: &Inbound) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let timeout = Duration::from_millis(inbound.limits.handshake_timeout_ms);
+    let peer = match within(timeout, listener_handshake(&mut stream, &inbound.auth)).await {
+        Ok(peer) => peer,
+        Err(reason) => {
+            inbound.metrics.replication_handshakes_failed.fetch_add(1, Relaxed);
+            return Err(format!("handshake failed: {reason}"));
+        }
+    };
+    debug!(peer = peer.0, "replication connection authenticated");
+    read_frames(stream, peer, on_frame).await
+}
+
+/// The listener side: send a challenge, check the hello, prove ourselves; the sender.
+async fn listener_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<NodeId, String> {
+    let challenge = auth::Challenge::new().map_err(|e| e.to_string())?;
+    stream.write_all(&challenge.bytes()).await.map_err(|e| format!("writing the challenge: {e}"))?;
+    let mut hello = [0u8; auth::HELLO_LEN];
+    stream.read_exact(&mut hello).await.map_err(|e| format!("reading the hello: {e}"))?;
+    let (peer, proof) = auth.check_hello(&challenge, &hello).map_err(|e| e.to_string())?;
+    stream.write_all(&proof).await.map_err(|e| format!("writing the proof: {e}"))?;
+    Ok(peer)
+}
+
+async fn read_frames(mut stream: TcpStream, peer: NodeId, on_frame: FrameHandler) -> Result<(), String> {
     let mut decoder = FrameDecoder::new(REPLICATION_FRAME_LEN_MAX);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         while let Some(frame) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
-            on_frame(frame.header, frame.payload);
+            on_frame(peer, frame.header, frame.payload);
         }
         let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
         if n == 0 {

@@ -2,15 +2,20 @@
 //! between nodes. The decisions live in the IO-free core (`strand_core::chain`); this
 //! module only executes its actions.
 //!
-//! Code map: [`convert`] (core `Msg` ↔ wire requests) · [`link`] (persistent outbound
+//! Code map: [`convert`] (core `Msg` ↔ wire requests) · [`auth`] (the links'
+//! challenge-response over the cluster secret) · [`link`] (persistent outbound
 //! links and the inbound accept loop) · [`partition`] (one replica: core + log +
 //! worker/ticker tasks) · [`Replicator`] (this shard's replicas by topic/partition,
 //! routing inbound frames to them).
 //!
 //! Architecture invariant: no replication decision is taken here — roles, offsets,
-//! commit, fencing and retransmission all come from `ChainReplica`. Everything lives
+//! commit, fencing and retransmission all come from `ChainReplica`. Every inbound
+//! frame reaches the core under the node id its connection proved (a frame naming
+//! another sender is refused here); whether that node is this replica's predecessor
+//! or successor in the current epoch is the core's check. Everything lives
 //! on one glommio executor (`!Send`); nothing blocks it.
 
+pub mod auth;
 pub mod convert;
 pub mod epochs;
 pub mod link;
@@ -20,11 +25,11 @@ use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use strand_core::chain::ChainError;
+use strand_core::chain::{ChainError, NodeId};
 use strand_wire::codec::decode_request;
 use strand_wire::msg::Request;
 use strand_wire::ErrorCode;
-use tracing::debug;
+use tracing::{debug, warn};
 
 pub use convert::ConvertError;
 pub use link::{LinkPool, Peers};
@@ -51,6 +56,8 @@ pub enum ReplicationError {
     Decode(String),
     #[error("not a replication request")]
     NotReplication,
+    #[error("frame names sender node {claimed} but its connection authenticated node {peer}")]
+    Impostor { claimed: u32, peer: u32 },
     #[error("the replica stopped")]
     Stopped,
 }
@@ -66,9 +73,10 @@ impl ReplicationError {
                 ErrorCode::NotEnoughReplicas
             }
             ReplicationError::Payload(_) => ErrorCode::CorruptBatch,
-            ReplicationError::Empty | ReplicationError::Decode(_) | ReplicationError::NotReplication => {
-                ErrorCode::InvalidRequest
-            }
+            ReplicationError::Empty
+            | ReplicationError::Decode(_)
+            | ReplicationError::NotReplication
+            | ReplicationError::Impostor { .. } => ErrorCode::InvalidRequest,
         }
     }
 }
@@ -107,36 +115,47 @@ impl Replicator {
         self.partitions.borrow().values().cloned().collect()
     }
 
-    /// Routes one inbound frame (header bytes, payload) to its replica.
-    pub fn on_frame(&self, header: &[u8], payload: Bytes) -> Result<(), ReplicationError> {
+    /// Routes one inbound frame (header bytes, payload) from the authenticated node
+    /// `peer` to its replica; a frame naming another sender is refused.
+    pub fn on_frame(&self, peer: NodeId, header: &[u8], payload: Bytes) -> Result<(), ReplicationError> {
         let header = decode_request(header).map_err(|e| ReplicationError::Decode(e.to_string()))?;
         match header.request {
             Request::ReplicaAppend(req) => {
                 let replica = self.lookup(&req.topic, req.partition)?;
                 let (from, msg, pieces) = convert::msg_from_append(&req, &payload)?;
-                replica.handle_message(from, msg, pieces)
+                replica.handle_message(same_sender(peer, from)?, msg, pieces)
             }
             Request::ReplicaAck(req) => {
                 let replica = self.lookup(&req.topic, req.partition)?;
                 let (from, msg) = convert::msg_from_ack(&req)?;
-                replica.handle_message(from, msg, Vec::new())
+                replica.handle_message(same_sender(peer, from)?, msg, Vec::new())
             }
             _ => Err(ReplicationError::NotReplication),
         }
     }
 
-    /// The frame handler for [`link::serve`]: errors are logged and the frame dropped.
-    pub fn frame_handler(self: &Rc<Self>) -> Rc<dyn Fn(Bytes, Bytes)> {
+    /// The frame handler for [`link::serve`]: errors are logged and the frame dropped
+    /// (an impostor frame at warn: it means a secret holder misbehaves).
+    pub fn frame_handler(self: &Rc<Self>) -> link::FrameHandler {
         let this = self.clone();
-        Rc::new(move |header, payload| {
-            if let Err(e) = this.on_frame(&header, payload) {
-                debug!(error = %e, "replication frame dropped");
-            }
+        Rc::new(move |peer, header, payload| match this.on_frame(peer, &header, payload) {
+            Ok(()) => {}
+            Err(e @ ReplicationError::Impostor { .. }) => warn!(error = %e, "replication frame refused"),
+            Err(e) => debug!(error = %e, "replication frame dropped"),
         })
     }
 
     fn lookup(&self, topic: &str, partition: u32) -> Result<Rc<ReplicatedPartition>, ReplicationError> {
         self.get(topic, partition).ok_or_else(|| ReplicationError::UnknownPartition(topic.to_string(), partition))
+    }
+}
+
+/// The message's sender when it is the connection's authenticated node.
+fn same_sender(peer: NodeId, claimed: NodeId) -> Result<NodeId, ReplicationError> {
+    if claimed == peer {
+        Ok(peer)
+    } else {
+        Err(ReplicationError::Impostor { claimed: claimed.0, peer: peer.0 })
     }
 }
 
@@ -155,7 +174,7 @@ mod tests {
             payload in proptest::collection::vec(any::<u8>(), 0..512),
         ) {
             let replicator = Replicator::new();
-            prop_assert!(replicator.on_frame(&header, Bytes::from(payload)).is_err());
+            prop_assert!(replicator.on_frame(NodeId(1), &header, Bytes::from(payload)).is_err());
         }
 
         /// A well-formed append for a partition this shard does not replicate is refused
@@ -175,8 +194,14 @@ mod tests {
                 batch_epochs: vec![1],
             };
             let header = encode_request(&RequestHeader { correlation_id: 0, request: Request::ReplicaAppend(req) });
-            let err = Replicator::new().on_frame(&header, Bytes::from(payload));
+            let err = Replicator::new().on_frame(NodeId(1), &header, Bytes::from(payload));
             prop_assert_eq!(err, Err(ReplicationError::UnknownPartition("t".into(), 3)));
         }
+    }
+
+    #[test]
+    fn a_frame_naming_another_sender_than_its_connection_is_refused() {
+        assert_eq!(same_sender(NodeId(2), NodeId(2)), Ok(NodeId(2)));
+        assert_eq!(same_sender(NodeId(3), NodeId(2)), Err(ReplicationError::Impostor { claimed: 2, peer: 3 }));
     }
 }

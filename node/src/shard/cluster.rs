@@ -32,6 +32,7 @@ use super::Shard;
 use crate::control::{ChainRecord, ClusterView, ControlHandle};
 use crate::groups::is_internal_topic;
 use crate::log::PartitionLog;
+use crate::replication::auth::LinkAuth;
 use crate::replication::{LinkPool, Peers, ReplicatedPartition, Replicator};
 
 /// Longest pause between two reconcile passes (also the in-sync report period).
@@ -62,14 +63,20 @@ pub struct ClusterShard {
 impl ClusterShard {
     /// Cluster state for a shard of node `control.node_id()`.
     pub fn new(control: ControlHandle) -> Self {
+        let auth = LinkAuth::new(NodeId(control.node_id()), control.cluster_secret());
         ClusterShard {
             me: NodeId(control.node_id()),
             control,
             replicator: Replicator::new(),
-            pool: LinkPool::new(),
+            pool: LinkPool::new(auth),
             topics: RefCell::new(BTreeMap::new()),
             slots: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// This node's identity and secret on replication links.
+    pub fn link_auth(&self) -> LinkAuth {
+        LinkAuth::new(self.me, self.control.cluster_secret())
     }
 
     /// The replica of `topic`/`partition` on this shard, if any.

@@ -66,6 +66,7 @@ impl NodeError {
         match self {
             NodeError::DataDirLock(LockError::InUse { .. }) => 78,
             NodeError::Bind(e) if e.in_use() => 78,
+            NodeError::Control(crate::control::ControlError::NodeIdTaken { .. }) => 78,
             _ => 1,
         }
     }
@@ -121,11 +122,14 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         handles.push(spawn_executor(s, start)?);
     }
     drop((ports_tx, handoff_tx));
-    let admin = match collect_ready(&ports_rx, shard_count).and_then(|()| register(&shared, ports)) {
+    let mut start_error = None;
+    let started = collect_ready(&ports_rx, shard_count).map_err(NodeError::Shards);
+    let admin = match started.and_then(|()| register(&shared, ports)) {
         Ok(ports) => Some(announce(&shared, ports, admin)?),
         Err(e) => {
             error!(error = %e, "node failed to start");
             shutdown_all(&shared);
+            start_error = Some(e);
             None
         }
     };
@@ -147,11 +151,12 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     if let Some(control) = &shared.control {
         control.shutdown();
     }
-    match (failures.is_empty(), shared.ports.get().is_some()) {
-        (true, true) => {
+    match (failures.is_empty(), shared.ports.get().is_some(), start_error) {
+        (true, true, _) => {
             info!("node stopped cleanly");
             Ok(())
         }
+        (_, _, Some(e)) => Err(e),
         _ => Err(NodeError::Shards(failures.join("; "))),
     }
 }
@@ -208,9 +213,13 @@ fn collect_ready(rx: &mpsc::Receiver<PortReport>, shard_count: usize) -> Result<
 }
 
 /// Cluster mode: registers this node (lease, keep-alive, controller campaign) once every
-/// port is bound, so peers that see the record can reach it.
-fn register(shared: &NodeShared, ports: BoundPorts) -> Result<BoundPorts, String> {
+/// port is bound, so peers that see the record can reach it. Refused
+/// (`ControlError::NodeIdTaken`) while another data dir's process holds the node id.
+fn register(shared: &NodeShared, ports: BoundPorts) -> Result<BoundPorts, NodeError> {
     let Some(control) = &shared.control else { return Ok(ports) };
+    let data_dir = &shared.config.data_dir;
+    let token = crate::control::token::load_or_create(data_dir)
+        .map_err(|source| NodeError::DataDir { path: data_dir.display().to_string(), source })?;
     let record = crate::control::NodeRecord {
         node_id: control.node_id(),
         host: shared.config.advertise_host.clone(),
@@ -218,8 +227,9 @@ fn register(shared: &NodeShared, ports: BoundPorts) -> Result<BoundPorts, String
         shard_ports: ports.shards.clone(),
         replication_ports: ports.replication.clone(),
         incarnation: 0,
+        token,
     };
-    control.register(record).map_err(|e| format!("cannot register with etcd: {e}"))?;
+    control.register(record)?;
     info!(node_id = control.node_id(), replication_ports = ?ports.replication, "registered in the cluster");
     Ok(ports)
 }
@@ -339,7 +349,12 @@ fn shard_main(
         let _ = ports_tx.send(Ok(s));
         if let (Some(listener), Some(cluster)) = (listeners.replication, shard.cluster()) {
             let handler = cluster.replicator.frame_handler();
-            glommio::spawn_local(crate::replication::link::serve(on_executor(listener), handler)).detach();
+            let inbound = crate::replication::link::Inbound {
+                auth: cluster.link_auth(),
+                limits: shard.shared.config.replication_limits,
+                metrics: shard.metrics.clone(),
+            };
+            glommio::spawn_local(crate::replication::link::serve(on_executor(listener), handler, inbound)).detach();
             glommio::spawn_local(shard.clone().reconcile_loop()).detach();
             glommio::spawn_local(shard.clone().group_heads_loop()).detach();
         }

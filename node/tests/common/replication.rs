@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use strand_core::chain::{Acks, ChainConfig, Epoch, NodeId};
 use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog};
+use strand_node::replication::auth::LinkAuth;
 use strand_node::replication::{link, Peers, ReplicatedPartition, Replicator};
 use strand_wire::batch::{BatchBuilder, BatchIter};
 
@@ -28,6 +29,19 @@ use strand_wire::batch::{BatchBuilder, BatchIter};
 pub const PRODUCE_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a node may take to bind, and [`wait_for`] may poll.
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The cluster secret every in-process node of these tests shares.
+pub const TEST_SECRET: &[u8] = b"strand-test-cluster-secret";
+
+/// Node `me`'s identity on replication links.
+pub fn auth(me: u32) -> LinkAuth {
+    LinkAuth::new(NodeId(me), TEST_SECRET)
+}
+
+/// The inbound side of node `me`'s replication listener, default limits.
+pub fn inbound(me: u32) -> link::Inbound {
+    link::Inbound { auth: auth(me), limits: link::InboundLimits::default(), metrics: Default::default() }
+}
 
 /// The log settings every replica uses.
 pub fn log_config() -> LogConfig {
@@ -236,7 +250,7 @@ fn spawn<X: Extra>(spec: Spec) -> (Node<X>, flume::Sender<HashMap<NodeId, Socket
         ex.run(async move {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             addr_tx.send(listener.local_addr().expect("addr")).expect("addr");
-            let peers = Peers::new(map_rx.recv_async().await.expect("peer map"));
+            let peers = Peers::new(auth(me), map_rx.recv_async().await.expect("peer map"));
             let log = Rc::new(PartitionLog::open(&spec.dir, log_config()).await.expect("open log"));
             let ctx = X::open(&log);
             let Spec { topic, dir, epoch_min, config, .. } = spec;
@@ -254,7 +268,7 @@ fn spawn<X: Extra>(spec: Spec) -> (Node<X>, flume::Sender<HashMap<NodeId, Socket
             .expect("start");
             let replicator = Replicator::new();
             replicator.add(replica.clone());
-            glommio::spawn_local(link::serve(listener, replicator.frame_handler())).detach();
+            glommio::spawn_local(link::serve(listener, replicator.frame_handler(), inbound(me))).detach();
             serve_commands(Replica { replica, log, peers }, ctx, cmd_rx).await;
         });
     });
