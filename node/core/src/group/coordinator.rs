@@ -38,7 +38,8 @@
 //!   persists a tombstone per partition ([`CommitRecord::tombstone`]) and forgets the
 //!   offsets once those are durable, so a replay does not bring them back. Commits to the
 //!   group wait (`Expiring`, retriable) while the tombstones are in flight.
-//! - Every request from a known member (join, sync, heartbeat, commit) renews its session.
+//! - Every request from a known member (join, sync, heartbeat, commit) carrying the
+//!   group's current generation renews its session; one with a stale generation does not.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -411,7 +412,7 @@ impl GroupCoordinator {
         generation: u32,
         member_id: &str,
     ) -> Result<Vec<TopicPartition>, GroupError> {
-        let group = self.member_group(now_ms, group_id, member_id)?;
+        let group = self.member_group(now_ms, group_id, member_id, generation)?;
         if group.state == GroupState::PreparingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
@@ -433,7 +434,7 @@ impl GroupCoordinator {
         generation: u32,
         member_id: &str,
     ) -> Result<(), GroupError> {
-        let group = self.member_group(now_ms, group_id, member_id)?;
+        let group = self.member_group(now_ms, group_id, member_id, generation)?;
         if group.state == GroupState::PreparingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
@@ -446,24 +447,34 @@ impl GroupCoordinator {
     /// Removes the member and rebalances the rest.
     pub fn handle_leave(&mut self, now_ms: u64, group_id: &str, member_id: &str) -> Result<(), GroupError> {
         let counts = &self.partition_counts;
-        let group = Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id)?;
+        let group = Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id, None)?;
         group.remove_member(member_id, "left the group", &mut self.actions);
         group.after_removal(now_ms, counts, &mut self.actions);
         self.settle(group_id);
         Ok(())
     }
 
-    fn member_group(&mut self, now_ms: u64, group_id: &str, member_id: &str) -> Result<&mut Group, GroupError> {
-        Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id)
+    fn member_group(
+        &mut self,
+        now_ms: u64,
+        group_id: &str,
+        member_id: &str,
+        generation: u32,
+    ) -> Result<&mut Group, GroupError> {
+        Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id, Some(generation))
     }
 
-    /// Finds the group of a known member and renews that member's session.
+    /// Finds the group of a known member and renews that member's session, if the
+    /// request carries the group's current generation (`None`: no generation to check).
+    /// A request with a stale generation renews nothing: whoever learned a member id
+    /// cannot keep a dead member in the group with it.
     fn lookup_member<'a>(
         groups: &'a mut BTreeMap<String, Group>,
         loading: bool,
         now_ms: u64,
         group_id: &str,
         member_id: &str,
+        generation: Option<u32>,
     ) -> Result<&'a mut Group, GroupError> {
         if loading {
             return Err(GroupError::Loading);
@@ -472,8 +483,11 @@ impl GroupCoordinator {
             return Err(GroupError::InvalidGroupId);
         }
         let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMember)?;
+        let current = generation.is_none_or(|g| g == group.generation);
         let member = group.members.get_mut(member_id).ok_or(GroupError::UnknownMember)?;
-        member.last_seen_ms = now_ms;
+        if current {
+            member.last_seen_ms = now_ms;
+        }
         Ok(group)
     }
 
@@ -518,7 +532,7 @@ impl GroupCoordinator {
                 return Err(GroupError::NotStandalone { members: group.members.len() });
             }
         } else {
-            let group = self.member_group(now_ms, &input.group_id, &input.member_id)?;
+            let group = self.member_group(now_ms, &input.group_id, &input.member_id, input.generation)?;
             if group.state == GroupState::CompletingRebalance {
                 return Err(GroupError::RebalanceInProgress);
             }
