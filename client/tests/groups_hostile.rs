@@ -23,7 +23,8 @@ async fn new_group_on_a_full_coordinator_fails_the_cli_clearly() {
     Admin::new(client.clone()).create_topic("t", 1, 1).await.expect("create topic");
     for i in 0..GROUPS_MAX {
         let offsets = vec![CommittedOffset { topic: "t".into(), partition: 0, offset: 0, metadata: String::new() }];
-        let commit = OffsetCommitRequest { group_id: format!("squat-{i}"), generation: 0, member_id: String::new(), offsets };
+        let commit =
+            OffsetCommitRequest { group_id: format!("squat-{i}"), generation: 0, member_id: String::new(), offsets };
         client.call_bootstrap(Request::OffsetCommit(commit), &[]).await.unwrap_or_else(|e| panic!("squat {i}: {e}"));
     }
     let mut child = Command::new(cli_binary())

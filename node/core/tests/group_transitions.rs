@@ -422,7 +422,11 @@ fn hostile_commits_into_an_active_group_are_refused() {
         ("standalone", commit_input("g", 0, "", &[("t", 0, 9)]), GroupError::NotStandalone { members: 2 }),
         ("empty member id", commit_input("g", generation, "", &[("t", 0, 9)]), GroupError::UnknownMember),
         ("made-up member", commit_input("g", generation, "x", &[("t", 0, 9)]), GroupError::UnknownMember),
-        ("stale generation", commit_input("g", generation - 1, &a.member_id, &[("t", owned, 9)]), GroupError::IllegalGeneration),
+        (
+            "stale generation",
+            commit_input("g", generation - 1, &a.member_id, &[("t", owned, 9)]),
+            GroupError::IllegalGeneration,
+        ),
         (
             "not the owner",
             commit_input("g", generation, &a.member_id, &[("t", owned, 9), ("t", other, 9)]),
@@ -440,7 +444,8 @@ fn hostile_commits_into_an_active_group_are_refused() {
 
 #[test]
 fn metadata_and_offsets_budget_are_bounded() {
-    let config = CoordinatorConfig { offset_metadata_bytes_max: 8, offsets_bytes_max: 1_000, ..CoordinatorConfig::default() };
+    let config =
+        CoordinatorConfig { offset_metadata_bytes_max: 8, offsets_bytes_max: 1_000, ..CoordinatorConfig::default() };
     let mut h = Harness::new(config);
     let mut input = commit_input("s", 0, "", &[("t", 0, 1)]);
     input.offsets[0].metadata = "12345678".into();
@@ -471,7 +476,9 @@ fn empty_group_offsets_expire_with_tombstones_and_stay_expired() {
     h.coordinator.tick(999);
     assert!(h.coordinator.poll_action().is_none(), "not due yet");
     h.coordinator.tick(1_000);
-    let Some(Action::PersistOffsets { persist_id, records }) = h.coordinator.poll_action() else { panic!("no tombstones") };
+    let Some(Action::PersistOffsets { persist_id, records }) = h.coordinator.poll_action() else {
+        panic!("no tombstones")
+    };
     assert_eq!(records.len(), 1);
     assert!(records[0].tombstone && records[0].offset == 7);
     // While the tombstones persist, commits wait and the offsets still show.

@@ -540,7 +540,10 @@ impl GroupCoordinator {
                 return Err(GroupError::IllegalGeneration);
             }
             let owned = group.assignment.get(&input.member_id).map(Vec::as_slice).unwrap_or_default();
-            let stray = input.offsets.iter().find(|o| !owned.iter().any(|tp| tp.topic == o.topic && tp.partition == o.partition));
+            let stray = input
+                .offsets
+                .iter()
+                .find(|o| !owned.iter().any(|tp| tp.topic == o.topic && tp.partition == o.partition));
             if let Some(o) = stray {
                 return Err(GroupError::NotAssigned {
                     topic: o.topic.clone(),

@@ -45,7 +45,9 @@ pub enum GroupError {
     MetadataTooLarge { topic: String, partition: u32, len: usize, max: usize },
     /// Accepting the commit would take the coordinator's committed-offset state over
     /// `group_offsets_bytes_max` (commit).
-    #[error("committed offsets on this coordinator hold {held} bytes; {adding} more exceed group_offsets_bytes_max {max}")]
+    #[error(
+        "committed offsets on this coordinator hold {held} bytes; {adding} more exceed group_offsets_bytes_max {max}"
+    )]
     OffsetsBudgetFull { held: u64, adding: u64, max: u64 },
     /// The group's offsets are being expired (commit); retry.
     #[error("the group's offsets are expiring; retry")]
