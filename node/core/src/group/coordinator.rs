@@ -242,7 +242,6 @@ impl GroupCoordinator {
     /// Replays one record of `__consumer_offsets`; call in log order (later records win).
     /// A tombstone drops what the records before it committed for its partition.
     pub fn load_offset_record(&mut self, record: CommitRecord) {
-        assert!(self.loading, "records are replayed before the coordinator opens");
         let seq = self.next_commit_seq();
         let generation = self.dropped_generation_max;
         let (group_id, commit_ms) = (record.group_id.clone(), record.commit_ms);
