@@ -9,6 +9,14 @@
 //! failures refresh that lookup and retry within `failover_timeout`; a coordinator that
 //! changed answers `UNKNOWN_MEMBER`, so the member rejoins and refetches its offsets.
 //!
+//! Refusals that retrying cannot cure reach the application as
+//! [`ClientError::Server`] with the node's code and message (from `Consumer::poll` for a
+//! join, from the commit calls for a commit): `TOO_MANY_GROUPS` (the coordinator holds
+//! `groups_max` groups), `GROUP_FULL`, `OFFSET_METADATA_TOO_LARGE` (metadata over
+//! `offset_metadata_max_bytes`, or the coordinator's `group_offsets_bytes_max` spent).
+//! `ILLEGAL_GENERATION` for a commit (stale generation, or a partition this member does
+//! not own in it) and `UNKNOWN_MEMBER` make the member rejoin.
+//!
 //! Split of work: this module speaks the protocol and keeps the member's identity
 //! (member id, generation); the consumer decides *when* to rejoin (inside `poll`, so
 //! rebalance callbacks run on the application's task) and what to commit.

@@ -12,6 +12,8 @@ use clap::Parser;
 use serde::Deserialize;
 use strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 
+use strand_core::group::{CoordinatorConfig, METADATA_LEN_MAX};
+
 use crate::control::types::{ControlConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT};
 use crate::log::{FsyncPolicy, IoMode, LogConfig};
 use crate::replication::link::InboundLimits;
@@ -143,6 +145,11 @@ pub struct FileConfig {
     pub topics_max: Option<u32>,
     pub partitions_max: Option<u32>,
     pub open_files_reserved: Option<u64>,
+    pub groups_max: Option<usize>,
+    pub group_members_max: Option<usize>,
+    pub offset_metadata_max_bytes: Option<usize>,
+    pub group_offsets_bytes_max: Option<u64>,
+    pub offsets_retention_ms: Option<u64>,
 }
 
 /// Network limits of one node.
@@ -192,6 +199,8 @@ pub struct NodeConfig {
     pub replication_port_base: Option<u16>,
     /// Bounds of each shard's replication listener (cluster mode).
     pub replication_limits: InboundLimits,
+    /// Limits of every shard's group coordinator (each shard applies them to its groups).
+    pub group_limits: CoordinatorConfig,
 }
 
 /// Why the configuration is unusable.
@@ -259,6 +268,7 @@ impl NodeConfig {
         check_limits(&limits)?;
         let admission = admission_limits(&file)?;
         let log = log_config(&cli, &file)?;
+        let group_limits = group_limits(&file)?;
         let cluster = cluster_config(&cli, &file)?;
         let replication_port_base =
             match cli.replication_port_base.or(file.replication_port_base).unwrap_or(REPLICATION_PORT_BASE_DEFAULT) {
@@ -285,6 +295,7 @@ impl NodeConfig {
             cluster,
             replication_port_base,
             replication_limits,
+            group_limits,
         };
         check_ports_distinct(&config)?;
         Ok(config)
@@ -453,6 +464,23 @@ fn admission_limits(file: &FileConfig) -> Result<AdmissionLimits, ConfigError> {
     Ok(limits)
 }
 
+/// The group coordinator's limits: defaults from `strand_core::group`, each key checked.
+fn group_limits(file: &FileConfig) -> Result<CoordinatorConfig, ConfigError> {
+    let mut limits = CoordinatorConfig::default();
+    limits.groups_max = file.groups_max.unwrap_or(limits.groups_max);
+    limits.members_per_group_max = file.group_members_max.unwrap_or(limits.members_per_group_max);
+    limits.offset_metadata_bytes_max = file.offset_metadata_max_bytes.unwrap_or(limits.offset_metadata_bytes_max);
+    limits.offsets_bytes_max = file.group_offsets_bytes_max.unwrap_or(limits.offsets_bytes_max);
+    limits.offsets_retention_ms = file.offsets_retention_ms.unwrap_or(limits.offsets_retention_ms);
+    if limits.groups_max == 0 || limits.members_per_group_max == 0 || limits.offsets_retention_ms == 0 {
+        return Err(invalid("groups_max/group_members_max/offsets_retention_ms", "must be > 0"));
+    }
+    if limits.offset_metadata_bytes_max > METADATA_LEN_MAX {
+        return Err(invalid("offset_metadata_max_bytes", format!("at most {METADATA_LEN_MAX}")));
+    }
+    Ok(limits)
+}
+
 fn check_limits(limits: &NetLimits) -> Result<(), ConfigError> {
     if (limits.frame_len_max as usize) < 1024 {
         return Err(invalid("frame_len_max", "must be at least 1024"));
@@ -614,6 +642,10 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
         let tiny = FileConfig { frame_len_max: Some(10), ..FileConfig::default() };
         assert!(NodeConfig::merge(cli(&[]), tiny).is_err());
+        let metadata = FileConfig { offset_metadata_max_bytes: Some(4097), ..FileConfig::default() };
+        assert!(NodeConfig::merge(cli(&[]), metadata).is_err());
+        let groups = FileConfig { groups_max: Some(0), ..FileConfig::default() };
+        assert!(NodeConfig::merge(cli(&[]), groups).is_err());
     }
 
     #[test]

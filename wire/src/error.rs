@@ -69,11 +69,16 @@ pub enum ErrorCode {
     Throttled = 30,
     /// The group has too many members.
     GroupFull = 31,
+    /// An offset commit's metadata is longer than the node's `offset_metadata_max_bytes`,
+    /// or the coordinator's budget of committed-offset bytes is spent.
+    OffsetMetadataTooLarge = 32,
+    /// The coordinator holds `groups_max` groups already; a new group cannot be created.
+    TooManyGroups = 33,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptBatch,
@@ -106,6 +111,8 @@ impl ErrorCode {
         ErrorCode::InvalidTopicName,
         ErrorCode::Throttled,
         ErrorCode::GroupFull,
+        ErrorCode::OffsetMetadataTooLarge,
+        ErrorCode::TooManyGroups,
     ];
 
     /// The numeric code.
@@ -168,6 +175,8 @@ impl ErrorCode {
             ErrorCode::InvalidTopicName => "INVALID_TOPIC_NAME",
             ErrorCode::Throttled => "THROTTLED",
             ErrorCode::GroupFull => "GROUP_FULL",
+            ErrorCode::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
+            ErrorCode::TooManyGroups => "TOO_MANY_GROUPS",
         }
     }
 }

@@ -4,8 +4,16 @@
 //! drops and reorders messages (FIFO within one consumer's connection, as TCP, but
 //! freely reordered across connections and directions). Faults: crashes (a consumer
 //! goes silent), leaves, new consumers, slow heartbeats, subscription changes,
-//! partition-count changes, slow and failing offset persists. A run is a pure function
+//! partition-count changes, slow and failing offset persists. A *hostile committer*
+//! outside the group sends offset commits with made-up identities (empty member id with
+//! generation 0 or the current one, invented member ids, real member ids with stale
+//! generations or partitions they do not own). Offsets of the group expire while it is
+//! Empty (a short retention), through tombstone persists. A run is a pure function
 //! of its seed; each concern draws from its own random stream.
+//!
+//! The commit checker runs on every commit the coordinator answers: a commit is
+//! applied only from the current generation's member that owns the partition, or
+//! (standalone) into a group with no members.
 //!
 //! Checkers run after every step and count what they compared; the test asserts the
 //! counts are non-zero. `GROUP_SIM_SEED=N` replays one seed, `GROUP_SIM_SEEDS=N` runs
@@ -37,6 +45,13 @@ const STEPS_CHAOS: usize = 500;
 const STEPS_QUIET: usize = 400;
 const CONSUMERS_LIVE_MAX: usize = 6;
 const SEEDS_DEFAULT: u64 = 500;
+/// Offsets retention of the simulated coordinator: short, so Empty spells expire them.
+const RETENTION_MS: u64 = 300;
+/// Request "consumer" index of the hostile committer (it has no connection state).
+const HOSTILE: usize = usize::MAX;
+/// Offsets the hostile committer commits start here, above anything consumers reach,
+/// and grow with time, so an accepted one never moves an offset back.
+const HOSTILE_OFFSET_BASE: u64 = 1 << 40;
 
 /// Seeds that once failed, replayed on every run.
 ///
@@ -112,12 +127,20 @@ struct Rngs {
     clients: StdRng,
     faults: StdRng,
     persist: StdRng,
+    hostile: StdRng,
 }
 
 impl Rngs {
     fn new(seed: u64) -> Rngs {
         let derive = |k: u64| StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ k);
-        Rngs { clock: derive(1), net: derive(2), clients: derive(3), faults: derive(4), persist: derive(5) }
+        Rngs {
+            clock: derive(1),
+            net: derive(2),
+            clients: derive(3),
+            faults: derive(4),
+            persist: derive(5),
+            hostile: derive(6),
+        }
     }
 }
 
@@ -132,6 +155,9 @@ struct Counts {
     sessions: u64,
     quiesced: u64,
     stale_commits_refused: u64,
+    hostile_refused: u64,
+    standalone_accepted: u64,
+    expiries: u64,
 }
 
 impl Counts {
@@ -144,6 +170,9 @@ impl Counts {
         self.sessions += o.sessions;
         self.quiesced += o.quiesced;
         self.stale_commits_refused += o.stale_commits_refused;
+        self.hostile_refused += o.hostile_refused;
+        self.standalone_accepted += o.standalone_accepted;
+        self.expiries += o.expiries;
     }
 }
 
@@ -162,6 +191,8 @@ struct Sim {
     request_id_next: u64,
     request_owner: BTreeMap<u64, (usize, Req)>,
     persists: Vec<(u64, u64)>,
+    /// Persists of tombstones in flight (persist id).
+    tombstone_persists: BTreeSet<u64>,
     /// Requests stuck (say, in a dying connection) until the group's generation has
     /// moved past theirs: (generation, request id, request).
     held: Vec<(u32, u64, Req)>,
@@ -181,6 +212,7 @@ impl Sim {
             session_timeout_ms_min: 100,
             session_timeout_ms_max: 10_000,
             rebalance_timeout_ms_max: 10_000,
+            offsets_retention_ms: RETENTION_MS,
             ..CoordinatorConfig::default()
         };
         let mut coordinator = GroupCoordinator::new(config, seed);
@@ -199,6 +231,7 @@ impl Sim {
             request_id_next: 1,
             request_owner: BTreeMap::new(),
             persists: Vec::new(),
+            tombstone_persists: BTreeSet::new(),
             held: Vec::new(),
             owners_by_generation: BTreeMap::new(),
             generation_seen: 0,
@@ -328,6 +361,9 @@ impl Sim {
         for i in 0..self.consumers.len() {
             self.client_act(i);
         }
+        if self.rng.hostile.gen_bool(0.1) {
+            self.hostile_commit();
+        }
         if self.chaos {
             self.inject_faults();
         }
@@ -360,8 +396,17 @@ impl Sim {
             let (_, persist_id) = self.persists.remove(0);
             let fail_chance = if self.chaos { 0.05 } else { 0.0 };
             let result = if self.rng.persist.gen_bool(fail_chance) { Err(ErrorCode::StorageError) } else { Ok(()) };
+            let expired = self.tombstone_persists.remove(&persist_id) && result.is_ok();
             if !self.coordinator.handle_persisted(persist_id, result) {
                 self.fail(format!("persist {persist_id} unknown to the coordinator"));
+            }
+            if expired {
+                if self.coordinator.handle_offset_fetch(GROUP, &[]).is_ok_and(|o| !o.is_empty()) {
+                    self.fail("offsets still visible after their tombstones persisted".into());
+                }
+                // Expired offsets start over: the monotonic checker starts over too.
+                self.durable_seen.clear();
+                self.counts.expiries += 1;
             }
             self.drain_actions();
         }
@@ -420,17 +465,33 @@ impl Sim {
     /// A commit reaches the coordinator; an accepted one must come from the current
     /// generation and from the partitions' owner in that generation.
     fn commit(&mut self, request_id: u64, input: CommitInput) -> Option<Resp> {
-        let generation_now = self.coordinator.describe_group(GROUP).map_or(0, |v| v.generation);
+        let view = self.coordinator.describe_group(GROUP);
+        let generation_now = view.as_ref().map_or(0, |v| v.generation);
+        let members_now = view.as_ref().map_or(0, |v| v.members.len());
+        let standalone = input.member_id.is_empty() && input.generation == 0;
         let result = self.coordinator.handle_commit(self.now_ms, request_id, input.clone());
         match &result {
+            Ok(_) if standalone => {
+                if members_now > 0 {
+                    self.fail(format!("standalone commit accepted with {members_now} members"));
+                }
+                self.counts.standalone_accepted += 1;
+            }
             Ok(_) => {
                 if input.generation != generation_now {
                     self.fail(format!("commit of generation {} accepted in {generation_now}", input.generation));
                 }
+                let hostile = self.request_owner.get(&request_id).is_some_and(|(c, _)| *c == HOSTILE);
+                let member = view.as_ref().and_then(|v| v.members.iter().find(|m| m.member_id == input.member_id));
                 for offset in &input.offsets {
                     let tp = TopicPartition { topic: offset.topic.clone(), partition: offset.partition };
+                    // The invariant: the committer owns the partition in the current generation.
+                    if !member.is_some_and(|m| m.assignment.contains(&tp)) {
+                        self.fail(format!("{tp:?} committed by {}, not its owner", input.member_id));
+                    }
+                    // Consumers commit only what their sync handed them.
                     let owner = self.owners_by_generation.get(&input.generation).and_then(|o| o.get(&tp));
-                    if owner != Some(&input.member_id) {
+                    if !hostile && owner != Some(&input.member_id) {
                         self.fail(format!("{tp:?} committed by {} but owned by {owner:?}", input.member_id));
                     }
                     self.counts.commits_fenced += 1;
@@ -455,6 +516,13 @@ impl Sim {
                 Action::Respond { request_id, reply: Reply::Commit(r) } => self.emit(request_id, Resp::Commit(r)),
                 Action::PersistOffsets { persist_id, records } => {
                     assert!(!records.is_empty());
+                    if records.iter().any(|r| r.tombstone) {
+                        let members = self.coordinator.describe_group(GROUP).map_or(0, |v| v.members.len());
+                        if members > 0 || !records.iter().all(|r| r.tombstone) {
+                            self.fail(format!("tombstones issued for a group with {members} members"));
+                        }
+                        self.tombstone_persists.insert(persist_id);
+                    }
                     let due = self.now_ms + self.rng.persist.gen_range(0..=50);
                     self.persists.push((due, persist_id));
                 }
@@ -470,6 +538,10 @@ impl Sim {
         let Some((consumer, req)) = self.request_owner.get(&request_id).cloned() else {
             self.fail(format!("response to unknown request {request_id}"));
         };
+        if consumer == HOSTILE {
+            self.request_owner.remove(&request_id);
+            return;
+        }
         match (&req, &resp) {
             (_, Resp::Join(Ok(r))) => {
                 if r.generation < self.join_generation_seen {
@@ -657,6 +729,60 @@ impl Sim {
         }
     }
 
+    /// A client outside the group commits with a made-up identity, straight to the
+    /// coordinator (the network adds nothing to what it can try).
+    fn hostile_commit(&mut self) {
+        let view = self.coordinator.describe_group(GROUP);
+        let generation = view.as_ref().map_or(0, |v| v.generation);
+        let rng = &mut self.rng.hostile;
+        let known: Vec<String> = self.consumers.iter().map(|c| c.member_id.clone()).filter(|m| !m.is_empty()).collect();
+        let (member_id, generation) = match rng.gen_range(0..5) {
+            0 => (String::new(), 0),
+            1 => (String::new(), generation),
+            2 => (format!("intruder-{}", rng.gen_range(0..3)), generation),
+            // A real member id (maybe expired) with the current or an older generation,
+            // for any partition (maybe one it does not own).
+            _ if !known.is_empty() => {
+                let member = known[rng.gen_range(0..known.len())].clone();
+                (member, generation.saturating_sub(rng.gen_range(0..2)))
+            }
+            _ => (String::new(), 0),
+        };
+        let topic = TOPICS[rng.gen_range(0..TOPICS.len())].to_string();
+        let partition = rng.gen_range(0..6);
+        // With a real member's current credentials and a partition it owns, the commit
+        // is the owner's own (consumers cover that): make the generation stale instead.
+        let tp = TopicPartition { topic: topic.clone(), partition };
+        let owner = view.as_ref().and_then(|v| v.members.iter().find(|m| m.member_id == member_id));
+        let current = view.as_ref().map_or(0, |v| v.generation);
+        let generation = match owner.is_some_and(|m| m.assignment.contains(&tp)) && generation == current {
+            true => current - 1,
+            false => generation,
+        };
+        let offset = HOSTILE_OFFSET_BASE + self.now_ms;
+        let offsets = vec![CommittedOffset { topic, partition, offset, metadata: String::new() }];
+        let input = CommitInput { group_id: GROUP.into(), generation, member_id, offsets };
+        let request_id = self.request_id_next;
+        self.request_id_next += 1;
+        // Only a request carrying a member's current generation renews its session.
+        let member = view.as_ref().and_then(|v| v.members.iter().find(|m| m.member_id == input.member_id));
+        if member.is_some() && input.generation == generation {
+            self.last_touch_ms.insert(input.member_id.clone(), self.now_ms);
+        }
+        self.request_owner.insert(request_id, (HOSTILE, Req::Commit(input.clone())));
+        match self.commit(request_id, input) {
+            Some(Resp::Commit(Err(_))) => {
+                self.request_owner.remove(&request_id);
+                self.counts.hostile_refused += 1;
+            }
+            Some(_) => {
+                self.request_owner.remove(&request_id);
+            }
+            None => {}
+        }
+        self.drain_actions();
+    }
+
     fn inject_faults(&mut self) {
         let live: Vec<usize> = (0..self.consumers.len()).filter(|i| self.consumers[*i].alive).collect();
         for &i in &live {
@@ -815,8 +941,11 @@ fn run_seeds(part: u64) {
     assert!(total.commits_fenced > 0, "no accepted commit checked");
     assert!(total.sessions > 0, "no session checked");
     assert!(total.quiesced > 0, "no settled consumer checked");
+    assert!(total.hostile_refused > 0, "no hostile commit was refused");
     if seeds.len() > 20 {
         assert!(total.stale_commits_refused > 0, "no stale commit was ever attempted");
+        assert!(total.standalone_accepted > 0, "no standalone commit into an empty group");
+        assert!(total.expiries > 0, "no offsets ever expired");
     }
 }
 

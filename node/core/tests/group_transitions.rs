@@ -280,7 +280,9 @@ fn commit_generation_and_state_rules() {
     assert_eq!(h.coordinator.describe_group("g").unwrap().offsets[0].offset, 5);
     assert_eq!(h.commit(4, 0, &a.member_id, 6), Err(GroupError::IllegalGeneration));
     assert_eq!(h.commit(4, 1, "nobody", 6), Err(GroupError::UnknownMember));
-    assert_eq!(h.commit(4, 0, "", 6), Err(GroupError::UnknownMember), "no standalone commit while members exist");
+    let refused = h.commit(4, 0, "", 6);
+    assert_eq!(refused, Err(GroupError::NotStandalone { members: 1 }), "no standalone commit while members exist");
+    assert_eq!(refused.unwrap_err().code(), ErrorCode::UnknownMember);
     // PreparingRebalance: the current (old) generation may still commit.
     h.join_ok(5, "");
     assert_eq!(h.state(), GroupState::PreparingRebalance);
@@ -336,7 +338,8 @@ fn limits_are_enforced() {
     assert_eq!(GroupError::GroupFull.code(), ErrorCode::GroupFull);
     let mut other = Harness::join_input("", &["t"]);
     other.group_id = "h".into();
-    assert_eq!(h.coordinator.handle_join(2, 50, other.clone()), Err(GroupError::TooManyGroups));
+    assert_eq!(h.coordinator.handle_join(2, 50, other.clone()), Err(GroupError::TooManyGroups { groups_max: 1 }));
+    assert_eq!(GroupError::TooManyGroups { groups_max: 1 }.code(), ErrorCode::TooManyGroups);
     other.group_id = "g".into();
     other.session_timeout_ms = 10;
     assert!(matches!(h.coordinator.handle_join(2, 51, other.clone()), Err(GroupError::InvalidRequest(_))));
@@ -367,6 +370,7 @@ fn loading_refuses_requests_and_replays_offsets_in_order() {
             offset,
             commit_ms: 0,
             metadata: "m".into(),
+            tombstone: false,
         };
         let decoded = CommitRecord::decode(&record.encode()).expect("round trip");
         coordinator.load_offset_record(decoded);
@@ -391,4 +395,122 @@ fn superseded_parked_join_is_answered() {
     let joins = h.drain().0;
     assert_eq!(joins.len(), 3);
     assert!(joins.iter().any(|(id, r)| *id == new && r.is_ok()));
+}
+
+/// A commit input of `(topic, partition, offset)` with empty metadata.
+fn commit_input(group: &str, generation: u32, member: &str, offsets: &[(&str, u32, u64)]) -> CommitInput {
+    let offsets = offsets
+        .iter()
+        .map(|(t, p, o)| CommittedOffset { topic: t.to_string(), partition: *p, offset: *o, metadata: String::new() })
+        .collect();
+    CommitInput { group_id: group.into(), generation, member_id: member.into(), offsets }
+}
+
+#[test]
+fn hostile_commits_into_an_active_group_are_refused() {
+    let mut h = Harness::with_topic(2);
+    let results = h.join_all(0, 2);
+    for r in &results {
+        h.sync(1, r).unwrap();
+    }
+    assert_eq!(h.state(), GroupState::Stable);
+    let (a, generation) = (&results[0], results[0].generation);
+    let owned = h.coordinator.describe_group("g").unwrap().members[0].assignment[0].partition;
+    let other = 1 - owned;
+    // (who, input, expected refusal)
+    let cases = [
+        ("standalone", commit_input("g", 0, "", &[("t", 0, 9)]), GroupError::NotStandalone { members: 2 }),
+        ("empty member id", commit_input("g", generation, "", &[("t", 0, 9)]), GroupError::UnknownMember),
+        ("made-up member", commit_input("g", generation, "x", &[("t", 0, 9)]), GroupError::UnknownMember),
+        (
+            "stale generation",
+            commit_input("g", generation - 1, &a.member_id, &[("t", owned, 9)]),
+            GroupError::IllegalGeneration,
+        ),
+        (
+            "not the owner",
+            commit_input("g", generation, &a.member_id, &[("t", owned, 9), ("t", other, 9)]),
+            GroupError::NotAssigned { topic: "t".into(), partition: other, generation },
+        ),
+    ];
+    for (what, input, expect) in cases {
+        assert_eq!(h.coordinator.handle_commit(2, 100, input), Err(expect.clone()), "{what}");
+        assert_ne!(expect.code(), ErrorCode::None, "{what}");
+    }
+    assert!(h.coordinator.handle_offset_fetch("g", &[]).unwrap().is_empty(), "nothing moved");
+    let own = commit_input("g", generation, &a.member_id, &[("t", owned, 9)]);
+    assert_eq!(h.coordinator.handle_commit(3, 101, own), Ok(Outcome::Parked));
+}
+
+#[test]
+fn metadata_and_offsets_budget_are_bounded() {
+    let config =
+        CoordinatorConfig { offset_metadata_bytes_max: 8, offsets_bytes_max: 1_000, ..CoordinatorConfig::default() };
+    let mut h = Harness::new(config);
+    let mut input = commit_input("s", 0, "", &[("t", 0, 1)]);
+    input.offsets[0].metadata = "12345678".into();
+    assert_eq!(h.coordinator.handle_commit(0, 1, input.clone()), Ok(Outcome::Parked));
+    input.offsets[0].metadata = "123456789".into();
+    let refused = h.coordinator.handle_commit(0, 2, input);
+    let expect = GroupError::MetadataTooLarge { topic: "t".into(), partition: 0, len: 9, max: 8 };
+    assert_eq!(refused, Err(expect.clone()));
+    assert_eq!(expect.code(), ErrorCode::OffsetMetadataTooLarge);
+    // 137 bytes per entry ("t" + 8 bytes of metadata + 128): the 8th would pass 1000.
+    h.persist_all(Ok(()));
+    let held = h.coordinator.offsets_bytes();
+    let many: Vec<(&str, u32, u64)> = (1..=7).map(|p| ("t", p, 1)).collect();
+    let refused = h.coordinator.handle_commit(1, 3, commit_input("s", 0, "", &many));
+    assert!(matches!(refused, Err(GroupError::OffsetsBudgetFull { max: 1_000, .. })), "{refused:?}");
+    assert_eq!(h.coordinator.offsets_bytes(), held, "a refused commit holds nothing");
+    let fits: Vec<(&str, u32, u64)> = (1..=6).map(|p| ("t", p, 1)).collect();
+    assert_eq!(h.coordinator.handle_commit(1, 4, commit_input("s", 0, "", &fits)), Ok(Outcome::Parked));
+}
+
+#[test]
+fn empty_group_offsets_expire_with_tombstones_and_stay_expired() {
+    let config = CoordinatorConfig { offsets_retention_ms: 1_000, ..CoordinatorConfig::default() };
+    let mut h = Harness::new(config.clone());
+    assert_eq!(h.coordinator.handle_commit(0, 1, commit_input("s", 0, "", &[("t", 0, 7)])), Ok(Outcome::Parked));
+    h.persist_all(Ok(()));
+    assert_eq!(h.coordinator.poll_timeout(), Some(1_000));
+    h.coordinator.tick(999);
+    assert!(h.coordinator.poll_action().is_none(), "not due yet");
+    h.coordinator.tick(1_000);
+    let Some(Action::PersistOffsets { persist_id, records }) = h.coordinator.poll_action() else {
+        panic!("no tombstones")
+    };
+    assert_eq!(records.len(), 1);
+    assert!(records[0].tombstone && records[0].offset == 7);
+    // While the tombstones persist, commits wait and the offsets still show.
+    let waiting = h.coordinator.handle_commit(1_001, 2, commit_input("s", 0, "", &[("t", 0, 8)]));
+    assert_eq!(waiting, Err(GroupError::Expiring));
+    assert_eq!(h.coordinator.handle_offset_fetch("s", &[]).unwrap().len(), 1);
+    assert!(h.coordinator.handle_persisted(persist_id, Ok(())));
+    assert!(h.coordinator.handle_offset_fetch("s", &[]).unwrap().is_empty());
+    assert!(h.coordinator.list_groups().is_empty(), "the group is dropped");
+    assert_eq!(h.coordinator.offsets_bytes(), 0);
+    // A replay of the commit and its tombstone loads nothing.
+    let mut replayed = GroupCoordinator::new(config, 2);
+    let commit = CommitRecord { tombstone: false, offset: 7, ..records[0].clone() };
+    for record in [commit, records[0].clone()] {
+        replayed.load_offset_record(CommitRecord::decode(&record.encode()).unwrap());
+    }
+    replayed.finish_loading();
+    assert!(replayed.list_groups().is_empty() && replayed.offsets_bytes() == 0);
+}
+
+#[test]
+fn a_group_with_members_keeps_its_offsets_past_retention() {
+    let config = CoordinatorConfig { offsets_retention_ms: 1_000, ..CoordinatorConfig::default() };
+    let mut h = Harness::new(config);
+    h.coordinator.handle_topic_partitions_changed(0, "t", 1);
+    let results = h.join_all(0, 1);
+    h.sync(0, &results[0]).unwrap();
+    assert_eq!(h.commit(0, results[0].generation, &results[0].member_id, 3), Ok(Outcome::Parked));
+    h.persist_all(Ok(()));
+    for now in (300..3_000).step_by(300) {
+        assert!(h.coordinator.handle_heartbeat(now, "g", results[0].generation, &results[0].member_id).is_ok());
+        h.coordinator.tick(now);
+    }
+    assert_eq!(h.coordinator.handle_offset_fetch("g", &[]).unwrap().len(), 1, "a live group never expires");
 }

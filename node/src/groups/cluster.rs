@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strand_core::chain::{Acks as ChainAcks, Role};
-use strand_core::group::{CoordinatorConfig, GroupCoordinator};
+use strand_core::group::GroupCoordinator;
 use strand_wire::msg::Request;
 use strand_wire::ErrorCode;
 use tracing::{info, warn};
@@ -130,7 +130,7 @@ impl Shard {
         self.groups.incarnation.set(incarnation);
         let now = self.groups.now_ms();
         // Instances differ between swaps (time never goes back, the incarnation grows).
-        let coordinator = GroupCoordinator::new(CoordinatorConfig::default(), now.wrapping_add(incarnation));
+        let coordinator = GroupCoordinator::new(self.groups.limits.clone(), now.wrapping_add(incarnation));
         *self.groups.coordinator.borrow_mut() = coordinator;
         // Parked requests of the old coordinator: their waits end with NOT_COORDINATOR.
         self.groups.waiters.borrow_mut().clear();

@@ -130,6 +130,8 @@ impl GroupReply {
 /// One shard's coordinator and the shell state around it.
 pub struct GroupHost {
     coordinator: RefCell<GroupCoordinator>,
+    /// The node's group limits (`NodeConfig::group_limits`), for replacement coordinators.
+    limits: CoordinatorConfig,
     /// Parked requests: request id → where its late answer goes.
     waiters: RefCell<HashMap<RequestId, flume::Sender<CoreReply>>>,
     request_id_next: Cell<RequestId>,
@@ -153,12 +155,13 @@ pub struct GroupHost {
 impl GroupHost {
     /// A host whose coordinator is loading; `offsets_partitions` is the offsets topic's
     /// partition count.
-    pub fn new(offsets_partitions: u32) -> Self {
+    pub fn new(offsets_partitions: u32, limits: CoordinatorConfig) -> Self {
         assert!(offsets_partitions > 0, "the offsets topic is created before shards start");
         let clock_base_ms = crate::shard::now_ms().max(0) as u64;
         GroupHost {
             // The start time makes member ids of this run distinct from earlier runs'.
-            coordinator: RefCell::new(GroupCoordinator::new(CoordinatorConfig::default(), clock_base_ms)),
+            coordinator: RefCell::new(GroupCoordinator::new(limits.clone(), clock_base_ms)),
+            limits,
             waiters: RefCell::new(HashMap::new()),
             request_id_next: Cell::new(1),
             offsets_partitions: Cell::new(offsets_partitions),

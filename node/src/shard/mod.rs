@@ -130,7 +130,7 @@ impl Shard {
             stop: Rc::new(LocalNotify::default()),
             inflight_appends: Cell::new(0),
             appends_idle: Rc::new(LocalNotify::default()),
-            groups: crate::groups::GroupHost::new(offsets_partitions),
+            groups: crate::groups::GroupHost::new(offsets_partitions, shared.config.group_limits.clone()),
             cluster: shared.control.clone().map(cluster::ClusterShard::new),
             shared,
         })

@@ -19,15 +19,27 @@
 //! - Heartbeats answer `RebalanceInProgress` in PreparingRebalance. Sync answers the
 //!   member's assignment of the current generation; the group is Stable once every
 //!   member synced.
-//! - Commits from a member of the current generation are accepted in Stable and in
+//! - Commits from a member of the current generation, for partitions assigned to it in
+//!   that generation, are accepted in Stable and in
 //!   PreparingRebalance (Kafka's rule: the old generation still owns its partitions until
 //!   the new one forms, which lets a consumer commit in its revoke callback before it
 //!   rejoins), refused with `RebalanceInProgress` in CompletingRebalance (the member does
-//!   not know its new assignment yet). A stale generation gets `IllegalGeneration`.
+//!   not know its new assignment yet). A stale generation, or a partition the member
+//!   does not own, gets `IllegalGeneration`; an id that is not a member `UnknownMember`.
 //!   A *standalone* commit (empty member id and generation 0) is accepted only while the
 //!   group has no members (it creates the group if needed): consumers that assign
-//!   partitions themselves and use the group only to store offsets.
-//! - Every request from a known member (join, sync, heartbeat, commit) renews its session.
+//!   partitions themselves and use the group only to store offsets. So nobody outside a
+//!   group's current generation can move the offsets of a group that has members.
+//! - Bounds: `groups_max` groups (a new one is refused `TooManyGroups`), metadata of at
+//!   most `offset_metadata_bytes_max` per offset, and at most `offsets_bytes_max` bytes of
+//!   committed-offset state over all groups (`OffsetMetadataTooLarge` beyond either).
+//! - Retention: an Empty group's offsets expire `offsets_retention_ms` after its last
+//!   commit or the departure of its last member (whichever is later): the coordinator
+//!   persists a tombstone per partition ([`CommitRecord::tombstone`]) and forgets the
+//!   offsets once those are durable, so a replay does not bring them back. Commits to the
+//!   group wait (`Expiring`, retriable) while the tombstones are in flight.
+//! - Every request from a known member (join, sync, heartbeat, commit) carrying the
+//!   group's current generation renews its session; one with a stale generation does not.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -35,12 +47,12 @@ use strand_wire::msg::{self, Assignor, CommittedOffset, TopicPartition};
 use strand_wire::ErrorCode;
 
 use super::error::GroupError;
-use super::offsets::Committed;
+use super::offsets::{entry_bytes, Committed};
 use super::record::CommitRecord;
 use super::state::{Group, GroupState, Member};
 use super::{
-    CLIENT_ID_LEN_MAX, GROUPS_MAX, GROUP_ID_LEN_MAX, MEMBERS_PER_GROUP_MAX, METADATA_LEN_MAX, OFFSETS_PER_COMMIT_MAX,
-    PERSISTS_IN_FLIGHT_MAX, TOPICS_PER_MEMBER_MAX, TOPIC_NAME_LEN_MAX,
+    CLIENT_ID_LEN_MAX, GROUPS_MAX, GROUP_ID_LEN_MAX, MEMBERS_PER_GROUP_MAX, METADATA_LEN_MAX, OFFSETS_BYTES_MAX,
+    OFFSETS_PER_COMMIT_MAX, OFFSETS_RETENTION_MS, PERSISTS_IN_FLIGHT_MAX, TOPICS_PER_MEMBER_MAX, TOPIC_NAME_LEN_MAX,
 };
 
 /// The shell's handle for a request whose answer may come later through an [`Action`].
@@ -118,6 +130,12 @@ pub struct CoordinatorConfig {
     pub groups_max: usize,
     pub members_per_group_max: usize,
     pub persists_in_flight_max: usize,
+    /// Longest commit metadata accepted, in bytes (at most [`METADATA_LEN_MAX`]).
+    pub offset_metadata_bytes_max: usize,
+    /// Committed-offset state all groups may hold, in bytes (see `offsets.rs`).
+    pub offsets_bytes_max: u64,
+    /// How long an Empty group keeps its offsets.
+    pub offsets_retention_ms: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -129,6 +147,9 @@ impl Default for CoordinatorConfig {
             groups_max: GROUPS_MAX,
             members_per_group_max: MEMBERS_PER_GROUP_MAX,
             persists_in_flight_max: PERSISTS_IN_FLIGHT_MAX,
+            offset_metadata_bytes_max: METADATA_LEN_MAX,
+            offsets_bytes_max: OFFSETS_BYTES_MAX,
+            offsets_retention_ms: OFFSETS_RETENTION_MS,
         }
     }
 }
@@ -166,9 +187,12 @@ pub struct GroupView {
 
 #[derive(Debug)]
 struct PendingPersist {
-    request_id: RequestId,
+    /// The commit request to answer; `None` for the tombstones of an expiry.
+    request_id: Option<RequestId>,
     group_id: String,
     entries: Vec<(TopicPartition, u64)>,
+    /// When the persist was issued (a failed expiry is retried a retention later).
+    issued_ms: u64,
 }
 
 /// Every group of one shard. See the module doc for the request semantics.
@@ -188,6 +212,8 @@ pub struct GroupCoordinator {
     /// Highest generation of any group dropped so far: a group re-created under the same
     /// id starts above it, so generations never repeat within this instance.
     dropped_generation_max: u32,
+    /// Sum of every group's `OffsetTable::bytes`.
+    offsets_bytes: u64,
 }
 
 impl GroupCoordinator {
@@ -196,6 +222,7 @@ impl GroupCoordinator {
     pub fn new(config: CoordinatorConfig, instance: u64) -> GroupCoordinator {
         assert!(config.session_timeout_ms_min <= config.session_timeout_ms_max);
         assert!(config.members_per_group_max >= 1 && config.groups_max >= 1 && config.persists_in_flight_max >= 1);
+        assert!(config.offset_metadata_bytes_max <= METADATA_LEN_MAX, "the record format bounds metadata");
         GroupCoordinator {
             config,
             instance,
@@ -208,22 +235,43 @@ impl GroupCoordinator {
             commit_seq_next: 1,
             member_seq: 0,
             dropped_generation_max: 0,
+            offsets_bytes: 0,
         }
     }
 
     /// Replays one record of `__consumer_offsets`; call in log order (later records win).
+    /// A tombstone drops what the records before it committed for its partition.
     pub fn load_offset_record(&mut self, record: CommitRecord) {
         let seq = self.next_commit_seq();
         let generation = self.dropped_generation_max;
-        let group =
-            self.groups.entry(record.group_id.clone()).or_insert_with(|| Group::new(record.group_id, generation));
+        let (group_id, commit_ms) = (record.group_id.clone(), record.commit_ms);
+        let group = self.groups.entry(group_id.clone()).or_insert_with(|| Group::new(group_id, generation, commit_ms));
+        group.last_active_ms = group.last_active_ms.max(commit_ms);
         let tp = TopicPartition { topic: record.topic, partition: record.partition };
-        group.offsets.load(tp, Committed { offset: record.offset, metadata: record.metadata, seq });
+        let before = group.offsets.bytes();
+        if record.tombstone {
+            group.offsets.remove(&tp);
+        } else {
+            group.offsets.load(tp, Committed { offset: record.offset, metadata: record.metadata, seq });
+        }
+        let after = group.offsets.bytes();
+        self.offsets_bytes = self.offsets_bytes + after - before;
     }
 
-    /// Ends the loading phase: requests are served from now on.
+    /// Ends the loading phase: requests are served from now on. Groups whose offsets all
+    /// expired (tombstones replayed) are dropped.
     pub fn finish_loading(&mut self) {
         self.loading = false;
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for id in ids {
+            self.settle(&id);
+        }
+    }
+
+    /// Bytes of committed-offset state all groups hold (bounded by `offsets_bytes_max`
+    /// for what commits add; a replay may load more, then commits wait for expiry).
+    pub fn offsets_bytes(&self) -> u64 {
+        self.offsets_bytes
     }
 
     /// Whether the coordinator is still loading.
@@ -302,7 +350,7 @@ impl GroupCoordinator {
         let instance = self.instance;
         self.member_seq += 1;
         let member_id = format!("{}-{instance:x}-{}", input.client_id, self.member_seq);
-        self.group_or_create(&input.group_id)?;
+        self.group_or_create(&input.group_id, now_ms)?;
         let group = self.groups.get_mut(&input.group_id).expect("created above");
         if group.members.len() >= members_max {
             return Err(GroupError::GroupFull);
@@ -363,7 +411,7 @@ impl GroupCoordinator {
         generation: u32,
         member_id: &str,
     ) -> Result<Vec<TopicPartition>, GroupError> {
-        let group = self.member_group(now_ms, group_id, member_id)?;
+        let group = self.member_group(now_ms, group_id, member_id, generation)?;
         if group.state == GroupState::PreparingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
@@ -385,7 +433,7 @@ impl GroupCoordinator {
         generation: u32,
         member_id: &str,
     ) -> Result<(), GroupError> {
-        let group = self.member_group(now_ms, group_id, member_id)?;
+        let group = self.member_group(now_ms, group_id, member_id, generation)?;
         if group.state == GroupState::PreparingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
@@ -398,24 +446,34 @@ impl GroupCoordinator {
     /// Removes the member and rebalances the rest.
     pub fn handle_leave(&mut self, now_ms: u64, group_id: &str, member_id: &str) -> Result<(), GroupError> {
         let counts = &self.partition_counts;
-        let group = Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id)?;
+        let group = Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id, None)?;
         group.remove_member(member_id, "left the group", &mut self.actions);
         group.after_removal(now_ms, counts, &mut self.actions);
         self.settle(group_id);
         Ok(())
     }
 
-    fn member_group(&mut self, now_ms: u64, group_id: &str, member_id: &str) -> Result<&mut Group, GroupError> {
-        Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id)
+    fn member_group(
+        &mut self,
+        now_ms: u64,
+        group_id: &str,
+        member_id: &str,
+        generation: u32,
+    ) -> Result<&mut Group, GroupError> {
+        Self::lookup_member(&mut self.groups, self.loading, now_ms, group_id, member_id, Some(generation))
     }
 
-    /// Finds the group of a known member and renews that member's session.
+    /// Finds the group of a known member and renews that member's session, if the
+    /// request carries the group's current generation (`None`: no generation to check).
+    /// A request with a stale generation renews nothing: whoever learned a member id
+    /// cannot keep a dead member in the group with it.
     fn lookup_member<'a>(
         groups: &'a mut BTreeMap<String, Group>,
         loading: bool,
         now_ms: u64,
         group_id: &str,
         member_id: &str,
+        generation: Option<u32>,
     ) -> Result<&'a mut Group, GroupError> {
         if loading {
             return Err(GroupError::Loading);
@@ -424,8 +482,11 @@ impl GroupCoordinator {
             return Err(GroupError::InvalidGroupId);
         }
         let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMember)?;
+        let current = generation.is_none_or(|g| g == group.generation);
         let member = group.members.get_mut(member_id).ok_or(GroupError::UnknownMember)?;
-        member.last_seen_ms = now_ms;
+        if current {
+            member.last_seen_ms = now_ms;
+        }
         Ok(group)
     }
 
@@ -438,20 +499,16 @@ impl GroupCoordinator {
         input: CommitInput,
     ) -> Result<Outcome<()>, GroupError> {
         self.check_open(&input.group_id)?;
-        validate_offsets(&input.offsets)?;
-        if input.member_id.is_empty() && input.generation == 0 {
-            let group = self.group_or_create(&input.group_id)?;
-            if !group.members.is_empty() {
-                return Err(GroupError::UnknownMember);
-            }
-        } else {
-            let group = self.member_group(now_ms, &input.group_id, &input.member_id)?;
-            if group.state == GroupState::CompletingRebalance {
-                return Err(GroupError::RebalanceInProgress);
-            }
-            if input.generation != group.generation || group.members[&input.member_id].generation != group.generation {
-                return Err(GroupError::IllegalGeneration);
-            }
+        validate_offsets(&input.offsets, self.config.offset_metadata_bytes_max)?;
+        self.authorize_commit(now_ms, &input)?;
+        let adding: u64 = input.offsets.iter().map(|o| entry_bytes(&o.topic, &o.metadata)).sum();
+        if self.offsets_bytes.saturating_add(adding) > self.config.offsets_bytes_max {
+            self.settle(&input.group_id);
+            return Err(GroupError::OffsetsBudgetFull {
+                held: self.offsets_bytes,
+                adding,
+                max: self.config.offsets_bytes_max,
+            });
         }
         if input.offsets.is_empty() {
             self.settle(&input.group_id);
@@ -463,6 +520,41 @@ impl GroupCoordinator {
         }
         self.stage_commit(now_ms, request_id, input);
         Ok(Outcome::Parked)
+    }
+
+    /// Whether the sender may move these offsets (module doc: only the current
+    /// generation's owner of each partition, or anyone for a group without members).
+    fn authorize_commit(&mut self, now_ms: u64, input: &CommitInput) -> Result<(), GroupError> {
+        if input.member_id.is_empty() && input.generation == 0 {
+            let group = self.group_or_create(&input.group_id, now_ms)?;
+            if !group.members.is_empty() {
+                return Err(GroupError::NotStandalone { members: group.members.len() });
+            }
+        } else {
+            let group = self.member_group(now_ms, &input.group_id, &input.member_id, input.generation)?;
+            if group.state == GroupState::CompletingRebalance {
+                return Err(GroupError::RebalanceInProgress);
+            }
+            if input.generation != group.generation || group.members[&input.member_id].generation != group.generation {
+                return Err(GroupError::IllegalGeneration);
+            }
+            let owned = group.assignment.get(&input.member_id).map(Vec::as_slice).unwrap_or_default();
+            let stray = input
+                .offsets
+                .iter()
+                .find(|o| !owned.iter().any(|tp| tp.topic == o.topic && tp.partition == o.partition));
+            if let Some(o) = stray {
+                return Err(GroupError::NotAssigned {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    generation: group.generation,
+                });
+            }
+        }
+        if self.groups.get(&input.group_id).is_some_and(|g| g.expiring) {
+            return Err(GroupError::Expiring);
+        }
+        Ok(())
     }
 
     fn stage_commit(&mut self, now_ms: u64, request_id: RequestId, input: CommitInput) {
@@ -480,14 +572,18 @@ impl GroupCoordinator {
                 offset: committed.offset,
                 commit_ms: now_ms,
                 metadata: committed.metadata.clone(),
+                tombstone: false,
             });
+            self.offsets_bytes += entry_bytes(&tp.topic, &committed.metadata);
             let group = self.groups.get_mut(&input.group_id).expect("validated by handle_commit");
             group.offsets.stage(tp.clone(), Committed { offset: committed.offset, metadata: committed.metadata, seq });
             entries.push((tp, seq));
         }
         let group = self.groups.get_mut(&input.group_id).expect("validated by handle_commit");
         group.persists_in_flight += 1;
-        let pending = PendingPersist { request_id, group_id: input.group_id, entries };
+        group.last_active_ms = group.last_active_ms.max(now_ms);
+        let pending =
+            PendingPersist { request_id: Some(request_id), group_id: input.group_id, entries, issued_ms: now_ms };
         self.persists.insert(persist_id, pending);
         self.actions.push_back(Action::PersistOffsets { persist_id, records });
     }
@@ -497,12 +593,29 @@ impl GroupCoordinator {
     pub fn handle_persisted(&mut self, persist_id: u64, result: Result<(), ErrorCode>) -> bool {
         let Some(pending) = self.persists.remove(&persist_id) else { return false };
         let group = self.groups.get_mut(&pending.group_id).expect("a group with persists in flight is kept");
-        for (tp, seq) in &pending.entries {
-            group.offsets.finish(tp, *seq, result.is_ok());
+        let before = group.offsets.bytes();
+        match pending.request_id {
+            Some(request_id) => {
+                for (tp, seq) in &pending.entries {
+                    group.offsets.finish(tp, *seq, result.is_ok());
+                }
+                let reply = Reply::Commit(result.map_err(GroupError::PersistFailed));
+                self.actions.push_back(Action::Respond { request_id, reply });
+            }
+            None => {
+                assert!(group.expiring, "a tombstone persist belongs to an expiring group");
+                group.expiring = false;
+                match result {
+                    // No commit was staged meanwhile (`Expiring` refused them).
+                    Ok(()) => pending.entries.iter().for_each(|(tp, _)| group.offsets.remove(tp)),
+                    // Try again a retention later rather than spin on a failing disk.
+                    Err(_) => group.last_active_ms = group.last_active_ms.max(pending.issued_ms),
+                }
+            }
         }
         group.persists_in_flight -= 1;
-        let reply = Reply::Commit(result.map_err(GroupError::PersistFailed));
-        self.actions.push_back(Action::Respond { request_id: pending.request_id, reply });
+        let after = group.offsets.bytes();
+        self.offsets_bytes = self.offsets_bytes + after - before;
         self.settle(&pending.group_id);
         true
     }
@@ -529,8 +642,9 @@ impl GroupCoordinator {
         Ok(partitions.iter().filter_map(|tp| group.offsets.visible(tp).map(|c| to_wire(tp, c))).collect())
     }
 
-    /// Expires sessions and rebalance deadlines due at `now_ms`.
+    /// Expires sessions, rebalance deadlines and Empty groups' offsets due at `now_ms`.
     pub fn tick(&mut self, now_ms: u64) {
+        self.expire_offsets(now_ms);
         let due: Vec<String> = self
             .groups
             .iter()
@@ -546,7 +660,48 @@ impl GroupCoordinator {
 
     /// When `tick` has work next (absolute ms), if ever.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.groups.values().filter_map(Group::next_deadline_ms).min()
+        let retention_ms = self.config.offsets_retention_ms;
+        let expiries = self.groups.values().filter_map(|g| g.expiry_ms(retention_ms));
+        self.groups.values().filter_map(Group::next_deadline_ms).chain(expiries).min()
+    }
+
+    /// Starts expiring the offsets of every Empty group past its retention: one
+    /// tombstone per partition, persisted like a commit (bounded by the same in-flight
+    /// bound; groups left over wait for the next tick).
+    fn expire_offsets(&mut self, now_ms: u64) {
+        let retention_ms = self.config.offsets_retention_ms;
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.expiry_ms(retention_ms).is_some_and(|at| at <= now_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group_id in due {
+            if self.persists.len() >= self.config.persists_in_flight_max {
+                return;
+            }
+            let group = self.groups.get_mut(&group_id).expect("collected above");
+            let records: Vec<CommitRecord> = group
+                .offsets
+                .visible_all()
+                .map(|(tp, c)| CommitRecord {
+                    group_id: group_id.clone(),
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: c.offset,
+                    commit_ms: now_ms,
+                    metadata: String::new(),
+                    tombstone: true,
+                })
+                .collect();
+            let entries = group.offsets.partitions().map(|tp| (tp.clone(), 0)).collect();
+            group.expiring = true;
+            group.persists_in_flight += 1;
+            let persist_id = self.persist_id_next;
+            self.persist_id_next += 1;
+            self.persists.insert(persist_id, PendingPersist { request_id: None, group_id, entries, issued_ms: now_ms });
+            self.actions.push_back(Action::PersistOffsets { persist_id, records });
+        }
     }
 
     /// The next action for the shell; drain after every call into the coordinator.
@@ -616,12 +771,12 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    fn group_or_create(&mut self, group_id: &str) -> Result<&mut Group, GroupError> {
+    fn group_or_create(&mut self, group_id: &str, now_ms: u64) -> Result<&mut Group, GroupError> {
         if !self.groups.contains_key(group_id) {
             if self.groups.len() >= self.config.groups_max {
-                return Err(GroupError::TooManyGroups);
+                return Err(GroupError::TooManyGroups { groups_max: self.config.groups_max });
             }
-            let group = Group::new(group_id.to_string(), self.dropped_generation_max);
+            let group = Group::new(group_id.to_string(), self.dropped_generation_max, now_ms);
             self.groups.insert(group_id.to_string(), group);
         }
         Ok(self.groups.get_mut(group_id).expect("inserted above"))
@@ -642,7 +797,7 @@ impl GroupCoordinator {
     }
 }
 
-fn validate_offsets(offsets: &[CommittedOffset]) -> Result<(), GroupError> {
+fn validate_offsets(offsets: &[CommittedOffset], metadata_max: usize) -> Result<(), GroupError> {
     if offsets.len() > OFFSETS_PER_COMMIT_MAX {
         return Err(GroupError::InvalidRequest("too many offsets in one commit"));
     }
@@ -650,8 +805,13 @@ fn validate_offsets(offsets: &[CommittedOffset]) -> Result<(), GroupError> {
         if committed.topic.is_empty() || committed.topic.len() > TOPIC_NAME_LEN_MAX {
             return Err(GroupError::InvalidRequest("invalid topic name"));
         }
-        if committed.metadata.len() > METADATA_LEN_MAX {
-            return Err(GroupError::InvalidRequest("commit metadata too long"));
+        if committed.metadata.len() > metadata_max {
+            return Err(GroupError::MetadataTooLarge {
+                topic: committed.topic.clone(),
+                partition: committed.partition,
+                len: committed.metadata.len(),
+                max: metadata_max,
+            });
         }
     }
     Ok(())

@@ -31,8 +31,27 @@ pub enum GroupError {
     #[error("group is full")]
     GroupFull,
     /// The coordinator holds `groups_max` groups already (join, standalone commit).
-    #[error("too many groups on this coordinator")]
-    TooManyGroups,
+    #[error("this coordinator holds {groups_max} groups (groups_max); a new group is refused")]
+    TooManyGroups { groups_max: usize },
+    /// A standalone commit (no member id) to a group that has active members (commit):
+    /// only the group's own members may move its offsets.
+    #[error("group has {members} active members: a commit needs a member id and generation of the group")]
+    NotStandalone { members: usize },
+    /// The committing member does not own the partition in the current generation (commit).
+    #[error("{topic}/{partition} is not assigned to this member in generation {generation}")]
+    NotAssigned { topic: String, partition: u32, generation: u32 },
+    /// Commit metadata longer than `offset_metadata_max_bytes` (commit).
+    #[error("commit metadata of {len} bytes for {topic}/{partition} exceeds offset_metadata_max_bytes {max}")]
+    MetadataTooLarge { topic: String, partition: u32, len: usize, max: usize },
+    /// Accepting the commit would take the coordinator's committed-offset state over
+    /// `group_offsets_bytes_max` (commit).
+    #[error(
+        "committed offsets on this coordinator hold {held} bytes; {adding} more exceed group_offsets_bytes_max {max}"
+    )]
+    OffsetsBudgetFull { held: u64, adding: u64, max: u64 },
+    /// The group's offsets are being expired (commit); retry.
+    #[error("the group's offsets are expiring; retry")]
+    Expiring,
     /// Too many commit persists in flight (commit); retry later.
     #[error("too many commits in flight")]
     Throttled,
@@ -52,9 +71,15 @@ impl GroupError {
             GroupError::IllegalGeneration => ErrorCode::IllegalGeneration,
             GroupError::RebalanceInProgress => ErrorCode::RebalanceInProgress,
             GroupError::GroupFull => ErrorCode::GroupFull,
-            // No dedicated wire code: "coordinator unavailable for new groups" is the
-            // closest and tells the client to retry later.
-            GroupError::TooManyGroups => ErrorCode::CoordinatorNotAvailable,
+            GroupError::TooManyGroups { .. } => ErrorCode::TooManyGroups,
+            GroupError::NotStandalone { .. } => ErrorCode::UnknownMember,
+            // The member is real but not for this partition: its view of the generation is
+            // wrong (Kafka has no finer code).
+            GroupError::NotAssigned { .. } => ErrorCode::IllegalGeneration,
+            GroupError::MetadataTooLarge { .. } | GroupError::OffsetsBudgetFull { .. } => {
+                ErrorCode::OffsetMetadataTooLarge
+            }
+            GroupError::Expiring => ErrorCode::CoordinatorNotAvailable,
             GroupError::Throttled => ErrorCode::Throttled,
             GroupError::PersistFailed(code) => *code,
         }

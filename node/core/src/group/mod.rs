@@ -37,7 +37,7 @@ pub use coordinator::{
     MemberView, Outcome, Reply, RequestId,
 };
 pub use error::GroupError;
-pub use record::{CommitRecord, RecordError, COMMIT_RECORD_VERSION};
+pub use record::{CommitRecord, RecordError, COMMIT_RECORD_VERSION, TOMBSTONE_RECORD_VERSION};
 pub use state::GroupState;
 
 /// Groups one coordinator (shard) holds at most; a join or standalone commit that
@@ -57,8 +57,13 @@ pub const GROUP_ID_LEN_MAX: usize = 255;
 pub const CLIENT_ID_LEN_MAX: usize = 255;
 /// Longest topic name, in bytes (as the node's topic-name rule).
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
-/// Longest commit metadata string, in bytes.
+/// Longest commit metadata string, in bytes: the record format's bound and the
+/// default of `offset_metadata_bytes_max` (Kafka's `offset.metadata.max.bytes`).
 pub const METADATA_LEN_MAX: usize = 4096;
+/// Default bound on the committed-offset state one coordinator holds, in bytes.
+pub const OFFSETS_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Default time an Empty group keeps its offsets (Kafka's `offsets.retention.minutes`).
+pub const OFFSETS_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 
 // Encoded commit records carry these lengths in u16 fields.
 const _: () = assert!(GROUP_ID_LEN_MAX <= u16::MAX as usize);

@@ -8,10 +8,23 @@
 //! must see the previous owner's last accepted commit, even before it is durable. If
 //! that persist then fails, the visible value falls back to the durable one; a
 //! consumer that already read the pending value only re-reads less, never skips.
+//!
+//! The table counts the bytes it holds ([`OffsetTable::bytes`]: per value held, durable
+//! or pending, the topic and metadata lengths plus [`ENTRY_OVERHEAD_BYTES`]) so the
+//! coordinator can bound the state of all its groups.
 
 use std::collections::BTreeMap;
 
 use strand_wire::msg::TopicPartition;
+
+/// Bytes counted per value held on top of its topic and metadata: the map node, the
+/// slot and the fixed fields (an estimate, on the high side).
+pub(crate) const ENTRY_OVERHEAD_BYTES: u64 = 128;
+
+/// What holding `committed` for a partition of `topic` costs in [`OffsetTable::bytes`].
+pub(crate) fn entry_bytes(topic: &str, metadata: &str) -> u64 {
+    (topic.len() + metadata.len()) as u64 + ENTRY_OVERHEAD_BYTES
+}
 
 /// One accepted commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +52,34 @@ impl Slot {
 #[derive(Debug, Default)]
 pub(crate) struct OffsetTable {
     slots: BTreeMap<TopicPartition, Slot>,
+    /// Sum of [`entry_bytes`] over every value held (durable and pending).
+    bytes: u64,
 }
 
 impl OffsetTable {
     /// Records an accepted commit whose persist is in flight.
     pub fn stage(&mut self, tp: TopicPartition, committed: Committed) {
+        self.bytes += entry_bytes(&tp.topic, &committed.metadata);
         self.slots.entry(tp).or_default().pending.push(committed);
+    }
+
+    /// Bytes this table holds (see the module doc).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Forgets everything held for `tp` (its offsets expired).
+    pub fn remove(&mut self, tp: &TopicPartition) {
+        if let Some(slot) = self.slots.remove(tp) {
+            for c in slot.pending.iter().chain(slot.durable.iter()) {
+                self.bytes -= entry_bytes(&tp.topic, &c.metadata);
+            }
+        }
+    }
+
+    /// Every partition held (durable or pending), in order.
+    pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.slots.keys()
     }
 
     /// The persist of commit `seq` of `tp` finished: durable if `ok`, dropped otherwise.
@@ -52,8 +87,13 @@ impl OffsetTable {
         let Some(slot) = self.slots.get_mut(tp) else { return };
         let Some(index) = slot.pending.iter().position(|c| c.seq == seq) else { return };
         let committed = slot.pending.swap_remove(index);
-        if ok && slot.durable.as_ref().is_none_or(|d| d.seq < committed.seq) {
-            slot.durable = Some(committed);
+        let dropped = if ok && slot.durable.as_ref().is_none_or(|d| d.seq < committed.seq) {
+            slot.durable.replace(committed)
+        } else {
+            Some(committed)
+        };
+        if let Some(dropped) = dropped {
+            self.bytes -= entry_bytes(&tp.topic, &dropped.metadata);
         }
         if slot.durable.is_none() && slot.pending.is_empty() {
             self.slots.remove(tp);
@@ -62,9 +102,13 @@ impl OffsetTable {
 
     /// A durable value replayed from the offsets partition (later replays win).
     pub fn load(&mut self, tp: TopicPartition, committed: Committed) {
-        let slot = self.slots.entry(tp).or_default();
+        let cost = entry_bytes(&tp.topic, &committed.metadata);
+        let slot = self.slots.entry(tp.clone()).or_default();
         if slot.durable.as_ref().is_none_or(|d| d.seq < committed.seq) {
-            slot.durable = Some(committed);
+            self.bytes += cost;
+            if let Some(old) = slot.durable.replace(committed) {
+                self.bytes -= entry_bytes(&tp.topic, &old.metadata);
+            }
         }
     }
 
@@ -85,6 +129,7 @@ impl OffsetTable {
 
     /// True when nothing is committed or in flight.
     pub fn is_empty(&self) -> bool {
+        assert!(!self.slots.is_empty() || self.bytes == 0, "an empty table holds no bytes");
         self.slots.is_empty()
     }
 }
@@ -133,5 +178,23 @@ mod tests {
         other.stage(tp(), c(10, 3));
         other.finish(&tp(), 3, false);
         assert!(other.is_empty());
+    }
+
+    #[test]
+    fn bytes_follow_what_is_held() {
+        let mut table = OffsetTable::default();
+        let one = entry_bytes("t", "");
+        table.load(tp(), c(5, 1));
+        assert_eq!(table.bytes(), one);
+        table.stage(tp(), c(10, 2));
+        assert_eq!(table.bytes(), 2 * one);
+        table.finish(&tp(), 2, true);
+        assert_eq!(table.bytes(), one, "the durable value replaced the old one");
+        table.stage(tp(), c(11, 3));
+        table.finish(&tp(), 3, false);
+        assert_eq!(table.bytes(), one, "a failed persist drops its value");
+        table.remove(&tp());
+        assert_eq!(table.bytes(), 0);
+        assert!(table.is_empty());
     }
 }

@@ -15,6 +15,12 @@
 //! u16 metadata_len  | metadata_len bytes of UTF-8 client metadata
 //! ```
 //! Key layout: `u8 version | u16 group_len | group | u16 topic_len | topic | u32 partition`.
+//!
+//! A *tombstone* (the partition's committed offset of an empty group expired, see
+//! `offsets_retention_ms`) has the same layout with version byte
+//! [`TOMBSTONE_RECORD_VERSION`] in the value (the key keeps version 1, so it names the
+//! same partition); its `offset` is the value that expired and its metadata is empty.
+//! Replay drops whatever the records before it committed for that partition.
 //! Invariant: `decode(encode(r)) == r` for every record within the length limits, and
 //! `decode` never panics on arbitrary bytes.
 
@@ -22,6 +28,8 @@ use super::{GROUP_ID_LEN_MAX, METADATA_LEN_MAX, TOPIC_NAME_LEN_MAX};
 
 /// The record format version this code writes and reads.
 pub const COMMIT_RECORD_VERSION: u8 = 1;
+/// The value version byte of a tombstone record.
+pub const TOMBSTONE_RECORD_VERSION: u8 = 2;
 
 /// One committed offset of one group's partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +40,8 @@ pub struct CommitRecord {
     pub offset: u64,
     pub commit_ms: u64,
     pub metadata: String,
+    /// A tombstone: the committed offset expired (see the module doc).
+    pub tombstone: bool,
 }
 
 /// Why bytes are not a valid commit record.
@@ -54,6 +64,9 @@ impl CommitRecord {
     /// lengths before it creates records, so this is a programmer error.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = self.encode_key();
+        if self.tombstone {
+            out[0] = TOMBSTONE_RECORD_VERSION;
+        }
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.commit_ms.to_le_bytes());
         put_str(&mut out, &self.metadata, METADATA_LEN_MAX);
@@ -74,7 +87,7 @@ impl CommitRecord {
     pub fn decode(bytes: &[u8]) -> Result<CommitRecord, RecordError> {
         let mut reader = Reader { bytes };
         let version = reader.take::<1>()?[0];
-        if version != COMMIT_RECORD_VERSION {
+        if version != COMMIT_RECORD_VERSION && version != TOMBSTONE_RECORD_VERSION {
             return Err(RecordError::UnknownVersion(version));
         }
         let group_id = reader.string(GROUP_ID_LEN_MAX)?;
@@ -86,7 +99,8 @@ impl CommitRecord {
         if !reader.bytes.is_empty() {
             return Err(RecordError::TrailingBytes(reader.bytes.len()));
         }
-        Ok(CommitRecord { group_id, topic, partition, offset, commit_ms, metadata })
+        let tombstone = version == TOMBSTONE_RECORD_VERSION;
+        Ok(CommitRecord { group_id, topic, partition, offset, commit_ms, metadata, tombstone })
     }
 }
 
@@ -132,7 +146,18 @@ mod tests {
             offset: 42,
             commit_ms: 7,
             metadata: "m".into(),
+            tombstone: false,
         }
+    }
+
+    #[test]
+    fn tombstone_differs_only_in_the_value_version() {
+        let tombstone = CommitRecord { tombstone: true, ..sample() };
+        let (plain, dead) = (sample().encode(), tombstone.encode());
+        assert_eq!((plain[0], dead[0]), (COMMIT_RECORD_VERSION, TOMBSTONE_RECORD_VERSION));
+        assert_eq!(plain[1..], dead[1..]);
+        assert_eq!(tombstone.encode_key(), sample().encode_key());
+        assert_eq!(CommitRecord::decode(&dead), Ok(tombstone));
     }
 
     #[test]
@@ -175,8 +200,9 @@ mod tests {
             offset in any::<u64>(),
             commit_ms in any::<u64>(),
             metadata in "\\PC{0,80}",
+            tombstone in any::<bool>(),
         ) {
-            let record = CommitRecord { group_id, topic, partition, offset, commit_ms, metadata };
+            let record = CommitRecord { group_id, topic, partition, offset, commit_ms, metadata, tombstone };
             prop_assume!(record.group_id.len() <= GROUP_ID_LEN_MAX && record.metadata.len() <= METADATA_LEN_MAX);
             prop_assert_eq!(CommitRecord::decode(&record.encode()), Ok(record));
         }

@@ -66,13 +66,18 @@ pub(crate) struct Group {
     pub assignment: BTreeMap<String, Vec<TopicPartition>>,
     pub rebalance_deadline_ms: Option<u64>,
     pub offsets: OffsetTable,
-    /// Commit persists of this group in flight.
+    /// Commit persists of this group in flight (tombstone persists included).
     pub persists_in_flight: usize,
+    /// Last commit accepted, or the moment the group last lost a member (or was
+    /// created): an Empty group's offsets expire `offsets_retention_ms` after it.
+    pub last_active_ms: u64,
+    /// The tombstones of this group's offsets are being persisted: commits wait.
+    pub expiring: bool,
 }
 
 impl Group {
     /// A new Empty group whose first rebalance forms generation `generation + 1`.
-    pub fn new(id: String, generation: u32) -> Group {
+    pub fn new(id: String, generation: u32, now_ms: u64) -> Group {
         Group {
             id,
             state: GroupState::Empty,
@@ -84,7 +89,16 @@ impl Group {
             rebalance_deadline_ms: None,
             offsets: OffsetTable::default(),
             persists_in_flight: 0,
+            last_active_ms: now_ms,
+            expiring: false,
         }
+    }
+
+    /// When this group's offsets expire, if it is an Empty group holding offsets and
+    /// nothing is in flight.
+    pub fn expiry_ms(&self, retention_ms: u64) -> Option<u64> {
+        let idle = self.state == GroupState::Empty && self.members.is_empty() && self.persists_in_flight == 0;
+        (idle && !self.offsets.is_empty()).then(|| self.last_active_ms.saturating_add(retention_ms))
     }
 
     /// Nothing left to keep: the coordinator may drop the group (it becomes Dead).
@@ -170,6 +184,7 @@ impl Group {
 
     /// Rebalances after members left, completing at once if the rest are all parked.
     pub fn after_removal(&mut self, now_ms: u64, counts: &BTreeMap<String, u32>, actions: &mut VecDeque<Action>) {
+        self.last_active_ms = self.last_active_ms.max(now_ms);
         self.begin_rebalance(now_ms);
         self.try_complete(now_ms, counts, actions);
     }
