@@ -31,6 +31,8 @@ pub const CONNECTIONS_MAX_DEFAULT: u32 = 10_000;
 pub const REPLICATION_PORT_BASE_DEFAULT: u16 = 7200;
 /// Default interval between retention passes.
 pub const RETENTION_CHECK_MS_DEFAULT: u64 = 30_000;
+/// Smallest `batch_decompressed_len_max`: room for a useful compressed batch.
+pub const BATCH_DECOMPRESSED_LEN_MIN: usize = 64 * 1024;
 /// Longest a fetch may long-poll, whatever the client asks.
 pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
 
@@ -109,6 +111,7 @@ pub struct FileConfig {
     pub retention_bytes: Option<u64>,
     pub retention_ms: Option<u64>,
     pub min_free_bytes: Option<u64>,
+    pub batch_decompressed_len_max: Option<u64>,
 }
 
 /// Network limits of one node.
@@ -267,6 +270,14 @@ fn log_config(cli: &Cli, file: &FileConfig) -> Result<LogConfig, ConfigError> {
     if let Some(v) = file.min_free_bytes {
         log.min_free_bytes = v;
     }
+    if let Some(v) = file.batch_decompressed_len_max {
+        let max = strand_wire::batch::DECOMPRESSED_LEN_MAX;
+        if !(BATCH_DECOMPRESSED_LEN_MIN as u64..=max as u64).contains(&v) {
+            let reason = format!("{v}: must be between {BATCH_DECOMPRESSED_LEN_MIN} and {max} (what clients read)");
+            return Err(invalid("batch_decompressed_len_max", reason));
+        }
+        log.decompressed_len_max = v as usize;
+    }
     if log.segment_bytes == 0 {
         return Err(invalid("segment_bytes", "must be > 0"));
     }
@@ -369,5 +380,10 @@ mod tests {
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
         let tiny = FileConfig { frame_len_max: Some(10), ..FileConfig::default() };
         assert!(NodeConfig::merge(cli(&[]), tiny).is_err());
+        for (v, ok) in [(65_535, false), (65_536, true), (64 << 20, true), ((64 << 20) + 1, false)] {
+            let file = FileConfig { batch_decompressed_len_max: Some(v), ..FileConfig::default() };
+            let c = NodeConfig::merge(cli(&[]), file);
+            assert_eq!(c.as_ref().map(|c| c.log.decompressed_len_max as u64).ok(), ok.then_some(v), "{v}");
+        }
     }
 }
