@@ -285,7 +285,9 @@ impl Producer {
         if config.request_bytes_max < config.batch_size + REQUEST_OVERHEAD_BYTES {
             let need = config.batch_size + REQUEST_OVERHEAD_BYTES;
             let have = config.request_bytes_max;
-            return Err(ClientError::Config(format!("request_bytes_max {have} must be at least batch_size + {REQUEST_OVERHEAD_BYTES} = {need}")));
+            return Err(ClientError::Config(format!(
+                "request_bytes_max {have} must be at least batch_size + {REQUEST_OVERHEAD_BYTES} = {need}"
+            )));
         }
         let buffer_permits = config.buffer_bytes_max.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
         let identity = if config.idempotence { Some(init_producer_id(&client).await?) } else { None };
@@ -406,7 +408,10 @@ async fn init_producer_id(client: &Client) -> Result<(u64, u16)> {
 
 /// The error of a record not sent because the producer stopped after `cause`.
 fn not_sent(cause: &ClientError) -> ClientError {
-    ClientError::Server { code: cause.code(), message: format!("not sent: the producer stopped after a failure: {cause}") }
+    ClientError::Server {
+        code: cause.code(),
+        message: format!("not sent: the producer stopped after a failure: {cause}"),
+    }
 }
 
 fn now_ms() -> i64 {

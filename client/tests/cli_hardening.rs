@@ -133,7 +133,10 @@ fn consume_offset_past_the_end_says_so() {
     // At the end exactly: nothing to print yet, a normal (waiting) read.
     let at_end = strand(&node.public, &["consume", "short", "--offset", "3", "--timeout-ms", "300"], None);
     assert_eq!(ok(&at_end), "");
-    assert_eq!(ok(&strand(&node.public, &["consume", "short", "--offset", "1", "--timeout-ms", "500"], None)), "b\nc\n");
+    assert_eq!(
+        ok(&strand(&node.public, &["consume", "short", "--offset", "1", "--timeout-ms", "500"], None)),
+        "b\nc\n"
+    );
 }
 
 /// The segment file of `topic`/0 under `data_dir`.

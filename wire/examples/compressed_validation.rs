@@ -28,7 +28,7 @@ fn value(i: usize) -> Vec<u8> {
     let mut k = i;
     while v.len() < 1000 {
         k = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        v.extend_from_slice(words[(k >> 33) as usize % words.len()].as_bytes());
+        v.extend_from_slice(words[(k >> 33) % words.len()].as_bytes());
         v.push(b' ');
     }
     v.truncate(1000);
@@ -66,11 +66,7 @@ fn run(codec: Compression, records_bytes: usize) {
     let plain_ns = plain_elapsed.as_nanos() as f64 / plain_iterations as f64;
     let cpu_s_per_gb = ns * 1e-9 * (1e9 / plain_len as f64);
     let label = if records_bytes >= 1 << 20 { "1MiB" } else { "16KiB" };
-    println!(
-        "{}\t{label}\t{count}\t{}\t{ns:.0}\t{cpu_s_per_gb:.3}\t{plain_ns:.0}",
-        codec.name(),
-        batch.len(),
-    );
+    println!("{}\t{label}\t{count}\t{}\t{ns:.0}\t{cpu_s_per_gb:.3}\t{plain_ns:.0}", codec.name(), batch.len(),);
 }
 
 /// Runs `f` repeatedly for at least [`RUN_MIN`]; (iterations, elapsed).

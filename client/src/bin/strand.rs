@@ -409,7 +409,8 @@ impl Tally {
             1 => "no line before it".to_string(),
             _ => format!("lines 1-{} all stored", line - 1),
         };
-        let mut reason = format!("stopped at line {line}, not stored: {e}; {} lines acknowledged, {before}", self.acked);
+        let mut reason =
+            format!("stopped at line {line}, not stored: {e}; {} lines acknowledged, {before}", self.acked);
         if self.stored_after.is_empty() {
             reason.push_str("; nothing after it stored");
         } else {
@@ -483,7 +484,12 @@ async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs) -> Result<(),
             Ok(records) => records,
             Err(e @ ClientError::CorruptAt { .. }) if args.skip_corrupt => {
                 if let Some(skipped) = consumer.skip_corrupt_batch(&e).await.map_err(|e| e.to_string())? {
-                    eprintln!("strand: skipped offsets {}..{} ({} records): {e}", skipped.start, skipped.end, skipped.end - skipped.start);
+                    eprintln!(
+                        "strand: skipped offsets {}..{} ({} records): {e}",
+                        skipped.start,
+                        skipped.end,
+                        skipped.end - skipped.start
+                    );
                 }
                 continue;
             }
