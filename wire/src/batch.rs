@@ -241,7 +241,8 @@ pub fn stamp_base_offset(buf: &mut [u8], base_offset: u64) {
 /// Computes the CRC a batch should carry: over `magic` and `attributes` (bytes
 /// `[12, 14)`) and every byte after the crc field (`[18, len)`). Covering the two
 /// attribute bytes means a bit flip cannot silently turn a plain batch into a
-/// "compressed" one that the node (which never decompresses) would accept.
+/// "compressed" one that passes the header check (the content check would then
+/// have to catch it).
 pub fn compute_crc(batch: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&batch[OFF_MAGIC..OFF_CRC]);
