@@ -20,6 +20,11 @@
 //!
 //! Group consumption ([`Consumer::subscribe`]) lives in the `subscription` child
 //! module; it drives `assign`/`unassign`/`seek` on rebalance from inside `poll`.
+//!
+//! A corrupt batch (stored by an older node, or damaged on disk) stops its partition:
+//! `poll` returns the records before it, then [`ClientError::CorruptAt`] naming the
+//! partition and offsets, again at every poll, until the application skips it
+//! explicitly with [`Consumer::skip_corrupt_batch`]. Nothing is skipped silently.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -231,6 +236,19 @@ impl Consumer {
         Ok(offset)
     }
 
+    /// Skips the corrupt batch `err` reports ([`ClientError::CorruptAt`]): seeks its
+    /// partition past it and returns the offsets skipped (records lost to this consumer).
+    /// `None` when `err` is another error or its partition is no longer assigned.
+    pub async fn skip_corrupt_batch(&mut self, err: &ClientError) -> Result<Option<std::ops::Range<u64>>> {
+        let ClientError::CorruptAt { topic, partition, offset, next_offset, .. } = err else { return Ok(None) };
+        if !self.parts.contains_key(&(Arc::<str>::from(topic.as_str()), *partition)) {
+            return Ok(None);
+        }
+        self.seek(topic, *partition, SeekTo::Offset(*next_offset)).await?;
+        tracing::warn!(topic = %topic, partition, offset, next_offset, "skipped a corrupt batch");
+        Ok(Some(*offset..*next_offset))
+    }
+
     /// The offset of the next record [`Consumer::poll`] will return for a partition
     /// (the position a commit stores), if known.
     pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
@@ -402,7 +420,13 @@ impl Consumer {
             Err(e) => return Err(e),
         };
         let mut records = Vec::new();
-        let offset_next = decode_batches(&r.key.0, r.key.1, &payload, r.offset, &mut records)?;
+        let offset_next = match decode_batches(&r.key.0, r.key.1, &payload, r.offset, &mut records) {
+            Ok(next) => next,
+            // Hand out what precedes the corrupt batch; the next fetch starts at it and
+            // reports it then.
+            Err(ClientError::CorruptAt { .. }) if !records.is_empty() => r.offset,
+            Err(e) => return Err(e),
+        };
         let position = records.last().map_or(offset_next, |rec| rec.offset + 1).max(r.offset);
         state.position = Some(position);
         tracing::trace!(topic = %resp.topic, partition = resp.partition, position, "fetched");

@@ -42,6 +42,11 @@ pub enum ClientError {
     /// A compressed batch could not be decompressed.
     #[error("cannot decompress batch: {0}")]
     Decompress(String),
+    /// A fetched batch of a partition is corrupt (stored by an older node, or damaged on
+    /// disk). Fetching from `offset` keeps failing; [`crate::Consumer::skip_corrupt_batch`]
+    /// (or a seek to `next_offset`) skips the records `offset..next_offset`, explicitly.
+    #[error("corrupt batch in {topic}/{partition} at offset {offset} (next batch at offset {next_offset}): {reason}")]
+    CorruptAt { topic: String, partition: u32, offset: u64, next_offset: u64, reason: String },
     /// The partition is not in the topic (or the topic has no partitions).
     #[error("topic {topic} has no partition {partition}")]
     NoSuchPartition { topic: String, partition: u32 },
@@ -80,7 +85,9 @@ impl ClientError {
         match self {
             ClientError::Server { code, .. } => *code,
             ClientError::Timeout => ErrorCode::RequestTimedOut,
-            ClientError::CorruptBatch(_) | ClientError::Decompress(_) => ErrorCode::CorruptBatch,
+            ClientError::CorruptBatch(_) | ClientError::Decompress(_) | ClientError::CorruptAt { .. } => {
+                ErrorCode::CorruptBatch
+            }
             ClientError::NoSuchPartition { .. } => ErrorCode::UnknownPartition,
             ClientError::RecordTooLarge { .. } => ErrorCode::MessageTooLarge,
             ClientError::Config(_) => ErrorCode::InvalidConfig,

@@ -28,12 +28,17 @@
 //!   unknown outcome still unresolved at `delivery_timeout`) an idempotent worker takes a
 //!   fresh producer id (its sequence numbers restart at 0), so no later batch is mistaken
 //!   for a duplicate of one that may be stored.
+//! - With [`ProducerConfig::stop_on_failure`], the first batch that finally fails stops
+//!   the producer: no batch is transmitted after any worker has seen it (records still
+//!   buffered fail unsent, `send` refuses), so a caller writing an ordered stream can
+//!   say exactly which records were stored. Batches already in flight on other
+//!   partitions at that moment may still be stored.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +63,11 @@ const READY_BATCHES_MAX: usize = 2;
 const WORKER_QUEUE_MAX: usize = 1024;
 /// Bytes counted per record on top of key, value and headers (varints, bookkeeping).
 const RECORD_OVERHEAD_BYTES: usize = 24;
+/// Bytes of a produce request besides its records: frame prefix and header (topic name
+/// included) and the batch header, with room to spare.
+const REQUEST_OVERHEAD_BYTES: usize = 4096;
+/// Default [`ProducerConfig::request_bytes_max`]: the node's default frame limit.
+pub const REQUEST_BYTES_MAX_DEFAULT: usize = strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 
 /// Producer settings.
 #[derive(Debug, Clone)]
@@ -86,6 +96,14 @@ pub struct ProducerConfig {
     pub retry_backoff_max: Duration,
     /// Whether a batch whose outcome is unknown is resent; see [`UnknownOutcome`].
     pub unknown_outcome: UnknownOutcome,
+    /// Largest produce request sent (Kafka's `max.request.size`); set it to the node's
+    /// `frame_len_max`. A record that cannot fit is refused by [`Producer::send`] with
+    /// [`ClientError::RecordTooLarge`] and never sent (the node would close the
+    /// connection on the frame, which looks like a retriable disconnect).
+    pub request_bytes_max: usize,
+    /// Stop at the first batch that finally fails (see the module doc and
+    /// [`Producer::failure`]); for callers that must not leave holes, like the CLI.
+    pub stop_on_failure: bool,
 }
 
 /// What the producer does with a batch that was sent but whose outcome is unknown
@@ -120,6 +138,8 @@ impl Default for ProducerConfig {
             request_timeout_ms: 30_000,
             retry_backoff_max: Duration::from_millis(500),
             unknown_outcome: UnknownOutcome::Auto,
+            request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
+            stop_on_failure: false,
         }
     }
 }
@@ -223,6 +243,15 @@ struct Shared {
     round_robin: AtomicU32,
     retries: AtomicU64,
     unknown_failed: AtomicU64,
+    /// The first final failure, kept when `stop_on_failure`.
+    failure: OnceLock<ClientError>,
+}
+
+impl Shared {
+    /// The failure that stopped the producer, if `stop_on_failure` and one happened.
+    fn stopped(&self) -> Option<&ClientError> {
+        self.failure.get()
+    }
 }
 
 /// An asynchronous, batching, idempotent producer. Clone to share.
@@ -253,6 +282,13 @@ impl Producer {
         if config.batch_size == 0 || config.buffer_bytes_max < config.batch_size {
             return Err(ClientError::Config("need 0 < batch_size <= buffer_bytes_max".to_string()));
         }
+        if config.request_bytes_max < config.batch_size + REQUEST_OVERHEAD_BYTES {
+            let need = config.batch_size + REQUEST_OVERHEAD_BYTES;
+            let have = config.request_bytes_max;
+            return Err(ClientError::Config(format!(
+                "request_bytes_max {have} must be at least batch_size + {REQUEST_OVERHEAD_BYTES} = {need}"
+            )));
+        }
         let buffer_permits = config.buffer_bytes_max.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
         let identity = if config.idempotence { Some(init_producer_id(&client).await?) } else { None };
         let shared = Shared {
@@ -263,6 +299,7 @@ impl Producer {
             round_robin: AtomicU32::new(0),
             retries: AtomicU64::new(0),
             unknown_failed: AtomicU64::new(0),
+            failure: OnceLock::new(),
         };
         Ok(Producer { shared: Arc::new(shared), workers: Arc::default() })
     }
@@ -277,6 +314,12 @@ impl Producer {
         self.shared.retries.load(Ordering::Relaxed)
     }
 
+    /// With [`ProducerConfig::stop_on_failure`]: the first final failure of a batch, after
+    /// which nothing more is sent.
+    pub fn failure(&self) -> Option<ClientError> {
+        self.shared.stopped().cloned()
+    }
+
     /// How many batches failed with [`ClientError::UnknownOutcome`] (not resent).
     pub fn unknown_outcome_count(&self) -> u64 {
         self.shared.unknown_failed.load(Ordering::Relaxed)
@@ -285,8 +328,12 @@ impl Producer {
     /// Queues `record`, waiting while the buffer is full. The returned future resolves
     /// with the record's partition and offset once acknowledged.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        if let Some(e) = self.shared.stopped() {
+            return Err(not_sent(e));
+        }
         let size = record.size_bytes();
-        let max = self.shared.config.buffer_bytes_max.min(u32::MAX as usize);
+        let request_max = self.shared.config.request_bytes_max.saturating_sub(REQUEST_OVERHEAD_BYTES);
+        let max = self.shared.config.buffer_bytes_max.min(request_max).min(u32::MAX as usize);
         if size > max {
             return Err(ClientError::RecordTooLarge { len: size, max });
         }
@@ -356,6 +403,14 @@ async fn init_producer_id(client: &Client) -> Result<(u64, u16)> {
     match header.response {
         Response::InitProducerId(r) => Ok((r.producer_id, r.producer_epoch)),
         _ => Err(ClientError::UnexpectedResponse("init producer id")),
+    }
+}
+
+/// The error of a record not sent because the producer stopped after `cause`.
+fn not_sent(cause: &ClientError) -> ClientError {
+    ClientError::Server {
+        code: cause.code(),
+        message: format!("not sent: the producer stopped after a failure: {cause}"),
     }
 }
 
@@ -499,8 +554,19 @@ impl Worker {
         }
     }
 
-    /// Seals and sends ready batches while in-flight slots are free.
+    /// Seals and sends ready batches while in-flight slots are free (once the producer
+    /// stopped: fails them, and the open batch, unsent).
     async fn pump(&mut self) {
+        if let Some(e) = self.shared.stopped() {
+            let e = not_sent(e);
+            self.close_open();
+            while let Some(records) = self.ready.pop_front() {
+                for p in records {
+                    let _ = p.done.send(Err(e.clone()));
+                }
+                self.batches_done += 1;
+            }
+        }
         while self.inflight.len() < self.shared.config.max_in_flight {
             let Some(records) = self.ready.pop_front() else { break };
             let base_sequence = self.sequence_next;
@@ -566,7 +632,12 @@ impl Worker {
         for p in records {
             let result = match &sent {
                 Ok(_) => Ok(RecordMetadata { partition: self.partition, offset: None }),
-                Err(e) => Err(e.clone()),
+                Err(e) => {
+                    if self.shared.config.stop_on_failure {
+                        let _ = self.shared.failure.set(e.clone());
+                    }
+                    Err(e.clone())
+                }
             };
             let _ = p.done.send(result);
         }
@@ -643,6 +714,9 @@ impl Worker {
     }
 
     fn complete(&mut self, batch: InFlight, result: Result<u64>) {
+        if let (Err(e), true) = (&result, self.shared.config.stop_on_failure) {
+            let _ = self.shared.failure.set(e.clone());
+        }
         for (i, p) in batch.records.into_iter().enumerate() {
             let r = match &result {
                 Ok(base) => Ok(RecordMetadata { partition: self.partition, offset: Some(base + i as u64) }),

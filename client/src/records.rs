@@ -6,18 +6,20 @@
 //!
 //! Invariants: decompression never allocates more than
 //! [`DECOMPRESSED_LEN_MAX`] bytes whatever a batch claims; records below the
-//! requested offset (a batch that started earlier) are skipped, never returned.
+//! requested offset (a batch that started earlier) are skipped, never returned; a
+//! corrupt batch yields [`ClientError::CorruptAt`] naming its partition and offsets, and
+//! none of its records.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strand_wire::batch::{BatchBuilder, BatchError, BatchIter, Compression, RecordIter};
+use strand_wire::batch::{self, BatchBuilder, BatchError, BatchHeader, BatchIter, Compression, RecordIter};
 
 use crate::error::{ClientError, Result};
 
-/// Largest records section a compressed batch may expand to.
-pub const DECOMPRESSED_LEN_MAX: usize = 64 * 1024 * 1024;
+/// Largest records section a compressed batch may expand to (the node refuses more at
+/// produce, see `strand_wire::batch::DECOMPRESSED_LEN_MAX`).
+pub const DECOMPRESSED_LEN_MAX: usize = batch::DECOMPRESSED_LEN_MAX;
 /// zstd level used for producer batches (fast, still a good ratio).
 const ZSTD_LEVEL: i32 = 3;
 
@@ -49,34 +51,19 @@ pub fn seal_batch(builder: BatchBuilder, codec: Compression) -> Bytes {
     }
 }
 
-/// Decompresses a records section written by `codec`.
+/// Decompresses a records section written by `codec` (the node's bounded decoder,
+/// bounded by [`DECOMPRESSED_LEN_MAX`]).
 pub fn decompress(codec: Compression, section: &[u8]) -> Result<Bytes> {
-    let bad = |e: String| ClientError::Decompress(e);
-    match codec {
-        Compression::None => Ok(Bytes::copy_from_slice(section)),
-        Compression::Lz4 => {
-            let claimed = section.first_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize);
-            match claimed {
-                Some(len) if len <= DECOMPRESSED_LEN_MAX => {}
-                _ => return Err(bad("lz4 size prefix missing or too large".to_string())),
-            }
-            lz4_flex::decompress_size_prepended(section).map(Bytes::from).map_err(|e| bad(e.to_string()))
-        }
-        Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(section).map_err(|e| bad(e.to_string()))?;
-            let mut out = Vec::new();
-            decoder.take(DECOMPRESSED_LEN_MAX as u64 + 1).read_to_end(&mut out).map_err(|e| bad(e.to_string()))?;
-            if out.len() > DECOMPRESSED_LEN_MAX {
-                return Err(bad("zstd output too large".to_string()));
-            }
-            Ok(Bytes::from(out))
-        }
-    }
+    batch::decompress(codec, section, DECOMPRESSED_LEN_MAX)
+        .map(Bytes::from)
+        .map_err(|e| ClientError::Decompress(e.to_string()))
 }
 
 /// Decodes the batches in `payload` (one partition's share of a fetch response) into
 /// records with offset `>= offset_min`, appending them to `out`. Returns the offset after
 /// the last batch seen (or `offset_min` if there was none). A torn final batch ends the run.
+/// A corrupt batch is [`ClientError::CorruptAt`]; `out` then holds the records of the
+/// batches before it, none of its own.
 pub fn decode_batches(
     topic: &Arc<str>,
     partition: u32,
@@ -85,28 +72,49 @@ pub fn decode_batches(
     out: &mut Vec<ConsumerRecord>,
 ) -> Result<u64> {
     let mut offset_next = offset_min;
+    let mut pos = 0usize;
     for batch in BatchIter::new(payload) {
         let batch = match batch {
             Ok(b) => b,
             Err(BatchError::Truncated { .. }) if offset_next > offset_min => break,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(corrupt_at(topic, partition, &payload[pos..], offset_next, e.to_string())),
         };
         let header = *batch.header();
+        pos += batch.as_bytes().len();
+        let before = out.len();
+        let (batch_start, batch_end) = (offset_next, header.next_offset());
         offset_next = offset_next.max(header.next_offset());
         if header.next_offset() <= offset_min || header.is_control() {
             continue;
         }
-        match header.compression() {
+        let decoded = match header.compression() {
             Compression::None => {
-                push_records(topic, partition, &header, payload, batch.records_section(), offset_min, out)?
+                push_records(topic, partition, &header, payload, batch.records_section(), offset_min, out)
             }
-            codec => {
-                let owned = decompress(codec, batch.records_section())?;
-                push_records(topic, partition, &header, &owned, &owned, offset_min, out)?;
-            }
+            codec => decompress(codec, batch.records_section())
+                .and_then(|owned| push_records(topic, partition, &header, &owned, &owned, offset_min, out)),
+        };
+        if let Err(e) = decoded {
+            out.truncate(before);
+            let reason = match e {
+                ClientError::Decompress(reason) => reason,
+                other => other.to_string(),
+            };
+            let (topic, offset) = (topic.to_string(), batch_start);
+            return Err(ClientError::CorruptAt { topic, partition, offset, next_offset: batch_end, reason });
         }
     }
     Ok(offset_next)
+}
+
+/// The error for a batch at `rest` that failed validation, consumed up to `offset`: it
+/// spans to its header's next offset when that header is plausible, else one offset.
+fn corrupt_at(topic: &str, partition: u32, rest: &[u8], offset: u64, reason: String) -> ClientError {
+    let next_offset = match BatchHeader::parse(rest) {
+        Ok(h) if h.base_offset <= offset && h.next_offset() > offset => h.next_offset(),
+        _ => offset + 1,
+    };
+    ClientError::CorruptAt { topic: topic.to_string(), partition, offset, next_offset, reason }
 }
 
 /// Appends the records of one batch whose (uncompressed) records section is `section`,
@@ -222,6 +230,7 @@ mod tests {
         let mut out = Vec::new();
         let err = decode_batches(&topic, 0, &Bytes::from(bytes), 0, &mut out).expect_err("bad delta refused");
         assert!(err.to_string().contains("offset delta -5"), "{err}");
+        assert!(err.to_string().contains("corrupt batch in t/0 at offset 0 (next batch at offset 3)"), "{err}");
         assert!(out.is_empty());
     }
 
@@ -261,8 +270,10 @@ mod tests {
         assert_eq!(decode_batches(&topic, 0, &Bytes::from(payload.clone()), 0, &mut out), Ok(3));
         assert_eq!(out.len(), 3);
         payload[60] ^= 0xff;
-        let err = decode_batches(&topic, 0, &Bytes::from(payload), 0, &mut Vec::new()).unwrap_err();
-        assert!(matches!(err, ClientError::CorruptBatch(_)), "{err:?}");
+        let mut out = Vec::new();
+        let err = decode_batches(&topic, 0, &Bytes::from(payload), 0, &mut out).unwrap_err();
+        assert!(matches!(err, ClientError::CorruptAt { offset: 0, next_offset: 3, .. }), "{err:?}");
+        assert!(out.is_empty(), "no record of a corrupt batch is returned");
     }
 
     #[test]

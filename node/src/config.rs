@@ -51,6 +51,8 @@ pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS_DEFAULT: u64 = u64::MAX;
 pub const REPLICATION_PORT_BASE_DEFAULT: u16 = 7200;
 /// Default interval between retention passes.
 pub const RETENTION_CHECK_MS_DEFAULT: u64 = 30_000;
+/// Smallest `batch_decompressed_len_max`: room for a useful compressed batch.
+pub const BATCH_DECOMPRESSED_LEN_MIN: usize = 64 * 1024;
 /// Longest a fetch may long-poll, whatever the client asks.
 pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
 
@@ -150,6 +152,7 @@ pub struct FileConfig {
     pub offset_metadata_max_bytes: Option<usize>,
     pub group_offsets_bytes_max: Option<u64>,
     pub offsets_retention_ms: Option<u64>,
+    pub batch_decompressed_len_max: Option<u64>,
 }
 
 /// Network limits of one node.
@@ -445,6 +448,14 @@ fn log_config(cli: &Cli, file: &FileConfig) -> Result<LogConfig, ConfigError> {
     if let Some(v) = file.min_free_bytes {
         log.min_free_bytes = v;
     }
+    if let Some(v) = file.batch_decompressed_len_max {
+        let max = strand_wire::batch::DECOMPRESSED_LEN_MAX;
+        if !(BATCH_DECOMPRESSED_LEN_MIN as u64..=max as u64).contains(&v) {
+            let reason = format!("{v}: must be between {BATCH_DECOMPRESSED_LEN_MIN} and {max} (what clients read)");
+            return Err(invalid("batch_decompressed_len_max", reason));
+        }
+        log.decompressed_len_max = v as usize;
+    }
     if log.segment_bytes == 0 {
         return Err(invalid("segment_bytes", "must be > 0"));
     }
@@ -646,6 +657,11 @@ mod tests {
         assert!(NodeConfig::merge(cli(&[]), metadata).is_err());
         let groups = FileConfig { groups_max: Some(0), ..FileConfig::default() };
         assert!(NodeConfig::merge(cli(&[]), groups).is_err());
+        for (v, ok) in [(65_535, false), (65_536, true), (64 << 20, true), ((64 << 20) + 1, false)] {
+            let file = FileConfig { batch_decompressed_len_max: Some(v), ..FileConfig::default() };
+            let c = NodeConfig::merge(cli(&[]), file);
+            assert_eq!(c.as_ref().map(|c| c.log.decompressed_len_max as u64).ok(), ok.then_some(v), "{v}");
+        }
     }
 
     #[test]

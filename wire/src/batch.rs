@@ -25,8 +25,13 @@
 //! The CRC covers `magic`, `attributes` and everything after the crc field, but not
 //! `base_offset` and `batch_len`, so the owner can stamp the offset without
 //! recomputing it. When the batch is compressed the records
-//! section holds the compressed bytes; the node validates only the header and
-//! CRC of such a batch and never decompresses it.
+//! section holds the compressed bytes. [`Batch::parse`] checks the header and CRC of
+//! such a batch; [`Batch::check_compressed`] decompresses it with a bounded output
+//! ([`decompress`]) and runs the same record check as for an uncompressed batch
+//! ([`check_records`]). The node calls both at produce, so a batch whose content is
+//! garbage is refused, never stored.
+
+use std::io::Read;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -40,6 +45,11 @@ pub const CRC_START: usize = 18;
 pub const RECORD_LEN_MIN: usize = 5;
 /// Largest batch this format can describe; deployments set a lower limit.
 pub const BATCH_LEN_MAX: usize = 64 * 1024 * 1024;
+/// Largest records section a compressed batch may expand to: readers (the client)
+/// refuse more, so writers (the node at produce) must too. Deployments may set less.
+pub const DECOMPRESSED_LEN_MAX: usize = 64 * 1024 * 1024;
+/// zstd output is read in chunks of this size, so a bomb is caught at the bound.
+const ZSTD_CHUNK_LEN: usize = 64 * 1024;
 
 const OFF_BASE_OFFSET: usize = 0;
 const OFF_BATCH_LEN: usize = 8;
@@ -81,6 +91,15 @@ impl Compression {
         }
     }
 
+    /// The codec's lower-case name, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+
     /// The codec named by attribute bits, if known.
     pub fn from_bits(bits: u8) -> Option<Self> {
         match bits & ATTR_COMPRESSION_MASK {
@@ -119,6 +138,13 @@ pub enum BatchError {
     /// `max_timestamp` is below `first_timestamp`.
     #[error("batch timestamps inverted")]
     BadTimestamps,
+    /// The compressed records section does not decompress.
+    #[error("cannot decompress {codec} records: {reason}")]
+    Decompress { codec: &'static str, reason: String },
+    /// The records section expands past the configured bound (`len` is what the batch
+    /// claims, or the bound plus one when the codec does not say).
+    #[error("{codec} records expand to {len} bytes or more, above the limit of {limit} bytes")]
+    DecompressedTooLarge { codec: &'static str, len: u64, limit: usize },
 }
 
 /// The decoded fixed header of a batch.
@@ -215,7 +241,8 @@ pub fn stamp_base_offset(buf: &mut [u8], base_offset: u64) {
 /// Computes the CRC a batch should carry: over `magic` and `attributes` (bytes
 /// `[12, 14)`) and every byte after the crc field (`[18, len)`). Covering the two
 /// attribute bytes means a bit flip cannot silently turn a plain batch into a
-/// "compressed" one that the node (which never decompresses) would accept.
+/// "compressed" one that passes the header check (the content check would then
+/// have to catch it).
 pub fn compute_crc(batch: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&batch[OFF_MAGIC..OFF_CRC]);
@@ -275,28 +302,95 @@ impl<'a> Batch<'a> {
     }
 
     fn check_records(&self) -> Result<(), BatchError> {
-        let section = self.records_section();
-        let count = self.header.record_count;
-        if (count as usize).saturating_mul(RECORD_LEN_MIN) > section.len() {
-            return Err(BatchError::BadRecordCount(count));
+        check_records(self.records_section(), self.header.record_count)
+    }
+
+    /// For a compressed batch: decompresses the records section (refusing output past
+    /// `decompressed_len_max` bytes without allocating past it) and checks the records
+    /// exactly as [`Batch::parse`] checks an uncompressed batch. A no-op for an
+    /// uncompressed batch, which `parse` checked already.
+    pub fn check_compressed(&self, decompressed_len_max: usize) -> Result<(), BatchError> {
+        let codec = self.header.compression();
+        if codec == Compression::None {
+            return Ok(());
         }
-        let mut iter = RecordIter::new(section, count);
-        for expected_delta in 0..i64::from(count) {
-            let record = match iter.next() {
-                Some(r) => r?,
-                None => return Err(BatchError::BadRecordCount(count)),
-            };
-            if record.offset_delta != expected_delta {
-                return Err(BatchError::BadRecord {
-                    index: expected_delta as u32,
-                    reason: "offset delta out of sequence",
-                });
+        let section = decompress(codec, self.records_section(), decompressed_len_max)?;
+        check_records(&section, self.header.record_count)
+    }
+}
+
+/// Checks an (uncompressed) records section: exactly `count` records that parse, with
+/// offset deltas `0..count` in order, and no byte after the last one.
+pub fn check_records(section: &[u8], count: u32) -> Result<(), BatchError> {
+    if count == 0 || (count as usize).saturating_mul(RECORD_LEN_MIN) > section.len() {
+        return Err(BatchError::BadRecordCount(count));
+    }
+    let mut iter = RecordIter::new(section, count);
+    for expected_delta in 0..i64::from(count) {
+        let record = match iter.next() {
+            Some(r) => r?,
+            None => return Err(BatchError::BadRecordCount(count)),
+        };
+        if record.offset_delta != expected_delta {
+            return Err(BatchError::BadRecord { index: expected_delta as u32, reason: "offset delta out of sequence" });
+        }
+    }
+    if iter.remaining() != 0 {
+        return Err(BatchError::BadRecord { index: count, reason: "trailing bytes after last record" });
+    }
+    Ok(())
+}
+
+/// Decompresses a records section written by `codec`. Never allocates more than
+/// `len_max` bytes of output whatever the batch claims: an lz4 size prefix above it is
+/// refused before allocating, zstd output is read in chunks and refused at the bound.
+pub fn decompress(codec: Compression, section: &[u8], len_max: usize) -> Result<Vec<u8>, BatchError> {
+    let name = codec.name();
+    let bad = |reason: String| BatchError::Decompress { codec: name, reason };
+    match codec {
+        Compression::None => Ok(section.to_vec()),
+        Compression::Lz4 => {
+            let claimed = section
+                .first_chunk::<4>()
+                .map(|b| u32::from_le_bytes(*b))
+                .ok_or_else(|| bad(format!("{} bytes cannot hold the 4-byte size prefix", section.len())))?;
+            if claimed as usize > len_max {
+                return Err(BatchError::DecompressedTooLarge { codec: name, len: u64::from(claimed), limit: len_max });
             }
+            lz4_flex::decompress_size_prepended(section).map_err(|e| bad(e.to_string()))
         }
-        if iter.remaining() != 0 {
-            return Err(BatchError::BadRecord { index: count, reason: "trailing bytes after last record" });
+        Compression::Zstd => zstd_bounded(section, len_max),
+    }
+}
+
+/// Streams a zstd section into a buffer that never grows past `len_max` bytes.
+fn zstd_bounded(section: &[u8], len_max: usize) -> Result<Vec<u8>, BatchError> {
+    let bad = |reason: String| BatchError::Decompress { codec: "zstd", reason };
+    let too_large = |len: u64| BatchError::DecompressedTooLarge { codec: "zstd", len, limit: len_max };
+    // The frame header's content size (when present) sizes the buffer once; it is only
+    // a hint, the checks in the loop are what hold.
+    let hint = zstd::zstd_safe::get_frame_content_size(section).ok().flatten().unwrap_or(0);
+    if hint > len_max as u64 {
+        return Err(too_large(hint));
+    }
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(section).map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::with_capacity(hint as usize);
+    let mut chunk = vec![0u8; ZSTD_CHUNK_LEN];
+    loop {
+        let n = decoder.read(&mut chunk).map_err(|e| bad(e.to_string()))?;
+        if n == 0 {
+            return Ok(out);
         }
-        Ok(())
+        let len = out.len() + n;
+        if len > len_max {
+            return Err(too_large(len_max as u64 + 1));
+        }
+        if len > out.capacity() {
+            // Grow geometrically, but never past the bound.
+            let target = (out.capacity() * 2).max(len).min(len_max);
+            out.reserve_exact(target - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -691,6 +785,72 @@ mod tests {
         let mut bad = bytes.to_vec();
         *bad.last_mut().unwrap() ^= 1;
         assert!(matches!(Batch::parse(&bad), Err(BatchError::CrcMismatch { .. })));
+    }
+
+    fn compressed(codec: Compression, section: &[u8], count: u32) -> Vec<u8> {
+        let mut b = BatchBuilder::new();
+        for _ in 0..count {
+            b.push(1_000, None, b"v", &[]);
+        }
+        let packed = match codec {
+            Compression::Lz4 => lz4_flex::compress_prepend_size(section),
+            Compression::Zstd => zstd::bulk::compress(section, 3).unwrap(),
+            Compression::None => section.to_vec(),
+        };
+        b.finish_compressed(codec, &packed).to_vec()
+    }
+
+    fn check(batch: &[u8], len_max: usize) -> Result<(), BatchError> {
+        Batch::parse(batch)?.check_compressed(len_max)
+    }
+
+    #[test]
+    fn compressed_batches_are_checked_like_plain_ones() {
+        let plain = sample(3);
+        let section = &plain[HEADER_LEN..];
+        for codec in [Compression::Lz4, Compression::Zstd] {
+            assert_eq!(check(&compressed(codec, section, 3), 1 << 20), Ok(()), "{codec:?}");
+            // At the bound exactly: accepted; one byte less: refused, naming both numbers.
+            assert_eq!(check(&compressed(codec, section, 3), section.len()), Ok(()), "{codec:?}");
+            let err = check(&compressed(codec, section, 3), section.len() - 1).unwrap_err();
+            assert!(matches!(err, BatchError::DecompressedTooLarge { .. }), "{codec:?}: {err}");
+            // Valid CRC, wrong record count: the header says 4, the content holds 3.
+            let err = check(&compressed(codec, section, 4), 1 << 20).unwrap_err();
+            assert!(matches!(err, BatchError::BadRecord { index: 3, .. }), "{codec:?}: {err}");
+            // Garbage that is not the codec's format at all, under a valid CRC.
+            let mut garbage = compressed(codec, section, 3);
+            let len = garbage.len();
+            for b in &mut garbage[HEADER_LEN + 4..len] {
+                *b = 0xa5;
+            }
+            let crc = compute_crc(&garbage);
+            garbage[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+            assert!(check(&garbage, 1 << 20).is_err(), "{codec:?}: garbage with a valid CRC");
+        }
+        // An offset delta out of sequence inside the compressed section.
+        let mut bad = section.to_vec();
+        bad[0] = 0x09;
+        let err = check(&compressed(Compression::Lz4, &bad, 3), 1 << 20).unwrap_err();
+        assert!(matches!(err, BatchError::BadRecord { index: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn decompression_bombs_are_refused_at_the_bound() {
+        let zeros = vec![0u8; 4 << 20];
+        let bomb = zstd::bulk::compress(&zeros, 3).unwrap();
+        let err = decompress(Compression::Zstd, &bomb, 1 << 20).unwrap_err();
+        assert_eq!(err, BatchError::DecompressedTooLarge { codec: "zstd", len: 4 << 20, limit: 1 << 20 });
+        // Without a content size in the frame header, the stream is cut at the bound.
+        let mut streamed = Vec::new();
+        let mut enc = zstd::stream::write::Encoder::new(&mut streamed, 3).unwrap();
+        std::io::Write::write_all(&mut enc, &zeros).unwrap();
+        enc.finish().unwrap();
+        let err = decompress(Compression::Zstd, &streamed, 1 << 20).unwrap_err();
+        assert_eq!(err, BatchError::DecompressedTooLarge { codec: "zstd", len: (1 << 20) + 1, limit: 1 << 20 });
+        let mut claim = u32::MAX.to_le_bytes().to_vec();
+        claim.extend_from_slice(&[0; 16]);
+        let err = decompress(Compression::Lz4, &claim, 1 << 20).unwrap_err();
+        assert!(matches!(err, BatchError::DecompressedTooLarge { len: 4_294_967_295, .. }), "{err}");
     }
 
     #[test]

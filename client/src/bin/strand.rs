@@ -2,7 +2,8 @@
 //! stdin (one message per line), consume to stdout (one value per line), alone or
 //! as a member of a consumer group, and group inspection.
 //! Exit status 0 on success; otherwise a one-line reason on stderr and status 1
-//! (2 for usage errors, from clap).
+//! (2 for usage errors, from clap). `produce` stops at the first line not stored and
+//! says which lines were; `consume --offset` outside a partition's log is an error.
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
@@ -17,10 +18,13 @@ use strand_client::{
     Acks, Admin, Client, ClientConfig, ClientError, Compression, Consumer, ConsumerConfig, DeliveryFuture, OffsetReset,
     Producer, ProducerConfig, ProducerRecord, ReadPreference, SeekTo,
 };
+use strand_wire::msg::OffsetSpec;
 use tokio::io::AsyncBufReadExt;
 
 /// Delivery futures kept before the oldest is awaited (bounds memory on endless input).
 const DELIVERIES_PENDING_MAX: usize = 100_000;
+/// Ranges of lines stored after the first failure named in the error, at most.
+const STORED_AFTER_RANGES_SHOWN: usize = 10;
 
 #[derive(Parser)]
 #[command(name = "strand", version, about = "Command-line client for the Strand streaming log")]
@@ -38,7 +42,10 @@ enum Command {
     #[command(subcommand)]
     Topic(TopicCommand),
     /// Send stdin to a topic, one message per line (the newline is not part of the
-    /// message); prints the number of messages acknowledged.
+    /// message); prints the number of messages acknowledged. Stops at the first line
+    /// refused (or not sendable, e.g. longer than the node's frame limit) and exits 1,
+    /// naming that line and which lines were stored; non-retriable errors
+    /// (MESSAGE_TOO_LARGE, CORRUPT_BATCH, INVALID_*, STORAGE_FULL) are never retried.
     Produce(ProduceArgs),
     /// Print a topic's messages to stdout, one value per line.
     Consume(ConsumeArgs),
@@ -127,7 +134,9 @@ struct ProduceArgs {
 #[derive(Args)]
 #[command(after_help = "Without --count and --timeout-ms, consume runs until interrupted (Ctrl-C, exit 0). \
 With --timeout-ms it exits 0 after that long without new data; with --count N it exits 0 after N values, \
-or 1 if --timeout-ms passes first.")]
+or 1 if --timeout-ms passes first. --offset outside [log start, log end] of a partition read exits 1 at once, \
+naming both offsets (--offset equal to the log end waits for new data). A corrupt batch exits 1 naming its \
+partition and offsets, unless --skip-corrupt.")]
 struct ConsumeArgs {
     topic: String,
     /// Read only this partition (default: all).
@@ -155,6 +164,10 @@ struct ConsumeArgs {
     /// Exit after this many milliseconds without new data.
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// Skip corrupt batches (stored by an older node, or damaged on disk) instead of
+    /// stopping at them; each skipped offset range is logged on stderr.
+    #[arg(long)]
+    skip_corrupt: bool,
 }
 
 fn main() -> ExitCode {
@@ -317,48 +330,100 @@ async fn produce(client: Client, args: ProduceArgs) -> Result<(), String> {
         },
         batch_size: args.batch_size,
         linger: Duration::from_millis(args.linger_ms),
+        stop_on_failure: true,
         ..ProducerConfig::default()
     };
     let producer = Producer::new(client, config).await.map_err(|e| e.to_string())?;
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
-    let (mut acked, mut first_error) = (0u64, None::<ClientError>);
-    let mut line = Vec::new();
-    loop {
+    let mut pending: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
+    let mut tally = Tally::default();
+    let (mut line, mut line_no) = (Vec::new(), 0u64);
+    // Stop reading at the first failure the producer reports: nothing is sent after it.
+    while producer.failure().is_none() {
         line.clear();
         let n = stdin.read_until(b'\n', &mut line).await.map_err(|e| format!("reading stdin: {e}"))?;
         if n == 0 {
             break;
         }
+        line_no += 1;
         if line.last() == Some(&b'\n') {
             line.pop();
         }
         let mut record = ProducerRecord::new(args.topic.clone(), Bytes::copy_from_slice(&line));
         record.partition = args.partition;
         record.key = args.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes()));
-        pending.push_back(producer.send(record).await.map_err(|e| e.to_string())?);
+        match producer.send(record).await {
+            Ok(delivery) => pending.push_back((line_no, delivery)),
+            Err(e) => {
+                tally.unsent = Some((line_no, e));
+                break;
+            }
+        }
         if pending.len() >= DELIVERIES_PENDING_MAX {
-            settle(pending.pop_front(), &mut acked, &mut first_error).await;
+            tally.settle(pending.pop_front()).await;
         }
     }
     producer.flush().await.map_err(|e| e.to_string())?;
-    while let Some(d) = pending.pop_front() {
-        settle(Some(d), &mut acked, &mut first_error).await;
+    while let Some(p) = pending.pop_front() {
+        tally.settle(Some(p)).await;
     }
-    println!("{acked}");
-    match first_error {
-        None => Ok(()),
-        Some(e) => Err(format!("only {acked} messages acknowledged; first failure: {e}")),
-    }
+    println!("{}", tally.acked);
+    tally.verdict()
 }
 
-async fn settle(delivery: Option<DeliveryFuture>, acked: &mut u64, first_error: &mut Option<ClientError>) {
-    let Some(delivery) = delivery else { return };
-    match delivery.await {
-        Ok(_) => *acked += 1,
-        Err(e) => {
-            first_error.get_or_insert(e);
+/// What became of the lines `produce` read, settled in line order.
+#[derive(Default)]
+struct Tally {
+    acked: u64,
+    /// The first line whose delivery failed, and why.
+    failed: Option<(u64, ClientError)>,
+    /// A line `send` refused (never sent); it is the last line read.
+    unsent: Option<(u64, ClientError)>,
+    /// Lines acknowledged after the first failed one, as inclusive ranges.
+    stored_after: Vec<(u64, u64)>,
+}
+
+impl Tally {
+    async fn settle(&mut self, delivery: Option<(u64, DeliveryFuture)>) {
+        let Some((line, delivery)) = delivery else { return };
+        match delivery.await {
+            Ok(_) => {
+                self.acked += 1;
+                if self.failed.is_some() {
+                    match self.stored_after.last_mut() {
+                        Some((_, end)) if *end + 1 == line => *end = line,
+                        _ => self.stored_after.push((line, line)),
+                    }
+                }
+            }
+            Err(e) => {
+                self.failed.get_or_insert((line, e));
+            }
         }
+    }
+
+    /// `Ok` if every line was acknowledged, else the one-line account of what was stored.
+    fn verdict(mut self) -> Result<(), String> {
+        let Some((line, e)) = self.failed.take().or(self.unsent.take()) else { return Ok(()) };
+        let before = match line {
+            1 => "no line before it".to_string(),
+            _ => format!("lines 1-{} all stored", line - 1),
+        };
+        let mut reason =
+            format!("stopped at line {line}, not stored: {e}; {} lines acknowledged, {before}", self.acked);
+        if self.stored_after.is_empty() {
+            reason.push_str("; nothing after it stored");
+        } else {
+            let count: u64 = self.stored_after.iter().map(|(a, b)| b - a + 1).sum();
+            let shown: Vec<String> =
+                self.stored_after.iter().take(STORED_AFTER_RANGES_SHOWN).map(|(a, b)| format!("{a}-{b}")).collect();
+            let more = if self.stored_after.len() > STORED_AFTER_RANGES_SHOWN { ", ..." } else { "" };
+            reason.push_str(&format!(
+                "; {count} later lines were stored too (in flight on other partitions): {}{more}",
+                shown.join(", ")
+            ));
+        }
+        Err(reason)
     }
 }
 
@@ -375,12 +440,30 @@ async fn consume(client: Client, args: ConsumeArgs) -> Result<(), String> {
     };
     for p in partitions {
         consumer.assign(&args.topic, p).await.map_err(|e| e.to_string())?;
+        if let Some(offset) = args.offset {
+            check_offset(&consumer, &args.topic, p, offset).await?;
+        }
         consumer.seek(&args.topic, p, seek).await.map_err(|e| e.to_string())?;
     }
     tokio::select! {
         r = consume_loop(&mut consumer, &args) => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
+}
+
+/// `--offset` must lie in a partition's log: past its end (or before its start) the
+/// consumer would silently move to the end and wait, which looks like an empty topic.
+async fn check_offset(consumer: &Consumer, topic: &str, partition: u32, offset: u64) -> Result<(), String> {
+    let list = |spec| consumer.list_offset(topic, partition, spec);
+    let end = list(OffsetSpec::Latest).await.map_err(|e| e.to_string())?;
+    if offset > end {
+        return Err(format!("offset {offset} is past the end of {topic}/{partition} (log end offset {end})"));
+    }
+    let start = list(OffsetSpec::Earliest).await.map_err(|e| e.to_string())?;
+    if offset < start {
+        return Err(format!("offset {offset} is before the start of {topic}/{partition} (log start offset {start})"));
+    }
+    Ok(())
 }
 
 async fn consumer_partition_count(consumer: &Consumer, topic: &str) -> Result<u32, String> {
@@ -397,7 +480,28 @@ async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs) -> Result<(),
         let records_max = usize::try_from(wanted - printed).unwrap_or(usize::MAX);
         // At most what is still wanted, so every record returned is printed (and a group
         // consumer's consumed positions, which it commits, match what was printed).
-        let records = consumer.poll_max(idle, records_max).await.map_err(|e| e.to_string())?;
+        let records = match consumer.poll_max(idle, records_max).await {
+            Ok(records) => records,
+            Err(e @ ClientError::CorruptAt { .. }) if args.skip_corrupt => {
+                if let Some(skipped) = consumer.skip_corrupt_batch(&e).await.map_err(|e| e.to_string())? {
+                    eprintln!(
+                        "strand: skipped offsets {}..{} ({} records): {e}",
+                        skipped.start,
+                        skipped.end,
+                        skipped.end - skipped.start
+                    );
+                }
+                continue;
+            }
+            Err(e @ ClientError::CorruptAt { .. }) => {
+                let _ = out.flush();
+                return Err(format!("{e}; --skip-corrupt skips it (its records are then lost to this reader)"));
+            }
+            Err(e) => {
+                let _ = out.flush();
+                return Err(e.to_string());
+            }
+        };
         if records.is_empty() {
             if idle_max.is_none() {
                 continue;

@@ -90,7 +90,7 @@ struct WritePlan {
 
 impl Inner {
     pub(super) async fn append(&self, mut batches: BytesMut) -> Result<AppendInfo, AppendError> {
-        let metas = validate(&batches, self.config.batch_len_max)?;
+        let metas = validate(&batches, self.config.batch_len_max, self.config.decompressed_len_max)?;
         self.check_free_space(batches.len() as u64)?;
         let (info, epoch) = self.enqueue(&mut batches, metas)?;
         // Wait until another lock holder's write (and sync) covered this append, or until the
@@ -334,9 +334,10 @@ impl Inner {
     }
 }
 
-/// Validates every batch of an append request; returns their metadata with positions
-/// relative to the start of `buf`.
-fn validate(buf: &[u8], batch_len_max: u32) -> Result<Vec<BatchMeta>, AppendError> {
+/// Validates every batch of an append request — header, CRC and records, compressed
+/// ones decompressed within `decompressed_len_max` — and returns their metadata with
+/// positions relative to the start of `buf`.
+fn validate(buf: &[u8], batch_len_max: u32, decompressed_len_max: usize) -> Result<Vec<BatchMeta>, AppendError> {
     let mut metas = Vec::new();
     let mut pos = 0usize;
     if buf.is_empty() {
@@ -350,6 +351,7 @@ fn validate(buf: &[u8], batch_len_max: u32) -> Result<Vec<BatchMeta>, AppendErro
             }
         }
         let b = Batch::parse(rest).map_err(AppendError::Corrupt)?;
+        b.check_compressed(decompressed_len_max).map_err(AppendError::Corrupt)?;
         let h = b.header();
         metas.push(BatchMeta {
             position: pos as u64,

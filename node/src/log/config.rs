@@ -46,6 +46,9 @@ pub struct LogConfig {
     pub batch_cache_bytes: usize,
     /// Largest accepted batch; a larger one is rejected as MessageTooLarge.
     pub batch_len_max: u32,
+    /// Largest records section a compressed batch may expand to when the node checks it
+    /// at append; more is refused (MessageTooLarge) without allocating past it.
+    pub decompressed_len_max: usize,
 }
 
 impl Default for LogConfig {
@@ -61,6 +64,7 @@ impl Default for LogConfig {
             min_free_bytes: 256 << 20,
             batch_cache_bytes: 8 << 20,
             batch_len_max: 8 << 20,
+            decompressed_len_max: strand_wire::batch::DECOMPRESSED_LEN_MAX,
         }
     }
 }

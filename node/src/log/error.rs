@@ -21,6 +21,8 @@ pub enum AppendError {
 impl AppendError {
     pub fn code(&self) -> ErrorCode {
         match self {
+            // A compressed batch expanding past the node's bound is too large, not corrupt.
+            AppendError::Corrupt(BatchError::DecompressedTooLarge { .. }) => ErrorCode::MessageTooLarge,
             AppendError::Corrupt(_) => ErrorCode::CorruptBatch,
             AppendError::TooLarge { .. } => ErrorCode::MessageTooLarge,
             AppendError::StorageFull { .. } => ErrorCode::StorageFull,

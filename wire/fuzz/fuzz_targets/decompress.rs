@@ -3,6 +3,8 @@
 //! so compressed sections are reached) must return records or an error, never panic,
 //! never expand past `DECOMPRESSED_LEN_MAX`, never return a record below the requested
 //! offset. Input: one selector byte (bits 0-1 codec, bits 2-7 `offset_min`), then bytes.
+//! The node's produce-time check (`Batch::check_compressed`, the same bounded decoder
+//! the client uses) runs on the CRC-patched batch too, with a small bound so bombs hit it.
 #![no_main]
 
 use std::sync::Arc;
@@ -10,7 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use strand_client::records::{decode_batches, decompress, DECOMPRESSED_LEN_MAX};
-use strand_wire::batch::{compute_crc, Compression, CRC_START, HEADER_LEN};
+use strand_wire::batch::{compute_crc, Batch, Compression, CRC_START, HEADER_LEN};
+
+/// Bound for the node-side check: small, so decompression bombs reach it.
+const CHECK_LEN_MAX: usize = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
@@ -33,6 +38,15 @@ fuzz_target!(|data: &[u8]| {
             let crc = compute_crc(&patched[..len]);
             patched[CRC_START - 4..CRC_START].copy_from_slice(&crc.to_le_bytes());
             read(&patched, offset_min);
+            if let Ok(batch) = Batch::parse(&patched) {
+                // Accepted by the node only if every record parses: the reader must agree.
+                if batch.check_compressed(CHECK_LEN_MAX).is_ok() && batch.header().base_offset == 0 {
+                    let mut out = Vec::new();
+                    let payload = Bytes::copy_from_slice(batch.as_bytes());
+                    let decoded = decode_batches(&Arc::from("fuzz"), 0, &payload, 0, &mut out);
+                    assert!(decoded.is_ok(), "a batch the node accepts must be readable: {decoded:?}");
+                }
+            }
         }
     }
 });
