@@ -7,7 +7,9 @@
 
 use clap::Parser;
 use strand_node::config::{Cli, NodeConfig};
+use strand_node::control::ControlError;
 use strand_node::hostcheck::{self, Severity};
+use strand_node::shard::node::NodeError;
 use tracing_subscriber::EnvFilter;
 
 /// `EX_CONFIG`, for a host check that failed or a `--node-id` another live process holds:
@@ -34,7 +36,12 @@ fn main() {
     if let Err(e) = strand_node::shard::node::run(config) {
         // One line; 78 (a port, the data dir or the node id held by another process) keeps
         // systemd from a restart loop.
-        eprintln!("strand-node: {e}");
+        // A refused node id is said as itself, not under the generic "cluster mode:" prefix.
+        let line = match &e {
+            NodeError::Control(taken @ ControlError::NodeIdTaken { .. }) => taken.to_string(),
+            other => other.to_string(),
+        };
+        eprintln!("strand-node: {line}");
         std::process::exit(e.exit_code());
     }
 }

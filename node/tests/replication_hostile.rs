@@ -60,7 +60,15 @@ fn create_topic(members: &[Member]) -> PartitionMetadata {
         replication_factor: 3,
         configs: Vec::new(),
     });
-    let (header, _) = members[0].node.client().call(create, &[]);
+    // Right after start a node may not have seen every member's registration yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let header = loop {
+        let (header, _) = members[0].node.client().call(create.clone(), &[]);
+        if header.error != ErrorCode::NotEnoughReplicas || std::time::Instant::now() > deadline {
+            break header;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(header.error, ErrorCode::None, "create: {:?}", header.message);
     let (header, _) =
         members[0].node.client().call(Request::Metadata(MetadataRequest { topics: vec![TOPIC.into()] }), &[]);
