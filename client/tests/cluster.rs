@@ -76,7 +76,7 @@ async fn describe_failover_and_nearest_reads_on_a_real_cluster() {
     let publics: Vec<String> = nodes.iter().map(|n| n.public.clone()).collect();
 
     let admin = Admin::new(Client::connect(ClientConfig::new(publics[0].clone())).await.expect("connect"));
-    admin.create_topic("c", 1, 3).await.expect("create RF=3 topic");
+    support::create_replicated(&admin, "c", 1, 3).await.expect("create RF=3 topic");
     let first = producer(&publics[0]).await;
     for i in 0..50 {
         assert_eq!(send(&first, format!("v{i}")).await, Ok(i));
@@ -174,7 +174,7 @@ async fn load_through_head_fault(fault: Fault, check_live_consumer: bool) {
     let mut nodes: Vec<Node> = (1..=3).map(|id| Node::start_cluster(2, id, &etcd.endpoint)).collect();
     let publics: Vec<String> = nodes.iter().map(|n| n.public.clone()).collect();
     let admin = Admin::new(Client::connect(ClientConfig::new(publics[0].clone())).await.expect("connect"));
-    admin.create_topic("c", 1, 3).await.expect("create RF=3 topic");
+    support::create_replicated(&admin, "c", 1, 3).await.expect("create RF=3 topic");
     let rows = wait_for_chain(&publics[0], "c", 3, 0);
     let head: usize = rows[0].1.parse().expect("node id");
 

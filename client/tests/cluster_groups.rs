@@ -203,7 +203,7 @@ async fn group_survives_losing_its_coordinator_node() {
     let publics: Vec<String> = nodes.iter().map(|n| n.public.clone()).collect();
     let all = publics.join(",");
     let admin = Admin::new(Client::connect(ClientConfig::new(publics[0].clone())).await.expect("connect"));
-    admin.create_topic(TOPIC, PARTITIONS, 3).await.expect("create RF=3 topic");
+    support::create_replicated(&admin, TOPIC, PARTITIONS, 3).await.expect("create RF=3 topic");
     let events: Events = Arc::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let members: Vec<_> = (0..2)

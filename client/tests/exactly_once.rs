@@ -96,7 +96,7 @@ async fn idempotent_acks_all_load_through_head_kill_and_head_pause_is_exactly_on
     let publics: Vec<String> = nodes.iter().map(|n| n.public.clone()).collect();
     let admin_config = ClientConfig { request_timeout: Duration::from_secs(2), ..ClientConfig::new(publics.join(",")) };
     let admin = Admin::new(Client::connect(admin_config).await.expect("connect"));
-    admin.create_topic(TOPIC, 1, 3).await.expect("create RF=3 topic");
+    support::create_replicated(&admin, TOPIC, 1, 3).await.expect("create RF=3 topic");
     settled_chain(&admin, 3).await;
 
     let client_config = ClientConfig {

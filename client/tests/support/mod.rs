@@ -246,3 +246,25 @@ impl Etcd {
         etcd
     }
 }
+
+/// Creates a replicated topic on a freshly started cluster. A node sees its peers'
+/// registrations through its etcd watch a moment after they start, so
+/// `NOT_ENOUGH_REPLICAS` is retried for a while; any other error is returned.
+pub async fn create_replicated(
+    admin: &Admin,
+    topic: &str,
+    partitions: u32,
+    rf: u16,
+) -> strand_client::Result<strand_wire::msg::CreateTopicResponse> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match admin.create_topic(topic, partitions, rf).await {
+            Err(e)
+                if e.code() == strand_client::ErrorCode::NotEnoughReplicas && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}

@@ -295,7 +295,19 @@ impl ControlThread {
             snapshots: self.snapshots.clone(),
         };
         self.tasks.push(tokio::spawn(leader.run()));
-        Ok(())
+        // Registered means visible: wait until this node's own record is in its view, so
+        // a node that serves clients never answers "the cluster has 0 live nodes".
+        let node_id = self.config.node_id;
+        let mut snapshots = self.snapshots.clone();
+        let seen = async { snapshots.wait_for(|ks| ks.nodes.contains_key(&node_id)).await.is_ok() };
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, seen).await;
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ControlError::Stopped),
+            Err(_) => Err(ControlError::Timeout(format!(
+                "node {node_id} registered but its record did not reach its own etcd watch within {REQUEST_TIMEOUT:?}"
+            ))),
+        }
     }
 
     fn learner_in_sync(&mut self, topic: String, partition: u32, report: InSyncReport) {
