@@ -319,7 +319,9 @@ impl Inner {
     /// Closes the active segment (sync, cut to logical length, indexes, checkpoint) and
     /// opens the next one at the log end. Caller holds the write lock; nothing queued is lost.
     pub(super) async fn roll(&self) -> Result<(), LogError> {
+        let started = Instant::now();
         self.finish_active().await?;
+        let finished = started.elapsed();
         let next_base = self.state.borrow().active().next_offset;
         let path = self.dir.join(segment_file_name(next_base, SegmentFileKind::Log));
         let dsync = self.config.dsync_writes();
@@ -329,7 +331,12 @@ impl Inner {
         segment::write_checkpoint(&self.dir, &checkpoint).await?;
         let seg = Segment::new(next_base, file, self.config.index_interval_bytes);
         self.state.borrow_mut().segments.insert(next_base, seg);
-        tracing::debug!(dir = %self.dir.display(), "rolled to segment {next_base}");
+        tracing::info!(
+            dir = %self.dir.display(),
+            finish_ms = finished.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "rolled to segment {next_base} (write lock held throughout)"
+        );
         Ok(())
     }
 }

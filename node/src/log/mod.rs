@@ -394,7 +394,10 @@ impl Inner {
 
     /// Clean-close of the active segment: sync, cut to logical length, indexes, checkpoint.
     async fn finish_active(&self) -> Result<(), LogError> {
+        let started = std::time::Instant::now();
+        let unflushed = self.state.borrow().unflushed_bytes;
         self.sync_locked(false).await?;
+        tracing::debug!(dir = %self.dir.display(), unflushed, sync_ms = started.elapsed().as_millis() as u64, "closing segment synced");
         let (file, size, reserved) = {
             let st = self.state.borrow();
             (st.active().file.clone(), st.active().size, st.active().prealloc_end > st.active().size)
