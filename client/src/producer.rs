@@ -785,6 +785,8 @@ impl Worker {
         // Base sequences of kept batches whose outcome is unknown (resent, not refused).
         let mut kept_unknown = Vec::new();
         let resend_unknown = self.resends_unknown();
+        // Whether every batch kept for resending was refused as out of order.
+        let mut kept_all_out_of_order = true;
         for (batch, verdict) in batches.into_iter().zip(verdicts) {
             if let Verdict::Retry(e) | Verdict::Unknown(e) | Verdict::Fail(e) = &verdict {
                 // Even when nothing is resent, the next batch must not follow stale routing
@@ -798,6 +800,16 @@ impl Worker {
                     // instead — they are certainly not stored — to keep the partition in
                     // send order.
                     if let Some(e) = retry_error.take() {
+                        // Only out-of-order refusals before it, from this producer id: the
+                        // node stores sequence n+1 only right after n, so those batches are
+                        // stored (e.g. through the connection that was cut). Resending them
+                        // gets their offsets back (DUPLICATE_SEQUENCE), stores nothing twice.
+                        let stored_before =
+                            kept_all_out_of_order && self.identity.is_some() && self.learn_stored_offsets().await;
+                        if stored_before {
+                            self.complete(batch, Ok(base));
+                            continue;
+                        }
                         renew = true;
                         let why = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
                         let message = format!("refused{why} and a later batch was stored; not resent, to keep order");
@@ -814,6 +826,7 @@ impl Worker {
                     self.complete(batch, Ok(base));
                 }
                 Verdict::Unknown(e) if resend_unknown && batch.first_sent.elapsed() <= delivery_timeout => {
+                    kept_all_out_of_order = false;
                     kept_unknown.push(batch.base_sequence);
                     if retry_error.is_none() {
                         retry_error = Some(e);
@@ -821,6 +834,7 @@ impl Worker {
                     self.inflight.push_back(batch);
                 }
                 Verdict::Retry(e) if batch.first_sent.elapsed() <= delivery_timeout => {
+                    kept_all_out_of_order &= e.code() == ErrorCode::OutOfOrderSequence;
                     if retry_error.is_none() {
                         retry_error = Some(e);
                     }
@@ -847,6 +861,25 @@ impl Worker {
             self.pause_before_retry(&err).await;
         }
         self.resend_window().await;
+    }
+
+    /// Resends the in-flight batches one at a time, in order, completing each the node
+    /// reports stored (`DUPLICATE_SEQUENCE` carries its offset); false at the first that
+    /// is not, which stays in flight with the ones after it.
+    async fn learn_stored_offsets(&mut self) -> bool {
+        while let Some(front) = self.inflight.front() {
+            let bytes = front.bytes.clone();
+            let (reply, sent) = self.transmit_acked(&bytes).await;
+            match self.judge(reply.await, sent) {
+                Verdict::Stored(base) => {
+                    if let Some(batch) = self.inflight.pop_front() {
+                        self.complete(batch, Ok(base));
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Takes a fresh producer id for this partition and re-seals the batches still in

@@ -89,3 +89,59 @@ fn interval_fsync_flushes_in_the_background() {
         assert_eq!(log.unflushed_bytes(), 0);
     });
 }
+
+/// A roll hands the old segment to the closer task: appends go on into the new segment
+/// while the old one is synced, cut and indexed (under fsync=never that sync is a whole
+/// segment of dirty pages). Every close completes in order, the checkpoint reaches the
+/// active segment only after them, and a reopen without a clean close finds every record.
+#[test]
+fn rolls_close_old_segments_in_the_background_and_in_order() {
+    for mode in [IoMode::Direct, IoMode::Buffered] {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = config(mode, FsyncPolicy::Never);
+            cfg.segment_bytes = 256 << 10;
+            let log = PartitionLog::open(dir.path(), cfg.clone()).await.unwrap();
+            let mut expected = Vec::new();
+            let mut closing_seen = 0;
+            for i in 0..64u32 {
+                let info = log.append(batches(&[batch(4, i64::from(i), 16 << 10, i as u8)])).await.unwrap();
+                expected.push((info.base_offset, 4, i as u8));
+                closing_seen = closing_seen.max(log.closing_segment_count());
+            }
+            assert!(log.segment_count() >= 16, "{mode}: {} segments", log.segment_count());
+            assert!(closing_seen >= 1, "{mode}: an append returned while an older segment was still closing");
+            assert_eq!(read_all(&log, 0, 1 << 20).await, expected, "{mode}: reads cross closing segments");
+            log.flush().await.unwrap();
+            assert_eq!(log.closing_segment_count(), 0, "{mode}: flush waits for every close");
+            let active = *log_bases(dir.path()).last().unwrap();
+            let checkpoint = std::fs::read(dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME)).unwrap();
+            let checkpoint = strand_core::recovery::Checkpoint::decode(&checkpoint).unwrap();
+            assert_eq!(
+                checkpoint.segment_base, active,
+                "{mode}: the checkpoint names the active segment once closes are done"
+            );
+            // Every closed segment is cut to its logical length (no preallocated tail) and indexed.
+            for base in &log_bases(dir.path())[..log_bases(dir.path()).len() - 1] {
+                let index = dir.path().join(format!("{base:020}.index"));
+                assert!(index.exists(), "{mode}: closed segment {base} has its index");
+            }
+            drop(log);
+            let log = PartitionLog::open(dir.path(), cfg).await.unwrap();
+            assert_eq!(read_all(&log, 0, 1 << 20).await, expected, "{mode}: every record after a reopen");
+            log.close().await.unwrap();
+        });
+    }
+}
+
+fn log_bases(dir: &std::path::Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log").and_then(|b| b.parse().ok())
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}

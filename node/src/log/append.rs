@@ -5,15 +5,16 @@
 //! the lock writes everything queued (one IO per segment), and under `fsync=always` one
 //! fdatasync then covers every append written — so concurrent appends share fsyncs.
 
+use super::close::Closing;
 use super::error::{is_out_of_space, AppendError};
 use super::file::{free_bytes, SegmentFile, BLOCK_BYTES};
-use super::segment::{self, next_tail, Segment};
+use super::segment::{next_tail, Segment};
 use super::{AppendInfo, FsyncPolicy, Inner, IoMode, LogError, Pending};
 use bytes::BytesMut;
 use std::rc::Rc;
 use std::time::Instant;
 use strand_core::index::BatchMeta;
-use strand_core::recovery::{segment_file_name, Checkpoint, SegmentFileKind};
+use strand_core::recovery::{segment_file_name, SegmentFileKind};
 use strand_wire::batch::{self, Batch};
 
 /// How long a statvfs result is reused by the free-space guard.
@@ -316,26 +317,51 @@ impl Inner {
         self.notify_progress();
     }
 
-    /// Closes the active segment (sync, cut to logical length, indexes, checkpoint) and
-    /// opens the next one at the log end. Caller holds the write lock; nothing queued is lost.
+    /// Opens the next segment at the log end and hands the old one to the closer task
+    /// (`close`), which syncs, cuts and indexes it off the write lock. Caller holds the
+    /// write lock; nothing queued is lost. Under fsync=always the old segment's last writes
+    /// are synced here first: acks wait for `synced_end`, which the next sync of the new
+    /// segment would otherwise move past them (that sync is one group, not a segment).
     pub(super) async fn roll(&self) -> Result<(), LogError> {
         let started = Instant::now();
-        self.finish_active().await?;
-        let finished = started.elapsed();
-        let next_base = self.state.borrow().active().next_offset;
+        let always = self.config.fsync == FsyncPolicy::Always;
+        if always {
+            self.sync_locked(false).await?;
+        }
+        let closing = {
+            let st = self.state.borrow();
+            let a = st.active();
+            Closing {
+                base: a.base,
+                file: a.file.clone(),
+                size: a.size,
+                reserved: a.prealloc_end > a.size,
+                unflushed: st.unflushed_bytes,
+                next_base: a.next_offset,
+            }
+        };
+        let next_base = closing.next_base;
         let path = self.dir.join(segment_file_name(next_base, SegmentFileKind::Log));
         let dsync = self.config.dsync_writes();
         let file = Rc::new(SegmentFile::open_with(&path, self.config.io_mode, true, dsync).await?);
-        super::file::sync_dir(&self.dir).await?;
-        let checkpoint = Checkpoint { segment_base: next_base, position: 0, next_offset: next_base };
-        segment::write_checkpoint(&self.dir, &checkpoint).await?;
+        if always {
+            // An ack of a write to the new file promises its name survives a crash too.
+            super::file::sync_dir(&self.dir).await?;
+        }
         let seg = Segment::new(next_base, file, self.config.index_interval_bytes);
-        self.state.borrow_mut().segments.insert(next_base, seg);
-        tracing::info!(
+        {
+            let mut st = self.state.borrow_mut();
+            assert_eq!(st.active().next_offset, next_base, "the active segment grew during its roll");
+            st.segments.insert(next_base, seg);
+            // The old segment's unflushed bytes are the closer's to sync now.
+            st.unflushed_bytes = 0;
+            st.share_reservation();
+        }
+        self.queue_close(closing);
+        tracing::debug!(
             dir = %self.dir.display(),
-            finish_ms = finished.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "rolled to segment {next_base} (write lock held throughout)"
+            held_us = started.elapsed().as_micros() as u64,
+            "rolled to segment {next_base}"
         );
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! `file` (segment file handles, DMA probe) · `segment` (per-segment state, index and
 //! checkpoint persistence) · `append` (validation, group commit, roll) · `read` (offset and
 //! timestamp lookups) · `recover` (open: scan decisions come from `strand_core::recovery`) ·
-//! `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments) ·
+//! `close` (closing rolled segments off the write lock) · `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments) ·
 //! `truncate` (cutting back to a batch boundary; listing stored batches) · `reset`
 //! (restarting a replica's log empty at a base offset).
 //!
@@ -22,6 +22,7 @@
 
 mod append;
 mod cache;
+mod close;
 pub mod config;
 pub mod error;
 mod file;
@@ -128,6 +129,8 @@ pub struct PartitionLog {
 }
 
 pub(crate) struct Inner {
+    /// This log itself, for tasks it spawns (the segment closer).
+    me: std::rc::Weak<Inner>,
     dir: PathBuf,
     config: LogConfig,
     state: RefCell<State>,
@@ -174,6 +177,10 @@ pub(crate) struct State {
     prealloc: reserve::Prealloc,
     /// This log's share of the node-wide reserved bytes.
     reservation: reserve::Share,
+    /// Rolled segments not yet closed, oldest first (see `close`).
+    closing: VecDeque<close::Closing>,
+    /// Whether the closer task is draining `closing`.
+    closer_running: bool,
 }
 
 impl State {
@@ -201,7 +208,11 @@ pub(crate) const CHECKPOINT_INTERVAL_BYTES: u64 = 64 << 20;
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing), running recovery on what is there.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
-        let inner = Rc::new(recover::open(dir, config).await?);
+        let mut inner = recover::open(dir, config).await?;
+        let inner = Rc::new_cyclic(|me| {
+            inner.me = me.clone();
+            inner
+        });
         verify::spawn_scrubber(&inner);
         if let FsyncPolicy::IntervalMs(ms) = inner.config.fsync {
             spawn_interval_flusher(Rc::downgrade(&inner), ms);
@@ -271,6 +282,7 @@ impl PartitionLog {
     /// fdatasyncs all written data.
     pub async fn flush(&self) -> Result<(), LogError> {
         let _permit = self.inner.lock().await?;
+        self.inner.settle_closes().await;
         self.inner.sync_locked(false).await
     }
 
@@ -278,6 +290,7 @@ impl PartitionLog {
     /// recovery checkpoint: a clean shutdown, after which open rescans almost nothing.
     pub async fn close(self) -> Result<(), LogError> {
         let _permit = self.inner.lock().await?;
+        self.inner.settle_closes().await;
         self.inner.closed.set(true);
         self.inner.finish_active().await?;
         self.inner.write_lock.close();
@@ -287,6 +300,7 @@ impl PartitionLog {
     /// Removes all files of the log and its directory.
     pub async fn delete(self) -> Result<(), LogError> {
         let _permit = self.inner.lock().await?;
+        self.inner.settle_closes().await;
         self.inner.closed.set(true);
         self.inner.write_lock.close();
         std::fs::remove_dir_all(&self.inner.dir)?;
@@ -307,6 +321,11 @@ impl PartitionLog {
     /// (checkpointed at the last run; verified by the first read or the background scrubber).
     pub fn unverified_segment_count(&self) -> usize {
         self.inner.state.borrow().segments.values().filter(|s| s.verify != segment::Verify::Done).count()
+    }
+
+    /// Rolled segments whose close (sync, cut, indexes) is still running in the background.
+    pub fn closing_segment_count(&self) -> usize {
+        self.inner.state.borrow().closing.len()
     }
 
     pub fn segment_count(&self) -> usize {
@@ -379,7 +398,12 @@ impl Inner {
     }
 
     /// Persists the active segment's index entries, then the checkpoint that trusts them.
+    /// Skipped while a rolled segment is still being closed: the checkpoint may name the
+    /// active segment only once every older one is durable (the closer moves it then).
     async fn checkpoint_active(&self, checkpoint: Checkpoint) -> Result<(), LogError> {
+        if !self.state.borrow().closing.is_empty() {
+            return Ok(());
+        }
         let snap = self.state.borrow().active().index_snapshot(&self.dir);
         let counts = snap.counts;
         segment::persist_index(snap).await?;

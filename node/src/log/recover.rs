@@ -60,9 +60,12 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
         free_space: Default::default(),
         prealloc: Default::default(),
         reservation: Default::default(),
+        closing: VecDeque::new(),
+        closer_running: false,
     };
     tracing::debug!(dir = %dir.display(), log_start, log_end, "partition log open");
     Ok(Inner {
+        me: std::rc::Weak::new(),
         dir: dir.to_owned(),
         config,
         state: RefCell::new(state),

@@ -26,6 +26,7 @@ use strand_core::recovery::{segment_file_name, Checkpoint, SegmentFileKind};
 impl Inner {
     pub(super) async fn reset(&self, start: u64) -> Result<(), TruncateError> {
         let _permit = self.lock().await?;
+        self.settle_closes().await;
         let _verify =
             self.verify_lock.acquire_permit(1).await.map_err(|_| LogError::Poisoned("log is closed".into()))?;
         {

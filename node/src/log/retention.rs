@@ -1,5 +1,5 @@
 //! Retention: deletes whole closed segments, oldest first, beyond `retention_bytes` or
-//! `retention_ms`. The active segment is never deleted, nor a segment reaching `limit`
+//! `retention_ms`. The active segment is never deleted, nor one still being closed, nor a segment reaching `limit`
 //! (a chain replica's served-reads offset: uncommitted data is never deleted). In-flight reads keep their
 //! `Rc<SegmentFile>` and so their fds; the names are unlinked at once.
 
@@ -8,6 +8,9 @@ use strand_core::recovery::{segment_file_name, SegmentFileKind};
 
 impl Inner {
     pub(super) async fn apply_retention(&self, now_ms: i64, limit: u64) -> Result<u32, LogError> {
+        // Closes first, without the write lock (appends go on): a segment still being
+        // closed is not deleted, and right after a roll the one before usually is.
+        self.settle_closes().await;
         let _permit = self.lock().await?;
         let victims = self.pick_victims(now_ms, limit);
         for base in &victims {
@@ -39,7 +42,8 @@ impl Inner {
         };
         let mut victims = Vec::new();
         for (base, size, max_ts, end) in closed {
-            if end > limit {
+            // A segment still being closed is not durable yet; neither is anything after it.
+            if end > limit || st.closing.iter().any(|c| c.base == base) {
                 break;
             }
             let by_bytes = self.config.retention_bytes.is_some_and(|limit| total.saturating_sub(size) >= limit);

@@ -33,6 +33,7 @@ pub struct StoredBatch {
 impl Inner {
     pub(super) async fn truncate(&self, to: u64) -> Result<(), TruncateError> {
         let _permit = self.lock().await?;
+        self.settle_closes().await;
         // A verification running meanwhile would scan a file being cut (and mark it corrupt).
         let _verify =
             self.verify_lock.acquire_permit(1).await.map_err(|_| LogError::Poisoned("log is closed".into()))?;
