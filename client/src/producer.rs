@@ -432,6 +432,13 @@ struct InFlight {
     sent: bool,
 }
 
+/// The error of a batch refused before a later one was stored, and so not resent.
+fn keep_order_failure(refusal: &ClientError) -> ClientError {
+    let why = refusal.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+    let message = format!("refused{why} and a later batch was stored; not resent, to keep order");
+    ClientError::Server { code: refusal.code(), message }
+}
+
 /// What one produce reply means for the oldest in-flight batch.
 enum Verdict {
     Stored(u64),
@@ -785,8 +792,6 @@ impl Worker {
         // Base sequences of kept batches whose outcome is unknown (resent, not refused).
         let mut kept_unknown = Vec::new();
         let resend_unknown = self.resends_unknown();
-        // Whether every batch kept for resending was refused as out of order.
-        let mut kept_all_out_of_order = true;
         for (batch, verdict) in batches.into_iter().zip(verdicts) {
             if let Verdict::Retry(e) | Verdict::Unknown(e) | Verdict::Fail(e) = &verdict {
                 // Even when nothing is resent, the next batch must not follow stale routing
@@ -796,37 +801,31 @@ impl Worker {
             match verdict {
                 Verdict::Stored(base) => {
                     // Earlier batches were refused but this one was stored (the node became
-                    // head in between): resending them would put them after it. Fail them
-                    // instead — they are certainly not stored — to keep the partition in
-                    // send order.
+                    // head in between, or a cut connection's copy was still being appended).
+                    // Resending blindly could put them after it. With a producer id the node
+                    // decides: a batch it stored comes back DUPLICATE_SEQUENCE with its
+                    // offset, one it did not is refused as out of order and failed here.
+                    // Without one they are failed — certainly not stored — to keep the
+                    // partition in send order.
                     if let Some(e) = retry_error.take() {
-                        // Only out-of-order refusals before it, from this producer id: the
-                        // node stores sequence n+1 only right after n, so those batches are
-                        // stored (e.g. through the connection that was cut). Resending them
-                        // gets their offsets back (DUPLICATE_SEQUENCE), stores nothing twice.
-                        let stored_before =
-                            kept_all_out_of_order && self.identity.is_some() && self.learn_stored_offsets().await;
-                        if stored_before {
-                            self.complete(batch, Ok(base));
-                            continue;
-                        }
-                        renew = true;
-                        let why = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
-                        let message = format!("refused{why} and a later batch was stored; not resent, to keep order");
-                        let failure = ClientError::Server { code: e.code(), message };
-                        while let Some(refused) = self.inflight.pop_front() {
-                            if kept_unknown.contains(&refused.base_sequence) {
-                                self.shared.unknown_failed.fetch_add(1, Ordering::Relaxed);
-                                self.complete(refused, Err(ClientError::UnknownOutcome(Box::new(failure.clone()))));
-                            } else {
-                                self.complete(refused, Err(failure.clone()));
+                        let failure = keep_order_failure(&e);
+                        if self.identity.is_some() && !renew {
+                            renew |= self.settle_predecessors(&failure).await;
+                        } else {
+                            renew = true;
+                            while let Some(refused) = self.inflight.pop_front() {
+                                if kept_unknown.contains(&refused.base_sequence) {
+                                    self.shared.unknown_failed.fetch_add(1, Ordering::Relaxed);
+                                    self.complete(refused, Err(ClientError::UnknownOutcome(Box::new(failure.clone()))));
+                                } else {
+                                    self.complete(refused, Err(failure.clone()));
+                                }
                             }
                         }
                     }
                     self.complete(batch, Ok(base));
                 }
                 Verdict::Unknown(e) if resend_unknown && batch.first_sent.elapsed() <= delivery_timeout => {
-                    kept_all_out_of_order = false;
                     kept_unknown.push(batch.base_sequence);
                     if retry_error.is_none() {
                         retry_error = Some(e);
@@ -834,7 +833,6 @@ impl Worker {
                     self.inflight.push_back(batch);
                 }
                 Verdict::Retry(e) if batch.first_sent.elapsed() <= delivery_timeout => {
-                    kept_all_out_of_order &= e.code() == ErrorCode::OutOfOrderSequence;
                     if retry_error.is_none() {
                         retry_error = Some(e);
                     }
@@ -863,23 +861,57 @@ impl Worker {
         self.resend_window().await;
     }
 
-    /// Resends the in-flight batches one at a time, in order, completing each the node
-    /// reports stored (`DUPLICATE_SEQUENCE` carries its offset); false at the first that
-    /// is not, which stays in flight with the ones after it.
-    async fn learn_stored_offsets(&mut self) -> bool {
+    /// Asks the node, batch by batch in order, about every in-flight batch (all precede
+    /// a stored batch of this producer id) by resending it: stored → completed with the
+    /// offset the node reports (`DUPLICATE_SEQUENCE`, nothing stored twice); refused as
+    /// out of order (or any other definite refusal) → not stored, and neither are the ones
+    /// after it: all failed with `failure`; no definite answer within a few tries →
+    /// failed as of unknown outcome. True when anything failed (sequences must be renewed).
+    async fn settle_predecessors(&mut self, failure: &ClientError) -> bool {
+        const TRIES: u32 = 3;
+        let mut failed = false;
         while let Some(front) = self.inflight.front() {
             let bytes = front.bytes.clone();
-            let (reply, sent) = self.transmit_acked(&bytes).await;
-            match self.judge(reply.await, sent) {
-                Verdict::Stored(base) => {
-                    if let Some(batch) = self.inflight.pop_front() {
-                        self.complete(batch, Ok(base));
+            let mut last = None;
+            for attempt in 0..TRIES {
+                let (reply, sent) = self.transmit_acked(&bytes).await;
+                match self.judge(reply.await, sent) {
+                    Verdict::Stored(base) => {
+                        last = Some(Ok(base));
+                        break;
+                    }
+                    Verdict::Retry(e) if e.code() == ErrorCode::OutOfOrderSequence => {
+                        last = Some(Err(None));
+                        break;
+                    }
+                    Verdict::Fail(_) => {
+                        last = Some(Err(None));
+                        break;
+                    }
+                    Verdict::Retry(e) | Verdict::Unknown(e) => last = Some(Err(Some(e))),
+                }
+                if attempt + 1 < TRIES {
+                    tokio::time::sleep(self.shared.config.retry_backoff).await;
+                }
+            }
+            let Some(batch) = self.inflight.pop_front() else { break };
+            match last {
+                Some(Ok(base)) => self.complete(batch, Ok(base)),
+                Some(Err(Some(e))) => {
+                    failed = true;
+                    self.shared.unknown_failed.fetch_add(1, Ordering::Relaxed);
+                    self.complete(batch, Err(ClientError::UnknownOutcome(Box::new(e))));
+                }
+                Some(Err(None)) | None => {
+                    failed = true;
+                    self.complete(batch, Err(failure.clone()));
+                    while let Some(rest) = self.inflight.pop_front() {
+                        self.complete(rest, Err(failure.clone()));
                     }
                 }
-                _ => return false,
             }
         }
-        true
+        failed
     }
 
     /// Takes a fresh producer id for this partition and re-seals the batches still in
