@@ -66,10 +66,13 @@ struct Script {
     /// Per (node, producer id): (base sequence, record count, base offset) of each stored
     /// batch — the node's idempotence rule: a stored sequence is a duplicate, a known
     /// producer's next batch must follow its last, an unknown producer's is appended.
-    sequences: std::collections::HashMap<(u32, u64), Vec<(u32, u32, u64)>>,
+    sequences: std::collections::HashMap<(u32, u64), Vec<StoredBatch>>,
     /// Produces answered `DUPLICATE_SEQUENCE`.
     duplicates: usize,
 }
+
+/// (base sequence, record count, base offset) of a batch the fake node stored.
+type StoredBatch = (u32, u32, u64);
 
 type Shared = Arc<Mutex<Script>>;
 
