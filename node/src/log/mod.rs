@@ -297,13 +297,15 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Removes all files of the log and its directory.
+    /// Removes all files of the log and its directory (on glommio's blocking-thread pool).
     pub async fn delete(self) -> Result<(), LogError> {
         let _permit = self.inner.lock().await?;
         self.inner.settle_closes().await;
         self.inner.closed.set(true);
         self.inner.write_lock.close();
-        std::fs::remove_dir_all(&self.inner.dir)?;
+        // Unlinking gigabytes of segments can take a while: off the reactor.
+        let dir = self.inner.dir.clone();
+        glommio::executor().spawn_blocking(move || std::fs::remove_dir_all(&dir)).await?;
         Ok(())
     }
 
