@@ -293,7 +293,12 @@ fn survives_an_etcd_restart() {
     });
     one_controller(&nodes.iter().collect::<Vec<_>>());
     let kept = chain(&nodes[0], "before", 0).expect("old chain kept");
-    assert_eq!(kept.members.len(), 2);
+    // Both nodes stay in it. A node whose keep-alives did not get through for a whole TTL
+    // while etcd was down registered again under a new lease (session.rs), and a new
+    // incarnation is re-admitted only as a learner — with no shards here it stays one.
+    let mut in_chain: Vec<u32> = kept.members.iter().copied().chain(kept.learner).collect();
+    in_chain.sort_unstable();
+    assert_eq!(in_chain, [1, 2], "{kept:?}");
     for h in &nodes {
         h.shutdown();
     }
