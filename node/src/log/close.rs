@@ -71,23 +71,12 @@ impl Inner {
             c.file.fdatasync().await?;
         }
         let synced = started.elapsed();
-        if c.reserved || c.file.file_size().await? != c.size {
-            c.file.truncate(c.size).await?;
-            c.file.fdatasync().await?;
+        c.file.cut_to(c.size, c.reserved).await?;
+        match self.state.borrow_mut().segments.get_mut(&c.base) {
+            Some(seg) => seg.prealloc_end = c.size,
+            None => return Err(LogError::Poisoned(format!("segment {} vanished while being closed", c.base))),
         }
-        let snap = {
-            let mut st = self.state.borrow_mut();
-            let Some(seg) = st.segments.get_mut(&c.base) else {
-                return Err(LogError::Poisoned(format!("segment {} vanished while being closed", c.base)));
-            };
-            seg.prealloc_end = c.size;
-            seg.index_snapshot(&self.dir)
-        };
-        let counts = snap.counts;
-        segment::persist_index(snap).await?;
-        if let Some(seg) = self.state.borrow_mut().segments.get_mut(&c.base) {
-            seg.persisted = counts;
-        }
+        self.persist_segment_index(c.base).await?;
         // The next segment's name must be durable before a checkpoint names it.
         super::file::sync_dir(&self.dir).await?;
         let checkpoint = Checkpoint { segment_base: c.next_base, position: 0, next_offset: c.next_base };

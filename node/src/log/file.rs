@@ -115,6 +115,18 @@ impl SegmentFile {
         Ok(())
     }
 
+    /// Cuts the file to its logical length `len`, durably, when it is longer or has blocks
+    /// reserved past `len`. Buffered mode reserves past EOF (FALLOC_FL_KEEP_SIZE): the file
+    /// size already equals the logical length, yet the blocks stay allocated until a
+    /// truncate frees them.
+    pub(crate) async fn cut_to(&self, len: u64, reserved: bool) -> io::Result<()> {
+        if reserved || self.file_size().await? != len {
+            self.truncate(len).await?;
+            self.fdatasync().await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn file_size(&self) -> io::Result<u64> {
         Ok(match &self.io {
             FileIo::Dma(f) => f.file_size().await?,

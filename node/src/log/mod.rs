@@ -5,8 +5,8 @@
 //! `file` (segment file handles, DMA probe) · `segment` (per-segment state, index and
 //! checkpoint persistence) · `append` (validation, group commit, roll) · `read` (offset and
 //! timestamp lookups) · `recover` (open: scan decisions come from `strand_core::recovery`) ·
-//! `close` (closing rolled segments off the write lock) · `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments) ·
-//! `truncate` (cutting back to a batch boundary; listing stored batches) · `reset`
+//! `close` (closing rolled segments off the write lock) · `cache` (direct-mode tail
+//! cache) · `verify` (lazy CRC check of checkpointed segments) · `truncate` (cutting back to a batch boundary; listing stored batches) · `reset`
 //! (restarting a replica's log empty at a base offset).
 //!
 //! Concurrency: a [`PartitionLog`] lives on its owner shard's executor (`!Send`). Appends
@@ -406,34 +406,34 @@ impl Inner {
         if !self.state.borrow().closing.is_empty() {
             return Ok(());
         }
-        let snap = self.state.borrow().active().index_snapshot(&self.dir);
+        let active = self.state.borrow().active().base;
+        self.persist_segment_index(active).await?;
+        segment::write_checkpoint(&self.dir, &checkpoint).await?;
+        self.state.borrow_mut().bytes_since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Writes segment `base`'s index entries that are not in its files yet and records
+    /// them as persisted.
+    async fn persist_segment_index(&self, base: u64) -> Result<(), LogError> {
+        let snap = self.state.borrow().segments.get(&base).map(|s| s.index_snapshot(&self.dir));
+        let Some(snap) = snap else { return Ok(()) };
         let counts = snap.counts;
         segment::persist_index(snap).await?;
-        segment::write_checkpoint(&self.dir, &checkpoint).await?;
-        let mut st = self.state.borrow_mut();
-        if let Some(seg) = st.segments.get_mut(&checkpoint.segment_base) {
+        if let Some(seg) = self.state.borrow_mut().segments.get_mut(&base) {
             seg.persisted = counts;
         }
-        st.bytes_since_checkpoint = 0;
         Ok(())
     }
 
     /// Clean-close of the active segment: sync, cut to logical length, indexes, checkpoint.
     async fn finish_active(&self) -> Result<(), LogError> {
-        let started = std::time::Instant::now();
-        let unflushed = self.state.borrow().unflushed_bytes;
         self.sync_locked(false).await?;
-        tracing::debug!(dir = %self.dir.display(), unflushed, sync_ms = started.elapsed().as_millis() as u64, "closing segment synced");
         let (file, size, reserved) = {
             let st = self.state.borrow();
             (st.active().file.clone(), st.active().size, st.active().prealloc_end > st.active().size)
         };
-        // Buffered mode reserves past EOF (FALLOC_FL_KEEP_SIZE): the file size already equals
-        // the logical length, yet the blocks stay allocated until a truncate frees them.
-        if reserved || file.file_size().await? != size {
-            file.truncate(size).await?;
-            file.fdatasync().await?;
-        }
+        file.cut_to(size, reserved).await?;
         {
             let mut st = self.state.borrow_mut();
             st.active_mut().prealloc_end = size;

@@ -1,7 +1,8 @@
 //! Retention: deletes whole closed segments, oldest first, beyond `retention_bytes` or
-//! `retention_ms`. The active segment is never deleted, nor one still being closed, nor a segment reaching `limit`
-//! (a chain replica's served-reads offset: uncommitted data is never deleted). In-flight reads keep their
-//! `Rc<SegmentFile>` and so their fds; the names are unlinked at once.
+//! `retention_ms`. The active segment is never deleted, nor one still being closed, nor a
+//! segment reaching `limit` (a chain replica's served-reads offset: uncommitted data is
+//! never deleted). In-flight reads keep their `Rc<SegmentFile>` and so their fds; the
+//! names are unlinked at once.
 
 use super::{Inner, LogError};
 use strand_core::recovery::{segment_file_name, SegmentFileKind};
