@@ -868,41 +868,19 @@ impl Worker {
     /// after it: all failed with `failure`; no definite answer within a few tries →
     /// failed as of unknown outcome. True when anything failed (sequences must be renewed).
     async fn settle_predecessors(&mut self, failure: &ClientError) -> bool {
-        const TRIES: u32 = 3;
         let mut failed = false;
         while let Some(front) = self.inflight.front() {
             let bytes = front.bytes.clone();
-            let mut last = None;
-            for attempt in 0..TRIES {
-                let (reply, sent) = self.transmit_acked(&bytes).await;
-                match self.judge(reply.await, sent) {
-                    Verdict::Stored(base) => {
-                        last = Some(Ok(base));
-                        break;
-                    }
-                    Verdict::Retry(e) if e.code() == ErrorCode::OutOfOrderSequence => {
-                        last = Some(Err(None));
-                        break;
-                    }
-                    Verdict::Fail(_) => {
-                        last = Some(Err(None));
-                        break;
-                    }
-                    Verdict::Retry(e) | Verdict::Unknown(e) => last = Some(Err(Some(e))),
-                }
-                if attempt + 1 < TRIES {
-                    tokio::time::sleep(self.shared.config.retry_backoff).await;
-                }
-            }
+            let answer = self.ask_stored(&bytes).await;
             let Some(batch) = self.inflight.pop_front() else { break };
-            match last {
-                Some(Ok(base)) => self.complete(batch, Ok(base)),
-                Some(Err(Some(e))) => {
+            match answer {
+                Ok(base) => self.complete(batch, Ok(base)),
+                Err(Some(e)) => {
                     failed = true;
                     self.shared.unknown_failed.fetch_add(1, Ordering::Relaxed);
                     self.complete(batch, Err(ClientError::UnknownOutcome(Box::new(e))));
                 }
-                Some(Err(None)) | None => {
+                Err(None) => {
                     failed = true;
                     self.complete(batch, Err(failure.clone()));
                     while let Some(rest) = self.inflight.pop_front() {
@@ -912,6 +890,26 @@ impl Worker {
             }
         }
         failed
+    }
+
+    /// Resends `bytes` until the node gives a definite answer, at most 3 times: `Ok(offset)`
+    /// stored; `Err(None)` not stored (out of order, or refused for good); `Err(Some(e))`
+    /// still unknown after the last try.
+    async fn ask_stored(&self, bytes: &Bytes) -> std::result::Result<u64, Option<ClientError>> {
+        const TRIES: u32 = 3;
+        let mut attempt = 1;
+        loop {
+            let (reply, sent) = self.transmit_acked(bytes).await;
+            match self.judge(reply.await, sent) {
+                Verdict::Stored(base) => return Ok(base),
+                Verdict::Retry(e) if e.code() == ErrorCode::OutOfOrderSequence => return Err(None),
+                Verdict::Fail(_) => return Err(None),
+                Verdict::Retry(e) | Verdict::Unknown(e) if attempt == TRIES => return Err(Some(e)),
+                Verdict::Retry(_) | Verdict::Unknown(_) => {}
+            }
+            attempt += 1;
+            tokio::time::sleep(self.shared.config.retry_backoff).await;
+        }
     }
 
     /// Takes a fresh producer id for this partition and re-seals the batches still in
