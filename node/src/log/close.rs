@@ -67,18 +67,32 @@ impl Inner {
 
     async fn close_one(&self, c: &Closing) -> Result<(), LogError> {
         let started = Instant::now();
+        // A dropped log (see `PartitionLog`'s Drop) leaves the rest to the next open.
+        let dropped = || self.closed.get();
         if c.unflushed > 0 {
             c.file.fdatasync().await?;
         }
         let synced = started.elapsed();
+        if dropped() {
+            return Ok(());
+        }
         c.file.cut_to(c.size, c.reserved).await?;
         match self.state.borrow_mut().segments.get_mut(&c.base) {
             Some(seg) => seg.prealloc_end = c.size,
             None => return Err(LogError::Poisoned(format!("segment {} vanished while being closed", c.base))),
         }
+        if dropped() {
+            return Ok(());
+        }
         self.persist_segment_index(c.base).await?;
+        if dropped() {
+            return Ok(());
+        }
         // The next segment's name must be durable before a checkpoint names it.
         super::file::sync_dir(&self.dir).await?;
+        if dropped() {
+            return Ok(());
+        }
         let checkpoint = Checkpoint { segment_base: c.next_base, position: 0, next_offset: c.next_base };
         segment::write_checkpoint(&self.dir, &checkpoint).await?;
         tracing::debug!(

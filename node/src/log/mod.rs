@@ -205,6 +205,15 @@ impl State {
 /// Bytes flushed between two recovery checkpoints (bounds restart rescans after a crash).
 pub(crate) const CHECKPOINT_INTERVAL_BYTES: u64 = 64 << 20;
 
+/// A log dropped without `close` stops its background tasks at their next step: the
+/// closer must not write into a directory that a new instance may already have opened
+/// (recovery copes with a close cut short, as with a crash).
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        self.inner.closed.set(true);
+    }
+}
+
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing), running recovery on what is there.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
