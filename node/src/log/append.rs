@@ -90,10 +90,26 @@ struct WritePlan {
 }
 
 impl Inner {
-    pub(super) async fn append(&self, mut batches: BytesMut) -> Result<AppendInfo, AppendError> {
+    /// Validates `batches`, admits them against the free-space guard, takes their offsets
+    /// and queues their bytes — synchronously, so reservations are ordered as they are made.
+    /// Returns where they go and the queue epoch they were queued in.
+    pub(super) fn reserve(&self, mut batches: BytesMut) -> Result<(AppendInfo, u64), AppendError> {
         let metas = validate(&batches, self.config.batch_len_max, self.config.decompressed_len_max)?;
         self.check_free_space(batches.len() as u64)?;
+        let before = self.state.borrow().log_end;
         let (info, epoch) = self.enqueue(&mut batches, metas)?;
+        assert!(
+            info.base_offset == before && info.log_end_offset > before,
+            "offsets are taken in order: reserved {}..{} at log end {before}",
+            info.base_offset,
+            info.log_end_offset
+        );
+        Ok((info, epoch))
+    }
+
+    /// Waits until the reserved `info` (queued in `epoch`) is written and as durable as the
+    /// fsync policy promises, writing the queue itself when it gets the write lock.
+    pub(super) async fn durable(&self, info: AppendInfo, epoch: u64) -> Result<AppendInfo, AppendError> {
         // Wait until another lock holder's write (and sync) covered this append, or until the
         // write lock is free: an append whose bytes are in is acked without queueing for the lock,
         // so producers refill the queue while the holder's writes are still in flight.

@@ -63,6 +63,27 @@ pub struct AppendInfo {
     pub record_count: u32,
 }
 
+/// Offsets taken by [`PartitionLog::reserve`] whose bytes are queued for writing.
+#[must_use = "a reservation is stored only once `durable` returned"]
+pub struct Reservation {
+    inner: Rc<Inner>,
+    info: AppendInfo,
+    epoch: u64,
+}
+
+impl Reservation {
+    /// Where the reserved batches go.
+    pub fn info(&self) -> AppendInfo {
+        self.info
+    }
+
+    /// Waits until the batches are written and as durable as the fsync policy promises.
+    /// A failure means none of them is stored: the log gave their offsets back.
+    pub async fn durable(self) -> Result<AppendInfo, AppendError> {
+        self.inner.durable(self.info, self.epoch).await
+    }
+}
+
 /// Whole batches read from the log, in offset order.
 #[derive(Debug)]
 pub struct ReadResult {
@@ -232,7 +253,18 @@ impl PartitionLog {
     /// Appends one or more concatenated record batches; see the module docs for ordering and
     /// durability. Every batch is validated first; any invalid one rejects the whole call.
     pub async fn append(&self, batches: BytesMut) -> Result<AppendInfo, AppendError> {
-        self.inner.append(batches).await
+        self.reserve(batches)?.durable().await
+    }
+
+    /// The synchronous half of [`PartitionLog::append`]: validates the batches, stamps their
+    /// offsets and queues their bytes before returning. Reservations take offsets in the
+    /// order they are made, so a caller that must order appends (sequence checks, the chain
+    /// core) does its bookkeeping and its `reserve` in one synchronous step. A refused
+    /// reservation took no offsets. Dropping a `Reservation` does not withdraw the bytes:
+    /// they are written by the next append or flush.
+    pub fn reserve(&self, batches: BytesMut) -> Result<Reservation, AppendError> {
+        let (info, epoch) = self.inner.reserve(batches)?;
+        Ok(Reservation { inner: self.inner.clone(), info, epoch })
     }
 
     pub fn log_start_offset(&self) -> u64 {
