@@ -11,5 +11,6 @@ pub mod hostcheck;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod replication;
 pub mod shard;

@@ -394,6 +394,60 @@ fn zstd_bounded(section: &[u8], len_max: usize) -> Result<Vec<u8>, BatchError> {
     }
 }
 
+/// Walks the headers of a run of concatenated batches without checking CRCs or records:
+/// the one header walker of the node (produce payloads, replication frames, log tails).
+/// Yields each batch's header and its byte range in the run; a header that does not parse,
+/// a length below the header size or past the run, or a record count of zero is yielded as
+/// an error and ends the walk. Callers that trust the bytes and only want a prefix use
+/// `.map_while(Result::ok)`.
+pub struct BatchHeaders<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> BatchHeaders<'a> {
+    /// Walks the batches of `buf`, from its first byte.
+    pub fn new(buf: &'a [u8]) -> Self {
+        BatchHeaders { buf, pos: 0, failed: false }
+    }
+}
+
+impl Iterator for BatchHeaders<'_> {
+    type Item = Result<(BatchHeader, std::ops::Range<usize>), BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.buf.len() || self.failed {
+            return None;
+        }
+        let rest = &self.buf[self.pos..];
+        let checked = BatchHeader::parse(rest).and_then(|header| {
+            let len = header.batch_len as usize;
+            if len < HEADER_LEN {
+                return Err(BatchError::BadLength(header.batch_len));
+            }
+            if len > rest.len() {
+                return Err(BatchError::Truncated { needed: len, available: rest.len() });
+            }
+            if header.record_count == 0 {
+                return Err(BatchError::BadRecordCount(0));
+            }
+            Ok((header, len))
+        });
+        match checked {
+            Ok((header, len)) => {
+                let range = self.pos..self.pos + len;
+                self.pos += len;
+                Some(Ok((header, range)))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
 /// Iterates a run of concatenated batches, validating each; stops at the first error.
 pub struct BatchIter<'a> {
     buf: &'a [u8],
@@ -864,4 +918,29 @@ mod tests {
         assert_eq!(results.len(), 2);
         assert!(results[1].is_err());
     }
+
+    #[test]
+    fn header_walk_yields_whole_batches_and_stops_at_the_first_bad_one() {
+        let mut run = Vec::new();
+        for n in 1..=3u32 {
+            let mut b = BatchBuilder::new().producer(9, 0, n);
+            for _ in 0..n {
+                b.push(1, None, b"v", &[]);
+            }
+            run.extend_from_slice(&b.finish());
+        }
+        let walked: Vec<_> = BatchHeaders::new(&run).collect::<Result<_, _>>().expect("whole batches");
+        assert_eq!(walked.iter().map(|(h, _)| h.record_count).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(walked.last().unwrap().1.end, run.len());
+        assert_eq!(walked[1].1.start, walked[0].1.end);
+        let cut = &run[..run.len() - 1];
+        let mut walk = BatchHeaders::new(cut);
+        assert!(walk.next().unwrap().is_ok());
+        assert!(walk.next().unwrap().is_ok());
+        assert!(matches!(walk.next(), Some(Err(BatchError::Truncated { .. }))));
+        assert!(walk.next().is_none(), "the walk ends at an error");
+        assert!(matches!(BatchHeaders::new(&[0u8; 60]).next(), Some(Err(BatchError::BadLength(0)))));
+        assert!(BatchHeaders::new(&[]).next().is_none());
+    }
+
 }

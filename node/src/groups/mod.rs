@@ -81,7 +81,7 @@ use strand_core::placement::{group_partition, owner_shard, ShardId};
 use strand_wire::msg::{Request, Response};
 use strand_wire::ErrorCode;
 
-use crate::shard::notify::LocalNotify;
+use crate::notify::LocalNotify;
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

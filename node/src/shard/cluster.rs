@@ -26,7 +26,7 @@ use std::time::Duration;
 use strand_core::chain::{ChainConfig, Epoch, NodeId, Role};
 use tracing::{info, warn};
 
-use super::notify::LocalNotify;
+use crate::notify::LocalNotify;
 use super::registry::{topic_log_config, TopicConfig};
 use super::Shard;
 use crate::control::{ChainRecord, ClusterView, ControlHandle};

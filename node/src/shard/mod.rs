@@ -22,7 +22,6 @@ pub mod fatal;
 pub mod forward;
 pub mod join;
 pub mod node;
-pub mod notify;
 pub mod ops;
 pub mod partition;
 pub mod produce_checks;
@@ -44,7 +43,7 @@ use crate::config::NodeConfig;
 use crate::log::PartitionLog;
 use crate::metrics::{NodeMetrics, PartitionGauge, ShardMetrics};
 use forward::{ShardAnswer, ShardCall, ShardMsg};
-use notify::LocalNotify;
+use crate::notify::LocalNotify;
 use partition::Partition;
 use registry::{TopicConfig, TopicRegistry};
 

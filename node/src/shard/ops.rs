@@ -17,7 +17,7 @@ use strand_wire::ErrorCode;
 
 use super::cluster_ops::replicated;
 use super::forward::{ShardAnswer, ShardCall};
-use super::notify::AnyOf;
+use crate::notify::AnyOf;
 use super::Shard;
 use crate::config::FETCH_WAIT_MS_MAX;
 use crate::log::ReadChunk;

@@ -34,7 +34,7 @@ use strand_core::producer::{ProducerBatch, ProducerTable, SequenceCheck, PRODUCE
 use strand_wire::batch::{BatchHeader, HEADER_LEN};
 use strand_wire::ErrorCode;
 
-use super::notify::LocalNotify;
+use crate::notify::LocalNotify;
 use crate::log::{PartitionLog, ReadError, ReadResult};
 
 /// Log-tail bytes (estimated from the average record size) scanned on open to rebuild
