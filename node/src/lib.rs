@@ -12,5 +12,6 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod partition;
 pub mod replication;
 pub mod shard;

@@ -1,4 +1,4 @@
-//! `HeadProducers` (a chain head's idempotent-producer table) against a real partition log:
+//! `Producers` as a chain head uses it (valid for one epoch) against a real partition log:
 //! refused until rebuilt for the head's epoch; the rebuild reads producer id / epoch /
 //! sequence back from the batch headers — including a batch the chain had taken but whose
 //! local append had not even started when the rebuild began — so a resend of any of the
@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use log_util::{config, run};
 use strand_core::producer::ProducerBatch;
 use strand_node::log::{FsyncPolicy, IoMode, PartitionLog};
-use strand_node::shard::partition::HeadProducers;
+use strand_node::partition::producers::{Producers, HEAD_REBUILD_WAIT};
 use strand_wire::batch::BatchBuilder;
 use strand_wire::ErrorCode;
 
@@ -53,7 +53,7 @@ fn head_table_is_rebuilt_from_the_log_and_deduplicates() {
         }
         let nine = append(&log, idempotent(9, 3, 0, 4)).await;
 
-        let head = HeadProducers::new();
+        let head = Producers::new();
         let refused = head.check(1, &[fields(7, 0, 16, 2)]).expect_err("not rebuilt yet");
         assert_eq!(refused.code, ErrorCode::Throttled);
         assert!(head.begin_rebuild(1));
@@ -67,7 +67,7 @@ fn head_table_is_rebuilt_from_the_log_and_deduplicates() {
             glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
             append(&late, idempotent(7, 0, 16, 2)).await
         });
-        head.rebuild(&log, 1, taken_end, || true).await;
+        head.rebuild(&log, 1, taken_end, Some(HEAD_REBUILD_WAIT), || true).await;
         let late_offset = in_flight.await;
         assert_eq!(late_offset + 2, taken_end);
         assert!(head.valid_for(1) && !head.valid_for(2));
@@ -90,13 +90,13 @@ fn head_table_is_rebuilt_from_the_log_and_deduplicates() {
         // A new epoch needs a rebuild; one whose replica is no longer head installs nothing.
         assert_eq!(head.check(2, &[fields(7, 0, 20, 2)]).expect_err("new epoch").code, ErrorCode::Throttled);
         assert!(head.begin_rebuild(2));
-        head.rebuild(&log, 2, log.log_end_offset(), || false).await;
+        head.rebuild(&log, 2, log.log_end_offset(), Some(HEAD_REBUILD_WAIT), || false).await;
         assert!(!head.valid_for(2) && !head.valid_for(1));
-        let fresh = HeadProducers::new();
+        let fresh = Producers::new();
         fresh.install_empty(5);
         assert_eq!(fresh.check(5, &[fields(7, 0, 16, 2)]).expect("valid at once"), None);
         assert!(head.begin_rebuild(2), "a failed rebuild can be started again");
-        head.rebuild(&log, 2, log.log_end_offset(), || true).await;
+        head.rebuild(&log, 2, log.log_end_offset(), Some(HEAD_REBUILD_WAIT), || true).await;
         assert_eq!(head.check(2, &[fields(7, 0, 16, 2)]).expect("rebuilt"), Some(late_offset));
     });
 }

@@ -942,5 +942,4 @@ mod tests {
         assert!(matches!(BatchHeaders::new(&[0u8; 60]).next(), Some(Err(BatchError::BadLength(0)))));
         assert!(BatchHeaders::new(&[]).next().is_none());
     }
-
 }

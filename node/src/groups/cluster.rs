@@ -188,15 +188,15 @@ impl Shard {
         for (owner, indexes) in by_owner {
             let asked: Vec<(String, u32)> = indexes.iter().map(|i| keys[*i].clone()).collect();
             let answers = if owner == self.id.0 {
-                asked.iter().map(|(t, p)| self.chain_offsets(t, *p)).collect()
+                asked.iter().map(|(t, p)| self.partition(t, *p).map(|x| x.offsets())).collect()
             } else {
-                match self.forward(owner, ShardCall::ChainOffsets(asked)).await {
-                    Ok(ShardAnswer::ChainOffsets(answers)) => answers,
+                match self.forward(owner, ShardCall::Offsets(asked)).await {
+                    Ok(ShardAnswer::Offsets(answers)) => answers,
                     _ => Vec::new(),
                 }
             };
             for (i, answer) in indexes.into_iter().zip(answers) {
-                out[i] = answer.map_or((0, 0), |(start, _, commit, _)| (start, commit));
+                out[i] = answer.map_or((0, 0), |o| (o.log_start, o.commit));
             }
         }
         out

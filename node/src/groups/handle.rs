@@ -227,9 +227,9 @@ impl Shard {
         }
         let part = self.partition(OFFSETS_TOPIC, partition)?;
         let _guard = self.append_started();
-        match part.log.append(BytesMut::from(&batch[..])).await {
+        match part.log().append(BytesMut::from(&batch[..])).await {
             Ok(_) => {
-                part.appended.notify_all();
+                part.progressed().notify_all();
                 Ok(())
             }
             Err(e) => {
@@ -316,11 +316,8 @@ impl Shard {
         }
         for (owner, indexes) in by_owner {
             let asked: Vec<(String, u32)> = indexes.iter().map(|i| keys[*i].clone()).collect();
-            let answers: Vec<Result<(u64, u64), ErrorCode>> = if owner == self.id.0 {
-                let local = |(t, p): &(String, u32)| {
-                    self.partition(t, *p).map(|x| (x.log.log_start_offset(), x.log.log_end_offset()))
-                };
-                asked.iter().map(local).collect()
+            let answers: Vec<Result<crate::partition::PartitionOffsets, ErrorCode>> = if owner == self.id.0 {
+                asked.iter().map(|(t, p)| self.partition(t, *p).map(|x| x.offsets())).collect()
             } else {
                 match self.forward(owner, ShardCall::Offsets(asked)).await {
                     Ok(ShardAnswer::Offsets(answers)) => answers,
@@ -328,7 +325,7 @@ impl Shard {
                 }
             };
             for (i, answer) in indexes.into_iter().zip(answers) {
-                out[i] = answer.unwrap_or((0, 0));
+                out[i] = answer.map_or((0, 0), |o| (o.log_start, o.log_end));
             }
         }
         out

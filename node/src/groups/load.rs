@@ -48,7 +48,7 @@ impl Shard {
                 reason: format!("replaying {OFFSETS_TOPIC}/{partition}: not open ({code:?})"),
             };
             let part = self.partition(OFFSETS_TOPIC, partition).map_err(fail)?;
-            let count = self.replay_offsets_partition(partition, &part.log).await?;
+            let count = self.replay_offsets_partition(partition, part.log()).await?;
             total.loaded += count.loaded;
             total.skipped += count.skipped;
         }

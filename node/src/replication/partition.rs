@@ -35,7 +35,7 @@ use strand_core::chain::{
     Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
     Offset, Position, RequestId, Role,
 };
-use strand_wire::batch::{BatchHeader, HEADER_LEN};
+use strand_wire::batch::{BatchHeader, BatchHeaders};
 use strand_wire::codec::request_frame;
 use strand_wire::msg::{Request, RequestHeader};
 use tracing::{error, warn};
@@ -150,6 +150,14 @@ impl ReplicatedPartition {
     /// Appends `payload` (one or more whole record batches) at the head and waits for
     /// its acknowledgement per `acks`. Returns the base offset of the first batch.
     pub async fn produce(&self, payload: Bytes, acks: Acks) -> Result<u64, ReplicationError> {
+        self.submit(payload, acks)?.acked().await
+    }
+
+    /// The synchronous half of [`ReplicatedPartition::produce`]: hands every batch of
+    /// `payload` to the chain core, which takes their offsets at once, in call order. A
+    /// batch the core refuses ends the call with its error; batches taken before it stay
+    /// taken (the core's log end says how far it got).
+    pub fn submit(&self, payload: Bytes, acks: Acks) -> Result<Submitted, ReplicationError> {
         let batches = split_batches(&payload)?;
         let mut receivers = Vec::with_capacity(batches.len());
         let mut first = None;
@@ -167,15 +175,18 @@ impl ReplicatedPartition {
                 self.drain();
                 return Err(e.into());
             }
+            let taken = self.core.borrow().log().end();
+            assert_eq!(
+                taken.0,
+                base.0 + u64::from(header.record_count),
+                "the chain core takes a client batch's offsets when it accepts it"
+            );
             first.get_or_insert(base.0);
             self.waiters.borrow_mut().insert(request_id, tx);
             receivers.push(rx);
             self.drain();
         }
-        for rx in receivers {
-            rx.recv_async().await.map_err(|_| ReplicationError::Stopped)??;
-        }
-        first.ok_or(ReplicationError::Empty)
+        Ok(Submitted { base_offset: first.ok_or(ReplicationError::Empty)?, receivers })
     }
 
     /// A chain message from `from`; `pieces` are an append's batches (empty otherwise).
@@ -461,6 +472,10 @@ impl ReplicatedPartition {
                     this.drain();
                 }
                 Ok(info) => this.fail(format!("log stamped {} where the chain expects {first}", info.base_offset)),
+                // One fatal path for both data paths: a storage failure stops the node.
+                Err(e) if crate::shard::fatal::append_error_is_fatal(&e) => {
+                    crate::shard::fatal::stop_node(&this.topic, this.partition, &e)
+                }
                 Err(e) => this.fail(format!("append failed: {e}")),
             }
         })
@@ -578,18 +593,33 @@ async fn recover_core(
 
 /// Splits a produce payload into whole batches (structure only; the log checks CRCs).
 fn split_batches(payload: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, ReplicationError> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while pos < payload.len() {
-        let header = BatchHeader::parse(&payload[pos..]).map_err(|e| ReplicationError::Payload(e.to_string()))?;
-        let len = header.batch_len as usize;
-        if len < HEADER_LEN || pos + len > payload.len() || header.record_count == 0 {
-            return Err(ReplicationError::Payload(format!("batch at byte {pos} has length {len}")));
-        }
-        out.push((header, payload.slice(pos..pos + len)));
-        pos += len;
+    BatchHeaders::new(payload)
+        .map(|walked| walked.map(|(header, range)| (header, payload.slice(range))))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ReplicationError::Payload(e.to_string()))
+}
+
+/// Client batches the chain core took (see [`ReplicatedPartition::submit`]).
+#[must_use = "the batches are acknowledged only once `acked` returned"]
+pub struct Submitted {
+    base_offset: u64,
+    receivers: Vec<flume::Receiver<Result<Offset, ChainError>>>,
+}
+
+impl Submitted {
+    /// The offset the first batch took.
+    pub fn base_offset(&self) -> u64 {
+        self.base_offset
     }
-    Ok(out)
+
+    /// Waits for every batch's acknowledgement (per the `acks` it was submitted with);
+    /// returns the base offset of the first.
+    pub async fn acked(self) -> Result<u64, ReplicationError> {
+        for rx in self.receivers {
+            rx.recv_async().await.map_err(|_| ReplicationError::Stopped)??;
+        }
+        Ok(self.base_offset)
+    }
 }
 
 async fn run_worker(this: Weak<ReplicatedPartition>, wake: flume::Receiver<()>) {

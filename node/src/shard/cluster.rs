@@ -26,27 +26,17 @@ use std::time::Duration;
 use strand_core::chain::{ChainConfig, Epoch, NodeId, Role};
 use tracing::{info, warn};
 
-use crate::notify::LocalNotify;
 use super::registry::{topic_log_config, TopicConfig};
 use super::Shard;
 use crate::control::{ChainRecord, ClusterView, ControlHandle};
 use crate::groups::is_internal_topic;
 use crate::log::PartitionLog;
+use crate::partition::{Partition, Replication};
 use crate::replication::auth::LinkAuth;
 use crate::replication::{LinkPool, Peers, ReplicatedPartition, Replicator};
 
 /// Longest pause between two reconcile passes (also the in-sync report period).
 pub const RECONCILE_EVERY: Duration = Duration::from_millis(200);
-/// How long closing/deleting a replica's log waits for tasks still holding it.
-const LOG_RELEASE_WAIT: Duration = Duration::from_secs(5);
-
-/// A replica this shard runs, with its address book and the notify that wakes
-/// long-polling fetches when it makes progress.
-struct Slot {
-    replica: Rc<ReplicatedPartition>,
-    peers: Rc<Peers>,
-    progressed: Rc<LocalNotify>,
-}
 
 /// One shard's cluster-mode state (`Shard::cluster`).
 pub struct ClusterShard {
@@ -57,7 +47,6 @@ pub struct ClusterShard {
     pool: Rc<LinkPool>,
     /// Cluster topics this shard knows (from the view).
     topics: RefCell<BTreeMap<String, TopicConfig>>,
-    slots: RefCell<HashMap<(String, u32), Slot>>,
 }
 
 impl ClusterShard {
@@ -70,7 +59,6 @@ impl ClusterShard {
             replicator: Replicator::new(),
             pool: LinkPool::new(auth),
             topics: RefCell::new(BTreeMap::new()),
-            slots: RefCell::new(HashMap::new()),
         }
     }
 
@@ -82,11 +70,6 @@ impl ClusterShard {
     /// The replica of `topic`/`partition` on this shard, if any.
     pub fn replica(&self, topic: &str, partition: u32) -> Option<Rc<ReplicatedPartition>> {
         self.replicator.get(topic, partition)
-    }
-
-    /// Notified whenever the replica of `topic`/`partition` makes progress.
-    pub fn progressed(&self, topic: &str, partition: u32) -> Option<Rc<LocalNotify>> {
-        self.slots.borrow().get(&(topic.to_string(), partition)).map(|s| s.progressed.clone())
     }
 
     /// The cluster topics this shard knows.
@@ -197,7 +180,10 @@ impl Shard {
         let Some(cluster) = self.cluster() else { return Ok(()) };
         let addrs = cluster.peer_addrs(view, topic, partition, chain);
         let running =
-            cluster.slots.borrow().get(&(topic.to_string(), partition)).map(|s| (s.replica.clone(), s.peers.clone()));
+            self.partitions.borrow().get(&(topic.to_string(), partition)).and_then(|p| match p.replication() {
+                Replication::Chain(chain) => Some((chain.replica.clone(), chain.peers.clone())),
+                Replication::Local(_) => None,
+            });
         if let Some((replica, peers)) = running {
             for (node, addr) in addrs {
                 peers.set_addr(node, addr);
@@ -218,11 +204,9 @@ impl Shard {
             // `finish` may already have collected the replica logs; this replica never served.
             return Ok(());
         }
-        let progressed = Rc::new(LocalNotify::default());
-        let wake = progressed.clone();
-        replica.set_progress_hook(Box::new(move || wake.notify_all()));
         cluster.replicator.add(replica.clone());
-        cluster.slots.borrow_mut().insert((topic.to_string(), partition), Slot { replica, peers, progressed });
+        let part = Partition::chained(topic.to_string(), partition, replica, peers);
+        self.partitions.borrow_mut().insert((topic.to_string(), partition), part);
         info!(%topic, partition, epoch = chain.epoch, members = ?chain.members, learner = ?chain.learner, "replica started");
         Ok(())
     }
@@ -248,29 +232,13 @@ impl Shard {
             .map_err(|e| e.to_string())
     }
 
-    /// Retention on this shard's replicas (topic config): each deletes only whole segments
-    /// below its served-reads offset, i.e. committed data (`ReplicatedPartition::apply_retention`).
-    pub(super) async fn apply_replica_retention(&self, now_ms: i64) {
-        let Some(cluster) = self.cluster() else { return };
-        for replica in cluster.replicator.all() {
-            let (topic, partition) = replica.id();
-            match replica.apply_retention(now_ms).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    info!(%topic, partition, segments = n, log_start = replica.log().log_start_offset(), "replica retention")
-                }
-                Err(e) => warn!(%topic, partition, error = %e, "replica retention failed"),
-            }
-        }
-    }
-
     /// Stops the replicas of a topic the view no longer has and deletes their logs.
     async fn drop_cluster_topic(self: &Rc<Self>, name: &str) {
         let Some(cluster) = self.cluster() else { return };
         cluster.topics.borrow_mut().remove(name);
         self.topics.borrow_mut().remove(name);
         self.groups_topic_changed(name, 0);
-        for log in self.take_replica_logs(|t| t == name).await {
+        for log in self.remove_partitions(|t| t == name).await.into_iter().flatten() {
             let dir = log.dir().display().to_string();
             if let Err(e) = log.delete().await {
                 warn!(topic = name, %dir, error = %e, "deleting a replica log failed");
@@ -279,42 +247,10 @@ impl Shard {
         info!(shard = self.id.0, topic = name, "cluster topic removed");
     }
 
-    /// Stops the replicas whose topic matches and takes sole ownership of their logs
-    /// (waiting, bounded, for tasks that still hold them).
-    pub(super) async fn take_replica_logs(&self, matches: impl Fn(&str) -> bool) -> Vec<PartitionLog> {
-        let Some(cluster) = self.cluster() else { return Vec::new() };
-        let keys: Vec<(String, u32)> = cluster.slots.borrow().keys().filter(|(t, _)| matches(t)).cloned().collect();
-        let mut logs = Vec::new();
-        for (topic, partition) in keys {
-            let Some(slot) = cluster.slots.borrow_mut().remove(&(topic.clone(), partition)) else { continue };
-            cluster.replicator.remove(&topic, partition);
-            slot.progressed.notify_all();
-            let mut log = slot.replica.log().clone();
-            drop(slot);
-            let deadline = std::time::Instant::now() + LOG_RELEASE_WAIT;
-            loop {
-                match Rc::try_unwrap(log) {
-                    Ok(owned) => {
-                        logs.push(owned);
-                        break;
-                    }
-                    Err(shared) if std::time::Instant::now() < deadline => log = shared,
-                    Err(_) => {
-                        warn!(%topic, partition, "replica log still in use; left open");
-                        break;
-                    }
-                }
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        logs
-    }
-
     /// As a tail whose learner caught up, tells the controller (repeated while it holds).
     fn report_in_sync(&self) {
         let Some(cluster) = self.cluster() else { return };
-        for slot in cluster.slots.borrow().values() {
-            let replica = &slot.replica;
+        for replica in cluster.replicator.all() {
             if !matches!(replica.role(), Role::Tail | Role::Single) {
                 continue;
             }

@@ -333,9 +333,7 @@ impl Shard {
         for (owner, parts) in by_owner {
             let keys: Vec<(String, u32)> = parts.iter().map(|p| (topic.to_string(), *p)).collect();
             let offsets = if owner == self.id.0 {
-                keys.iter()
-                    .map(|(t, p)| self.partition(t, *p).map(|x| (x.log.log_start_offset(), x.log.log_end_offset())))
-                    .collect()
+                keys.iter().map(|(t, p)| self.partition(t, *p).map(|x| x.offsets())).collect()
             } else {
                 match self.forward(owner, ShardCall::Offsets(keys)).await {
                     Ok(ShardAnswer::Offsets(o)) => o,
@@ -345,7 +343,9 @@ impl Shard {
             for (p, result) in parts.iter().zip(offsets) {
                 let m = &mut out[*p as usize];
                 match result {
-                    Ok((start, end)) => (m.log_start_offset, m.log_end_offset, m.commit_offset) = (start, end, end),
+                    Ok(o) => {
+                        (m.log_start_offset, m.log_end_offset, m.commit_offset) = (o.log_start, o.log_end, o.commit)
+                    }
                     Err(code) => m.error = code,
                 }
             }

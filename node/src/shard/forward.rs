@@ -14,6 +14,7 @@ use strand_wire::msg::{
 use strand_wire::ErrorCode;
 
 use super::registry::TopicConfig;
+use crate::partition::PartitionOffsets;
 
 /// Calls a shard's inbox holds before senders wait.
 pub const SHARD_INBOX_LEN: usize = 1024;
@@ -27,10 +28,8 @@ pub enum ShardCall {
     Fetch { max_wait_ms: u32, min_bytes: u32, max_bytes: u32, parts: Vec<FetchPartition> },
     /// Resolve offsets of partitions the receiver owns.
     ListOffsets(Vec<ListOffsetsPartition>),
-    /// Log start and end offsets of partitions the receiver owns (for metadata).
+    /// Log start, log end, commit and epoch of partitions the receiver owns (for metadata).
     Offsets(Vec<(String, u32)>),
-    /// Cluster mode: log start, log end, commit offset and epoch of the receiver's replicas.
-    ChainOffsets(Vec<(String, u32)>),
     /// A topic is being created: open the partitions you own, do not serve them yet.
     TopicPrepare(TopicConfig),
     /// A topic was added to the registry: open the partitions you own and serve them.
@@ -48,8 +47,7 @@ pub enum ShardAnswer {
     /// Each partition's response and its batch bytes (`bytes_len` of them).
     Fetch(Vec<(FetchPartitionResponse, Bytes)>),
     ListOffsets(Vec<ListOffsetsPartitionResponse>),
-    Offsets(Vec<Result<(u64, u64), ErrorCode>>),
-    ChainOffsets(Vec<Result<(u64, u64, u64, u64), ErrorCode>>),
+    Offsets(Vec<Result<PartitionOffsets, ErrorCode>>),
     Done(Result<(), String>),
 }
 

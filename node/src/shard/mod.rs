@@ -16,14 +16,13 @@
 
 pub mod admission;
 pub mod cluster;
-pub mod cluster_ops;
+pub mod cluster_admin;
 pub mod dispatch;
 pub mod fatal;
 pub mod forward;
 pub mod join;
 pub mod node;
 pub mod ops;
-pub mod partition;
 pub mod produce_checks;
 pub mod registry;
 
@@ -42,9 +41,9 @@ use tracing::{info, warn};
 use crate::config::NodeConfig;
 use crate::log::PartitionLog;
 use crate::metrics::{NodeMetrics, PartitionGauge, ShardMetrics};
-use forward::{ShardAnswer, ShardCall, ShardMsg};
 use crate::notify::LocalNotify;
-use partition::Partition;
+use crate::partition::Partition;
+use forward::{ShardAnswer, ShardCall, ShardMsg};
 use registry::{TopicConfig, TopicRegistry};
 
 /// Ports every shard bound, known once all shards started.
@@ -96,6 +95,8 @@ pub struct Shard {
     cluster: Option<cluster::ClusterShard>,
 }
 
+/// How long closing or deleting a partition's log waits for tasks still holding it.
+const LOG_RELEASE_WAIT: Duration = Duration::from_secs(5);
 /// Longest a shard waits for in-flight appends at shutdown.
 const SHUTDOWN_APPEND_WAIT: Duration = Duration::from_secs(10);
 /// How often partition offsets are published to the metrics.
@@ -164,13 +165,20 @@ impl Shard {
         }
     }
 
-    /// A partition this shard owns.
+    /// A partition this shard owns and serves: `NotOwner` if another shard owns it, or (in
+    /// cluster mode) this node holds no replica of it.
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Rc<Partition>, ErrorCode> {
         let owner = self.route(topic, partition)?;
         if owner != self.id {
             return Err(ErrorCode::NotOwner);
         }
-        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned().ok_or(ErrorCode::UnknownPartition)
+        let missing = if self.cluster.is_some() { ErrorCode::NotOwner } else { ErrorCode::UnknownPartition };
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned().ok_or(missing)
+    }
+
+    /// Every partition this shard holds.
+    pub fn all_partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
     }
 
     fn partition_dir(&self, topic: &str, partition: u32) -> PathBuf {
@@ -202,7 +210,7 @@ impl Shard {
                 |reason: String| ShardError::Open { shard: self.id.0, topic: topic.into(), partition: p, reason };
             std::fs::create_dir_all(&dir).map_err(|e| open_err(e.to_string()))?;
             let log = PartitionLog::open(&dir, log_config.clone()).await.map_err(|e| open_err(e.to_string()))?;
-            let part = Rc::new(Partition::open(topic.to_string(), p, log).await);
+            let part = Partition::open_local(topic.to_string(), p, log).await;
             self.partitions.borrow_mut().insert((topic.to_string(), p), part);
         }
         Ok(())
@@ -212,14 +220,8 @@ impl Shard {
     pub async fn delete_topic(&self, topic: &str) -> Result<(), String> {
         self.topics.borrow_mut().remove(topic);
         self.groups_topic_changed(topic, 0);
-        let owned: Vec<Rc<Partition>> = {
-            let mut map = self.partitions.borrow_mut();
-            let keys: Vec<_> = map.keys().filter(|(t, _)| t == topic).cloned().collect();
-            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
-        };
-        for part in owned {
-            let log = take_log(part).await?;
-            log.delete().await.map_err(|e| e.to_string())?;
+        for log in self.remove_partitions(|t| t == topic).await {
+            log.map_err(|e| e.to_string())?.delete().await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -255,11 +257,15 @@ impl Shard {
         }
     }
 
-    /// Begins shutdown: listeners stop, new requests get `SHUTTING_DOWN`.
+    /// Begins shutdown: listeners stop, new requests get `SHUTTING_DOWN`, duplicates waiting
+    /// for their original are answered (appends in flight finish, see `finish`).
     pub fn begin_shutdown(&self) {
         if !self.stopping.replace(true) {
             info!(shard = self.id.0, "shutdown requested");
             self.stop.notify_all();
+            for part in self.all_partitions() {
+                part.retire();
+            }
         }
     }
 
@@ -274,22 +280,17 @@ impl Shard {
             }
             futures_lite::future::or(self.appends_idle.listen(), glommio::timer::sleep(left)).await;
         }
-        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
         let mut failed = Vec::new();
-        for log in self.take_replica_logs(|_| true).await {
-            let name = log.dir().display().to_string();
-            if let Err(e) = log.close().await {
-                failed.push(format!("{name}: {e}"));
-            }
-        }
-        for part in parts {
-            let name = format!("{}/{}", part.topic, part.partition);
-            let result = match take_log(part).await {
-                Ok(log) => log.close().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
+        for log in self.remove_partitions(|_| true).await {
+            let closed = match log {
+                Ok(log) => {
+                    let name = log.dir().display().to_string();
+                    log.close().await.map_err(|e| format!("{name}: {e}"))
+                }
+                Err(e) => Err(e.to_string()),
             };
-            if let Err(e) = result {
-                failed.push(format!("{name}: {e}"));
+            if let Err(e) = closed {
+                failed.push(e);
             }
         }
         if failed.is_empty() {
@@ -318,16 +319,16 @@ impl Shard {
 
     async fn apply_retention(&self) {
         let now_ms = now_ms();
-        let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
-        // Replicated partitions trim only committed data (see `apply_replica_retention`).
-        self.apply_replica_retention(now_ms).await;
-        for part in parts {
-            match part.log.apply_retention(now_ms).await {
+        // Replicas trim only committed data (`Partition::apply_retention`).
+        for part in self.all_partitions() {
+            let (topic, partition) = (part.topic(), part.partition());
+            match part.apply_retention(now_ms).await {
                 Ok(0) => {}
                 Ok(n) => {
-                    info!(topic = %part.topic, partition = part.partition, segments = n, "retention deleted segments")
+                    let log_start = part.log().log_start_offset();
+                    info!(topic, partition, segments = n, log_start, "retention deleted segments")
                 }
-                Err(e) => warn!(topic = %part.topic, partition = part.partition, error = %e, "retention failed"),
+                Err(e) => warn!(topic, partition, error = %e, "retention failed"),
             }
         }
     }
@@ -339,26 +340,13 @@ impl Shard {
             .borrow()
             .values()
             .map(|p| PartitionGauge {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                log_start_offset: p.log.log_start_offset(),
-                log_end_offset: p.log.log_end_offset(),
-                size_bytes: p.log.size_bytes(),
+                topic: p.topic().to_string(),
+                partition: p.partition(),
+                log_start_offset: p.log().log_start_offset(),
+                log_end_offset: p.log().log_end_offset(),
+                size_bytes: p.log().size_bytes(),
             })
             .collect();
-        if let Some(cluster) = self.cluster() {
-            gauges.extend(cluster.replicator.all().iter().map(|r| {
-                let (topic, partition) = r.id();
-                let log = r.log();
-                PartitionGauge {
-                    topic: topic.to_string(),
-                    partition,
-                    log_start_offset: log.log_start_offset(),
-                    log_end_offset: log.log_end_offset(),
-                    size_bytes: log.size_bytes(),
-                }
-            }));
-        }
         gauges.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         self.metrics.publish_partitions(gauges);
     }
@@ -379,16 +367,50 @@ impl Drop for AppendGuard {
     }
 }
 
-/// Takes sole ownership of a partition's log, waiting (bounded) for requests that still hold it.
-async fn take_log(mut part: Rc<Partition>) -> Result<PartitionLog, String> {
-    for _ in 0..500 {
-        match Rc::try_unwrap(part) {
-            Ok(p) => return Ok(p.log),
-            Err(shared) => part = shared,
+/// A partition's log that requests or replication tasks still held when it was to be closed.
+#[derive(Debug, thiserror::Error)]
+#[error("partition {topic}/{partition} still in use after {:?}; left open", LOG_RELEASE_WAIT)]
+pub struct LogInUse {
+    pub topic: String,
+    pub partition: u32,
+}
+
+impl Shard {
+    /// Stops serving the partitions whose topic matches — the single path for shutdown,
+    /// topic deletion and a cluster topic leaving the view — and takes sole ownership of
+    /// their logs, waiting (bounded) for tasks that still hold them.
+    pub(crate) async fn remove_partitions(
+        &self,
+        matches: impl Fn(&str) -> bool,
+    ) -> Vec<Result<PartitionLog, LogInUse>> {
+        let removed: Vec<Rc<Partition>> = {
+            let mut map = self.partitions.borrow_mut();
+            let keys: Vec<_> = map.keys().filter(|(t, _)| matches(t)).cloned().collect();
+            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+        };
+        let mut logs = Vec::with_capacity(removed.len());
+        for part in removed {
+            if let (Some(cluster), Some(_)) = (self.cluster(), part.replica()) {
+                cluster.replicator.remove(part.topic(), part.partition());
+            }
+            part.retire();
+            let (topic, partition, mut log) = (part.topic().to_string(), part.partition(), part.log().clone());
+            drop(part);
+            let deadline = std::time::Instant::now() + LOG_RELEASE_WAIT;
+            logs.push(loop {
+                match Rc::try_unwrap(log) {
+                    Ok(owned) => break Ok(owned),
+                    Err(shared) if std::time::Instant::now() < deadline => log = shared,
+                    Err(_) => {
+                        warn!(%topic, partition, "partition log still in use; left open");
+                        break Err(LogInUse { topic, partition });
+                    }
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            });
         }
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        logs
     }
-    Err(format!("partition {}/{} still in use after 5 s", part.topic, part.partition))
 }
 
 /// Milliseconds since the Unix epoch (the shell reads the clock; cores get it passed in).

@@ -9,18 +9,18 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use std::sync::atomic::Ordering::Relaxed;
 use strand_wire::msg::{
-    Acks, FetchPartition, FetchPartitionResponse, ListOffsetsPartition, ListOffsetsPartitionResponse, OffsetSpec,
-    ProducePartition, ProducePartitionResponse,
+    Acks, FetchPartition, FetchPartitionResponse, ListOffsetsPartition, ListOffsetsPartitionResponse, ProducePartition,
+    ProducePartitionResponse,
 };
 use strand_wire::ErrorCode;
 
-use super::cluster_ops::replicated;
 use super::forward::{ShardAnswer, ShardCall};
-use crate::notify::AnyOf;
 use super::Shard;
 use crate::config::FETCH_WAIT_MS_MAX;
 use crate::log::ReadChunk;
+use crate::notify::AnyOf;
 
 /// One partition's fetch result on its owner: the response and the chunks to send.
 pub struct LocalFetch {
@@ -89,14 +89,8 @@ impl Shard {
             }
             ShardCall::ListOffsets(parts) => ShardAnswer::ListOffsets(self.list_offsets_local(&parts).await),
             ShardCall::Offsets(parts) => ShardAnswer::Offsets(
-                parts
-                    .iter()
-                    .map(|(t, p)| self.partition(t, *p).map(|x| (x.log.log_start_offset(), x.log.log_end_offset())))
-                    .collect(),
+                parts.iter().map(|(t, p)| self.partition(t, *p).map(|part| part.offsets())).collect(),
             ),
-            ShardCall::ChainOffsets(parts) => {
-                ShardAnswer::ChainOffsets(parts.iter().map(|(t, p)| self.chain_offsets(t, *p)).collect())
-            }
             ShardCall::TopicPrepare(topic) => {
                 ShardAnswer::Done(self.prepare_topic(&topic).await.map_err(|e| e.to_string()))
             }
@@ -109,54 +103,62 @@ impl Shard {
     }
 
     /// Appends each partition's batches; partitions append concurrently (their fsyncs
-    /// group-commit). The parts are sequenced in list order during this call's first poll
-    /// (see `join` and `Partition::produce`): no task is spawned in between.
-    pub async fn produce_local(
+    /// group-commit). Every part's offsets are reserved, in list order, before this returns
+    /// its future (`Partition::append` is synchronous up to durability).
+    pub fn produce_local(
         self: &Rc<Self>,
         acks: Acks,
         parts: Vec<(ProducePartition, Bytes)>,
-    ) -> Vec<ProducePartitionResponse> {
-        let appends = parts.into_iter().map(|(p, payload)| self.clone().produce_one(p, payload, acks)).collect();
-        super::join::join_all(appends).await
+    ) -> impl std::future::Future<Output = Vec<ProducePartitionResponse>> {
+        let appends: Vec<_> = parts.into_iter().map(|(p, payload)| self.produce_one(p, payload, acks)).collect();
+        super::join::join_all(appends)
     }
 
-    async fn produce_one(self: Rc<Self>, p: ProducePartition, payload: Bytes, acks: Acks) -> ProducePartitionResponse {
-        if self.is_stopping() {
-            return produce_error(&p, ErrorCode::ShuttingDown);
-        }
-        if replicated(&self, &p.topic) {
-            return self.produce_replicated(p, payload, acks).await;
-        }
-        let part = match self.partition(&p.topic, p.partition) {
-            Ok(part) => part,
-            Err(code) => return produce_error(&p, code),
+    /// Starts one partition's append now and returns the wait for its answer.
+    fn produce_one(
+        self: &Rc<Self>,
+        p: ProducePartition,
+        payload: Bytes,
+        acks: Acks,
+    ) -> impl std::future::Future<Output = ProducePartitionResponse> {
+        let started = match self.is_stopping() {
+            true => Err(ErrorCode::ShuttingDown),
+            false => self.partition(&p.topic, p.partition).map(|part| {
+                let bytes = payload.len() as u64;
+                let appending = part.append(payload, acks);
+                (part, appending, bytes, self.append_started())
+            }),
         };
-        let bytes = payload.len() as u64;
-        let _guard = self.append_started();
-        match part.produce(payload).await {
-            Ok(outcome) => {
-                if outcome.code == ErrorCode::None {
-                    self.metrics.bytes_in.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-                    let records = u64::from(outcome.record_count);
-                    self.metrics.records_in.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+        let shard = self.clone();
+        async move {
+            let (part, appending, bytes, _guard) = match started {
+                Ok(started) => started,
+                Err(code) => return produce_error(&p, code),
+            };
+            match appending.outcome().await {
+                Ok(outcome) => {
+                    if outcome.code == ErrorCode::None {
+                        shard.metrics.bytes_in.fetch_add(bytes, Relaxed);
+                        shard.metrics.records_in.fetch_add(u64::from(outcome.record_count), Relaxed);
+                    }
+                    ProducePartitionResponse {
+                        topic: p.topic,
+                        partition: p.partition,
+                        error: outcome.code,
+                        base_offset: outcome.base_offset,
+                        log_end_offset: part.log().log_end_offset(),
+                        log_start_offset: part.log().log_start_offset(),
+                    }
                 }
-                ProducePartitionResponse {
-                    topic: p.topic,
-                    partition: p.partition,
-                    error: outcome.code,
-                    base_offset: outcome.base_offset,
-                    log_end_offset: part.log.log_end_offset(),
-                    log_start_offset: part.log.log_start_offset(),
+                Err(refusal) => {
+                    tracing::debug!(topic = %p.topic, partition = p.partition, error = %refusal.message, "produce refused");
+                    produce_error(&p, refusal.code)
                 }
-            }
-            Err(refusal) => {
-                tracing::debug!(topic = %p.topic, partition = p.partition, error = %refusal.message, "produce refused");
-                produce_error(&p, refusal.code)
             }
         }
     }
 
-    /// Reads every partition once, then long-polls the partitions' watchers until
+    /// Reads every partition once, then long-polls the partitions' progress until
     /// `min_bytes` are available or `max_wait_ms` passed.
     pub async fn fetch_local(self: &Rc<Self>, limits: FetchLimits, parts: &[FetchPartition]) -> Vec<LocalFetch> {
         let wait = Duration::from_millis(u64::from(limits.max_wait_ms.min(FETCH_WAIT_MS_MAX)));
@@ -165,11 +167,8 @@ impl Shard {
             // Listen before reading so an append between the read and the wait is not missed.
             let listens: Vec<_> = parts
                 .iter()
-                .filter_map(|p| match replicated(self, &p.topic) {
-                    false => self.partition(&p.topic, p.partition).ok().map(|p| p.appended.clone()),
-                    true => self.cluster().and_then(|c| c.progressed(&p.topic, p.partition)),
-                })
-                .map(|notify| notify.listen())
+                .filter_map(|p| self.partition(&p.topic, p.partition).ok())
+                .map(|part| part.progressed().listen())
                 .collect();
             let fetched = self.read_once(limits.max_bytes, parts).await;
             let total: u64 = fetched.iter().map(|f| u64::from(f.response.bytes_len)).sum();
@@ -192,30 +191,21 @@ impl Shard {
         let mut budget = max_bytes;
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
-            if replicated(self, &p.topic) {
-                let fetched = self.read_replicated(p, budget).await;
-                budget = budget.saturating_sub(fetched.response.bytes_len);
-                out.push(fetched);
-                continue;
-            }
             let LocalFetch { mut response, mut chunks } = fetch_error(p, ErrorCode::None);
-            match self.partition(&p.topic, p.partition) {
-                Err(code) => response.error = code,
-                Ok(part) => {
-                    response.log_start_offset = part.log.log_start_offset();
-                    response.log_end_offset = part.log.log_end_offset();
-                    response.high_watermark = response.log_end_offset;
-                    if budget > 0 && p.offset != response.log_end_offset {
-                        match part.log.read(p.offset, p.max_bytes.min(budget)).await {
-                            Ok(read) => {
-                                response.bytes_len = read.bytes_len;
-                                budget = budget.saturating_sub(read.bytes_len);
-                                chunks = read.chunks;
-                            }
-                            Err(e) => response.error = e.code(),
-                        }
-                    }
+            let read = match self.partition(&p.topic, p.partition) {
+                Ok(part) => part.read(p.offset, p.max_bytes.min(budget)).await,
+                Err(code) => Err(code),
+            };
+            match read {
+                Ok(read) => {
+                    response.log_start_offset = read.log_start_offset;
+                    response.log_end_offset = read.readable_end;
+                    response.high_watermark = read.readable_end;
+                    response.bytes_len = read.bytes_len;
+                    budget = budget.saturating_sub(read.bytes_len);
+                    chunks = read.chunks;
                 }
+                Err(code) => response.error = code,
             }
             out.push(LocalFetch { response, chunks });
         }
@@ -226,23 +216,14 @@ impl Shard {
     pub async fn list_offsets_local(&self, parts: &[ListOffsetsPartition]) -> Vec<ListOffsetsPartitionResponse> {
         let mut out = Vec::with_capacity(parts.len());
         for p in parts {
-            if replicated(self, &p.topic) {
-                out.push(self.list_offsets_replicated(p).await);
-                continue;
-            }
             let mut r = list_offsets_error(p, ErrorCode::None);
-            match self.partition(&p.topic, p.partition) {
+            let found = match self.partition(&p.topic, p.partition) {
+                Ok(part) => part.list_offset(p.spec).await,
+                Err(code) => Err(code),
+            };
+            match found {
+                Ok((offset, timestamp)) => (r.offset, r.timestamp) = (offset, timestamp),
                 Err(code) => r.error = code,
-                Ok(part) => match p.spec {
-                    OffsetSpec::Earliest => r.offset = part.log.log_start_offset(),
-                    OffsetSpec::Latest => r.offset = part.log.log_end_offset(),
-                    OffsetSpec::Timestamp(ts) => match part.log.offset_for_timestamp(ts).await {
-                        Ok(Some((offset, timestamp))) => (r.offset, r.timestamp) = (offset, timestamp),
-                        // No record at or after `ts`: the next offset to be written.
-                        Ok(None) => r.offset = part.log.log_end_offset(),
-                        Err(e) => r.error = e.code(),
-                    },
-                },
             }
             out.push(r);
         }
