@@ -171,7 +171,7 @@ fn a_dropped_replica_releases_its_log_and_restarts_from_its_files() {
                 (0..10).collect::<Vec<u64>>()
             );
             assert!(wakes.get() > 0, "{io_mode}: the progress hook never fired");
-            assert_eq!((replica.committed(), replica.log_end()), (10, 10));
+            assert_eq!((replica.committed().0, replica.log_end().0), (10, 10));
             drop(replica);
             let mut log = log;
             let deadline = Instant::now() + Duration::from_secs(2);
@@ -189,7 +189,7 @@ fn a_dropped_replica_releases_its_log_and_restarts_from_its_files() {
 
             let log = Rc::new(PartitionLog::open(&dir, cfg).await.expect("reopen log"));
             let replica = start(log.clone(), 1, single(1)).await.expect("restart");
-            assert_eq!(replica.log_end(), 10, "{io_mode}: recovered log end");
+            assert_eq!(replica.log_end().0, 10, "{io_mode}: recovered log end");
             let refused = produce_n(&replica, "too-early", 1, Acks::All).await;
             assert!(refused.is_err(), "{io_mode}: a restarted replica acted in an epoch it lived through");
             replica.handle_config(single(2)).expect("config");

@@ -142,7 +142,7 @@ async fn serve_commands(
             Cmd::Config(c) => replica.handle_config(c).expect("valid config"),
             Cmd::Peer(node, addr) => peers.set_addr(node, addr),
             Cmd::State { reply } => {
-                let _ = reply.send((replica.committed(), replica.learner_in_sync(), read_all(log).await));
+                let _ = reply.send((replica.committed().0, replica.learner_in_sync(), read_all(log).await));
             }
             Cmd::Retain { reply } => {
                 let deleted = replica.apply_retention(i64::MAX / 2).await.expect("retention");

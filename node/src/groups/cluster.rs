@@ -196,7 +196,7 @@ impl Shard {
                 }
             };
             for (i, answer) in indexes.into_iter().zip(answers) {
-                out[i] = answer.map_or((0, 0), |o| (o.log_start, o.commit));
+                out[i] = answer.map_or((0, 0), |o| (o.log_start.0, o.commit.0));
             }
         }
         out

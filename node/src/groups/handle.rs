@@ -325,7 +325,7 @@ impl Shard {
                 }
             };
             for (i, answer) in indexes.into_iter().zip(answers) {
-                out[i] = answer.map_or((0, 0), |o| (o.log_start, o.log_end));
+                out[i] = answer.map_or((0, 0), |o| (o.log_start.0, o.log_end.0));
             }
         }
         out

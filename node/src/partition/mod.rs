@@ -30,7 +30,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use strand_core::chain::{Acks as ChainAcks, Role};
+use strand_core::chain::{Acks as ChainAcks, Epoch, Offset, Role};
 use strand_wire::batch::BatchHeaders;
 use strand_wire::msg::{Acks, OffsetSpec};
 use strand_wire::ErrorCode;
@@ -52,7 +52,7 @@ const DUPLICATE_RECHECK: Duration = Duration::from_millis(10);
 pub struct ProduceOutcome {
     /// `None`, or `DuplicateSequence` for an idempotent retry (nothing appended).
     pub code: ErrorCode,
-    pub base_offset: u64,
+    pub base_offset: Offset,
     pub record_count: u32,
 }
 
@@ -83,19 +83,19 @@ pub struct Chain {
 /// Offsets of a partition as its owner reports them (metadata, describe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionOffsets {
-    pub log_start: u64,
+    pub log_start: Offset,
     /// The end of the local log (offsets reserved included).
-    pub log_end: u64,
+    pub log_end: Offset,
     /// Everything below is committed: readable and acknowledged as `acks=all`.
-    pub commit: u64,
+    pub commit: Offset,
     /// The chain epoch (0 on a local partition).
-    pub epoch: u64,
+    pub epoch: Epoch,
 }
 
 /// Whole batches read for a fetch, below the partition's readable end.
 pub struct Read {
-    pub log_start_offset: u64,
-    pub readable_end: u64,
+    pub log_start_offset: Offset,
+    pub readable_end: Offset,
     pub bytes_len: u32,
     pub chunks: Vec<ReadChunk>,
 }
@@ -210,26 +210,26 @@ impl Partition {
     }
 
     /// Reads are served below this offset: the log end locally, the commit on a replica.
-    pub fn readable_end(&self) -> u64 {
+    pub fn readable_end(&self) -> Offset {
         match &self.replication {
-            Replication::Local(_) => self.log.log_end_offset(),
+            Replication::Local(_) => Offset(self.log.log_end_offset()),
             Replication::Chain(chain) => chain.replica.committed(),
         }
     }
 
     /// Start, end, commit and epoch.
     pub fn offsets(&self) -> PartitionOffsets {
-        let log_start = self.log.log_start_offset();
+        let log_start = Offset(self.log.log_start_offset());
         match &self.replication {
             Replication::Local(_) => {
-                let end = self.log.log_end_offset();
-                PartitionOffsets { log_start, log_end: end, commit: end, epoch: 0 }
+                let end = Offset(self.log.log_end_offset());
+                PartitionOffsets { log_start, log_end: end, commit: end, epoch: Epoch(0) }
             }
             Replication::Chain(chain) => PartitionOffsets {
                 log_start,
                 log_end: chain.replica.log_end(),
                 commit: chain.replica.commit(),
-                epoch: chain.replica.config().epoch.0,
+                epoch: chain.replica.config().epoch,
             },
         }
     }
@@ -258,7 +258,7 @@ impl Partition {
                 self.start_rebuild(term);
             }
             if let Some(base_offset) = self.producers.check(term, &batches)? {
-                return Ok(Step::Duplicate { base_offset, record_count });
+                return Ok(Step::Duplicate { base_offset: Offset(base_offset), record_count });
             }
         }
         match &self.replication {
@@ -281,10 +281,10 @@ impl Partition {
                 Ok(Step::Local { reservation, idempotent, record_count })
             }
             Replication::Chain(chain) => {
-                let base_offset = chain.replica.log_end();
+                let base_offset = chain.replica.log_end().0;
                 let submitted = chain.replica.submit(payload, chain_acks(acks));
                 if idempotent {
-                    self.producers.enter(&batches, base_offset, chain.replica.log_end());
+                    self.producers.enter(&batches, base_offset, chain.replica.log_end().0);
                 }
                 let submitted = submitted.map_err(|e| refuse(e.code(), e.to_string()))?;
                 assert_eq!(submitted.base_offset(), base_offset, "the chain takes the next offsets");
@@ -311,7 +311,7 @@ impl Partition {
         // core took so far, written or still being appended.
         let (end, wait) = match &self.replication {
             Replication::Local(_) => (self.log.log_end_offset(), None),
-            Replication::Chain(chain) => (chain.replica.log_end(), Some(HEAD_REBUILD_WAIT)),
+            Replication::Chain(chain) => (chain.replica.log_end().0, Some(HEAD_REBUILD_WAIT)),
         };
         if end == self.log.log_start_offset() {
             self.producers.install_empty(term);
@@ -371,11 +371,11 @@ impl Partition {
     /// Waits until offsets below `end` are as durable as an append's answer promises: stored
     /// locally, or committed by the chain. Refuses if the producer table went invalid (the
     /// batch waited for may be one that failed) or the partition stopped being served here.
-    async fn wait_durable(&self, end: u64) -> Result<(), ProduceRefusal> {
+    async fn wait_durable(&self, end: Offset) -> Result<(), ProduceRefusal> {
         loop {
             let woken = self.progressed.listen();
             let reached = match &self.replication {
-                Replication::Local(local) => local.stored_end.get() >= end,
+                Replication::Local(local) => local.stored_end.get() >= end.0,
                 Replication::Chain(chain) => chain.replica.committed() >= end,
             };
             if reached {
@@ -401,15 +401,19 @@ impl Partition {
     /// Reads whole batches from `offset`, at most `max_bytes` (at least one batch), below the
     /// readable end. `max_bytes == 0` or `offset` at the readable end read nothing; an offset
     /// between the readable end and the local log end (a replica's uncommitted tail) too.
-    pub async fn read(&self, offset: u64, max_bytes: u32) -> Result<Read, ErrorCode> {
+    pub async fn read(&self, offset: Offset, max_bytes: u32) -> Result<Read, ErrorCode> {
         let end = self.readable_end();
-        let mut out =
-            Read { log_start_offset: self.log.log_start_offset(), readable_end: end, bytes_len: 0, chunks: Vec::new() };
-        if max_bytes == 0 || offset == end || (offset > end && offset <= self.log.log_end_offset()) {
+        let mut out = Read {
+            log_start_offset: Offset(self.log.log_start_offset()),
+            readable_end: end,
+            bytes_len: 0,
+            chunks: Vec::new(),
+        };
+        if max_bytes == 0 || offset == end || (offset > end && offset.0 <= self.log.log_end_offset()) {
             return Ok(out);
         }
-        let read = self.log.read(offset, max_bytes).await.map_err(|e| e.code())?;
-        if read.next_offset <= end {
+        let read = self.log.read(offset.0, max_bytes).await.map_err(|e| e.code())?;
+        if read.next_offset <= end.0 {
             out.bytes_len = read.bytes_len;
             out.chunks = read.chunks;
             return Ok(out);
@@ -428,13 +432,13 @@ impl Partition {
     /// The offset for a ListOffsets spec, and the timestamp found (-1 if none): earliest is
     /// the log start, latest the readable end, a timestamp the first readable record at or
     /// after it (else the readable end).
-    pub async fn list_offset(&self, spec: OffsetSpec) -> Result<(u64, i64), ErrorCode> {
+    pub async fn list_offset(&self, spec: OffsetSpec) -> Result<(Offset, i64), ErrorCode> {
         let end = self.readable_end();
         match spec {
-            OffsetSpec::Earliest => Ok((self.log.log_start_offset(), -1)),
+            OffsetSpec::Earliest => Ok((Offset(self.log.log_start_offset()), -1)),
             OffsetSpec::Latest => Ok((end, -1)),
             OffsetSpec::Timestamp(ts) => match self.log.offset_for_timestamp(ts).await {
-                Ok(Some((offset, timestamp))) if offset < end => Ok((offset, timestamp)),
+                Ok(Some((offset, timestamp))) if offset < end.0 => Ok((Offset(offset), timestamp)),
                 Ok(_) => Ok((end, -1)),
                 Err(e) => Err(e.code()),
             },
@@ -461,7 +465,7 @@ enum Step {
     Refused(ProduceRefusal),
     /// A retry of stored batches: answered once their original is durable.
     Duplicate {
-        base_offset: u64,
+        base_offset: Offset,
         record_count: u32,
     },
     Local {
@@ -483,7 +487,7 @@ impl Appending {
         match self.step {
             Step::Refused(refusal) => Err(refusal),
             Step::Duplicate { base_offset, record_count } => {
-                part.wait_durable(base_offset + u64::from(record_count)).await?;
+                part.wait_durable(Offset(base_offset.0 + u64::from(record_count))).await?;
                 Ok(done(ErrorCode::DuplicateSequence, base_offset, record_count))
             }
             Step::Local { reservation, idempotent, record_count } => {
@@ -492,11 +496,11 @@ impl Appending {
                     local.stored_end.set(local.stored_end.get().max(info.log_end_offset));
                 }
                 part.progressed.notify_all();
-                Ok(done(ErrorCode::None, info.base_offset, record_count))
+                Ok(done(ErrorCode::None, Offset(info.base_offset), record_count))
             }
             Step::Chain { submitted, record_count } => {
                 let base_offset = submitted.acked().await.map_err(|e| refuse(e.code(), e.to_string()))?;
-                Ok(done(ErrorCode::None, base_offset, record_count))
+                Ok(done(ErrorCode::None, Offset(base_offset), record_count))
             }
         }
     }
@@ -511,14 +515,14 @@ fn chain_acks(acks: Acks) -> ChainAcks {
 }
 
 /// The whole batches of `chunks` that end at or below `end` (copied).
-async fn readable_prefix(chunks: &[ReadChunk], end: u64) -> std::io::Result<Bytes> {
+async fn readable_prefix(chunks: &[ReadChunk], end: Offset) -> std::io::Result<Bytes> {
     let mut buf = BytesMut::new();
     for chunk in chunks {
         buf.extend_from_slice(&chunk.to_bytes().await?);
     }
     let keep = BatchHeaders::new(&buf)
         .map_while(Result::ok)
-        .take_while(|(header, _)| header.next_offset() <= end)
+        .take_while(|(header, _)| header.next_offset() <= end.0)
         .last()
         .map_or(0, |(_, range)| range.end);
     buf.truncate(keep);

@@ -5,12 +5,12 @@
 //! raw batches, byte-identical to the sender's log), the three upstream answers as
 //! `ReplicaAckRequest` (kind in `error`). Invariant: `msg_from_append` yields exactly
 //! one `BatchMeta` per batch in the payload, with the sender's append epoch, or an
-//! error; the payload is never trusted beyond what `BatchHeader::parse` checks (the
+//! error; the payload is never trusted beyond what `BatchHeaders` checks (the
 //! log validates CRCs again on append).
 
 use bytes::Bytes;
 use strand_core::chain::{BatchMeta, Epoch, Msg, NodeId, Offset, Position};
-use strand_wire::batch::{BatchHeader, HEADER_LEN};
+use strand_wire::batch::BatchHeaders;
 use strand_wire::msg::{ReplicaAckRequest, ReplicaAppendRequest};
 use strand_wire::ErrorCode;
 
@@ -120,13 +120,8 @@ pub fn msg_from_append(req: &ReplicaAppendRequest, payload: &Bytes) -> Result<(N
     }
     let mut batches = Vec::with_capacity(req.batch_epochs.len());
     let mut pieces = Vec::with_capacity(req.batch_epochs.len());
-    let mut pos = 0usize;
-    while pos < payload.len() {
-        let header = BatchHeader::parse(&payload[pos..]).map_err(|e| ConvertError::Payload(e.to_string()))?;
-        let len = header.batch_len as usize;
-        if len < HEADER_LEN || pos + len > payload.len() || header.record_count == 0 {
-            return Err(ConvertError::Payload(format!("batch at byte {pos} has length {len}")));
-        }
+    for walked in BatchHeaders::new(payload) {
+        let (header, range) = walked.map_err(|e| ConvertError::Payload(e.to_string()))?;
         let epoch = *req
             .batch_epochs
             .get(batches.len())
@@ -137,8 +132,7 @@ pub fn msg_from_append(req: &ReplicaAppendRequest, payload: &Bytes) -> Result<(N
             bytes_len: header.batch_len,
             epoch: Epoch(epoch),
         });
-        pieces.push(payload.slice(pos..pos + len));
-        pos += len;
+        pieces.push(payload.slice(range));
     }
     if batches.len() != req.batch_epochs.len() {
         return Err(ConvertError::EpochCount { batches: batches.len(), epochs: req.batch_epochs.len() });

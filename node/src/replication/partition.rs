@@ -204,12 +204,12 @@ impl ReplicatedPartition {
     }
 
     /// Everything below this offset is committed and present here (serve reads to it).
-    pub fn committed(&self) -> u64 {
-        self.core.borrow().reads_up_to().0
+    pub fn committed(&self) -> Offset {
+        self.core.borrow().reads_up_to()
     }
     /// The commit offset this replica knows.
-    pub fn commit(&self) -> u64 {
-        self.core.borrow().commit().0
+    pub fn commit(&self) -> Offset {
+        self.core.borrow().commit()
     }
     /// The role in the current epoch.
     pub fn role(&self) -> Role {
@@ -225,8 +225,8 @@ impl ReplicatedPartition {
         self.core.borrow().learner_in_sync()
     }
     /// The end of this replica's log as the chain core sees it (issued appends included).
-    pub fn log_end(&self) -> u64 {
-        self.core.borrow().log().end().0
+    pub fn log_end(&self) -> Offset {
+        self.core.borrow().log().end()
     }
     /// Sets the function called whenever `committed()` may have advanced (e.g. to wake
     /// long-polling fetches). It runs on this shard with no replica state borrowed.
@@ -368,7 +368,7 @@ impl ReplicatedPartition {
     /// Applies retention to the local log below the served-reads offset (committed data
     /// only) and tells the core the new log start. Returns the segments deleted.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, crate::log::LogError> {
-        let limit = self.committed();
+        let limit = self.committed().0;
         let deleted = self.log.apply_retention_below(now_ms, limit).await?;
         let start = self.log.log_start_offset();
         if deleted > 0 && !self.broken.get() {

@@ -147,7 +147,7 @@ impl Shard {
             }
         };
         if let Ok(PartitionOffsets { log_start, log_end, commit, .. }) = local {
-            (m.log_start_offset, m.log_end_offset, m.commit_offset) = (log_start, log_end, commit);
+            (m.log_start_offset, m.log_end_offset, m.commit_offset) = (log_start.0, log_end.0, commit.0);
         }
         m
     }

@@ -344,7 +344,8 @@ impl Shard {
                 let m = &mut out[*p as usize];
                 match result {
                     Ok(o) => {
-                        (m.log_start_offset, m.log_end_offset, m.commit_offset) = (o.log_start, o.log_end, o.commit)
+                        (m.log_start_offset, m.log_end_offset, m.commit_offset) =
+                            (o.log_start.0, o.log_end.0, o.commit.0)
                     }
                     Err(code) => m.error = code,
                 }

@@ -1,9 +1,11 @@
 //! Running several futures of one task concurrently, polled in list order.
 //!
-//! The produce path relies on the order: on the first poll each future runs up to its first
-//! await in list order, and a partition's sequence check + offset reservation happens before
-//! that await (see `partition`). So the parts of one request, and the requests of one
-//! connection, are sequenced in the order they arrived without a task per part.
+//! A partition orders appends by itself: `Partition::append` checks sequences and reserves
+//! offsets synchronously, and `Shard::produce_local` calls it for every part before it
+//! returns the future this joins. Across the owner groups of one request, and across the
+//! requests of one connection, order comes from polling: on the first poll each future runs
+//! up to its first await in list order (an owner group's `produce_local` call, or the send
+//! of its cross-shard call), and the connection polls a request once before reading the next.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::Ordering::Relaxed;
+use strand_core::chain::Offset;
 use strand_wire::msg::{
     Acks, FetchPartition, FetchPartitionResponse, ListOffsetsPartition, ListOffsetsPartitionResponse, ProducePartition,
     ProducePartitionResponse,
@@ -145,7 +146,7 @@ impl Shard {
                         topic: p.topic,
                         partition: p.partition,
                         error: outcome.code,
-                        base_offset: outcome.base_offset,
+                        base_offset: outcome.base_offset.0,
                         log_end_offset: part.log().log_end_offset(),
                         log_start_offset: part.log().log_start_offset(),
                     }
@@ -193,14 +194,14 @@ impl Shard {
         for p in parts {
             let LocalFetch { mut response, mut chunks } = fetch_error(p, ErrorCode::None);
             let read = match self.partition(&p.topic, p.partition) {
-                Ok(part) => part.read(p.offset, p.max_bytes.min(budget)).await,
+                Ok(part) => part.read(Offset(p.offset), p.max_bytes.min(budget)).await,
                 Err(code) => Err(code),
             };
             match read {
                 Ok(read) => {
-                    response.log_start_offset = read.log_start_offset;
-                    response.log_end_offset = read.readable_end;
-                    response.high_watermark = read.readable_end;
+                    response.log_start_offset = read.log_start_offset.0;
+                    response.log_end_offset = read.readable_end.0;
+                    response.high_watermark = read.readable_end.0;
                     response.bytes_len = read.bytes_len;
                     budget = budget.saturating_sub(read.bytes_len);
                     chunks = read.chunks;
@@ -222,7 +223,7 @@ impl Shard {
                 Err(code) => Err(code),
             };
             match found {
-                Ok((offset, timestamp)) => (r.offset, r.timestamp) = (offset, timestamp),
+                Ok((offset, timestamp)) => (r.offset, r.timestamp) = (offset.0, timestamp),
                 Err(code) => r.error = code,
             }
             out.push(r);

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use strand_core::producer::{check_epoch_issued, producer_id_from_random, ProducerBatch};
 use strand_core::timestamp::{check_batch, TimestampBounds};
-use strand_wire::batch::BatchHeader;
+use strand_wire::batch::BatchHeaders;
 use strand_wire::ErrorCode;
 
 use crate::config::NetLimits;
@@ -53,8 +53,7 @@ pub fn check_payload(payload: &[u8], now_ms: i64, limits: &NetLimits) -> Result<
         before_max_ms: limits.message_timestamp_before_max_ms,
         after_max_ms: limits.message_timestamp_after_max_ms,
     };
-    let mut rest = payload;
-    while let Ok(header) = BatchHeader::parse(rest) {
+    for (header, _) in BatchHeaders::new(payload).map_while(Result::ok) {
         let batch = ProducerBatch {
             producer_id: header.producer_id,
             producer_epoch: header.producer_epoch,
@@ -64,11 +63,6 @@ pub fn check_payload(payload: &[u8], now_ms: i64, limits: &NetLimits) -> Result<
         check_epoch_issued(&batch).map_err(|e| (e.code(), e.to_string()))?;
         check_batch(header.first_timestamp, header.max_timestamp, now_ms, bounds)
             .map_err(|e| (e.code(), e.to_string()))?;
-        let len = header.batch_len as usize;
-        if len == 0 || len > rest.len() {
-            break;
-        }
-        rest = &rest[len..];
     }
     Ok(())
 }

@@ -321,7 +321,7 @@ async fn serve_commands<X: Extra>(node: Replica, ctx: X::Ctx, cmds: flume::Recei
             Cmd::Config(c) => node.replica.handle_config(c).expect("valid config"),
             Cmd::Peer(id, addr) => node.peers.set_addr(id, addr),
             Cmd::State { reply } => {
-                let (committed, learner_in_sync) = (node.replica.committed(), node.replica.learner_in_sync());
+                let (committed, learner_in_sync) = (node.replica.committed().0, node.replica.learner_in_sync());
                 let _ = reply.send(State { committed, learner_in_sync, log: read_all(&node.log).await });
             }
             Cmd::Extra(x) => x.serve(&node, &ctx).await,
