@@ -6,6 +6,8 @@
 //! never a panic: unknown topics, partitions and APIs are answered with codes.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -391,13 +393,26 @@ impl Shard {
                 Err(code) => results[i] = Some(produce_error(&p, code)),
             }
         }
-        // Every owner group starts in this first poll, in owner order, so a later request of
-        // the connection cannot overtake this one on any partition (see `join`).
+        // This shard's own parts reserve their offsets right here; other owners' calls are
+        // sent in the join's first poll, in owner order, so a later request of the
+        // connection cannot overtake this one on any partition (see `join`).
+        type Answers<'a> = Pin<Box<dyn Future<Output = Vec<ProducePartitionResponse>> + 'a>>;
         let mut groups = Vec::with_capacity(by_owner.len());
         for (owner, group) in by_owner {
             let (indexes, parts): (Vec<usize>, Vec<(ProducePartition, Bytes)>) =
                 group.into_iter().map(|(i, p, b)| (i, (p, b))).unzip();
-            groups.push(async move { (indexes, self.produce_group(owner, acks, parts).await) });
+            let answers: Answers = if owner == self.id.0 {
+                Box::pin(self.produce_local(acks, parts))
+            } else {
+                let keys: Vec<ProducePartition> = parts.iter().map(|(p, _)| p.clone()).collect();
+                Box::pin(async move {
+                    match self.forward(owner, ShardCall::Produce { acks, parts }).await {
+                        Ok(ShardAnswer::Produce(a)) => a,
+                        _ => keys.iter().map(|p| produce_error(p, ErrorCode::ShuttingDown)).collect(),
+                    }
+                })
+            };
+            groups.push(async move { (indexes, answers.await) });
         }
         for (indexes, answers) in super::join::join_all(groups).await {
             for (i, answer) in indexes.into_iter().zip(answers) {
@@ -411,23 +426,6 @@ impl Shard {
             reply.header.message = note;
             reply
         })
-    }
-
-    /// Appends one owner's share of a produce request (locally or on the owner shard).
-    async fn produce_group(
-        self: &Rc<Self>,
-        owner: u16,
-        acks: Acks,
-        parts: Vec<(ProducePartition, Bytes)>,
-    ) -> Vec<ProducePartitionResponse> {
-        if owner == self.id.0 {
-            return self.produce_local(acks, parts).await;
-        }
-        let keys: Vec<ProducePartition> = parts.iter().map(|(p, _)| p.clone()).collect();
-        match self.forward(owner, ShardCall::Produce { acks, parts }).await {
-            Ok(ShardAnswer::Produce(a)) => a,
-            _ => keys.iter().map(|p| produce_error(p, ErrorCode::ShuttingDown)).collect(),
-        }
     }
 
     async fn list_offsets(self: &Rc<Self>, cid: u64, r: ListOffsetsRequest) -> Reply {
