@@ -489,9 +489,9 @@ impl ReplicatedPartition {
             Msg::Append { epoch, prev, batches, commit } => {
                 let payload = match self.read_batches(batches).await {
                     Ok(p) => p,
-                    Err(reason) => {
+                    Err(e) => {
                         // Not fatal: the core retransmits from what the log holds.
-                        warn!(topic = %self.topic, %reason, "could not read batches to send");
+                        warn!(topic = %self.topic, error = %e, "could not read batches to send");
                         return;
                     }
                 };
@@ -515,7 +515,7 @@ impl ReplicatedPartition {
 
     /// The bytes of `batches` (contiguous): from `in_flight` where the local append is
     /// still running, otherwise read back from the local log.
-    async fn read_batches(&self, batches: &[BatchMeta]) -> Result<Bytes, String> {
+    async fn read_batches(&self, batches: &[BatchMeta]) -> Result<Bytes, ReadBackError> {
         let want: usize = batches.iter().map(|b| b.bytes_len as usize).sum();
         let mut out = BytesMut::with_capacity(want);
         let mut index = 0;
@@ -535,24 +535,24 @@ impl ReplicatedPartition {
             index = run_end;
         }
         if out.len() != want {
-            return Err(format!("read {} bytes for batches of {want}", out.len()));
+            return Err(ReadBackError::Length { read: out.len(), want });
         }
         Ok(out.freeze())
     }
 
-    async fn read_from_log(&self, batches: &[BatchMeta], out: &mut BytesMut) -> Result<(), String> {
+    async fn read_from_log(&self, batches: &[BatchMeta], out: &mut BytesMut) -> Result<(), ReadBackError> {
         let (Some(first), Some(last)) = (batches.first(), batches.last()) else { return Ok(()) };
         let want: usize = batches.iter().map(|b| b.bytes_len as usize).sum();
         let start_len = out.len();
         let mut offset = first.base.0;
         while offset < last.end().0 {
-            let left = u32::try_from(want - (out.len() - start_len)).map_err(|e| e.to_string())?;
-            let read = self.log.read(offset, left.max(1)).await.map_err(|e| e.to_string())?;
+            let left = u32::try_from(want - (out.len() - start_len)).unwrap_or(u32::MAX);
+            let read = self.log.read(offset, left.max(1)).await?;
             if read.chunks.is_empty() {
-                return Err(format!("log has nothing at {offset}"));
+                return Err(ReadBackError::Missing(offset));
             }
             for chunk in &read.chunks {
-                out.extend_from_slice(&chunk.to_bytes().await.map_err(|e| e.to_string())?);
+                out.extend_from_slice(&chunk.to_bytes().await.map_err(crate::log::ReadError::Io)?);
             }
             offset = read.next_offset;
         }
@@ -597,6 +597,17 @@ fn split_batches(payload: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, Replicati
         .map(|walked| walked.map(|(header, range)| (header, payload.slice(range))))
         .collect::<Result<_, _>>()
         .map_err(|e| ReplicationError::Payload(e.to_string()))
+}
+
+/// Why the bytes of batches to send could not be read back.
+#[derive(Debug, thiserror::Error)]
+enum ReadBackError {
+    #[error(transparent)]
+    Read(#[from] crate::log::ReadError),
+    #[error("the log has nothing at {0}")]
+    Missing(u64),
+    #[error("read {read} bytes for batches of {want}")]
+    Length { read: usize, want: usize },
 }
 
 /// Client batches the chain core took (see [`ReplicatedPartition::submit`]).

@@ -108,6 +108,21 @@ impl ClusterShard {
 
 type PeerAddrs = HashMap<NodeId, SocketAddr>;
 
+/// Why a replica could not be started or reconfigured.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("not in cluster mode")]
+    NotClustered,
+    #[error("topic config: {0}")]
+    Config(#[from] super::registry::RegistryError),
+    #[error("{}: {source}", dir.display())]
+    Dir { dir: std::path::PathBuf, source: std::io::Error },
+    #[error("opening the log: {0}")]
+    Log(#[from] crate::log::LogError),
+    #[error(transparent)]
+    Replication(#[from] crate::replication::ReplicationError),
+}
+
 fn resolve(hostport: String) -> Option<SocketAddr> {
     match hostport.to_socket_addrs() {
         Ok(mut addrs) => addrs.next(),
@@ -176,7 +191,7 @@ impl Shard {
         topic: &str,
         partition: u32,
         chain: &ChainRecord,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplicaError> {
         let Some(cluster) = self.cluster() else { return Ok(()) };
         let addrs = cluster.peer_addrs(view, topic, partition, chain);
         let running =
@@ -190,7 +205,7 @@ impl Shard {
             }
             if chain.epoch > replica.config().epoch.0 {
                 info!(%topic, partition, epoch = chain.epoch, members = ?chain.members, learner = ?chain.learner, "chain reconfigured");
-                replica.handle_config(chain.to_config()).map_err(|e| e.to_string())?;
+                replica.handle_config(chain.to_config())?;
             }
             return Ok(());
         }
@@ -219,17 +234,14 @@ impl Shard {
         partition: u32,
         peers: Rc<Peers>,
         config: ChainConfig,
-    ) -> Result<Rc<ReplicatedPartition>, String> {
-        let Some(cluster) = self.cluster() else { return Err("not in cluster mode".into()) };
-        let log_config =
-            topic_log_config(&self.shared.config.log, &topic.name, &topic.configs).map_err(|e| e.to_string())?;
+    ) -> Result<Rc<ReplicatedPartition>, ReplicaError> {
+        let Some(cluster) = self.cluster() else { return Err(ReplicaError::NotClustered) };
+        let log_config = topic_log_config(&self.shared.config.log, &topic.name, &topic.configs)?;
         let dir = self.partition_dir(&topic.name, partition);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let log = Rc::new(PartitionLog::open(&dir, log_config).await.map_err(|e| e.to_string())?);
+        std::fs::create_dir_all(&dir).map_err(|source| ReplicaError::Dir { dir: dir.clone(), source })?;
+        let log = Rc::new(PartitionLog::open(&dir, log_config).await?);
         let epoch_min = Epoch(cluster.control.initial().chain(&topic.name, partition).map_or(0, |c| c.epoch));
-        ReplicatedPartition::start(&topic.name, partition, cluster.me, log, dir, peers, epoch_min, config)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(ReplicatedPartition::start(&topic.name, partition, cluster.me, log, dir, peers, epoch_min, config).await?)
     }
 
     /// Stops the replicas of a topic the view no longer has and deletes their logs.
