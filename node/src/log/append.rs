@@ -272,7 +272,10 @@ impl Inner {
             IoMode::Direct => (size - tail.len() as u64, tail),
             IoMode::Buffered => (size, Vec::new()),
         };
-        debug_assert!(self.config.io_mode == IoMode::Buffered || block_pos % BLOCK_BYTES == 0);
+        assert!(
+            self.config.io_mode == IoMode::Buffered || block_pos % BLOCK_BYTES == 0,
+            "direct write at unaligned position {block_pos}"
+        );
         Some(WritePlan { file, segment_base: base, old_size: size, block_pos, tail, items, prealloc_to })
     }
 
@@ -307,10 +310,17 @@ impl Inner {
                 }
             }
             pos += item.bytes.len() as u64;
+            assert!(
+                item.next_offset > st.written_end && item.next_offset <= st.log_end,
+                "written end moves forward within the log end: {} -> {} (log end {})",
+                st.written_end,
+                item.next_offset,
+                st.log_end
+            );
             st.written_end = item.next_offset;
         }
         let a = st.active_mut();
-        debug_assert_eq!(a.size, plan.old_size + written);
+        assert_eq!(a.size, plan.old_size + written, "bytes written equal bytes planned");
         a.tail = new_tail;
         st.share_reservation();
         if plan.file.is_dsync() {
@@ -326,6 +336,9 @@ impl Inner {
     fn fail_queue(&self, e: &AppendError) {
         let mut st = self.state.borrow_mut();
         st.pending.clear();
+        // The only place the log end moves back outside truncate/reset: the offsets of the
+        // discarded appends are given back (their waiters fail by epoch).
+        assert!(st.written_end <= st.log_end, "written end {} past log end {}", st.written_end, st.log_end);
         st.log_end = st.written_end;
         st.epoch += 1;
         st.last_failure =
