@@ -281,4 +281,3 @@ mod tests {
         assert!(backwards.is_err(), "push of an older epoch must panic");
     }
 }
-
