@@ -95,7 +95,16 @@ pub(super) fn kv_of(kv: &etcd_client::KeyValue) -> Kv<'_> {
     }
 }
 
-async fn connect(config: &ControlConfig, prefix: &str) -> Result<(Client, Keyspace), String> {
+/// Why the control thread could not connect to etcd and read the keyspace.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error(transparent)]
+    Etcd(#[from] etcd_client::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+async fn connect(config: &ControlConfig, prefix: &str) -> Result<(Client, Keyspace), ConnectError> {
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
@@ -106,8 +115,8 @@ async fn connect(config: &ControlConfig, prefix: &str) -> Result<(Client, Keyspa
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(Ok(done)) => Ok(done),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ConnectError::Timeout(CONNECT_TIMEOUT)),
     }
 }
 

@@ -6,7 +6,7 @@
 //! fdatasync then covers every append written — so concurrent appends share fsyncs.
 
 use super::close::Closing;
-use super::error::{is_out_of_space, AppendError};
+use super::error::{is_out_of_space, AppendError, Failure};
 use super::file::{free_bytes, SegmentFile, BLOCK_BYTES};
 use super::segment::{next_tail, Segment};
 use super::{AppendInfo, FsyncPolicy, Inner, IoMode, LogError, Pending};
@@ -130,7 +130,7 @@ impl Inner {
                 None => continue,
             }
         };
-        let _permit = permit.map_err(|e| AppendError::Io(std::io::Error::other(e.to_string())))?;
+        let _permit = permit.map_err(log_to_append)?;
         let written = self.state.borrow().written_end >= info.log_end_offset;
         if !written && self.state.borrow().epoch == epoch {
             self.write_queued(info.log_end_offset).await?;
@@ -169,7 +169,7 @@ impl Inner {
     fn enqueue(&self, batches: &mut BytesMut, mut metas: Vec<BatchMeta>) -> Result<(AppendInfo, u64), AppendError> {
         let mut st = self.state.borrow_mut();
         if let Some(p) = &st.poisoned {
-            return Err(AppendError::Io(std::io::Error::other(p.clone())));
+            return Err(AppendError::Failed(p.clone()));
         }
         let base_offset = st.log_end;
         let mut next = base_offset;
@@ -198,9 +198,9 @@ impl Inner {
             return Ok(());
         }
         Err(match &st.last_failure {
-            Some((true, reason)) => AppendError::StorageFull { reason: reason.clone() },
-            Some((false, reason)) => AppendError::Io(std::io::Error::other(reason.clone())),
-            None => AppendError::Io(std::io::Error::other("append discarded")),
+            Some((true, failure)) => AppendError::StorageFull { reason: failure.reason().to_owned() },
+            Some((false, failure)) => AppendError::Failed(failure.clone()),
+            None => AppendError::Failed(Failure::other("append discarded")),
         })
     }
 
@@ -272,7 +272,10 @@ impl Inner {
             IoMode::Direct => (size - tail.len() as u64, tail),
             IoMode::Buffered => (size, Vec::new()),
         };
-        debug_assert!(self.config.io_mode == IoMode::Buffered || block_pos % BLOCK_BYTES == 0);
+        assert!(
+            self.config.io_mode == IoMode::Buffered || block_pos % BLOCK_BYTES == 0,
+            "direct write at unaligned position {block_pos}"
+        );
         Some(WritePlan { file, segment_base: base, old_size: size, block_pos, tail, items, prealloc_to })
     }
 
@@ -307,10 +310,17 @@ impl Inner {
                 }
             }
             pos += item.bytes.len() as u64;
+            assert!(
+                item.next_offset > st.written_end && item.next_offset <= st.log_end,
+                "written end moves forward within the log end: {} -> {} (log end {})",
+                st.written_end,
+                item.next_offset,
+                st.log_end
+            );
             st.written_end = item.next_offset;
         }
         let a = st.active_mut();
-        debug_assert_eq!(a.size, plan.old_size + written);
+        assert_eq!(a.size, plan.old_size + written, "bytes written equal bytes planned");
         a.tail = new_tail;
         st.share_reservation();
         if plan.file.is_dsync() {
@@ -326,9 +336,13 @@ impl Inner {
     fn fail_queue(&self, e: &AppendError) {
         let mut st = self.state.borrow_mut();
         st.pending.clear();
+        // The only place the log end moves back outside truncate/reset: the offsets of the
+        // discarded appends are given back (their waiters fail by epoch).
+        assert!(st.written_end <= st.log_end, "written end {} past log end {}", st.written_end, st.log_end);
         st.log_end = st.written_end;
         st.epoch += 1;
-        st.last_failure = Some((matches!(e, AppendError::StorageFull { .. }), e.to_string()));
+        st.last_failure =
+            Some((matches!(e, AppendError::StorageFull { .. }), Failure::new(e.to_string(), e.raw_os_error())));
         drop(st);
         self.notify_progress();
     }
@@ -418,7 +432,8 @@ fn log_to_append(e: LogError) -> AppendError {
     match e {
         LogError::Io(io) if is_out_of_space(&io) => AppendError::StorageFull { reason: io.to_string() },
         LogError::Io(io) => AppendError::Io(io),
-        other => AppendError::Io(std::io::Error::other(other.to_string())),
+        LogError::Poisoned(failure) => AppendError::Failed(failure),
+        other => AppendError::Failed(Failure::other(other.to_string())),
     }
 }
 
@@ -453,5 +468,50 @@ mod tests {
         disk.set(200 << 20);
         assert!(matches!(g.admit(1 << 20, 256 << 20, near, stat), Err(AppendError::StorageFull { .. })));
         assert_eq!(stats.get(), 5);
+    }
+}
+
+#[cfg(test)]
+mod errno_tests {
+    use super::super::{FsyncPolicy, IoMode, LogConfig, PartitionLog};
+    use super::Failure;
+    use bytes::BytesMut;
+    use strand_wire::batch::BatchBuilder;
+
+    fn one_batch() -> BytesMut {
+        let mut b = BatchBuilder::new();
+        b.push(1, None, b"v", &[]);
+        BytesMut::from(&b.finish()[..])
+    }
+
+    /// A log poisoned by a failed fdatasync refuses later appends with the same errno, so the
+    /// node classifies them (EIO: stop) without reading the message.
+    #[test]
+    fn a_poisoned_log_repeats_the_errno() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let config = LogConfig {
+                    io_mode: IoMode::Buffered,
+                    fsync: FsyncPolicy::Always,
+                    min_free_bytes: 0,
+                    ..LogConfig::default()
+                };
+                let log = PartitionLog::open(&path, config).await.unwrap();
+                log.append(one_batch()).await.unwrap();
+                let eio = std::io::Error::from_raw_os_error(libc::EIO);
+                // What `sync_locked` records when fdatasync fails.
+                let reason = format!("fdatasync of {path:?} failed: {eio}");
+                log.inner.state.borrow_mut().poisoned = Some(Failure::new(reason, eio.raw_os_error()));
+                for _ in 0..2 {
+                    let e = log.append(one_batch()).await.unwrap_err();
+                    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+                    assert!(e.to_string().contains("fdatasync of"), "the reason is kept: {e}");
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

@@ -16,7 +16,7 @@
 
 use super::file::SegmentFile;
 use super::segment;
-use super::{Inner, LogError};
+use super::{Failure, Inner, LogError};
 use std::rc::Rc;
 use std::time::Instant;
 use strand_core::recovery::Checkpoint;
@@ -79,7 +79,12 @@ impl Inner {
         c.file.cut_to(c.size, c.reserved).await?;
         match self.state.borrow_mut().segments.get_mut(&c.base) {
             Some(seg) => seg.prealloc_end = c.size,
-            None => return Err(LogError::Poisoned(format!("segment {} vanished while being closed", c.base))),
+            None => {
+                return Err(LogError::Poisoned(Failure::other(format!(
+                    "segment {} vanished while being closed",
+                    c.base
+                ))))
+            }
         }
         if dropped() {
             return Ok(());
@@ -122,7 +127,7 @@ async fn run_closer(inner: Rc<Inner>) {
             if let Err(e) = result {
                 let reason = format!("closing segment {:?} failed: {e}", closing.file.path());
                 tracing::error!("{reason}; refusing further writes to this partition");
-                st.poisoned.get_or_insert(reason);
+                st.poisoned.get_or_insert(Failure::new(reason, e.raw_os_error()));
                 st.closing.clear();
             }
         }

@@ -16,6 +16,11 @@ pub enum AppendError {
     StorageFull { reason: String },
     #[error("storage io error: {0}")]
     Io(io::Error),
+    /// An earlier failure of the log refused or discarded this append: a failed fdatasync or
+    /// close poisoned the log, a failed write discarded the queue, or a truncation or reset
+    /// discarded it. Carries that failure's errno (see [`Failure`]).
+    #[error("storage io error: {0}")]
+    Failed(Failure),
 }
 
 impl AppendError {
@@ -26,7 +31,16 @@ impl AppendError {
             AppendError::Corrupt(_) => ErrorCode::CorruptBatch,
             AppendError::TooLarge { .. } => ErrorCode::MessageTooLarge,
             AppendError::StorageFull { .. } => ErrorCode::StorageFull,
-            AppendError::Io(_) => ErrorCode::StorageError,
+            AppendError::Io(_) | AppendError::Failed(_) => ErrorCode::StorageError,
+        }
+    }
+
+    /// The OS error code behind this refusal, when an OS error caused it.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            AppendError::Io(e) => e.raw_os_error(),
+            AppendError::Failed(f) => f.errno(),
+            AppendError::StorageFull { .. } | AppendError::Corrupt(_) | AppendError::TooLarge { .. } => None,
         }
     }
 
@@ -43,6 +57,42 @@ impl AppendError {
 pub(crate) fn is_out_of_space(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
         || e.raw_os_error() == Some(libc::ENOSPC)
+}
+
+/// A failure the log remembers and repeats in later errors (a poisoned log, appends discarded
+/// by a failed write): its message and the raw OS error code, so that a repeated error is
+/// classified by its errno like the first, never by parsing text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    reason: String,
+    errno: Option<i32>,
+}
+
+impl Failure {
+    /// `reason` (which should say what failed, with the error's text) and the OS error code
+    /// that caused it, if any.
+    pub(crate) fn new(reason: String, errno: Option<i32>) -> Self {
+        Failure { reason, errno }
+    }
+
+    /// A failure not caused by the OS (the log was closed, a discarding truncation).
+    pub(crate) fn other(reason: impl Into<String>) -> Self {
+        Failure { reason: reason.into(), errno: None }
+    }
+
+    pub fn errno(&self) -> Option<i32> {
+        self.errno
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 /// Why a read or lookup failed.
@@ -74,9 +124,9 @@ pub enum LogError {
     #[error("corrupt segment {path:?} at position {pos}: {reason}")]
     CorruptSegment { path: PathBuf, pos: u64, reason: String },
     /// The log refuses further writes: an earlier fdatasync failed (a failed fsync is never
-    /// retried), or the log was closed. The reason says which.
+    /// retried), or the log was closed. The reason says which; the errno is kept.
     #[error("log unusable: {0}")]
-    Poisoned(String),
+    Poisoned(Failure),
 }
 
 impl LogError {
@@ -86,6 +136,21 @@ impl LogError {
             LogError::Io(_) | LogError::Poisoned(_) => ErrorCode::StorageError,
             LogError::CorruptSegment { .. } => ErrorCode::CorruptStorage,
         }
+    }
+
+    /// The OS error code behind this failure, also for a poisoned log (the code of the
+    /// failure that poisoned it).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            LogError::Io(e) => e.raw_os_error(),
+            LogError::Poisoned(f) => f.errno(),
+            LogError::CorruptSegment { .. } => None,
+        }
+    }
+
+    /// The closed-log refusal (lock or verification permit unavailable).
+    pub(crate) fn closed() -> Self {
+        LogError::Poisoned(Failure::other("log is closed"))
     }
 }
 
@@ -117,6 +182,17 @@ impl TruncateError {
             TruncateError::AppendsInFlight { .. } => ErrorCode::StorageError,
             TruncateError::Read(e) => e.code(),
             TruncateError::Log(e) => e.code(),
+        }
+    }
+}
+
+impl TruncateError {
+    /// The OS error code behind this failure, if an OS error caused it.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            TruncateError::Log(e) => e.raw_os_error(),
+            TruncateError::Read(ReadError::Io(e)) => e.raw_os_error(),
+            _ => None,
         }
     }
 }

@@ -23,6 +23,29 @@ pub const BLOCK_BYTES: u64 = 4096;
 pub const PROBE_FILE_NAME: &str = ".dma-probe";
 const PROBE_FILE_BYTES: usize = 8192;
 
+/// glommio's `From<GlommioError> for io::Error` turns `EnhancedIoError` (what most file
+/// operations fail with) into a message without the OS code, so callers could no longer tell
+/// EIO from ENOSPC. This keeps glommio's source error, raw errno included, whenever it has one;
+/// callers add the path to their own messages. Every glommio call of the log goes through it.
+pub(crate) fn os_error<T>(e: glommio::GlommioError<T>) -> io::Error {
+    match e {
+        glommio::GlommioError::EnhancedIoError { source, .. } if source.raw_os_error().is_some() => source,
+        glommio::GlommioError::IoError(source) => source,
+        other => io::Error::from(other),
+    }
+}
+
+/// `.os()` on a glommio result: [`os_error`] on its error.
+pub(crate) trait OsResult<T> {
+    fn os(self) -> io::Result<T>;
+}
+
+impl<T, U> OsResult<T> for Result<T, glommio::GlommioError<U>> {
+    fn os(self) -> io::Result<T> {
+        self.map_err(os_error)
+    }
+}
+
 /// One segment's `.log` file. Shared by `Rc` with in-flight reads, so the fds stay open
 /// even after retention unlinks the file.
 pub struct SegmentFile {
@@ -59,8 +82,8 @@ impl SegmentFile {
             opts.custom_flags(libc::O_DSYNC);
         }
         let io = match mode {
-            IoMode::Direct => FileIo::Dma(opts.dma_open(path).await?),
-            IoMode::Buffered => FileIo::Buffered(opts.buffered_open(path).await?),
+            IoMode::Direct => FileIo::Dma(opts.dma_open(path).await.os()?),
+            IoMode::Buffered => FileIo::Buffered(opts.buffered_open(path).await.os()?),
         };
         let plain = std::fs::File::open(path)?;
         Ok(SegmentFile { path: path.to_owned(), plain, io, dsync })
@@ -88,8 +111,8 @@ impl SegmentFile {
             let at = pos + out.len() as u64;
             let want = len - out.len();
             let got = match &self.io {
-                FileIo::Dma(f) => f.read_at(at, want).await?,
-                FileIo::Buffered(f) => f.read_at(at, want).await?,
+                FileIo::Dma(f) => f.read_at(at, want).await.os()?,
+                FileIo::Buffered(f) => f.read_at(at, want).await.os()?,
             };
             if got.is_empty() {
                 break;
@@ -101,16 +124,16 @@ impl SegmentFile {
 
     pub(crate) async fn fdatasync(&self) -> io::Result<()> {
         match &self.io {
-            FileIo::Dma(f) => f.fdatasync().await?,
-            FileIo::Buffered(f) => f.fdatasync().await?,
+            FileIo::Dma(f) => f.fdatasync().await.os()?,
+            FileIo::Buffered(f) => f.fdatasync().await.os()?,
         }
         Ok(())
     }
 
     pub(crate) async fn truncate(&self, len: u64) -> io::Result<()> {
         match &self.io {
-            FileIo::Dma(f) => f.truncate(len).await?,
-            FileIo::Buffered(f) => f.truncate(len).await?,
+            FileIo::Dma(f) => f.truncate(len).await.os()?,
+            FileIo::Buffered(f) => f.truncate(len).await.os()?,
         }
         Ok(())
     }
@@ -129,8 +152,8 @@ impl SegmentFile {
 
     pub(crate) async fn file_size(&self) -> io::Result<u64> {
         Ok(match &self.io {
-            FileIo::Dma(f) => f.file_size().await?,
-            FileIo::Buffered(f) => f.file_size().await?,
+            FileIo::Dma(f) => f.file_size().await.os()?,
+            FileIo::Buffered(f) => f.file_size().await.os()?,
         })
     }
 
@@ -140,8 +163,8 @@ impl SegmentFile {
     /// which would defeat keeping several writes in flight. Buffered mode keeps the size.
     pub(crate) async fn preallocate(&self, len: u64) -> io::Result<()> {
         match &self.io {
-            FileIo::Dma(f) => f.pre_allocate(len, false).await?,
-            FileIo::Buffered(f) => f.pre_allocate(len, true).await?,
+            FileIo::Dma(f) => f.pre_allocate(len, false).await.os()?,
+            FileIo::Buffered(f) => f.pre_allocate(len, true).await.os()?,
         }
         Ok(())
     }
@@ -164,7 +187,7 @@ impl SegmentFile {
                 let mut done = 0usize;
                 while done < data_len {
                     // A short write means the device filled up midway; retrying surfaces the errno.
-                    let n = f.write_at(concat(data, done), pos + done as u64).await?;
+                    let n = f.write_at(concat(data, done), pos + done as u64).await.os()?;
                     if n == 0 {
                         return Err(short_write(done, data_len));
                     }
@@ -212,7 +235,7 @@ async fn write_dma_pipelined(f: &DmaFile, block_pos: u64, parts: &[&[u8]], total
             let buf = Rc::new(buf);
             let pos = block_pos + next_start as u64;
             let mut write: ChunkWrite<'_> =
-                Box::pin(async move { (f.write_rc_at(buf.clone(), pos).await.map_err(io::Error::from), buf, len) });
+                Box::pin(async move { (f.write_rc_at(buf.clone(), pos).await.os(), buf, len) });
             // Polling once submits the write to the ring; it then completes on its own.
             if let Some(done) = futures_lite::future::poll_once(&mut write).await {
                 write = Box::pin(std::future::ready(done));
@@ -310,8 +333,8 @@ pub async fn probe_dma(dir: &Path) -> io::Result<()> {
     if !ok_len {
         std::fs::write(&path, vec![0xA5u8; PROBE_FILE_BYTES])?;
     }
-    let file = DmaFile::open(&path).await?;
-    file.close().await?;
+    let file = DmaFile::open(&path).await.os()?;
+    file.close().await.os()?;
     PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
     Ok(())
 }
@@ -336,9 +359,9 @@ pub(crate) fn free_bytes(dir: &Path) -> io::Result<u64> {
 /// fsyncs a directory so created, renamed or removed names in it are durable (through
 /// io_uring: the reactor does not block on the journal commit).
 pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let d = glommio::io::Directory::open(dir).await?;
-    d.sync().await?;
-    d.close().await?;
+    let d = glommio::io::Directory::open(dir).await.os()?;
+    d.sync().await.os()?;
+    d.close().await.os()?;
     Ok(())
 }
 
@@ -358,5 +381,16 @@ mod tests {
         let mut out = [9u8; 3];
         fill_from_stream(&parts, 7, &mut out);
         assert_eq!(out, [0u8; 3]);
+    }
+
+    #[test]
+    fn glommio_errors_keep_the_errno() {
+        let enhanced = glommio::GlommioError::<()>::EnhancedIoError {
+            source: io::Error::from_raw_os_error(libc::EIO),
+            op: "Syncing",
+            path: Some(PathBuf::from("/d/0.log")),
+            fd: Some(7),
+        };
+        assert_eq!(os_error(enhanced).raw_os_error(), Some(libc::EIO));
     }
 }

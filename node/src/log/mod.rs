@@ -36,7 +36,7 @@ mod truncate;
 mod verify;
 
 pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError};
-pub use error::{AppendError, LogError, ReadError, TruncateError};
+pub use error::{AppendError, Failure, LogError, ReadError, TruncateError};
 pub use file::{probe_dma, SegmentFile, PROBE_FILE_NAME};
 pub use reserve::reserved_bytes;
 pub use segment::CHECKPOINT_FILE_NAME;
@@ -188,11 +188,14 @@ pub(crate) struct State {
     pending: VecDeque<Pending>,
     /// Bumped whenever a failed write discards the queue; an append of an older epoch failed.
     epoch: u64,
-    last_failure: Option<(bool, String)>,
+    /// Why the last epoch ended: whether for a full disk, and the failure (with its errno)
+    /// repeated to every append of that epoch.
+    last_failure: Option<(bool, Failure)>,
     unflushed_bytes: u64,
     bytes_since_checkpoint: u64,
     cache: BatchCache,
-    poisoned: Option<String>,
+    /// Set when the log refuses further writes (see `LogError::Poisoned`); keeps the errno.
+    poisoned: Option<Failure>,
     free_space: append::FreeSpaceGuard,
     /// Adaptive reservation step of the active segment (see `reserve`).
     prealloc: reserve::Prealloc,
@@ -404,7 +407,7 @@ impl Inner {
     }
 
     async fn lock(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
-        self.write_lock.acquire_permit(1).await.map_err(|_| LogError::Poisoned("log is closed".into()))
+        self.write_lock.acquire_permit(1).await.map_err(|_| LogError::closed())
     }
 
     /// fdatasyncs the active segment if anything is unflushed; writes a checkpoint when due
@@ -423,7 +426,7 @@ impl Inner {
             if let Err(e) = file.fdatasync().await {
                 let reason = format!("fdatasync of {:?} failed: {e}", file.path());
                 tracing::error!("{reason}; refusing further writes to this partition");
-                self.state.borrow_mut().poisoned = Some(reason);
+                self.state.borrow_mut().poisoned = Some(Failure::new(reason, e.raw_os_error()));
                 return Err(LogError::Io(e));
             }
             let mut st = self.state.borrow_mut();

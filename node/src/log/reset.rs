@@ -19,7 +19,7 @@
 use super::error::TruncateError;
 use super::file::SegmentFile;
 use super::segment::{self, Segment};
-use super::{Inner, LogError};
+use super::{Failure, Inner, LogError};
 use std::rc::Rc;
 use strand_core::recovery::{segment_file_name, Checkpoint, SegmentFileKind};
 
@@ -27,8 +27,7 @@ impl Inner {
     pub(super) async fn reset(&self, start: u64) -> Result<(), TruncateError> {
         let _permit = self.lock().await?;
         self.settle_closes().await;
-        let _verify =
-            self.verify_lock.acquire_permit(1).await.map_err(|_| LogError::Poisoned("log is closed".into()))?;
+        let _verify = self.verify_lock.acquire_permit(1).await.map_err(|_| LogError::closed())?;
         {
             let st = self.state.borrow();
             if let Some(p) = &st.poisoned {
@@ -44,7 +43,7 @@ impl Inner {
         if let Err(e) = self.replace_segments(start).await {
             let reason = format!("reset to {start} failed half-way: {e}");
             tracing::error!(dir = %self.dir.display(), "{reason}; refusing further writes to this partition");
-            self.state.borrow_mut().poisoned = Some(reason);
+            self.state.borrow_mut().poisoned = Some(Failure::new(reason, e.raw_os_error()));
             return Err(e);
         }
         self.notify_progress();
@@ -59,7 +58,7 @@ impl Inner {
             for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
                 let path = self.dir.join(segment_file_name(*base, kind));
                 if let Err(e) = glommio::io::remove(&path).await {
-                    let e = std::io::Error::from(e);
+                    let e = super::file::os_error(e);
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(LogError::from(e).into());
                     }
@@ -83,7 +82,7 @@ impl Inner {
         st.share_reservation();
         // Anything still waiting on an older append fails instead of being acknowledged.
         st.epoch += 1;
-        st.last_failure = Some((false, format!("discarded by a reset to {start}")));
+        st.last_failure = Some((false, Failure::other(format!("discarded by a reset to {start}"))));
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ impl Inner {
             for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
                 let path = self.dir.join(segment_file_name(*base, kind));
                 if let Err(e) = glommio::io::remove(&path).await {
-                    let e = std::io::Error::from(e);
+                    let e = super::file::os_error(e);
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(e.into());
                     }

@@ -6,7 +6,7 @@
 //! logical length, indexes written), deleted by retention. Owned by one shard; only the
 //! holder of the partition's write lock mutates it across awaits.
 
-use super::file::{SegmentFile, BLOCK_BYTES};
+use super::file::{OsResult, SegmentFile, BLOCK_BYTES};
 use glommio::io::{BufferedFile, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -169,11 +169,11 @@ pub(crate) async fn persist_index(snap: IndexSnapshot) -> io::Result<()> {
 }
 
 async fn write_index_file(path: &Path, new: Vec<u8>, at: u64) -> io::Result<()> {
-    let file: BufferedFile = OpenOptions::new().read(true).write(true).create(true).buffered_open(path).await?;
+    let file: BufferedFile = OpenOptions::new().read(true).write(true).create(true).buffered_open(path).await.os()?;
     let len = at + new.len() as u64;
     let mut done = 0usize;
     while done < new.len() {
-        let n = file.write_at(new[done..].to_vec(), at + done as u64).await?;
+        let n = file.write_at(new[done..].to_vec(), at + done as u64).await.os()?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::StorageFull, "short index write"));
         }
@@ -183,7 +183,7 @@ async fn write_index_file(path: &Path, new: Vec<u8>, at: u64) -> io::Result<()> 
         file.truncate(len).await?;
     }
     file.fdatasync().await?;
-    file.close().await?;
+    file.close().await.os()?;
     Ok(())
 }
 
@@ -191,15 +191,16 @@ async fn write_index_file(path: &Path, new: Vec<u8>, at: u64) -> io::Result<()> 
 /// fsync dir), every step through io_uring so the reactor never blocks on the disk.
 pub(crate) async fn write_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
     let tmp = dir.join(CHECKPOINT_TMP_NAME);
-    let file: BufferedFile = OpenOptions::new().write(true).create(true).truncate(true).buffered_open(&tmp).await?;
+    let file: BufferedFile =
+        OpenOptions::new().write(true).create(true).truncate(true).buffered_open(&tmp).await.os()?;
     let bytes = checkpoint.encode().to_vec();
-    let written = file.write_at(bytes, 0).await?;
+    let written = file.write_at(bytes, 0).await.os()?;
     if written != strand_core::recovery::CHECKPOINT_LEN {
         return Err(io::Error::new(io::ErrorKind::StorageFull, "short checkpoint write"));
     }
     file.fdatasync().await?;
-    file.close().await?;
-    glommio::io::rename(&tmp, dir.join(CHECKPOINT_FILE_NAME)).await?;
+    file.close().await.os()?;
+    glommio::io::rename(&tmp, dir.join(CHECKPOINT_FILE_NAME)).await.os()?;
     super::file::sync_dir(dir).await
 }
 

@@ -17,7 +17,7 @@ use super::error::{ReadError, TruncateError};
 use super::file::{SegmentFile, BLOCK_BYTES};
 use super::recover::scan_from_index;
 use super::segment::{self, Segment, Verify};
-use super::{Inner, IoMode, LogError};
+use super::{Failure, Inner, IoMode, LogError};
 use std::rc::Rc;
 use strand_core::index::truncate_entries;
 use strand_core::recovery::{segment_file_name, Checkpoint, SegmentFileKind};
@@ -35,8 +35,7 @@ impl Inner {
         let _permit = self.lock().await?;
         self.settle_closes().await;
         // A verification running meanwhile would scan a file being cut (and mark it corrupt).
-        let _verify =
-            self.verify_lock.acquire_permit(1).await.map_err(|_| LogError::Poisoned("log is closed".into()))?;
+        let _verify = self.verify_lock.acquire_permit(1).await.map_err(|_| LogError::closed())?;
         if self.check_truncate(to)? {
             return Ok(());
         }
@@ -46,7 +45,7 @@ impl Inner {
         if let Err(e) = self.cut(base, pos, to).await {
             let reason = format!("truncation to {to} failed half-way: {e}");
             tracing::error!(dir = %self.dir.display(), "{reason}; refusing further writes to this partition");
-            self.state.borrow_mut().poisoned = Some(reason);
+            self.state.borrow_mut().poisoned = Some(Failure::new(reason, e.raw_os_error()));
             return Err(e);
         }
         tracing::info!(dir = %self.dir.display(), to, segment = base, position = pos, "log truncated");
@@ -116,7 +115,7 @@ impl Inner {
             for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
                 let path = self.dir.join(segment_file_name(*b, kind));
                 if let Err(e) = glommio::io::remove(&path).await {
-                    let e = std::io::Error::from(e);
+                    let e = super::file::os_error(e);
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(e.into());
                     }
@@ -150,7 +149,7 @@ impl Inner {
             st.share_reservation();
             // Anything still waiting on an older append fails instead of being acknowledged.
             st.epoch += 1;
-            st.last_failure = Some((false, format!("discarded by a truncation to {to}")));
+            st.last_failure = Some((false, Failure::other(format!("discarded by a truncation to {to}"))));
         }
         self.notify_progress();
         self.checkpoint_active(Checkpoint { segment_base: base, position: pos, next_offset: to }).await?;
@@ -169,7 +168,10 @@ impl Inner {
     ) -> Result<Segment, TruncateError> {
         let (mut index, mut time_index, persisted, opened_at, was_done) = {
             let st = self.state.borrow();
-            let old = st.segments.get(&base).ok_or_else(|| LogError::Poisoned(format!("segment {base} vanished")))?;
+            let old = st
+                .segments
+                .get(&base)
+                .ok_or_else(|| LogError::Poisoned(Failure::other(format!("segment {base} vanished"))))?;
             (old.index.clone(), old.time_index.clone(), old.persisted, old.opened_at, old.verify == Verify::Done)
         };
         truncate_entries(&mut index, &mut time_index, pos, base);
@@ -179,7 +181,7 @@ impl Inner {
             Some(end) => end,
             None => scan_from_index(&mut seg, Vec::new(), Vec::new(), &self.config, pos)
                 .await?
-                .ok_or_else(|| LogError::Poisoned("a scan from position 0 was rejected".into()))?,
+                .ok_or_else(|| LogError::Poisoned(Failure::other("a scan from position 0 was rejected")))?,
         };
         if end.cut.is_some() || end.valid_len != pos || end.next_offset != to {
             let reason =

@@ -41,7 +41,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use glommio::net::{AcceptedTcpStream, TcpListener, TcpStream};
 use glommio::sync::{RwLock, Semaphore};
 use strand_wire::codec::{decode_request, encode_response, DecodeError};
-use strand_wire::frame::{FrameDecoder, FramePrefix};
+use strand_wire::frame::{FrameDecoder, FrameError, FramePrefix};
 use strand_wire::msg::{Request, RequestHeader};
 use strand_wire::ErrorCode;
 use tracing::{debug, info, warn};
@@ -59,6 +59,46 @@ const IDLE_READ_LEN: usize = 4 * 1024;
 pub const FETCH_RESPONSE_BYTES_PER_CONNECTION: u64 = 16 << 20;
 
 type Writer = Rc<RwLock<WriteHalf<TcpStream>>>;
+
+/// Why a client connection was closed; logged, never sent (the client got its answer first
+/// where there is one).
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("setting up the socket: {0}")]
+    Socket(std::io::Error),
+    #[error("{0}")]
+    Refused(limits::Refusal),
+    #[error("framing error: {0}")]
+    Framing(FrameError),
+    #[error("idle for {idle_ms} ms (connections_max_idle_ms)")]
+    Idle { idle_ms: u128 },
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error("{0}")]
+    Write(WriteError),
+    /// A response of an earlier request could not be written: the client is gone or stuck.
+    #[error("a response could not be written")]
+    Broken,
+    /// A per-connection semaphore was closed under the reader.
+    #[error("{0}")]
+    Permit(glommio::GlommioError<()>),
+}
+
+impl From<WriteError> for ConnectionError {
+    fn from(e: WriteError) -> Self {
+        ConnectionError::Write(e)
+    }
+}
+
+/// Why a response could not be written (the reply may be half written).
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The connection's write lock was closed.
+    #[error("{0}")]
+    Lock(glommio::GlommioError<()>),
+}
 
 /// Connections shard 0 may have queued for one other shard before it serves the next
 /// one itself (the target shard is busy: better a less even spread than a wait).
@@ -149,12 +189,12 @@ fn spawn_connection(shard: &Rc<Shard>, stream: TcpStream) {
 }
 
 /// Reads frames, polls each request once and spawns the rest of it as a task, until EOF, a framing error or shutdown.
-async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), ConnectionError> {
+    stream.set_nodelay(true).map_err(|e| ConnectionError::Socket(e.into()))?;
     let fd = stream.as_raw_fd();
-    zerocopy::make_nonblocking(fd).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(zerocopy::SEND_STALL_MAX)).map_err(|e| e.to_string())?;
-    let source = stream.peer_addr().map_err(|e| e.to_string())?.ip();
+    zerocopy::make_nonblocking(fd).map_err(ConnectionError::Socket)?;
+    stream.set_write_timeout(Some(zerocopy::SEND_STALL_MAX)).map_err(|e| ConnectionError::Socket(e.into()))?;
+    let source = stream.peer_addr().map_err(|e| ConnectionError::Socket(e.into()))?.ip();
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer: Writer = Rc::new(RwLock::new(writer));
     let limits = shard.shared.config.limits;
@@ -163,7 +203,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
         Err(refusal) => {
             // Answered once (correlation id 0, as for a framing error) so the client sees why.
             let _ = write_reply(&shard, &writer, fd, Reply::error(0, ErrorCode::Throttled, refusal.to_string())).await;
-            return Err(refusal.to_string());
+            return Err(ConnectionError::Refused(refusal));
         }
     };
     let activity = Rc::new(Activity { last: Cell::new(Instant::now()), inflight: Cell::new(0) });
@@ -178,7 +218,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
     let broken = Rc::new(Cell::new(false));
     loop {
         if broken.get() {
-            return Err("a response could not be written".into());
+            return Err(ConnectionError::Broken);
         }
         let frame = match decoder.decode(&mut buf) {
             Ok(Some(frame)) => frame,
@@ -195,13 +235,13 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
                     _ => ErrorCode::InvalidRequest,
                 };
                 let _ = write_reply(&shard, &writer, fd, Reply::error(0, code, e.to_string())).await;
-                return Err(format!("framing error: {e}"));
+                return Err(ConnectionError::Framing(e));
             }
         };
         let frame_len = (frame.header.len() + frame.payload.len()) as u64;
         let busy = InFlight::new(&activity);
-        let slot = inflight.acquire_static_permit(1).await.map_err(|e| e.to_string())?;
-        let bytes = buffered.acquire_static_permit(frame_len).await.map_err(|e| e.to_string())?;
+        let slot = inflight.acquire_static_permit(1).await.map_err(ConnectionError::Permit)?;
+        let bytes = buffered.acquire_static_permit(frame_len).await.map_err(ConnectionError::Permit)?;
         let header = match decode_request(&frame.header) {
             Ok(header) => header,
             Err(e) => {
@@ -218,7 +258,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Str
             Request::Fetch(f) => u64::from(f.max_bytes).min(FETCH_RESPONSE_BYTES_PER_CONNECTION),
             _ => 0,
         };
-        let answer = answers.acquire_static_permit(answer_len).await.map_err(|e| e.to_string())?;
+        let answer = answers.acquire_static_permit(answer_len).await.map_err(ConnectionError::Permit)?;
         let (task_shard, task_writer, task_broken) = (shard.clone(), writer.clone(), broken.clone());
         let mut task = Box::pin(async move {
             if !task_broken.get() {
@@ -332,7 +372,7 @@ async fn read_more(
     buf: &mut BytesMut,
     activity: &Activity,
     idle: Duration,
-) -> Result<bool, String> {
+) -> Result<bool, ConnectionError> {
     let start = buf.len();
     let want = if start == 0 { IDLE_READ_LEN } else { buf.capacity().saturating_sub(start).max(READ_CHUNK_LEN) };
     buf.resize(start + want, 0);
@@ -361,43 +401,42 @@ async fn read_more(
         }
         Wake::Idle => {
             shard.metrics.connections_closed_idle.fetch_add(1, Relaxed);
-            Err(format!("idle for {} ms (connections_max_idle_ms)", idle.as_millis()))
+            Err(ConnectionError::Idle { idle_ms: idle.as_millis() })
         }
         Wake::Read(Ok(n)) => {
             buf.truncate(start + n);
             activity.last.set(Instant::now());
             Ok(n > 0)
         }
-        Wake::Read(Err(e)) => Err(e.to_string()),
+        Wake::Read(Err(e)) => Err(ConnectionError::Read(e)),
     }
 }
 
 /// Writes a whole response frame under the connection's write lock; file chunks go
 /// zero-copy where the socket has room (see [`zerocopy`]).
-async fn write_reply(shard: &Shard, writer: &Writer, fd: RawFd, reply: Reply) -> Result<(), String> {
+async fn write_reply(shard: &Shard, writer: &Writer, fd: RawFd, reply: Reply) -> Result<(), WriteError> {
     let header = encode_response(&reply.header);
     let payload_len: usize = reply.payload.iter().map(chunk_len).sum();
     let mut head = Vec::with_capacity(8 + header.len());
     head.extend_from_slice(&FramePrefix::new(header.len(), payload_len).to_bytes());
     head.extend_from_slice(&header);
-    let mut w = writer.write().await.map_err(|e| e.to_string())?;
-    w.write_all(&head).await.map_err(|e| e.to_string())?;
+    let mut w = writer.write().await.map_err(WriteError::Lock)?;
+    w.write_all(&head).await?;
     for chunk in &reply.payload {
         match chunk {
             ReadChunk::Memory(bytes) => {
-                w.write_all(bytes).await.map_err(|e| e.to_string())?;
+                w.write_all(bytes).await?;
                 shard.metrics.bytes_out_copied.fetch_add(bytes.len() as u64, Relaxed);
             }
             ReadChunk::File { file, pos, len } => {
-                w.flush().await.map_err(|e| e.to_string())?;
-                let sent = zerocopy::send_file(&mut *w, fd, file, *pos, *len).await;
-                let sent = sent.map_err(|e| e.to_string())?;
+                w.flush().await?;
+                let sent = zerocopy::send_file(&mut *w, fd, file, *pos, *len).await?;
                 shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
                 shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
             }
         }
     }
-    w.flush().await.map_err(|e| e.to_string())
+    Ok(w.flush().await?)
 }
 
 fn chunk_len(chunk: &ReadChunk) -> usize {

@@ -31,8 +31,6 @@ const HEADER: &str = "strand-replication-epochs 1";
 pub enum EpochFileError {
     #[error("{path:?} line {line}: {reason}")]
     Corrupt { path: PathBuf, line: usize, reason: String },
-    #[error("epoch entry ({epoch}, {start}) does not follow ({last_epoch}, {last_start})")]
-    NotIncreasing { epoch: u64, start: u64, last_epoch: u64, last_start: u64 },
     #[error("the batch at offset {offset} has no recorded append epoch (first entry starts at {first:?})")]
     Uncovered { offset: u64, first: Option<u64> },
     #[error("epoch checkpoint io error: {0}")]
@@ -79,26 +77,34 @@ impl EpochFile {
 
     /// Records that `epoch` appends from `start` on and persists the file. Entries at or
     /// past `start` (never-durable appends) are replaced. Idempotent for the newest epoch.
+    /// An epoch not above every kept entry's is a bug (the chain core's log never goes
+    /// back in epoch, and this file mirrors it), so it panics.
     pub async fn begin_epoch(&mut self, epoch: Epoch, start: Offset) -> Result<(), EpochFileError> {
         if self.last_epoch() == Some(epoch) {
             return Ok(());
         }
-        let mut next = self.entries.clone();
-        next.retain(|(_, s)| *s < start);
-        if let Some(&(last_epoch, last_start)) = next.last() {
-            if last_epoch >= epoch {
-                return Err(EpochFileError::NotIncreasing {
-                    epoch: epoch.0,
-                    start: start.0,
-                    last_epoch: last_epoch.0,
-                    last_start: last_start.0,
-                });
-            }
-        }
-        next.push((epoch, start));
+        let next = self.with_epoch(epoch, start);
         write_atomically(&self.dir, &next).await?;
         self.entries = next;
         Ok(())
+    }
+
+    /// The entries after `begin_epoch(epoch, start)`.
+    fn with_epoch(&self, epoch: Epoch, start: Offset) -> Vec<(Epoch, Offset)> {
+        let mut next = self.entries.clone();
+        next.retain(|(_, s)| *s < start);
+        if let Some(&(last_epoch, last_start)) = next.last() {
+            assert!(
+                last_epoch < epoch,
+                "append epochs never go backwards: epoch {} from {} after epoch {} from {}",
+                epoch.0,
+                start.0,
+                last_epoch.0,
+                last_start.0
+            );
+        }
+        next.push((epoch, start));
+        next
     }
 
     /// The epoch of the batch ending at a log start `start` (0 when unknown: retention
@@ -258,6 +264,15 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "append epochs never go backwards")]
+    fn an_epoch_going_backwards_is_a_bug() {
+        let f = EpochFile { dir: PathBuf::new(), entries: vec![(Epoch(3), Offset(5)), (Epoch(4), Offset(9))] };
+        // Replacing entries at or past the start is fine; an older epoch after them is not.
+        assert_eq!(f.with_epoch(Epoch(5), Offset(9)), vec![(Epoch(3), Offset(5)), (Epoch(5), Offset(9))]);
+        f.with_epoch(Epoch(2), Offset(12));
+    }
+
+    #[test]
     fn file_is_written_atomically_cut_and_reloaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_owned();
@@ -269,7 +284,6 @@ mod tests {
                 f.begin_epoch(Epoch(1), Offset(5)).await.unwrap();
                 f.begin_epoch(Epoch(3), Offset(5)).await.unwrap();
                 f.begin_epoch(Epoch(4), Offset(9)).await.unwrap();
-                assert!(f.begin_epoch(Epoch(2), Offset(12)).await.is_err(), "epochs only grow");
                 let reloaded = EpochFile::load(&path, 100).unwrap();
                 assert_eq!(reloaded.entries(), f.entries());
                 // Entries at or past the log end are ignored, and replaced by the next epoch.

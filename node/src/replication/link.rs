@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use strand_core::chain::NodeId;
-use strand_wire::frame::FrameDecoder;
+use strand_wire::frame::{FrameDecoder, FrameError};
 use tracing::{debug, info, warn};
 
 use super::auth::{self, LinkAuth};
@@ -44,6 +44,36 @@ pub const REPLICATION_CONNECTIONS_MAX_DEFAULT: u32 = 256;
 /// Default time an inbound connection has to complete the handshake
 /// (`replication_handshake_timeout_ms`); the link side waits as long for the answer.
 pub const REPLICATION_HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
+/// Why a replication handshake failed, on either side.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    /// The socket failed at `step` (e.g. "reading the hello").
+    #[error("{step}: {source}")]
+    Io { step: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("no handshake within {limit_ms} ms")]
+    Timeout { limit_ms: u128 },
+}
+
+/// Why an inbound replication connection was closed.
+#[derive(Debug, thiserror::Error)]
+enum InboundError {
+    #[error("setting up the socket: {0}")]
+    Socket(std::io::Error),
+    #[error("handshake failed: {0}")]
+    Handshake(HandshakeError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Read(std::io::Error),
+}
+
+/// Maps a socket error at `step` of a handshake.
+fn failed_at(step: &'static str) -> impl FnOnce(std::io::Error) -> HandshakeError {
+    move |source| HandshakeError::Io { step, source }
+}
 
 /// Bounds of one replication listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,21 +223,21 @@ async fn connect(addr: SocketAddr, auth: &LinkAuth) -> Option<TcpStream> {
 }
 
 /// The link side: read the challenge, prove ourselves, check the listener's proof.
-async fn link_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<(), String> {
+async fn link_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<(), HandshakeError> {
     let mut challenge = [0u8; auth::CHALLENGE_LEN];
-    stream.read_exact(&mut challenge).await.map_err(|e| format!("reading the challenge: {e}"))?;
-    let (hello, expected) = auth.answer(&challenge).map_err(|e| e.to_string())?;
-    stream.write_all(&hello).await.map_err(|e| format!("writing the hello: {e}"))?;
+    stream.read_exact(&mut challenge).await.map_err(failed_at("reading the challenge"))?;
+    let (hello, expected) = auth.answer(&challenge)?;
+    stream.write_all(&hello).await.map_err(failed_at("writing the hello"))?;
     let mut proof = [0u8; auth::PROOF_LEN];
-    stream.read_exact(&mut proof).await.map_err(|e| format!("reading the listener's proof: {e}"))?;
-    expected.verify(&proof).map_err(|e| e.to_string())
+    stream.read_exact(&mut proof).await.map_err(failed_at("reading the listener's proof"))?;
+    Ok(expected.verify(&proof)?)
 }
 
 /// `fut`'s result, or an error once `limit` passed.
-async fn within<T>(limit: Duration, fut: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+async fn within<T>(limit: Duration, fut: impl Future<Output = Result<T, HandshakeError>>) -> Result<T, HandshakeError> {
     let timer = async {
         glommio::timer::sleep(limit).await;
-        Err(format!("no handshake within {} ms", limit.as_millis()))
+        Err(HandshakeError::Timeout { limit_ms: limit.as_millis() })
     };
     futures_lite::future::or(fut, timer).await
 }
@@ -262,14 +292,18 @@ pub async fn serve(listener: TcpListener, on_frame: FrameHandler, inbound: Inbou
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, on_frame: FrameHandler, inbound: &Inbound) -> Result<(), String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+async fn serve_connection(
+    mut stream: TcpStream,
+    on_frame: FrameHandler,
+    inbound: &Inbound,
+) -> Result<(), InboundError> {
+    stream.set_nodelay(true).map_err(|e| InboundError::Socket(e.into()))?;
     let timeout = Duration::from_millis(inbound.limits.handshake_timeout_ms);
     let peer = match within(timeout, listener_handshake(&mut stream, &inbound.auth)).await {
         Ok(peer) => peer,
         Err(reason) => {
             inbound.metrics.replication_handshakes_failed.fetch_add(1, Relaxed);
-            return Err(format!("handshake failed: {reason}"));
+            return Err(InboundError::Handshake(reason));
         }
     };
     debug!(peer = peer.0, "replication connection authenticated");
@@ -277,25 +311,25 @@ async fn serve_connection(mut stream: TcpStream, on_frame: FrameHandler, inbound
 }
 
 /// The listener side: send a challenge, check the hello, prove ourselves; the sender.
-async fn listener_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<NodeId, String> {
-    let challenge = auth::Challenge::new().map_err(|e| e.to_string())?;
-    stream.write_all(&challenge.bytes()).await.map_err(|e| format!("writing the challenge: {e}"))?;
+async fn listener_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<NodeId, HandshakeError> {
+    let challenge = auth::Challenge::new()?;
+    stream.write_all(&challenge.bytes()).await.map_err(failed_at("writing the challenge"))?;
     let mut hello = [0u8; auth::HELLO_LEN];
-    stream.read_exact(&mut hello).await.map_err(|e| format!("reading the hello: {e}"))?;
-    let (peer, proof) = auth.check_hello(&challenge, &hello).map_err(|e| e.to_string())?;
-    stream.write_all(&proof).await.map_err(|e| format!("writing the proof: {e}"))?;
+    stream.read_exact(&mut hello).await.map_err(failed_at("reading the hello"))?;
+    let (peer, proof) = auth.check_hello(&challenge, &hello)?;
+    stream.write_all(&proof).await.map_err(failed_at("writing the proof"))?;
     Ok(peer)
 }
 
-async fn read_frames(mut stream: TcpStream, peer: NodeId, on_frame: FrameHandler) -> Result<(), String> {
+async fn read_frames(mut stream: TcpStream, peer: NodeId, on_frame: FrameHandler) -> Result<(), InboundError> {
     let mut decoder = FrameDecoder::new(REPLICATION_FRAME_LEN_MAX);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        while let Some(frame) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
+        while let Some(frame) = decoder.decode(&mut buf)? {
             on_frame(peer, frame.header, frame.payload);
         }
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        let n = stream.read(&mut chunk).await.map_err(InboundError::Read)?;
         if n == 0 {
             return Ok(());
         }

@@ -10,8 +10,6 @@
 //! operating error), refused batches, and a log closed under an append (topic deletion or
 //! shutdown). Invariant: the classification looks only at the error, so it is unit-tested here.
 
-use std::io;
-
 use crate::log::AppendError;
 
 /// `EX_IOERR` (sysexits.h): the node stopped because its storage failed.
@@ -20,18 +18,17 @@ pub const FATAL_STORAGE_EXIT: i32 = 74;
 /// OS errors after which a log's on-disk state is unknown.
 const FATAL_ERRNOS: [i32; 5] = [libc::EIO, libc::EROFS, libc::ENXIO, libc::ENODEV, libc::EUCLEAN];
 
-/// The errno of `e` if it is one after which the node must stop. glommio turns some
-/// errors into messages (`"… (os error 5)"`) without the raw code, and a poisoned log
-/// repeats the fdatasync error in its reason, so the text is read when the code is gone.
-pub fn fatal_errno(e: &io::Error) -> Option<i32> {
-    let errno = e.raw_os_error().or_else(|| os_error_in_text(&e.to_string()))?;
-    FATAL_ERRNOS.contains(&errno).then_some(errno)
+/// Whether `errno` is one after which the node must stop.
+pub fn errno_is_fatal(errno: i32) -> bool {
+    FATAL_ERRNOS.contains(&errno)
 }
 
-/// Whether a failed append means the node must stop (see the module docs).
+/// Whether a failed append means the node must stop (see the module docs). Only the OS error
+/// code counts, never the message: the log keeps the errno of glommio's errors and repeats
+/// the one that poisoned it ([`crate::log::Failure`]).
 pub fn append_error_is_fatal(e: &AppendError) -> bool {
     match e {
-        AppendError::Io(io) => fatal_errno(io).is_some(),
+        AppendError::Io(_) | AppendError::Failed(_) => e.raw_os_error().is_some_and(errno_is_fatal),
         AppendError::Corrupt(_) | AppendError::TooLarge { .. } | AppendError::StorageFull { .. } => false,
     }
 }
@@ -44,16 +41,11 @@ pub fn stop_node(topic: &str, partition: u32, error: &dyn std::fmt::Display) -> 
     std::process::exit(FATAL_STORAGE_EXIT)
 }
 
-/// The `N` of the last `"os error N"` in `text`.
-fn os_error_in_text(text: &str) -> Option<i32> {
-    let at = text.rfind("os error ")? + "os error ".len();
-    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Failure;
+    use std::io;
     use strand_wire::batch::BatchError;
 
     fn check(e: AppendError, fatal: bool) {
@@ -66,26 +58,21 @@ mod tests {
         check(AppendError::Io(os(libc::EIO)), true);
         check(AppendError::Io(os(libc::EROFS)), true);
         check(AppendError::Io(os(libc::EUCLEAN)), true);
-        // glommio's EnhancedIoError keeps only the kind and the text.
-        let enhanced = io::Error::other("fdatasync failed for \"/d/0.log\": Input/output error (os error 5)");
-        check(AppendError::Io(enhanced), true);
-        // A poisoned log repeats the fdatasync error in its reason.
-        let poisoned = io::Error::other(format!("fdatasync of \"/d/0.log\" failed: {}", os(libc::EIO)));
-        check(AppendError::Io(poisoned), true);
+        // A poisoned log, and appends discarded by a failed write, repeat the errno.
+        let fdatasync = |errno| Failure::new(format!("fdatasync of \"/d/0.log\" failed: {}", os(errno)), Some(errno));
+        check(AppendError::Failed(fdatasync(libc::EIO)), true);
+        check(AppendError::Failed(fdatasync(libc::ENXIO)), true);
+        check(AppendError::Failed(fdatasync(libc::EINTR)), false);
+        // The text alone decides nothing: without the code the message is not read.
+        check(AppendError::Io(io::Error::other("fdatasync failed: Input/output error (os error 5)")), false);
+        check(AppendError::Failed(Failure::other("storage io error: Input/output error (os error 5)")), false);
         // Operating errors and shutdown races keep the node running.
         check(AppendError::Io(os(libc::ENOSPC)), false);
-        check(AppendError::Io(io::Error::other("log is closed")), false);
-        check(AppendError::Io(io::Error::other("append discarded")), false);
+        check(AppendError::Failed(Failure::other("log is closed")), false);
+        check(AppendError::Failed(Failure::other("append discarded")), false);
+        check(AppendError::Failed(Failure::other("discarded by a truncation to 7")), false);
         check(AppendError::StorageFull { reason: os(libc::ENOSPC).to_string() }, false);
         check(AppendError::TooLarge { len_bytes: 2, limit_bytes: 1 }, false);
         check(AppendError::Corrupt(BatchError::Truncated { needed: 61, available: 0 }), false);
-    }
-
-    #[test]
-    fn reads_the_last_os_error_in_a_message() {
-        assert_eq!(os_error_in_text("x (os error 5)"), Some(5));
-        assert_eq!(os_error_in_text("a (os error 28): b (os error 5)"), Some(5));
-        assert_eq!(os_error_in_text("os error "), None);
-        assert_eq!(os_error_in_text("no code"), None);
     }
 }

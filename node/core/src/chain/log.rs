@@ -2,7 +2,8 @@
 //! append epochs, in offset order, with a running byte position so byte distances
 //! between offsets cost a binary search.
 //!
-//! Invariants: batches are contiguous from the log start `start.offset` (0 unless
+//! Invariants: append epochs never decrease along the log (asserted on push; a recovered
+//! list that breaks this is refused like a gap); batches are contiguous from the log start `start.offset` (0 unless
 //! retention removed a committed prefix or the log was reset to a predecessor's start;
 //! `batches[0].base == start.offset`, `batches[i].end() == batches[i + 1].base`), every
 //! batch has at least one record, and `positions[i]` is the byte count of the batches
@@ -31,11 +32,13 @@ impl LogIndex {
         LogIndex::from_batches_at(start, batches)
     }
 
-    /// An index starting at `start` over `batches`, contiguous from `start.offset`.
+    /// An index starting at `start` over `batches`, contiguous from `start.offset`, with
+    /// epochs that never decrease (from `start.epoch` on); `Err` names the first batch
+    /// that breaks either.
     pub fn from_batches_at(start: Position, batches: &[BatchMeta]) -> Result<LogIndex, Offset> {
         let mut index = LogIndex { start, ..LogIndex::default() };
         for batch in batches {
-            if batch.base != index.end() || batch.record_count == 0 {
+            if batch.base != index.end() || batch.record_count == 0 || batch.epoch < index.last_epoch() {
                 return Err(batch.base);
             }
             index.push(*batch);
@@ -108,6 +111,13 @@ impl LogIndex {
     pub fn push(&mut self, batch: BatchMeta) {
         assert_eq!(batch.base, self.end(), "batches are contiguous");
         assert!(batch.record_count > 0, "a batch holds at least one record");
+        assert!(
+            batch.epoch >= self.last_epoch(),
+            "append epochs never go backwards: epoch {} after {} at offset {}",
+            batch.epoch.0,
+            self.last_epoch().0,
+            batch.base.0
+        );
         self.positions.push(self.bytes());
         self.batches.push(batch);
     }
@@ -260,5 +270,14 @@ mod tests {
         assert!(
             LogIndex::from_batches_at(Position { offset: Offset(20), epoch: Epoch(4) }, &[batch(0, 1, 1, 1)]).is_err()
         );
+    }
+
+    #[test]
+    fn epochs_going_backwards_are_refused_at_recovery_and_a_bug_on_push() {
+        assert_eq!(LogIndex::from_batches(&[batch(0, 2, 10, 3), batch(2, 1, 10, 2)]).unwrap_err(), Offset(2));
+        let mut log = LogIndex::from_batches(&[batch(0, 2, 10, 3)]).unwrap();
+        log.push(batch(2, 1, 10, 3));
+        let backwards = std::panic::catch_unwind(move || log.push(batch(3, 1, 10, 2)));
+        assert!(backwards.is_err(), "push of an older epoch must panic");
     }
 }

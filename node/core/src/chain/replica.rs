@@ -275,6 +275,14 @@ impl ChainReplica {
         if self.pending.len() >= self.limits.pending_acks_max || uncommitted >= self.limits.uncommitted_bytes_max {
             return Err(ChainError::Throttled);
         }
+        // Offsets are handed out above everything served or committed here.
+        assert!(
+            self.log.end() >= self.reads_up_to,
+            "log end {:?} below served reads {:?}",
+            self.log.end(),
+            self.reads_up_to
+        );
+        assert!(self.log.end() >= self.commit, "head log end {:?} below its commit {:?}", self.log.end(), self.commit);
         let meta = BatchMeta {
             base: self.log.end(),
             record_count: batch.record_count,
