@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod data_dir;
+pub mod fatal;
 pub mod groups;
 pub mod hostcheck;
 pub mod log;

@@ -235,8 +235,8 @@ impl Shard {
             Err(e) => {
                 // Same rule as user partitions: a storage failure (EIO on write/fsync) stops
                 // the node; never retried, never a half-alive coordinator.
-                if crate::shard::fatal::append_error_is_fatal(&e) {
-                    crate::shard::fatal::stop_node(OFFSETS_TOPIC, partition, &e);
+                if crate::fatal::append_error_is_fatal(&e) {
+                    crate::fatal::stop_node(OFFSETS_TOPIC, partition, &e);
                 }
                 warn!(shard = self.id.0, partition, error = %e, "persisting offsets failed");
                 Err(e.code())

@@ -21,7 +21,7 @@
 //! Invariants: a produce's offsets are reserved in its synchronous step (asserted against
 //! the log end), and the producer table names only reserved batches; offsets below
 //! `readable_end` never change; a failed write of the log (EIO and the like) stops the node
-//! on both paths (`shard::fatal`).
+//! on both paths (`fatal`).
 
 pub mod producers;
 
@@ -338,8 +338,8 @@ impl Partition {
     /// A failed local append: stops the node on a storage failure, otherwise marks the
     /// producer table invalid if it named this append (`in_table`), and refuses the call.
     fn append_failed(&self, e: AppendError, in_table: bool) -> ProduceRefusal {
-        if crate::shard::fatal::append_error_is_fatal(&e) {
-            crate::shard::fatal::stop_node(&self.topic, self.partition, &e);
+        if crate::fatal::append_error_is_fatal(&e) {
+            crate::fatal::stop_node(&self.topic, self.partition, &e);
         }
         if in_table {
             self.invalidate_producers("an idempotent append failed");

@@ -473,8 +473,8 @@ impl ReplicatedPartition {
                 }
                 Ok(info) => this.fail(format!("log stamped {} where the chain expects {first}", info.base_offset)),
                 // One fatal path for both data paths: a storage failure stops the node.
-                Err(e) if crate::shard::fatal::append_error_is_fatal(&e) => {
-                    crate::shard::fatal::stop_node(&this.topic, this.partition, &e)
+                Err(e) if crate::fatal::append_error_is_fatal(&e) => {
+                    crate::fatal::stop_node(&this.topic, this.partition, &e)
                 }
                 Err(e) => this.fail(format!("append failed: {e}")),
             }

@@ -18,7 +18,6 @@ pub mod admission;
 pub mod cluster;
 pub mod cluster_admin;
 pub mod dispatch;
-pub mod fatal;
 pub mod forward;
 pub mod join;
 pub mod node;
