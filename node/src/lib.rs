@@ -16,3 +16,4 @@ pub mod notify;
 pub mod partition;
 pub mod replication;
 pub mod shard;
+pub mod topic;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::etcd::Etcd;
 use futures_lite::future::block_on;
 use strand_node::control::{connect, ChainRecord, ControlConfig, ControlError, ControlHandle, NodeRecord};
-use strand_node::shard::registry::TopicConfig;
+use strand_node::topic::TopicConfig;
 
 const TTL_S: i64 = 2;
 

@@ -117,14 +117,13 @@ struct PartitionJson {
 fn topics_json(shared: &NodeShared) -> String {
     let gauges: Vec<_> = shared.metrics.shards.iter().flat_map(|m| m.partitions()).collect();
     // Node-local topics, plus in cluster mode the view's (this node's replicas' offsets).
-    let mut configs: Vec<crate::shard::registry::TopicConfig> = match shared.registry.lock() {
+    let mut configs: Vec<crate::topic::TopicConfig> = match shared.registry.lock() {
         Ok(reg) => reg.topics().values().cloned().collect(),
         Err(_) => Vec::new(),
     };
     if let Some(control) = &shared.control {
-        configs.retain(|t| crate::groups::is_internal_topic(&t.name));
-        configs
-            .extend(control.latest().topics.values().filter(|t| !crate::groups::is_internal_topic(&t.name)).cloned());
+        configs.retain(|t| crate::topic::is_internal_topic(&t.name));
+        configs.extend(control.latest().topics.values().filter(|t| !crate::topic::is_internal_topic(&t.name)).cloned());
     }
     let topics: Vec<TopicJson> = configs
         .iter()
@@ -144,7 +143,7 @@ fn topics_json(shared: &NodeShared) -> String {
                 name: t.name.clone(),
                 partitions: t.partitions,
                 replication_factor: t.replication_factor,
-                internal: crate::groups::is_internal_topic(&t.name),
+                internal: crate::topic::is_internal_topic(&t.name),
                 offsets,
             }
         })

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use strand_wire::ErrorCode;
 
 use super::types::{ClusterView, NodeRecord};
-use crate::shard::registry::TopicConfig;
+use crate::topic::TopicConfig;
 
 /// Why a control-plane operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

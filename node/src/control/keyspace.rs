@@ -15,7 +15,7 @@ use strand_core::control::{Chain, ClusterState, InSync, Incarnation, TopicSpec};
 use strand_core::topic::validate_topic;
 
 use super::types::{ChainRecord, ClusterView, InSyncReport, NodeRecord};
-use crate::shard::registry::TopicConfig;
+use crate::topic::TopicConfig;
 
 /// A topic and the create revision of its key (guards chain writes against a
 /// concurrent delete and re-create).

@@ -21,7 +21,7 @@ use super::keyspace::{keys, Keyspace, Kv};
 use super::types::{ControlConfig, InSyncReport, NodeRecord};
 use super::{controller, session, watch as follow};
 use crate::log::LogConfig;
-use crate::shard::registry::{topic_log_config, TopicConfig};
+use crate::topic::{topic_log_config, TopicConfig};
 
 /// Longest wait for etcd at start (connect + first read).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use strand_core::chain::{ChainConfig, Epoch, NodeId};
 use strand_core::placement::{owner_shard, ShardId};
 
-use crate::shard::registry::TopicConfig;
+use crate::topic::TopicConfig;
 
 /// A live node as registered in etcd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

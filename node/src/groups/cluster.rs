@@ -35,11 +35,11 @@ use strand_wire::msg::Request;
 use strand_wire::ErrorCode;
 use tracing::{info, warn};
 
-use super::{coordinator_of, is_internal_topic, GroupReply, OFFSETS_TOPIC};
+use super::{coordinator_of, GroupReply, OFFSETS_TOPIC};
 use crate::control::ClusterView;
 use crate::shard::forward::{ShardAnswer, ShardCall};
-use crate::shard::registry::TopicConfig;
 use crate::shard::Shard;
+use crate::topic::{is_internal_topic, TopicConfig};
 
 /// How often a shard looks at which offsets partitions it heads.
 const HEADS_EVERY: Duration = Duration::from_millis(50);

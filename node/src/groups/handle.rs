@@ -146,7 +146,7 @@ impl Shard {
     /// subscribe to it rebalance. Called on topic create/delete (and at start); the
     /// timer task drains what this queues.
     pub(crate) fn groups_topic_changed(&self, topic: &str, partition_count: u32) {
-        if super::is_internal_topic(topic) {
+        if crate::topic::is_internal_topic(topic) {
             return;
         }
         let now = self.groups.now_ms();

@@ -91,11 +91,6 @@ pub const GROUP_INBOX_LEN: usize = 1024;
 /// the group snapshot for `/metrics` and `/v1/groups` is refreshed).
 const TIMER_IDLE: Duration = Duration::from_secs(1);
 
-/// Whether `topic` is internal (reserved prefix `__`).
-pub fn is_internal_topic(topic: &str) -> bool {
-    topic.starts_with("__")
-}
-
 /// The offsets partition and coordinator shard of `group_id`.
 pub fn coordinator_of(group_id: &str, offsets_partitions: u32, shard_count: u16) -> (u32, ShardId) {
     let partition = group_partition(group_id, offsets_partitions);

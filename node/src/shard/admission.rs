@@ -92,19 +92,19 @@ pub fn topic_fd_cost(data_dir: &Path, topic: &str, partitions: u32) -> u64 {
 /// first. A topic that does not fit is logged with the numbers and the way out and left
 /// closed (clients see `UNKNOWN_TOPIC` for it), so the node always starts and can delete it.
 pub fn admit_at_start(
-    topics: Vec<super::registry::TopicConfig>,
+    topics: Vec<crate::topic::TopicConfig>,
     data_dir: &Path,
     limits: &AdmissionLimits,
-) -> Vec<super::registry::TopicConfig> {
+) -> Vec<crate::topic::TopicConfig> {
     let Some(fds) = FdBudget::measure(limits.open_files_reserved) else { return topics };
     let mut left = fds.available();
     let (mut internal, user): (Vec<_>, Vec<_>) =
-        topics.into_iter().partition(|t| crate::groups::is_internal_topic(&t.name));
+        topics.into_iter().partition(|t| crate::topic::is_internal_topic(&t.name));
     internal.extend(user);
     let mut admitted = Vec::with_capacity(internal.len());
     for topic in internal {
         let cost = topic_fd_cost(data_dir, &topic.name, topic.partitions);
-        if cost <= left || crate::groups::is_internal_topic(&topic.name) {
+        if cost <= left || crate::topic::is_internal_topic(&topic.name) {
             left = left.saturating_sub(cost);
             admitted.push(topic);
             continue;

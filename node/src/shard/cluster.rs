@@ -26,14 +26,13 @@ use std::time::Duration;
 use strand_core::chain::{ChainConfig, Epoch, NodeId, Role};
 use tracing::{info, warn};
 
-use super::registry::{topic_log_config, TopicConfig};
 use super::Shard;
 use crate::control::{ChainRecord, ClusterView, ControlHandle};
-use crate::groups::is_internal_topic;
 use crate::log::PartitionLog;
 use crate::partition::{Partition, Replication};
 use crate::replication::auth::LinkAuth;
 use crate::replication::{LinkPool, Peers, ReplicatedPartition, Replicator};
+use crate::topic::{is_internal_topic, topic_log_config, TopicConfig};
 
 /// Longest pause between two reconcile passes (also the in-sync report period).
 pub const RECONCILE_EVERY: Duration = Duration::from_millis(200);
@@ -114,7 +113,7 @@ pub enum ReplicaError {
     #[error("not in cluster mode")]
     NotClustered,
     #[error("topic config: {0}")]
-    Config(#[from] super::registry::RegistryError),
+    Config(#[from] crate::topic::TopicConfigError),
     #[error("{}: {source}", dir.display())]
     Dir { dir: std::path::PathBuf, source: std::io::Error },
     #[error("opening the log: {0}")]

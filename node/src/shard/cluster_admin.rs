@@ -13,11 +13,10 @@ use strand_wire::ErrorCode;
 
 use super::dispatch::Reply;
 use super::forward::{ShardAnswer, ShardCall};
-use super::registry::TopicConfig;
 use super::Shard;
 use crate::control::ClusterView;
-use crate::groups::is_internal_topic;
 use crate::partition::PartitionOffsets;
+use crate::topic::{is_internal_topic, TopicConfig};
 
 /// Longest a CreateTopic waits for this shard to learn the new topic from the view.
 const CREATE_VISIBLE_WAIT: Duration = Duration::from_secs(5);

@@ -18,10 +18,9 @@ use strand_wire::ErrorCode;
 
 use super::forward::{self, ShardAnswer, ShardCall};
 use super::ops::{fetch_error, list_offsets_error, produce_error, FetchLimits, LocalFetch};
-use super::registry::TopicConfig;
 use super::Shard;
-use crate::groups::is_internal_topic;
 use crate::log::ReadChunk;
+use crate::topic::{is_internal_topic, TopicConfig};
 
 /// A response header plus the payload to send after it, in order.
 pub struct Reply {

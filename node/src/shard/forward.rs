@@ -13,8 +13,8 @@ use strand_wire::msg::{
 };
 use strand_wire::ErrorCode;
 
-use super::registry::TopicConfig;
 use crate::partition::PartitionOffsets;
+use crate::topic::TopicConfig;
 
 /// Calls a shard's inbox holds before senders wait.
 pub const SHARD_INBOX_LEN: usize = 1024;

@@ -42,8 +42,9 @@ use crate::log::PartitionLog;
 use crate::metrics::{NodeMetrics, PartitionGauge, ShardMetrics};
 use crate::notify::LocalNotify;
 use crate::partition::Partition;
+use crate::topic::TopicConfig;
 use forward::{ShardAnswer, ShardCall, ShardMsg};
-use registry::{TopicConfig, TopicRegistry};
+use registry::TopicRegistry;
 
 /// Ports every shard bound, known once all shards started.
 #[derive(Debug, Clone, PartialEq, Eq)]

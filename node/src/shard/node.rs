@@ -23,7 +23,7 @@ use strand_core::placement::ShardId;
 use tracing::{error, info, warn};
 
 use super::forward::{ShardCall, ShardMsg, SHARD_INBOX_LEN};
-use super::registry::{TopicConfig, TopicRegistry};
+use super::registry::TopicRegistry;
 use super::{BoundPorts, NodeShared, Shard, ShardError};
 use crate::admin::AdminServer;
 use crate::config::NodeConfig;
@@ -31,6 +31,7 @@ use crate::data_dir::{DataDirLock, LockError};
 use crate::log::IoMode;
 use crate::metrics::NodeMetrics;
 use crate::net::listen::{self, BindError, NodeListeners};
+use crate::topic::TopicConfig;
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +240,7 @@ fn register(shared: &NodeShared, ports: BoundPorts) -> Result<BoundPorts, NodeEr
 fn local_topics(registry: &TopicRegistry, cluster: bool) -> Vec<TopicConfig> {
     let (local, ignored): (Vec<TopicConfig>, Vec<TopicConfig>) =
         registry.topics().values().cloned().partition(|_| !cluster);
-    for t in ignored.into_iter().filter(|t| !crate::groups::is_internal_topic(&t.name)) {
+    for t in ignored.into_iter().filter(|t| !crate::topic::is_internal_topic(&t.name)) {
         warn!(topic = %t.name, "node-local topic not served in cluster mode (topics come from etcd)");
     }
     local

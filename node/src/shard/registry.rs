@@ -18,19 +18,12 @@ use strand_wire::ErrorCode;
 
 use super::admission::{AdmissionLimits, FdBudget, FDS_PER_SEGMENT};
 use crate::log::LogConfig;
+// `shard/mod.rs` names `registry::topic_log_config`.
+pub(super) use crate::topic::topic_log_config;
+use crate::topic::{TopicConfig, TopicConfigError};
 
 const REGISTRY_FILE: &str = "topics.json";
 const REGISTRY_VERSION: u32 = 1;
-
-/// One topic's definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicConfig {
-    pub name: String,
-    pub partitions: u32,
-    pub replication_factor: u16,
-    #[serde(default)]
-    pub configs: BTreeMap<String, String>,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct RegistryFile {
@@ -49,10 +42,8 @@ pub enum RegistryError {
     Invalid(#[from] TopicError),
     #[error("only replication factor 1 is supported on a single node, not {0}")]
     ReplicationFactor(u16),
-    #[error("bad topic config {0:?}: keys are {TOPIC_CONFIG_KEYS:?}, values unsigned integers")]
-    ConfigKey(String),
-    #[error("topic config {key}={value} is out of bounds: must be {bound}")]
-    ConfigBound { key: String, value: u64, bound: String },
+    #[error(transparent)]
+    Config(#[from] TopicConfigError),
     #[error("topic {topic} refused: the node has {count} topics, topics_max is {max}")]
     TopicsMax { topic: String, count: usize, max: u32 },
     #[error("topic {topic} refused: {partitions} partitions would bring the node to {total}, partitions_max is {max}")]
@@ -86,8 +77,7 @@ impl RegistryError {
             RegistryError::Unknown(_) => ErrorCode::UnknownTopic,
             RegistryError::Invalid(e) => e.code(),
             RegistryError::ReplicationFactor(_)
-            | RegistryError::ConfigKey(_)
-            | RegistryError::ConfigBound { .. }
+            | RegistryError::Config(_)
             | RegistryError::TopicsMax { .. }
             | RegistryError::PartitionsMax { .. }
             | RegistryError::OpenFiles { .. } => ErrorCode::InvalidConfig,
@@ -95,63 +85,6 @@ impl RegistryError {
             RegistryError::Corrupt { .. } => ErrorCode::CorruptStorage,
         }
     }
-}
-
-/// Topic config keys a create request may carry (applied node-wide for now).
-pub const TOPIC_CONFIG_KEYS: [&str; 4] = ["retention_bytes", "retention_ms", "segment_bytes", "segment_ms"];
-
-/// Smallest client-settable `segment_bytes`: each segment costs descriptors and a file, so
-/// tiny segments turn a stream of small batches into a stream of files.
-pub const TOPIC_SEGMENT_BYTES_MIN: u64 = 1 << 20;
-/// Largest client-settable `segment_bytes`.
-pub const TOPIC_SEGMENT_BYTES_MAX: u64 = 1 << 40;
-/// Smallest client-settable `segment_ms` (a roll per millisecond is a file per millisecond).
-pub const TOPIC_SEGMENT_MS_MIN: u64 = 1000;
-/// Smallest client-settable `retention_ms`.
-pub const TOPIC_RETENTION_MS_MIN: u64 = 1000;
-/// Smallest client-settable `retention_bytes`.
-pub const TOPIC_RETENTION_BYTES_MIN: u64 = 1 << 20;
-
-/// The bound of a client-settable topic config key, as `(min, max)`.
-fn config_bounds(key: &str) -> Option<(u64, u64)> {
-    match key {
-        "segment_bytes" => Some((TOPIC_SEGMENT_BYTES_MIN, TOPIC_SEGMENT_BYTES_MAX)),
-        "segment_ms" => Some((TOPIC_SEGMENT_MS_MIN, u64::MAX)),
-        "retention_ms" => Some((TOPIC_RETENTION_MS_MIN, u64::MAX)),
-        "retention_bytes" => Some((TOPIC_RETENTION_BYTES_MIN, u64::MAX)),
-        _ => None,
-    }
-}
-
-/// `base` with a topic's overrides applied. Internal topics (`__…`, e.g. the consumer
-/// offsets) never inherit node-wide retention: deleting their old segments would lose the
-/// committed offsets of idle groups (there is no compaction yet).
-pub fn topic_log_config(
-    base: &LogConfig,
-    topic: &str,
-    configs: &BTreeMap<String, String>,
-) -> Result<LogConfig, RegistryError> {
-    let mut log = base.clone();
-    if crate::groups::is_internal_topic(topic) {
-        log.retention_bytes = None;
-        log.retention_ms = None;
-    }
-    for (key, value) in configs {
-        let v: u64 = value.parse().map_err(|_| RegistryError::ConfigKey(format!("{key}={value}")))?;
-        let (min, max) = config_bounds(key).ok_or_else(|| RegistryError::ConfigKey(format!("{key}={value}")))?;
-        if v < min || v > max {
-            let bound = if max == u64::MAX { format!(">= {min}") } else { format!("in [{min}, {max}]") };
-            return Err(RegistryError::ConfigBound { key: key.clone(), value: v, bound });
-        }
-        match key.as_str() {
-            "retention_bytes" => log.retention_bytes = Some(v),
-            "retention_ms" => log.retention_ms = Some(v),
-            "segment_bytes" => log.segment_bytes = v,
-            "segment_ms" => log.segment_ms = Some(v),
-            _ => return Err(RegistryError::ConfigKey(format!("{key}={value}"))),
-        }
-    }
-    Ok(log)
 }
 
 /// The persisted topic set, plus the topics being created (admitted, not yet persisted).

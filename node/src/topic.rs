@@ -1,0 +1,101 @@
+//! Topic definitions as the node stores and passes them around: [`TopicConfig`] (one
+//! topic's name, partition count, replication factor and config overrides), the
+//! client-settable config keys and their bounds, and the per-topic [`LogConfig`] they
+//! yield. A leaf of the crate: it names only the log's config type, so the registry
+//! (`shard::registry`), the control plane and the group coordinator all import it
+//! without importing each other.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use strand_wire::ErrorCode;
+
+use crate::log::LogConfig;
+
+/// One topic's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u16,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Whether `topic` is internal (reserved prefix `__`).
+pub fn is_internal_topic(topic: &str) -> bool {
+    topic.starts_with("__")
+}
+
+/// Why a topic's config overrides were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicConfigError {
+    #[error("bad topic config {0:?}: keys are {TOPIC_CONFIG_KEYS:?}, values unsigned integers")]
+    Key(String),
+    #[error("topic config {key}={value} is out of bounds: must be {bound}")]
+    Bound { key: String, value: u64, bound: String },
+}
+
+impl TopicConfigError {
+    /// The wire error to answer with.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidConfig
+    }
+}
+
+/// Topic config keys a create request may carry (applied node-wide for now).
+pub const TOPIC_CONFIG_KEYS: [&str; 4] = ["retention_bytes", "retention_ms", "segment_bytes", "segment_ms"];
+
+/// Smallest client-settable `segment_bytes`: each segment costs descriptors and a file, so
+/// tiny segments turn a stream of small batches into a stream of files.
+pub const TOPIC_SEGMENT_BYTES_MIN: u64 = 1 << 20;
+/// Largest client-settable `segment_bytes`.
+pub const TOPIC_SEGMENT_BYTES_MAX: u64 = 1 << 40;
+/// Smallest client-settable `segment_ms` (a roll per millisecond is a file per millisecond).
+pub const TOPIC_SEGMENT_MS_MIN: u64 = 1000;
+/// Smallest client-settable `retention_ms`.
+pub const TOPIC_RETENTION_MS_MIN: u64 = 1000;
+/// Smallest client-settable `retention_bytes`.
+pub const TOPIC_RETENTION_BYTES_MIN: u64 = 1 << 20;
+
+/// The bound of a client-settable topic config key, as `(min, max)`.
+fn config_bounds(key: &str) -> Option<(u64, u64)> {
+    match key {
+        "segment_bytes" => Some((TOPIC_SEGMENT_BYTES_MIN, TOPIC_SEGMENT_BYTES_MAX)),
+        "segment_ms" => Some((TOPIC_SEGMENT_MS_MIN, u64::MAX)),
+        "retention_ms" => Some((TOPIC_RETENTION_MS_MIN, u64::MAX)),
+        "retention_bytes" => Some((TOPIC_RETENTION_BYTES_MIN, u64::MAX)),
+        _ => None,
+    }
+}
+
+/// `base` with a topic's overrides applied. Internal topics (`__…`, e.g. the consumer
+/// offsets) never inherit node-wide retention: deleting their old segments would lose the
+/// committed offsets of idle groups (there is no compaction yet).
+pub fn topic_log_config(
+    base: &LogConfig,
+    topic: &str,
+    configs: &BTreeMap<String, String>,
+) -> Result<LogConfig, TopicConfigError> {
+    let mut log = base.clone();
+    if is_internal_topic(topic) {
+        log.retention_bytes = None;
+        log.retention_ms = None;
+    }
+    for (key, value) in configs {
+        let v: u64 = value.parse().map_err(|_| TopicConfigError::Key(format!("{key}={value}")))?;
+        let (min, max) = config_bounds(key).ok_or_else(|| TopicConfigError::Key(format!("{key}={value}")))?;
+        if v < min || v > max {
+            let bound = if max == u64::MAX { format!(">= {min}") } else { format!("in [{min}, {max}]") };
+            return Err(TopicConfigError::Bound { key: key.clone(), value: v, bound });
+        }
+        match key.as_str() {
+            "retention_bytes" => log.retention_bytes = Some(v),
+            "retention_ms" => log.retention_ms = Some(v),
+            "segment_bytes" => log.segment_bytes = v,
+            "segment_ms" => log.segment_ms = Some(v),
+            _ => return Err(TopicConfigError::Key(format!("{key}={value}"))),
+        }
+    }
+    Ok(log)
+}
