@@ -15,5 +15,6 @@ pub mod net;
 pub mod notify;
 pub mod partition;
 pub mod replication;
+pub mod server;
 pub mod shard;
 pub mod topic;

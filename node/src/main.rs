@@ -9,7 +9,7 @@ use clap::Parser;
 use strand_node::config::{Cli, NodeConfig};
 use strand_node::control::ControlError;
 use strand_node::hostcheck::{self, Severity};
-use strand_node::shard::node::NodeError;
+use strand_node::server::NodeError;
 use tracing_subscriber::EnvFilter;
 
 /// `EX_CONFIG`, for a host check that failed or a `--node-id` another live process holds:
@@ -33,7 +33,7 @@ fn main() {
     if !host_checks_pass(&config) {
         std::process::exit(EX_CONFIG);
     }
-    if let Err(e) = strand_node::shard::node::run(config) {
+    if let Err(e) = strand_node::server::run(config) {
         // One line; 78 (a port, the data dir or the node id held by another process) keeps
         // systemd from a restart loop.
         // A refused node id is said as itself, not under the generic "cluster mode:" prefix.

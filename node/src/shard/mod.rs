@@ -20,7 +20,6 @@ pub mod cluster_admin;
 pub mod dispatch;
 pub mod forward;
 pub mod join;
-pub mod node;
 pub mod ops;
 pub mod produce_checks;
 pub mod registry;

@@ -22,15 +22,15 @@ use glommio::{LocalExecutorBuilder, Placement};
 use strand_core::placement::ShardId;
 use tracing::{error, info, warn};
 
-use super::forward::{ShardCall, ShardMsg, SHARD_INBOX_LEN};
-use super::registry::TopicRegistry;
-use super::{BoundPorts, NodeShared, Shard, ShardError};
 use crate::admin::AdminServer;
 use crate::config::NodeConfig;
 use crate::data_dir::{DataDirLock, LockError};
 use crate::log::IoMode;
 use crate::metrics::NodeMetrics;
 use crate::net::listen::{self, BindError, NodeListeners};
+use crate::shard::forward::{ShardCall, ShardMsg, SHARD_INBOX_LEN};
+use crate::shard::registry::{RegistryError, TopicRegistry};
+use crate::shard::{BoundPorts, NodeShared, Shard, ShardError};
 use crate::topic::TopicConfig;
 
 /// Why the node could not run.
@@ -43,7 +43,7 @@ pub enum NodeError {
     #[error(transparent)]
     Bind(#[from] BindError),
     #[error(transparent)]
-    Registry(#[from] super::registry::RegistryError),
+    Registry(#[from] RegistryError),
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
     #[error("cannot start shard executor: {0}")]
@@ -84,7 +84,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let mut registry = TopicRegistry::load(&config.data_dir)?;
     ensure_offsets_topic(&mut registry, config.shards)?;
     let topics = local_topics(&registry, control.is_some());
-    let topics = super::admission::admit_at_start(topics, &config.data_dir, &config.admission);
+    let topics = crate::shard::admission::admit_at_start(topics, &config.data_dir, &config.admission);
     let shard_count = usize::from(config.shards);
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| flume::bounded(SHARD_INBOX_LEN)).unzip();
     let (group_inboxes, group_receivers): (Vec<_>, Vec<_>) =
