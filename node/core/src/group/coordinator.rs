@@ -43,83 +43,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use strand_wire::msg::{self, Assignor, CommittedOffset, TopicPartition};
+use strand_wire::msg::{Assignor, CommittedOffset, TopicPartition};
 use strand_wire::ErrorCode;
 
 use super::error::GroupError;
 use super::offsets::{entry_bytes, Committed};
 use super::record::CommitRecord;
 use super::state::{Group, GroupState, Member};
+use super::types::{Action, CommitInput, JoinInput, JoinResult, Outcome, Reply, RequestId};
 use super::{
     CLIENT_ID_LEN_MAX, GROUPS_MAX, GROUP_ID_LEN_MAX, MEMBERS_PER_GROUP_MAX, METADATA_LEN_MAX, OFFSETS_BYTES_MAX,
     OFFSETS_PER_COMMIT_MAX, OFFSETS_RETENTION_MS, PERSISTS_IN_FLIGHT_MAX, TOPICS_PER_MEMBER_MAX, TOPIC_NAME_LEN_MAX,
 };
-
-/// The shell's handle for a request whose answer may come later through an [`Action`].
-pub type RequestId = u64;
-
-/// Result of a request that may have to wait.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome<T> {
-    /// Answered now.
-    Done(T),
-    /// Answered later by an [`Action::Respond`] with the same request id (possibly
-    /// already queued: drain [`GroupCoordinator::poll_action`]).
-    Parked,
-}
-
-/// A late answer to a parked request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Join(Result<JoinResult, GroupError>),
-    Commit(Result<(), GroupError>),
-}
-
-/// Work for the shell.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Send this answer to the request `request_id`.
-    Respond { request_id: RequestId, reply: Reply },
-    /// Append these records to `__consumer_offsets` (value = [`CommitRecord::encode`],
-    /// key = [`CommitRecord::encode_key`]) in order, then call
-    /// [`GroupCoordinator::handle_persisted`] with `persist_id`.
-    PersistOffsets { persist_id: u64, records: Vec<CommitRecord> },
-    /// Informational (log, metrics): a member was dropped.
-    MemberRemoved { group_id: String, member_id: String, reason: &'static str },
-}
-
-/// A join request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JoinInput {
-    pub group_id: String,
-    /// Empty on first join.
-    pub member_id: String,
-    pub client_id: String,
-    pub session_timeout_ms: u32,
-    pub rebalance_timeout_ms: u32,
-    pub topics: Vec<String>,
-    pub assignor: Assignor,
-}
-
-/// The answer to a join: the generation the member is part of.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JoinResult {
-    pub generation: u32,
-    pub member_id: String,
-    pub leader_member_id: String,
-    /// Members of the generation, in id order.
-    pub members: Vec<String>,
-}
-
-/// An offset commit request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommitInput {
-    pub group_id: String,
-    /// 0 together with an empty `member_id`: a standalone commit.
-    pub generation: u32,
-    pub member_id: String,
-    pub offsets: Vec<CommittedOffset>,
-}
 
 /// Limits of a coordinator; defaults are the named constants of [`super`].
 #[derive(Debug, Clone, PartialEq)]
@@ -815,35 +750,4 @@ fn validate_offsets(offsets: &[CommittedOffset], metadata_max: usize) -> Result<
         }
     }
     Ok(())
-}
-
-impl From<msg::JoinGroupRequest> for JoinInput {
-    fn from(r: msg::JoinGroupRequest) -> Self {
-        JoinInput {
-            group_id: r.group_id,
-            member_id: r.member_id,
-            client_id: r.client_id,
-            session_timeout_ms: r.session_timeout_ms,
-            rebalance_timeout_ms: r.rebalance_timeout_ms,
-            topics: r.topics,
-            assignor: r.assignor,
-        }
-    }
-}
-
-impl From<JoinResult> for msg::JoinGroupResponse {
-    fn from(r: JoinResult) -> Self {
-        msg::JoinGroupResponse {
-            generation: r.generation,
-            member_id: r.member_id,
-            leader_member_id: r.leader_member_id,
-            members: r.members,
-        }
-    }
-}
-
-impl From<msg::OffsetCommitRequest> for CommitInput {
-    fn from(r: msg::OffsetCommitRequest) -> Self {
-        CommitInput { group_id: r.group_id, generation: r.generation, member_id: r.member_id, offsets: r.offsets }
-    }
 }

@@ -30,15 +30,14 @@ mod error;
 mod offsets;
 mod record;
 mod state;
+mod types;
 
 pub use assign::assign;
-pub use coordinator::{
-    Action, CommitInput, CoordinatorConfig, GroupCoordinator, GroupSummary, GroupView, JoinInput, JoinResult,
-    MemberView, Outcome, Reply, RequestId,
-};
+pub use coordinator::{CoordinatorConfig, GroupCoordinator, GroupSummary, GroupView, MemberView};
 pub use error::GroupError;
 pub use record::{CommitRecord, RecordError, COMMIT_RECORD_VERSION, TOMBSTONE_RECORD_VERSION};
 pub use state::GroupState;
+pub use types::{Action, CommitInput, JoinInput, JoinResult, Outcome, Reply, RequestId};
 
 /// Groups one coordinator (shard) holds at most; a join or standalone commit that
 /// would create one more is refused with [`GroupError::TooManyGroups`].

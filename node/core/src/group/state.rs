@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use strand_wire::msg::{Assignor, TopicPartition};
 
 use super::assign::assign;
-use super::coordinator::{Action, JoinResult, Reply, RequestId};
 use super::error::GroupError;
 use super::offsets::OffsetTable;
+use super::types::{Action, JoinResult, Reply, RequestId};
 
 /// Where a group is in its rebalance cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
