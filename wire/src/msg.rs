@@ -72,6 +72,116 @@ pub enum Request {
     ReplicaAck(ReplicaAckRequest),
 }
 
+/// Which API a [`Request`] is. Numbered from 0 in the order of the schema's `RequestBody`
+/// union (the union's tag minus one), so an `ApiKey` indexes per-API tables of
+/// [`ApiKey::COUNT`] entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ApiKey {
+    Handshake = 0,
+    Metadata = 1,
+    CreateTopic = 2,
+    DeleteTopic = 3,
+    ListTopics = 4,
+    InitProducerId = 5,
+    Produce = 6,
+    Fetch = 7,
+    ListOffsets = 8,
+    JoinGroup = 9,
+    SyncGroup = 10,
+    Heartbeat = 11,
+    LeaveGroup = 12,
+    OffsetCommit = 13,
+    OffsetFetch = 14,
+    ListGroups = 15,
+    DescribeGroup = 16,
+    ReplicaAppend = 17,
+    ReplicaAck = 18,
+}
+
+impl ApiKey {
+    /// Number of APIs: the length of a table indexed by [`ApiKey::index`].
+    pub const COUNT: usize = 19;
+    /// Every API, in index order.
+    pub const ALL: [ApiKey; ApiKey::COUNT] = [
+        ApiKey::Handshake,
+        ApiKey::Metadata,
+        ApiKey::CreateTopic,
+        ApiKey::DeleteTopic,
+        ApiKey::ListTopics,
+        ApiKey::InitProducerId,
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::ListOffsets,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::ListGroups,
+        ApiKey::DescribeGroup,
+        ApiKey::ReplicaAppend,
+        ApiKey::ReplicaAck,
+    ];
+
+    /// This API's position in [`ApiKey::ALL`], below [`ApiKey::COUNT`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The API's name in snake case (`"produce"`, `"join_group"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiKey::Handshake => "handshake",
+            ApiKey::Metadata => "metadata",
+            ApiKey::CreateTopic => "create_topic",
+            ApiKey::DeleteTopic => "delete_topic",
+            ApiKey::ListTopics => "list_topics",
+            ApiKey::InitProducerId => "init_producer_id",
+            ApiKey::Produce => "produce",
+            ApiKey::Fetch => "fetch",
+            ApiKey::ListOffsets => "list_offsets",
+            ApiKey::JoinGroup => "join_group",
+            ApiKey::SyncGroup => "sync_group",
+            ApiKey::Heartbeat => "heartbeat",
+            ApiKey::LeaveGroup => "leave_group",
+            ApiKey::OffsetCommit => "offset_commit",
+            ApiKey::OffsetFetch => "offset_fetch",
+            ApiKey::ListGroups => "list_groups",
+            ApiKey::DescribeGroup => "describe_group",
+            ApiKey::ReplicaAppend => "replica_append",
+            ApiKey::ReplicaAck => "replica_ack",
+        }
+    }
+}
+
+impl Request {
+    /// Which API this request is.
+    pub fn api(&self) -> ApiKey {
+        match self {
+            Request::Handshake(_) => ApiKey::Handshake,
+            Request::Metadata(_) => ApiKey::Metadata,
+            Request::CreateTopic(_) => ApiKey::CreateTopic,
+            Request::DeleteTopic(_) => ApiKey::DeleteTopic,
+            Request::ListTopics => ApiKey::ListTopics,
+            Request::InitProducerId => ApiKey::InitProducerId,
+            Request::Produce(_) => ApiKey::Produce,
+            Request::Fetch(_) => ApiKey::Fetch,
+            Request::ListOffsets(_) => ApiKey::ListOffsets,
+            Request::JoinGroup(_) => ApiKey::JoinGroup,
+            Request::SyncGroup(_) => ApiKey::SyncGroup,
+            Request::Heartbeat(_) => ApiKey::Heartbeat,
+            Request::LeaveGroup(_) => ApiKey::LeaveGroup,
+            Request::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Request::OffsetFetch(_) => ApiKey::OffsetFetch,
+            Request::ListGroups => ApiKey::ListGroups,
+            Request::DescribeGroup(_) => ApiKey::DescribeGroup,
+            Request::ReplicaAppend(_) => ApiKey::ReplicaAppend,
+            Request::ReplicaAck(_) => ApiKey::ReplicaAck,
+        }
+    }
+}
+
 /// A response body; the top-level error and correlation id travel beside it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {
@@ -472,4 +582,22 @@ pub struct ReplicaAckRequest {
     pub log_end_offset: u64,
     pub log_end_epoch: u64,
     pub durable_epoch: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generated as fb;
+
+    #[test]
+    fn api_keys_follow_the_schema_union() {
+        for (index, api) in ApiKey::ALL.into_iter().enumerate() {
+            assert_eq!(api.index(), index);
+            let tag = fb::RequestBody(u8::try_from(index + 1).unwrap());
+            assert_eq!(tag.variant_name(), Some(format!("{api:?}Request").as_str()), "{api:?}");
+        }
+        assert_eq!(usize::from(fb::RequestBody::ENUM_MAX), ApiKey::COUNT, "one ApiKey per union member");
+        assert_eq!(Request::ListGroups.api(), ApiKey::ListGroups);
+        assert_eq!(ApiKey::InitProducerId.name(), "init_producer_id");
+    }
 }

@@ -17,7 +17,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-/// APIs counted by [`ShardMetrics::requests`], in index order.
+use strand_wire::msg::ApiKey;
+
+/// The `api` labels of `strand_requests_total`, in the order they are printed.
 pub const API_NAMES: [&str; 18] = [
     "handshake",
     "metadata",
@@ -38,6 +40,16 @@ pub const API_NAMES: [&str; 18] = [
     "list_groups",
     "describe_group",
 ];
+
+/// The `api` label a request is counted under: its API's name, except the replication
+/// APIs (answered on the replication port, never by a shard's dispatch), which share
+/// `other`.
+fn api_label(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::ReplicaAppend | ApiKey::ReplicaAck => "other",
+        api => api.name(),
+    }
+}
 
 /// Upper bounds (µs) of the latency histogram buckets; a final `+Inf` bucket follows.
 pub const LATENCY_BUCKETS_US: [u64; 14] =
@@ -114,7 +126,8 @@ pub struct GroupPartitionGauge {
 /// Everything one shard publishes.
 #[derive(Debug, Default)]
 pub struct ShardMetrics {
-    pub requests: [AtomicU64; API_NAMES.len()],
+    /// Requests received, indexed by [`ApiKey::index`].
+    pub requests: [AtomicU64; ApiKey::COUNT],
     pub request_errors: AtomicU64,
     pub produce_latency: Histogram,
     pub fetch_latency: Histogram,
@@ -263,9 +276,10 @@ impl NodeMetrics {
             "# HELP strand_requests_total Requests received, by API\n# TYPE strand_requests_total counter"
         );
         for (shard, m) in self.shards.iter().enumerate() {
-            for (api, count) in API_NAMES.iter().zip(m.requests.iter()) {
-                let _ =
-                    writeln!(out, "strand_requests_total{{shard=\"{shard}\",api=\"{api}\"}} {}", count.load(Relaxed));
+            for label in API_NAMES {
+                let apis = ApiKey::ALL.into_iter().filter(|api| api_label(*api) == label);
+                let count: u64 = apis.map(|api| m.requests[api.index()].load(Relaxed)).sum();
+                let _ = writeln!(out, "strand_requests_total{{shard=\"{shard}\",api=\"{label}\"}} {count}");
             }
         }
         for (name, help, get) in counters {
@@ -430,7 +444,8 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_partitions() {
         let node = NodeMetrics::new(2, 100);
-        node.shards[1].requests[6].fetch_add(3, Relaxed);
+        node.shards[1].requests[ApiKey::Produce.index()].fetch_add(3, Relaxed);
+        node.shards[1].requests[ApiKey::ReplicaAck.index()].fetch_add(2, Relaxed);
         node.shards[0].produce_latency.record_us(40);
         node.shards[0].produce_latency.record_us(700);
         node.shards[0].produce_latency.record_us(5_000_000);
@@ -443,6 +458,8 @@ mod tests {
         }]);
         let text = node.render_prometheus();
         assert!(text.contains("strand_requests_total{shard=\"1\",api=\"produce\"} 3"), "{text}");
+        assert!(text.contains("strand_requests_total{shard=\"1\",api=\"other\"} 2"), "{text}");
+        assert!(ApiKey::ALL.into_iter().all(|api| API_NAMES.contains(&api_label(api))), "every API has a label");
         assert!(text.contains("strand_produce_latency_seconds_bucket{shard=\"0\",le=\"0.00005\"} 1"), "{text}");
         assert!(text.contains("strand_produce_latency_seconds_bucket{shard=\"0\",le=\"0.001\"} 2"), "{text}");
         assert!(text.contains("strand_produce_latency_seconds_bucket{shard=\"0\",le=\"+Inf\"} 3"), "{text}");

@@ -44,34 +44,11 @@ impl Reply {
     }
 }
 
-fn api_index(request: &Request) -> usize {
-    match request {
-        Request::Handshake(_) => 0,
-        Request::Metadata(_) => 1,
-        Request::CreateTopic(_) => 2,
-        Request::DeleteTopic(_) => 3,
-        Request::ListTopics => 4,
-        Request::InitProducerId => 5,
-        Request::Produce(_) => 6,
-        Request::Fetch(_) => 7,
-        Request::ListOffsets(_) => 8,
-        Request::JoinGroup(_) => 10,
-        Request::SyncGroup(_) => 11,
-        Request::Heartbeat(_) => 12,
-        Request::LeaveGroup(_) => 13,
-        Request::OffsetCommit(_) => 14,
-        Request::OffsetFetch(_) => 15,
-        Request::ListGroups => 16,
-        Request::DescribeGroup(_) => 17,
-        _ => 9,
-    }
-}
-
 impl Shard {
     /// Handles one request; `None` = send nothing (produce with `acks = none`).
     pub async fn dispatch(self: &Rc<Self>, header: RequestHeader, payload: Bytes) -> Option<Reply> {
         let cid = header.correlation_id;
-        self.metrics.requests[api_index(&header.request)].fetch_add(1, Relaxed);
+        self.metrics.requests[header.request.api().index()].fetch_add(1, Relaxed);
         let started = Instant::now();
         if self.is_stopping() {
             return Some(Reply::error(cid, ErrorCode::ShuttingDown, "node is shutting down"));
