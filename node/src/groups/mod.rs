@@ -1,9 +1,11 @@
 //! Consumer groups in the node (DESIGN §7): the IO shell around
 //! [`strand_core::group::GroupCoordinator`]. Every shard hosts one coordinator
-//! ([`GroupHost`]) for the groups placed on it; this module routes group requests
-//! to it, carries out its actions (answer parked requests, persist commits), drives
-//! its timers, replays its offsets at start and publishes its state for `/metrics`
-//! and `/v1/groups`.
+//! ([`GroupHost`]) for the groups placed on it. This module holds the host (the
+//! coordinator, its parked requests, its clock) and the placement rules; it does not
+//! name the shard. The shard's adapters in `shard/groups/` route group requests to the
+//! host, carry out its actions (answer parked requests, persist commits), drive its
+//! timers, replay its offsets at start and publish its state for `/metrics` and
+//! `/v1/groups`.
 //!
 //! # Placement and the offsets topic
 //! Committed offsets live in the internal topic [`OFFSETS_TOPIC`]
@@ -21,7 +23,7 @@
 //!
 //! # Cluster mode
 //! With `--etcd` the offsets topic is a replicated cluster topic instead (see
-//! `groups/cluster.rs`): the coordinator of `g` is the shard owning `p` on the node that heads
+//! `shard/groups/cluster.rs`): the coordinator of `g` is the shard owning `p` on the node that heads
 //! `p`'s chain, rebuilt from that replica's log whenever this node becomes head; every
 //! other node answers `NOT_COORDINATOR`, and the client finds the head from the Metadata
 //! of `__consumer_offsets`. Commits are appended through the chain with acks=all.
@@ -66,15 +68,10 @@
 //! the shard replayed every offsets partition it owns (`finish_loading` runs before
 //! the shard binds its ports).
 
-mod cluster;
-mod handle;
-mod load;
-mod route;
-
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strand_core::group::{CoordinatorConfig, GroupCoordinator, Reply as CoreReply, RequestId};
 use strand_core::placement::{group_partition, owner_shard, ShardId};
@@ -89,12 +86,26 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const GROUP_INBOX_LEN: usize = 1024;
 /// Longest the timer task sleeps without looking at the coordinator (also how often
 /// the group snapshot for `/metrics` and `/v1/groups` is refreshed).
-const TIMER_IDLE: Duration = Duration::from_secs(1);
+pub(crate) const TIMER_IDLE: Duration = Duration::from_secs(1);
 
 /// The offsets partition and coordinator shard of `group_id`.
 pub fn coordinator_of(group_id: &str, offsets_partitions: u32, shard_count: u16) -> (u32, ShardId) {
     let partition = group_partition(group_id, offsets_partitions);
     (partition, owner_shard(OFFSETS_TOPIC, partition, shard_count))
+}
+
+/// The group id a request is about (`None` for ListGroups or a non-group request).
+pub fn group_id(request: &Request) -> Option<&str> {
+    match request {
+        Request::JoinGroup(r) => Some(&r.group_id),
+        Request::SyncGroup(r) => Some(&r.group_id),
+        Request::Heartbeat(r) => Some(&r.group_id),
+        Request::LeaveGroup(r) => Some(&r.group_id),
+        Request::OffsetCommit(r) => Some(&r.group_id),
+        Request::OffsetFetch(r) => Some(&r.group_id),
+        Request::DescribeGroup(r) => Some(&r.group_id),
+        _ => None,
+    }
 }
 
 /// A group request forwarded to its coordinator shard.
@@ -113,36 +124,36 @@ pub struct GroupReply {
 }
 
 impl GroupReply {
-    fn ok(response: Response) -> Self {
+    pub(crate) fn ok(response: Response) -> Self {
         GroupReply { error: ErrorCode::None, message: None, response }
     }
 
-    fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         GroupReply { error: code, message: Some(message.into()), response: Response::Empty }
     }
 }
 
 /// One shard's coordinator and the shell state around it.
 pub struct GroupHost {
-    coordinator: RefCell<GroupCoordinator>,
+    pub(crate) coordinator: RefCell<GroupCoordinator>,
     /// The node's group limits (`NodeConfig::group_limits`), for replacement coordinators.
-    limits: CoordinatorConfig,
+    pub(crate) limits: CoordinatorConfig,
     /// Parked requests: request id → where its late answer goes.
-    waiters: RefCell<HashMap<RequestId, flume::Sender<CoreReply>>>,
+    pub(crate) waiters: RefCell<HashMap<RequestId, flume::Sender<CoreReply>>>,
     request_id_next: Cell<RequestId>,
     /// Partition count of [`OFFSETS_TOPIC`] (fixed at its creation; in cluster mode
     /// taken from the view once the cluster-wide topic exists).
-    offsets_partitions: Cell<u32>,
+    pub(crate) offsets_partitions: Cell<u32>,
     /// Cluster mode: the offsets partitions whose groups this shard's coordinator holds
     /// (those whose chain this node heads); always empty on a single node.
-    led: RefCell<BTreeSet<u32>>,
+    pub(crate) led: RefCell<BTreeSet<u32>>,
     /// Bumped each time the coordinator is replaced (cluster mode), so a persist that
     /// completes afterwards is not reported to the new coordinator.
-    incarnation: Cell<u64>,
+    pub(crate) incarnation: Cell<u64>,
     /// Cluster mode: a creation of the cluster-wide offsets topic is under way.
-    creating: Cell<bool>,
+    pub(crate) creating: Cell<bool>,
     /// Notified after every coordinator call, so the timer re-reads `poll_timeout`.
-    changed: Rc<LocalNotify>,
+    pub(crate) changed: Rc<LocalNotify>,
     clock_start: Instant,
     clock_base_ms: u64,
 }
@@ -152,7 +163,7 @@ impl GroupHost {
     /// partition count.
     pub fn new(offsets_partitions: u32, limits: CoordinatorConfig) -> Self {
         assert!(offsets_partitions > 0, "the offsets topic is created before shards start");
-        let clock_base_ms = crate::shard::now_ms().max(0) as u64;
+        let clock_base_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         GroupHost {
             // The start time makes member ids of this run distinct from earlier runs'.
             coordinator: RefCell::new(GroupCoordinator::new(limits.clone(), clock_base_ms)),
@@ -181,7 +192,7 @@ impl GroupHost {
     }
 
     /// A fresh request id and the receiver its parked answer will arrive on.
-    fn park(&self) -> (RequestId, flume::Receiver<CoreReply>) {
+    pub(crate) fn park(&self) -> (RequestId, flume::Receiver<CoreReply>) {
         let id = self.request_id_next.get();
         self.request_id_next.set(id + 1);
         let (tx, rx) = flume::bounded(1);
@@ -190,7 +201,7 @@ impl GroupHost {
     }
 
     /// Forgets a waiter whose request was answered at once.
-    fn unpark(&self, id: RequestId) {
+    pub(crate) fn unpark(&self, id: RequestId) {
         self.waiters.borrow_mut().remove(&id);
     }
 

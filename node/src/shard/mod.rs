@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod cluster_admin;
 pub mod dispatch;
 pub mod forward;
+mod groups;
 pub mod join;
 pub mod ops;
 pub mod produce_checks;

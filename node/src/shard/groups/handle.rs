@@ -17,7 +17,7 @@ use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 use tracing::{info, warn};
 
-use super::{coordinator_of, GroupReply, OFFSETS_TOPIC};
+use crate::groups::{coordinator_of, GroupReply, OFFSETS_TOPIC};
 use crate::shard::forward::{ShardAnswer, ShardCall};
 use crate::shard::Shard;
 

@@ -35,8 +35,8 @@ use strand_wire::msg::Request;
 use strand_wire::ErrorCode;
 use tracing::{info, warn};
 
-use super::{coordinator_of, GroupReply, OFFSETS_TOPIC};
 use crate::control::ClusterView;
+use crate::groups::{coordinator_of, group_id, GroupReply, OFFSETS_TOPIC};
 use crate::shard::forward::{ShardAnswer, ShardCall};
 use crate::shard::Shard;
 use crate::topic::{is_internal_topic, TopicConfig};
@@ -51,7 +51,7 @@ impl Shard {
     /// group. Always `None` on a single node and for ListGroups.
     pub(super) fn cluster_refusal(self: &Rc<Self>, request: &Request) -> Option<GroupReply> {
         let cluster = self.cluster()?;
-        let group = super::route::group_id(request)?;
+        let group = group_id(request)?;
         let view = cluster.control.latest();
         if !view.topics.contains_key(OFFSETS_TOPIC) {
             self.create_offsets_topic(&view);

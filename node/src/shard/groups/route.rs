@@ -10,22 +10,8 @@ use std::rc::Rc;
 use strand_wire::msg::{ListGroupsResponse, Request, Response};
 use strand_wire::ErrorCode;
 
-use super::{coordinator_of, GroupMsg, GroupReply};
+use crate::groups::{coordinator_of, group_id, GroupMsg, GroupReply};
 use crate::shard::Shard;
-
-/// The group id a request is about (`None` for ListGroups or a non-group request).
-pub(super) fn group_id(request: &Request) -> Option<&str> {
-    match request {
-        Request::JoinGroup(r) => Some(&r.group_id),
-        Request::SyncGroup(r) => Some(&r.group_id),
-        Request::Heartbeat(r) => Some(&r.group_id),
-        Request::LeaveGroup(r) => Some(&r.group_id),
-        Request::OffsetCommit(r) => Some(&r.group_id),
-        Request::OffsetFetch(r) => Some(&r.group_id),
-        Request::DescribeGroup(r) => Some(&r.group_id),
-        _ => None,
-    }
-}
 
 impl Shard {
     /// Routes a group request to its coordinator and returns the coordinator's answer.

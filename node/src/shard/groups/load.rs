@@ -17,7 +17,7 @@ use strand_core::group::CommitRecord;
 use strand_wire::batch::{BatchIter, Compression};
 use tracing::{info, warn};
 
-use super::{coordinator_of, OFFSETS_TOPIC, TIMER_IDLE};
+use crate::groups::{coordinator_of, OFFSETS_TOPIC, TIMER_IDLE};
 use crate::log::PartitionLog;
 use crate::metrics::{GroupGauge, GroupMemberGauge, GroupPartitionGauge};
 use crate::shard::{Shard, ShardError};
