@@ -12,36 +12,10 @@
 
 use std::path::Path;
 
+use crate::config::AdmissionLimits;
+
 /// Descriptors one open segment holds.
 pub const FDS_PER_SEGMENT: u64 = 2;
-/// Default cap on topics per node (internal topics included).
-pub const TOPICS_MAX_DEFAULT: u32 = 10_000;
-/// Default cap on partitions per node, summed over every topic.
-pub const PARTITIONS_MAX_DEFAULT: u32 = 20_000;
-/// Default descriptors kept free for connections and transient files.
-pub const OPEN_FILES_RESERVED_DEFAULT: u64 = 1024;
-
-/// The per-node caps a topic create is checked against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdmissionLimits {
-    /// Topics per node (internal topics included).
-    pub topics_max: u32,
-    /// Partitions per node, summed over every topic.
-    pub partitions_max: u32,
-    /// Descriptors of `RLIMIT_NOFILE` topics may not use (connections, transient files).
-    pub open_files_reserved: u64,
-}
-
-impl Default for AdmissionLimits {
-    fn default() -> Self {
-        AdmissionLimits {
-            topics_max: TOPICS_MAX_DEFAULT,
-            partitions_max: PARTITIONS_MAX_DEFAULT,
-            open_files_reserved: OPEN_FILES_RESERVED_DEFAULT,
-        }
-    }
-}
-
 /// The process's descriptor situation at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdBudget {

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use strand_core::topic::{validate_topic, TopicError};
 use strand_wire::ErrorCode;
 
-use super::admission::{AdmissionLimits, FdBudget, FDS_PER_SEGMENT};
+use super::admission::{FdBudget, FDS_PER_SEGMENT};
+use crate::config::AdmissionLimits;
 use crate::log::LogConfig;
 // `shard/mod.rs` names `registry::topic_log_config`.
 pub(super) use crate::topic::topic_log_config;
