@@ -17,4 +17,5 @@ pub mod partition;
 pub mod replication;
 pub mod server;
 pub mod shard;
+pub mod sources;
 pub mod topic;

@@ -26,7 +26,6 @@
 //! flight and received no byte for `connections_max_idle_ms` (a long-poll fetch waiting
 //! for data is a request in flight, so it is never idle).
 
-pub mod limits;
 pub mod listen;
 pub mod zerocopy;
 
@@ -67,7 +66,7 @@ enum ConnectionError {
     #[error("setting up the socket: {0}")]
     Socket(std::io::Error),
     #[error("{0}")]
-    Refused(limits::Refusal),
+    Refused(crate::sources::Refusal),
     #[error("framing error: {0}")]
     Framing(FrameError),
     #[error("idle for {idle_ms} ms (connections_max_idle_ms)")]
@@ -299,14 +298,14 @@ async fn handle(
 }
 
 /// Admits a connection from `source` (see [`limits`]), counting a refusal by its reason.
-fn admit(shard: &Shard, source: std::net::IpAddr) -> Result<limits::Admission, limits::Refusal> {
+fn admit(shard: &Shard, source: std::net::IpAddr) -> Result<crate::sources::Admission, crate::sources::Refusal> {
     let config = &shard.shared.config.limits;
     let open = shard.shared.connections.load(Relaxed);
-    let admitted = limits::SourceTable::admit(&shard.shared.connection_sources, source, open, config);
+    let admitted = crate::sources::SourceTable::admit(&shard.shared.connection_sources, source, open, config);
     if let Err(refusal) = &admitted {
         let counter = match refusal {
-            limits::Refusal::PerIp { .. } => &shard.metrics.connections_refused_per_ip,
-            limits::Refusal::Reserved { .. } => &shard.metrics.connections_refused_reserved,
+            crate::sources::Refusal::PerIp { .. } => &shard.metrics.connections_refused_per_ip,
+            crate::sources::Refusal::Reserved { .. } => &shard.metrics.connections_refused_reserved,
         };
         // Logged at the 1st, 2nd, 4th, 8th... refusal of a kind: a flood cannot flood the log.
         let refused = counter.fetch_add(1, Relaxed) + 1;

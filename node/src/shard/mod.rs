@@ -68,8 +68,8 @@ pub struct NodeShared {
     pub metrics: Arc<NodeMetrics>,
     pub ports: OnceLock<BoundPorts>,
     pub connections: AtomicU32,
-    /// Open client connections per source IP (admission, see `net::limits`).
-    pub connection_sources: Arc<crate::net::limits::SourceTable>,
+    /// Open client connections per source IP (admission, see `crate::sources`).
+    pub connection_sources: Arc<crate::sources::SourceTable>,
     /// Producer ids issued lately (InitProducerId draws them at random).
     pub producer_ids: produce_checks::IssuedProducerIds,
     /// The control plane in cluster mode (`--etcd`); `None` on a single node.
