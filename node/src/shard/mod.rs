@@ -176,6 +176,12 @@ impl Shard {
         self.partitions.borrow().get(&(topic.to_string(), partition)).cloned().ok_or(missing)
     }
 
+    /// The partition this shard holds for `topic`/`partition`, whatever the topic table says
+    /// (the cluster's internal offsets topic has no entry there).
+    pub fn held(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
     /// Every partition this shard holds.
     pub fn all_partitions(&self) -> Vec<Rc<Partition>> {
         self.partitions.borrow().values().cloned().collect()

@@ -28,8 +28,7 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use strand_core::chain::{Acks as ChainAcks, Role};
+use strand_core::chain::Role;
 use strand_core::group::GroupCoordinator;
 use strand_wire::msg::Request;
 use strand_wire::ErrorCode;
@@ -37,7 +36,6 @@ use tracing::{info, warn};
 
 use crate::control::ClusterView;
 use crate::groups::{coordinator_of, group_id, GroupReply, OFFSETS_TOPIC};
-use crate::shard::forward::{ShardAnswer, ShardCall};
 use crate::shard::Shard;
 use crate::topic::{is_internal_topic, TopicConfig};
 
@@ -156,49 +154,5 @@ impl Shard {
         self.drain_group_actions();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         info!(shard = self.id.0, heads = ?heads, records = loaded, elapsed_ms, "group coordinator (re)built");
-    }
-
-    /// Persists a commit batch through offsets partition `partition`'s chain (acks=all),
-    /// only while this node heads it.
-    pub(super) async fn append_offsets_replicated(
-        self: &Rc<Self>,
-        partition: u32,
-        batch: Bytes,
-    ) -> Result<(), ErrorCode> {
-        let cluster = self.cluster().ok_or(ErrorCode::NotCoordinator)?;
-        let replica = cluster
-            .replica(OFFSETS_TOPIC, partition)
-            .filter(|r| matches!(r.role(), Role::Head | Role::Single))
-            .ok_or(ErrorCode::NotCoordinator)?;
-        let _guard = self.append_started();
-        replica.produce(batch, ChainAcks::All).await.map(|_| ()).map_err(|e| {
-            warn!(shard = self.id.0, partition, error = %e, "persisting offsets through the chain failed");
-            e.code()
-        })
-    }
-
-    /// `(log start, commit)` of each replicated partition, asked of its owner shard on
-    /// this node; `(0, 0)` where this node holds no replica.
-    pub(super) async fn chain_log_offsets(self: &Rc<Self>, keys: &[(String, u32)]) -> Vec<(u64, u64)> {
-        let mut out = vec![(0, 0); keys.len()];
-        let mut by_owner: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
-        for (i, (topic, partition)) in keys.iter().enumerate() {
-            by_owner.entry(self.owner(topic, *partition).0).or_default().push(i);
-        }
-        for (owner, indexes) in by_owner {
-            let asked: Vec<(String, u32)> = indexes.iter().map(|i| keys[*i].clone()).collect();
-            let answers = if owner == self.id.0 {
-                asked.iter().map(|(t, p)| self.partition(t, *p).map(|x| x.offsets())).collect()
-            } else {
-                match self.forward(owner, ShardCall::Offsets(asked)).await {
-                    Ok(ShardAnswer::Offsets(answers)) => answers,
-                    _ => Vec::new(),
-                }
-            };
-            for (i, answer) in indexes.into_iter().zip(answers) {
-                out[i] = answer.map_or((0, 0), |o| (o.log_start.0, o.commit.0));
-            }
-        }
-        out
     }
 }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::BytesMut;
 use strand_core::group::{Action, GroupError, GroupView, JoinInput, Outcome, Reply as CoreReply};
 use strand_wire::batch::BatchBuilder;
 use strand_wire::msg::*;
@@ -221,27 +220,21 @@ impl Shard {
         self.drain_group_actions();
     }
 
+    /// Persists a commit batch on the group's offsets partition through the one produce
+    /// path: the local partition, or in cluster mode the chain this node heads (acks=all).
+    /// A storage failure stops the node there, as for user partitions.
     async fn append_offsets(self: &Rc<Self>, partition: u32, batch: bytes::Bytes) -> Result<(), ErrorCode> {
-        if self.cluster().is_some() {
-            return self.append_offsets_replicated(partition, batch).await;
-        }
-        let part = self.partition(OFFSETS_TOPIC, partition)?;
+        let part = match self.cluster() {
+            None => self.partition(OFFSETS_TOPIC, partition)?,
+            Some(_) => {
+                self.held(OFFSETS_TOPIC, partition).filter(|p| p.takes_produce()).ok_or(ErrorCode::NotCoordinator)?
+            }
+        };
         let _guard = self.append_started();
-        match part.log().append(BytesMut::from(&batch[..])).await {
-            Ok(_) => {
-                part.progressed().notify_all();
-                Ok(())
-            }
-            Err(e) => {
-                // Same rule as user partitions: a storage failure (EIO on write/fsync) stops
-                // the node; never retried, never a half-alive coordinator.
-                if crate::fatal::append_error_is_fatal(&e) {
-                    crate::fatal::stop_node(OFFSETS_TOPIC, partition, &e);
-                }
-                warn!(shard = self.id.0, partition, error = %e, "persisting offsets failed");
-                Err(e.code())
-            }
-        }
+        part.append(batch, Acks::All).outcome().await.map(|_| ()).map_err(|refusal| {
+            warn!(shard = self.id.0, partition, error = %refusal.message, "persisting offsets failed");
+            refusal.code
+        })
     }
 
     async fn group_describe(self: &Rc<Self>, group_id: &str) -> GroupReply {
@@ -301,14 +294,11 @@ impl Shard {
         out
     }
 
-    /// `(log start, log end)` of each partition, asked of its owner; `(0, 0)` for a
-    /// partition that does not exist (any more).
+    /// `(log start, readable end)` of each partition, asked of its owner; `(0, 0)` for a
+    /// partition that does not exist (any more) or, in cluster mode, has no replica here.
     async fn log_offsets(self: &Rc<Self>, keys: &[(String, u32)]) -> Vec<(u64, u64)> {
         let mut out = vec![(0, 0); keys.len()];
         let mut by_owner: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        if self.cluster().is_some() {
-            return self.chain_log_offsets(keys).await;
-        }
         for (i, (topic, partition)) in keys.iter().enumerate() {
             if let Ok(owner) = self.route(topic, *partition) {
                 by_owner.entry(owner.0).or_default().push(i);
@@ -325,7 +315,7 @@ impl Shard {
                 }
             };
             for (i, answer) in indexes.into_iter().zip(answers) {
-                out[i] = answer.map_or((0, 0), |o| (o.log_start.0, o.log_end.0));
+                out[i] = answer.map_or((0, 0), |o| (o.log_start.0, o.commit.0));
             }
         }
         out
