@@ -33,7 +33,7 @@ pub struct TimeEntry {
 
 /// What is known about one stored batch; produced by scanning or appending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchMeta {
+pub struct SegmentBatch {
     /// Byte position of the batch in its segment file.
     pub position: u64,
     pub base_offset: u64,
@@ -42,7 +42,7 @@ pub struct BatchMeta {
     pub max_timestamp: i64,
 }
 
-impl BatchMeta {
+impl SegmentBatch {
     /// Offset just past the batch.
     pub fn next_offset(&self) -> u64 {
         self.base_offset + u64::from(self.record_count)
@@ -177,7 +177,7 @@ impl IndexBuilder {
     }
 
     /// Feeds the next batch of the segment; returns the entries to add, if any.
-    pub fn on_batch(&mut self, meta: &BatchMeta) -> (Option<IndexEntry>, Option<TimeEntry>) {
+    pub fn on_batch(&mut self, meta: &SegmentBatch) -> (Option<IndexEntry>, Option<TimeEntry>) {
         assert!(meta.base_offset >= self.segment_base, "batch below its segment base");
         let relative = u32::try_from(meta.base_offset - self.segment_base).expect("relative offset fits u32");
         let position = u32::try_from(meta.position).expect("segment position fits u32");
@@ -218,8 +218,8 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 mod tests {
     use super::*;
 
-    fn meta(position: u64, base_offset: u64, max_timestamp: i64) -> BatchMeta {
-        BatchMeta { position, base_offset, record_count: 1, len_bytes: 100, max_timestamp }
+    fn meta(position: u64, base_offset: u64, max_timestamp: i64) -> SegmentBatch {
+        SegmentBatch { position, base_offset, record_count: 1, len_bytes: 100, max_timestamp }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!   earlier segments) were fdatasync'ed before the checkpoint was written, so they are
 //!   not re-validated on start: restart cost is bounded by the unflushed bytes.
 
-use crate::index::BatchMeta;
+use crate::index::SegmentBatch;
 use strand_wire::batch::{self, Batch, BatchError, HEADER_LEN};
 
 /// Where a scan stopped and why the bytes after it were cut.
@@ -71,7 +71,7 @@ impl Scanner {
 
     /// Feeds `chunk`, the file's bytes starting at the position the last step asked for.
     /// `on_batch` sees every valid batch in order.
-    pub fn feed(&mut self, chunk: &[u8], on_batch: &mut dyn FnMut(BatchMeta)) -> ScanStep {
+    pub fn feed(&mut self, chunk: &[u8], on_batch: &mut dyn FnMut(SegmentBatch)) -> ScanStep {
         let mut at = 0usize;
         loop {
             let file_rest = self.file_len - self.position;
@@ -95,7 +95,7 @@ impl Scanner {
                         return self
                             .done(Some(CutReason::OffsetGap { expected: self.next_offset, found: h.base_offset }));
                     }
-                    on_batch(BatchMeta {
+                    on_batch(SegmentBatch {
                         position: self.position,
                         base_offset: h.base_offset,
                         record_count: h.record_count,
@@ -139,7 +139,7 @@ impl Scanner {
 }
 
 /// Scans a segment held wholly in memory (tests, small files).
-pub fn scan_all(bytes: &[u8], position: u64, next_offset: u64, on_batch: &mut dyn FnMut(BatchMeta)) -> ScanEnd {
+pub fn scan_all(bytes: &[u8], position: u64, next_offset: u64, on_batch: &mut dyn FnMut(SegmentBatch)) -> ScanEnd {
     let mut scanner = Scanner::new(position, next_offset, bytes.len() as u64);
     let mut step = scanner.start();
     loop {

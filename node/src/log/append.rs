@@ -13,7 +13,7 @@ use super::{AppendInfo, FsyncPolicy, Inner, IoMode, LogError, Pending};
 use bytes::BytesMut;
 use std::rc::Rc;
 use std::time::Instant;
-use strand_core::index::BatchMeta;
+use strand_core::index::SegmentBatch;
 use strand_core::recovery::{segment_file_name, SegmentFileKind};
 use strand_wire::batch::{self, Batch};
 
@@ -166,7 +166,7 @@ impl Inner {
     }
 
     /// Stamps offsets and queues the bytes; returns where they go and the queue epoch.
-    fn enqueue(&self, batches: &mut BytesMut, mut metas: Vec<BatchMeta>) -> Result<(AppendInfo, u64), AppendError> {
+    fn enqueue(&self, batches: &mut BytesMut, mut metas: Vec<SegmentBatch>) -> Result<(AppendInfo, u64), AppendError> {
         let mut st = self.state.borrow_mut();
         if let Some(p) = &st.poisoned {
             return Err(AppendError::Failed(p.clone()));
@@ -302,7 +302,7 @@ impl Inner {
         let mut pos = plan.old_size;
         for item in &plan.items {
             for m in &item.metas {
-                let meta = BatchMeta { position: pos + m.position, ..*m };
+                let meta = SegmentBatch { position: pos + m.position, ..*m };
                 st.active_mut().on_batch(&meta);
                 if direct {
                     let bytes = item.bytes.slice(m.position as usize..(m.position + u64::from(m.len_bytes)) as usize);
@@ -400,7 +400,7 @@ impl Inner {
 /// Validates every batch of an append request — header, CRC and records, compressed
 /// ones decompressed within `decompressed_len_max` — and returns their metadata with
 /// positions relative to the start of `buf`.
-fn validate(buf: &[u8], batch_len_max: u32, decompressed_len_max: usize) -> Result<Vec<BatchMeta>, AppendError> {
+fn validate(buf: &[u8], batch_len_max: u32, decompressed_len_max: usize) -> Result<Vec<SegmentBatch>, AppendError> {
     let mut metas = Vec::new();
     let mut pos = 0usize;
     if buf.is_empty() {
@@ -416,7 +416,7 @@ fn validate(buf: &[u8], batch_len_max: u32, decompressed_len_max: usize) -> Resu
         let b = Batch::parse(rest).map_err(AppendError::Corrupt)?;
         b.check_compressed(decompressed_len_max).map_err(AppendError::Corrupt)?;
         let h = b.header();
-        metas.push(BatchMeta {
+        metas.push(SegmentBatch {
             position: pos as u64,
             base_offset: 0,
             record_count: h.record_count,

@@ -50,7 +50,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use strand_core::index::BatchMeta;
+use strand_core::index::SegmentBatch;
 use strand_core::recovery::Checkpoint;
 
 /// Where an append landed.
@@ -172,7 +172,7 @@ pub(crate) struct Inner {
 pub(crate) struct Pending {
     bytes: Bytes,
     /// Batches with `position` relative to the start of `bytes`.
-    metas: Vec<BatchMeta>,
+    metas: Vec<SegmentBatch>,
     next_offset: u64,
 }
 

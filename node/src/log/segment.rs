@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
-use strand_core::index::{BatchMeta, IndexBuilder, IndexEntry, TimeEntry, INDEX_ENTRY_LEN, TIME_ENTRY_LEN};
+use strand_core::index::{IndexBuilder, IndexEntry, SegmentBatch, TimeEntry, INDEX_ENTRY_LEN, TIME_ENTRY_LEN};
 use strand_core::recovery::{segment_file_name, Checkpoint, SegmentFileKind};
 
 /// File name of the partition's recovery checkpoint.
@@ -87,7 +87,7 @@ impl Segment {
     }
 
     /// Records a batch written at `meta.position`, adding index entries as due.
-    pub(crate) fn on_batch(&mut self, meta: &BatchMeta) {
+    pub(crate) fn on_batch(&mut self, meta: &SegmentBatch) {
         debug_assert_eq!(meta.base_offset, self.next_offset);
         let (entry, time) = self.builder.on_batch(meta);
         if let Some(e) = entry {
