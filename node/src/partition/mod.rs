@@ -455,6 +455,9 @@ impl Partition {
 }
 
 /// A produce in progress: offsets reserved, durability pending (see [`Partition::append`]).
+/// Awaiting it is what writes and syncs a local append (the log's group commit runs in the
+/// awaiting tasks), so every `Appending` must be awaited; a duplicate's answer waits for its
+/// original's.
 #[must_use = "an append is answered only by awaiting its outcome"]
 pub struct Appending {
     part: Rc<Partition>,
