@@ -399,6 +399,7 @@ impl ReplicatedPartition {
     async fn reset(&self, start: Position, generation: u64) {
         self.appends_idle().await;
         if let Err(e) = self.log.reset(start.offset.0).await {
+            self.stop_node_if_fatal(e.raw_os_error(), &e);
             self.fail(format!("reset to {} failed: {e}", start.offset.0));
             return;
         }
@@ -416,6 +417,7 @@ impl ReplicatedPartition {
     async fn truncate(&self, to: Offset, generation: u64) {
         self.appends_idle().await;
         if let Err(e) = self.log.truncate(to.0).await {
+            self.stop_node_if_fatal(e.raw_os_error(), &e);
             self.fail(format!("truncation to {} failed: {e}", to.0));
             return;
         }
@@ -427,6 +429,14 @@ impl ReplicatedPartition {
         *self.epochs.borrow_mut() = epochs;
         // Every append issued before this cut has completed: its bound is no longer needed.
         self.cuts.borrow_mut().retain(|(g, _)| *g > generation);
+    }
+
+    /// A log write that failed with an errno after which the disk's state is unknown stops
+    /// the node, as on every data path (`crate::fatal`); anything else stops only this replica.
+    fn stop_node_if_fatal(&self, errno: Option<i32>, e: &dyn std::fmt::Display) {
+        if errno.is_some_and(crate::fatal::errno_is_fatal) {
+            crate::fatal::stop_node(&self.topic, self.partition, e);
+        }
     }
 
     /// The durable end an append of cut generation `generation` may report: its log end,
