@@ -190,7 +190,9 @@ impl Shard {
             self.roll_back_topic(&topic.name).await;
             return Err(e);
         }
-        self.broadcast(|| ShardCall::TopicCreated(topic.clone())).await.map_err(|m| (ErrorCode::StorageError, m))
+        self.broadcast(|| ShardCall::TopicCreated(topic.clone()))
+            .await
+            .map_err(|e| (ErrorCode::StorageError, e.to_string()))
     }
 
     /// Undoes a create that failed before its persist: partitions closed and deleted on
@@ -235,7 +237,7 @@ impl Shard {
             return Reply::error(cid, code, message);
         }
         if let Err(message) = self.broadcast(|| ShardCall::TopicDeleted { name: r.name.clone() }).await {
-            return Reply::error(cid, ErrorCode::StorageError, message);
+            return Reply::error(cid, ErrorCode::StorageError, message.to_string());
         }
         let dir = self.shared.config.data_dir.join("topics").join(&r.name);
         let removed_dir = glommio::executor().spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
@@ -247,20 +249,20 @@ impl Shard {
     }
 
     /// Sends a call to every shard (this one included) and waits for all answers.
-    async fn broadcast(&self, make: impl Fn() -> ShardCall) -> Result<(), String> {
+    async fn broadcast(&self, make: impl Fn() -> ShardCall) -> Result<(), BroadcastError> {
         let mut errors = Vec::new();
         for (s, inbox) in self.shared.inboxes.iter().enumerate() {
             match forward::call(inbox, s, make()).await {
                 Ok(ShardAnswer::Done(Ok(()))) => {}
-                Ok(ShardAnswer::Done(Err(e))) => errors.push(e),
-                Ok(_) => errors.push(format!("shard {s}: unexpected answer")),
-                Err(e) => errors.push(e.to_string()),
+                Ok(ShardAnswer::Done(Err(e))) => errors.push(ShardFailure::Shard(e)),
+                Ok(_) => errors.push(ShardFailure::Unexpected(s)),
+                Err(e) => errors.push(ShardFailure::Forward(e)),
             }
         }
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(errors.join("; "))
+            Err(BroadcastError(errors))
         }
     }
 
@@ -520,6 +522,27 @@ impl Shard {
             futures_lite::future::or(self.stop.listen(), glommio::timer::sleep(left.min(ROUND_PAUSE))).await;
         }
     }
+}
+
+/// What went wrong on each shard that did not carry out a broadcast call.
+#[derive(Debug)]
+struct BroadcastError(Vec<ShardFailure>);
+
+impl std::fmt::Display for BroadcastError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let failures: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&failures.join("; "))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ShardFailure {
+    #[error(transparent)]
+    Shard(super::ShardError),
+    #[error("shard {0}: unexpected answer")]
+    Unexpected(usize),
+    #[error(transparent)]
+    Forward(forward::ForwardError),
 }
 
 fn poisoned() -> (ErrorCode, String) {

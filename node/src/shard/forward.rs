@@ -48,7 +48,7 @@ pub enum ShardAnswer {
     Fetch(Vec<(FetchPartitionResponse, Bytes)>),
     ListOffsets(Vec<ListOffsetsPartitionResponse>),
     Offsets(Vec<Result<PartitionOffsets, ErrorCode>>),
-    Done(Result<(), String>),
+    Done(Result<(), super::ShardError>),
 }
 
 /// A call plus where to send the answer (`None` = no answer wanted).

@@ -102,13 +102,28 @@ const SHUTDOWN_APPEND_WAIT: Duration = Duration::from_secs(10);
 /// How often partition offsets are published to the metrics.
 const METRICS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Why a shard could not start or stop cleanly.
+/// Why a shard could not start, stop, open or delete a topic's partitions cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
-    #[error("shard {shard}: cannot open partition {topic}/{partition}: {reason}")]
-    Open { shard: u16, topic: String, partition: u32, reason: String },
+    #[error("shard {shard}: cannot open partition {topic}/{partition}: {source}")]
+    Open { shard: u16, topic: String, partition: u32, source: OpenError },
+    #[error("shard {shard}: {source}")]
+    Config { shard: u16, source: crate::topic::TopicConfigError },
+    #[error("shard {shard}: {source}")]
+    InUse { shard: u16, source: LogInUse },
+    #[error("shard {shard}: cannot delete {topic}: {source}")]
+    Delete { shard: u16, topic: String, source: crate::log::LogError },
     #[error("shard {shard}: {reason}")]
     Other { shard: u16, reason: String },
+}
+
+/// Why a partition's log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("creating its directory: {0}")]
+    Dir(std::io::Error),
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
 }
 
 impl Shard {
@@ -205,7 +220,7 @@ impl Shard {
     pub async fn prepare_topic(&self, topic: &TopicConfig) -> Result<(), ShardError> {
         let (name, partitions) = (topic.name.as_str(), topic.partitions);
         let log_config = registry::topic_log_config(&self.shared.config.log, &topic.name, &topic.configs)
-            .map_err(|e| ShardError::Other { shard: self.id.0, reason: e.to_string() })?;
+            .map_err(|source| ShardError::Config { shard: self.id.0, source })?;
         let topic = name;
         for p in (0..partitions).filter(|p| self.owner(topic, *p) == self.id) {
             if self.partitions.borrow().contains_key(&(topic.to_string(), p)) {
@@ -213,9 +228,9 @@ impl Shard {
             }
             let dir = self.partition_dir(topic, p);
             let open_err =
-                |reason: String| ShardError::Open { shard: self.id.0, topic: topic.into(), partition: p, reason };
-            std::fs::create_dir_all(&dir).map_err(|e| open_err(e.to_string()))?;
-            let log = PartitionLog::open(&dir, log_config.clone()).await.map_err(|e| open_err(e.to_string()))?;
+                |source: OpenError| ShardError::Open { shard: self.id.0, topic: topic.into(), partition: p, source };
+            std::fs::create_dir_all(&dir).map_err(|e| open_err(OpenError::Dir(e)))?;
+            let log = PartitionLog::open(&dir, log_config.clone()).await.map_err(|e| open_err(e.into()))?;
             let part = Partition::open_local(topic.to_string(), p, log).await;
             self.partitions.borrow_mut().insert((topic.to_string(), p), part);
         }
@@ -223,11 +238,13 @@ impl Shard {
     }
 
     /// Forgets `topic` and deletes the partitions this shard owns.
-    pub async fn delete_topic(&self, topic: &str) -> Result<(), String> {
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), ShardError> {
         self.topics.borrow_mut().remove(topic);
         self.groups_topic_changed(topic, 0);
+        let shard = self.id.0;
         for log in self.remove_partitions(|t| t == topic).await {
-            log.map_err(|e| e.to_string())?.delete().await.map_err(|e| e.to_string())?;
+            let log = log.map_err(|source| ShardError::InUse { shard, source })?;
+            log.delete().await.map_err(|source| ShardError::Delete { shard, topic: topic.to_string(), source })?;
         }
         Ok(())
     }
@@ -426,14 +443,19 @@ pub fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::ShardError;
+    use super::{OpenError, ShardError};
 
     /// A shard's error names the shard once, and the node reports it as is: no caller
     /// adds `shard N: ` again (`shard 0: shard 0: …`).
     #[test]
     fn shard_error_names_the_shard_once() {
         let errors = [
-            ShardError::Open { shard: 3, topic: "events".into(), partition: 1, reason: "File exists".into() },
+            ShardError::Open {
+                shard: 3,
+                topic: "events".into(),
+                partition: 1,
+                source: OpenError::Dir(std::io::Error::from_raw_os_error(libc::EEXIST)),
+            },
             ShardError::Other { shard: 3, reason: "DMA probe: EINVAL".into() },
         ];
         for e in errors {

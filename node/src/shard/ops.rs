@@ -92,12 +92,8 @@ impl Shard {
             ShardCall::Offsets(parts) => ShardAnswer::Offsets(
                 parts.iter().map(|(t, p)| self.partition(t, *p).map(|part| part.offsets())).collect(),
             ),
-            ShardCall::TopicPrepare(topic) => {
-                ShardAnswer::Done(self.prepare_topic(&topic).await.map_err(|e| e.to_string()))
-            }
-            ShardCall::TopicCreated(topic) => {
-                ShardAnswer::Done(self.open_topic(&topic).await.map_err(|e| e.to_string()))
-            }
+            ShardCall::TopicPrepare(topic) => ShardAnswer::Done(self.prepare_topic(&topic).await),
+            ShardCall::TopicCreated(topic) => ShardAnswer::Done(self.open_topic(&topic).await),
             ShardCall::TopicDeleted { name } => ShardAnswer::Done(self.delete_topic(&name).await),
             ShardCall::Shutdown => ShardAnswer::Done(Ok(())),
         }
