@@ -3,8 +3,9 @@
 //!
 //! The view is the truth. On every published view (and every [`RECONCILE_EVERY`]) the
 //! shard's reconcile task: learns the cluster topics (its topic table, so routing works
-//! for them on every shard), opens and starts a [`ReplicatedPartition`] for every chain
-//! that includes this node and whose partition this shard owns, hands newer chain
+//! for them on every shard), opens and starts a [`ReplicatedPartition`] — wrapped in the
+//! shard's one [`Partition`] type — for every chain that includes this node and whose
+//! partition this shard owns, hands newer chain
 //! configurations to running replicas, keeps each replica's peer addresses current
 //! (a peer's owner shard's replication listener, from `view.nodes`), stops replicas and
 //! deletes logs of topics the view no longer has, and — as tail — reports a caught-up
@@ -13,8 +14,8 @@
 //! Invariants: a replica exists only on its partition's owner shard, at most one per
 //! partition ([`Replicator`] keyed by topic/partition); cluster topics are never written
 //! to the node-local registry (the cluster-wide `__consumer_offsets` gets replicas here but
-//! no topic-table entry: groups/cluster.rs serves it); the
-//! single-node data path is untouched (every branch here hangs off `Shard::cluster`).
+//! no topic-table entry: shard/groups/cluster.rs serves it); produce, fetch and list
+//! offsets take the same `Partition` path as on a single node.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};

@@ -1,16 +1,19 @@
 //! Shards: one glommio executor per core, each owning the partitions that
 //! `strand_core::placement::owner_shard` gives it.
 //!
-//! - [`Shard`]: the per-core state (`Rc`, never crosses threads): its partitions,
-//!   its copy of the topic table, its inbox of cross-shard calls, shutdown state.
+//! - [`Shard`]: the per-core state (`Rc`, never crosses threads): its partitions (one
+//!   map of `crate::partition::Partition`, local or chain replicas), its copy of the topic
+//!   table, its inbox of cross-shard calls, shutdown state.
 //! - `ops`: what a shard does to its own partitions (produce, fetch with
 //!   long-poll, list offsets); `dispatch`: one request → one reply, routing each
 //!   partition to its owner (local call, or a bounded cross-shard call).
-//! - `node`: starting the executors, the public-port rendezvous, shutdown.
+//! - `cluster`, `cluster_admin`: the view-following reconcile task and cluster admin
+//!   answers; `groups`: the group coordinator's shard side. (Start-up is `crate::server`.)
 //!
 //! Invariants: a partition is open on exactly its owner shard; produce requests reach
-//! each partition's sequencing point in arrival order (per connection and per inbox: the
-//! first poll of a request runs before the next is read, see `join`); the data path takes
+//! each partition's sequencing point (`Partition::append`, synchronous) in arrival order
+//! (per connection and per inbox: the first poll of a request runs before the next is
+//! read, see `join`); the data path takes
 //! no lock (the registry mutex is control plane: create/delete/list); a shard stops
 //! accepting, then waits for in-flight appends, then closes its logs.
 
