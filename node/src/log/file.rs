@@ -85,7 +85,10 @@ impl SegmentFile {
             IoMode::Direct => FileIo::Dma(opts.dma_open(path).await.os()?),
             IoMode::Buffered => FileIo::Buffered(opts.buffered_open(path).await.os()?),
         };
-        let plain = std::fs::File::open(path)?;
+        // The plain fd (for sendfile) is opened on glommio's blocking pool: an open can wait on
+        // the filesystem, and a roll opens segments while appends are queued on this reactor.
+        let owned = path.to_owned();
+        let plain = glommio::executor().spawn_blocking(move || std::fs::File::open(owned)).await?;
         Ok(SegmentFile { path: path.to_owned(), plain, io, dsync })
     }
 

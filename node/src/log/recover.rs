@@ -21,12 +21,17 @@ use strand_core::recovery::{
 };
 
 pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogError> {
-    std::fs::create_dir_all(dir)?;
+    // Directory work runs on glommio's blocking pool, not on the reactor other partitions use.
+    let owned = dir.to_owned();
+    let (checkpoint, bases) = glommio::executor()
+        .spawn_blocking(move || -> Result<_, LogError> {
+            std::fs::create_dir_all(&owned)?;
+            Ok((segment::read_checkpoint(&owned), list_segments(&owned)?))
+        })
+        .await?;
     if config.io_mode == IoMode::Direct {
         probe_dma(dir).await?;
     }
-    let checkpoint = segment::read_checkpoint(dir);
-    let bases = list_segments(dir)?;
     let mut segments = BTreeMap::new();
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
@@ -225,7 +230,11 @@ async fn settle_end(seg: &mut Segment, end: &ScanEnd, file_len: u64, next_base: 
 async fn load_indexes(dir: &Path, base: u64) -> (Vec<IndexEntry>, Vec<TimeEntry>, (usize, usize)) {
     let index_path = dir.join(segment_file_name(base, SegmentFileKind::Index));
     let time_path = dir.join(segment_file_name(base, SegmentFileKind::TimeIndex));
-    let index = match std::fs::read(&index_path).map(|b| decode_index(&b)) {
+    let (index_file, time_file) = {
+        let (index_path, time_path) = (index_path.clone(), time_path.clone());
+        glommio::executor().spawn_blocking(move || (std::fs::read(index_path), std::fs::read(time_path))).await
+    };
+    let index = match index_file.map(|b| decode_index(&b)) {
         Ok(Ok(entries)) => entries,
         Ok(Err(problem)) => {
             tracing::warn!(path = %index_path.display(), "rebuilding index: {problem}");
@@ -233,7 +242,7 @@ async fn load_indexes(dir: &Path, base: u64) -> (Vec<IndexEntry>, Vec<TimeEntry>
         }
         Err(_) => Vec::new(),
     };
-    let time_index = match std::fs::read(&time_path).map(|b| decode_time_index(&b)) {
+    let time_index = match time_file.map(|b| decode_time_index(&b)) {
         Ok(Ok(entries)) if !index.is_empty() => entries,
         _ => Vec::new(),
     };
