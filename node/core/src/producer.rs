@@ -57,6 +57,18 @@ pub struct ProducerBatch {
     pub record_count: u32,
 }
 
+impl ProducerBatch {
+    /// The producer fields of a batch header.
+    pub fn of(header: &strand_wire::batch::BatchHeader) -> Self {
+        ProducerBatch {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+            record_count: header.record_count,
+        }
+    }
+}
+
 /// What to do with a batch that passed the check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceCheck {

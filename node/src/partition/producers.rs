@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use strand_core::producer::{ProducerBatch, ProducerTable, SequenceCheck, PRODUCER_BATCHES_REMEMBERED};
-use strand_wire::batch::{BatchHeader, BatchHeaders};
+use strand_wire::batch::BatchHeaders;
 use strand_wire::ErrorCode;
 
 use crate::log::{PartitionLog, ReadError, ReadResult};
@@ -264,16 +264,6 @@ pub(crate) fn check_sequences(table: &ProducerTable, batches: &[ProducerBatch]) 
     }
 }
 
-/// The producer fields of a batch header.
-fn producer_batch(header: &BatchHeader) -> ProducerBatch {
-    ProducerBatch {
-        producer_id: header.producer_id,
-        producer_epoch: header.producer_epoch,
-        base_sequence: header.base_sequence,
-        record_count: header.record_count,
-    }
-}
-
 /// The producer table of the batches below `end` in the log's last ~[`PRODUCER_SCAN_BYTES`],
 /// and the offset the scan reached (`end` unless the log held less). Offsets reserved but
 /// not yet written are waited for until `written_by` (`None`: not waited for, the scan
@@ -312,7 +302,7 @@ async fn scan_producers(
                 if header.base_offset >= end {
                     break;
                 }
-                tail.push(producer_batch(&header), header.base_offset);
+                tail.push(ProducerBatch::of(&header), header.base_offset);
             }
         }
         offset = read.next_offset;
@@ -327,7 +317,7 @@ pub(crate) fn producer_batches(payload: &[u8]) -> Result<Vec<ProducerBatch>, Pro
         return Err(refuse(ErrorCode::CorruptBatch, "empty produce payload"));
     }
     BatchHeaders::new(payload)
-        .map(|walked| walked.map(|(header, _)| producer_batch(&header)))
+        .map(|walked| walked.map(|(header, _)| ProducerBatch::of(&header)))
         .collect::<Result<_, _>>()
         .map_err(|e| refuse(ErrorCode::CorruptBatch, e.to_string()))
 }

@@ -54,13 +54,7 @@ pub fn check_payload(payload: &[u8], now_ms: i64, limits: &NetLimits) -> Result<
         after_max_ms: limits.message_timestamp_after_max_ms,
     };
     for (header, _) in BatchHeaders::new(payload).map_while(Result::ok) {
-        let batch = ProducerBatch {
-            producer_id: header.producer_id,
-            producer_epoch: header.producer_epoch,
-            base_sequence: header.base_sequence,
-            record_count: header.record_count,
-        };
-        check_epoch_issued(&batch).map_err(|e| (e.code(), e.to_string()))?;
+        check_epoch_issued(&ProducerBatch::of(&header)).map_err(|e| (e.code(), e.to_string()))?;
         check_batch(header.first_timestamp, header.max_timestamp, now_ms, bounds)
             .map_err(|e| (e.code(), e.to_string()))?;
     }
