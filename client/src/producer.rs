@@ -468,6 +468,11 @@ struct Worker {
     /// This worker's `(producer_id, epoch)`: the producer's, until an unknown outcome
     /// makes the worker take a fresh one.
     identity: Option<(u64, u16)>,
+    /// Whether the node stored a batch of `identity` on this partition. Until it has, the
+    /// node does not know the producer id and would append a batch at any sequence: if the
+    /// first batch were lost and the second stored, the first could never follow it. So
+    /// until then one batch is in flight at a time (sequence 0 is stored first).
+    identity_known: bool,
 }
 
 impl Worker {
@@ -489,6 +494,7 @@ impl Worker {
             flushes: Vec::new(),
             retry_backoff,
             identity: shared.identity,
+            identity_known: false,
             shared,
         }
     }
@@ -574,7 +580,7 @@ impl Worker {
                 self.batches_done += 1;
             }
         }
-        while self.inflight.len() < self.shared.config.max_in_flight {
+        while self.inflight.len() < self.in_flight_max() {
             let Some(records) = self.ready.pop_front() else { break };
             let base_sequence = self.sequence_next;
             let bytes = self.seal(&records, base_sequence);
@@ -586,6 +592,15 @@ impl Worker {
             let (reply, sent) = self.transmit_acked(&bytes).await;
             let first_sent = Instant::now();
             self.inflight.push_back(InFlight { bytes, base_sequence, records, first_sent, reply, sent });
+        }
+    }
+
+    /// Batches that may be in flight now (see `identity_known`).
+    fn in_flight_max(&self) -> usize {
+        if self.identity.is_some() && !self.identity_known {
+            1
+        } else {
+            self.shared.config.max_in_flight
         }
     }
 
@@ -721,6 +736,9 @@ impl Worker {
     }
 
     fn complete(&mut self, batch: InFlight, result: Result<u64>) {
+        if result.is_ok() {
+            self.identity_known = true;
+        }
         if let (Err(e), true) = (&result, self.shared.config.stop_on_failure) {
             let _ = self.shared.failure.set(e.clone());
         }
@@ -920,6 +938,14 @@ impl Worker {
             Ok(identity) => {
                 tracing::debug!(topic = %self.topic, partition = self.partition, ?identity, "fresh producer id");
                 self.identity = Some(identity);
+                self.identity_known = false;
+                // Only the oldest batch stays in flight until the node knows the new id;
+                // the others go back to the front of the ready queue, in order, unsealed.
+                while self.inflight.len() > 1 {
+                    if let Some(later) = self.inflight.pop_back() {
+                        self.ready.push_front(later.records);
+                    }
+                }
                 self.sequence_next = 0;
                 for i in 0..self.inflight.len() {
                     let base_sequence = self.sequence_next;

@@ -460,27 +460,60 @@ async fn reads_go_to_the_head_or_to_the_nearest_replica() {
     }
 }
 
-#[tokio::test]
-async fn a_refused_batch_is_failed_not_resent_when_a_later_one_was_stored() {
+/// Two 100-byte batches of one record each, sent back to back on node 1, which answers
+/// the first produce only after the next request (`refuse_first_late`).
+async fn two_batches_first_refused_late(
+    idempotence: bool,
+) -> (Shared, Vec<FakeNode>, Vec<Result<strand_client::RecordMetadata, ClientError>>) {
     let script =
         Script { head: 1, metadata_head: 1, replicated: true, refuse_first_late: Some(1), ..Default::default() };
     let (script, nodes) = cluster(script).await;
-    let client = Client::connect(ClientConfig::new(nodes[0].addr.clone())).await.expect("connect");
+    // A short request timeout: a producer that waits for the late answer times out and resends.
+    let client_config =
+        ClientConfig { request_timeout: Duration::from_millis(300), ..ClientConfig::new(nodes[0].addr.clone()) };
+    let client = Client::connect(client_config).await.expect("connect");
     // Each 124-byte record closes its own 100-byte batch: two batches in flight.
-    let config =
-        ProducerConfig { acks: Acks::All, batch_size: 100, linger: Duration::from_secs(5), ..Default::default() };
+    let config = ProducerConfig {
+        acks: Acks::All,
+        batch_size: 100,
+        linger: Duration::from_secs(5),
+        retry_backoff: Duration::from_millis(10),
+        idempotence,
+        ..Default::default()
+    };
     let producer = Producer::new(client, config).await.expect("producer");
     let mut deliveries = Vec::new();
     for i in 0..2 {
         let record = ProducerRecord::new("t", Bytes::from(format!("{i:0100}"))).partition(0);
         deliveries.push(producer.send(record).await.expect("queued"));
     }
-    let second = tokio::time::timeout(Duration::from_secs(5), deliveries.pop().expect("2")).await.expect("resolves");
-    let first = tokio::time::timeout(Duration::from_secs(5), deliveries.pop().expect("1")).await.expect("resolves");
+    let mut outcomes = Vec::new();
+    for d in deliveries {
+        outcomes.push(tokio::time::timeout(Duration::from_secs(5), d).await.expect("resolves"));
+    }
+    (script, nodes, outcomes)
+}
+
+#[tokio::test]
+async fn without_a_producer_id_a_refused_batch_is_failed_not_resent_when_a_later_one_was_stored() {
+    let (script, _nodes, outcomes) = two_batches_first_refused_late(false).await;
+    let [first, second] = <[_; 2]>::try_from(outcomes).expect("two outcomes");
     assert_eq!(second.expect("stored").offset, Some(0));
     let err = first.expect_err("refused, and not resent behind the stored batch");
     assert_eq!(err.code(), ErrorCode::NotOwner, "{err}");
     assert_eq!(values_on(&script, 1), vec![format!("{:0100}", 1)], "nothing out of order");
+}
+
+/// A node appends an unknown producer id's batch at any sequence. So an idempotent
+/// producer sends one batch at a time until the node stored one of its id: a first
+/// batch that is lost (here: answered too late) is resent and stored before the second,
+/// not failed because a later batch got in first.
+#[tokio::test]
+async fn a_fresh_producer_id_stores_its_first_batch_before_sending_more() {
+    let (script, _nodes, outcomes) = two_batches_first_refused_late(true).await;
+    let offsets: Vec<Option<u64>> = outcomes.into_iter().map(|o| o.expect("delivered").offset).collect();
+    assert_eq!(offsets, vec![Some(0), Some(1)]);
+    assert_eq!(values_on(&script, 1), vec![format!("{:0100}", 0), format!("{:0100}", 1)], "stored in send order");
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use crate::error::HarnessError;
 use crate::ledger::{record_value, Ledger, VerifyReport};
 use crate::node::rss_kib;
 use crate::profile::Summary;
+use strand_wire::ErrorCode;
 
 /// Samples `VmRSS` of a process at a fixed interval.
 pub struct RssMonitor {
@@ -215,12 +216,18 @@ fn canary_round_trip(
         Ok(offset) => offset,
         Err(code) => return Err(HarnessError::Server { code, message: "canary produce refused".into() }),
     };
-    let (_, bytes) = c.fetch(topic, 0, offset, 0)?;
+    let (response, bytes) = c.fetch(topic, 0, offset, 0)?;
+    if response.error != ErrorCode::None {
+        return Err(HarnessError::Server { code: response.error, message: format!("canary fetch at offset {offset}") });
+    }
     let mut records = Vec::new();
     crate::client::decode_batches(0, offset, &bytes, &mut records)?;
     match records.first() {
         Some(r) if r.offset == offset && r.value == value => Ok(offset),
-        other => Err(HarnessError::Unexpected(format!("canary read back {other:?} at offset {offset}"))),
+        other => Err(HarnessError::Unexpected(format!(
+            "canary read back {other:?} at offset {offset} (fetch answered log end {}, high watermark {}, {} bytes)",
+            response.log_end_offset, response.high_watermark, response.bytes_len
+        ))),
     }
 }
 
