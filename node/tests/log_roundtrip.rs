@@ -247,3 +247,32 @@ async fn read_bytes(log: &PartitionLog) -> Vec<u8> {
     }
     out
 }
+
+/// An append whose wait for durability is dropped while it holds the write lock (its task
+/// cancelled mid-write) must not leave a hole that a later append is acknowledged across:
+/// every offset below the log end stays readable, in order, and the dropped append's own
+/// reservation is either written or given back, never acknowledged as written.
+#[test]
+fn a_dropped_append_wait_leaves_no_hole_behind_later_appends() {
+    for mode in MODES {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let log = PartitionLog::open(dir.path(), config(mode, FsyncPolicy::Never)).await.unwrap();
+            let first = log.reserve(batches(&[batch(1, 1_000, 100, 1)])).expect("reserve");
+            let mut wait = Box::pin(first.durable());
+            let polled = futures_lite::future::poll_once(&mut wait).await;
+            assert!(polled.is_none(), "{mode}: the first poll takes the lock and starts the write");
+            drop(wait);
+            let second = log.append(batches(&[batch(2, 2_000, 100, 2)])).await.expect("second append");
+            let stored = read_all(&log, 0, 1 << 20).await;
+            assert_eq!(stored.last(), Some(&(second.base_offset, 2, 2)), "{mode}: the second append is readable");
+            let mut next = 0;
+            for &(base, count, _) in &stored {
+                assert_eq!(base, next, "{mode}: offsets are contiguous from 0: {stored:?}");
+                next = base + u64::from(count);
+            }
+            assert_eq!(next, log.log_end_offset(), "{mode}: readable up to the log end");
+            log.close().await.unwrap();
+        });
+    }
+}

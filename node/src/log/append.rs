@@ -217,6 +217,9 @@ impl Inner {
                 }
             }
             let Some(plan) = self.plan_write() else { return Ok(()) };
+            // From here until `on_written` the planned appends are in neither the queue nor
+            // the file: if this task is dropped meanwhile, the guard fails the queue.
+            let in_flight = WriteInFlight { inner: self, armed: true };
             if let Some(to) = plan.prealloc_to {
                 self.preallocate(&plan.file, plan.segment_base, to).await;
             }
@@ -224,9 +227,11 @@ impl Inner {
             if let Err(e) = plan.file.write_append(plan.block_pos, &plan.tail, &data).await {
                 let e = AppendError::from_io(e);
                 tracing::warn!(path = ?plan.file.path(), "append write failed: {e}");
+                in_flight.disarm();
                 self.fail_queue(&e);
                 return Err(e);
             }
+            in_flight.disarm();
             self.on_written(plan);
             self.notify_progress();
         }
@@ -394,6 +399,30 @@ impl Inner {
             "rolled to segment {next_base}"
         );
         Ok(())
+    }
+}
+
+/// Armed while a write task holds appends it took out of the queue and has not recorded
+/// as written. Dropped armed (the task was cancelled mid-write), it fails the queue: their
+/// offsets are given back and every waiter fails by epoch. Otherwise the next write would
+/// put later offsets where theirs belong and be acknowledged across the hole.
+struct WriteInFlight<'a> {
+    inner: &'a Inner,
+    armed: bool,
+}
+
+impl WriteInFlight<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for WriteInFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::warn!(dir = %self.inner.dir.display(), "append write cancelled; queued appends failed");
+            self.inner.fail_queue(&AppendError::Failed(Failure::other("append write cancelled")));
+        }
     }
 }
 

@@ -78,7 +78,9 @@ impl Reservation {
     }
 
     /// Waits until the batches are written and as durable as the fsync policy promises.
-    /// A failure means none of them is stored: the log gave their offsets back.
+    /// A failure means none of them is stored: the log gave their offsets back. Dropping
+    /// this future while it writes the queue (its task cancelled) fails every queued
+    /// append the same way, so no later append is acknowledged across unwritten offsets.
     pub async fn durable(self) -> Result<AppendInfo, AppendError> {
         self.inner.durable(self.info, self.epoch).await
     }
