@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::config::{Args, Workload};
 use crate::limits::{self, FioError, FioPlan};
+use crate::node::{EmbeddedNode, NodeError};
 use crate::run::{run, workload_from_args, BenchError};
 use crate::stats::{Report, Spread};
 
@@ -75,6 +76,10 @@ pub enum SuiteError {
     Dir { path: PathBuf, source: std::io::Error },
     #[error("workload {name}: {source}")]
     Workload { name: &'static str, source: BenchError },
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    #[error("the limit measurements stopped: {0}")]
+    Limits(String),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -326,8 +331,9 @@ fn progress(quiet: bool, text: &str) {
     }
 }
 
-/// Measures every limit `runs` times (blocking: run it on a blocking thread).
-fn measure_limits(dir: &Path, runs: u32, quick: bool, quiet: bool) -> LimitsReport {
+/// Measures every limit `runs` times, or until `stop` is set (blocking: run it on a blocking
+/// thread).
+fn measure_limits(dir: &Path, runs: u32, quick: bool, quiet: bool, stop: &AtomicBool) -> LimitsReport {
     let plan = LimitPlan::new(quick);
     let fio_version = limits::fio_version();
     match &fio_version {
@@ -341,6 +347,9 @@ fn measure_limits(dir: &Path, runs: u32, quick: bool, quiet: bool) -> LimitsRepo
     let text = |e: &FioError| e.to_string();
     let mut raw = LimitRuns::default();
     for i in 1..=runs {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let round = format!("run {i}/{runs}");
         if fio_version.is_ok() {
             progress(quiet, &format!("limits {round}: fio sequential write, 1 MiB O_DIRECT"));
@@ -826,7 +835,17 @@ pub async fn run_suite(args: &SuiteArgs) -> Result<SuiteReport, SuiteError> {
             dir.display()
         );
     }
-    // Resolve every workload before measuring anything, so a bad one fails at once.
+    // Resolve every workload and the node binary before measuring anything, so a bad one
+    // fails at once rather than after the limits.
+    if !selected.is_empty() {
+        let bin = match &args.node_bin {
+            Some(p) => p.clone(),
+            None => EmbeddedNode::default_binary().map_err(dir_error)?,
+        };
+        if !bin.is_file() {
+            return Err(NodeError::BinaryMissing(bin).into());
+        }
+    }
     let mut workloads = Vec::new();
     for w in &selected {
         let config = workload_from_args(&(w.args)(args.quick))
@@ -842,15 +861,19 @@ pub async fn run_suite(args: &SuiteArgs) -> Result<SuiteReport, SuiteError> {
         .and(command_line("git", &["status", "--porcelain", "--untracked-files=no"]))
         .map(|s| !s.is_empty());
 
-    let (limit_dir, runs, quick, quiet) = (dir.clone(), args.runs, args.quick, args.quiet);
-    let limits = tokio::task::spawn_blocking(move || measure_limits(&limit_dir, runs, quick, quiet))
-        .await
-        .map_err(|e| dir_error(std::io::Error::other(e)))?;
-
+    // From here on CTRL-C / SIGTERM end the suite after the current measurement (a fio
+    // child in the same process group ends its job on CTRL-C too) instead of killing it.
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_signals(Arc::clone(&stop)).ok();
-    let mut interrupted = false;
+    let (limit_dir, runs, quick, quiet, limit_stop) = (dir.clone(), args.runs, args.quick, args.quiet, stop.clone());
+    let limits = tokio::task::spawn_blocking(move || measure_limits(&limit_dir, runs, quick, quiet, &limit_stop))
+        .await
+        .map_err(|e| SuiteError::Limits(e.to_string()))?;
+    let mut interrupted = stop.load(Ordering::Relaxed);
     'rounds: for round in 1..=args.runs {
+        if interrupted {
+            break;
+        }
         for (spec, runs) in selected.iter().zip(workloads.iter_mut()) {
             if stop.load(Ordering::Relaxed) {
                 interrupted = true;
