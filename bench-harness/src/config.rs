@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
 /// Bytes at the front of every message value: send timestamp (u64 LE ns) + sequence (u64 LE).
@@ -24,10 +24,19 @@ pub const MAX_INFLIGHT_DEFAULT: usize = 5;
 pub const MAX_INFLIGHT_MAX: usize = 64;
 
 /// `strand-bench` command line (DESIGN §8). Every workload field is optional here so that a
-/// flag given explicitly overrides the workload file and an absent flag does not.
+/// flag given explicitly overrides the workload file and an absent flag does not. Without a
+/// subcommand the flags describe one run; `strand-bench suite …` runs the reproducible suite
+/// (its flags are its own: the two forms do not mix).
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "strand-bench", version, about = "OpenMessaging-style latency and throughput benchmark for Strand")]
+#[command(
+    name = "strand-bench",
+    version,
+    about = "OpenMessaging-style latency and throughput benchmark for Strand",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Spawn a strand-node on loopback in a temp dir (the default when --bootstrap is absent).
     #[arg(long, conflicts_with = "bootstrap")]
     pub embedded: bool,
@@ -37,6 +46,9 @@ pub struct Args {
     /// Path of the strand-node binary for --embedded (default: next to strand-bench).
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
+    /// Parent directory of the embedded node's temporary data dir (default: $TMPDIR or /tmp).
+    #[arg(long)]
+    pub node_data_parent: Option<PathBuf>,
     /// Extra arguments passed to the embedded node, split on whitespace.
     #[arg(long, allow_hyphen_values = true)]
     pub node_args: Option<String>,
@@ -98,6 +110,14 @@ pub struct Args {
     /// No progress bar (also implied when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Subcommands of `strand-bench`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Machine limits (fio, loopback) and the standard workloads in one invocation: one
+    /// table of values, limits and ratios (median of --runs, with the spread) and JSON.
+    Suite(crate::suite::SuiteArgs),
 }
 
 /// Target producer rate.

@@ -1,11 +1,14 @@
 //! `strand-bench` binary: parses flags, runs the benchmark, prints the summary table and
-//! writes the optional JSON and SVG outputs. Exit code 0 on a completed (or CTRL-C'd)
-//! run, 1 when the run could not be carried out, 2 on bad flags (clap).
+//! writes the optional JSON and SVG outputs; `strand-bench suite` runs the limits and the
+//! standard workloads (see [`strand_bench::suite`]). Exit code 0 on a completed (or CTRL-C'd)
+//! run, 1 when the run (or, for the suite, one of its workload runs) could not be carried
+//! out, 2 on bad flags (clap).
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use strand_bench::config::Args;
+use strand_bench::config::{Args, Command};
 use strand_bench::run::{run, BenchError};
+use strand_bench::suite::{self, SuiteArgs};
 use strand_bench::{plot, report};
 
 fn main() {
@@ -14,6 +17,10 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => fail(&BenchError::Io(e)),
     };
+    if let Some(Command::Suite(suite_args)) = &args.command {
+        run_suite(&runtime, suite_args);
+        return;
+    }
     let report = match runtime.block_on(run(&args)) {
         Ok(report) => report,
         Err(e) => fail(&e),
@@ -30,6 +37,27 @@ fn main() {
         if let Err(e) = plot::write_svg(path, &title, &[("publish", &r.publish), ("end-to-end", &r.end_to_end)]) {
             fail(&BenchError::Plot(e));
         }
+    }
+}
+
+fn run_suite(runtime: &tokio::runtime::Runtime, args: &SuiteArgs) {
+    let report = match runtime.block_on(suite::run_suite(args)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("strand-bench suite: {e}");
+            std::process::exit(1);
+        }
+    };
+    print!("{}", suite::suite_table(&report));
+    if let Some(path) = &args.json {
+        if let Err(e) = suite::write_json(&report, path) {
+            eprintln!("strand-bench suite: {e}");
+            std::process::exit(1);
+        }
+    }
+    if report.has_failed_runs() {
+        eprintln!("strand-bench suite: some workload runs failed (see the notes under the table)");
+        std::process::exit(1);
     }
 }
 

@@ -142,13 +142,26 @@ impl EmbeddedNode {
         Ok(beside)
     }
 
-    /// Starts `binary` with a fresh temp data dir on loopback ephemeral ports.
-    pub fn start(binary: &Path, io_mode: &str, fsync: &str, extra_args: &[String]) -> Result<EmbeddedNode, NodeError> {
+    /// Starts `binary` with a fresh temp data dir (inside `data_parent`, default the system
+    /// temp dir) on loopback ephemeral ports.
+    pub fn start(
+        binary: &Path,
+        io_mode: &str,
+        fsync: &str,
+        extra_args: &[String],
+        data_parent: Option<&Path>,
+    ) -> Result<EmbeddedNode, NodeError> {
         if !binary.is_file() {
             return Err(NodeError::BinaryMissing(binary.to_path_buf()));
         }
         install_panic_hook();
-        let data_dir = tempfile::Builder::new().prefix("strand-bench-").tempdir().map_err(NodeError::Spawn)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("strand-bench-");
+        let data_dir = match data_parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .map_err(NodeError::Spawn)?;
         let mut child = Command::new(binary)
             .arg("--data-dir")
             .arg(data_dir.path())
@@ -298,7 +311,8 @@ mod tests {
 
     #[test]
     fn missing_binary_is_a_clear_error() {
-        let err = EmbeddedNode::start(Path::new("/nonexistent/strand-node"), "direct", "never", &[]).err().unwrap();
+        let err =
+            EmbeddedNode::start(Path::new("/nonexistent/strand-node"), "direct", "never", &[], None).err().unwrap();
         assert!(err.to_string().contains("cargo build --release -p strand-node"), "{err}");
     }
 
@@ -309,7 +323,7 @@ mod tests {
         let fake = dir.path().join("strand-node");
         std::fs::write(&fake, "#!/bin/sh\necho 'fatal: cannot bind' >&2\nexit 3\n").unwrap();
         let _ = Command::new("chmod").arg("+x").arg(&fake).status();
-        let err = EmbeddedNode::start(&fake, "direct", "never", &[]).err().unwrap();
+        let err = EmbeddedNode::start(&fake, "direct", "never", &[], None).err().unwrap();
         assert!(matches!(err, NodeError::EarlyExit(ref tail) if tail.contains("cannot bind")), "{err}");
     }
 
@@ -323,7 +337,7 @@ mod tests {
         )
         .unwrap();
         let _ = Command::new("chmod").arg("+x").arg(&fake).status();
-        let mut node = EmbeddedNode::start(&fake, "direct", "never", &[]).unwrap();
+        let mut node = EmbeddedNode::start(&fake, "direct", "never", &[], None).unwrap();
         assert_eq!(node.listening.shard_ports, vec![3]);
         let data = node.data_dir().unwrap().to_path_buf();
         assert!(data.is_dir());

@@ -91,9 +91,11 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
             let extra: Vec<String> =
                 args.node_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect();
             let (io, fsync) = (workload.io_mode.clone(), workload.fsync.clone());
-            let started = tokio::task::spawn_blocking(move || EmbeddedNode::start(&bin, &io, &fsync, &extra))
-                .await
-                .map_err(std::io::Error::other)??;
+            let parent = args.node_data_parent.clone();
+            let started =
+                tokio::task::spawn_blocking(move || EmbeddedNode::start(&bin, &io, &fsync, &extra, parent.as_deref()))
+                    .await
+                    .map_err(std::io::Error::other)??;
             let addr = started.listening.public.to_string();
             node = Some(started);
             (addr, "embedded".to_string())

@@ -166,9 +166,45 @@ pub struct Report {
     pub results: Results,
 }
 
+/// Median and range of one metric over repeated runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spread {
+    /// Middle value (mean of the two middle ones for an even count).
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Every run's value, in run order.
+    pub runs: Vec<f64>,
+}
+
+impl Spread {
+    /// The spread of `runs`, or `None` when there is no finite value (NaNs are dropped).
+    pub fn of(runs: &[f64]) -> Option<Spread> {
+        let mut sorted: Vec<f64> = runs.iter().copied().filter(|v| v.is_finite()).collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+        Some(Spread { median, min: sorted[0], max: sorted[n - 1], runs: runs.to_vec() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spread_median_and_range() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(s.runs, vec![3.0, 1.0, 2.0], "run order kept");
+        assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+        assert_eq!(Spread::of(&[5.0]).unwrap().median, 5.0);
+        assert_eq!(Spread::of(&[f64::NAN, 7.0]).unwrap().median, 7.0);
+        assert!(Spread::of(&[]).is_none());
+    }
 
     #[test]
     fn summary_of_known_distribution() {

@@ -127,3 +127,97 @@ fn sigterm_stops_the_embedded_node() {
     }
     assert!(!alive(node_pid), "strand-node {node_pid} outlived the harness");
 }
+
+/// `strand-bench suite --quick`: the limits and two cheap workloads in one invocation; the
+/// table and the JSON carry every row with a number and a positive ratio. No timing
+/// assertions (the machine may be busy); the fio rows are numbers or say fio is missing.
+#[test]
+fn suite_quick_reports_rows_with_numbers_and_ratios() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_strand-bench"));
+    let node = node_binary(&bench);
+    // Inside the target dir, not /tmp: fio's O_DIRECT jobs need a real disk, not tmpfs.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let json = dir.path().join("suite.json");
+    let started = Instant::now();
+    let out = Command::new(&bench)
+        .args(["suite", "--quick", "--runs", "1", "--only", "fixed-rate,small-1inflight", "--quiet"])
+        .arg("--dir")
+        .arg(dir.path().join("data"))
+        .arg("--node-bin")
+        .arg(&node)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run strand-bench suite");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "strand-bench suite failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    eprintln!("suite --quick took {:?}\n{stdout}", started.elapsed());
+    for row in ["| fixed-rate | publish p99.9 |", "| fixed-rate | end-to-end p99 |", "| small-1inflight | produce |"] {
+        assert!(stdout.contains(row), "{row} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("| loopback round trip 64 B, p50 |") && stdout.contains("UTC"), "{stdout}");
+    assert!(!stdout.contains("| catchup |"), "--only leaves the other workloads out:\n{stdout}");
+
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let c = &v["context"];
+    assert!(c["date_utc"].as_str().unwrap().ends_with("UTC"));
+    assert_eq!(c["load_before"].as_array().unwrap().len(), 3);
+    assert_eq!(c["load_after"].as_array().unwrap().len(), 3);
+    assert_eq!((c["runs"].as_u64(), c["quick"].as_bool()), (Some(1), Some(true)));
+    let limits = v["limits"]["summary"].as_array().unwrap();
+    let limit = |key: &str| limits.iter().find(|l| l["key"] == key).unwrap_or_else(|| panic!("limit {key}"));
+    for key in ["rtt_p50", "rtt_p99", "rtt_p999", "rtt_max", "sendfile"] {
+        assert!(limit(key)["value"]["median"].as_f64().unwrap() > 0.0, "{key}: {}", limit(key));
+    }
+    for key in ["fio_seq_write", "fio_seq_read", "fio_fdatasync_p99"] {
+        let l = limit(key);
+        match l["value"]["median"].as_f64() {
+            Some(x) => assert!(x > 0.0, "{key}: {l}"),
+            None => assert!(l["missing"].as_str().unwrap().starts_with("n/a (fio"), "{key}: {l}"),
+        }
+    }
+    for w in v["workloads"].as_array().unwrap() {
+        let run = &w["runs"][0];
+        assert!(run["error"].is_null(), "{}: {}", w["name"], run["error"]);
+        assert_eq!(run["report"]["results"]["errors"], 0, "{}", w["name"]);
+    }
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["workload"].as_str().unwrap()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "fixed-rate").count(), 4, "{names:?}");
+    assert_eq!(names.iter().filter(|n| **n == "small-1inflight").count(), 3, "{names:?}");
+    assert_eq!(names.len(), 7, "{names:?}");
+    for r in rows {
+        let median = r["value"]["median"].as_f64().unwrap_or_else(|| panic!("no value: {r}"));
+        assert!(median > 0.0, "{r}");
+        if r["limit_key"].is_string() {
+            assert!(r["limit"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        let status = r["status"].as_str().unwrap();
+        if r["goal"].is_string() {
+            assert!(status == "met" || status == "missed", "{r}");
+        } else {
+            assert_eq!(status, "no_goal", "{r}");
+        }
+    }
+}
+
+/// Bad suite flags fail with a clear message before anything is measured.
+#[test]
+fn suite_rejects_bad_flags() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_strand-bench"));
+    let run = |args: &[&str]| Command::new(&bench).args(args).output().expect("run strand-bench");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let out = run(&["suite", "--only", "fixed-rate,nope", "--dir", dir_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unknown workload \"nope\"") && stderr.contains("small-1inflight"), "{stderr}");
+    let out = run(&["suite", "--node-bin", "/nonexistent/strand-node", "--dir", dir_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("strand-node binary not found"), "checked before the limits: {stderr}");
+    assert_eq!(run(&["suite", "--runs", "0"]).status.code(), Some(2), "clap rejects 0 runs");
+    assert_eq!(run(&["--duration", "2", "suite"]).status.code(), Some(2), "run flags and suite do not mix");
+}
