@@ -93,6 +93,10 @@ pub fn write_frame(out: &mut BytesMut, header: &[u8], payload: &[u8]) {
     out.put_slice(payload);
 }
 
+/// Payloads of at least this many bytes are decoded into an allocation of their own
+/// (see [`FrameDecoder::decode`]); smaller ones share the read buffer's.
+pub const PAYLOAD_OWN_BUFFER_MIN: usize = 64 * 1024;
+
 /// Incremental decoder: feed it whatever the socket returned, take whole frames out.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
@@ -124,8 +128,20 @@ impl FrameDecoder {
             return Ok(None);
         }
         buf.advance(FRAME_PREFIX_LEN);
-        let header = buf.split_to(prefix.header_len as usize).freeze();
+        if prefix.payload_len() < PAYLOAD_OWN_BUFFER_MIN {
+            let header = buf.split_to(prefix.header_len as usize).freeze();
+            let payload = buf.split_to(prefix.payload_len()).freeze();
+            return Ok(Some(Frame { header, payload }));
+        }
+        // A large payload leaves with the read buffer's allocation to itself: the header and
+        // the bytes after the frame (at most one read's worth) are copied out instead, so the
+        // receiver can take the payload over without copying it (`Bytes::try_into_mut`).
+        let header = Bytes::copy_from_slice(&buf[..prefix.header_len as usize]);
+        buf.advance(prefix.header_len as usize);
         let payload = buf.split_to(prefix.payload_len()).freeze();
+        let mut rest = BytesMut::with_capacity(buf.len().max(PAYLOAD_OWN_BUFFER_MIN));
+        rest.extend_from_slice(buf);
+        *buf = rest;
         Ok(Some(Frame { header, payload }))
     }
 }
@@ -133,6 +149,24 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_payload_owns_its_allocation_and_the_rest_stays_buffered() {
+        let big = vec![7u8; PAYLOAD_OWN_BUFFER_MIN];
+        let mut out = BytesMut::new();
+        write_frame(&mut out, b"hdr", &big);
+        write_frame(&mut out, b"next", b"small");
+        out.extend_from_slice(&[1, 2, 3]); // part of a third frame's prefix
+        let mut dec = FrameDecoder::new(1 << 20);
+        let f1 = dec.decode(&mut out).unwrap().unwrap();
+        assert_eq!((&f1.header[..], f1.payload.len()), (&b"hdr"[..], big.len()));
+        let payload = f1.payload.try_into_mut().expect("nothing else holds the large payload's allocation");
+        assert_eq!(&payload[..], &big[..]);
+        let f2 = dec.decode(&mut out).unwrap().unwrap();
+        assert_eq!((&f2.header[..], &f2.payload[..]), (&b"next"[..], &b"small"[..]));
+        assert_eq!(dec.decode(&mut out).unwrap(), None);
+        assert_eq!(&out[..], &[1, 2, 3]);
+    }
 
     #[test]
     fn round_trip_and_limits() {

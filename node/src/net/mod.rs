@@ -54,6 +54,8 @@ const READ_CHUNK_LEN: usize = 64 * 1024;
 /// Bytes asked when the buffer is empty (an idle connection waits here): `resize` zero-fills
 /// what it asks for, so 10 000 idle connections must not each pin a 64 KiB buffer.
 const IDLE_READ_LEN: usize = 4 * 1024;
+/// Most bytes one socket read asks for.
+const READ_LEN_MAX: usize = 256 * 1024;
 /// Fetch-answer bytes one connection may have reserved (being read, queued or written).
 pub const FETCH_RESPONSE_BYTES_PER_CONNECTION: u64 = 16 << 20;
 
@@ -373,7 +375,13 @@ async fn read_more(
     idle: Duration,
 ) -> Result<bool, ConnectionError> {
     let start = buf.len();
-    let want = if start == 0 { IDLE_READ_LEN } else { buf.capacity().saturating_sub(start).max(READ_CHUNK_LEN) };
+    // The bytes read into are zeroed first: ask for at most READ_LEN_MAX at a time, not the
+    // whole spare capacity a large frame reserved (that was zeroed again on every read).
+    let want = if start == 0 {
+        IDLE_READ_LEN
+    } else {
+        buf.capacity().saturating_sub(start).clamp(READ_CHUNK_LEN, READ_LEN_MAX)
+    };
     buf.resize(start + want, 0);
     let stop = shard.stop.listen();
     if shard.is_stopping() {

@@ -265,8 +265,10 @@ impl Partition {
             Replication::Local(local) => {
                 let before = self.log.log_end_offset();
                 // Refused here: nothing was reserved or entered in the table.
-                let reservation =
-                    self.log.reserve(BytesMut::from(&payload[..])).map_err(|e| self.append_failed(e, false))?;
+                // The log stamps offsets into the bytes: take the payload's buffer over when
+                // nothing else holds it (a large frame's payload, see `FrameDecoder::decode`).
+                let bytes = payload.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                let reservation = self.log.reserve(bytes).map_err(|e| self.append_failed(e, false))?;
                 let info = reservation.info();
                 assert!(
                     info.base_offset == before && info.log_end_offset == before + u64::from(record_count),
