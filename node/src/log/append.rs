@@ -10,7 +10,7 @@ use super::error::{is_out_of_space, AppendError, Failure};
 use super::file::{free_bytes, SegmentFile, BLOCK_BYTES};
 use super::segment::{next_tail, Segment};
 use super::{AppendInfo, FsyncPolicy, Inner, IoMode, LogError, Pending};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::rc::Rc;
 use std::time::Instant;
 use strand_core::index::SegmentBatch;
@@ -223,7 +223,7 @@ impl Inner {
             if let Some(to) = plan.prealloc_to {
                 self.preallocate(&plan.file, plan.segment_base, to).await;
             }
-            let data: Vec<&[u8]> = plan.items.iter().map(|p| &p.bytes[..]).collect();
+            let data: Vec<Bytes> = plan.items.iter().map(|p| p.bytes.clone()).collect();
             if let Err(e) = plan.file.write_append(plan.block_pos, &plan.tail, &data).await {
                 let e = AppendError::from_io(e);
                 tracing::warn!(path = ?plan.file.path(), "append write failed: {e}");
@@ -403,9 +403,10 @@ impl Inner {
 }
 
 /// Armed while a write task holds appends it took out of the queue and has not recorded
-/// as written. Dropped armed (the task was cancelled mid-write), it fails the queue: their
-/// offsets are given back and every waiter fails by epoch. Otherwise the next write would
-/// put later offsets where theirs belong and be acknowledged across the hole.
+/// as written. Dropped armed (the task was cancelled mid-write), it poisons the log and
+/// fails the queue: their offsets are given back and every waiter fails by epoch.
+/// Otherwise the next write would put later offsets where theirs belong and be
+/// acknowledged across the hole.
 struct WriteInFlight<'a> {
     inner: &'a Inner,
     armed: bool,
@@ -420,8 +421,13 @@ impl WriteInFlight<'_> {
 impl Drop for WriteInFlight<'_> {
     fn drop(&mut self) {
         if self.armed {
-            tracing::warn!(dir = %self.inner.dir.display(), "append write cancelled; queued appends failed");
-            self.inner.fail_queue(&AppendError::Failed(Failure::other("append write cancelled")));
+            // The write may still land (io_uring, or pwrite on the pool) after a later one:
+            // the file's tail is unknown, so the log takes no more appends (recovery at the
+            // next open cuts it to its valid prefix).
+            let failure = Failure::other("an append write was cancelled; the segment's tail is unknown");
+            tracing::error!(dir = %self.inner.dir.display(), "{}", failure.reason());
+            self.inner.state.borrow_mut().poisoned = Some(failure.clone());
+            self.inner.fail_queue(&AppendError::Failed(failure));
         }
     }
 }

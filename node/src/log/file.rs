@@ -6,16 +6,18 @@
 //! shell never hands glommio a misaligned DMA write.
 
 use super::config::IoMode;
+use bytes::Bytes;
 use glommio::io::{BufferedFile, DmaBuffer, DmaFile, OpenOptions};
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Alignment of direct-mode writes (and of the in-memory tail block).
 pub const BLOCK_BYTES: u64 = 4096;
@@ -50,7 +52,9 @@ impl<T, U> OsResult<T> for Result<T, glommio::GlommioError<U>> {
 /// even after retention unlinks the file.
 pub struct SegmentFile {
     path: PathBuf,
-    plain: std::fs::File,
+    /// Without O_DIRECT: read-only in direct mode; in buffered mode also written (large
+    /// appends, see [`SegmentFile::write_append`]).
+    plain: Arc<std::fs::File>,
     io: FileIo,
     /// Opened with O_DSYNC: every completed write is already durable (no fdatasync needed).
     dsync: bool,
@@ -88,8 +92,18 @@ impl SegmentFile {
         // The plain fd (for sendfile) is opened on glommio's blocking pool: an open can wait on
         // the filesystem, and a roll opens segments while appends are queued on this reactor.
         let owned = path.to_owned();
-        let plain = glommio::executor().spawn_blocking(move || std::fs::File::open(owned)).await?;
-        Ok(SegmentFile { path: path.to_owned(), plain, io, dsync })
+        let writable = mode == IoMode::Buffered;
+        let plain = glommio::executor()
+            .spawn_blocking(move || {
+                let mut opts = std::fs::OpenOptions::new();
+                opts.read(true).write(writable);
+                if writable && dsync {
+                    opts.custom_flags(libc::O_DSYNC);
+                }
+                opts.open(owned)
+            })
+            .await?;
+        Ok(SegmentFile { path: path.to_owned(), plain: Arc::new(plain), io, dsync })
     }
 
     /// Whether completed writes are durable without an fdatasync (O_DSYNC).
@@ -175,17 +189,36 @@ impl SegmentFile {
     /// Writes `tail ++ data` where `tail` is the in-memory partial block starting at the
     /// aligned position `block_pos` (direct mode) or writes `data` at `logical_len` (buffered).
     /// Returns once every byte is written.
-    pub(crate) async fn write_append(&self, block_pos: u64, tail: &[u8], data: &[&[u8]]) -> io::Result<()> {
+    pub(crate) async fn write_append(&self, block_pos: u64, tail: &[u8], data: &[Bytes]) -> io::Result<()> {
         let data_len: usize = data.iter().map(|d| d.len()).sum();
         match &self.io {
             FileIo::Dma(f) => {
                 assert_eq!(block_pos % BLOCK_BYTES, 0, "direct write position must be block aligned");
                 let mut parts = Vec::with_capacity(data.len() + 1);
                 parts.push(tail);
-                parts.extend_from_slice(data);
+                parts.extend(data.iter().map(|d| &d[..]));
                 write_dma_pipelined(f, block_pos, &parts, tail.len() + data_len).await
             }
+            FileIo::Buffered(_) if data_len >= BUFFERED_POOL_WRITE_MIN_BYTES => {
+                // glommio's buffered write takes one owned Vec, so io_uring would cost a copy
+                // of the whole group first; a large group is written from its own buffers by
+                // pwrite on the blocking pool instead (the kernel's page-cache copy is the only one).
+                let (file, pieces) = (self.plain.clone(), data.to_vec());
+                let pos = block_pos + tail.len() as u64;
+                glommio::executor()
+                    .spawn_blocking(move || {
+                        let mut at = pos;
+                        for piece in &pieces {
+                            file.write_all_at(piece, at)?;
+                            at += piece.len() as u64;
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
             FileIo::Buffered(f) => {
+                let data: Vec<&[u8]> = data.iter().map(|d| &d[..]).collect();
+                let data = &data[..];
                 let pos = block_pos + tail.len() as u64;
                 let mut done = 0usize;
                 while done < data_len {
@@ -201,6 +234,11 @@ impl SegmentFile {
         }
     }
 }
+
+/// Buffered-mode append groups of at least this many bytes are written by pwrite on the
+/// blocking pool (no copy); smaller ones are copied into one buffer for an io_uring write
+/// (the copy is cheaper than a thread hop).
+pub(crate) const BUFFERED_POOL_WRITE_MIN_BYTES: usize = 64 * 1024;
 
 /// Bytes of one direct-mode write: the stream of an append group is cut into aligned chunks
 /// of this size (the last one shorter), so buffers come from glommio's registered io memory
