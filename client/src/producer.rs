@@ -82,7 +82,9 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// Record bytes buffered (not yet acknowledged) at most; `send` waits beyond it.
     pub buffer_bytes_max: usize,
-    /// Batches sent but unacknowledged per partition, `1..=5`.
+    /// Batches sent but unacknowledged per partition, `1..=5`. An idempotent producer
+    /// sends one batch at a time to a partition until the node stored one of its producer
+    /// id there (a node appends an unknown id's first batch at any sequence).
     pub max_in_flight: usize,
     /// Give up on a batch this long after it was first sent.
     pub delivery_timeout: Duration,
