@@ -1,6 +1,7 @@
 //! File access of the log: [`SegmentFile`] (one `.log` file, opened through glommio for
-//! io_uring reads/writes plus a plain read-only fd for splice), the DMA iopoll probe
-//! workaround, free-space checks and directory fsync.
+//! io_uring reads/writes plus a plain fd for sendfile — and, in buffered mode, for large
+//! appends written by pwrite on the blocking pool), the DMA iopoll probe workaround,
+//! free-space checks and directory fsync.
 //!
 //! Invariant: in direct mode every write is `block`-aligned in position and length; the
 //! shell never hands glommio a misaligned DMA write.
@@ -89,8 +90,9 @@ impl SegmentFile {
             IoMode::Direct => FileIo::Dma(opts.dma_open(path).await.os()?),
             IoMode::Buffered => FileIo::Buffered(opts.buffered_open(path).await.os()?),
         };
-        // The plain fd (for sendfile) is opened on glommio's blocking pool: an open can wait on
-        // the filesystem, and a roll opens segments while appends are queued on this reactor.
+        // The plain fd (sendfile; buffered large appends) is opened on glommio's blocking
+        // pool: an open can wait on the filesystem, and a roll opens segments while appends
+        // are queued on this reactor.
         let owned = path.to_owned();
         let writable = mode == IoMode::Buffered;
         let plain = glommio::executor()
@@ -111,7 +113,7 @@ impl SegmentFile {
         self.dsync
     }
 
-    /// A read-only fd without O_DIRECT, usable with splice/sendfile.
+    /// The plain fd (without O_DIRECT), usable with splice/sendfile.
     pub fn raw_fd(&self) -> RawFd {
         self.plain.as_raw_fd()
     }

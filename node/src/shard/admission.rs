@@ -2,7 +2,7 @@
 //! and the open-files budget derived from `RLIMIT_NOFILE`.
 //!
 //! Every open partition holds `FDS_PER_SEGMENT` descriptors per segment (the io_uring
-//! handle and the plain read-only fd used for splice), so a topic of `n` new partitions
+//! handle and the plain fd used for sendfile), so a topic of `n` new partitions
 //! costs at least `n * FDS_PER_SEGMENT`. A create is admitted only if the descriptors
 //! open now, plus those of topics being created, plus its own cost, plus
 //! `open_files_reserved` (connections, index and checkpoint writes, etcd) fit under the
