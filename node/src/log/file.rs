@@ -399,6 +399,13 @@ pub(crate) fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// `create_dir_all` on glommio's blocking pool: creating directories can wait on the
+/// filesystem, and the reactor serves every other partition of the shard.
+pub async fn create_dir_all(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_owned();
+    glommio::executor().spawn_blocking(move || std::fs::create_dir_all(dir)).await
+}
+
 /// fsyncs a directory so created, renamed or removed names in it are durable (through
 /// io_uring: the reactor does not block on the journal commit).
 pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -238,11 +238,7 @@ impl Shard {
         let Some(cluster) = self.cluster() else { return Err(ReplicaError::NotClustered) };
         let log_config = topic_log_config(&self.shared.config.log, &topic.name, &topic.configs)?;
         let dir = self.partition_dir(&topic.name, partition);
-        let created = {
-            let dir = dir.clone();
-            glommio::executor().spawn_blocking(move || std::fs::create_dir_all(dir)).await
-        };
-        created.map_err(|source| ReplicaError::Dir { dir: dir.clone(), source })?;
+        crate::log::create_dir_all(&dir).await.map_err(|source| ReplicaError::Dir { dir: dir.clone(), source })?;
         let log = Rc::new(PartitionLog::open(&dir, log_config).await?);
         let epoch_min = Epoch(cluster.control.initial().chain(&topic.name, partition).map_or(0, |c| c.epoch));
         Ok(ReplicatedPartition::start(&topic.name, partition, cluster.me, log, dir, peers, epoch_min, config).await?)

@@ -232,11 +232,7 @@ impl Shard {
             let dir = self.partition_dir(topic, p);
             let open_err =
                 |source: OpenError| ShardError::Open { shard: self.id.0, topic: topic.into(), partition: p, source };
-            let created = {
-                let dir = dir.clone();
-                glommio::executor().spawn_blocking(move || std::fs::create_dir_all(dir)).await
-            };
-            created.map_err(|e| open_err(OpenError::Dir(e)))?;
+            crate::log::create_dir_all(&dir).await.map_err(|e| open_err(OpenError::Dir(e)))?;
             let log = PartitionLog::open(&dir, log_config.clone()).await.map_err(|e| open_err(e.into()))?;
             let part = Partition::open_local(topic.to_string(), p, log).await;
             self.partitions.borrow_mut().insert((topic.to_string(), p), part);
