@@ -8,12 +8,17 @@ use crate::stats::{LatencySummary, Report, Throughput};
 
 /// Renders a latency in µs as `850 µs` or `12.34 ms`.
 pub fn format_latency_us(us: u64) -> String {
-    if us < 1_000 {
-        format!("{us} µs")
-    } else if us < 1_000_000 {
-        format!("{:.2} ms", us as f64 / 1e3)
+    format_us(us as f64)
+}
+
+/// Renders a (possibly fractional) duration in µs as `850 µs`, `12.34 ms` or `2.50 s`.
+pub fn format_us(us: f64) -> String {
+    if us < 1_000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1e3)
     } else {
-        format!("{:.2} s", us as f64 / 1e6)
+        format!("{:.2} s", us / 1e6)
     }
 }
 

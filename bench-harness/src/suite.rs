@@ -217,9 +217,7 @@ pub enum Unit {
 /// Formats `value` in `unit`.
 pub fn format_value(value: f64, unit: Unit) -> String {
     match unit {
-        Unit::Us if value < 1_000.0 => format!("{value:.0} µs"),
-        Unit::Us if value < 1_000_000.0 => format!("{:.2} ms", value / 1e3),
-        Unit::Us => format!("{:.2} s", value / 1e6),
+        Unit::Us => crate::report::format_us(value),
         Unit::MbPerSec => format!("{value:.1} MB/s"),
         Unit::MsgsPerSec => format!("{value:.0} msgs/s"),
         Unit::OpsPerSec => format!("{value:.0} ops/s"),
