@@ -1,0 +1,162 @@
+//! `strand produce`: stdin to a topic, one message per line.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use strand_client::{Acks, Client, ClientError, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use tokio::io::AsyncBufReadExt;
+
+/// Delivery futures kept before the oldest is awaited (bounds memory on endless input).
+const DELIVERIES_PENDING_MAX: usize = 100_000;
+/// Ranges of lines stored after the first failure named in the error, at most.
+const STORED_AFTER_RANGES_SHOWN: usize = 10;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum AcksArg {
+    None,
+    Leader,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum CompressionArg {
+    None,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Args)]
+pub(crate) struct ProduceArgs {
+    pub(crate) topic: String,
+    /// Send every message to this partition (default: by key hash, or round-robin without a key).
+    #[arg(long)]
+    pub(crate) partition: Option<u32>,
+    /// Key for every message.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    /// Acknowledgement level. With `none` the count printed is of messages sent.
+    #[arg(long, value_enum, default_value = "leader")]
+    pub(crate) acks: AcksArg,
+    /// Batch compression.
+    #[arg(long, value_enum, default_value = "none")]
+    pub(crate) compression: CompressionArg,
+    /// Batch size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub(crate) batch_size: usize,
+    /// Milliseconds a batch waits for more messages.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) linger_ms: u64,
+}
+
+pub(crate) async fn produce(client: Client, args: ProduceArgs) -> Result<(), String> {
+    let config = ProducerConfig {
+        acks: match args.acks {
+            AcksArg::None => Acks::None,
+            AcksArg::Leader => Acks::Leader,
+            AcksArg::All => Acks::All,
+        },
+        compression: match args.compression {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Zstd => Compression::Zstd,
+        },
+        batch_size: args.batch_size,
+        linger: Duration::from_millis(args.linger_ms),
+        stop_on_failure: true,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client, config).await.map_err(|e| e.to_string())?;
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut pending: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
+    let mut tally = Tally::default();
+    let (mut line, mut line_no) = (Vec::new(), 0u64);
+    // Stop reading at the first failure the producer reports: nothing is sent after it.
+    while producer.failure().is_none() {
+        line.clear();
+        let n = stdin.read_until(b'\n', &mut line).await.map_err(|e| format!("reading stdin: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let mut record = ProducerRecord::new(args.topic.clone(), Bytes::copy_from_slice(&line));
+        record.partition = args.partition;
+        record.key = args.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes()));
+        match producer.send(record).await {
+            Ok(delivery) => pending.push_back((line_no, delivery)),
+            Err(e) => {
+                tally.unsent = Some((line_no, e));
+                break;
+            }
+        }
+        if pending.len() >= DELIVERIES_PENDING_MAX {
+            tally.settle(pending.pop_front()).await;
+        }
+    }
+    producer.flush().await.map_err(|e| e.to_string())?;
+    while let Some(p) = pending.pop_front() {
+        tally.settle(Some(p)).await;
+    }
+    println!("{}", tally.acked);
+    tally.verdict()
+}
+
+/// What became of the lines `produce` read, settled in line order.
+#[derive(Default)]
+struct Tally {
+    acked: u64,
+    /// The first line whose delivery failed, and why.
+    failed: Option<(u64, ClientError)>,
+    /// A line `send` refused (never sent); it is the last line read.
+    unsent: Option<(u64, ClientError)>,
+    /// Lines acknowledged after the first failed one, as inclusive ranges.
+    stored_after: Vec<(u64, u64)>,
+}
+
+impl Tally {
+    async fn settle(&mut self, delivery: Option<(u64, DeliveryFuture)>) {
+        let Some((line, delivery)) = delivery else { return };
+        match delivery.await {
+            Ok(_) => {
+                self.acked += 1;
+                if self.failed.is_some() {
+                    match self.stored_after.last_mut() {
+                        Some((_, end)) if *end + 1 == line => *end = line,
+                        _ => self.stored_after.push((line, line)),
+                    }
+                }
+            }
+            Err(e) => {
+                self.failed.get_or_insert((line, e));
+            }
+        }
+    }
+
+    /// `Ok` if every line was acknowledged, else the one-line account of what was stored.
+    fn verdict(mut self) -> Result<(), String> {
+        let Some((line, e)) = self.failed.take().or(self.unsent.take()) else { return Ok(()) };
+        let before = match line {
+            1 => "no line before it".to_string(),
+            _ => format!("lines 1-{} all stored", line - 1),
+        };
+        let mut reason =
+            format!("stopped at line {line}, not stored: {e}; {} lines acknowledged, {before}", self.acked);
+        if self.stored_after.is_empty() {
+            reason.push_str("; nothing after it stored");
+        } else {
+            let count: u64 = self.stored_after.iter().map(|(a, b)| b - a + 1).sum();
+            let shown: Vec<String> =
+                self.stored_after.iter().take(STORED_AFTER_RANGES_SHOWN).map(|(a, b)| format!("{a}-{b}")).collect();
+            let more = if self.stored_after.len() > STORED_AFTER_RANGES_SHOWN { ", ..." } else { "" };
+            reason.push_str(&format!(
+                "; {count} later lines were stored too (in flight on other partitions): {}{more}",
+                shown.join(", ")
+            ));
+        }
+        Err(reason)
+    }
+}
