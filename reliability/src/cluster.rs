@@ -177,11 +177,14 @@ pub struct ClusterConfig {
     pub lease_ttl_s: u64,
     /// More `strand-node` arguments, appended as given.
     pub extra_args: Vec<String>,
+    /// Where the nodes' data dirs are made (default: the system temp dir), e.g. a
+    /// [`crate::loopfs::LoopFs`] that all of them lose at once.
+    pub data_parent: Option<std::path::PathBuf>,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { nodes: 3, shards: 2, lease_ttl_s: LEASE_TTL_S, extra_args: Vec::new() }
+        ClusterConfig { nodes: 3, shards: 2, lease_ttl_s: LEASE_TTL_S, extra_args: Vec::new(), data_parent: None }
     }
 }
 
@@ -218,7 +221,10 @@ impl Cluster {
         let mut cluster =
             Cluster { config, nodes: BTreeMap::new(), etcd, addrs: SharedAddrs::default(), runtime: Arc::new(runtime) };
         for id in 1..=cluster.config.nodes {
-            let dir = tempfile::tempdir()?;
+            let dir = match &cluster.config.data_parent {
+                Some(parent) => tempfile::tempdir_in(parent)?,
+                None => tempfile::tempdir()?,
+            };
             cluster.nodes.insert(id, ClusterNode { dir, process: None, stopped: false });
             cluster.spawn(id)?;
         }

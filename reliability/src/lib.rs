@@ -4,7 +4,7 @@
 //! and how to run them is in `docs/RELIABILITY.md`.
 //!
 //! Code map: [`node`] (processes, RSS, logs) · [`client`] (blocking wire client) ·
-//! [`ledger`] (acknowledgements and the checker) · [`monitor`] (background RSS sampling and a
+//! [`ledger`] (acknowledgements and the checker) · [`loopfs`] (an ext4 image that can lose power) · [`monitor`] (background RSS sampling and a
 //! canary client that must keep being served) · [`profile`] (quick/long, seeds, summaries) · [`soak`] (time series, CSV/JSON/SVG).
 //!
 //! Architecture invariant: the harness depends only on `strand-wire` for the protocol; it
@@ -15,6 +15,7 @@ pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod ledger;
+pub mod loopfs;
 pub mod monitor;
 pub mod node;
 pub mod profile;
