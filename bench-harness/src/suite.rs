@@ -36,6 +36,19 @@ const SMALL_RATE_RATIO_MIN: f64 = 0.5;
 const SMALL_P99_RATIO_MAX: f64 = 3.0;
 /// Page-cached catch-up: at least 80 % of the sendfile limit (docs/BENCHMARKS.md target).
 const CATCHUP_RATIO_MIN: f64 = 0.8;
+/// Goal 2: max-rate direct produce ≥ 0.9 × fio's O_DIRECT sequential write; node CPU per
+/// GB ≤ 0.5 (direct) and ≤ 1.0 (buffered).
+const MAX_RATE_RATIO_MIN: f64 = 0.9;
+const MAX_DIRECT_CPU_S_PER_GB_MAX: f64 = 0.5;
+const MAX_BUFFERED_CPU_S_PER_GB_MAX: f64 = 1.0;
+/// Goal 5: fsync=always publish p99 ≤ 1.3 × fio's write+fdatasync p99.
+const FSYNC_ALWAYS_P99_RATIO_MAX: f64 = 1.3;
+/// Goal 6: every scale step within 20 % of the best step of its group.
+const SCALE_RATIO_MIN: f64 = 0.8;
+/// Goal 6's steps: partitions (with [`SCALE_PARTITIONS_PRODUCERS`] producers) and producer
+/// connections (with [`SCALE_PRODUCERS_PARTITIONS`] partitions).
+const SCALE_PARTITIONS_PRODUCERS: u32 = 4;
+const SCALE_PRODUCERS_PARTITIONS: u32 = 16;
 
 /// `strand-bench suite` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,7 +71,8 @@ pub struct SuiteArgs {
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
     /// Run only these workloads (comma-separated): fixed-rate, max-direct, max-buffered,
-    /// small-1inflight, catchup, fsync-always. The limits are always measured.
+    /// small-1inflight, catchup, fsync-always, scale-p1, scale-p16, scale-p256, scale-c1,
+    /// scale-c16, scale-c64. The limits are always measured.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// No progress lines on stderr.
@@ -132,6 +146,22 @@ fn one_in_flight(quick: bool, message_size: usize) -> Args {
     }
 }
 
+/// Goal 6: max-rate produce, 1000 B messages in 64 KiB batches, buffered, fsync=never, over
+/// the node's default shards (one per CPU), `partitions` partitions and `producers`
+/// producers (each its own connections).
+fn scale(quick: bool, partitions: u32, producers: u32) -> Args {
+    Args {
+        consumers: Some(0),
+        partitions: Some(partitions),
+        producers: Some(producers),
+        message_size: Some(1000),
+        batch_size: Some(64 * 1024),
+        linger_ms: Some(1),
+        rate: Some("max".into()),
+        ..base(quick, 10.0, 2.0)
+    }
+}
+
 const WORKLOADS: &[SuiteWorkload] = &[
     SuiteWorkload {
         name: "fixed-rate",
@@ -182,6 +212,43 @@ const WORKLOADS: &[SuiteWorkload] = &[
         description: "4 KiB messages, 1 record per batch, 1 request in flight, fsync=always, buffered IO",
         args: |quick| Args { fsync: Some("always".into()), ..one_in_flight(quick, 4096) },
     },
+    SuiteWorkload {
+        name: "scale-p1",
+        description: "scale: 1 partition, 4 producers, max rate, 64 KiB batches of 1000 B, buffered, fsync=never",
+        args: |quick| scale(quick, 1, SCALE_PARTITIONS_PRODUCERS),
+    },
+    SuiteWorkload {
+        name: "scale-p16",
+        description: "scale: 16 partitions, 4 producers, otherwise as scale-p1",
+        args: |quick| scale(quick, 16, SCALE_PARTITIONS_PRODUCERS),
+    },
+    SuiteWorkload {
+        name: "scale-p256",
+        description: "scale: 256 partitions, 4 producers, otherwise as scale-p1",
+        args: |quick| scale(quick, 256, SCALE_PARTITIONS_PRODUCERS),
+    },
+    SuiteWorkload {
+        name: "scale-c1",
+        description: "scale: 1 producer connection, 16 partitions, otherwise as scale-p1",
+        args: |quick| scale(quick, SCALE_PRODUCERS_PARTITIONS, 1),
+    },
+    SuiteWorkload {
+        name: "scale-c16",
+        description: "scale: 16 producer connections, 16 partitions, otherwise as scale-p1",
+        args: |quick| scale(quick, SCALE_PRODUCERS_PARTITIONS, 16),
+    },
+    SuiteWorkload {
+        name: "scale-c64",
+        description: "scale: 64 producer connections, 16 partitions, otherwise as scale-p1",
+        args: |quick| scale(quick, SCALE_PRODUCERS_PARTITIONS, 64),
+    },
+];
+
+/// Goal 6's groups: a synthetic limit (key, label, workloads) = the best median produce rate
+/// of the group's workloads, measured in the same suite run.
+const SCALE_GROUPS: &[(&str, &str, &[&str])] = &[
+    ("scale_partitions_best", "best of scale-p1/p16/p256 (produce)", &["scale-p1", "scale-p16", "scale-p256"]),
+    ("scale_producers_best", "best of scale-c1/c16/c64 (produce)", &["scale-c1", "scale-c16", "scale-c64"]),
 ];
 
 /// Names of the suite's workloads, in run order.
@@ -212,6 +279,10 @@ pub enum Unit {
     CpuSecondsPerGb,
     /// Node CPU microseconds per produce request.
     CpuUsPerRequest,
+    /// 2^20 bytes.
+    MiB,
+    /// Node CPU time over wall time, in percent of one core.
+    CpuPercent,
 }
 
 /// Formats `value` in `unit`.
@@ -223,6 +294,8 @@ pub fn format_value(value: f64, unit: Unit) -> String {
         Unit::OpsPerSec => format!("{value:.0} ops/s"),
         Unit::CpuSecondsPerGb => format!("{value:.2} CPU-s/GB"),
         Unit::CpuUsPerRequest => format!("{value:.1} CPU-µs/req"),
+        Unit::MiB => format!("{value:.1} MiB"),
+        Unit::CpuPercent => format!("{value:.0} % of a core"),
     }
 }
 
@@ -529,6 +602,14 @@ fn node_cpu_us_per_request(r: &Report) -> Option<f64> {
     (r.results.produce.msgs > 0).then(|| n.cpu_seconds * 1e6 / r.results.produce.msgs as f64)
 }
 
+fn node_rss_peak_mib(r: &Report) -> Option<f64> {
+    r.results.node.map(|n| n.rss_peak_bytes as f64 / f64::from(1 << 20)).filter(|v| *v > 0.0)
+}
+
+fn node_cpu_percent(r: &Report) -> Option<f64> {
+    r.results.node.map(|n| n.cpu_percent).filter(|v| *v > 0.0)
+}
+
 fn positive(v: f64) -> Option<f64> {
     (v > 0.0).then_some(v)
 }
@@ -576,7 +657,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::MbPerSec,
         value: |r| positive(r.results.produce.mb_per_sec),
         limit: Some("fio_seq_write"),
-        goal: Goal::None,
+        goal: Goal::RatioAtLeast(MAX_RATE_RATIO_MIN),
     },
     RowSpec {
         workload: "max-direct",
@@ -584,7 +665,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::CpuSecondsPerGb,
         value: node_cpu_per_gb,
         limit: None,
-        goal: Goal::None,
+        goal: Goal::AtMost(MAX_DIRECT_CPU_S_PER_GB_MAX),
     },
     RowSpec {
         workload: "max-buffered",
@@ -592,7 +673,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::MbPerSec,
         value: |r| positive(r.results.produce.mb_per_sec),
         limit: Some("fio_seq_write"),
-        goal: Goal::None,
+        goal: Goal::RatioAtLeast(MAX_RATE_RATIO_MIN),
     },
     RowSpec {
         workload: "max-buffered",
@@ -600,7 +681,7 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::CpuSecondsPerGb,
         value: node_cpu_per_gb,
         limit: None,
-        goal: Goal::None,
+        goal: Goal::AtMost(MAX_BUFFERED_CPU_S_PER_GB_MAX),
     },
     RowSpec {
         workload: "small-1inflight",
@@ -656,6 +737,150 @@ const ROWS: &[RowSpec] = &[
         unit: Unit::Us,
         value: |r| publish_count(r).then_some(r.results.publish.p99_us as f64),
         limit: Some("fio_fdatasync_p99"),
+        goal: Goal::RatioAtMost(FSYNC_ALWAYS_P99_RATIO_MAX),
+    },
+    RowSpec {
+        workload: "scale-p1",
+        metric: "produce",
+        unit: Unit::MbPerSec,
+        value: |r| positive(r.results.produce.mb_per_sec),
+        limit: Some("scale_partitions_best"),
+        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
+    },
+    RowSpec {
+        workload: "scale-p1",
+        metric: "node RSS peak",
+        unit: Unit::MiB,
+        value: node_rss_peak_mib,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-p1",
+        metric: "node CPU",
+        unit: Unit::CpuPercent,
+        value: node_cpu_percent,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-p16",
+        metric: "produce",
+        unit: Unit::MbPerSec,
+        value: |r| positive(r.results.produce.mb_per_sec),
+        limit: Some("scale_partitions_best"),
+        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
+    },
+    RowSpec {
+        workload: "scale-p16",
+        metric: "node RSS peak",
+        unit: Unit::MiB,
+        value: node_rss_peak_mib,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-p16",
+        metric: "node CPU",
+        unit: Unit::CpuPercent,
+        value: node_cpu_percent,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-p256",
+        metric: "produce",
+        unit: Unit::MbPerSec,
+        value: |r| positive(r.results.produce.mb_per_sec),
+        limit: Some("scale_partitions_best"),
+        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
+    },
+    RowSpec {
+        workload: "scale-p256",
+        metric: "node RSS peak",
+        unit: Unit::MiB,
+        value: node_rss_peak_mib,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-p256",
+        metric: "node CPU",
+        unit: Unit::CpuPercent,
+        value: node_cpu_percent,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-c1",
+        metric: "produce",
+        unit: Unit::MbPerSec,
+        value: |r| positive(r.results.produce.mb_per_sec),
+        limit: Some("scale_producers_best"),
+        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
+    },
+    RowSpec {
+        workload: "scale-c1",
+        metric: "node RSS peak",
+        unit: Unit::MiB,
+        value: node_rss_peak_mib,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-c1",
+        metric: "node CPU",
+        unit: Unit::CpuPercent,
+        value: node_cpu_percent,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-c16",
+        metric: "produce",
+        unit: Unit::MbPerSec,
+        value: |r| positive(r.results.produce.mb_per_sec),
+        limit: Some("scale_producers_best"),
+        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
+    },
+    RowSpec {
+        workload: "scale-c16",
+        metric: "node RSS peak",
+        unit: Unit::MiB,
+        value: node_rss_peak_mib,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-c16",
+        metric: "node CPU",
+        unit: Unit::CpuPercent,
+        value: node_cpu_percent,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-c64",
+        metric: "produce",
+        unit: Unit::MbPerSec,
+        value: |r| positive(r.results.produce.mb_per_sec),
+        limit: Some("scale_producers_best"),
+        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
+    },
+    RowSpec {
+        workload: "scale-c64",
+        metric: "node RSS peak",
+        unit: Unit::MiB,
+        value: node_rss_peak_mib,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "scale-c64",
+        metric: "node CPU",
+        unit: Unit::CpuPercent,
+        value: node_cpu_percent,
+        limit: None,
         goal: Goal::None,
     },
 ];
@@ -902,6 +1127,8 @@ pub async fn run_suite(args: &SuiteArgs) -> Result<SuiteReport, SuiteError> {
     }
     let finished = unix_now();
 
+    let mut limits = limits;
+    limits.summary.extend(scale_limits(&workloads));
     let rows = ROWS
         .iter()
         .filter_map(|spec| workloads.iter().find(|w| w.name == spec.workload).map(|w| build_row(spec, w, &limits)))
@@ -924,6 +1151,38 @@ pub async fn run_suite(args: &SuiteArgs) -> Result<SuiteReport, SuiteError> {
         interrupted,
     };
     Ok(SuiteReport { tool: "strand-bench suite", version: env!("CARGO_PKG_VERSION"), context, limits, workloads, rows })
+}
+
+/// Goal 6's synthetic limits: per group, the best median produce rate among the group's
+/// workloads that ran (a group that did not run has none).
+fn scale_limits(workloads: &[WorkloadRuns]) -> Vec<Limit> {
+    let rates: Vec<(&str, Vec<f64>)> = workloads
+        .iter()
+        .map(|w| {
+            let reports = w.runs.iter().filter_map(|r| r.report.as_ref());
+            (w.name, reports.filter_map(|r| positive(r.results.produce.mb_per_sec)).collect())
+        })
+        .collect();
+    scale_limits_of(&rates)
+}
+
+/// [`scale_limits`] from each workload's per-run produce rates.
+fn scale_limits_of(rates: &[(&str, Vec<f64>)]) -> Vec<Limit> {
+    SCALE_GROUPS
+        .iter()
+        .filter_map(|&(key, label, names)| {
+            let medians = rates.iter().filter(|(name, _)| names.contains(name)).filter_map(|(_, r)| Spread::of(r));
+            let best = medians.map(|s| s.median).reduce(f64::max)?;
+            Some(Limit {
+                key,
+                label,
+                unit: Unit::MbPerSec,
+                value: Spread::of(&[best]),
+                missing: None,
+                errors: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 fn spread_cell(s: &Spread, unit: Unit) -> String {
@@ -1083,6 +1342,26 @@ mod tests {
         assert_eq!(Goal::AtMost(50_000.0).text(Unit::Us).unwrap(), "≤ 50.00 ms");
         assert_eq!(format_value(850.0, Unit::Us), "850 µs");
         assert_eq!(format_value(1234.56, Unit::MbPerSec), "1234.6 MB/s");
+    }
+
+    #[test]
+    fn scale_limits_are_the_best_median_of_each_group_that_ran() {
+        let rates = vec![
+            ("scale-p1", vec![100.0, 300.0, 200.0]),
+            ("scale-p16", vec![250.0, 260.0, 240.0]),
+            ("scale-p256", vec![]),
+            ("max-direct", vec![900.0]),
+        ];
+        let limits = scale_limits_of(&rates);
+        assert_eq!(limits.len(), 1, "the producers group did not run: no limit");
+        assert_eq!(limits[0].key, "scale_partitions_best");
+        assert_eq!(limits[0].median(), Some(250.0), "best median, not best run, and not another workload");
+        for (key, _, names) in SCALE_GROUPS {
+            for name in *names {
+                assert!(WORKLOADS.iter().any(|w| w.name == *name), "{key}: {name}");
+                assert!(ROWS.iter().any(|r| r.workload == *name && r.limit == Some(key)), "{name} row uses {key}");
+            }
+        }
     }
 
     #[test]
