@@ -50,6 +50,8 @@ struct Outcome {
     ledger: Ledger,
     stored: Vec<Vec<strand_reliability::StoredRecord>>,
     seed: u64,
+    /// The last log lines of the node before the cut and after the restart.
+    logs: String,
 }
 
 /// Runs writers against a node on `fs` with `args`, cuts the power while they run, restarts
@@ -66,28 +68,30 @@ fn cut_power_under_load(fs: &mut LoopFs, args: &[&str], test: &str) -> Outcome {
     fs.sync().expect("syncfs");
 
     let ledger = Arc::new(Mutex::new(Ledger::new(PARTITIONS)));
-    let (stop, seq) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let (cut, seq) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let writers: Vec<_> = (0..PARTITIONS * WRITERS_PER_PARTITION)
         .map(|w| {
-            let (addr, stop, ledger, seq) = (node.public, stop.clone(), ledger.clone(), seq.clone());
+            let (addr, cut, ledger, seq) = (node.public, cut.clone(), ledger.clone(), seq.clone());
             let writer_seed = rng.gen::<u64>();
-            std::thread::spawn(move || writer(addr, w % PARTITIONS, writer_seed, &stop, &ledger, &seq))
+            std::thread::spawn(move || writer(addr, w % PARTITIONS, writer_seed, &cut, &ledger, &seq))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(rng.gen_range(300..900)));
+    cut.store(true, Ordering::SeqCst);
     fs.power_cut().expect("shut the filesystem down");
-    let cut = Instant::now();
-    while node.is_running() && cut.elapsed() < EXIT_AFTER_CUT_WAIT {
+    let cut_at = Instant::now();
+    while node.is_running() && cut_at.elapsed() < EXIT_AFTER_CUT_WAIT {
         std::thread::sleep(Duration::from_millis(20));
     }
     node.kill().expect("SIGKILL");
-    stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().expect("writer thread");
     }
     assert_eq!(node.panic_line(), None, "{test} (seed {seed}): the node panicked on EIO");
+    let log_before = node.log_tail(15);
 
     fs.remount().expect("remount after the power cut");
+    let files = describe_segments(&data);
     let node = NodeProcess::start(&data, args)
         .unwrap_or_else(|e| panic!("{test} (seed {seed}): restart after the power cut: {e}"));
     let mut client = WireClient::connect(node.public, CLIENT_TIMEOUT).expect("connect after restart");
@@ -99,28 +103,58 @@ fn cut_power_under_load(fs: &mut LoopFs, args: &[&str], test: &str) -> Outcome {
         })
         .collect();
     let ledger = lock(&ledger).clone();
-    Outcome { ledger, stored, seed }
+    let logs = format!(
+        "--- segment files after the cut ---\n{files}--- node before the cut ---\n{log_before}\n\
+         --- node after the restart ---\n{}",
+        node.log_tail(15)
+    );
+    Outcome { ledger, stored, seed, logs }
 }
 
-/// Produces batches of 1..=8 unique values until stopped or the connection fails; records
-/// every acknowledgement in the ledger.
+/// Each partition's files after the cut: size, and where the last non-zero byte is (data
+/// past it is zeros: preallocated or lost).
+fn describe_segments(data: &Path) -> String {
+    let mut out = String::new();
+    for p in 0..PARTITIONS {
+        let dir = data.join("topics").join(TOPIC).join(p.to_string());
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let bytes = std::fs::read(e.path()).unwrap_or_default();
+            let last = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+            out.push_str(&format!("{p}/{}: {} bytes, data to {last}\n", e.file_name().to_string_lossy(), bytes.len()));
+        }
+    }
+    out
+}
+
+/// Produces batches of 1..=8 unique values until the power is cut or the connection fails;
+/// records every acknowledgement received before the cut in the ledger.
+///
+/// An answer that arrives after the cut began is not an acknowledgement: a real power loss
+/// stops the node at the same instant, so no answer leaves it afterwards, but the simulated
+/// cut lets the node run on, and an fdatasync racing with the shutdown can report success
+/// without its metadata committed (ext4 converts a preallocated extent to written after the
+/// data IO completes; the shutdown can abort that conversion without failing the sync). Seen
+/// before this rule: the acknowledged tail of one partition missing after the cut, about 2 in
+/// 100 runs on a loaded machine.
 fn writer(
     addr: std::net::SocketAddr,
     partition: u32,
     seed: u64,
-    stop: &AtomicBool,
+    cut: &AtomicBool,
     ledger: &Mutex<Ledger>,
     seq: &AtomicU64,
 ) {
     let mut rng = StdRng::seed_from_u64(seed);
     let Ok(mut client) = WireClient::connect(addr, CLIENT_TIMEOUT) else { return };
-    while !stop.load(Ordering::Relaxed) {
+    while !cut.load(Ordering::SeqCst) {
         let count = rng.gen_range(1..=8u64);
         let first = seq.fetch_add(count, Ordering::Relaxed);
         let values: Vec<Vec<u8>> =
             (first..first + count).map(|s| record_value(partition, s, rng.gen_range(0..400))).collect();
         lock(ledger).record_sent(partition, &values);
         match client.produce_values(TOPIC, partition, &values) {
+            Ok(Ok(_)) if cut.load(Ordering::SeqCst) => break,
             Ok(Ok(base_offset)) => {
                 if let Err(v) = lock(ledger).record_ack(partition, base_offset, &values) {
                     panic!("node acknowledged a reused offset: {v}");
@@ -137,10 +171,9 @@ fn check_nothing_lost(outcome: &mut Outcome, test: &str) -> (u64, u64) {
     let acked = outcome.ledger.acked_count();
     let mut found = 0;
     for (p, stored) in outcome.stored.iter().enumerate() {
-        let report = outcome
-            .ledger
-            .verify(p as u32, 0, stored)
-            .unwrap_or_else(|v| panic!("{test} (seed {}): acknowledged data lost: {v}", outcome.seed));
+        let report = outcome.ledger.verify(p as u32, 0, stored).unwrap_or_else(|v| {
+            panic!("{test} (seed {}): acknowledged data lost: {v}\n{}", outcome.seed, outcome.logs)
+        });
         found += report.acked_checked;
     }
     assert!(acked > 0, "{test}: nothing was acknowledged before the power cut: the check compared nothing");
@@ -219,11 +252,14 @@ fn a_power_cut_of_a_whole_acks_all_chain_loses_no_acknowledged_record() {
         cluster.logs(20)
     );
     std::thread::sleep(Duration::from_millis(StdRng::seed_from_u64(profile::seed(test)).gen_range(300..900)));
+    let cut_at = Instant::now();
     fs.power_cut().expect("shut the filesystem down");
     for id in cluster.node_ids() {
         cluster.kill(id).expect("SIGKILL");
     }
-    let log = producer.stop();
+    let mut log = producer.stop();
+    // Answers after the cut began are not acknowledgements (see `writer`).
+    log.acks.retain(|a| a.acked_at < cut_at);
     if let Some((id, line)) = cluster.panic_line() {
         panic!("{test}: node {id} panicked: {line}");
     }
@@ -232,14 +268,39 @@ fn a_power_cut_of_a_whole_acks_all_chain_loses_no_acknowledged_record() {
         cluster.restart(id).unwrap_or_else(|e| panic!("{test}: restart node {id}: {e}\n{}", cluster.logs(20)));
     }
     let restarted = Instant::now();
+    let refusals = check_no_empty_answers(&cluster, &log, test);
     let (report, first_miss) = verify_when_served(&cluster, &log, test);
     let records: usize = report.partitions.values().map(|(_, n, _)| n).sum();
     println!(
         "{test}: {} acknowledged records before the cut, all found on every replica {:?} after the restarts \
-         ({records} stored); first incomplete read: {first_miss}",
+         ({records} stored); first incomplete read: {first_miss}; {refusals} reads refused right after the restarts",
         report.acked_records,
         restarted.elapsed()
     );
+}
+
+/// Right after a restart a member does not know the chain's commit point yet. It must refuse
+/// reads (a retriable error) rather than answer as if the partition were empty: a high
+/// watermark of 0 while it holds acknowledged records makes a consumer starting at "latest"
+/// read from offset 0 and skews every lag figure. Returns how many reads were refused.
+fn check_no_empty_answers(cluster: &Cluster, log: &strand_reliability::cluster::ProducerLog, test: &str) -> usize {
+    let mut refusals = 0;
+    for id in cluster.node_ids() {
+        let Some(addr) = cluster.public_addr(id) else { continue };
+        let mut client = WireClient::connect(addr, CLIENT_TIMEOUT).expect("connect after restart");
+        for p in 0..PARTITIONS {
+            let acked = log.acks.iter().filter(|a| a.partition == p).count();
+            match client.fetch(TOPIC, p, 0, 0) {
+                Ok((r, _)) if r.error == strand_wire::ErrorCode::None => assert!(
+                    acked == 0 || r.high_watermark > 0,
+                    "{test}: node {id} answered a fetch of partition {p} as empty (high watermark 0) right \
+                     after its restart, though {acked} produces were acknowledged there"
+                ),
+                _ => refusals += 1,
+            }
+        }
+    }
+    refusals
 }
 
 /// How long a whole chain restarted after a power cut may take to serve everything
@@ -247,9 +308,9 @@ fn a_power_cut_of_a_whole_acks_all_chain_loses_no_acknowledged_record() {
 const SERVED_AGAIN_BOUND: Duration = Duration::from_secs(30);
 
 /// Verifies the replicas until every acknowledged record is served or [`SERVED_AGAIN_BOUND`]
-/// passes. Right after the restarts the members may serve less than was acknowledged (the
-/// chain is re-forming and its commit point is not yet re-established): that is a delay, not
-/// a loss, unless it lasts. Any other violation fails at once. Returns the report and the
+/// passes. Right after the restarts members refuse reads (`NOT_OWNER` until readmitted) or
+/// serve less than was acknowledged (a learner catching up): a delay, not a loss, unless it
+/// lasts. Any other violation fails at once. Returns the report and the
 /// first incomplete verdict seen (for the log).
 fn verify_when_served(
     cluster: &Cluster,
@@ -260,11 +321,12 @@ fn verify_when_served(
     let started = Instant::now();
     let mut first_miss = "none".to_string();
     loop {
-        match verify_replicas(cluster, log, TOPIC, PARTITIONS, Duration::from_secs(10)) {
+        match verify_replicas(cluster, log, TOPIC, PARTITIONS, Duration::from_secs(2)) {
             Ok(report) => return (report, first_miss),
-            Err(v @ ClusterViolation::Ledger { violation: Violation::Missing { .. }, .. })
-                if started.elapsed() < SERVED_AGAIN_BOUND =>
-            {
+            Err(
+                v @ (ClusterViolation::Ledger { violation: Violation::Missing { .. }, .. }
+                | ClusterViolation::Diverged { .. }),
+            ) if started.elapsed() < SERVED_AGAIN_BOUND => {
                 if first_miss == "none" {
                     first_miss = format!("{v} (at {:?})", started.elapsed());
                 }

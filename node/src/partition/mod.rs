@@ -209,6 +209,18 @@ impl Partition {
         self.producers.knows(producer_id)
     }
 
+    /// `NOT_OWNER` (retriable: the client re-routes) from a replica outside its chain — one
+    /// restarted and not yet readmitted, removed, or fenced. Such a replica does not know the
+    /// commit point: after a restart its `readable_end` is 0 whatever its log holds, so
+    /// answering would tell a consumer the partition is empty (latest offset 0, high
+    /// watermark 0) although committed records exist.
+    fn check_serves_reads(&self) -> Result<(), ErrorCode> {
+        match self.replica() {
+            Some(r) if r.role() == Role::Outside => Err(ErrorCode::NotOwner),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads are served below this offset: the log end locally, the commit on a replica.
     pub fn readable_end(&self) -> Offset {
         match &self.replication {
@@ -404,6 +416,7 @@ impl Partition {
     /// readable end. `max_bytes == 0` or `offset` at the readable end read nothing; an offset
     /// between the readable end and the local log end (a replica's uncommitted tail) too.
     pub async fn read(&self, offset: Offset, max_bytes: u32) -> Result<Read, ErrorCode> {
+        self.check_serves_reads()?;
         let end = self.readable_end();
         let mut out = Read {
             log_start_offset: Offset(self.log.log_start_offset()),
@@ -435,6 +448,7 @@ impl Partition {
     /// the log start, latest the readable end, a timestamp the first readable record at or
     /// after it (else the readable end).
     pub async fn list_offset(&self, spec: OffsetSpec) -> Result<(Offset, i64), ErrorCode> {
+        self.check_serves_reads()?;
         let end = self.readable_end();
         match spec {
             OffsetSpec::Earliest => Ok((Offset(self.log.log_start_offset()), -1)),
