@@ -191,3 +191,20 @@ fn bootstrap_from_the_environment(addr: &str) {
     let flag = strand_env(addr, &["--bootstrap", &dead, "topic", "list"]);
     assert!(failed(&flag, 1).contains(&format!("cannot connect to {dead} (from --bootstrap)")));
 }
+
+/// docs/CLIENT.md shows the quickstart examples as they are in client/examples/ (which CI
+/// compiles), so the documented code compiles too.
+#[test]
+fn the_client_doc_shows_the_compiled_examples() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("../docs/CLIENT.md")).expect("docs/CLIENT.md");
+    for example in ["quickstart_producer.rs", "quickstart_consumer.rs"] {
+        let source = std::fs::read_to_string(root.join("examples").join(example)).expect("example");
+        let code: String =
+            source.lines().skip_while(|l| l.starts_with("//!") || l.is_empty()).map(|l| format!("{l}\n")).collect();
+        assert!(
+            doc.contains(&format!("```rust\n{code}```")),
+            "docs/CLIENT.md does not show examples/{example} as it is"
+        );
+    }
+}
