@@ -1,6 +1,7 @@
 //! The smallest useful group consumer (shown in docs/CLIENT.md): joins group `billing` on
 //! topic `orders`, prints records until one second passes without any, then commits and
-//! leaves. `cargo run -p strand-client --example quickstart_consumer`.
+//! leaves. `cargo run -p strand-client --example quickstart_consumer` (node: $STRAND_BOOTSTRAP,
+//! default 127.0.0.1:7070).
 
 use std::time::Duration;
 
@@ -8,7 +9,8 @@ use strand_client::{Client, ClientConfig, Consumer, ConsumerConfig, OffsetReset}
 
 #[tokio::main]
 async fn main() -> Result<(), strand_client::ClientError> {
-    let client = Client::connect(ClientConfig::new("127.0.0.1:7070")).await?;
+    let bootstrap = std::env::var("STRAND_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:7070".to_string());
+    let client = Client::connect(ClientConfig::new(bootstrap)).await?;
     let config = ConsumerConfig { auto_offset_reset: OffsetReset::Earliest, ..ConsumerConfig::default() };
     let mut consumer = Consumer::new(client, config);
     consumer.subscribe("billing", &["orders"]).await?;

@@ -61,6 +61,9 @@ fn key_separator_and_headers(addr: &str) {
     assert_eq!(last, "NO_HEADERS\tnull\tno key\n", "markers for no headers and a null key");
     let mixed = strand(addr, &["consume", "kv", "--format", "json", "--print-key", "--count", "1"], None);
     assert!(failed(&mixed, 1).contains("--print-* and --separator apply to --format text"));
+    // Checked before connecting: the same error with no node at all.
+    let offline = strand("127.0.0.1:1", &["produce", "kv", "--format", "json", "--key", "k"], Some(b"{}\n"));
+    assert!(failed(&offline, 1).contains("--key and --key-separator apply to --format text"));
 }
 
 fn json_in_and_out(addr: &str) {

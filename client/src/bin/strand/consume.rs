@@ -228,6 +228,11 @@ struct JsonRecord<'a> {
     headers: serde_json::Value,
 }
 
+/// Flag combinations clap cannot express, checked before connecting.
+pub(crate) fn check_args(args: &ConsumeArgs) -> Result<(), String> {
+    Printer::new(args).map(|_| ())
+}
+
 /// Formats one record as one output line.
 struct Printer {
     format: FormatArg,

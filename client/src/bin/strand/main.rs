@@ -90,6 +90,11 @@ fn bootstrap(flag: Option<String>) -> (String, &'static str) {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Produce(args) => produce::check_args(args)?,
+        Command::Consume(args) => consume::check_args(args)?,
+        _ => {}
+    }
     let read_preference = match &cli.command {
         Command::Consume(ConsumeArgs { read_from: ReadFromArg::Nearest, .. }) => ReadPreference::Nearest,
         _ => ReadPreference::Leader,

@@ -135,13 +135,18 @@ fn record(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> {
     Ok(record)
 }
 
-pub(crate) async fn produce(client: Client, args: ProduceArgs) -> Result<(), String> {
+/// Flag combinations clap cannot express, checked before connecting.
+pub(crate) fn check_args(args: &ProduceArgs) -> Result<(), String> {
     if args.key_separator.as_deref() == Some("") {
         return Err("--key-separator must not be empty".to_string());
     }
     if args.format == InputFormatArg::Json && (args.key_separator.is_some() || args.key.is_some()) {
         return Err("--key and --key-separator apply to --format text (a JSON line carries its key)".to_string());
     }
+    Ok(())
+}
+
+pub(crate) async fn produce(client: Client, args: ProduceArgs) -> Result<(), String> {
     let config = ProducerConfig {
         acks: match args.acks {
             AcksArg::None => Acks::None,
