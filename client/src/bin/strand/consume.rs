@@ -369,3 +369,34 @@ async fn consume_loop(consumer: &mut Consumer, args: &ConsumeArgs, printer: &Pri
     let _ = out.flush();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets() {
+        for (text, parsed) in [
+            ("earliest", Some(OffsetArg::Earliest)),
+            ("latest", Some(OffsetArg::Latest)),
+            ("42", Some(OffsetArg::At(42))),
+            ("-3", Some(OffsetArg::BeforeEnd(3))),
+            ("-0", Some(OffsetArg::BeforeEnd(0))),
+            ("--3", None),
+            ("-", None),
+            ("first", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_offset(text).ok(), parsed, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("1700000000000"), Ok(1_700_000_000_000));
+        assert_eq!(parse_timestamp("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
+        assert_eq!(parse_timestamp("2023-11-14T22:13:20.250Z"), Ok(1_700_000_000_250));
+        assert!(parse_timestamp("yesterday").unwrap_err().contains("RFC 3339"));
+        assert!(parse_timestamp("2023-11-14").is_err());
+    }
+}
