@@ -95,12 +95,12 @@ pub(crate) struct ConsumeArgs {
     pub(crate) from_beginning: bool,
     /// Where to start in every partition read: an offset N, `earliest`, `latest`, or `-N`
     /// for the last N messages (N before the log end, clamped at the log start).
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_offset, conflicts_with = "from_timestamp")]
+    #[arg(long, value_name = "N|earliest|latest|-N", allow_hyphen_values = true, value_parser = parse_offset, conflicts_with = "from_timestamp")]
     pub(crate) offset: Option<OffsetArg>,
     /// Start at the first message with a timestamp at or after this time (ms since the
     /// epoch, or RFC 3339 UTC like 2026-12-03T10:00:00Z), in every partition read; a
     /// time after the newest message starts at the log end (waits for new messages).
-    #[arg(long, value_parser = parse_timestamp)]
+    #[arg(long, value_name = "MS|RFC3339", value_parser = parse_timestamp)]
     pub(crate) from_timestamp: Option<i64>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
@@ -121,7 +121,7 @@ pub(crate) struct ConsumeArgs {
     #[arg(long)]
     pub(crate) print_headers: bool,
     /// Text: what separates the printed fields [default: a tab].
-    #[arg(long)]
+    #[arg(long, value_name = "SEP")]
     pub(crate) separator: Option<String>,
     /// Which replica to read from: the chain head, or the nearest member (the bootstrap
     /// node if it holds a replica). Every member serves committed records only.
