@@ -221,9 +221,69 @@ impl WorkloadFile {
     pub fn load(path: &Path) -> Result<WorkloadFile, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), reason: e.to_string() })
+        WorkloadFile::parse(&text).map_err(|e| match e {
+            ConfigError::Unit { key, value, reason, .. } => {
+                ConfigError::Unit { path: path.to_path_buf(), key, value, reason }
+            }
+            ConfigError::Parse { reason, .. } => ConfigError::Parse { path: path.to_path_buf(), reason },
+            e => e,
+        })
+    }
+
+    /// Parses a workload file's text. Sizes (`message_size`, `batch_size`) may be written
+    /// like `backlog` (`"1KiB"`, see [`parse_bytes`]) and durations (`linger_ms`,
+    /// `duration_s`, `warmup_s`) like `"5ms"`, `"2m"` (humantime), besides plain numbers.
+    pub fn parse(text: &str) -> Result<WorkloadFile, ConfigError> {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse { path: PathBuf::new(), reason: e.to_string() };
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        for (key, kind) in UNIT_KEYS {
+            let Some(toml::Value::String(value)) = table.get(*key) else { continue };
+            let unit_error = |reason: &str| ConfigError::Unit {
+                path: PathBuf::new(),
+                key,
+                value: value.clone(),
+                reason: reason.to_string(),
+            };
+            let number = match kind {
+                UnitKind::Bytes => parse_bytes(value)
+                    .ok()
+                    .and_then(|n| i64::try_from(n).ok())
+                    .map(toml::Value::Integer)
+                    .ok_or_else(|| unit_error("not a size (e.g. 1KiB, 64MB, 1024)"))?,
+                UnitKind::Millis | UnitKind::Seconds => {
+                    let duration = humantime::parse_duration(value.trim())
+                        .map_err(|_| unit_error("not a duration (e.g. 5ms, 30s, 2m)"))?;
+                    match kind {
+                        UnitKind::Millis => i64::try_from(duration.as_millis())
+                            .ok()
+                            .filter(|_| duration.subsec_nanos() % 1_000_000 == 0)
+                            .map(toml::Value::Integer)
+                            .ok_or_else(|| unit_error("not a whole number of milliseconds"))?,
+                        _ => toml::Value::Float(duration.as_secs_f64()),
+                    }
+                }
+            };
+            table.insert(key.to_string(), number);
+        }
+        toml::Value::Table(table).try_into().map_err(parse_error)
     }
 }
+
+#[derive(Clone, Copy)]
+enum UnitKind {
+    Bytes,
+    Millis,
+    Seconds,
+}
+
+/// Workload keys that accept a size or duration string besides a number.
+const UNIT_KEYS: &[(&str, UnitKind)] = &[
+    ("message_size", UnitKind::Bytes),
+    ("batch_size", UnitKind::Bytes),
+    ("linger_ms", UnitKind::Millis),
+    ("duration_s", UnitKind::Seconds),
+    ("warmup_s", UnitKind::Seconds),
+];
 
 /// Acknowledgement mode of produce requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -292,6 +352,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, reason: String },
     #[error("invalid {field}: {value:?}")]
     Invalid { field: &'static str, value: String },
+    #[error("invalid workload file {path}: {key} = {value:?}: {reason}")]
+    Unit { path: PathBuf, key: &'static str, value: String, reason: String },
 }
 
 impl Workload {
@@ -502,6 +564,20 @@ mod tests {
         let w = Workload::resolve(Some(&file), &args(&["--backlog", "64MiB"])).unwrap();
         assert_eq!(w.backlog_bytes, 64 << 20);
         assert_eq!(w.rate, Rate::BytesPerSec(50e6));
+    }
+
+    #[test]
+    fn sizes_and_durations_with_units_in_file() {
+        let text = "message_size = \"1KiB\"\nbatch_size = \"64KiB\"\nlinger_ms = \"5ms\"\nduration_s = \"2m\"\nwarmup_s = \"1500ms\"";
+        let w = Workload::resolve(Some(&WorkloadFile::parse(text).unwrap()), &Args::default()).unwrap();
+        assert_eq!((w.message_size, w.batch_size, w.linger_ms), (1024, 64 << 10, 5));
+        assert_eq!((w.duration_s, w.warmup_s), (120.0, 1.5));
+        let plain = WorkloadFile::parse("message_size = 100\nduration_s = 20").unwrap();
+        assert_eq!((plain.message_size, plain.duration_s), (Some(100), Some(20.0)));
+        let err = WorkloadFile::parse("message_size = \"1 parsec\"").unwrap_err().to_string();
+        assert!(err.ends_with("message_size = \"1 parsec\": not a size (e.g. 1KiB, 64MB, 1024)"), "{err}");
+        assert!(WorkloadFile::parse("linger_ms = \"1500us\"").is_err());
+        assert!(WorkloadFile::parse("duration_s = \"soon\"").is_err());
     }
 
     #[test]

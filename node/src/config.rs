@@ -1,9 +1,14 @@
 //! Node configuration: the `strand-node` command line (DESIGN §8) merged over an
 //! optional `--config strand.toml` file (flags win), resolved into [`NodeConfig`].
 //!
+//! Sizes and durations in the file may be written with units ("64MiB", "7d"), see
+//! [`units`].
+//!
 //! Invariant: a [`NodeConfig`] is fully validated — every limit is non-zero and
 //! related limits agree (a frame fits in the per-connection buffer budget), so the
 //! shards never re-check it.
+
+pub mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -240,6 +245,8 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {source}")]
     Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid config file {path}: {key} = {value:?}: {reason}")]
+    Unit { path: PathBuf, key: &'static str, value: String, reason: String },
     #[error("invalid {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -563,7 +570,30 @@ fn absolute(dir: PathBuf) -> Result<PathBuf, ConfigError> {
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+    parse_file(&text).map_err(|e| e.at(path))
+}
+
+/// Why a config file's text did not parse (the path is added by [`read_file`]).
+#[derive(Debug)]
+enum FileError {
+    Toml(toml::de::Error),
+    Unit(units::UnitError),
+}
+
+impl FileError {
+    fn at(self, path: &Path) -> ConfigError {
+        match self {
+            FileError::Toml(source) => ConfigError::Parse { path: path.into(), source: Box::new(source) },
+            FileError::Unit(e) => ConfigError::Unit { path: path.into(), key: e.key, value: e.value, reason: e.reason },
+        }
+    }
+}
+
+/// The file's keys, sizes and durations given with units turned into integers first.
+fn parse_file(text: &str) -> Result<FileConfig, FileError> {
+    let mut table: toml::Table = toml::from_str(text).map_err(FileError::Toml)?;
+    units::normalize(&mut table).map_err(FileError::Unit)?;
+    toml::Value::Table(table).try_into().map_err(FileError::Toml)
 }
 
 fn parse_addr(text: &str) -> SocketAddr {
@@ -688,6 +718,27 @@ mod tests {
             let file = FileConfig { batch_decompressed_len_max: Some(v), ..FileConfig::default() };
             let c = NodeConfig::merge(cli(&[]), file);
             assert_eq!(c.as_ref().map(|c| c.log.decompressed_len_max as u64).ok(), ok.then_some(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn file_sizes_and_durations_take_units() {
+        let text = "segment_bytes = \"64MiB\"\nretention_ms = \"7d\"\nretention_check_ms = \"500ms\"\n\
+                    frame_len_max = \"1MiB\"\nmin_free_bytes = 1048576\nlease_ttl_s = \"10s\"";
+        let file = parse_file(text).unwrap();
+        let c = NodeConfig::merge(cli(&[]), file).unwrap();
+        assert_eq!((c.log.segment_bytes, c.log.retention_ms, c.retention_check_ms), (64 << 20, Some(604_800_000), 500));
+        assert_eq!((c.limits.frame_len_max, c.log.min_free_bytes), (1 << 20, 1_048_576));
+        let err = parse_file("segment_bytes = \"64 parsecs\"").unwrap_err().at(Path::new("n.toml")).to_string();
+        assert_eq!(
+            err,
+            "invalid config file n.toml: segment_bytes = \"64 parsecs\": not a size (e.g. 64MiB, 1GB, 1048576)"
+        );
+        let err = parse_file("segment_ms = \"soon\"").unwrap_err().at(Path::new("n.toml")).to_string();
+        assert!(err.contains("segment_ms = \"soon\": not a duration"), "{err}");
+        // Every listed key is a real key of the file (deny_unknown_fields refuses others).
+        for key in units::SIZE_KEYS.iter().chain(units::MILLIS_KEYS).chain(units::SECONDS_KEYS) {
+            assert!(parse_file(&format!("{key} = \"1\"")).is_ok(), "{key}");
         }
     }
 

@@ -1,6 +1,8 @@
 //! The `strand` command-line tool (DESIGN §8): topic administration, produce from
-//! stdin (one message per line), consume to stdout (one value per line), alone or
-//! as a member of a consumer group, and group inspection.
+//! stdin (one message per line: a value, a key and value, or a JSON object), consume to
+//! stdout (values, chosen fields, or JSON objects), alone or as a member of a consumer
+//! group, and group inspection. docs/CLIENT.md ("The strand CLI") documents every flag.
+//! The node address is `--bootstrap`, else `$STRAND_BOOTSTRAP`, else 127.0.0.1:7070.
 //! Exit status 0 on success; otherwise a one-line reason on stderr and status 1
 //! (2 for usage errors, from clap). `produce` stops at the first line not stored and
 //! says which lines were; `consume --offset` outside a partition's log is an error.
@@ -8,13 +10,14 @@
 
 mod consume;
 mod group;
+mod json;
 mod produce;
 mod topic;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strand_client::{Client, ClientConfig, ReadPreference};
+use strand_client::{Client, ClientConfig, ClientError, ReadPreference};
 
 use consume::{ConsumeArgs, ReadFromArg};
 use group::GroupCommand;
@@ -24,9 +27,10 @@ use topic::TopicCommand;
 #[derive(Parser)]
 #[command(name = "strand", version, about = "Command-line client for the Strand streaming log")]
 struct Cli {
-    /// Address of any node's public port.
-    #[arg(long, default_value = "127.0.0.1:7070", global = true)]
-    bootstrap: String,
+    /// Address of any node's public port (comma-separated: tried in order) [default:
+    /// $STRAND_BOOTSTRAP if set, else 127.0.0.1:7070].
+    #[arg(long, global = true)]
+    bootstrap: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,12 +41,14 @@ enum Command {
     #[command(subcommand)]
     Topic(TopicCommand),
     /// Send stdin to a topic, one message per line (the newline is not part of the
-    /// message); prints the number of messages acknowledged. Stops at the first line
+    /// message; with --key-separator a line is key SEP value; with --format json a line
+    /// is a JSON object); prints the number of messages acknowledged. Stops at the first line
     /// refused (or not sendable, e.g. longer than the node's frame limit) and exits 1,
     /// naming that line and which lines were stored; non-retriable errors
     /// (MESSAGE_TOO_LARGE, CORRUPT_BATCH, INVALID_*, STORAGE_FULL) are never retried.
     Produce(ProduceArgs),
-    /// Print a topic's messages to stdout, one value per line.
+    /// Print a topic's messages to stdout: one value per line, chosen fields
+    /// (--print-*), or one JSON object per line (--format json).
     Consume(ConsumeArgs),
     /// List or describe consumer groups.
     #[command(subcommand)]
@@ -66,17 +72,43 @@ fn fail(reason: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Environment variable naming the node when `--bootstrap` is not given.
+const BOOTSTRAP_ENV: &str = "STRAND_BOOTSTRAP";
+/// The node address when neither `--bootstrap` nor `$STRAND_BOOTSTRAP` is given.
+const BOOTSTRAP_DEFAULT: &str = "127.0.0.1:7070";
+
+/// The address to use and where it came from (named in connection errors, so a user who
+/// set one source and got another sees which).
+fn bootstrap(flag: Option<String>) -> (String, &'static str) {
+    if let Some(addr) = flag {
+        return (addr, "from --bootstrap");
+    }
+    match std::env::var(BOOTSTRAP_ENV) {
+        Ok(addr) if !addr.trim().is_empty() => (addr, "from STRAND_BOOTSTRAP"),
+        _ => (BOOTSTRAP_DEFAULT.to_string(), "the default; set --bootstrap or STRAND_BOOTSTRAP"),
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Produce(args) => produce::check_args(args)?,
+        Command::Consume(args) => consume::check_args(args)?,
+        _ => {}
+    }
     let read_preference = match &cli.command {
         Command::Consume(ConsumeArgs { read_from: ReadFromArg::Nearest, .. }) => ReadPreference::Nearest,
         _ => ReadPreference::Leader,
     };
-    let config = ClientConfig {
-        client_id: "strand-cli".to_string(),
-        read_preference,
-        ..ClientConfig::new(cli.bootstrap.clone())
-    };
-    let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+    let (addr, source) = bootstrap(cli.bootstrap);
+    let config =
+        ClientConfig { client_id: "strand-cli".to_string(), read_preference, ..ClientConfig::new(addr.clone()) };
+    let client = Client::connect(config).await.map_err(|e| {
+        let reason = match e {
+            ClientError::Connect { reason, .. } => reason,
+            e => e.to_string(),
+        };
+        format!("cannot connect to {addr} ({source}): {reason}")
+    })?;
     match cli.command {
         Command::Topic(cmd) => topic::topic(client, cmd).await.map_err(|e| e.to_string()),
         Command::Produce(args) => produce::produce(client, args).await,
