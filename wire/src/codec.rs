@@ -907,16 +907,15 @@ fn enc_list_topics_resp<'a>(fbb: &mut Fbb<'a>, m: &ListTopicsResponse) -> WIPOff
     let topics = enc_tables(fbb, &m.topics, |fbb, t| {
         let name = enc_str(fbb, &t.name);
         let configs = enc_tables(fbb, &t.configs, |fbb, c| {
-            let args =
-                fb::TopicConfigValueArgs { key: enc_str(fbb, &c.key), value: enc_str(fbb, &c.value), is_override: c.is_override };
+            let args = fb::TopicConfigValueArgs {
+                key: enc_str(fbb, &c.key),
+                value: enc_str(fbb, &c.value),
+                is_override: c.is_override,
+            };
             fb::TopicConfigValue::create(fbb, &args)
         });
-        let args = fb::TopicSummaryArgs {
-            name,
-            partitions: t.partitions,
-            replication_factor: t.replication_factor,
-            configs,
-        };
+        let args =
+            fb::TopicSummaryArgs { name, partitions: t.partitions, replication_factor: t.replication_factor, configs };
         fb::TopicSummary::create(fbb, &args)
     });
     fb::ListTopicsResponse::create(fbb, &fb::ListTopicsResponseArgs { topics })

@@ -64,6 +64,10 @@ pub enum RegistryError {
         reserved: u64,
         limit: u64,
     },
+    #[error("topic {topic} has {current} partitions; the new count {requested} must be larger (partitions only grow)")]
+    Shrink { topic: String, current: u32, requested: u32 },
+    #[error("internal topic {0} cannot be changed")]
+    Internal(String),
     #[error("topic registry {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("topic registry {path} is corrupt: {reason}")]
@@ -81,7 +85,9 @@ impl RegistryError {
             | RegistryError::Config(_)
             | RegistryError::TopicsMax { .. }
             | RegistryError::PartitionsMax { .. }
+            | RegistryError::Shrink { .. }
             | RegistryError::OpenFiles { .. } => ErrorCode::InvalidConfig,
+            RegistryError::Internal(_) => ErrorCode::InvalidTopicName,
             RegistryError::Io { .. } => ErrorCode::StorageError,
             RegistryError::Corrupt { .. } => ErrorCode::CorruptStorage,
         }
@@ -169,6 +175,8 @@ impl TopicRegistry {
         Ok(())
     }
 
+    /// Checks the node caps and open-files budget for `topic`'s partitions: a new topic,
+    /// or (named like a stored one) the partitions added to it.
     fn check_caps(
         &self,
         topic: &TopicConfig,
@@ -176,7 +184,8 @@ impl TopicRegistry {
         fds: Option<FdBudget>,
     ) -> Result<(), RegistryError> {
         let count = self.topics.len() + self.pending.len();
-        if count >= limits.topics_max as usize {
+        let is_new = !self.topics.contains_key(&topic.name);
+        if is_new && count >= limits.topics_max as usize {
             return Err(RegistryError::TopicsMax { topic: topic.name.clone(), count, max: limits.topics_max });
         }
         let sum = |m: &BTreeMap<String, TopicConfig>| m.values().map(|t| u64::from(t.partitions)).sum::<u64>();
@@ -218,6 +227,74 @@ impl TopicRegistry {
     /// Forgets a topic admitted by `reserve` whose resources could not be secured.
     pub fn abort(&mut self, name: &str) {
         self.pending.remove(name);
+    }
+
+    /// A topic's overrides changed: `set` added or replaced, `delete` removed; validated
+    /// like a create (keys, bounds) before anything is persisted. Returns the new definition.
+    pub fn alter_configs(
+        &mut self,
+        name: &str,
+        set: &[(String, String)],
+        delete: &[String],
+    ) -> Result<TopicConfig, RegistryError> {
+        if crate::topic::is_internal_topic(name) {
+            return Err(RegistryError::Internal(name.to_string()));
+        }
+        let old = self.topics.get(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?.clone();
+        let mut topic = old.clone();
+        for key in delete {
+            crate::topic::check_config_key(key)?;
+            topic.configs.remove(key);
+        }
+        topic.configs.extend(set.iter().cloned());
+        topic_log_config(&LogConfig::default(), &topic.name, &topic.configs)?;
+        self.topics.insert(name.to_string(), topic.clone());
+        if let Err(e) = self.persist() {
+            self.topics.insert(name.to_string(), old);
+            return Err(e);
+        }
+        Ok(topic)
+    }
+
+    /// Checks that `name` may grow to `partitions` partitions (more than now, within the
+    /// per-topic bound, the node caps and the open-files budget). Nothing changes; the
+    /// caller opens the new partitions, then calls [`TopicRegistry::grow`].
+    pub fn check_grow(
+        &self,
+        name: &str,
+        partitions: u32,
+        limits: &AdmissionLimits,
+        fds: Option<FdBudget>,
+    ) -> Result<TopicConfig, RegistryError> {
+        if crate::topic::is_internal_topic(name) {
+            return Err(RegistryError::Internal(name.to_string()));
+        }
+        let topic = self.topics.get(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+        validate_topic(name, partitions)?;
+        if partitions <= topic.partitions {
+            let (current, requested) = (topic.partitions, partitions);
+            return Err(RegistryError::Shrink { topic: name.to_string(), current, requested });
+        }
+        let added = TopicConfig { partitions: partitions - topic.partitions, ..topic.clone() };
+        self.check_caps(&added, limits, fds)?;
+        Ok(TopicConfig { partitions, ..topic.clone() })
+    }
+
+    /// Persists `name` at `partitions` partitions (checked by `check_grow`, opened on every
+    /// shard); a concurrent grow that got there first wins and this one is refused.
+    pub fn grow(&mut self, name: &str, partitions: u32) -> Result<TopicConfig, RegistryError> {
+        let old = self.topics.get(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?.clone();
+        if partitions <= old.partitions {
+            let (current, requested) = (old.partitions, partitions);
+            return Err(RegistryError::Shrink { topic: name.to_string(), current, requested });
+        }
+        let topic = TopicConfig { partitions, ..old.clone() };
+        self.topics.insert(name.to_string(), topic.clone());
+        if let Err(e) = self.persist() {
+            self.topics.insert(name.to_string(), old);
+            return Err(e);
+        }
+        Ok(topic)
     }
 
     /// Removes a topic and persists the registry.

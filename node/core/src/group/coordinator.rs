@@ -519,8 +519,7 @@ impl GroupCoordinator {
         let group = self.groups.get_mut(&input.group_id).expect("validated by handle_commit");
         group.persists_in_flight += 1;
         group.last_active_ms = group.last_active_ms.max(now_ms);
-        let pending =
-            PendingPersist {
+        let pending = PendingPersist {
             request_id: Some(request_id),
             deletion: false,
             group_id: input.group_id,
