@@ -95,6 +95,11 @@ impl Node {
         Node::start_with(shards, extra)
     }
 
+    /// Starts a node with `shards` shards and extra command-line flags (kept on restart).
+    pub fn start_with_flags(shards: u32, flags: &[&str]) -> Node {
+        Node::start_with(shards, flags.iter().map(|f| f.to_string()).collect())
+    }
+
     fn start_with(shards: u32, extra: Vec<String>) -> Node {
         // RUST_LOG=strand_client=debug shows the client's retries.
         let _ = tracing_subscriber::fmt()
