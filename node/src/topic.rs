@@ -71,6 +71,24 @@ pub fn check_config_key(key: &str) -> Result<(), TopicConfigError> {
     }
 }
 
+/// `topic` with its overrides changed: `delete` keys removed (each must be a known key),
+/// `set` added or replaced; the result validated like a create's overrides. Shared by the
+/// single-node registry and the control plane, so both refuse the same changes.
+pub fn changed_configs(
+    topic: &TopicConfig,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<TopicConfig, TopicConfigError> {
+    let mut changed = topic.clone();
+    for key in delete {
+        check_config_key(key)?;
+        changed.configs.remove(key);
+    }
+    changed.configs.extend(set.iter().cloned());
+    topic_log_config(&LogConfig::default(), &changed.name, &changed.configs)?;
+    Ok(changed)
+}
+
 /// Every client-settable key of a topic with its effective value (`"none"` = unset)
 /// and whether `configs` overrides it, in key order; for ListTopics.
 pub fn effective_configs(base: &LogConfig, topic: &str, configs: &BTreeMap<String, String>) -> Vec<TopicConfigValue> {

@@ -241,13 +241,7 @@ impl TopicRegistry {
             return Err(RegistryError::Internal(name.to_string()));
         }
         let old = self.topics.get(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?.clone();
-        let mut topic = old.clone();
-        for key in delete {
-            crate::topic::check_config_key(key)?;
-            topic.configs.remove(key);
-        }
-        topic.configs.extend(set.iter().cloned());
-        topic_log_config(&LogConfig::default(), &topic.name, &topic.configs)?;
+        let topic = crate::topic::changed_configs(&old, set, delete)?;
         self.topics.insert(name.to_string(), topic.clone());
         if let Err(e) = self.persist() {
             self.topics.insert(name.to_string(), old);

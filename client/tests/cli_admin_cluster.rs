@@ -1,0 +1,72 @@
+//! The `strand` CLI's topic changes on a real 2-node cluster (real etcd): alter-config
+//! rewrites the definition in etcd and every node shows it; add-partitions has the
+//! controller place the new partitions' chains, and records produced to a new partition
+//! are consumed; group reset-offsets and delete go through the cluster's coordinator.
+
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use common::cli::{ok, strand};
+use strand_client::{Admin, Client, ClientConfig, ErrorCode};
+use support::{Etcd, Node};
+
+/// Longest the cluster may take to reach an expected state.
+const SETTLE_MAX: Duration = Duration::from_secs(20);
+
+/// Runs the CLI until it succeeds (a fresh cluster may still be placing chains).
+fn ok_eventually(bootstrap: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        let out = strand(bootstrap, args, stdin);
+        if out.status.success() || Instant::now() >= deadline {
+            return ok(&out);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_config_add_partitions_and_group_admin_in_cluster_mode() {
+    let etcd = Etcd::start();
+    let nodes: Vec<Node> = (1..=2).map(|id| Node::start_cluster(1, id, &etcd.endpoint)).collect();
+    let (a, b) = (nodes[0].public.clone(), nodes[1].public.clone());
+    let admin = Admin::new(Client::connect(ClientConfig::new(a.clone())).await.expect("connect"));
+    support::create_replicated(&admin, "t", 1, 2).await.expect("create RF=2 topic");
+
+    let altered = ["topic", "alter-config", "t", "--set", "retention.ms=60000", "--set", "segment.bytes=2097152"];
+    assert_eq!(ok(&strand(&a, &altered, None)), "altered t\n");
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        let described = ok(&strand(&b, &["topic", "describe", "t"], None));
+        if described.contains("retention_ms\t60000\tyes\n") && described.contains("segment_bytes\t2097152\tyes\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 never showed the new config: {described}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bad = admin.alter_topic_config("t", vec![("cleanup_policy".into(), "compact".into())], vec![]).await;
+    assert_eq!(bad.expect_err("unknown key").code(), ErrorCode::InvalidConfig, "the control plane validates too");
+
+    assert_eq!(ok(&strand(&b, &["topic", "add-partitions", "t", "--count", "3"], None)), "partitions t\t3\n");
+    let out = strand(&a, &["topic", "add-partitions", "t", "--count", "2"], None);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("must be larger"));
+    let produced = ok_eventually(&a, &["produce", "t", "--partition", "2", "--acks", "all"], Some(b"y1\ny2\n"));
+    assert_eq!(produced, "2\n");
+    let args = ["consume", "t", "--partition", "2", "--from-beginning", "--count", "2", "--timeout-ms", "10000"];
+    assert_eq!(ok(&strand(&b, &args, None)), "y1\ny2\n", "the new partition is replicated and readable");
+    let described = ok(&strand(&a, &["topic", "describe", "t", "--format", "json"], None));
+    let d: serde_json::Value = serde_json::from_str(&described).expect("json");
+    let chains: Vec<usize> =
+        d["partitions"].as_array().unwrap().iter().map(|p| p["chain"].as_array().unwrap().len()).collect();
+    assert_eq!(chains, vec![2, 2, 2], "new partitions get chains of the topic's RF: {described}");
+
+    let args = ["consume", "t", "--group", "cg", "--from-beginning", "--count", "2", "--timeout-ms", "10000"];
+    assert_eq!(ok_eventually(&a, &args, None).lines().count(), 2);
+    let reset = ["group", "reset-offsets", "cg", "--topic", "t", "--partition", "2", "--to-earliest"];
+    assert_eq!(ok_eventually(&a, &reset, None), "topic\tpartition\told\tnew\nt\t2\t2\t0\n");
+    assert_eq!(ok(&strand(&b, &["group", "delete", "cg"], None)), "deleted cg\n");
+    let out = strand(&a, &["group", "describe", "cg"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
