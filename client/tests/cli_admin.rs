@@ -56,6 +56,7 @@ async fn admin_commands_against_a_real_node() {
     let t = reset_offsets_in_every_mode(&node).await;
     active_members_block_reset_and_delete(&node, t).await;
     delete_group_and_bad_input(&node);
+    hostile_requests_are_refused(&node).await;
 
     node.restart();
     let p = node.public.clone();
@@ -300,4 +301,28 @@ fn delete_group_and_bad_input(node: &Node) {
     assert!(stderr.contains("INVALID_GROUP_ID"), "{stderr}");
     let (_, stderr) = fails(&strand(p, &["group", "reset-offsets", &long, "--topic", "clicks", "--to-latest"], None));
     assert!(stderr.contains("INVALID_GROUP_ID"), "{stderr}");
+}
+
+/// The new requests from a client that skips the CLI's checks: every field bounded.
+async fn hostile_requests_are_refused(node: &Node) {
+    let admin = Admin::new(node.client().await);
+    let many: Vec<(String, String)> =
+        (0..17).map(|i| ("retention_ms".to_string(), format!("{}", 10_000 + i))).collect();
+    let code = |r: strand_client::Result<()>| r.expect_err("refused").code();
+    assert_eq!(code(admin.alter_topic_config("logs", many, vec![]).await), ErrorCode::InvalidConfig, "17 changes");
+    assert_eq!(code(admin.alter_topic_config("logs", vec![], vec![]).await), ErrorCode::InvalidConfig, "no change");
+    let long_key = vec![("k".repeat(4000), "1".to_string())];
+    assert_eq!(code(admin.alter_topic_config("logs", long_key, vec![]).await), ErrorCode::InvalidConfig);
+    let not_a_number = vec![("retention_ms".to_string(), "-1".to_string())];
+    assert_eq!(code(admin.alter_topic_config("logs", not_a_number, vec![]).await), ErrorCode::InvalidConfig);
+    let unknown_delete = vec!["cleanup_policy".to_string()];
+    assert_eq!(code(admin.alter_topic_config("logs", vec![], unknown_delete).await), ErrorCode::InvalidConfig);
+    let huge = admin.create_partitions("grow", u32::MAX).await.expect_err("too many partitions");
+    assert_eq!(huge.code(), ErrorCode::InvalidConfig, "{huge}");
+    assert_eq!(code(admin.delete_group("").await), ErrorCode::InvalidGroupId);
+    let described = ok(&strand(&node.public, &["topic", "describe", "logs"], None));
+    assert!(
+        config_rows(&described).contains(&row("retention_bytes", "1048576", "yes")),
+        "nothing changed: {described}"
+    );
 }
