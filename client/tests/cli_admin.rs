@@ -232,7 +232,9 @@ async fn reset_offsets_in_every_mode(node: &Node) -> u64 {
     assert_eq!(committed(node, "g1"), (6, 4), "first record at or after t; the log end where there is none");
     reset(node, "g1", &["--to-datetime", "0"]);
     assert_eq!(committed(node, "g1"), (0, 0));
-    let rfc3339 = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t)).to_string();
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000).expect("time");
+    let at = at.to_offset(time::UtcOffset::from_hms(2, 0, 0).expect("offset"));
+    let rfc3339 = at.format(&time::format_description::well_known::Rfc3339).expect("format");
     reset(node, "g1", &["--to-datetime", &rfc3339]);
     assert_eq!(committed(node, "g1"), (6, 4), "{rfc3339}");
     t

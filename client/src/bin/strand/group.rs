@@ -63,7 +63,7 @@ pub(crate) struct ResetArgs {
     #[arg(long, value_name = "N")]
     to_offset: Option<u64>,
     /// To the first record at or after this time: epoch milliseconds, or an RFC 3339 time
-    /// in UTC (`2026-01-31T12:00:00Z`, also without the `Z`).
+    /// (`2026-01-31T12:00:00Z`, `2026-01-31T14:00:00.250+02:00`).
     #[arg(long, value_name = "TIME")]
     to_datetime: Option<String>,
     /// Move the committed offset by N (negative = back), clamped to [log start, log end];
@@ -185,16 +185,15 @@ fn target(args: &ResetArgs) -> Result<Target, String> {
     })
 }
 
-/// Epoch milliseconds, or RFC 3339 in UTC.
+/// Epoch milliseconds, or an RFC 3339 time (`2026-01-31T12:00:00Z`, `…+02:00`).
 fn parse_datetime(text: &str) -> Result<i64, String> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
-    let at = humantime::parse_rfc3339_weak(text).map_err(|e| {
-        format!("--to-datetime {text:?}: {e}; give epoch milliseconds or RFC 3339 in UTC (2026-01-31T12:00:00Z)")
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        format!("--to-datetime {text:?}: {e}; give epoch milliseconds or RFC 3339 (2026-01-31T12:00:00Z)")
     })?;
-    let ms = at.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("--to-datetime {text:?} is before 1970"))?;
-    i64::try_from(ms.as_millis()).map_err(|_| format!("--to-datetime {text:?} is too far in the future"))
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("--to-datetime {text:?} is out of range"))
 }
 
 /// The new offset of a partition with log `[start, end]` and committed `old`, given the
@@ -301,7 +300,8 @@ mod tests {
     fn datetime_is_epoch_ms_or_rfc3339() {
         assert_eq!(parse_datetime("1700000000000"), Ok(1_700_000_000_000));
         assert_eq!(parse_datetime("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
-        assert_eq!(parse_datetime("2023-11-14T22:13:20"), Ok(1_700_000_000_000));
+        assert_eq!(parse_datetime("2023-11-15T00:13:20.5+02:00"), Ok(1_700_000_000_500));
+        assert!(parse_datetime("2023-11-14T22:13:20").is_err(), "RFC 3339 needs an offset");
         assert!(parse_datetime("yesterday").unwrap_err().contains("RFC 3339"));
     }
 }
