@@ -325,6 +325,34 @@ mod tests {
     }
 
     #[test]
+    fn config_changes_and_growth_are_validated_and_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = TopicRegistry::load(dir.path()).unwrap();
+        reg.create(topic("a", 2)).unwrap();
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        reg.alter_configs("a", &set("retention_ms", "60000"), &[]).unwrap();
+        let refused = reg.alter_configs("a", &set("retention_ms", "5"), &["segment_ms".into()]).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::InvalidConfig);
+        assert_eq!(reg.alter_configs("a", &[], &["nope".into()]).unwrap_err().code(), ErrorCode::InvalidConfig);
+        assert_eq!(
+            reg.alter_configs("zz", &set("retention_ms", "60000"), &[]).unwrap_err().code(),
+            ErrorCode::UnknownTopic
+        );
+        assert_eq!(reg.alter_configs("__x", &[], &[]).unwrap_err().code(), ErrorCode::InvalidTopicName);
+        // Two shards' worth of caps: 4 partitions in all.
+        let limits = AdmissionLimits { topics_max: 1, partitions_max: 4, open_files_reserved: 0 };
+        assert!(matches!(reg.check_grow("a", 2, &limits, None), Err(RegistryError::Shrink { current: 2, .. })));
+        assert!(matches!(reg.check_grow("a", 5, &limits, None), Err(RegistryError::PartitionsMax { .. })));
+        assert_eq!(reg.check_grow("a", 4, &limits, None).unwrap().partitions, 4, "topics_max counts only new topics");
+        reg.grow("a", 4).unwrap();
+        assert!(matches!(reg.grow("a", 3), Err(RegistryError::Shrink { current: 4, requested: 3, .. })));
+        let reloaded = TopicRegistry::load(dir.path()).unwrap();
+        let a = &reloaded.topics()["a"];
+        assert_eq!((a.partitions, a.configs.get("retention_ms").map(String::as_str)), (4, Some("60000")));
+        assert_eq!(a.configs.len(), 1, "a refused change left nothing behind");
+    }
+
+    #[test]
     fn create_delete_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
         let mut reg = TopicRegistry::load(dir.path()).unwrap();
