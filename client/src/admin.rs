@@ -1,5 +1,6 @@
-//! [`Admin`]: topic management (create, delete, list, describe) and consumer-group
-//! inspection (list, describe with lag) through the bootstrap node. It keeps no state
+//! [`Admin`]: topic management (create, delete, list, describe, config changes, adding
+//! partitions) and consumer-group administration (list, describe with lag, offsets
+//! commits for an Empty group, delete) through the bootstrap node. It keeps no state
 //! of its own beyond the [`Client`]; creating or deleting a topic drops that topic's
 //! cached metadata.
 //!
@@ -10,8 +11,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+pub use strand_wire::msg::TopicConfigValue;
 use strand_wire::msg::{
-    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DescribeGroupRequest, MetadataRequest,
+    AlterTopicConfigRequest, CommittedOffset, CreatePartitionsRequest, CreateTopicRequest, CreateTopicResponse,
+    DeleteGroupRequest, DeleteTopicRequest, DescribeGroupRequest, MetadataRequest, OffsetCommitRequest, OffsetSpec,
     PartitionMetadata, Request, Response, TopicMetadata, TopicSummary,
 };
 pub use strand_wire::msg::{DescribeGroupResponse, GroupMemberInfo, GroupPartitionLag, GroupSummary};
@@ -185,6 +188,58 @@ impl Admin {
         let request = Request::DeleteTopic(DeleteTopicRequest { name: name.to_string() });
         self.client.call_bootstrap(request, &[]).await?;
         self.client.forget_topic(name);
+        Ok(())
+    }
+
+    /// Changes `name`'s config overrides: `set` added or replaced, `delete` back to the
+    /// node default. The node validates them like a create and applies them to the open
+    /// partitions (single node; a cluster refuses for now).
+    pub async fn alter_topic_config(&self, name: &str, set: Vec<(String, String)>, delete: Vec<String>) -> Result<()> {
+        let request = Request::AlterTopicConfig(AlterTopicConfigRequest { name: name.to_string(), set, delete });
+        self.client.call_bootstrap(request, &[]).await?;
+        Ok(())
+    }
+
+    /// Grows `name` to `partitions` partitions in total (Kafka's `--partitions`); the count
+    /// only grows. Drops the topic's cached metadata so this client sees them at once
+    /// (others within `metadata_max_age`).
+    pub async fn create_partitions(&self, name: &str, partitions: u32) -> Result<u32> {
+        let request = Request::CreatePartitions(CreatePartitionsRequest { name: name.to_string(), partitions });
+        let (header, _) = self.client.call_bootstrap(request, &[]).await?;
+        self.client.invalidate_topic(name);
+        match header.response {
+            Response::CreateTopic(r) => Ok(r.partitions),
+            _ => Err(ClientError::UnexpectedResponse("create partitions")),
+        }
+    }
+
+    /// The offset of `topic`/`partition` matching `spec` (earliest, latest, timestamp).
+    pub async fn list_offset(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
+        self.client.list_offset(topic, partition, spec).await
+    }
+
+    /// Commits `offsets` for `group_id` as no member (a standalone commit: empty member id,
+    /// generation 0). The coordinator accepts it only while the group has no members
+    /// (`UNKNOWN_MEMBER` otherwise), like Kafka's admin offset reset.
+    pub async fn commit_group_offsets(&self, group_id: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
+        let request = Request::OffsetCommit(OffsetCommitRequest {
+            group_id: group_id.to_string(),
+            generation: 0,
+            member_id: String::new(),
+            offsets,
+        });
+        let coordinator = crate::group::Coordinator::new(group_id);
+        coordinator.call(&self.client, request, self.client.config().request_timeout).await?;
+        Ok(())
+    }
+
+    /// Deletes an Empty group's committed offsets (the group is then gone, and a new member
+    /// starts from its `auto.offset.reset`). Refused with `NON_EMPTY_GROUP` while it has
+    /// members, `GROUP_ID_NOT_FOUND` if it does not exist.
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let request = Request::DeleteGroup(DeleteGroupRequest { group_id: group_id.to_string() });
+        let coordinator = crate::group::Coordinator::new(group_id);
+        coordinator.call(&self.client, request, self.client.config().request_timeout).await?;
         Ok(())
     }
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 use strand_wire::msg::{
-    HandshakeRequest, MetadataRequest, MetadataResponse, NodeInfo, PartitionMetadata, Request, Response, TopicMetadata,
-    PROTOCOL_VERSION,
+    HandshakeRequest, ListOffsetsPartition, ListOffsetsRequest, MetadataRequest, MetadataResponse, NodeInfo,
+    OffsetSpec, PartitionMetadata, Request, Response, TopicMetadata, PROTOCOL_VERSION,
 };
 use strand_wire::ErrorCode;
 use tokio::time::Instant;
@@ -64,6 +64,10 @@ pub struct ClientConfig {
     /// failover errors ([`ClientError::is_failover`]) — long enough for a lease to expire
     /// and the chain to be reconfigured.
     pub failover_timeout: Duration,
+    /// Cached topic metadata older than this is fetched again on its next use (Kafka's
+    /// `metadata.max.age.ms`), so a long-lived producer or consumer sees partitions added
+    /// to a topic (`strand topic add-partitions`) within this time.
+    pub metadata_max_age: Duration,
 }
 
 impl Default for ClientConfig {
@@ -80,6 +84,7 @@ impl Default for ClientConfig {
             read_preference: ReadPreference::Leader,
             metadata_timeout: Duration::from_secs(5),
             failover_timeout: Duration::from_secs(15),
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -95,6 +100,8 @@ impl ClientConfig {
 struct MetadataCache {
     nodes: HashMap<u32, NodeInfo>,
     topics: HashMap<String, TopicMetadata>,
+    /// When each cached topic was fetched (see [`ClientConfig::metadata_max_age`]).
+    fetched: HashMap<String, Instant>,
     /// The newest chain (highest epoch) seen per partition and when; survives
     /// invalidation, so a lagging node's older view cannot send us back to a removed head.
     chains: HashMap<(String, u32), (PartitionMetadata, Instant)>,
@@ -412,6 +419,7 @@ impl Client {
             if topic.error == ErrorCode::None {
                 cache.merge_chains(topic, self.inner.config.failover_timeout);
                 cache.topics.insert(topic.name.clone(), topic.clone());
+                cache.fetched.insert(topic.name.clone(), Instant::now());
             } else {
                 cache.topics.remove(&topic.name);
                 cache.chains.retain(|(name, _), _| *name != topic.name);
@@ -435,8 +443,13 @@ impl Client {
 
     /// Cached metadata of `topic`, fetched if absent. Fails with the topic's error code.
     pub async fn topic_metadata(&self, topic: &str) -> Result<TopicMetadata> {
-        if let Some(t) = lock(&self.inner.metadata).topics.get(topic) {
-            return Ok(t.clone());
+        {
+            let cache = lock(&self.inner.metadata);
+            let fresh = cache.fetched.get(topic).is_some_and(|at| at.elapsed() < self.inner.config.metadata_max_age);
+            match cache.topics.get(topic) {
+                Some(t) if fresh => return Ok(t.clone()),
+                _ => {}
+            }
         }
         let meta = self.fetch_metadata(&[topic.to_string()]).await?;
         let found = meta.topics.into_iter().find(|t| t.name == topic);
@@ -448,6 +461,31 @@ impl Client {
             Some(t) => Err(ClientError::server(t.error, Some(format!("topic {topic}")))),
             None => Err(ClientError::server(ErrorCode::UnknownTopic, Some(format!("topic {topic} does not exist")))),
         }
+    }
+
+    /// Asks the reader of `topic`/`partition` (by [`ClientConfig::read_preference`]) for
+    /// the offset matching `spec`, retrying transient failures.
+    pub async fn list_offset(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
+        let request = Request::ListOffsets(ListOffsetsRequest {
+            partitions: vec![ListOffsetsPartition { topic: topic.to_string(), partition, spec }],
+        });
+        let call = || async {
+            let (header, _) = self.call_partition_read(topic, partition, request.clone()).await?;
+            let Response::ListOffsets(resp) = header.response else {
+                return Err(ClientError::UnexpectedResponse("list offsets"));
+            };
+            match resp.partitions.into_iter().find(|p| p.topic == topic && p.partition == partition) {
+                Some(p) if p.error == ErrorCode::None => Ok(p.offset),
+                Some(p) => {
+                    // Partition-level routing errors (NOT_OWNER after a reconfiguration) retry too.
+                    let e = ClientError::server(p.error, Some(format!("{topic}/{partition}")));
+                    self.note_partition_error(topic, &e);
+                    Err(e)
+                }
+                None => Err(ClientError::UnexpectedResponse("list offsets reply without our partition")),
+            }
+        };
+        self.retry_idempotent(call).await
     }
 
     /// Number of partitions of `topic`.

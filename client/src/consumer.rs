@@ -31,10 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strand_wire::msg::{
-    FetchPartition, FetchPartitionResponse, FetchRequest, ListOffsetsPartition, ListOffsetsRequest, OffsetSpec,
-    Request, Response,
-};
+use strand_wire::msg::{FetchPartition, FetchPartitionResponse, FetchRequest, OffsetSpec, Request, Response};
 use strand_wire::ErrorCode;
 use tokio::sync::mpsc;
 
@@ -257,26 +254,7 @@ impl Consumer {
 
     /// Asks the owner of `topic`/`partition` for the offset matching `spec`.
     pub async fn list_offset(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<u64> {
-        let request = Request::ListOffsets(ListOffsetsRequest {
-            partitions: vec![ListOffsetsPartition { topic: topic.to_string(), partition, spec }],
-        });
-        let call = || async {
-            let (header, _) = self.client.call_partition_read(topic, partition, request.clone()).await?;
-            let Response::ListOffsets(resp) = header.response else {
-                return Err(ClientError::UnexpectedResponse("list offsets"));
-            };
-            match resp.partitions.into_iter().find(|p| p.topic == topic && p.partition == partition) {
-                Some(p) if p.error == ErrorCode::None => Ok(p.offset),
-                Some(p) => {
-                    // Partition-level routing errors (NOT_OWNER after a reconfiguration) retry too.
-                    let e = ClientError::server(p.error, Some(format!("{topic}/{partition}")));
-                    self.client.note_partition_error(topic, &e);
-                    Err(e)
-                }
-                None => Err(ClientError::UnexpectedResponse("list offsets reply without our partition")),
-            }
-        };
-        self.client.retry_idempotent(call).await
+        self.client.list_offset(topic, partition, spec).await
     }
 
     /// The next record, waiting as long as it takes.

@@ -23,7 +23,7 @@ fn topic_commands_and_errors() {
     assert_eq!(produced, "4\n");
     let described = ok(&strand(&node.public, &["topic", "describe", "events"], None));
     let lines: Vec<Vec<&str>> = described.lines().map(|l| l.split('\t').collect()).collect();
-    assert_eq!(lines.len(), 8, "two tables of 3 partitions + headers: {described}");
+    assert_eq!(lines.len(), 13, "two tables of 3 partitions + headers, then 4 configs: {described}");
     assert_eq!(lines[0], ["partition", "leader", "shard", "chain", "epoch", "commit", "log_start", "log_end"]);
     assert_eq!(lines[4], ["partition", "replica", "role", "log_end", "commit", "lag"]);
     // A single node: a chain of one (the node itself), everything committed, no lag.

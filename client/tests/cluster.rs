@@ -30,7 +30,8 @@ fn describe_replicas(bootstrap: &str, topic: &str) -> Vec<(String, String, Strin
     let text = String::from_utf8(out.stdout).expect("utf8");
     let rows: Vec<Vec<String>> = text.lines().map(|l| l.split('\t').map(String::from).collect()).collect();
     let start = rows.iter().position(|r| r[0] == "partition" && r[1] == "replica").expect("replica table") + 1;
-    rows[start..].iter().map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone(), r[5].clone())).collect()
+    let replicas = rows[start..].iter().take_while(|r| r[0] != "config");
+    replicas.map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone(), r[5].clone())).collect()
 }
 
 /// Waits until the replica table shows `members` replicas, each with log end `end`, lag 0.

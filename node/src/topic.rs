@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use strand_wire::msg::TopicConfigValue;
 use strand_wire::ErrorCode;
 
 use crate::log::LogConfig;
@@ -57,6 +58,55 @@ pub const TOPIC_SEGMENT_MS_MIN: u64 = 1000;
 pub const TOPIC_RETENTION_MS_MIN: u64 = 1000;
 /// Smallest client-settable `retention_bytes`.
 pub const TOPIC_RETENTION_BYTES_MIN: u64 = 1 << 20;
+
+/// Bounds of a config change: at most this many keys set or deleted in one request
+/// (each key at most once is the real bound; duplicates are tolerated up to this).
+pub const TOPIC_CONFIG_CHANGES_MAX: usize = 16;
+
+/// `Ok` if `key` is a client-settable topic config key.
+pub fn check_config_key(key: &str) -> Result<(), TopicConfigError> {
+    match config_bounds(key) {
+        Some(_) => Ok(()),
+        None => Err(TopicConfigError::Key(key.to_string())),
+    }
+}
+
+/// `topic` with its overrides changed: `delete` keys removed (each must be a known key),
+/// `set` added or replaced; the result validated like a create's overrides. Shared by the
+/// single-node registry and the control plane, so both refuse the same changes.
+pub fn changed_configs(
+    topic: &TopicConfig,
+    set: &[(String, String)],
+    delete: &[String],
+) -> Result<TopicConfig, TopicConfigError> {
+    let mut changed = topic.clone();
+    for key in delete {
+        check_config_key(key)?;
+        changed.configs.remove(key);
+    }
+    changed.configs.extend(set.iter().cloned());
+    topic_log_config(&LogConfig::default(), &changed.name, &changed.configs)?;
+    Ok(changed)
+}
+
+/// Every client-settable key of a topic with its effective value (`"none"` = unset)
+/// and whether `configs` overrides it, in key order; for ListTopics.
+pub fn effective_configs(base: &LogConfig, topic: &str, configs: &BTreeMap<String, String>) -> Vec<TopicConfigValue> {
+    let log = topic_log_config(base, topic, configs).unwrap_or_else(|_| base.clone());
+    let show = |v: Option<u64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+    TOPIC_CONFIG_KEYS
+        .iter()
+        .map(|&key| {
+            let value = match key {
+                "retention_bytes" => show(log.retention_bytes),
+                "retention_ms" => show(log.retention_ms),
+                "segment_bytes" => log.segment_bytes.to_string(),
+                _ => show(log.segment_ms),
+            };
+            TopicConfigValue { key: key.to_string(), value, is_override: configs.contains_key(key) }
+        })
+        .collect()
+}
 
 /// The bound of a client-settable topic config key, as `(min, max)`.
 fn config_bounds(key: &str) -> Option<(u64, u64)> {

@@ -429,7 +429,36 @@ fn enc_request_body(fbb: &mut Fbb<'_>, r: &Request) -> (fb::RequestBody, Union) 
         }
         Request::ReplicaAppend(m) => (B::ReplicaAppendRequest, enc_replica_append_req(fbb, m).as_union_value()),
         Request::ReplicaAck(m) => (B::ReplicaAckRequest, enc_replica_ack_req(fbb, m).as_union_value()),
+        Request::DeleteGroup(m) => {
+            let group_id = enc_str(fbb, &m.group_id);
+            let args = fb::DeleteGroupRequestArgs { group_id };
+            (B::DeleteGroupRequest, fb::DeleteGroupRequest::create(fbb, &args).as_union_value())
+        }
+        Request::AlterTopicConfig(m) => {
+            (B::AlterTopicConfigRequest, enc_alter_topic_config_req(fbb, m).as_union_value())
+        }
+        Request::CreatePartitions(m) => {
+            let args = fb::CreatePartitionsRequestArgs { name: enc_str(fbb, &m.name), partitions: m.partitions };
+            (B::CreatePartitionsRequest, fb::CreatePartitionsRequest::create(fbb, &args).as_union_value())
+        }
     }
+}
+
+fn enc_config_entries<'a>(fbb: &mut Fbb<'a>, v: &[(String, String)]) -> Option<TableVec<'a, fb::ConfigEntry<'a>>> {
+    enc_tables(fbb, v, |fbb, (k, v)| {
+        let args = fb::ConfigEntryArgs { key: enc_str(fbb, k), value: enc_str(fbb, v) };
+        fb::ConfigEntry::create(fbb, &args)
+    })
+}
+
+fn enc_alter_topic_config_req<'a>(
+    fbb: &mut Fbb<'a>,
+    m: &AlterTopicConfigRequest,
+) -> WIPOffset<fb::AlterTopicConfigRequest<'a>> {
+    let name = enc_str(fbb, &m.name);
+    let set = enc_config_entries(fbb, &m.set);
+    let delete = enc_strs(fbb, &m.delete);
+    fb::AlterTopicConfigRequest::create(fbb, &fb::AlterTopicConfigRequestArgs { name, set, delete })
 }
 
 fn enc_handshake_req<'a>(fbb: &mut Fbb<'a>, m: &HandshakeRequest) -> WIPOffset<fb::HandshakeRequest<'a>> {
@@ -439,10 +468,7 @@ fn enc_handshake_req<'a>(fbb: &mut Fbb<'a>, m: &HandshakeRequest) -> WIPOffset<f
 
 fn enc_create_topic_req<'a>(fbb: &mut Fbb<'a>, m: &CreateTopicRequest) -> WIPOffset<fb::CreateTopicRequest<'a>> {
     let name = enc_str(fbb, &m.name);
-    let configs = enc_tables(fbb, &m.configs, |fbb, (k, v)| {
-        let args = fb::ConfigEntryArgs { key: enc_str(fbb, k), value: enc_str(fbb, v) };
-        fb::ConfigEntry::create(fbb, &args)
-    });
+    let configs = enc_config_entries(fbb, &m.configs);
     let args = fb::CreateTopicRequestArgs {
         name,
         partitions: m.partitions,
@@ -649,6 +675,22 @@ fn decode_request_body(root: &fb::Request<'_>) -> Result<Request, DecodeError> {
             Request::ReplicaAppend(dec_replica_append_req(body(root.body_as_replica_append_request())?)?)
         }
         B::ReplicaAckRequest => Request::ReplicaAck(dec_replica_ack_req(body(root.body_as_replica_ack_request())?)?),
+        B::DeleteGroupRequest => {
+            let t = body(root.body_as_delete_group_request())?;
+            Request::DeleteGroup(DeleteGroupRequest { group_id: string(t.group_id())? })
+        }
+        B::AlterTopicConfigRequest => {
+            let t = body(root.body_as_alter_topic_config_request())?;
+            Request::AlterTopicConfig(AlterTopicConfigRequest {
+                name: string(t.name())?,
+                set: list(t.set(), |c| Ok((string(c.key())?, string(c.value())?)))?,
+                delete: strings(t.delete())?,
+            })
+        }
+        B::CreatePartitionsRequest => {
+            let t = body(root.body_as_create_partitions_request())?;
+            Request::CreatePartitions(CreatePartitionsRequest { name: string(t.name())?, partitions: t.partitions() })
+        }
         other => return Err(DecodeError::UnknownApi { correlation_id: root.correlation_id(), api: other.0 }),
     })
 }
@@ -863,11 +905,17 @@ fn enc_partition_metadata<'a>(fbb: &mut Fbb<'a>, p: &PartitionMetadata) -> WIPOf
 
 fn enc_list_topics_resp<'a>(fbb: &mut Fbb<'a>, m: &ListTopicsResponse) -> WIPOffset<fb::ListTopicsResponse<'a>> {
     let topics = enc_tables(fbb, &m.topics, |fbb, t| {
-        let args = fb::TopicSummaryArgs {
-            name: enc_str(fbb, &t.name),
-            partitions: t.partitions,
-            replication_factor: t.replication_factor,
-        };
+        let name = enc_str(fbb, &t.name);
+        let configs = enc_tables(fbb, &t.configs, |fbb, c| {
+            let args = fb::TopicConfigValueArgs {
+                key: enc_str(fbb, &c.key),
+                value: enc_str(fbb, &c.value),
+                is_override: c.is_override,
+            };
+            fb::TopicConfigValue::create(fbb, &args)
+        });
+        let args =
+            fb::TopicSummaryArgs { name, partitions: t.partitions, replication_factor: t.replication_factor, configs };
         fb::TopicSummary::create(fbb, &args)
     });
     fb::ListTopicsResponse::create(fbb, &fb::ListTopicsResponseArgs { topics })
@@ -1074,6 +1122,9 @@ fn dec_list_topics_resp(t: fb::ListTopicsResponse<'_>) -> Result<ListTopicsRespo
             name: string(s.name())?,
             partitions: s.partitions(),
             replication_factor: s.replication_factor(),
+            configs: list(s.configs(), |c| {
+                Ok(TopicConfigValue { key: string(c.key())?, value: string(c.value())?, is_override: c.is_override() })
+            })?,
         })
     })?;
     Ok(ListTopicsResponse { topics })

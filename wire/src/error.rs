@@ -74,11 +74,15 @@ pub enum ErrorCode {
     OffsetMetadataTooLarge = 32,
     /// The coordinator holds `groups_max` groups already; a new group cannot be created.
     TooManyGroups = 33,
+    /// The group has active members; the operation needs an Empty group.
+    NonEmptyGroup = 34,
+    /// The group does not exist (no members, no committed offsets).
+    GroupIdNotFound = 35,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptBatch,
@@ -113,6 +117,8 @@ impl ErrorCode {
         ErrorCode::GroupFull,
         ErrorCode::OffsetMetadataTooLarge,
         ErrorCode::TooManyGroups,
+        ErrorCode::NonEmptyGroup,
+        ErrorCode::GroupIdNotFound,
     ];
 
     /// The numeric code.
@@ -177,6 +183,8 @@ impl ErrorCode {
             ErrorCode::GroupFull => "GROUP_FULL",
             ErrorCode::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
             ErrorCode::TooManyGroups => "TOO_MANY_GROUPS",
+            ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
+            ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
         }
     }
 }

@@ -70,6 +70,9 @@ pub enum Request {
     DescribeGroup(DescribeGroupRequest),
     ReplicaAppend(ReplicaAppendRequest),
     ReplicaAck(ReplicaAckRequest),
+    DeleteGroup(DeleteGroupRequest),
+    AlterTopicConfig(AlterTopicConfigRequest),
+    CreatePartitions(CreatePartitionsRequest),
 }
 
 /// Which API a [`Request`] is. Numbered from 0 in the order of the schema's `RequestBody`
@@ -96,11 +99,14 @@ pub enum ApiKey {
     DescribeGroup = 16,
     ReplicaAppend = 17,
     ReplicaAck = 18,
+    DeleteGroup = 19,
+    AlterTopicConfig = 20,
+    CreatePartitions = 21,
 }
 
 impl ApiKey {
     /// Number of APIs: the length of a table indexed by [`ApiKey::index`].
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 22;
     /// Every API, in index order.
     pub const ALL: [ApiKey; ApiKey::COUNT] = [
         ApiKey::Handshake,
@@ -122,6 +128,9 @@ impl ApiKey {
         ApiKey::DescribeGroup,
         ApiKey::ReplicaAppend,
         ApiKey::ReplicaAck,
+        ApiKey::DeleteGroup,
+        ApiKey::AlterTopicConfig,
+        ApiKey::CreatePartitions,
     ];
 
     /// This API's position in [`ApiKey::ALL`], below [`ApiKey::COUNT`].
@@ -151,6 +160,9 @@ impl ApiKey {
             ApiKey::DescribeGroup => "describe_group",
             ApiKey::ReplicaAppend => "replica_append",
             ApiKey::ReplicaAck => "replica_ack",
+            ApiKey::DeleteGroup => "delete_group",
+            ApiKey::AlterTopicConfig => "alter_topic_config",
+            ApiKey::CreatePartitions => "create_partitions",
         }
     }
 }
@@ -178,6 +190,9 @@ impl Request {
             Request::DescribeGroup(_) => ApiKey::DescribeGroup,
             Request::ReplicaAppend(_) => ApiKey::ReplicaAppend,
             Request::ReplicaAck(_) => ApiKey::ReplicaAck,
+            Request::DeleteGroup(_) => ApiKey::DeleteGroup,
+            Request::AlterTopicConfig(_) => ApiKey::AlterTopicConfig,
+            Request::CreatePartitions(_) => ApiKey::CreatePartitions,
         }
     }
 }
@@ -315,6 +330,43 @@ pub struct TopicSummary {
     pub name: String,
     pub partitions: u32,
     pub replication_factor: u16,
+    /// Every client-settable config key with its effective value, in key order (empty
+    /// from a node that predates them).
+    pub configs: Vec<TopicConfigValue>,
+}
+
+/// One config key of a topic as the node applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicConfigValue {
+    pub key: String,
+    /// The effective value; `"none"` = no limit (unset).
+    pub value: String,
+    /// Whether the topic overrides the node default.
+    pub is_override: bool,
+}
+
+/// Changes a topic's config overrides; validated like [`CreateTopicRequest::configs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterTopicConfigRequest {
+    pub name: String,
+    /// Overrides added or replaced.
+    pub set: Vec<(String, String)>,
+    /// Override keys removed (back to the node default).
+    pub delete: Vec<String>,
+}
+
+/// Grows a topic to `partitions` partitions in total; answered with a
+/// [`CreateTopicResponse`] carrying the new count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatePartitionsRequest {
+    pub name: String,
+    pub partitions: u32,
+}
+
+/// Deletes an Empty group's committed offsets; answered with an empty response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteGroupRequest {
+    pub group_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

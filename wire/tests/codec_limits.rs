@@ -13,7 +13,12 @@ use strand_wire::ErrorCode;
 
 fn list_topics(count: usize, name_len: usize) -> ResponseHeader {
     let topics = (0..count)
-        .map(|i| TopicSummary { name: format!("{i:0>name_len$}"), partitions: 1, replication_factor: 3 })
+        .map(|i| TopicSummary {
+            name: format!("{i:0>name_len$}"),
+            partitions: 1,
+            replication_factor: 3,
+            configs: Vec::new(),
+        })
         .collect();
     ResponseHeader {
         correlation_id: 7,

@@ -75,6 +75,11 @@ fn request_a() -> impl Strategy<Value = Request> {
             })
         ),
         name().prop_map(|name| Request::DeleteTopic(DeleteTopicRequest { name })),
+        (name(), vec_of((name(), name())), names()).prop_map(|(name, set, delete)| {
+            Request::AlterTopicConfig(AlterTopicConfigRequest { name, set, delete })
+        }),
+        (name(), any::<u32>())
+            .prop_map(|(name, partitions)| Request::CreatePartitions(CreatePartitionsRequest { name, partitions })),
         Just(Request::ListTopics),
         Just(Request::InitProducerId),
         (acks(), any::<u32>(), vec_of((name(), any::<u32>(), any::<u32>()))).prop_map(|(acks, timeout_ms, ps)| {
@@ -137,6 +142,7 @@ fn request_b() -> impl Strategy<Value = Request> {
             .prop_map(|(group_id, partitions)| Request::OffsetFetch(OffsetFetchRequest { group_id, partitions })),
         Just(Request::ListGroups),
         name().prop_map(|group_id| Request::DescribeGroup(DescribeGroupRequest { group_id })),
+        name().prop_map(|group_id| Request::DeleteGroup(DeleteGroupRequest { group_id })),
         (name(), any::<u32>(), any::<(u64, u64, u64)>(), any::<u32>(), any::<(u32, u64, u64)>(), vec_of(any::<u64>()))
             .prop_map(
                 |(
@@ -228,10 +234,18 @@ fn response_a() -> impl Strategy<Value = Response> {
         metadata_response(),
         (name(), any::<u32>())
             .prop_map(|(name, partitions)| Response::CreateTopic(CreateTopicResponse { name, partitions })),
-        vec_of((name(), any::<u32>(), any::<u16>())).prop_map(|ts| {
+        vec_of((name(), any::<u32>(), any::<u16>(), vec_of((name(), name(), any::<bool>())))).prop_map(|ts| {
             let topics = ts
                 .into_iter()
-                .map(|(name, partitions, replication_factor)| TopicSummary { name, partitions, replication_factor })
+                .map(|(name, partitions, replication_factor, configs)| TopicSummary {
+                    name,
+                    partitions,
+                    replication_factor,
+                    configs: configs
+                        .into_iter()
+                        .map(|(key, value, is_override)| TopicConfigValue { key, value, is_override })
+                        .collect(),
+                })
                 .collect();
             Response::ListTopics(ListTopicsResponse { topics })
         }),

@@ -87,12 +87,23 @@ impl Node {
     /// Starts a cluster-mode node `node_id` registered in the etcd at `etcd` (lease TTL 2 s,
     /// ephemeral replication ports).
     pub fn start_cluster(shards: u32, node_id: u32, etcd: &str) -> Node {
+        Node::start_cluster_with_flags(shards, node_id, etcd, &[])
+    }
+
+    /// [`Node::start_cluster`] with extra command-line flags (kept on restart).
+    pub fn start_cluster_with_flags(shards: u32, node_id: u32, etcd: &str, flags: &[&str]) -> Node {
         let extra = ["--node-id", &node_id.to_string(), "--etcd", etcd, "--lease-ttl-s", "2"]
             .into_iter()
             .chain(["--replication-port-base", "0"])
+            .chain(flags.iter().copied())
             .map(String::from)
             .collect();
         Node::start_with(shards, extra)
+    }
+
+    /// Starts a node with `shards` shards and extra command-line flags (kept on restart).
+    pub fn start_with_flags(shards: u32, flags: &[&str]) -> Node {
+        Node::start_with(shards, flags.iter().map(|f| f.to_string()).collect())
     }
 
     fn start_with(shards: u32, extra: Vec<String>) -> Node {

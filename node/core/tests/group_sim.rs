@@ -514,6 +514,7 @@ impl Sim {
             match action {
                 Action::Respond { request_id, reply: Reply::Join(r) } => self.emit(request_id, Resp::Join(r)),
                 Action::Respond { request_id, reply: Reply::Commit(r) } => self.emit(request_id, Resp::Commit(r)),
+                Action::Respond { reply: Reply::Delete(_), .. } => panic!("the simulation deletes no group"),
                 Action::PersistOffsets { persist_id, records } => {
                     assert!(!records.is_empty());
                     if records.iter().any(|r| r.tombstone) {

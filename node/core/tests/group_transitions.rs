@@ -514,3 +514,63 @@ fn a_group_with_members_keeps_its_offsets_past_retention() {
     }
     assert_eq!(h.coordinator.handle_offset_fetch("g", &[]).unwrap().len(), 1, "a live group never expires");
 }
+
+#[test]
+fn delete_group_refuses_members_then_tombstones_every_offset_and_stays_deleted() {
+    let mut h = Harness::with_topic(2);
+    assert_eq!(h.coordinator.handle_delete_group(0, 90, "g"), Err(GroupError::NotFound), "no such group");
+    assert_eq!(h.coordinator.handle_delete_group(0, 90, ""), Err(GroupError::InvalidGroupId));
+    let results = h.join_all(0, 1);
+    h.sync(0, &results[0]).unwrap();
+    assert_eq!(h.commit(0, results[0].generation, &results[0].member_id, 5), Ok(Outcome::Parked));
+    h.persist_all(Ok(()));
+    let refused = h.coordinator.handle_delete_group(1, 91, "g");
+    assert_eq!(refused, Err(GroupError::NonEmpty { members: 1 }));
+    assert_eq!(refused.unwrap_err().code(), ErrorCode::NonEmptyGroup);
+    h.coordinator.handle_leave(2, "g", &results[0].member_id).unwrap();
+    h.drain();
+    // Empty now: a standalone commit (Kafka's generation -1 commit) is accepted.
+    let standalone = commit_input("g", 0, "", &[("t", 1, 9)]);
+    assert_eq!(h.coordinator.handle_commit(3, 92, standalone), Ok(Outcome::Parked));
+    assert_eq!(h.coordinator.handle_delete_group(3, 93, "g"), Err(GroupError::Expiring), "a commit is in flight");
+    h.persist_all(Ok(()));
+    assert_eq!(h.coordinator.handle_delete_group(4, 94, "g"), Ok(Outcome::Parked));
+    let Some(Action::PersistOffsets { persist_id, records }) = h.coordinator.poll_action() else {
+        panic!("no tombstones")
+    };
+    let written: Vec<(u32, u64, bool)> = records.iter().map(|r| (r.partition, r.offset, r.tombstone)).collect();
+    assert_eq!(written, vec![(0, 5, true), (1, 9, true)], "one tombstone per committed partition");
+    let late = h.coordinator.handle_commit(5, 95, commit_input("g", 0, "", &[("t", 0, 1)]));
+    assert_eq!(late, Err(GroupError::Expiring), "commits wait while the deletion persists");
+    assert!(h.coordinator.handle_persisted(persist_id, Ok(())));
+    let Some(Action::Respond { request_id: 94, reply: Reply::Delete(Ok(())) }) = h.coordinator.poll_action() else {
+        panic!("deletion not answered")
+    };
+    assert!(h.coordinator.describe_group("g").is_none(), "the group is gone");
+    assert_eq!(h.coordinator.offsets_bytes(), 0);
+    // A replay of the commits and the tombstones brings nothing back.
+    let mut replayed = GroupCoordinator::new(CoordinatorConfig::default(), 2);
+    for r in &records {
+        replayed.load_offset_record(CommitRecord { tombstone: false, ..r.clone() });
+    }
+    for r in &records {
+        replayed.load_offset_record(CommitRecord::decode(&r.encode()).unwrap());
+    }
+    replayed.finish_loading();
+    assert!(replayed.list_groups().is_empty());
+}
+
+#[test]
+fn failed_delete_persist_keeps_the_offsets() {
+    let mut h = Harness::with_topic(1);
+    assert_eq!(h.coordinator.handle_commit(0, 1, commit_input("g", 0, "", &[("t", 0, 4)])), Ok(Outcome::Parked));
+    h.persist_all(Ok(()));
+    assert_eq!(h.coordinator.handle_delete_group(1, 2, "g"), Ok(Outcome::Parked));
+    let Some(Action::PersistOffsets { persist_id, .. }) = h.coordinator.poll_action() else { panic!("no tombstones") };
+    assert!(h.coordinator.handle_persisted(persist_id, Err(ErrorCode::StorageError)));
+    let Some(Action::Respond { reply: Reply::Delete(Err(e)), .. }) = h.coordinator.poll_action() else {
+        panic!("deletion not answered")
+    };
+    assert_eq!(e.code(), ErrorCode::StorageError);
+    assert_eq!(h.fetched(), Some(4), "offsets kept when the tombstones were not stored");
+}

@@ -57,6 +57,9 @@ pub enum ControlRequest {
     /// Create a topic cluster-wide; answered once every partition has a chain in this
     /// node's view (so a client's next Metadata finds the heads).
     CreateTopic { config: TopicConfig, reply: flume::Sender<Result<(), ControlError>> },
+    /// Change an existing topic's definition; answered with the new definition once every
+    /// partition has a chain in this node's view.
+    AlterTopic { name: String, change: TopicChange, reply: flume::Sender<Result<TopicConfig, ControlError>> },
     /// Delete a topic and its chains cluster-wide.
     DeleteTopic { name: String, reply: flume::Sender<Result<(), ControlError>> },
     /// The tail of `topic`/`partition` at `epoch` reports `learner` in sync.
@@ -66,6 +69,15 @@ pub enum ControlRequest {
     /// Stop WITHOUT revoking the lease, as if the process had died (tests: peers notice
     /// only when the lease expires).
     Abandon { reply: flume::Sender<()> },
+}
+
+/// A change to an existing topic (AlterTopicConfig, CreatePartitions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicChange {
+    /// Overrides set (added or replaced) and deleted.
+    Configs { set: Vec<(String, String)>, delete: Vec<String> },
+    /// The new, larger partition count; the controller places the new partitions' chains.
+    Partitions(u32),
 }
 
 /// State shared between the control thread and the handles.
@@ -158,6 +170,14 @@ impl ControlHandle {
     pub async fn create_topic(&self, config: TopicConfig) -> Result<(), ControlError> {
         let (reply, rx) = flume::bounded(1);
         self.requests.send(ControlRequest::CreateTopic { config, reply }).map_err(|_| ControlError::Stopped)?;
+        rx.recv_async().await.map_err(|_| ControlError::Stopped)?
+    }
+
+    /// Changes a topic cluster-wide (async on any runtime); returns its new definition.
+    pub async fn alter_topic(&self, name: &str, change: TopicChange) -> Result<TopicConfig, ControlError> {
+        let (reply, rx) = flume::bounded(1);
+        let request = ControlRequest::AlterTopic { name: name.to_string(), change, reply };
+        self.requests.send(request).map_err(|_| ControlError::Stopped)?;
         rx.recv_async().await.map_err(|_| ControlError::Stopped)?
     }
 

@@ -21,7 +21,7 @@ pub mod token;
 pub mod types;
 mod watch;
 
-pub use handle::{ControlError, ControlHandle};
+pub use handle::{ControlError, ControlHandle, TopicChange};
 pub use types::{ChainRecord, ClusterView, ControlConfig, InSyncReport, NodeRecord};
 
 /// Connects to etcd and reads the current cluster view (before this node registers, so

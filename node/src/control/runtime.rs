@@ -16,12 +16,12 @@ use etcd_client::{Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Get
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::handle::{ControlError, ControlHandle, ControlRequest, Shared};
+use super::handle::{ControlError, ControlHandle, ControlRequest, Shared, TopicChange};
 use super::keyspace::{keys, Keyspace, Kv};
 use super::types::{ControlConfig, InSyncReport, NodeRecord};
 use super::{controller, session, watch as follow};
 use crate::log::LogConfig;
-use crate::topic::{topic_log_config, TopicConfig};
+use crate::topic::{changed_configs, topic_log_config, TopicConfig};
 
 /// Longest wait for etcd at start (connect + first read).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -240,6 +240,12 @@ impl ControlThread {
                     let _ = reply.send(create_topic(client, &prefix, snapshots, config).await);
                 });
             }
+            ControlRequest::AlterTopic { name, change, reply } => {
+                let (client, prefix, snapshots) = (self.client.clone(), self.prefix.clone(), self.snapshots.clone());
+                tokio::spawn(async move {
+                    let _ = reply.send(alter_topic(client, &prefix, snapshots, name, change).await);
+                });
+            }
             ControlRequest::DeleteTopic { name, reply } => {
                 let (client, prefix) = (self.client.clone(), self.prefix.clone());
                 tokio::spawn(async move {
@@ -390,6 +396,60 @@ async fn create_topic(
         Err(_) => Err(ControlError::Timeout(format!(
             "topic {} created but its chains were not assigned within {CREATE_WAIT:?} (no controller?)",
             config.name
+        ))),
+    }
+}
+
+/// Rewrites a topic's key with `change` applied (validated like a create; guarded by the
+/// key's mod revision, so a concurrent change is refused, not lost), then waits until this
+/// node's view has the new definition and a chain for every partition (the controller
+/// places the new partitions' chains as it does a create's).
+async fn alter_topic(
+    mut client: Client,
+    prefix: &str,
+    mut snapshots: watch::Receiver<Arc<Keyspace>>,
+    name: String,
+    change: TopicChange,
+) -> Result<TopicConfig, ControlError> {
+    if crate::topic::is_internal_topic(&name) {
+        return Err(ControlError::Invalid(format!("internal topic {name} cannot be changed")));
+    }
+    let key = keys::topic(prefix, &name);
+    let stored = timed(client.get(key.clone(), None)).await?;
+    let kv = stored.kvs().first().ok_or_else(|| ControlError::UnknownTopic(name.clone()))?;
+    let old: TopicConfig = serde_json::from_slice(kv.value())
+        .map_err(|e| ControlError::Invalid(format!("stored definition of topic {name}: {e}")))?;
+    let new = match &change {
+        TopicChange::Configs { set, delete } => {
+            changed_configs(&old, set, delete).map_err(|e| ControlError::Invalid(e.to_string()))?
+        }
+        TopicChange::Partitions(count) => {
+            strand_core::topic::validate_topic(&name, *count).map_err(|e| ControlError::Invalid(e.to_string()))?;
+            if *count <= old.partitions {
+                return Err(ControlError::Invalid(format!(
+                    "topic {name} has {} partitions; the new count {count} must be larger (partitions only grow)",
+                    old.partitions
+                )));
+            }
+            TopicConfig { partitions: *count, ..old.clone() }
+        }
+    };
+    let value = serde_json::to_vec(&new).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    let txn = Txn::new()
+        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())])
+        .and_then([TxnOp::put(key, value, None)]);
+    if !timed(client.txn(txn)).await?.succeeded() {
+        return Err(ControlError::Invalid(format!("topic {name} was changed or deleted concurrently; retry")));
+    }
+    let applied = |ks: &Keyspace| {
+        ks.topics.get(&name).is_some_and(|t| t.config == new)
+            && (0..new.partitions).all(|p| ks.chains.contains_key(&(name.clone(), p)))
+    };
+    match tokio::time::timeout(CREATE_WAIT, snapshots.wait_for(|ks| applied(ks))).await {
+        Ok(Ok(_)) => Ok(new),
+        Ok(Err(_)) => Err(ControlError::Stopped),
+        Err(_) => Err(ControlError::Timeout(format!(
+            "topic {name} changed but not every partition had a chain within {CREATE_WAIT:?} (no controller?)"
         ))),
     }
 }

@@ -104,6 +104,7 @@ pub fn group_id(request: &Request) -> Option<&str> {
         Request::OffsetCommit(r) => Some(&r.group_id),
         Request::OffsetFetch(r) => Some(&r.group_id),
         Request::DescribeGroup(r) => Some(&r.group_id),
+        Request::DeleteGroup(r) => Some(&r.group_id),
         _ => None,
     }
 }

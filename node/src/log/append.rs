@@ -246,8 +246,9 @@ impl Inner {
         if a.size == 0 {
             return false;
         }
-        let full = a.size + first.bytes.len() as u64 > self.config.segment_bytes;
-        let old = self.config.segment_ms.is_some_and(|ms| a.opened_at.elapsed().as_millis() >= u128::from(ms));
+        let limits = self.limits.get();
+        let full = a.size + first.bytes.len() as u64 > limits.segment_bytes;
+        let old = limits.segment_ms.is_some_and(|ms| a.opened_at.elapsed().as_millis() >= u128::from(ms));
         full || old
     }
 
@@ -260,9 +261,10 @@ impl Inner {
         };
         let mut items = Vec::new();
         let mut group = 0u64;
+        let segment_bytes = self.limits.get().segment_bytes;
         while let Some(p) = st.pending.front() {
             let len = p.bytes.len() as u64;
-            let fits = size + group + len <= self.config.segment_bytes && group + len <= WRITE_GROUP_MAX_BYTES as u64;
+            let fits = size + group + len <= segment_bytes && group + len <= WRITE_GROUP_MAX_BYTES as u64;
             if !items.is_empty() && !fits {
                 break;
             }
@@ -270,7 +272,7 @@ impl Inner {
             items.extend(st.pending.pop_front());
         }
         let end = size + group;
-        let prealloc_to = st.prealloc.plan(end, prealloc_end, self.config.segment_bytes, Instant::now()).filter(|to| {
+        let prealloc_to = st.prealloc.plan(end, prealloc_end, segment_bytes, Instant::now()).filter(|to| {
             st.free_space.admits_reservation(to.saturating_sub(prealloc_end.max(size)), self.config.min_free_bytes)
         });
         let (block_pos, tail) = match self.config.io_mode {

@@ -69,7 +69,27 @@ impl Default for LogConfig {
     }
 }
 
+/// The per-topic part of a [`LogConfig`] that may change while the log is open
+/// (`PartitionLog::set_limits`): read at each roll decision and retention pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentLimits {
+    pub segment_bytes: u64,
+    pub segment_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub retention_ms: Option<u64>,
+}
+
 impl LogConfig {
+    /// The roll and retention limits of this config.
+    pub fn limits(&self) -> SegmentLimits {
+        SegmentLimits {
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            retention_bytes: self.retention_bytes,
+            retention_ms: self.retention_ms,
+        }
+    }
+
     /// Whether active segments are opened O_DSYNC: buffered mode with fsync=always, where a
     /// write+fdatasync pair costs two io-wq hops and an O_DSYNC write one (measured: p99 closer
     /// to fio's write+fdatasync). Direct mode keeps write+fdatasync: O_DIRECT|O_DSYNC writes

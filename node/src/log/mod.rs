@@ -35,7 +35,7 @@ mod segment;
 mod truncate;
 mod verify;
 
-pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError};
+pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError, SegmentLimits};
 pub use error::{AppendError, Failure, LogError, ReadError, TruncateError};
 pub use file::{create_dir_all, probe_dma, SegmentFile, PROBE_FILE_NAME};
 pub use reserve::reserved_bytes;
@@ -156,6 +156,9 @@ pub(crate) struct Inner {
     me: std::rc::Weak<Inner>,
     dir: PathBuf,
     config: LogConfig,
+    /// Roll and retention limits: `config`'s at open, replaced by `set_limits` (a topic
+    /// config change) without reopening; always read through this, never `config`.
+    limits: std::cell::Cell<SegmentLimits>,
     state: RefCell<State>,
     /// Held by the task that writes queued appends, syncs, rolls or deletes segments.
     write_lock: Semaphore,
@@ -290,6 +293,17 @@ impl PartitionLog {
     /// First record with timestamp `>= ts_ms`: its offset and timestamp.
     pub async fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<(u64, i64)>, ReadError> {
         self.inner.offset_for_timestamp(ts_ms).await
+    }
+
+    /// Replaces the roll and retention limits: the next roll decision and retention pass
+    /// use them (a smaller `segment_bytes` rolls at the next append).
+    pub fn set_limits(&self, limits: SegmentLimits) {
+        self.inner.limits.set(limits);
+    }
+
+    /// The roll and retention limits in force.
+    pub fn limits(&self) -> SegmentLimits {
+        self.inner.limits.get()
     }
 
     /// Deletes whole closed segments beyond retention; returns how many were deleted.

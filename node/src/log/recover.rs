@@ -72,6 +72,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
     Ok(Inner {
         me: std::rc::Weak::new(),
         dir: dir.to_owned(),
+        limits: std::cell::Cell::new(config.limits()),
         config,
         state: RefCell::new(state),
         write_lock: Semaphore::new(1),

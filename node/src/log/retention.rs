@@ -41,17 +41,16 @@ impl Inner {
             let n = st.segments.len().saturating_sub(1);
             st.segments.values().take(n).map(|s| (s.base, s.size, s.max_timestamp(), s.next_offset)).collect()
         };
+        let limits = self.limits.get();
         let mut victims = Vec::new();
         for (base, size, max_ts, end) in closed {
             // A segment still being closed is not durable yet; neither is anything after it.
             if end > limit || st.closing.iter().any(|c| c.base == base) {
                 break;
             }
-            let by_bytes = self.config.retention_bytes.is_some_and(|limit| total.saturating_sub(size) >= limit);
-            let by_time = self
-                .config
-                .retention_ms
-                .is_some_and(|ms| max_ts.is_none_or(|ts| ts < now_ms.saturating_sub(ms as i64)));
+            let by_bytes = limits.retention_bytes.is_some_and(|limit| total.saturating_sub(size) >= limit);
+            let by_time =
+                limits.retention_ms.is_some_and(|ms| max_ts.is_none_or(|ts| ts < now_ms.saturating_sub(ms as i64)));
             if !(by_bytes || by_time) {
                 break;
             }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use strand_wire::msg::ApiKey;
 
 /// The `api` labels of `strand_requests_total`, in the order they are printed.
-pub const API_NAMES: [&str; 18] = [
+pub const API_NAMES: [&str; 21] = [
     "handshake",
     "metadata",
     "create_topic",
@@ -39,6 +39,9 @@ pub const API_NAMES: [&str; 18] = [
     "offset_fetch",
     "list_groups",
     "describe_group",
+    "delete_group",
+    "alter_topic_config",
+    "create_partitions",
 ];
 
 /// The `api` label a request is counted under: its API's name, except the replication

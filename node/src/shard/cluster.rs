@@ -166,6 +166,10 @@ impl Shard {
             let known = cluster.topics.borrow().get(&topic.name) == Some(topic);
             if !known {
                 cluster.topics.borrow_mut().insert(topic.name.clone(), topic.clone());
+                // A changed definition (AlterTopicConfig) applies to the running replicas.
+                if let Err(e) = self.apply_topic_config(topic) {
+                    warn!(shard = self.id.0, topic = %topic.name, error = %e, "topic config not applied");
+                }
                 // The cluster-wide offsets topic gets replicas but no client data path.
                 if is_internal_topic(&topic.name) {
                     continue;

@@ -69,6 +69,7 @@ impl Shard {
                 name: t.name.clone(),
                 partitions: t.partitions,
                 replication_factor: t.replication_factor,
+                configs: crate::topic::effective_configs(&self.shared.config.log, &t.name, &t.configs),
             })
             .collect();
         Reply::new(cid, Response::ListTopics(ListTopicsResponse { topics }))

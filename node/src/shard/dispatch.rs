@@ -73,6 +73,8 @@ impl Shard {
                 Some(reply)
             }
             Request::ListOffsets(r) => Some(self.list_offsets(cid, r).await),
+            Request::AlterTopicConfig(r) => Some(self.alter_topic_config(cid, r).await),
+            Request::CreatePartitions(r) => Some(self.create_partitions(cid, r).await),
             r @ (Request::JoinGroup(_)
             | Request::SyncGroup(_)
             | Request::Heartbeat(_)
@@ -80,7 +82,8 @@ impl Shard {
             | Request::OffsetCommit(_)
             | Request::OffsetFetch(_)
             | Request::ListGroups
-            | Request::DescribeGroup(_)) => {
+            | Request::DescribeGroup(_)
+            | Request::DeleteGroup(_)) => {
                 let answer = self.group_dispatch(r).await;
                 let header = ResponseHeader {
                     correlation_id: cid,
@@ -121,7 +124,12 @@ impl Shard {
                 .topics()
                 .values()
                 .filter(|t| !is_internal_topic(&t.name))
-                .map(|t| TopicSummary { name: t.name.clone(), partitions: t.partitions, replication_factor: 1 })
+                .map(|t| TopicSummary {
+                    name: t.name.clone(),
+                    partitions: t.partitions,
+                    replication_factor: 1,
+                    configs: crate::topic::effective_configs(&self.shared.config.log, &t.name, &t.configs),
+                })
                 .collect(),
             Err(_) => return Reply::error(cid, ErrorCode::Unknown, "topic registry poisoned"),
         };
@@ -249,7 +257,7 @@ impl Shard {
     }
 
     /// Sends a call to every shard (this one included) and waits for all answers.
-    async fn broadcast(&self, make: impl Fn() -> ShardCall) -> Result<(), BroadcastError> {
+    pub(super) async fn broadcast(&self, make: impl Fn() -> ShardCall) -> Result<(), BroadcastError> {
         let mut errors = Vec::new();
         for (s, inbox) in self.shared.inboxes.iter().enumerate() {
             match forward::call(inbox, s, make()).await {
@@ -526,7 +534,7 @@ impl Shard {
 
 /// What went wrong on each shard that did not carry out a broadcast call.
 #[derive(Debug)]
-struct BroadcastError(Vec<ShardFailure>);
+pub(super) struct BroadcastError(Vec<ShardFailure>);
 
 impl std::fmt::Display for BroadcastError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -545,6 +553,6 @@ enum ShardFailure {
     Forward(forward::ForwardError),
 }
 
-fn poisoned() -> (ErrorCode, String) {
+pub(super) fn poisoned() -> (ErrorCode, String) {
     (ErrorCode::Unknown, "topic registry poisoned".to_string())
 }

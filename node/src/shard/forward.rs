@@ -34,6 +34,9 @@ pub enum ShardCall {
     TopicPrepare(TopicConfig),
     /// A topic was added to the registry: open the partitions you own and serve them.
     TopicCreated(TopicConfig),
+    /// A topic's config overrides changed: apply its roll and retention limits to the
+    /// partitions you hold.
+    TopicConfigChanged(TopicConfig),
     /// A topic was removed from the registry: delete the partitions you own.
     TopicDeleted { name: String },
     /// Stop serving, finish appends, close logs.

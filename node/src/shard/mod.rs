@@ -27,6 +27,7 @@ pub mod join;
 pub mod ops;
 pub mod produce_checks;
 pub mod registry;
+mod topic_admin;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -236,6 +237,19 @@ impl Shard {
             let log = PartitionLog::open(&dir, log_config.clone()).await.map_err(|e| open_err(e.into()))?;
             let part = Partition::open_local(topic.to_string(), p, log).await;
             self.partitions.borrow_mut().insert((topic.to_string(), p), part);
+        }
+        Ok(())
+    }
+
+    /// Applies `topic`'s roll and retention limits to the partitions of it this shard
+    /// holds (a config change takes effect without reopening: the next roll decision and
+    /// retention pass use them).
+    pub fn apply_topic_config(&self, topic: &TopicConfig) -> Result<(), ShardError> {
+        let log_config = registry::topic_log_config(&self.shared.config.log, &topic.name, &topic.configs)
+            .map_err(|source| ShardError::Config { shard: self.id.0, source })?;
+        let limits = log_config.limits();
+        for part in self.all_partitions().iter().filter(|p| p.topic() == topic.name) {
+            part.log().set_limits(limits);
         }
         Ok(())
     }

@@ -94,6 +94,7 @@ impl Shard {
             ),
             ShardCall::TopicPrepare(topic) => ShardAnswer::Done(self.prepare_topic(&topic).await),
             ShardCall::TopicCreated(topic) => ShardAnswer::Done(self.open_topic(&topic).await),
+            ShardCall::TopicConfigChanged(topic) => ShardAnswer::Done(self.apply_topic_config(&topic)),
             ShardCall::TopicDeleted { name } => ShardAnswer::Done(self.delete_topic(&name).await),
             ShardCall::Shutdown => ShardAnswer::Done(Ok(())),
         }

@@ -64,6 +64,10 @@ pub enum RegistryError {
         reserved: u64,
         limit: u64,
     },
+    #[error("topic {topic} has {current} partitions; the new count {requested} must be larger (partitions only grow)")]
+    Shrink { topic: String, current: u32, requested: u32 },
+    #[error("internal topic {0} cannot be changed")]
+    Internal(String),
     #[error("topic registry {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("topic registry {path} is corrupt: {reason}")]
@@ -81,7 +85,9 @@ impl RegistryError {
             | RegistryError::Config(_)
             | RegistryError::TopicsMax { .. }
             | RegistryError::PartitionsMax { .. }
+            | RegistryError::Shrink { .. }
             | RegistryError::OpenFiles { .. } => ErrorCode::InvalidConfig,
+            RegistryError::Internal(_) => ErrorCode::InvalidTopicName,
             RegistryError::Io { .. } => ErrorCode::StorageError,
             RegistryError::Corrupt { .. } => ErrorCode::CorruptStorage,
         }
@@ -169,6 +175,8 @@ impl TopicRegistry {
         Ok(())
     }
 
+    /// Checks the node caps and open-files budget for `topic`'s partitions: a new topic,
+    /// or (named like a stored one) the partitions added to it.
     fn check_caps(
         &self,
         topic: &TopicConfig,
@@ -176,7 +184,8 @@ impl TopicRegistry {
         fds: Option<FdBudget>,
     ) -> Result<(), RegistryError> {
         let count = self.topics.len() + self.pending.len();
-        if count >= limits.topics_max as usize {
+        let is_new = !self.topics.contains_key(&topic.name);
+        if is_new && count >= limits.topics_max as usize {
             return Err(RegistryError::TopicsMax { topic: topic.name.clone(), count, max: limits.topics_max });
         }
         let sum = |m: &BTreeMap<String, TopicConfig>| m.values().map(|t| u64::from(t.partitions)).sum::<u64>();
@@ -220,6 +229,68 @@ impl TopicRegistry {
         self.pending.remove(name);
     }
 
+    /// A topic's overrides changed: `set` added or replaced, `delete` removed; validated
+    /// like a create (keys, bounds) before anything is persisted. Returns the new definition.
+    pub fn alter_configs(
+        &mut self,
+        name: &str,
+        set: &[(String, String)],
+        delete: &[String],
+    ) -> Result<TopicConfig, RegistryError> {
+        if crate::topic::is_internal_topic(name) {
+            return Err(RegistryError::Internal(name.to_string()));
+        }
+        let old = self.topics.get(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?.clone();
+        let topic = crate::topic::changed_configs(&old, set, delete)?;
+        self.topics.insert(name.to_string(), topic.clone());
+        if let Err(e) = self.persist() {
+            self.topics.insert(name.to_string(), old);
+            return Err(e);
+        }
+        Ok(topic)
+    }
+
+    /// Checks that `name` may grow to `partitions` partitions (more than now, within the
+    /// per-topic bound, the node caps and the open-files budget). Nothing changes; the
+    /// caller opens the new partitions, then calls [`TopicRegistry::grow`].
+    pub fn check_grow(
+        &self,
+        name: &str,
+        partitions: u32,
+        limits: &AdmissionLimits,
+        fds: Option<FdBudget>,
+    ) -> Result<TopicConfig, RegistryError> {
+        if crate::topic::is_internal_topic(name) {
+            return Err(RegistryError::Internal(name.to_string()));
+        }
+        let topic = self.topics.get(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+        validate_topic(name, partitions)?;
+        if partitions <= topic.partitions {
+            let (current, requested) = (topic.partitions, partitions);
+            return Err(RegistryError::Shrink { topic: name.to_string(), current, requested });
+        }
+        let added = TopicConfig { partitions: partitions - topic.partitions, ..topic.clone() };
+        self.check_caps(&added, limits, fds)?;
+        Ok(TopicConfig { partitions, ..topic.clone() })
+    }
+
+    /// Persists `name` at `partitions` partitions (checked by `check_grow`, opened on every
+    /// shard); a concurrent grow that got there first wins and this one is refused.
+    pub fn grow(&mut self, name: &str, partitions: u32) -> Result<TopicConfig, RegistryError> {
+        let old = self.topics.get(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?.clone();
+        if partitions <= old.partitions {
+            let (current, requested) = (old.partitions, partitions);
+            return Err(RegistryError::Shrink { topic: name.to_string(), current, requested });
+        }
+        let topic = TopicConfig { partitions, ..old.clone() };
+        self.topics.insert(name.to_string(), topic.clone());
+        if let Err(e) = self.persist() {
+            self.topics.insert(name.to_string(), old);
+            return Err(e);
+        }
+        Ok(topic)
+    }
+
     /// Removes a topic and persists the registry.
     pub fn delete(&mut self, name: &str) -> Result<TopicConfig, RegistryError> {
         let topic = self.topics.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
@@ -251,6 +322,34 @@ mod tests {
 
     fn topic(name: &str, partitions: u32) -> TopicConfig {
         TopicConfig { name: name.into(), partitions, replication_factor: 1, configs: BTreeMap::new() }
+    }
+
+    #[test]
+    fn config_changes_and_growth_are_validated_and_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = TopicRegistry::load(dir.path()).unwrap();
+        reg.create(topic("a", 2)).unwrap();
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        reg.alter_configs("a", &set("retention_ms", "60000"), &[]).unwrap();
+        let refused = reg.alter_configs("a", &set("retention_ms", "5"), &["segment_ms".into()]).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::InvalidConfig);
+        assert_eq!(reg.alter_configs("a", &[], &["nope".into()]).unwrap_err().code(), ErrorCode::InvalidConfig);
+        assert_eq!(
+            reg.alter_configs("zz", &set("retention_ms", "60000"), &[]).unwrap_err().code(),
+            ErrorCode::UnknownTopic
+        );
+        assert_eq!(reg.alter_configs("__x", &[], &[]).unwrap_err().code(), ErrorCode::InvalidTopicName);
+        // Two shards' worth of caps: 4 partitions in all.
+        let limits = AdmissionLimits { topics_max: 1, partitions_max: 4, open_files_reserved: 0 };
+        assert!(matches!(reg.check_grow("a", 2, &limits, None), Err(RegistryError::Shrink { current: 2, .. })));
+        assert!(matches!(reg.check_grow("a", 5, &limits, None), Err(RegistryError::PartitionsMax { .. })));
+        assert_eq!(reg.check_grow("a", 4, &limits, None).unwrap().partitions, 4, "topics_max counts only new topics");
+        reg.grow("a", 4).unwrap();
+        assert!(matches!(reg.grow("a", 3), Err(RegistryError::Shrink { current: 4, requested: 3, .. })));
+        let reloaded = TopicRegistry::load(dir.path()).unwrap();
+        let a = &reloaded.topics()["a"];
+        assert_eq!((a.partitions, a.configs.get("retention_ms").map(String::as_str)), (4, Some("60000")));
+        assert_eq!(a.configs.len(), 1, "a refused change left nothing behind");
     }
 
     #[test]

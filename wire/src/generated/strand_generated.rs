@@ -13,10 +13,10 @@ pub mod fb {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 19;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 22;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 20] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 23] = [
   RequestBody::NONE,
   RequestBody::HandshakeRequest,
   RequestBody::MetadataRequest,
@@ -37,6 +37,9 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 20] = [
   RequestBody::DescribeGroupRequest,
   RequestBody::ReplicaAppendRequest,
   RequestBody::ReplicaAckRequest,
+  RequestBody::DeleteGroupRequest,
+  RequestBody::AlterTopicConfigRequest,
+  RequestBody::CreatePartitionsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -64,9 +67,12 @@ impl RequestBody {
   pub const DescribeGroupRequest: Self = Self(17);
   pub const ReplicaAppendRequest: Self = Self(18);
   pub const ReplicaAckRequest: Self = Self(19);
+  pub const DeleteGroupRequest: Self = Self(20);
+  pub const AlterTopicConfigRequest: Self = Self(21);
+  pub const CreatePartitionsRequest: Self = Self(22);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 19;
+  pub const ENUM_MAX: u8 = 22;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HandshakeRequest,
@@ -88,6 +94,9 @@ impl RequestBody {
     Self::DescribeGroupRequest,
     Self::ReplicaAppendRequest,
     Self::ReplicaAckRequest,
+    Self::DeleteGroupRequest,
+    Self::AlterTopicConfigRequest,
+    Self::CreatePartitionsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -112,6 +121,9 @@ impl RequestBody {
       Self::DescribeGroupRequest => Some("DescribeGroupRequest"),
       Self::ReplicaAppendRequest => Some("ReplicaAppendRequest"),
       Self::ReplicaAckRequest => Some("ReplicaAckRequest"),
+      Self::DeleteGroupRequest => Some("DeleteGroupRequest"),
+      Self::AlterTopicConfigRequest => Some("AlterTopicConfigRequest"),
+      Self::CreatePartitionsRequest => Some("CreatePartitionsRequest"),
       _ => None,
     }
   }
@@ -3338,6 +3350,345 @@ impl ::core::fmt::Debug for ReplicaAppendRequest<'_> {
       ds.finish()
   }
 }
+pub enum DeleteGroupRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteGroupRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteGroupRequest<'a> {
+  type Inner = DeleteGroupRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteGroupRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteGroupRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteGroupRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteGroupRequest<'bldr>> {
+    let mut builder = DeleteGroupRequestBuilder::new(_fbb);
+    if let Some(x) = args.group_id { builder.add_group_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DeleteGroupRequest::VT_GROUP_ID, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteGroupRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group_id", Self::VT_GROUP_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteGroupRequestArgs<'a> {
+    pub group_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for DeleteGroupRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteGroupRequestArgs {
+      group_id: None,
+    }
+  }
+}
+
+pub struct DeleteGroupRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteGroupRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteGroupRequest::VT_GROUP_ID, group_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteGroupRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteGroupRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteGroupRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteGroupRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteGroupRequest");
+      ds.field("group_id", &self.group_id());
+      ds.finish()
+  }
+}
+pub enum AlterTopicConfigRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterTopicConfigRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterTopicConfigRequest<'a> {
+  type Inner = AlterTopicConfigRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterTopicConfigRequest<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SET: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DELETE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterTopicConfigRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterTopicConfigRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterTopicConfigRequest<'bldr>> {
+    let mut builder = AlterTopicConfigRequestBuilder::new(_fbb);
+    if let Some(x) = args.delete { builder.add_delete(x); }
+    if let Some(x) = args.set { builder.add_set(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AlterTopicConfigRequest::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn set(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>(AlterTopicConfigRequest::VT_SET, None)}
+  }
+  #[inline]
+  pub fn delete(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(AlterTopicConfigRequest::VT_DELETE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterTopicConfigRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>("set", Self::VT_SET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("delete", Self::VT_DELETE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterTopicConfigRequestArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub set: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>>>,
+    pub delete: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for AlterTopicConfigRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterTopicConfigRequestArgs {
+      name: None,
+      set: None,
+      delete: None,
+    }
+  }
+}
+
+pub struct AlterTopicConfigRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterTopicConfigRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigRequest::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_set(&mut self, set: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ConfigEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigRequest::VT_SET, set);
+  }
+  #[inline]
+  pub fn add_delete(&mut self, delete: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigRequest::VT_DELETE, delete);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterTopicConfigRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterTopicConfigRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterTopicConfigRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterTopicConfigRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterTopicConfigRequest");
+      ds.field("name", &self.name());
+      ds.field("set", &self.set());
+      ds.field("delete", &self.delete());
+      ds.finish()
+  }
+}
+pub enum CreatePartitionsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct CreatePartitionsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CreatePartitionsRequest<'a> {
+  type Inner = CreatePartitionsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CreatePartitionsRequest<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CreatePartitionsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CreatePartitionsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CreatePartitionsRequest<'bldr>> {
+    let mut builder = CreatePartitionsRequestBuilder::new(_fbb);
+    builder.add_partitions(args.partitions);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(CreatePartitionsRequest::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(CreatePartitionsRequest::VT_PARTITIONS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CreatePartitionsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<u32>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreatePartitionsRequestArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: u32,
+}
+impl<'a> Default for CreatePartitionsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreatePartitionsRequestArgs {
+      name: None,
+      partitions: 0,
+    }
+  }
+}
+
+pub struct CreatePartitionsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreatePartitionsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreatePartitionsRequest::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: u32) {
+    self.fbb_.push_slot::<u32>(CreatePartitionsRequest::VT_PARTITIONS, partitions, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreatePartitionsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CreatePartitionsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CreatePartitionsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CreatePartitionsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CreatePartitionsRequest");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
 pub enum ReplicaAckRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3913,6 +4264,51 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_delete_group_request(&self) -> Option<DeleteGroupRequest<'a>> {
+    if self.body_type() == RequestBody::DeleteGroupRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteGroupRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_topic_config_request(&self) -> Option<AlterTopicConfigRequest<'a>> {
+    if self.body_type() == RequestBody::AlterTopicConfigRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterTopicConfigRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_create_partitions_request(&self) -> Option<CreatePartitionsRequest<'a>> {
+    if self.body_type() == RequestBody::CreatePartitionsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreatePartitionsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -3943,6 +4339,9 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::DescribeGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupRequest>>("RequestBody::DescribeGroupRequest", pos),
           RequestBody::ReplicaAppendRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaAppendRequest>>("RequestBody::ReplicaAppendRequest", pos),
           RequestBody::ReplicaAckRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaAckRequest>>("RequestBody::ReplicaAckRequest", pos),
+          RequestBody::DeleteGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupRequest>>("RequestBody::DeleteGroupRequest", pos),
+          RequestBody::AlterTopicConfigRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigRequest>>("RequestBody::AlterTopicConfigRequest", pos),
+          RequestBody::CreatePartitionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsRequest>>("RequestBody::CreatePartitionsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4132,6 +4531,27 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::ReplicaAckRequest => {
           if let Some(x) = self.body_as_replica_ack_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::DeleteGroupRequest => {
+          if let Some(x) = self.body_as_delete_group_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AlterTopicConfigRequest => {
+          if let Some(x) = self.body_as_alter_topic_config_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::CreatePartitionsRequest => {
+          if let Some(x) = self.body_as_create_partitions_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -5027,6 +5447,136 @@ impl ::core::fmt::Debug for CreateTopicResponse<'_> {
       ds.finish()
   }
 }
+pub enum TopicConfigValueOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TopicConfigValue<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TopicConfigValue<'a> {
+  type Inner = TopicConfigValue<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TopicConfigValue<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_IS_OVERRIDE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TopicConfigValue { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TopicConfigValueArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TopicConfigValue<'bldr>> {
+    let mut builder = TopicConfigValueBuilder::new(_fbb);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.add_is_override(args.is_override);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicConfigValue::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn value(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicConfigValue::VT_VALUE, None)}
+  }
+  #[inline]
+  pub fn is_override(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(TopicConfigValue::VT_IS_OVERRIDE, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TopicConfigValue<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("value", Self::VT_VALUE, false)?
+     .visit_field::<bool>("is_override", Self::VT_IS_OVERRIDE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TopicConfigValueArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub value: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub is_override: bool,
+}
+impl<'a> Default for TopicConfigValueArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TopicConfigValueArgs {
+      key: None,
+      value: None,
+      is_override: false,
+    }
+  }
+}
+
+pub struct TopicConfigValueBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicConfigValueBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicConfigValue::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicConfigValue::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn add_is_override(&mut self, is_override: bool) {
+    self.fbb_.push_slot::<bool>(TopicConfigValue::VT_IS_OVERRIDE, is_override, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicConfigValueBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TopicConfigValueBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TopicConfigValue<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TopicConfigValue<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TopicConfigValue");
+      ds.field("key", &self.key());
+      ds.field("value", &self.value());
+      ds.field("is_override", &self.is_override());
+      ds.finish()
+  }
+}
 pub enum TopicSummaryOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5046,6 +5596,7 @@ impl<'a> TopicSummary<'a> {
   pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
   pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
   pub const VT_REPLICATION_FACTOR: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CONFIGS: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -5057,6 +5608,7 @@ impl<'a> TopicSummary<'a> {
     args: &'args TopicSummaryArgs<'args>
   ) -> ::flatbuffers::WIPOffset<TopicSummary<'bldr>> {
     let mut builder = TopicSummaryBuilder::new(_fbb);
+    if let Some(x) = args.configs { builder.add_configs(x); }
     builder.add_partitions(args.partitions);
     if let Some(x) = args.name { builder.add_name(x); }
     builder.add_replication_factor(args.replication_factor);
@@ -5085,6 +5637,13 @@ impl<'a> TopicSummary<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(TopicSummary::VT_REPLICATION_FACTOR, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn configs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicConfigValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicConfigValue>>>>(TopicSummary::VT_CONFIGS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for TopicSummary<'_> {
@@ -5096,6 +5655,7 @@ impl ::flatbuffers::Verifiable for TopicSummary<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
      .visit_field::<u32>("partitions", Self::VT_PARTITIONS, false)?
      .visit_field::<u16>("replication_factor", Self::VT_REPLICATION_FACTOR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicConfigValue>>>>("configs", Self::VT_CONFIGS, false)?
      .finish();
     Ok(())
   }
@@ -5104,6 +5664,7 @@ pub struct TopicSummaryArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub partitions: u32,
     pub replication_factor: u16,
+    pub configs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicConfigValue<'a>>>>>,
 }
 impl<'a> Default for TopicSummaryArgs<'a> {
   #[inline]
@@ -5112,6 +5673,7 @@ impl<'a> Default for TopicSummaryArgs<'a> {
       name: None,
       partitions: 0,
       replication_factor: 0,
+      configs: None,
     }
   }
 }
@@ -5134,6 +5696,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicSummaryBuilder<'a, 'b, A
     self.fbb_.push_slot::<u16>(TopicSummary::VT_REPLICATION_FACTOR, replication_factor, 0);
   }
   #[inline]
+  pub fn add_configs(&mut self, configs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicConfigValue<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicSummary::VT_CONFIGS, configs);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicSummaryBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TopicSummaryBuilder {
@@ -5154,6 +5720,7 @@ impl ::core::fmt::Debug for TopicSummary<'_> {
       ds.field("name", &self.name());
       ds.field("partitions", &self.partitions());
       ds.field("replication_factor", &self.replication_factor());
+      ds.field("configs", &self.configs());
       ds.finish()
   }
 }

@@ -46,21 +46,6 @@ fn parse_offset(text: &str) -> Result<OffsetArg, String> {
     }
 }
 
-/// Milliseconds since the Unix epoch, or an RFC 3339 UTC time (`2026-12-03T10:00:00Z`,
-/// fractional seconds allowed).
-fn parse_timestamp(text: &str) -> Result<i64, String> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    let time = humantime::parse_rfc3339(text).map_err(|e| {
-        format!(
-            "{text:?}: expected milliseconds since the epoch or an RFC 3339 UTC time like 2026-12-03T10:00:00Z ({e})"
-        )
-    })?;
-    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("{text:?}: before 1970"))?;
-    i64::try_from(since_epoch.as_millis()).map_err(|_| format!("{text:?}: too far in the future"))
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ReadFromArg {
     Leader,
@@ -98,9 +83,9 @@ pub(crate) struct ConsumeArgs {
     #[arg(long, value_name = "N|earliest|latest|-N", allow_hyphen_values = true, value_parser = parse_offset, conflicts_with = "from_timestamp")]
     pub(crate) offset: Option<OffsetArg>,
     /// Start at the first message with a timestamp at or after this time (ms since the
-    /// epoch, or RFC 3339 UTC like 2026-12-03T10:00:00Z), in every partition read; a
+    /// epoch, or RFC 3339 like 2026-12-03T10:00:00Z or …+02:00), in every partition read; a
     /// time after the newest message starts at the log end (waits for new messages).
-    #[arg(long, value_name = "MS|RFC3339", value_parser = parse_timestamp)]
+    #[arg(long, value_name = "MS|RFC3339", value_parser = crate::time_arg::parse_time_ms)]
     pub(crate) from_timestamp: Option<i64>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
@@ -389,14 +374,5 @@ mod tests {
         ] {
             assert_eq!(parse_offset(text).ok(), parsed, "{text:?}");
         }
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(parse_timestamp("1700000000000"), Ok(1_700_000_000_000));
-        assert_eq!(parse_timestamp("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
-        assert_eq!(parse_timestamp("2023-11-14T22:13:20.250Z"), Ok(1_700_000_000_250));
-        assert!(parse_timestamp("yesterday").unwrap_err().contains("RFC 3339"));
-        assert!(parse_timestamp("2023-11-14").is_err());
     }
 }

@@ -12,6 +12,7 @@ mod consume;
 mod group;
 mod json;
 mod produce;
+mod time_arg;
 mod topic;
 
 use std::process::ExitCode;

@@ -1,10 +1,22 @@
-//! `strand topic`: create, list, describe and delete topics.
+//! `strand topic`: create (with config overrides), list, describe, change the config of,
+//! add partitions to, and delete topics. Config keys may be given in Kafka's spelling
+//! (`retention.ms`) or the node's (`retention_ms`); both name the same setting.
 
 use std::io::Write;
 
-use clap::Subcommand;
-use strand_client::admin::TopicDescription;
-use strand_client::{Admin, Client, ClientError};
+use clap::{Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use strand_client::admin::{TopicConfigValue, TopicDescription};
+use strand_client::{Admin, Client};
+
+/// Output format of the listing commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Tab-separated tables with headers.
+    Text,
+    /// One JSON document (field names are stable; see each command's help).
+    Json,
+}
 
 #[derive(Subcommand)]
 pub(crate) enum TopicCommand {
@@ -17,38 +29,133 @@ pub(crate) enum TopicCommand {
         /// Replicas per partition (chain length).
         #[arg(long, default_value_t = 1)]
         replication: u16,
+        /// A config override, `KEY=VALUE` (repeatable). Keys: retention.ms, retention.bytes,
+        /// segment.bytes, segment.ms (or retention_ms, …); values unsigned integers.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
     },
     /// List topics: one line per topic, `NAME<TAB>PARTITIONS<TAB>REPLICATION`.
-    List,
-    /// Show a topic's partitions and replicas (two tab-separated tables with headers):
-    /// `partition leader shard chain epoch commit log_start log_end` (chain head first;
-    /// offsets as the head reports them), then
-    /// `partition replica role log_end commit lag` per chain member, asked of its own
-    /// node; lag = head log end − replica log end; `-` = the node could not be asked.
-    Describe { name: String },
+    /// JSON: `[{"name", "partitions", "replication_factor", "configs": [{"key", "value",
+    /// "override"}]}]`.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a topic's partitions, replicas and configs (three tab-separated tables with
+    /// headers): `partition leader shard chain epoch commit log_start log_end` (chain head
+    /// first; offsets as the head reports them), then `partition replica role log_end commit
+    /// lag` per chain member, asked of its own node; lag = head log end − replica log end;
+    /// `-` = the node could not be asked; then `config value override` per config key
+    /// (effective value, `none` = unlimited; override `yes` if the topic sets it, `no` for
+    /// the node default).
+    /// JSON: `{"name", "partitions": [{"partition", "leader", "shard", "chain", "epoch",
+    /// "commit", "log_start", "log_end", "replicas": [{"node", "role", "log_end", "commit",
+    /// "lag", "error"}]}], "configs": [{"key", "value", "override"}]}` (null = unknown).
+    Describe {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Change a topic's config overrides. The node validates them like `create` and
+    /// applies them to the live partitions at once: retention at its next check
+    /// (`retention_check_ms`), segment limits at the next append.
+    AlterConfig {
+        name: String,
+        /// Set an override, `KEY=VALUE` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Remove an override, back to the node default (repeatable).
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Grow a topic to COUNT partitions in total (like Kafka's `--partitions`; only grows).
+    /// Producers and consumers see the new partitions at their next metadata refresh; a
+    /// group subscribed to the topic rebalances.
+    AddPartitions {
+        name: String,
+        /// The new total partition count.
+        #[arg(long)]
+        count: u32,
+    },
     /// Delete a topic and its data.
     Delete { name: String },
 }
 
-pub(crate) async fn topic(client: Client, cmd: TopicCommand) -> Result<(), ClientError> {
+/// Kafka's spelling of each node config key, in the node's key order.
+const CONFIG_KEYS: [(&str, &str); 4] = [
+    ("retention.bytes", "retention_bytes"),
+    ("retention.ms", "retention_ms"),
+    ("segment.bytes", "segment_bytes"),
+    ("segment.ms", "segment_ms"),
+];
+
+/// The node's key for `key` in either spelling, or an error listing the known keys.
+pub(crate) fn node_config_key(key: &str) -> Result<&'static str, String> {
+    CONFIG_KEYS.iter().find(|(kafka, node)| key == *kafka || key == *node).map(|(_, node)| *node).ok_or_else(|| {
+        let known: Vec<&str> = CONFIG_KEYS.iter().map(|(k, _)| *k).collect();
+        format!("unknown topic config key {key:?}: known keys are {} (or with _ for .)", known.join(", "))
+    })
+}
+
+/// `KEY=VALUE` with the key mapped to the node's spelling.
+pub(crate) fn parse_config(pair: &str) -> Result<(String, String), String> {
+    let (key, value) = pair.split_once('=').ok_or_else(|| format!("config {pair:?} is not KEY=VALUE"))?;
+    Ok((node_config_key(key.trim())?.to_string(), value.trim().to_string()))
+}
+
+pub(crate) async fn topic(client: Client, cmd: TopicCommand) -> Result<(), String> {
     let admin = Admin::new(client);
     let mut out = std::io::stdout().lock();
+    let err = |e: strand_client::ClientError| e.to_string();
     match cmd {
-        TopicCommand::Create { name, partitions, replication } => {
-            let created = admin.create_topic(&name, partitions, replication).await?;
+        TopicCommand::Create { name, partitions, replication, configs } => {
+            let configs = configs.iter().map(|c| parse_config(c)).collect::<Result<Vec<_>, _>>()?;
+            let created =
+                admin.create_topic_with_configs(&name, partitions, replication, configs).await.map_err(err)?;
             let _ = writeln!(out, "created {}\t{}", created.name, created.partitions);
         }
-        TopicCommand::List => {
-            for t in admin.list_topics().await? {
-                let _ = writeln!(out, "{}\t{}\t{}", t.name, t.partitions, t.replication_factor);
+        TopicCommand::List { format } => {
+            let topics = admin.list_topics().await.map_err(err)?;
+            if format == Format::Json {
+                let list: Vec<Value> = topics
+                    .iter()
+                    .map(|t| {
+                        json!({"name": t.name, "partitions": t.partitions,
+                               "replication_factor": t.replication_factor, "configs": configs_json(&t.configs)})
+                    })
+                    .collect();
+                let _ = writeln!(out, "{}", Value::Array(list));
+            } else {
+                for t in topics {
+                    let _ = writeln!(out, "{}\t{}\t{}", t.name, t.partitions, t.replication_factor);
+                }
             }
         }
-        TopicCommand::Describe { name } => {
-            let description = admin.describe_topic_replicas(&name).await?;
-            let _ = write_description(&mut out, &description);
+        TopicCommand::Describe { name, format } => {
+            let description = admin.describe_topic_replicas(&name).await.map_err(err)?;
+            let topics = admin.list_topics().await.map_err(err)?;
+            let configs = topics.into_iter().find(|t| t.name == name).map(|t| t.configs).unwrap_or_default();
+            let _ = match format {
+                Format::Json => writeln!(out, "{}", description_json(&description, &configs)),
+                Format::Text => write_description(&mut out, &description, &configs),
+            };
+        }
+        TopicCommand::AlterConfig { name, set, delete } => {
+            if set.is_empty() && delete.is_empty() {
+                return Err("alter-config needs at least one --set KEY=VALUE or --delete KEY".to_string());
+            }
+            let set = set.iter().map(|c| parse_config(c)).collect::<Result<Vec<_>, _>>()?;
+            let delete =
+                delete.iter().map(|k| node_config_key(k).map(str::to_string)).collect::<Result<Vec<_>, _>>()?;
+            admin.alter_topic_config(&name, set, delete).await.map_err(err)?;
+            let _ = writeln!(out, "altered {name}");
+        }
+        TopicCommand::AddPartitions { name, count } => {
+            let total = admin.create_partitions(&name, count).await.map_err(err)?;
+            let _ = writeln!(out, "partitions {name}\t{total}");
         }
         TopicCommand::Delete { name } => {
-            admin.delete_topic(&name).await?;
+            admin.delete_topic(&name).await.map_err(err)?;
             let _ = writeln!(out, "deleted {name}");
         }
     }
@@ -59,7 +166,33 @@ fn or_dash(v: Option<u64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
-fn write_description(out: &mut impl Write, t: &TopicDescription) -> std::io::Result<()> {
+fn configs_json(configs: &[TopicConfigValue]) -> Value {
+    let list = configs.iter().map(|c| json!({"key": c.key, "value": c.value, "override": c.is_override}));
+    Value::Array(list.collect())
+}
+
+fn description_json(t: &TopicDescription, configs: &[TopicConfigValue]) -> Value {
+    let partitions: Vec<Value> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let replicas: Vec<Value> = p
+                .replicas
+                .iter()
+                .map(|r| {
+                    json!({"node": r.node_id, "role": r.role, "log_end": r.log_end_offset,
+                           "commit": r.commit_offset, "lag": r.lag, "error": r.error})
+                })
+                .collect();
+            json!({"partition": p.partition, "leader": p.leader_node, "shard": p.leader_shard, "chain": p.chain,
+                   "epoch": p.epoch, "commit": p.commit_offset, "log_start": p.log_start_offset,
+                   "log_end": p.log_end_offset, "replicas": replicas})
+        })
+        .collect();
+    json!({"name": t.name, "partitions": partitions, "configs": configs_json(configs)})
+}
+
+fn write_description(out: &mut impl Write, t: &TopicDescription, configs: &[TopicConfigValue]) -> std::io::Result<()> {
     writeln!(out, "partition\tleader\tshard\tchain\tepoch\tcommit\tlog_start\tlog_end")?;
     for p in &t.partitions {
         let chain: Vec<String> = p.chain.iter().map(u32::to_string).collect();
@@ -83,5 +216,23 @@ fn write_description(out: &mut impl Write, t: &TopicDescription) -> std::io::Res
             writeln!(out, "{}\t{}\t{}\t{end}\t{commit}\t{lag}", p.partition, r.node_id, r.role)?;
         }
     }
+    writeln!(out, "config\tvalue\toverride")?;
+    for c in configs {
+        writeln!(out, "{}\t{}\t{}", c.key, c.value, if c.is_override { "yes" } else { "no" })?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keys_map_from_kafka_names_and_unknown_ones_list_the_known() {
+        assert_eq!(parse_config("retention.ms=5000"), Ok(("retention_ms".into(), "5000".into())));
+        assert_eq!(parse_config("segment_bytes=1048576"), Ok(("segment_bytes".into(), "1048576".into())));
+        let unknown = parse_config("cleanup.policy=compact").unwrap_err();
+        assert!(unknown.contains("cleanup.policy") && unknown.contains("retention.bytes, retention.ms"), "{unknown}");
+        assert!(parse_config("retention.ms").unwrap_err().contains("KEY=VALUE"));
+    }
 }

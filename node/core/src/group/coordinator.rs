@@ -124,6 +124,8 @@ pub struct GroupView {
 struct PendingPersist {
     /// The commit request to answer; `None` for the tombstones of an expiry.
     request_id: Option<RequestId>,
+    /// Tombstones of a DeleteGroup: answer `request_id` with [`Reply::Delete`].
+    deletion: bool,
     group_id: String,
     entries: Vec<(TopicPartition, u64)>,
     /// When the persist was issued (a failed expiry is retried a retention later).
@@ -517,8 +519,13 @@ impl GroupCoordinator {
         let group = self.groups.get_mut(&input.group_id).expect("validated by handle_commit");
         group.persists_in_flight += 1;
         group.last_active_ms = group.last_active_ms.max(now_ms);
-        let pending =
-            PendingPersist { request_id: Some(request_id), group_id: input.group_id, entries, issued_ms: now_ms };
+        let pending = PendingPersist {
+            request_id: Some(request_id),
+            deletion: false,
+            group_id: input.group_id,
+            entries,
+            issued_ms: now_ms,
+        };
         self.persists.insert(persist_id, pending);
         self.actions.push_back(Action::PersistOffsets { persist_id, records });
     }
@@ -530,6 +537,15 @@ impl GroupCoordinator {
         let group = self.groups.get_mut(&pending.group_id).expect("a group with persists in flight is kept");
         let before = group.offsets.bytes();
         match pending.request_id {
+            Some(request_id) if pending.deletion => {
+                assert!(group.expiring, "a deletion's tombstones mark the group expiring");
+                group.expiring = false;
+                if result.is_ok() {
+                    pending.entries.iter().for_each(|(tp, _)| group.offsets.remove(tp));
+                }
+                let reply = Reply::Delete(result.map_err(GroupError::PersistFailed));
+                self.actions.push_back(Action::Respond { request_id, reply });
+            }
             Some(request_id) => {
                 for (tp, seq) in &pending.entries {
                     group.offsets.finish(tp, *seq, result.is_ok());
@@ -553,6 +569,62 @@ impl GroupCoordinator {
         self.offsets_bytes = self.offsets_bytes + after - before;
         self.settle(&pending.group_id);
         true
+    }
+
+    /// Deletes a group without members (Kafka's DeleteGroups): one tombstone per
+    /// committed partition, persisted like an expiry, answered with [`Reply::Delete`] once
+    /// durable; the group is then gone (a replay drops it too). Refused while the group
+    /// has members (`NonEmpty`), while commits or an expiry of it are in flight
+    /// (`Expiring`, retriable), and for a group that does not exist (`NotFound`).
+    pub fn handle_delete_group(
+        &mut self,
+        now_ms: u64,
+        request_id: RequestId,
+        group_id: &str,
+    ) -> Result<Outcome<()>, GroupError> {
+        self.check_open(group_id)?;
+        let Some(group) = self.groups.get_mut(group_id) else { return Err(GroupError::NotFound) };
+        if !group.members.is_empty() {
+            return Err(GroupError::NonEmpty { members: group.members.len() });
+        }
+        if group.expiring || group.persists_in_flight > 0 {
+            return Err(GroupError::Expiring);
+        }
+        let records: Vec<CommitRecord> = group
+            .offsets
+            .visible_all()
+            .map(|(tp, c)| CommitRecord {
+                group_id: group_id.to_string(),
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: c.offset,
+                commit_ms: now_ms,
+                metadata: String::new(),
+                tombstone: true,
+            })
+            .collect();
+        if records.is_empty() {
+            self.settle(group_id);
+            return Ok(Outcome::Done(()));
+        }
+        if self.persists.len() >= self.config.persists_in_flight_max {
+            return Err(GroupError::Throttled);
+        }
+        let entries = group.offsets.partitions().map(|tp| (tp.clone(), 0)).collect();
+        group.expiring = true;
+        group.persists_in_flight += 1;
+        let persist_id = self.persist_id_next;
+        self.persist_id_next += 1;
+        let pending = PendingPersist {
+            request_id: Some(request_id),
+            deletion: true,
+            group_id: group_id.to_string(),
+            entries,
+            issued_ms: now_ms,
+        };
+        self.persists.insert(persist_id, pending);
+        self.actions.push_back(Action::PersistOffsets { persist_id, records });
+        Ok(Outcome::Parked)
     }
 
     /// Committed offsets of `partitions` (all the group has when empty); partitions
@@ -634,7 +706,8 @@ impl GroupCoordinator {
             group.persists_in_flight += 1;
             let persist_id = self.persist_id_next;
             self.persist_id_next += 1;
-            self.persists.insert(persist_id, PendingPersist { request_id: None, group_id, entries, issued_ms: now_ms });
+            let pending = PendingPersist { request_id: None, deletion: false, group_id, entries, issued_ms: now_ms };
+            self.persists.insert(persist_id, pending);
             self.actions.push_back(Action::PersistOffsets { persist_id, records });
         }
     }

@@ -55,6 +55,12 @@ pub enum GroupError {
     /// Too many commit persists in flight (commit); retry later.
     #[error("too many commits in flight")]
     Throttled,
+    /// The group has members (delete group).
+    #[error("group has {members} active members; stop them first (a group is deleted only when Empty)")]
+    NonEmpty { members: usize },
+    /// The group has neither members nor committed offsets (delete group).
+    #[error("group does not exist")]
+    NotFound,
     /// The shell failed to persist the commit record (commit); carries the storage code.
     #[error("persisting offsets failed: {0}")]
     PersistFailed(ErrorCode),
@@ -81,6 +87,8 @@ impl GroupError {
             }
             GroupError::Expiring => ErrorCode::CoordinatorNotAvailable,
             GroupError::Throttled => ErrorCode::Throttled,
+            GroupError::NonEmpty { .. } => ErrorCode::NonEmptyGroup,
+            GroupError::NotFound => ErrorCode::GroupIdNotFound,
             GroupError::PersistFailed(code) => *code,
         }
     }

@@ -26,6 +26,7 @@ pub enum Outcome<T> {
 pub enum Reply {
     Join(Result<JoinResult, GroupError>),
     Commit(Result<(), GroupError>),
+    Delete(Result<(), GroupError>),
 }
 
 /// Work for the shell.

@@ -66,6 +66,7 @@ impl Shard {
                 GroupReply::ok(Response::ListGroups(ListGroupsResponse { groups: self.local_groups() }))
             }
             Request::DescribeGroup(r) => self.group_describe(&r.group_id).await,
+            Request::DeleteGroup(r) => self.group_delete(&r.group_id).await,
             other => GroupReply::error(ErrorCode::InvalidRequest, format!("not a group request: {other:?}")),
         }
     }
@@ -94,7 +95,7 @@ impl Shard {
             Ok(Outcome::Done(joined)) => Ok(joined),
             Ok(Outcome::Parked) => match self.wait_parked(rx).await {
                 Ok(CoreReply::Join(result)) => result,
-                Ok(CoreReply::Commit(_)) => return GroupReply::error(ErrorCode::Unknown, "join answered as a commit"),
+                Ok(other) => return GroupReply::error(ErrorCode::Unknown, format!("join answered as {other:?}")),
                 Err(reply) => return reply,
             },
         };
@@ -115,12 +116,38 @@ impl Shard {
             Ok(Outcome::Done(())) => Ok(()),
             Ok(Outcome::Parked) => match self.wait_parked(rx).await {
                 Ok(CoreReply::Commit(result)) => result,
-                Ok(CoreReply::Join(_)) => return GroupReply::error(ErrorCode::Unknown, "commit answered as a join"),
+                Ok(other) => return GroupReply::error(ErrorCode::Unknown, format!("commit answered as {other:?}")),
                 Err(reply) => return reply,
             },
         };
         self.groups.unpark(id);
         answer.map_or_else(refused, |()| GroupReply::ok(Response::Empty))
+    }
+
+    /// Deletes an Empty group: answered once its tombstones are durable (see
+    /// `GroupCoordinator::handle_delete_group`).
+    async fn group_delete(self: &Rc<Self>, group_id: &str) -> GroupReply {
+        let (id, rx) = self.groups.park();
+        let now = self.groups.now_ms();
+        let outcome = self.groups.coordinator.borrow_mut().handle_delete_group(now, id, group_id);
+        self.drain_group_actions();
+        let answer = match outcome {
+            Err(e) => Err(e),
+            Ok(Outcome::Done(())) => Ok(()),
+            Ok(Outcome::Parked) => match self.wait_parked(rx).await {
+                Ok(CoreReply::Delete(result)) => result,
+                Ok(other) => return GroupReply::error(ErrorCode::Unknown, format!("delete answered as {other:?}")),
+                Err(reply) => return reply,
+            },
+        };
+        self.groups.unpark(id);
+        match answer {
+            Ok(()) => {
+                info!(shard = self.id.0, group = %group_id, "group deleted");
+                GroupReply::ok(Response::Empty)
+            }
+            Err(e) => refused(e),
+        }
     }
 
     /// Waits for a parked request's late answer; shutdown ends the wait.
