@@ -142,10 +142,13 @@ impl SegmentFile {
     }
 
     pub(crate) async fn fdatasync(&self) -> io::Result<()> {
+        let started = std::time::Instant::now();
         match &self.io {
             FileIo::Dma(f) => f.fdatasync().await.os()?,
             FileIo::Buffered(f) => f.fdatasync().await.os()?,
         }
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        crate::metrics::FSYNC_LATENCY.record_us(us);
         Ok(())
     }
 

@@ -56,13 +56,28 @@ pub const LATENCY_BUCKETS_US: [u64; 14] =
     [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
 
 /// A fixed-bucket latency histogram of atomics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
 }
 
+/// Every segment and index fdatasync of this process, from any shard (the log records into
+/// it directly: threading a shard's metrics into every file would touch each log call).
+pub static FSYNC_LATENCY: Histogram = Histogram::new();
+
 impl Histogram {
+    /// An empty histogram (`const`, for the process-wide [`FSYNC_LATENCY`]).
+    pub const fn new() -> Self {
+        Histogram { buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS_US.len() + 1], sum_us: AtomicU64::new(0) }
+    }
+
+    /// Per-bucket counts (not cumulative): index `i` counts observations at most
+    /// `LATENCY_BUCKETS_US[i]`, the last one those above every bound.
+    pub fn counts(&self) -> [u64; LATENCY_BUCKETS_US.len() + 1] {
+        std::array::from_fn(|i| self.buckets[i].load(Relaxed))
+    }
+
     /// Records one observation.
     pub fn record_us(&self, us: u64) {
         let index = LATENCY_BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BUCKETS_US.len());
@@ -79,6 +94,12 @@ impl Histogram {
         }
         let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\"}} {}", self.sum_us.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {cumulative}");
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new()
     }
 }
 
