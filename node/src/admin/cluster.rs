@@ -3,9 +3,11 @@
 //! publishes in its registration), fetched in parallel with a short timeout when a page
 //! is built, so one console shows every node and says which peer did not answer.
 //!
-//! A node that holds a chain but has no live registration is listed as down.
+//! A node without a live registration is listed as down when this console saw it
+//! registered before (the admin thread remembers up to [`NODES_REMEMBERED_MAX`] nodes
+//! until it restarts) or when a chain still names it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::model::{NodeRow, NodeStats};
@@ -17,11 +19,24 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 pub const PEER_BODY_BYTES_MAX: usize = 256 * 1024;
 /// Peers asked per page; the rest are listed without their numbers.
 pub const PEERS_ASKED_MAX: usize = 64;
+/// Nodes the console remembers having seen registered (to list them as down later).
+pub const NODES_REMEMBERED_MAX: usize = 1024;
+
+/// Adds the view's nodes to `seen` (node id → public address), up to
+/// [`NODES_REMEMBERED_MAX`].
+pub fn remember_nodes(view: &ClusterView, seen: &mut BTreeMap<u32, String>) {
+    for n in view.nodes.values() {
+        if seen.len() < NODES_REMEMBERED_MAX || seen.contains_key(&n.node_id) {
+            seen.insert(n.node_id, format!("{}:{}", n.host, n.port));
+        }
+    }
+}
 
 /// The overview's node rows: this node (with `mine`), every registered peer (asked
-/// through `peer`), and every chain member without a registration (down).
+/// through `peer`), and every node in `seen` or in a chain without a registration (down).
 pub fn node_rows(
     view: &ClusterView,
+    seen: &BTreeMap<u32, String>,
     this_node: u32,
     mine: NodeStats,
     peer: &(dyn Fn(&str, u16) -> Result<NodeStats, String> + Sync),
@@ -63,12 +78,13 @@ pub fn node_rows(
             NodeRow { node_id: Some(n.node_id), address, up: true, this_node: n.node_id == this_node, stats, error }
         })
         .collect();
-    let in_chains: BTreeSet<u32> =
+    let mut missing: BTreeSet<u32> =
         view.chains.values().flat_map(|c| c.members.iter().copied().chain(c.learner)).collect();
-    for id in in_chains.into_iter().filter(|id| !view.nodes.contains_key(id)) {
+    missing.extend(seen.keys());
+    for id in missing.into_iter().filter(|id| !view.nodes.contains_key(id)) {
         rows.push(NodeRow {
             node_id: Some(id),
-            address: String::new(),
+            address: seen.get(&id).cloned().unwrap_or_default(),
             up: false,
             this_node: false,
             stats: None,
@@ -95,4 +111,56 @@ pub fn fetch_node_stats(host: &str, port: u16) -> Result<NodeStats, String> {
         return Err(format!("GET {url}: answer longer than {PEER_BODY_BYTES_MAX} bytes"));
     }
     serde_json::from_slice(&body).map_err(|e| format!("GET {url}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{ChainRecord, NodeRecord};
+
+    fn record(node_id: u32, admin_port: u16) -> NodeRecord {
+        NodeRecord {
+            node_id,
+            host: "127.0.0.1".into(),
+            port: 7000 + node_id as u16,
+            shard_ports: vec![],
+            replication_ports: vec![1],
+            admin_port,
+            incarnation: 1,
+            token: String::new(),
+        }
+    }
+
+    #[test]
+    fn rows_say_which_peer_answered_which_did_not_and_which_is_down() {
+        let mut view = ClusterView::default();
+        for (id, admin) in [(1, 9001), (2, 9002), (3, 0)] {
+            view.nodes.insert(id, record(id, admin));
+        }
+        let chain = ChainRecord { epoch: 3, members: vec![1, 4], learner: None, incarnations: Default::default() };
+        view.chains.insert(("t".into(), 0), chain);
+        let seen: BTreeMap<u32, String> = [(5, "10.0.0.5:7070".to_string())].into();
+        let peer = |_: &str, port: u16| match port {
+            9002 => Ok(NodeStats { node_id: Some(2), ..Default::default() }),
+            _ => Err("connection refused".to_string()),
+        };
+        let mine = NodeStats { node_id: Some(1), ..Default::default() };
+        let rows = node_rows(&view, &seen, 1, mine, &peer);
+        let summary: Vec<(Option<u32>, bool, bool, Option<&str>)> =
+            rows.iter().map(|r| (r.node_id, r.up, r.stats.is_some(), r.error.as_deref())).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (Some(1), true, true, None),
+                (Some(2), true, true, None),
+                (Some(3), true, false, Some("unreachable: published no admin port (an older node)")),
+                (Some(4), false, false, Some("down: no live registration")),
+                (Some(5), false, false, Some("down: no live registration")),
+            ]
+        );
+        assert_eq!(rows[4].address, "10.0.0.5:7070");
+        let mut remembered = BTreeMap::new();
+        remember_nodes(&view, &mut remembered);
+        assert_eq!(remembered.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
 }

@@ -162,6 +162,7 @@ pub fn overview(o: &Overview) -> String {
         );
     }
     nodes_table(&mut out, o);
+    most_lag(&mut out, o);
     let series = [
         Series { name: "bytes in/s", colour: "#1f6fd1", points: o.bytes_history.iter().map(|p| (p.0, p.1)).collect() },
         Series { name: "bytes out/s", colour: "#d1731f", points: o.bytes_history.iter().map(|p| (p.0, p.2)).collect() },
@@ -210,6 +211,27 @@ fn nodes_table(out: &mut String, o: &Overview) {
             opt_bytes(s.and_then(|s| s.volume_bytes)),
             s.map_or_else(|| "—".into(), |s| s.connections.to_string()),
             opt_bytes(s.and_then(|s| s.rss_bytes)),
+        );
+    }
+    out.push_str("</table>");
+}
+
+fn most_lag(out: &mut String, o: &Overview) {
+    out.push_str("<h2>Consumer groups with the most lag</h2>");
+    if o.most_lag.is_empty() {
+        out.push_str("<p class=\"note\">No consumer groups coordinated by this node.</p>");
+        return;
+    }
+    out.push_str("<table><tr><th>group</th><th>state</th><th>members</th><th>total lag</th></tr>");
+    for g in &o.most_lag {
+        let _ = write!(
+            out,
+            "<tr><td><a href=\"/groups/{}\">{}</a></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            link_segment(&g.group_id),
+            esc(&g.group_id),
+            esc(&g.state),
+            g.members,
+            g.total_lag
         );
     }
     out.push_str("</table>");
@@ -277,15 +299,16 @@ pub fn topic(t: &TopicJson) -> String {
         t.replication_factor,
         bytes(t.size_bytes)
     );
-    if t.configs.is_empty() {
-        out.push_str("<p class=\"note\">No overrides: retention and segment settings are the node's defaults.</p>");
-    } else {
-        out.push_str("<table><tr><th>key</th><th>value</th></tr>");
-        for (k, v) in &t.configs {
-            let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
-        }
-        out.push_str("</table>");
+    if t.effective.is_empty() {
+        out.push_str("<p class=\"note\">The topic's config overrides are invalid; see the node's log.</p>");
     }
+    out.push_str("<table><tr><th>key</th><th>value</th><th>from</th></tr>");
+    for (k, v) in &t.effective {
+        let value = v.map_or_else(|| "none (unlimited)".into(), |v| v.to_string());
+        let from = if t.configs.contains_key(k) { "topic override" } else { "node default" };
+        let _ = write!(out, "<tr><td>{}</td><td class=\"n\">{value}</td><td>{from}</td></tr>", esc(k));
+    }
+    out.push_str("</table>");
     out.push_str(
         "<h2>Partitions</h2><table><tr><th>partition</th><th>chain</th><th>epoch</th><th>head</th>\
          <th>log start</th><th>log end</th><th>size on disk</th><th>records in</th></tr>",

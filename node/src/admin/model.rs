@@ -26,6 +26,9 @@ pub struct TopicJson {
     pub internal: bool,
     /// Config overrides; everything else is the node's default.
     pub configs: BTreeMap<String, String>,
+    /// Every topic config key's value in effect (overrides on the node's defaults);
+    /// `null` = unlimited / off.
+    pub effective: BTreeMap<String, Option<u64>>,
     /// Bytes on this node's disk (the partitions it holds).
     pub size_bytes: u64,
     /// Records appended per second over the last sample interval, summed over the
@@ -96,6 +99,7 @@ pub fn topics(shared: &NodeShared, sampler: &Sampler) -> Vec<TopicJson> {
             offsets.sort_by_key(|p| p.partition);
             let rates: Vec<f64> = offsets.iter().filter_map(|p| p.produce_records_per_s).collect();
             TopicJson {
+                effective: effective_config(shared, &t),
                 internal: is_internal_topic(&t.name),
                 size_bytes: offsets.iter().map(|p| p.size_bytes).sum(),
                 produce_records_per_s: (!rates.is_empty()).then(|| rates.iter().sum()),
@@ -107,6 +111,19 @@ pub fn topics(shared: &NodeShared, sampler: &Sampler) -> Vec<TopicJson> {
             }
         })
         .collect()
+}
+
+fn effective_config(shared: &NodeShared, t: &TopicConfig) -> BTreeMap<String, Option<u64>> {
+    let Ok(log) = crate::topic::topic_log_config(&shared.config.log, &t.name, &t.configs) else {
+        return BTreeMap::new();
+    };
+    let values = [
+        ("retention_bytes", log.retention_bytes),
+        ("retention_ms", log.retention_ms),
+        ("segment_bytes", Some(log.segment_bytes)),
+        ("segment_ms", log.segment_ms),
+    ];
+    values.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// `/v1/groups`: one consumer group.
@@ -297,6 +314,18 @@ pub struct UnderReplicated {
     pub replication_factor: u16,
 }
 
+/// Groups listed on the overview.
+pub const OVERVIEW_GROUPS_MAX: usize = 10;
+
+/// One group's lag, for the overview.
+#[derive(Serialize)]
+pub struct GroupLag {
+    pub group_id: String,
+    pub state: String,
+    pub members: usize,
+    pub total_lag: u64,
+}
+
 /// `/v1/overview`.
 #[derive(Serialize)]
 pub struct Overview {
@@ -307,20 +336,35 @@ pub struct Overview {
     pub groups: usize,
     pub total_lag: u64,
     pub under_replicated: Vec<UnderReplicated>,
+    /// The groups with the most lag, most first (at most [`OVERVIEW_GROUPS_MAX`]).
+    pub most_lag: Vec<GroupLag>,
     /// `[unix seconds, bytes in/s, bytes out/s]` per sample interval (this node).
     pub bytes_history: Vec<(u64, f64, f64)>,
 }
 
-/// Builds the overview; `peer` fetches a peer's [`NodeStats`] (`host`, `admin port`).
+/// Builds the overview; `peer` fetches a peer's [`NodeStats`] (`host`, `admin port`);
+/// `seen` are the nodes this console saw registered (see `cluster::remember_nodes`).
 pub fn overview(
     shared: &NodeShared,
     sampler: &Sampler,
     warnings: &[String],
+    seen: &BTreeMap<u32, String>,
     peer: &(dyn Fn(&str, u16) -> Result<NodeStats, String> + Sync),
 ) -> Overview {
     let mine = node_stats(shared, sampler, warnings);
     let configs: Vec<TopicConfig> = topic_configs(shared).into_iter().filter(|t| !is_internal_topic(&t.name)).collect();
     let groups = groups(shared, sampler, false);
+    let mut most_lag: Vec<GroupLag> = groups
+        .iter()
+        .map(|g| GroupLag {
+            group_id: g.group_id.clone(),
+            state: g.state.clone(),
+            members: g.members.len(),
+            total_lag: g.total_lag,
+        })
+        .collect();
+    most_lag.sort_by(|a, b| b.total_lag.cmp(&a.total_lag).then_with(|| a.group_id.cmp(&b.group_id)));
+    most_lag.truncate(OVERVIEW_GROUPS_MAX);
     let mut under_replicated = Vec::new();
     let nodes = match &shared.control {
         None => vec![NodeRow {
@@ -347,7 +391,7 @@ pub fn overview(
                     }
                 }
             }
-            super::cluster::node_rows(&view, control.node_id(), mine, peer)
+            super::cluster::node_rows(&view, seen, control.node_id(), mine, peer)
         }
     };
     Overview {
@@ -358,6 +402,7 @@ pub fn overview(
         total_lag: groups.iter().map(|g| g.total_lag).fold(0, u64::saturating_add),
         groups: groups.len(),
         under_replicated,
+        most_lag,
         bytes_history: sampler.bytes_series(),
     }
 }

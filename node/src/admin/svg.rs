@@ -91,7 +91,7 @@ mod tests {
         let s = Series { name: "<g>", colour: "#06c", points: vec![(100, 0.0), (105, 10.0), (110, 5.0)] };
         let svg = line_chart("lag of <g>", &[s], &|v| format!("{v}"));
         assert!(svg.contains("<polyline"), "{svg}");
-        assert!(svg.contains("70.0,170.0 395.0,10.0 720.0,90.0"), "{svg}");
+        assert!(svg.contains("70.0,160.0 395.0,10.0 720.0,85.0"), "{svg}");
         assert!(svg.contains("lag of &lt;g&gt;") && !svg.contains("<g>"), "{svg}");
         let one = Series { name: "x", colour: "red", points: vec![(1, 1.0)] };
         assert!(line_chart("t", &[one], &|v| format!("{v}")).contains("one sample"));
