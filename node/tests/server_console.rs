@@ -249,4 +249,24 @@ fn render_time_of_a_wide_topic(node: &Node) {
         times.sort();
         eprintln!("render time of {path} with 1000 partitions (server side, µs, 5 runs): {times:?}");
     }
+    // What a watching browser costs: the node's CPU time over 100 views of each page
+    // (the script re-fetches the open page every 5 s), read from /proc.
+    let stat = || std::fs::read_to_string(format!("/proc/{}/stat", node.child.id())).unwrap();
+    let cpu_ticks = || {
+        let text = stat();
+        let fields: Vec<u64> = text[text.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        fields[11] + fields[12]
+    };
+    for path in ["/topics/wide", "/", "/groups/billing"] {
+        let before = cpu_ticks();
+        for _ in 0..100 {
+            assert_eq!(get(node, path).0, 200);
+        }
+        eprintln!("node CPU for 100 views of {path}: {} clock ticks", cpu_ticks() - before);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
+    eprintln!("node {}", status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS unknown"));
 }
