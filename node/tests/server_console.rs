@@ -254,10 +254,8 @@ fn render_time_of_a_wide_topic(node: &Node) {
     let stat = || std::fs::read_to_string(format!("/proc/{}/stat", node.child.id())).unwrap();
     let cpu_ticks = || {
         let text = stat();
-        let fields: Vec<u64> = text[text.rfind(')').unwrap() + 2..]
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
+        let fields: Vec<u64> =
+            text[text.rfind(')').unwrap() + 2..].split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
         fields[11] + fields[12]
     };
     for path in ["/topics/wide", "/", "/groups/billing"] {

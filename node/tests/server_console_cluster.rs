@@ -1,10 +1,13 @@
 //! The console in cluster mode (a real etcd, two real nodes): node 1's overview lists
 //! both nodes with each one's own numbers (node 2's fetched from its admin port, which
 //! it publishes in its registration), an RF=2 topic's partition shows its chain and
-//! epoch; once node 2 stops, node 1's overview lists it as down and the topic's
-//! partition as under-replicated.
+//! epoch, node 1's pages merge in the partitions and groups only node 2 holds; once
+//! node 2 stops, node 1's overview lists it as down and the topic's partition as
+//! under-replicated.
 
 mod common;
+#[path = "common/groups.rs"]
+mod groups;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -83,6 +86,8 @@ fn overview_shows_peers_chains_and_a_down_node() {
     assert_eq!(chain, vec![1, 2], "{topic}");
     assert!(partition["epoch"].as_u64().is_some_and(|e| e >= 1), "{topic}");
 
+    pages_merge_what_the_peer_holds(&first, &second);
+
     second.signal_and_wait(libc::SIGKILL, Duration::from_secs(10));
     let overview = wait_for("node 2 down and the partition under-replicated", || {
         let o = get_json(&first, "/v1/overview");
@@ -94,4 +99,42 @@ fn overview_shows_peers_chains_and_a_down_node() {
     let (status, page) = first.admin_get("/");
     assert_eq!(status, 200);
     assert!(page.contains("<span class=\"down\">down</span>"), "{page}");
+}
+
+/// An RF=1 topic spread over both nodes and a group coordinated by node 2: node 1's
+/// `/v1/...` answer for node 1 only, its pages show everything.
+fn pages_merge_what_the_peer_holds(first: &Node, second: &Node) {
+    let create = Request::CreateTopic(CreateTopicRequest {
+        name: "spread".into(),
+        partitions: 4,
+        replication_factor: 1,
+        configs: Vec::new(),
+    });
+    let (header, _) = first.client().call(create, &[]);
+    assert_eq!(header.error, ErrorCode::None, "create: {:?}", header.message);
+    let held = |node: &Node| get_json(node, "/v1/topics/spread")["offsets"].as_array().map_or(0, |o| o.len());
+    wait_for("both nodes publish their spread partitions", || (held(first) + held(second) == 4).then_some(0.into()));
+    assert!(held(first) < 4, "placement put every partition on node 1: nothing to merge");
+    let (_, page) = first.admin_get("/topics/spread");
+    assert_eq!(page.matches("<tr><td class=\"n\">").count(), 4, "all four partitions on node 1's page: {page}");
+
+    // A standalone commit lands only on the group's coordinator (the head of the group's
+    // offsets partition, created on first use): find a group node 2 coordinates.
+    let mut c = second.client();
+    let group = wait_for("a group coordinated by node 2", || {
+        let found = (0..64)
+            .map(|i| format!("remote-{i}"))
+            .find(|g| groups::commit(&mut c, g, 0, "", &[("spread", 0, 0)]) == ErrorCode::None);
+        found.map(serde_json::Value::from)
+    });
+    let group = group.as_str().unwrap().to_string();
+    let listed = |node: &Node| get_json(node, "/v1/groups")["groups"].as_array().cloned().unwrap_or_default();
+    wait_for("node 2 publishes the group", || {
+        listed(second).iter().any(|g| g["group_id"] == group.as_str()).then_some(0.into())
+    });
+    assert!(!listed(first).iter().any(|g| g["group_id"] == group.as_str()), "node 1 does not coordinate {group}");
+    let (_, page) = first.admin_get("/groups");
+    assert!(page.contains(&format!(">{group}</a>")), "node 1's group page lists node 2's group: {page}");
+    let (status, page) = first.admin_get(&format!("/groups/{group}"));
+    assert_eq!(status, 200, "{page}");
 }

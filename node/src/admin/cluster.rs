@@ -41,26 +41,7 @@ pub fn node_rows(
     mine: NodeStats,
     peer: &(dyn Fn(&str, u16) -> Result<NodeStats, String> + Sync),
 ) -> Vec<NodeRow> {
-    let asked: Vec<(u32, Result<NodeStats, String>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = view
-            .nodes
-            .values()
-            .filter(|n| n.node_id != this_node)
-            .take(PEERS_ASKED_MAX)
-            .map(|n| {
-                let answer = scope.spawn(move || match n.admin_port {
-                    0 => Err("published no admin port (an older node)".to_string()),
-                    port => peer(&n.host, port),
-                });
-                (n.node_id, answer)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(id, h)| (id, h.join().unwrap_or_else(|_| Err("the request thread panicked".into()))))
-            .collect()
-    });
-    let mut asked = asked.into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let mut asked = ask_peers(view, this_node, peer);
     let mut rows: Vec<NodeRow> = view
         .nodes
         .values()
@@ -95,10 +76,43 @@ pub fn node_rows(
     rows
 }
 
+/// Asks every registered peer but `this_node` (at most [`PEERS_ASKED_MAX`]) through
+/// `ask` (host, admin port), each on its own scoped thread; answers by node id.
+pub fn ask_peers<T: Send>(
+    view: &ClusterView,
+    this_node: u32,
+    ask: &(dyn Fn(&str, u16) -> Result<T, String> + Sync),
+) -> BTreeMap<u32, Result<T, String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = view
+            .nodes
+            .values()
+            .filter(|n| n.node_id != this_node)
+            .take(PEERS_ASKED_MAX)
+            .map(|n| {
+                let answer = scope.spawn(move || match n.admin_port {
+                    0 => Err("published no admin port (an older node)".to_string()),
+                    port => ask(&n.host, port),
+                });
+                (n.node_id, answer)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(id, h)| (id, h.join().unwrap_or_else(|_| Err("the request thread panicked".into()))))
+            .collect()
+    })
+}
+
 /// Asks the peer at `host:port` for its `/v1/node`.
 pub fn fetch_node_stats(host: &str, port: u16) -> Result<NodeStats, String> {
-    let url = format!("http://{host}:{port}/v1/node");
+    fetch_json(host, port, "/v1/node")
+}
+
+/// GETs `path` (already percent-encoded) from the peer's admin port and parses the JSON.
+pub fn fetch_json<T: serde::de::DeserializeOwned>(host: &str, port: u16, path: &str) -> Result<T, String> {
     use std::io::Read as _;
+    let url = format!("http://{host}:{port}{path}");
     let response =
         minreq::get(&url).with_timeout(PEER_TIMEOUT.as_secs()).send_lazy().map_err(|e| format!("GET {url}: {e}"))?;
     if response.status_code != 200 {

@@ -289,9 +289,11 @@ pub fn topics(topics: &[TopicJson]) -> String {
     out
 }
 
-/// One topic's body: config, then every partition this node holds.
-pub fn topic(t: &TopicJson) -> String {
+/// One topic's body: config, then every partition this node (or, merged, a peer) holds;
+/// `unanswered` names the peers whose partitions are missing.
+pub fn topic(t: &TopicJson, unanswered: &[String]) -> String {
     let mut out = String::with_capacity(200 * t.offsets.len() + 1024);
+    notes(&mut out, unanswered);
     let _ = write!(
         out,
         "<p>{} partitions, replication factor {}, {} on this node's disk.</p><h2>Config</h2>",
@@ -311,7 +313,7 @@ pub fn topic(t: &TopicJson) -> String {
     out.push_str("</table>");
     out.push_str(
         "<h2>Partitions</h2><table><tr><th>partition</th><th>chain</th><th>epoch</th><th>head</th>\
-         <th>log start</th><th>log end</th><th>size on disk</th><th>records in</th></tr>",
+         <th>log start</th><th>log end</th><th>size on disk</th><th>records in</th><th>reported by</th></tr>",
     );
     for p in &t.offsets {
         let chain: Vec<String> = p.chain.iter().map(|n| n.to_string()).collect();
@@ -319,7 +321,8 @@ pub fn topic(t: &TopicJson) -> String {
         let _ = write!(
             out,
             "<tr><td class=\"n\">{}</td><td>{chain}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td></tr>",
             p.partition,
             p.epoch.map_or_else(|| "—".into(), |e| e.to_string()),
             p.head.map_or_else(|| "—".into(), |h| h.to_string()),
@@ -327,38 +330,53 @@ pub fn topic(t: &TopicJson) -> String {
             p.log_end_offset,
             bytes(p.size_bytes),
             per_s(p.produce_records_per_s),
+            p.reported_by.map_or_else(|| "this node".into(), |id| id.to_string()),
         );
     }
     out.push_str("</table>");
     if (t.offsets.len() as u64) < u64::from(t.partitions) {
-        out.push_str("<p class=\"note\">Partitions not listed are held by other nodes.</p>");
+        out.push_str("<p class=\"note\">Partitions not listed are held by nodes that did not answer.</p>");
     }
     out
 }
 
-/// The group list's body (the offset monitor's summary).
-pub fn groups(groups: &[GroupJson]) -> String {
+/// Peers that did not answer while a page was built.
+fn notes(out: &mut String, notes: &[String]) {
+    for n in notes {
+        let _ = write!(out, "<p class=\"warn\">{}</p>", esc(n));
+    }
+}
+
+fn node_id(id: Option<u32>) -> String {
+    id.map_or_else(|| "—".into(), |id| id.to_string())
+}
+
+/// The group list's body (the offset monitor's summary); `unanswered` names the peers
+/// whose groups are missing.
+pub fn groups(groups: &[GroupJson], unanswered: &[String]) -> String {
     let mut out = String::with_capacity(256 * groups.len() + 512);
+    notes(&mut out, unanswered);
     if groups.is_empty() {
-        out.push_str("<p class=\"note\">No consumer groups coordinated by this node.</p>");
+        out.push_str("<p class=\"note\">No consumer groups.</p>");
         return out;
     }
     out.push_str(
         "<table><tr><th>group</th><th>state</th><th>generation</th><th>members</th><th>partitions</th>\
-         <th>total lag</th></tr>",
+         <th>total lag</th><th>coordinator</th></tr>",
     );
     for g in groups {
         let _ = write!(
             out,
             "<tr><td><a href=\"/groups/{}\">{}</a></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"n total-lag\">{}</td></tr>",
+             <td class=\"n\">{}</td><td class=\"n total-lag\">{}</td><td class=\"n\">{}</td></tr>",
             link_segment(&g.group_id),
             esc(&g.group_id),
             esc(&g.state),
             g.generation,
             g.members.len(),
             g.partitions.len(),
-            g.total_lag
+            g.total_lag,
+            node_id(g.coordinator)
         );
     }
     out.push_str("</table>");

@@ -4,9 +4,11 @@
 //! generation, members and assignment, and per partition committed offset, log
 //! end and lag — from the snapshots coordinator and owner shards publish every
 //! second, so values may lag the truth by about a second), `/v1/groups/{id}` (one
-//! group with its lag over the last hour), `/v1/node` and `/v1/overview`, and the
-//! web console on `/`, `/topics`, `/topics/{name}`, `/groups`, `/groups/{id}` and
-//! `/node`: HTML pages rendered from the same structs as the JSON (see `model`).
+//! group with its lag over the last hour), `/v1/topics/{name}`, `/v1/node` and
+//! `/v1/overview`, and the web console on `/`, `/topics`, `/topics/{name}`, `/groups`,
+//! `/groups/{id}` and `/node`: HTML pages rendered from the same structs as the JSON
+//! (see `model`). The `/v1/...` endpoints answer for this node (the overview's node
+//! table aside); in cluster mode the group and topic pages merge in the peers' answers.
 //!
 //! Invariant: the admin thread only reads — metrics atomics, the published
 //! partition snapshots and the registry (under its control-plane mutex); it never
@@ -159,7 +161,9 @@ pub fn route(method: &Method, url: &str, shared: &NodeShared, console: &Console)
             (200, HTML, html::page("Topics", Nav::Topics, &html::topics(&model::topics(shared, sampler)), started))
         }
         "/groups" => {
-            let body = html::groups(&model::groups(shared, sampler, false));
+            let ask = |host: &str, port| cluster::fetch_json(host, port, "/v1/groups");
+            let (groups, unanswered) = model::cluster_groups(shared, sampler, &ask);
+            let body = html::groups(&groups, &unanswered);
             (200, HTML, html::page("Consumer groups", Nav::Groups, &body, started))
         }
         "/node" => {
@@ -180,20 +184,35 @@ fn route_named(path: &str, shared: &NodeShared, console: &Console, started: Inst
     let Ok(name) = percent_decode_str(encoded).decode_utf8() else {
         return (400, TEXT, format!("{kind}: the name in {path:?} is not percent-encoded UTF-8\n"));
     };
+    // JSON answers for this node only; pages merge in the peers' JSON (so peers never ask
+    // each other in a loop).
     let json_wanted = path.starts_with("/v1/");
     let sampler = &console.sampler;
+    let peer_path = format!("/v1/{kind}/{}", html::link_segment(&name));
     if kind == "topics" {
-        let Some(t) = model::topics(shared, sampler).into_iter().find(|t| t.name == name) else {
+        let found = if json_wanted {
+            model::topics(shared, sampler).into_iter().find(|t| t.name == name).map(|t| (t, Vec::new()))
+        } else {
+            let ask = |host: &str, port| cluster::fetch_json(host, port, &peer_path);
+            model::cluster_topic(shared, sampler, &name, &ask)
+        };
+        let Some((t, unanswered)) = found else {
             return (404, TEXT, format!("no topic {name:?}\n"));
         };
         if json_wanted {
             return (200, JSON, to_json(&t));
         }
         let title = format!("Topic {}", t.name);
-        return (200, HTML, html::page(&title, Nav::Topics, &html::topic(&t), started));
+        return (200, HTML, html::page(&title, Nav::Topics, &html::topic(&t, &unanswered), started));
     }
-    let Some(g) = model::groups(shared, sampler, true).into_iter().find(|g| g.group_id == name) else {
-        return (404, TEXT, format!("no consumer group {name:?} on this node\n"));
+    let found = if json_wanted {
+        model::groups(shared, sampler, true).into_iter().find(|g| g.group_id == name)
+    } else {
+        let ask = |host: &str, port| cluster::fetch_json(host, port, &peer_path);
+        model::cluster_group(shared, sampler, &name, &ask)
+    };
+    let Some(g) = found else {
+        return (404, TEXT, format!("no consumer group {name:?}\n"));
     };
     if json_wanted {
         return (200, JSON, to_json(&g));

@@ -18,7 +18,7 @@ use crate::shard::NodeShared;
 use crate::topic::{is_internal_topic, TopicConfig};
 
 /// `/v1/topics`.
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopicJson {
     pub name: String,
     pub partitions: u32,
@@ -39,7 +39,7 @@ pub struct TopicJson {
 }
 
 /// One partition of a [`TopicJson`].
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartitionJson {
     pub partition: u32,
     pub log_start_offset: u64,
@@ -52,6 +52,9 @@ pub struct PartitionJson {
     /// The head node, which takes produces (cluster mode).
     pub head: Option<u32>,
     pub produce_records_per_s: Option<f64>,
+    /// The node whose snapshot this is (cluster mode: a peer's, on a merged topic page).
+    #[serde(default)]
+    pub reported_by: Option<u32>,
 }
 
 /// The node's topics: node-local ones, plus in cluster mode the view's.
@@ -93,6 +96,7 @@ pub fn topics(shared: &NodeShared, sampler: &Sampler) -> Vec<TopicJson> {
                         epoch: chain.map(|c| c.epoch),
                         head: chain.and_then(|c| c.head()),
                         produce_records_per_s: sampler.partition_records_per_s(&t.name, g.partition),
+                        reported_by: shared.control.as_ref().map(|c| c.node_id()),
                     }
                 })
                 .collect();
@@ -127,7 +131,7 @@ fn effective_config(shared: &NodeShared, t: &TopicConfig) -> BTreeMap<String, Op
 }
 
 /// `/v1/groups`: one consumer group.
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupJson {
     pub group_id: String,
     pub state: String,
@@ -137,6 +141,9 @@ pub struct GroupJson {
     pub partitions: Vec<GroupPartitionJson>,
     /// Sum of the partitions' lag.
     pub total_lag: u64,
+    /// The node coordinating the group (cluster mode).
+    #[serde(default)]
+    pub coordinator: Option<u32>,
     /// `[unix seconds, total lag]` every sample interval over the last hour, oldest first
     /// (only in `/v1/groups/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,7 +151,7 @@ pub struct GroupJson {
 }
 
 /// One member of a [`GroupJson`].
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberJson {
     pub member_id: String,
     pub client_id: String,
@@ -152,14 +159,14 @@ pub struct MemberJson {
 }
 
 /// A topic partition.
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopicPartitionJson {
     pub topic: String,
     pub partition: u32,
 }
 
 /// One partition of a [`GroupJson`].
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupPartitionJson {
     pub topic: String,
     pub partition: u32,
@@ -179,6 +186,7 @@ pub fn groups(shared: &NodeShared, sampler: &Sampler, history: bool) -> Vec<Grou
             let lag_history =
                 history.then(|| sampler.lag_history(&g.group_id).iter().map(|p| [p.unix_s, p.total_lag]).collect());
             GroupJson {
+                coordinator: shared.control.as_ref().map(|c| c.node_id()),
                 total_lag: lags.iter().map(|p| p.lag).fold(0u64, u64::saturating_add),
                 lag_history,
                 group_id: g.group_id,
@@ -405,4 +413,82 @@ pub fn overview(
         most_lag,
         bytes_history: sampler.bytes_series(),
     }
+}
+
+/// `/v1/groups` as a peer answers it.
+#[derive(Deserialize)]
+pub struct GroupsJson {
+    pub groups: Vec<GroupJson>,
+}
+
+/// How to ask one peer: (host, admin port) → its answer.
+pub type PeerAsk<'a, T> = &'a (dyn Fn(&str, u16) -> Result<T, String> + Sync);
+
+/// Cluster mode: this node's groups plus every peer's (each group once: the first
+/// coordinator to report it), and a note per peer that did not answer.
+pub fn cluster_groups(
+    shared: &NodeShared,
+    sampler: &Sampler,
+    ask: PeerAsk<'_, GroupsJson>,
+) -> (Vec<GroupJson>, Vec<String>) {
+    let mut all = groups(shared, sampler, false);
+    let mut notes = Vec::new();
+    let Some(control) = &shared.control else { return (all, notes) };
+    for (node, answer) in super::cluster::ask_peers(&control.latest(), control.node_id(), ask) {
+        match answer {
+            Ok(theirs) => {
+                for g in theirs.groups {
+                    if !all.iter().any(|mine| mine.group_id == g.group_id) {
+                        all.push(g);
+                    }
+                }
+            }
+            Err(e) => notes.push(format!("node {node} unreachable: {e}")),
+        }
+    }
+    all.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    (all, notes)
+}
+
+/// Cluster mode: one group, from this node or the first peer that coordinates it.
+pub fn cluster_group(
+    shared: &NodeShared,
+    sampler: &Sampler,
+    group_id: &str,
+    ask: PeerAsk<'_, GroupJson>,
+) -> Option<GroupJson> {
+    let local = groups(shared, sampler, true).into_iter().find(|g| g.group_id == group_id);
+    if local.is_some() {
+        return local;
+    }
+    let control = shared.control.as_ref()?;
+    let answers = super::cluster::ask_peers(&control.latest(), control.node_id(), ask);
+    answers.into_iter().find_map(|(_, answer)| answer.ok())
+}
+
+/// Cluster mode: one topic with this node's partitions plus those only peers hold, and
+/// a note per peer that did not answer.
+pub fn cluster_topic(
+    shared: &NodeShared,
+    sampler: &Sampler,
+    name: &str,
+    ask: PeerAsk<'_, TopicJson>,
+) -> Option<(TopicJson, Vec<String>)> {
+    let mut topic = topics(shared, sampler).into_iter().find(|t| t.name == name)?;
+    let mut notes = Vec::new();
+    let Some(control) = &shared.control else { return Some((topic, notes)) };
+    for (node, answer) in super::cluster::ask_peers(&control.latest(), control.node_id(), ask) {
+        match answer {
+            Ok(theirs) => {
+                for p in theirs.offsets {
+                    if !topic.offsets.iter().any(|mine| mine.partition == p.partition) {
+                        topic.offsets.push(p);
+                    }
+                }
+            }
+            Err(e) => notes.push(format!("node {node} unreachable: {e}")),
+        }
+    }
+    topic.offsets.sort_by_key(|p| p.partition);
+    Some((topic, notes))
 }
