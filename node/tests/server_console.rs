@@ -7,7 +7,10 @@
 //! total lag; its screenshot is written under the target dir's tmp.
 //!
 //! Chromium is `$CHROMIUM_BIN` or `/usr/bin/chromium`; a missing one fails the test with
-//! the command to install it (CI installs Debian's `chromium`).
+//! the command to install it (CI installs Debian's `chromium`). With
+//! `STRAND_CONSOLE_WATCH_S=N` the test also prints the node's CPU time over N idle seconds
+//! and over N seconds with a headless browser keeping the 1 000-partition topic page
+//! open (refreshing itself every 5 s): the cost the docs quote.
 
 mod common;
 #[path = "common/groups.rs"]
@@ -267,4 +270,29 @@ fn render_time_of_a_wide_topic(node: &Node) {
     }
     let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
     eprintln!("node {}", status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS unknown"));
+    if let Some(seconds) = std::env::var("STRAND_CONSOLE_WATCH_S").ok().and_then(|s| s.parse::<u64>().ok()) {
+        let window = Duration::from_secs(seconds);
+        let before = cpu_ticks();
+        std::thread::sleep(window);
+        eprintln!("node CPU over {seconds} s idle: {} clock ticks", cpu_ticks() - before);
+        let profile = tempfile::tempdir().unwrap();
+        let mut browser = Command::new(chromium())
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("http://{}/topics/wide", node.admin))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromium");
+        let before = cpu_ticks();
+        std::thread::sleep(window);
+        eprintln!(
+            "node CPU over {seconds} s with a browser watching /topics/wide: {} clock ticks",
+            cpu_ticks() - before
+        );
+        let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
+        eprintln!("node {}", status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS unknown"));
+        let _ = browser.kill();
+        let _ = browser.wait();
+    }
 }

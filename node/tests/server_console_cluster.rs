@@ -137,4 +137,6 @@ fn pages_merge_what_the_peer_holds(first: &Node, second: &Node) {
     assert!(page.contains(&format!(">{group}</a>")), "node 1's group page lists node 2's group: {page}");
     let (status, page) = first.admin_get(&format!("/groups/{group}"));
     assert_eq!(status, 200, "{page}");
+    let overview = get_json(first, "/v1/overview");
+    assert!(overview["most_lag"].as_array().unwrap().iter().any(|g| g["group_id"] == group.as_str()), "{overview}");
 }

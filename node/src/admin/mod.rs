@@ -222,7 +222,9 @@ fn route_named(path: &str, shared: &NodeShared, console: &Console, started: Inst
 }
 
 fn overview(shared: &NodeShared, console: &Console) -> model::Overview {
-    model::overview(shared, &console.sampler, &console.warnings, &console.seen_nodes, &cluster::fetch_node_stats)
+    let groups = |host: &str, port| cluster::fetch_json(host, port, "/v1/groups");
+    let peers = model::Peers { node: &cluster::fetch_node_stats, groups: &groups };
+    model::overview(shared, &console.sampler, &console.warnings, &console.seen_nodes, &peers)
 }
 
 fn json<T: serde::Serialize>(key: &str, value: &T) -> String {

@@ -350,18 +350,24 @@ pub struct Overview {
     pub bytes_history: Vec<(u64, f64, f64)>,
 }
 
-/// Builds the overview; `peer` fetches a peer's [`NodeStats`] (`host`, `admin port`);
-/// `seen` are the nodes this console saw registered (see `cluster::remember_nodes`).
+/// How the overview asks a peer for its `/v1/node` and its `/v1/groups`.
+pub struct Peers<'a> {
+    pub node: PeerAsk<'a, NodeStats>,
+    pub groups: PeerAsk<'a, GroupsJson>,
+}
+
+/// Builds the overview, asking peers through `peers` (cluster mode); `seen` are the nodes this console saw registered (see `cluster::remember_nodes`).
 pub fn overview(
     shared: &NodeShared,
     sampler: &Sampler,
     warnings: &[String],
     seen: &BTreeMap<u32, String>,
-    peer: &(dyn Fn(&str, u16) -> Result<NodeStats, String> + Sync),
+    peers: &Peers<'_>,
 ) -> Overview {
     let mine = node_stats(shared, sampler, warnings);
     let configs: Vec<TopicConfig> = topic_configs(shared).into_iter().filter(|t| !is_internal_topic(&t.name)).collect();
-    let groups = groups(shared, sampler, false);
+    // Unanswered peers show in the node table already.
+    let (groups, _) = cluster_groups(shared, sampler, peers.groups);
     let mut most_lag: Vec<GroupLag> = groups
         .iter()
         .map(|g| GroupLag {
@@ -399,7 +405,7 @@ pub fn overview(
                     }
                 }
             }
-            super::cluster::node_rows(&view, seen, control.node_id(), mine, peer)
+            super::cluster::node_rows(&view, seen, control.node_id(), mine, peers.node)
         }
     };
     Overview {
