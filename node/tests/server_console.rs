@@ -121,6 +121,7 @@ fn check_json_endpoints(node: &Node) {
     assert!(stats["rss_bytes"].as_u64().is_some_and(|b| b > 0), "{stats}");
     assert!(stats["produce_latency"]["count"].as_u64().is_some_and(|n| n >= 4), "{stats}");
     assert!(stats["rates_now"]["bytes_in_per_s"].is_number(), "{stats}");
+    assert!(stats["fsync_latency"]["count"].as_u64().is_some_and(|n| n >= 4), "every acked produce synced: {stats}");
     let topic = json(node, &format!("/v1/topics/{TOPIC}"));
     let ends: Vec<u64> =
         topic["offsets"].as_array().unwrap().iter().map(|p| p["log_end_offset"].as_u64().unwrap()).collect();

@@ -473,7 +473,7 @@ pub fn node(n: &NodeStats) -> String {
     );
     latency_row(&mut out, "produce (receive to ack)", &n.produce_latency);
     latency_row(&mut out, "fetch (with long-poll wait)", &n.fetch_latency);
-    latency_row(&mut out, "fdatasync", &n.fsync_latency);
+    latency_row(&mut out, "durable write (fdatasync or O_DSYNC write)", &n.fsync_latency);
     out.push_str("</table><h2>Requests per second by API</h2><table><tr><th>API</th><th>rate</th></tr>");
     for (api, rate) in &n.requests_per_s {
         let _ = write!(out, "<tr><td>{}</td><td class=\"n\">{}</td></tr>", esc(api), per_s(Some(*rate)));
