@@ -216,7 +216,13 @@ fn check_browser(node: &Node) {
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console");
     std::fs::create_dir_all(&shots).unwrap();
-    for (name, path) in [("group", format!("/groups/{GROUP}")), ("overview", "/".to_string())] {
+    let pages = [
+        ("group", format!("/groups/{GROUP}")),
+        ("overview", "/".to_string()),
+        ("topic", format!("/topics/{TOPIC}")),
+        ("node", "/node".to_string()),
+    ];
+    for (name, path) in pages {
         let file = shots.join(format!("console-{name}.png"));
         let _ = std::fs::remove_file(&file);
         let arg = format!("--screenshot={}", file.display());

@@ -306,7 +306,11 @@ pub fn topic(t: &TopicJson, unanswered: &[String]) -> String {
     }
     out.push_str("<table><tr><th>key</th><th>value</th><th>from</th></tr>");
     for (k, v) in &t.effective {
-        let value = v.map_or_else(|| "none (unlimited)".into(), |v| v.to_string());
+        let value = match v {
+            None => "none".to_string(),
+            Some(v) if k.ends_with("_bytes") => format!("{v} ({})", bytes(*v)),
+            Some(v) => v.to_string(),
+        };
         let from = if t.configs.contains_key(k) { "topic override" } else { "node default" };
         let _ = write!(out, "<tr><td>{}</td><td class=\"n\">{value}</td><td>{from}</td></tr>", esc(k));
     }
