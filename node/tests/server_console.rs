@@ -116,6 +116,7 @@ fn check_json_endpoints(node: &Node) {
     assert_eq!(overview["groups"], 2, "{overview}");
     assert_eq!(overview["total_lag"], 40 + 9, "{overview}");
     assert_eq!(overview["nodes"][0]["up"], true, "{overview}");
+    assert!(overview["bytes_in_per_s_hour"].as_f64().is_some_and(|b| b > 0.0), "{overview}");
     let stats = json(node, "/v1/node");
     assert_eq!(stats["shards"], 2, "{stats}");
     assert!(stats["rss_bytes"].as_u64().is_some_and(|b| b > 0), "{stats}");

@@ -142,23 +142,21 @@ fn tile(out: &mut String, label: &str, value: &str) {
 /// The overview page's body.
 pub fn overview(o: &Overview) -> String {
     let mut out = String::with_capacity(8192);
-    let mine = o.nodes.iter().find(|n| n.this_node).and_then(|n| n.stats.as_ref());
-    let now = mine.and_then(|s| s.rates_now);
-    let span = mine.and_then(|s| s.rates_span);
     out.push_str("<div class=\"tiles\">");
     tile(&mut out, "topics", &o.topics.to_string());
     tile(&mut out, "partitions", &o.partitions.to_string());
     tile(&mut out, "consumer groups", &o.groups.to_string());
     tile(&mut out, "total consumer lag", &o.total_lag.to_string());
-    tile(&mut out, "bytes in now", &bytes_per_s(now.map(|r| r.bytes_in_per_s)));
-    tile(&mut out, "bytes out now", &bytes_per_s(now.map(|r| r.bytes_out_per_s)));
-    tile(&mut out, "bytes in, last hour", &bytes_per_s(span.map(|r| r.bytes_in_per_s)));
-    tile(&mut out, "bytes out, last hour", &bytes_per_s(span.map(|r| r.bytes_out_per_s)));
+    tile(&mut out, "bytes in now", &bytes_per_s(o.bytes_in_per_s_now));
+    tile(&mut out, "bytes out now", &bytes_per_s(o.bytes_out_per_s_now));
+    tile(&mut out, "bytes in, last hour", &bytes_per_s(o.bytes_in_per_s_hour));
+    tile(&mut out, "bytes out, last hour", &bytes_per_s(o.bytes_out_per_s_hour));
     tile(&mut out, "under-replicated", &o.under_replicated.len().to_string());
     out.push_str("</div>");
     if o.cluster {
         out.push_str(
-            "<p class=\"note\">Rates and totals of bytes are this node's; the node table shows each node's own.</p>",
+            "<p class=\"note\">Byte rates are client produce and fetch bytes (replication traffic \
+             aside) summed over the nodes that answered; the chart below is this node's.</p>",
         );
     }
     nodes_table(&mut out, o);

@@ -344,6 +344,12 @@ pub struct Overview {
     pub groups: usize,
     pub total_lag: u64,
     pub under_replicated: Vec<UnderReplicated>,
+    /// Bytes per second summed over the nodes that answered: over the last sample interval
+    /// (`now`) and over each node's sampled span, up to an hour (`hour`).
+    pub bytes_in_per_s_now: Option<f64>,
+    pub bytes_out_per_s_now: Option<f64>,
+    pub bytes_in_per_s_hour: Option<f64>,
+    pub bytes_out_per_s_hour: Option<f64>,
     /// The groups with the most lag, most first (at most [`OVERVIEW_GROUPS_MAX`]).
     pub most_lag: Vec<GroupLag>,
     /// `[unix seconds, bytes in/s, bytes out/s]` per sample interval (this node).
@@ -408,7 +414,16 @@ pub fn overview(
             super::cluster::node_rows(&view, seen, control.node_id(), mine, peers.node)
         }
     };
+    let stats: Vec<&NodeStats> = nodes.iter().filter_map(|n| n.stats.as_ref()).collect();
+    let sum = |rates: fn(&NodeStats) -> Option<Rates>, get: fn(&Rates) -> f64| {
+        let values: Vec<f64> = stats.iter().filter_map(|s| rates(s)).map(|r| get(&r)).collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    };
     Overview {
+        bytes_in_per_s_now: sum(|s| s.rates_now, |r| r.bytes_in_per_s),
+        bytes_out_per_s_now: sum(|s| s.rates_now, |r| r.bytes_out_per_s),
+        bytes_in_per_s_hour: sum(|s| s.rates_span, |r| r.bytes_in_per_s),
+        bytes_out_per_s_hour: sum(|s| s.rates_span, |r| r.bytes_out_per_s),
         cluster: shared.control.is_some(),
         nodes,
         topics: configs.len(),
