@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # What the suite runs besides cargo, from Debian's packages: a real etcd for the cluster
 # tests, shellcheck for the operator scripts, mkfs.ext4/losetup/mount for the ENOSPC and
-# EIO tests, xfs_io for the power-cut tests, fio for the storage-limit checks. As root they are installed here;
-# otherwise the one command to run is printed.
-need=(etcd:etcd-server shellcheck:shellcheck mkfs.ext4:e2fsprogs losetup:mount fio:fio xfs_io:xfsprogs)
+# EIO tests, xfs_io for the power-cut tests, fio for the storage-limit checks, chromium
+# (headless) for the console's browser test. As root they are installed here; otherwise the
+# one command to run is printed.
+need=(etcd:etcd-server shellcheck:shellcheck mkfs.ext4:e2fsprogs losetup:mount fio:fio xfs_io:xfsprogs chromium:chromium)
 missing=()
 for pair in "${need[@]}"; do
   cmd=${pair%%:*} pkg=${pair##*:}

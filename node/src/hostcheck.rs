@@ -80,7 +80,7 @@ fn check_min_free(dir: &Path, min_free_bytes: u64) -> Finding {
 }
 
 /// Size and space available to unprivileged writers of the filesystem holding `dir`.
-fn volume_bytes(dir: &Path) -> Option<(u64, u64)> {
+pub(crate) fn volume_bytes(dir: &Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();

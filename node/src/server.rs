@@ -227,6 +227,7 @@ fn register(shared: &NodeShared, ports: BoundPorts) -> Result<BoundPorts, NodeEr
         port: ports.public,
         shard_ports: ports.shards.clone(),
         replication_ports: ports.replication.clone(),
+        admin_port: ports.admin,
         incarnation: 0,
         token,
     };

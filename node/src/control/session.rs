@@ -164,6 +164,7 @@ mod tests {
             port,
             shard_ports: vec![],
             replication_ports: vec![],
+            admin_port: 0,
             incarnation: 0,
             token: token.into(),
         }

@@ -39,6 +39,10 @@ pub struct NodeRecord {
     pub shard_ports: Vec<u16>,
     /// `replication_ports[s]`: shard `s`'s replication listener.
     pub replication_ports: Vec<u16>,
+    /// Admin HTTP port (the console reads peers' `/v1/node` there); 0 from a node that
+    /// predates the field.
+    #[serde(default)]
+    pub admin_port: u16,
     /// Lease id of this incarnation (set by the control thread at registration).
     pub incarnation: i64,
     /// The data dir's random token (`node-token` file): a process registering this node

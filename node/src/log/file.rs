@@ -142,10 +142,13 @@ impl SegmentFile {
     }
 
     pub(crate) async fn fdatasync(&self) -> io::Result<()> {
+        let started = std::time::Instant::now();
         match &self.io {
             FileIo::Dma(f) => f.fdatasync().await.os()?,
             FileIo::Buffered(f) => f.fdatasync().await.os()?,
         }
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        crate::metrics::FSYNC_LATENCY.record_us(us);
         Ok(())
     }
 
@@ -190,8 +193,19 @@ impl SegmentFile {
 
     /// Writes `tail ++ data` where `tail` is the in-memory partial block starting at the
     /// aligned position `block_pos` (direct mode) or writes `data` at `logical_len` (buffered).
-    /// Returns once every byte is written.
+    /// Returns once every byte is written. An O_DSYNC file's write is its data sync, so its
+    /// time goes to `metrics::FSYNC_LATENCY` as an fdatasync's does.
     pub(crate) async fn write_append(&self, block_pos: u64, tail: &[u8], data: &[Bytes]) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let written = self.write_segment(block_pos, tail, data).await;
+        if self.dsync && written.is_ok() {
+            let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            crate::metrics::FSYNC_LATENCY.record_us(us);
+        }
+        written
+    }
+
+    async fn write_segment(&self, block_pos: u64, tail: &[u8], data: &[Bytes]) -> io::Result<()> {
         let data_len: usize = data.iter().map(|d| d.len()).sum();
         match &self.io {
             FileIo::Dma(f) => {

@@ -59,13 +59,30 @@ pub const LATENCY_BUCKETS_US: [u64; 14] =
     [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
 
 /// A fixed-bucket latency histogram of atomics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
 }
 
+/// Every durable write of this process, from any shard: each fdatasync (segments, indexes,
+/// checkpoints) and each segment write of an O_DSYNC file (buffered mode with
+/// fsync=always, where the write is the sync). The log records into it directly: threading
+/// a shard's metrics into every file would touch each log call.
+pub static FSYNC_LATENCY: Histogram = Histogram::new();
+
 impl Histogram {
+    /// An empty histogram (`const`, for the process-wide [`FSYNC_LATENCY`]).
+    pub const fn new() -> Self {
+        Histogram { buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS_US.len() + 1], sum_us: AtomicU64::new(0) }
+    }
+
+    /// Per-bucket counts (not cumulative): index `i` counts observations at most
+    /// `LATENCY_BUCKETS_US[i]`, the last one those above every bound.
+    pub fn counts(&self) -> [u64; LATENCY_BUCKETS_US.len() + 1] {
+        std::array::from_fn(|i| self.buckets[i].load(Relaxed))
+    }
+
     /// Records one observation.
     pub fn record_us(&self, us: u64) {
         let index = LATENCY_BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BUCKETS_US.len());
@@ -73,15 +90,24 @@ impl Histogram {
         self.sum_us.fetch_add(us, Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, shard: usize) {
+    /// Renders the family's series with `labels` (`shard="0"`, or empty for a node-wide one).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0u64;
         for (i, bucket) in self.buckets.iter().enumerate() {
             cumulative += bucket.load(Relaxed);
             let le = LATENCY_BUCKETS_US.get(i).map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-            let _ = writeln!(out, "{name}_bucket{{shard=\"{shard}\",le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
         }
-        let _ = writeln!(out, "{name}_sum{{shard=\"{shard}\"}} {}", self.sum_us.load(Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{{shard=\"{shard}\"}} {cumulative}");
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new()
     }
 }
 
@@ -382,9 +408,15 @@ impl NodeMetrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             for (shard, m) in self.shards.iter().enumerate() {
                 let h = if name.contains("produce") { &m.produce_latency } else { &m.fetch_latency };
-                h.render(out, name, shard);
+                h.render(out, name, &format!("shard=\"{shard}\""));
             }
         }
+        let name = "strand_fsync_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} fdatasync calls and O_DSYNC segment writes, all shards\n# TYPE {name} histogram"
+        );
+        FSYNC_LATENCY.render(out, name, "");
     }
 
     fn render_partitions(&self, out: &mut String) {
@@ -468,6 +500,8 @@ mod tests {
         assert!(text.contains("strand_produce_latency_seconds_bucket{shard=\"0\",le=\"+Inf\"} 3"), "{text}");
         assert!(text.contains("strand_produce_latency_seconds_count{shard=\"0\"} 3"), "{text}");
         assert!(text.contains("strand_partition_log_end_offset{topic=\"t\",partition=\"2\"} 17"), "{text}");
+        assert!(text.contains("strand_fsync_latency_seconds_bucket{le=\"+Inf\"} "), "{text}");
+        assert!(text.contains("\nstrand_fsync_latency_seconds_count "), "{text}");
     }
 
     #[test]
