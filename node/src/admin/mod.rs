@@ -148,7 +148,10 @@ pub fn route(method: &Method, url: &str, shared: &NodeShared, console: &Console)
     match path {
         "/health" if shared.metrics.serving.load(Ordering::Relaxed) => (200, TEXT, "ok\n".into()),
         "/health" => (503, TEXT, "not serving\n".into()),
-        "/metrics" => (200, "text/plain; version=0.0.4", shared.metrics.render_prometheus()),
+        "/metrics" => {
+            let body = shared.metrics.render_prometheus() + &model::node_gauges_prometheus(shared);
+            (200, "text/plain; version=0.0.4", body)
+        }
         "/v1/topics" => (200, JSON, json("topics", &model::topics(shared, sampler))),
         "/v1/groups" => (200, JSON, json("groups", &model::groups(shared, sampler, false))),
         "/v1/node" => (200, JSON, to_json(&model::node_stats(shared, sampler, &console.warnings))),

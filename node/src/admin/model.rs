@@ -397,20 +397,7 @@ pub fn overview(
         }],
         Some(control) => {
             let view = control.latest();
-            for t in &configs {
-                for p in 0..t.partitions {
-                    let chain = view.chain(&t.name, p).map(|c| c.members.clone()).unwrap_or_default();
-                    if chain.len() < usize::from(t.replication_factor) {
-                        let replication_factor = t.replication_factor;
-                        under_replicated.push(UnderReplicated {
-                            topic: t.name.clone(),
-                            partition: p,
-                            chain,
-                            replication_factor,
-                        });
-                    }
-                }
-            }
+            under_replicated = under_replicated_of(&configs, &view);
             super::cluster::node_rows(&view, seen, control.node_id(), mine, peers.node)
         }
     };
@@ -434,6 +421,58 @@ pub fn overview(
         most_lag,
         bytes_history: sampler.bytes_series(),
     }
+}
+
+/// Partitions of `configs` whose chain in `view` has fewer members than the topic's
+/// replication factor.
+fn under_replicated_of(configs: &[TopicConfig], view: &crate::control::ClusterView) -> Vec<UnderReplicated> {
+    let mut out = Vec::new();
+    for t in configs {
+        for p in 0..t.partitions {
+            let chain = view.chain(&t.name, p).map(|c| c.members.clone()).unwrap_or_default();
+            if chain.len() < usize::from(t.replication_factor) {
+                out.push(UnderReplicated {
+                    topic: t.name.clone(),
+                    partition: p,
+                    chain,
+                    replication_factor: t.replication_factor,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Node-level gauges for `/metrics` that only the admin side knows: the data volume's size
+/// and free space, and (cluster mode) the count of under-replicated partitions.
+pub fn node_gauges_prometheus(shared: &NodeShared) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    };
+    if let Some((size, free)) = crate::hostcheck::volume_bytes(&shared.config.data_dir) {
+        gauge("strand_data_volume_size_bytes", "Size of the data dir's filesystem", size);
+        gauge(
+            "strand_data_volume_free_bytes",
+            "Free bytes of the data dir's filesystem (for unprivileged writers)",
+            free,
+        );
+    }
+    let under = match &shared.control {
+        Some(control) => {
+            let configs: Vec<TopicConfig> =
+                topic_configs(shared).into_iter().filter(|t| !is_internal_topic(&t.name)).collect();
+            under_replicated_of(&configs, &control.latest()).len() as u64
+        }
+        None => 0,
+    };
+    gauge(
+        "strand_under_replicated_partitions",
+        "Partitions whose chain is shorter than the topic's replication factor (cluster view)",
+        under,
+    );
+    out
 }
 
 /// `/v1/groups` as a peer answers it.
