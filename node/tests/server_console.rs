@@ -89,6 +89,13 @@ fn console_shows_topics_groups_lag_and_renders_in_a_browser() {
         lag_history(&node, &group_path).filter(|(_, history)| history.contains(&10))
     });
     produce(&node, 2, 30);
+    let (fetched, bytes) = c.fetch(TOPIC, 2, 0, 0);
+    assert!(fetched.error == ErrorCode::None && !bytes.is_empty(), "{fetched:?}");
+    let topic_path = format!("/v1/topics/{TOPIC}");
+    let rate = wait_for(SAMPLE_WAIT, "a fetch rate on partition 2", || {
+        json(&node, &topic_path)["offsets"][2]["fetch_bytes_per_s"].as_f64().filter(|r| *r > 0.0)
+    });
+    println!("partition 2 fetch rate over the sample after one {}-byte fetch: {rate:.0} B/s", bytes.len());
     let (group, _) = wait_for(SAMPLE_WAIT, "a lag sample of 40", || {
         lag_history(&node, &group_path).filter(|(_, history)| history.contains(&40))
     });

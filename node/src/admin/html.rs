@@ -266,14 +266,14 @@ pub fn topics(topics: &[TopicJson]) -> String {
     let mut out = String::with_capacity(256 * topics.len() + 512);
     out.push_str(
         "<table><tr><th>topic</th><th>partitions</th><th>replication factor</th><th>held here</th>\
-         <th>size here</th><th>records in</th></tr>",
+         <th>size here</th><th>records in</th><th>fetched</th></tr>",
     );
     for t in topics {
         let internal = if t.internal { " <span class=\"note\">(internal)</span>" } else { "" };
         let _ = write!(
             out,
             "<tr><td><a href=\"/topics/{}\">{}</a>{internal}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             link_segment(&t.name),
             esc(&t.name),
             t.partitions,
@@ -281,6 +281,7 @@ pub fn topics(topics: &[TopicJson]) -> String {
             t.offsets.len(),
             bytes(t.size_bytes),
             per_s(t.produce_records_per_s),
+            bytes_per_s(t.fetch_bytes_per_s),
         );
     }
     out.push_str("</table>");
@@ -315,7 +316,7 @@ pub fn topic(t: &TopicJson, unanswered: &[String]) -> String {
     out.push_str("</table>");
     out.push_str(
         "<h2>Partitions</h2><table><tr><th>partition</th><th>chain</th><th>epoch</th><th>head</th>\
-         <th>log start</th><th>log end</th><th>size on disk</th><th>records in</th><th>reported by</th></tr>",
+         <th>log start</th><th>log end</th><th>size on disk</th><th>records in</th><th>fetched</th><th>reported by</th></tr>",
     );
     for p in &t.offsets {
         let chain: Vec<String> = p.chain.iter().map(|n| n.to_string()).collect();
@@ -324,7 +325,7 @@ pub fn topic(t: &TopicJson, unanswered: &[String]) -> String {
             out,
             "<tr><td class=\"n\">{}</td><td>{chain}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td></tr>",
+             <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             p.partition,
             p.epoch.map_or_else(|| "—".into(), |e| e.to_string()),
             p.head.map_or_else(|| "—".into(), |h| h.to_string()),
@@ -332,6 +333,7 @@ pub fn topic(t: &TopicJson, unanswered: &[String]) -> String {
             p.log_end_offset,
             bytes(p.size_bytes),
             per_s(p.produce_records_per_s),
+            bytes_per_s(p.fetch_bytes_per_s),
             p.reported_by.map_or_else(|| "this node".into(), |id| id.to_string()),
         );
     }

@@ -34,6 +34,9 @@ pub struct TopicJson {
     /// Records appended per second over the last sample interval, summed over the
     /// partitions this node holds (`null` until two samples exist).
     pub produce_records_per_s: Option<f64>,
+    /// Record-batch bytes fetched per second, likewise.
+    #[serde(default)]
+    pub fetch_bytes_per_s: Option<f64>,
     /// The partitions this node holds, with their offsets.
     pub offsets: Vec<PartitionJson>,
 }
@@ -52,6 +55,9 @@ pub struct PartitionJson {
     /// The head node, which takes produces (cluster mode).
     pub head: Option<u32>,
     pub produce_records_per_s: Option<f64>,
+    /// Record-batch bytes served to fetchers per second by this node's replica.
+    #[serde(default)]
+    pub fetch_bytes_per_s: Option<f64>,
     /// The node whose snapshot this is (cluster mode: a peer's, on a merged topic page).
     #[serde(default)]
     pub reported_by: Option<u32>,
@@ -96,17 +102,20 @@ pub fn topics(shared: &NodeShared, sampler: &Sampler) -> Vec<TopicJson> {
                         epoch: chain.map(|c| c.epoch),
                         head: chain.and_then(|c| c.head()),
                         produce_records_per_s: sampler.partition_records_per_s(&t.name, g.partition),
+                        fetch_bytes_per_s: sampler.partition_fetch_bytes_per_s(&t.name, g.partition),
                         reported_by: shared.control.as_ref().map(|c| c.node_id()),
                     }
                 })
                 .collect();
             offsets.sort_by_key(|p| p.partition);
             let rates: Vec<f64> = offsets.iter().filter_map(|p| p.produce_records_per_s).collect();
+            let fetch_rates: Vec<f64> = offsets.iter().filter_map(|p| p.fetch_bytes_per_s).collect();
             TopicJson {
                 effective: effective_config(shared, &t),
                 internal: is_internal_topic(&t.name),
                 size_bytes: offsets.iter().map(|p| p.size_bytes).sum(),
                 produce_records_per_s: (!rates.is_empty()).then(|| rates.iter().sum()),
+                fetch_bytes_per_s: (!fetch_rates.is_empty()).then(|| fetch_rates.iter().sum()),
                 name: t.name,
                 partitions: t.partitions,
                 replication_factor: t.replication_factor,

@@ -72,11 +72,14 @@ pub struct Rates {
     pub window_s: f64,
 }
 
-/// A partition's log end at the last two samples.
+/// A partition's log end and bytes fetched at the last sample, and the rates since the one
+/// before.
 #[derive(Debug, Clone, Copy)]
 struct PartitionMark {
     end: u64,
+    read: u64,
     records_per_s: Option<f64>,
+    fetch_bytes_per_s: Option<f64>,
 }
 
 /// The rings; see the module doc.
@@ -109,11 +112,16 @@ impl Sampler {
     fn sample_partitions(&mut self, metrics: &NodeMetrics, window_s: Option<f64>) {
         let mut next = HashMap::with_capacity(self.partitions.len());
         for g in metrics.shards.iter().flat_map(|m| m.partitions()).take(PARTITIONS_TRACKED_MAX) {
-            let records_per_s = match (self.partitions.get(&(g.topic.clone(), g.partition)), window_s) {
-                (Some(prev), Some(w)) if w > 0.0 => Some(g.log_end_offset.saturating_sub(prev.end) as f64 / w),
-                _ => None,
-            };
-            next.insert((g.topic, g.partition), PartitionMark { end: g.log_end_offset, records_per_s });
+            let (records_per_s, fetch_bytes_per_s) =
+                match (self.partitions.get(&(g.topic.clone(), g.partition)), window_s) {
+                    (Some(prev), Some(w)) if w > 0.0 => (
+                        Some(g.log_end_offset.saturating_sub(prev.end) as f64 / w),
+                        Some(g.bytes_read.saturating_sub(prev.read) as f64 / w),
+                    ),
+                    _ => (None, None),
+                };
+            let mark = PartitionMark { end: g.log_end_offset, read: g.bytes_read, records_per_s, fetch_bytes_per_s };
+            next.insert((g.topic, g.partition), mark);
         }
         self.partitions = next;
     }
@@ -165,6 +173,11 @@ impl Sampler {
     /// A partition's produce rate (records/s) over the last interval.
     pub fn partition_records_per_s(&self, topic: &str, partition: u32) -> Option<f64> {
         self.partitions.get(&(topic.to_string(), partition)).and_then(|m| m.records_per_s)
+    }
+
+    /// Record-batch bytes fetched per second from a partition over the last interval.
+    pub fn partition_fetch_bytes_per_s(&self, topic: &str, partition: u32) -> Option<f64> {
+        self.partitions.get(&(topic.to_string(), partition)).and_then(|m| m.fetch_bytes_per_s)
     }
 
     /// A group's total lag history, oldest first (empty if not tracked).
@@ -262,7 +275,15 @@ mod tests {
     use crate::metrics::{GroupGauge, GroupPartitionGauge, PartitionGauge};
 
     fn gauge(end: u64) -> PartitionGauge {
-        PartitionGauge { topic: "t".into(), partition: 0, log_start_offset: 0, log_end_offset: end, size_bytes: 1 }
+        let (log_start_offset, size_bytes, bytes_read) = (0, 1, end * 100);
+        PartitionGauge {
+            topic: "t".into(),
+            partition: 0,
+            log_start_offset,
+            log_end_offset: end,
+            size_bytes,
+            bytes_read,
+        }
     }
 
     #[test]
@@ -287,6 +308,7 @@ mod tests {
         let r = s.rates_now().unwrap();
         assert_eq!(r.bytes_in_per_s, 200.0);
         assert_eq!(s.partition_records_per_s("t", 0), Some(10.0));
+        assert_eq!(s.partition_fetch_bytes_per_s("t", 0), Some(1000.0), "(6000 - 1000) bytes fetched over 5 s");
         let lags: Vec<u64> = s.lag_history("g").iter().map(|p| p.total_lag).collect();
         assert_eq!(lags, vec![6, 56]);
         for i in 0..HISTORY_POINTS_MAX as u64 + 5 {

@@ -119,6 +119,8 @@ pub struct PartitionGauge {
     pub log_start_offset: u64,
     pub log_end_offset: u64,
     pub size_bytes: u64,
+    /// Record-batch bytes served to fetchers since the partition was opened on this shard.
+    pub bytes_read: u64,
 }
 
 /// One consumer group as last published by its coordinator shard.
@@ -490,6 +492,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: 17,
             size_bytes: 999,
+            bytes_read: 0,
         }]);
         let text = node.render_prometheus();
         assert!(text.contains("strand_requests_total{shard=\"1\",api=\"produce\"} 3"), "{text}");
@@ -513,6 +516,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: 1,
             size_bytes: 1,
+            bytes_read: 0,
         };
         node.shards[0].publish_partitions(vec![gauge("a\\\"}\nx 1", 0), gauge("b", 1), gauge("c", 2)]);
         let text = node.render_prometheus();
@@ -534,6 +538,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: 10,
             size_bytes: 1,
+            bytes_read: 0,
         }]);
         node.shards[1].publish_groups(vec![GroupGauge {
             group_id: "g\"1".into(),

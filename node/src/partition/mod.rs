@@ -112,6 +112,8 @@ pub struct Partition {
     replication: Replication,
     /// Set when the shard stops serving this partition (shutdown, deletion, a new replica).
     retired: Cell<bool>,
+    /// Bytes [`Partition::read`] returned to fetchers since open (the console's fetch rate).
+    bytes_read: Cell<u64>,
     /// This partition, for the tasks it spawns (weak: they never keep it open).
     me: Weak<Partition>,
 }
@@ -158,6 +160,7 @@ impl Partition {
             producers: Producers::new(),
             replication,
             retired: Cell::new(false),
+            bytes_read: Cell::new(0),
             me: me.clone(),
         })
     }
@@ -219,6 +222,11 @@ impl Partition {
             Some(r) if r.role() == Role::Outside => Err(ErrorCode::NotOwner),
             _ => Ok(()),
         }
+    }
+
+    /// Bytes returned by [`Partition::read`] since the partition was opened.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.get()
     }
 
     /// Reads are served below this offset: the log end locally, the commit on a replica.
@@ -431,6 +439,7 @@ impl Partition {
         if read.next_offset <= end.0 {
             out.bytes_len = read.bytes_len;
             out.chunks = read.chunks;
+            self.bytes_read.set(self.bytes_read.get() + u64::from(out.bytes_len));
             return Ok(out);
         }
         let prefix = readable_prefix(&read.chunks, end).await.map_err(|e| {
@@ -441,6 +450,7 @@ impl Partition {
         if !prefix.is_empty() {
             out.chunks = vec![ReadChunk::Memory(prefix)];
         }
+        self.bytes_read.set(self.bytes_read.get() + u64::from(out.bytes_len));
         Ok(out)
     }
 

@@ -385,6 +385,7 @@ impl Shard {
                 log_start_offset: p.log().log_start_offset(),
                 log_end_offset: p.log().log_end_offset(),
                 size_bytes: p.log().size_bytes(),
+                bytes_read: p.bytes_read(),
             })
             .collect();
         gauges.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
