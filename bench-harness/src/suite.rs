@@ -739,151 +739,61 @@ const ROWS: &[RowSpec] = &[
         limit: Some("fio_fdatasync_p99"),
         goal: Goal::RatioAtMost(FSYNC_ALWAYS_P99_RATIO_MAX),
     },
-    RowSpec {
-        workload: "scale-p1",
-        metric: "produce",
-        unit: Unit::MbPerSec,
-        value: |r| positive(r.results.produce.mb_per_sec),
-        limit: Some("scale_partitions_best"),
-        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
-    },
-    RowSpec {
-        workload: "scale-p1",
-        metric: "node RSS peak",
-        unit: Unit::MiB,
-        value: node_rss_peak_mib,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-p1",
-        metric: "node CPU",
-        unit: Unit::CpuPercent,
-        value: node_cpu_percent,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-p16",
-        metric: "produce",
-        unit: Unit::MbPerSec,
-        value: |r| positive(r.results.produce.mb_per_sec),
-        limit: Some("scale_partitions_best"),
-        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
-    },
-    RowSpec {
-        workload: "scale-p16",
-        metric: "node RSS peak",
-        unit: Unit::MiB,
-        value: node_rss_peak_mib,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-p16",
-        metric: "node CPU",
-        unit: Unit::CpuPercent,
-        value: node_cpu_percent,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-p256",
-        metric: "produce",
-        unit: Unit::MbPerSec,
-        value: |r| positive(r.results.produce.mb_per_sec),
-        limit: Some("scale_partitions_best"),
-        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
-    },
-    RowSpec {
-        workload: "scale-p256",
-        metric: "node RSS peak",
-        unit: Unit::MiB,
-        value: node_rss_peak_mib,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-p256",
-        metric: "node CPU",
-        unit: Unit::CpuPercent,
-        value: node_cpu_percent,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-c1",
-        metric: "produce",
-        unit: Unit::MbPerSec,
-        value: |r| positive(r.results.produce.mb_per_sec),
-        limit: Some("scale_producers_best"),
-        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
-    },
-    RowSpec {
-        workload: "scale-c1",
-        metric: "node RSS peak",
-        unit: Unit::MiB,
-        value: node_rss_peak_mib,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-c1",
-        metric: "node CPU",
-        unit: Unit::CpuPercent,
-        value: node_cpu_percent,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-c16",
-        metric: "produce",
-        unit: Unit::MbPerSec,
-        value: |r| positive(r.results.produce.mb_per_sec),
-        limit: Some("scale_producers_best"),
-        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
-    },
-    RowSpec {
-        workload: "scale-c16",
-        metric: "node RSS peak",
-        unit: Unit::MiB,
-        value: node_rss_peak_mib,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-c16",
-        metric: "node CPU",
-        unit: Unit::CpuPercent,
-        value: node_cpu_percent,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-c64",
-        metric: "produce",
-        unit: Unit::MbPerSec,
-        value: |r| positive(r.results.produce.mb_per_sec),
-        limit: Some("scale_producers_best"),
-        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
-    },
-    RowSpec {
-        workload: "scale-c64",
-        metric: "node RSS peak",
-        unit: Unit::MiB,
-        value: node_rss_peak_mib,
-        limit: None,
-        goal: Goal::None,
-    },
-    RowSpec {
-        workload: "scale-c64",
-        metric: "node CPU",
-        unit: Unit::CpuPercent,
-        value: node_cpu_percent,
-        limit: None,
-        goal: Goal::None,
-    },
+    scale_produce("scale-p1", "scale_partitions_best"),
+    scale_rss("scale-p1"),
+    scale_cpu("scale-p1"),
+    scale_produce("scale-p16", "scale_partitions_best"),
+    scale_rss("scale-p16"),
+    scale_cpu("scale-p16"),
+    scale_produce("scale-p256", "scale_partitions_best"),
+    scale_rss("scale-p256"),
+    scale_cpu("scale-p256"),
+    scale_produce("scale-c1", "scale_producers_best"),
+    scale_rss("scale-c1"),
+    scale_cpu("scale-c1"),
+    scale_produce("scale-c16", "scale_producers_best"),
+    scale_rss("scale-c16"),
+    scale_cpu("scale-c16"),
+    scale_produce("scale-c64", "scale_producers_best"),
+    scale_rss("scale-c64"),
+    scale_cpu("scale-c64"),
 ];
+
+/// Goal 6 rows: a scale step's produce rate against the best of its group ...
+const fn scale_produce(workload: &'static str, best: &'static str) -> RowSpec {
+    RowSpec {
+        workload,
+        metric: "produce",
+        unit: Unit::MbPerSec,
+        value: |r| positive(r.results.produce.mb_per_sec),
+        limit: Some(best),
+        goal: Goal::RatioAtLeast(SCALE_RATIO_MIN),
+    }
+}
+
+/// ... its node RSS peak ...
+const fn scale_rss(workload: &'static str) -> RowSpec {
+    RowSpec {
+        workload,
+        metric: "node RSS peak",
+        unit: Unit::MiB,
+        value: node_rss_peak_mib,
+        limit: None,
+        goal: Goal::None,
+    }
+}
+
+/// ... and its node CPU.
+const fn scale_cpu(workload: &'static str) -> RowSpec {
+    RowSpec {
+        workload,
+        metric: "node CPU",
+        unit: Unit::CpuPercent,
+        value: node_cpu_percent,
+        limit: None,
+        goal: Goal::None,
+    }
+}
 
 fn notes_of(runs: &WorkloadRuns) -> Vec<String> {
     let mut notes = Vec::new();

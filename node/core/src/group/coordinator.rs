@@ -47,7 +47,7 @@ use strand_wire::msg::{Assignor, CommittedOffset, TopicPartition};
 use strand_wire::ErrorCode;
 
 use super::error::GroupError;
-use super::offsets::{entry_bytes, Committed};
+use super::offsets::{entry_bytes, Committed, OffsetTable};
 use super::record::CommitRecord;
 use super::state::{Group, GroupState, Member};
 use super::types::{Action, CommitInput, JoinInput, JoinResult, Outcome, Reply, RequestId};
@@ -590,19 +590,7 @@ impl GroupCoordinator {
         if group.expiring || group.persists_in_flight > 0 {
             return Err(GroupError::Expiring);
         }
-        let records: Vec<CommitRecord> = group
-            .offsets
-            .visible_all()
-            .map(|(tp, c)| CommitRecord {
-                group_id: group_id.to_string(),
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: c.offset,
-                commit_ms: now_ms,
-                metadata: String::new(),
-                tombstone: true,
-            })
-            .collect();
+        let records = tombstones(group_id, &group.offsets, now_ms);
         if records.is_empty() {
             self.settle(group_id);
             return Ok(Outcome::Done(()));
@@ -688,19 +676,7 @@ impl GroupCoordinator {
                 return;
             }
             let group = self.groups.get_mut(&group_id).expect("collected above");
-            let records: Vec<CommitRecord> = group
-                .offsets
-                .visible_all()
-                .map(|(tp, c)| CommitRecord {
-                    group_id: group_id.clone(),
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset: c.offset,
-                    commit_ms: now_ms,
-                    metadata: String::new(),
-                    tombstone: true,
-                })
-                .collect();
+            let records = tombstones(&group_id, &group.offsets, now_ms);
             let entries = group.offsets.partitions().map(|tp| (tp.clone(), 0)).collect();
             group.expiring = true;
             group.persists_in_flight += 1;
@@ -803,6 +779,23 @@ impl GroupCoordinator {
         self.commit_seq_next += 1;
         seq
     }
+}
+
+/// One tombstone per partition of `offsets` with a visible committed offset (a group
+/// deleted, or its offsets expired).
+fn tombstones(group_id: &str, offsets: &OffsetTable, now_ms: u64) -> Vec<CommitRecord> {
+    offsets
+        .visible_all()
+        .map(|(tp, c)| CommitRecord {
+            group_id: group_id.to_string(),
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: c.offset,
+            commit_ms: now_ms,
+            metadata: String::new(),
+            tombstone: true,
+        })
+        .collect()
 }
 
 fn validate_offsets(offsets: &[CommittedOffset], metadata_max: usize) -> Result<(), GroupError> {
