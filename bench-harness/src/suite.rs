@@ -43,6 +43,10 @@ const MAX_DIRECT_CPU_S_PER_GB_MAX: f64 = 0.5;
 const MAX_BUFFERED_CPU_S_PER_GB_MAX: f64 = 1.0;
 /// Goal 5: fsync=always publish p99 ≤ 1.3 × fio's write+fdatasync p99.
 const FSYNC_ALWAYS_P99_RATIO_MAX: f64 = 1.3;
+/// Goal 5, group commit: 16 producers on one partition get ≥ 8 × the rate of one.
+const GROUP_COMMIT_RATIO_MIN: f64 = 8.0;
+/// Producers of the `fsync-always-16` workload.
+const GROUP_COMMIT_PRODUCERS: u32 = 16;
 /// Goal 6: every scale step within 20 % of the best step of its group.
 const SCALE_RATIO_MIN: f64 = 0.8;
 /// Goal 6's steps: partitions (with [`SCALE_PARTITIONS_PRODUCERS`] producers) and producer
@@ -71,7 +75,7 @@ pub struct SuiteArgs {
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
     /// Run only these workloads (comma-separated): fixed-rate, max-direct, max-buffered,
-    /// small-1inflight, catchup, fsync-always, scale-p1, scale-p16, scale-p256, scale-c1,
+    /// small-1inflight, catchup, fsync-always, fsync-always-16, scale-p1, scale-p16, scale-p256, scale-c1,
     /// scale-c16, scale-c64. The limits are always measured.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -211,6 +215,15 @@ const WORKLOADS: &[SuiteWorkload] = &[
         name: "fsync-always",
         description: "4 KiB messages, 1 record per batch, 1 request in flight, fsync=always, buffered IO",
         args: |quick| Args { fsync: Some("always".into()), ..one_in_flight(quick, 4096) },
+    },
+    SuiteWorkload {
+        name: "fsync-always-16",
+        description: "as fsync-always with 16 producers on the one partition (group commit)",
+        args: |quick| Args {
+            fsync: Some("always".into()),
+            producers: Some(GROUP_COMMIT_PRODUCERS),
+            ..one_in_flight(quick, 4096)
+        },
     },
     SuiteWorkload {
         name: "scale-p1",
@@ -739,6 +752,30 @@ const ROWS: &[RowSpec] = &[
         limit: Some("fio_fdatasync_p99"),
         goal: Goal::RatioAtMost(FSYNC_ALWAYS_P99_RATIO_MAX),
     },
+    RowSpec {
+        workload: "fsync-always",
+        metric: "produce",
+        unit: Unit::MsgsPerSec,
+        value: |r| positive(r.results.produce.msgs_per_sec),
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "fsync-always-16",
+        metric: "produce",
+        unit: Unit::MsgsPerSec,
+        value: |r| positive(r.results.produce.msgs_per_sec),
+        limit: Some("fsync_always_one_rate"),
+        goal: Goal::RatioAtLeast(GROUP_COMMIT_RATIO_MIN),
+    },
+    RowSpec {
+        workload: "fsync-always-16",
+        metric: "publish p99",
+        unit: Unit::Us,
+        value: |r| publish_count(r).then_some(r.results.publish.p99_us as f64),
+        limit: Some("fio_fdatasync_p99"),
+        goal: Goal::RatioAtMost(FSYNC_ALWAYS_P99_RATIO_MAX),
+    },
     scale_produce("scale-p1", "scale_partitions_best"),
     scale_rss("scale-p1"),
     scale_cpu("scale-p1"),
@@ -1039,6 +1076,7 @@ pub async fn run_suite(args: &SuiteArgs) -> Result<SuiteReport, SuiteError> {
 
     let mut limits = limits;
     limits.summary.extend(scale_limits(&workloads));
+    limits.summary.extend(group_commit_limit(&workloads));
     let rows = ROWS
         .iter()
         .filter_map(|spec| workloads.iter().find(|w| w.name == spec.workload).map(|w| build_row(spec, w, &limits)))
@@ -1074,6 +1112,27 @@ fn scale_limits(workloads: &[WorkloadRuns]) -> Vec<Limit> {
         })
         .collect();
     scale_limits_of(&rates)
+}
+
+/// Goal 5's synthetic limit: `fsync-always`'s median produce rate (one producer), the base
+/// `fsync-always-16` is compared with.
+fn group_commit_limit(workloads: &[WorkloadRuns]) -> Option<Limit> {
+    let one = workloads.iter().find(|w| w.name == "fsync-always")?;
+    let rates: Vec<f64> = one
+        .runs
+        .iter()
+        .filter_map(|r| r.report.as_ref())
+        .filter_map(|r| positive(r.results.produce.msgs_per_sec))
+        .collect();
+    let median = Spread::of(&rates)?.median;
+    Some(Limit {
+        key: "fsync_always_one_rate",
+        label: "fsync-always with 1 producer (produce)",
+        unit: Unit::MsgsPerSec,
+        value: Spread::of(&[median]),
+        missing: None,
+        errors: Vec::new(),
+    })
 }
 
 /// [`scale_limits`] from each workload's per-run produce rates.
