@@ -87,6 +87,7 @@ fn overview_shows_peers_chains_and_a_down_node() {
     assert!(partition["epoch"].as_u64().is_some_and(|e| e >= 1), "{topic}");
 
     pages_merge_what_the_peer_holds(&first, &second);
+    health_does_not_wait_for_a_silent_peer(&first, &second);
 
     second.signal_and_wait(libc::SIGKILL, Duration::from_secs(10));
     let overview = wait_for("node 2 down and the partition under-replicated", || {
@@ -99,6 +100,50 @@ fn overview_shows_peers_chains_and_a_down_node() {
     let (status, page) = first.admin_get("/");
     assert_eq!(status, 200);
     assert!(page.contains("<span class=\"down\">down</span>"), "{page}");
+}
+
+/// With node 2 paused (SIGSTOP: its admin port accepts but never answers), node 1's overview
+/// waits for node 2's numbers until the peer timeout; `/health` and `/metrics` asked
+/// meanwhile are answered before the overview is (they never wait for the console).
+fn health_does_not_wait_for_a_silent_peer(first: &Node, second: &Node) {
+    let pid = second.child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a pid this test spawned; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let admin = first.admin;
+    let started = Instant::now();
+    let overview = std::thread::spawn(move || {
+        let _ = http_get(admin, "/");
+        started.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let health = http_get(first.admin, "/health");
+    let health_at = started.elapsed();
+    let metrics = http_get(first.admin, "/metrics");
+    let metrics_at = started.elapsed();
+    let overview_at = overview.join().unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    assert!(health.contains("ok"), "{health}");
+    assert!(metrics.contains("strand_requests_total"), "{metrics}");
+    assert!(
+        overview_at >= Duration::from_millis(500),
+        "the overview did not wait for the paused peer ({overview_at:?})"
+    );
+    assert!(
+        health_at < overview_at && metrics_at < overview_at,
+        "health at {health_at:?} and metrics at {metrics_at:?} waited for the overview ({overview_at:?})"
+    );
+}
+
+/// The whole answer of an HTTP/1.0 GET.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }
 
 /// An RF=1 topic spread over both nodes and a group coordinated by node 2: node 1's

@@ -10,7 +10,11 @@
 //! (see `model`). The `/v1/...` endpoints answer for this node (the overview's node
 //! table aside); in cluster mode the group and topic pages merge in the peers' answers.
 //!
-//! Invariant: the admin thread only reads — metrics atomics, the published
+//! Requests are answered by [`ADMIN_WORKERS`] threads sharing one listener; `/health` and
+//! `/metrics` never wait for the console's lock, so a cluster page waiting on a dead peer
+//! does not delay them.
+//!
+//! Invariant: the admin threads only read — metrics atomics, the published
 //! partition snapshots and the registry (under its control-plane mutex); it never
 //! touches a shard's state directly. It also keeps the console's bounded history
 //! (`sampler`), sampled between requests, and asks peers for their `/v1/node`
@@ -25,7 +29,7 @@ pub mod svg;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -112,10 +116,34 @@ impl Console {
     }
 }
 
+/// Threads answering admin requests. `/health` and `/metrics` never wait for the console:
+/// while one worker builds a cluster page (up to [`cluster::PEER_TIMEOUT`] per unanswered
+/// peer), the others answer health checks and scrapes.
+const ADMIN_WORKERS: usize = 3;
+
 fn serve(server: Server, shared: Arc<NodeShared>, stop: Arc<AtomicBool>) {
-    let mut console = Console::start(&shared);
+    let (server, console) = (Arc::new(server), Arc::new(Mutex::new(Console::start(&shared))));
+    let workers: Vec<JoinHandle<()>> = (1..ADMIN_WORKERS)
+        .filter_map(|i| {
+            let (server, shared, stop, console) = (server.clone(), shared.clone(), stop.clone(), console.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("strand-admin-{i}"))
+                .spawn(move || serve_requests(&server, &shared, &stop, &console));
+            spawned.map_err(|e| tracing::warn!(error = %e, "admin worker thread not started")).ok()
+        })
+        .collect();
+    serve_requests(&server, &shared, &stop, &console);
+    for w in workers {
+        let _ = w.join();
+    }
+}
+
+/// One worker: samples for the console when it is free, answers requests until `stop`.
+fn serve_requests(server: &Server, shared: &NodeShared, stop: &AtomicBool, console: &Mutex<Console>) {
     while !stop.load(Ordering::Relaxed) {
-        console.tick(&shared);
+        if let Ok(mut c) = console.try_lock() {
+            c.tick(shared);
+        }
         let request = match server.recv_timeout(Duration::from_millis(200)) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
@@ -124,7 +152,13 @@ fn serve(server: Server, shared: Arc<NodeShared>, stop: Arc<AtomicBool>) {
                 continue;
             }
         };
-        let (status, content_type, body) = route(request.method(), request.url(), &shared, &console);
+        let (status, content_type, body) = match route_fast(request.method(), request.url(), shared) {
+            Some(answer) => answer,
+            None => {
+                let console = console.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                route(request.method(), request.url(), shared, &console)
+            }
+        };
         let header = Header::from_bytes("Content-Type", content_type).expect("static header is valid");
         let response = Response::from_string(body).with_status_code(status).with_header(header);
         if let Err(e) = request.respond(response) {
@@ -137,21 +171,34 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 const JSON: &str = "application/json";
 
+/// `/health` and `/metrics`, which need no console state; `None` for everything else.
+fn route_fast(method: &Method, url: &str, shared: &NodeShared) -> Option<(u16, &'static str, String)> {
+    if *method != Method::Get {
+        return None;
+    }
+    match url.split('?').next().unwrap_or("") {
+        "/health" if shared.metrics.serving.load(Ordering::Relaxed) => Some((200, TEXT, "ok\n".into())),
+        "/health" => Some((503, TEXT, "not serving\n".into())),
+        "/metrics" => {
+            let body = shared.metrics.render_prometheus() + &model::node_gauges_prometheus(shared);
+            Some((200, "text/plain; version=0.0.4", body))
+        }
+        _ => None,
+    }
+}
+
 /// Answers one request: `(status, content type, body)`.
 pub fn route(method: &Method, url: &str, shared: &NodeShared, console: &Console) -> (u16, &'static str, String) {
     if *method != Method::Get {
         return (405, TEXT, "method not allowed\n".into());
     }
+    if let Some(answer) = route_fast(method, url, shared) {
+        return answer;
+    }
     let started = Instant::now();
     let path = url.split('?').next().unwrap_or("");
     let sampler = &console.sampler;
     match path {
-        "/health" if shared.metrics.serving.load(Ordering::Relaxed) => (200, TEXT, "ok\n".into()),
-        "/health" => (503, TEXT, "not serving\n".into()),
-        "/metrics" => {
-            let body = shared.metrics.render_prometheus() + &model::node_gauges_prometheus(shared);
-            (200, "text/plain; version=0.0.4", body)
-        }
         "/v1/topics" => (200, JSON, json("topics", &model::topics(shared, sampler))),
         "/v1/groups" => (200, JSON, json("groups", &model::groups(shared, sampler, false))),
         "/v1/node" => (200, JSON, to_json(&model::node_stats(shared, sampler, &console.warnings))),
