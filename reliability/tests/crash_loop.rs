@@ -22,7 +22,8 @@ const PARTITIONS: u32 = 2;
 const WRITERS_PER_PARTITION: u32 = 2;
 /// A restarted node must serve again within this (spawn to listening line).
 const RESTART_BOUND: Duration = Duration::from_secs(10);
-const NODE_ARGS: &[&str] = &["--fsync", "always", "--shards", "2"];
+/// `--io-mode` is appended per test.
+const NODE_ARGS: &[&str] = &["--fsync", "always", "--shards", "2", "--io-mode"];
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
@@ -36,14 +37,25 @@ struct Totals {
 
 #[test]
 fn sigkill_loop_loses_no_acknowledged_record() {
+    sigkill_loop("buffered");
+}
+
+#[test]
+fn sigkill_loop_loses_no_acknowledged_record_direct_io() {
+    sigkill_loop("direct");
+}
+
+fn sigkill_loop(io_mode: &str) {
+    let name = format!("crash_loop_{io_mode}");
+    let args: Vec<&str> = NODE_ARGS.iter().copied().chain([io_mode]).collect();
     let profile = Profile::from_env();
     let cycles = profile.pick(20, 1000);
-    let seed = profile::seed("crash_loop");
+    let seed = profile::seed(&name);
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = Arc::new(Mutex::new(Ledger::new(PARTITIONS)));
     let seq = Arc::new(AtomicU64::new(0));
-    let mut node = NodeProcess::start(dir.path(), NODE_ARGS).expect("first start");
+    let mut node = NodeProcess::start(dir.path(), &args).expect("first start");
     WireClient::connect(node.public, CLIENT_TIMEOUT)
         .and_then(|mut c| c.create_topic(TOPIC, PARTITIONS))
         .expect("topic");
@@ -52,7 +64,7 @@ fn sigkill_loop_loses_no_acknowledged_record() {
         let refusals = run_writers_then_kill(&mut node, &mut rng, &ledger, &seq);
         totals.produce_refusals += refusals;
         assert_eq!(node.panic_line(), None, "cycle {cycle} (seed {seed}): node panicked before the kill");
-        node = NodeProcess::start(dir.path(), NODE_ARGS).unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
+        node = NodeProcess::start(dir.path(), &args).unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
         restarts.push(node.startup);
         assert!(node.startup < RESTART_BOUND, "cycle {cycle} (seed {seed}): restart took {:?}", node.startup);
         let full = profile == Profile::Quick || cycle % 50 == 0 || cycle + 1 == cycles;
@@ -66,7 +78,7 @@ fn sigkill_loop_loses_no_acknowledged_record() {
         totals.acked
     );
     checker_catches_a_dropped_record(&ledger, &stored_last);
-    report(seed, cycles, &restarts, &totals);
+    report(&name, seed, cycles, &restarts, &totals);
 }
 
 /// Runs the writers until a random moment, SIGKILLs the node, joins the writers.
@@ -163,10 +175,10 @@ fn checker_catches_a_dropped_record(ledger: &Mutex<Ledger>, stored: &[strand_rel
     assert!(verdict.is_err(), "checker accepted a log with a dropped record");
 }
 
-fn report(seed: u64, cycles: u32, restarts: &[Duration], totals: &Totals) {
+fn report(name: &str, seed: u64, cycles: u32, restarts: &[Duration], totals: &Totals) {
     let restart = Summary::of(restarts);
     println!(
-        "crash_loop: seed {seed}: {cycles} SIGKILL cycles, {} acked records, {} records verified ({} acked checks), \
+        "{name}: seed {seed}: {cycles} SIGKILL cycles, {} acked records, {} records verified ({} acked checks), \
          {} unacked survivors, {} produce refusals, data lost: 0; restart-to-listening p50 {:?} max {:?}",
         totals.acked,
         totals.records_verified,
@@ -177,7 +189,7 @@ fn report(seed: u64, cycles: u32, restarts: &[Duration], totals: &Totals) {
         restart.max
     );
     write_result(
-        "crash_loop",
+        name,
         &serde_json::json!({
             "seed": seed, "cycles": cycles, "acked_records": totals.acked, "records_verified": totals.records_verified,
             "acked_checks": totals.acked_verified, "unacked_survivors": totals.unacked_survivors,
