@@ -355,6 +355,7 @@ fn shard_main(
                 auth: cluster.link_auth(),
                 limits: shard.shared.config.replication_limits,
                 metrics: shard.metrics.clone(),
+                on_peer_lost: Some(cluster.peer_lost_reporter()),
             };
             glommio::spawn_local(crate::replication::link::serve(on_executor(listener), handler, inbound)).detach();
             glommio::spawn_local(shard.clone().reconcile_loop()).detach();

@@ -8,6 +8,7 @@
 //! - [`group`]: the consumer-group coordinator.
 //! - [`chain`]: chain replication of one partition replica.
 //! - [`control`]: the controller's chain-assignment decision.
+//! - [`suspicion`]: fast failure detection (when a reported peer is probed, what convicts it).
 #![forbid(unsafe_code)]
 
 pub mod chain;
@@ -17,5 +18,6 @@ pub mod index;
 pub mod placement;
 pub mod producer;
 pub mod recovery;
+pub mod suspicion;
 pub mod timestamp;
 pub mod topic;

@@ -64,6 +64,9 @@ pub enum ControlRequest {
     DeleteTopic { name: String, reply: flume::Sender<Result<(), ControlError>> },
     /// The tail of `topic`/`partition` at `epoch` reports `learner` in sync.
     LearnerInSync { topic: String, partition: u32, epoch: u64, learner: u32 },
+    /// A shard saw `node`'s replication connection reset or closed: probe it and, if
+    /// its process is gone, revoke its lease (fast failure detection).
+    Suspect { node: u32, reason: &'static str },
     /// Revoke the lease and stop (graceful shutdown: peers reconfigure at once).
     Shutdown { reply: flume::Sender<()> },
     /// Stop WITHOUT revoking the lease, as if the process had died (tests: peers notice
@@ -193,6 +196,12 @@ impl ControlHandle {
     pub fn report_in_sync(&self, topic: &str, partition: u32, epoch: u64, learner: u32) {
         let request = ControlRequest::LearnerInSync { topic: topic.to_string(), partition, epoch, learner };
         let _ = self.requests.try_send(request);
+    }
+
+    /// Reports a peer whose connection was reset or closed (fire and forget, never
+    /// blocks; the control thread probes it, see `control/suspect.rs`).
+    pub fn report_suspect(&self, node: u32, reason: &'static str) {
+        let _ = self.requests.try_send(ControlRequest::Suspect { node, reason });
     }
 
     /// Revokes the lease and stops the control thread (blocking, bounded wait).

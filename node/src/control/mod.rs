@@ -6,7 +6,8 @@
 //! Code map: [`types`] (keyspace and records) · [`handle`] (the shard-facing API) ·
 //! `runtime` (the etcd thread: connect, initial read, request loop, topic create/delete) ·
 //! `keyspace` (parsed keyspace + revisions, pure) · `watch` (follows the keyspace,
-//! publishes views) · `session` (lease, keep-alive, re-registration, refusing a live node id) · [`token`]
+//! publishes views) · `session` (lease, keep-alive, re-registration, refusing a live node id) · `suspect`
+//! (fast failure detection: probe a reported peer, revoke a dead one's lease) · [`token`]
 //! (the data dir's node token) · `controller`
 //! (election, guarded chain writes; the decision itself is `strand_core::control`).
 //!
@@ -17,6 +18,7 @@ pub mod handle;
 mod keyspace;
 mod runtime;
 mod session;
+mod suspect;
 pub mod token;
 pub mod types;
 mod watch;

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::handle::{ControlError, ControlHandle, ControlRequest, Shared, TopicChange};
 use super::keyspace::{keys, Keyspace, Kv};
 use super::types::{ControlConfig, InSyncReport, NodeRecord};
-use super::{controller, session, watch as follow};
+use super::{controller, session, suspect, watch as follow};
 use crate::log::LogConfig;
 use crate::topic::{changed_configs, topic_log_config, TopicConfig};
 
@@ -162,7 +162,9 @@ async fn run(
     let (snapshots, snapshots_rx) = watch::channel(Arc::new(keyspace.clone()));
     let watcher = tokio::spawn(follow::run(client.clone(), keyspace, snapshots, shared.clone()));
     let _ = init.send(Ok(shared.clone()));
-    let mut thread = ControlThread { client, config, prefix, shared, snapshots: snapshots_rx, tasks: vec![watcher] };
+    let detector = suspect::Detector::new(client.clone(), config.node_id, snapshots_rx.clone());
+    let mut thread =
+        ControlThread { client, config, prefix, shared, snapshots: snapshots_rx, detector, tasks: vec![watcher] };
     loop {
         let request = requests.recv_async().await.ok();
         if !thread.serve(request).await {
@@ -220,6 +222,7 @@ struct ControlThread {
     prefix: String,
     shared: Arc<Shared>,
     snapshots: watch::Receiver<Arc<Keyspace>>,
+    detector: suspect::Detector,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -255,6 +258,7 @@ impl ControlThread {
             ControlRequest::LearnerInSync { topic, partition, epoch, learner } => {
                 self.learner_in_sync(topic, partition, InSyncReport { epoch, learner });
             }
+            ControlRequest::Suspect { node, reason } => self.detector.report(node, reason),
             ControlRequest::Shutdown { reply } => {
                 self.stop(true).await;
                 let _ = reply.send(());

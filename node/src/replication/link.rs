@@ -99,6 +99,9 @@ pub struct Inbound {
     pub limits: InboundLimits,
     /// Counts refused and unauthenticated connections.
     pub metrics: Arc<ShardMetrics>,
+    /// Called with the proven sender when its authenticated connection ends (closed or
+    /// reset): the peer may have died, so the node probes it (fast failure detection).
+    pub on_peer_lost: Option<Rc<dyn Fn(NodeId, &'static str)>>,
 }
 
 /// The frame handler of [`serve`]: (proven sender, header bytes, payload).
@@ -307,7 +310,13 @@ async fn serve_connection(
         }
     };
     debug!(peer = peer.0, "replication connection authenticated");
-    read_frames(stream, peer, on_frame).await
+    let outcome = read_frames(stream, peer, on_frame).await;
+    let reason = if outcome.is_ok() { "replication connection closed" } else { "replication connection broke" };
+    info!(peer = peer.0, reason, "inbound replication connection ended");
+    if let Some(report) = &inbound.on_peer_lost {
+        report(peer, reason);
+    }
+    outcome
 }
 
 /// The listener side: send a challenge, check the hello, prove ourselves; the sender.

@@ -63,6 +63,13 @@ impl ClusterShard {
     }
 
     /// This node's identity and secret on replication links.
+    /// What the replication listener calls when a peer's connection ends: a report to
+    /// the control plane, which probes the peer (fast failure detection).
+    pub fn peer_lost_reporter(&self) -> Rc<dyn Fn(NodeId, &'static str)> {
+        let control = self.control.clone();
+        Rc::new(move |peer: NodeId, reason| control.report_suspect(peer.0, reason))
+    }
+
     pub fn link_auth(&self) -> LinkAuth {
         LinkAuth::new(self.me, self.control.cluster_secret())
     }

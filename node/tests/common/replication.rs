@@ -40,7 +40,12 @@ pub fn auth(me: u32) -> LinkAuth {
 
 /// The inbound side of node `me`'s replication listener, default limits.
 pub fn inbound(me: u32) -> link::Inbound {
-    link::Inbound { auth: auth(me), limits: link::InboundLimits::default(), metrics: Default::default() }
+    link::Inbound {
+        auth: auth(me),
+        limits: link::InboundLimits::default(),
+        metrics: Default::default(),
+        on_peer_lost: None,
+    }
 }
 
 /// The log settings every replica uses.
