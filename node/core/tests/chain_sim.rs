@@ -6,6 +6,11 @@
 //! SIGSTOPped node comes back with stale state and must be fenced), a controller that
 //! removes dead members, adds a learner and promotes it once the tail reports it in
 //! sync, and clients producing with acks=all and acks=leader (sometimes to a stale head).
+//! Fast failure detection runs too (`strand_core::suspicion`): peers report nodes (at
+//! every crash, and at random — a link closed on purpose), the detector probes them, and
+//! a conviction revokes the node's lease. Probes lie at times: a live node convicted is
+//! removed from the chain while it keeps running (it registers again under a new
+//! incarnation), which must never lose an acknowledged write or split the chain.
 //!
 //! A run is a pure function of its seed; each concern draws from its own random stream.
 //! Checkers run after every step and count what they compared. The central one: every
@@ -23,6 +28,8 @@ use strand_core::chain::{
     Acks, Action, BatchMeta, ChainConfig, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId, Offset, Position,
     Role,
 };
+use strand_core::control::Incarnation;
+use strand_core::suspicion::{Probe, Suspicions, Verdict};
 
 const RF: usize = 3;
 const STEPS_CHAOS: usize = 300;
@@ -33,6 +40,8 @@ const DETECT_MS: u64 = 60;
 const CONTROL_MS: u64 = 15;
 const NET_DELAY_MS_MAX: u64 = 12;
 const SEEDS_DEFAULT: u64 = 2000;
+/// The detector's least time between probes of one node (scaled to the simulation).
+const PROBE_GAP_MS: u64 = 20;
 
 /// Seeds that once failed, replayed on every run.
 ///
@@ -67,12 +76,20 @@ struct Rngs {
     faults: StdRng,
     workload: StdRng,
     control: StdRng,
+    suspect: StdRng,
 }
 
 impl Rngs {
     fn new(seed: u64) -> Rngs {
         let derive = |k: u64| StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ k);
-        Rngs { clock: derive(1), net: derive(2), faults: derive(3), workload: derive(4), control: derive(5) }
+        Rngs {
+            clock: derive(1),
+            net: derive(2),
+            faults: derive(3),
+            workload: derive(4),
+            control: derive(5),
+            suspect: derive(6),
+        }
     }
 }
 
@@ -102,6 +119,8 @@ struct SimNode {
     paused: bool,
     down_since_ms: Option<u64>,
     incarnation: u64,
+    /// This incarnation's lease was revoked by the detector (the controller sees it gone).
+    revoked: bool,
     configs: Vec<(u64, ChainConfig)>,
     flush_at_ms: u64,
     last_commit: Offset,
@@ -154,6 +173,11 @@ struct Counts {
     fenced_rejects: u64,
     retentions: u64,
     resets: u64,
+    /// Convictions of a crashed node, of a live one (a lying probe), and probe rounds
+    /// that cleared their suspect.
+    convicted_dead: u64,
+    convicted_live: u64,
+    cleared: u64,
 }
 
 struct World {
@@ -176,6 +200,9 @@ struct World {
     /// Data any replica ever exposed as committed: base offset → (payload, end).
     committed: BTreeMap<u64, (u64, Offset)>,
     counts: Counts,
+    detector: Suspicions,
+    /// Probes due: (time, node).
+    probes: Vec<(u64, usize)>,
 }
 
 impl World {
@@ -195,6 +222,7 @@ impl World {
                 paused: false,
                 down_since_ms: None,
                 incarnation: 0,
+                revoked: false,
                 configs: Vec::new(),
                 flush_at_ms: 0,
                 last_commit: Offset(0),
@@ -221,6 +249,8 @@ impl World {
             acked: BTreeMap::new(),
             committed: BTreeMap::new(),
             counts: Counts::default(),
+            detector: Suspicions::new(PROBE_GAP_MS),
+            probes: Vec::new(),
         };
         world.publish(ChainConfig { epoch: Epoch(1), members, learner: None });
         world
@@ -255,6 +285,7 @@ impl World {
         self.workload();
         self.deliver_packets();
         self.deliver_configs();
+        self.run_probes();
         for i in 0..self.nodes.len() {
             self.tick_node(i);
         }
@@ -310,6 +341,69 @@ impl World {
         } else if roll < 0.035 && self.nodes[i].up() {
             self.retain(i);
         }
+        if self.rngs.suspect.gen::<f64>() < 0.01 {
+            let i = self.rngs.suspect.gen_range(0..n);
+            self.report(i);
+        }
+    }
+
+    /// A peer reports node `i` (its connection ended): the detector may start a probe.
+    fn report(&mut self, i: usize) {
+        if self.nodes[i].revoked {
+            return; // gone from the view: nothing to suspect
+        }
+        let incarnation = Incarnation(self.nodes[i].incarnation as i64);
+        if self.detector.report(self.now, i as u32, incarnation) {
+            let at = self.now + self.rngs.suspect.gen_range(0..3);
+            self.probes.push((at, i));
+        }
+    }
+
+    /// What probing node `i`'s ports shows: a crashed node refuses, a paused one is
+    /// accepted by its kernel, a live one is accepted — except when the probe lies.
+    fn probe(&mut self, i: usize) -> Vec<Probe> {
+        let node = &self.nodes[i];
+        let roll: f64 = self.rngs.suspect.gen();
+        if node.core.is_none() {
+            vec![if roll < 0.2 { Probe::NoAnswer } else { Probe::Refused }]
+        } else if self.faults && roll < 0.15 {
+            vec![Probe::Accepted, Probe::Refused]
+        } else if roll < 0.3 {
+            vec![Probe::NoAnswer]
+        } else {
+            vec![Probe::Accepted]
+        }
+    }
+
+    fn run_probes(&mut self) {
+        let now = self.now;
+        let due: Vec<usize> = self.probes.iter().filter(|(at, _)| *at <= now).map(|(_, i)| *i).collect();
+        self.probes.retain(|(at, _)| *at > now);
+        for i in due {
+            let results = self.probe(i);
+            let node = &self.nodes[i];
+            let current = (!node.revoked).then_some(Incarnation(node.incarnation as i64));
+            match self.detector.probed(now, i as u32, &results, current) {
+                Verdict::Recheck(after) => self.probes.push((now + after, i)),
+                Verdict::Down(incarnation) => self.convict(i, incarnation),
+                Verdict::Alive | Verdict::Unknown => self.counts.cleared += 1,
+            }
+        }
+    }
+
+    /// The detector revoked node `i`'s lease: a dead node is gone from the view at once; a
+    /// live one (a lying probe) registers again under a new incarnation, keeping its state.
+    fn convict(&mut self, i: usize, incarnation: Incarnation) {
+        assert_eq!(incarnation, Incarnation(self.nodes[i].incarnation as i64), "seed {}: wrong incarnation", self.seed);
+        if self.nodes[i].core.is_none() {
+            self.counts.convicted_dead += 1;
+            self.nodes[i].revoked = true;
+            self.log(|| format!("detector: n{i} convicted dead, lease revoked"));
+        } else {
+            self.counts.convicted_live += 1;
+            self.nodes[i].incarnation += 1;
+            self.log(|| format!("detector: live n{i} convicted (lying probe), registers again"));
+        }
     }
 
     /// Retention on node `i`: the shell deletes a random committed prefix of its file
@@ -354,6 +448,8 @@ impl World {
         node.down_since_ms = Some(self.now);
         self.counts.crashes += 1;
         self.log(|| format!("crash n{i}, disk keeps {keep} batches"));
+        // Its chain neighbours see its connections close.
+        self.report(i);
     }
 
     fn restart(&mut self, i: usize) {
@@ -367,6 +463,7 @@ impl World {
             .unwrap_or_else(|e| panic!("seed {}: recover n{i}: {e}", self.seed));
         node.core = Some(core);
         node.incarnation += 1;
+        node.revoked = false;
         node.down_since_ms = None;
         node.last_commit = Offset(0);
         node.reads = Offset(0);
@@ -681,6 +778,7 @@ impl World {
     fn failed(&self, node: NodeId) -> bool {
         let n = &self.nodes[node.0 as usize];
         n.down_since_ms.is_some_and(|t| self.now >= t + DETECT_MS)
+            || n.revoked
             || self.admitted.get(&node.0).is_some_and(|inc| *inc != n.incarnation)
     }
 
@@ -904,6 +1002,9 @@ fn chain_sim_seeds() {
         total.fenced_rejects += c.fenced_rejects;
         total.retentions += c.retentions;
         total.resets += c.resets;
+        total.convicted_dead += c.convicted_dead;
+        total.convicted_live += c.convicted_live;
+        total.cleared += c.cleared;
     }
     eprintln!("{seeds} seeds: {total:?}");
     // A checker that compared nothing proves nothing.
@@ -912,4 +1013,5 @@ fn chain_sim_seeds() {
     assert!(total.learner_promotions > 0 && total.crashes > 0 && total.pauses > 0);
     assert!(total.truncations > 0 && total.fenced_rejects > 0);
     assert!(total.retentions > 0 && total.resets > 0);
+    assert!(total.convicted_dead > 0 && total.convicted_live > 0 && total.cleared > 0);
 }
