@@ -7,7 +7,9 @@
 //! outside the chain until an epoch above `epoch_min` includes it), then spawns two local tasks — the *worker*,
 //! which starts log appends and performs sends strictly in the order the core issued
 //! them (an append runs as its own task, so forwarding overlaps the local fsync), and
-//! the *ticker*, which drives retransmission/heartbeat timeouts. Both hold only a
+//! the *ticker*, which sleeps until the core's next deadline (`poll_timeout`: a
+//! retransmission or heartbeat; none while nothing is outstanding, so an idle replica
+//! costs no wake-ups) and then drives its timeouts. Both hold only a
 //! weak reference and end when the partition is dropped (an append task holds a strong
 //! one until its append completes), so the shard can reclaim the log with `Rc::try_unwrap`.
 //!
@@ -46,9 +48,6 @@ use super::link::Peers;
 use super::ReplicationError;
 use crate::log::PartitionLog;
 
-/// How often the ticker drives the core's timeouts.
-pub const TICK_MS: u64 = 10;
-
 /// Work the worker task executes in order.
 enum Work {
     /// Batches with their bytes; the cut generation when the core issued them.
@@ -77,6 +76,10 @@ pub struct ReplicatedPartition {
     /// successor can be fed while the local fsync is in flight (pipelined chain).
     in_flight: RefCell<BTreeMap<u64, Bytes>>,
     wake: flume::Sender<()>,
+    /// Wakes the ticker when the core's next deadline moved earlier than `armed`.
+    timer_wake: flume::Sender<()>,
+    /// The deadline the ticker sleeps for (`None`: it waits for `timer_wake`).
+    armed: Cell<Option<u64>>,
     waiters: RefCell<HashMap<RequestId, Waiter>>,
     next_request: Cell<RequestId>,
     /// Set when the local log failed: the replica stops acting (never half-alive).
@@ -112,6 +115,7 @@ impl ReplicatedPartition {
     ) -> Result<Rc<ReplicatedPartition>, ReplicationError> {
         let (core, epochs) = recover_core(me, &log, &dir, epoch_min).await?;
         let (wake, wake_rx) = flume::bounded(1);
+        let (timer_wake, timer_wake_rx) = flume::bounded(1);
         let this = Rc::new(ReplicatedPartition {
             topic: topic.to_string(),
             partition,
@@ -123,6 +127,8 @@ impl ReplicatedPartition {
             work: RefCell::new(VecDeque::new()),
             in_flight: RefCell::new(BTreeMap::new()),
             wake,
+            timer_wake,
+            armed: Cell::new(None),
             waiters: RefCell::new(HashMap::new()),
             next_request: Cell::new(1),
             broken: Cell::new(false),
@@ -134,7 +140,7 @@ impl ReplicatedPartition {
             progress_hook: RefCell::new(None),
         });
         glommio::spawn_local(run_worker(Rc::downgrade(&this), wake_rx)).detach();
-        glommio::spawn_local(run_ticker(Rc::downgrade(&this))).detach();
+        glommio::spawn_local(run_ticker(Rc::downgrade(&this), timer_wake_rx)).detach();
         this.handle_config(config)?;
         Ok(this)
     }
@@ -294,6 +300,10 @@ impl ReplicatedPartition {
         }
         // Whatever the core did not take is stale (already present or refused).
         self.staged.borrow_mut().clear();
+        let next = self.core.borrow().poll_timeout();
+        if next.is_some_and(|next| self.armed.get().is_none_or(|armed| next < armed)) {
+            let _ = self.timer_wake.try_send(());
+        }
         if queued {
             let _ = self.wake.try_send(());
         }
@@ -656,9 +666,38 @@ async fn run_worker(this: Weak<ReplicatedPartition>, wake: flume::Receiver<()>) 
     }
 }
 
-async fn run_ticker(this: Weak<ReplicatedPartition>) {
+/// Sleeps until the core's next deadline (or until `drain` reports an earlier one) and
+/// drives its timeouts; with no deadline it waits for one. Calling the core early is
+/// harmless: `handle_timeout` acts only on deadlines that passed.
+async fn run_ticker(this: Weak<ReplicatedPartition>, wake: flume::Receiver<()>) {
     loop {
-        glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
+        let wait = {
+            let Some(part) = this.upgrade() else { return };
+            if part.broken.get() {
+                return;
+            }
+            let next = part.core.borrow().poll_timeout();
+            part.armed.set(next);
+            next.map(|at| at.saturating_sub(part.now_ms()))
+        };
+        match wait {
+            None => {
+                if wake.recv_async().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(0) => {}
+            Some(ms) => {
+                let sleep = async {
+                    glommio::timer::sleep(Duration::from_millis(ms)).await;
+                };
+                let woken = async {
+                    let _ = wake.recv_async().await;
+                };
+                futures_lite::future::or(sleep, woken).await;
+            }
+        }
         let Some(part) = this.upgrade() else { return };
         if part.broken.get() {
             return;
