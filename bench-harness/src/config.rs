@@ -118,6 +118,20 @@ pub enum Command {
     /// Machine limits (fio, loopback) and the standard workloads in one invocation: one
     /// table of values, limits and ratios (median of --runs, with the spread) and JSON.
     Suite(crate::suite::SuiteArgs),
+    /// Loopback TCP round trip (ping-pong, TCP_NODELAY): the reference for per-hop
+    /// latency in docs/REPLICATION.md.
+    Rtt(RttArgs),
+}
+
+/// Flags of `strand-bench rtt`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RttArgs {
+    /// Round trips measured (a tenth more are run first as warm-up).
+    #[arg(long, default_value_t = 20_000)]
+    pub count: usize,
+    /// Bytes per message each way.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
 }
 
 /// Target producer rate.

@@ -17,9 +17,22 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => fail(&BenchError::Io(e)),
     };
-    if let Some(Command::Suite(suite_args)) = &args.command {
-        run_suite(&runtime, suite_args);
-        return;
+    match &args.command {
+        Some(Command::Suite(suite_args)) => {
+            run_suite(&runtime, suite_args);
+            return;
+        }
+        Some(Command::Rtt(rtt)) => {
+            match strand_bench::limits::loopback_rtt(rtt.count, rtt.size) {
+                Ok(r) => println!(
+                    "loopback rtt ({} B, {} round trips): p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+                    r.size, r.count, r.p50_us, r.p99_us, r.p999_us, r.max_us
+                ),
+                Err(e) => fail(&BenchError::Io(e)),
+            }
+            return;
+        }
+        None => {}
     }
     let report = match runtime.block_on(run(&args)) {
         Ok(report) => report,
