@@ -183,6 +183,18 @@ pub fn try_response_frame(out: &mut BytesMut, header: &ResponseHeader, payload: 
     Ok(())
 }
 
+/// Appends the 8-byte frame prefix and the encoded request header to `out`, for a frame
+/// whose `payload_len` payload bytes the caller appends next (so a payload gathered
+/// from several places is copied once, straight into the frame).
+pub fn request_prefix_and_header(out: &mut BytesMut, header: &RequestHeader, payload_len: usize) {
+    let fbb = build_request(header);
+    let encoded = fbb.finished_data();
+    let prefix = FramePrefix::new(encoded.len(), payload_len);
+    out.reserve(prefix.frame_len());
+    out.extend_from_slice(&prefix.to_bytes());
+    out.extend_from_slice(encoded);
+}
+
 /// The 8-byte frame prefix followed by the encoded header, for a frame whose
 /// `payload_len` payload bytes the caller sends separately (e.g. spliced from a segment
 /// file); an over-limit header is replaced as in [`encode_response`].

@@ -391,6 +391,16 @@ proptest! {
     }
 
     #[test]
+    fn request_prefix_then_appended_payload_is_one_frame(header in request_header(), payload in prop::collection::vec(any::<u8>(), 0..64)) {
+        let mut whole = BytesMut::new();
+        codec::request_frame(&mut whole, &header, &payload);
+        let mut split = BytesMut::new();
+        codec::request_prefix_and_header(&mut split, &header, payload.len());
+        split.extend_from_slice(&payload);
+        prop_assert_eq!(&whole, &split);
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = codec::decode_request(&bytes);
         let _ = codec::decode_response(&bytes);

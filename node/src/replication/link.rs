@@ -174,15 +174,25 @@ impl Peers {
     }
 }
 
-/// Writes queued frames to `addr` until every sender of the queue is gone.
+/// Frames of at least this size are written as they are, not copied into the
+/// coalescing buffer (one more syscall per large frame instead of one more copy).
+pub const LINK_COALESCE_BYTES_MAX: usize = 16 * 1024;
+
+/// Writes queued frames to `addr` until every sender of the queue is gone. Small frames
+/// (acks, heartbeats) are coalesced into one write; large ones are written in place.
 async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>, auth: LinkAuth) {
     let mut stream: Option<TcpStream> = None;
     let mut out = BytesMut::new();
+    let mut frames: Vec<Bytes> = Vec::new();
     while let Ok(frame) = rx.recv_async().await {
-        out.extend_from_slice(&frame);
-        while out.len() < LINK_WRITE_BYTES_MAX {
+        let mut queued = frame.len();
+        frames.push(frame);
+        while queued < LINK_WRITE_BYTES_MAX {
             match rx.try_recv() {
-                Ok(more) => out.extend_from_slice(&more),
+                Ok(more) => {
+                    queued += more.len();
+                    frames.push(more);
+                }
                 Err(_) => break,
             }
         }
@@ -190,17 +200,37 @@ async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>, auth: LinkAuth) 
             stream = connect(addr, &auth).await;
         }
         let Some(conn) = stream.as_mut() else {
-            out.clear();
+            frames.clear();
             glommio::timer::sleep(Duration::from_millis(RECONNECT_DELAY_MS)).await;
             continue;
         };
-        if let Err(e) = conn.write_all(&out).await {
+        if let Err(e) = write_frames(conn, &mut frames, &mut out).await {
             info!(%addr, error = %e, "replication link broke; reconnecting");
             stream = None;
         }
+        frames.clear();
         out.clear();
     }
     debug!(%addr, "replication link closed");
+}
+
+/// Writes `frames` in order: runs of small ones through `out`, large ones directly.
+async fn write_frames(conn: &mut TcpStream, frames: &mut [Bytes], out: &mut BytesMut) -> std::io::Result<()> {
+    for frame in frames.iter() {
+        if frame.len() < LINK_COALESCE_BYTES_MAX {
+            out.extend_from_slice(frame);
+            continue;
+        }
+        if !out.is_empty() {
+            conn.write_all(out).await?;
+            out.clear();
+        }
+        conn.write_all(frame).await?;
+    }
+    if !out.is_empty() {
+        conn.write_all(out).await?;
+    }
+    Ok(())
 }
 
 /// Connects and runs the link side of the handshake; `None` when either failed.

@@ -38,7 +38,7 @@ use strand_core::chain::{
     Offset, Position, RequestId, Role,
 };
 use strand_wire::batch::{BatchHeader, BatchHeaders};
-use strand_wire::codec::request_frame;
+use strand_wire::codec::{request_frame, request_prefix_and_header};
 use strand_wire::msg::{Request, RequestHeader};
 use tracing::{error, warn};
 
@@ -72,7 +72,8 @@ pub struct ReplicatedPartition {
     /// Bytes of batches the core may ask to append next, by base offset.
     staged: RefCell<HashMap<u64, Bytes>>,
     work: RefCell<VecDeque<Work>>,
-    /// Bytes (offsets stamped) of batches whose local append is still running, so a
+    /// Bytes of batches whose local append is still running, as received (a head's
+    /// client batches carry no base offset yet: the sender stamps its copy), so a
     /// successor can be fed while the local fsync is in flight (pipelined chain).
     in_flight: RefCell<BTreeMap<u64, Bytes>>,
     wake: flume::Sender<()>,
@@ -464,11 +465,9 @@ impl ReplicatedPartition {
         let mut buf = BytesMut::with_capacity(batches.iter().map(|b| b.1.len()).sum());
         let mut in_flight = self.in_flight.borrow_mut();
         for (meta, bytes) in &batches {
-            let start = buf.len();
+            // The log stamps the offsets of its own copy; the shared original serves sends.
             buf.extend_from_slice(bytes);
-            // The bytes the log will hold: the head's client batches carry no offset yet.
-            strand_wire::batch::stamp_base_offset(&mut buf[start..], meta.base.0);
-            in_flight.insert(meta.base.0, Bytes::copy_from_slice(&buf[start..]));
+            in_flight.insert(meta.base.0, bytes.clone());
         }
         drop(in_flight);
         let this = self.clone();
@@ -507,17 +506,16 @@ impl ReplicatedPartition {
         let mut frame = BytesMut::new();
         match &msg {
             Msg::Append { epoch, prev, batches, commit } => {
-                let payload = match self.read_batches(batches).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        // Not fatal: the core retransmits from what the log holds.
-                        warn!(topic = %self.topic, error = %e, "could not read batches to send");
-                        return;
-                    }
-                };
+                // Header first, then the batches' bytes copied once, straight into the frame.
                 let req = append_to_wire(&self.topic, self.partition, me, *epoch, *prev, batches, *commit);
                 let header = RequestHeader { correlation_id: 0, request: Request::ReplicaAppend(req) };
-                request_frame(&mut frame, &header, &payload);
+                let want: usize = batches.iter().map(|b| b.bytes_len as usize).sum();
+                request_prefix_and_header(&mut frame, &header, want);
+                if let Err(e) = self.read_batches(batches, &mut frame).await {
+                    // Not fatal: the core retransmits from what the log holds.
+                    warn!(topic = %self.topic, error = %e, "could not read batches to send");
+                    return;
+                }
             }
             Msg::Reset { epoch, start } => {
                 let req = reset_to_wire(&self.topic, self.partition, me, *epoch, *start);
@@ -533,16 +531,22 @@ impl ReplicatedPartition {
         self.peers.send(to, frame.freeze());
     }
 
-    /// The bytes of `batches` (contiguous): from `in_flight` where the local append is
-    /// still running, otherwise read back from the local log.
-    async fn read_batches(&self, batches: &[BatchMeta]) -> Result<Bytes, ReadBackError> {
+    /// Appends the bytes of `batches` (contiguous, offsets stamped) to `out`: from
+    /// `in_flight` where the local append is still running, otherwise read back from the
+    /// local log.
+    async fn read_batches(&self, batches: &[BatchMeta], out: &mut BytesMut) -> Result<(), ReadBackError> {
         let want: usize = batches.iter().map(|b| b.bytes_len as usize).sum();
-        let mut out = BytesMut::with_capacity(want);
+        let out_start = out.len();
+        out.reserve(want);
         let mut index = 0;
         while index < batches.len() {
-            let pending = self.in_flight.borrow().get(&batches[index].base.0).cloned();
+            let base = batches[index].base.0;
+            let pending = self.in_flight.borrow().get(&base).cloned();
             if let Some(bytes) = pending {
+                let start = out.len();
                 out.extend_from_slice(&bytes);
+                // The bytes the log holds: a head's client batches carry no offset yet.
+                strand_wire::batch::stamp_base_offset(&mut out[start..], base);
                 index += 1;
                 continue;
             }
@@ -551,13 +555,14 @@ impl ReplicatedPartition {
                 .iter()
                 .position(|b| self.in_flight.borrow().contains_key(&b.base.0))
                 .map_or(batches.len(), |p| index + p);
-            self.read_from_log(&batches[index..run_end], &mut out).await?;
+            self.read_from_log(&batches[index..run_end], out).await?;
             index = run_end;
         }
-        if out.len() != want {
-            return Err(ReadBackError::Length { read: out.len(), want });
+        let read = out.len() - out_start;
+        if read != want {
+            return Err(ReadBackError::Length { read, want });
         }
-        Ok(out.freeze())
+        Ok(())
     }
 
     async fn read_from_log(&self, batches: &[BatchMeta], out: &mut BytesMut) -> Result<(), ReadBackError> {
