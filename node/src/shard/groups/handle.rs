@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use strand_core::group::{Action, GroupError, GroupView, JoinInput, Outcome, Reply as CoreReply};
+use strand_core::group::{
+    Action, GroupCoordinator, GroupError, GroupView, JoinInput, Outcome, Reply as CoreReply, RequestId,
+};
 use strand_wire::batch::BatchBuilder;
 use strand_wire::msg::*;
 use strand_wire::ErrorCode;
@@ -86,68 +88,92 @@ impl Shard {
     }
 
     async fn group_join(self: &Rc<Self>, r: JoinGroupRequest) -> GroupReply {
-        let (id, rx) = self.groups.park();
-        let now = self.groups.now_ms();
-        let outcome = self.groups.coordinator.borrow_mut().handle_join(now, id, JoinInput::from(r));
-        self.drain_group_actions();
-        let answer = match outcome {
-            Err(e) => Err(e),
-            Ok(Outcome::Done(joined)) => Ok(joined),
-            Ok(Outcome::Parked) => match self.wait_parked(rx).await {
-                Ok(CoreReply::Join(result)) => result,
-                Ok(other) => return GroupReply::error(ErrorCode::Unknown, format!("join answered as {other:?}")),
-                Err(reply) => return reply,
-            },
-        };
-        self.groups.unpark(id);
+        let input = JoinInput::from(r);
+        let answer = self
+            .parked_call(
+                "join",
+                |c, now, id| c.handle_join(now, id, input),
+                |reply| match reply {
+                    CoreReply::Join(result) => Ok(result),
+                    other => Err(other),
+                },
+            )
+            .await;
         match answer {
-            Ok(joined) => GroupReply::ok(Response::JoinGroup(joined.into())),
-            Err(e) => refused(e),
+            Ok(Ok(joined)) => GroupReply::ok(Response::JoinGroup(joined.into())),
+            Ok(Err(e)) => refused(e),
+            Err(reply) => reply,
         }
     }
 
     async fn group_commit(self: &Rc<Self>, r: OffsetCommitRequest) -> GroupReply {
-        let (id, rx) = self.groups.park();
-        let now = self.groups.now_ms();
-        let outcome = self.groups.coordinator.borrow_mut().handle_commit(now, id, r.into());
-        self.drain_group_actions();
-        let answer = match outcome {
-            Err(e) => Err(e),
-            Ok(Outcome::Done(())) => Ok(()),
-            Ok(Outcome::Parked) => match self.wait_parked(rx).await {
-                Ok(CoreReply::Commit(result)) => result,
-                Ok(other) => return GroupReply::error(ErrorCode::Unknown, format!("commit answered as {other:?}")),
-                Err(reply) => return reply,
-            },
-        };
-        self.groups.unpark(id);
-        answer.map_or_else(refused, |()| GroupReply::ok(Response::Empty))
+        let answer = self
+            .parked_call(
+                "commit",
+                |c, now, id| c.handle_commit(now, id, r.into()),
+                |reply| match reply {
+                    CoreReply::Commit(result) => Ok(result),
+                    other => Err(other),
+                },
+            )
+            .await;
+        match answer {
+            Ok(Ok(())) => GroupReply::ok(Response::Empty),
+            Ok(Err(e)) => refused(e),
+            Err(reply) => reply,
+        }
     }
 
     /// Deletes an Empty group: answered once its tombstones are durable (see
     /// `GroupCoordinator::handle_delete_group`).
     async fn group_delete(self: &Rc<Self>, group_id: &str) -> GroupReply {
-        let (id, rx) = self.groups.park();
-        let now = self.groups.now_ms();
-        let outcome = self.groups.coordinator.borrow_mut().handle_delete_group(now, id, group_id);
-        self.drain_group_actions();
-        let answer = match outcome {
-            Err(e) => Err(e),
-            Ok(Outcome::Done(())) => Ok(()),
-            Ok(Outcome::Parked) => match self.wait_parked(rx).await {
-                Ok(CoreReply::Delete(result)) => result,
-                Ok(other) => return GroupReply::error(ErrorCode::Unknown, format!("delete answered as {other:?}")),
-                Err(reply) => return reply,
-            },
-        };
-        self.groups.unpark(id);
+        let answer = self
+            .parked_call(
+                "delete",
+                |c, now, id| c.handle_delete_group(now, id, group_id),
+                |reply| match reply {
+                    CoreReply::Delete(result) => Ok(result),
+                    other => Err(other),
+                },
+            )
+            .await;
         match answer {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 info!(shard = self.id.0, group = %group_id, "group deleted");
                 GroupReply::ok(Response::Empty)
             }
-            Err(e) => refused(e),
+            Ok(Err(e)) => refused(e),
+            Err(reply) => reply,
         }
+    }
+
+    /// One coordinator call that may park its request (`call(coordinator, now, request
+    /// id)`): its result at once, or the late answer `pick` takes out of the coordinator's
+    /// reply. `Err` is the reply to send as is (shutdown, coordinator moved, or a reply of
+    /// the wrong kind — `what` names the API in that message).
+    async fn parked_call<T>(
+        self: &Rc<Self>,
+        what: &str,
+        call: impl FnOnce(&mut GroupCoordinator, u64, RequestId) -> Result<Outcome<T>, GroupError>,
+        pick: impl FnOnce(CoreReply) -> Result<Result<T, GroupError>, CoreReply>,
+    ) -> Result<Result<T, GroupError>, GroupReply> {
+        let (id, rx) = self.groups.park();
+        let now = self.groups.now_ms();
+        let outcome = call(&mut self.groups.coordinator.borrow_mut(), now, id);
+        self.drain_group_actions();
+        let answer = match outcome {
+            Err(e) => Err(e),
+            Ok(Outcome::Done(done)) => Ok(done),
+            Ok(Outcome::Parked) => match pick(self.wait_parked(rx).await?) {
+                Ok(result) => result,
+                Err(other) => {
+                    let message = format!("{what} answered as {other:?}");
+                    return Err(GroupReply::error(ErrorCode::Unknown, message));
+                }
+            },
+        };
+        self.groups.unpark(id);
+        Ok(answer)
     }
 
     /// Waits for a parked request's late answer; shutdown ends the wait.
