@@ -5,7 +5,7 @@
 //!
 //! Code map: [`node`] (processes, RSS, logs) · [`client`] (blocking wire client) ·
 //! [`ledger`] (acknowledgements and the checker) · [`loopfs`] (an ext4 image that can lose power) · [`monitor`] (background RSS sampling and a
-//! canary client that must keep being served) · [`profile`] (quick/long, seeds, summaries) · [`soak`] (time series, CSV/JSON/SVG).
+//! canary client that must keep being served) · [`profile`] (quick/long, seeds, summaries) · [`soak`] (time series, CSV/JSON/SVG) · [`writer`] (the crash tests' acknowledging writer).
 //!
 //! Architecture invariant: the harness depends only on `strand-wire` for the protocol; it
 //! never links the node, so every test exercises the real binary over real sockets.
@@ -20,6 +20,7 @@ pub mod monitor;
 pub mod node;
 pub mod profile;
 pub mod soak;
+pub mod writer;
 
 pub use client::{StoredRecord, WireClient};
 pub use error::HarnessError;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strand_reliability::ledger::record_value;
 use strand_reliability::profile::{self, write_result};
+use strand_reliability::writer::Writer;
 use strand_reliability::{Ledger, NodeProcess, Profile, Summary, WireClient};
 use strand_wire::ErrorCode;
 
@@ -94,44 +94,22 @@ fn run_writers_then_kill(
         .map(|w| {
             let (addr, stop, ledger, seq) = (node.public, stop.clone(), ledger.clone(), seq.clone());
             let writer_seed = rng.gen::<u64>();
-            std::thread::spawn(move || writer(addr, w % PARTITIONS, writer_seed, &stop, &ledger, &seq))
+            let writer = Writer {
+                addr,
+                topic: TOPIC.to_string(),
+                partition: w % PARTITIONS,
+                seed: writer_seed,
+                filler_max: 200,
+                connect_timeout: CLIENT_TIMEOUT,
+                count_only_before_stop: false,
+            };
+            std::thread::spawn(move || writer.run(&stop, &ledger, &seq))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(rng.gen_range(20..400)));
     node.kill().expect("SIGKILL");
     stop.store(true, Ordering::Relaxed);
     writers.into_iter().map(|w| w.join().expect("writer thread")).sum()
-}
-
-/// Produces batches of 1..=8 unique values until the connection fails; records every ack.
-fn writer(
-    addr: std::net::SocketAddr,
-    partition: u32,
-    seed: u64,
-    stop: &AtomicBool,
-    ledger: &Mutex<Ledger>,
-    seq: &AtomicU64,
-) -> u64 {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let Ok(mut client) = WireClient::connect(addr, CLIENT_TIMEOUT) else { return 0 };
-    let mut refusals = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let count = rng.gen_range(1..=8u64);
-        let first = seq.fetch_add(count, Ordering::Relaxed);
-        let values: Vec<Vec<u8>> =
-            (first..first + count).map(|s| record_value(partition, s, rng.gen_range(0..200))).collect();
-        lock(ledger).record_sent(partition, &values);
-        match client.produce_values(TOPIC, partition, &values) {
-            Ok(Ok(base_offset)) => {
-                if let Err(v) = lock(ledger).record_ack(partition, base_offset, &values) {
-                    panic!("node acknowledged a reused offset: {v}");
-                }
-            }
-            Ok(Err(_code)) => refusals += 1,
-            Err(_) => break,
-        }
-    }
-    refusals
 }
 
 /// Reads every partition back (whole log, or only what is new since the last check) and

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strand_reliability::cluster::{verify_replicas, AckProducer, Cluster, ClusterConfig, ProducerSettings};
-use strand_reliability::ledger::record_value;
 use strand_reliability::loopfs::LoopFs;
+use strand_reliability::writer::Writer;
 use strand_reliability::{profile, Ledger, NodeProcess, Violation, WireClient};
 
 const TOPIC: &str = "power";
@@ -76,7 +76,16 @@ fn cut_power_under_load(fs: &mut LoopFs, args: &[&str], test: &str) -> Outcome {
         .map(|w| {
             let (addr, cut, ledger, seq) = (node.public, cut.clone(), ledger.clone(), seq.clone());
             let writer_seed = rng.gen::<u64>();
-            std::thread::spawn(move || writer(addr, w % PARTITIONS, writer_seed, &cut, &ledger, &seq))
+            let writer = Writer {
+                addr,
+                topic: TOPIC.to_string(),
+                partition: w % PARTITIONS,
+                seed: writer_seed,
+                filler_max: 400,
+                connect_timeout: CLIENT_TIMEOUT,
+                count_only_before_stop: true,
+            };
+            std::thread::spawn(move || writer.run(&cut, &ledger, &seq))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(rng.gen_range(300..900)));
@@ -128,45 +137,6 @@ fn describe_segments(data: &Path) -> String {
         }
     }
     out
-}
-
-/// Produces batches of 1..=8 unique values until the power is cut or the connection fails;
-/// records every acknowledgement received before the cut in the ledger.
-///
-/// An answer that arrives after the cut began is not an acknowledgement: a real power loss
-/// stops the node at the same instant, so no answer leaves it afterwards, but the simulated
-/// cut lets the node run on, and an fdatasync racing with the shutdown can report success
-/// without its metadata committed (ext4 converts a preallocated extent to written after the
-/// data IO completes; the shutdown can abort that conversion without failing the sync). Seen
-/// before this rule: the acknowledged tail of one partition missing after the cut, about 2 in
-/// 100 runs on a loaded machine.
-fn writer(
-    addr: std::net::SocketAddr,
-    partition: u32,
-    seed: u64,
-    cut: &AtomicBool,
-    ledger: &Mutex<Ledger>,
-    seq: &AtomicU64,
-) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let Ok(mut client) = WireClient::connect(addr, CLIENT_TIMEOUT) else { return };
-    while !cut.load(Ordering::SeqCst) {
-        let count = rng.gen_range(1..=8u64);
-        let first = seq.fetch_add(count, Ordering::Relaxed);
-        let values: Vec<Vec<u8>> =
-            (first..first + count).map(|s| record_value(partition, s, rng.gen_range(0..400))).collect();
-        lock(ledger).record_sent(partition, &values);
-        match client.produce_values(TOPIC, partition, &values) {
-            Ok(Ok(_)) if cut.load(Ordering::SeqCst) => break,
-            Ok(Ok(base_offset)) => {
-                if let Err(v) = lock(ledger).record_ack(partition, base_offset, &values) {
-                    panic!("node acknowledged a reused offset: {v}");
-                }
-            }
-            Ok(Err(_refused)) => {}
-            Err(_) => break,
-        }
-    }
 }
 
 /// Every acknowledged record survived; returns (acknowledged, found at their offsets).
