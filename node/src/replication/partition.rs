@@ -311,7 +311,9 @@ impl ReplicatedPartition {
         }
     }
 
-    /// The local log failed: stop acting and fail every waiting produce.
+    /// The replica cannot go on for a reason that is not a storage failure (those stop the
+    /// node first, see [`Self::stop_node_if_fatal`]): stop acting and fail every waiting
+    /// produce.
     fn fail(&self, reason: String) {
         error!(topic = %self.topic, partition = self.partition, %reason, "replica stopped");
         self.broken.set(true);
@@ -340,6 +342,7 @@ impl ReplicatedPartition {
         match work {
             Work::Append(batches, generation) => {
                 if let Err(e) = self.record_epochs(&batches).await {
+                    self.stop_node_if_fatal(e.raw_os_error(), &e);
                     self.fail(format!("cannot persist the append epoch: {e}"));
                     return;
                 }
@@ -405,6 +408,7 @@ impl ReplicatedPartition {
         }
         let mut epochs = self.epochs.borrow().clone();
         if let Err(e) = epochs.reset(start).await {
+            self.stop_node_if_fatal(e.raw_os_error(), &e);
             self.fail(format!("cannot reset the epoch checkpoint at {}: {e}", start.offset.0));
             return;
         }
@@ -423,6 +427,7 @@ impl ReplicatedPartition {
         }
         let mut epochs = self.epochs.borrow().clone();
         if let Err(e) = epochs.truncate(to).await {
+            self.stop_node_if_fatal(e.raw_os_error(), &e);
             self.fail(format!("cannot cut the epoch checkpoint at {}: {e}", to.0));
             return;
         }
