@@ -33,7 +33,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 use strand_core::chain::{
     Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
-    Offset, Position, RequestId, Role,
+    Offset, Position, RequestId, Role, SuccessorLag,
 };
 use strand_wire::batch::{BatchHeader, BatchHeaders};
 use strand_wire::codec::request_frame;
@@ -223,6 +223,11 @@ impl ReplicatedPartition {
     /// promote it (core passthrough, see `ChainReplica::learner_in_sync`).
     pub fn learner_in_sync(&self) -> bool {
         self.core.borrow().learner_in_sync()
+    }
+    /// The successor this replica feeds in the current epoch and how far behind it is
+    /// (monitoring; see `ChainReplica::successor_lag`).
+    pub fn successor_lag(&self) -> Option<SuccessorLag> {
+        self.core.borrow().successor_lag(self.now_ms())
     }
     /// The end of this replica's log as the chain core sees it (issued appends included).
     pub fn log_end(&self) -> Offset {
