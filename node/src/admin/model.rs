@@ -478,9 +478,12 @@ pub fn node_gauges_prometheus(shared: &NodeShared) -> String {
         "Partitions whose chain is shorter than the topic's replication factor (cluster view)",
         under,
     );
+    // A family without a sample on a single node: no controller there, and an alert on the
+    // cluster-wide sum must not see a 0 from it.
+    let name = "strand_is_controller";
+    let _ = writeln!(out, "# HELP {name} 1 while this node holds the controller election\n# TYPE {name} gauge");
     if let Some(control) = &shared.control {
-        let controller = u64::from(control.is_controller());
-        gauge("strand_is_controller", "1 while this node holds the controller election", controller);
+        let _ = writeln!(out, "{name} {}", u64::from(control.is_controller()));
     }
     out
 }
