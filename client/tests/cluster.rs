@@ -86,6 +86,7 @@ async fn describe_failover_and_nearest_reads_on_a_real_cluster() {
     let roles: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
     assert_eq!(roles, ["head", "middle", "tail"], "{rows:?}");
     let head: usize = rows[0].1.parse().expect("node id");
+    health_of_a_full_chain(&nodes, &rows, &publics[0]);
 
     // SIGKILL the head; a producer bootstrapped with the dead node first still gets through.
     nodes[head - 1].kill();
@@ -117,6 +118,86 @@ async fn describe_failover_and_nearest_reads_on_a_real_cluster() {
     let expected: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
     for bootstrap in &list[1..] {
         assert_eq!(read_replica(bootstrap, "c", 100, SETTLE_MAX).await, expected, "replica at {bootstrap}");
+    }
+
+    // Under-replicated while the node is down (metrics and the CLI), cleared once it is
+    // back and caught up.
+    let survivor = nodes.iter().position(|n| n.public == list[1]).expect("a survivor");
+    wait_under_replicated(&nodes[survivor], |n| n >= 1);
+    let listed = strand(&live, &["topic", "describe", "--under-replicated"], None);
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(listed.status.success() && text.lines().any(|l| l.starts_with("c\t0\t")), "{text}");
+    let json = strand(&live, &["topic", "describe", "c", "--under-replicated", "--format", "json"], None);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(rows[0]["replication_factor"], 3, "{rows}");
+    assert_eq!(rows[0]["chain"].as_array().map(Vec::len), Some(2), "{rows}");
+    nodes[head - 1].start_again();
+    wait_for_chain(&live, "c", 3, 100);
+    wait_under_replicated(&nodes[survivor], |n| n == 0);
+}
+
+/// The value of series `series` (name with its labels) in `node`'s `/metrics`.
+fn metric(node: &Node, series: &str) -> Option<f64> {
+    node.admin_get("/metrics").lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The replication health a full 3-chain of `c` shows: every replica's chain length and
+/// epoch, one controller, the head's successor caught up, nothing under-replicated, and
+/// `/v1/topics` giving the offsets topic its cluster replication factor.
+fn health_of_a_full_chain(nodes: &[Node], rows: &[(String, String, String, String, String)], bootstrap: &str) {
+    let series = |name: &str| format!("{name}{{topic=\"c\",partition=\"0\"}}");
+    // Shards publish partition gauges every second: the first snapshot may still be coming.
+    for node in nodes {
+        wait_metric(node, &series("strand_partition_chain_length"), |v| v == 3.0);
+        assert!(metric(node, &series("strand_partition_epoch")).is_some_and(|e| e >= 1.0), "{}", node.admin);
+        assert_eq!(metric(node, "strand_under_replicated_partitions"), Some(0.0), "{}", node.admin);
+    }
+    let controllers = nodes.iter().filter(|n| metric(n, "strand_is_controller") == Some(1.0)).count();
+    assert_eq!(controllers, 1, "exactly one node holds the controller election");
+    let (head, middle): (usize, &str) = (rows[0].1.parse().expect("node id"), &rows[1].1);
+    let lag = format!("strand_replica_lag_bytes{{topic=\"c\",partition=\"0\",replica=\"{middle}\"}}");
+    wait_metric(&nodes[head - 1], &lag, |v| v == 0.0);
+    let none = strand(bootstrap, &["topic", "describe", "--under-replicated"], None);
+    assert_eq!(String::from_utf8_lossy(&none.stdout), "topic\tpartition\tleader\tchain\tepoch\treplication_factor\n");
+
+    // A group request makes the cluster create `__consumer_offsets` (RF 3 with 3 nodes).
+    let _ = strand(bootstrap, &["group", "describe", "health-probe"], None);
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        let topics: serde_json::Value = serde_json::from_str(&nodes[0].admin_get("/v1/topics")).expect("json");
+        let offsets = topics["topics"].as_array().and_then(|t| t.iter().find(|t| t["name"] == "__consumer_offsets"));
+        if let Some(offsets) = offsets {
+            assert_eq!(offsets["replication_factor"], 3, "{offsets}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "__consumer_offsets never appeared in /v1/topics: {topics}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `node`'s `/metrics` shows `series` with a value satisfying `ok`.
+fn wait_metric(node: &Node, series: &str, ok: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        let value = metric(node, series);
+        if value.is_some_and(&ok) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} on {} stayed {value:?}", node.admin);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `node`'s `strand_under_replicated_partitions` satisfies `ok`.
+fn wait_under_replicated(node: &Node, ok: impl Fn(u64) -> bool) {
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        let count = metric(node, "strand_under_replicated_partitions").map(|v| v as u64);
+        if count.is_some_and(&ok) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "strand_under_replicated_partitions stayed {count:?}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -142,6 +142,24 @@ impl Node {
         (self.child, self.public, self.admin, self.shard_ports) = (child, public, admin, shard_ports);
     }
 
+    /// Starts the node again on its data dir after [`Node::kill`] (its ports change).
+    pub fn start_again(&mut self) {
+        let (child, public, admin, shard_ports) = spawn_node(self.dir.path(), self.shards, &self.extra);
+        (self.child, self.public, self.admin, self.shard_ports) = (child, public, admin, shard_ports);
+    }
+
+    /// The body of `GET path` on the admin port (HTTP/1.1, connection closed after).
+    pub fn admin_get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.admin).expect("connect to the admin port");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send GET");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read the answer");
+        assert!(text.starts_with("HTTP/1.1 200"), "GET {path}: {}", text.lines().next().unwrap_or(""));
+        text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+    }
+
     /// A client bootstrapped on this node.
     pub async fn client(&self) -> Client {
         Client::connect(ClientConfig::new(self.public.clone())).await.expect("connect to node")

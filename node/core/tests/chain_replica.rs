@@ -3,7 +3,7 @@
 
 use strand_core::chain::{
     Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
-    Offset, Position, Role,
+    Offset, Position, Role, SuccessorLag,
 };
 
 fn config(epoch: u64, members: &[u32]) -> ChainConfig {
@@ -26,12 +26,17 @@ fn batch(request_id: u64) -> ClientBatch {
 }
 
 /// Shuttles messages between replicas until none is left.
-fn settle(replicas: &mut [ChainReplica], mut queue: Vec<(NodeId, NodeId, Msg)>) -> Vec<Action> {
+fn settle(replicas: &mut [ChainReplica], queue: Vec<(NodeId, NodeId, Msg)>) -> Vec<Action> {
+    settle_at(replicas, queue, 0)
+}
+
+/// [`settle`] with every message handled at `now_ms`.
+fn settle_at(replicas: &mut [ChainReplica], mut queue: Vec<(NodeId, NodeId, Msg)>, now_ms: u64) -> Vec<Action> {
     let mut other = Vec::new();
     while !queue.is_empty() {
         let (from, to, msg) = queue.remove(0);
         let r = &mut replicas[to.0 as usize];
-        r.handle_message(0, from, msg).expect("well-formed");
+        r.handle_message(now_ms, from, msg).expect("well-formed");
         for action in drain(r) {
             match action {
                 Action::Send { to: next, msg } => queue.push((to, next, msg)),
@@ -189,4 +194,65 @@ fn a_learner_behind_the_tails_log_start_is_reset_and_catches_up() {
     rs[1].handle_message(2, NodeId(0), Msg::Reset { epoch: Epoch(2), start: reset }).unwrap();
     assert!(!drain(&mut rs[1]).iter().any(|a| matches!(a, Action::ResetLocal { .. })), "a stale reset is ignored");
     assert_eq!(rs[1].log().end(), Offset(6));
+}
+
+/// Sends of replica `from`'s pending actions, as a [`settle`] queue.
+fn outbox(rs: &mut [ChainReplica], from: u32) -> Vec<(NodeId, NodeId, Msg)> {
+    sends(&drain(&mut rs[from as usize])).into_iter().map(|(to, m)| (NodeId(from), to, m)).collect()
+}
+
+#[test]
+fn successor_lag_counts_what_the_successor_lacks_and_since_when() {
+    let mut rs = vec![
+        ChainReplica::new(NodeId(0), ChainLimits::default()),
+        ChainReplica::new(NodeId(1), ChainLimits::default()),
+    ];
+    for r in rs.iter_mut() {
+        r.handle_config(0, config(1, &[0, 1])).unwrap();
+    }
+    let queue = outbox(&mut rs, 0);
+    settle_at(&mut rs, queue, 0);
+    let lag = |rs: &[ChainReplica], now| rs[0].successor_lag(now).expect("the head feeds node 1");
+    let caught_up = SuccessorLag { node: NodeId(1), is_learner: false, records: 0, bytes: 0, since_caught_up_ms: 0 };
+    assert_eq!(lag(&rs, 5), caught_up);
+    assert_eq!(rs[1].successor_lag(5), None, "the tail feeds nobody");
+
+    // Two batches (2 records, 100 bytes each) reach the tail at t=10; nothing durable there.
+    rs[0].handle_client_append(10, batch(1), Acks::All).unwrap();
+    rs[0].handle_client_append(10, batch(2), Acks::All).unwrap();
+    let queue = outbox(&mut rs, 0);
+    settle_at(&mut rs, queue, 10);
+    assert_eq!(rs[1].log().end(), Offset(4));
+    assert_eq!(lag(&rs, 100), SuccessorLag { records: 4, bytes: 200, since_caught_up_ms: 90, ..caught_up });
+    // Half durable at t=120: half the bytes, still behind what it lacked since t=10.
+    rs[1].handle_local_durable(120, Offset(2));
+    let queue = outbox(&mut rs, 1);
+    settle_at(&mut rs, queue, 120);
+    assert_eq!(lag(&rs, 130), SuccessorLag { records: 2, bytes: 100, since_caught_up_ms: 120, ..caught_up });
+    rs[1].handle_local_durable(150, Offset(4));
+    let queue = outbox(&mut rs, 1);
+    settle_at(&mut rs, queue, 150);
+    assert_eq!(lag(&rs, 200), caught_up);
+
+    // Under steady load the successor never holds the whole log when a batch arrives: the
+    // time lag follows its acknowledgements, not the last moment it held everything.
+    let step = |rs: &mut Vec<ChainReplica>, t: u64, request: u64, durable: Option<u64>| {
+        rs[0].handle_client_append(t, batch(request), Acks::All).unwrap();
+        let queue = outbox(rs, 0);
+        settle_at(rs, queue, t);
+        if let Some(durable) = durable {
+            rs[1].handle_local_durable(t + 10, Offset(durable));
+            let queue = outbox(rs, 1);
+            settle_at(rs, queue, t + 10);
+        }
+    };
+    step(&mut rs, 300, 5, None);
+    step(&mut rs, 310, 6, Some(6));
+    step(&mut rs, 330, 7, Some(8));
+    step(&mut rs, 350, 8, Some(10));
+    assert_eq!(lag(&rs, 370), SuccessorLag { records: 2, bytes: 100, since_caught_up_ms: 30, ..caught_up });
+    rs[1].handle_local_durable(380, Offset(12));
+    let queue = outbox(&mut rs, 1);
+    settle_at(&mut rs, queue, 380);
+    assert_eq!(lag(&rs, 390), caught_up);
 }

@@ -322,6 +322,7 @@ mod tests {
             log_end_offset: u64::from(p) * 10,
             size_bytes: 4096,
             bytes_read: u64::from(p) * 100,
+            replica: None,
         };
         metrics.shards[0].publish_partitions((0..WIDE_PARTITIONS).map(gauge).collect());
         let committed = |p| GroupPartitionGauge { topic: "wide".into(), partition: p, committed: Some(u64::from(p)) };

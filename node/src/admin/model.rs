@@ -63,15 +63,18 @@ pub struct PartitionJson {
     pub reported_by: Option<u32>,
 }
 
-/// The node's topics: node-local ones, plus in cluster mode the view's.
+/// The node's topics: node-local ones, plus in cluster mode the view's — whose definition
+/// wins for a name both have (the cluster-wide `__consumer_offsets`, replicated with the
+/// replication factor the view records, also has a node-local entry).
 fn topic_configs(shared: &NodeShared) -> Vec<TopicConfig> {
     let mut configs: Vec<TopicConfig> = match shared.registry.lock() {
         Ok(reg) => reg.topics().values().cloned().collect(),
         Err(_) => Vec::new(),
     };
     if let Some(control) = &shared.control {
-        configs.retain(|t| is_internal_topic(&t.name));
-        configs.extend(control.latest().topics.values().filter(|t| !is_internal_topic(&t.name)).cloned());
+        let view = control.latest();
+        configs.retain(|t| is_internal_topic(&t.name) && !view.topics.contains_key(&t.name));
+        configs.extend(view.topics.values().cloned());
     }
     configs.sort_by(|a, b| a.name.cmp(&b.name));
     configs
@@ -406,7 +409,7 @@ pub fn overview(
         }],
         Some(control) => {
             let view = control.latest();
-            under_replicated = under_replicated_of(&configs, &view);
+            under_replicated = under_replicated_of(&view);
             super::cluster::node_rows(&view, seen, control.node_id(), mine, peers.node)
         }
     };
@@ -432,11 +435,11 @@ pub fn overview(
     }
 }
 
-/// Partitions of `configs` whose chain in `view` has fewer members than the topic's
-/// replication factor.
-fn under_replicated_of(configs: &[TopicConfig], view: &crate::control::ClusterView) -> Vec<UnderReplicated> {
+/// Partitions of the cluster's topics (`__consumer_offsets` included) whose chain in
+/// `view` has fewer members than the topic's replication factor.
+fn under_replicated_of(view: &crate::control::ClusterView) -> Vec<UnderReplicated> {
     let mut out = Vec::new();
-    for t in configs {
+    for t in view.topics.values() {
         for p in 0..t.partitions {
             let chain = view.chain(&t.name, p).map(|c| c.members.clone()).unwrap_or_default();
             if chain.len() < usize::from(t.replication_factor) {
@@ -453,7 +456,8 @@ fn under_replicated_of(configs: &[TopicConfig], view: &crate::control::ClusterVi
 }
 
 /// Node-level gauges for `/metrics` that only the admin side knows: the data volume's size
-/// and free space, and (cluster mode) the count of under-replicated partitions.
+/// and free space, and (cluster mode) the count of under-replicated partitions and whether
+/// this node is the controller.
 pub fn node_gauges_prometheus(shared: &NodeShared) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -468,19 +472,19 @@ pub fn node_gauges_prometheus(shared: &NodeShared) -> String {
             free,
         );
     }
-    let under = match &shared.control {
-        Some(control) => {
-            let configs: Vec<TopicConfig> =
-                topic_configs(shared).into_iter().filter(|t| !is_internal_topic(&t.name)).collect();
-            under_replicated_of(&configs, &control.latest()).len() as u64
-        }
-        None => 0,
-    };
+    let under = shared.control.as_ref().map_or(0, |c| under_replicated_of(&c.latest()).len() as u64);
     gauge(
         "strand_under_replicated_partitions",
         "Partitions whose chain is shorter than the topic's replication factor (cluster view)",
         under,
     );
+    // A family without a sample on a single node: no controller there, and an alert on the
+    // cluster-wide sum must not see a 0 from it.
+    let name = "strand_is_controller";
+    let _ = writeln!(out, "# HELP {name} 1 while this node holds the controller election\n# TYPE {name} gauge");
+    if let Some(control) = &shared.control {
+        let _ = writeln!(out, "{name} {}", u64::from(control.is_controller()));
+    }
     out
 }
 

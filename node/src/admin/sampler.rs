@@ -283,6 +283,7 @@ mod tests {
             log_end_offset: end,
             size_bytes,
             bytes_read,
+            replica: None,
         }
     }
 

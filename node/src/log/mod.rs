@@ -37,6 +37,7 @@ mod verify;
 
 pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError, SegmentLimits};
 pub use error::{AppendError, Failure, LogError, ReadError, TruncateError};
+pub(crate) use file::OsResult;
 pub use file::{create_dir_all, probe_dma, SegmentFile, PROBE_FILE_NAME};
 pub use reserve::reserved_bytes;
 pub use segment::CHECKPOINT_FILE_NAME;

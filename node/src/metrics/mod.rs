@@ -121,6 +121,30 @@ pub struct PartitionGauge {
     pub size_bytes: u64,
     /// Record-batch bytes served to fetchers since the partition was opened on this shard.
     pub bytes_read: u64,
+    /// Cluster mode: the chain as this node's replica sees it.
+    pub replica: Option<ReplicaGauge>,
+}
+
+/// A replicated partition's chain as the replica on this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaGauge {
+    pub epoch: u64,
+    /// Chain members (a learner is not one).
+    pub chain_length: u32,
+    /// The node this replica feeds, if any, and how far behind it is.
+    pub successor: Option<SuccessorGauge>,
+}
+
+/// How far the successor a replica feeds is behind it (`ChainReplica::successor_lag`):
+/// this replica's log above what is durable on the successor and every node after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuccessorGauge {
+    pub node: u32,
+    pub learner: bool,
+    pub lag_records: u64,
+    pub lag_bytes: u64,
+    /// Since the successor last held everything this replica held then (0 = holds all).
+    pub lag_ms: u64,
 }
 
 /// One consumer group as last published by its coordinator shard.
@@ -439,6 +463,49 @@ impl NodeMetrics {
                 let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{}\"}} {}", g.partition, get(g));
             }
         }
+        self.render_replicas(out, &gauges);
+    }
+
+    /// Cluster mode: each replica's chain and how far the successor it feeds is behind.
+    fn render_replicas(&self, out: &mut String, gauges: &[PartitionGauge]) {
+        type Get = fn(&ReplicaGauge) -> Option<String>;
+        let families: [(&str, &str, Get); 6] = [
+            ("strand_partition_chain_length", "Chain members of the partition (this node's replica's view)", |r| {
+                Some(r.chain_length.to_string())
+            }),
+            ("strand_partition_epoch", "Chain epoch of the partition (this node's replica's view)", |r| {
+                Some(r.epoch.to_string())
+            }),
+            ("strand_replica_lag_records", "Offsets of this replica's log not yet durable on its successor", |r| {
+                r.successor.as_ref().map(|s| s.lag_records.to_string())
+            }),
+            ("strand_replica_lag_bytes", "Bytes of this replica's log not yet durable on its successor", |r| {
+                r.successor.as_ref().map(|s| s.lag_bytes.to_string())
+            }),
+            ("strand_replica_lag_seconds", "Since the successor last held everything this replica held", |r| {
+                r.successor.as_ref().map(|s| format!("{}", s.lag_ms as f64 / 1e3))
+            }),
+            ("strand_learner_catch_up_bytes", "Bytes the learner this replica feeds still has to copy", |r| {
+                r.successor.as_ref().filter(|s| s.learner).map(|s| s.lag_bytes.to_string())
+            }),
+        ];
+        for (name, help, get) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let mut budget = self.budget();
+            for g in gauges {
+                let Some(replica) = &g.replica else { continue };
+                let Some(value) = get(replica) else { continue };
+                if !budget.take() {
+                    continue;
+                }
+                let topic = escape(&g.topic);
+                let successor = match (&replica.successor, name.starts_with("strand_partition_")) {
+                    (Some(s), false) => format!(",{}=\"{}\"", if s.learner { "learner" } else { "replica" }, s.node),
+                    _ => String::new(),
+                };
+                let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{}\"{successor}}} {value}", g.partition);
+            }
+        }
     }
 }
 
@@ -493,6 +560,7 @@ mod tests {
             log_end_offset: 17,
             size_bytes: 999,
             bytes_read: 0,
+            replica: None,
         }]);
         let text = node.render_prometheus();
         assert!(text.contains("strand_requests_total{shard=\"1\",api=\"produce\"} 3"), "{text}");
@@ -508,6 +576,43 @@ mod tests {
     }
 
     #[test]
+    fn renders_each_replicas_chain_and_successor_lag() {
+        let node = NodeMetrics::new(1, 100);
+        let gauge = |partition, replica| PartitionGauge {
+            topic: "t".into(),
+            partition,
+            log_start_offset: 0,
+            log_end_offset: 10,
+            size_bytes: 1,
+            bytes_read: 0,
+            replica,
+        };
+        let lag = |node, learner| SuccessorGauge { node, learner, lag_records: 4, lag_bytes: 400, lag_ms: 1500 };
+        node.shards[0].publish_partitions(vec![
+            gauge(0, Some(ReplicaGauge { epoch: 7, chain_length: 3, successor: Some(lag(2, false)) })),
+            gauge(1, Some(ReplicaGauge { epoch: 2, chain_length: 2, successor: Some(lag(3, true)) })),
+            gauge(2, Some(ReplicaGauge { epoch: 2, chain_length: 2, successor: None })),
+            gauge(3, None),
+        ]);
+        let text = node.render_prometheus();
+        for line in [
+            "strand_partition_chain_length{topic=\"t\",partition=\"0\"} 3",
+            "strand_partition_epoch{topic=\"t\",partition=\"0\"} 7",
+            "strand_partition_epoch{topic=\"t\",partition=\"2\"} 2",
+            "strand_replica_lag_records{topic=\"t\",partition=\"0\",replica=\"2\"} 4",
+            "strand_replica_lag_bytes{topic=\"t\",partition=\"0\",replica=\"2\"} 400",
+            "strand_replica_lag_seconds{topic=\"t\",partition=\"0\",replica=\"2\"} 1.5",
+            "strand_replica_lag_bytes{topic=\"t\",partition=\"1\",learner=\"3\"} 400",
+            "strand_learner_catch_up_bytes{topic=\"t\",partition=\"1\",learner=\"3\"} 400",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}: {text}");
+        }
+        assert!(!text.contains("strand_learner_catch_up_bytes{topic=\"t\",partition=\"0\""), "{text}");
+        assert!(!text.contains("partition=\"3\"}} 3"), "a single-node partition has no chain: {text}");
+        assert!(!text.contains("strand_partition_epoch{topic=\"t\",partition=\"3\""), "{text}");
+    }
+
+    #[test]
     fn label_values_are_escaped_and_families_capped() {
         let node = NodeMetrics::new(1, 2);
         let gauge = |topic: &str, partition| PartitionGauge {
@@ -517,6 +622,7 @@ mod tests {
             log_end_offset: 1,
             size_bytes: 1,
             bytes_read: 0,
+            replica: None,
         };
         node.shards[0].publish_partitions(vec![gauge("a\\\"}\nx 1", 0), gauge("b", 1), gauge("c", 2)]);
         let text = node.render_prometheus();
@@ -539,6 +645,7 @@ mod tests {
             log_end_offset: 10,
             size_bytes: 1,
             bytes_read: 0,
+            replica: None,
         }]);
         node.shards[1].publish_groups(vec![GroupGauge {
             group_id: "g\"1".into(),

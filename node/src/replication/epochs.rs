@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use strand_core::chain::{BatchMeta, Epoch, Offset, Position};
 
-use crate::log::StoredBatch;
+use crate::log::{OsResult, StoredBatch};
 
 /// File name of the checkpoint in the partition directory.
 pub const EPOCHS_FILE_NAME: &str = "replication-epochs";
@@ -35,6 +35,16 @@ pub enum EpochFileError {
     Uncovered { offset: u64, first: Option<u64> },
     #[error("epoch checkpoint io error: {0}")]
     Io(#[from] io::Error),
+}
+
+impl EpochFileError {
+    /// The OS error code behind this failure, when an OS error caused it.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            EpochFileError::Io(e) => e.raw_os_error(),
+            EpochFileError::Corrupt { .. } | EpochFileError::Uncovered { .. } => None,
+        }
+    }
 }
 
 /// The loaded checkpoint of one partition.
@@ -206,24 +216,26 @@ fn render(entries: &[(Epoch, Offset)]) -> String {
 }
 
 /// Replaces the checkpoint: tmp file, fdatasync, rename, directory fsync (all io_uring).
+/// Errors keep the OS code (`.os()`), so an EIO here stops the node like one in the log.
 async fn write_atomically(dir: &Path, entries: &[(Epoch, Offset)]) -> io::Result<()> {
     let tmp = dir.join(EPOCHS_TMP_NAME);
     let bytes = render(entries).into_bytes();
-    let file: BufferedFile = OpenOptions::new().write(true).create(true).truncate(true).buffered_open(&tmp).await?;
+    let file: BufferedFile =
+        OpenOptions::new().write(true).create(true).truncate(true).buffered_open(&tmp).await.os()?;
     let mut done = 0;
     while done < bytes.len() {
-        let n = file.write_at(bytes[done..].to_vec(), done as u64).await?;
+        let n = file.write_at(bytes[done..].to_vec(), done as u64).await.os()?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::StorageFull, "short epoch checkpoint write"));
         }
         done += n;
     }
-    file.fdatasync().await?;
-    file.close().await?;
-    glommio::io::rename(&tmp, dir.join(EPOCHS_FILE_NAME)).await?;
-    let d = glommio::io::Directory::open(dir).await?;
-    d.sync().await?;
-    d.close().await?;
+    file.fdatasync().await.os()?;
+    file.close().await.os()?;
+    glommio::io::rename(&tmp, dir.join(EPOCHS_FILE_NAME)).await.os()?;
+    let d = glommio::io::Directory::open(dir).await.os()?;
+    d.sync().await.os()?;
+    d.close().await.os()?;
     Ok(())
 }
 

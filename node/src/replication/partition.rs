@@ -35,7 +35,7 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 use strand_core::chain::{
     Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
-    Offset, Position, RequestId, Role,
+    Offset, Position, RequestId, Role, SuccessorLag,
 };
 use strand_wire::batch::{BatchHeader, BatchHeaders};
 use strand_wire::codec::{request_frame, request_prefix_and_header};
@@ -231,6 +231,11 @@ impl ReplicatedPartition {
     pub fn learner_in_sync(&self) -> bool {
         self.core.borrow().learner_in_sync()
     }
+    /// The successor this replica feeds in the current epoch and how far behind it is
+    /// (monitoring; see `ChainReplica::successor_lag`).
+    pub fn successor_lag(&self) -> Option<SuccessorLag> {
+        self.core.borrow().successor_lag(self.now_ms())
+    }
     /// The end of this replica's log as the chain core sees it (issued appends included).
     pub fn log_end(&self) -> Offset {
         self.core.borrow().log().end()
@@ -322,7 +327,9 @@ impl ReplicatedPartition {
         }
     }
 
-    /// The local log failed: stop acting and fail every waiting produce.
+    /// The replica cannot go on for a reason that is not a storage failure (those stop the
+    /// node first, see [`Self::stop_node_if_fatal`]): stop acting and fail every waiting
+    /// produce.
     fn fail(&self, reason: String) {
         error!(topic = %self.topic, partition = self.partition, %reason, "replica stopped");
         self.broken.set(true);
@@ -351,6 +358,7 @@ impl ReplicatedPartition {
         match work {
             Work::Append(batches, generation) => {
                 if let Err(e) = self.record_epochs(&batches).await {
+                    self.stop_node_if_fatal(e.raw_os_error(), &e);
                     self.fail(format!("cannot persist the append epoch: {e}"));
                     return;
                 }
@@ -416,6 +424,7 @@ impl ReplicatedPartition {
         }
         let mut epochs = self.epochs.borrow().clone();
         if let Err(e) = epochs.reset(start).await {
+            self.stop_node_if_fatal(e.raw_os_error(), &e);
             self.fail(format!("cannot reset the epoch checkpoint at {}: {e}", start.offset.0));
             return;
         }
@@ -434,6 +443,7 @@ impl ReplicatedPartition {
         }
         let mut epochs = self.epochs.borrow().clone();
         if let Err(e) = epochs.truncate(to).await {
+            self.stop_node_if_fatal(e.raw_os_error(), &e);
             self.fail(format!("cannot cut the epoch checkpoint at {}: {e}", to.0));
             return;
         }

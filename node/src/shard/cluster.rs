@@ -130,6 +130,18 @@ pub enum ReplicaError {
     Replication(#[from] crate::replication::ReplicationError),
 }
 
+impl ReplicaError {
+    /// The OS error code behind this failure, when an OS error of the partition's
+    /// directory or log caused it.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            ReplicaError::Dir { source, .. } => source.raw_os_error(),
+            ReplicaError::Log(e) => e.raw_os_error(),
+            ReplicaError::NotClustered | ReplicaError::Config(_) | ReplicaError::Replication(_) => None,
+        }
+    }
+}
+
 fn resolve(hostport: String) -> Option<SocketAddr> {
     match hostport.to_socket_addrs() {
         Ok(mut addrs) => addrs.next(),
@@ -190,6 +202,10 @@ impl Shard {
                 continue;
             }
             if let Err(e) = self.reconcile_chain(view, topic, *partition, chain).await {
+                // A replica that cannot open its storage must not hold a chain place.
+                if e.raw_os_error().is_some_and(crate::fatal::errno_is_fatal) {
+                    crate::fatal::stop_node(topic, *partition, &e);
+                }
                 warn!(shard = self.id.0, %topic, partition, error = %e, "cannot start replica");
             }
         }

@@ -386,10 +386,27 @@ impl Shard {
                 log_end_offset: p.log().log_end_offset(),
                 size_bytes: p.log().size_bytes(),
                 bytes_read: p.bytes_read(),
+                replica: p.replica().map(|r| replica_gauge(r)),
             })
             .collect();
         gauges.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         self.metrics.publish_partitions(gauges);
+    }
+}
+
+/// The chain as `replica` sees it, for `/metrics` (a binary search; no IO).
+fn replica_gauge(replica: &crate::replication::ReplicatedPartition) -> crate::metrics::ReplicaGauge {
+    let config = replica.config();
+    crate::metrics::ReplicaGauge {
+        epoch: config.epoch.0,
+        chain_length: u32::try_from(config.members.len()).unwrap_or(u32::MAX),
+        successor: replica.successor_lag().map(|lag| crate::metrics::SuccessorGauge {
+            node: lag.node.0,
+            learner: lag.is_learner,
+            lag_records: lag.records,
+            lag_bytes: lag.bytes,
+            lag_ms: lag.since_caught_up_ms,
+        }),
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
 pub mod etcd;
+pub mod loopfs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -162,6 +163,26 @@ impl Client {
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Client { stream, next_cid: 1 }
+    }
+
+    /// Like [`Client::connect`], but a refused connection (a dead node) is an error.
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client { stream, next_cid: 1 })
+    }
+
+    /// Sends and waits for the answer; a broken connection is an error, not a panic.
+    pub fn try_call(&mut self, request: Request, payload: &[u8]) -> std::io::Result<(ResponseHeader, Bytes)> {
+        let cid = self.next_cid;
+        self.next_cid += 1;
+        let mut out = BytesMut::new();
+        request_frame(&mut out, &RequestHeader { correlation_id: cid, request }, payload);
+        self.stream.write_all(&out)?;
+        let (header, payload) = self.try_recv()?;
+        assert_eq!(header.correlation_id, cid);
+        Ok((header, payload))
     }
 
     /// Sends a request frame without waiting; returns its correlation id.

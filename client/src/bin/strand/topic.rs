@@ -51,8 +51,19 @@ pub(crate) enum TopicCommand {
     /// JSON: `{"name", "partitions": [{"partition", "leader", "shard", "chain", "epoch",
     /// "commit", "log_start", "log_end", "replicas": [{"node", "role", "log_end", "commit",
     /// "lag", "error"}]}], "configs": [{"key", "value", "override"}]}` (null = unknown).
+    ///
+    /// With `--under-replicated` (NAME optional: every topic when left out): only the
+    /// partitions whose chain has fewer members than the topic's replication factor, one
+    /// line each, `topic partition leader chain epoch replication_factor`; nothing but the
+    /// header when every chain is full. JSON: `[{"topic", "partition", "leader", "chain",
+    /// "epoch", "replication_factor"}]`.
     Describe {
-        name: String,
+        /// The topic (optional with --under-replicated).
+        name: Option<String>,
+        /// List only partitions whose chain is shorter than the replication factor (Kafka's
+        /// --under-replicated-partitions).
+        #[arg(long)]
+        under_replicated: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -131,7 +142,17 @@ pub(crate) async fn topic(client: Client, cmd: TopicCommand) -> Result<(), Strin
                 }
             }
         }
-        TopicCommand::Describe { name, format } => {
+        TopicCommand::Describe { name, under_replicated: true, format } => {
+            let rows = under_replicated(&admin, name.as_deref()).await?;
+            let _ = match format {
+                Format::Json => writeln!(out, "{}", Value::Array(rows.iter().map(UnderReplicated::json).collect())),
+                Format::Text => write_under_replicated(&mut out, &rows),
+            };
+        }
+        TopicCommand::Describe { name: None, .. } => {
+            return Err("topic describe needs a topic name (or --under-replicated for every topic)".to_string());
+        }
+        TopicCommand::Describe { name: Some(name), under_replicated: false, format } => {
             let description = admin.describe_topic_replicas(&name).await.map_err(err)?;
             let topics = admin.list_topics().await.map_err(err)?;
             let configs = topics.into_iter().find(|t| t.name == name).map(|t| t.configs).unwrap_or_default();
@@ -158,6 +179,56 @@ pub(crate) async fn topic(client: Client, cmd: TopicCommand) -> Result<(), Strin
             admin.delete_topic(&name).await.map_err(err)?;
             let _ = writeln!(out, "deleted {name}");
         }
+    }
+    Ok(())
+}
+
+/// One partition whose chain is shorter than its topic's replication factor.
+struct UnderReplicated {
+    topic: String,
+    partition: u32,
+    leader: u32,
+    chain: Vec<u32>,
+    epoch: u64,
+    replication_factor: u16,
+}
+
+impl UnderReplicated {
+    fn json(&self) -> Value {
+        json!({"topic": self.topic, "partition": self.partition, "leader": self.leader, "chain": self.chain,
+               "epoch": self.epoch, "replication_factor": self.replication_factor})
+    }
+}
+
+/// The under-replicated partitions of `name` (every topic when `None`), from fresh metadata.
+async fn under_replicated(admin: &Admin, name: Option<&str>) -> Result<Vec<UnderReplicated>, String> {
+    let topics = admin.list_topics().await.map_err(|e| e.to_string())?;
+    if let Some(name) = name.filter(|n| !topics.iter().any(|t| t.name == *n)) {
+        return Err(format!("topic {name} does not exist"));
+    }
+    let mut rows = Vec::new();
+    for t in topics.iter().filter(|t| name.is_none_or(|n| n == t.name)) {
+        let described = admin.describe_topic(&t.name).await.map_err(|e| format!("{}: {e}", t.name))?;
+        for p in described.partitions.iter().filter(|p| p.replicas.len() < usize::from(t.replication_factor)) {
+            rows.push(UnderReplicated {
+                topic: t.name.clone(),
+                partition: p.partition,
+                leader: p.leader_node,
+                chain: p.replicas.clone(),
+                epoch: p.epoch,
+                replication_factor: t.replication_factor,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn write_under_replicated(out: &mut impl Write, rows: &[UnderReplicated]) -> std::io::Result<()> {
+    writeln!(out, "topic\tpartition\tleader\tchain\tepoch\treplication_factor")?;
+    for r in rows {
+        let chain: Vec<String> = r.chain.iter().map(u32::to_string).collect();
+        let line = [r.topic.clone(), r.partition.to_string(), r.leader.to_string(), chain.join(",")];
+        writeln!(out, "{}\t{}\t{}", line.join("\t"), r.epoch, r.replication_factor)?;
     }
     Ok(())
 }

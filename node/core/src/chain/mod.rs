@@ -49,7 +49,7 @@ mod types;
 pub use error::ChainError;
 pub use log::LogIndex;
 pub use msg::{Action, Msg};
-pub use replica::ChainReplica;
+pub use replica::{ChainReplica, SuccessorLag};
 pub use types::{Acks, BatchMeta, ChainConfig, ClientBatch, Epoch, NodeId, Offset, Position, RequestId, Role};
 
 /// Bytes sent to a successor and not yet acknowledged.

@@ -55,6 +55,27 @@ struct Successor {
     learner_floor: Option<Offset>,
     /// Learner only: its durable offset now bounds what we report up / commit.
     learner_included: bool,
+    /// Monitoring only: a time at which everything our log held then was already durable
+    /// on the successor (see [`ChainReplica::successor_lag`]).
+    caught_up_ms: u64,
+    /// Monitoring only: our log end and the time it was noted; once the successor's
+    /// durable offset reaches it, that time becomes `caught_up_ms`.
+    lag_mark: Option<(Offset, u64)>,
+}
+
+/// How far this replica's successor is behind it, for monitoring (the protocol never
+/// reads it). `records` and `bytes` count this replica's log above what is durable on
+/// the successor and every node after it; `since_caught_up_ms` is how long ago the
+/// successor last held everything this replica held then (0 while it holds all now) — an
+/// upper bound of the age of the oldest batch it lacks, at most about one
+/// acknowledgement round above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuccessorLag {
+    pub node: NodeId,
+    pub is_learner: bool,
+    pub records: u64,
+    pub bytes: u64,
+    pub since_caught_up_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +210,30 @@ impl ChainReplica {
         self.pending.len()
     }
 
+    /// The successor this replica feeds in the current epoch and how far behind it is
+    /// (`None` without one). Costs a binary search.
+    pub fn successor_lag(&self, now_ms: u64) -> Option<SuccessorLag> {
+        let succ = self.succ.as_ref()?;
+        let end = self.log.end();
+        let durable = self.log.floor_boundary(succ.durable.min(end));
+        let caught_up = succ.durable >= end;
+        Some(SuccessorLag {
+            node: succ.node,
+            is_learner: succ.is_learner,
+            records: end.0.saturating_sub(succ.durable.0),
+            bytes: self.log.bytes_between(durable, end),
+            since_caught_up_ms: if caught_up { 0 } else { now_ms.saturating_sub(succ.caught_up_ms) },
+        })
+    }
+
+    /// Before our log grows: a successor holding all of it is caught up as of now.
+    fn note_log_growth(&mut self, now_ms: u64) {
+        let end = self.log.end();
+        if let Some(succ) = self.succ.as_mut().filter(|s| s.durable >= end) {
+            succ.caught_up_ms = now_ms;
+        }
+    }
+
     /// True when this replica (tail or single) has a learner that holds everything ever
     /// committed and whose durability already bounds the commit: the control plane may
     /// now promote it to tail with a new epoch.
@@ -289,6 +334,7 @@ impl ChainReplica {
             bytes_len: batch.bytes_len,
             epoch: self.config.epoch,
         };
+        self.note_log_growth(now_ms);
         self.log.push(meta);
         self.actions.push_back(Action::AppendLocal { batches: vec![meta] });
         self.pending.push_back(Pending { request_id: batch.request_id, end: meta.end(), acks });
@@ -394,6 +440,7 @@ impl ChainReplica {
         let first_match = self.matched.is_none();
         self.log.learn_start_epoch(prev);
         let mut appended = Vec::new();
+        self.note_log_growth(now_ms);
         for batch in batches {
             if batch.base < self.log.end() {
                 if self.log.batch_at(batch.base) == Some(&batch) {
@@ -439,6 +486,7 @@ impl ChainReplica {
         }
         if durable_valid {
             succ.durable = succ.durable.max(durable.offset);
+            succ.note_durable(self.log.end(), now_ms);
         }
         self.progress(now_ms, false);
     }
@@ -712,6 +760,25 @@ impl Successor {
             last_progress_ms: now_ms,
             learner_floor: None,
             learner_included: false,
+            caught_up_ms: now_ms,
+            lag_mark: None,
+        }
+    }
+
+    /// Monitoring: after `durable` moved, with our log ending at `end` now.
+    fn note_durable(&mut self, end: Offset, now_ms: u64) {
+        if self.durable >= end {
+            self.caught_up_ms = now_ms;
+            self.lag_mark = None;
+            return;
+        }
+        match self.lag_mark {
+            Some((marked_end, marked_ms)) if self.durable >= marked_end => {
+                self.caught_up_ms = self.caught_up_ms.max(marked_ms);
+                self.lag_mark = Some((end, now_ms));
+            }
+            Some(_) => {}
+            None => self.lag_mark = Some((end, now_ms)),
         }
     }
 }
