@@ -152,8 +152,13 @@ fn health_of_a_full_chain(nodes: &[Node], rows: &[(String, String, String, Strin
         assert!(metric(node, &series("strand_partition_epoch")).is_some_and(|e| e >= 1.0), "{}", node.admin);
         assert_eq!(metric(node, "strand_under_replicated_partitions"), Some(0.0), "{}", node.admin);
     }
-    let controllers = nodes.iter().filter(|n| metric(n, "strand_is_controller") == Some(1.0)).count();
-    assert_eq!(controllers, 1, "exactly one node holds the controller election");
+    let controllers: Vec<usize> =
+        (0..nodes.len()).filter(|&i| metric(&nodes[i], "strand_is_controller") == Some(1.0)).collect();
+    assert_eq!(controllers.len(), 1, "exactly one node holds the controller election");
+    let controller_id = (controllers[0] + 1) as f64;
+    for node in nodes {
+        wait_metric(node, "strand_controller_id", |v| v == controller_id);
+    }
     let (head, middle): (usize, &str) = (rows[0].1.parse().expect("node id"), &rows[1].1);
     let lag = format!("strand_replica_lag_bytes{{topic=\"c\",partition=\"0\",replica=\"{middle}\"}}");
     wait_metric(&nodes[head - 1], &lag, |v| v == 0.0);

@@ -485,6 +485,14 @@ pub fn node_gauges_prometheus(shared: &NodeShared) -> String {
     if let Some(control) = &shared.control {
         let _ = writeln!(out, "{name} {}", u64::from(control.is_controller()));
     }
+    let name = "strand_controller_id";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Node id holding the controller election, as this node's etcd view has it\n# TYPE {name} gauge"
+    );
+    if let Some(controller) = shared.control.as_ref().and_then(|c| c.latest().controller) {
+        let _ = writeln!(out, "{name} {controller}");
+    }
     out
 }
 

@@ -51,6 +51,9 @@ pub(super) struct Keyspace {
     pub topics: BTreeMap<String, TopicEntry>,
     pub chains: BTreeMap<(String, u32), ChainEntry>,
     pub insync: BTreeMap<(String, u32), InSyncReport>,
+    /// Election keys (`{prefix}/controller/{lease}`): create revision and the campaigning
+    /// node's id (the value); the lowest create revision holds the election.
+    pub elections: BTreeMap<String, (i64, Option<u32>)>,
 }
 
 enum Key {
@@ -58,6 +61,7 @@ enum Key {
     Topic(String),
     Chain(String, u32),
     InSync(String, u32),
+    Election(String),
     Other,
 }
 
@@ -110,6 +114,7 @@ impl Keyspace {
             ["topics", name] => Key::Topic(name.to_string()),
             ["chains", name, p] => partition(p).map(|p| Key::Chain(name.to_string(), p)).unwrap_or(Key::Other),
             ["insync", name, p] => partition(p).map(|p| Key::InSync(name.to_string(), p)).unwrap_or(Key::Other),
+            ["controller", lease] => Key::Election(lease.to_string()),
             _ => Key::Other,
         }
     }
@@ -159,8 +164,17 @@ impl Keyspace {
                     self.insync.remove(&(topic, partition));
                 }
             },
+            Key::Election(lease) => {
+                let node = std::str::from_utf8(kv.value).ok().and_then(|v| v.trim().parse::<u32>().ok());
+                self.elections.insert(lease, (kv.create_revision, node));
+            }
             Key::Other => {}
         }
+    }
+
+    /// The node holding the controller election (the oldest campaign), if known.
+    pub fn controller(&self) -> Option<u32> {
+        self.elections.values().min_by_key(|(revision, _)| *revision).and_then(|(_, node)| *node)
     }
 
     /// Applies a delete (watch event).
@@ -178,6 +192,9 @@ impl Keyspace {
             Key::InSync(topic, partition) => {
                 self.insync.remove(&(topic, partition));
             }
+            Key::Election(lease) => {
+                self.elections.remove(&lease);
+            }
             Key::Other => {}
         }
     }
@@ -189,6 +206,7 @@ impl Keyspace {
             nodes: self.nodes.clone(),
             topics: self.topics.iter().map(|(n, t)| (n.clone(), t.config.clone())).collect(),
             chains: self.chains.iter().filter_map(|(k, c)| c.record.as_ref().map(|r| (k.clone(), r.clone()))).collect(),
+            controller: self.controller(),
         }
     }
 
@@ -280,6 +298,13 @@ mod tests {
         let view = ks.view();
         assert_eq!(view.chains.len(), 1);
         assert_eq!(view.chain("t", 0).map(|c| c.members.clone()), Some(vec![2]));
+        assert_eq!(view.controller, Some(2), "the election key's value");
+        ks.put(kv("/s/controller/88aa", "3", 20));
+        assert_eq!(ks.controller(), Some(2), "the oldest campaign holds the election");
+        ks.delete(b"/s/controller/694d");
+        assert_eq!(ks.controller(), Some(3));
+        ks.delete(b"/s/controller/88aa");
+        assert_eq!(ks.controller(), None);
         let state = ks.cluster_state();
         assert_eq!(state.live[&NodeId(2)], Incarnation(77));
         assert_eq!(state.insync[&("t".to_string(), 0)], InSync { epoch: Epoch(3), learner: NodeId(4) });

@@ -124,6 +124,8 @@ pub struct ClusterView {
     pub nodes: BTreeMap<u32, NodeRecord>,
     pub topics: BTreeMap<String, TopicConfig>,
     pub chains: BTreeMap<(String, u32), ChainRecord>,
+    /// The node holding the controller election, if any.
+    pub controller: Option<u32>,
 }
 
 impl ClusterView {

@@ -86,7 +86,7 @@ async fn follow(
 }
 
 /// Hands the shards a new view if it differs from the last one in more than the revision
-/// (election keys and in-sync reports are no business of theirs), then the controller
+/// (in-sync reports are no business of theirs; of the election only who holds it), then the controller
 /// its snapshot — in that order, so whoever waits on the snapshot (CreateTopic) then
 /// finds the shards' view at least as new.
 fn publish(keyspace: &Keyspace, snapshots: &watch::Sender<Arc<Keyspace>>, shared: &Shared) {
@@ -95,7 +95,10 @@ fn publish(keyspace: &Keyspace, snapshots: &watch::Sender<Arc<Keyspace>>, shared
         Ok(latest) => latest.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     };
-    let same = latest.nodes == view.nodes && latest.topics == view.topics && latest.chains == view.chains;
+    let same = latest.nodes == view.nodes
+        && latest.topics == view.topics
+        && latest.chains == view.chains
+        && latest.controller == view.controller;
     if !same {
         shared.publish(view);
     }
