@@ -19,7 +19,9 @@ use strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 
 use strand_core::group::{CoordinatorConfig, METADATA_LEN_MAX};
 
-use crate::control::types::{ControlConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT};
+use crate::control::types::{
+    ControlConfig, RebalanceConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT, REBALANCE_MOVES_PER_MINUTE_MAX,
+};
 use crate::log::{FsyncPolicy, IoMode, LogConfig};
 use crate::replication::link::InboundLimits;
 
@@ -135,6 +137,14 @@ pub struct Cli {
     /// same on every node); default: a random secret stored once in etcd.
     #[arg(long)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Cluster mode (as controller): a chain's head moves back to its preferred node only
+    /// once the chain has been unchanged this long (ms).
+    #[arg(long)]
+    pub rebalance_cooldown_ms: Option<u64>,
+    /// Cluster mode (as controller): head moves per minute, cluster-wide, evenly spaced;
+    /// 0 = no preferred-head rebalancing.
+    #[arg(long)]
+    pub rebalance_moves_per_minute: Option<u32>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -158,6 +168,8 @@ pub struct FileConfig {
     pub etcd_prefix: Option<String>,
     pub replication_port_base: Option<u16>,
     pub cluster_secret_file: Option<PathBuf>,
+    pub rebalance_cooldown_ms: Option<u64>,
+    pub rebalance_moves_per_minute: Option<u32>,
     pub replication_connections_max: Option<u32>,
     pub replication_handshake_timeout_ms: Option<u64>,
     pub frame_len_max: Option<u32>,
@@ -434,7 +446,19 @@ fn cluster_config(cli: &Cli, file: &FileConfig) -> Result<Option<ControlConfig>,
     }
     let secret_file = cli.cluster_secret_file.clone().or_else(|| file.cluster_secret_file.clone());
     let prefix = prefix.trim_end_matches('/').to_string();
-    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix, secret_file }))
+    let defaults = RebalanceConfig::default();
+    let rebalance = RebalanceConfig {
+        cooldown_ms: cli.rebalance_cooldown_ms.or(file.rebalance_cooldown_ms).unwrap_or(defaults.cooldown_ms),
+        moves_per_minute_max: cli
+            .rebalance_moves_per_minute
+            .or(file.rebalance_moves_per_minute)
+            .unwrap_or(defaults.moves_per_minute_max),
+    };
+    if rebalance.moves_per_minute_max > REBALANCE_MOVES_PER_MINUTE_MAX {
+        let reason = format!("{}: at most {REBALANCE_MOVES_PER_MINUTE_MAX}", rebalance.moves_per_minute_max);
+        return Err(invalid("rebalance_moves_per_minute", reason));
+    }
+    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix, secret_file, rebalance }))
 }
 
 /// The replication listener's bounds: `replication_connections_max` (>= 1) and
