@@ -659,6 +659,17 @@ mod tests {
         let cluster = c.cluster.unwrap();
         assert_eq!(cluster.endpoints, vec!["http://127.0.0.1:2379", "http://127.0.0.1:2380"]);
         assert_eq!((cluster.node_id, cluster.lease_ttl_s, cluster.prefix.as_str()), (3, 2, PREFIX_DEFAULT));
+        assert_eq!(cluster.rebalance, RebalanceConfig::default());
+        let rebalance = [&args[..], &["--rebalance-cooldown-ms", "500", "--rebalance-moves-per-minute", "0"]].concat();
+        let c = NodeConfig::merge(cli(&rebalance), FileConfig::default()).unwrap();
+        let want = RebalanceConfig { cooldown_ms: 500, moves_per_minute_max: 0 };
+        assert_eq!(c.cluster.map(|c| c.rebalance), Some(want));
+        let too_many = [&args[..], &["--rebalance-moves-per-minute", "121"]].concat();
+        let err = NodeConfig::merge(cli(&too_many), FileConfig::default()).unwrap_err().to_string();
+        assert!(err.contains("rebalance_moves_per_minute") && err.contains("120"), "{err}");
+        let file = parse_file("rebalance_cooldown_ms = \"2s\"").unwrap();
+        let c = NodeConfig::merge(cli(&args), file).unwrap();
+        assert_eq!(c.cluster.map(|c| c.rebalance.cooldown_ms), Some(2_000));
         let file: FileConfig =
             toml::from_str("etcd = \"http://h:1\"\nnode_id = 2\netcd_prefix = \"/x/\"\nreplication_port_base = 0")
                 .unwrap();
