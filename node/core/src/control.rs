@@ -164,6 +164,7 @@ pub struct Rebalancer {
 }
 
 impl Rebalancer {
+    /// A rebalancer that has seen nothing yet (the first round starts every cooldown).
     pub fn new(config: RebalanceConfig) -> Rebalancer {
         Rebalancer { config, chains_seen: BTreeMap::new(), last_move_ms: None }
     }
