@@ -61,6 +61,9 @@ pub struct PartitionDescription {
     pub log_end_offset: Option<u64>,
     /// One entry per chain member, in chain order.
     pub replicas: Vec<ReplicaState>,
+    /// The node the controller moves the head back to once it is a healthy member
+    /// (preferred-head rebalancing); `None` when the cluster names none.
+    pub preferred_leader: Option<u32>,
 }
 
 /// Result of [`Admin::describe_topic_replicas`], partitions sorted.
@@ -134,6 +137,7 @@ fn describe_one(name: &str, p: &PartitionMetadata, reports: &HashMap<u32, NodeRe
         log_start_offset: head_local.map(|h| h.log_start_offset),
         log_end_offset: head_end,
         replicas,
+        preferred_leader: (p.preferred_leader != 0).then_some(p.preferred_leader),
     }
 }
 
@@ -379,6 +383,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: log_end,
             commit_offset: commit,
+            preferred_leader: 0,
         }
     }
 

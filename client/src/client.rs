@@ -630,6 +630,7 @@ mod tests {
                 log_start_offset: 0,
                 log_end_offset: 100 + epoch,
                 commit_offset: 0,
+                preferred_leader: 0,
             })
             .collect();
         TopicMetadata { name: "t".to_string(), error: ErrorCode::None, partitions }

@@ -134,6 +134,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: 0,
             commit_offset: 0,
+            preferred_leader: 0,
         }
     }
 

@@ -24,13 +24,15 @@ fn topic_commands_and_errors() {
     let described = ok(&strand(&node.public, &["topic", "describe", "events"], None));
     let lines: Vec<Vec<&str>> = described.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(lines.len(), 13, "two tables of 3 partitions + headers, then 4 configs: {described}");
-    assert_eq!(lines[0], ["partition", "leader", "shard", "chain", "epoch", "commit", "log_start", "log_end"]);
+    let header = ["partition", "leader", "shard", "chain", "epoch", "commit", "log_start", "log_end", "preferred"];
+    assert_eq!(lines[0], header);
     assert_eq!(lines[4], ["partition", "replica", "role", "log_end", "commit", "lag"]);
     // A single node: a chain of one (the node itself), everything committed, no lag.
     let node_id = lines[1][1];
     for (i, row) in lines[1..4].iter().enumerate() {
         let end = if i == 1 { "4" } else { "0" };
-        assert_eq!((row[0], row[3], row[5], row[6], row[7]), (&*i.to_string(), node_id, end, "0", end), "{described}");
+        let cells = (row[0], row[3], row[5], row[6], row[7], row[8]);
+        assert_eq!(cells, (&*i.to_string(), node_id, end, "0", end, "-"), "no preferred head on one node: {described}");
     }
     for (i, row) in lines[5..8].iter().enumerate() {
         let end = if i == 1 { "4" } else { "0" };

@@ -2,7 +2,8 @@
 //! rewrites the definition in etcd, every node shows it and its running replicas apply
 //! it (smaller segments, then retention deleting them); add-partitions has the
 //! controller place the new partitions' chains, and records produced to a new partition
-//! are consumed; group reset-offsets and delete go through the cluster's coordinator.
+//! are consumed (and `topic describe` shows each chain's preferred head); group
+//! reset-offsets and delete go through the cluster's coordinator.
 
 mod common;
 mod support;
@@ -67,6 +68,17 @@ async fn alter_config_add_partitions_and_group_admin_in_cluster_mode() {
     let chains: Vec<usize> =
         d["partitions"].as_array().unwrap().iter().map(|p| p["chain"].as_array().unwrap().len()).collect();
     assert_eq!(chains, vec![2, 2, 2], "new partitions get chains of the topic's RF: {described}");
+    // Every chain prefers its first head, and the preferences spread over both nodes.
+    let preferred: Vec<u64> =
+        d["partitions"].as_array().unwrap().iter().map(|p| p["preferred"].as_u64().unwrap()).collect();
+    let heads: Vec<u64> = d["partitions"].as_array().unwrap().iter().map(|p| p["chain"][0].as_u64().unwrap()).collect();
+    assert_eq!(preferred, heads, "a fresh chain is headed by its preferred node: {described}");
+    assert!(preferred.contains(&1) && preferred.contains(&2), "preferred heads spread: {described}");
+    let text = ok(&strand(&a, &["topic", "describe", "t"], None));
+    let header = text.lines().next().unwrap_or_default();
+    assert!(header.ends_with("\tlog_end\tpreferred"), "{text}");
+    let first = text.lines().nth(1).unwrap_or_default();
+    assert!(first.ends_with(&format!("\t{}", preferred[0])), "{text}");
 
     let args = ["consume", "t", "--group", "cg", "--from-beginning", "--count", "2", "--timeout-ms", "10000"];
     assert_eq!(ok_eventually(&a, &args, None).lines().count(), 2);

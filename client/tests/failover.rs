@@ -302,6 +302,7 @@ fn metadata(s: &Script) -> Response {
                 log_start_offset: 0,
                 log_end_offset: 0,
                 commit_offset: 0,
+                preferred_leader: 0,
             }],
         }],
     })

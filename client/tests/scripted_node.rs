@@ -118,6 +118,7 @@ fn metadata(port: u16) -> Response {
                 log_start_offset: 0,
                 log_end_offset: 0,
                 commit_offset: 0,
+                preferred_leader: 0,
             }],
         }],
     })

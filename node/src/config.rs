@@ -19,7 +19,9 @@ use strand_wire::frame::FRAME_LEN_MAX_DEFAULT;
 
 use strand_core::group::{CoordinatorConfig, METADATA_LEN_MAX};
 
-use crate::control::types::{ControlConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT};
+use crate::control::types::{
+    ControlConfig, RebalanceConfig, LEASE_TTL_S_DEFAULT, PREFIX_DEFAULT, REBALANCE_MOVES_PER_MINUTE_MAX,
+};
 use crate::log::{FsyncPolicy, IoMode, LogConfig};
 use crate::replication::link::InboundLimits;
 
@@ -135,6 +137,14 @@ pub struct Cli {
     /// same on every node); default: a random secret stored once in etcd.
     #[arg(long)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Cluster mode (as controller): a chain's head moves back to its preferred node only
+    /// once the chain has been unchanged this long (ms).
+    #[arg(long)]
+    pub rebalance_cooldown_ms: Option<u64>,
+    /// Cluster mode (as controller): head moves per minute, cluster-wide, evenly spaced;
+    /// 0 = no preferred-head rebalancing.
+    #[arg(long)]
+    pub rebalance_moves_per_minute: Option<u32>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -158,6 +168,8 @@ pub struct FileConfig {
     pub etcd_prefix: Option<String>,
     pub replication_port_base: Option<u16>,
     pub cluster_secret_file: Option<PathBuf>,
+    pub rebalance_cooldown_ms: Option<u64>,
+    pub rebalance_moves_per_minute: Option<u32>,
     pub replication_connections_max: Option<u32>,
     pub replication_handshake_timeout_ms: Option<u64>,
     pub frame_len_max: Option<u32>,
@@ -434,7 +446,19 @@ fn cluster_config(cli: &Cli, file: &FileConfig) -> Result<Option<ControlConfig>,
     }
     let secret_file = cli.cluster_secret_file.clone().or_else(|| file.cluster_secret_file.clone());
     let prefix = prefix.trim_end_matches('/').to_string();
-    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix, secret_file }))
+    let defaults = RebalanceConfig::default();
+    let rebalance = RebalanceConfig {
+        cooldown_ms: cli.rebalance_cooldown_ms.or(file.rebalance_cooldown_ms).unwrap_or(defaults.cooldown_ms),
+        moves_per_minute_max: cli
+            .rebalance_moves_per_minute
+            .or(file.rebalance_moves_per_minute)
+            .unwrap_or(defaults.moves_per_minute_max),
+    };
+    if rebalance.moves_per_minute_max > REBALANCE_MOVES_PER_MINUTE_MAX {
+        let reason = format!("{}: at most {REBALANCE_MOVES_PER_MINUTE_MAX}", rebalance.moves_per_minute_max);
+        return Err(invalid("rebalance_moves_per_minute", reason));
+    }
+    Ok(Some(ControlConfig { endpoints, node_id, lease_ttl_s, prefix, secret_file, rebalance }))
 }
 
 /// The replication listener's bounds: `replication_connections_max` (>= 1) and
@@ -635,6 +659,17 @@ mod tests {
         let cluster = c.cluster.unwrap();
         assert_eq!(cluster.endpoints, vec!["http://127.0.0.1:2379", "http://127.0.0.1:2380"]);
         assert_eq!((cluster.node_id, cluster.lease_ttl_s, cluster.prefix.as_str()), (3, 2, PREFIX_DEFAULT));
+        assert_eq!(cluster.rebalance, RebalanceConfig::default());
+        let rebalance = [&args[..], &["--rebalance-cooldown-ms", "500", "--rebalance-moves-per-minute", "0"]].concat();
+        let c = NodeConfig::merge(cli(&rebalance), FileConfig::default()).unwrap();
+        let want = RebalanceConfig { cooldown_ms: 500, moves_per_minute_max: 0 };
+        assert_eq!(c.cluster.map(|c| c.rebalance), Some(want));
+        let too_many = [&args[..], &["--rebalance-moves-per-minute", "121"]].concat();
+        let err = NodeConfig::merge(cli(&too_many), FileConfig::default()).unwrap_err().to_string();
+        assert!(err.contains("rebalance_moves_per_minute") && err.contains("120"), "{err}");
+        let file = parse_file("rebalance_cooldown_ms = \"2s\"").unwrap();
+        let c = NodeConfig::merge(cli(&args), file).unwrap();
+        assert_eq!(c.cluster.map(|c| c.rebalance.cooldown_ms), Some(2_000));
         let file: FileConfig =
             toml::from_str("etcd = \"http://h:1\"\nnode_id = 2\netcd_prefix = \"/x/\"\nreplication_port_base = 0")
                 .unwrap();

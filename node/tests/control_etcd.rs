@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
 use futures_lite::future::block_on;
-use strand_node::control::{connect, ChainRecord, ControlConfig, ControlError, ControlHandle, NodeRecord};
+use strand_node::control::{
+    connect, ChainRecord, ControlConfig, ControlError, ControlHandle, NodeRecord, RebalanceConfig,
+};
 use strand_node::topic::TopicConfig;
 
 const TTL_S: i64 = 2;
@@ -38,6 +40,7 @@ fn config(etcd: &Etcd, prefix: &str, node: u32) -> ControlConfig {
         lease_ttl_s: TTL_S,
         prefix: prefix.into(),
         secret_file: None,
+        rebalance: RebalanceConfig::default(),
     }
 }
 
@@ -212,6 +215,7 @@ fn unreachable_etcd_fails_fast_and_names_the_endpoint() {
         lease_ttl_s: TTL_S,
         prefix: "/x".into(),
         secret_file: None,
+        rebalance: RebalanceConfig::default(),
     };
     let err = connect(config).expect_err("nothing listens on port 9");
     assert!(err.to_string().contains("http://127.0.0.1:9"), "{err}");

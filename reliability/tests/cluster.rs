@@ -2,6 +2,7 @@
 //! processes on 127.0.0.1, a topic with RF=3, a continuous `acks=all` load, and process
 //! faults — SIGKILL of the head, a middle node and the tail (each restarted on its data
 //! dir), and a SIGSTOPped head (and tail) that comes back after the cluster replaced it.
+//! A restarted node gets its preferred heads back (preferred-head rebalancing).
 //! At the end every running replica is read directly and must hold every acknowledged
 //! record exactly once at its acknowledged offset, in acknowledgement order, with identical
 //! logs (`strand_reliability::cluster::verify_replicas`).
@@ -133,6 +134,87 @@ fn sigkill_head_then_middle_then_tail_under_acks_all_load_loses_nothing() {
     if let Some((id, line)) = cluster.panic_line() {
         panic!("node {id} panicked: {line}");
     }
+}
+
+/// Preferred-head rebalancing (docs/REPLICATION.md, control plane rule 5): RF=3 × 3
+/// partitions start with heads spread over the three nodes, each chain preferring its
+/// first head. SIGKILL the head of partition 0: its successor takes over, so one node
+/// heads two partitions. Restart the node on its data dir: it rejoins as learner, is
+/// promoted to tail, and after the (1 s) cooldown the controller moves the head back to
+/// it — every partition headed by its preferred node again, the three heads distinct.
+/// acks=all load runs throughout; the end state is checked like the kill test's
+/// (nothing acknowledged lost, identical replicas, every served read committed).
+#[test]
+fn restarted_node_gets_its_preferred_heads_back_and_nothing_acked_is_lost() {
+    let _one = one_cluster();
+    const TOPIC: &str = "heads";
+    const PARTITIONS: u32 = 3;
+    let rebalance = ["--rebalance-cooldown-ms", "1000", "--rebalance-moves-per-minute", "60"];
+    let config = ClusterConfig { extra_args: rebalance.map(str::to_string).to_vec(), ..ClusterConfig::default() };
+    let mut cluster = Cluster::start(config).unwrap_or_else(|e| panic!("cluster start: {e}"));
+    if let Err(e) = cluster.create_topic(TOPIC, PARTITIONS, 3) {
+        fail(&cluster, &format!("create topic: {e}"));
+    }
+    let heads = preferred_heads(&cluster, TOPIC, PARTITIONS, Duration::from_secs(5));
+    let heads = heads.unwrap_or_else(|e| fail(&cluster, &format!("fresh chains not headed as preferred: {e}")));
+    let producer = AckProducer::start(&cluster, ProducerSettings::new(TOPIC, PARTITIONS));
+    let reader = ReplicaReader::start(cluster.addrs(), TOPIC, PARTITIONS);
+    if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(20)) {
+        fail(&cluster, &format!("no acks=all load before the kill: {:?}", producer.snapshot().failure_kinds));
+    }
+    let victim = heads[0];
+    let killed_at = Instant::now();
+    cluster.kill(victim).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
+    for p in 0..PARTITIONS {
+        if producer.wait_ack_sent_after(p, killed_at, FAILOVER_MAX).is_none() {
+            fail(&cluster, &format!("partition {p}: no acks=all produce after killing node {victim}"));
+        }
+    }
+    let moved = cluster.wait_chain(TOPIC, 0, FAILOVER_MAX, |m| m.replicas.first() != Some(&victim));
+    let moved = moved.unwrap_or_else(|e| fail(&cluster, &format!("partition 0's head never moved: {e}")));
+    eprintln!("node {victim} killed: partition 0 chain {:?} epoch {}", moved.replicas, moved.epoch);
+    cluster.restart(victim).unwrap_or_else(|e| fail(&cluster, &e.to_string()));
+    let restarted_at = Instant::now();
+    let after = preferred_heads(&cluster, TOPIC, PARTITIONS, REJOIN_MAX)
+        .unwrap_or_else(|e| fail(&cluster, &format!("heads not back on their preferred nodes: {e}")));
+    eprintln!("heads {after:?} (as at the start: {heads:?}) {:?} after the restart", restarted_at.elapsed());
+    assert_eq!(after, heads, "every partition keeps its preferred head");
+    if !producer.wait_more_acks(ACKS_PER_PHASE, Duration::from_secs(15)) {
+        fail(&cluster, "no acks=all load after the heads moved back");
+    }
+    let log = producer.stop();
+    let reads = reader.stop();
+    let report = verify_replicas(&cluster, &log, TOPIC, PARTITIONS, Duration::from_secs(20))
+        .unwrap_or_else(|e| fail(&cluster, &format!("end state: {e}")));
+    eprintln!(
+        "{} records acknowledged, {} produces failed (fate unknown)",
+        report.acked_records, report.failed_produces
+    );
+    assert_reads_committed(&cluster, &reads, &report);
+    if let Some((id, line)) = cluster.panic_line() {
+        panic!("node {id} panicked: {line}");
+    }
+}
+
+/// Waits until every partition's chain is full (3 members), headed by its preferred node,
+/// with distinct heads; the heads by partition.
+fn preferred_heads(cluster: &Cluster, topic: &str, partitions: u32, timeout: Duration) -> Result<Vec<u32>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut heads = Vec::new();
+    for p in 0..partitions {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let full_and_preferred =
+            |m: &strand_wire::msg::PartitionMetadata| m.replicas.len() == 3 && m.replicas[0] == m.preferred_leader;
+        let chain = cluster.wait_chain(topic, p, left, full_and_preferred).map_err(|e| e.to_string())?;
+        heads.push(chain.preferred_leader);
+    }
+    let mut distinct = heads.clone();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != heads.len() {
+        return Err(format!("heads not spread over the nodes: {heads:?}"));
+    }
+    Ok(heads)
 }
 
 /// When a late produce was answered, and how (error code and base offset, or a failure).

@@ -911,6 +911,7 @@ fn enc_partition_metadata<'a>(fbb: &mut Fbb<'a>, p: &PartitionMetadata) -> WIPOf
         log_start_offset: p.log_start_offset,
         log_end_offset: p.log_end_offset,
         commit_offset: p.commit_offset,
+        preferred_leader: p.preferred_leader,
     };
     fb::PartitionMetadata::create(fbb, &args)
 }
@@ -1125,6 +1126,7 @@ fn dec_partition_metadata(p: fb::PartitionMetadata<'_>) -> Result<PartitionMetad
         log_start_offset: p.log_start_offset(),
         log_end_offset: p.log_end_offset(),
         commit_offset: p.commit_offset(),
+        preferred_leader: p.preferred_leader(),
     })
 }
 

@@ -285,6 +285,10 @@ pub struct PartitionMetadata {
     pub log_end_offset: u64,
     /// Highest offset + 1 that the whole chain has (== log end on one node).
     pub commit_offset: u64,
+    /// The node the controller moves the head back to when it is a healthy chain member
+    /// (preferred-head rebalancing); 0 = none (single-node mode, or a chain record
+    /// written before preferences existed).
+    pub preferred_leader: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -51,6 +51,7 @@ fn metadata(topic_name_len: usize, replicas: usize) -> ResponseHeader {
         log_start_offset: 0,
         log_end_offset: 10,
         commit_offset: 10,
+        preferred_leader: 1,
     };
     let topic = TopicMetadata { name: "t".repeat(topic_name_len), error: ErrorCode::None, partitions: vec![partition] };
     ResponseHeader {

@@ -191,11 +191,11 @@ fn request_header() -> impl Strategy<Value = RequestHeader> {
 }
 
 fn partition_metadata() -> impl Strategy<Value = PartitionMetadata> {
-    (any::<u32>(), code(), any::<(u32, u16)>(), vec_of(any::<u32>()), any::<(u64, u64, u64, u64)>()).prop_map(
+    (any::<u32>(), code(), any::<(u32, u16, u32)>(), vec_of(any::<u32>()), any::<(u64, u64, u64, u64)>()).prop_map(
         |(
             partition,
             error,
-            (leader_node, leader_shard),
+            (leader_node, leader_shard, preferred_leader),
             replicas,
             (epoch, log_start_offset, log_end_offset, commit_offset),
         )| {
@@ -209,6 +209,7 @@ fn partition_metadata() -> impl Strategy<Value = PartitionMetadata> {
                 log_start_offset,
                 log_end_offset,
                 commit_offset,
+                preferred_leader,
             }
         },
     )

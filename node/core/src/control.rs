@@ -16,8 +16,21 @@
 //!    serve again, since nobody is left to feed a learner.
 //! 3. A learner with an in-sync report for exactly the current epoch and learner is
 //!    promoted to tail.
-//! 4. A chain shorter than its RF, with every member valid and no learner, gets the least
-//!    loaded live non-member as learner (behind the tail).
+//! 4. A chain shorter than its RF, with every member valid and no learner, gets a live
+//!    non-member as learner (behind the tail): its preferred head if that node is one,
+//!    else the least loaded.
+//! 5. Preferred-head rebalancing ([`Rebalancer`], which needs time and so is not part of
+//!    [`reconcile`]): every chain remembers its preferred head (the head rule 1 gave
+//!    it). A chain that rules 1–4 leave alone, whose preferred head is a member but not
+//!    the head, gets its preferred head moved to the front (the others keep their
+//!    order) when: no learner is pending, the chain is as long as it can be
+//!    (`min(RF, live)`), every member is live under its admitted incarnation, the chain's
+//!    epoch was seen at least a cooldown ago (a (re)joined node enters a chain only by a
+//!    write, so this also covers the node's rejoin), and the cluster-wide move spacing
+//!    (one move per `60 s / cap`) allows.
+//!    A member holds everything committed, so the moved head loses no acknowledged write
+//!    (a move is a head failover without the failure: `tests/chain_sim.rs` moves heads
+//!    among members under faults).
 //!
 //! Invariants of every write (checked by `tests/control_reconcile.rs` after every step of
 //! a seeded simulation): the epoch grows; members are never empty and hold no duplicate;
@@ -51,6 +64,10 @@ pub struct Chain {
     pub learner: Option<NodeId>,
     /// The admitted incarnation of every member and of the learner.
     pub incarnations: BTreeMap<NodeId, Incarnation>,
+    /// The node that should head this chain when it is a healthy member (rule 5); set at
+    /// assignment, kept by every later write. `None` only in records written before the
+    /// field existed; the next write of such a chain adopts its head then.
+    pub preferred: Option<NodeId>,
 }
 
 impl Chain {
@@ -106,6 +123,110 @@ pub fn reconcile(state: &ClusterState) -> Vec<ChainWrite> {
         }
     }
     writes
+}
+
+/// Limits of preferred-head rebalancing (rule 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebalanceConfig {
+    /// A chain's head moves only once its epoch was seen at least this long ago (a
+    /// chain just moved, or just joined by a restarted node, is left alone this long).
+    pub cooldown_ms: u64,
+    /// Head moves per minute, cluster-wide, spaced evenly (one per `60 s / cap`); 0
+    /// switches rebalancing off.
+    pub moves_per_minute_max: u32,
+}
+
+/// Default [`RebalanceConfig::cooldown_ms`].
+pub const REBALANCE_COOLDOWN_MS_DEFAULT: u64 = 30_000;
+/// Default [`RebalanceConfig::moves_per_minute_max`].
+pub const REBALANCE_MOVES_PER_MINUTE_DEFAULT: u32 = 6;
+/// The window the move cap counts in.
+pub const REBALANCE_WINDOW_MS: u64 = 60_000;
+
+impl Default for RebalanceConfig {
+    fn default() -> RebalanceConfig {
+        RebalanceConfig {
+            cooldown_ms: REBALANCE_COOLDOWN_MS_DEFAULT,
+            moves_per_minute_max: REBALANCE_MOVES_PER_MINUTE_DEFAULT,
+        }
+    }
+}
+
+/// One controller's memory for rule 5: when it first saw each chain's epoch, and when it
+/// last moved a head. Lives as long as one leadership (a new controller starts with
+/// everything "just seen", so it waits a full cooldown). IO-free: the caller passes the
+/// time; the map holds only existing chains.
+#[derive(Debug, Clone)]
+pub struct Rebalancer {
+    config: RebalanceConfig,
+    chains_seen: BTreeMap<PartitionKey, (Epoch, u64)>,
+    last_move_ms: Option<u64>,
+}
+
+impl Rebalancer {
+    /// A rebalancer that has seen nothing yet (the first round starts every cooldown).
+    pub fn new(config: RebalanceConfig) -> Rebalancer {
+        Rebalancer { config, chains_seen: BTreeMap::new(), last_move_ms: None }
+    }
+
+    /// One controller round at `now_ms` (any monotonic clock): [`reconcile`]'s writes plus
+    /// at most one head move (rule 5) for a partition `reconcile` leaves alone, in
+    /// (topic, partition) order. Deterministic given the calls so far.
+    pub fn round(&mut self, now_ms: u64, state: &ClusterState) -> Vec<ChainWrite> {
+        self.observe(now_ms, state);
+        let mut writes = reconcile(state);
+        if self.config.moves_per_minute_max == 0 {
+            return writes;
+        }
+        let spacing_ms = REBALANCE_WINDOW_MS / u64::from(self.config.moves_per_minute_max);
+        if self.last_move_ms.is_some_and(|last| now_ms < last.saturating_add(spacing_ms)) {
+            return writes;
+        }
+        let written: BTreeSet<PartitionKey> = writes.iter().map(|w| (w.topic.clone(), w.partition)).collect();
+        let moved = state
+            .chains
+            .iter()
+            .filter(|(key, _)| !written.contains(*key))
+            .find_map(|(key, chain)| self.head_move(now_ms, state, key, chain).map(|next| (key.clone(), next)));
+        if let Some(((topic, partition), chain)) = moved {
+            check_write(state.chains.get(&(topic.clone(), partition)), &chain);
+            self.last_move_ms = Some(now_ms);
+            writes.push(ChainWrite { topic, partition, chain });
+            writes.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        }
+        writes
+    }
+
+    /// Notes first sightings of chain epochs; forgets the gone.
+    fn observe(&mut self, now_ms: u64, state: &ClusterState) {
+        self.chains_seen.retain(|key, (epoch, _)| state.chains.get(key).is_some_and(|c| c.epoch == *epoch));
+        for (key, chain) in &state.chains {
+            self.chains_seen.entry(key.clone()).or_insert((chain.epoch, now_ms));
+        }
+    }
+
+    /// Rule 5 for one chain: the chain with its preferred head in front, or `None`.
+    fn head_move(&self, now_ms: u64, state: &ClusterState, key: &PartitionKey, chain: &Chain) -> Option<Chain> {
+        let spec = state.topics.get(&key.0)?;
+        let preferred = chain.preferred?;
+        let full = usize::from(spec.replication_factor).min(state.live.len());
+        let healthy = chain.learner.is_none()
+            && chain.members.len() >= full
+            && chain.members.iter().all(|m| valid(state, chain, *m));
+        let index = chain.members.iter().position(|m| *m == preferred)?;
+        if index == 0 || !healthy {
+            return None;
+        }
+        let seen = self.chains_seen.get(key).filter(|(epoch, _)| *epoch == chain.epoch);
+        if seen.is_none_or(|(_, t)| now_ms < t.saturating_add(self.config.cooldown_ms)) {
+            return None;
+        }
+        let mut next = chain.clone();
+        next.epoch = Epoch(chain.epoch.0 + 1);
+        next.members.remove(index);
+        next.members.insert(0, preferred);
+        Some(next)
+    }
 }
 
 /// Chains per node (members and learners of existing topics' chains), kept up to date as
@@ -167,7 +288,8 @@ fn assign(state: &ClusterState, load: &mut Load, partition: u32, rf: usize) -> O
     let head_index = (0..picked.len()).min_by_key(|i| (load.heads(picked[*i]), *i)).unwrap_or(0);
     picked.rotate_left(head_index);
     let incarnations = picked.iter().map(|n| (*n, state.live[n])).collect();
-    let chain = Chain { epoch: Epoch(1), members: picked, learner: None, incarnations };
+    let preferred = picked.first().copied();
+    let chain = Chain { epoch: Epoch(1), members: picked, learner: None, incarnations, preferred };
     load.add(&chain, 1);
     Some(chain)
 }
@@ -178,9 +300,10 @@ fn repair(state: &ClusterState, load: &mut Load, key: &PartitionKey, chain: &Cha
         // Not a valid record (the shell refuses to parse one); nothing safe to derive.
         return None;
     }
-    let next = remove_invalid(state, chain)
+    let mut next = remove_invalid(state, chain)
         .or_else(|| promote(state, key, chain))
         .or_else(|| add_learner(state, load, key.1, chain, rf))?;
+    next.preferred = chain.preferred.or(chain.members.first().copied());
     load.add(chain, -1);
     load.add(&next, 1);
     Some(next)
@@ -225,7 +348,7 @@ fn remove_invalid(state: &ClusterState, chain: &Chain) -> Option<Chain> {
             incarnations.insert(*node, *admitted);
         }
     }
-    let next = Chain { epoch: Epoch(chain.epoch.0 + 1), members, learner, incarnations };
+    let next = Chain { epoch: Epoch(chain.epoch.0 + 1), members, learner, incarnations, preferred: chain.preferred };
     let unchanged = next.members == chain.members && next.learner == chain.learner;
     (!unchanged || next.incarnations != chain.incarnations).then_some(next)
 }
@@ -256,7 +379,7 @@ fn add_learner(state: &ClusterState, load: &Load, partition: u32, chain: &Chain,
     let learner = live
         .iter()
         .filter(|n| !chain.includes(**n))
-        .min_by_key(|n| (load.replicas(**n), rotation(&live, **n, partition)))
+        .min_by_key(|n| (chain.preferred != Some(**n), load.replicas(**n), rotation(&live, **n, partition)))
         .copied()?;
     let mut next = chain.clone();
     next.epoch = Epoch(chain.epoch.0 + 1);
@@ -299,6 +422,7 @@ mod tests {
             members: members.iter().map(|(n, _)| NodeId(*n)).collect(),
             learner: learner.map(|(n, _)| NodeId(n)),
             incarnations: members.iter().chain(learner.iter()).map(|(n, i)| (NodeId(*n), Incarnation(*i))).collect(),
+            preferred: members.first().map(|(n, _)| NodeId(*n)),
         }
     }
 
@@ -380,6 +504,42 @@ mod tests {
         s.live.insert(NodeId(1), Incarnation(11));
         let w = reconcile(&s);
         assert_eq!(w[0].chain, chain(5, &[(1, 11)], None));
+    }
+
+    #[test]
+    fn rejoined_preferred_head_gets_its_head_back_after_the_cooldown_one_move_per_spacing() {
+        let mut s = state(&[(1, 11), (2, 20), (3, 30), (4, 40)]);
+        s.topics.insert("t".into(), TopicSpec { partitions: 2, replication_factor: 3 });
+        // Node 1 restarted: it was learner, then promoted to tail of both chains;
+        // partition 0 has a full chain again plus a learner (a move waits for it).
+        let mut c0 = chain(9, &[(2, 20), (1, 11), (3, 30)], Some((4, 40)));
+        c0.preferred = Some(NodeId(1));
+        let mut c1 = chain(9, &[(2, 20), (3, 30), (1, 11)], None);
+        c1.preferred = Some(NodeId(1));
+        s.chains.insert(("t".into(), 0), c0.clone());
+        s.chains.insert(("t".into(), 1), c1);
+        let config = RebalanceConfig { cooldown_ms: 1_000, moves_per_minute_max: 2 };
+        let mut r = Rebalancer::new(config);
+        assert!(r.round(0, &s).is_empty());
+        assert!(r.round(999, &s).is_empty(), "cooldown");
+        let w = r.round(1_000, &s);
+        assert_eq!(w.len(), 1, "partition 0 has a learner pending: {w:?}");
+        let moved = (w[0].partition, members(&w[0].chain), w[0].chain.epoch, w[0].chain.preferred);
+        assert_eq!(moved, (1, vec![1, 2, 3], Epoch(10), Some(NodeId(1))));
+        s.chains.insert(("t".into(), 1), w[0].chain.clone());
+        c0.learner = None;
+        c0.incarnations.remove(&NodeId(4));
+        c0.epoch = Epoch(10);
+        s.chains.insert(("t".into(), 0), c0);
+        assert!(r.round(2_000, &s).is_empty(), "partition 0's new epoch cools down first");
+        assert!(r.round(30_999, &s).is_empty(), "one move per 30 s");
+        let w = r.round(31_000, &s);
+        assert_eq!((w[0].partition, members(&w[0].chain)), (0, vec![1, 2, 3]));
+        s.chains.insert(("t".into(), 0), w[0].chain.clone());
+        assert!(r.round(100_000, &s).is_empty(), "balanced");
+        // Off: nothing moves.
+        let mut off = Rebalancer::new(RebalanceConfig { cooldown_ms: 0, moves_per_minute_max: 0 });
+        assert!(off.round(0, &s).is_empty() && off.round(100_000, &s).is_empty());
     }
 
     #[test]

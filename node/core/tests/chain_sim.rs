@@ -5,7 +5,9 @@
 //! batch boundary), restarts (state rebuilt from the durable log only), pauses (a
 //! SIGSTOPped node comes back with stale state and must be fenced), a controller that
 //! removes dead members, adds a learner and promotes it once the tail reports it in
-//! sync, and clients producing with acks=all and acks=leader (sometimes to a stale head).
+//! sync, moves the head to another member now and then (preferred-head rebalancing: any
+//! member that is not failed goes to the front, the others keep their order), and
+//! clients producing with acks=all and acks=leader (sometimes to a stale head).
 //! Fast failure detection runs too (`strand_core::suspicion`): peers report nodes (at
 //! every crash, and at random — a link closed on purpose), the detector probes them, and
 //! a conviction revokes the node's lease. Probes lie at times: a live node convicted is
@@ -167,6 +169,7 @@ struct Counts {
     prefix_compared: u64,
     reconfigs: u64,
     learner_promotions: u64,
+    head_moves: u64,
     crashes: u64,
     pauses: u64,
     truncations: u64,
@@ -822,6 +825,17 @@ impl World {
             self.counts.learner_promotions += 1;
             next.members.push(learner);
             next.learner = None;
+        } else if self.rngs.control.gen_bool(0.05) {
+            // Preferred-head rebalancing: move another valid member to the front, the
+            // others keeping their order ([h, m, t] -> [m, h, t] or [t, h, m]).
+            let candidates: Vec<usize> = (1..next.members.len()).filter(|i| !self.failed(next.members[*i])).collect();
+            if candidates.is_empty() {
+                return;
+            }
+            let index = candidates[self.rngs.control.gen_range(0..candidates.len())];
+            let head = next.members.remove(index);
+            next.members.insert(0, head);
+            self.counts.head_moves += 1;
         } else {
             return;
         }
@@ -996,6 +1010,7 @@ fn chain_sim_seeds() {
         total.prefix_compared += c.prefix_compared;
         total.reconfigs += c.reconfigs;
         total.learner_promotions += c.learner_promotions;
+        total.head_moves += c.head_moves;
         total.crashes += c.crashes;
         total.pauses += c.pauses;
         total.truncations += c.truncations;
@@ -1010,7 +1025,7 @@ fn chain_sim_seeds() {
     // A checker that compared nothing proves nothing.
     assert!(total.acks_all > 0 && total.acks_leader > 0);
     assert!(total.durable_compared > 0 && total.committed_compared > 0 && total.prefix_compared > 0);
-    assert!(total.learner_promotions > 0 && total.crashes > 0 && total.pauses > 0);
+    assert!(total.learner_promotions > 0 && total.head_moves > 0 && total.crashes > 0 && total.pauses > 0);
     assert!(total.truncations > 0 && total.fenced_rejects > 0);
     assert!(total.retentions > 0 && total.resets > 0);
     assert!(total.convicted_dead > 0 && total.convicted_live > 0 && total.cleared > 0);

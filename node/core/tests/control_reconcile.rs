@@ -5,17 +5,31 @@
 //! checked against the invariants listed in the module doc; at the end every node comes
 //! back and the chains must converge to full, valid chains.
 //!
+//! Rounds run through a [`Rebalancer`] on a simulated clock, so preferred-head moves
+//! (rule 5) happen among the chaos. Every move is checked: its new head is the chain's
+//! preferred node, a member live under its admitted incarnation, of a chain with no
+//! learner at `min(RF, live)` members, started and last written at least a cooldown ago;
+//! moves are at least `60 s / cap` apart and never more than the cap in any minute; the
+//! preferred node never changes. Once everything is stable, every chain whose preferred
+//! node is a member is headed by it.
+//!
 //! `CONTROL_SIM_SEEDS=N` runs N seeds (default 1 000); `CONTROL_SIM_SEED=S` runs only S.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strand_core::chain::{Epoch, NodeId};
-use strand_core::control::{reconcile, Chain, ChainWrite, ClusterState, InSync, Incarnation, TopicSpec};
+use strand_core::control::{
+    reconcile, Chain, ChainWrite, ClusterState, InSync, Incarnation, PartitionKey, RebalanceConfig, Rebalancer,
+    TopicSpec, REBALANCE_WINDOW_MS,
+};
 
 const NODES: u32 = 5;
 const STEPS: usize = 150;
+const COOLDOWN_MS: u64 = 1_000;
+const MOVES_PER_MINUTE: u32 = 20;
+const REBALANCE: RebalanceConfig = RebalanceConfig { cooldown_ms: COOLDOWN_MS, moves_per_minute_max: MOVES_PER_MINUTE };
 
 /// What one run compared, so a run over nothing cannot pass silently.
 #[derive(Default, Debug)]
@@ -25,6 +39,8 @@ struct Counts {
     removals: usize,
     learners: usize,
     survivor_readmits: usize,
+    head_moves: usize,
+    preferred_heads: usize,
 }
 
 struct Sim {
@@ -33,6 +49,14 @@ struct Sim {
     next_incarnation: i64,
     next_topic: u32,
     counts: Counts,
+    now_ms: u64,
+    rebalancer: Rebalancer,
+    /// When each node's current incarnation started.
+    started_ms: BTreeMap<NodeId, u64>,
+    /// When each chain was last written.
+    written_ms: BTreeMap<PartitionKey, u64>,
+    /// Times of the head moves of the last minute.
+    moves_ms: VecDeque<u64>,
 }
 
 impl Sim {
@@ -43,6 +67,11 @@ impl Sim {
             next_incarnation: 100,
             next_topic: 0,
             counts: Counts::default(),
+            now_ms: 0,
+            rebalancer: Rebalancer::new(REBALANCE),
+            started_ms: BTreeMap::new(),
+            written_ms: BTreeMap::new(),
+            moves_ms: VecDeque::new(),
         };
         for n in 1..=NODES {
             sim.start(n);
@@ -53,9 +82,11 @@ impl Sim {
     fn start(&mut self, node: u32) {
         self.next_incarnation += 1;
         self.state.live.insert(NodeId(node), Incarnation(self.next_incarnation));
+        self.started_ms.insert(NodeId(node), self.now_ms);
     }
 
     fn step(&mut self) {
+        self.now_ms += self.rng.gen_range(0..400);
         match self.rng.gen_range(0..100) {
             0..=9 => {
                 let node = self.rng.gen_range(1..=NODES);
@@ -116,16 +147,57 @@ impl Sim {
 
     /// One controller round; some writes are lost (their guarded transaction failed).
     fn round(&mut self) {
-        let writes = reconcile(&self.state);
-        assert_eq!(writes, reconcile(&self.state), "deterministic");
+        let mut twin = self.rebalancer.clone();
+        let writes = self.rebalancer.round(self.now_ms, &self.state);
+        assert_eq!(writes, twin.round(self.now_ms, &self.state), "deterministic");
         let lose = self.rng.gen_bool(0.1);
         for write in writes {
             self.check(&write);
             if lose && self.rng.gen_bool(0.5) {
                 continue;
             }
-            self.state.chains.insert((write.topic.clone(), write.partition), write.chain);
+            self.apply(write);
         }
+    }
+
+    fn apply(&mut self, write: ChainWrite) {
+        let key = (write.topic, write.partition);
+        self.written_ms.insert(key.clone(), self.now_ms);
+        self.state.chains.insert(key, write.chain);
+    }
+
+    /// A write that keeps members and learner but changes the head is a rule-5 move.
+    fn check_move(&mut self, key: &PartitionKey, prev: &Chain, next: &Chain) {
+        assert!(
+            prev.preferred.is_none() || next.preferred == prev.preferred,
+            "preferred changed: {prev:?} -> {next:?}"
+        );
+        let mut before = prev.members.clone();
+        let mut after = next.members.clone();
+        before.sort();
+        after.sort();
+        if before != after || prev.members[0] == next.members[0] || prev.learner != next.learner {
+            return;
+        }
+        self.counts.head_moves += 1;
+        let head = next.members[0];
+        let rf = usize::from(self.state.topics[&key.0].replication_factor);
+        assert_eq!(prev.preferred, Some(head), "a move goes to the preferred head: {prev:?} -> {next:?}");
+        assert!(self.valid(prev, head), "a move goes to a live admitted member: {prev:?}");
+        assert!(prev.learner.is_none(), "no move while a learner is pending: {prev:?}");
+        assert!(prev.members.len() >= rf.min(self.state.live.len()), "no move in a short chain: {prev:?}");
+        assert!(prev.members.iter().all(|m| self.valid(prev, *m)), "no move while a member is invalid: {prev:?}");
+        assert!(self.now_ms >= self.started_ms[&head] + COOLDOWN_MS, "moved to a node within its cooldown");
+        assert!(self.now_ms >= self.written_ms[key] + COOLDOWN_MS, "moved a chain within its cooldown");
+        let spacing_ms = REBALANCE_WINDOW_MS / u64::from(MOVES_PER_MINUTE);
+        if let Some(last) = self.moves_ms.back() {
+            assert!(self.now_ms >= last + spacing_ms, "moves {last} and {} closer than {spacing_ms} ms", self.now_ms);
+        }
+        self.moves_ms.push_back(self.now_ms);
+        while self.moves_ms.front().is_some_and(|t| *t + REBALANCE_WINDOW_MS <= self.now_ms) {
+            self.moves_ms.pop_front();
+        }
+        assert!(self.moves_ms.len() <= MOVES_PER_MINUTE as usize, "more moves than the cap in a minute");
     }
 
     fn valid(&self, chain: &Chain, node: NodeId) -> bool {
@@ -140,6 +212,7 @@ impl Sim {
         check_shape(next);
         let Some(prev) = self.state.chains.get(&key).cloned() else {
             assert_eq!(next.epoch, Epoch(1));
+            assert_eq!(next.preferred, next.members.first().copied(), "a new chain prefers its head");
             assert!(next.learner.is_none());
             for m in &next.members {
                 assert_eq!(next.incarnations.get(m), self.state.live.get(m), "new chain admits live incarnations");
@@ -147,6 +220,7 @@ impl Sim {
             return;
         };
         assert_eq!(next.epoch, Epoch(prev.epoch.0 + 1), "epoch + 1 per write");
+        self.check_move(&key, &prev, next);
         let prev_all_dead = prev.members.iter().all(|m| !self.valid(&prev, *m));
         for m in &prev.members {
             if self.valid(&prev, *m) {
@@ -202,14 +276,19 @@ fn converge(sim: &mut Sim) {
     for n in 1..=NODES {
         sim.start(n);
     }
-    for _ in 0..50 {
-        let writes = reconcile(&sim.state);
-        if writes.is_empty() {
+    // Quiet long enough for every cooldown and the move spacing to have passed.
+    let quiet_rounds = (COOLDOWN_MS + REBALANCE_WINDOW_MS / u64::from(MOVES_PER_MINUTE)) / 500 + 2;
+    let mut quiet = 0;
+    for _ in 0..2_000 {
+        sim.now_ms += 500;
+        let writes = sim.rebalancer.round(sim.now_ms, &sim.state);
+        quiet = if writes.is_empty() { quiet + 1 } else { 0 };
+        if quiet > quiet_rounds {
             break;
         }
         for write in writes {
             sim.check(&write);
-            sim.state.chains.insert((write.topic, write.partition), write.chain);
+            sim.apply(write);
         }
         let reports: BTreeMap<_, _> = sim
             .state
@@ -225,6 +304,11 @@ fn converge(sim: &mut Sim) {
         assert_eq!(chain.members.len(), rf.min(NODES as usize), "{topic}: {chain:?}");
         assert!(chain.members.iter().all(|m| sim.valid(chain, *m)));
         assert!(chain.learner.is_none());
+        let preferred = chain.preferred.expect("every chain of the simulation has a preferred head");
+        if chain.members.contains(&preferred) {
+            assert_eq!(chain.members[0], preferred, "{topic}: stable but not headed by its preferred node: {chain:?}");
+            sim.counts.preferred_heads += 1;
+        }
     }
 }
 
@@ -254,6 +338,8 @@ fn seeded_simulation() {
         total.removals += counts.removals;
         total.learners += counts.learners;
         total.survivor_readmits += counts.survivor_readmits;
+        total.head_moves += counts.head_moves;
+        total.preferred_heads += counts.preferred_heads;
     }
     println!("{seeds} seeds: {total:?}");
     assert!(total.writes > seeds as usize * 10, "too few writes checked: {total:?}");
@@ -262,6 +348,8 @@ fn seeded_simulation() {
         ("removals", total.removals),
         ("learners", total.learners),
         ("survivor readmits", total.survivor_readmits),
+        ("head moves", total.head_moves),
+        ("preferred heads", total.preferred_heads),
     ] {
         assert!(n > 0, "the simulation never exercised {what}: {total:?}");
     }

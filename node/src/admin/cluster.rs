@@ -151,7 +151,13 @@ mod tests {
         for (id, admin) in [(1, 9001), (2, 9002), (3, 0)] {
             view.nodes.insert(id, record(id, admin));
         }
-        let chain = ChainRecord { epoch: 3, members: vec![1, 4], learner: None, incarnations: Default::default() };
+        let chain = ChainRecord {
+            epoch: 3,
+            members: vec![1, 4],
+            learner: None,
+            incarnations: Default::default(),
+            preferred: None,
+        };
         view.chains.insert(("t".into(), 0), chain);
         let seen: BTreeMap<u32, String> = [(5, "10.0.0.5:7070".to_string())].into();
         let peer = |_: &str, port: u16| match port {

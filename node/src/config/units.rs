@@ -30,6 +30,7 @@ pub const MILLIS_KEYS: &[&str] = &[
     "segment_ms",
     "retention_ms",
     "offsets_retention_ms",
+    "rebalance_cooldown_ms",
 ];
 
 /// Keys whose value is a number of seconds.

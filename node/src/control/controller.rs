@@ -5,6 +5,8 @@
 //! is the one the decision saw (not deleted or re-created) and (c) the chain key's mod
 //! revision is the one the decision saw. So a stale controller (paused, partitioned,
 //! lease expired) cannot clobber a newer configuration: its writes fail the compare.
+//! Rounds go through a [`Rebalancer`] made fresh for each leadership (preferred-head
+//! moves; its clock is the time since leadership began).
 //!
 //! Leadership ends when the lease changes (the session re-registered) or when a failed
 //! write shows the election key is no longer ours; the task then campaigns again.
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, LeaderKey, Txn, TxnOp};
-use strand_core::control::reconcile;
+use strand_core::control::{RebalanceConfig, Rebalancer};
 use tokio::sync::watch;
 
 use super::handle::{ControlError, Shared};
@@ -33,6 +35,7 @@ pub(super) struct Controller {
     pub shared: Arc<Shared>,
     pub leases: watch::Receiver<Option<i64>>,
     pub snapshots: watch::Receiver<Arc<Keyspace>>,
+    pub rebalance: RebalanceConfig,
 }
 
 /// Why a round stopped early.
@@ -84,6 +87,8 @@ impl Controller {
 
     /// Reconciles until leadership ends.
     async fn lead(&mut self, leader: &LeaderKey) {
+        let mut rebalancer = Rebalancer::new(self.rebalance);
+        let started = tokio::time::Instant::now();
         let mut ticker = tokio::time::interval(ROUND_PERIOD);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -93,7 +98,8 @@ impl Controller {
                 _ = self.leases.changed() => return,
             }
             let snapshot = self.snapshots.borrow_and_update().clone();
-            match self.round(leader, &snapshot).await {
+            let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            match self.round(leader, &snapshot, &mut rebalancer, now_ms).await {
                 Ok(()) => {}
                 Err(RoundError::NotLeader) => return,
                 Err(RoundError::Etcd(e)) => tracing::warn!(error = %e, "controller round failed; retrying"),
@@ -102,8 +108,14 @@ impl Controller {
     }
 
     /// One round: the core's writes, then chains of deleted topics removed.
-    async fn round(&mut self, leader: &LeaderKey, snapshot: &Keyspace) -> Result<(), RoundError> {
-        for write in reconcile(&snapshot.cluster_state()) {
+    async fn round(
+        &mut self,
+        leader: &LeaderKey,
+        snapshot: &Keyspace,
+        rebalancer: &mut Rebalancer,
+        now_ms: u64,
+    ) -> Result<(), RoundError> {
+        for write in rebalancer.round(now_ms, &snapshot.cluster_state()) {
             let key = (write.topic.clone(), write.partition);
             let chain_key = keys::chain(&self.prefix, &write.topic, write.partition);
             let known = snapshot.chains.get(&key);
@@ -134,6 +146,7 @@ impl Controller {
                 epoch = record.epoch,
                 members = ?record.members,
                 learner = ?record.learner,
+                preferred = ?record.preferred,
                 "chain written"
             );
         }

@@ -254,6 +254,7 @@ pub(super) fn to_core(record: &ChainRecord) -> Chain {
         members: record.members.iter().map(|m| NodeId(*m)).collect(),
         learner: record.learner.map(NodeId),
         incarnations: record.incarnations.iter().map(|(n, i)| (NodeId(*n), Incarnation(*i))).collect(),
+        preferred: record.preferred.map(NodeId),
     }
 }
 
@@ -264,6 +265,7 @@ pub(super) fn from_core(chain: &Chain) -> ChainRecord {
         members: chain.members.iter().map(|m| m.0).collect(),
         learner: chain.learner.map(|l| l.0),
         incarnations: chain.incarnations.iter().map(|(n, i)| (n.0, i.0)).collect(),
+        preferred: chain.preferred.map(|p| p.0),
     }
 }
 
@@ -321,7 +323,15 @@ mod tests {
             members: vec![3, 1],
             learner: Some(2),
             incarnations: [(1, 10), (2, 20), (3, 30)].into_iter().collect(),
+            preferred: Some(1),
         };
         assert_eq!(from_core(&to_core(&record)), record);
+        // A record from before the field parses without a preference and writes none.
+        let old: ChainRecord =
+            serde_json::from_str(r#"{"epoch":3,"members":[2],"incarnations":{"2":77}}"#).expect("an old record parses");
+        assert_eq!(old.preferred, None);
+        assert!(!serde_json::to_string(&old).expect("serializes").contains("preferred"));
+        let json = serde_json::to_string(&record).expect("serializes");
+        assert!(json.contains(r#""preferred":1"#), "{json}");
     }
 }

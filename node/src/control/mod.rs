@@ -24,7 +24,7 @@ pub mod types;
 mod watch;
 
 pub use handle::{ControlError, ControlHandle, TopicChange};
-pub use types::{ChainRecord, ClusterView, ControlConfig, InSyncReport, NodeRecord};
+pub use types::{ChainRecord, ClusterView, ControlConfig, InSyncReport, NodeRecord, RebalanceConfig};
 
 /// Connects to etcd and reads the current cluster view (before this node registers, so
 /// any configuration that admits this incarnation has a larger epoch than the view's).

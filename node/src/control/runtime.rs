@@ -312,6 +312,7 @@ impl ControlThread {
             shared: self.shared.clone(),
             leases: leases_rx,
             snapshots: self.snapshots.clone(),
+            rebalance: self.config.rebalance,
         };
         self.tasks.push(tokio::spawn(leader.run()));
         // Registered means visible: wait until this node's own record is in its view, so
@@ -487,6 +488,7 @@ pub(super) async fn timed<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::types::RebalanceConfig;
 
     #[test]
     fn unreachable_etcd_is_a_clear_bounded_error() {
@@ -497,6 +499,7 @@ mod tests {
             lease_ttl_s: 2,
             prefix: "/t".into(),
             secret_file: None,
+            rebalance: RebalanceConfig::default(),
         };
         let started = std::time::Instant::now();
         let err = start(config).expect_err("no etcd");
@@ -513,6 +516,7 @@ mod tests {
             lease_ttl_s: 2,
             prefix: "/s".into(),
             secret_file: None,
+            rebalance: RebalanceConfig::default(),
         };
         assert!(validate(&ok).is_ok());
         assert!(validate(&ControlConfig { node_id: 0, ..ok.clone() }).is_err());

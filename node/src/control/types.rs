@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use strand_core::chain::{ChainConfig, Epoch, NodeId};
+pub use strand_core::control::RebalanceConfig;
 use strand_core::placement::{owner_shard, ShardId};
 
 use crate::topic::TopicConfig;
@@ -83,6 +84,11 @@ pub struct ChainRecord {
     /// Admitted incarnation (lease id) of every member and of the learner.
     #[serde(default)]
     pub incarnations: BTreeMap<u32, i64>,
+    /// The node that should head this chain when it is a healthy member: the head it
+    /// was assigned at creation. The controller moves the head back to it (preferred-head
+    /// rebalancing, docs/REPLICATION.md). Absent in records written before the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred: Option<u32>,
 }
 
 impl ChainRecord {
@@ -149,7 +155,12 @@ pub struct ControlConfig {
     /// `--cluster-secret-file`: the replication links' secret; `None` = the one stored
     /// in etcd under `{prefix}/cluster-secret` (created by the first node).
     pub secret_file: Option<std::path::PathBuf>,
+    /// Preferred-head rebalancing while this node is the controller.
+    pub rebalance: RebalanceConfig,
 }
+
+/// Upper bound of `--rebalance-moves-per-minute` (one move per round of 500 ms).
+pub const REBALANCE_MOVES_PER_MINUTE_MAX: u32 = 120;
 
 /// Default lease TTL in seconds.
 pub const LEASE_TTL_S_DEFAULT: i64 = 3;

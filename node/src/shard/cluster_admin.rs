@@ -123,6 +123,7 @@ impl Shard {
             log_start_offset: 0,
             log_end_offset: 0,
             commit_offset: 0,
+            preferred_leader: 0,
         };
         let Some(chain) = view.chain(topic, partition) else {
             m.error = ErrorCode::NotEnoughReplicas;
@@ -133,6 +134,7 @@ impl Shard {
         m.leader_shard = view.nodes.get(&head).map_or(0, |n| n.owner_shard(topic, partition).0);
         m.replicas.clone_from(&chain.members);
         m.epoch = chain.epoch;
+        m.preferred_leader = chain.preferred.unwrap_or(0);
         if !view.nodes.contains_key(&head) {
             m.error = ErrorCode::NotEnoughReplicas;
         }

@@ -316,6 +316,7 @@ impl Shard {
                 log_start_offset: 0,
                 log_end_offset: 0,
                 commit_offset: 0,
+                preferred_leader: 0,
             })
             .collect();
         for (owner, parts) in by_owner {

@@ -98,6 +98,7 @@ fn frame_header_seeds() -> Seeds {
                 log_start_offset: 0,
                 log_end_offset: 100,
                 commit_offset: 90,
+                preferred_leader: 1,
             }],
         }],
     });

@@ -4884,6 +4884,7 @@ impl<'a> PartitionMetadata<'a> {
   pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 16;
   pub const VT_LOG_END_OFFSET: ::flatbuffers::VOffsetT = 18;
   pub const VT_COMMIT_OFFSET: ::flatbuffers::VOffsetT = 20;
+  pub const VT_PREFERRED_LEADER: ::flatbuffers::VOffsetT = 22;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4899,6 +4900,7 @@ impl<'a> PartitionMetadata<'a> {
     builder.add_log_end_offset(args.log_end_offset);
     builder.add_log_start_offset(args.log_start_offset);
     builder.add_epoch(args.epoch);
+    builder.add_preferred_leader(args.preferred_leader);
     if let Some(x) = args.replicas { builder.add_replicas(x); }
     builder.add_leader_node(args.leader_node);
     builder.add_partition(args.partition);
@@ -4971,6 +4973,13 @@ impl<'a> PartitionMetadata<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(PartitionMetadata::VT_COMMIT_OFFSET, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn preferred_leader(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PartitionMetadata::VT_PREFERRED_LEADER, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PartitionMetadata<'_> {
@@ -4988,6 +4997,7 @@ impl ::flatbuffers::Verifiable for PartitionMetadata<'_> {
      .visit_field::<u64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
      .visit_field::<u64>("log_end_offset", Self::VT_LOG_END_OFFSET, false)?
      .visit_field::<u64>("commit_offset", Self::VT_COMMIT_OFFSET, false)?
+     .visit_field::<u32>("preferred_leader", Self::VT_PREFERRED_LEADER, false)?
      .finish();
     Ok(())
   }
@@ -5002,6 +5012,7 @@ pub struct PartitionMetadataArgs<'a> {
     pub log_start_offset: u64,
     pub log_end_offset: u64,
     pub commit_offset: u64,
+    pub preferred_leader: u32,
 }
 impl<'a> Default for PartitionMetadataArgs<'a> {
   #[inline]
@@ -5016,6 +5027,7 @@ impl<'a> Default for PartitionMetadataArgs<'a> {
       log_start_offset: 0,
       log_end_offset: 0,
       commit_offset: 0,
+      preferred_leader: 0,
     }
   }
 }
@@ -5062,6 +5074,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionMetadataBuilder<'a, 
     self.fbb_.push_slot::<u64>(PartitionMetadata::VT_COMMIT_OFFSET, commit_offset, 0);
   }
   #[inline]
+  pub fn add_preferred_leader(&mut self, preferred_leader: u32) {
+    self.fbb_.push_slot::<u32>(PartitionMetadata::VT_PREFERRED_LEADER, preferred_leader, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionMetadataBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PartitionMetadataBuilder {
@@ -5088,6 +5104,7 @@ impl ::core::fmt::Debug for PartitionMetadata<'_> {
       ds.field("log_start_offset", &self.log_start_offset());
       ds.field("log_end_offset", &self.log_end_offset());
       ds.field("commit_offset", &self.commit_offset());
+      ds.field("preferred_leader", &self.preferred_leader());
       ds.finish()
   }
 }

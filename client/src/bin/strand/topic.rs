@@ -42,15 +42,17 @@ pub(crate) enum TopicCommand {
         format: Format,
     },
     /// Show a topic's partitions, replicas and configs (three tab-separated tables with
-    /// headers): `partition leader shard chain epoch commit log_start log_end` (chain head
-    /// first; offsets as the head reports them), then `partition replica role log_end commit
-    /// lag` per chain member, asked of its own node; lag = head log end − replica log end;
-    /// `-` = the node could not be asked; then `config value override` per config key
-    /// (effective value, `none` = unlimited; override `yes` if the topic sets it, `no` for
-    /// the node default).
+    /// headers): `partition leader shard chain epoch commit log_start log_end preferred`
+    /// (chain head first; offsets as the head reports them; preferred = the node the
+    /// controller moves the head back to, `-` if none), then `partition replica role
+    /// log_end commit lag` per chain member, asked of its own node; lag = head log end −
+    /// replica log end; `-` = the node could not be asked; then `config value override`
+    /// per config key (effective value, `none` = unlimited; override `yes` if the topic
+    /// sets it, `no` for the node default).
     /// JSON: `{"name", "partitions": [{"partition", "leader", "shard", "chain", "epoch",
-    /// "commit", "log_start", "log_end", "replicas": [{"node", "role", "log_end", "commit",
-    /// "lag", "error"}]}], "configs": [{"key", "value", "override"}]}` (null = unknown).
+    /// "commit", "log_start", "log_end", "preferred", "replicas": [{"node", "role",
+    /// "log_end", "commit", "lag", "error"}]}], "configs": [{"key", "value", "override"}]}`
+    /// (null = unknown).
     ///
     /// With `--under-replicated` (NAME optional: every topic when left out): only the
     /// partitions whose chain has fewer members than the topic's replication factor, one
@@ -257,19 +259,19 @@ fn description_json(t: &TopicDescription, configs: &[TopicConfigValue]) -> Value
                 .collect();
             json!({"partition": p.partition, "leader": p.leader_node, "shard": p.leader_shard, "chain": p.chain,
                    "epoch": p.epoch, "commit": p.commit_offset, "log_start": p.log_start_offset,
-                   "log_end": p.log_end_offset, "replicas": replicas})
+                   "log_end": p.log_end_offset, "preferred": p.preferred_leader, "replicas": replicas})
         })
         .collect();
     json!({"name": t.name, "partitions": partitions, "configs": configs_json(configs)})
 }
 
 fn write_description(out: &mut impl Write, t: &TopicDescription, configs: &[TopicConfigValue]) -> std::io::Result<()> {
-    writeln!(out, "partition\tleader\tshard\tchain\tepoch\tcommit\tlog_start\tlog_end")?;
+    writeln!(out, "partition\tleader\tshard\tchain\tepoch\tcommit\tlog_start\tlog_end\tpreferred")?;
     for p in &t.partitions {
         let chain: Vec<String> = p.chain.iter().map(u32::to_string).collect();
         writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             p.partition,
             p.leader_node,
             p.leader_shard,
@@ -277,7 +279,8 @@ fn write_description(out: &mut impl Write, t: &TopicDescription, configs: &[Topi
             p.epoch,
             or_dash(p.commit_offset),
             or_dash(p.log_start_offset),
-            or_dash(p.log_end_offset)
+            or_dash(p.log_end_offset),
+            or_dash(p.preferred_leader.map(u64::from))
         )?;
     }
     writeln!(out, "partition\treplica\trole\tlog_end\tcommit\tlag")?;
