@@ -176,3 +176,104 @@ fn a_chain_member_whose_filesystem_fails_stops_and_the_chain_goes_on() {
     drop(n1);
     drop(fs);
 }
+
+/// The chain of `topic`/`partition` as `node` sees it (members, head first).
+fn members_of(node: &Node, topic: &str, partition: u32) -> Option<Vec<u32>> {
+    let mut client = Client::try_connect(node.public).ok()?;
+    let (header, _) = client.try_call(Request::Metadata(MetadataRequest { topics: vec![topic.into()] }), &[]).ok()?;
+    let Response::Metadata(m) = header.response else { return None };
+    let p = m.topics.first()?.partitions.iter().find(|p| p.partition == partition)?.clone();
+    (p.error == ErrorCode::None).then_some(p.replicas)
+}
+
+/// One acks=all produce of `value` to `topic`/`partition` on `head`: its error code.
+fn produce_to(head: &Node, topic: &str, partition: u32, value: &str) -> Option<ErrorCode> {
+    let mut client = Client::try_connect(head.public).ok()?;
+    let payload = batch1(value.as_bytes());
+    let request = Request::Produce(ProduceRequest {
+        acks: Acks::All,
+        timeout_ms: 5_000,
+        partitions: vec![ProducePartition { topic: topic.into(), partition, bytes_len: payload.len() as u32 }],
+    });
+    let (header, _) = client.try_call(request, &payload).ok()?;
+    let Response::Produce(r) = header.response else { return None };
+    Some(r.partitions[0].error)
+}
+
+/// A full disk on a chain: the head refuses the produce with `STORAGE_FULL` before its chain
+/// takes it (and keeps running); a follower that cannot append what its chain already took
+/// stops (exit 74) instead of stalling the chain, which goes on without it. Node 3 plays the
+/// full disk: its `min_free_bytes` (1 PiB) is above any real free space.
+#[test]
+fn a_full_disk_refuses_at_the_head_and_stops_a_follower() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("full.toml");
+    std::fs::write(&config, "min_free_bytes = 1125899906842624\n").unwrap();
+    let etcd = Etcd::start();
+    let n1 = start_node(&tmp.path().join("n1"), 1, &etcd);
+    let n2 = start_node(&tmp.path().join("n2"), 2, &etcd);
+    let (id, url) = ("3".to_string(), etcd.endpoint());
+    let flags = ["--node-id", &id, "--etcd", &url, "--lease-ttl-s", "2", "--replication-port-base", "0"];
+    let mut n3 =
+        Node::start(&tmp.path().join("n3"), 1, &[&flags[..], &["--config", config.to_str().unwrap()]].concat());
+    const FULL: &str = "full";
+    let create = Request::CreateTopic(CreateTopicRequest {
+        name: FULL.into(),
+        partitions: 3,
+        replication_factor: 3,
+        configs: Vec::new(),
+    });
+    let (header, _) = n1.client().call(create, &[]);
+    assert_eq!(header.error, ErrorCode::None, "create: {:?}", header.message);
+    let heads = HashMap::from([(1, &n1), (2, &n2)]);
+    let deadline = Instant::now() + SETTLE_MAX;
+    let chains: Vec<Vec<u32>> = loop {
+        let seen: Vec<_> = (0..3).filter_map(|p| members_of(&n1, FULL, p)).filter(|m| m.len() == 3).collect();
+        if seen.len() == 3 {
+            break seen;
+        }
+        assert!(Instant::now() < deadline, "chains never full: {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Heads rotate over the nodes: node 3 heads one partition and follows the others.
+    let headed = chains.iter().position(|m| m[0] == 3).expect("node 3 heads a partition") as u32;
+    let followed = chains.iter().position(|m| m[0] != 3).expect("node 3 follows a partition") as u32;
+
+    // Retried while the replica is still starting (NOT_OWNER right after the create).
+    let deadline = Instant::now() + SETTLE_MAX;
+    let answer = loop {
+        let answer = produce_to(&n3, FULL, headed, "to-the-full-head");
+        if answer != Some(ErrorCode::NotOwner) || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(answer, Some(ErrorCode::StorageFull), "the full head refuses cleanly");
+    assert!(n3.child.try_wait().unwrap().is_none(), "a refusing head keeps running");
+
+    let head = heads[&chains[followed as usize][0]];
+    let _ = produce_to(head, FULL, followed, "via-the-full-follower");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = n3.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "node 3 kept its chain place with a full disk");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(FATAL_STORAGE_EXIT), "node 3 exit status {status:?}");
+    let line = n3.wait_for_line("storage failed", Duration::from_secs(5));
+    assert!(line.contains(&format!("{FULL}/{followed}")), "the reason names the partition: {line}");
+    // The chain goes on without node 3.
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        let members = members_of(head, FULL, followed);
+        if members.as_ref().is_some_and(|m| !m.contains(&3))
+            && produce_to(head, FULL, followed, "after") == Some(ErrorCode::None)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the chain never went on without node 3: {members:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -152,7 +152,7 @@ impl Inner {
         st.written_end >= end && (self.config.fsync != FsyncPolicy::Always || st.synced_end >= end)
     }
 
-    fn check_free_space(&self, incoming: u64) -> Result<(), AppendError> {
+    pub(super) fn check_free_space(&self, incoming: u64) -> Result<(), AppendError> {
         let min_free = self.config.min_free_bytes;
         if min_free == 0 {
             return Ok(());

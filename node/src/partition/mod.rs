@@ -303,6 +303,9 @@ impl Partition {
                 Ok(Step::Local { reservation, idempotent, record_count })
             }
             Replication::Chain(chain) => {
+                // A full disk refuses here, before the chain takes the offsets (a replica
+                // cannot refuse an append its chain already took: it stops the node).
+                self.log.check_free_space(payload.len() as u64).map_err(|e| self.append_failed(e, false))?;
                 let base_offset = chain.replica.log_end().0;
                 let submitted = chain.replica.submit(payload, chain_acks(acks));
                 if idempotent {

@@ -501,11 +501,12 @@ impl ReplicatedPartition {
                     this.drain();
                 }
                 Ok(info) => this.fail(format!("log stamped {} where the chain expects {first}", info.base_offset)),
-                // One fatal path for both data paths: a storage failure stops the node.
-                Err(e) if crate::fatal::append_error_is_fatal(&e) => {
-                    crate::fatal::stop_node(&this.topic, this.partition, &e)
-                }
-                Err(e) => this.fail(format!("append failed: {e}")),
+                // One fatal path for both data paths: a storage failure stops the node. A
+                // replica also stops on what a single node would only refuse (a full disk, a
+                // batch its log will not take): the chain core already took these offsets,
+                // so the log can never catch up with it — holding the chain place
+                // half-alive would stall the chain for good; stopped, the chain drops it.
+                Err(e) => crate::fatal::stop_node(&this.topic, this.partition, &e),
             }
         })
         .detach();
