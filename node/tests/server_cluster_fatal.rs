@@ -85,6 +85,23 @@ fn produce_acked(ask: &Node, nodes: &HashMap<u32, &Node>, value: &str, sent: &mu
     }
 }
 
+/// Waits (≤ 20 s) until `node` exits with the fatal storage status and returns its one
+/// log line, which must name `partition` (`topic/p`); `stuck` completes the failure message.
+fn wait_fatal_exit(node: &mut Node, partition: &str, stuck: &str) -> String {
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the node {stuck}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(FATAL_STORAGE_EXIT), "exit status {status:?}");
+    let line = node.wait_for_line("storage failed", Duration::from_secs(5));
+    assert!(line.contains(partition), "the reason names the partition {partition}: {line}");
+    line
+}
+
 /// Every acknowledged value exactly once in `read`, no value twice.
 fn check_nothing_lost(read: &[Vec<u8>], sent: &[(String, bool)], who: &str) {
     let mut counts: HashMap<&[u8], usize> = HashMap::new();
@@ -139,17 +156,8 @@ fn a_chain_member_whose_filesystem_fails_stops_and_the_chain_goes_on() {
     let nodes = HashMap::from([(1, &n1), (3, &n3)]);
     let first = produce_once(&n3, &nodes, "after-cut");
     sent.push(("after-cut".into(), first.is_some()));
-    let status = loop {
-        if let Some(status) = n1.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "node 1 kept running after its filesystem failed");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(FATAL_STORAGE_EXIT), "node 1 exit status {status:?}");
-    let line = n1.wait_for_line("storage failed", Duration::from_secs(5));
-    assert!(line.contains(&format!("{TOPIC}/0")), "the reason names the partition: {line}");
-    eprintln!("node 1 exited {:?} {:?} after the first write: {line}", status.code(), started.elapsed());
+    let line = wait_fatal_exit(&mut n1, &format!("{TOPIC}/0"), "kept running after its filesystem failed");
+    eprintln!("node 1 exited {FATAL_STORAGE_EXIT} {:?} after the first write: {line}", started.elapsed());
 
     // The rest of the chain serves: node 3 alone, then with node 2 back (learner, promoted).
     let nodes = HashMap::from([(3, &n3)]);
@@ -253,17 +261,7 @@ fn a_full_disk_refuses_at_the_head_and_stops_a_follower() {
 
     let head = heads[&chains[followed as usize][0]];
     let _ = produce_to(head, FULL, followed, "via-the-full-follower");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = n3.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "node 3 kept its chain place with a full disk");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(FATAL_STORAGE_EXIT), "node 3 exit status {status:?}");
-    let line = n3.wait_for_line("storage failed", Duration::from_secs(5));
-    assert!(line.contains(&format!("{FULL}/{followed}")), "the reason names the partition: {line}");
+    wait_fatal_exit(&mut n3, &format!("{FULL}/{followed}"), "kept its chain place with a full disk");
     // The chain goes on without node 3.
     let deadline = Instant::now() + SETTLE_MAX;
     loop {
