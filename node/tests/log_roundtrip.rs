@@ -293,3 +293,35 @@ fn a_dropped_append_wait_leaves_no_hole_behind_later_appends() {
         });
     }
 }
+
+#[test]
+fn reads_from_disk_fill_max_bytes_wherever_they_start() {
+    // A read from a file (cold cache) ends at the last index boundary within max_bytes; the
+    // boundaries it considers are looked up by binary search within a window, not by a scan
+    // of the whole index. Every read must still be full: within one index interval plus one
+    // batch of max_bytes.
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(IoMode::Buffered, FsyncPolicy::Never);
+        let log = PartitionLog::open(dir.path(), cfg.clone()).await.unwrap();
+        let parts: Vec<bytes::Bytes> = (0..1500).map(|i| batch(2, i, 80, (i % 251) as u8)).collect();
+        let batch_len = parts[0].len() as u32;
+        for chunk in parts.chunks(100) {
+            log.append(batches(chunk)).await.unwrap();
+        }
+        log.close().await.unwrap();
+        let log = PartitionLog::open(dir.path(), cfg.clone()).await.unwrap();
+        let end = log.log_end_offset();
+        let max_bytes = 16 * 1024;
+        for from in [0, 2, 500, 1234, 2000, end - 200] {
+            let r = log.read(from, max_bytes).await.unwrap();
+            assert!(matches!(r.chunks[0], strand_node::log::ReadChunk::File { .. }), "the cache is cold");
+            assert!(r.bytes_len <= max_bytes, "read at {from}: {} > {max_bytes}", r.bytes_len);
+            let full = max_bytes - cfg.index_interval_bytes - batch_len;
+            let to_end = r.next_offset == end;
+            assert!(to_end || r.bytes_len >= full, "read at {from} returned only {} of {max_bytes} bytes", r.bytes_len);
+        }
+        assert_eq!(read_all(&log, 0, max_bytes).await.len(), parts.len());
+        log.close().await.unwrap();
+    });
+}

@@ -60,7 +60,10 @@ impl Inner {
                     let chunks = chunks.into_iter().map(ReadChunk::Memory).collect();
                     return Ok(ReadResult { chunks, bytes_len, next_offset });
                 }
-                self.view(offset)
+                // Boundaries past this window cannot end the read: the batch holding
+                // `offset` starts less than one index interval after its index entry.
+                let window = u64::from(max_bytes) + u64::from(self.config.index_interval_bytes);
+                self.view(offset, window)
             };
             match view {
                 Some(v) if v.verify != Verify::Done && round == 0 => self.ensure_verified(v.base).await?,
@@ -89,23 +92,29 @@ impl Inner {
         Ok(ReadResult { chunks: vec![chunk], bytes_len: len, next_offset: end.1 })
     }
 
-    /// The segment holding `offset` (caller checked the range), with its nearest index entry.
-    fn view(&self, offset: u64) -> Option<SegmentView> {
+    /// The segment holding `offset` (caller checked the range), with its nearest index entry
+    /// and the batch boundaries within `window` bytes after it.
+    fn view(&self, offset: u64, window: u64) -> Option<SegmentView> {
         let st = self.state.borrow();
         let (_, seg) = st.segments.range(..=offset).next_back()?;
-        Self::view_of(seg, offset)
+        Self::view_of(seg, offset, window)
     }
 
-    /// A view of `seg` starting at the index entry nearest below `offset` (which must be in the segment).
-    pub(super) fn view_of(seg: &Segment, offset: u64) -> Option<SegmentView> {
+    /// A view of `seg` starting at the index entry nearest below `offset` (which must be in
+    /// the segment), listing the index's batch boundaries up to `window` bytes after that
+    /// entry (0: none; the segment's end is always listed). Binary search plus the window:
+    /// a read's cost does not grow with the segment's index (it scanned all of it before).
+    /// Leaving boundaries out only shortens a read, never makes it wrong.
+    pub(super) fn view_of(seg: &Segment, offset: u64, window: u64) -> Option<SegmentView> {
         let rel = u32::try_from(offset.checked_sub(seg.base)?).ok()?;
         let start = lookup(&seg.index, rel).unwrap_or(IndexEntry { relative_offset: 0, position: 0 });
         // A result never extends past the valid prefix of a corrupt segment.
         let (end_pos, end_offset) = seg.corrupt.as_ref().map_or((seg.size, seg.next_offset), |c| (c.pos, c.offset));
-        let mut boundaries: Vec<(u64, u64)> = seg
-            .index
+        let limit = u64::from(start.position).saturating_add(window);
+        let from = seg.index.partition_point(|e| e.position <= start.position);
+        let mut boundaries: Vec<(u64, u64)> = seg.index[from..]
             .iter()
-            .filter(|e| e.position > start.position && u64::from(e.position) < end_pos)
+            .take_while(|e| u64::from(e.position) < end_pos && u64::from(e.position) <= limit)
             .map(|e| (u64::from(e.position), seg.base + u64::from(e.relative_offset)))
             .collect();
         boundaries.push((end_pos, end_offset));

@@ -88,7 +88,7 @@ impl Inner {
             if to == seg.next_offset {
                 return Ok((base, seg.size));
             }
-            Self::view_of(seg, to).ok_or(TruncateError::BelowStart { to, log_start: st.log_start })?
+            Self::view_of(seg, to, 0).ok_or(TruncateError::BelowStart { to, log_start: st.log_start })?
         };
         let found = super::read::walk_to(&view, to, |f| f.next_offset > to).await?;
         match found {
@@ -208,7 +208,7 @@ impl Inner {
             let view = {
                 let st = self.state.borrow();
                 let Some(seg) = st.segments.get(&base) else { continue };
-                Self::view_of(seg, base)
+                Self::view_of(seg, base, 0)
             };
             let Some(mut view) = view else { continue };
             view.start = strand_core::index::IndexEntry { relative_offset: 0, position: 0 };
