@@ -35,7 +35,22 @@ pub(crate) struct FreeSpaceGuard {
 }
 
 impl FreeSpaceGuard {
+    /// [`FreeSpaceGuard::check`], then counts `incoming` as appended.
     fn admit(
+        &mut self,
+        incoming: u64,
+        min_free: u64,
+        now: Instant,
+        stat: impl FnOnce() -> std::io::Result<u64>,
+    ) -> Result<(), AppendError> {
+        self.check(incoming, min_free, now, stat)?;
+        self.appended_since += incoming;
+        Ok(())
+    }
+
+    /// `StorageFull` unless `incoming` more bytes leave `min_free` free (measuring again
+    /// when the estimate is stale or near the margin); counts nothing.
+    fn check(
         &mut self,
         incoming: u64,
         min_free: u64,
@@ -59,7 +74,6 @@ impl FreeSpaceGuard {
                 ),
             });
         }
-        self.appended_since += incoming;
         Ok(())
     }
 
@@ -95,7 +109,7 @@ impl Inner {
     /// Returns where they go and the queue epoch they were queued in.
     pub(super) fn reserve(&self, mut batches: BytesMut) -> Result<(AppendInfo, u64), AppendError> {
         let metas = validate(&batches, self.config.batch_len_max, self.config.decompressed_len_max)?;
-        self.check_free_space(batches.len() as u64)?;
+        self.check_free_space(batches.len() as u64, true)?;
         let before = self.state.borrow().log_end;
         let (info, epoch) = self.enqueue(&mut batches, metas)?;
         assert!(
@@ -152,13 +166,20 @@ impl Inner {
         st.written_end >= end && (self.config.fsync != FsyncPolicy::Always || st.synced_end >= end)
     }
 
-    pub(super) fn check_free_space(&self, incoming: u64) -> Result<(), AppendError> {
+    /// The free-space guard for `incoming` bytes; `count`: they are being appended now
+    /// (a reservation), else only asked about (a chain head before its chain takes them:
+    /// the replica's own append counts them later, once).
+    pub(super) fn check_free_space(&self, incoming: u64, count: bool) -> Result<(), AppendError> {
         let min_free = self.config.min_free_bytes;
         if min_free == 0 {
             return Ok(());
         }
         let mut st = self.state.borrow_mut();
-        let admitted = st.free_space.admit(incoming, min_free, Instant::now(), || free_bytes(&self.dir));
+        let (now, stat) = (Instant::now(), || free_bytes(&self.dir));
+        let admitted = match count {
+            true => st.free_space.admit(incoming, min_free, now, stat),
+            false => st.free_space.check(incoming, min_free, now, stat),
+        };
         if admitted.is_err() {
             super::reserve::log_storage_full(&self.dir, st.free_space.estimate(), min_free);
         }

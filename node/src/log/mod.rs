@@ -265,20 +265,21 @@ impl PartitionLog {
         self.reserve(batches)?.durable().await
     }
 
+    /// `StorageFull` when appending `incoming` more bytes would leave less than
+    /// `min_free_bytes` free (the check [`PartitionLog::reserve`] makes, without counting
+    /// the bytes as appended). A chain head asks before its chain takes a batch, so a full
+    /// disk refuses the produce cleanly instead of failing a replica after the offsets
+    /// were handed out.
+    pub fn check_free_space(&self, incoming: u64) -> Result<(), AppendError> {
+        self.inner.check_free_space(incoming, false)
+    }
+
     /// The synchronous half of [`PartitionLog::append`]: validates the batches, stamps their
     /// offsets and queues their bytes before returning. Reservations take offsets in the
     /// order they are made, so a caller that must order appends (sequence checks, the chain
     /// core) does its bookkeeping and its `reserve` in one synchronous step. A refused
     /// reservation took no offsets. Dropping a `Reservation` does not withdraw the bytes:
     /// they are written by the next append or flush.
-    /// `StorageFull` when appending `incoming` more bytes would leave less than
-    /// `min_free_bytes` free (the check [`PartitionLog::reserve`] makes). A chain head asks
-    /// before its chain takes a batch, so a full disk refuses the produce cleanly instead
-    /// of failing a replica after the offsets were handed out.
-    pub fn check_free_space(&self, incoming: u64) -> Result<(), AppendError> {
-        self.inner.check_free_space(incoming)
-    }
-
     pub fn reserve(&self, batches: BytesMut) -> Result<Reservation, AppendError> {
         let (info, epoch) = self.inner.reserve(batches)?;
         Ok(Reservation { inner: self.inner.clone(), info, epoch })

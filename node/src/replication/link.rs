@@ -204,7 +204,7 @@ async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>, auth: LinkAuth) 
             glommio::timer::sleep(Duration::from_millis(RECONNECT_DELAY_MS)).await;
             continue;
         };
-        if let Err(e) = write_frames(conn, &mut frames, &mut out).await {
+        if let Err(e) = write_frames(conn, &frames, &mut out).await {
             info!(%addr, error = %e, "replication link broke; reconnecting");
             stream = None;
         }
@@ -215,7 +215,7 @@ async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>, auth: LinkAuth) 
 }
 
 /// Writes `frames` in order: runs of small ones through `out`, large ones directly.
-async fn write_frames(conn: &mut TcpStream, frames: &mut [Bytes], out: &mut BytesMut) -> std::io::Result<()> {
+async fn write_frames(conn: &mut TcpStream, frames: &[Bytes], out: &mut BytesMut) -> std::io::Result<()> {
     for frame in frames.iter() {
         if frame.len() < LINK_COALESCE_BYTES_MAX {
             out.extend_from_slice(frame);
