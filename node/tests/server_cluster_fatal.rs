@@ -129,13 +129,7 @@ fn a_chain_member_whose_filesystem_fails_stops_and_the_chain_goes_on() {
     let mut n1 = start_node(&fs.mount.join("data"), 1, &etcd);
     let mut n2 = start_node(&tmp.path().join("n2"), 2, &etcd);
     let n3 = start_node(&tmp.path().join("n3"), 3, &etcd);
-    let create = Request::CreateTopic(CreateTopicRequest {
-        name: TOPIC.into(),
-        partitions: 1,
-        replication_factor: 3,
-        configs: Vec::new(),
-    });
-    let (header, _) = n3.client().call(create, &[]);
+    let header = n3.client().create_replicated_topic(TOPIC, 1, 3);
     assert_eq!(header.error, ErrorCode::None, "create: {:?}", header.message);
     let (epoch, _) = wait_chain(&n3, "3 members", |_, m| m.len() == 3);
     let mut sent = Vec::new();
@@ -225,13 +219,7 @@ fn a_full_disk_refuses_at_the_head_and_stops_a_follower() {
     let mut n3 =
         Node::start(&tmp.path().join("n3"), 1, &[&flags[..], &["--config", config.to_str().unwrap()]].concat());
     const FULL: &str = "full";
-    let create = Request::CreateTopic(CreateTopicRequest {
-        name: FULL.into(),
-        partitions: 3,
-        replication_factor: 3,
-        configs: Vec::new(),
-    });
-    let (header, _) = n1.client().call(create, &[]);
+    let header = n1.client().create_replicated_topic(FULL, 3, 3);
     assert_eq!(header.error, ErrorCode::None, "create: {:?}", header.message);
     let heads = HashMap::from([(1, &n1), (2, &n2)]);
     let deadline = Instant::now() + SETTLE_MAX;

@@ -221,10 +221,15 @@ impl Client {
     }
 
     pub fn create_topic(&mut self, name: &str, partitions: u32) -> ResponseHeader {
+        self.create_replicated_topic(name, partitions, 1)
+    }
+
+    /// CreateTopic with `replication_factor` replicas per partition (cluster mode).
+    pub fn create_replicated_topic(&mut self, name: &str, partitions: u32, replication_factor: u16) -> ResponseHeader {
         let request = Request::CreateTopic(CreateTopicRequest {
             name: name.into(),
             partitions,
-            replication_factor: 1,
+            replication_factor,
             configs: Vec::new(),
         });
         self.call(request, &[]).0
