@@ -461,38 +461,38 @@ fn under_replicated_of(view: &crate::control::ClusterView) -> Vec<UnderReplicate
 pub fn node_gauges_prometheus(shared: &NodeShared) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    // `None`: the family without a sample (e.g. no controller on a single node, where an
+    // alert on the cluster-wide sum must not see a 0).
+    let mut gauge = |name: &str, help: &str, value: Option<u64>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        if let Some(value) = value {
+            let _ = writeln!(out, "{name} {value}");
+        }
     };
     if let Some((size, free)) = crate::hostcheck::volume_bytes(&shared.config.data_dir) {
-        gauge("strand_data_volume_size_bytes", "Size of the data dir's filesystem", size);
+        gauge("strand_data_volume_size_bytes", "Size of the data dir's filesystem", Some(size));
         gauge(
             "strand_data_volume_free_bytes",
             "Free bytes of the data dir's filesystem (for unprivileged writers)",
-            free,
+            Some(free),
         );
     }
-    let under = shared.control.as_ref().map_or(0, |c| under_replicated_of(&c.latest()).len() as u64);
+    let view = shared.control.as_ref().map(|c| c.latest());
     gauge(
         "strand_under_replicated_partitions",
         "Partitions whose chain is shorter than the topic's replication factor (cluster view)",
-        under,
+        Some(view.as_ref().map_or(0, |v| under_replicated_of(v).len() as u64)),
     );
-    // A family without a sample on a single node: no controller there, and an alert on the
-    // cluster-wide sum must not see a 0 from it.
-    let name = "strand_is_controller";
-    let _ = writeln!(out, "# HELP {name} 1 while this node holds the controller election\n# TYPE {name} gauge");
-    if let Some(control) = &shared.control {
-        let _ = writeln!(out, "{name} {}", u64::from(control.is_controller()));
-    }
-    let name = "strand_controller_id";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Node id holding the controller election, as this node's etcd view has it\n# TYPE {name} gauge"
+    gauge(
+        "strand_is_controller",
+        "1 while this node holds the controller election",
+        shared.control.as_ref().map(|c| u64::from(c.is_controller())),
     );
-    if let Some(controller) = shared.control.as_ref().and_then(|c| c.latest().controller) {
-        let _ = writeln!(out, "{name} {controller}");
-    }
+    gauge(
+        "strand_controller_id",
+        "Node id holding the controller election, as this node's etcd view has it",
+        view.and_then(|v| v.controller).map(u64::from),
+    );
     out
 }
 
