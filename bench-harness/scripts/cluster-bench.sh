@@ -74,7 +74,7 @@ start_etcd() {
 
 start_node() { # id; sets $public (no command substitution: its subshell would lose the pid)
   local id="$1" log="$out/node$1.log"
-  "$bin_dir/strand-node" --data-dir "$out/node$id" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
+  "$bin_dir/strand-node" --data-dir "$out/node$id" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --kafka-listen 127.0.0.1:0 \
     --shard-port-base 0 --node-id "$id" --etcd "$etcd_url" --lease-ttl-s 2 --replication-port-base 0 $node_args 2>"$log" &
   pids+=($!)
   for _ in $(seq 1 300); do

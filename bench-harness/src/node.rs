@@ -165,7 +165,16 @@ impl EmbeddedNode {
         let mut child = Command::new(binary)
             .arg("--data-dir")
             .arg(data_dir.path())
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--shard-port-base",
+                "0",
+            ])
             .args(["--io-mode", io_mode, "--fsync", fsync])
             .args(extra_args)
             .stdin(Stdio::null())

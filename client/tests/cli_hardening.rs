@@ -35,7 +35,18 @@ impl OwnNode {
         let mut child = Command::new(node_binary())
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0", "--shards", "1"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--shard-port-base",
+                "0",
+                "--shards",
+                "1",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

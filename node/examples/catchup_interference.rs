@@ -182,7 +182,16 @@ fn start_node(dir: &std::path::Path, fsync: &str) -> (std::process::Child, Socke
         .expect("target dir")
         .join("strand-node");
     let mut child = Command::new(&exe)
-        .args(["--data-dir", dir.to_str().expect("utf8"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args([
+            "--data-dir",
+            dir.to_str().expect("utf8"),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--shards", "1", "--shard-port-base", "0", "--fsync", fsync, "--io-mode", "buffered"])
         .stderr(Stdio::piped())
         .spawn()

@@ -57,6 +57,8 @@ impl Default for AdmissionLimits {
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7070";
 /// Default admin HTTP address.
 pub const ADMIN_DEFAULT: &str = "127.0.0.1:7071";
+/// Default Kafka-protocol port (Kafka's own); the address is the `--listen` IP.
+pub const KAFKA_PORT_DEFAULT: u16 = 9092;
 /// Default first shard port (`shard s` listens on `base + s`).
 pub const SHARD_PORT_BASE_DEFAULT: u16 = 7100;
 /// Default requests a connection may have in flight before the node stops reading it.
@@ -103,6 +105,10 @@ pub struct Cli {
     /// Admin HTTP address (/health, /metrics, /v1/topics). Port 0 = ephemeral.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// Kafka-protocol listener (any Kafka client): `ADDR`, or `off`. Default: the `--listen`
+    /// IP, port 9092. Port 0 = ephemeral.
+    #[arg(long)]
+    pub kafka_listen: Option<String>,
     /// Number of shards (glommio executors); default: all online CPUs.
     #[arg(long)]
     pub shards: Option<u16>,
@@ -157,6 +163,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    pub kafka_listen: Option<String>,
     pub shards: Option<u16>,
     pub shard_port_base: Option<u16>,
     pub io_mode: Option<String>,
@@ -230,6 +237,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The Kafka-protocol listener; `None` = off.
+    pub kafka_listen: Option<SocketAddr>,
     pub shards: u16,
     /// `None` = ephemeral shard ports.
     pub shard_port_base: Option<u16>,
@@ -329,10 +338,12 @@ impl NodeConfig {
             };
         let replication_limits = replication_limits(&file)?;
         let advertise_host = advertise_host(cli.advertise.or(file.advertise), listen)?;
+        let kafka_listen = kafka_listen(cli.kafka_listen.or(file.kafka_listen), listen)?;
         let config = NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,
             admin: cli.admin.or(file.admin).unwrap_or_else(|| parse_addr(ADMIN_DEFAULT)),
+            kafka_listen,
             shards,
             shard_port_base,
             node_id: cli.node_id.or(file.node_id).unwrap_or(0),
@@ -348,6 +359,17 @@ impl NodeConfig {
         };
         check_ports_distinct(&config)?;
         Ok(config)
+    }
+}
+
+/// The Kafka listener: `off`, an address, or by default the listen IP on port 9092.
+fn kafka_listen(given: Option<String>, listen: SocketAddr) -> Result<Option<SocketAddr>, ConfigError> {
+    match given.as_deref().map(str::trim) {
+        None => Ok(Some(SocketAddr::new(listen.ip(), KAFKA_PORT_DEFAULT))),
+        Some("off") => Ok(None),
+        Some(addr) => addr.parse().map(Some).map_err(|_| {
+            invalid("kafka_listen", format!("{addr:?} is neither an address (e.g. 127.0.0.1:9092) nor \"off\""))
+        }),
     }
 }
 
@@ -402,6 +424,9 @@ fn check_ports_distinct(config: &NodeConfig) -> Result<(), ConfigError> {
     let ip = config.listen.ip();
     add("--listen", ip, config.listen.port());
     add("--admin", config.admin.ip(), config.admin.port());
+    if let Some(kafka) = config.kafka_listen {
+        add("--kafka-listen", kafka.ip(), kafka.port());
+    }
     for s in 0..config.shard_port_base.map_or(0, |_| shards) {
         add("--shard-port-base", ip, config.shard_port_base.unwrap_or(0) + s);
     }
@@ -791,6 +816,21 @@ mod tests {
         assert!(host(&["--advertise", "[::1]:7100"]).is_err());
         assert!(host(&["--advertise", "bad host"]).is_err());
         assert!(host(&["--advertise", ""]).is_err());
+    }
+
+    #[test]
+    fn kafka_listens_on_9092_of_the_listen_ip_unless_told() {
+        let kafka = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).map(|c| c.kafka_listen);
+        assert_eq!(kafka(&[]).unwrap(), Some(parse_addr("127.0.0.1:9092")));
+        assert_eq!(kafka(&["--listen", "0.0.0.0:7070"]).unwrap(), Some(parse_addr("0.0.0.0:9092")));
+        assert_eq!(kafka(&["--kafka-listen", "127.0.0.1:0"]).unwrap(), Some(parse_addr("127.0.0.1:0")));
+        assert_eq!(kafka(&["--kafka-listen", "off"]).unwrap(), None);
+        let err = kafka(&["--kafka-listen", "9092"]).unwrap_err().to_string();
+        assert!(err.contains("neither an address") && err.contains("off"), "{err}");
+        let err = kafka(&["--kafka-listen", "127.0.0.1:7070"]).unwrap_err().to_string();
+        assert_eq!(err, "invalid ports: port 7070 is given both by --listen and by --kafka-listen");
+        let file: FileConfig = toml::from_str("kafka_listen = \"off\"").unwrap();
+        assert_eq!(NodeConfig::merge(cli(&[]), file).unwrap().kafka_listen, None);
     }
 
     #[test]

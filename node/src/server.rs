@@ -102,8 +102,8 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         control,
     });
     let ports = bound_ports(&listeners, shared.control.is_some());
-    let NodeListeners { public, shards: own, replication, admin } = listeners;
-    let mut public = Some(public);
+    let NodeListeners { public, shards: own, replication, admin, kafka } = listeners;
+    let mut public = Some((public, kafka));
     let mut replication = replication.into_iter().map(Some).collect::<Vec<_>>();
     let (handoff_tx, handoff_rx): (Vec<_>, Vec<_>) =
         (0..shard_count).map(|_| flume::bounded(crate::net::HANDOFF_QUEUE_LEN)).unzip();
@@ -115,7 +115,10 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         let (shared, topics, ports_tx) = (shared.clone(), topics.clone(), ports_tx.clone());
         let inboxes = ShardInboxes { calls: inbox, groups: group_inbox };
         let public = match s {
-            0 => PublicPort::Accept(public.take().expect("shard 0 is started once"), handoff_tx.clone()),
+            0 => {
+                let (public, kafka) = public.take().expect("shard 0 is started once");
+                PublicPort::Accept { public, kafka, handoff: handoff_tx.clone() }
+            }
             _ => PublicPort::Adopt(handed),
         };
         let listeners = ShardListeners { public, own, replication: replication.get_mut(s).and_then(Option::take) };
@@ -198,6 +201,7 @@ fn bound_ports(listeners: &NodeListeners, cluster: bool) -> BoundPorts {
         admin: listen::port(&listeners.admin),
         shards: listeners.shards.iter().map(listen::port).collect(),
         replication: if cluster { listeners.replication.iter().map(listen::port).collect() } else { Vec::new() },
+        kafka: listeners.kafka.as_ref().map(listen::port),
     }
 }
 
@@ -228,6 +232,7 @@ fn register(shared: &NodeShared, ports: BoundPorts) -> Result<BoundPorts, NodeEr
         shard_ports: ports.shards.clone(),
         replication_ports: ports.replication.clone(),
         admin_port: ports.admin,
+        kafka_port: ports.kafka.unwrap_or(0),
         incarnation: 0,
         token,
     };
@@ -259,8 +264,12 @@ fn announce(
     shared.metrics.serving.store(true, Ordering::Relaxed);
     info!(data_dir = %shared.config.data_dir.display(), shards = shared.config.shards, "node serving");
     // The one line tools and tests parse; keep its format stable.
+    let kafka = match (ports.kafka, shared.config.kafka_listen) {
+        (Some(port), Some(addr)) => format!("{}:{port}", addr.ip()),
+        _ => "off".to_string(),
+    };
     eprintln!(
-        "strand-node listening: public={ip}:{} admin={} shards={}",
+        "strand-node listening: public={ip}:{} admin={} shards={} kafka={kafka}",
         ports.public,
         admin.addr,
         shard_list.join(",")
@@ -318,12 +327,16 @@ fn ensure_offsets_topic(registry: &mut TopicRegistry, shards: u16) -> Result<(),
     Ok(())
 }
 
-/// How a shard takes part in the public port.
+/// How a shard takes part in the node-wide ports (public and Kafka).
 enum PublicPort {
-    /// Shard 0: the listener, and the queues to hand connections to every shard.
-    Accept(std::net::TcpListener, Vec<flume::Sender<glommio::net::AcceptedTcpStream>>),
+    /// Shard 0: the listeners, and the queues to hand connections to every shard.
+    Accept {
+        public: std::net::TcpListener,
+        kafka: Option<std::net::TcpListener>,
+        handoff: Vec<flume::Sender<crate::net::Handoff>>,
+    },
     /// Every other shard: the connections shard 0 hands over.
-    Adopt(flume::Receiver<glommio::net::AcceptedTcpStream>),
+    Adopt(flume::Receiver<crate::net::Handoff>),
 }
 
 /// What one shard serves, bound on the main thread.
@@ -364,13 +377,20 @@ fn shard_main(
         glommio::spawn_local(shard.clone().serve_inbox(inboxes.calls)).detach();
         glommio::spawn_local(shard.clone().serve_group_inbox(inboxes.groups)).detach();
         glommio::spawn_local(shard.clone().group_timer()).detach();
-        let public = match listeners.public {
-            PublicPort::Accept(listener, handoff) => {
-                glommio::spawn_local(crate::net::accept_public(shard.clone(), on_executor(listener), handoff))
+        match listeners.public {
+            PublicPort::Accept { public, kafka, handoff } => {
+                if let Some(kafka) = kafka {
+                    let (listener, protocol) = (on_executor(kafka), crate::net::Protocol::Kafka);
+                    glommio::spawn_local(crate::net::accept_public(shard.clone(), listener, protocol, handoff.clone()))
+                        .detach();
+                }
+                let (listener, protocol) = (on_executor(public), crate::net::Protocol::Native);
+                glommio::spawn_local(crate::net::accept_public(shard.clone(), listener, protocol, handoff)).detach();
             }
-            PublicPort::Adopt(handed) => glommio::spawn_local(crate::net::adopt_loop(shard.clone(), handed)),
-        };
-        public.detach();
+            PublicPort::Adopt(handed) => {
+                glommio::spawn_local(crate::net::adopt_loop(shard.clone(), handed)).detach();
+            }
+        }
         glommio::spawn_local(crate::net::accept_loop(shard.clone(), on_executor(listeners.own), "shard")).detach();
         glommio::spawn_local(shard.clone().housekeeping()).detach();
         while !shard.is_stopping() {

@@ -28,6 +28,7 @@ fn record(node: u32) -> NodeRecord {
         shard_ports: vec![port + 1, port + 2],
         replication_ports: vec![port + 3, port + 4],
         admin_port: 0,
+        kafka_port: 0,
         incarnation: 0,
         token: format!("{node:032x}"),
     }

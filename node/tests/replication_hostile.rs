@@ -322,7 +322,16 @@ fn replication_port_holds_its_own_connection_bound() {
 /// the test if it is still running after `within`).
 fn run_refused(dir: &Path, id: u32, etcd: &Etcd, within: Duration) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strand-node"))
-        .args(["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--shards", "1", "--shard-port-base", "0", "--replication-port-base", "0"])
         .args(["--node-id", &id.to_string(), "--etcd", &etcd.endpoint(), "--lease-ttl-s", TTL_S])
         .env("RUST_LOG", "info,glommio=error")

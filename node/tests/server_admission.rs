@@ -41,7 +41,16 @@ impl Proc {
             None => Command::new(&bin),
         };
         let mut child = command
-            .args(["--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args([
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--kafka-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--shards", "1", "--shard-port-base", "0"])
             .args(extra)
             .env("RUST_LOG", "info,glommio=error")

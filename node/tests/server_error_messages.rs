@@ -12,7 +12,16 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs `strand-node` on `data_dir` until it exits; returns its exit code and stderr.
 fn run_until_exit(data_dir: &std::path::Path, shards: u16, extra: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strand-node"))
-        .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args([
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--shards", &shards.to_string(), "--shard-port-base", "0", "--io-mode", "buffered"])
         .args(extra)
         .env("RUST_LOG", "warn,glommio=error")

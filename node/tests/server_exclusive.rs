@@ -74,7 +74,7 @@ fn assert_still_serving(node: &Node, topic: &str, produced: &mut u64) {
 }
 
 #[test]
-fn a_taken_public_shard_or_admin_port_refuses_the_second_node() {
+fn a_taken_public_shard_admin_or_kafka_port_refuses_the_second_node() {
     let dir = tempfile::tempdir().unwrap();
     let first = Node::start(&dir.path().join("first"), 1, &[]);
     let mut produced = 0;
@@ -83,19 +83,44 @@ fn a_taken_public_shard_or_admin_port_refuses_the_second_node() {
     let other = dir.path().join("second");
     let (public, shard, admin) = (first.public.to_string(), first.shard_ports[0].to_string(), first.admin.to_string());
 
-    let (code, stderr) =
-        second_node(&other, &["--listen", &public, "--admin", "127.0.0.1:0", "--shard-port-base", "0"]);
+    let (code, stderr) = second_node(
+        &other,
+        &["--listen", &public, "--admin", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shard-port-base", "0"],
+    );
     assert_refused(code, &stderr, &format!("strand-node: {public} (--listen) is already in use by another process"));
     assert_still_serving(&first, "t", &mut produced);
 
-    let args = ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", &shard];
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--kafka-listen",
+        "127.0.0.1:0",
+        "--shard-port-base",
+        &shard,
+    ];
     let (code, stderr) = second_node(&other, &args);
     let line = format!("strand-node: 127.0.0.1:{shard} (--shard-port-base) is already in use by another process");
     assert_refused(code, &stderr, &line);
     assert_still_serving(&first, "t", &mut produced);
 
-    let (code, stderr) = second_node(&other, &["--listen", "127.0.0.1:0", "--admin", &admin, "--shard-port-base", "0"]);
+    let (code, stderr) = second_node(
+        &other,
+        &["--listen", "127.0.0.1:0", "--admin", &admin, "--kafka-listen", "127.0.0.1:0", "--shard-port-base", "0"],
+    );
     assert_refused(code, &stderr, &format!("strand-node: {admin} (--admin) is already in use by another process"));
+    assert_still_serving(&first, "t", &mut produced);
+
+    let kafka = first.kafka.expect("the first node's Kafka port").to_string();
+    let args =
+        ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--kafka-listen", &kafka, "--shard-port-base", "0"];
+    let (code, stderr) = second_node(&other, &args);
+    assert_refused(
+        code,
+        &stderr,
+        &format!("strand-node: {kafka} (--kafka-listen) is already in use by another process"),
+    );
     assert_still_serving(&first, "t", &mut produced);
     let (status, body) = first.admin_get("/health");
     assert_eq!(status, 200, "{body}");
@@ -110,8 +135,19 @@ fn a_data_dir_in_use_refuses_the_second_node_and_a_killed_holder_does_not_block_
     assert_eq!(first.client().create_topic("t", 1).error, ErrorCode::None);
     assert_still_serving(&first, "t", &mut produced);
 
-    let (code, stderr) =
-        second_node(&data, &["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"]);
+    let (code, stderr) = second_node(
+        &data,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--shard-port-base",
+            "0",
+        ],
+    );
     let line =
         format!("strand-node: data dir {} is in use by another strand-node (pid {})", data.display(), first.child.id());
     assert_refused(code, &stderr, &line);
@@ -138,7 +174,19 @@ fn a_taken_replication_port_refuses_the_second_cluster_node() {
     let first = Node::start(&dir.path().join("n1"), 1, &first_args);
 
     let mut args = cluster("2").to_vec();
-    args.extend(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"].map(str::to_string));
+    args.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--shard-port-base",
+            "0",
+        ]
+        .map(str::to_string),
+    );
     args.extend(["--replication-port-base".to_string(), replication.clone()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, stderr) = second_node(&dir.path().join("n2"), &args);

@@ -15,7 +15,18 @@ fn unusable_data_dir_refuses_to_start_with_reason() {
     std::fs::write(&file, b"x").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_strand-node"))
         .args(["--data-dir", file.join("data").to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0", "--shards", "1"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--shard-port-base",
+            "0",
+            "--shards",
+            "1",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

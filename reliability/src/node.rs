@@ -114,7 +114,16 @@ impl NodeProcess {
         let mut child = Command::new(&bin)
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--shard-port-base",
+                "0",
+            ])
             .args(args)
             .env("RUST_LOG", std::env::var("STRAND_NODE_LOG").unwrap_or_else(|_| "info,glommio=error".into()))
             .stdin(Stdio::null())

@@ -178,7 +178,16 @@ fn spawn_node(dir: &std::path::Path, shards: u32, extra: &[String]) -> (Child, S
     let mut child = Command::new(node_binary())
         .arg("--data-dir")
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shard-port-base", "0"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--shard-port-base",
+            "0",
+        ])
         .args(["--shards", &shards.to_string(), "--fsync", "never"])
         .args(extra)
         .stdin(Stdio::null())

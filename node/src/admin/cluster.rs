@@ -140,6 +140,7 @@ mod tests {
             shard_ports: vec![],
             replication_ports: vec![1],
             admin_port,
+            kafka_port: 0,
             incarnation: 1,
             token: String::new(),
         }

@@ -165,6 +165,7 @@ mod tests {
             shard_ports: vec![],
             replication_ports: vec![],
             admin_port: 0,
+            kafka_port: 0,
             incarnation: 0,
             token: token.into(),
         }

@@ -152,6 +152,7 @@ mod tests {
             shard_ports: vec![],
             replication_ports: replication,
             admin_port: 0,
+            kafka_port: 0,
             incarnation: 1,
             token: String::new(),
         }

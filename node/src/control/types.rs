@@ -44,6 +44,9 @@ pub struct NodeRecord {
     /// predates the field.
     #[serde(default)]
     pub admin_port: u16,
+    /// Kafka-protocol port (`--kafka-listen`); 0 = off, or a node that predates the field.
+    #[serde(default)]
+    pub kafka_port: u16,
     /// Lease id of this incarnation (set by the control thread at registration).
     pub incarnation: i64,
     /// The data dir's random token (`node-token` file): a process registering this node

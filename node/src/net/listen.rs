@@ -27,6 +27,8 @@ pub struct NodeListeners {
     pub replication: Vec<TcpListener>,
     /// The admin HTTP port (`--admin`).
     pub admin: TcpListener,
+    /// The Kafka-protocol port (`--kafka-listen`; `None` = off); shard 0 accepts on it.
+    pub kafka: Option<TcpListener>,
 }
 
 /// A port the node could not bind.
@@ -56,7 +58,7 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
-/// Binds the public, shard, replication (cluster mode) and admin ports of `config`.
+/// Binds the public, shard, replication (cluster mode), admin and Kafka ports of `config`.
 /// Port 0 binds an ephemeral port. Nothing stays bound if any bind fails.
 pub fn bind_all(config: &NodeConfig) -> Result<NodeListeners, BindError> {
     let ip = config.listen.ip();
@@ -75,7 +77,8 @@ pub fn bind_all(config: &NodeConfig) -> Result<NodeListeners, BindError> {
             .collect::<Result<Vec<_>, _>>()?,
     };
     let admin = bind(config.admin, "--admin")?;
-    Ok(NodeListeners { public, shards, replication, admin })
+    let kafka = config.kafka_listen.map(|addr| bind(addr, "--kafka-listen")).transpose()?;
+    Ok(NodeListeners { public, shards, replication, admin, kafka })
 }
 
 /// One exclusive listener (std sets `SO_REUSEADDR` and never `SO_REUSEPORT`).

@@ -26,6 +26,7 @@
 //! flight and received no byte for `connections_max_idle_ms` (a long-poll fetch waiting
 //! for data is a request in flight, so it is never idle).
 
+pub mod kafka;
 pub mod listen;
 pub mod zerocopy;
 
@@ -71,6 +72,9 @@ enum ConnectionError {
     Refused(crate::sources::Refusal),
     #[error("framing error: {0}")]
     Framing(FrameError),
+    /// A Kafka request the node cannot answer in the client's framing (see `kafka`).
+    #[error("{0}")]
+    Kafka(String),
     #[error("idle for {idle_ms} ms (connections_max_idle_ms)")]
     Idle { idle_ms: u128 },
     #[error("{0}")]
@@ -105,6 +109,25 @@ enum WriteError {
 /// one itself (the target shard is busy: better a less even spread than a wait).
 pub const HANDOFF_QUEUE_LEN: usize = 64;
 
+/// The protocol a port speaks: Strand's own frames or Kafka's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Native,
+    Kafka,
+}
+
+impl Protocol {
+    fn port_name(self) -> &'static str {
+        match self {
+            Protocol::Native => "public",
+            Protocol::Kafka => "kafka",
+        }
+    }
+}
+
+/// A connection shard 0 accepted and hands to another shard, with its port's protocol.
+pub type Handoff = (Protocol, AcceptedTcpStream);
+
 /// Accepts on a shard's own port until shutdown begins.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: &'static str) {
     while let Some(accepted) = until_stopped(&shard, listener.accept()).await {
@@ -116,35 +139,48 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: &'static
     debug!(shard = shard.id.0, kind, "listener stopped");
 }
 
-/// Shard 0: accepts on the public port until shutdown and hands each connection to the
-/// next shard in turn (`handoff[s]` reaches shard `s`; its own turn is served here).
-pub async fn accept_public(shard: Rc<Shard>, listener: TcpListener, handoff: Vec<flume::Sender<AcceptedTcpStream>>) {
+/// Shard 0: accepts on a node-wide port (the public or the Kafka port) until shutdown and
+/// hands each connection to the next shard in turn (`handoff[s]` reaches shard `s`; its own
+/// turn is served here).
+pub async fn accept_public(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    protocol: Protocol,
+    handoff: Vec<flume::Sender<Handoff>>,
+) {
     let mut turn = 0usize;
     while let Some(accepted) = until_stopped(&shard, listener.shared_accept()).await {
         let stream = match accepted {
             Ok(stream) => stream,
             Err(e) => {
-                accept_failed(&shard, "public", e).await;
+                accept_failed(&shard, protocol.port_name(), e).await;
                 continue;
             }
         };
         turn = (turn + 1) % handoff.len().max(1);
         let stream = match handoff.get(turn) {
-            Some(target) if turn != usize::from(shard.id.0) => match target.try_send(stream) {
+            Some(target) if turn != usize::from(shard.id.0) => match target.try_send((protocol, stream)) {
                 Ok(()) => continue,
-                Err(flume::TrySendError::Full(s) | flume::TrySendError::Disconnected(s)) => s,
+                Err(flume::TrySendError::Full((_, s)) | flume::TrySendError::Disconnected((_, s))) => s,
             },
             _ => stream,
         };
-        spawn_connection(&shard, stream.bind_to_executor());
+        serve(&shard, protocol, stream.bind_to_executor());
     }
-    debug!(shard = shard.id.0, "public listener stopped");
+    debug!(shard = shard.id.0, port = protocol.port_name(), "listener stopped");
 }
 
-/// Every shard but 0: serves the public-port connections shard 0 hands over, until shutdown.
-pub async fn adopt_loop(shard: Rc<Shard>, handed: flume::Receiver<AcceptedTcpStream>) {
-    while let Some(Ok(stream)) = until_stopped(&shard, handed.recv_async()).await {
-        spawn_connection(&shard, stream.bind_to_executor());
+/// Every shard but 0: serves the connections shard 0 hands over, until shutdown.
+pub async fn adopt_loop(shard: Rc<Shard>, handed: flume::Receiver<Handoff>) {
+    while let Some(Ok((protocol, stream))) = until_stopped(&shard, handed.recv_async()).await {
+        serve(&shard, protocol, stream.bind_to_executor());
+    }
+}
+
+fn serve(shard: &Rc<Shard>, protocol: Protocol, stream: TcpStream) {
+    match protocol {
+        Protocol::Native => spawn_connection(shard, stream),
+        Protocol::Kafka => kafka::spawn_connection(shard, stream),
     }
 }
 
@@ -168,6 +204,16 @@ async fn accept_failed(shard: &Shard, kind: &'static str, e: glommio::GlommioErr
 
 /// Serves `stream` on this shard unless the node is at its connection limit.
 fn spawn_connection(shard: &Rc<Shard>, stream: TcpStream) {
+    spawn_counted(shard, stream, serve_connection);
+}
+
+/// Runs `serve` for `stream` as a task, counted against the node's connection limit
+/// (refused, and closed, at the limit).
+fn spawn_counted<F, Fut>(shard: &Rc<Shard>, stream: TcpStream, serve: F)
+where
+    F: FnOnce(Rc<Shard>, TcpStream) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<(), ConnectionError>>,
+{
     let limit = shard.shared.config.limits.connections_max;
     if shard.shared.connections.fetch_add(1, Relaxed) >= limit {
         shard.shared.connections.fetch_sub(1, Relaxed);
@@ -179,7 +225,7 @@ fn spawn_connection(shard: &Rc<Shard>, stream: TcpStream) {
     glommio::spawn_local(async move {
         conn_shard.metrics.connections.fetch_add(1, Relaxed);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-        match serve_connection(conn_shard.clone(), stream).await {
+        match serve(conn_shard.clone(), stream).await {
             Ok(()) => debug!(shard = conn_shard.id.0, peer, "connection closed"),
             Err(reason) => info!(shard = conn_shard.id.0, peer, %reason, "connection closed"),
         }

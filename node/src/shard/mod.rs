@@ -59,6 +59,8 @@ pub struct BoundPorts {
     pub shards: Vec<u16>,
     /// `replication[s]` = shard `s`'s replication listener (cluster mode; else empty).
     pub replication: Vec<u16>,
+    /// The Kafka-protocol port; `None` = off.
+    pub kafka: Option<u16>,
 }
 
 /// State shared by all shards and the admin thread (control plane only).

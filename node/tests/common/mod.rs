@@ -5,6 +5,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 
 pub mod etcd;
+pub mod kafka;
 pub mod loopfs;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +28,8 @@ pub struct Node {
     pub public: SocketAddr,
     pub admin: SocketAddr,
     pub shard_ports: Vec<u16>,
+    /// The Kafka-protocol port (`None` when started with `--kafka-listen off`).
+    pub kafka: Option<SocketAddr>,
     pub data_dir: PathBuf,
     stderr_lines: mpsc::Receiver<String>,
 }
@@ -49,7 +52,16 @@ impl Node {
             command.current_dir(cwd);
         }
         let mut child = command
-            .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args([
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--kafka-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--shards", &shards.to_string(), "--shard-port-base", "0"])
             .args(extra)
             .env("RUST_LOG", "info,glommio=error")
@@ -71,6 +83,7 @@ impl Node {
             child,
             public: "127.0.0.1:1".parse().unwrap(),
             admin: "127.0.0.1:1".parse().unwrap(),
+            kafka: None,
             shard_ports: Vec::new(),
             data_dir: cwd.map_or_else(|| data_dir.to_path_buf(), |cwd| cwd.join(data_dir)),
             stderr_lines: rx,
@@ -87,6 +100,8 @@ impl Node {
                 self.public = v.parse().unwrap();
             } else if let Some(v) = field.strip_prefix("admin=") {
                 self.admin = v.parse().unwrap();
+            } else if let Some(v) = field.strip_prefix("kafka=") {
+                self.kafka = v.parse().ok();
             } else if let Some(v) = field.strip_prefix("shards=") {
                 self.shard_ports = v.split(',').map(|p| p.parse().unwrap()).collect();
             }
