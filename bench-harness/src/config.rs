@@ -88,6 +88,10 @@ pub struct Args {
     /// none | leader | all
     #[arg(long)]
     pub acks: Option<String>,
+    /// native (Strand's own protocol) | kafka (the Kafka wire protocol: Strand's Kafka port,
+    /// or with --bootstrap any Kafka-API system)
+    #[arg(long)]
+    pub protocol: Option<String>,
     /// Produce requests in flight per partition lane (1 = one request, then its ack).
     #[arg(long)]
     pub max_inflight: Option<usize>,
@@ -223,6 +227,7 @@ pub struct WorkloadFile {
     pub duration_s: Option<f64>,
     pub warmup_s: Option<f64>,
     pub acks: Option<String>,
+    pub protocol: Option<String>,
     pub max_inflight: Option<usize>,
     pub io_mode: Option<String>,
     pub fsync: Option<String>,
@@ -299,6 +304,22 @@ const UNIT_KEYS: &[(&str, UnitKind)] = &[
     ("warmup_s", UnitKind::Seconds),
 ];
 
+/// The wire protocol the harness speaks to the system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Native,
+    Kafka,
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, ConfigError> {
+    match s {
+        "native" => Ok(Protocol::Native),
+        "kafka" => Ok(Protocol::Kafka),
+        other => Err(ConfigError::Invalid { field: "protocol", value: other.to_string() }),
+    }
+}
+
 /// Acknowledgement mode of produce requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -325,6 +346,7 @@ pub struct Workload {
     pub duration_s: f64,
     pub warmup_s: f64,
     pub acks: AcksMode,
+    pub protocol: Protocol,
     /// Produce requests unacknowledged per partition lane.
     pub max_inflight: usize,
     pub io_mode: String,
@@ -349,6 +371,7 @@ impl Default for Workload {
             duration_s: 10.0,
             warmup_s: 2.0,
             acks: AcksMode::Leader,
+            protocol: Protocol::Native,
             max_inflight: MAX_INFLIGHT_DEFAULT,
             io_mode: "buffered".into(),
             fsync: "never".into(),
@@ -399,6 +422,9 @@ impl Workload {
         if let Some(acks) = &f.acks {
             self.acks = parse_acks(acks)?;
         }
+        if let Some(protocol) = &f.protocol {
+            self.protocol = parse_protocol(protocol)?;
+        }
         if let Some(rate) = &f.rate {
             self.rate = match rate {
                 toml::Value::String(s) => Rate::parse(s)?,
@@ -433,6 +459,9 @@ impl Workload {
         set(&mut self.fsync, a.fsync.clone());
         if let Some(acks) = &a.acks {
             self.acks = parse_acks(acks)?;
+        }
+        if let Some(protocol) = &a.protocol {
+            self.protocol = parse_protocol(protocol)?;
         }
         if let Some(rate) = &a.rate {
             self.rate = Rate::parse(rate)?;

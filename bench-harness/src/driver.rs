@@ -29,6 +29,7 @@ use strand_wire::msg::{
 use strand_wire::ErrorCode;
 use tokio::sync::mpsc;
 
+use crate::kafka::{self, KafkaClient, KafkaConn};
 use crate::pacing::{read_value_header, write_value_header, Clock, Pacer};
 use crate::stats::{new_histogram, record_ns};
 
@@ -144,9 +145,50 @@ pub struct ProducerSpec {
     pub producer_index: u32,
 }
 
+/// The system under test, through one of the protocols the harness speaks.
+#[derive(Clone)]
+pub enum Target {
+    /// Strand's own protocol (`strand-client`).
+    Native(Client),
+    /// The Kafka protocol (`--protocol kafka`), to any Kafka-API system.
+    Kafka(Arc<KafkaClient>),
+}
+
+/// A producer lane's connection.
+enum LaneConn {
+    Native(Arc<Connection>),
+    Kafka(Arc<KafkaConn>),
+}
+
+/// A produce reply on its way.
+enum Reply {
+    Native(PendingReply),
+    Kafka(kafka::Pending),
+}
+
+impl Reply {
+    /// `Ok` when every partition was acknowledged without an error.
+    async fn outcome(self) -> Result<(), String> {
+        match self {
+            Reply::Native(pending) => {
+                pending.wait().await.map_err(|e| e.to_string()).and_then(|(h, _)| produce_error(&h))
+            }
+            Reply::Kafka(pending) => kafka::produce_error(pending.body().await.map_err(|e| e.to_string())?),
+        }
+    }
+}
+
+fn kafka_acks(acks: Acks) -> i16 {
+    match acks {
+        Acks::None => 0,
+        Acks::Leader => 1,
+        Acks::All => -1,
+    }
+}
+
 /// A batch on its way to the node.
 struct InFlight {
-    reply: Option<PendingReply>,
+    reply: Option<Reply>,
     /// This request's in-flight slot, released once its ack was handled.
     _slot: tokio::sync::OwnedSemaphorePermit,
     send_ns: Vec<u64>,
@@ -157,7 +199,7 @@ struct InFlight {
 struct Lane {
     topic: String,
     partition: u32,
-    conn: Arc<Connection>,
+    conn: LaneConn,
     builder: BatchBuilder,
     send_ns: Vec<u64>,
     value_bytes: u64,
@@ -168,7 +210,7 @@ struct Lane {
 }
 
 /// Runs one producer until told to stop; returns its publish-latency tally.
-pub async fn run_producer(ctx: Arc<Shared>, client: Client, spec: ProducerSpec) -> Tally {
+pub async fn run_producer(ctx: Arc<Shared>, client: Target, spec: ProducerSpec) -> Tally {
     let mut lanes = Vec::new();
     let mut completions = Vec::new();
     for (topic, partition) in &spec.partitions {
@@ -195,13 +237,21 @@ pub async fn run_producer(ctx: Arc<Shared>, client: Client, spec: ProducerSpec) 
 
 async fn open_lane(
     ctx: &Shared,
-    client: &Client,
+    client: &Target,
     topic: &str,
     partition: u32,
     spec: &ProducerSpec,
-) -> Result<(Lane, mpsc::Receiver<InFlight>), strand_client::ClientError> {
-    let addr = client.partition_addr(topic, partition).await?;
-    let conn = client.connection(addr).await?;
+) -> Result<(Lane, mpsc::Receiver<InFlight>), String> {
+    let conn = match client {
+        Target::Native(client) => {
+            let addr = client.partition_addr(topic, partition).await.map_err(|e| e.to_string())?;
+            LaneConn::Native(client.connection(addr).await.map_err(|e| e.to_string())?)
+        }
+        Target::Kafka(client) => {
+            let addr = client.leader(topic, partition).await.map_err(|e| e.to_string())?;
+            LaneConn::Kafka(client.dedicated(addr).await.map_err(|e| e.to_string())?)
+        }
+    };
     // The semaphore bounds what is in flight; the channel only has to hold that much.
     let (tx, rx) = mpsc::channel(spec.max_inflight);
     let batch_size = spec.batch_size;
@@ -296,19 +346,31 @@ async fn send_lane(ctx: &Shared, lane: &mut Lane, spec: &ProducerSpec) {
     let Ok(slot) = lane.slots.clone().acquire_owned().await else { return };
     let Ok(permit) = lane.tx.reserve().await else { return };
     let batch: Bytes = builder.finish();
-    let request = Request::Produce(ProduceRequest {
-        acks: spec.acks,
-        timeout_ms: PRODUCE_TIMEOUT_MS,
-        partitions: vec![ProducePartition {
-            topic: lane.topic.clone(),
-            partition: lane.partition,
-            bytes_len: batch.len() as u32,
-        }],
-    });
-    let reply = if spec.acks == Acks::None {
-        lane.conn.send_oneway(request, &batch).await.map(|()| None)
-    } else {
-        lane.conn.send(request, &batch).await.map(Some)
+    let reply = match &lane.conn {
+        LaneConn::Native(conn) => {
+            let request = Request::Produce(ProduceRequest {
+                acks: spec.acks,
+                timeout_ms: PRODUCE_TIMEOUT_MS,
+                partitions: vec![ProducePartition {
+                    topic: lane.topic.clone(),
+                    partition: lane.partition,
+                    bytes_len: batch.len() as u32,
+                }],
+            });
+            if spec.acks == Acks::None {
+                conn.send_oneway(request, &batch).await.map(|()| None).map_err(|e| e.to_string())
+            } else {
+                conn.send(request, &batch).await.map(|p| Some(Reply::Native(p))).map_err(|e| e.to_string())
+            }
+        }
+        LaneConn::Kafka(conn) => {
+            let acks = kafka_acks(spec.acks);
+            let request = kafka::produce_request(&lane.topic, lane.partition, acks, PRODUCE_TIMEOUT_MS as i32, batch);
+            conn.send(kafka_protocol::messages::ApiKey::Produce, kafka::PRODUCE_VERSION, &request, acks != 0)
+                .await
+                .map(|p| p.map(Reply::Kafka))
+                .map_err(|e| e.to_string())
+        }
     };
     match reply {
         Ok(reply) => permit.send(InFlight { reply, _slot: slot, send_ns, value_bytes }),
@@ -327,7 +389,7 @@ async fn complete_lane(ctx: Arc<Shared>, mut rx: mpsc::Receiver<InFlight>) -> Ta
         let acked = flight.reply.is_some();
         let outcome = match flight.reply {
             None => Ok(()),
-            Some(pending) => pending.wait().await.map_err(|e| e.to_string()).and_then(|(h, _)| produce_error(&h)),
+            Some(reply) => reply.outcome().await,
         };
         let ack_ns = ctx.clock.now_ns();
         if let Err(reason) = outcome {
@@ -365,7 +427,11 @@ fn wall_clock_ms() -> i64 {
 }
 
 /// Runs one consumer over `partitions` (fetching from offset 0) until told to stop.
-pub async fn run_consumer(ctx: Arc<Shared>, client: Client, partitions: Vec<(String, u32)>) -> Tally {
+pub async fn run_consumer(ctx: Arc<Shared>, target: Target, partitions: Vec<(String, u32)>) -> Tally {
+    let client = match target {
+        Target::Native(client) => client,
+        Target::Kafka(client) => return run_kafka_consumer(ctx, client, partitions).await,
+    };
     let mut by_addr: HashMap<std::net::SocketAddr, Vec<(String, u32)>> = HashMap::new();
     for (topic, partition) in partitions {
         match client.partition_addr(&topic, partition).await {
@@ -455,29 +521,115 @@ fn consume_reply(
         }
         let index =
             parts.iter().position(|(t, n)| *t == p.topic && *n == p.partition).ok_or("unrequested partition")?;
-        let (mut msgs, mut value_bytes) = (0u64, 0u64);
-        for batch in BatchIter::new(bytes) {
-            let batch = batch.map_err(|e| format!("fetch {}/{}: bad batch: {e}", p.topic, p.partition))?;
-            // The node may return a batch that starts before the requested offset.
-            let skip = offsets[index].saturating_sub(batch.header().base_offset);
-            for record in batch.records().skip(skip as usize) {
-                let record = record.map_err(|e| format!("bad record: {e}"))?;
-                msgs += 1;
-                value_bytes += record.value.len() as u64;
-                if let Some((sent, _)) = read_value_header(record.value) {
-                    if record_e2e && ctx.in_window(sent) {
-                        record_ns(&mut tally.latency, now.saturating_sub(sent));
-                    }
-                }
-            }
-            offsets[index] = offsets[index].max(batch.header().next_offset());
-        }
-        ctx.consumed_msgs.fetch_add(msgs, Ordering::Relaxed);
-        ctx.consumed_bytes.fetch_add(value_bytes, Ordering::Relaxed);
-        if counted {
-            tally.msgs += msgs;
-            tally.bytes += value_bytes;
-        }
+        account_batches(ctx, tally, &mut offsets[index], bytes, now, record_e2e, counted)
+            .map_err(|e| format!("fetch {}/{}: {e}", p.topic, p.partition))?;
     }
     Ok(())
+}
+
+/// Counts the records of fetched `bytes` at or past `*offset` (a batch may start before
+/// it), records their end-to-end latency, and moves `*offset` past them.
+fn account_batches(
+    ctx: &Shared,
+    tally: &mut Tally,
+    offset: &mut u64,
+    bytes: &[u8],
+    now: u64,
+    record_e2e: bool,
+    counted: bool,
+) -> Result<(), String> {
+    let (mut msgs, mut value_bytes) = (0u64, 0u64);
+    for batch in BatchIter::new(bytes) {
+        let batch = batch.map_err(|e| format!("bad batch: {e}"))?;
+        let skip = offset.saturating_sub(batch.header().base_offset);
+        for record in batch.records().skip(skip as usize) {
+            let record = record.map_err(|e| format!("bad record: {e}"))?;
+            let value: &[u8] = record.value;
+            msgs += 1;
+            value_bytes += value.len() as u64;
+            if let Some((sent, _)) = read_value_header(value) {
+                if record_e2e && ctx.in_window(sent) {
+                    record_ns(&mut tally.latency, now.saturating_sub(sent));
+                }
+            }
+        }
+        *offset = (*offset).max(batch.header().next_offset());
+    }
+    ctx.consumed_msgs.fetch_add(msgs, Ordering::Relaxed);
+    ctx.consumed_bytes.fetch_add(value_bytes, Ordering::Relaxed);
+    if counted {
+        tally.msgs += msgs;
+        tally.bytes += value_bytes;
+    }
+    Ok(())
+}
+
+/// The Kafka-protocol consumer: one connection per leader, fetching its partitions from
+/// offset 0 until told to stop.
+async fn run_kafka_consumer(ctx: Arc<Shared>, client: Arc<KafkaClient>, partitions: Vec<(String, u32)>) -> Tally {
+    let mut by_addr: HashMap<std::net::SocketAddr, Vec<(String, u32)>> = HashMap::new();
+    for (topic, partition) in partitions {
+        match client.leader(&topic, partition).await {
+            Ok(addr) => by_addr.entry(addr).or_default().push((topic, partition)),
+            Err(e) => ctx.note_error(format!("route {topic}/{partition}: {e}")),
+        }
+    }
+    let mut tasks = Vec::new();
+    for (addr, parts) in by_addr {
+        let (ctx, client) = (Arc::clone(&ctx), Arc::clone(&client));
+        tasks.push(tokio::spawn(async move {
+            match client.dedicated(addr).await {
+                Ok(conn) => kafka_fetch_loop(&ctx, &conn, parts).await,
+                Err(e) => {
+                    ctx.note_error(format!("connect {addr}: {e}"));
+                    Tally::new()
+                }
+            }
+        }));
+    }
+    let mut tally = Tally::new();
+    for t in tasks {
+        if let Ok(t) = t.await {
+            tally.merge(&t);
+        }
+    }
+    tally
+}
+
+async fn kafka_fetch_loop(ctx: &Shared, conn: &KafkaConn, parts: Vec<(String, u32)>) -> Tally {
+    let mut tally = Tally::new();
+    let mut offsets = vec![0u64; parts.len()];
+    while !ctx.stop_consuming.load(Ordering::Relaxed) {
+        let request = kafka::fetch_request(
+            &parts,
+            &offsets,
+            FETCH_WAIT_MS as i32,
+            FETCH_PARTITION_BYTES_MAX as i32,
+            FETCH_BYTES_MAX as i32,
+        );
+        let answered = conn
+            .call_raw(kafka_protocol::messages::ApiKey::Fetch, kafka::FETCH_VERSION, &request)
+            .await
+            .map_err(|e| format!("fetch: {e}"))
+            .and_then(kafka::fetch_parts);
+        let outcome = answered.and_then(|fetched| {
+            let now = ctx.clock.now_ns();
+            let (record_e2e, counted) = (ctx.record_e2e.load(Ordering::Relaxed), ctx.in_window(now));
+            for (topic, partition, error, records) in fetched {
+                if error != 0 {
+                    return Err(format!("fetch {topic}/{partition}: kafka error {error}"));
+                }
+                let index =
+                    parts.iter().position(|(t, n)| *t == topic && *n == partition).ok_or("unrequested partition")?;
+                account_batches(ctx, &mut tally, &mut offsets[index], &records, now, record_e2e, counted)
+                    .map_err(|e| format!("fetch {topic}/{partition}: {e}"))?;
+            }
+            Ok(())
+        });
+        if let Err(reason) = outcome {
+            ctx.note_error(reason);
+            tokio::time::sleep(ERROR_BACKOFF).await;
+        }
+    }
+    tally
 }

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod driver;
+pub mod kafka;
 pub mod limits;
 pub mod node;
 pub mod pacing;

@@ -47,18 +47,21 @@ pub struct Listening {
     pub public: SocketAddr,
     pub admin: SocketAddr,
     pub shard_ports: Vec<u16>,
+    /// The Kafka-protocol port (`kafka=`; absent or `off` = none).
+    pub kafka: Option<SocketAddr>,
 }
 
 /// Parses `… strand-node listening: public=A admin=B shards=P,P` (anything may precede it,
 /// e.g. a tracing timestamp and level).
 pub fn parse_listening_line(line: &str) -> Option<Listening> {
     let rest = &line[line.find("strand-node listening:")? + "strand-node listening:".len()..];
-    let (mut public, mut admin, mut shard_ports) = (None, None, Vec::new());
+    let (mut public, mut admin, mut shard_ports, mut kafka) = (None, None, Vec::new(), None);
     for field in rest.split_whitespace() {
         let (key, value) = field.split_once('=')?;
         match key {
             "public" => public = value.parse().ok(),
             "admin" => admin = value.parse().ok(),
+            "kafka" => kafka = value.parse().ok(),
             "shards" => {
                 shard_ports =
                     value.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>().ok()?
@@ -66,7 +69,7 @@ pub fn parse_listening_line(line: &str) -> Option<Listening> {
             _ => {}
         }
     }
-    Some(Listening { public: public?, admin: admin?, shard_ports })
+    Some(Listening { public: public?, admin: admin?, shard_ports, kafka })
 }
 
 /// CPU time and peak RSS of a process.
@@ -263,7 +266,7 @@ impl Drop for EmbeddedNode {
 
 fn placeholder() -> Listening {
     let unspecified = SocketAddr::from(([127, 0, 0, 1], 0));
-    Listening { public: unspecified, admin: unspecified, shard_ports: Vec::new() }
+    Listening { public: unspecified, admin: unspecified, shard_ports: Vec::new(), kafka: None }
 }
 
 /// Forwards the listening line once, keeps a tail of stderr, and drains the pipe forever so
@@ -292,13 +295,17 @@ mod tests {
     #[test]
     fn listening_line_parses_with_tracing_prefix() {
         let line = "2026-01-01T00:00:00Z  INFO strand_node: strand-node listening: public=127.0.0.1:40001 \
-                    admin=127.0.0.1:40002 shards=40003,40004";
+                    admin=127.0.0.1:40002 shards=40003,40004 kafka=127.0.0.1:40005";
         let l = parse_listening_line(line).unwrap();
         assert_eq!(l.public, "127.0.0.1:40001".parse().unwrap());
+        assert_eq!(l.kafka, Some("127.0.0.1:40005".parse().unwrap()));
         assert_eq!(l.admin, "127.0.0.1:40002".parse().unwrap());
         assert_eq!(l.shard_ports, vec![40003, 40004]);
         let no_shards = parse_listening_line("strand-node listening: public=127.0.0.1:1 admin=127.0.0.1:2 shards=");
-        assert_eq!(no_shards.unwrap().shard_ports, Vec::<u16>::new());
+        let no_shards = no_shards.unwrap();
+        assert_eq!((no_shards.shard_ports, no_shards.kafka), (Vec::<u16>::new(), None));
+        let off = parse_listening_line("strand-node listening: public=127.0.0.1:1 admin=127.0.0.1:2 shards= kafka=off");
+        assert_eq!(off.unwrap().kafka, None);
         assert!(parse_listening_line("strand-node listening: admin=127.0.0.1:2").is_none());
         assert!(parse_listening_line("hello").is_none());
     }

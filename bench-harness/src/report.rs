@@ -67,7 +67,7 @@ pub fn summary_table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "strand-bench {} — workload {:?} against {}: {} topic(s) × {} partition(s), {} producer(s), {} consumer(s), \
-         {} B messages, batch {} B, linger {} ms, rate {}, acks {:?}, io {} fsync {}",
+         {} B messages, batch {} B, linger {} ms, rate {}, acks {:?}, protocol {:?}, io {} fsync {}",
         report.version,
         c.name,
         report.target,
@@ -80,6 +80,7 @@ pub fn summary_table(report: &Report) -> String {
         c.linger_ms,
         c.rate,
         c.acks,
+        c.protocol,
         c.io_mode,
         c.fsync
     );

@@ -14,8 +14,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use strand_client::{Admin, Client, ClientConfig};
 use strand_wire::msg::Acks;
 
-use crate::config::{AcksMode, Args, Workload, WorkloadFile};
-use crate::driver::{run_consumer, run_producer, ProducerSpec, Shared, Tally};
+use crate::config::{AcksMode, Args, Protocol, Workload, WorkloadFile};
+use crate::driver::{run_consumer, run_producer, ProducerSpec, Shared, Tally, Target};
+use crate::kafka::KafkaClient;
 use crate::node::{EmbeddedNode, NodeError, ProcSample};
 use crate::pacing::{per_producer_rate, Clock};
 use crate::stats::{CatchupResult, LatencySummary, NodeUsage, Report, Results, Throughput};
@@ -34,6 +35,10 @@ pub enum BenchError {
     Node(#[from] NodeError),
     #[error("client: {0}")]
     Client(#[from] strand_client::ClientError),
+    #[error("kafka client: {0}")]
+    Kafka(String),
+    #[error("--protocol kafka: the node has no Kafka port (started with --kafka-listen off?)")]
+    NoKafkaPort,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -96,7 +101,13 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
                 tokio::task::spawn_blocking(move || EmbeddedNode::start(&bin, &io, &fsync, &extra, parent.as_deref()))
                     .await
                     .map_err(std::io::Error::other)??;
-            let addr = started.listening.public.to_string();
+            let addr = match workload.protocol {
+                Protocol::Native => started.listening.public.to_string(),
+                Protocol::Kafka => match started.listening.kafka {
+                    Some(kafka) => kafka.to_string(),
+                    None => return Err(BenchError::NoKafkaPort),
+                },
+            };
             node = Some(started);
             (addr, "embedded".to_string())
         }
@@ -118,15 +129,34 @@ async fn run_against(
     node: Option<&EmbeddedNode>,
     quiet: bool,
 ) -> Result<Results, BenchError> {
-    let mut config = ClientConfig::new(bootstrap);
-    config.client_id = "strand-bench".into();
-    let client = Client::connect(config).await?;
     let run_id = Clock::new().now_ns() ^ u64::from(std::process::id()) << 32;
     let topics = w.topic_names(run_id);
-    let admin = Admin::new(client.clone());
-    for t in &topics {
-        admin.create_topic(t, w.partitions, w.replication).await?;
-    }
+    let client = match w.protocol {
+        Protocol::Native => {
+            let mut config = ClientConfig::new(bootstrap);
+            config.client_id = "strand-bench".into();
+            let client = Client::connect(config).await?;
+            let admin = Admin::new(client.clone());
+            for t in &topics {
+                admin.create_topic(t, w.partitions, w.replication).await?;
+            }
+            Target::Native(client)
+        }
+        Protocol::Kafka => {
+            let addr = tokio::net::lookup_host(bootstrap)
+                .await?
+                .next()
+                .ok_or_else(|| BenchError::Kafka(format!("{bootstrap} resolves to no address")))?;
+            let client = Arc::new(KafkaClient::new(addr));
+            for t in &topics {
+                client
+                    .create_topic(t, w.partitions, w.replication)
+                    .await
+                    .map_err(|e| BenchError::Kafka(e.to_string()))?;
+            }
+            Target::Kafka(client)
+        }
+    };
     let all: Vec<(String, u32)> = topics.iter().flat_map(|t| (0..w.partitions).map(move |p| (t.clone(), p))).collect();
     let bar = progress_bar(quiet);
     let outcome = if w.backlog_bytes > 0 {
@@ -135,7 +165,9 @@ async fn run_against(
         run_steady(w, &client, &all, node, &bar).await
     };
     bar.finish_and_clear();
-    client.abort_connections();
+    if let Target::Native(client) = &client {
+        client.abort_connections();
+    }
     Ok(outcome)
 }
 
@@ -178,7 +210,7 @@ fn acks(mode: AcksMode) -> Acks {
 fn spawn_producers(
     w: &Workload,
     ctx: &Arc<Shared>,
-    client: &Client,
+    client: &Target,
     all: &[(String, u32)],
     rated: bool,
 ) -> Vec<tokio::task::JoinHandle<Tally>> {
@@ -207,7 +239,7 @@ fn spawn_producers(
 fn spawn_consumers(
     w: &Workload,
     ctx: &Arc<Shared>,
-    client: &Client,
+    client: &Target,
     all: &[(String, u32)],
 ) -> Vec<tokio::task::JoinHandle<Tally>> {
     let count = w.consumers as usize;
@@ -247,7 +279,7 @@ fn rates_message(ctx: &Shared, last: &mut (u64, u64, u64), dt: f64) -> String {
 /// Steady state: consumers and producers run together through warm-up and the window.
 async fn run_steady(
     w: &Workload,
-    client: &Client,
+    client: &Target,
     all: &[(String, u32)],
     node: Option<&EmbeddedNode>,
     bar: &ProgressBar,
@@ -274,7 +306,7 @@ async fn run_steady(
 /// Backlog: producers fill `backlog_bytes`, then consumers read it all from offset 0.
 async fn run_catchup(
     w: &Workload,
-    client: &Client,
+    client: &Target,
     all: &[(String, u32)],
     node: Option<&EmbeddedNode>,
     bar: &ProgressBar,

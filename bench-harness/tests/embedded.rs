@@ -221,3 +221,34 @@ fn suite_rejects_bad_flags() {
     assert_eq!(run(&["suite", "--runs", "0"]).status.code(), Some(2), "clap rejects 0 runs");
     assert_eq!(run(&["--duration", "2", "suite"]).status.code(), Some(2), "run flags and suite do not mix");
 }
+
+/// `--protocol kafka` drives the embedded node's Kafka port: a backlog produced with
+/// acks=all is read back completely through Kafka fetches, with no error.
+#[test]
+fn kafka_protocol_run_reads_back_its_whole_backlog() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_strand-bench"));
+    let node = node_binary(&bench);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let out = Command::new(&bench)
+        .args(["--embedded", "--protocol", "kafka", "--backlog", "8MiB", "--partitions", "3", "--producers", "2"])
+        .args(["--consumers", "2", "--acks", "all", "--message-size", "512", "--batch-size", "16384", "--quiet"])
+        .arg("--node-bin")
+        .arg(&node)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run strand-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "strand-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("protocol Kafka"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = &v["results"];
+    assert_eq!(r["errors"], 0, "{stdout}");
+    assert_eq!(v["config"]["protocol"], "kafka");
+    assert_eq!(r["catchup"]["completed"], true, "{stdout}");
+    let produced = r["catchup"]["produce"]["msgs"].as_u64().unwrap();
+    assert!(produced >= 8 * 1024 * 1024 / 512, "{produced} messages produced");
+    assert_eq!(r["catchup"]["consume"]["msgs"].as_u64().unwrap(), produced, "every message read back once");
+}
