@@ -16,6 +16,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 use strand_wire::batch::{Batch, BatchIter};
 
 const TOPIC: &str = "kt";
@@ -247,4 +248,123 @@ fn hostile_frames_close_their_connection_and_the_node_serves_on() {
         );
         alive("an oversized frame");
     }
+}
+
+fn describe_topic_configs(conn: &mut KafkaConn, name: &str) -> Vec<(String, String, i8)> {
+    let mut r = describe_configs_request::DescribeConfigsResource::default();
+    r.resource_type = 2;
+    r.resource_name = StrBytes::from_string(name.to_string());
+    r.configuration_keys = None;
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![r];
+    let resp: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &req);
+    assert_eq!(resp.results[0].error_code, 0, "{:?}", resp.results[0].error_message);
+    let mut out: Vec<(String, String, i8)> = resp.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.as_str().to_string(), c.value.as_ref().unwrap().as_str().to_string(), c.config_source))
+        .collect();
+    out.sort();
+    out
+}
+
+fn incremental(conn: &mut KafkaConn, name: &str, ops: &[(&str, i8, Option<&str>)]) -> i16 {
+    let mut r = incremental_alter_configs_request::AlterConfigsResource::default();
+    r.resource_type = 2;
+    r.resource_name = StrBytes::from_string(name.to_string());
+    r.configs = ops
+        .iter()
+        .map(|(key, op, value)| {
+            let mut c = incremental_alter_configs_request::AlterableConfig::default();
+            c.name = StrBytes::from_string(key.to_string());
+            c.config_operation = *op;
+            c.value = value.map(|v| StrBytes::from_string(v.to_string()));
+            c
+        })
+        .collect();
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources = vec![r];
+    let resp: IncrementalAlterConfigsResponse = conn.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+    resp.responses[0].error_code
+}
+
+#[test]
+fn admin_apis_describe_and_alter_configs_and_grow_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), 2, &[]);
+    let kafka = node.kafka.unwrap();
+    let mut conn = KafkaConn::connect(kafka);
+
+    // Created with a config under Kafka's name; described under Kafka's names.
+    let mut t = CreatableTopic::default();
+    t.name = topic("cfg");
+    t.num_partitions = 2;
+    t.replication_factor = -1;
+    let mut c = create_topics_request::CreatableTopicConfig::default();
+    c.name = StrBytes::from_static_str("retention.ms");
+    c.value = Some(StrBytes::from_static_str("86400000"));
+    t.configs = vec![c];
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    let created: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 5, &req);
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
+    let described = describe_topic_configs(&mut conn, "cfg");
+    assert!(described.contains(&("retention.ms".into(), "86400000".into(), 1)), "{described:?}");
+    assert!(described.iter().any(|(k, _, source)| k == "segment.bytes" && *source == 5), "{described:?}");
+
+    // Incremental: set one, delete another; an unknown key is refused and changes nothing.
+    assert_eq!(
+        incremental(&mut conn, "cfg", &[("retention.bytes", 0, Some("1073741824")), ("retention.ms", 1, None)]),
+        0
+    );
+    let described = describe_topic_configs(&mut conn, "cfg");
+    assert!(described.contains(&("retention.bytes".into(), "1073741824".into(), 1)), "{described:?}");
+    assert!(described.iter().any(|(k, _, source)| k == "retention.ms" && *source == 5), "{described:?}");
+    assert_eq!(incremental(&mut conn, "cfg", &[("cleanup.policy", 0, Some("compact"))]), 40, "INVALID_CONFIG");
+    assert_eq!(incremental(&mut conn, "missing", &[("retention.ms", 0, Some("100000"))]), 3);
+
+    // AlterConfigs replaces the whole set: retention.bytes goes back to the default.
+    let mut r = alter_configs_request::AlterConfigsResource::default();
+    r.resource_type = 2;
+    r.resource_name = StrBytes::from_static_str("cfg");
+    let mut set = alter_configs_request::AlterableConfig::default();
+    set.name = StrBytes::from_static_str("segment.ms");
+    set.value = Some(StrBytes::from_static_str("3600000"));
+    r.configs = vec![set];
+    let mut req = AlterConfigsRequest::default();
+    req.resources = vec![r];
+    let altered: AlterConfigsResponse = conn.call(ApiKey::AlterConfigs, 2, &req);
+    assert_eq!(altered.responses[0].error_code, 0, "{:?}", altered.responses[0].error_message);
+    let described = describe_topic_configs(&mut conn, "cfg");
+    assert!(described.contains(&("segment.ms".into(), "3600000".into(), 1)), "{described:?}");
+    assert!(described.iter().any(|(k, _, source)| k == "retention.bytes" && *source == 5), "{described:?}");
+
+    // CreatePartitions grows the topic; shrinking is refused.
+    let grow = |conn: &mut KafkaConn, count: i32| {
+        let mut t = create_partitions_request::CreatePartitionsTopic::default();
+        t.name = topic("cfg");
+        t.count = count;
+        t.assignments = None;
+        let mut req = CreatePartitionsRequest::default();
+        req.topics = vec![t];
+        req.timeout_ms = 10_000;
+        let resp: CreatePartitionsResponse = conn.call(ApiKey::CreatePartitions, 3, &req);
+        resp.results[0].error_code
+    };
+    assert_eq!(grow(&mut conn, 5), 0);
+    assert_eq!(grow(&mut conn, 3), 37, "INVALID_PARTITIONS");
+    let mut want = MetadataRequestTopic::default();
+    want.name = Some(topic("cfg"));
+    let mut req = MetadataRequest::default();
+    req.topics = Some(vec![want]);
+    let meta: MetadataResponse = conn.call(ApiKey::Metadata, 12, &req);
+    assert_eq!(meta.topics[0].partitions.len(), 5);
+
+    // DescribeCluster: this node, at its Kafka port.
+    let mut req = DescribeClusterRequest::default();
+    req.endpoint_type = 1;
+    let cluster: DescribeClusterResponse = conn.call(ApiKey::DescribeCluster, 1, &req);
+    assert_eq!((cluster.error_code, cluster.cluster_id.as_str()), (0, "strand"));
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(cluster.brokers[0].port, i32::from(kafka.port()));
 }

@@ -29,12 +29,15 @@ use strand_wire::msg::{self as native, Acks, OffsetSpec, Request, RequestHeader,
 use strand_wire::ErrorCode;
 
 use super::codes::{kafka as code, to_kafka, SUPPORTED};
-use super::{fetch, Incoming, Piece};
+use super::{admin, fetch, Incoming, Piece};
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
 
 /// What a handler gives back: the response body, or nothing (a produce with `acks = 0`).
-type Answer = Result<Option<Vec<Piece>>, String>;
+pub(super) type Answer = Result<Option<Vec<Piece>>, String>;
+
+/// The cluster id clients see (Metadata, DescribeCluster).
+pub(super) const CLUSTER_ID: &str = "strand";
 
 /// Kafka's "earliest" and "latest" ListOffsets timestamps.
 const EARLIEST: i64 = -2;
@@ -51,6 +54,13 @@ pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming) -> Answer {
         ApiKey::ListOffsets => list_offsets(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::CreateTopics => create_topics(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::DeleteTopics => delete_topics(shard, cid, version, decode(&mut body, version)?).await,
+        ApiKey::CreatePartitions => admin::create_partitions(shard, cid, version, decode(&mut body, version)?).await,
+        ApiKey::DescribeConfigs => admin::describe_configs(shard, cid, version, decode(&mut body, version)?).await,
+        ApiKey::AlterConfigs => admin::alter_configs(shard, cid, version, decode(&mut body, version)?).await,
+        ApiKey::IncrementalAlterConfigs => {
+            admin::incremental_alter_configs(shard, cid, version, decode(&mut body, version)?).await
+        }
+        ApiKey::DescribeCluster => admin::describe_cluster(shard, version, decode(&mut body, version)?),
         other => Err(format!("kafka: {other:?} is not served (parse_request lets only SUPPORTED through)")),
     }
 }
@@ -63,14 +73,14 @@ fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
     Ok(message)
 }
 
-fn encoded<T: Encodable>(message: &T, version: i16) -> Answer {
+pub(super) fn encoded<T: Encodable>(message: &T, version: i16) -> Answer {
     let mut buf = bytes::BytesMut::new();
     message.encode(&mut buf, version).map_err(|e| format!("kafka: encoding a v{version} response: {e}"))?;
     Ok(Some(vec![Piece::Bytes(buf.freeze())]))
 }
 
 /// Asks the node, as a native request would.
-async fn ask(shard: &Rc<Shard>, cid: i32, request: Request, payload: Bytes) -> Option<Reply> {
+pub(super) async fn ask(shard: &Rc<Shard>, cid: i32, request: Request, payload: Bytes) -> Option<Reply> {
     shard.dispatch(RequestHeader { correlation_id: cid as u32 as u64, request }, payload).await
 }
 
@@ -82,7 +92,7 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-fn message(text: impl Into<String>) -> Option<StrBytes> {
+pub(super) fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }
 
@@ -123,7 +133,7 @@ pub(super) fn api_versions_unsupported() -> Bytes {
 }
 
 /// This node's and (in cluster mode) its live peers' Kafka addresses, by node id.
-fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
+pub(super) fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
     let broker = |id: u32, host: &str, port: u16| {
         let mut b = MetadataResponseBroker::default();
         b.node_id = BrokerId(id as i32);
@@ -143,6 +153,14 @@ fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
     out
 }
 
+/// The controller clients see: the node holding the cluster's controller election, or
+/// this node on its own.
+pub(super) fn controller_id(shard: &Shard) -> BrokerId {
+    let own = shard.shared.config.node_id;
+    let elected = shard.cluster().and_then(|c| c.control.latest().controller);
+    BrokerId(elected.unwrap_or(own) as i32)
+}
+
 async fn metadata(shard: &Rc<Shard>, cid: i32, version: i16, req: MetadataRequest) -> Answer {
     // v0: an empty list means every topic; v1+: null means every topic, empty means none.
     let (asked, by_id_only): (Option<Vec<String>>, usize) = match &req.topics {
@@ -156,8 +174,8 @@ async fn metadata(shard: &Rc<Shard>, cid: i32, version: i16, req: MetadataReques
     };
     let mut response = MetadataResponse::default();
     response.brokers = brokers(shard);
-    response.cluster_id = message("strand");
-    response.controller_id = BrokerId(shard.shared.config.node_id as i32);
+    response.cluster_id = message(CLUSTER_ID);
+    response.controller_id = controller_id(shard);
     let want_any = asked.as_ref().is_none_or(|names| !names.is_empty());
     if want_any {
         let request = Request::Metadata(native::MetadataRequest { topics: asked.clone().unwrap_or_default() });
@@ -470,7 +488,7 @@ async fn create_topics(shard: &Rc<Shard>, cid: i32, version: i16, req: CreateTop
         let configs: Option<Vec<(String, String)>> = topic
             .configs
             .iter()
-            .map(|c| c.value.as_ref().map(|v| (c.name.as_str().to_string(), v.as_str().to_string())))
+            .map(|c| c.value.as_ref().map(|v| (super::admin::node_key(c.name.as_str()), v.as_str().to_string())))
             .collect();
         let refused = match (partitions, rf, configs.as_ref()) {
             _ if req.validate_only => Some((code::INVALID_REQUEST, "validate_only is not supported")),

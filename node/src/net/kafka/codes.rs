@@ -19,6 +19,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 5),
     (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 // Every advertised range must be one the codec crate can encode and decode.
@@ -130,6 +135,11 @@ mod tests {
                 ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
                 ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
                 ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
+                ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
+                ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
+                ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
+                ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
+                ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
                 other => panic!("{other:?} advertised without a codec check here"),
             };
             assert!(known.min <= min && max <= known.max, "{api:?} {min}..={max} outside {known:?}");

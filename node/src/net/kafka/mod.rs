@@ -21,6 +21,7 @@
 //! more than the frame it is allowed to send. Connection limits, admission by source and
 //! idle closing are the native listener's (`super`).
 
+mod admin;
 mod apis;
 mod codes;
 pub(crate) mod fetch;
