@@ -352,4 +352,38 @@ mod tests {
         assert_eq!((ok.api, ok.version, ok.header.correlation_id), (ApiKey::ApiVersions, 0, 7));
         assert!(matches!(parse_request(Bytes::from_static(&[0, 18, 0])), Err(Refused::Close(_))));
     }
+
+    /// A request frame for `api` v`version`: a header, then `body` as the request's bytes.
+    fn frame(api: ApiKey, version: i16, body: &[u8]) -> Bytes {
+        let mut header = RequestHeader::default();
+        header.request_api_key = api as i16;
+        header.request_api_version = version;
+        header.correlation_id = 1;
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, api.request_header_version(version)).unwrap();
+        buf.extend_from_slice(body);
+        buf.freeze()
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a valid header of an advertised API and version, and whatever a
+        /// whole frame holds, the request path (header parse, then the body decoder of that
+        /// API and version) returns a result, never panics, never aborts on a huge count.
+        #[test]
+        fn any_bytes_through_the_request_decoders(
+            pick in 0usize..SUPPORTED.len(),
+            version_pick in 0i16..64,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let (api, min, max) = SUPPORTED[pick];
+            let version = min + version_pick % (max - min + 1);
+            for frame in [frame(api, version, &body), Bytes::from(raw.clone())] {
+                if let Ok(incoming) = parse_request(frame) {
+                    let mut body = incoming.body;
+                    let _ = kafka_protocol::messages::RequestKind::decode(incoming.api, &mut body, incoming.version);
+                }
+            }
+        }
+    }
 }
