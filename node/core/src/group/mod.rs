@@ -37,7 +37,9 @@ pub use coordinator::{CoordinatorConfig, GroupCoordinator, GroupSummary, GroupVi
 pub use error::GroupError;
 pub use record::{CommitRecord, RecordError, COMMIT_RECORD_VERSION, TOMBSTONE_RECORD_VERSION};
 pub use state::GroupState;
-pub use types::{Action, CommitInput, JoinInput, JoinResult, Outcome, Reply, RequestId};
+pub use types::{
+    Action, CommitInput, JoinInput, JoinResult, KafkaJoin, KafkaProtocol, KafkaSyncInput, Outcome, Reply, RequestId,
+};
 
 /// Groups one coordinator (shard) holds at most; a join or standalone commit that
 /// would create one more is refused with [`GroupError::TooManyGroups`].
@@ -59,6 +61,15 @@ pub const TOPIC_NAME_LEN_MAX: usize = 249;
 /// Longest commit metadata string, in bytes: the record format's bound and the
 /// default of `offset_metadata_bytes_max` (Kafka's `offset.metadata.max.bytes`).
 pub const METADATA_LEN_MAX: usize = 4096;
+/// Assignment protocols one Kafka member may offer (clients send two or three).
+pub const PROTOCOLS_PER_MEMBER_MAX: usize = 32;
+/// Longest Kafka protocol type or protocol name, in bytes.
+pub const PROTOCOL_NAME_LEN_MAX: usize = 255;
+/// Metadata one Kafka member may send over all its protocols, in bytes (a consumer's
+/// subscription: its topic names and user data).
+pub const MEMBER_METADATA_BYTES_MAX: usize = 64 * 1024;
+/// Longest opaque assignment the leader may hand one member, in bytes.
+pub const ASSIGNMENT_BYTES_MAX: usize = 64 * 1024;
 /// Default bound on the committed-offset state one coordinator holds, in bytes.
 pub const OFFSETS_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Default time an Empty group keeps its offsets (Kafka's `offsets.retention.minutes`).
