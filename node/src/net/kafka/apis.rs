@@ -29,12 +29,12 @@ use strand_wire::msg::{self as native, Acks, OffsetSpec, Request, RequestHeader,
 use strand_wire::ErrorCode;
 
 use super::codes::{kafka as code, to_kafka, SUPPORTED};
-use super::{fetch, Incoming, Piece};
+use super::{fetch, groups, Incoming, Piece};
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
 
 /// What a handler gives back: the response body, or nothing (a produce with `acks = 0`).
-type Answer = Result<Option<Vec<Piece>>, String>;
+pub(super) type Answer = Result<Option<Vec<Piece>>, String>;
 
 /// Kafka's "earliest" and "latest" ListOffsets timestamps.
 const EARLIEST: i64 = -2;
@@ -51,6 +51,19 @@ pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming) -> Answer {
         ApiKey::ListOffsets => list_offsets(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::CreateTopics => create_topics(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::DeleteTopics => delete_topics(shard, cid, version, decode(&mut body, version)?).await,
+        ApiKey::FindCoordinator => groups::find_coordinator(shard, version, decode(&mut body, version)?).await,
+        ApiKey::JoinGroup => {
+            let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
+            groups::join_group(shard, client_id, version, decode(&mut body, version)?).await
+        }
+        ApiKey::SyncGroup => groups::sync_group(shard, version, decode(&mut body, version)?).await,
+        ApiKey::Heartbeat => groups::heartbeat(shard, version, decode(&mut body, version)?).await,
+        ApiKey::LeaveGroup => groups::leave_group(shard, version, decode(&mut body, version)?).await,
+        ApiKey::OffsetCommit => groups::offset_commit(shard, version, decode(&mut body, version)?).await,
+        ApiKey::OffsetFetch => groups::offset_fetch(shard, version, decode(&mut body, version)?).await,
+        ApiKey::ListGroups => groups::list_groups(shard, version, decode(&mut body, version)?).await,
+        ApiKey::DescribeGroups => groups::describe_groups(shard, version, decode(&mut body, version)?).await,
+        ApiKey::DeleteGroups => groups::delete_groups(shard, version, decode(&mut body, version)?).await,
         other => Err(format!("kafka: {other:?} is not served (parse_request lets only SUPPORTED through)")),
     }
 }
@@ -63,7 +76,7 @@ fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
     Ok(message)
 }
 
-fn encoded<T: Encodable>(message: &T, version: i16) -> Answer {
+pub(super) fn encoded<T: Encodable>(message: &T, version: i16) -> Answer {
     let mut buf = bytes::BytesMut::new();
     message.encode(&mut buf, version).map_err(|e| format!("kafka: encoding a v{version} response: {e}"))?;
     Ok(Some(vec![Piece::Bytes(buf.freeze())]))
@@ -78,11 +91,11 @@ fn name(topic: &TopicName) -> String {
     topic.0.as_str().to_string()
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-fn message(text: impl Into<String>) -> Option<StrBytes> {
+pub(super) fn message(text: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(text.into()))
 }
 

@@ -24,6 +24,7 @@
 mod apis;
 mod codes;
 pub(crate) mod fetch;
+mod groups;
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};

@@ -11,27 +11,41 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use strand_core::group::{
-    Action, GroupCoordinator, GroupError, GroupView, JoinInput, Outcome, Reply as CoreReply, RequestId,
+    Action, GroupCoordinator, GroupError, GroupView, JoinInput, KafkaSyncInput, Outcome, Reply as CoreReply,
+    RequestId,
 };
 use strand_wire::batch::BatchBuilder;
 use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 use tracing::{info, warn};
 
-use crate::groups::{coordinator_of, GroupReply, OFFSETS_TOPIC};
+use crate::groups::{coordinator_of, GroupCall, GroupReply, KafkaAnswer, OFFSETS_TOPIC};
 use crate::shard::forward::{ShardAnswer, ShardCall};
 use crate::shard::Shard;
 
 fn refused(e: GroupError) -> GroupReply {
-    GroupReply::error(e.code(), e.to_string())
+    let mut reply = GroupReply::error(e.code(), e.to_string());
+    if let GroupError::MemberIdRequired { member_id } = e {
+        reply.kafka = Some(KafkaAnswer::MemberId(member_id));
+    }
+    reply
 }
 
 impl Shard {
-    /// Answers a group request on its coordinator shard (this one).
-    pub(crate) async fn group_request(self: &Rc<Self>, request: Request) -> GroupReply {
-        if let Some(refusal) = self.cluster_refusal(&request) {
+    /// Answers a group call on its coordinator shard (this one).
+    pub(crate) async fn group_request(self: &Rc<Self>, call: GroupCall) -> GroupReply {
+        if let Some(refusal) = self.cluster_refusal(&call) {
             return refusal;
         }
+        let request = match call {
+            GroupCall::Native(request) => request,
+            GroupCall::KafkaJoin(input) => return self.kafka_join(input).await,
+            GroupCall::KafkaSync(input) => return self.kafka_sync(input).await,
+            GroupCall::KafkaDescribe(group_id) => {
+                let view = self.groups.coordinator.borrow().describe_group(&group_id);
+                return GroupReply::kafka(KafkaAnswer::Describe(view));
+            }
+        };
         let now = self.groups.now_ms();
         match request {
             Request::JoinGroup(r) => self.group_join(r).await,
@@ -101,6 +115,46 @@ impl Shard {
             .await;
         match answer {
             Ok(Ok(joined)) => GroupReply::ok(Response::JoinGroup(joined.into())),
+            Ok(Err(e)) => refused(e),
+            Err(reply) => reply,
+        }
+    }
+
+    /// A Kafka JoinGroup: parked like a native join; answered with the Kafka-mode result
+    /// (protocol, and for the leader every member's metadata).
+    async fn kafka_join(self: &Rc<Self>, input: JoinInput) -> GroupReply {
+        debug_assert!(input.kafka.is_some(), "the Kafka listener fills the protocol list");
+        let answer = self
+            .parked_call(
+                "join",
+                |c, now, id| c.handle_join(now, id, input),
+                |reply| match reply {
+                    CoreReply::Join(result) => Ok(result),
+                    other => Err(other),
+                },
+            )
+            .await;
+        match answer {
+            Ok(Ok(joined)) => GroupReply::kafka(KafkaAnswer::Join(joined)),
+            Ok(Err(e)) => refused(e),
+            Err(reply) => reply,
+        }
+    }
+
+    /// A Kafka SyncGroup: a follower's parks until the leader's assignments arrive.
+    async fn kafka_sync(self: &Rc<Self>, input: KafkaSyncInput) -> GroupReply {
+        let answer = self
+            .parked_call(
+                "sync",
+                |c, now, id| c.handle_kafka_sync(now, id, input),
+                |reply| match reply {
+                    CoreReply::Sync(result) => Ok(result),
+                    other => Err(other),
+                },
+            )
+            .await;
+        match answer {
+            Ok(Ok(assignment)) => GroupReply::kafka(KafkaAnswer::Sync(assignment)),
             Ok(Err(e)) => refused(e),
             Err(reply) => reply,
         }
