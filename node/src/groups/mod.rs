@@ -74,10 +74,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strand_core::group::{
-    CoordinatorConfig, GroupCoordinator, GroupView, JoinInput, JoinResult, KafkaSyncInput, Reply as CoreReply, RequestId,
+    CoordinatorConfig, GroupCoordinator, GroupView, JoinInput, JoinResult, KafkaSyncInput, MemberView,
+    Reply as CoreReply, RequestId,
 };
 use strand_core::placement::{group_partition, owner_shard, ShardId};
-use strand_wire::msg::{Request, Response};
+use strand_wire::msg::{Request, Response, TopicPartition};
 use strand_wire::ErrorCode;
 
 use crate::notify::LocalNotify;
@@ -108,6 +109,49 @@ pub fn group_id(request: &Request) -> Option<&str> {
         Request::DescribeGroup(r) => Some(&r.group_id),
         Request::DeleteGroup(r) => Some(&r.group_id),
         _ => None,
+    }
+}
+
+/// How `/v1/groups`, `/metrics` and `strand group` name a group's assignment: `range` or
+/// `round_robin` for a native group (the server-side assignor), `<protocol type>/<protocol>`
+/// for a Kafka group (e.g. `consumer/range`, the client-side protocol chosen).
+pub fn assignment_name(view: &GroupView) -> String {
+    match &view.protocol_type {
+        Some(protocol_type) => format!("{protocol_type}/{}", view.protocol.as_deref().unwrap_or("")),
+        None => match view.assignor {
+            strand_wire::msg::Assignor::Range => "range".into(),
+            strand_wire::msg::Assignor::RoundRobin => "round_robin".into(),
+        },
+    }
+}
+
+/// A member's partitions for display: the server-side assignment of a native group, or
+/// for a Kafka "consumer" group the partitions in the leader's `ConsumerProtocolAssignment`
+/// (opaque bytes of any other protocol type show as none).
+pub fn member_partitions(view: &GroupView, member: &MemberView) -> Vec<TopicPartition> {
+    if view.protocol_type.as_deref() != Some("consumer") {
+        return member.assignment.clone();
+    }
+    let mut buf = bytes::Bytes::copy_from_slice(&member.kafka_assignment);
+    if buf.len() < 2 {
+        return Vec::new();
+    }
+    // Newer versions only add fields at the end: read them as the newest one known.
+    let version = bytes::Buf::get_i16(&mut buf).clamp(0, 3);
+    use kafka_protocol::protocol::Decodable;
+    match kafka_protocol::messages::ConsumerProtocolAssignment::decode(&mut buf, version) {
+        Ok(a) => a
+            .assigned_partitions
+            .iter()
+            .flat_map(|t| {
+                let topic = t.topic.0.as_str().to_string();
+                t.partitions.iter().filter_map(move |p| {
+                    u32::try_from(*p).ok().map(|partition| TopicPartition { topic: topic.clone(), partition })
+                })
+            })
+            .take(strand_core::group::OFFSETS_PER_COMMIT_MAX)
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 

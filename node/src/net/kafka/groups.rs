@@ -83,7 +83,9 @@ pub(super) async fn find_coordinator(shard: &Rc<Shard>, version: i16, req: FindC
             _ => Err((code::INVALID_REQUEST, "only group coordinators (key type 0): this node has no transactions")),
         };
         match found {
-            Ok((node, host, port)) => (c.node_id, c.host, c.port) = (BrokerId(node as i32), text(&host), i32::from(port)),
+            Ok((node, host, port)) => {
+                (c.node_id, c.host, c.port) = (BrokerId(node as i32), text(&host), i32::from(port))
+            }
             Err((error, why)) => (c.error_code, c.error_message) = (error, message(why)),
         }
         response.coordinators.push(c);
@@ -135,7 +137,9 @@ fn subscribed_topics(protocol_type: &str, metadata: &Bytes) -> Vec<String> {
     // Newer versions only add fields at the end: read them as the newest one known.
     let version = version.clamp(0, 3);
     match ConsumerProtocolSubscription::decode(&mut buf, version) {
-        Ok(s) => s.topics.iter().map(|t| t.as_str().to_string()).take(strand_core::group::TOPICS_PER_MEMBER_MAX).collect(),
+        Ok(s) => {
+            s.topics.iter().map(|t| t.as_str().to_string()).take(strand_core::group::TOPICS_PER_MEMBER_MAX).collect()
+        }
         Err(_) => Vec::new(),
     }
 }
@@ -341,7 +345,9 @@ async fn fetch_offsets(
         .iter()
         .flatten()
         .flat_map(|(topic, ps)| {
-            ps.iter().filter_map(|p| u32::try_from(*p).ok()).map(|partition| TopicPartition { topic: topic.clone(), partition })
+            ps.iter()
+                .filter_map(|p| u32::try_from(*p).ok())
+                .map(|partition| TopicPartition { topic: topic.clone(), partition })
         })
         .collect();
     let request = Request::OffsetFetch(native::OffsetFetchRequest { group_id, partitions: asked });
@@ -351,9 +357,10 @@ async fn fetch_offsets(
         _ => return (kafka_code(&reply), Vec::new()),
     };
     let committed = |topic: &str, p: i32| {
-        found.iter().find(|c| c.topic == topic && i64::from(c.partition) == i64::from(p)).map_or((p, -1, String::new()), |c| {
-            (p, i64::try_from(c.offset).unwrap_or(i64::MAX), c.metadata.clone())
-        })
+        found
+            .iter()
+            .find(|c| c.topic == topic && i64::from(c.partition) == i64::from(p))
+            .map_or((p, -1, String::new()), |c| (p, i64::try_from(c.offset).unwrap_or(i64::MAX), c.metadata.clone()))
     };
     let out = match partitions {
         Some(topics) => topics
@@ -451,7 +458,8 @@ pub(super) async fn list_groups(shard: &Rc<Shard>, version: i16, req: ListGroups
     let mut response = ListGroupsResponse::default();
     response.error_code = kafka_code(&reply);
     if let Response::ListGroups(list) = reply.response {
-        let wanted = |state: &str| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.as_str() == state);
+        let wanted =
+            |state: &str| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.as_str() == state);
         for g in list.groups.into_iter().filter(|g| wanted(&g.state)) {
             // The native listing has no protocol type: ask each group's coordinator.
             let described = shard.group_call(GroupCall::KafkaDescribe(g.group_id.clone())).await;

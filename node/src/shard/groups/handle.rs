@@ -11,8 +11,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use strand_core::group::{
-    Action, GroupCoordinator, GroupError, GroupView, JoinInput, KafkaSyncInput, Outcome, Reply as CoreReply,
-    RequestId,
+    Action, GroupCoordinator, GroupError, GroupView, JoinInput, KafkaSyncInput, Outcome, Reply as CoreReply, RequestId,
 };
 use strand_wire::batch::BatchBuilder;
 use strand_wire::msg::*;
@@ -370,10 +369,15 @@ impl Shard {
                 lag: strand_core::group::lag(start, end, committed),
             })
             .collect();
+        // A Kafka consumer group's members show the partitions its leader assigned them.
         let members = view
             .members
-            .into_iter()
-            .map(|m| GroupMemberInfo { member_id: m.member_id, client_id: m.client_id, assignment: m.assignment })
+            .iter()
+            .map(|m| GroupMemberInfo {
+                member_id: m.member_id.clone(),
+                client_id: m.client_id.clone(),
+                assignment: crate::groups::member_partitions(&view, m),
+            })
             .collect();
         GroupReply::ok(Response::DescribeGroup(DescribeGroupResponse {
             group_id: view.group_id,
