@@ -597,10 +597,10 @@ impl Sim {
             (Req::Join(j), Resp::Join(Err(e))) if *e != GroupError::RebalanceInProgress => {
                 self.parked_since_ms.remove(&j.member_id);
             }
-            (Req::Sync { member_id, .. }, Resp::Sync(Err(_))) => {
-                if self.sync_parked.get(member_id).is_some_and(|(r, _)| *r == request_id) {
-                    self.sync_parked.remove(member_id);
-                }
+            (Req::Sync { member_id, .. }, Resp::Sync(Err(_)))
+                if self.sync_parked.get(member_id).is_some_and(|(r, _)| *r == request_id) =>
+            {
+                self.sync_parked.remove(member_id);
             }
             (Req::Sync { generation, member_id, .. }, Resp::Sync(Ok(assignment))) => {
                 if self.sync_parked.get(member_id).is_some_and(|(r, _)| *r == request_id) {
@@ -1080,10 +1080,8 @@ impl Sim {
         let input = KafkaSyncInput { group_id: GROUP.into(), generation, member_id: member_id.clone(), assignments };
         match self.coordinator.handle_kafka_sync(now, request_id, input) {
             Ok(outcome) => {
-                if leads {
-                    if self.leader_sent.insert(generation, sent).is_some() {
-                        self.fail(format!("generation {generation} took two leader syncs"));
-                    }
+                if leads && self.leader_sent.insert(generation, sent).is_some() {
+                    self.fail(format!("generation {generation} took two leader syncs"));
                 }
                 match outcome {
                     Outcome::Done(bytes) => Some(self.relayed(request_id, Ok(bytes))),

@@ -334,13 +334,16 @@ pub(super) async fn offset_commit(shard: &Rc<Shard>, version: i16, req: OffsetCo
     encoded(&response, version)
 }
 
+/// Committed offsets by topic: `(topic, [(partition, offset or -1, metadata)])`.
+type TopicOffsets = Vec<(String, Vec<(i32, i64, String)>)>;
+
 /// One group's committed offsets: `partitions` (`None`: all it has), each with its
 /// offset or -1, and the group's error.
 async fn fetch_offsets(
     shard: &Rc<Shard>,
     group_id: String,
     partitions: Option<Vec<(String, Vec<i32>)>>,
-) -> (i16, Vec<(String, Vec<(i32, i64, String)>)>) {
+) -> (i16, TopicOffsets) {
     let asked: Vec<TopicPartition> = partitions
         .iter()
         .flatten()
@@ -371,7 +374,7 @@ async fn fetch_offsets(
             })
             .collect(),
         None => {
-            let mut by_topic: Vec<(String, Vec<(i32, i64, String)>)> = Vec::new();
+            let mut by_topic: TopicOffsets = Vec::new();
             for c in &found {
                 let entry = (c.partition as i32, i64::try_from(c.offset).unwrap_or(i64::MAX), c.metadata.clone());
                 match by_topic.iter_mut().find(|(t, _)| *t == c.topic) {

@@ -108,7 +108,7 @@ impl Shard {
                 |c, now, id| c.handle_join(now, id, input),
                 |reply| match reply {
                     CoreReply::Join(result) => Ok(result),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
             )
             .await;
@@ -129,7 +129,7 @@ impl Shard {
                 |c, now, id| c.handle_join(now, id, input),
                 |reply| match reply {
                     CoreReply::Join(result) => Ok(result),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
             )
             .await;
@@ -148,7 +148,7 @@ impl Shard {
                 |c, now, id| c.handle_kafka_sync(now, id, input),
                 |reply| match reply {
                     CoreReply::Sync(result) => Ok(result),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
             )
             .await;
@@ -166,7 +166,7 @@ impl Shard {
                 |c, now, id| c.handle_commit(now, id, r.into()),
                 |reply| match reply {
                     CoreReply::Commit(result) => Ok(result),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
             )
             .await;
@@ -186,7 +186,7 @@ impl Shard {
                 |c, now, id| c.handle_delete_group(now, id, group_id),
                 |reply| match reply {
                     CoreReply::Delete(result) => Ok(result),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
             )
             .await;
@@ -208,7 +208,7 @@ impl Shard {
         self: &Rc<Self>,
         what: &str,
         call: impl FnOnce(&mut GroupCoordinator, u64, RequestId) -> Result<Outcome<T>, GroupError>,
-        pick: impl FnOnce(CoreReply) -> Result<Result<T, GroupError>, CoreReply>,
+        pick: impl FnOnce(CoreReply) -> Result<Result<T, GroupError>, Box<CoreReply>>,
     ) -> Result<Result<T, GroupError>, GroupReply> {
         let (id, rx) = self.groups.park();
         let now = self.groups.now_ms();
