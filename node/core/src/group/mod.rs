@@ -14,9 +14,15 @@
 //! `Dead` group is one the coordinator dropped (empty, nothing committed, nothing in
 //! flight): it no longer appears in [`GroupCoordinator::list_groups`].
 //!
+//! Two modes share all of this (see `state.rs`): native groups get server-side
+//! assignment; Kafka-mode groups relay the leader's opaque assignments
+//! ([`GroupCoordinator::handle_kafka_sync`]).
+//!
 //! Invariants (checked by `tests/group_sim.rs` over hundreds of seeds):
 //! - within one generation every partition of the subscribed topics is assigned to
 //!   exactly one member, and none is left out while the group has members;
+//! - Kafka mode: a member's sync of generation G is answered with exactly what G's
+//!   leader sent for it, never before the leader synced;
 //! - generation ids only grow; a commit carrying an older generation never lands;
 //! - persisted committed offsets only move forward for well-behaved clients (a
 //!   commit of a lower offset is an explicit reset and is allowed);
