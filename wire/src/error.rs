@@ -78,11 +78,17 @@ pub enum ErrorCode {
     NonEmptyGroup = 34,
     /// The group does not exist (no members, no committed offsets).
     GroupIdNotFound = 35,
+    /// A member's group protocol does not fit the group: a native member joining a
+    /// Kafka-protocol group (or the reverse), another Kafka protocol type, or no protocol
+    /// every member supports.
+    InconsistentGroupProtocol = 36,
+    /// A first join (Kafka JoinGroup v4+) is answered with a member id to rejoin with.
+    MemberIdRequired = 37,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptBatch,
@@ -119,6 +125,8 @@ impl ErrorCode {
         ErrorCode::TooManyGroups,
         ErrorCode::NonEmptyGroup,
         ErrorCode::GroupIdNotFound,
+        ErrorCode::InconsistentGroupProtocol,
+        ErrorCode::MemberIdRequired,
     ];
 
     /// The numeric code.
@@ -185,6 +193,8 @@ impl ErrorCode {
             ErrorCode::TooManyGroups => "TOO_MANY_GROUPS",
             ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
             ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
+            ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
+            ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
         }
     }
 }

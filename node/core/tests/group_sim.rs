@@ -15,6 +15,15 @@
 //! applied only from the current generation's member that owns the partition, or
 //! (standalone) into a group with no members.
 //!
+//! Half the seeds (`(seed / 2) % 2 == 1`) run a *Kafka-mode* group instead: members
+//! join with Kafka's protocol list (client-side assignment, some with JoinGroup v4's
+//! member-id round trip), the leader computes the assignment from the members' metadata
+//! and sends it in its sync, and the coordinator relays it. There the relay checker runs
+//! on every sync answer: a member gets exactly what the leader of that generation sent
+//! for it (and the generation written inside the assignment is the one it synced with),
+//! and an accepted commit comes from a member of the current generation (Kafka mode has
+//! no server-side ownership to check).
+//!
 //! Checkers run after every step and count what they compared; the test asserts the
 //! counts are non-zero. `GROUP_SIM_SEED=N` replays one seed, `GROUP_SIM_SEEDS=N` runs
 //! seeds `0..N` (default 500; split over two tests by parity, so both halves run in
@@ -25,8 +34,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strand_core::group::{
-    Action, CommitInput, CoordinatorConfig, GroupCoordinator, GroupError, GroupState, JoinInput, JoinResult, Outcome,
-    Reply,
+    assign, Action, CommitInput, CoordinatorConfig, GroupCoordinator, GroupError, GroupState, JoinInput, JoinResult,
+    KafkaJoin, KafkaProtocol, KafkaSyncInput, Outcome, Reply,
 };
 use strand_wire::msg::{Assignor, CommittedOffset, TopicPartition};
 use strand_wire::ErrorCode;
@@ -62,9 +71,19 @@ const REGRESSION_SEEDS: &[u64] = &[66];
 #[derive(Debug, Clone)]
 enum Req {
     Join(JoinInput),
-    Sync { generation: u32, member_id: String },
-    Heartbeat { generation: u32, member_id: String },
-    Leave { member_id: String },
+    /// `assignments`: Kafka mode, the leader's (empty from followers and native members).
+    Sync {
+        generation: u32,
+        member_id: String,
+        assignments: Vec<(String, Vec<u8>)>,
+    },
+    Heartbeat {
+        generation: u32,
+        member_id: String,
+    },
+    Leave {
+        member_id: String,
+    },
     Commit(CommitInput),
     Fetch(Vec<TopicPartition>),
 }
@@ -158,6 +177,7 @@ struct Counts {
     hostile_refused: u64,
     standalone_accepted: u64,
     expiries: u64,
+    relayed: u64,
 }
 
 impl Counts {
@@ -173,6 +193,7 @@ impl Counts {
         self.hostile_refused += o.hostile_refused;
         self.standalone_accepted += o.standalone_accepted;
         self.expiries += o.expiries;
+        self.relayed += o.relayed;
     }
 }
 
@@ -180,6 +201,8 @@ struct Sim {
     seed: u64,
     now_ms: u64,
     chaos: bool,
+    /// The group runs in Kafka mode (client-side assignment, relayed).
+    kafka: bool,
     rng: Rngs,
     coordinator: GroupCoordinator,
     partition_counts: BTreeMap<String, u32>,
@@ -203,6 +226,11 @@ struct Sim {
     durable_seen: BTreeMap<TopicPartition, u64>,
     last_touch_ms: BTreeMap<String, u64>,
     parked_since_ms: BTreeMap<String, u64>,
+    /// Kafka mode: member → (request id, since) of its sync parked in the coordinator (a
+    /// newer sync of the member replaces it; only that one's answer ends the wait).
+    sync_parked: BTreeMap<String, (u64, u64)>,
+    /// Kafka mode: what the leader of each generation sent in its accepted sync.
+    leader_sent: BTreeMap<u32, BTreeMap<String, Vec<u8>>>,
     counts: Counts,
 }
 
@@ -221,6 +249,7 @@ impl Sim {
             seed,
             now_ms: 0,
             chaos: true,
+            kafka: (seed / 2) % 2 == 1,
             rng: Rngs::new(seed),
             coordinator,
             partition_counts: BTreeMap::new(),
@@ -239,6 +268,8 @@ impl Sim {
             durable_seen: BTreeMap::new(),
             last_touch_ms: BTreeMap::new(),
             parked_since_ms: BTreeMap::new(),
+            leader_sent: BTreeMap::new(),
+            sync_parked: BTreeMap::new(),
             counts: Counts::default(),
         };
         let t0 = sim.rng.faults.gen_range(1..=6);
@@ -440,8 +471,11 @@ impl Sim {
                     Err(e) => Some(Resp::Join(Err(e))),
                 }
             }
-            Req::Sync { generation, member_id } => {
+            Req::Sync { generation, member_id, .. } if !self.kafka => {
                 Some(Resp::Sync(self.coordinator.handle_sync(now, GROUP, generation, &member_id)))
+            }
+            Req::Sync { generation, member_id, assignments } => {
+                self.kafka_sync(request_id, generation, member_id, assignments)
             }
             Req::Heartbeat { generation, member_id } => {
                 Some(Resp::Heartbeat(self.coordinator.handle_heartbeat(now, GROUP, generation, &member_id)))
@@ -485,8 +519,10 @@ impl Sim {
                 let member = view.as_ref().and_then(|v| v.members.iter().find(|m| m.member_id == input.member_id));
                 for offset in &input.offsets {
                     let tp = TopicPartition { topic: offset.topic.clone(), partition: offset.partition };
-                    // The invariant: the committer owns the partition in the current generation.
-                    if !member.is_some_and(|m| m.assignment.contains(&tp)) {
+                    // The invariant: the committer owns the partition in the current generation
+                    // (Kafka mode: is a member of it; ownership is the client's business).
+                    let owns = member.is_some_and(|m| self.kafka || m.assignment.contains(&tp));
+                    if !owns {
                         self.fail(format!("{tp:?} committed by {}, not its owner", input.member_id));
                     }
                     // Consumers commit only what their sync handed them.
@@ -513,6 +549,10 @@ impl Sim {
         while let Some(action) = self.coordinator.poll_action() {
             match action {
                 Action::Respond { request_id, reply: Reply::Join(r) } => self.emit(request_id, Resp::Join(r)),
+                Action::Respond { request_id, reply: Reply::Sync(r) } => {
+                    let resp = self.relayed(request_id, r);
+                    self.emit(request_id, resp);
+                }
                 Action::Respond { request_id, reply: Reply::Commit(r) } => self.emit(request_id, Resp::Commit(r)),
                 Action::Respond { reply: Reply::Delete(_), .. } => panic!("the simulation deletes no group"),
                 Action::PersistOffsets { persist_id, records } => {
@@ -529,6 +569,7 @@ impl Sim {
                 }
                 Action::MemberRemoved { member_id, .. } => {
                     self.parked_since_ms.remove(&member_id);
+                    self.sync_parked.remove(&member_id);
                 }
             }
         }
@@ -556,7 +597,15 @@ impl Sim {
             (Req::Join(j), Resp::Join(Err(e))) if *e != GroupError::RebalanceInProgress => {
                 self.parked_since_ms.remove(&j.member_id);
             }
-            (Req::Sync { generation, member_id }, Resp::Sync(Ok(assignment))) => {
+            (Req::Sync { member_id, .. }, Resp::Sync(Err(_)))
+                if self.sync_parked.get(member_id).is_some_and(|(r, _)| *r == request_id) =>
+            {
+                self.sync_parked.remove(member_id);
+            }
+            (Req::Sync { generation, member_id, .. }, Resp::Sync(Ok(assignment))) => {
+                if self.sync_parked.get(member_id).is_some_and(|(r, _)| *r == request_id) {
+                    self.sync_parked.remove(member_id);
+                }
                 let owners = self.owners_by_generation.entry(*generation).or_default();
                 for tp in assignment {
                     let previous = owners.insert(tp.clone(), member_id.clone());
@@ -583,6 +632,15 @@ impl Sim {
             rebalance_timeout_ms: REBALANCE_MS,
             topics: c.topics.clone(),
             assignor: self.assignor(),
+            kafka: self.kafka.then(|| KafkaJoin {
+                protocol_type: "consumer".into(),
+                // A consumer offers both; the leader's first one common to all wins.
+                protocols: ["range", "roundrobin"]
+                    .iter()
+                    .map(|name| KafkaProtocol { name: name.to_string(), metadata: c.topics.join(",").into_bytes() })
+                    .collect(),
+                member_id_required: self.seed % 8 >= 4,
+            }),
         }
     }
 
@@ -673,12 +731,19 @@ impl Sim {
                 let c = &mut self.consumers[i];
                 c.member_id = r.member_id.clone();
                 c.generation = r.generation;
-                let sync = Req::Sync { generation: r.generation, member_id: r.member_id };
+                let assignments = self.leader_assignments(&r);
+                let sync = Req::Sync { generation: r.generation, member_id: r.member_id, assignments };
                 let request_id = self.request(i, sync);
                 let c = &mut self.consumers[i];
                 c.phase = Phase::Syncing;
                 c.pending = Some((request_id, now));
                 c.heartbeat_next_ms = now + c.heartbeat_ms;
+            }
+            Resp::Join(Err(GroupError::MemberIdRequired { member_id })) => {
+                let c = &mut self.consumers[i];
+                c.member_id = member_id;
+                c.phase = Phase::Idle;
+                c.pending = None;
             }
             Resp::Join(Err(e)) | Resp::Sync(Err(e)) => self.rejoin(i, false, e == GroupError::UnknownMember),
             Resp::Sync(Ok(assignment)) => {
@@ -745,7 +810,10 @@ impl Sim {
             // for any partition (maybe one it does not own).
             _ if !known.is_empty() => {
                 let member = known[rng.gen_range(0..known.len())].clone();
-                (member, generation.saturating_sub(rng.gen_range(0..2)))
+                // Kafka mode: the current generation may commit anything, so only a stale
+                // one is hostile.
+                let back = if self.kafka { 1 } else { rng.gen_range(0..2) };
+                (member, generation.saturating_sub(back))
             }
             _ => (String::new(), 0),
         };
@@ -848,6 +916,11 @@ impl Sim {
                 if self.now_ms - since > u64::from(REBALANCE_MS) + STEP_MS_MAX {
                     self.fail(format!("{member} parked in a join since {since}"));
                 }
+            } else if let Some((_, since)) = self.sync_parked.get(member) {
+                // Bounded by the sync deadline, which started before the sync parked.
+                if self.now_ms - since > u64::from(REBALANCE_MS) + STEP_MS_MAX {
+                    self.fail(format!("{member} parked in a sync since {since}"));
+                }
             } else if let Some(touch) = self.last_touch_ms.get(member) {
                 if self.now_ms - touch >= u64::from(SESSION_MS) {
                     self.fail(format!("{member} silent since {touch} but still a member"));
@@ -871,7 +944,7 @@ impl Sim {
         }
         let mut owners: BTreeMap<TopicPartition, String> = BTreeMap::new();
         for member in &view.members {
-            for tp in &member.assignment {
+            for tp in &self.assignment_of(member) {
                 if !member.topics.contains(&tp.topic) {
                     self.fail(format!("{} got {tp:?} without subscribing", member.member_id));
                 }
@@ -886,6 +959,12 @@ impl Sim {
             self.fail(format!("stable generation {} covers {owned:?}, expected {expected:?}", view.generation));
         }
         let synced = self.owners_by_generation.get(&view.generation);
+        // Kafka mode: the group is Stable once the leader synced; members that have not
+        // synced yet have not been handed anything, but what was handed out must agree.
+        let agree = synced.is_some_and(|s| s.iter().all(|(tp, m)| owners.get(tp) == Some(m)));
+        if self.kafka && (agree || synced.is_none()) {
+            return;
+        }
         if synced != Some(&owners) && !(synced.is_none() && owners.is_empty()) {
             self.fail(format!("syncs handed out {synced:?}, group says {owners:?}"));
         }
@@ -906,11 +985,143 @@ impl Sim {
         }
         for member in &view.members {
             let c = live[&member.member_id];
-            if c.phase != Phase::Active || c.generation != view.generation || c.assignment != member.assignment {
+            if c.phase != Phase::Active || c.generation != view.generation || c.assignment != self.assignment_of(member)
+            {
                 self.fail(format!("consumer {} not settled: {:?} gen {}", member.member_id, c.phase, c.generation));
             }
             self.counts.quiesced += 1;
         }
+    }
+}
+
+/// Kafka mode's assignment bytes as the sim's leader writes them:
+/// `<generation>;<topic>/<partition>,...`.
+fn encode_assignment(generation: u32, partitions: &[TopicPartition]) -> Vec<u8> {
+    let list: Vec<String> = partitions.iter().map(|tp| format!("{}/{}", tp.topic, tp.partition)).collect();
+    format!("{generation};{}", list.join(",")).into_bytes()
+}
+
+/// The generation and partitions of assignment bytes (`None`: not the sim's format).
+fn decode_assignment(bytes: &[u8]) -> Option<(u32, Vec<TopicPartition>)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (generation, list) = text.split_once(';')?;
+    let partitions = list
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (topic, partition) = p.split_once('/')?;
+            Some(TopicPartition { topic: topic.to_string(), partition: partition.parse().ok()? })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((generation.parse().ok()?, partitions))
+}
+
+impl Sim {
+    /// A member's partitions in the current generation as the group holds them (Kafka
+    /// mode: decoded from the relayed assignment).
+    fn assignment_of(&self, member: &strand_core::group::MemberView) -> Vec<TopicPartition> {
+        if !self.kafka {
+            return member.assignment.clone();
+        }
+        match member.kafka_assignment.is_empty() {
+            true => Vec::new(),
+            false => match decode_assignment(&member.kafka_assignment) {
+                Some((_, partitions)) => partitions,
+                None => self
+                    .fail(format!("{}: assignment {:?} not the leader's", member.member_id, member.kafka_assignment)),
+            },
+        }
+    }
+
+    /// Kafka mode, client side: the leader assigns from the members' metadata (their
+    /// topics) with the chosen protocol and the partition counts it knows.
+    fn leader_assignments(&self, r: &JoinResult) -> Vec<(String, Vec<u8>)> {
+        if !self.kafka || r.leader_member_id != r.member_id {
+            return Vec::new();
+        }
+        let assignor = match r.protocol.as_deref() {
+            Some("range") => Assignor::Range,
+            Some("roundrobin") => Assignor::RoundRobin,
+            other => self.fail(format!("leader got protocol {other:?}")),
+        };
+        let subscriptions: BTreeMap<String, BTreeSet<String>> = r
+            .member_metadata
+            .iter()
+            .map(|(id, metadata)| {
+                let text = String::from_utf8_lossy(metadata);
+                let topics = text.split(',').filter(|t| !t.is_empty()).map(String::from).collect();
+                (id.clone(), topics)
+            })
+            .collect();
+        if subscriptions.keys().cloned().collect::<Vec<_>>() != r.members {
+            self.fail(format!("leader got metadata of {:?}, members {:?}", subscriptions.keys(), r.members));
+        }
+        let assigned = assign(assignor, &subscriptions, &self.partition_counts);
+        assigned.iter().map(|(id, partitions)| (id.clone(), encode_assignment(r.generation, partitions))).collect()
+    }
+
+    /// Kafka mode: a sync reaches the coordinator. A leader's accepted sync is recorded as
+    /// what its generation's members must get.
+    fn kafka_sync(
+        &mut self,
+        request_id: u64,
+        generation: u32,
+        member_id: String,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Option<Resp> {
+        let now = self.now_ms;
+        let view = self.coordinator.describe_group(GROUP);
+        let leads = view.as_ref().is_some_and(|v| {
+            v.leader_member_id.as_deref() == Some(member_id.as_str())
+                && v.generation == generation
+                && v.state == GroupState::CompletingRebalance
+        });
+        let sent: BTreeMap<String, Vec<u8>> = assignments.iter().cloned().collect();
+        let input = KafkaSyncInput { group_id: GROUP.into(), generation, member_id: member_id.clone(), assignments };
+        match self.coordinator.handle_kafka_sync(now, request_id, input) {
+            Ok(outcome) => {
+                if leads && self.leader_sent.insert(generation, sent).is_some() {
+                    self.fail(format!("generation {generation} took two leader syncs"));
+                }
+                match outcome {
+                    Outcome::Done(bytes) => Some(self.relayed(request_id, Ok(bytes))),
+                    Outcome::Parked => {
+                        self.sync_parked.insert(member_id, (request_id, now));
+                        None
+                    }
+                }
+            }
+            Err(e) => Some(Resp::Sync(Err(e))),
+        }
+    }
+
+    /// Kafka mode: a sync answer leaves the coordinator. The relay invariant: a member gets
+    /// exactly what the leader of the generation it synced with sent for it.
+    fn relayed(&mut self, request_id: u64, result: Result<Vec<u8>, GroupError>) -> Resp {
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(e) => return Resp::Sync(Err(e)),
+        };
+        let Some((_, Req::Sync { generation, member_id, .. })) = self.request_owner.get(&request_id).cloned() else {
+            self.fail(format!("sync answer to request {request_id}, not a sync"));
+        };
+        let Some(sent) = self.leader_sent.get(&generation) else {
+            self.fail(format!("{member_id} got an assignment of generation {generation} before its leader synced"));
+        };
+        let expected = sent.get(&member_id).cloned().unwrap_or_default();
+        if bytes != expected {
+            self.fail(format!("{member_id} got {bytes:?} in generation {generation}; the leader sent {expected:?}"));
+        }
+        let partitions = match decode_assignment(&bytes) {
+            Some((g, _)) if g != generation => {
+                self.fail(format!("{member_id} synced generation {generation} but got generation {g}'s assignment"))
+            }
+            Some((_, partitions)) => partitions,
+            None if bytes.is_empty() => Vec::new(),
+            None => self.fail(format!("{member_id} got undecodable assignment {bytes:?}")),
+        };
+        self.counts.relayed += 1;
+        Resp::Sync(Ok(partitions))
     }
 }
 
@@ -943,6 +1154,9 @@ fn run_seeds(part: u64) {
     assert!(total.sessions > 0, "no session checked");
     assert!(total.quiesced > 0, "no settled consumer checked");
     assert!(total.hostile_refused > 0, "no hostile commit was refused");
+    if seeds.len() > 4 {
+        assert!(total.relayed > 0, "no Kafka-mode assignment relayed");
+    }
     if seeds.len() > 20 {
         assert!(total.stale_commits_refused > 0, "no stale commit was ever attempted");
         assert!(total.standalone_accepted > 0, "no standalone commit into an empty group");

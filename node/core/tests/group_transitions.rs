@@ -41,6 +41,7 @@ impl Harness {
             rebalance_timeout_ms: REBALANCE_MS,
             topics: topics.iter().map(|t| t.to_string()).collect(),
             assignor: Assignor::Range,
+            kafka: None,
         }
     }
 

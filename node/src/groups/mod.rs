@@ -73,9 +73,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use strand_core::group::{CoordinatorConfig, GroupCoordinator, Reply as CoreReply, RequestId};
+use strand_core::group::{
+    CoordinatorConfig, GroupCoordinator, GroupView, JoinInput, JoinResult, KafkaSyncInput, MemberView,
+    Reply as CoreReply, RequestId,
+};
 use strand_core::placement::{group_partition, owner_shard, ShardId};
-use strand_wire::msg::{Request, Response};
+use strand_wire::msg::{Request, Response, TopicPartition};
 use strand_wire::ErrorCode;
 
 use crate::notify::LocalNotify;
@@ -109,11 +112,91 @@ pub fn group_id(request: &Request) -> Option<&str> {
     }
 }
 
-/// A group request forwarded to its coordinator shard.
+/// How `/v1/groups`, `/metrics` and `strand group` name a group's assignment: `range` or
+/// `round_robin` for a native group (the server-side assignor), `<protocol type>/<protocol>`
+/// for a Kafka group (e.g. `consumer/range`, the client-side protocol chosen).
+pub fn assignment_name(view: &GroupView) -> String {
+    match &view.protocol_type {
+        Some(protocol_type) => format!("{protocol_type}/{}", view.protocol.as_deref().unwrap_or("")),
+        None => match view.assignor {
+            strand_wire::msg::Assignor::Range => "range".into(),
+            strand_wire::msg::Assignor::RoundRobin => "round_robin".into(),
+        },
+    }
+}
+
+/// A member's partitions for display: the server-side assignment of a native group, or
+/// for a Kafka "consumer" group the partitions in the leader's `ConsumerProtocolAssignment`
+/// (opaque bytes of any other protocol type show as none).
+pub fn member_partitions(view: &GroupView, member: &MemberView) -> Vec<TopicPartition> {
+    if view.protocol_type.as_deref() != Some("consumer") {
+        return member.assignment.clone();
+    }
+    let mut buf = bytes::Bytes::copy_from_slice(&member.kafka_assignment);
+    if buf.len() < 2 {
+        return Vec::new();
+    }
+    // Newer versions only add fields at the end: read them as the newest one known.
+    let version = bytes::Buf::get_i16(&mut buf).clamp(0, 3);
+    use kafka_protocol::protocol::Decodable;
+    match kafka_protocol::messages::ConsumerProtocolAssignment::decode(&mut buf, version) {
+        Ok(a) => a
+            .assigned_partitions
+            .iter()
+            .flat_map(|t| {
+                let topic = t.topic.0.as_str().to_string();
+                t.partitions.iter().filter_map(move |p| {
+                    u32::try_from(*p).ok().map(|partition| TopicPartition { topic: topic.clone(), partition })
+                })
+            })
+            .take(strand_core::group::OFFSETS_PER_COMMIT_MAX)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A group request as the coordinator takes it: a native request, or one of the Kafka
+/// listener's that the native protocol has no message for (client-side assignment).
+/// Internal to the node; never on any wire.
+#[derive(Debug)]
+pub enum GroupCall {
+    Native(Request),
+    /// Kafka JoinGroup (`input.kafka` is `Some`).
+    KafkaJoin(JoinInput),
+    /// Kafka SyncGroup: the leader's assignments, relayed.
+    KafkaSync(KafkaSyncInput),
+    /// Kafka DescribeGroups: the coordinator's view with protocol, metadata and assignments.
+    KafkaDescribe(String),
+}
+
+impl GroupCall {
+    /// The group the call is about (`None` for ListGroups or a non-group request).
+    pub fn group_id(&self) -> Option<&str> {
+        match self {
+            GroupCall::Native(request) => group_id(request),
+            GroupCall::KafkaJoin(input) => Some(&input.group_id),
+            GroupCall::KafkaSync(input) => Some(&input.group_id),
+            GroupCall::KafkaDescribe(group_id) => Some(group_id),
+        }
+    }
+}
+
+/// A group call forwarded to its coordinator shard.
 #[derive(Debug)]
 pub struct GroupMsg {
-    pub request: Request,
+    pub request: GroupCall,
     pub reply: flume::Sender<GroupReply>,
+}
+
+/// What a Kafka-only call answers beside the native body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KafkaAnswer {
+    Join(JoinResult),
+    /// The member id a first join must rejoin with (code `MemberIdRequired`).
+    MemberId(String),
+    Sync(Vec<u8>),
+    /// `None`: the group does not exist (Dead).
+    Describe(Option<GroupView>),
 }
 
 /// A coordinator's answer: top-level code, message and body (never a payload).
@@ -122,15 +205,21 @@ pub struct GroupReply {
     pub error: ErrorCode,
     pub message: Option<String>,
     pub response: Response,
+    /// The answer to a Kafka-only call (`None` for native ones and errors).
+    pub kafka: Option<KafkaAnswer>,
 }
 
 impl GroupReply {
     pub(crate) fn ok(response: Response) -> Self {
-        GroupReply { error: ErrorCode::None, message: None, response }
+        GroupReply { error: ErrorCode::None, message: None, response, kafka: None }
+    }
+
+    pub(crate) fn kafka(answer: KafkaAnswer) -> Self {
+        GroupReply { error: ErrorCode::None, message: None, response: Response::Empty, kafka: Some(answer) }
     }
 
     pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        GroupReply { error: code, message: Some(message.into()), response: Response::Empty }
+        GroupReply { error: code, message: Some(message.into()), response: Response::Empty, kafka: None }
     }
 }
 

@@ -50,10 +50,11 @@ use super::error::GroupError;
 use super::offsets::{entry_bytes, Committed, OffsetTable};
 use super::record::CommitRecord;
 use super::state::{Group, GroupState, Member};
-use super::types::{Action, CommitInput, JoinInput, JoinResult, Outcome, Reply, RequestId};
+use super::types::{Action, CommitInput, JoinInput, JoinResult, KafkaJoin, KafkaSyncInput, Outcome, Reply, RequestId};
 use super::{
-    CLIENT_ID_LEN_MAX, GROUPS_MAX, GROUP_ID_LEN_MAX, MEMBERS_PER_GROUP_MAX, METADATA_LEN_MAX, OFFSETS_BYTES_MAX,
-    OFFSETS_PER_COMMIT_MAX, OFFSETS_RETENTION_MS, PERSISTS_IN_FLIGHT_MAX, TOPICS_PER_MEMBER_MAX, TOPIC_NAME_LEN_MAX,
+    ASSIGNMENT_BYTES_MAX, CLIENT_ID_LEN_MAX, GROUPS_MAX, GROUP_ID_LEN_MAX, MEMBERS_PER_GROUP_MAX,
+    MEMBER_METADATA_BYTES_MAX, METADATA_LEN_MAX, OFFSETS_BYTES_MAX, OFFSETS_PER_COMMIT_MAX, OFFSETS_RETENTION_MS,
+    PERSISTS_IN_FLIGHT_MAX, PROTOCOLS_PER_MEMBER_MAX, PROTOCOL_NAME_LEN_MAX, TOPICS_PER_MEMBER_MAX, TOPIC_NAME_LEN_MAX,
 };
 
 /// Limits of a coordinator; defaults are the named constants of [`super`].
@@ -104,7 +105,13 @@ pub struct MemberView {
     pub client_id: String,
     pub topics: Vec<String>,
     /// Its partitions in the current generation (empty if it has not joined it yet).
+    /// Kafka mode: always empty (the assignment is the client's, see `kafka_assignment`).
     pub assignment: Vec<TopicPartition>,
+    /// Kafka mode: its metadata for the group's protocol (empty otherwise).
+    pub protocol_metadata: Vec<u8>,
+    /// Kafka mode: the leader's opaque assignment for it in the current generation
+    /// (empty before the leader synced, and for native groups).
+    pub kafka_assignment: Vec<u8>,
 }
 
 /// A group as `describe_group` shows it.
@@ -115,6 +122,10 @@ pub struct GroupView {
     pub generation: u32,
     pub assignor: Assignor,
     pub leader_member_id: Option<String>,
+    /// `None` for a native group; Kafka's protocol type ("consumer") for a Kafka one.
+    pub protocol_type: Option<String>,
+    /// Kafka mode: the protocol chosen for the current generation.
+    pub protocol: Option<String>,
     pub members: Vec<MemberView>,
     /// Durable committed offsets (persisted), in partition order.
     pub offsets: Vec<CommittedOffset>,
@@ -231,7 +242,7 @@ impl GroupCoordinator {
         for group in self.groups.values_mut() {
             let settled = matches!(group.state, GroupState::Stable | GroupState::CompletingRebalance);
             if settled && group.subscribes(topic) {
-                group.begin_rebalance(now_ms);
+                group.begin_rebalance(now_ms, &mut self.actions);
             }
         }
     }
@@ -244,7 +255,9 @@ impl GroupCoordinator {
         input: JoinInput,
     ) -> Result<Outcome<JoinResult>, GroupError> {
         self.validate_join(&input)?;
-        if input.member_id.is_empty() {
+        let pending =
+            self.groups.get_mut(&input.group_id).and_then(|g| g.pending_members.remove(&input.member_id)).is_some();
+        if input.member_id.is_empty() || pending {
             self.join_new(now_ms, request_id, input)
         } else {
             self.join_known(now_ms, request_id, input)
@@ -269,12 +282,29 @@ impl GroupCoordinator {
         if input.topics.iter().any(|t| t.is_empty() || t.len() > TOPIC_NAME_LEN_MAX) {
             return Err(GroupError::InvalidRequest("invalid topic name"));
         }
-        if let Some(group) = self.groups.get(&input.group_id) {
-            if !group.members.is_empty() && group.assignor != input.assignor {
-                return Err(GroupError::InvalidRequest("assignor differs from the group's"));
-            }
+        if let Some(kafka) = &input.kafka {
+            validate_kafka_join(kafka)?;
         }
-        Ok(())
+        let Some(group) = self.groups.get(&input.group_id) else { return Ok(()) };
+        let others = group.members.keys().any(|id| *id != input.member_id);
+        if !others {
+            return Ok(());
+        }
+        match (&group.protocol_type, &input.kafka) {
+            (None, None) if group.assignor != input.assignor => {
+                Err(GroupError::InvalidRequest("assignor differs from the group's"))
+            }
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(GroupError::InconsistentProtocol("the group's members speak the Kafka protocol")),
+            (None, Some(_)) => Err(GroupError::InconsistentProtocol("the group's members speak Strand's protocol")),
+            (Some(group_type), Some(kafka)) if *group_type != kafka.protocol_type => {
+                Err(GroupError::InconsistentProtocol("protocol type differs from the group's"))
+            }
+            (Some(_), Some(kafka)) if group.common_protocols(&kafka.protocols, &input.member_id).is_empty() => {
+                Err(GroupError::InconsistentProtocol("no assignment protocol in common with every member"))
+            }
+            (Some(_), Some(_)) => Ok(()),
+        }
     }
 
     fn join_new(
@@ -284,16 +314,30 @@ impl GroupCoordinator {
         input: JoinInput,
     ) -> Result<Outcome<JoinResult>, GroupError> {
         let members_max = self.config.members_per_group_max;
-        let instance = self.instance;
-        self.member_seq += 1;
-        let member_id = format!("{}-{instance:x}-{}", input.client_id, self.member_seq);
+        let member_id = match input.member_id.is_empty() {
+            true => self.new_member_id(&input.client_id),
+            false => input.member_id.clone(), // handed out by MemberIdRequired
+        };
         self.group_or_create(&input.group_id, now_ms)?;
         let group = self.groups.get_mut(&input.group_id).expect("created above");
-        if group.members.len() >= members_max {
+        if group.members.len() + group.pending_members.len() >= members_max {
             return Err(GroupError::GroupFull);
         }
+        let kafka = input.kafka.unwrap_or_else(|| KafkaJoin {
+            protocol_type: String::new(),
+            protocols: Vec::new(),
+            member_id_required: false,
+        });
+        if input.member_id.is_empty() && kafka.member_id_required {
+            let lapse_ms = now_ms.saturating_add(u64::from(input.session_timeout_ms));
+            group.pending_members.insert(member_id.clone(), lapse_ms);
+            return Err(GroupError::MemberIdRequired { member_id });
+        }
         if group.members.is_empty() {
+            // The first member fixes the group's mode (module doc of `state.rs`).
             group.assignor = input.assignor;
+            group.protocol_type = (!kafka.protocol_type.is_empty()).then_some(kafka.protocol_type);
+            group.leader = None;
         }
         let member = Member {
             client_id: input.client_id,
@@ -304,10 +348,13 @@ impl GroupCoordinator {
             parked_join: Some(request_id),
             generation: 0,
             synced: false,
+            protocols: kafka.protocols,
+            parked_sync: None,
         };
+        assert_eq!(group.is_kafka(), !member.protocols.is_empty(), "validate_join kept the group's mode");
         let previous = group.members.insert(member_id, member);
         assert!(previous.is_none(), "member ids are never reused");
-        group.begin_rebalance(now_ms);
+        group.begin_rebalance(now_ms, &mut self.actions);
         group.try_complete(now_ms, &self.partition_counts, &mut self.actions);
         Ok(Outcome::Parked)
     }
@@ -324,13 +371,18 @@ impl GroupCoordinator {
         member.session_timeout_ms = input.session_timeout_ms;
         member.rebalance_timeout_ms = input.rebalance_timeout_ms;
         let topics: BTreeSet<String> = input.topics.into_iter().collect();
-        let changed = member.topics != topics;
+        let protocols = input.kafka.map(|k| k.protocols).unwrap_or_default();
+        let mut changed = member.topics != topics || member.protocols != protocols;
         member.topics = topics;
+        member.protocols = protocols;
         assert_ne!(group.state, GroupState::Empty, "an Empty group has no members");
+        // Kafka: a leader rejoining a Stable group saw its metadata change; rebalance.
+        let leader = group.leader.as_deref() == Some(input.member_id.as_str());
+        changed |= group.is_kafka() && leader && group.state == GroupState::Stable;
         if group.state != GroupState::PreparingRebalance && !changed {
             return Ok(Outcome::Done(group.join_result(&input.member_id)));
         }
-        group.begin_rebalance(now_ms);
+        group.begin_rebalance(now_ms, &mut self.actions);
         let member = group.members.get_mut(&input.member_id).expect("looked up above");
         if let Some(superseded) = member.parked_join.replace(request_id) {
             let reply = Reply::Join(Err(GroupError::RebalanceInProgress));
@@ -349,6 +401,9 @@ impl GroupCoordinator {
         member_id: &str,
     ) -> Result<Vec<TopicPartition>, GroupError> {
         let group = self.member_group(now_ms, group_id, member_id, generation)?;
+        if group.is_kafka() {
+            return Err(GroupError::InconsistentProtocol("a Kafka-protocol group syncs through the Kafka API"));
+        }
         if group.state == GroupState::PreparingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
@@ -360,6 +415,52 @@ impl GroupCoordinator {
             group.state = GroupState::Stable;
         }
         Ok(group.assignment.get(member_id).cloned().unwrap_or_default())
+    }
+
+    /// Kafka mode's sync: the leader's carries every member's opaque assignment, which is
+    /// relayed to the members' syncs of the same generation; a follower's sync parks until
+    /// then (answered `RebalanceInProgress` if the group rebalances first, `UnknownMember`
+    /// if the member is removed). In Stable the member's assignment is answered at once.
+    pub fn handle_kafka_sync(
+        &mut self,
+        now_ms: u64,
+        request_id: RequestId,
+        input: KafkaSyncInput,
+    ) -> Result<Outcome<Vec<u8>>, GroupError> {
+        let members_max = self.config.members_per_group_max;
+        if input.assignments.len() > members_max {
+            return Err(GroupError::InvalidRequest("more assignments than a group has members"));
+        }
+        if input.assignments.iter().any(|(_, a)| a.len() > ASSIGNMENT_BYTES_MAX) {
+            return Err(GroupError::InvalidRequest("assignment too large"));
+        }
+        let KafkaSyncInput { group_id, generation, member_id, assignments } = input;
+        let loading = self.loading;
+        let group = Self::lookup_member(&mut self.groups, loading, now_ms, &group_id, &member_id, Some(generation))?;
+        if !group.is_kafka() {
+            return Err(GroupError::InconsistentProtocol("a Strand-protocol group syncs through the native API"));
+        }
+        if group.state == GroupState::PreparingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        if generation != group.generation || group.members[&member_id].generation != group.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        if group.state == GroupState::Stable {
+            return Ok(Outcome::Done(group.kafka_assignment.get(&member_id).cloned().unwrap_or_default()));
+        }
+        assert_eq!(group.state, GroupState::CompletingRebalance);
+        let leader = group.leader.as_deref() == Some(member_id.as_str());
+        let member = group.members.get_mut(&member_id).expect("checked by member_group");
+        member.synced = true;
+        if let Some(superseded) = member.parked_sync.replace(request_id) {
+            let reply = Reply::Sync(Err(GroupError::RebalanceInProgress));
+            self.actions.push_back(Action::Respond { request_id: superseded, reply });
+        }
+        if leader {
+            group.relay_assignments(assignments, &mut self.actions);
+        }
+        Ok(Outcome::Parked)
     }
 
     /// Renews the member's session; tells it to rejoin while the group rebalances.
@@ -474,6 +575,14 @@ impl GroupCoordinator {
             }
             if input.generation != group.generation || group.members[&input.member_id].generation != group.generation {
                 return Err(GroupError::IllegalGeneration);
+            }
+            // Kafka mode: the leader assigned partitions on the client side; the
+            // coordinator has no ownership to check, only the generation.
+            if group.is_kafka() {
+                return match group.expiring {
+                    true => Err(GroupError::Expiring),
+                    false => Ok(()),
+                };
             }
             let owned = group.assignment.get(&input.member_id).map(Vec::as_slice).unwrap_or_default();
             let stray = input
@@ -717,6 +826,11 @@ impl GroupCoordinator {
                     true => group.assignment.get(id).cloned().unwrap_or_default(),
                     false => Vec::new(),
                 },
+                protocol_metadata: group.protocol.as_deref().and_then(|p| m.metadata(p)).unwrap_or_default().to_vec(),
+                kafka_assignment: match m.generation == group.generation {
+                    true => group.kafka_assignment.get(id).cloned().unwrap_or_default(),
+                    false => Vec::new(),
+                },
             })
             .collect();
         let offsets = group
@@ -735,6 +849,8 @@ impl GroupCoordinator {
             generation: group.generation,
             assignor: group.assignor,
             leader_member_id: group.leader.clone(),
+            protocol_type: group.protocol_type.clone(),
+            protocol: group.protocol.clone(),
             members,
             offsets,
         })
@@ -774,6 +890,12 @@ impl GroupCoordinator {
         }
     }
 
+    /// A member id never handed out before by this instance.
+    fn new_member_id(&mut self, client_id: &str) -> String {
+        self.member_seq += 1;
+        format!("{client_id}-{:x}-{}", self.instance, self.member_seq)
+    }
+
     fn next_commit_seq(&mut self) -> u64 {
         let seq = self.commit_seq_next;
         self.commit_seq_next += 1;
@@ -796,6 +918,28 @@ fn tombstones(group_id: &str, offsets: &OffsetTable, now_ms: u64) -> Vec<CommitR
             tombstone: true,
         })
         .collect()
+}
+
+/// The bounds of a Kafka join's protocol list (every field came from the network).
+fn validate_kafka_join(kafka: &KafkaJoin) -> Result<(), GroupError> {
+    let name_ok = |name: &str| !name.is_empty() && name.len() <= PROTOCOL_NAME_LEN_MAX;
+    if !name_ok(&kafka.protocol_type) {
+        return Err(GroupError::InconsistentProtocol("empty or overlong protocol type"));
+    }
+    if kafka.protocols.is_empty() {
+        return Err(GroupError::InconsistentProtocol("no assignment protocol offered"));
+    }
+    if kafka.protocols.len() > PROTOCOLS_PER_MEMBER_MAX {
+        return Err(GroupError::InvalidRequest("too many assignment protocols"));
+    }
+    if !kafka.protocols.iter().all(|p| name_ok(&p.name)) {
+        return Err(GroupError::InvalidRequest("empty or overlong protocol name"));
+    }
+    let metadata_bytes: usize = kafka.protocols.iter().map(|p| p.metadata.len()).sum();
+    if metadata_bytes > MEMBER_METADATA_BYTES_MAX {
+        return Err(GroupError::InvalidRequest("protocol metadata too large"));
+    }
+    Ok(())
 }
 
 fn validate_offsets(offsets: &[CommittedOffset], metadata_max: usize) -> Result<(), GroupError> {

@@ -61,6 +61,14 @@ pub enum GroupError {
     /// The group has neither members nor committed offsets (delete group).
     #[error("group does not exist")]
     NotFound,
+    /// A Kafka-protocol first join (v4+) without a member id: rejoin with this one (join).
+    #[error("rejoin with the member id {member_id}")]
+    MemberIdRequired { member_id: String },
+    /// The member's protocol does not fit the group's (join, sync): native and Kafka
+    /// members in one group, another Kafka protocol type, or no assignment protocol that
+    /// every member supports. The text says which.
+    #[error("inconsistent group protocol: {0}")]
+    InconsistentProtocol(&'static str),
     /// The shell failed to persist the commit record (commit); carries the storage code.
     #[error("persisting offsets failed: {0}")]
     PersistFailed(ErrorCode),
@@ -89,6 +97,8 @@ impl GroupError {
             GroupError::Throttled => ErrorCode::Throttled,
             GroupError::NonEmpty { .. } => ErrorCode::NonEmptyGroup,
             GroupError::NotFound => ErrorCode::GroupIdNotFound,
+            GroupError::MemberIdRequired { .. } => ErrorCode::MemberIdRequired,
+            GroupError::InconsistentProtocol(_) => ErrorCode::InconsistentGroupProtocol,
             GroupError::PersistFailed(code) => *code,
         }
     }

@@ -14,9 +14,15 @@
 //! `Dead` group is one the coordinator dropped (empty, nothing committed, nothing in
 //! flight): it no longer appears in [`GroupCoordinator::list_groups`].
 //!
+//! Two modes share all of this (see `state.rs`): native groups get server-side
+//! assignment; Kafka-mode groups relay the leader's opaque assignments
+//! ([`GroupCoordinator::handle_kafka_sync`]).
+//!
 //! Invariants (checked by `tests/group_sim.rs` over hundreds of seeds):
 //! - within one generation every partition of the subscribed topics is assigned to
 //!   exactly one member, and none is left out while the group has members;
+//! - Kafka mode: a member's sync of generation G is answered with exactly what G's
+//!   leader sent for it, never before the leader synced;
 //! - generation ids only grow; a commit carrying an older generation never lands;
 //! - persisted committed offsets only move forward for well-behaved clients (a
 //!   commit of a lower offset is an explicit reset and is allowed);
@@ -37,7 +43,9 @@ pub use coordinator::{CoordinatorConfig, GroupCoordinator, GroupSummary, GroupVi
 pub use error::GroupError;
 pub use record::{CommitRecord, RecordError, COMMIT_RECORD_VERSION, TOMBSTONE_RECORD_VERSION};
 pub use state::GroupState;
-pub use types::{Action, CommitInput, JoinInput, JoinResult, Outcome, Reply, RequestId};
+pub use types::{
+    Action, CommitInput, JoinInput, JoinResult, KafkaJoin, KafkaProtocol, KafkaSyncInput, Outcome, Reply, RequestId,
+};
 
 /// Groups one coordinator (shard) holds at most; a join or standalone commit that
 /// would create one more is refused with [`GroupError::TooManyGroups`].
@@ -59,6 +67,15 @@ pub const TOPIC_NAME_LEN_MAX: usize = 249;
 /// Longest commit metadata string, in bytes: the record format's bound and the
 /// default of `offset_metadata_bytes_max` (Kafka's `offset.metadata.max.bytes`).
 pub const METADATA_LEN_MAX: usize = 4096;
+/// Assignment protocols one Kafka member may offer (clients send two or three).
+pub const PROTOCOLS_PER_MEMBER_MAX: usize = 32;
+/// Longest Kafka protocol type or protocol name, in bytes.
+pub const PROTOCOL_NAME_LEN_MAX: usize = 255;
+/// Metadata one Kafka member may send over all its protocols, in bytes (a consumer's
+/// subscription: its topic names and user data).
+pub const MEMBER_METADATA_BYTES_MAX: usize = 64 * 1024;
+/// Longest opaque assignment the leader may hand one member, in bytes.
+pub const ASSIGNMENT_BYTES_MAX: usize = 64 * 1024;
 /// Default bound on the committed-offset state one coordinator holds, in bytes.
 pub const OFFSETS_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Default time an Empty group keeps its offsets (Kafka's `offsets.retention.minutes`).

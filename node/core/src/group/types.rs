@@ -25,6 +25,8 @@ pub enum Outcome<T> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     Join(Result<JoinResult, GroupError>),
+    /// A Kafka-protocol sync: the member's opaque assignment, relayed from the leader.
+    Sync(Result<Vec<u8>, GroupError>),
     Commit(Result<(), GroupError>),
     Delete(Result<(), GroupError>),
 }
@@ -53,6 +55,29 @@ pub struct JoinInput {
     pub rebalance_timeout_ms: u32,
     pub topics: Vec<String>,
     pub assignor: Assignor,
+    /// `Some` for a Kafka-protocol member (client-side assignment); `None` for a native
+    /// one. For Kafka's "consumer" protocol type the shell fills `topics` from the
+    /// subscription, so partition-count changes rebalance Kafka groups too.
+    pub kafka: Option<KafkaJoin>,
+}
+
+/// What a Kafka-protocol JoinGroup adds to a join.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaJoin {
+    /// Kafka's `protocol_type` ("consumer" for consumers): every member must agree.
+    pub protocol_type: String,
+    /// The assignment protocols the member supports, preferred first.
+    pub protocols: Vec<KafkaProtocol>,
+    /// JoinGroup v4+: a first join (empty member id) is answered with
+    /// [`GroupError::MemberIdRequired`] and a member id to rejoin with.
+    pub member_id_required: bool,
+}
+
+/// One assignment protocol a Kafka member supports, with its opaque metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaProtocol {
+    pub name: String,
+    pub metadata: Vec<u8>,
 }
 
 /// The answer to a join: the generation the member is part of.
@@ -63,6 +88,21 @@ pub struct JoinResult {
     pub leader_member_id: String,
     /// Members of the generation, in id order.
     pub members: Vec<String>,
+    /// Kafka mode: the protocol chosen for the generation (`None` for a native group).
+    pub protocol: Option<String>,
+    /// Kafka mode, to the leader only: every member of the generation with its metadata
+    /// for the chosen protocol, in id order (empty for followers and native groups).
+    pub member_metadata: Vec<(String, Vec<u8>)>,
+}
+
+/// A Kafka-protocol sync request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSyncInput {
+    pub group_id: String,
+    pub generation: u32,
+    pub member_id: String,
+    /// The leader's assignments, by member id (ignored from a follower).
+    pub assignments: Vec<(String, Vec<u8>)>,
 }
 
 /// An offset commit request.
@@ -85,6 +125,7 @@ impl From<msg::JoinGroupRequest> for JoinInput {
             rebalance_timeout_ms: r.rebalance_timeout_ms,
             topics: r.topics,
             assignor: r.assignor,
+            kafka: None,
         }
     }
 }

@@ -29,7 +29,7 @@ use strand_wire::msg::{self as native, Acks, OffsetSpec, Request, RequestHeader,
 use strand_wire::ErrorCode;
 
 use super::codes::{kafka as code, to_kafka, SUPPORTED};
-use super::{admin, fetch, Incoming, Piece};
+use super::{admin, fetch, groups, Incoming, Piece};
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
 
@@ -61,6 +61,19 @@ pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming) -> Answer {
             admin::incremental_alter_configs(shard, cid, version, decode(&mut body, version)?).await
         }
         ApiKey::DescribeCluster => admin::describe_cluster(shard, version, decode(&mut body, version)?),
+        ApiKey::FindCoordinator => groups::find_coordinator(shard, version, decode(&mut body, version)?).await,
+        ApiKey::JoinGroup => {
+            let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
+            groups::join_group(shard, client_id, version, decode(&mut body, version)?).await
+        }
+        ApiKey::SyncGroup => groups::sync_group(shard, version, decode(&mut body, version)?).await,
+        ApiKey::Heartbeat => groups::heartbeat(shard, version, decode(&mut body, version)?).await,
+        ApiKey::LeaveGroup => groups::leave_group(shard, version, decode(&mut body, version)?).await,
+        ApiKey::OffsetCommit => groups::offset_commit(shard, version, decode(&mut body, version)?).await,
+        ApiKey::OffsetFetch => groups::offset_fetch(shard, version, decode(&mut body, version)?).await,
+        ApiKey::ListGroups => groups::list_groups(shard, version, decode(&mut body, version)?).await,
+        ApiKey::DescribeGroups => groups::describe_groups(shard, version, decode(&mut body, version)?).await,
+        ApiKey::DeleteGroups => groups::delete_groups(shard, version, decode(&mut body, version)?).await,
         other => Err(format!("kafka: {other:?} is not served (parse_request lets only SUPPORTED through)")),
     }
 }
@@ -88,7 +101,7 @@ fn name(topic: &TopicName) -> String {
     topic.0.as_str().to_string()
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 

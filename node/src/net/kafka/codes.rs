@@ -11,6 +11,15 @@ use strand_wire::ErrorCode;
 /// The ranges start where Kafka's RecordBatch v2 does (Produce 3, Fetch 4) and stop before
 /// the versions that address topics by id only (Fetch 13, DeleteTopics 6) or need what the
 /// node does not keep (ListOffsets 7: the max-timestamp lookup).
+///
+/// Group APIs (the classic protocol, `groups.rs`): every version the codecs know up to the
+/// last one before KIP-848's consumer protocol and share groups — FindCoordinator 6
+/// (share-group keys), OffsetCommit 9 and OffsetFetch 9 (member epochs of the new
+/// protocol), ListGroups 5 (group-type filter) and DescribeGroups 6 are left out. These
+/// cover librdkafka 2.x (JoinGroup ≤ 5, OffsetFetch ≤ 7, FindCoordinator ≤ 2) and the Java
+/// 3.x classic consumer (JoinGroup 9, SyncGroup 5, OffsetFetch 8, FindCoordinator 4).
+/// OffsetCommit starts at 2, where the codecs start; static membership (group instance
+/// ids, JoinGroup 5+) is refused per request, as the node does not keep it.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
@@ -24,6 +33,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 // Every advertised range must be one the codec crate can encode and decode.
@@ -57,9 +76,12 @@ pub mod kafka {
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     pub const INVALID_GROUP_ID: i16 = 24;
     pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
     pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
     pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
@@ -73,6 +95,7 @@ pub mod kafka {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
@@ -115,6 +138,8 @@ pub fn to_kafka(code: ErrorCode) -> i16 {
         ErrorCode::OffsetMetadataTooLarge => OFFSET_METADATA_TOO_LARGE,
         ErrorCode::NonEmptyGroup => NON_EMPTY_GROUP,
         ErrorCode::GroupIdNotFound => GROUP_ID_NOT_FOUND,
+        ErrorCode::InconsistentGroupProtocol => INCONSISTENT_GROUP_PROTOCOL,
+        ErrorCode::MemberIdRequired => MEMBER_ID_REQUIRED,
     }
 }
 
@@ -140,6 +165,16 @@ mod tests {
                 ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
                 ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
                 ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+                ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+                ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+                ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+                ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+                ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+                ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+                ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+                ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+                ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+                ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
                 other => panic!("{other:?} advertised without a codec check here"),
             };
             assert!(known.min <= min && max <= known.max, "{api:?} {min}..={max} outside {known:?}");

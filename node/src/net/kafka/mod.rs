@@ -25,6 +25,7 @@ mod admin;
 mod apis;
 mod codes;
 pub(crate) mod fetch;
+mod groups;
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};

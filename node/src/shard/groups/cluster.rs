@@ -30,12 +30,11 @@ use std::time::{Duration, Instant};
 
 use strand_core::chain::Role;
 use strand_core::group::GroupCoordinator;
-use strand_wire::msg::Request;
 use strand_wire::ErrorCode;
 use tracing::{info, warn};
 
 use crate::control::ClusterView;
-use crate::groups::{coordinator_of, group_id, GroupReply, OFFSETS_TOPIC};
+use crate::groups::{coordinator_of, GroupCall, GroupReply, OFFSETS_TOPIC};
 use crate::shard::Shard;
 use crate::topic::{is_internal_topic, TopicConfig};
 
@@ -47,9 +46,9 @@ const OFFSETS_RF_MAX: u16 = 3;
 impl Shard {
     /// Cluster mode: the refusal to answer unless this shard coordinates the request's
     /// group. Always `None` on a single node and for ListGroups.
-    pub(super) fn cluster_refusal(self: &Rc<Self>, request: &Request) -> Option<GroupReply> {
+    pub(super) fn cluster_refusal(self: &Rc<Self>, request: &GroupCall) -> Option<GroupReply> {
         let cluster = self.cluster()?;
-        let group = group_id(request)?;
+        let group = request.group_id()?;
         let view = cluster.control.latest();
         if !view.topics.contains_key(OFFSETS_TOPIC) {
             self.create_offsets_topic(&view);

@@ -11,27 +11,40 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use strand_core::group::{
-    Action, GroupCoordinator, GroupError, GroupView, JoinInput, Outcome, Reply as CoreReply, RequestId,
+    Action, GroupCoordinator, GroupError, GroupView, JoinInput, KafkaSyncInput, Outcome, Reply as CoreReply, RequestId,
 };
 use strand_wire::batch::BatchBuilder;
 use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 use tracing::{info, warn};
 
-use crate::groups::{coordinator_of, GroupReply, OFFSETS_TOPIC};
+use crate::groups::{coordinator_of, GroupCall, GroupReply, KafkaAnswer, OFFSETS_TOPIC};
 use crate::shard::forward::{ShardAnswer, ShardCall};
 use crate::shard::Shard;
 
 fn refused(e: GroupError) -> GroupReply {
-    GroupReply::error(e.code(), e.to_string())
+    let mut reply = GroupReply::error(e.code(), e.to_string());
+    if let GroupError::MemberIdRequired { member_id } = e {
+        reply.kafka = Some(KafkaAnswer::MemberId(member_id));
+    }
+    reply
 }
 
 impl Shard {
-    /// Answers a group request on its coordinator shard (this one).
-    pub(crate) async fn group_request(self: &Rc<Self>, request: Request) -> GroupReply {
-        if let Some(refusal) = self.cluster_refusal(&request) {
+    /// Answers a group call on its coordinator shard (this one).
+    pub(crate) async fn group_request(self: &Rc<Self>, call: GroupCall) -> GroupReply {
+        if let Some(refusal) = self.cluster_refusal(&call) {
             return refusal;
         }
+        let request = match call {
+            GroupCall::Native(request) => request,
+            GroupCall::KafkaJoin(input) => return self.kafka_join(input).await,
+            GroupCall::KafkaSync(input) => return self.kafka_sync(input).await,
+            GroupCall::KafkaDescribe(group_id) => {
+                let view = self.groups.coordinator.borrow().describe_group(&group_id);
+                return GroupReply::kafka(KafkaAnswer::Describe(view));
+            }
+        };
         let now = self.groups.now_ms();
         match request {
             Request::JoinGroup(r) => self.group_join(r).await,
@@ -95,12 +108,52 @@ impl Shard {
                 |c, now, id| c.handle_join(now, id, input),
                 |reply| match reply {
                     CoreReply::Join(result) => Ok(result),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
             )
             .await;
         match answer {
             Ok(Ok(joined)) => GroupReply::ok(Response::JoinGroup(joined.into())),
+            Ok(Err(e)) => refused(e),
+            Err(reply) => reply,
+        }
+    }
+
+    /// A Kafka JoinGroup: parked like a native join; answered with the Kafka-mode result
+    /// (protocol, and for the leader every member's metadata).
+    async fn kafka_join(self: &Rc<Self>, input: JoinInput) -> GroupReply {
+        debug_assert!(input.kafka.is_some(), "the Kafka listener fills the protocol list");
+        let answer = self
+            .parked_call(
+                "join",
+                |c, now, id| c.handle_join(now, id, input),
+                |reply| match reply {
+                    CoreReply::Join(result) => Ok(result),
+                    other => Err(Box::new(other)),
+                },
+            )
+            .await;
+        match answer {
+            Ok(Ok(joined)) => GroupReply::kafka(KafkaAnswer::Join(joined)),
+            Ok(Err(e)) => refused(e),
+            Err(reply) => reply,
+        }
+    }
+
+    /// A Kafka SyncGroup: a follower's parks until the leader's assignments arrive.
+    async fn kafka_sync(self: &Rc<Self>, input: KafkaSyncInput) -> GroupReply {
+        let answer = self
+            .parked_call(
+                "sync",
+                |c, now, id| c.handle_kafka_sync(now, id, input),
+                |reply| match reply {
+                    CoreReply::Sync(result) => Ok(result),
+                    other => Err(Box::new(other)),
+                },
+            )
+            .await;
+        match answer {
+            Ok(Ok(assignment)) => GroupReply::kafka(KafkaAnswer::Sync(assignment)),
             Ok(Err(e)) => refused(e),
             Err(reply) => reply,
         }
@@ -113,7 +166,7 @@ impl Shard {
                 |c, now, id| c.handle_commit(now, id, r.into()),
                 |reply| match reply {
                     CoreReply::Commit(result) => Ok(result),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
             )
             .await;
@@ -133,7 +186,7 @@ impl Shard {
                 |c, now, id| c.handle_delete_group(now, id, group_id),
                 |reply| match reply {
                     CoreReply::Delete(result) => Ok(result),
-                    other => Err(other),
+                    other => Err(Box::new(other)),
                 },
             )
             .await;
@@ -155,7 +208,7 @@ impl Shard {
         self: &Rc<Self>,
         what: &str,
         call: impl FnOnce(&mut GroupCoordinator, u64, RequestId) -> Result<Outcome<T>, GroupError>,
-        pick: impl FnOnce(CoreReply) -> Result<Result<T, GroupError>, CoreReply>,
+        pick: impl FnOnce(CoreReply) -> Result<Result<T, GroupError>, Box<CoreReply>>,
     ) -> Result<Result<T, GroupError>, GroupReply> {
         let (id, rx) = self.groups.park();
         let now = self.groups.now_ms();
@@ -316,10 +369,15 @@ impl Shard {
                 lag: strand_core::group::lag(start, end, committed),
             })
             .collect();
+        // A Kafka consumer group's members show the partitions its leader assigned them.
         let members = view
             .members
-            .into_iter()
-            .map(|m| GroupMemberInfo { member_id: m.member_id, client_id: m.client_id, assignment: m.assignment })
+            .iter()
+            .map(|m| GroupMemberInfo {
+                member_id: m.member_id.clone(),
+                client_id: m.client_id.clone(),
+                assignment: crate::groups::member_partitions(&view, m),
+            })
             .collect();
         GroupReply::ok(Response::DescribeGroup(DescribeGroupResponse {
             group_id: view.group_id,

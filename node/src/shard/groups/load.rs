@@ -163,21 +163,22 @@ impl Shard {
                 .collect();
             let members = view
                 .members
-                .into_iter()
+                .iter()
                 .map(|m| GroupMemberGauge {
-                    member_id: m.member_id,
-                    client_id: m.client_id,
-                    assignment: m.assignment.into_iter().map(|tp| (tp.topic, tp.partition)).collect(),
+                    member_id: m.member_id.clone(),
+                    client_id: m.client_id.clone(),
+                    assignment: crate::groups::member_partitions(&view, m)
+                        .into_iter()
+                        .map(|tp| (tp.topic, tp.partition))
+                        .collect(),
                 })
                 .collect();
+            let assignor = crate::groups::assignment_name(&view);
             gauges.push(GroupGauge {
                 group_id: view.group_id,
                 state: view.state.name().to_string(),
                 generation: view.generation,
-                assignor: match view.assignor {
-                    strand_wire::msg::Assignor::Range => "range".into(),
-                    strand_wire::msg::Assignor::RoundRobin => "round_robin".into(),
-                },
+                assignor,
                 members,
                 partitions,
             });

@@ -10,16 +10,21 @@ use std::rc::Rc;
 use strand_wire::msg::{ListGroupsResponse, Request, Response};
 use strand_wire::ErrorCode;
 
-use crate::groups::{coordinator_of, group_id, GroupMsg, GroupReply};
+use crate::groups::{coordinator_of, GroupCall, GroupMsg, GroupReply};
 use crate::shard::Shard;
 
 impl Shard {
-    /// Routes a group request to its coordinator and returns the coordinator's answer.
+    /// Routes a native group request to its coordinator and returns the coordinator's answer.
     pub async fn group_dispatch(self: &Rc<Self>, request: Request) -> GroupReply {
-        if matches!(request, Request::ListGroups) {
+        self.group_call(GroupCall::Native(request)).await
+    }
+
+    /// Routes a group call (native or Kafka) to its coordinator and returns its answer.
+    pub async fn group_call(self: &Rc<Self>, request: GroupCall) -> GroupReply {
+        if matches!(request, GroupCall::Native(Request::ListGroups)) {
             return self.list_all_groups().await;
         }
-        let Some(group) = group_id(&request) else {
+        let Some(group) = request.group_id() else {
             return GroupReply::error(ErrorCode::InvalidRequest, "not a group request");
         };
         if group.is_empty() {
@@ -32,7 +37,7 @@ impl Shard {
         self.forward_group(usize::from(owner.0), request).await
     }
 
-    async fn forward_group(&self, owner: usize, request: Request) -> GroupReply {
+    async fn forward_group(&self, owner: usize, request: GroupCall) -> GroupReply {
         self.metrics.forwarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = flume::bounded(1);
         let gone = || GroupReply::error(ErrorCode::ShuttingDown, format!("coordinator shard {owner} is gone"));
@@ -49,7 +54,7 @@ impl Shard {
             let reply = if s == self.id.0 {
                 GroupReply::ok(Response::ListGroups(ListGroupsResponse { groups: self.local_groups() }))
             } else {
-                self.forward_group(usize::from(s), Request::ListGroups).await
+                self.forward_group(usize::from(s), GroupCall::Native(Request::ListGroups)).await
             };
             match reply.response {
                 Response::ListGroups(r) if reply.error == ErrorCode::None => groups.extend(r.groups),
