@@ -21,8 +21,9 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strand_wire::msg::{self as native, Acks, OffsetSpec, Request, RequestHeader, Response};
@@ -53,6 +54,7 @@ pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming) -> Answer {
         ApiKey::Fetch => kafka_fetch(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::ListOffsets => list_offsets(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::CreateTopics => create_topics(shard, cid, version, decode(&mut body, version)?).await,
+        ApiKey::InitProducerId => init_producer_id(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::DeleteTopics => delete_topics(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::CreatePartitions => admin::create_partitions(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::DescribeConfigs => admin::describe_configs(shard, cid, version, decode(&mut body, version)?).await,
@@ -318,6 +320,32 @@ async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest)
             out
         })
         .collect();
+    encoded(&response, version)
+}
+
+/// An idempotent producer's identity: a fresh random producer id at the one epoch the node
+/// issues, exactly as for a native producer. A request to bump the epoch of an id it holds
+/// (v3+, KIP-360) gets a fresh id too, which Kafka allows and clients handle by starting
+/// their sequences over. A transactional id is refused: transactions are out of scope.
+async fn init_producer_id(shard: &Rc<Shard>, cid: i32, version: i16, req: InitProducerIdRequest) -> Answer {
+    let mut response = InitProducerIdResponse::default();
+    response.producer_id = ProducerId(-1);
+    response.producer_epoch = -1;
+    if req.transactional_id.is_some() {
+        response.error_code = code::INVALID_REQUEST;
+        return encoded(&response, version);
+    }
+    let reply = ask(shard, cid, Request::InitProducerId, Bytes::new()).await;
+    match reply.map(|r| r.header) {
+        Some(native::ResponseHeader { response: Response::InitProducerId(r), .. }) => {
+            match (i64::try_from(r.producer_id), i16::try_from(r.producer_epoch)) {
+                (Ok(id), Ok(epoch)) => (response.producer_id, response.producer_epoch) = (ProducerId(id), epoch),
+                _ => response.error_code = code::UNKNOWN_SERVER_ERROR,
+            }
+        }
+        Some(header) => response.error_code = to_kafka(header.error),
+        None => response.error_code = code::UNKNOWN_SERVER_ERROR,
+    }
     encoded(&response, version)
 }
 
