@@ -252,7 +252,7 @@ async fn produce_loop(ctx: &Shared, spec: &ProducerSpec, lanes: &mut [Lane]) {
             if lane.send_ns.is_empty() {
                 lane.first_ns = ctx.clock.now_ns();
             }
-            lane.builder.push(wall_ms, None, &value, &[]);
+            lane.builder.push(wall_ms, None, Some(&value), &[]);
             lane.send_ns.push(intended);
             lane.value_bytes += value.len() as u64;
             if lane.builder.len_bytes() >= spec.batch_size {

@@ -76,7 +76,7 @@ async fn keyed_records_keep_per_partition_order() {
     let records = read_n(&mut consumer, 4000).await;
     let mut seen_per_key: HashMap<Bytes, u32> = HashMap::new();
     for r in &records {
-        let text = String::from_utf8(r.value.to_vec()).expect("utf8");
+        let text = String::from_utf8(r.value.clone().expect("not a tombstone").to_vec()).expect("utf8");
         let (key, seq) = text.split_once(':').expect("key:seq");
         assert_eq!(r.key.as_deref(), Some(key.as_bytes()));
         let seq: u32 = seq.parse().expect("seq");
@@ -105,7 +105,7 @@ async fn compressed_batches_round_trip_through_the_node() {
     for (n, r) in records.iter().enumerate() {
         assert_eq!(r.offset, n as u64);
         let expect = format!("codec {} record {} {}", n / 500, n % 500, "payload ".repeat(20));
-        assert_eq!(r.value, Bytes::from(expect));
+        assert_eq!(r.value, Some(Bytes::from(expect)));
     }
     let latest = consumer.seek("packed", 0, SeekTo::Latest).await.expect("seek latest");
     assert_eq!(latest, 1500);
@@ -153,7 +153,7 @@ async fn idempotent_retries_across_forced_disconnects_leave_no_duplicates_or_gap
         let values: Vec<u32> = records
             .iter()
             .filter(|r| r.partition == p)
-            .map(|r| std::str::from_utf8(&r.value).expect("utf8").parse().expect("number"))
+            .map(|r| std::str::from_utf8(r.value.as_deref().expect("not a tombstone")).expect("utf8").parse().expect("number"))
             .collect();
         let expect: Vec<u32> = (0..TOTAL).filter(|i| i % 2 == p).collect();
         assert_eq!(values, expect, "partition {p}: exactly once, in order");
@@ -183,7 +183,7 @@ async fn acks_none_and_backpressure() {
     producer.flush().await.expect("flush");
     let mut consumer = consumer_from_start(&client, "fire", 1).await;
     let records = read_n(&mut consumer, 2000).await;
-    assert_eq!(records.last().map(|r| r.value.clone()), Some(Bytes::from("1999")));
+    assert_eq!(records.last().and_then(|r| r.value.clone()), Some(Bytes::from("1999")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,6 +202,6 @@ async fn seek_by_timestamp_finds_the_first_record_at_or_after_it() {
     assert_eq!(records.iter().map(|r| (r.offset, r.timestamp)).collect::<Vec<_>>(), vec![(2, 3_000), (3, 4_000)]);
     assert_eq!(consumer.seek("timed", 0, SeekTo::Earliest).await.expect("seek"), 0);
     let stream = consumer.into_stream();
-    let values: Vec<Bytes> = stream.take(4).map(|r| r.expect("record").value).collect().await;
-    assert_eq!(values, vec!["r0", "r1", "r2", "r3"]);
+    let values: Vec<Option<Bytes>> = stream.take(4).map(|r| r.expect("record").value).collect().await;
+    assert_eq!(values, ["r0", "r1", "r2", "r3"].map(|v| Some(Bytes::from(v))));
 }

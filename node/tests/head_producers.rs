@@ -24,7 +24,7 @@ fn idempotent(id: u64, epoch: u16, seq: u32, records: u32) -> Bytes {
         b = b.producer(id, epoch, seq);
     }
     for r in 0..records {
-        b.push(1_000 + i64::from(r), None, format!("{id}-{seq}-{r}").as_bytes(), &[]);
+        b.push(1_000 + i64::from(r), None, Some(format!("{id}-{seq}-{r}").as_bytes()), &[]);
     }
     b.finish()
 }

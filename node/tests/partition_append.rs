@@ -20,7 +20,7 @@ fn batch(producer: Option<(u64, u32)>, records: u32) -> Bytes {
         b = b.producer(id, 0, seq);
     }
     for r in 0..records {
-        b.push(1_000 + i64::from(r), None, b"value", &[]);
+        b.push(1_000 + i64::from(r), None, Some(b"value"), &[]);
     }
     b.finish()
 }

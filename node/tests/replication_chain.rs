@@ -24,7 +24,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 fn batch(producer: u32, seq: u32, records: u32) -> Bytes {
     let mut b = BatchBuilder::new();
     for r in 0..records {
-        b.push(1_000, None, format!("p{producer}-s{seq}-r{r}").as_bytes(), &[]);
+        b.push(1_000, None, Some(format!("p{producer}-s{seq}-r{r}").as_bytes()), &[]);
     }
     b.finish()
 }

@@ -30,8 +30,8 @@ fn start_node(dir: &Path, id: u32, etcd: &Etcd) -> Node {
 /// Batch `n` of producer [`PRODUCER`]: 2 records, base sequence `2 * n`.
 fn idempotent(n: u32) -> Bytes {
     let mut b = BatchBuilder::new().producer(PRODUCER, 0, n * 2);
-    b.push(1_000, None, format!("b{n}-0").as_bytes(), &[]);
-    b.push(1_001, None, format!("b{n}-1").as_bytes(), &[]);
+    b.push(1_000, None, Some(format!("b{n}-0").as_bytes()), &[]);
+    b.push(1_001, None, Some(format!("b{n}-1").as_bytes()), &[]);
     b.finish()
 }
 

@@ -36,7 +36,7 @@ fn produce(c: &mut Client, topic: &str, payload: &[u8]) -> (ErrorCode, String) {
 fn compressed(codec: Compression, section: &[u8], count: u32) -> Vec<u8> {
     let mut b = BatchBuilder::new();
     for _ in 0..count {
-        b.push(1_700_000_000_000, None, b"x", &[]);
+        b.push(1_700_000_000_000, None, Some(b"x"), &[]);
     }
     let packed = match codec {
         Compression::Lz4 => lz4_flex::compress_prepend_size(section),
@@ -50,7 +50,7 @@ fn compressed(codec: Compression, section: &[u8], count: u32) -> Vec<u8> {
 fn section(values: &[&[u8]]) -> Vec<u8> {
     let mut b = BatchBuilder::new();
     for v in values {
-        b.push(1_700_000_000_000, None, v, &[]);
+        b.push(1_700_000_000_000, None, Some(v), &[]);
     }
     b.records_section().to_vec()
 }
@@ -143,7 +143,7 @@ fn decompression_bombs_are_refused_and_the_bound_holds_at_the_limit() {
     std::io::Write::write_all(&mut encoder, &section(&[&over])).unwrap();
     encoder.finish().unwrap();
     let mut b = BatchBuilder::new();
-    b.push(1_700_000_000_000, None, b"x", &[]);
+    b.push(1_700_000_000_000, None, Some(b"x"), &[]);
     let (code, message) = produce(&mut c, "b", &b.finish_compressed(Compression::Zstd, &streamed));
     assert_eq!(code, ErrorCode::MessageTooLarge, "streamed zstd: {message}");
     let stored = read_values(&mut c, "b");

@@ -15,7 +15,7 @@ use strand_wire::ErrorCode;
 fn idempotent(id: u64, seq: u32, values: &[&[u8]]) -> Bytes {
     let mut b = BatchBuilder::new().producer(id, 0, seq);
     for v in values {
-        b.push(1_700_000_000_000, None, v, &[]);
+        b.push(1_700_000_000_000, None, Some(v), &[]);
     }
     b.finish()
 }

@@ -104,7 +104,7 @@ fn idempotent_retry_is_deduplicated() {
     let Response::InitProducerId(pid) = h.response else { panic!("init producer id") };
     let mk = |seq: u32, v: &[u8]| {
         let mut b = strand_wire::batch::BatchBuilder::new().producer(pid.producer_id, pid.producer_epoch, seq);
-        b.push(1, None, v, &[]);
+        b.push(1, None, Some(v), &[]);
         b.finish()
     };
     assert_eq!(produce_code(&mut c, "idem", 0, &mk(0, b"a")), ErrorCode::None);

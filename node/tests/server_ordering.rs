@@ -25,7 +25,7 @@ fn idempotent_batch(partition: u32, sequence: u32) -> bytes::Bytes {
     let mut b = BatchBuilder::new().producer(PRODUCER_ID, 0, sequence);
     for i in 0..RECORDS_PER_BATCH {
         let value = format!("p{partition}-s{}", sequence + i);
-        b.push(1_700_000_000_000, None, value.as_bytes(), &[]);
+        b.push(1_700_000_000_000, None, Some(value.as_bytes()), &[]);
     }
     b.finish()
 }

@@ -23,7 +23,7 @@ fn init_producer_id(c: &mut Client) -> (u64, u16) {
 
 fn batch(id: u64, epoch: u16, seq: u32, value: &[u8]) -> bytes::Bytes {
     let mut b = BatchBuilder::new().producer(id, epoch, seq);
-    b.push(1_700_000_000_000, None, value, &[]);
+    b.push(1_700_000_000_000, None, Some(value), &[]);
     b.finish()
 }
 

@@ -208,7 +208,7 @@ pub fn decode_batches(
 pub fn batch_of(values: &[Vec<u8>]) -> Bytes {
     let mut builder = BatchBuilder::new();
     for value in values {
-        builder.push(1_700_000_000_000, None, value, &[]);
+        builder.push(1_700_000_000_000, None, Some(value), &[]);
     }
     builder.finish()
 }

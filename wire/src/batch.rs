@@ -351,6 +351,22 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[CRC_START..])
 }
 
+/// The sequence after `count` records from `sequence` (an idempotent producer's next
+/// `baseSequence`): Kafka's sequences run over `0..=i32::MAX` and wrap to 0
+/// (`DefaultRecordBatch.incrementSequence`).
+pub fn next_sequence(sequence: i32, count: u32) -> i32 {
+    debug_assert!(sequence >= 0);
+    ((i64::from(sequence) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// Rewrites the CRC of `batch` (at least a header long) to match its bytes: for a caller
+/// that changed covered bytes on purpose (tests of hostile input, tools).
+pub fn write_crc(batch: &mut [u8]) {
+    assert!(batch.len() >= HEADER_LEN, "a batch is at least a header long");
+    let crc = compute_crc(batch);
+    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// A batch whose header, CRC and (if uncompressed) records were validated.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
@@ -1046,10 +1062,8 @@ mod tests {
         b.finish()
     }
 
-    /// Rewrites the CRC after a test changed covered bytes on purpose.
     fn reseal(bytes: &mut [u8]) {
-        let crc = compute_crc(bytes);
-        bytes[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        write_crc(bytes);
     }
 
     #[test]

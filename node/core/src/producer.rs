@@ -13,7 +13,7 @@
 //!
 //! The fields are Kafka's (RecordBatch v2): producer id `i64` (-1 = not idempotent),
 //! epoch `i16`, sequence `i32`. Sequences are non-negative and wrap from `i32::MAX` to 0,
-//! as Kafka's `DefaultRecordBatch.incrementSequence` does ([`next_sequence`]); the batch
+//! as Kafka's `DefaultRecordBatch.incrementSequence` does (`next_sequence`); the batch
 //! format refuses an idempotent batch with a negative epoch or sequence.
 //!
 //! Producer ids are drawn at random ([`producer_id_from_random`]) so no client can predict
@@ -42,12 +42,8 @@ pub fn producer_id_from_random(bits: u64) -> Option<i64> {
     (id != 0).then_some(id)
 }
 
-/// The sequence after `count` records from `sequence`: Kafka's sequences run over
-/// `0..=i32::MAX` and wrap to 0.
-pub fn next_sequence(sequence: i32, count: u32) -> i32 {
-    debug_assert!(sequence >= 0);
-    ((i64::from(sequence) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
-}
+/// Sequence arithmetic is the batch format's (Kafka's wrap from `i32::MAX` to 0).
+pub use strand_wire::batch::next_sequence;
 
 /// Refuses a batch whose producer epoch the node never issued (see the module doc).
 pub fn check_epoch_issued(batch: &ProducerBatch) -> Result<(), SequenceError> {

@@ -333,8 +333,8 @@ mod tests {
         let mut payload = BytesMut::new();
         for seq in [0u32, 2] {
             let mut b = BatchBuilder::new().producer(5, 1, seq);
-            b.push(1, None, b"x", &[]);
-            b.push(2, None, b"y", &[]);
+            b.push(1, None, Some(b"x"), &[]);
+            b.push(2, None, Some(b"y"), &[]);
             payload.extend_from_slice(&b.finish());
         }
         let batches = producer_batches(&payload).unwrap();

@@ -296,7 +296,7 @@ impl Client {
 pub fn batch(values: &[&[u8]], ts: i64) -> Bytes {
     let mut b = BatchBuilder::new();
     for v in values {
-        b.push(ts, None, v, &[]);
+        b.push(ts, None, Some(v), &[]);
     }
     b.finish()
 }

@@ -56,7 +56,7 @@ pub fn log_config() -> LogConfig {
 /// A batch of one record whose value is `{tag}-{seq}`.
 pub fn batch(tag: &str, seq: u32) -> Bytes {
     let mut b = BatchBuilder::new();
-    b.push(1_000, None, format!("{tag}-{seq}").as_bytes(), &[]);
+    b.push(1_000, None, Some(format!("{tag}-{seq}").as_bytes()), &[]);
     b.finish()
 }
 

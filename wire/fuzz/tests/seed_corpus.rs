@@ -29,7 +29,7 @@ fn builder(n: u32) -> BatchBuilder {
     for i in 0..n {
         let key = format!("key-{}", i % 3);
         let value = format!("value {i} value value value value value");
-        b.push(1_700_000_000_000 + i64::from(i), Some(key.as_bytes()), value.as_bytes(), &[(b"h", Some(b"v"))]);
+        b.push(1_700_000_000_000 + i64::from(i), Some(key.as_bytes()), Some(value.as_bytes()), &[(b"h", Some(b"v"))]);
     }
     b
 }
