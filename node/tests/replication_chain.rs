@@ -102,7 +102,7 @@ fn three_replicas_commit_and_hold_byte_identical_logs() {
         let b = b.expect("valid batch");
         assert_eq!(b.header().base_offset, next_offset);
         next_offset = b.header().next_offset();
-        let value = b.records().next().expect("record").expect("valid record").value.to_vec();
+        let value = b.records().next().expect("record").expect("valid record").value.expect("not a tombstone").to_vec();
         let text = String::from_utf8(value).expect("utf8");
         let (p, s) = text.split_once("-s").expect("shape");
         let s: u32 = s.split_once("-r").expect("shape").0.parse().expect("seq");

@@ -284,7 +284,7 @@ impl Client {
                 let batch = batch.expect("fetched batch valid");
                 assert_eq!(batch.header().base_offset, offset, "offsets contiguous");
                 for record in batch.records() {
-                    values.push(record.unwrap().value.to_vec());
+                    values.push(record.unwrap().value.expect("not a tombstone").to_vec());
                 }
                 offset = batch.header().next_offset();
             }

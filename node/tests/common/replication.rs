@@ -117,7 +117,7 @@ pub fn values(log: &[u8]) -> Vec<String> {
         assert_eq!(b.header().base_offset, next, "offsets contiguous");
         next = b.header().next_offset();
         for r in b.records() {
-            out.push(String::from_utf8(r.expect("record").value.to_vec()).expect("utf8"));
+            out.push(String::from_utf8(r.expect("record").value.expect("not a tombstone").to_vec()).expect("utf8"));
         }
     }
     out
