@@ -212,7 +212,10 @@ impl ProducerRecord {
 
     fn size_bytes(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + 4).sum();
-        RECORD_OVERHEAD_BYTES + self.key.as_ref().map_or(0, |k| k.len()) + self.value.as_ref().map_or(0, |v| v.len()) + headers
+        RECORD_OVERHEAD_BYTES
+            + self.key.as_ref().map_or(0, |k| k.len())
+            + self.value.as_ref().map_or(0, |v| v.len())
+            + headers
     }
 }
 

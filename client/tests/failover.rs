@@ -230,13 +230,16 @@ fn produce(id: u32, payload: &[u8], s: &mut Script) -> Answer {
     let base = s.stored.iter().filter(|r| r.node == id).count() as u64;
     if let Some(Ok(first)) = BatchIter::new(payload).next() {
         let h = *first.header();
-        if h.producer_id != 0 {
+        if h.is_idempotent() {
             let stored = s.sequences.entry((id, h.producer_id)).or_default();
             if let Some(&(_, _, offset)) = stored.iter().find(|b| b.0 == h.base_sequence) {
                 s.duplicates += 1;
                 return Answer::Reply(produce_reply(ErrorCode::DuplicateSequence, offset), ErrorCode::None);
             }
-            if stored.last().is_some_and(|&(seq, count, _)| strand_wire::batch::next_sequence(seq, count) != h.base_sequence) {
+            if stored
+                .last()
+                .is_some_and(|&(seq, count, _)| strand_wire::batch::next_sequence(seq, count) != h.base_sequence)
+            {
                 return Answer::Reply(produce_reply(ErrorCode::OutOfOrderSequence, 0), ErrorCode::None);
             }
             stored.push((h.base_sequence, h.record_count, base));

@@ -153,7 +153,12 @@ async fn idempotent_retries_across_forced_disconnects_leave_no_duplicates_or_gap
         let values: Vec<u32> = records
             .iter()
             .filter(|r| r.partition == p)
-            .map(|r| std::str::from_utf8(r.value.as_deref().expect("not a tombstone")).expect("utf8").parse().expect("number"))
+            .map(|r| {
+                std::str::from_utf8(r.value.as_deref().expect("not a tombstone"))
+                    .expect("utf8")
+                    .parse()
+                    .expect("number")
+            })
             .collect();
         let expect: Vec<u32> = (0..TOTAL).filter(|i| i % 2 == p).collect();
         assert_eq!(values, expect, "partition {p}: exactly once, in order");

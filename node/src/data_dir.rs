@@ -155,7 +155,10 @@ mod tests {
         assert!(!old.path().join(FORMAT_FILE).exists(), "an old dir is not marked");
         std::fs::write(old.path().join(FORMAT_FILE), "3\n").unwrap();
         let err = check_format(old.path()).unwrap_err();
-        assert!(err.to_string().ends_with("has data format \"3\" in strand.format; this strand-node reads format 2 only"), "{err}");
+        assert!(
+            err.to_string().ends_with("has data format \"3\" in strand.format; this strand-node reads format 2 only"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -196,7 +196,10 @@ pub fn decode_batches(
             let record = record.map_err(|e| corrupt(header.base_offset, e.to_string()))?;
             let record_offset = header.base_offset + i as u64;
             if record_offset >= next {
-                out.push(StoredRecord { offset: record_offset, value: record.value.expect("not a tombstone").to_vec() });
+                out.push(StoredRecord {
+                    offset: record_offset,
+                    value: record.value.expect("not a tombstone").to_vec(),
+                });
             }
         }
         next = next.max(header.next_offset());

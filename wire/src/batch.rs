@@ -92,7 +92,8 @@ const ATTR_LOG_APPEND_TIME: u16 = 0b0000_1000;
 const ATTR_TRANSACTIONAL: u16 = 0b0001_0000;
 const ATTR_CONTROL: u16 = 0b0010_0000;
 const ATTR_DELETE_HORIZON: u16 = 0b0100_0000;
-const ATTR_KNOWN: u16 = ATTR_COMPRESSION_MASK | ATTR_LOG_APPEND_TIME | ATTR_TRANSACTIONAL | ATTR_CONTROL | ATTR_DELETE_HORIZON;
+const ATTR_KNOWN: u16 =
+    ATTR_COMPRESSION_MASK | ATTR_LOG_APPEND_TIME | ATTR_TRANSACTIONAL | ATTR_CONTROL | ATTR_DELETE_HORIZON;
 
 /// xerial snappy-java's stream header (Kafka's Java clients write snappy this way):
 /// 8 magic bytes, then a version and a compatible version (i32 each).
@@ -554,7 +555,12 @@ fn zstd_bounded(section: &[u8], len_max: usize) -> Result<Vec<u8>, BatchError> {
 }
 
 /// Reads a decompressing stream into a buffer that never grows past `len_max` bytes.
-fn read_bounded(codec: &'static str, mut reader: impl Read, hint: usize, len_max: usize) -> Result<Vec<u8>, BatchError> {
+fn read_bounded(
+    codec: &'static str,
+    mut reader: impl Read,
+    hint: usize,
+    len_max: usize,
+) -> Result<Vec<u8>, BatchError> {
     debug_assert!(hint <= len_max);
     let mut out = Vec::with_capacity(hint);
     let mut chunk = vec![0u8; READ_CHUNK_LEN];
@@ -1140,16 +1146,14 @@ mod tests {
                 |b| b[OFF_LAST_OFFSET_DELTA..][..4].copy_from_slice(&2i32.to_be_bytes()),
                 BatchError::BadLastOffsetDelta { last_offset_delta: 2, record_count: 2 },
             ),
-            (|b| b[OFF_PRODUCER_ID..][..8].copy_from_slice(&(-2i64).to_be_bytes()), BatchError::BadProducer {
-                id: -2,
-                epoch: 1,
-                sequence: 100,
-            }),
-            (|b| b[OFF_BASE_SEQUENCE..][..4].copy_from_slice(&(-1i32).to_be_bytes()), BatchError::BadProducer {
-                id: 7,
-                epoch: 1,
-                sequence: -1,
-            }),
+            (
+                |b| b[OFF_PRODUCER_ID..][..8].copy_from_slice(&(-2i64).to_be_bytes()),
+                BatchError::BadProducer { id: -2, epoch: 1, sequence: 100 },
+            ),
+            (
+                |b| b[OFF_BASE_SEQUENCE..][..4].copy_from_slice(&(-1i32).to_be_bytes()),
+                BatchError::BadProducer { id: 7, epoch: 1, sequence: -1 },
+            ),
         ];
         for (i, (edit, expected)) in cases.into_iter().enumerate() {
             let mut bad = sample(2).to_vec();

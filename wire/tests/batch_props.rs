@@ -36,8 +36,11 @@ struct Spec {
 
 fn spec() -> impl Strategy<Value = Spec> {
     let producer = prop::option::of((0..=i64::MAX, 0..=i16::MAX, 0..=i32::MAX));
-    (prop::collection::vec(rec(), 1..20), producer, any::<bool>())
-        .prop_map(|(records, producer, control)| Spec { records, producer, control })
+    (prop::collection::vec(rec(), 1..20), producer, any::<bool>()).prop_map(|(records, producer, control)| Spec {
+        records,
+        producer,
+        control,
+    })
 }
 
 fn build(spec: &Spec) -> Vec<u8> {

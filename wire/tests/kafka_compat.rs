@@ -40,7 +40,12 @@ fn rec() -> impl Strategy<Value = Rec> {
     let headers = prop::collection::btree_map("[a-z]{0,6}", prop::option::of(bytes(16)), 0..4);
     // Timestamps around now, so deltas both ways stay far from overflow.
     (1_600_000_000_000i64..1_800_000_000_000, prop::option::of(bytes(32)), prop::option::of(bytes(300)), headers)
-        .prop_map(|(timestamp, key, value, headers)| Rec { timestamp, key, value, headers: headers.into_iter().collect() })
+        .prop_map(|(timestamp, key, value, headers)| Rec {
+            timestamp,
+            key,
+            value,
+            headers: headers.into_iter().collect(),
+        })
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -67,12 +72,14 @@ fn strand_batch(spec: &Spec) -> Vec<u8> {
         b = b.producer(id, epoch, seq);
     }
     for r in &spec.records {
-        let headers: Vec<(&[u8], Option<&[u8]>)> = r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())).collect();
+        let headers: Vec<(&[u8], Option<&[u8]>)> =
+            r.headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())).collect();
         b.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
     }
     let compressed = batch::compress(spec.codec, b.records_section());
-    let mut out = if spec.codec == Compression::None { b.finish() } else { b.finish_compressed(spec.codec, &compressed) }
-        .to_vec();
+    let mut out =
+        if spec.codec == Compression::None { b.finish() } else { b.finish_compressed(spec.codec, &compressed) }
+            .to_vec();
     batch::stamp_base_offset(&mut out, spec.base_offset);
     out
 }
