@@ -1,5 +1,5 @@
 //! Client against a real `strand-node`: admin, per-partition ordering, compression
-//! round trip, seeks, and idempotent retries across forced disconnects.
+//! round trip (every codec, tombstones), seeks, and idempotent retries across forced disconnects.
 
 mod support;
 
@@ -91,24 +91,34 @@ async fn keyed_records_keep_per_partition_order() {
 async fn compressed_batches_round_trip_through_the_node() {
     let node = Node::start(2);
     let client = node.create_topic("packed", 1).await;
-    for (i, codec) in [Compression::Lz4, Compression::Zstd, Compression::None].into_iter().enumerate() {
+    let codecs = [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd, Compression::None];
+    for (i, codec) in codecs.into_iter().enumerate() {
         let config = ProducerConfig { compression: codec, linger: Duration::from_millis(20), ..Default::default() };
         let producer = Producer::new(client.clone(), config).await.expect("producer");
         for j in 0..500 {
-            let value = format!("codec {i} record {j} {}", "payload ".repeat(20));
-            producer.send(ProducerRecord::new("packed", value).partition(0)).await.expect("send");
+            // Every 50th record is a tombstone (a null value), inside compressed batches too.
+            let record = if j % 50 == 49 {
+                ProducerRecord::tombstone("packed", format!("key {j}"))
+            } else {
+                ProducerRecord::new("packed", format!("codec {i} record {j} {}", "payload ".repeat(20)))
+            };
+            producer.send(record.partition(0)).await.expect("send");
         }
         producer.flush().await.expect("flush");
     }
     let mut consumer = consumer_from_start(&client, "packed", 1).await;
-    let records = read_n(&mut consumer, 1500).await;
+    let records = read_n(&mut consumer, 2500).await;
     for (n, r) in records.iter().enumerate() {
         assert_eq!(r.offset, n as u64);
+        if n % 50 == 49 {
+            assert_eq!((r.key.clone(), r.value.clone()), (Some(Bytes::from(format!("key {}", n % 500))), None));
+            continue;
+        }
         let expect = format!("codec {} record {} {}", n / 500, n % 500, "payload ".repeat(20));
         assert_eq!(r.value, Some(Bytes::from(expect)));
     }
     let latest = consumer.seek("packed", 0, SeekTo::Latest).await.expect("seek latest");
-    assert_eq!(latest, 1500);
+    assert_eq!(latest, 2500);
     consumer.seek("packed", 0, SeekTo::Offset(1234)).await.expect("seek offset");
     let again = read_n(&mut consumer, 1).await;
     assert_eq!(again[0].offset, 1234, "records below the sought offset are skipped");
