@@ -20,7 +20,8 @@ async fn main() -> Result<(), strand_client::ClientError> {
             break; // a service would keep polling (and stop on a signal instead)
         }
         for r in &records {
-            println!("{}/{}: {}", r.partition, r.offset, String::from_utf8_lossy(&r.value));
+            let value = r.value.as_deref().unwrap_or(b"null"); // None: a tombstone
+            println!("{}/{}: {}", r.partition, r.offset, String::from_utf8_lossy(value));
         }
     }
     consumer.close().await // commits what poll returned, then leaves the group

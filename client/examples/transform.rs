@@ -41,7 +41,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
         for r in records {
-            let mut out = ProducerRecord::new(sink.clone(), Bytes::from(r.value.to_ascii_uppercase()));
+            let mut out = ProducerRecord::new(
+                sink.clone(),
+                Bytes::from(r.value.as_deref().unwrap_or_default().to_ascii_uppercase()),
+            );
             out.key = r.key;
             // Keyless input keeps its partition so its order carries over too.
             if out.key.is_none() {

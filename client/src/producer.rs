@@ -43,7 +43,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use strand_wire::batch::{BatchBuilder, Compression};
+use strand_wire::batch::{next_sequence, BatchBuilder, Compression};
 use strand_wire::msg::{Acks, ProducePartition, ProduceRequest, Request, Response};
 use strand_wire::ErrorCode;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -153,7 +153,8 @@ pub struct ProducerRecord {
     /// Explicit partition; otherwise the key's hash, or round-robin for keyless records.
     pub partition: Option<u32>,
     pub key: Option<Bytes>,
-    pub value: Bytes,
+    /// `None` is a null value: a tombstone (see [`ProducerRecord::tombstone`]).
+    pub value: Option<Bytes>,
     /// Milliseconds since the Unix epoch; `None` = now.
     pub timestamp: Option<i64>,
     pub headers: Vec<(Bytes, Option<Bytes>)>,
@@ -166,7 +167,20 @@ impl ProducerRecord {
             topic: topic.into(),
             partition: None,
             key: None,
-            value: value.into(),
+            value: Some(value.into()),
+            timestamp: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A record with `key` and a null value: a tombstone, which compaction reads as
+    /// "delete this key".
+    pub fn tombstone(topic: impl Into<String>, key: impl Into<Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: Some(key.into()),
+            value: None,
             timestamp: None,
             headers: Vec::new(),
         }
@@ -198,7 +212,10 @@ impl ProducerRecord {
 
     fn size_bytes(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + 4).sum();
-        RECORD_OVERHEAD_BYTES + self.key.as_ref().map_or(0, |k| k.len()) + self.value.len() + headers
+        RECORD_OVERHEAD_BYTES
+            + self.key.as_ref().map_or(0, |k| k.len())
+            + self.value.as_ref().map_or(0, |v| v.len())
+            + headers
     }
 }
 
@@ -240,7 +257,7 @@ struct Shared {
     client: Client,
     config: ProducerConfig,
     /// `(producer_id, epoch)` when idempotent.
-    identity: Option<(u64, u16)>,
+    identity: Option<(i64, i16)>,
     buffer: Arc<Semaphore>,
     round_robin: AtomicU32,
     retries: AtomicU64,
@@ -307,7 +324,7 @@ impl Producer {
     }
 
     /// The `(producer_id, epoch)` the node assigned, if idempotent.
-    pub fn identity(&self) -> Option<(u64, u16)> {
+    pub fn identity(&self) -> Option<(i64, i16)> {
         self.shared.identity
     }
 
@@ -399,12 +416,21 @@ impl Producer {
     }
 }
 
-async fn init_producer_id(client: &Client) -> Result<(u64, u16)> {
-    // Any node may hand out ids (node-unique: derived from its clock and a counter).
+async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
+    // Any node may hand out ids (node-unique: drawn at random).
     let (header, _) = client.call_any_idempotent(Request::InitProducerId).await?;
     match header.response {
-        Response::InitProducerId(r) => Ok((r.producer_id, r.producer_epoch)),
+        Response::InitProducerId(r) => batch_identity(r.producer_id, r.producer_epoch),
         _ => Err(ClientError::UnexpectedResponse("init producer id")),
+    }
+}
+
+/// The native response carries the id and epoch unsigned; a batch holds them as Kafka's
+/// non-negative i64 / i16. A node never issues more, so anything else is refused.
+fn batch_identity(producer_id: u64, producer_epoch: u16) -> Result<(i64, i16)> {
+    match (i64::try_from(producer_id), i16::try_from(producer_epoch)) {
+        (Ok(id), Ok(epoch)) => Ok((id, epoch)),
+        _ => Err(ClientError::UnexpectedResponse("init producer id: id or epoch out of the batch format's range")),
     }
 }
 
@@ -425,7 +451,7 @@ type ReplyFuture = Pin<Box<dyn Future<Output = Result<Reply>> + Send + Sync>>;
 /// A batch sent at least once and not yet resolved.
 struct InFlight {
     bytes: Bytes,
-    base_sequence: u32,
+    base_sequence: i32,
     records: Vec<Pending>,
     first_sent: Instant,
     reply: ReplyFuture,
@@ -462,14 +488,14 @@ struct Worker {
     open_deadline: Option<Instant>,
     ready: VecDeque<Vec<Pending>>,
     inflight: VecDeque<InFlight>,
-    sequence_next: u32,
+    sequence_next: i32,
     batches_closed: u64,
     batches_done: u64,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     retry_backoff: Duration,
     /// This worker's `(producer_id, epoch)`: the producer's, until an unknown outcome
     /// makes the worker take a fresh one.
-    identity: Option<(u64, u16)>,
+    identity: Option<(i64, i16)>,
     /// Whether the node stored a batch of `identity` on this partition. Until it has, the
     /// node does not know the producer id and would append a batch at any sequence: if the
     /// first batch were lost and the second stored, the first could never follow it. So
@@ -586,7 +612,7 @@ impl Worker {
             let Some(records) = self.ready.pop_front() else { break };
             let base_sequence = self.sequence_next;
             let bytes = self.seal(&records, base_sequence);
-            self.sequence_next = base_sequence.wrapping_add(records.len() as u32);
+            self.sequence_next = next_sequence(base_sequence, records.len() as u32);
             if self.shared.config.acks == Acks::None {
                 self.send_unacked(records, &bytes).await;
                 continue;
@@ -606,7 +632,7 @@ impl Worker {
         }
     }
 
-    fn seal(&self, records: &[Pending], base_sequence: u32) -> Bytes {
+    fn seal(&self, records: &[Pending], base_sequence: i32) -> Bytes {
         let mut builder = BatchBuilder::with_capacity(self.shared.config.batch_size + 1024);
         if let Some((id, epoch)) = self.identity {
             builder = builder.producer(id, epoch, base_sequence);
@@ -614,7 +640,7 @@ impl Worker {
         for p in records {
             let headers: Vec<(&[u8], Option<&[u8]>)> =
                 p.record.headers.iter().map(|(k, v)| (&k[..], v.as_deref())).collect();
-            builder.push(p.timestamp, p.record.key.as_deref(), &p.record.value, &headers);
+            builder.push(p.timestamp, p.record.key.as_deref(), p.record.value.as_deref(), &headers);
         }
         seal_batch(builder, self.shared.config.compression)
     }
@@ -952,7 +978,7 @@ impl Worker {
                 for i in 0..self.inflight.len() {
                     let base_sequence = self.sequence_next;
                     let bytes = self.seal(&self.inflight[i].records, base_sequence);
-                    self.sequence_next = base_sequence.wrapping_add(self.inflight[i].records.len() as u32);
+                    self.sequence_next = next_sequence(base_sequence, self.inflight[i].records.len() as u32);
                     self.inflight[i].bytes = bytes;
                     self.inflight[i].base_sequence = base_sequence;
                 }
@@ -988,7 +1014,7 @@ impl Worker {
             let reply = (&mut batch.reply).await;
             match self.judge(reply, batch.sent) {
                 Verdict::Stored(base) => {
-                    sequence_next = batch.base_sequence.wrapping_add(batch.records.len() as u32);
+                    sequence_next = next_sequence(batch.base_sequence, batch.records.len() as u32);
                     self.complete(batch, Ok(base));
                 }
                 _ => {

@@ -20,8 +20,6 @@ use crate::error::{ClientError, Result};
 /// Largest records section a compressed batch may expand to (the node refuses more at
 /// produce, see `strand_wire::batch::DECOMPRESSED_LEN_MAX`).
 pub const DECOMPRESSED_LEN_MAX: usize = batch::DECOMPRESSED_LEN_MAX;
-/// zstd level used for producer batches (fast, still a good ratio).
-const ZSTD_LEVEL: i32 = 3;
 
 /// One record read from a partition. `key`, `value` and header fields are views into
 /// the fetched bytes; holding a record keeps its batch's buffer alive.
@@ -33,21 +31,22 @@ pub struct ConsumerRecord {
     /// Milliseconds since the Unix epoch, as set by the producer.
     pub timestamp: i64,
     pub key: Option<Bytes>,
-    pub value: Bytes,
+    /// `None` is a null value (a tombstone).
+    pub value: Option<Bytes>,
     pub headers: Vec<(Bytes, Option<Bytes>)>,
 }
 
 /// Seals `builder` into batch bytes, compressing the records section with `codec`.
 /// Falls back to no compression when compressing does not make the batch smaller.
 pub fn seal_batch(builder: BatchBuilder, codec: Compression) -> Bytes {
-    let compressed = match codec {
-        Compression::None => None,
-        Compression::Lz4 => Some(lz4_flex::compress_prepend_size(builder.records_section())),
-        Compression::Zstd => zstd::bulk::compress(builder.records_section(), ZSTD_LEVEL).ok(),
-    };
-    match compressed {
-        Some(c) if c.len() < builder.records_section().len() => builder.finish_compressed(codec, &c),
-        _ => builder.finish(),
+    if codec == Compression::None {
+        return builder.finish();
+    }
+    let compressed = batch::compress(codec, builder.records_section());
+    if compressed.len() < builder.records_section().len() {
+        builder.finish_compressed(codec, &compressed)
+    } else {
+        builder.finish()
     }
 }
 
@@ -147,9 +146,9 @@ fn push_records(
             topic: topic.clone(),
             partition,
             offset,
-            timestamp: header.first_timestamp.saturating_add(record.timestamp_delta),
+            timestamp: record.timestamp(header),
             key: record.key.map(|k| buf.slice_ref(k)),
-            value: buf.slice_ref(record.value),
+            value: record.value.map(|v| buf.slice_ref(v)),
             headers,
         });
     }
@@ -204,7 +203,8 @@ mod tests {
         let mut b = BatchBuilder::new();
         for i in 0..n {
             let value = format!("value {i} {}", "x".repeat(100));
-            b.push(1_000 + i64::from(i), Some(format!("k{i}").as_bytes()), value.as_bytes(), &[(b"h", Some(b"hv"))]);
+            let key = format!("k{i}");
+            b.push(1_000 + i64::from(i), Some(key.as_bytes()), Some(value.as_bytes()), &[(b"h", Some(b"hv"))]);
         }
         let mut bytes = seal_batch(b, codec).to_vec();
         stamp_base_offset(&mut bytes, base_offset);
@@ -217,13 +217,14 @@ mod tests {
     fn compressed_records_with_a_bad_offset_delta_are_refused() {
         let mut b = BatchBuilder::new();
         for i in 0..3 {
-            b.push(1_000, None, format!("value {i} {}", "x".repeat(100)).as_bytes(), &[]);
+            b.push(1_000, None, Some(format!("value {i}").as_bytes()), &[]);
         }
         let mut section = b.records_section().to_vec();
-        // A record starts with its offset delta (zigzag varint; 0 is the byte 0x00).
-        assert_eq!(section[0], 0x00, "first record's offset delta is 0");
-        section[0] = 0x09; // zigzag(-5)
-        let compressed = lz4_flex::compress_prepend_size(&section);
+        // A record starts with its length, attributes and timestamp delta (one byte each
+        // here), then its offset delta (zigzag varint; 0 is the byte 0x00).
+        assert_eq!(section[..4], [26, 0, 0, 0], "first record's offset delta is 0");
+        section[3] = 0x09; // zigzag(-5)
+        let compressed = batch::compress(Compression::Lz4, &section);
         let mut bytes = b.finish_compressed(Compression::Lz4, &compressed).to_vec();
         stamp_base_offset(&mut bytes, 0);
         let topic: Arc<str> = Arc::from("t");
@@ -236,7 +237,7 @@ mod tests {
 
     #[test]
     fn compression_round_trip_skips_records_below_the_position() {
-        for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
+        for codec in Compression::ALL {
             let mut payload = batch(codec, 100, 10).to_vec();
             payload.extend_from_slice(&batch(codec, 110, 5));
             let payload = Bytes::from(payload);
@@ -250,12 +251,13 @@ mod tests {
             assert_eq!(offsets, (104..115).collect::<Vec<_>>(), "{codec:?}");
             let r = &out[0];
             assert_eq!(r.key.as_deref(), Some(&b"k4"[..]));
-            assert!(r.value.starts_with(b"value 4 "));
+            let value = r.value.as_ref().expect("not a tombstone");
+            assert!(value.starts_with(b"value 4 "));
             assert_eq!(r.timestamp, 1_004);
             assert_eq!(r.headers, vec![(Bytes::from_static(b"h"), Some(Bytes::from_static(b"hv")))]);
             if codec == Compression::None {
                 let range = payload.as_ptr() as usize..payload.as_ptr() as usize + payload.len();
-                assert!(range.contains(&(r.value.as_ptr() as usize)), "uncompressed values are views of the payload");
+                assert!(range.contains(&(value.as_ptr() as usize)), "uncompressed values are views of the payload");
             }
         }
     }
@@ -269,7 +271,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(decode_batches(&topic, 0, &Bytes::from(payload.clone()), 0, &mut out), Ok(3));
         assert_eq!(out.len(), 3);
-        payload[60] ^= 0xff;
+        payload[batch::HEADER_LEN + 5] ^= 0xff;
         let mut out = Vec::new();
         let err = decode_batches(&topic, 0, &Bytes::from(payload), 0, &mut out).unwrap_err();
         assert!(matches!(err, ClientError::CorruptAt { offset: 0, next_offset: 3, .. }), "{err:?}");
@@ -278,9 +280,9 @@ mod tests {
 
     #[test]
     fn decompression_refuses_oversized_claims() {
-        let mut claim = (DECOMPRESSED_LEN_MAX as u32 + 1).to_le_bytes().to_vec();
-        claim.extend_from_slice(&[0; 16]);
-        assert!(matches!(decompress(Compression::Lz4, &claim), Err(ClientError::Decompress(_))));
+        // A snappy length preamble of 4 GiB - 1.
+        let claim = [0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0];
+        assert!(matches!(decompress(Compression::Snappy, &claim), Err(ClientError::Decompress(_))));
         let zeros = vec![0u8; DECOMPRESSED_LEN_MAX + 10];
         let bomb = zstd::bulk::compress(&zeros, 3).expect("compress");
         assert!(matches!(decompress(Compression::Zstd, &bomb), Err(ClientError::Decompress(_))));

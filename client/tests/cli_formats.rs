@@ -17,6 +17,7 @@ fn formats_offsets_timestamps_and_bootstrap() {
     let node = Node::start(1);
     key_separator_and_headers(&node.public);
     json_in_and_out(&node.public);
+    tombstones(&node.public);
     offsets_from_the_end(&node.public);
     from_timestamp(&node.public);
     bootstrap_from_the_environment(&node.public);
@@ -210,4 +211,23 @@ fn the_client_doc_shows_the_compiled_examples() {
             "docs/CLIENT.md does not show examples/{example} as it is"
         );
     }
+}
+
+/// A JSON line with `"value": null` is a tombstone: stored with a null value, printed as
+/// `null` in text and JSON, and replayed as a tombstone again.
+fn tombstones(addr: &str) {
+    ok(&strand(addr, &["topic", "create", "tomb", "--partitions", "1"], None));
+    let input = concat!(r#"{"key": "gone", "value": null}"#, "\n", r#"{"key": "kept", "value": "v"}"#, "\n");
+    assert_eq!(ok(&strand(addr, &["produce", "tomb", "--format", "json"], Some(input.as_bytes()))), "2\n");
+    let consume = ["consume", "tomb", "--from-beginning", "--timeout-ms", "300"];
+    let text = ok(&strand(addr, &[&consume[..], &["--print-key"]].concat(), None));
+    assert_eq!(text, "gone\tnull\nkept\tv\n");
+    let out = ok(&strand(addr, &[&consume[..], &["--format", "json"]].concat(), None));
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!((&lines[0]["key"], &lines[0]["value"]), (&json!("gone"), &Value::Null), "{out}");
+    assert_eq!(lines[1]["value"], json!("v"));
+    ok(&strand(addr, &["topic", "create", "tomb2", "--partitions", "1"], None));
+    assert_eq!(ok(&strand(addr, &["produce", "tomb2", "--format", "json"], Some(out.as_bytes()))), "2\n");
+    let copy = ["consume", "tomb2", "--from-beginning", "--timeout-ms", "300", "--print-key"];
+    assert_eq!(ok(&strand(addr, &copy, None)), "gone\tnull\nkept\tv\n", "replayed as a tombstone");
 }

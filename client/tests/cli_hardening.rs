@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::cli::{ok, strand};
-use strand_wire::batch::{compute_crc, stamp_base_offset, Batch, BatchBuilder, Compression, HEADER_LEN};
+use strand_wire::batch::{stamp_base_offset, write_crc, Batch, BatchBuilder, Compression, HEADER_LEN};
 use support::{cli_binary, node_binary};
 
 /// A node on a data dir the test owns (so it can be stopped, edited and restarted).
@@ -173,14 +173,13 @@ fn segment_file(data_dir: &Path, topic: &str) -> PathBuf {
 fn garbage_lz4(base_offset: u64, count: u32) -> Vec<u8> {
     let mut b = BatchBuilder::new();
     for _ in 0..count {
-        b.push(1_700_000_000_000, None, b"lost", &[]);
+        b.push(1_700_000_000_000, None, Some(b"lost"), &[]);
     }
     let mut garbage = 64u32.to_le_bytes().to_vec();
     garbage.extend((0..40u8).map(|i| i.wrapping_mul(37) ^ 0xa5));
     let mut bytes = b.finish_compressed(Compression::Lz4, &garbage).to_vec();
     stamp_base_offset(&mut bytes, base_offset);
-    let crc = compute_crc(&bytes);
-    bytes[14..18].copy_from_slice(&crc.to_le_bytes());
+    write_crc(&mut bytes);
     assert!(Batch::parse(&bytes).is_ok(), "header and CRC valid");
     assert!(bytes.len() > HEADER_LEN);
     bytes
@@ -201,7 +200,7 @@ fn a_corrupt_batch_on_disk_is_reported_and_skipped_only_when_asked() {
         end += b.as_bytes().len();
     }
     let mut good = BatchBuilder::new();
-    good.push(1_700_000_000_000, None, b"after", &[]);
+    good.push(1_700_000_000_000, None, Some(b"after"), &[]);
     let mut good = good.finish().to_vec();
     stamp_base_offset(&mut good, 5);
     let mut planted = bytes[..end].to_vec();

@@ -306,7 +306,7 @@ async fn load_through_head_fault(fault: Fault, check_live_consumer: bool) {
                 }
             }
             for r in &polled {
-                let v = String::from_utf8_lossy(&r.value).into_owned();
+                let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"null")).into_owned();
                 highest = highest.max(v[1..].parse().ok());
                 values.push(v);
             }

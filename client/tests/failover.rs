@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone, PartialEq)]
 struct Stored {
     node: u32,
-    producer_id: u64,
-    base_sequence: u32,
+    producer_id: i64,
+    base_sequence: i32,
     value: String,
 }
 
@@ -66,13 +66,13 @@ struct Script {
     /// Per (node, producer id): (base sequence, record count, base offset) of each stored
     /// batch — the node's idempotence rule: a stored sequence is a duplicate, a known
     /// producer's next batch must follow its last, an unknown producer's is appended.
-    sequences: std::collections::HashMap<(u32, u64), Vec<StoredBatch>>,
+    sequences: std::collections::HashMap<(u32, i64), Vec<StoredBatch>>,
     /// Produces answered `DUPLICATE_SEQUENCE`.
     duplicates: usize,
 }
 
 /// (base sequence, record count, base offset) of a batch the fake node stored.
-type StoredBatch = (u32, u32, u64);
+type StoredBatch = (i32, u32, u64);
 
 type Shared = Arc<Mutex<Script>>;
 
@@ -230,13 +230,16 @@ fn produce(id: u32, payload: &[u8], s: &mut Script) -> Answer {
     let base = s.stored.iter().filter(|r| r.node == id).count() as u64;
     if let Some(Ok(first)) = BatchIter::new(payload).next() {
         let h = *first.header();
-        if h.producer_id != 0 {
+        if h.is_idempotent() {
             let stored = s.sequences.entry((id, h.producer_id)).or_default();
             if let Some(&(_, _, offset)) = stored.iter().find(|b| b.0 == h.base_sequence) {
                 s.duplicates += 1;
                 return Answer::Reply(produce_reply(ErrorCode::DuplicateSequence, offset), ErrorCode::None);
             }
-            if stored.last().is_some_and(|&(seq, count, _)| seq + count != h.base_sequence) {
+            if stored
+                .last()
+                .is_some_and(|&(seq, count, _)| strand_wire::batch::next_sequence(seq, count) != h.base_sequence)
+            {
                 return Answer::Reply(produce_reply(ErrorCode::OutOfOrderSequence, 0), ErrorCode::None);
             }
             stored.push((h.base_sequence, h.record_count, base));
@@ -248,7 +251,7 @@ fn produce(id: u32, payload: &[u8], s: &mut Script) -> Answer {
         let h = *batch.header();
         for record in batch.records() {
             let record = record.expect("valid record");
-            let value = String::from_utf8_lossy(record.value).into_owned();
+            let value = String::from_utf8_lossy(record.value.unwrap_or(b"null")).into_owned();
             s.stored.push(Stored { node: id, producer_id: h.producer_id, base_sequence: h.base_sequence, value });
         }
     }

@@ -129,7 +129,7 @@ async fn spawn_member(
                 Err(_) => {}
             }
             for r in consumer.poll(Duration::from_millis(100)).await.expect("poll") {
-                let value = String::from_utf8_lossy(&r.value).to_string();
+                let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"null")).to_string();
                 let _ = seen.send(Event::Record(Seen { member: id, partition: r.partition, offset: r.offset, value }));
             }
         }

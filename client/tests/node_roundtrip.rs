@@ -1,5 +1,5 @@
 //! Client against a real `strand-node`: admin, per-partition ordering, compression
-//! round trip, seeks, and idempotent retries across forced disconnects.
+//! round trip (every codec, tombstones), seeks, and idempotent retries across forced disconnects.
 
 mod support;
 
@@ -76,7 +76,7 @@ async fn keyed_records_keep_per_partition_order() {
     let records = read_n(&mut consumer, 4000).await;
     let mut seen_per_key: HashMap<Bytes, u32> = HashMap::new();
     for r in &records {
-        let text = String::from_utf8(r.value.to_vec()).expect("utf8");
+        let text = String::from_utf8(r.value.clone().expect("not a tombstone").to_vec()).expect("utf8");
         let (key, seq) = text.split_once(':').expect("key:seq");
         assert_eq!(r.key.as_deref(), Some(key.as_bytes()));
         let seq: u32 = seq.parse().expect("seq");
@@ -91,24 +91,34 @@ async fn keyed_records_keep_per_partition_order() {
 async fn compressed_batches_round_trip_through_the_node() {
     let node = Node::start(2);
     let client = node.create_topic("packed", 1).await;
-    for (i, codec) in [Compression::Lz4, Compression::Zstd, Compression::None].into_iter().enumerate() {
+    let codecs = [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd, Compression::None];
+    for (i, codec) in codecs.into_iter().enumerate() {
         let config = ProducerConfig { compression: codec, linger: Duration::from_millis(20), ..Default::default() };
         let producer = Producer::new(client.clone(), config).await.expect("producer");
         for j in 0..500 {
-            let value = format!("codec {i} record {j} {}", "payload ".repeat(20));
-            producer.send(ProducerRecord::new("packed", value).partition(0)).await.expect("send");
+            // Every 50th record is a tombstone (a null value), inside compressed batches too.
+            let record = if j % 50 == 49 {
+                ProducerRecord::tombstone("packed", format!("key {j}"))
+            } else {
+                ProducerRecord::new("packed", format!("codec {i} record {j} {}", "payload ".repeat(20)))
+            };
+            producer.send(record.partition(0)).await.expect("send");
         }
         producer.flush().await.expect("flush");
     }
     let mut consumer = consumer_from_start(&client, "packed", 1).await;
-    let records = read_n(&mut consumer, 1500).await;
+    let records = read_n(&mut consumer, 2500).await;
     for (n, r) in records.iter().enumerate() {
         assert_eq!(r.offset, n as u64);
+        if n % 50 == 49 {
+            assert_eq!((r.key.clone(), r.value.clone()), (Some(Bytes::from(format!("key {}", n % 500))), None));
+            continue;
+        }
         let expect = format!("codec {} record {} {}", n / 500, n % 500, "payload ".repeat(20));
-        assert_eq!(r.value, Bytes::from(expect));
+        assert_eq!(r.value, Some(Bytes::from(expect)));
     }
     let latest = consumer.seek("packed", 0, SeekTo::Latest).await.expect("seek latest");
-    assert_eq!(latest, 1500);
+    assert_eq!(latest, 2500);
     consumer.seek("packed", 0, SeekTo::Offset(1234)).await.expect("seek offset");
     let again = read_n(&mut consumer, 1).await;
     assert_eq!(again[0].offset, 1234, "records below the sought offset are skipped");
@@ -153,7 +163,12 @@ async fn idempotent_retries_across_forced_disconnects_leave_no_duplicates_or_gap
         let values: Vec<u32> = records
             .iter()
             .filter(|r| r.partition == p)
-            .map(|r| std::str::from_utf8(&r.value).expect("utf8").parse().expect("number"))
+            .map(|r| {
+                std::str::from_utf8(r.value.as_deref().expect("not a tombstone"))
+                    .expect("utf8")
+                    .parse()
+                    .expect("number")
+            })
             .collect();
         let expect: Vec<u32> = (0..TOTAL).filter(|i| i % 2 == p).collect();
         assert_eq!(values, expect, "partition {p}: exactly once, in order");
@@ -183,7 +198,7 @@ async fn acks_none_and_backpressure() {
     producer.flush().await.expect("flush");
     let mut consumer = consumer_from_start(&client, "fire", 1).await;
     let records = read_n(&mut consumer, 2000).await;
-    assert_eq!(records.last().map(|r| r.value.clone()), Some(Bytes::from("1999")));
+    assert_eq!(records.last().and_then(|r| r.value.clone()), Some(Bytes::from("1999")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,6 +217,6 @@ async fn seek_by_timestamp_finds_the_first_record_at_or_after_it() {
     assert_eq!(records.iter().map(|r| (r.offset, r.timestamp)).collect::<Vec<_>>(), vec![(2, 3_000), (3, 4_000)]);
     assert_eq!(consumer.seek("timed", 0, SeekTo::Earliest).await.expect("seek"), 0);
     let stream = consumer.into_stream();
-    let values: Vec<Bytes> = stream.take(4).map(|r| r.expect("record").value).collect().await;
-    assert_eq!(values, vec!["r0", "r1", "r2", "r3"]);
+    let values: Vec<Option<Bytes>> = stream.take(4).map(|r| r.expect("record").value).collect().await;
+    assert_eq!(values, ["r0", "r1", "r2", "r3"].map(|v| Some(Bytes::from(v))));
 }

@@ -146,7 +146,7 @@ async fn batches_close_at_batch_size_or_after_linger_with_contiguous_sequences()
         assert_eq!((meta.partition, meta.offset), (0, Some(i as u64)));
     }
     let received = peer.received.lock().expect("lock").clone();
-    let shape: Vec<(u32, u32)> = received.iter().map(|(_, h)| (h.record_count, h.base_sequence)).collect();
+    let shape: Vec<(u32, i32)> = received.iter().map(|(_, h)| (h.record_count, h.base_sequence)).collect();
     assert_eq!(shape, vec![(8, 0), (8, 8), (8, 16), (1, 24)], "8 records of 124 bytes fill a 1000-byte batch");
     assert!(received.iter().all(|(_, h)| h.producer_id == 42 && h.producer_epoch == 3));
     let last_sent = received[3].0.duration_since(started);

@@ -66,7 +66,7 @@ fn batch(records: usize, value_len: usize) -> Bytes {
     let mut b = BatchBuilder::with_capacity(records * (value_len + 8) + 64);
     let value = vec![b'v'; value_len];
     for _ in 0..records {
-        b.push(1_700_000_000_000, None, &value, &[]);
+        b.push(1_700_000_000_000, None, Some(&value), &[]);
     }
     b.finish()
 }

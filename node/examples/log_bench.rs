@@ -54,7 +54,7 @@ fn config(mode: IoMode, fsync: FsyncPolicy) -> LogConfig {
 fn one_batch(value_len: usize) -> Bytes {
     let mut b = BatchBuilder::with_capacity(value_len + 128);
     let value: Vec<u8> = (0..value_len).map(|i| (i * 31 % 251) as u8).collect();
-    b.push(1, None, &value, &[]);
+    b.push(1, None, Some(&value), &[]);
     b.finish()
 }
 

@@ -1,5 +1,5 @@
-//! The data directory's owner lock: one node process per data dir, for that process's
-//! lifetime.
+//! The data directory's owner lock (one node process per data dir, for that process's
+//! lifetime) and its format marker (which on-disk format the dir holds).
 //!
 //! Two nodes on one data dir would both acknowledge writes into the same files and one's
 //! acknowledged records would be gone after a restart. So the node takes an exclusive
@@ -7,6 +7,12 @@
 //! the process exits. The kernel drops a `flock` when its process dies, so a lock file
 //! left by a SIGKILLed node never blocks a restart; the pid written in the file is only
 //! there to tell the next node (and the operator) who holds it.
+//!
+//! The format marker `<data dir>/strand.format` holds [`DATA_FORMAT_VERSION`] in decimal.
+//! Version 2 stores Kafka RecordBatch v2 batches; version 1 (52-byte little-endian
+//! headers) had no marker. Recovery would take a v1 segment for damage and truncate it,
+//! so a dir with topics but no marker, or with another version, is refused before
+//! anything in it is opened ([`check_format`]); an empty dir gets the marker.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -14,6 +20,57 @@ use std::path::{Path, PathBuf};
 
 /// File name of the lock inside the data dir.
 pub const LOCK_FILE: &str = "strand.lock";
+/// File name of the format marker inside the data dir.
+pub const FORMAT_FILE: &str = "strand.format";
+/// The data-dir format this node reads and writes: 2 = record batches are Kafka's
+/// RecordBatch v2 (magic 2). Version 1 dirs carry no marker.
+pub const DATA_FORMAT_VERSION: u32 = 2;
+/// Entries whose presence means the dir already holds data: the topic registry and the
+/// topic directories.
+const DATA_ENTRIES: [&str; 2] = ["topics.json", "topics"];
+
+/// Why the data dir's format was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error(
+        "data dir {dir} holds topics but no {FORMAT_FILE}: it was written by an older strand-node \
+         (record batch format v1); this node stores format {DATA_FORMAT_VERSION} (Kafka record \
+         batches) and cannot read it. Start with an empty data dir (move this one away)"
+    )]
+    Unmarked { dir: PathBuf },
+    #[error(
+        "data dir {dir} has data format {found:?} in {FORMAT_FILE}; this strand-node reads format \
+         {DATA_FORMAT_VERSION} only"
+    )]
+    Other { dir: PathBuf, found: String },
+    #[error("data dir {dir}: cannot check or write {FORMAT_FILE}: {source}")]
+    Io { dir: PathBuf, source: std::io::Error },
+}
+
+/// Checks the data dir's format marker, writing it (durably) into a dir that holds no
+/// data yet. Call with the dir locked, before opening anything in it.
+pub fn check_format(dir: &Path) -> Result<(), FormatError> {
+    let io = |source| FormatError::Io { dir: dir.to_path_buf(), source };
+    let path = dir.join(FORMAT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim() == DATA_FORMAT_VERSION.to_string() => return Ok(()),
+        Ok(text) => return Err(FormatError::Other { dir: dir.to_path_buf(), found: text.trim().to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    for entry in DATA_ENTRIES {
+        if std::fs::symlink_metadata(dir.join(entry)).is_ok() {
+            return Err(FormatError::Unmarked { dir: dir.to_path_buf() });
+        }
+    }
+    // tmp + fsync + rename + dir fsync: a crash leaves the marker whole or absent.
+    let tmp = dir.join(format!("{FORMAT_FILE}.tmp"));
+    let mut file = File::create(&tmp).map_err(io)?;
+    writeln!(file, "{DATA_FORMAT_VERSION}").map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
 
 /// Holds the data dir for as long as it lives.
 #[derive(Debug)]
@@ -82,6 +139,26 @@ mod tests {
         assert_eq!(err.to_string(), expected);
         drop(held);
         DataDirLock::acquire(dir.path()).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn an_empty_dir_is_marked_and_an_old_or_foreign_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        check_format(dir.path()).expect("empty dir");
+        assert_eq!(std::fs::read_to_string(dir.path().join(FORMAT_FILE)).unwrap(), "2\n");
+        std::fs::create_dir(dir.path().join("topics")).unwrap();
+        check_format(dir.path()).expect("marked dir with topics");
+        let old = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(old.path().join("topics/t/0")).unwrap();
+        let err = check_format(old.path()).unwrap_err();
+        assert!(matches!(err, FormatError::Unmarked { .. }), "{err}");
+        assert!(!old.path().join(FORMAT_FILE).exists(), "an old dir is not marked");
+        std::fs::write(old.path().join(FORMAT_FILE), "3\n").unwrap();
+        let err = check_format(old.path()).unwrap_err();
+        assert!(
+            err.to_string().ends_with("has data format \"3\" in strand.format; this strand-node reads format 2 only"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::admin::AdminServer;
 use crate::config::NodeConfig;
-use crate::data_dir::{DataDirLock, LockError};
+use crate::data_dir::{DataDirLock, FormatError, LockError};
 use crate::log::IoMode;
 use crate::metrics::NodeMetrics;
 use crate::net::listen::{self, BindError, NodeListeners};
@@ -40,6 +40,8 @@ pub enum NodeError {
     DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     DataDirLock(#[from] LockError),
+    #[error(transparent)]
+    DataFormat(#[from] FormatError),
     #[error(transparent)]
     Bind(#[from] BindError),
     #[error(transparent)]
@@ -61,11 +63,13 @@ type PortReport = Result<usize, String>;
 
 impl NodeError {
     /// The process exit code for this failure: 78 (`EX_CONFIG`) when the host's state
-    /// forbids the start — a port or the data dir held by another process — so systemd's
+    /// forbids the start — a port or the data dir held by another process, a data dir of
+    /// another format — so systemd's
     /// `RestartPreventExitStatus` does not loop on it; 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             NodeError::DataDirLock(LockError::InUse { .. }) => 78,
+            NodeError::DataFormat(FormatError::Unmarked { .. } | FormatError::Other { .. }) => 78,
             NodeError::Bind(e) if e.in_use() => 78,
             NodeError::Control(crate::control::ControlError::NodeIdTaken { .. }) => 78,
             _ => 1,
@@ -77,6 +81,8 @@ impl NodeError {
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     // Held until this function returns: no other node may open this data dir meanwhile.
     let _lock = DataDirLock::acquire(&config.data_dir)?;
+    // Before anything in the dir is opened: recovery would cut an old-format log as damage.
+    crate::data_dir::check_format(&config.data_dir)?;
     let listeners = listen::bind_all(&config)?;
     // Cluster mode reads the view before this node registers (the start-up order that
     // keeps `epoch_min` safe); binding first is harmless, nobody knows the ports yet.

@@ -18,18 +18,18 @@ use strand_wire::batch::BatchBuilder;
 use strand_wire::ErrorCode;
 
 /// One batch of `records` records of producer `id` at `epoch`, first sequence `seq`.
-fn idempotent(id: u64, epoch: u16, seq: u32, records: u32) -> Bytes {
+fn idempotent(id: i64, epoch: i16, seq: i32, records: u32) -> Bytes {
     let mut b = BatchBuilder::new();
     if id != 0 {
         b = b.producer(id, epoch, seq);
     }
     for r in 0..records {
-        b.push(1_000 + i64::from(r), None, format!("{id}-{seq}-{r}").as_bytes(), &[]);
+        b.push(1_000 + i64::from(r), None, Some(format!("{id}-{seq}-{r}").as_bytes()), &[]);
     }
     b.finish()
 }
 
-fn fields(id: u64, epoch: u16, seq: u32, records: u32) -> ProducerBatch {
+fn fields(id: i64, epoch: i16, seq: i32, records: u32) -> ProducerBatch {
     ProducerBatch { producer_id: id, producer_epoch: epoch, base_sequence: seq, record_count: records }
 }
 
@@ -47,7 +47,7 @@ fn head_table_is_rebuilt_from_the_log_and_deduplicates() {
         );
         // Producer 7 (epoch 0): 8 batches of 2 records; producer 9 and plain batches between.
         let mut offsets = Vec::new();
-        for i in 0..8u32 {
+        for i in 0..8i32 {
             offsets.push(append(&log, idempotent(7, 0, i * 2, 2)).await);
             append(&log, idempotent(0, 0, 0, 1)).await;
         }

@@ -14,13 +14,13 @@ use strand_wire::batch::BatchBuilder;
 use strand_wire::msg::Acks;
 use strand_wire::ErrorCode;
 
-fn batch(producer: Option<(u64, u32)>, records: u32) -> Bytes {
+fn batch(producer: Option<(i64, i32)>, records: u32) -> Bytes {
     let mut b = BatchBuilder::new();
     if let Some((id, seq)) = producer {
         b = b.producer(id, 0, seq);
     }
     for r in 0..records {
-        b.push(1_000 + i64::from(r), None, b"value", &[]);
+        b.push(1_000 + i64::from(r), None, Some(b"value"), &[]);
     }
     b.finish()
 }

@@ -45,7 +45,7 @@ fn load_batch() -> Bytes {
     let mut b = BatchBuilder::new();
     let value = vec![b'x'; LOAD_VALUE_LEN];
     for _ in 0..LOAD_RECORDS {
-        b.push(1_000, None, &value, &[]);
+        b.push(1_000, None, Some(&value), &[]);
     }
     b.finish()
 }

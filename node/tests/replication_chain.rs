@@ -24,7 +24,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 fn batch(producer: u32, seq: u32, records: u32) -> Bytes {
     let mut b = BatchBuilder::new();
     for r in 0..records {
-        b.push(1_000, None, format!("p{producer}-s{seq}-r{r}").as_bytes(), &[]);
+        b.push(1_000, None, Some(format!("p{producer}-s{seq}-r{r}").as_bytes()), &[]);
     }
     b.finish()
 }
@@ -102,7 +102,7 @@ fn three_replicas_commit_and_hold_byte_identical_logs() {
         let b = b.expect("valid batch");
         assert_eq!(b.header().base_offset, next_offset);
         next_offset = b.header().next_offset();
-        let value = b.records().next().expect("record").expect("valid record").value.to_vec();
+        let value = b.records().next().expect("record").expect("valid record").value.expect("not a tombstone").to_vec();
         let text = String::from_utf8(value).expect("utf8");
         let (p, s) = text.split_once("-s").expect("shape");
         let s: u32 = s.split_once("-r").expect("shape").0.parse().expect("seq");

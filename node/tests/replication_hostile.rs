@@ -118,7 +118,7 @@ fn served_from(node: &Node, from: u64) -> Vec<Vec<u8>> {
     let mut values = Vec::new();
     for b in BatchIter::new(&bytes) {
         for r in b.expect("valid batch").records() {
-            values.push(r.expect("record").value.to_vec());
+            values.push(r.expect("record").value.expect("not a tombstone").to_vec());
         }
     }
     values

@@ -163,7 +163,7 @@ fn records(log: &[u8]) -> Vec<(u64, String)> {
         let next = next.insert(0);
         *next = b.header().next_offset();
         for (i, r) in b.records().enumerate() {
-            let value = String::from_utf8(r.expect("record").value.to_vec()).expect("utf8");
+            let value = String::from_utf8(r.expect("record").value.expect("not a tombstone").to_vec()).expect("utf8");
             out.push((b.header().base_offset + i as u64, value));
         }
     }

@@ -18,7 +18,7 @@ use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 
 const TOPIC: &str = "once";
-const PRODUCER: u64 = 77;
+const PRODUCER: i64 = 77;
 
 fn start_node(dir: &Path, id: u32, etcd: &Etcd) -> Node {
     let id = id.to_string();
@@ -28,10 +28,10 @@ fn start_node(dir: &Path, id: u32, etcd: &Etcd) -> Node {
 }
 
 /// Batch `n` of producer [`PRODUCER`]: 2 records, base sequence `2 * n`.
-fn idempotent(n: u32) -> Bytes {
+fn idempotent(n: i32) -> Bytes {
     let mut b = BatchBuilder::new().producer(PRODUCER, 0, n * 2);
-    b.push(1_000, None, format!("b{n}-0").as_bytes(), &[]);
-    b.push(1_001, None, format!("b{n}-1").as_bytes(), &[]);
+    b.push(1_000, None, Some(format!("b{n}-0").as_bytes()), &[]);
+    b.push(1_001, None, Some(format!("b{n}-1").as_bytes()), &[]);
     b.finish()
 }
 
@@ -86,7 +86,7 @@ fn values(client: &mut Client, end: u64) -> Vec<String> {
         for batch in BatchIter::new(&bytes) {
             let batch = batch.expect("valid batch");
             for r in batch.records() {
-                out.push(String::from_utf8_lossy(r.expect("record").value).into_owned());
+                out.push(String::from_utf8_lossy(r.expect("record").value.expect("not a tombstone")).into_owned());
             }
             offset = batch.header().next_offset();
         }

@@ -48,6 +48,8 @@ fn unopenable_partition_names_the_shard_once() {
     let registry =
         r#"{"version": 1, "topics": [{"name": "events", "partitions": 2, "replication_factor": 1, "configs": {}}]}"#;
     std::fs::write(dir.path().join("topics.json"), registry).unwrap();
+    // A dir of the current format (without the marker, the format check refuses it first).
+    std::fs::write(dir.path().join("strand.format"), "2\n").unwrap();
     // A regular file where partition 0's directory belongs: the shard cannot open it.
     std::fs::create_dir_all(dir.path().join("topics/events")).unwrap();
     std::fs::write(dir.path().join("topics/events/0"), b"not a directory").unwrap();

@@ -12,10 +12,10 @@ use strand_wire::batch::BatchBuilder;
 use strand_wire::ErrorCode;
 
 /// A batch of `values` from producer `id` (epoch 0) starting at sequence `seq`.
-fn idempotent(id: u64, seq: u32, values: &[&[u8]]) -> Bytes {
+fn idempotent(id: i64, seq: i32, values: &[&[u8]]) -> Bytes {
     let mut b = BatchBuilder::new().producer(id, 0, seq);
     for v in values {
-        b.push(1_700_000_000_000, None, v, &[]);
+        b.push(1_700_000_000_000, None, Some(v), &[]);
     }
     b.finish()
 }
@@ -26,7 +26,7 @@ fn write_history(node: &Node) -> Vec<(Bytes, u64)> {
     let mut c = node.client();
     assert_eq!(c.create_topic("idem", 2).error, ErrorCode::None);
     let mut sent = Vec::new();
-    for i in 0..7u32 {
+    for i in 0..7i32 {
         let batch = idempotent(7, i * 2, &[format!("p7-{i}a").as_bytes(), format!("p7-{i}b").as_bytes()]);
         let r = c.produce("idem", 1, &batch);
         assert_eq!(r.error, ErrorCode::None);

@@ -102,9 +102,10 @@ fn idempotent_retry_is_deduplicated() {
     assert_eq!(c.create_topic("idem", 1).error, ErrorCode::None);
     let (h, _) = c.call(Request::InitProducerId, &[]);
     let Response::InitProducerId(pid) = h.response else { panic!("init producer id") };
-    let mk = |seq: u32, v: &[u8]| {
-        let mut b = strand_wire::batch::BatchBuilder::new().producer(pid.producer_id, pid.producer_epoch, seq);
-        b.push(1, None, v, &[]);
+    let (id, epoch) = (i64::try_from(pid.producer_id).unwrap(), i16::try_from(pid.producer_epoch).unwrap());
+    let mk = |seq: i32, v: &[u8]| {
+        let mut b = strand_wire::batch::BatchBuilder::new().producer(id, epoch, seq);
+        b.push(1, None, Some(v), &[]);
         b.finish()
     };
     assert_eq!(produce_code(&mut c, "idem", 0, &mk(0, b"a")), ErrorCode::None);

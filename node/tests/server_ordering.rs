@@ -15,17 +15,17 @@ use strand_wire::ErrorCode;
 
 const TOPIC: &str = "ordered";
 const PARTITIONS: u32 = 4;
-const PRODUCER_ID: u64 = 77;
+const PRODUCER_ID: i64 = 77;
 const RECORDS_PER_BATCH: u32 = 2;
 /// Batches in flight per partition per round: the window the idempotent producer allows.
 const WINDOW: u32 = 5;
 
 /// One idempotent batch of `RECORDS_PER_BATCH` records starting at `sequence`.
 fn idempotent_batch(partition: u32, sequence: u32) -> bytes::Bytes {
-    let mut b = BatchBuilder::new().producer(PRODUCER_ID, 0, sequence);
+    let mut b = BatchBuilder::new().producer(PRODUCER_ID, 0, sequence as i32);
     for i in 0..RECORDS_PER_BATCH {
         let value = format!("p{partition}-s{}", sequence + i);
-        b.push(1_700_000_000_000, None, value.as_bytes(), &[]);
+        b.push(1_700_000_000_000, None, Some(value.as_bytes()), &[]);
     }
     b.finish()
 }

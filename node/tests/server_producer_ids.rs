@@ -14,16 +14,16 @@ use strand_wire::batch::BatchBuilder;
 use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 
-fn init_producer_id(c: &mut Client) -> (u64, u16) {
+fn init_producer_id(c: &mut Client) -> (i64, i16) {
     let (h, _) = c.call(Request::InitProducerId, &[]);
     assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
     let Response::InitProducerId(r) = h.response else { panic!("not an InitProducerId response") };
-    (r.producer_id, r.producer_epoch)
+    (i64::try_from(r.producer_id).expect("positive as i64"), i16::try_from(r.producer_epoch).expect("epoch fits i16"))
 }
 
-fn batch(id: u64, epoch: u16, seq: u32, value: &[u8]) -> bytes::Bytes {
+fn batch(id: i64, epoch: i16, seq: i32, value: &[u8]) -> bytes::Bytes {
     let mut b = BatchBuilder::new().producer(id, epoch, seq);
-    b.push(1_700_000_000_000, None, value, &[]);
+    b.push(1_700_000_000_000, None, Some(value), &[]);
     b.finish()
 }
 
@@ -46,7 +46,7 @@ fn producer_ids_are_random_positive_and_distinct() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), 2, &[]);
     let mut c = node.client();
-    let ids: Vec<u64> = (0..64)
+    let ids: Vec<i64> = (0..64)
         .map(|_| init_producer_id(&mut c))
         .map(|(id, epoch)| {
             assert_eq!(epoch, 0);
@@ -54,12 +54,12 @@ fn producer_ids_are_random_positive_and_distinct() {
         })
         .collect();
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "distinct: {ids:?}");
-    assert!(ids.iter().all(|id| *id > 0 && *id <= i64::MAX as u64), "positive as i64: {ids:?}");
+    assert!(ids.iter().all(|id| *id > 0), "positive: {ids:?}");
     let steps: HashSet<i128> = ids.windows(2).map(|w| i128::from(w[1]) - i128::from(w[0])).collect();
     assert!(steps.len() > ids.len() / 2, "ids follow a pattern (steps {steps:?}): {ids:?}");
     // 64 random 63-bit ids: all of them sharing the top 16 bits (same millisecond era) is
     // a 2^-1000 event; a counter or a clock shifts into exactly that.
-    let tops: HashSet<u64> = ids.iter().map(|id| id >> 47).collect();
+    let tops: HashSet<i64> = ids.iter().map(|id| id >> 47).collect();
     assert!(tops.len() > 1, "ids share their high bits: {ids:?}");
 }
 
@@ -69,20 +69,20 @@ fn forged_epochs_are_refused_and_cannot_fence_the_next_producer() {
     let mut node = Node::start(dir.path(), 1, &[]);
     let mut c = node.client();
     assert_eq!(c.create_topic("t", 1).error, ErrorCode::None);
-    // The attacker takes an id and forges the ones it expects next at epoch 65535.
+    // The attacker takes an id and forges the ones it expects next at epoch 32767 (i16::MAX).
     let (own, _) = init_producer_id(&mut c);
     for guess in (own.saturating_sub(2)..own.saturating_add(64)).filter(|g| *g != 0) {
-        let (code, message) = produce(&mut c, &batch(guess, u16::MAX, 0, b"forged"));
+        let (code, message) = produce(&mut c, &batch(guess, i16::MAX, 0, b"forged"));
         assert_eq!(code, ErrorCode::InvalidProducerEpoch, "forged epoch for id {guess} accepted");
         let message = message.unwrap_or_default();
-        assert!(message.contains("65535 was never issued"), "{message}");
+        assert!(message.contains("32767 was never issued"), "{message}");
     }
     // The next producer works, from its first batch on.
     let mut victim = node.client();
     let (id, epoch) = init_producer_id(&mut victim);
     assert_eq!(produce(&mut victim, &batch(id, epoch, 0, b"v0")).0, ErrorCode::None);
     // Even knowing the victim's id, a forged epoch is refused and does not fence it.
-    assert_eq!(produce(&mut c, &batch(id, u16::MAX, 0, b"forged")).0, ErrorCode::InvalidProducerEpoch);
+    assert_eq!(produce(&mut c, &batch(id, i16::MAX, 0, b"forged")).0, ErrorCode::InvalidProducerEpoch);
     assert_eq!(produce(&mut victim, &batch(id, epoch, 1, b"v1")).0, ErrorCode::None);
     assert_eq!(c.read_all("t", 0), vec![b"v0".to_vec(), b"v1".to_vec()], "nothing forged stored");
 

@@ -196,7 +196,10 @@ pub fn decode_batches(
             let record = record.map_err(|e| corrupt(header.base_offset, e.to_string()))?;
             let record_offset = header.base_offset + i as u64;
             if record_offset >= next {
-                out.push(StoredRecord { offset: record_offset, value: record.value.to_vec() });
+                out.push(StoredRecord {
+                    offset: record_offset,
+                    value: record.value.expect("not a tombstone").to_vec(),
+                });
             }
         }
         next = next.max(header.next_offset());
@@ -208,7 +211,7 @@ pub fn decode_batches(
 pub fn batch_of(values: &[Vec<u8>]) -> Bytes {
     let mut builder = BatchBuilder::new();
     for value in values {
-        builder.push(1_700_000_000_000, None, value, &[]);
+        builder.push(1_700_000_000_000, None, Some(value), &[]);
     }
     builder.finish()
 }

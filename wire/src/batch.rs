@@ -1,93 +1,134 @@
 //! The record-batch format: the unit producers send, the node stores and
-//! consumers fetch, byte for byte (see `docs/FORMATS.md`).
+//! consumers fetch, byte for byte (see `docs/FORMATS.md`). It is Kafka's RecordBatch
+//! v2 (magic 2), so a Kafka client's batch is stored as sent and a stored batch can be
+//! served to a Kafka consumer unchanged.
 //!
-//! All integers are little-endian. The fixed header is [`HEADER_LEN`] bytes:
+//! All integers are big-endian. The fixed header is [`HEADER_LEN`] bytes:
 //!
 //! ```text
-//!  0  base_offset      u64  stamped by the partition owner on append
-//!  8  batch_len        u32  whole batch, header included
-//! 12  magic            u8   = MAGIC
-//! 13  attributes       u8   bits 0-2 compression, bit 5 control batch
-//! 14  crc              u32  crc32 (IEEE) of bytes [12, 14) ++ [18, batch_len)
-//! 18  record_count     u32
-//! 22  first_timestamp  i64  ms since the Unix epoch
-//! 30  max_timestamp    i64
-//! 38  producer_id      u64  0 = not an idempotent producer
-//! 46  producer_epoch   u16
-//! 48  base_sequence    u32
-//! 52  records…
+//!  0  baseOffset            i64  stamped by the partition owner on append
+//!  8  batchLength           i32  bytes after this field (whole batch - 12)
+//! 12  partitionLeaderEpoch  i32  kept as sent (producers send -1)
+//! 16  magic                 i8   = MAGIC
+//! 17  crc                   u32  CRC-32C (Castagnoli) of bytes [21, end)
+//! 21  attributes            i16  bits 0-2 compression, 3 timestampType, 4 transactional,
+//!                                5 control, 6 hasDeleteHorizonMs
+//! 23  lastOffsetDelta       i32  recordCount - 1
+//! 27  baseTimestamp         i64  ms since the Unix epoch (the builder: first record's)
+//! 35  maxTimestamp          i64  largest record timestamp
+//! 43  producerId            i64  -1 = not an idempotent producer
+//! 51  producerEpoch         i16  -1 = none
+//! 53  baseSequence          i32  -1 = none
+//! 57  recordCount           i32
+//! 61  records…
 //! ```
 //!
-//! A record is a run of zigzag varints: `offset_delta`, `timestamp_delta`,
-//! `key_len` (-1 = null key) + key, `value_len` + value, `header_count`, then
-//! per header `key_len` + key, `value_len` (-1 = null) + value.
+//! A record is `length` (zigzag varint, bytes after it), `attributes` (i8, 0),
+//! `timestampDelta` (varlong), `offsetDelta` (varint), `keyLength` (varint, -1 = null) +
+//! key, `valueLength` (-1 = null, a tombstone) + value, `headerCount`, then per header
+//! `keyLength` (>= 0) + key, `valueLength` (-1 = null) + value.
 //!
-//! The CRC covers `magic`, `attributes` and everything after the crc field, but not
-//! `base_offset` and `batch_len`, so the owner can stamp the offset without
-//! recomputing it. When the batch is compressed the records
-//! section holds the compressed bytes. [`Batch::parse`] checks the header and CRC of
-//! such a batch; [`Batch::check_compressed`] decompresses it with a bounded output
-//! ([`decompress`]) and runs the same record check as for an uncompressed batch
-//! ([`check_records`]). The node calls both at produce, so a batch whose content is
-//! garbage is refused, never stored.
+//! The CRC covers everything from `attributes` on, but not `baseOffset`, `batchLength`,
+//! `partitionLeaderEpoch` and `magic`, so the owner can stamp the offset without
+//! recomputing it. When the batch is compressed the records section holds the
+//! compressed bytes. [`Batch::parse`] checks the header and CRC of such a batch;
+//! [`Batch::check_compressed`] decompresses it with a bounded output ([`decompress`])
+//! and runs the same record check as for an uncompressed batch ([`check_records`]).
+//! The node calls both at produce, so a batch whose content is garbage is refused,
+//! never stored.
 
 use std::io::Read;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Size of the fixed batch header in bytes.
-pub const HEADER_LEN: usize = 52;
-/// The only batch format version this crate writes and reads.
-pub const MAGIC: u8 = 1;
-/// Byte range of the fields covered by the CRC starts here.
-pub const CRC_START: usize = 18;
-/// Smallest encoded record: five one-byte varints.
-pub const RECORD_LEN_MIN: usize = 5;
+pub const HEADER_LEN: usize = 61;
+/// The only batch format version this crate writes and reads (Kafka's RecordBatch v2).
+pub const MAGIC: u8 = 2;
+/// The CRC covers bytes from here to the end of the batch.
+pub const CRC_START: usize = 21;
+/// Bytes before the part `batchLength` counts: `baseOffset` and `batchLength` itself.
+pub const LENGTH_FIELDS_LEN: usize = 12;
+/// Smallest encoded record: length, attributes, timestamp delta, offset delta, key
+/// length, value length and header count, one byte each.
+pub const RECORD_LEN_MIN: usize = 7;
 /// Largest batch this format can describe; deployments set a lower limit.
 pub const BATCH_LEN_MAX: usize = 64 * 1024 * 1024;
 /// Largest records section a compressed batch may expand to: readers (the client)
 /// refuse more, so writers (the node at produce) must too. Deployments may set less.
 pub const DECOMPRESSED_LEN_MAX: usize = 64 * 1024 * 1024;
-/// zstd output is read in chunks of this size, so a bomb is caught at the bound.
-const ZSTD_CHUNK_LEN: usize = 64 * 1024;
+/// `producerId` of a batch from a producer that is not idempotent.
+pub const PRODUCER_ID_NONE: i64 = -1;
+/// `producerEpoch` of a batch from a producer that is not idempotent.
+pub const PRODUCER_EPOCH_NONE: i16 = -1;
+/// `baseSequence` of a batch from a producer that is not idempotent.
+pub const SEQUENCE_NONE: i32 = -1;
+/// `partitionLeaderEpoch` a producer sends (the builder writes it).
+pub const PARTITION_LEADER_EPOCH_NONE: i32 = -1;
+/// Streaming decompressors' output is read in chunks of this size, so a bomb is caught
+/// at the bound.
+const READ_CHUNK_LEN: usize = 64 * 1024;
 
 const OFF_BASE_OFFSET: usize = 0;
 const OFF_BATCH_LEN: usize = 8;
-const OFF_MAGIC: usize = 12;
-const OFF_ATTRIBUTES: usize = 13;
-const OFF_CRC: usize = 14;
-const OFF_RECORD_COUNT: usize = 18;
-const OFF_FIRST_TS: usize = 22;
-const OFF_MAX_TS: usize = 30;
-const OFF_PRODUCER_ID: usize = 38;
-const OFF_PRODUCER_EPOCH: usize = 46;
-const OFF_BASE_SEQUENCE: usize = 48;
-const _: () = assert!(OFF_BASE_SEQUENCE + 4 == HEADER_LEN);
+const OFF_LEADER_EPOCH: usize = 12;
+const OFF_MAGIC: usize = 16;
+const OFF_CRC: usize = 17;
+const OFF_ATTRIBUTES: usize = 21;
+const OFF_LAST_OFFSET_DELTA: usize = 23;
+const OFF_BASE_TS: usize = 27;
+const OFF_MAX_TS: usize = 35;
+const OFF_PRODUCER_ID: usize = 43;
+const OFF_PRODUCER_EPOCH: usize = 51;
+const OFF_BASE_SEQUENCE: usize = 53;
+const OFF_RECORD_COUNT: usize = 57;
+const _: () = assert!(OFF_RECORD_COUNT + 4 == HEADER_LEN);
 const _: () = assert!(OFF_CRC + 4 == CRC_START);
-const _: () = assert!(OFF_ATTRIBUTES + 1 == OFF_CRC);
+const _: () = assert!(OFF_ATTRIBUTES == CRC_START);
+const _: () = assert!(OFF_LEADER_EPOCH == LENGTH_FIELDS_LEN);
 
-const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
-const ATTR_CONTROL: u8 = 0b0010_0000;
-const ATTR_KNOWN: u8 = ATTR_COMPRESSION_MASK | ATTR_CONTROL;
+const ATTR_COMPRESSION_MASK: u16 = 0b0000_0111;
+const ATTR_LOG_APPEND_TIME: u16 = 0b0000_1000;
+const ATTR_TRANSACTIONAL: u16 = 0b0001_0000;
+const ATTR_CONTROL: u16 = 0b0010_0000;
+const ATTR_DELETE_HORIZON: u16 = 0b0100_0000;
+const ATTR_KNOWN: u16 =
+    ATTR_COMPRESSION_MASK | ATTR_LOG_APPEND_TIME | ATTR_TRANSACTIONAL | ATTR_CONTROL | ATTR_DELETE_HORIZON;
 
-/// Compression codec of a batch's records section.
+/// xerial snappy-java's stream header (Kafka's Java clients write snappy this way):
+/// 8 magic bytes, then a version and a compatible version (i32 each).
+const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
+const XERIAL_HEADER_LEN: usize = 16;
+
+/// Compression codec of a batch's records section (Kafka's codec numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
     /// Records are stored as encoded.
     None,
-    /// LZ4 block format with the uncompressed size prepended (`lz4_flex` "size prepended").
+    /// A gzip stream (RFC 1952).
+    Gzip,
+    /// Snappy: written raw (as librdkafka writes it); read raw or xerial-framed (as
+    /// Kafka's Java clients write it).
+    Snappy,
+    /// The LZ4 frame format.
     Lz4,
     /// A zstd frame.
     Zstd,
 }
 
 impl Compression {
+    /// Every codec, `None` first.
+    pub const ALL: [Compression; 5] =
+        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+
     /// The attribute bits of this codec.
-    pub fn bits(self) -> u8 {
+    pub fn bits(self) -> u16 {
         match self {
             Compression::None => 0,
-            Compression::Lz4 => 1,
-            Compression::Zstd => 2,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
         }
     }
 
@@ -95,17 +136,21 @@ impl Compression {
     pub fn name(self) -> &'static str {
         match self {
             Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
             Compression::Lz4 => "lz4",
             Compression::Zstd => "zstd",
         }
     }
 
     /// The codec named by attribute bits, if known.
-    pub fn from_bits(bits: u8) -> Option<Self> {
+    pub fn from_bits(bits: u16) -> Option<Self> {
         match bits & ATTR_COMPRESSION_MASK {
             0 => Some(Compression::None),
-            1 => Some(Compression::Lz4),
-            2 => Some(Compression::Zstd),
+            1 => Some(Compression::Gzip),
+            2 => Some(Compression::Snappy),
+            3 => Some(Compression::Lz4),
+            4 => Some(Compression::Zstd),
             _ => None,
         }
     }
@@ -114,30 +159,44 @@ impl Compression {
 /// Why a batch (or a run of batches) was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
-    /// Fewer bytes than a header, or than the header's `batch_len`.
+    /// Fewer bytes than a header, or than the header's length.
     #[error("batch truncated: need {needed} bytes, have {available}")]
     Truncated { needed: usize, available: usize },
-    /// `batch_len` is below the header size or above [`BATCH_LEN_MAX`].
+    /// The whole length (`batchLength + 12`) is below the header size or above
+    /// [`BATCH_LEN_MAX`].
     #[error("batch length {0} out of range")]
     BadLength(u32),
     /// The magic byte is not [`MAGIC`].
-    #[error("unknown batch magic {0}")]
+    #[error("unknown batch magic {0} (only record batch v2 is accepted)")]
     BadMagic(u8),
     /// Unknown attribute bits or compression codec.
-    #[error("unknown batch attributes {0:#04x}")]
-    BadAttributes(u8),
+    #[error("unknown batch attributes {0:#06x}")]
+    BadAttributes(u16),
+    /// A transactional batch: transactions are not supported.
+    #[error("transactional batches are not supported")]
+    Transactional,
+    /// A known attribute this node does not accept from producers.
+    #[error("batch attribute {feature} is not supported (attributes {attributes:#06x})")]
+    UnsupportedAttribute { attributes: u16, feature: &'static str },
     /// The stored CRC does not match the bytes.
     #[error("batch crc mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     CrcMismatch { stored: u32, computed: u32 },
-    /// `record_count` is zero or cannot fit in the records section.
+    /// `recordCount` is not positive or cannot fit in the records section.
     #[error("batch record count {0} invalid")]
     BadRecordCount(u32),
+    /// `lastOffsetDelta` is not `recordCount - 1`.
+    #[error("batch last offset delta {last_offset_delta} does not match record count {record_count}")]
+    BadLastOffsetDelta { last_offset_delta: i32, record_count: u32 },
+    /// Producer fields out of range: an id below -1, or an idempotent id with a negative
+    /// epoch or sequence.
+    #[error("batch producer fields invalid: id {id}, epoch {epoch}, base sequence {sequence}")]
+    BadProducer { id: i64, epoch: i16, sequence: i32 },
     /// A record does not parse, or records do not fill the section exactly.
     #[error("malformed record {index}: {reason}")]
     BadRecord { index: u32, reason: &'static str },
-    /// `max_timestamp` is below `first_timestamp`.
-    #[error("batch timestamps inverted")]
-    BadTimestamps,
+    /// `maxTimestamp` is not the largest record timestamp.
+    #[error("batch max timestamp {stored} is not the records' largest timestamp {computed}")]
+    BadTimestamps { stored: i64, computed: i64 },
     /// The compressed records section does not decompress.
     #[error("cannot decompress {codec} records: {reason}")]
     Decompress { codec: &'static str, reason: String },
@@ -150,37 +209,49 @@ pub enum BatchError {
 /// The decoded fixed header of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// Offset of the first record. Kafka's field is an i64; Strand offsets are never
+    /// negative, so it is read as the same 64 bits unsigned.
     pub base_offset: u64,
+    /// The whole batch in bytes, header included: the stored `batchLength` plus
+    /// [`LENGTH_FIELDS_LEN`] (0 when the stored value is negative).
     pub batch_len: u32,
+    pub partition_leader_epoch: i32,
     pub magic: u8,
-    pub attributes: u8,
     pub crc: u32,
-    pub record_count: u32,
+    pub attributes: u16,
+    pub last_offset_delta: i32,
+    /// `baseTimestamp`: record timestamps are this plus their delta.
     pub first_timestamp: i64,
     pub max_timestamp: i64,
-    pub producer_id: u64,
-    pub producer_epoch: u16,
-    pub base_sequence: u32,
+    /// [`PRODUCER_ID_NONE`] for a producer that is not idempotent.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    /// Kafka's field is an i32; values above `i32::MAX` (negative there) are refused.
+    pub record_count: u32,
 }
 
 impl BatchHeader {
     /// Decodes the header fields without checking them beyond length.
     pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
-        if buf.len() < HEADER_LEN {
+        let Some(h) = buf.first_chunk::<HEADER_LEN>() else {
             return Err(BatchError::Truncated { needed: HEADER_LEN, available: buf.len() });
-        }
+        };
+        let batch_len = u32::try_from(i64::from(i32_at(h, OFF_BATCH_LEN)) + LENGTH_FIELDS_LEN as i64).unwrap_or(0);
         Ok(BatchHeader {
-            base_offset: u64_at(buf, OFF_BASE_OFFSET),
-            batch_len: u32_at(buf, OFF_BATCH_LEN),
-            magic: buf[OFF_MAGIC],
-            attributes: buf[OFF_ATTRIBUTES],
-            crc: u32_at(buf, OFF_CRC),
-            record_count: u32_at(buf, OFF_RECORD_COUNT),
-            first_timestamp: u64_at(buf, OFF_FIRST_TS) as i64,
-            max_timestamp: u64_at(buf, OFF_MAX_TS) as i64,
-            producer_id: u64_at(buf, OFF_PRODUCER_ID),
-            producer_epoch: u16::from_le_bytes([buf[OFF_PRODUCER_EPOCH], buf[OFF_PRODUCER_EPOCH + 1]]),
-            base_sequence: u32_at(buf, OFF_BASE_SEQUENCE),
+            base_offset: u64::from_be_bytes(*h[OFF_BASE_OFFSET..].first_chunk().expect("in header")),
+            batch_len,
+            partition_leader_epoch: i32_at(h, OFF_LEADER_EPOCH),
+            magic: h[OFF_MAGIC],
+            crc: i32_at(h, OFF_CRC) as u32,
+            attributes: i16_at(h, OFF_ATTRIBUTES) as u16,
+            last_offset_delta: i32_at(h, OFF_LAST_OFFSET_DELTA),
+            first_timestamp: i64_at(h, OFF_BASE_TS),
+            max_timestamp: i64_at(h, OFF_MAX_TS),
+            producer_id: i64_at(h, OFF_PRODUCER_ID),
+            producer_epoch: i16_at(h, OFF_PRODUCER_EPOCH),
+            base_sequence: i32_at(h, OFF_BASE_SEQUENCE),
+            record_count: i32_at(h, OFF_RECORD_COUNT) as u32,
         })
     }
 
@@ -205,7 +276,12 @@ impl BatchHeader {
         self.attributes & ATTR_CONTROL != 0
     }
 
-    /// Checks header-only invariants (length, magic, attributes, counts).
+    /// Whether the batch comes from an idempotent producer (`producerId` >= 0).
+    pub fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0
+    }
+
+    /// Checks header-only invariants (length, magic, attributes, counts, producer fields).
     fn check(&self) -> Result<(), BatchError> {
         let len = self.batch_len as usize;
         if !(HEADER_LEN..=BATCH_LEN_MAX).contains(&len) {
@@ -214,40 +290,82 @@ impl BatchHeader {
         if self.magic != MAGIC {
             return Err(BatchError::BadMagic(self.magic));
         }
-        if self.attributes & !ATTR_KNOWN != 0 || Compression::from_bits(self.attributes).is_none() {
-            return Err(BatchError::BadAttributes(self.attributes));
+        self.check_attributes()?;
+        if self.record_count == 0 || self.record_count > i32::MAX as u32 {
+            return Err(BatchError::BadRecordCount(self.record_count));
         }
-        if self.record_count == 0 {
-            return Err(BatchError::BadRecordCount(0));
+        if i64::from(self.last_offset_delta) + 1 != i64::from(self.record_count) {
+            return Err(BatchError::BadLastOffsetDelta {
+                last_offset_delta: self.last_offset_delta,
+                record_count: self.record_count,
+            });
         }
-        if self.max_timestamp < self.first_timestamp {
-            return Err(BatchError::BadTimestamps);
+        let idempotent_ok = self.producer_epoch >= 0 && self.base_sequence >= 0;
+        if self.producer_id < PRODUCER_ID_NONE || (self.is_idempotent() && !idempotent_ok) {
+            return Err(BatchError::BadProducer {
+                id: self.producer_id,
+                epoch: self.producer_epoch,
+                sequence: self.base_sequence,
+            });
+        }
+        Ok(())
+    }
+
+    /// Known attribute bits only, a known codec, and none of the features this node does
+    /// not take from producers: transactions, LogAppendTime (the node does not rewrite
+    /// timestamps) and the delete horizon (set by compaction, which producers never do).
+    fn check_attributes(&self) -> Result<(), BatchError> {
+        let a = self.attributes;
+        if a & !ATTR_KNOWN != 0 || Compression::from_bits(a).is_none() {
+            return Err(BatchError::BadAttributes(a));
+        }
+        if a & ATTR_TRANSACTIONAL != 0 {
+            return Err(BatchError::Transactional);
+        }
+        if a & ATTR_LOG_APPEND_TIME != 0 {
+            return Err(BatchError::UnsupportedAttribute { attributes: a, feature: "timestampType LogAppendTime" });
+        }
+        if a & ATTR_DELETE_HORIZON != 0 {
+            return Err(BatchError::UnsupportedAttribute { attributes: a, feature: "hasDeleteHorizonMs" });
         }
         Ok(())
     }
 }
 
-/// Reads `batch_len` from a buffer holding at least the first 12 bytes of a batch.
+/// Reads the whole length (`batchLength + 12`) from a buffer holding at least the first
+/// 12 bytes of a batch; 0 when the stored `batchLength` is negative.
 pub fn peek_batch_len(buf: &[u8]) -> Option<u32> {
-    (buf.len() >= OFF_BATCH_LEN + 4).then(|| u32_at(buf, OFF_BATCH_LEN))
+    (buf.len() >= LENGTH_FIELDS_LEN)
+        .then(|| u32::try_from(i64::from(i32_at(buf, OFF_BATCH_LEN)) + LENGTH_FIELDS_LEN as i64).unwrap_or(0))
 }
 
-/// Overwrites `base_offset` in place; the CRC stays valid.
+/// Overwrites `baseOffset` in place; the CRC stays valid.
 pub fn stamp_base_offset(buf: &mut [u8], base_offset: u64) {
     assert!(buf.len() >= HEADER_LEN, "stamp on a buffer shorter than a batch header");
-    buf[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_le_bytes());
+    buf[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
-/// Computes the CRC a batch should carry: over `magic` and `attributes` (bytes
-/// `[12, 14)`) and every byte after the crc field (`[18, len)`). Covering the two
-/// attribute bytes means a bit flip cannot silently turn a plain batch into a
-/// "compressed" one that passes the header check (the content check would then
-/// have to catch it).
+/// Computes the CRC a batch should carry: CRC-32C of every byte from `attributes` on
+/// (`[21, len)`). `baseOffset`, `batchLength`, `partitionLeaderEpoch`, `magic` and the
+/// crc itself are not covered (Kafka's choice: the first three are rewritten by brokers).
 pub fn compute_crc(batch: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&batch[OFF_MAGIC..OFF_CRC]);
-    hasher.update(&batch[CRC_START..]);
-    hasher.finalize()
+    crc32c::crc32c(&batch[CRC_START..])
+}
+
+/// The sequence after `count` records from `sequence` (an idempotent producer's next
+/// `baseSequence`): Kafka's sequences run over `0..=i32::MAX` and wrap to 0
+/// (`DefaultRecordBatch.incrementSequence`).
+pub fn next_sequence(sequence: i32, count: u32) -> i32 {
+    debug_assert!(sequence >= 0);
+    ((i64::from(sequence) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// Rewrites the CRC of `batch` (at least a header long) to match its bytes: for a caller
+/// that changed covered bytes on purpose (tests of hostile input, tools).
+pub fn write_crc(batch: &mut [u8]) {
+    assert!(batch.len() >= HEADER_LEN, "a batch is at least a header long");
+    let crc = compute_crc(batch);
+    batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// A batch whose header, CRC and (if uncompressed) records were validated.
@@ -274,7 +392,7 @@ impl<'a> Batch<'a> {
         }
         let batch = Batch { header, bytes };
         if header.compression() == Compression::None {
-            batch.check_records()?;
+            check_records(batch.records_section(), &header)?;
         }
         Ok(batch)
     }
@@ -301,10 +419,6 @@ impl<'a> Batch<'a> {
         RecordIter::new(self.records_section(), self.header.record_count)
     }
 
-    fn check_records(&self) -> Result<(), BatchError> {
-        check_records(self.records_section(), self.header.record_count)
-    }
-
     /// For a compressed batch: decompresses the records section (refusing output past
     /// `decompressed_len_max` bytes without allocating past it) and checks the records
     /// exactly as [`Batch::parse`] checks an uncompressed batch. A no-op for an
@@ -315,17 +429,23 @@ impl<'a> Batch<'a> {
             return Ok(());
         }
         let section = decompress(codec, self.records_section(), decompressed_len_max)?;
-        check_records(&section, self.header.record_count)
+        check_records(&section, &self.header)
     }
 }
 
-/// Checks an (uncompressed) records section: exactly `count` records that parse, with
-/// offset deltas `0..count` in order, and no byte after the last one.
-pub fn check_records(section: &[u8], count: u32) -> Result<(), BatchError> {
+/// Checks an (uncompressed) records section against its batch header: exactly
+/// `record_count` records that parse, each filling its `length`, with attributes 0,
+/// offset deltas `0..count` in order, no byte after the last one, and a
+/// `max_timestamp` equal to the largest record timestamp (`first_timestamp + delta`,
+/// wrapping as Kafka's Java code does). Deltas may be negative: Kafka's broker accepts
+/// CreateTime records older than the batch's base timestamp.
+pub fn check_records(section: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let count = header.record_count;
     if count == 0 || (count as usize).saturating_mul(RECORD_LEN_MIN) > section.len() {
         return Err(BatchError::BadRecordCount(count));
     }
     let mut iter = RecordIter::new(section, count);
+    let mut max_timestamp = i64::MIN;
     for expected_delta in 0..i64::from(count) {
         let record = match iter.next() {
             Some(r) => r?,
@@ -334,56 +454,124 @@ pub fn check_records(section: &[u8], count: u32) -> Result<(), BatchError> {
         if record.offset_delta != expected_delta {
             return Err(BatchError::BadRecord { index: expected_delta as u32, reason: "offset delta out of sequence" });
         }
+        max_timestamp = max_timestamp.max(record.timestamp(header));
     }
     if iter.remaining() != 0 {
         return Err(BatchError::BadRecord { index: count, reason: "trailing bytes after last record" });
     }
+    if max_timestamp != header.max_timestamp {
+        return Err(BatchError::BadTimestamps { stored: header.max_timestamp, computed: max_timestamp });
+    }
     Ok(())
 }
 
+/// Compresses a records section with `codec` the way this crate writes it (gzip and zstd
+/// at their default levels, snappy raw, lz4 as a frame). `None` copies.
+pub fn compress(codec: Compression, section: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match codec {
+        Compression::None => section.to_vec(),
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(section).expect("writing to a Vec cannot fail");
+            enc.finish().expect("writing to a Vec cannot fail")
+        }
+        Compression::Snappy => {
+            snap::raw::Encoder::new().compress_vec(section).expect("a section below BATCH_LEN_MAX is compressible")
+        }
+        Compression::Lz4 => {
+            let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            enc.write_all(section).expect("writing to a Vec cannot fail");
+            enc.finish().expect("writing to a Vec cannot fail")
+        }
+        Compression::Zstd => zstd::bulk::compress(section, 0).expect("zstd compresses any input"),
+    }
+}
+
 /// Decompresses a records section written by `codec`. Never allocates more than
-/// `len_max` bytes of output whatever the batch claims: an lz4 size prefix above it is
-/// refused before allocating, zstd output is read in chunks and refused at the bound.
+/// `len_max` bytes of output whatever the batch claims: size claims above it (zstd's
+/// frame content size, snappy's length preamble) are refused before allocating,
+/// streams (gzip, lz4 frames, zstd) are read in chunks and refused at the bound.
 pub fn decompress(codec: Compression, section: &[u8], len_max: usize) -> Result<Vec<u8>, BatchError> {
-    let name = codec.name();
-    let bad = |reason: String| BatchError::Decompress { codec: name, reason };
     match codec {
         Compression::None => Ok(section.to_vec()),
-        Compression::Lz4 => {
-            let claimed = section
-                .first_chunk::<4>()
-                .map(|b| u32::from_le_bytes(*b))
-                .ok_or_else(|| bad(format!("{} bytes cannot hold the 4-byte size prefix", section.len())))?;
-            if claimed as usize > len_max {
-                return Err(BatchError::DecompressedTooLarge { codec: name, len: u64::from(claimed), limit: len_max });
-            }
-            lz4_flex::decompress_size_prepended(section).map_err(|e| bad(e.to_string()))
-        }
+        Compression::Gzip => read_bounded("gzip", flate2::read::MultiGzDecoder::new(section), 0, len_max),
+        Compression::Snappy => snappy_bounded(section, len_max),
+        Compression::Lz4 => read_bounded("lz4", lz4_flex::frame::FrameDecoder::new(section), 0, len_max),
         Compression::Zstd => zstd_bounded(section, len_max),
     }
+}
+
+/// Snappy, raw or in xerial's framing (a 16-byte header, then blocks each preceded by
+/// its compressed length as a big-endian u32).
+fn snappy_bounded(section: &[u8], len_max: usize) -> Result<Vec<u8>, BatchError> {
+    let bad = |reason: String| BatchError::Decompress { codec: "snappy", reason };
+    if !section.starts_with(XERIAL_MAGIC) {
+        let mut out = Vec::new();
+        snappy_block(section, &mut out, len_max)?;
+        return Ok(out);
+    }
+    let mut rest = section
+        .get(XERIAL_HEADER_LEN..)
+        .ok_or_else(|| bad(format!("{} bytes cannot hold the xerial header", section.len())))?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (len, after) = rest.split_first_chunk::<4>().ok_or_else(|| bad("xerial block length cut short".into()))?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let block = after.get(..len).ok_or_else(|| bad(format!("xerial block of {len} bytes past the end")))?;
+        snappy_block(block, &mut out, len_max)?;
+        rest = &after[len..];
+    }
+    Ok(out)
+}
+
+/// Appends one raw snappy block to `out`, refusing before allocating if its length
+/// preamble would take `out` past `len_max`.
+fn snappy_block(block: &[u8], out: &mut Vec<u8>, len_max: usize) -> Result<(), BatchError> {
+    let bad = |e: snap::Error| BatchError::Decompress { codec: "snappy", reason: e.to_string() };
+    let len = snap::raw::decompress_len(block).map_err(bad)?;
+    let total = out.len().saturating_add(len);
+    if total > len_max {
+        return Err(BatchError::DecompressedTooLarge { codec: "snappy", len: total as u64, limit: len_max });
+    }
+    let start = out.len();
+    out.resize(total, 0);
+    let n = snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(bad)?;
+    out.truncate(start + n);
+    Ok(())
 }
 
 /// Streams a zstd section into a buffer that never grows past `len_max` bytes.
 fn zstd_bounded(section: &[u8], len_max: usize) -> Result<Vec<u8>, BatchError> {
     let bad = |reason: String| BatchError::Decompress { codec: "zstd", reason };
-    let too_large = |len: u64| BatchError::DecompressedTooLarge { codec: "zstd", len, limit: len_max };
     // The frame header's content size (when present) sizes the buffer once; it is only
-    // a hint, the checks in the loop are what hold.
+    // a hint, the checks in the read loop are what hold.
     let hint = zstd::zstd_safe::get_frame_content_size(section).ok().flatten().unwrap_or(0);
     if hint > len_max as u64 {
-        return Err(too_large(hint));
+        return Err(BatchError::DecompressedTooLarge { codec: "zstd", len: hint, limit: len_max });
     }
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(section).map_err(|e| bad(e.to_string()))?;
-    let mut out = Vec::with_capacity(hint as usize);
-    let mut chunk = vec![0u8; ZSTD_CHUNK_LEN];
+    let decoder = zstd::stream::read::Decoder::with_buffer(section).map_err(|e| bad(e.to_string()))?;
+    read_bounded("zstd", decoder, hint as usize, len_max)
+}
+
+/// Reads a decompressing stream into a buffer that never grows past `len_max` bytes.
+fn read_bounded(
+    codec: &'static str,
+    mut reader: impl Read,
+    hint: usize,
+    len_max: usize,
+) -> Result<Vec<u8>, BatchError> {
+    debug_assert!(hint <= len_max);
+    let mut out = Vec::with_capacity(hint);
+    let mut chunk = vec![0u8; READ_CHUNK_LEN];
     loop {
-        let n = decoder.read(&mut chunk).map_err(|e| bad(e.to_string()))?;
+        let n = reader.read(&mut chunk).map_err(|e| BatchError::Decompress { codec, reason: e.to_string() })?;
         if n == 0 {
             return Ok(out);
         }
         let len = out.len() + n;
         if len > len_max {
-            return Err(too_large(len_max as u64 + 1));
+            return Err(BatchError::DecompressedTooLarge { codec, len: len_max as u64 + 1, limit: len_max });
         }
         if len > out.capacity() {
             // Grow geometrically, but never past the bound.
@@ -397,9 +585,9 @@ fn zstd_bounded(section: &[u8], len_max: usize) -> Result<Vec<u8>, BatchError> {
 /// Walks the headers of a run of concatenated batches without checking CRCs or records:
 /// the one header walker of the node (produce payloads, replication frames, log tails).
 /// Yields each batch's header and its byte range in the run; a header that does not parse,
-/// a length below the header size or past the run, or a record count of zero is yielded as
-/// an error and ends the walk. Callers that trust the bytes and only want a prefix use
-/// `.map_while(Result::ok)`.
+/// a length below the header size or past the run, or a record count that is not positive
+/// is yielded as an error and ends the walk. Callers that trust the bytes and only want a
+/// prefix use `.map_while(Result::ok)`.
 pub struct BatchHeaders<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -429,8 +617,8 @@ impl Iterator for BatchHeaders<'_> {
             if len > rest.len() {
                 return Err(BatchError::Truncated { needed: len, available: rest.len() });
             }
-            if header.record_count == 0 {
-                return Err(BatchError::BadRecordCount(0));
+            if header.record_count == 0 || header.record_count > i32::MAX as u32 {
+                return Err(BatchError::BadRecordCount(header.record_count));
             }
             Ok((header, len))
         });
@@ -485,9 +673,11 @@ impl<'a> Iterator for BatchIter<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
     pub offset_delta: i64,
+    /// May be negative: the record is older than the batch's base timestamp.
     pub timestamp_delta: i64,
     pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
+    /// `None` is a null value (a Kafka tombstone).
+    pub value: Option<&'a [u8]>,
     headers: &'a [u8],
     header_count: u32,
 }
@@ -501,6 +691,12 @@ impl<'a> Record<'a> {
     /// Number of headers.
     pub fn header_count(&self) -> u32 {
         self.header_count
+    }
+
+    /// The record's timestamp in its batch: base timestamp plus delta, wrapping as
+    /// Kafka's Java code computes it.
+    pub fn timestamp(&self, header: &BatchHeader) -> i64 {
+        header.first_timestamp.wrapping_add(self.timestamp_delta)
     }
 }
 
@@ -546,21 +742,30 @@ impl<'a> RecordIter<'a> {
     }
 
     fn read_record(&mut self) -> Result<Record<'a>, &'static str> {
-        let offset_delta = self.cur.varint()?;
-        let timestamp_delta = self.cur.varint()?;
-        let key = self.cur.bytes_opt()?;
-        let value = self.cur.bytes_opt()?.ok_or("null value")?;
-        let header_count = self.cur.varint()?;
-        if !(0..=i64::from(u16::MAX)).contains(&header_count) {
-            return Err("header count out of range");
+        let len = usize::try_from(self.cur.varint()?).map_err(|_| "negative record length")?;
+        let end = self.cur.pos.checked_add(len).ok_or("record length overflow")?;
+        let body = self.cur.buf.get(self.cur.pos..end).ok_or("record length past end")?;
+        self.cur.pos = end;
+        let mut cur = Cursor { buf: body, pos: 0 };
+        if cur.u8()? != 0 {
+            return Err("record attributes not 0");
         }
-        let headers_start = self.cur.pos;
+        let timestamp_delta = cur.varlong()?;
+        let offset_delta = i64::from(cur.varint()?);
+        let key = cur.bytes_opt()?;
+        let value = cur.bytes_opt()?;
+        let header_count = u32::try_from(cur.varint()?).map_err(|_| "negative header count")?;
+        let headers_start = cur.pos;
+        // Each header takes at least two bytes, so this loop is bounded by the record.
         for _ in 0..header_count {
-            self.cur.bytes_opt()?.ok_or("null header key")?;
-            self.cur.bytes_opt()?;
+            cur.bytes_opt()?.ok_or("null header key")?;
+            cur.bytes_opt()?;
         }
-        let headers = &self.cur.buf[headers_start..self.cur.pos];
-        Ok(Record { offset_delta, timestamp_delta, key, value, headers, header_count: header_count as u32 })
+        if cur.pos != body.len() {
+            return Err("record length does not match its fields");
+        }
+        let headers = &body[headers_start..];
+        Ok(Record { offset_delta, timestamp_delta, key, value, headers, header_count })
     }
 }
 
@@ -584,16 +789,20 @@ impl<'a> Iterator for RecordIter<'a> {
     }
 }
 
-/// Builds one batch record by record. `base_offset` is written as 0; the owner stamps it.
+/// Builds one batch record by record. `baseOffset` is written as 0 (the owner stamps
+/// it), `partitionLeaderEpoch` as -1, `baseTimestamp` is the first record's timestamp
+/// (later records may be older: their delta is negative) and `maxTimestamp` the largest.
 #[derive(Debug)]
 pub struct BatchBuilder {
     buf: BytesMut,
+    /// Scratch for one record's body, reused (its length prefix is written before it).
+    record: BytesMut,
     record_count: u32,
     first_timestamp: i64,
     max_timestamp: i64,
-    producer_id: u64,
-    producer_epoch: u16,
-    base_sequence: u32,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
     control: bool,
 }
 
@@ -615,18 +824,21 @@ impl BatchBuilder {
         buf.put_bytes(0, HEADER_LEN);
         BatchBuilder {
             buf,
+            record: BytesMut::new(),
             record_count: 0,
             first_timestamp: 0,
             max_timestamp: 0,
-            producer_id: 0,
-            producer_epoch: 0,
-            base_sequence: 0,
+            producer_id: PRODUCER_ID_NONE,
+            producer_epoch: PRODUCER_EPOCH_NONE,
+            base_sequence: SEQUENCE_NONE,
             control: false,
         }
     }
 
-    /// Marks the batch as coming from idempotent producer `id`/`epoch`, first sequence `base_sequence`.
-    pub fn producer(mut self, id: u64, epoch: u16, base_sequence: u32) -> Self {
+    /// Marks the batch as coming from idempotent producer `id`/`epoch`, first sequence
+    /// `base_sequence` (all non-negative).
+    pub fn producer(mut self, id: i64, epoch: i16, base_sequence: i32) -> Self {
+        assert!(id >= 0 && epoch >= 0 && base_sequence >= 0, "idempotent producer fields are non-negative");
         self.producer_id = id;
         self.producer_epoch = epoch;
         self.base_sequence = base_sequence;
@@ -639,24 +851,34 @@ impl BatchBuilder {
         self
     }
 
-    /// Appends a record with timestamp `timestamp_ms`.
-    pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: &[u8], headers: &[(&[u8], Option<&[u8]>)]) {
+    /// Appends a record with timestamp `timestamp_ms`; `value` `None` is a tombstone.
+    pub fn push(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&[u8], Option<&[u8]>)],
+    ) {
+        assert!(self.record_count < i32::MAX as u32, "a batch holds at most i32::MAX records");
         if self.record_count == 0 {
             self.first_timestamp = timestamp_ms;
             self.max_timestamp = timestamp_ms;
         }
         self.max_timestamp = self.max_timestamp.max(timestamp_ms);
-        // A timestamp below the first one is clamped to keep deltas non-negative.
-        let ts_delta = timestamp_ms.saturating_sub(self.first_timestamp).max(0);
-        put_varint(&mut self.buf, i64::from(self.record_count));
-        put_varint(&mut self.buf, ts_delta);
-        put_bytes_opt(&mut self.buf, key);
-        put_bytes_opt(&mut self.buf, Some(value));
-        put_varint(&mut self.buf, headers.len() as i64);
+        let r = &mut self.record;
+        r.clear();
+        r.put_u8(0);
+        put_varint(r, timestamp_ms.wrapping_sub(self.first_timestamp));
+        put_varint(r, i64::from(self.record_count));
+        put_bytes_opt(r, key);
+        put_bytes_opt(r, value);
+        put_varint(r, headers.len() as i64);
         for (k, v) in headers {
-            put_bytes_opt(&mut self.buf, Some(k));
-            put_bytes_opt(&mut self.buf, *v);
+            put_bytes_opt(r, Some(k));
+            put_bytes_opt(r, *v);
         }
+        put_varint(&mut self.buf, self.record.len() as i64);
+        self.buf.put_slice(&self.record);
         self.record_count += 1;
     }
 
@@ -689,7 +911,7 @@ impl BatchBuilder {
     }
 
     /// Finishes a batch whose records section is `compressed`, produced by `codec` from
-    /// [`BatchBuilder::records_section`]. Panics if no record was pushed.
+    /// [`BatchBuilder::records_section`] (see [`compress`]). Panics if no record was pushed.
     pub fn finish_compressed(self, codec: Compression, compressed: &[u8]) -> Bytes {
         let header = self.header_fields(codec);
         let mut buf = BytesMut::with_capacity(HEADER_LEN + compressed.len());
@@ -705,48 +927,55 @@ impl BatchBuilder {
         BatchHeader {
             base_offset: 0,
             batch_len: 0,
+            partition_leader_epoch: PARTITION_LEADER_EPOCH_NONE,
             magic: MAGIC,
-            attributes: codec.bits() | control,
             crc: 0,
-            record_count: self.record_count,
+            attributes: codec.bits() | control,
+            last_offset_delta: self.record_count as i32 - 1,
             first_timestamp: self.first_timestamp,
             max_timestamp: self.max_timestamp,
             producer_id: self.producer_id,
             producer_epoch: self.producer_epoch,
             base_sequence: self.base_sequence,
+            record_count: self.record_count,
         }
     }
 }
 
-/// Writes `h` into the first [`HEADER_LEN`] bytes of `buf`, filling in `batch_len` and the CRC.
+/// Writes `h` into the first [`HEADER_LEN`] bytes of `buf`, filling in `batchLength` and
+/// the CRC.
 fn write_header(buf: &mut [u8], h: BatchHeader) {
     assert!(buf.len() <= BATCH_LEN_MAX, "batch exceeds BATCH_LEN_MAX");
-    buf[OFF_BASE_OFFSET..][..8].copy_from_slice(&h.base_offset.to_le_bytes());
-    let batch_len = buf.len() as u32;
-    buf[OFF_BATCH_LEN..][..4].copy_from_slice(&batch_len.to_le_bytes());
+    let batch_length = (buf.len() - LENGTH_FIELDS_LEN) as i32;
+    buf[OFF_BASE_OFFSET..][..8].copy_from_slice(&h.base_offset.to_be_bytes());
+    buf[OFF_BATCH_LEN..][..4].copy_from_slice(&batch_length.to_be_bytes());
+    buf[OFF_LEADER_EPOCH..][..4].copy_from_slice(&h.partition_leader_epoch.to_be_bytes());
     buf[OFF_MAGIC] = h.magic;
-    buf[OFF_ATTRIBUTES] = h.attributes;
-    buf[OFF_RECORD_COUNT..][..4].copy_from_slice(&h.record_count.to_le_bytes());
-    buf[OFF_FIRST_TS..][..8].copy_from_slice(&h.first_timestamp.to_le_bytes());
-    buf[OFF_MAX_TS..][..8].copy_from_slice(&h.max_timestamp.to_le_bytes());
-    buf[OFF_PRODUCER_ID..][..8].copy_from_slice(&h.producer_id.to_le_bytes());
-    buf[OFF_PRODUCER_EPOCH..][..2].copy_from_slice(&h.producer_epoch.to_le_bytes());
-    buf[OFF_BASE_SEQUENCE..][..4].copy_from_slice(&h.base_sequence.to_le_bytes());
+    buf[OFF_ATTRIBUTES..][..2].copy_from_slice(&h.attributes.to_be_bytes());
+    buf[OFF_LAST_OFFSET_DELTA..][..4].copy_from_slice(&h.last_offset_delta.to_be_bytes());
+    buf[OFF_BASE_TS..][..8].copy_from_slice(&h.first_timestamp.to_be_bytes());
+    buf[OFF_MAX_TS..][..8].copy_from_slice(&h.max_timestamp.to_be_bytes());
+    buf[OFF_PRODUCER_ID..][..8].copy_from_slice(&h.producer_id.to_be_bytes());
+    buf[OFF_PRODUCER_EPOCH..][..2].copy_from_slice(&h.producer_epoch.to_be_bytes());
+    buf[OFF_BASE_SEQUENCE..][..4].copy_from_slice(&h.base_sequence.to_be_bytes());
+    buf[OFF_RECORD_COUNT..][..4].copy_from_slice(&(h.record_count as i32).to_be_bytes());
     let crc = compute_crc(buf);
-    buf[OFF_CRC..][..4].copy_from_slice(&crc.to_le_bytes());
+    buf[OFF_CRC..][..4].copy_from_slice(&crc.to_be_bytes());
 }
 
-fn u32_at(buf: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+fn i16_at(buf: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(*buf[at..].first_chunk().expect("caller checked the length"))
 }
 
-fn u64_at(buf: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&buf[at..at + 8]);
-    u64::from_le_bytes(b)
+fn i32_at(buf: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(*buf[at..].first_chunk().expect("caller checked the length"))
 }
 
-/// Appends a zigzag varint.
+fn i64_at(buf: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(*buf[at..].first_chunk().expect("caller checked the length"))
+}
+
+/// Appends a zigzag varint (Kafka's varint for values that fit an i32, varlong otherwise).
 pub fn put_varint(buf: &mut BytesMut, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
@@ -773,14 +1002,41 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn varint(&mut self) -> Result<i64, &'static str> {
+    fn u8(&mut self) -> Result<u8, &'static str> {
+        let b = *self.buf.get(self.pos).ok_or("record cut short")?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// A zigzag varlong: at most 10 bytes, 64 bits.
+    fn varlong(&mut self) -> Result<i64, &'static str> {
         let mut z: u64 = 0;
         for i in 0..10 {
-            let b = *self.buf.get(self.pos).ok_or("varint past end")?;
-            self.pos += 1;
-            z |= u64::from(b & 0x7f) << (7 * i);
+            let b = self.u8().map_err(|_| "varint past end")?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && bits > 1 {
+                return Err("varlong above 64 bits");
+            }
+            z |= bits << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+            }
+        }
+        Err("varint too long")
+    }
+
+    /// A zigzag varint: at most 5 bytes, 32 bits (Kafka's `readVarint`).
+    fn varint(&mut self) -> Result<i32, &'static str> {
+        let mut z: u32 = 0;
+        for i in 0..5 {
+            let b = self.u8().map_err(|_| "varint past end")?;
+            let bits = u32::from(b & 0x7f);
+            if i == 4 && bits > 0x0f {
+                return Err("varint above 32 bits");
+            }
+            z |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(((z >> 1) as i32) ^ -((z & 1) as i32));
             }
         }
         Err("varint too long")
@@ -807,9 +1063,13 @@ mod tests {
         let mut b = BatchBuilder::new().producer(7, 1, 100);
         for i in 0..n {
             let key = format!("k{i}");
-            b.push(1_000 + i64::from(i), Some(key.as_bytes()), b"value", &[(b"h", Some(b"v"))]);
+            b.push(1_000 + i64::from(i), Some(key.as_bytes()), Some(b"value"), &[(b"h", Some(b"v"))]);
         }
         b.finish()
+    }
+
+    fn reseal(bytes: &mut [u8]) {
+        write_crc(bytes);
     }
 
     #[test]
@@ -817,10 +1077,15 @@ mod tests {
         let bytes = sample(3);
         let mut owned = bytes.to_vec();
         stamp_base_offset(&mut owned, 42);
+        assert_eq!(owned[..8], 42u64.to_be_bytes());
         let batch = Batch::parse(&owned).expect("valid");
         assert_eq!(batch.header().base_offset, 42);
         assert_eq!(batch.header().last_offset(), 44);
         assert_eq!(batch.header().producer_id, 7);
+        assert_eq!(batch.header().partition_leader_epoch, -1);
+        assert_eq!(batch.header().last_offset_delta, 2);
+        assert_eq!(peek_batch_len(&owned), Some(owned.len() as u32));
+        assert_eq!(i32_at(&owned, OFF_BATCH_LEN) as usize, owned.len() - 12);
         let recs: Vec<_> = batch.records().map(|r| r.unwrap()).collect();
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[2].key, Some(&b"k2"[..]));
@@ -829,29 +1094,112 @@ mod tests {
     }
 
     #[test]
+    fn tombstones_and_older_records_round_trip() {
+        let mut b = BatchBuilder::new();
+        b.push(5_000, Some(b"k"), None, &[]);
+        b.push(4_000, None, Some(b""), &[]);
+        b.push(6_000, None, None, &[]);
+        let bytes = b.finish();
+        let batch = Batch::parse(&bytes).expect("valid");
+        let h = *batch.header();
+        assert_eq!((h.first_timestamp, h.max_timestamp), (5_000, 6_000));
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (-1, -1, -1));
+        assert!(!h.is_idempotent());
+        let recs: Vec<_> = batch.records().map(|r| r.unwrap()).collect();
+        assert_eq!(recs.iter().map(|r| r.value).collect::<Vec<_>>(), [None, Some(&b""[..]), None]);
+        assert_eq!(recs.iter().map(|r| r.timestamp(&h)).collect::<Vec<_>>(), [5_000, 4_000, 6_000]);
+    }
+
+    #[test]
     fn rejects_bad_input() {
         let bytes = sample(2);
         assert!(matches!(Batch::parse(&bytes[..10]), Err(BatchError::Truncated { .. })));
         assert!(matches!(Batch::parse(&bytes[..bytes.len() - 1]), Err(BatchError::Truncated { .. })));
         let mut bad = bytes.to_vec();
-        bad[OFF_MAGIC] = 9;
-        assert_eq!(Batch::parse(&bad).unwrap_err(), BatchError::BadMagic(9));
+        bad[OFF_MAGIC] = 1;
+        assert_eq!(Batch::parse(&bad).unwrap_err(), BatchError::BadMagic(1));
         let mut bad = bytes.to_vec();
         *bad.last_mut().unwrap() ^= 1;
         assert!(matches!(Batch::parse(&bad), Err(BatchError::CrcMismatch { .. })));
+        let mut bad = bytes.to_vec();
+        bad[OFF_BATCH_LEN..][..4].copy_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(Batch::parse(&bad).unwrap_err(), BatchError::BadLength(11));
+    }
+
+    /// Each refused header field, with a valid CRC so the field check is what answers.
+    #[test]
+    fn header_fields_are_validated() {
+        type Edit = fn(&mut [u8]);
+        let cases: [(Edit, BatchError); 8] = [
+            (|b| b[OFF_ATTRIBUTES + 1] |= 0x10, BatchError::Transactional),
+            (
+                |b| b[OFF_ATTRIBUTES + 1] |= 0x08,
+                BatchError::UnsupportedAttribute { attributes: 0x08, feature: "timestampType LogAppendTime" },
+            ),
+            (
+                |b| b[OFF_ATTRIBUTES + 1] |= 0x40,
+                BatchError::UnsupportedAttribute { attributes: 0x40, feature: "hasDeleteHorizonMs" },
+            ),
+            (|b| b[OFF_ATTRIBUTES + 1] |= 0x05, BatchError::BadAttributes(0x05)),
+            (|b| b[OFF_ATTRIBUTES] |= 0x01, BatchError::BadAttributes(0x0100)),
+            (
+                |b| b[OFF_LAST_OFFSET_DELTA..][..4].copy_from_slice(&2i32.to_be_bytes()),
+                BatchError::BadLastOffsetDelta { last_offset_delta: 2, record_count: 2 },
+            ),
+            (
+                |b| b[OFF_PRODUCER_ID..][..8].copy_from_slice(&(-2i64).to_be_bytes()),
+                BatchError::BadProducer { id: -2, epoch: 1, sequence: 100 },
+            ),
+            (
+                |b| b[OFF_BASE_SEQUENCE..][..4].copy_from_slice(&(-1i32).to_be_bytes()),
+                BatchError::BadProducer { id: 7, epoch: 1, sequence: -1 },
+            ),
+        ];
+        for (i, (edit, expected)) in cases.into_iter().enumerate() {
+            let mut bad = sample(2).to_vec();
+            edit(&mut bad);
+            reseal(&mut bad);
+            assert_eq!(Batch::parse(&bad).unwrap_err(), expected, "case {i}");
+        }
+        let mut bad = sample(2).to_vec();
+        bad[OFF_RECORD_COUNT..][..4].copy_from_slice(&(-1i32).to_be_bytes());
+        reseal(&mut bad);
+        assert_eq!(Batch::parse(&bad).unwrap_err(), BatchError::BadRecordCount(u32::MAX));
+        let mut bad = sample(2).to_vec();
+        bad[OFF_MAX_TS..][..8].copy_from_slice(&1_002i64.to_be_bytes());
+        reseal(&mut bad);
+        assert_eq!(Batch::parse(&bad).unwrap_err(), BatchError::BadTimestamps { stored: 1_002, computed: 1_001 });
+    }
+
+    /// Record-level rules: attributes 0, the length prefix matching the fields.
+    #[test]
+    fn records_are_validated() {
+        let mut b = BatchBuilder::new();
+        b.push(1, None, Some(b"v"), &[(b"h", Some(b"v"))]);
+        let plain = b.finish().to_vec();
+        // Length, attributes, ts delta, offset delta, key len (null), value len + value,
+        // header count, header key len + key, header value len + value.
+        assert_eq!(plain[HEADER_LEN..], [22, 0, 0, 0, 1, 2, b'v', 2, 2, b'h', 2, b'v']);
+        let edits: [(usize, u8, &str); 4] = [
+            (1, 1, "record attributes not 0"),
+            (7, 0, "record length does not match its fields"),
+            (0, 20, "bytes past end"),
+            (0, 24, "record length past end"),
+        ];
+        for (at, value, reason) in edits {
+            let mut bad = plain.clone();
+            bad[HEADER_LEN + at] = value;
+            reseal(&mut bad);
+            assert_eq!(Batch::parse(&bad).unwrap_err(), BatchError::BadRecord { index: 0, reason }, "{reason}");
+        }
     }
 
     fn compressed(codec: Compression, section: &[u8], count: u32) -> Vec<u8> {
         let mut b = BatchBuilder::new();
-        for _ in 0..count {
-            b.push(1_000, None, b"v", &[]);
+        for i in 0..count {
+            b.push(1_000 + i64::from(i), Some(format!("k{i}").as_bytes()), Some(b"value"), &[(b"h", Some(b"v"))]);
         }
-        let packed = match codec {
-            Compression::Lz4 => lz4_flex::compress_prepend_size(section),
-            Compression::Zstd => zstd::bulk::compress(section, 3).unwrap(),
-            Compression::None => section.to_vec(),
-        };
-        b.finish_compressed(codec, &packed).to_vec()
+        b.finish_compressed(codec, &compress(codec, section)).to_vec()
     }
 
     fn check(batch: &[u8], len_max: usize) -> Result<(), BatchError> {
@@ -862,7 +1210,7 @@ mod tests {
     fn compressed_batches_are_checked_like_plain_ones() {
         let plain = sample(3);
         let section = &plain[HEADER_LEN..];
-        for codec in [Compression::Lz4, Compression::Zstd] {
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
             assert_eq!(check(&compressed(codec, section, 3), 1 << 20), Ok(()), "{codec:?}");
             // At the bound exactly: accepted; one byte less: refused, naming both numbers.
             assert_eq!(check(&compressed(codec, section, 3), section.len()), Ok(()), "{codec:?}");
@@ -877,15 +1225,33 @@ mod tests {
             for b in &mut garbage[HEADER_LEN + 4..len] {
                 *b = 0xa5;
             }
-            let crc = compute_crc(&garbage);
-            garbage[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+            reseal(&mut garbage);
             assert!(check(&garbage, 1 << 20).is_err(), "{codec:?}: garbage with a valid CRC");
         }
-        // An offset delta out of sequence inside the compressed section.
+        // An offset delta out of sequence inside the compressed section (record 0's
+        // offset delta is its fourth byte: length, attributes, timestamp delta).
         let mut bad = section.to_vec();
-        bad[0] = 0x09;
+        bad[3] = 0x02;
         let err = check(&compressed(Compression::Lz4, &bad, 3), 1 << 20).unwrap_err();
         assert!(matches!(err, BatchError::BadRecord { index: 0, .. }), "{err}");
+    }
+
+    /// Kafka's Java clients frame snappy the xerial way; such a section decodes too.
+    #[test]
+    fn xerial_snappy_is_read() {
+        let plain = sample(3);
+        let section = &plain[HEADER_LEN..];
+        let mut framed = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        for block in section.chunks(20) {
+            let packed = snap::raw::Encoder::new().compress_vec(block).unwrap();
+            framed.extend_from_slice(&(packed.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&packed);
+        }
+        assert_eq!(decompress(Compression::Snappy, &framed, 1 << 20).unwrap(), section);
+        let err = decompress(Compression::Snappy, &framed, section.len() - 1).unwrap_err();
+        assert!(matches!(err, BatchError::DecompressedTooLarge { codec: "snappy", .. }), "{err}");
+        framed.pop();
+        assert!(matches!(decompress(Compression::Snappy, &framed, 1 << 20), Err(BatchError::Decompress { .. })));
     }
 
     #[test]
@@ -901,9 +1267,13 @@ mod tests {
         enc.finish().unwrap();
         let err = decompress(Compression::Zstd, &streamed, 1 << 20).unwrap_err();
         assert_eq!(err, BatchError::DecompressedTooLarge { codec: "zstd", len: (1 << 20) + 1, limit: 1 << 20 });
-        let mut claim = u32::MAX.to_le_bytes().to_vec();
-        claim.extend_from_slice(&[0; 16]);
-        let err = decompress(Compression::Lz4, &claim, 1 << 20).unwrap_err();
+        for (codec, name) in [(Compression::Gzip, "gzip"), (Compression::Lz4, "lz4")] {
+            let err = decompress(codec, &compress(codec, &zeros), 1 << 20).unwrap_err();
+            assert_eq!(err, BatchError::DecompressedTooLarge { codec: name, len: (1 << 20) + 1, limit: 1 << 20 });
+        }
+        // Snappy's length preamble claims 4 GiB - 1: refused before allocating.
+        let claim = [0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0];
+        let err = decompress(Compression::Snappy, &claim, 1 << 20).unwrap_err();
         assert!(matches!(err, BatchError::DecompressedTooLarge { len: 4_294_967_295, .. }), "{err}");
     }
 
@@ -923,9 +1293,9 @@ mod tests {
     fn header_walk_yields_whole_batches_and_stops_at_the_first_bad_one() {
         let mut run = Vec::new();
         for n in 1..=3u32 {
-            let mut b = BatchBuilder::new().producer(9, 0, n);
+            let mut b = BatchBuilder::new().producer(9, 0, n as i32);
             for _ in 0..n {
-                b.push(1, None, b"v", &[]);
+                b.push(1, None, Some(b"v"), &[]);
             }
             run.extend_from_slice(&b.finish());
         }
@@ -939,7 +1309,20 @@ mod tests {
         assert!(walk.next().unwrap().is_ok());
         assert!(matches!(walk.next(), Some(Err(BatchError::Truncated { .. }))));
         assert!(walk.next().is_none(), "the walk ends at an error");
-        assert!(matches!(BatchHeaders::new(&[0u8; 60]).next(), Some(Err(BatchError::BadLength(0)))));
+        assert!(matches!(BatchHeaders::new(&[0u8; 70]).next(), Some(Err(BatchError::BadLength(12)))));
         assert!(BatchHeaders::new(&[]).next().is_none());
+    }
+
+    #[test]
+    fn varints_are_bounded_like_kafkas() {
+        let mut cur = Cursor { buf: &[0xff, 0xff, 0xff, 0xff, 0x0f], pos: 0 };
+        assert_eq!(cur.varint(), Ok(i32::MIN));
+        let mut cur = Cursor { buf: &[0xff, 0xff, 0xff, 0xff, 0x1f], pos: 0 };
+        assert_eq!(cur.varint(), Err("varint above 32 bits"));
+        let mut cur = Cursor { buf: &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], pos: 0 };
+        assert_eq!(cur.varint(), Err("varint too long"));
+        let mut buf = BytesMut::new();
+        put_varint(&mut buf, i64::MIN);
+        assert_eq!(Cursor { buf: &buf, pos: 0 }.varlong(), Ok(i64::MIN));
     }
 }

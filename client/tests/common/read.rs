@@ -21,7 +21,8 @@ pub async fn read_replica(bootstrap: &str, topic: &str, count: usize, settle: Du
         if polled.is_empty() && values.len() >= count {
             break;
         }
-        values.extend(polled.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()));
+        values
+            .extend(polled.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"null")).into_owned()));
     }
     values
 }

@@ -11,7 +11,10 @@
 //! original offset); the table holds at most [`PRODUCERS_PER_PARTITION_MAX`]
 //! producers, evicting the least recently used.
 //!
-//! Sequences are `u32` and wrap (Kafka uses `i32` wrapping to 0 in the same way).
+//! The fields are Kafka's (RecordBatch v2): producer id `i64` (-1 = not idempotent),
+//! epoch `i16`, sequence `i32`. Sequences are non-negative and wrap from `i32::MAX` to 0,
+//! as Kafka's `DefaultRecordBatch.incrementSequence` does (`next_sequence`); the batch
+//! format refuses an idempotent batch with a negative epoch or sequence.
 //!
 //! Producer ids are drawn at random ([`producer_id_from_random`]) so no client can predict
 //! the next one and fence it in advance, and a produce may carry only an epoch the node
@@ -29,19 +32,22 @@ pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
 pub const PRODUCERS_PER_PARTITION_MAX: usize = 4096;
 
 /// The epoch InitProducerId gives every producer id; the node issues no other.
-pub const PRODUCER_EPOCH_ISSUED: u16 = 0;
+pub const PRODUCER_EPOCH_ISSUED: i16 = 0;
 
 /// A producer id from 64 random bits, `None` if they make no valid id (retry with others):
-/// positive as an `i64` (Kafka's producer ids are non-negative int64) and never 0, which
-/// marks a batch as not idempotent.
-pub fn producer_id_from_random(bits: u64) -> Option<u64> {
-    let id = bits & i64::MAX as u64;
+/// positive (Kafka's producer ids are non-negative int64, -1 meaning none). 0 is a valid
+/// id in a Kafka batch, but the node never issues it: ids are drawn from `1..=i64::MAX`.
+pub fn producer_id_from_random(bits: u64) -> Option<i64> {
+    let id = (bits & i64::MAX as u64) as i64;
     (id != 0).then_some(id)
 }
 
+/// Sequence arithmetic is the batch format's (Kafka's wrap from `i32::MAX` to 0).
+pub use strand_wire::batch::next_sequence;
+
 /// Refuses a batch whose producer epoch the node never issued (see the module doc).
 pub fn check_epoch_issued(batch: &ProducerBatch) -> Result<(), SequenceError> {
-    if batch.producer_id == 0 || batch.producer_epoch == PRODUCER_EPOCH_ISSUED {
+    if !batch.is_idempotent() || batch.producer_epoch == PRODUCER_EPOCH_ISSUED {
         return Ok(());
     }
     Err(SequenceError::EpochNotIssued { got: batch.producer_epoch, issued: PRODUCER_EPOCH_ISSUED })
@@ -50,14 +56,19 @@ pub fn check_epoch_issued(batch: &ProducerBatch) -> Result<(), SequenceError> {
 /// The producer fields of one batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerBatch {
-    /// 0 = not an idempotent producer; such batches are never checked.
-    pub producer_id: u64,
-    pub producer_epoch: u16,
-    pub base_sequence: u32,
+    /// Negative (-1) = not an idempotent producer; such batches are never checked.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
     pub record_count: u32,
 }
 
 impl ProducerBatch {
+    /// Whether the batch comes from an idempotent producer (its id is non-negative).
+    pub fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0
+    }
+
     /// The producer fields of a batch header.
     pub fn of(header: &strand_wire::batch::BatchHeader) -> Self {
         ProducerBatch {
@@ -82,14 +93,14 @@ pub enum SequenceCheck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SequenceError {
     #[error("producer epoch {got} is older than current epoch {current}")]
-    InvalidEpoch { current: u16, got: u16 },
+    InvalidEpoch { current: i16, got: i16 },
     #[error("out of order sequence: expected {expected}, got {got}")]
-    OutOfOrder { expected: u32, got: u32 },
+    OutOfOrder { expected: i32, got: i32 },
     #[error(
         "producer epoch {got} was never issued: InitProducerId issues epoch {issued} with every new \
          producer id; ask it for an id"
     )]
-    EpochNotIssued { got: u16, issued: u16 },
+    EpochNotIssued { got: i16, issued: i16 },
 }
 
 impl SequenceError {
@@ -106,14 +117,14 @@ impl SequenceError {
 
 #[derive(Debug, Clone, Copy)]
 struct Remembered {
-    base_sequence: u32,
+    base_sequence: i32,
     record_count: u32,
     base_offset: u64,
 }
 
 #[derive(Debug)]
 struct ProducerState {
-    epoch: u16,
+    epoch: i16,
     batches: VecDeque<Remembered>,
     used_tick: u64,
 }
@@ -121,7 +132,7 @@ struct ProducerState {
 /// Sequence state of every idempotent producer of one partition.
 #[derive(Debug, Default)]
 pub struct ProducerTable {
-    producers: HashMap<u64, ProducerState>,
+    producers: HashMap<i64, ProducerState>,
     tick: u64,
 }
 
@@ -143,13 +154,13 @@ impl ProducerTable {
     }
 
     /// Whether `producer_id` is remembered (a new id must not collide with one in use).
-    pub fn contains(&self, producer_id: u64) -> bool {
+    pub fn contains(&self, producer_id: i64) -> bool {
         self.producers.contains_key(&producer_id)
     }
 
     /// Decides whether `batch` may be appended. Does not change the table.
     pub fn check(&self, batch: &ProducerBatch) -> Result<SequenceCheck, SequenceError> {
-        if batch.producer_id == 0 {
+        if !batch.is_idempotent() {
             return Ok(SequenceCheck::Append);
         }
         let Some(state) = self.producers.get(&batch.producer_id) else {
@@ -173,7 +184,7 @@ impl ProducerTable {
             return Ok(SequenceCheck::Duplicate { base_offset: r.base_offset });
         }
         let last = state.batches.back().expect("a remembered producer has at least one batch");
-        let expected = last.base_sequence.wrapping_add(last.record_count);
+        let expected = next_sequence(last.base_sequence, last.record_count);
         if batch.base_sequence == expected {
             Ok(SequenceCheck::Append)
         } else {
@@ -184,7 +195,7 @@ impl ProducerTable {
     /// Remembers that `batch` was appended at `base_offset`. Call only after
     /// [`ProducerTable::check`] answered `Append` and the append succeeded.
     pub fn record(&mut self, batch: &ProducerBatch, base_offset: u64) {
-        if batch.producer_id == 0 {
+        if !batch.is_idempotent() {
             return;
         }
         self.tick += 1;
@@ -203,7 +214,7 @@ impl ProducerTable {
             state.batches.clear();
         }
         if let Some(last) = state.batches.back() {
-            debug_assert_eq!(last.base_sequence.wrapping_add(last.record_count), batch.base_sequence);
+            debug_assert_eq!(next_sequence(last.base_sequence, last.record_count), batch.base_sequence);
         }
         if state.batches.len() == PRODUCER_BATCHES_REMEMBERED {
             state.batches.pop_front();
@@ -230,7 +241,7 @@ impl ProducerTable {
 mod tests {
     use super::*;
 
-    fn b(id: u64, epoch: u16, seq: u32, count: u32) -> ProducerBatch {
+    fn b(id: i64, epoch: i16, seq: i32, count: u32) -> ProducerBatch {
         ProducerBatch { producer_id: id, producer_epoch: epoch, base_sequence: seq, record_count: count }
     }
 
@@ -258,8 +269,11 @@ mod tests {
             (b(7, 0, 3, 2), Ok(Duplicate { base_offset: 3 })),
             (b(7, 0, 6, 1), Err(SequenceError::OutOfOrder { expected: 5, got: 6 })),
             (b(7, 0, 5, 1), Ok(Append)),
-            (b(0, 0, 99, 1), Ok(Append)),
-            (b(0, 0, 99, 1), Ok(Append)),
+            (b(-1, -1, -1, 1), Ok(Append)),
+            (b(-1, -1, -1, 1), Ok(Append)),
+            // 0 is an idempotent id like any other (the node just never issues it).
+            (b(0, 0, 0, 1), Ok(Append)),
+            (b(0, 0, 0, 1), Ok(Duplicate { base_offset: 8 })),
         ]);
     }
 
@@ -279,35 +293,38 @@ mod tests {
     #[test]
     fn only_last_five_are_remembered_and_sequences_wrap() {
         let mut table = ProducerTable::new();
-        let start = u32::MAX - 2;
+        let start = i32::MAX - 2;
+        let seq = |i: u32| next_sequence(start, i);
+        assert_eq!((seq(2), seq(3), seq(4)), (i32::MAX, 0, 1), "Kafka's wrap: i32::MAX is followed by 0");
         for i in 0..7u32 {
-            let batch = b(9, 0, start.wrapping_add(i), 1);
+            let batch = b(9, 0, seq(i), 1);
             assert_eq!(table.check(&batch), Ok(SequenceCheck::Append), "batch {i}");
             table.record(&batch, u64::from(i));
         }
         // Batches 0 and 1 fell out of the window; 2..7 are duplicates.
         assert!(matches!(table.check(&b(9, 0, start, 1)), Err(SequenceError::OutOfOrder { .. })));
-        assert!(matches!(table.check(&b(9, 0, start.wrapping_add(1), 1)), Err(SequenceError::OutOfOrder { .. })));
+        assert!(matches!(table.check(&b(9, 0, seq(1), 1)), Err(SequenceError::OutOfOrder { .. })));
         for i in 2..7u32 {
-            let got = table.check(&b(9, 0, start.wrapping_add(i), 1));
+            let got = table.check(&b(9, 0, seq(i), 1));
             assert_eq!(got, Ok(SequenceCheck::Duplicate { base_offset: u64::from(i) }));
         }
         assert_eq!(table.check(&b(9, 0, 4, 1)), Ok(SequenceCheck::Append));
+        assert_eq!(next_sequence(i32::MAX, 3), 2);
         assert_eq!(SequenceError::OutOfOrder { expected: 0, got: 1 }.code(), ErrorCode::OutOfOrderSequence);
     }
 
     #[test]
     fn ids_are_positive_nonzero_and_epochs_only_as_issued() {
-        let cases = [(0u64, None), (1 << 63, None), (u64::MAX, Some(i64::MAX as u64)), (42, Some(42))];
+        let cases = [(0u64, None), (1 << 63, None), (u64::MAX, Some(i64::MAX)), (42, Some(42))];
         for (bits, id) in cases {
             assert_eq!(producer_id_from_random(bits), id, "{bits:#x}");
         }
         assert_eq!(check_epoch_issued(&b(9, PRODUCER_EPOCH_ISSUED, 0, 1)), Ok(()));
-        assert_eq!(check_epoch_issued(&b(0, u16::MAX, 0, 1)), Ok(()), "not idempotent: no producer to fence");
-        let forged = check_epoch_issued(&b(9, u16::MAX, 0, 1)).unwrap_err();
-        assert_eq!(forged, SequenceError::EpochNotIssued { got: u16::MAX, issued: 0 });
+        assert_eq!(check_epoch_issued(&b(-1, i16::MAX, 0, 1)), Ok(()), "not idempotent: no producer to fence");
+        let forged = check_epoch_issued(&b(9, i16::MAX, 0, 1)).unwrap_err();
+        assert_eq!(forged, SequenceError::EpochNotIssued { got: i16::MAX, issued: 0 });
         assert_eq!(forged.code(), ErrorCode::InvalidProducerEpoch);
-        assert!(forged.to_string().contains("65535 was never issued"), "{forged}");
+        assert!(forged.to_string().contains("32767 was never issued"), "{forged}");
         let mut table = ProducerTable::new();
         table.record(&b(9, 0, 0, 1), 0);
         assert!(table.contains(9) && !table.contains(10));
@@ -316,13 +333,13 @@ mod tests {
     #[test]
     fn producer_count_is_bounded() {
         let mut table = ProducerTable::new();
-        for id in 1..=(PRODUCERS_PER_PARTITION_MAX as u64 + 10) {
-            table.record(&b(id, 0, 0, 1), id);
+        for id in 1..=(PRODUCERS_PER_PARTITION_MAX as i64 + 10) {
+            table.record(&b(id, 0, 0, 1), id as u64);
         }
         assert_eq!(table.len(), PRODUCERS_PER_PARTITION_MAX);
         // The first producers were evicted: their next batch is accepted as new.
         assert_eq!(table.check(&b(1, 0, 42, 1)), Ok(SequenceCheck::Append));
-        let last = PRODUCERS_PER_PARTITION_MAX as u64 + 10;
-        assert_eq!(table.check(&b(last, 0, 0, 1)), Ok(SequenceCheck::Duplicate { base_offset: last }));
+        let last = PRODUCERS_PER_PARTITION_MAX as i64 + 10;
+        assert_eq!(table.check(&b(last, 0, 0, 1)), Ok(SequenceCheck::Duplicate { base_offset: last as u64 }));
     }
 }

@@ -291,7 +291,7 @@ mod tests {
         for i in 0..n {
             let mut b = BatchBuilder::new();
             for r in 0..=(i % 3) {
-                b.push(1_000 + i64::from(i), None, &vec![b'x'; (i * 7 + r) as usize], &[]);
+                b.push(1_000 + i64::from(i), None, Some(&vec![b'x'; (i * 7 + r) as usize]), &[]);
             }
             let mut bytes = b.finish().to_vec();
             stamp_base_offset(&mut bytes, offset);
@@ -358,9 +358,15 @@ mod tests {
             damaged[at] ^= flip;
             let end = scan_all(&damaged, 0, 7, &mut |_| {});
             // The batch holding the damaged byte and everything after it must be cut,
-            // except when the byte is in the CRC-uncovered base_offset/batch_len fields
+            // except when the byte is in the CRC-uncovered baseOffset/batchLength fields
             // (then the offset check or the length check catches it, also cutting there).
+            // The one blind spot is partitionLeaderEpoch (bytes 12..16): Kafka's format
+            // leaves it outside the CRC and Strand keeps it as sent without reading it.
             let damaged_batch_start = ends.iter().map(|e| e.0).filter(|e| *e <= at as u64).max().unwrap_or(0);
+            if (12..16).contains(&(at as u64 - damaged_batch_start)) {
+                assert_eq!((end.valid_len, end.cut), (bytes.len() as u64, None), "byte {at} ^ {flip:#x}");
+                continue;
+            }
             assert_eq!(end.valid_len, damaged_batch_start, "byte {at} ^ {flip:#x}");
             assert!(end.cut.is_some());
         }

@@ -538,7 +538,7 @@ mod errno_tests {
 
     fn one_batch() -> BytesMut {
         let mut b = BatchBuilder::new();
-        b.push(1, None, b"v", &[]);
+        b.push(1, None, Some(b"v"), &[]);
         BytesMut::from(&b.finish()[..])
     }
 

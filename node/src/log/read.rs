@@ -168,7 +168,7 @@ impl Inner {
         }
         for record in batch.records() {
             let record = record.map_err(|e| corrupt(&view.file, found.pos, e.to_string()))?;
-            let ts = h.first_timestamp.saturating_add(record.timestamp_delta);
+            let ts = record.timestamp(h);
             if ts >= ts_ms {
                 return Ok(Some((found.base_offset + record.offset_delta as u64, ts)));
             }

@@ -208,7 +208,7 @@ impl Partition {
     }
 
     /// Whether the producer table remembers `producer_id`.
-    pub fn knows_producer(&self, producer_id: u64) -> bool {
+    pub fn knows_producer(&self, producer_id: i64) -> bool {
         self.producers.knows(producer_id)
     }
 
@@ -270,7 +270,7 @@ impl Partition {
         }
         let batches = producer_batches(&payload)?;
         let record_count: u32 = batches.iter().map(|b| b.record_count).sum();
-        let idempotent = batches.iter().any(|b| b.producer_id != 0);
+        let idempotent = batches.iter().any(|b| b.is_idempotent());
         self.note_given_back_offsets();
         if idempotent {
             let term = self.producer_term();

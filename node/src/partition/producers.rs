@@ -19,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use strand_core::producer::{ProducerBatch, ProducerTable, SequenceCheck, PRODUCER_BATCHES_REMEMBERED};
+use strand_core::producer::{next_sequence, ProducerBatch, ProducerTable, SequenceCheck, PRODUCER_BATCHES_REMEMBERED};
 use strand_wire::batch::BatchHeaders;
 use strand_wire::ErrorCode;
 
@@ -73,7 +73,7 @@ impl Producers {
     }
 
     /// Whether the table remembers `producer_id`.
-    pub fn knows(&self, producer_id: u64) -> bool {
+    pub fn knows(&self, producer_id: i64) -> bool {
         self.table.borrow().contains(producer_id)
     }
 
@@ -181,12 +181,12 @@ pub async fn recover_producers(log: &PartitionLog) -> Result<ProducerTable, Read
 /// The last [`PRODUCER_BATCHES_REMEMBERED`] batches of each producer seen in the log tail.
 #[derive(Default)]
 struct TailProducers {
-    producers: HashMap<u64, Run>,
+    producers: HashMap<i64, Run>,
 }
 
 /// One producer's latest contiguous run in the log tail.
 struct Run {
-    epoch: u16,
+    epoch: i16,
     /// Batches with their base offsets, oldest first.
     batches: VecDeque<(ProducerBatch, u64)>,
     /// Base offset of the newest batch (recency, for the table's LRU order).
@@ -198,7 +198,7 @@ impl TailProducers {
     /// producer's run (new epoch, or a gap left by an append before recovery existed)
     /// starts a new run, so the table fed from it is always contiguous.
     fn push(&mut self, batch: ProducerBatch, base_offset: u64) {
-        if batch.producer_id == 0 {
+        if !batch.is_idempotent() {
             return;
         }
         let run = self.producers.entry(batch.producer_id).or_insert_with(|| Run {
@@ -210,7 +210,7 @@ impl TailProducers {
             && run
                 .batches
                 .back()
-                .is_none_or(|(b, _)| b.base_sequence.wrapping_add(b.record_count) == batch.base_sequence);
+                .is_none_or(|(b, _)| next_sequence(b.base_sequence, b.record_count) == batch.base_sequence);
         if !continues {
             run.epoch = batch.producer_epoch;
             run.batches.clear();
@@ -245,7 +245,7 @@ pub(crate) fn check_sequences(table: &ProducerTable, batches: &[ProducerBatch]) 
         let (prev, next) = (&pair[0], &pair[1]);
         let contiguous = next.producer_id == prev.producer_id
             && next.producer_epoch == prev.producer_epoch
-            && next.base_sequence == prev.base_sequence.wrapping_add(prev.record_count);
+            && next.base_sequence == next_sequence(prev.base_sequence, prev.record_count);
         if !contiguous {
             return Err(refuse(ErrorCode::OutOfOrderSequence, "batches of one request are not contiguous"));
         }
@@ -331,10 +331,10 @@ mod tests {
     #[test]
     fn walks_batch_headers() {
         let mut payload = BytesMut::new();
-        for seq in [0u32, 2] {
+        for seq in [0i32, 2] {
             let mut b = BatchBuilder::new().producer(5, 1, seq);
-            b.push(1, None, b"x", &[]);
-            b.push(2, None, b"y", &[]);
+            b.push(1, None, Some(b"x"), &[]);
+            b.push(2, None, Some(b"y"), &[]);
             payload.extend_from_slice(&b.finish());
         }
         let batches = producer_batches(&payload).unwrap();
@@ -345,14 +345,14 @@ mod tests {
         assert_eq!(producer_batches(&[0u8; 20]).unwrap_err().code, ErrorCode::CorruptBatch);
     }
 
-    fn b(id: u64, epoch: u16, seq: u32) -> ProducerBatch {
+    fn b(id: i64, epoch: i16, seq: i32) -> ProducerBatch {
         ProducerBatch { producer_id: id, producer_epoch: epoch, base_sequence: seq, record_count: 2 }
     }
 
     #[test]
     fn tail_replay_keeps_the_last_contiguous_run_per_producer() {
         let mut tail = TailProducers::default();
-        let logged = [b(0, 0, 0), b(1, 0, 0), b(2, 0, 10), b(1, 0, 2), b(2, 0, 12), b(2, 0, 40), b(3, 0, 0)];
+        let logged = [b(-1, -1, -1), b(1, 0, 0), b(2, 0, 10), b(1, 0, 2), b(2, 0, 12), b(2, 0, 40), b(3, 0, 0)];
         let mut offset = 0;
         for batch in logged.iter().chain((0..7).map(|i| b(4, 0, i * 2)).collect::<Vec<_>>().iter()) {
             tail.push(*batch, offset);
@@ -360,7 +360,7 @@ mod tests {
         }
         tail.push(b(3, 1, 0), offset);
         let table = tail.into_table();
-        assert_eq!(table.len(), 4, "plain batches (id 0) are not producers");
+        assert_eq!(table.len(), 4, "plain batches (id -1) are not producers");
         let dup = |batch, base_offset| assert_eq!(table.check(&batch), Ok(SequenceCheck::Duplicate { base_offset }));
         dup(b(1, 0, 2), 6);
         dup(b(2, 0, 40), 10);

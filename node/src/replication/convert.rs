@@ -171,7 +171,7 @@ mod tests {
     fn batch(base: u64, values: &[&[u8]]) -> Bytes {
         let mut b = BatchBuilder::new();
         for v in values {
-            b.push(1_000, None, v, &[]);
+            b.push(1_000, None, Some(v), &[]);
         }
         let mut bytes = BytesMut::from(&b.finish()[..]);
         strand_wire::batch::stamp_base_offset(&mut bytes, base);

@@ -143,7 +143,9 @@ impl Shard {
         let Some(producer_id) = self.shared.producer_ids.issue(in_use) else {
             return Reply::error(cid, ErrorCode::Unknown, "every random producer id drawn was in use; retry");
         };
-        let producer_epoch = strand_core::producer::PRODUCER_EPOCH_ISSUED;
+        // The native response is unsigned; both values are non-negative by construction.
+        let producer_id = u64::try_from(producer_id).expect("issued producer ids are positive");
+        let producer_epoch = u16::try_from(strand_core::producer::PRODUCER_EPOCH_ISSUED).expect("non-negative");
         Reply::new(cid, Response::InitProducerId(InitProducerIdResponse { producer_id, producer_epoch }))
     }
 

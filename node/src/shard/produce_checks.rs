@@ -23,13 +23,14 @@ const PRODUCER_ID_DRAWS_MAX: usize = 16;
 /// The ids the node issued most recently (bounded), node-wide.
 #[derive(Debug, Default)]
 pub struct IssuedProducerIds {
-    recent: Mutex<(HashSet<u64>, VecDeque<u64>)>,
+    recent: Mutex<(HashSet<i64>, VecDeque<i64>)>,
 }
 
 impl IssuedProducerIds {
-    /// A fresh random producer id that is not in `recent` and for which `in_use` is false;
-    /// `None` if every draw collided (the caller answers an error rather than reuse an id).
-    pub fn issue(&self, in_use: impl Fn(u64) -> bool) -> Option<u64> {
+    /// A fresh random producer id (positive, see `producer_id_from_random`) that is not in
+    /// `recent` and for which `in_use` is false; `None` if every draw collided (the caller
+    /// answers an error rather than reuse an id).
+    pub fn issue(&self, in_use: impl Fn(i64) -> bool) -> Option<i64> {
         let mut guard = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (set, order) = &mut *guard;
         let id = (0..PRODUCER_ID_DRAWS_MAX)

@@ -299,7 +299,7 @@ impl Client {
                 let batch = batch.expect("fetched batch valid");
                 assert_eq!(batch.header().base_offset, offset, "offsets contiguous");
                 for record in batch.records() {
-                    values.push(record.unwrap().value.to_vec());
+                    values.push(record.unwrap().value.expect("not a tombstone").to_vec());
                 }
                 offset = batch.header().next_offset();
             }
@@ -311,7 +311,7 @@ impl Client {
 pub fn batch(values: &[&[u8]], ts: i64) -> Bytes {
     let mut b = BatchBuilder::new();
     for v in values {
-        b.push(ts, None, v, &[]);
+        b.push(ts, None, Some(v), &[]);
     }
     b.finish()
 }

@@ -56,7 +56,7 @@ pub fn log_config() -> LogConfig {
 /// A batch of one record whose value is `{tag}-{seq}`.
 pub fn batch(tag: &str, seq: u32) -> Bytes {
     let mut b = BatchBuilder::new();
-    b.push(1_000, None, format!("{tag}-{seq}").as_bytes(), &[]);
+    b.push(1_000, None, Some(format!("{tag}-{seq}").as_bytes()), &[]);
     b.finish()
 }
 
@@ -117,7 +117,7 @@ pub fn values(log: &[u8]) -> Vec<String> {
         assert_eq!(b.header().base_offset, next, "offsets contiguous");
         next = b.header().next_offset();
         for r in b.records() {
-            out.push(String::from_utf8(r.expect("record").value.to_vec()).expect("utf8"));
+            out.push(String::from_utf8(r.expect("record").value.expect("not a tombstone").to_vec()).expect("utf8"));
         }
     }
     out

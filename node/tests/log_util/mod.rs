@@ -31,7 +31,7 @@ pub fn batch(records: u32, ts_ms: i64, value_len: usize, tag: u8) -> Bytes {
     let mut b = BatchBuilder::new();
     for r in 0..records {
         let value: Vec<u8> = (0..value_len).map(|i| tag.wrapping_add((i as u8) ^ (r as u8))).collect();
-        b.push(ts_ms + i64::from(r), Some(&[tag]), &value, &[]);
+        b.push(ts_ms + i64::from(r), Some(&[tag]), Some(&value), &[]);
     }
     b.finish()
 }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strand_wire::batch::{compute_crc, Batch, BatchIter, Compression, RecordIter, CRC_START, HEADER_LEN};
+use strand_wire::batch::{peek_batch_len, write_crc, Batch, BatchIter, Compression, RecordIter, HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     walk(data);
@@ -11,10 +11,9 @@ fuzz_target!(|data: &[u8]| {
     // batch_len) so the fuzzer also explores record parsing behind the CRC check.
     if data.len() >= HEADER_LEN {
         let mut patched = data.to_vec();
-        let len = u32::from_le_bytes([data[8], data[9], data[10], data[11]]) as usize;
+        let len = peek_batch_len(data).unwrap_or(0) as usize;
         if (HEADER_LEN..=patched.len()).contains(&len) {
-            let crc = compute_crc(&patched[..len]);
-            patched[CRC_START - 4..CRC_START].copy_from_slice(&crc.to_le_bytes());
+            write_crc(&mut patched[..len]);
             walk(&patched);
         }
     }

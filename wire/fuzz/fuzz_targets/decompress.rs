@@ -1,8 +1,9 @@
-//! The consumer's batch reader over arbitrary bytes: lz4/zstd decompression of a
+//! The consumer's batch reader over arbitrary bytes: gzip/snappy/lz4/zstd decompression of a
 //! records section and `decode_batches` over a fetched run (with a valid CRC patched in
 //! so compressed sections are reached) must return records or an error, never panic,
 //! never expand past `DECOMPRESSED_LEN_MAX`, never return a record below the requested
-//! offset. Input: one selector byte (bits 0-1 codec, bits 2-7 `offset_min`), then bytes.
+//! offset. Input: one selector byte (bits 0-2 codec: 0 lz4, 1 zstd, 2 none, 3 gzip,
+//! 4 snappy, 5-7 none; bits 3-7 `offset_min`), then bytes.
 //! The node's produce-time check (`Batch::check_compressed`, the same bounded decoder
 //! the client uses) runs on the CRC-patched batch too, with a small bound so bombs hit it.
 #![no_main]
@@ -12,31 +13,32 @@ use std::sync::Arc;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use strand_client::records::{decode_batches, decompress, DECOMPRESSED_LEN_MAX};
-use strand_wire::batch::{compute_crc, Batch, Compression, CRC_START, HEADER_LEN};
+use strand_wire::batch::{peek_batch_len, write_crc, Batch, Compression, HEADER_LEN};
 
 /// Bound for the node-side check: small, so decompression bombs reach it.
 const CHECK_LEN_MAX: usize = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
-    let codec = match selector & 3 {
+    let codec = match selector & 7 {
         0 => Compression::Lz4,
         1 => Compression::Zstd,
+        3 => Compression::Gzip,
+        4 => Compression::Snappy,
         _ => Compression::None,
     };
     if let Ok(section) = decompress(codec, rest) {
         assert!(section.len() <= DECOMPRESSED_LEN_MAX);
     }
-    let offset_min = u64::from(selector >> 2);
+    let offset_min = u64::from(selector >> 3);
     read(rest, offset_min);
     // Random bytes almost never carry a valid CRC: patch one into the first batch (over
     // its data-chosen batch_len) so decompression behind the CRC check is reached.
     if rest.len() >= HEADER_LEN {
-        let len = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
+        let len = peek_batch_len(rest).unwrap_or(0) as usize;
         if (HEADER_LEN..=rest.len()).contains(&len) {
             let mut patched = rest.to_vec();
-            let crc = compute_crc(&patched[..len]);
-            patched[CRC_START - 4..CRC_START].copy_from_slice(&crc.to_le_bytes());
+            write_crc(&mut patched[..len]);
             read(&patched, offset_min);
             if let Ok(batch) = Batch::parse(&patched) {
                 // Accepted by the node only if every record parses: the reader must agree.

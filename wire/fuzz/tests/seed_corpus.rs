@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use strand_client::records::{decode_batches, seal_batch};
-use strand_wire::batch::{Batch, BatchBuilder, BatchIter, Compression, HEADER_LEN};
+use strand_wire::batch::{stamp_base_offset, Batch, BatchBuilder, BatchIter, Compression, HEADER_LEN};
 use strand_wire::codec::{self, decode_request, decode_response};
 use strand_wire::frame::FrameDecoder;
 use strand_wire::msg::*;
@@ -29,7 +29,7 @@ fn builder(n: u32) -> BatchBuilder {
     for i in 0..n {
         let key = format!("key-{}", i % 3);
         let value = format!("value {i} value value value value value");
-        b.push(1_700_000_000_000 + i64::from(i), Some(key.as_bytes()), value.as_bytes(), &[(b"h", Some(b"v"))]);
+        b.push(1_700_000_000_000 + i64::from(i), Some(key.as_bytes()), Some(value.as_bytes()), &[(b"h", Some(b"v"))]);
     }
     b
 }
@@ -37,7 +37,7 @@ fn builder(n: u32) -> BatchBuilder {
 /// `batch` with its base offset stamped (not covered by the CRC).
 fn at_offset(batch: &[u8], base_offset: u64) -> Vec<u8> {
     let mut out = batch.to_vec();
-    out[..8].copy_from_slice(&base_offset.to_le_bytes());
+    stamp_base_offset(&mut out, base_offset);
     out
 }
 
@@ -129,25 +129,32 @@ fn batch_seeds() -> Seeds {
         ("seed-three-records", first.to_vec()),
         ("seed-two-batches", run),
         ("seed-idempotent", idempotent.to_vec()),
+        ("seed-gzip", compressed(Compression::Gzip).to_vec()),
+        ("seed-snappy", compressed(Compression::Snappy).to_vec()),
         ("seed-lz4", compressed(Compression::Lz4).to_vec()),
         ("seed-zstd", compressed(Compression::Zstd).to_vec()),
     ]
 }
 
-/// Selector byte (bits 0-1 codec: 0 lz4, 1 zstd, 2 none; bits 2-7 offset_min) + bytes.
+/// Selector byte (bits 0-2 codec: 0 lz4, 1 zstd, 2 none, 3 gzip, 4 snappy; bits 3-7
+/// offset_min) + bytes.
 fn decompress_seeds() -> Seeds {
     let with = |selector: u8, bytes: &[u8]| [&[selector][..], bytes].concat();
     let lz4 = compressed(Compression::Lz4);
     let zstd = compressed(Compression::Zstd);
+    let gzip = compressed(Compression::Gzip);
+    let snappy = compressed(Compression::Snappy);
     let mut run = at_offset(&lz4, 0);
     run.extend_from_slice(&at_offset(&zstd, 20));
     run.extend_from_slice(&at_offset(&builder(3).finish(), 40));
     vec![
         ("seed-lz4-section", with(0, &lz4[HEADER_LEN..])),
         ("seed-zstd-section", with(1, &zstd[HEADER_LEN..])),
+        ("seed-gzip-section", with(3, &gzip[HEADER_LEN..])),
+        ("seed-snappy-section", with(4, &snappy[HEADER_LEN..])),
         ("seed-lz4-batch", with(0, &lz4)),
-        ("seed-zstd-batch-from-5", with(1 | (5 << 2), &zstd)),
-        ("seed-mixed-run-from-30", with(2 | (30 << 2), &run)),
+        ("seed-zstd-batch-from-5", with(1 | (5 << 3), &zstd)),
+        ("seed-mixed-run-from-30", with(2 | (30 << 3), &run)),
     ]
 }
 
@@ -173,9 +180,15 @@ fn check_batches(name: &str, bytes: &[u8]) {
 
 fn check_decompress(name: &str, bytes: &[u8]) {
     let (selector, rest) = bytes.split_first().expect("selector");
-    let codec = [Compression::Lz4, Compression::Zstd, Compression::None][usize::from(selector & 3)];
+    let codec = match selector & 7 {
+        0 => Compression::Lz4,
+        1 => Compression::Zstd,
+        3 => Compression::Gzip,
+        4 => Compression::Snappy,
+        _ => Compression::None,
+    };
     if rest.len() >= HEADER_LEN && Batch::parse(rest).is_ok() {
-        let offset_min = u64::from(selector >> 2);
+        let offset_min = u64::from(selector >> 3);
         let mut out = Vec::new();
         let payload = Bytes::copy_from_slice(rest);
         decode_batches(&Arc::from("t"), 0, &payload, offset_min, &mut out).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -245,7 +245,7 @@ impl Printer {
                 offset: r.offset,
                 timestamp: r.timestamp,
                 key: bytes_to_json(r.key.as_deref()),
-                value: bytes_to_json(Some(&r.value)),
+                value: bytes_to_json(r.value.as_deref()),
                 headers: headers_to_json(&r.headers),
             };
             // Only strings, numbers and `Value`s: serializing cannot fail.
@@ -274,7 +274,8 @@ impl Printer {
         if key {
             field(r.key.as_deref().unwrap_or(NULL_MARKER.as_bytes()));
         }
-        line.extend_from_slice(&r.value);
+        // A tombstone prints as the null marker, as a null key does.
+        line.extend_from_slice(r.value.as_deref().unwrap_or(NULL_MARKER.as_bytes()));
         line.push(b'\n');
     }
 }

@@ -29,6 +29,8 @@ pub(crate) enum AcksArg {
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum CompressionArg {
     None,
+    Gzip,
+    Snappy,
     Lz4,
     Zstd,
 }
@@ -110,7 +112,8 @@ fn record(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> {
         (InputFormatArg::Json, _) => {
             let parsed: JsonLine = serde_json::from_slice(line).map_err(|e| format!("not a JSON message: {e}"))?;
             record.key = json_to_bytes(&parsed.key, "key")?;
-            record.value = json_to_bytes(&parsed.value, "value")?.unwrap_or_default();
+            // A null value is a tombstone.
+            record.value = json_to_bytes(&parsed.value, "value")?;
             record.headers = json_to_headers(&parsed.headers)?;
             record.partition = parsed.partition.or(args.partition);
             record.timestamp = parsed.timestamp;
@@ -122,11 +125,11 @@ fn record(args: &ProduceArgs, line: &[u8]) -> Result<ProducerRecord, String> {
                 .position(|w| w == sep)
                 .ok_or_else(|| format!("no key separator {:?} in the line", String::from_utf8_lossy(sep)))?;
             record.key = Some(Bytes::copy_from_slice(&line[..at]));
-            record.value = Bytes::copy_from_slice(&line[at + sep.len()..]);
+            record.value = Some(Bytes::copy_from_slice(&line[at + sep.len()..]));
         }
         (InputFormatArg::Text, None) => {
             record.key = args.key.as_ref().map(|k| Bytes::copy_from_slice(k.as_bytes()));
-            record.value = Bytes::copy_from_slice(line);
+            record.value = Some(Bytes::copy_from_slice(line));
         }
     }
     for (k, v) in &args.headers {
@@ -155,6 +158,8 @@ pub(crate) async fn produce(client: Client, args: ProduceArgs) -> Result<(), Str
         },
         compression: match args.compression {
             CompressionArg::None => Compression::None,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Snappy => Compression::Snappy,
             CompressionArg::Lz4 => Compression::Lz4,
             CompressionArg::Zstd => Compression::Zstd,
         },

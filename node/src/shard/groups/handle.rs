@@ -307,7 +307,7 @@ impl Shard {
                 let mut builder = BatchBuilder::new();
                 for record in &records {
                     let ts = i64::try_from(record.commit_ms).unwrap_or(i64::MAX);
-                    builder.push(ts, Some(&record.encode_key()), &record.encode(), &[]);
+                    builder.push(ts, Some(&record.encode_key()), Some(&record.encode()), &[]);
                 }
                 self.append_offsets(partition, builder.finish()).await
             }

@@ -97,7 +97,13 @@ impl Shard {
                 }
                 for record in batch.records() {
                     let record = record.map_err(|e| fail(format!("invalid record: {e}")))?;
-                    self.replay_record(partition, record.value, &mut count);
+                    let Some(value) = record.value else {
+                        // The node writes no tombstone here; a null value carries no commit.
+                        warn!(shard = self.id.0, partition, "commit record with a null value skipped");
+                        count.skipped += 1;
+                        continue;
+                    };
+                    self.replay_record(partition, value, &mut count);
                 }
             }
             offset = read.next_offset;
