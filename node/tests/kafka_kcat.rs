@@ -43,8 +43,11 @@ fn create(kafka: SocketAddr, name: &str, partitions: i32) {
     assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
 }
 
+/// A record's key and value (either may be null).
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Every record of one partition read with the native protocol: (key, value) in offset order.
-fn native_records(node: &Node, name: &str, partition: u32) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn native_records(node: &Node, name: &str, partition: u32) -> Vec<KeyValue> {
     let mut client = node.client();
     let mut out = Vec::new();
     let mut offset = 0;
