@@ -12,7 +12,11 @@ use std::process::{Command, Output, Stdio};
 use common::kafka::{topic, KafkaConn};
 use common::{batch, Node};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, GroupId, OffsetFetchRequest, OffsetFetchResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use strand_wire::batch::{decompress, BatchIter, RecordIter};
 use strand_wire::ErrorCode;
 
@@ -108,6 +112,22 @@ fn kcat_lists_produces_in_every_codec_and_consumes_across_protocols() {
     // And kcat reads its own keyed records back, offsets and keys intact.
     let out = kcat(kafka, &["-C", "-t", "events", "-p", "0", "-o", "248", "-e", "-f", "%o %k=%s\n"], b"");
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "248 zstd-k48=zstd-v48\n249 zstd-k49=zstd-v49\n");
+
+    // A balanced consumer group (-G): kcat joins, is assigned both partitions, reads
+    // everything and commits; the committed offsets are the log ends.
+    let out = kcat(kafka, &["-G", "kcat-group", "events", "-o", "beginning", "-e", "-f", "%p %o\n"], b"");
+    let read = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(read.lines().count(), 250 + 3, "every record once: {read}");
+    let mut t = OffsetFetchRequestTopic::default();
+    t.name = topic("events");
+    t.partition_indexes = vec![0, 1];
+    let mut req = OffsetFetchRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("kcat-group"));
+    req.topics = Some(vec![t]);
+    let committed: OffsetFetchResponse = KafkaConn::connect(kafka).call(ApiKey::OffsetFetch, 5, &req);
+    let offsets: Vec<(i32, i64)> =
+        committed.topics[0].partitions.iter().map(|p| (p.partition_index, p.committed_offset)).collect();
+    assert_eq!(offsets, vec![(0, 250), (1, 3)], "kcat's commits");
 
     // A tombstone (null value, -Z) is stored and read back as null.
     kcat(kafka, &["-P", "-t", "events", "-p", "1", "-K", ":", "-Z"], b"gone:\n");
