@@ -118,6 +118,12 @@ impl SegmentFile {
         self.plain.as_raw_fd()
     }
 
+    /// The plain file as a thread-safe handle, for another shard to send from (it keeps
+    /// the file open, as the segment's `Rc` does on its own shard).
+    pub fn shared(&self) -> Arc<std::fs::File> {
+        self.plain.clone()
+    }
+
     /// Where the file lives (it may have been unlinked since).
     pub fn path(&self) -> &Path {
         &self.path

@@ -51,6 +51,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use strand_core::index::SegmentBatch;
 use strand_core::recovery::Checkpoint;
 
@@ -101,14 +102,36 @@ pub enum ReadChunk {
     /// A byte range of a segment file, to be spliced/sendfile'd to a socket. The Rc keeps the
     /// fd open even if retention unlinks the segment meanwhile.
     File { file: Rc<SegmentFile>, pos: u64, len: u32 },
+    /// A byte range of a segment file read on another shard: the owner hands over its
+    /// plain file (thread-safe, keeps the file open), and this shard sends it with
+    /// `sendfile` too, so a fetch answered across shards stays zero-copy.
+    Shared { file: Arc<std::fs::File>, pos: u64, len: u32 },
     /// Bytes served from the in-memory tail/batch cache (direct mode, caught-up consumers).
     Memory(Bytes),
+}
+
+/// A [`ReadChunk`] that may cross shards (`Send`): what an owner shard answers a
+/// cross-shard fetch with.
+#[derive(Debug)]
+pub enum SharedChunk {
+    File { file: Arc<std::fs::File>, pos: u64, len: u32 },
+    Memory(Bytes),
+}
+
+impl From<SharedChunk> for ReadChunk {
+    fn from(chunk: SharedChunk) -> Self {
+        match chunk {
+            SharedChunk::File { file, pos, len } => ReadChunk::Shared { file, pos, len },
+            SharedChunk::Memory(bytes) => ReadChunk::Memory(bytes),
+        }
+    }
 }
 
 impl std::fmt::Debug for ReadChunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadChunk::File { file, pos, len } => write!(f, "File({:?}, {pos}, {len})", file.path()),
+            ReadChunk::Shared { pos, len, .. } => write!(f, "Shared({pos}, {len})"),
             ReadChunk::Memory(b) => write!(f, "Memory({} bytes)", b.len()),
         }
     }
@@ -118,8 +141,17 @@ impl ReadChunk {
     /// Length in bytes.
     pub fn len(&self) -> u32 {
         match self {
-            ReadChunk::File { len, .. } => *len,
+            ReadChunk::File { len, .. } | ReadChunk::Shared { len, .. } => *len,
             ReadChunk::Memory(b) => b.len() as u32,
+        }
+    }
+
+    /// The chunk in a form another shard can send ([`SharedChunk`]).
+    pub fn share(self) -> SharedChunk {
+        match self {
+            ReadChunk::File { file, pos, len } => SharedChunk::File { file: file.shared(), pos, len },
+            ReadChunk::Shared { file, pos, len } => SharedChunk::File { file, pos, len },
+            ReadChunk::Memory(bytes) => SharedChunk::Memory(bytes),
         }
     }
 
@@ -142,8 +174,23 @@ impl ReadChunk {
                 }
                 Ok(Bytes::from(bytes))
             }
+            ReadChunk::Shared { file, pos, len } => Ok(Bytes::from(read_shared(file, *pos, *len as usize).await?)),
         }
     }
+}
+
+/// Reads `len` bytes of a shared segment file at `pos` on the executor's blocking pool
+/// (the plain file has no io_uring handle on this shard).
+pub async fn read_shared(file: &Arc<std::fs::File>, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let file = file.clone();
+    glommio::executor()
+        .spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, pos)?;
+            Ok(buf)
+        })
+        .await
 }
 
 /// One partition's log. !Send: lives on its owner shard's glommio executor. All methods take

@@ -16,8 +16,9 @@
 //! (the reader stops reading when either is exhausted — TCP backpressure does the
 //! rest), frames up to `frame_len_max`, and fetch answers up to
 //! [`FETCH_RESPONSE_BYTES_PER_CONNECTION`] (each fetch reserves its `max_bytes` until its
-//! answer is written: answers forwarded from another shard are in-memory copies, so
-//! without this a never-reading client would pin `inflight × max_bytes`). Writes are
+//! answer is written: an answer holds its segment files open, and direct-mode tail-cache
+//! bytes in memory, so without this a never-reading client would pin `inflight ×
+//! max_bytes`; the Kafka port reserves the same way). Writes are
 //! serialized by a per-connection lock so a zero-copy payload is never interleaved with
 //! another response.
 //!
@@ -487,6 +488,12 @@ async fn write_reply(shard: &Shard, writer: &Writer, fd: RawFd, reply: Reply) ->
                 shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
                 shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
             }
+            ReadChunk::Shared { file, pos, len } => {
+                w.flush().await?;
+                let sent = zerocopy::send_shared(&mut *w, fd, file, *pos, *len).await?;
+                shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
+                shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
+            }
         }
     }
     Ok(w.flush().await?)
@@ -495,6 +502,6 @@ async fn write_reply(shard: &Shard, writer: &Writer, fd: RawFd, reply: Reply) ->
 fn chunk_len(chunk: &ReadChunk) -> usize {
     match chunk {
         ReadChunk::Memory(bytes) => bytes.len(),
-        ReadChunk::File { len, .. } => *len as usize,
+        ReadChunk::File { len, .. } | ReadChunk::Shared { len, .. } => *len as usize,
     }
 }

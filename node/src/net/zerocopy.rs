@@ -68,6 +68,51 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     pos: u64,
     len: u32,
 ) -> io::Result<SentBytes> {
+    send_range(writer, socket, Source::Own(file), pos, len).await
+}
+
+/// Like [`send_file`], for a segment file another shard handed over (`ReadChunk::Shared`).
+pub async fn send_shared<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    socket: RawFd,
+    file: &std::sync::Arc<std::fs::File>,
+    pos: u64,
+    len: u32,
+) -> io::Result<SentBytes> {
+    send_range(writer, socket, Source::Shared(file), pos, len).await
+}
+
+/// The file a range is sent from: this shard's segment (io_uring reads for the copied
+/// pieces) or another shard's plain file (blocking-pool reads).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Own(&'a SegmentFile),
+    Shared(&'a std::sync::Arc<std::fs::File>),
+}
+
+impl Source<'_> {
+    fn raw_fd(self) -> RawFd {
+        match self {
+            Source::Own(file) => file.raw_fd(),
+            Source::Shared(file) => file.as_raw_fd(),
+        }
+    }
+
+    async fn read_at(self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        match self {
+            Source::Own(file) => file.read_at(pos, len).await,
+            Source::Shared(file) => crate::log::read_shared(file, pos, len).await,
+        }
+    }
+}
+
+async fn send_range<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    socket: RawFd,
+    file: Source<'_>,
+    pos: u64,
+    len: u32,
+) -> io::Result<SentBytes> {
     let mut sent = SentBytes::default();
     let end = pos + u64::from(len);
     let mut at = pos;

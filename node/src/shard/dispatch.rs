@@ -494,8 +494,8 @@ impl Shard {
         match self.forward(owner, call).await {
             Ok(ShardAnswer::Fetch(answers)) => answers
                 .into_iter()
-                .map(|(response, bytes)| LocalFetch {
-                    chunks: if bytes.is_empty() { Vec::new() } else { vec![ReadChunk::Memory(bytes)] },
+                .map(|(response, chunks)| LocalFetch {
+                    chunks: chunks.into_iter().map(ReadChunk::from).collect(),
                     response,
                 })
                 .collect(),

@@ -47,8 +47,9 @@ pub enum ShardCall {
 #[derive(Debug)]
 pub enum ShardAnswer {
     Produce(Vec<ProducePartitionResponse>),
-    /// Each partition's response and its batch bytes (`bytes_len` of them).
-    Fetch(Vec<(FetchPartitionResponse, Bytes)>),
+    /// Each partition's response and its batch bytes (`bytes_len` of them), as ranges of
+    /// the owner's segment files where they are on disk (sent zero-copy by the asker).
+    Fetch(Vec<(FetchPartitionResponse, Vec<crate::log::SharedChunk>)>),
     ListOffsets(Vec<ListOffsetsPartitionResponse>),
     Offsets(Vec<Result<PartitionOffsets, ErrorCode>>),
     Done(Result<(), super::ShardError>),

@@ -8,7 +8,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 use strand_core::chain::Offset;
 use strand_wire::msg::{
@@ -82,10 +82,10 @@ impl Shard {
             ShardCall::Fetch { max_wait_ms, min_bytes, max_bytes, parts } => {
                 let limits = FetchLimits { max_wait_ms, min_bytes, max_bytes };
                 let fetched = self.fetch_local(limits, &parts).await;
-                let mut out = Vec::with_capacity(fetched.len());
-                for f in fetched {
-                    out.push(copy_chunks(f).await);
-                }
+                let out = fetched
+                    .into_iter()
+                    .map(|f| (f.response, f.chunks.into_iter().map(ReadChunk::share).collect()))
+                    .collect();
                 ShardAnswer::Fetch(out)
             }
             ShardCall::ListOffsets(parts) => ShardAnswer::ListOffsets(self.list_offsets_local(&parts).await),
@@ -227,23 +227,4 @@ impl Shard {
         }
         out
     }
-}
-
-/// Copies a local fetch's chunks into one buffer, for a cross-shard answer.
-async fn copy_chunks(fetch: LocalFetch) -> (FetchPartitionResponse, Bytes) {
-    let LocalFetch { mut response, chunks } = fetch;
-    let mut buf = BytesMut::with_capacity(response.bytes_len as usize);
-    for chunk in &chunks {
-        match chunk.to_bytes().await {
-            Ok(bytes) => buf.extend_from_slice(&bytes),
-            Err(e) => {
-                tracing::warn!(topic = %response.topic, partition = response.partition, error = %e, "fetch copy failed");
-                response.error = ErrorCode::StorageError;
-                response.bytes_len = 0;
-                return (response, Bytes::new());
-            }
-        }
-    }
-    response.bytes_len = buf.len() as u32;
-    (response, buf.freeze())
 }

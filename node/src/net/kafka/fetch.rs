@@ -147,7 +147,7 @@ mod tests {
             for piece in pieces {
                 match piece {
                     Piece::Bytes(bytes) | Piece::Chunk(ReadChunk::Memory(bytes)) => wire.put_slice(&bytes),
-                    Piece::Chunk(ReadChunk::File { .. }) => unreachable!(),
+                    Piece::Chunk(ReadChunk::File { .. } | ReadChunk::Shared { .. }) => unreachable!(),
                 }
             }
             let decoded = FetchResponse::decode(&mut wire.freeze(), version).unwrap();

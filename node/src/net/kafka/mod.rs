@@ -123,6 +123,9 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
     let idle = Duration::from_millis(limits.connections_max_idle_ms);
     let inflight = Rc::new(Semaphore::new(u64::from(limits.inflight_per_connection)));
     let buffered = Rc::new(Semaphore::new(limits.connection_buffer_bytes));
+    // As on the native port: each fetch reserves its answer's bytes until they are written,
+    // so a client that pipelines fetches and never reads cannot pin more than this.
+    let answers = Rc::new(Semaphore::new(super::FETCH_RESPONSE_BYTES_PER_CONNECTION));
     let turns = Rc::new(Turns { next: Cell::new(0), moved: Rc::default() });
     let broken = Rc::new(Cell::new(false));
     let mut buf = BytesMut::with_capacity(super::READ_CHUNK_LEN);
@@ -163,6 +166,11 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
                 continue;
             }
         };
+        let answer_len = match incoming.api {
+            ApiKey::Fetch => u64::from(fetch_max_bytes(&incoming.body)).min(super::FETCH_RESPONSE_BYTES_PER_CONNECTION),
+            _ => 0,
+        };
+        let reserved = answers.acquire_static_permit(answer_len).await.map_err(ConnectionError::Permit)?;
         let this = seq;
         seq += 1;
         let (task_shard, task_writer, task_turns, task_broken) =
@@ -190,7 +198,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
                 }
             }
             task_turns.done(this);
-            drop((slot, bytes, busy));
+            drop((slot, bytes, reserved, busy));
         });
         // As on the native port: the request runs to its first await before the next frame
         // is read, so a produce takes its offsets in arrival order.
@@ -231,6 +239,13 @@ fn next_frame(buf: &mut BytesMut, frame_len_max: usize) -> Result<Option<Bytes>,
     }
     buf.advance(SIZE_LEN);
     Ok(Some(buf.split_to(size).freeze()))
+}
+
+/// A Fetch request's response `max_bytes` (0 if the body is too short to hold it): the
+/// fourth `int32` of the body in every version this node speaks (4–12: replica id, max
+/// wait, min bytes, max bytes; the cluster id of v12+ is a tagged field at the end).
+fn fetch_max_bytes(body: &[u8]) -> u32 {
+    body.get(12..16).map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]).max(0) as u32)
 }
 
 /// Why a frame is not handed to a handler.
@@ -305,6 +320,12 @@ async fn write_response(
                 shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
                 shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
             }
+            Piece::Chunk(ReadChunk::Shared { file, pos, len }) => {
+                w.flush().await?;
+                let sent = super::zerocopy::send_shared(&mut *w, fd, file, *pos, *len).await?;
+                shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
+                shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
+            }
         }
     }
     Ok(w.flush().await?)
@@ -352,6 +373,20 @@ mod tests {
         let ok = parse_request(header(18, 0)).expect("ApiVersions v0");
         assert_eq!((ok.api, ok.version, ok.header.correlation_id), (ApiKey::ApiVersions, 0, 7));
         assert!(matches!(parse_request(Bytes::from_static(&[0, 18, 0])), Err(Refused::Close(_))));
+    }
+
+    #[test]
+    fn fetch_max_bytes_is_where_the_codec_puts_it() {
+        let (_, min, max) = *SUPPORTED.iter().find(|(api, _, _)| *api == ApiKey::Fetch).unwrap();
+        for version in min..=max {
+            let mut req = kafka_protocol::messages::FetchRequest::default();
+            req.max_bytes = 0x0123_4567;
+            req.max_wait_ms = 77;
+            let mut body = BytesMut::new();
+            req.encode(&mut body, version).unwrap();
+            assert_eq!(fetch_max_bytes(&body), 0x0123_4567, "v{version}");
+        }
+        assert_eq!(fetch_max_bytes(&[0; 5]), 0);
     }
 
     /// A request frame for `api` v`version`: a header, then `body` as the request's bytes.
