@@ -154,11 +154,16 @@ async fn read_replies(reader: &mut tokio::net::tcp::OwnedReadHalf, waiters: &Wai
         else {
             return format!("reply of {size} bytes");
         };
-        let mut body = vec![0u8; len];
-        if let Err(e) = reader.read_exact(&mut body).await {
-            return format!("reading a reply: {e}");
+        // Read into spare capacity (not a zeroed buffer): a fetch answer is megabytes.
+        let mut body = BytesMut::with_capacity(len);
+        while body.len() < len {
+            match reader.read_buf(&mut body).await {
+                Ok(0) => return "connection closed in a reply".to_string(),
+                Ok(_) => {}
+                Err(e) => return format!("reading a reply: {e}"),
+            }
         }
-        let mut body = Bytes::from(body);
+        let mut body = body.freeze();
         let Some((id, version, api, tx)) = waiters.lock().ok().and_then(|mut w| w.pop_front()) else {
             return "a reply nobody waits for".to_string();
         };
