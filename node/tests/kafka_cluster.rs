@@ -3,7 +3,8 @@
 //! leader — the chain head — is SIGKILLed. Metadata must name every node at its Kafka port
 //! and the head as leader; the producer must carry on through the failover (metadata
 //! refresh after `NOT_LEADER_OR_FOLLOWER` or a refused connection); and every message the
-//! client saw acknowledged must be stored on the survivors.
+//! client saw acknowledged must be stored on the survivors, and a consumer group (kcat
+//! `-G`, coordinator found through the cluster) must read them all.
 
 mod common;
 
@@ -147,4 +148,24 @@ fn a_kafka_producer_with_acks_all_loses_nothing_through_a_head_kill() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    // A balanced consumer group on the survivors (FindCoordinator names the head of the
+    // group's offsets partition, by its Kafka address) reads every acknowledged value.
+    let survivors: Vec<String> = nodes.iter().flatten().map(|n| n.kafka.unwrap().to_string()).collect();
+    let out = Command::new("kcat")
+        .args(["-b", &survivors.join(","), "-G", "after-failover", TOPIC, "-o", "beginning", "-e", "-f", "%s\n"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("kcat");
+    assert!(out.status.success(), "kcat -G: {}", String::from_utf8_lossy(&out.stderr));
+    let read: BTreeSet<usize> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let missing: Vec<&usize> = acked.difference(&read).collect();
+    assert!(
+        missing.is_empty(),
+        "the group missed {} acknowledged values, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 }
