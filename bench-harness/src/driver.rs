@@ -178,6 +178,16 @@ impl Reply {
     }
 }
 
+impl Target {
+    /// The address serving `topic`/`partition` (its owner shard's port, or its leader).
+    async fn route(&self, topic: &str, partition: u32) -> Result<std::net::SocketAddr, String> {
+        match self {
+            Target::Native(client) => client.partition_addr(topic, partition).await.map_err(|e| e.to_string()),
+            Target::Kafka(client) => client.leader(topic, partition).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
 fn kafka_acks(acks: Acks) -> i16 {
     match acks {
         Acks::None => 0,
@@ -428,28 +438,30 @@ fn wall_clock_ms() -> i64 {
 
 /// Runs one consumer over `partitions` (fetching from offset 0) until told to stop.
 pub async fn run_consumer(ctx: Arc<Shared>, target: Target, partitions: Vec<(String, u32)>) -> Tally {
-    let client = match target {
-        Target::Native(client) => client,
-        Target::Kafka(client) => return run_kafka_consumer(ctx, client, partitions).await,
-    };
     let mut by_addr: HashMap<std::net::SocketAddr, Vec<(String, u32)>> = HashMap::new();
     for (topic, partition) in partitions {
-        match client.partition_addr(&topic, partition).await {
+        match target.route(&topic, partition).await {
             Ok(addr) => by_addr.entry(addr).or_default().push((topic, partition)),
             Err(e) => ctx.note_error(format!("route {topic}/{partition}: {e}")),
         }
     }
     let mut tasks = Vec::new();
     for (addr, parts) in by_addr {
-        let (ctx, client) = (Arc::clone(&ctx), client.clone());
+        let (ctx, target) = (Arc::clone(&ctx), target.clone());
         tasks.push(tokio::spawn(async move {
-            match client.connection(addr).await {
-                Ok(conn) => fetch_loop(&ctx, &conn, parts).await,
-                Err(e) => {
-                    ctx.note_error(format!("connect {addr}: {e}"));
-                    Tally::new()
-                }
-            }
+            let connected = match &target {
+                Target::Native(client) => match client.connection(addr).await {
+                    Ok(conn) => return fetch_loop(&ctx, &conn, parts).await,
+                    Err(e) => e.to_string(),
+                },
+                // A connection of its own: Kafka answers a connection's requests in order.
+                Target::Kafka(client) => match client.dedicated(addr).await {
+                    Ok(conn) => return kafka_fetch_loop(&ctx, &conn, parts).await,
+                    Err(e) => e.to_string(),
+                },
+            };
+            ctx.note_error(format!("connect {addr}: {connected}"));
+            Tally::new()
         }));
     }
     let mut tally = Tally::new();
@@ -563,38 +575,6 @@ fn account_batches(
         tally.bytes += value_bytes;
     }
     Ok(())
-}
-
-/// The Kafka-protocol consumer: one connection per leader, fetching its partitions from
-/// offset 0 until told to stop.
-async fn run_kafka_consumer(ctx: Arc<Shared>, client: Arc<KafkaClient>, partitions: Vec<(String, u32)>) -> Tally {
-    let mut by_addr: HashMap<std::net::SocketAddr, Vec<(String, u32)>> = HashMap::new();
-    for (topic, partition) in partitions {
-        match client.leader(&topic, partition).await {
-            Ok(addr) => by_addr.entry(addr).or_default().push((topic, partition)),
-            Err(e) => ctx.note_error(format!("route {topic}/{partition}: {e}")),
-        }
-    }
-    let mut tasks = Vec::new();
-    for (addr, parts) in by_addr {
-        let (ctx, client) = (Arc::clone(&ctx), Arc::clone(&client));
-        tasks.push(tokio::spawn(async move {
-            match client.dedicated(addr).await {
-                Ok(conn) => kafka_fetch_loop(&ctx, &conn, parts).await,
-                Err(e) => {
-                    ctx.note_error(format!("connect {addr}: {e}"));
-                    Tally::new()
-                }
-            }
-        }));
-    }
-    let mut tally = Tally::new();
-    for t in tasks {
-        if let Ok(t) = t.await {
-            tally.merge(&t);
-        }
-    }
-    tally
 }
 
 async fn kafka_fetch_loop(ctx: &Shared, conn: &KafkaConn, parts: Vec<(String, u32)>) -> Tally {
