@@ -20,6 +20,8 @@ pub struct Node {
     pub public: String,
     pub admin: String,
     pub shard_ports: Vec<u16>,
+    /// The Kafka-protocol port (`IP:PORT`).
+    pub kafka: String,
     shards: u32,
     dir: tempfile::TempDir,
     /// Extra flags (cluster mode), reused on restart.
@@ -113,8 +115,8 @@ impl Node {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let (child, public, admin, shard_ports) = spawn_node(dir.path(), shards, &extra);
-        Node { child, public, admin, shard_ports, shards, dir, extra }
+        let (child, (public, admin, shard_ports, kafka)) = spawn_node(dir.path(), shards, &extra);
+        Node { child, public, admin, shard_ports, kafka, shards, dir, extra }
     }
 
     /// Sends `signal` (e.g. `STOP`, `CONT`) to the node process.
@@ -138,14 +140,16 @@ impl Node {
         assert!(status.success(), "kill -TERM {pid} failed");
         let exit = self.child.wait().expect("wait for strand-node");
         assert!(exit.success(), "strand-node did not exit cleanly on SIGTERM: {exit:?}");
-        let (child, public, admin, shard_ports) = spawn_node(self.dir.path(), self.shards, &self.extra);
-        (self.child, self.public, self.admin, self.shard_ports) = (child, public, admin, shard_ports);
+        let (child, (public, admin, shard_ports, kafka)) = spawn_node(self.dir.path(), self.shards, &self.extra);
+        (self.child, self.public, self.admin, self.shard_ports, self.kafka) =
+            (child, public, admin, shard_ports, kafka);
     }
 
     /// Starts the node again on its data dir after [`Node::kill`] (its ports change).
     pub fn start_again(&mut self) {
-        let (child, public, admin, shard_ports) = spawn_node(self.dir.path(), self.shards, &self.extra);
-        (self.child, self.public, self.admin, self.shard_ports) = (child, public, admin, shard_ports);
+        let (child, (public, admin, shard_ports, kafka)) = spawn_node(self.dir.path(), self.shards, &self.extra);
+        (self.child, self.public, self.admin, self.shard_ports, self.kafka) =
+            (child, public, admin, shard_ports, kafka);
     }
 
     /// The body of `GET path` on the admin port (HTTP/1.1, connection closed after).
@@ -174,7 +178,10 @@ impl Node {
 }
 
 /// Starts `strand-node` on `dir` with ephemeral ports; returns it once it listens.
-fn spawn_node(dir: &std::path::Path, shards: u32, extra: &[String]) -> (Child, String, String, Vec<u16>) {
+/// The addresses a node's listening line names: public, admin, shard ports, Kafka.
+type Listening = (String, String, Vec<u16>, String);
+
+fn spawn_node(dir: &std::path::Path, shards: u32, extra: &[String]) -> (Child, Listening) {
     let mut child = Command::new(node_binary())
         .arg("--data-dir")
         .arg(dir)
@@ -216,12 +223,11 @@ fn spawn_node(dir: &std::path::Path, shards: u32, extra: &[String]) -> (Child, S
             panic!("strand-node did not print its listening line within {NODE_START_TIMEOUT:?} (exit: {status:?})");
         }
     };
-    let (public, admin, shard_ports) = parse_listening(&line);
-    (child, public, admin, shard_ports)
+    (child, parse_listening(&line))
 }
 
-/// Parses `strand-node listening: public=IP:PORT admin=IP:PORT shards=PORT,PORT`.
-fn parse_listening(line: &str) -> (String, String, Vec<u16>) {
+/// Parses `strand-node listening: public=IP:PORT admin=IP:PORT shards=PORT,PORT kafka=IP:PORT`.
+fn parse_listening(line: &str) -> Listening {
     let field = |name: &str| {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(name))
@@ -230,7 +236,7 @@ fn parse_listening(line: &str) -> (String, String, Vec<u16>) {
     };
     let shards = field("shards=");
     let ports = shards.split(',').filter(|s| !s.is_empty()).map(|p| p.parse().expect("shard port")).collect();
-    (field("public="), field("admin="), ports)
+    (field("public="), field("admin="), ports, field("kafka="))
 }
 
 /// A real etcd (`$ETCD_BIN` or `/usr/bin/etcd`) on free 127.0.0.1 ports with its own temp
