@@ -470,38 +470,37 @@ async fn read_more(
 /// zero-copy where the socket has room (see [`zerocopy`]).
 async fn write_reply(shard: &Shard, writer: &Writer, fd: RawFd, reply: Reply) -> Result<(), WriteError> {
     let header = encode_response(&reply.header);
-    let payload_len: usize = reply.payload.iter().map(chunk_len).sum();
+    let payload_len: usize = reply.payload.iter().map(|c| c.len() as usize).sum();
     let mut head = Vec::with_capacity(8 + header.len());
     head.extend_from_slice(&FramePrefix::new(header.len(), payload_len).to_bytes());
     head.extend_from_slice(&header);
     let mut w = writer.write().await.map_err(WriteError::Lock)?;
     w.write_all(&head).await?;
     for chunk in &reply.payload {
-        match chunk {
-            ReadChunk::Memory(bytes) => {
-                w.write_all(bytes).await?;
-                shard.metrics.bytes_out_copied.fetch_add(bytes.len() as u64, Relaxed);
-            }
-            ReadChunk::File { file, pos, len } => {
-                w.flush().await?;
-                let sent = zerocopy::send_file(&mut *w, fd, file, *pos, *len).await?;
-                shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
-                shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
-            }
-            ReadChunk::Shared { file, pos, len } => {
-                w.flush().await?;
-                let sent = zerocopy::send_shared(&mut *w, fd, file, *pos, *len).await?;
-                shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
-                shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
-            }
-        }
+        write_chunk(shard, &mut w, fd, chunk).await?;
     }
     Ok(w.flush().await?)
 }
 
-fn chunk_len(chunk: &ReadChunk) -> usize {
-    match chunk {
-        ReadChunk::Memory(bytes) => bytes.len(),
-        ReadChunk::File { len, .. } | ReadChunk::Shared { len, .. } => *len as usize,
-    }
+/// Writes one chunk of a fetch answer (either protocol) to a connection whose write lock
+/// the caller holds: memory as it is, file ranges zero-copy where the socket has room;
+/// counted in the shard's zero-copy and copied byte counters.
+async fn write_chunk(shard: &Shard, w: &mut WriteHalf<TcpStream>, fd: RawFd, chunk: &ReadChunk) -> std::io::Result<()> {
+    let sent = match chunk {
+        ReadChunk::Memory(bytes) => {
+            w.write_all(bytes).await?;
+            zerocopy::SentBytes { zero_copy: 0, copied: bytes.len() as u64 }
+        }
+        ReadChunk::File { file, pos, len } => {
+            w.flush().await?;
+            zerocopy::send_file(w, fd, file, *pos, *len).await?
+        }
+        ReadChunk::Shared { file, pos, len } => {
+            w.flush().await?;
+            zerocopy::send_shared(w, fd, file, *pos, *len).await?
+        }
+    };
+    shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
+    shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
+    Ok(())
 }

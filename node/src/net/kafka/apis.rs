@@ -405,9 +405,7 @@ async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchReques
                 let Some(chunk) = chunks.next() else {
                     return Err("kafka: fetch payload shorter than its parts".into());
                 };
-                need = need
-                    .checked_sub(super::super::chunk_len(&chunk))
-                    .ok_or("kafka: a fetch chunk spans two partitions")?;
+                need = need.checked_sub(chunk.len() as usize).ok_or("kafka: a fetch chunk spans two partitions")?;
                 mine.push(chunk);
             }
             fetched.push((part, mine));

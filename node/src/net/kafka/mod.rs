@@ -30,7 +30,6 @@ mod groups;
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -64,7 +63,7 @@ impl Piece {
     fn len(&self) -> usize {
         match self {
             Piece::Bytes(b) => b.len(),
-            Piece::Chunk(c) => super::chunk_len(c),
+            Piece::Chunk(c) => c.len() as usize,
         }
     }
 }
@@ -310,22 +309,7 @@ async fn write_response(
     for piece in &pieces {
         match piece {
             Piece::Bytes(bytes) => w.write_all(bytes).await?,
-            Piece::Chunk(ReadChunk::Memory(bytes)) => {
-                w.write_all(bytes).await?;
-                shard.metrics.bytes_out_copied.fetch_add(bytes.len() as u64, Relaxed);
-            }
-            Piece::Chunk(ReadChunk::File { file, pos, len }) => {
-                w.flush().await?;
-                let sent = super::zerocopy::send_file(&mut *w, fd, file, *pos, *len).await?;
-                shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
-                shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
-            }
-            Piece::Chunk(ReadChunk::Shared { file, pos, len }) => {
-                w.flush().await?;
-                let sent = super::zerocopy::send_shared(&mut *w, fd, file, *pos, *len).await?;
-                shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
-                shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);
-            }
+            Piece::Chunk(chunk) => super::write_chunk(shard, &mut w, fd, chunk).await?,
         }
     }
     Ok(w.flush().await?)
