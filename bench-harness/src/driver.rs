@@ -252,15 +252,10 @@ async fn open_lane(
     partition: u32,
     spec: &ProducerSpec,
 ) -> Result<(Lane, mpsc::Receiver<InFlight>), String> {
+    let addr = client.route(topic, partition).await?;
     let conn = match client {
-        Target::Native(client) => {
-            let addr = client.partition_addr(topic, partition).await.map_err(|e| e.to_string())?;
-            LaneConn::Native(client.connection(addr).await.map_err(|e| e.to_string())?)
-        }
-        Target::Kafka(client) => {
-            let addr = client.leader(topic, partition).await.map_err(|e| e.to_string())?;
-            LaneConn::Kafka(client.dedicated(addr).await.map_err(|e| e.to_string())?)
-        }
+        Target::Native(client) => LaneConn::Native(client.connection(addr).await.map_err(|e| e.to_string())?),
+        Target::Kafka(client) => LaneConn::Kafka(client.dedicated(addr).await.map_err(|e| e.to_string())?),
     };
     // The semaphore bounds what is in flight; the channel only has to hold that much.
     let (tx, rx) = mpsc::channel(spec.max_inflight);
