@@ -90,6 +90,16 @@ fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
     Ok(message)
 }
 
+/// Per-partition answers collected in request order, each tagged with its topic's index in
+/// the request, regrouped into one list per topic (a response lists partitions per topic).
+pub(super) fn per_topic<A>(topics: usize, answers: impl IntoIterator<Item = (usize, A)>) -> Vec<Vec<A>> {
+    let mut out: Vec<Vec<A>> = (0..topics).map(|_| Vec::new()).collect();
+    for (t, answer) in answers {
+        out[t].push(answer);
+    }
+    out
+}
+
 pub(super) fn encoded<T: Encodable>(message: &T, version: i16) -> Answer {
     let mut buf = bytes::BytesMut::new();
     message.encode(&mut buf, version).map_err(|e| format!("kafka: encoding a v{version} response: {e}"))?;
@@ -314,11 +324,11 @@ async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest)
     response.responses = req
         .topic_data
         .iter()
-        .enumerate()
-        .map(|(t, topic)| {
+        .zip(per_topic(req.topic_data.len(), slots))
+        .map(|(topic, partitions)| {
             let mut out = TopicProduceResponse::default();
             out.name = topic.name.clone();
-            out.partition_responses = slots.iter().filter(|(st, _)| *st == t).map(|(_, r)| r.clone()).collect();
+            out.partition_responses = partitions;
             out
         })
         .collect();
@@ -433,12 +443,12 @@ async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchReques
     response.responses = req
         .topics
         .iter()
-        .enumerate()
-        .map(|(t, topic)| {
+        .zip(per_topic(req.topics.len(), answers.into_iter().map(|(t, d, _)| (t, d))))
+        .map(|(topic, partitions)| {
             let mut out = FetchableTopicResponse::default();
             out.topic = topic.topic.clone();
             out.topic_id = topic.topic_id;
-            out.partitions = answers.iter().filter(|(at, _, _)| *at == t).map(|(_, d, _)| d.clone()).collect();
+            out.partitions = partitions;
             out
         })
         .collect();
@@ -505,11 +515,11 @@ async fn list_offsets(shard: &Rc<Shard>, cid: i32, version: i16, req: ListOffset
     response.topics = req
         .topics
         .iter()
-        .enumerate()
-        .map(|(t, topic)| {
+        .zip(per_topic(req.topics.len(), answers.into_iter().map(|(t, r, _)| (t, r))))
+        .map(|(topic, partitions)| {
             let mut out = ListOffsetsTopicResponse::default();
             out.name = topic.name.clone();
-            out.partitions = answers.iter().filter(|(at, _, _)| *at == t).map(|(_, r, _)| r.clone()).collect();
+            out.partitions = partitions;
             out
         })
         .collect();

@@ -323,11 +323,11 @@ pub(super) async fn offset_commit(shard: &Rc<Shard>, version: i16, req: OffsetCo
     response.topics = req
         .topics
         .iter()
-        .enumerate()
-        .map(|(t, topic)| {
+        .zip(super::apis::per_topic(req.topics.len(), answers.into_iter().map(|(t, r, _)| (t, r))))
+        .map(|(topic, partitions)| {
             let mut out = OffsetCommitResponseTopic::default();
             out.name = topic.name.clone();
-            out.partitions = answers.iter().filter(|(at, _, _)| *at == t).map(|(_, r, _)| r.clone()).collect();
+            out.partitions = partitions;
             out
         })
         .collect();
