@@ -8,9 +8,11 @@
 //! - [`group`]: the consumer-group coordinator.
 //! - [`chain`]: chain replication of one partition replica.
 //! - [`control`]: the controller's chain-assignment decision.
+//! - [`auth`]: SASL authentication (SCRAM, PLAIN) and ACL authorization.
 //! - [`suspicion`]: fast failure detection (when a reported peer is probed, what convicts it).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod chain;
 pub mod control;
 pub mod group;
