@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use strand_wire::msg::ApiKey;
 
 /// The `api` labels of `strand_requests_total`, in the order they are printed.
-pub const API_NAMES: [&str; 21] = [
+pub const API_NAMES: [&str; 26] = [
     "handshake",
     "metadata",
     "create_topic",
@@ -42,6 +42,11 @@ pub const API_NAMES: [&str; 21] = [
     "delete_group",
     "alter_topic_config",
     "create_partitions",
+    "authenticate",
+    "alter_user",
+    "list_users",
+    "alter_acl",
+    "list_acls",
 ];
 
 /// The `api` label a request is counted under: its API's name, except the replication
