@@ -151,6 +151,14 @@ pub struct Cli {
     /// 0 = no preferred-head rebalancing.
     #[arg(long)]
     pub rebalance_moves_per_minute: Option<u32>,
+    /// Every connection must authenticate (SASL SCRAM, or PLAIN over TLS) before any other
+    /// request, and every request is checked against the ACLs (default deny).
+    #[arg(long)]
+    pub require_auth: bool,
+    /// Creates this superuser at start (password from `STRAND_SUPERUSER_PASSWORD`) unless a
+    /// user of that name exists.
+    #[arg(long)]
+    pub superuser: Option<String>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -204,6 +212,8 @@ pub struct FileConfig {
     pub group_offsets_bytes_max: Option<u64>,
     pub offsets_retention_ms: Option<u64>,
     pub batch_decompressed_len_max: Option<u64>,
+    pub require_auth: Option<bool>,
+    pub superuser: Option<String>,
 }
 
 /// Network limits of one node.
@@ -257,6 +267,10 @@ pub struct NodeConfig {
     pub replication_limits: InboundLimits,
     /// Limits of every shard's group coordinator (each shard applies them to its groups).
     pub group_limits: CoordinatorConfig,
+    /// `--require-auth`: authenticate before any request, ACLs enforced.
+    pub require_auth: bool,
+    /// `--superuser`: the user created at start if missing.
+    pub superuser: Option<String>,
 }
 
 /// Why the configuration is unusable.
@@ -356,7 +370,12 @@ impl NodeConfig {
             replication_port_base,
             replication_limits,
             group_limits,
+            require_auth: cli.require_auth || file.require_auth.unwrap_or(false),
+            superuser: cli.superuser.or(file.superuser),
         };
+        if config.superuser.as_deref().is_some_and(|n| n.is_empty() || n.len() > strand_core::auth::USER_NAME_LEN_MAX) {
+            return Err(invalid("superuser", "user names are 1 to 255 bytes"));
+        }
         check_ports_distinct(&config)?;
         Ok(config)
     }

@@ -15,6 +15,7 @@ pub mod net;
 pub mod notify;
 pub mod partition;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod sources;

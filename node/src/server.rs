@@ -56,6 +56,8 @@ pub enum NodeError {
     Shards(String),
     #[error("cluster mode: {0}")]
     Control(#[from] crate::control::ControlError),
+    #[error(transparent)]
+    Security(#[from] crate::security::SetupError),
 }
 
 /// A shard's startup result: ready, or why not.
@@ -72,6 +74,9 @@ impl NodeError {
             NodeError::DataFormat(FormatError::Unmarked { .. } | FormatError::Other { .. }) => 78,
             NodeError::Bind(e) if e.in_use() => 78,
             NodeError::Control(crate::control::ControlError::NodeIdTaken { .. }) => 78,
+            NodeError::Security(crate::security::SetupError::NoPassword(_) | crate::security::SetupError::Store(_)) => {
+                78
+            }
             _ => 1,
         }
     }
@@ -83,6 +88,8 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     // Before anything in the dir is opened: recovery would cut an old-format log as damage.
     crate::data_dir::check_format(&config.data_dir)?;
+    let security =
+        crate::security::Security::open(config.data_dir.clone(), config.require_auth, config.superuser.as_deref())?;
     let listeners = listen::bind_all(&config)?;
     // Cluster mode reads the view before this node registers (the start-up order that
     // keeps `epoch_min` safe); binding first is harmless, nobody knows the ports yet.
@@ -106,6 +113,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         producer_ids: Default::default(),
         config,
         control,
+        security,
     });
     let ports = bound_ports(&listeners, shared.control.is_some());
     let NodeListeners { public, shards: own, replication, admin, kafka } = listeners;

@@ -88,6 +88,9 @@ enum ConnectionError {
     /// A per-connection semaphore was closed under the reader.
     #[error("{0}")]
     Permit(glommio::GlommioError<()>),
+    /// Authentication failed, or a request came before it with `--require-auth`.
+    #[error("authentication: {0}")]
+    Auth(String),
 }
 
 impl From<WriteError> for ConnectionError {
@@ -261,6 +264,8 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
     let answers = Rc::new(Semaphore::new(FETCH_RESPONSE_BYTES_PER_CONNECTION));
     let mut decoder = FrameDecoder::new(limits.frame_len_max as usize);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_LEN);
+    let session = crate::security::Session::new(false);
+    let peer = source.to_string();
     // Set when a response could not be written: the client is gone or stuck, so the
     // requests it still has queued (possibly megabytes) must not be served.
     let broken = Rc::new(Cell::new(false));
@@ -302,6 +307,17 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
                 continue;
             }
         };
+        let access = match crate::security::native::gate(&shard, &session, &peer, &header) {
+            crate::security::native::Gate::Pass(access) => access,
+            crate::security::native::Gate::Answer(reply, close) => {
+                let refused = close.then(|| reply.header.message.clone().unwrap_or_default());
+                write_reply(&shard, &writer, fd, reply).await?;
+                match refused {
+                    Some(reason) => return Err(ConnectionError::Auth(reason)),
+                    None => continue,
+                }
+            }
+        };
         let answer_len = match &header.request {
             Request::Fetch(f) => u64::from(f.max_bytes).min(FETCH_RESPONSE_BYTES_PER_CONNECTION),
             _ => 0,
@@ -310,7 +326,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
         let (task_shard, task_writer, task_broken) = (shard.clone(), writer.clone(), broken.clone());
         let mut task = Box::pin(async move {
             if !task_broken.get() {
-                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken).await;
+                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken, access).await;
             }
             drop((slot, bytes, answer, busy));
         });
@@ -331,8 +347,11 @@ async fn handle(
     header: RequestHeader,
     payload: bytes::Bytes,
     broken: &Cell<bool>,
+    access: crate::security::Access,
 ) {
-    let Some(reply) = shard.dispatch(header, payload).await else { return };
+    let all_topics = matches!(&header.request, Request::Metadata(m) if m.topics.is_empty());
+    let Some(mut reply) = shard.dispatch(header, payload).await else { return };
+    crate::security::native::filter_answer(&shard, &access, all_topics, &mut reply);
     if broken.get() {
         return;
     }

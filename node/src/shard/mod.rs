@@ -80,6 +80,8 @@ pub struct NodeShared {
     pub producer_ids: produce_checks::IssuedProducerIds,
     /// The control plane in cluster mode (`--etcd`); `None` on a single node.
     pub control: Option<crate::control::ControlHandle>,
+    /// Users, ACLs and the authentication settings (`crate::security`).
+    pub security: crate::security::Security,
 }
 
 /// One shard's state.

@@ -201,7 +201,10 @@ impl ServerFirst {
         let text = std::str::from_utf8(input).map_err(|_| malformed("not UTF-8"))?;
         let (gs2_header, bare, user) = parse_client_first(text)?;
         let client_nonce = bare.split(',').nth(1).and_then(|a| a.strip_prefix("r=")).unwrap_or_default();
-        let nonce = format!("{client_nonce}{}", B64.encode(entropy));
+        // Alphanumeric, as Kafka's own server nonces: some clients mis-parse `+`, `/`, `=`.
+        const ALNUM: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let server_part: String = entropy.iter().map(|b| ALNUM[usize::from(*b) % ALNUM.len()] as char).collect();
+        let nonce = format!("{client_nonce}{server_part}");
         let (credential, known) = match users.scram(&user, mechanism) {
             Some(c) if c.mechanism == mechanism => (c, true),
             _ => (mock_credential(mechanism, &user, mock_secret), false),
@@ -222,6 +225,11 @@ impl ServerFirst {
         &self.message
     }
 
+    /// The client's part of the nonce (the combined nonce starts with it).
+    fn client_nonce(&self) -> &str {
+        self.client_first_bare.split(',').nth(1).and_then(|a| a.strip_prefix("r=")).unwrap_or_default()
+    }
+
     /// Checks the client's final message: the principal and the server's final message.
     pub(super) fn finish(self, input: &[u8]) -> Result<(String, String), AuthError> {
         let text = std::str::from_utf8(input).map_err(|_| malformed("not UTF-8"))?;
@@ -233,7 +241,11 @@ impl ServerFirst {
         if binding != self.gs2_header.as_bytes() {
             return Err(malformed("channel binding does not repeat the gs2 header"));
         }
-        if nonce != self.nonce {
+        // librdkafka before 2.6.1 (librdkafka#4895) repeats its own nonce in front of the
+        // combined one; Kafka 3.8.1-3.9 accepted that, so kcat and older Kafka clients need
+        // it. Still exact: the server's fresh nonce must come back whole, so no replay.
+        let repeated = nonce.strip_prefix(self.client_nonce()).is_some_and(|rest| rest == self.nonce);
+        if nonce != self.nonce && !repeated {
             return Err(malformed("nonce does not match"));
         }
         let proof = B64.decode(proof).map_err(|_| malformed("proof is not base64"))?;
@@ -484,7 +496,10 @@ mod tests {
         let make = || ServerFirst::new(m, client_first.as_bytes(), &store, &[5; 24], &SECRET).unwrap();
         let (good, _) = client::finish(m, "pw", &client_first, make().message());
         assert!(make().finish(good.as_bytes()).is_ok());
+        let librdkafka_before_2_6_1 = good.replacen("r=abc", "r=abcabc", 1);
+        assert!(make().finish(librdkafka_before_2_6_1.as_bytes()).is_ok(), "the client nonce repeated once");
         let tampered = [
+            good.replacen("r=abc", "r=abcabcabc", 1),
             good.replacen("c=biws", "c=eSws", 1),
             good.replacen("r=abc", "r=abd", 1),
             good[..good.len() - 4].to_string(),

@@ -31,8 +31,10 @@ use strand_wire::ErrorCode;
 
 use super::codes::{kafka as code, to_kafka, SUPPORTED};
 use super::{admin, fetch, groups, Incoming, Piece};
+use crate::security;
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
+use strand_core::auth::acl::Operation;
 
 /// What a handler gives back: the response body, or nothing (a produce with `acks = 0`).
 pub(super) type Answer = Result<Option<Vec<Piece>>, String>;
@@ -44,7 +46,7 @@ pub(super) const CLUSTER_ID: &str = "strand";
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
-pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming) -> Answer {
+pub(super) async fn handle(shard: &Ctx, req: Incoming) -> Answer {
     let Incoming { api, version, header, mut body } = req;
     let cid = header.correlation_id;
     match api {
@@ -107,8 +109,48 @@ pub(super) fn encoded<T: Encodable>(message: &T, version: i16) -> Answer {
 }
 
 /// Asks the node, as a native request would.
-pub(super) async fn ask(shard: &Rc<Shard>, cid: i32, request: Request, payload: Bytes) -> Option<Reply> {
-    shard.dispatch(RequestHeader { correlation_id: cid as u32 as u64, request }, payload).await
+/// Asks the node, as a native request would, with the connection's rights: a request
+/// the principal may not make is answered with the refusal (per call, so per partition
+/// for produce and per topic for topic admin), and listings are filtered.
+pub(super) async fn ask(shard: &Ctx, cid: i32, request: Request, payload: Bytes) -> Option<Reply> {
+    let cid = cid as u32 as u64;
+    if let Err(refused) = security::native::authorize(&shard.shared.security, &shard.access, &request) {
+        shard.metrics.authorization_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Some(Reply::error(cid, refused.code, refused.message));
+    }
+    let all_topics = matches!(&request, Request::Metadata(m) if m.topics.is_empty());
+    let mut reply = shard.dispatch(RequestHeader { correlation_id: cid, request }, payload).await?;
+    security::native::filter_answer(shard, &shard.access, all_topics, &mut reply);
+    Some(reply)
+}
+
+/// A Kafka request's shard and the connection's rights (`crate::security`). Derefs to
+/// the shard, so handlers use it as one.
+pub(crate) struct Ctx {
+    pub shard: Rc<Shard>,
+    pub access: security::Access,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Rc<Shard>;
+
+    fn deref(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+}
+
+/// `operation` on topic `name` for this request's principal, as a Kafka error code.
+pub(super) fn topic_refused(shard: &Ctx, operation: Operation, name: &str) -> Option<i16> {
+    let refused = shard.access.topic(&shard.shared.security, operation, name).err()?;
+    shard.metrics.authorization_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(to_kafka(refused.code))
+}
+
+/// `operation` on group `name`, as a Kafka error code.
+pub(super) fn group_refused(shard: &Ctx, operation: Operation, name: &str) -> Option<i16> {
+    let refused = shard.access.group(&shard.shared.security, operation, name).err()?;
+    shard.metrics.authorization_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(to_kafka(refused.code))
 }
 
 fn name(topic: &TopicName) -> String {
@@ -188,7 +230,7 @@ pub(super) fn controller_id(shard: &Shard) -> BrokerId {
     BrokerId(elected.unwrap_or(own) as i32)
 }
 
-async fn metadata(shard: &Rc<Shard>, cid: i32, version: i16, req: MetadataRequest) -> Answer {
+async fn metadata(shard: &Ctx, cid: i32, version: i16, req: MetadataRequest) -> Answer {
     // v0: an empty list means every topic; v1+: null means every topic, empty means none.
     let (asked, by_id_only): (Option<Vec<String>>, usize) = match &req.topics {
         None => (None, 0),
@@ -243,7 +285,7 @@ fn topic_metadata(t: &native::TopicMetadata) -> MetadataResponseTopic {
     topic
 }
 
-async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest) -> Answer {
+async fn produce(shard: &Ctx, cid: i32, version: i16, req: ProduceRequest) -> Answer {
     let acks = match req.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -339,7 +381,7 @@ async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest)
 /// issues, exactly as for a native producer. A request to bump the epoch of an id it holds
 /// (v3+, KIP-360) gets a fresh id too, which Kafka allows and clients handle by starting
 /// their sequences over. A transactional id is refused: transactions are out of scope.
-async fn init_producer_id(shard: &Rc<Shard>, cid: i32, version: i16, req: InitProducerIdRequest) -> Answer {
+async fn init_producer_id(shard: &Ctx, cid: i32, version: i16, req: InitProducerIdRequest) -> Answer {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
@@ -361,7 +403,7 @@ async fn init_producer_id(shard: &Rc<Shard>, cid: i32, version: i16, req: InitPr
     encoded(&response, version)
 }
 
-async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchRequest) -> Answer {
+async fn kafka_fetch(shard: &Ctx, cid: i32, version: i16, req: FetchRequest) -> Answer {
     // Partitions the node is asked for, and the ones answered here without asking.
     let mut parts = Vec::new();
     let mut answers: Vec<(usize, PartitionData, Option<usize>)> = Vec::new();
@@ -374,8 +416,10 @@ async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchReques
             d.log_start_offset = -1;
             d.records = Some(Bytes::new());
             let known_name = topic.topic.0.as_str();
+            let refused = topic_refused(shard, Operation::Read, known_name);
             match (u32::try_from(p.partition), u64::try_from(p.fetch_offset), known_name.is_empty()) {
                 (_, _, true) => d.error_code = code::UNKNOWN_TOPIC_ID,
+                _ if refused.is_some() => d.error_code = refused.unwrap_or(code::UNKNOWN_SERVER_ERROR),
                 (Err(_), _, _) => d.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
                 (_, Err(_), _) => d.error_code = code::OFFSET_OUT_OF_RANGE,
                 (Ok(partition), Ok(offset), false) => {
@@ -455,7 +499,7 @@ async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchReques
     Ok(Some(fetch::encode(&response, version, records)?))
 }
 
-async fn list_offsets(shard: &Rc<Shard>, cid: i32, version: i16, req: ListOffsetsRequest) -> Answer {
+async fn list_offsets(shard: &Ctx, cid: i32, version: i16, req: ListOffsetsRequest) -> Answer {
     let mut asked = Vec::new();
     let mut answers: Vec<(usize, ListOffsetsPartitionResponse, Option<usize>)> = Vec::new();
     for (t, topic) in req.topics.iter().enumerate() {
@@ -471,7 +515,9 @@ async fn list_offsets(shard: &Rc<Shard>, cid: i32, version: i16, req: ListOffset
                 ts if ts >= 0 => Some(OffsetSpec::Timestamp(ts)),
                 _ => None,
             };
+            let refused = topic_refused(shard, Operation::Read, topic.name.0.as_str());
             match (u32::try_from(p.partition_index), spec) {
+                _ if refused.is_some() => r.error_code = refused.unwrap_or(code::UNKNOWN_SERVER_ERROR),
                 (Err(_), _) => r.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
                 (_, None) => r.error_code = code::INVALID_REQUEST,
                 (Ok(partition), Some(spec)) => {
@@ -526,7 +572,7 @@ async fn list_offsets(shard: &Rc<Shard>, cid: i32, version: i16, req: ListOffset
     encoded(&response, version)
 }
 
-async fn create_topics(shard: &Rc<Shard>, cid: i32, version: i16, req: CreateTopicsRequest) -> Answer {
+async fn create_topics(shard: &Ctx, cid: i32, version: i16, req: CreateTopicsRequest) -> Answer {
     let mut response = CreateTopicsResponse::default();
     for topic in &req.topics {
         let mut r = CreatableTopicResult::default();
@@ -582,7 +628,7 @@ async fn create_topics(shard: &Rc<Shard>, cid: i32, version: i16, req: CreateTop
     encoded(&response, version)
 }
 
-async fn delete_topics(shard: &Rc<Shard>, cid: i32, version: i16, req: DeleteTopicsRequest) -> Answer {
+async fn delete_topics(shard: &Ctx, cid: i32, version: i16, req: DeleteTopicsRequest) -> Answer {
     let mut response = DeleteTopicsResponse::default();
     for topic in &req.topic_names {
         let mut r = DeletableTopicResult::default();

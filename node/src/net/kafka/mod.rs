@@ -26,6 +26,7 @@ mod apis;
 mod codes;
 pub(crate) mod fetch;
 mod groups;
+mod sasl;
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -129,6 +130,8 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
     let broken = Rc::new(Cell::new(false));
     let mut buf = BytesMut::with_capacity(super::READ_CHUNK_LEN);
     let mut seq = 0u64;
+    let session = crate::security::Session::new(false);
+    let peer = source.to_string();
     loop {
         if broken.get() {
             return Err(ConnectionError::Broken);
@@ -165,19 +168,34 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
                 continue;
             }
         };
+        let correlation_id = incoming.header.correlation_id;
+        let response_version = incoming.api.response_header_version(incoming.version);
         let answer_len = match incoming.api {
             ApiKey::Fetch => u64::from(fetch_max_bytes(&incoming.body)).min(super::FETCH_RESPONSE_BYTES_PER_CONNECTION),
             _ => 0,
+        };
+        // The auth gate (`sasl`): SASL steps are answered here, in order; before
+        // authentication with --require-auth nothing else passes.
+        let (request, close_after) = match sasl::gate(&shard, &session, &peer, incoming) {
+            sasl::Gate::Pass(access, incoming) => (Ok((access, incoming)), None),
+            sasl::Gate::Answer(answer, close) => (Err(answer), close),
+            sasl::Gate::Close(reason) => return Err(ConnectionError::Auth(reason)),
         };
         let reserved = answers.acquire_static_permit(answer_len).await.map_err(ConnectionError::Permit)?;
         let this = seq;
         seq += 1;
         let (task_shard, task_writer, task_turns, task_broken) =
             (shard.clone(), writer.clone(), turns.clone(), broken.clone());
+        let closing = close_after.is_some();
         let mut task = Box::pin(async move {
-            let correlation_id = incoming.header.correlation_id;
-            let response_version = incoming.api.response_header_version(incoming.version);
-            let answer = if task_broken.get() { Ok(None) } else { apis::handle(&task_shard, incoming).await };
+            let answer = match request {
+                _ if task_broken.get() => Ok(None),
+                Err(early) => early,
+                Ok((access, incoming)) => {
+                    let ctx = apis::Ctx { shard: task_shard.clone(), access };
+                    apis::handle(&ctx, incoming).await
+                }
+            };
             task_turns.wait(this).await;
             match answer {
                 _ if task_broken.get() => {}
@@ -196,6 +214,9 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
                     close(&task_writer, &task_broken).await;
                 }
             }
+            if closing {
+                close(&task_writer, &task_broken).await;
+            }
             task_turns.done(this);
             drop((slot, bytes, reserved, busy));
         });
@@ -203,6 +224,9 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
         // is read, so a produce takes its offsets in arrival order.
         if futures_lite::future::poll_once(&mut task).await.is_none() {
             glommio::spawn_local(task).detach();
+        }
+        if let Some(reason) = close_after {
+            return Err(ConnectionError::Auth(reason));
         }
     }
 }
