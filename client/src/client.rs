@@ -68,6 +68,8 @@ pub struct ClientConfig {
     /// `metadata.max.age.ms`), so a long-lived producer or consumer sees partitions added
     /// to a topic (`strand topic add-partitions`) within this time.
     pub metadata_max_age: Duration,
+    /// Authenticate every connection as this user (SASL SCRAM); `None` = do not.
+    pub credentials: Option<crate::auth::Credentials>,
 }
 
 impl Default for ClientConfig {
@@ -85,6 +87,7 @@ impl Default for ClientConfig {
             metadata_timeout: Duration::from_secs(5),
             failover_timeout: Duration::from_secs(15),
             metadata_max_age: Duration::from_secs(300),
+            credentials: None,
         }
     }
 }
@@ -335,6 +338,9 @@ impl Client {
                     if (h.protocol_version_min..=h.protocol_version_max).contains(&PROTOCOL_VERSION) =>
                 {
                     lock(&self.inner.node_ids).insert(addr, h.node_id);
+                    if let Some(credentials) = &c.credentials {
+                        authenticate(&conn, credentials).await?;
+                    }
                     Ok(conn)
                 }
                 Response::Handshake(_) => Err(ClientError::server(ErrorCode::UnsupportedVersion, None)),
@@ -655,4 +661,23 @@ mod tests {
         cache.merge_chains(&mut recreated, Duration::ZERO);
         assert_eq!(recreated.partitions[0].leader_node, 7);
     }
+}
+
+/// Runs a SCRAM exchange on a fresh connection (see [`crate::auth`]).
+async fn authenticate(conn: &Connection, credentials: &crate::auth::Credentials) -> Result<()> {
+    use strand_wire::msg::AuthenticateRequest;
+    let step = |auth_bytes: Vec<u8>| {
+        Request::Authenticate(AuthenticateRequest { mechanism: credentials.mechanism.name().to_string(), auth_bytes })
+    };
+    let challenge = |header: strand_wire::msg::ResponseHeader| match header.response {
+        Response::Authenticate(r) => Ok(r),
+        _ => Err(ClientError::UnexpectedResponse("authenticate")),
+    };
+    let (mut scram, first) = crate::auth::ScramClient::start(credentials)?;
+    let server_first = challenge(conn.call(step(first), &[]).await?.0)?;
+    let last = scram.answer(&server_first.auth_bytes)?;
+    let done = challenge(conn.call(step(last), &[]).await?.0)?;
+    scram.verify(&done.auth_bytes)?;
+    tracing::debug!(user = %done.principal, "authenticated");
+    Ok(())
 }
