@@ -32,21 +32,28 @@ pub struct Node {
     pub kafka: Option<SocketAddr>,
     pub data_dir: PathBuf,
     stderr_lines: mpsc::Receiver<String>,
+    /// Every stderr line so far (for tests that grep the whole log).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Node {
     /// Starts a node with `shards` shards on `data_dir` plus `extra` flags, and waits until it listens.
     pub fn start(data_dir: &Path, shards: u16, extra: &[&str]) -> Node {
-        Node::launch(None, data_dir, shards, extra)
+        Node::launch(None, data_dir, shards, extra, &[])
+    }
+
+    /// Like [`Node::start`], with extra environment variables for the process.
+    pub fn start_env(data_dir: &Path, shards: u16, extra: &[&str], env: &[(&str, &str)]) -> Node {
+        Node::launch(None, data_dir, shards, extra, env)
     }
 
     /// Like [`Node::start`], with the process's working directory `cwd` (a relative
     /// `data_dir` is passed as given, so the node resolves it against `cwd`).
     pub fn start_in(cwd: &Path, data_dir: &Path, shards: u16, extra: &[&str]) -> Node {
-        Node::launch(Some(cwd), data_dir, shards, extra)
+        Node::launch(Some(cwd), data_dir, shards, extra, &[])
     }
 
-    fn launch(cwd: Option<&Path>, data_dir: &Path, shards: u16, extra: &[&str]) -> Node {
+    fn launch(cwd: Option<&Path>, data_dir: &Path, shards: u16, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_strand-node"));
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
@@ -64,6 +71,7 @@ impl Node {
             ])
             .args(["--shards", &shards.to_string(), "--shard-port-base", "0"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,glommio=error")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -71,9 +79,12 @@ impl Node {
             .expect("spawn strand-node");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log_writer = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[node] {line}");
+                log_writer.lock().unwrap().push(line.clone());
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -87,6 +98,7 @@ impl Node {
             shard_ports: Vec::new(),
             data_dir: cwd.map_or_else(|| data_dir.to_path_buf(), |cwd| cwd.join(data_dir)),
             stderr_lines: rx,
+            log,
         };
         let line = node.wait_for_line("strand-node listening:", Duration::from_secs(30));
         node.parse_listening(&line);
