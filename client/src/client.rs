@@ -618,6 +618,25 @@ pub(crate) async fn resolve(addr: &str) -> Result<SocketAddr> {
     addrs.next().ok_or_else(|| bad("no address found".to_string()))
 }
 
+/// Runs a SCRAM exchange on a fresh connection (see [`crate::auth`]).
+async fn authenticate(conn: &Connection, credentials: &crate::auth::Credentials) -> Result<()> {
+    use strand_wire::msg::AuthenticateRequest;
+    let step = |auth_bytes: Vec<u8>| {
+        Request::Authenticate(AuthenticateRequest { mechanism: credentials.mechanism.name().to_string(), auth_bytes })
+    };
+    let challenge = |header: strand_wire::msg::ResponseHeader| match header.response {
+        Response::Authenticate(r) => Ok(r),
+        _ => Err(ClientError::UnexpectedResponse("authenticate")),
+    };
+    let (mut scram, first) = crate::auth::ScramClient::start(credentials)?;
+    let server_first = challenge(conn.call(step(first), &[]).await?.0)?;
+    let last = scram.answer(&server_first.auth_bytes)?;
+    let done = challenge(conn.call(step(last), &[]).await?.0)?;
+    scram.verify(&done.auth_bytes)?;
+    tracing::debug!(user = %done.principal, "authenticated");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,23 +680,4 @@ mod tests {
         cache.merge_chains(&mut recreated, Duration::ZERO);
         assert_eq!(recreated.partitions[0].leader_node, 7);
     }
-}
-
-/// Runs a SCRAM exchange on a fresh connection (see [`crate::auth`]).
-async fn authenticate(conn: &Connection, credentials: &crate::auth::Credentials) -> Result<()> {
-    use strand_wire::msg::AuthenticateRequest;
-    let step = |auth_bytes: Vec<u8>| {
-        Request::Authenticate(AuthenticateRequest { mechanism: credentials.mechanism.name().to_string(), auth_bytes })
-    };
-    let challenge = |header: strand_wire::msg::ResponseHeader| match header.response {
-        Response::Authenticate(r) => Ok(r),
-        _ => Err(ClientError::UnexpectedResponse("authenticate")),
-    };
-    let (mut scram, first) = crate::auth::ScramClient::start(credentials)?;
-    let server_first = challenge(conn.call(step(first), &[]).await?.0)?;
-    let last = scram.answer(&server_first.auth_bytes)?;
-    let done = challenge(conn.call(step(last), &[]).await?.0)?;
-    scram.verify(&done.auth_bytes)?;
-    tracing::debug!(user = %done.principal, "authenticated");
-    Ok(())
 }

@@ -286,7 +286,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Not set by any test of this crate; the env is process-wide, so only one test reads it.
         std::env::remove_var(SUPERUSER_PASSWORD_ENV);
-        let err = Security::open(dir.path().into(), true, Some("root")).err().expect("no password");
+        let err = Security::open(dir.path().into(), true, Some("root")).expect_err("no password");
         assert_eq!(
             err.to_string(),
             "--superuser root needs its password in the STRAND_SUPERUSER_PASSWORD environment variable"

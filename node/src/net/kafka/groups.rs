@@ -488,7 +488,11 @@ pub(super) async fn list_groups(shard: &Ctx, version: i16, req: ListGroupsReques
     if let Response::ListGroups(list) = reply.response {
         let wanted =
             |state: &str| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.as_str() == state);
-        for g in list.groups.into_iter().filter(|g| wanted(&g.state)) {
+        let describable = |id: &str| {
+            let target = strand_core::auth::acl::Target::Named(strand_core::auth::acl::Kind::Group, id);
+            shard.access.check(&shard.shared.security, Operation::Describe, target).is_ok()
+        };
+        for g in list.groups.into_iter().filter(|g| wanted(&g.state) && describable(&g.group_id)) {
             // The native listing has no protocol type: ask each group's coordinator.
             let described = shard.group_call(GroupCall::KafkaDescribe(g.group_id.clone())).await;
             let protocol_type = match described.kafka {
@@ -517,6 +521,11 @@ pub(super) async fn describe_groups(shard: &Ctx, version: i16, req: DescribeGrou
         d.group_id = id.clone();
         d.group_state = text("Dead");
         d.authorized_operations = i32::MIN; // Kafka's "not asked / not known"
+        if let Some(refused) = group_refused(shard, Operation::Describe, id.0.as_str()) {
+            d.error_code = refused;
+            response.groups.push(d);
+            continue;
+        }
         let reply = shard.group_call(GroupCall::KafkaDescribe(group_name(id))).await;
         d.error_code = kafka_code(&reply);
         if let Some(KafkaAnswer::Describe(Some(view))) = reply.kafka {
@@ -548,10 +557,15 @@ pub(super) async fn delete_groups(shard: &Ctx, version: i16, req: DeleteGroupsRe
     }
     let mut response = DeleteGroupsResponse::default();
     for id in &req.groups_names {
-        let request = Request::DeleteGroup(native::DeleteGroupRequest { group_id: group_name(id) });
-        let reply = shard.group_call(GroupCall::Native(request)).await;
         let mut r = DeletableGroupResult::default();
         r.group_id = id.clone();
+        if let Some(refused) = group_refused(shard, Operation::Admin, id.0.as_str()) {
+            r.error_code = refused;
+            response.results.push(r);
+            continue;
+        }
+        let request = Request::DeleteGroup(native::DeleteGroupRequest { group_id: group_name(id) });
+        let reply = shard.group_call(GroupCall::Native(request)).await;
         r.error_code = kafka_code(&reply);
         response.results.push(r);
     }
