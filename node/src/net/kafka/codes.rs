@@ -192,6 +192,8 @@ mod tests {
                 ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
                 ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
                 ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
+                ApiKey::SaslHandshake => SaslHandshakeRequest::VERSIONS,
+                ApiKey::SaslAuthenticate => SaslAuthenticateRequest::VERSIONS,
                 other => panic!("{other:?} advertised without a codec check here"),
             };
             assert!(known.min <= min && max <= known.max, "{api:?} {min}..={max} outside {known:?}");
