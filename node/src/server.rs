@@ -90,6 +90,11 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     crate::data_dir::check_format(&config.data_dir)?;
     let security =
         crate::security::Security::open(config.data_dir.clone(), config.require_auth, config.superuser.as_deref())?;
+    if config.cluster.is_some() && config.require_auth {
+        tracing::warn!(
+            "cluster mode: users and ACLs are kept per node (data dir), not in etcd yet; create each user on every node"
+        );
+    }
     let listeners = listen::bind_all(&config)?;
     // Cluster mode reads the view before this node registers (the start-up order that
     // keeps `epoch_min` safe); binding first is harmless, nobody knows the ports yet.
