@@ -88,17 +88,14 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     // Before anything in the dir is opened: recovery would cut an old-format log as damage.
     crate::data_dir::check_format(&config.data_dir)?;
-    let security =
-        crate::security::Security::open(config.data_dir.clone(), config.require_auth, config.superuser.as_deref())?;
-    if config.cluster.is_some() && config.require_auth {
-        tracing::warn!(
-            "cluster mode: users and ACLs are kept per node (data dir), not in etcd yet; create each user on every node"
-        );
-    }
     let listeners = listen::bind_all(&config)?;
     // Cluster mode reads the view before this node registers (the start-up order that
     // keeps `epoch_min` safe); binding first is harmless, nobody knows the ports yet.
     let control = config.cluster.clone().map(crate::control::connect).transpose()?;
+    // Users and ACLs: the data dir's, or in cluster mode etcd's (every node sees every user).
+    let dir = config.data_dir.clone();
+    let security =
+        crate::security::Security::open(dir, config.require_auth, config.superuser.as_deref(), control.clone())?;
     let mut registry = TopicRegistry::load(&config.data_dir)?;
     ensure_offsets_topic(&mut registry, config.shards)?;
     let topics = local_topics(&registry, control.is_some());

@@ -3,7 +3,8 @@
 //! (kcat with SCRAM-SHA-256, confluent-kafka with SCRAM-SHA-512), `--require-auth`
 //! refusing requests before authentication, a read-only user refused a produce with the
 //! missing permission named, users surviving a restart, a missing superuser password
-//! refused at start, and the password never in the node's log or `/v1/*`.
+//! refused at start, the password never in the node's log or `/v1/*`, and (cluster mode)
+//! users and ACLs kept in etcd so every node knows every user.
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::etcd::Etcd;
 use common::{batch1, Client, Node};
 use strand_core::auth::scram::test_client;
 use strand_core::auth::ScramMechanism;
@@ -275,4 +277,50 @@ fn users_survive_a_restart_and_a_superuser_needs_its_password() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = "strand-node: --superuser root needs its password in the STRAND_SUPERUSER_PASSWORD environment variable";
     assert!(stderr.lines().any(|l| l == line), "{stderr}");
+}
+
+#[test]
+fn in_cluster_mode_every_node_knows_every_user_and_acl() {
+    let etcd = Etcd::start();
+    let url = etcd.endpoint();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<Node> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let id = (i + 1).to_string();
+            let flags = ["--node-id", &id, "--etcd", &url, "--lease-ttl-s", "2", "--replication-port-base", "0"];
+            let flags: Vec<&str> = flags.into_iter().chain(["--require-auth", "--superuser", "admin"]).collect();
+            // Both nodes try to create the superuser: one writes it, the other finds it.
+            Node::start_env(dir.path(), 1, &flags, &[("STRAND_SUPERUSER_PASSWORD", PASSWORD)])
+        })
+        .collect();
+    let mut admin = signed_in(&nodes[0], "admin", PASSWORD);
+    signed_in(&nodes[1], "admin", PASSWORD);
+    create_user(&mut admin, "reader", READER_PASSWORD);
+    let entry = AclEntry {
+        principal: "reader".into(),
+        resource: AclResource::Cluster,
+        name: String::new(),
+        prefix: false,
+        operation: AclOperation::Admin,
+    };
+    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry }), &[]);
+    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+
+    // The other node follows etcd: the user and its ACL arrive there within a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut on_other = loop {
+        let mut client = nodes[1].client();
+        if authenticate(&mut client, ScramMechanism::Sha512, "reader", READER_PASSWORD).error == ErrorCode::None {
+            break client;
+        }
+        assert!(std::time::Instant::now() < deadline, "the user never reached node 2");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (h, _) = on_other.call(Request::ListUsers, &[]);
+    let Response::ListUsers(list) = h.response else { panic!("{h:?}") };
+    let names: Vec<&str> = list.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["admin", "reader"], "cluster admin via the ACL written on node 1");
+    assert!(!dirs[0].path().join("security.dat").exists(), "cluster mode keeps users in etcd, not the data dir");
 }

@@ -343,7 +343,7 @@ mod tests {
             connections: AtomicU32::new(0),
             connection_sources: Arc::default(),
             producer_ids: Default::default(),
-            security: crate::security::Security::open(dir.to_path_buf(), false, None).unwrap(),
+            security: crate::security::Security::open(dir.to_path_buf(), false, None, None).unwrap(),
             config,
             control: None,
         }

@@ -31,6 +31,8 @@ pub enum ControlError {
     NodeIdTaken { node: u32, holder: String },
     #[error("cluster secret: {0}")]
     Secret(String),
+    #[error("changed concurrently; try again")]
+    Conflict,
 }
 
 impl ControlError {
@@ -44,6 +46,7 @@ impl ControlError {
                 ErrorCode::InvalidConfig
             }
             ControlError::Timeout(_) => ErrorCode::RequestTimedOut,
+            ControlError::Conflict => ErrorCode::RequestTimedOut,
             ControlError::Etcd(_) | ControlError::Stopped => ErrorCode::CoordinatorNotAvailable,
         }
     }
@@ -67,6 +70,9 @@ pub enum ControlRequest {
     /// A shard saw `node`'s replication connection reset or closed: probe it and, if
     /// its process is gone, revoke its lease (fast failure detection).
     Suspect { node: u32, reason: &'static str },
+    /// Replace the users and ACLs (`{prefix}/security`) if the key is still at mod
+    /// revision `expected` (0 = absent); answered with the new mod revision.
+    PutSecurity { bytes: Vec<u8>, expected: i64, reply: flume::Sender<Result<i64, ControlError>> },
     /// Revoke the lease and stop (graceful shutdown: peers reconfigure at once).
     Shutdown { reply: flume::Sender<()> },
     /// Stop WITHOUT revoking the lease, as if the process had died (tests: peers notice
@@ -190,6 +196,25 @@ impl ControlHandle {
         let request = ControlRequest::DeleteTopic { name: name.to_string(), reply };
         self.requests.send(request).map_err(|_| ControlError::Stopped)?;
         rx.recv_async().await.map_err(|_| ControlError::Stopped)?
+    }
+
+    /// Replaces the users and ACLs in etcd if nobody changed them since `expected` (their
+    /// mod revision, 0 = none yet): the new revision, or [`ControlError::Conflict`].
+    pub async fn put_security(&self, bytes: Vec<u8>, expected: i64) -> Result<i64, ControlError> {
+        let (reply, rx) = flume::bounded(1);
+        self.requests
+            .send(ControlRequest::PutSecurity { bytes, expected, reply })
+            .map_err(|_| ControlError::Stopped)?;
+        rx.recv_async().await.map_err(|_| ControlError::Stopped)?
+    }
+
+    /// [`ControlHandle::put_security`], blocking (start-up only).
+    pub fn put_security_blocking(&self, bytes: Vec<u8>, expected: i64) -> Result<i64, ControlError> {
+        let (reply, rx) = flume::bounded(1);
+        self.requests
+            .send(ControlRequest::PutSecurity { bytes, expected, reply })
+            .map_err(|_| ControlError::Stopped)?;
+        rx.recv().map_err(|_| ControlError::Stopped)?
     }
 
     /// Reports a learner in sync (fire and forget; the tail repeats while it holds).

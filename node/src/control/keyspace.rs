@@ -54,6 +54,9 @@ pub(super) struct Keyspace {
     /// Election keys (`{prefix}/controller/{lease}`): create revision and the campaigning
     /// node's id (the value); the lowest create revision holds the election.
     pub elections: BTreeMap<String, (i64, Option<u32>)>,
+    /// `{prefix}/security`: the users and ACLs (`security.dat` bytes, checked by their
+    /// reader) and the key's mod revision.
+    pub security: Option<(i64, std::sync::Arc<[u8]>)>,
 }
 
 enum Key {
@@ -62,6 +65,7 @@ enum Key {
     Chain(String, u32),
     InSync(String, u32),
     Election(String),
+    Security,
     Other,
 }
 
@@ -91,6 +95,9 @@ pub(super) mod keys {
     pub fn cluster_secret(prefix: &str) -> String {
         format!("{prefix}/cluster-secret")
     }
+    pub fn security(prefix: &str) -> String {
+        format!("{prefix}/security")
+    }
 }
 
 impl Keyspace {
@@ -115,6 +122,7 @@ impl Keyspace {
             ["chains", name, p] => partition(p).map(|p| Key::Chain(name.to_string(), p)).unwrap_or(Key::Other),
             ["insync", name, p] => partition(p).map(|p| Key::InSync(name.to_string(), p)).unwrap_or(Key::Other),
             ["controller", lease] => Key::Election(lease.to_string()),
+            ["security"] => Key::Security,
             _ => Key::Other,
         }
     }
@@ -168,6 +176,7 @@ impl Keyspace {
                 let node = std::str::from_utf8(kv.value).ok().and_then(|v| v.trim().parse::<u32>().ok());
                 self.elections.insert(lease, (kv.create_revision, node));
             }
+            Key::Security => self.security = Some((kv.mod_revision, kv.value.into())),
             Key::Other => {}
         }
     }
@@ -195,6 +204,7 @@ impl Keyspace {
             Key::Election(lease) => {
                 self.elections.remove(&lease);
             }
+            Key::Security => self.security = None,
             Key::Other => {}
         }
     }
@@ -207,6 +217,7 @@ impl Keyspace {
             topics: self.topics.iter().map(|(n, t)| (n.clone(), t.config.clone())).collect(),
             chains: self.chains.iter().filter_map(|(k, c)| c.record.as_ref().map(|r| (k.clone(), r.clone()))).collect(),
             controller: self.controller(),
+            security: self.security.clone(),
         }
     }
 

@@ -215,6 +215,21 @@ async fn etcd_secret(client: &mut Client, prefix: &str) -> Result<Vec<u8>, Contr
     stored.ok_or_else(|| ControlError::Secret(format!("{key} vanished while it was read")))
 }
 
+/// Replaces `{prefix}/security` if its mod revision is still `expected` (0 = absent).
+async fn put_security(mut client: Client, prefix: &str, bytes: Vec<u8>, expected: i64) -> Result<i64, ControlError> {
+    let key = keys::security(prefix);
+    let guard = match expected {
+        0 => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+        revision => Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
+    };
+    let txn = Txn::new().when([guard]).and_then([TxnOp::put(key.clone(), bytes, None)]);
+    let response = timed(client.txn(txn)).await?;
+    if !response.succeeded() {
+        return Err(ControlError::Conflict);
+    }
+    Ok(response.header().map_or(0, |h| h.revision()))
+}
+
 /// State of the request loop.
 struct ControlThread {
     client: Client,
@@ -253,6 +268,12 @@ impl ControlThread {
                 let (client, prefix) = (self.client.clone(), self.prefix.clone());
                 tokio::spawn(async move {
                     let _ = reply.send(delete_topic(client, &prefix, &name).await);
+                });
+            }
+            ControlRequest::PutSecurity { bytes, expected, reply } => {
+                let (client, prefix) = (self.client.clone(), self.prefix.clone());
+                tokio::spawn(async move {
+                    let _ = reply.send(put_security(client, &prefix, bytes, expected).await);
                 });
             }
             ControlRequest::LearnerInSync { topic, partition, epoch, learner } => {

@@ -135,6 +135,9 @@ pub struct ClusterView {
     pub chains: BTreeMap<(String, u32), ChainRecord>,
     /// The node holding the controller election, if any.
     pub controller: Option<u32>,
+    /// Users and ACLs as stored under `{prefix}/security` (`security.dat` bytes) and that
+    /// key's mod revision; `None` before the first user or ACL.
+    pub security: Option<(i64, std::sync::Arc<[u8]>)>,
 }
 
 impl ClusterView {

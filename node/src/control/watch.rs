@@ -98,7 +98,8 @@ fn publish(keyspace: &Keyspace, snapshots: &watch::Sender<Arc<Keyspace>>, shared
     let same = latest.nodes == view.nodes
         && latest.topics == view.topics
         && latest.chains == view.chains
-        && latest.controller == view.controller;
+        && latest.controller == view.controller
+        && latest.security == view.security;
     if !same {
         shared.publish(view);
     }

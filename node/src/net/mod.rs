@@ -307,7 +307,7 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
                 continue;
             }
         };
-        let access = match crate::security::native::gate(&shard, &session, &peer, &header) {
+        let access = match crate::security::native::gate(&shard, &session, &peer, &header).await {
             crate::security::native::Gate::Pass(access) => access,
             crate::security::native::Gate::Answer(reply, close) => {
                 let refused = close.then(|| reply.header.message.clone().unwrap_or_default());

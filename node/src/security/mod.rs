@@ -27,6 +27,7 @@ use strand_core::auth::{AuthError, Authenticator, Mechanism, Step, STEP_ENTROPY_
 use strand_wire::ErrorCode;
 use tracing::{info, warn};
 
+use crate::control::{ClusterView, ControlError, ControlHandle};
 use crate::metrics::ShardMetrics;
 pub use store::{StoreError, Tables, User};
 
@@ -35,13 +36,25 @@ pub const SUPERUSER_PASSWORD_ENV: &str = "STRAND_SUPERUSER_PASSWORD";
 
 /// The node's users, ACLs and authentication settings.
 pub struct Security {
-    tables: RwLock<Tables>,
+    tables: RwLock<Snapshot>,
     dir: PathBuf,
     /// `--require-auth`: authenticate first, then ACLs (default deny).
     pub require_auth: bool,
     /// Keys the made-up salts of unknown users (stable for this process).
     mock_secret: [u8; 32],
+    /// Cluster mode: the tables live in etcd (`{prefix}/security`), followed through the
+    /// control plane's view; `None` = in the data dir.
+    cluster: Option<ControlHandle>,
 }
+
+/// The tables and, in cluster mode, the etcd mod revision they were read at.
+struct Snapshot {
+    tables: Tables,
+    revision: i64,
+}
+
+/// Attempts of a cluster-mode change that raced another node's change.
+const CHANGE_ATTEMPTS: u32 = 5;
 
 /// Why the security state could not be set up at start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +67,8 @@ pub enum SetupError {
     Invalid { name: String, reason: String },
     #[error("random source: {0}")]
     Random(String),
+    #[error("users and ACLs in etcd: {0}")]
+    Cluster(String),
 }
 
 fn random<const N: usize>() -> Result<[u8; N], SetupError> {
@@ -70,45 +85,134 @@ impl std::fmt::Debug for Security {
     }
 }
 
+/// The tables an etcd view holds (empty before the first user), or why not.
+fn tables_of(view: &ClusterView) -> Result<(Tables, i64), String> {
+    match &view.security {
+        Some((revision, bytes)) => store::decode(bytes).map(|t| (t, *revision)),
+        None => Ok((Tables::default(), 0)),
+    }
+}
+
 impl Security {
-    /// Loads the tables from `dir` and creates `superuser` (password from the environment)
-    /// unless a user of that name exists already (left as it is).
-    pub fn open(dir: PathBuf, require_auth: bool, superuser: Option<&str>) -> Result<Security, SetupError> {
-        let mut tables = store::load(&dir)?;
+    /// Loads the tables — from `dir`, or in cluster mode from etcd — and creates
+    /// `superuser` (password from the environment) unless a user of that name exists
+    /// already (left as it is).
+    pub fn open(
+        dir: PathBuf,
+        require_auth: bool,
+        superuser: Option<&str>,
+        cluster: Option<ControlHandle>,
+    ) -> Result<Security, SetupError> {
+        let (mut tables, mut revision) = match &cluster {
+            Some(control) => tables_of(&control.latest()).map_err(SetupError::Cluster)?,
+            None => (store::load(&dir)?, 0),
+        };
         if let Some(name) = superuser {
             if !tables.users.contains_key(name) {
                 let password =
                     std::env::var(SUPERUSER_PASSWORD_ENV).map_err(|_| SetupError::NoPassword(name.into()))?;
                 let credentials = derive(name, &password)?;
-                tables.users.insert(name.to_string(), User { superuser: true, credentials });
-                store::save(&dir, &tables)?;
+                let user = User { superuser: true, credentials };
+                match &cluster {
+                    Some(control) => (tables, revision) = create_in_etcd(control, name, user)?,
+                    None => {
+                        tables.users.insert(name.to_string(), user);
+                        store::save(&dir, &tables)?;
+                    }
+                }
                 info!(user = name, "superuser created");
             }
         }
-        Ok(Security { tables: RwLock::new(tables), dir, require_auth, mock_secret: random()? })
+        let snapshot = Snapshot { tables, revision };
+        Ok(Security { tables: RwLock::new(snapshot), dir, require_auth, mock_secret: random()?, cluster })
     }
 
-    /// A snapshot-free read of the tables.
+    /// Reads the tables (in cluster mode, the newest the control plane has seen).
     pub fn read<T>(&self, f: impl FnOnce(&Tables) -> T) -> T {
+        self.refresh();
         match self.tables.read() {
-            Ok(t) => f(&t),
-            Err(poisoned) => f(&poisoned.into_inner()),
+            Ok(t) => f(&t.tables),
+            Err(poisoned) => f(&poisoned.into_inner().tables),
         }
     }
 
-    /// Changes the tables and persists them; the change is undone if it cannot be saved.
-    pub fn change<T>(&self, f: impl FnOnce(&mut Tables) -> Result<T, String>) -> Result<T, String> {
-        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = tables.clone();
-        let out = f(&mut next)?;
-        store::save(&self.dir, &next).map_err(|e| e.to_string())?;
-        *tables = next;
-        Ok(out)
+    /// Cluster mode: takes a newer `{prefix}/security` from the control plane's view.
+    fn refresh(&self) {
+        let Some(control) = &self.cluster else { return };
+        let view = control.latest();
+        let newer = match (&view.security, self.tables.read()) {
+            (Some((revision, _)), Ok(current)) => *revision > current.revision,
+            _ => false,
+        };
+        if !newer {
+            return;
+        }
+        match tables_of(&view) {
+            Ok((tables, revision)) => {
+                let mut current = self.tables.write().unwrap_or_else(|p| p.into_inner());
+                if revision > current.revision {
+                    *current = Snapshot { tables, revision };
+                }
+            }
+            Err(reason) => warn!(%reason, "users and ACLs in etcd do not decode; keeping the previous ones"),
+        }
+    }
+
+    /// Changes the tables and persists them (data dir, or etcd guarded by the revision
+    /// read, retried when another node changed them meanwhile); nothing changes if they
+    /// cannot be saved.
+    pub async fn change<T>(&self, f: impl Fn(&mut Tables) -> Result<T, String>) -> Result<T, String> {
+        let Some(control) = &self.cluster else {
+            let mut current = self.tables.write().unwrap_or_else(|p| p.into_inner());
+            let mut next = current.tables.clone();
+            let out = f(&mut next)?;
+            store::save(&self.dir, &next).map_err(|e| e.to_string())?;
+            current.tables = next;
+            return Ok(out);
+        };
+        for _ in 0..CHANGE_ATTEMPTS {
+            self.refresh();
+            let (mut next, expected) = {
+                let current = self.tables.read().unwrap_or_else(|p| p.into_inner());
+                (current.tables.clone(), current.revision)
+            };
+            let out = f(&mut next)?;
+            match control.put_security(store::encode(&next), expected).await {
+                Ok(revision) => {
+                    let mut current = self.tables.write().unwrap_or_else(|p| p.into_inner());
+                    if revision > current.revision {
+                        *current = Snapshot { tables: next, revision };
+                    }
+                    return Ok(out);
+                }
+                Err(ControlError::Conflict) => glommio::timer::sleep(std::time::Duration::from_millis(50)).await,
+                Err(e) => return Err(format!("saving users and ACLs in etcd: {e}")),
+            }
+        }
+        Err("users and ACLs changed concurrently on other nodes; try again".into())
     }
 
     fn is_superuser(&self, principal: &str) -> bool {
         self.read(|t| t.users.get(principal).is_some_and(|u| u.superuser))
     }
+}
+
+/// Adds `user` to the tables in etcd at start (blocking), unless another node created
+/// it meanwhile.
+fn create_in_etcd(control: &ControlHandle, name: &str, user: User) -> Result<(Tables, i64), SetupError> {
+    for _ in 0..CHANGE_ATTEMPTS {
+        let (mut tables, revision) = tables_of(&control.latest()).map_err(SetupError::Cluster)?;
+        if tables.users.contains_key(name) {
+            return Ok((tables, revision));
+        }
+        tables.users.insert(name.to_string(), user.clone());
+        match control.put_security_blocking(store::encode(&tables), revision) {
+            Ok(revision) => return Ok((tables, revision)),
+            Err(ControlError::Conflict) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(e) => return Err(SetupError::Cluster(e.to_string())),
+        }
+    }
+    Err(SetupError::Cluster("changed concurrently by other nodes at every attempt".into()))
 }
 
 /// A user's verifiers for both SCRAM mechanisms, with fresh salts.
@@ -286,17 +390,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Not set by any test of this crate; the env is process-wide, so only one test reads it.
         std::env::remove_var(SUPERUSER_PASSWORD_ENV);
-        let err = Security::open(dir.path().into(), true, Some("root")).expect_err("no password");
+        let err = Security::open(dir.path().into(), true, Some("root"), None).expect_err("no password");
         assert_eq!(
             err.to_string(),
             "--superuser root needs its password in the STRAND_SUPERUSER_PASSWORD environment variable"
         );
         std::env::set_var(SUPERUSER_PASSWORD_ENV, "first");
-        let security = Security::open(dir.path().into(), true, Some("root")).unwrap();
+        let security = Security::open(dir.path().into(), true, Some("root"), None).unwrap();
         let kept = security.read(|t| t.users["root"].clone());
         assert!(kept.superuser);
         std::env::set_var(SUPERUSER_PASSWORD_ENV, "second");
-        let again = Security::open(dir.path().into(), true, Some("root")).unwrap();
+        let again = Security::open(dir.path().into(), true, Some("root"), None).unwrap();
         assert_eq!(again.read(|t| t.users["root"].clone()), kept, "an existing superuser is left as it is");
         std::env::remove_var(SUPERUSER_PASSWORD_ENV);
     }

@@ -118,14 +118,20 @@ pub fn drop_refused_topics(security: &Security, access: &Access, reply: &mut Rep
 }
 
 /// Answers the user and ACL admin APIs (already authorized); `None` for other requests.
-pub fn admin(security: &Security, cid: u64, request: &Request) -> Option<Reply> {
+pub async fn admin(security: &Security, cid: u64, request: &Request) -> Option<Reply> {
     let outcome = match request {
-        Request::AlterUser(AlterUserRequest::Upsert { name, credentials }) => upsert_user(security, name, credentials),
-        Request::AlterUser(AlterUserRequest::Delete { name }) => security.change(|t| {
-            t.users.remove(name).ok_or_else(|| format!("no user {name}"))?;
-            t.acls.remove_principal(name);
-            Ok(Response::Empty)
-        }),
+        Request::AlterUser(AlterUserRequest::Upsert { name, credentials }) => {
+            upsert_user(security, name, credentials).await
+        }
+        Request::AlterUser(AlterUserRequest::Delete { name }) => {
+            security
+                .change(|t| {
+                    t.users.remove(name).ok_or_else(|| format!("no user {name}"))?;
+                    t.acls.remove_principal(name);
+                    Ok(Response::Empty)
+                })
+                .await
+        }
         Request::ListUsers => Ok(Response::ListUsers(ListUsersResponse {
             users: security.read(|t| {
                 t.users
@@ -138,7 +144,7 @@ pub fn admin(security: &Security, cid: u64, request: &Request) -> Option<Reply> 
                     .collect()
             }),
         })),
-        Request::AlterAcl(r) => alter_acl(security, r),
+        Request::AlterAcl(r) => alter_acl(security, r).await,
         Request::ListAcls => Ok(Response::ListAcls(ListAclsResponse {
             entries: security.read(|t| t.acls.entries().map(wire_entry).collect()),
         })),
@@ -150,7 +156,11 @@ pub fn admin(security: &Security, cid: u64, request: &Request) -> Option<Reply> 
     })
 }
 
-fn upsert_user(security: &Security, name: &str, credentials: &[ScramCredentialEntry]) -> Result<Response, String> {
+async fn upsert_user(
+    security: &Security,
+    name: &str,
+    credentials: &[ScramCredentialEntry],
+) -> Result<Response, String> {
     if name.is_empty() || name.len() > strand_core::auth::USER_NAME_LEN_MAX {
         return Err("user names are 1 to 255 bytes".into());
     }
@@ -174,29 +184,33 @@ fn upsert_user(security: &Security, name: &str, credentials: &[ScramCredentialEn
         .map_err(|e| format!("{}: {e}", mechanism.name()))?;
         parsed.push(credential);
     }
-    security.change(|t| {
-        if !t.users.contains_key(name) && t.users.len() >= super::store::USERS_MAX {
-            return Err(format!("the node keeps at most {} users", super::store::USERS_MAX));
-        }
-        let superuser = t.users.get(name).is_some_and(|u| u.superuser);
-        t.users.insert(name.to_string(), User { superuser, credentials: parsed });
-        Ok(Response::Empty)
-    })
+    security
+        .change(|t| {
+            if !t.users.contains_key(name) && t.users.len() >= super::store::USERS_MAX {
+                return Err(format!("the node keeps at most {} users", super::store::USERS_MAX));
+            }
+            let superuser = t.users.get(name).is_some_and(|u| u.superuser);
+            t.users.insert(name.to_string(), User { superuser, credentials: parsed.clone() });
+            Ok(Response::Empty)
+        })
+        .await
 }
 
-fn alter_acl(security: &Security, r: &AlterAclRequest) -> Result<Response, String> {
+async fn alter_acl(security: &Security, r: &AlterAclRequest) -> Result<Response, String> {
     let entry = core_entry(&r.entry)?;
-    security.change(|t| {
-        if r.add {
-            if t.acls.entries().count() >= super::store::ACLS_MAX {
-                return Err(format!("the node keeps at most {} ACL entries", super::store::ACLS_MAX));
+    security
+        .change(|t| {
+            if r.add {
+                if t.acls.entries().count() >= super::store::ACLS_MAX {
+                    return Err(format!("the node keeps at most {} ACL entries", super::store::ACLS_MAX));
+                }
+                t.acls.add(entry.clone()).map_err(|e| e.to_string())?;
+            } else if !t.acls.remove(&entry) {
+                return Err(format!("no such ACL: {entry}"));
             }
-            t.acls.add(entry).map_err(|e| e.to_string())?;
-        } else if !t.acls.remove(&entry) {
-            return Err(format!("no such ACL: {entry}"));
-        }
-        Ok(Response::Empty)
-    })
+            Ok(Response::Empty)
+        })
+        .await
 }
 
 fn core_entry(e: &AclEntry) -> Result<Entry, String> {
@@ -251,7 +265,7 @@ pub enum Gate {
 /// answered here; with `--require-auth` nothing but the handshake passes before
 /// authentication (answered `AUTHENTICATION_REQUIRED`, then closed); every other request
 /// is checked against the ACLs.
-pub fn gate(shard: &crate::shard::Shard, session: &Session, peer: &str, header: &RequestHeader) -> Gate {
+pub async fn gate(shard: &crate::shard::Shard, session: &Session, peer: &str, header: &RequestHeader) -> Gate {
     let security = &shard.shared.security;
     let metrics = &shard.metrics;
     let cid = header.correlation_id;
@@ -274,7 +288,7 @@ pub fn gate(shard: &crate::shard::Shard, session: &Session, peer: &str, header: 
     if let Err(refusal) = authorize(security, &access, &header.request) {
         return refused(refusal, false);
     }
-    match admin(security, cid, &header.request) {
+    match admin(security, cid, &header.request).await {
         Some(reply) => {
             metrics.requests[header.request.api().index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Gate::Answer(reply, false)
