@@ -14,7 +14,13 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::etcd::Etcd;
+use common::kafka::KafkaConn;
 use common::{batch1, Client, Node};
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest as KafkaMetadataRequest, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use strand_core::auth::scram::test_client;
 use strand_core::auth::ScramMechanism;
 use strand_wire::msg::*;
@@ -248,6 +254,51 @@ fn a_read_only_user_consumes_and_is_refused_a_produce_with_the_permission_named(
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Topic authorization failed"), "kcat produce as reader: {stderr}");
     assert_eq!(admin.read_all("orders", 0), vec![b"first".to_vec()], "nothing was written");
+
+    // Kafka, by hand: Metadata for all topics lists only what the reader may describe, a
+    // named one it may not is TOPIC_AUTHORIZATION_FAILED (29), and CreateTopics is refused.
+    let mut conn = kafka_signed_in(kafka, "reader", READER_PASSWORD);
+    let mut all = KafkaMetadataRequest::default();
+    all.topics = None;
+    let meta: kafka_protocol::messages::MetadataResponse = conn.call(ApiKey::Metadata, 12, &all);
+    let names: Vec<String> = meta.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
+    assert_eq!(names, ["orders"]);
+    let mut named = KafkaMetadataRequest::default();
+    let mut secret = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+    secret.name = Some(common::kafka::topic("secret"));
+    named.topics = Some(vec![secret]);
+    let meta: kafka_protocol::messages::MetadataResponse = conn.call(ApiKey::Metadata, 12, &named);
+    assert_eq!(meta.topics[0].error_code, 29);
+    let mut create = kafka_protocol::messages::CreateTopicsRequest::default();
+    let mut t = kafka_protocol::messages::create_topics_request::CreatableTopic::default();
+    t.name = common::kafka::topic("mine");
+    t.num_partitions = 1;
+    t.replication_factor = 1;
+    create.topics = vec![t];
+    let created: kafka_protocol::messages::CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 5, &create);
+    assert_eq!(created.topics[0].error_code, 29, "{:?}", created.topics[0].error_message);
+}
+
+/// A Kafka connection authenticated with SCRAM-SHA-256 by hand (SaslHandshake v1,
+/// SaslAuthenticate v2).
+fn kafka_signed_in(kafka: SocketAddr, user: &str, password: &str) -> KafkaConn {
+    let mut conn = KafkaConn::connect(kafka);
+    let mut hello = SaslHandshakeRequest::default();
+    hello.mechanism = StrBytes::from_static_str("SCRAM-SHA-256");
+    let resp: SaslHandshakeResponse = conn.call(ApiKey::SaslHandshake, 1, &hello);
+    assert_eq!(resp.error_code, 0);
+    let first = test_client::first(user, "kNonce42");
+    let mut step = SaslAuthenticateRequest::default();
+    step.auth_bytes = bytes::Bytes::from(first.clone());
+    let resp: SaslAuthenticateResponse = conn.call(ApiKey::SaslAuthenticate, 2, &step);
+    assert_eq!(resp.error_code, 0, "{:?}", resp.error_message);
+    let server_first = String::from_utf8(resp.auth_bytes.to_vec()).unwrap();
+    let (last, expected) = test_client::finish(ScramMechanism::Sha256, password, &first, &server_first);
+    step.auth_bytes = bytes::Bytes::from(last);
+    let resp: SaslAuthenticateResponse = conn.call(ApiKey::SaslAuthenticate, 2, &step);
+    assert_eq!(resp.error_code, 0, "{:?}", resp.error_message);
+    assert_eq!(resp.auth_bytes, expected.as_bytes());
+    conn
 }
 
 #[test]
@@ -323,4 +374,51 @@ fn in_cluster_mode_every_node_knows_every_user_and_acl() {
     let names: Vec<&str> = list.users.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["admin", "reader"], "cluster admin via the ACL written on node 1");
     assert!(!dirs[0].path().join("security.dat").exists(), "cluster mode keeps users in etcd, not the data dir");
+}
+
+#[test]
+fn kafka_sasl_refusals_are_answered_then_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path());
+    let kafka = node.kafka.expect("Kafka port");
+    let handshake = |version: i16, mechanism: &'static str| {
+        let mut conn = KafkaConn::connect(kafka);
+        let mut req = SaslHandshakeRequest::default();
+        req.mechanism = StrBytes::from_static_str(mechanism);
+        let resp: SaslHandshakeResponse = conn.call(ApiKey::SaslHandshake, version, &req);
+        (conn, resp)
+    };
+    let offered: Vec<String> = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"].map(String::from).to_vec();
+
+    // An unknown mechanism: UNSUPPORTED_SASL_MECHANISM (33) with the list, then closed.
+    let (mut conn, resp) = handshake(1, "GSSAPI");
+    assert_eq!(resp.error_code, 33);
+    assert_eq!(resp.mechanisms.iter().map(|m| m.to_string()).collect::<Vec<_>>(), offered);
+    assert!(conn.is_closed());
+    // v0 (unframed tokens after it) is refused: ILLEGAL_SASL_STATE (34).
+    let (mut conn, resp) = handshake(0, "SCRAM-SHA-256");
+    assert_eq!(resp.error_code, 34);
+    assert!(conn.is_closed());
+    // PLAIN without TLS: the handshake is fine, the password is refused unread.
+    let (mut conn, resp) = handshake(1, "PLAIN");
+    assert_eq!(resp.error_code, 0);
+    let mut auth = SaslAuthenticateRequest::default();
+    auth.auth_bytes = bytes::Bytes::from(format!("\0admin\0{PASSWORD}"));
+    let resp: SaslAuthenticateResponse = conn.call(ApiKey::SaslAuthenticate, 2, &auth);
+    assert_eq!(resp.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+    let text = resp.error_message.map(|m| m.to_string()).unwrap_or_default();
+    assert_eq!(text, "authentication failed: PLAIN is only allowed on a TLS connection");
+    assert!(conn.is_closed());
+    // Garbage as the first SCRAM message: a clear failure, no panic, closed.
+    let (mut conn, _) = handshake(1, "SCRAM-SHA-512");
+    auth.auth_bytes = bytes::Bytes::from_static(b"\xff\x00garbage,,,=");
+    let resp: SaslAuthenticateResponse = conn.call(ApiKey::SaslAuthenticate, 1, &auth);
+    assert_eq!(resp.error_code, 58);
+    assert!(conn.is_closed());
+    // A request before authentication closes the connection unanswered, as Kafka does.
+    let mut conn = KafkaConn::connect(kafka);
+    conn.send(ApiKey::Metadata, 12, &KafkaMetadataRequest::default());
+    assert!(conn.read_frame().is_none() && conn.is_closed());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!node.log.lock().unwrap().join("\n").contains(PASSWORD), "a PLAIN password is never logged");
 }
