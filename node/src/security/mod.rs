@@ -260,7 +260,9 @@ impl Session {
     pub fn begin(&self, security: &Security, name: &str) -> Result<Mechanism, String> {
         let mechanism = Mechanism::parse(name).ok_or_else(|| {
             let offered: Vec<_> = Mechanism::ALL.iter().map(|m| m.name()).collect();
-            format!("mechanism {name:?} is not offered (this node offers {})", offered.join(", "))
+            // The name is the client's: at most 32 characters of it go into the answer and the log.
+            let shown: String = name.chars().take(32).collect();
+            format!("mechanism {shown:?} is not offered (this node offers {})", offered.join(", "))
         })?;
         let mut exchange = self.exchange.borrow_mut();
         if exchange.is_some() || self.principal.borrow().is_some() {

@@ -38,7 +38,7 @@ pub fn authenticate(
     if !started {
         if let Err(reason) = session.begin(security, &req.mechanism) {
             metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(peer, mechanism = %req.mechanism, %reason, "authentication refused");
+            tracing::warn!(peer, %reason, "authentication refused");
             return (Reply::error(cid, ErrorCode::AuthenticationFailed, reason), true);
         }
     }

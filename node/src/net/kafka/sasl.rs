@@ -69,7 +69,7 @@ fn handshake(shard: &Shard, session: &Session, peer: &str, incoming: Incoming) -
         Ok(_) => None,
         Err(reason) => {
             shard.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(peer, mechanism = %req.mechanism.as_str(), %reason, "kafka: SASL handshake refused");
+            tracing::warn!(peer, %reason, "kafka: SASL handshake refused");
             let offered = Mechanism::parse(req.mechanism.as_str()).is_some();
             response.error_code = if offered { code::ILLEGAL_SASL_STATE } else { code::UNSUPPORTED_SASL_MECHANISM };
             Some(format!("kafka: SASL handshake refused: {reason}"))
