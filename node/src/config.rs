@@ -204,6 +204,8 @@ pub struct FileConfig {
     pub group_offsets_bytes_max: Option<u64>,
     pub offsets_retention_ms: Option<u64>,
     pub batch_decompressed_len_max: Option<u64>,
+    pub quota_produce_bytes_per_sec: Option<u64>,
+    pub quota_fetch_bytes_per_sec: Option<u64>,
 }
 
 /// Network limits of one node.
@@ -257,6 +259,8 @@ pub struct NodeConfig {
     pub replication_limits: InboundLimits,
     /// Limits of every shard's group coordinator (each shard applies them to its groups).
     pub group_limits: CoordinatorConfig,
+    /// Byte-rate quota of each principal without one of its own; `None` = unlimited.
+    pub quotas: crate::quota::Rates,
 }
 
 /// Why the configuration is unusable.
@@ -339,6 +343,10 @@ impl NodeConfig {
         let replication_limits = replication_limits(&file)?;
         let advertise_host = advertise_host(cli.advertise.or(file.advertise), listen)?;
         let kafka_listen = kafka_listen(cli.kafka_listen.or(file.kafka_listen), listen)?;
+        let quotas = crate::quota::Rates {
+            produce: quota("quota_produce_bytes_per_sec", file.quota_produce_bytes_per_sec)?,
+            fetch: quota("quota_fetch_bytes_per_sec", file.quota_fetch_bytes_per_sec)?,
+        };
         let config = NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,
@@ -356,9 +364,18 @@ impl NodeConfig {
             replication_port_base,
             replication_limits,
             group_limits,
+            quotas,
         };
         check_ports_distinct(&config)?;
         Ok(config)
+    }
+}
+
+/// A byte-rate quota key: absent = unlimited, 0 is refused (it would stop all traffic).
+fn quota(key: &'static str, given: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match given {
+        Some(0) => Err(invalid(key, "0 would stop all traffic; leave the key out for no quota")),
+        other => Ok(other),
     }
 }
 

@@ -104,6 +104,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         connections: AtomicU32::new(0),
         connection_sources: Arc::default(),
         producer_ids: Default::default(),
+        quotas: crate::quota::QuotaRegistry::new(config.quotas),
         config,
         control,
     });

@@ -80,6 +80,8 @@ pub struct NodeShared {
     pub producer_ids: produce_checks::IssuedProducerIds,
     /// The control plane in cluster mode (`--etcd`); `None` on a single node.
     pub control: Option<crate::control::ControlHandle>,
+    /// Byte-rate quotas and every principal's meters.
+    pub quotas: crate::quota::QuotaRegistry,
 }
 
 /// One shard's state.
