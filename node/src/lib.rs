@@ -18,4 +18,5 @@ pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod sources;
+pub mod tls;
 pub mod topic;

@@ -80,6 +80,8 @@ pub struct NodeShared {
     pub producer_ids: produce_checks::IssuedProducerIds,
     /// The control plane in cluster mode (`--etcd`); `None` on a single node.
     pub control: Option<crate::control::ControlHandle>,
+    /// TLS of the client-facing ports (`--tls-cert`); `None` = plaintext.
+    pub tls: Option<Arc<crate::tls::TlsServer>>,
 }
 
 /// One shard's state.
