@@ -26,6 +26,7 @@ pub mod producer;
 pub mod proto;
 pub mod records;
 pub mod route;
+pub mod tls;
 
 pub use admin::Admin;
 pub use client::{Client, ClientConfig, ReadPreference};
@@ -34,6 +35,7 @@ pub use error::{ClientError, Result};
 pub use group::{Assignor, RebalanceListener, TopicPartition};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, UnknownOutcome};
 pub use records::ConsumerRecord;
+pub use tls::ClientTls;
 pub use strand_wire::batch::Compression;
 pub use strand_wire::msg::Acks;
 pub use strand_wire::ErrorCode;

@@ -151,6 +151,16 @@ pub struct Cli {
     /// 0 = no preferred-head rebalancing.
     #[arg(long)]
     pub rebalance_moves_per_minute: Option<u32>,
+    /// TLS on the public, shard and Kafka ports and the admin HTTP: the certificate chain
+    /// (PEM, leaf first). Needs `--tls-key`; reloaded on SIGHUP.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, RSA or EC).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by a CA in this PEM file.
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -177,6 +187,9 @@ pub struct FileConfig {
     pub cluster_secret_file: Option<PathBuf>,
     pub rebalance_cooldown_ms: Option<u64>,
     pub rebalance_moves_per_minute: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     pub replication_connections_max: Option<u32>,
     pub replication_handshake_timeout_ms: Option<u64>,
     pub frame_len_max: Option<u32>,
@@ -261,6 +274,9 @@ pub struct NodeConfig {
     pub group_limits: CoordinatorConfig,
     /// Byte-rate quota of each principal without one of its own; `None` = unlimited.
     pub quotas: crate::quota::Rates,
+    /// TLS on the client-facing ports (`--tls-cert`/`--tls-key`); `None` = plaintext. The
+    /// files are read when the node starts (`crate::tls`), not here.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Why the configuration is unusable.
@@ -347,6 +363,7 @@ impl NodeConfig {
             produce: quota("quota_produce_bytes_per_sec", file.quota_produce_bytes_per_sec)?,
             fetch: quota("quota_fetch_bytes_per_sec", file.quota_fetch_bytes_per_sec)?,
         };
+        let tls = tls_files(cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key), cli.tls_client_ca.or(file.tls_client_ca))?;
         let config = NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,
@@ -365,6 +382,7 @@ impl NodeConfig {
             replication_limits,
             group_limits,
             quotas,
+            tls,
         };
         check_ports_distinct(&config)?;
         Ok(config)
@@ -387,6 +405,29 @@ fn kafka_listen(given: Option<String>, listen: SocketAddr) -> Result<Option<Sock
         Some(addr) => addr.parse().map(Some).map_err(|_| {
             invalid("kafka_listen", format!("{addr:?} is neither an address (e.g. 127.0.0.1:9092) nor \"off\""))
         }),
+    }
+}
+
+/// The TLS files: certificate and key both or neither; a client CA only with them. Paths
+/// are made absolute so a SIGHUP reload reads the same files whatever the working directory.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let abs = |key: &'static str, path: PathBuf| {
+        std::path::absolute(&path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+    };
+    match (cert, key, client_ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), client_ca) => Ok(Some(crate::tls::TlsFiles {
+            cert: abs("tls_cert", cert)?,
+            key: abs("tls_key", key)?,
+            client_ca: client_ca.map(|ca| abs("tls_client_ca", ca)).transpose()?,
+        })),
+        (None, None, Some(_)) => Err(invalid("tls_client_ca", "--tls-client-ca needs --tls-cert and --tls-key")),
+        (Some(_), None, _) => Err(invalid("tls_key", "--tls-cert needs --tls-key (give both or neither)")),
+        (None, Some(_), _) => Err(invalid("tls_cert", "--tls-key needs --tls-cert (give both or neither)")),
     }
 }
 
@@ -677,6 +718,21 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("strand-node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_together() {
+        let c = NodeConfig::merge(cli(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]), FileConfig::default()).unwrap();
+        let tls = c.tls.unwrap();
+        assert!(tls.cert.is_absolute() && tls.cert.ends_with("c.pem") && tls.client_ca.is_none());
+        let err = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).unwrap_err().to_string();
+        assert!(err(&["--tls-cert", "c.pem"]).contains("--tls-cert needs --tls-key"));
+        assert!(err(&["--tls-key", "k.pem"]).contains("--tls-key needs --tls-cert"));
+        assert!(err(&["--tls-client-ca", "ca.pem"]).contains("needs --tls-cert and --tls-key"));
+        let file = parse_file("tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntls_client_ca = \"/ca.pem\"\n").unwrap();
+        let tls = NodeConfig::merge(cli(&[]), file).unwrap().tls.unwrap();
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/ca.pem")));
+        assert!(NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap().tls.is_none());
     }
 
     #[test]

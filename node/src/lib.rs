@@ -19,4 +19,5 @@ pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod sources;
+pub mod tls;
 pub mod topic;

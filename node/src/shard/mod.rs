@@ -82,6 +82,8 @@ pub struct NodeShared {
     pub control: Option<crate::control::ControlHandle>,
     /// Byte-rate quotas and every principal's meters.
     pub quotas: crate::quota::QuotaRegistry,
+    /// TLS of the client-facing ports (`--tls-cert`); `None` = plaintext.
+    pub tls: Option<Arc<crate::tls::TlsServer>>,
 }
 
 /// One shard's state.

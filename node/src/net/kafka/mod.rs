@@ -28,13 +28,15 @@ pub(crate) mod fetch;
 mod groups;
 
 use std::cell::Cell;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
+
+use super::stream::Conn;
 use glommio::sync::{RwLock, Semaphore};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -107,12 +109,8 @@ impl Turns {
     }
 }
 
-async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), ConnectionError> {
-    stream.set_nodelay(true).map_err(|e| ConnectionError::Socket(e.into()))?;
-    let fd = stream.as_raw_fd();
-    super::zerocopy::make_nonblocking(fd).map_err(ConnectionError::Socket)?;
-    stream.set_write_timeout(Some(super::zerocopy::SEND_STALL_MAX)).map_err(|e| ConnectionError::Socket(e.into()))?;
-    let source = stream.peer_addr().map_err(|e| ConnectionError::Socket(e.into()))?.ip();
+async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), ConnectionError> {
+    let Conn { stream, source, zero_copy: fd } = conn;
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer: Writer = Rc::new(RwLock::new(writer));
     // Kafka has no frame to say why before a request arrives: a refused source is closed.
@@ -291,11 +289,11 @@ fn parse_request(mut frame: Bytes) -> Result<Incoming, Refused> {
 }
 
 /// Writes one response — size, header, body pieces — under the connection's write lock;
-/// file chunks go zero-copy where the socket has room.
+/// file chunks go zero-copy where the socket has room and `fd` is given (plain TCP).
 async fn write_response(
     shard: &Shard,
     writer: &Writer,
-    fd: RawFd,
+    fd: Option<RawFd>,
     header: &ResponseHeader,
     header_version: i16,
     pieces: Vec<Piece>,
