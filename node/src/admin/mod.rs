@@ -370,6 +370,7 @@ mod tests {
             config,
             control: None,
             tls: None,
+            cluster_tls: None,
         }
     }
 

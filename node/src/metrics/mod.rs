@@ -320,9 +320,11 @@ impl NodeMetrics {
             ("strand_quota_throttled_total", "Times a connection waited out a byte-rate quota throttle", |m| {
                 m.quota_throttled.load(Relaxed)
             }),
-            ("strand_tls_handshakes_failed_total", "Client connections closed: TLS handshake failed or timed out", |m| {
-                m.tls_handshakes_failed.load(Relaxed)
-            }),
+            (
+                "strand_tls_handshakes_failed_total",
+                "Client connections closed: TLS handshake failed or timed out",
+                |m| m.tls_handshakes_failed.load(Relaxed),
+            ),
             ("strand_replication_connections_refused_total", "Replication connections refused at the limit", |m| {
                 m.replication_connections_refused.load(Relaxed)
             }),
