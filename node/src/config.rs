@@ -171,6 +171,14 @@ pub struct Cli {
     /// The cluster CA: links to and from nodes whose certificate it did not sign are refused.
     #[arg(long)]
     pub cluster_tls_ca: Option<PathBuf>,
+    /// Every connection must authenticate (SASL SCRAM, or PLAIN over TLS) before any other
+    /// request, and every request is checked against the ACLs (default deny).
+    #[arg(long)]
+    pub require_auth: bool,
+    /// Creates this superuser at start (password from `STRAND_SUPERUSER_PASSWORD`) unless a
+    /// user of that name exists.
+    #[arg(long)]
+    pub superuser: Option<String>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -232,6 +240,8 @@ pub struct FileConfig {
     pub batch_decompressed_len_max: Option<u64>,
     pub quota_produce_bytes_per_sec: Option<u64>,
     pub quota_fetch_bytes_per_sec: Option<u64>,
+    pub require_auth: Option<bool>,
+    pub superuser: Option<String>,
 }
 
 /// Network limits of one node.
@@ -293,6 +303,10 @@ pub struct NodeConfig {
     /// Mutual TLS on replication links (`--cluster-tls-*`; `client_ca` is the cluster CA);
     /// `None` = plain TCP with the cluster-secret handshake only.
     pub cluster_tls: Option<crate::tls::TlsFiles>,
+    /// `--require-auth`: authenticate before any request, ACLs enforced.
+    pub require_auth: bool,
+    /// `--superuser`: the user created at start if missing.
+    pub superuser: Option<String>,
 }
 
 /// Why the configuration is unusable.
@@ -410,7 +424,12 @@ impl NodeConfig {
             quotas,
             tls,
             cluster_tls,
+            require_auth: cli.require_auth || file.require_auth.unwrap_or(false),
+            superuser: cli.superuser.or(file.superuser),
         };
+        if config.superuser.as_deref().is_some_and(|n| n.is_empty() || n.len() > strand_core::auth::USER_NAME_LEN_MAX) {
+            return Err(invalid("superuser", "user names are 1 to 255 bytes"));
+        }
         check_ports_distinct(&config)?;
         Ok(config)
     }
