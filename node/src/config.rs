@@ -179,6 +179,10 @@ pub struct Cli {
     /// user of that name exists.
     #[arg(long)]
     pub superuser: Option<String>,
+    /// Serve on a non-loopback address without `--require-auth` anyway (a node refuses to
+    /// start so otherwise: anyone who reaches it could read, write and delete everything).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -242,6 +246,7 @@ pub struct FileConfig {
     pub quota_fetch_bytes_per_sec: Option<u64>,
     pub require_auth: Option<bool>,
     pub superuser: Option<String>,
+    pub insecure_no_auth: Option<bool>,
 }
 
 /// Network limits of one node.
@@ -307,6 +312,8 @@ pub struct NodeConfig {
     pub require_auth: bool,
     /// `--superuser`: the user created at start if missing.
     pub superuser: Option<String>,
+    /// `--insecure-no-auth`: serve non-loopback addresses without authentication.
+    pub insecure_no_auth: bool,
 }
 
 /// Why the configuration is unusable.
@@ -426,12 +433,34 @@ impl NodeConfig {
             cluster_tls,
             require_auth: cli.require_auth || file.require_auth.unwrap_or(false),
             superuser: cli.superuser.or(file.superuser),
+            insecure_no_auth: cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
         };
         if config.superuser.as_deref().is_some_and(|n| n.is_empty() || n.len() > strand_core::auth::USER_NAME_LEN_MAX) {
             return Err(invalid("superuser", "user names are 1 to 255 bytes"));
         }
         check_ports_distinct(&config)?;
         Ok(config)
+    }
+}
+
+impl NodeConfig {
+    /// Why this node must not start as configured: it would serve clients on a
+    /// non-loopback address without authentication (and without `--insecure-no-auth`).
+    /// One line naming the address and both ways out. Replication ports are not counted:
+    /// their peers always prove the cluster secret.
+    pub fn exposure_refusal(&self) -> Option<String> {
+        if self.require_auth || self.insecure_no_auth {
+            return None;
+        }
+        let ports =
+            [("--listen", Some(self.listen)), ("--kafka-listen", self.kafka_listen), ("--admin", Some(self.admin))];
+        let (flag, addr) =
+            ports.into_iter().find_map(|(flag, addr)| addr.filter(|a| !a.ip().is_loopback()).map(|a| (flag, a)))?;
+        Some(format!(
+            "refusing to serve {flag} {addr} without authentication: anyone who can reach it could read, write and \
+             delete every topic; start with --require-auth --superuser NAME (see docs/SECURITY.md), or with \
+             --insecure-no-auth to run open anyway"
+        ))
     }
 }
 
@@ -792,6 +821,22 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("strand-node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn non_loopback_addresses_need_auth_or_an_explicit_opt_out() {
+        let config = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).unwrap();
+        assert_eq!(config(&[]).exposure_refusal(), None, "the defaults are loopback");
+        let open = config(&["--listen", "0.0.0.0:7070"]).exposure_refusal().unwrap();
+        assert!(open.contains("--listen 0.0.0.0:7070") && open.contains("--insecure-no-auth"), "{open}");
+        assert!(!open.contains('\n'));
+        let kafka = config(&["--kafka-listen", "10.1.2.3:9092"]).exposure_refusal().unwrap();
+        assert!(kafka.contains("--kafka-listen 10.1.2.3:9092"), "{kafka}");
+        assert!(config(&["--admin", "[::]:7071"]).exposure_refusal().unwrap().contains("--admin"));
+        assert_eq!(config(&["--listen", "0.0.0.0:7070", "--require-auth"]).exposure_refusal(), None);
+        assert_eq!(config(&["--listen", "0.0.0.0:7070", "--insecure-no-auth"]).exposure_refusal(), None);
+        let file = parse_file("listen = \"0.0.0.0:7070\"\ninsecure_no_auth = true\n").unwrap();
+        assert_eq!(NodeConfig::merge(cli(&[]), file).unwrap().exposure_refusal(), None);
     }
 
     #[test]
