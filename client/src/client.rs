@@ -68,6 +68,9 @@ pub struct ClientConfig {
     /// `metadata.max.age.ms`), so a long-lived producer or consumer sees partitions added
     /// to a topic (`strand topic add-partitions`) within this time.
     pub metadata_max_age: Duration,
+    /// TLS to every node (`None` = plaintext): the CA to trust, a client certificate for
+    /// mutual TLS.
+    pub tls: Option<crate::tls::ClientTls>,
     /// Authenticate every connection as this user (SASL SCRAM); `None` = do not.
     pub credentials: Option<crate::auth::Credentials>,
 }
@@ -87,6 +90,7 @@ impl Default for ClientConfig {
             metadata_timeout: Duration::from_secs(5),
             failover_timeout: Duration::from_secs(15),
             metadata_max_age: Duration::from_secs(300),
+            tls: None,
             credentials: None,
         }
     }
@@ -330,7 +334,8 @@ impl Client {
 
     async fn open(&self, addr: SocketAddr) -> Result<Connection> {
         let c = &self.inner.config;
-        let conn = Connection::open(addr, c.connect_timeout, c.request_timeout, c.frame_len_max).await?;
+        let conn =
+            Connection::open(addr, c.connect_timeout, c.request_timeout, c.frame_len_max, c.tls.as_ref()).await?;
         let hello = HandshakeRequest { protocol_version: PROTOCOL_VERSION, client_id: c.client_id.clone() };
         match conn.call(Request::Handshake(hello), &[]).await {
             Ok((header, _)) => match header.response {

@@ -18,8 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use strand_wire::msg::{Request, ResponseHeader};
 use strand_wire::ErrorCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -86,26 +85,44 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (TCP_NODELAY on) and starts the reader and writer tasks.
+    /// Connects to `addr` (TCP_NODELAY on; with `tls`, the TLS handshake within
+    /// `connect_timeout` too) and starts the reader and writer tasks.
     pub async fn open(
         addr: SocketAddr,
         connect_timeout: Duration,
         request_timeout: Duration,
         frame_len_max: usize,
+        tls: Option<&crate::tls::ClientTls>,
     ) -> Result<Self> {
         let connect_err = |reason: String| ClientError::Connect { addr, reason };
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        let deadline = Instant::now() + connect_timeout;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
             .await
             .map_err(|_| connect_err("connect timed out".to_string()))?
             .map_err(|e| connect_err(e.to_string()))?;
         stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
-        let (read_half, write_half) = stream.into_split();
         let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE_FRAMES_MAX);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = State { core: ConnCore::new(frame_len_max), waiters: HashMap::new(), closed: None };
         let shared = Arc::new(Shared { addr, state: Mutex::new(state), write_tx, shutdown, request_timeout });
-        tokio::spawn(write_loop(shared.clone(), write_half, write_rx, shutdown_rx.clone()));
-        tokio::spawn(read_loop(shared.clone(), read_half, shutdown_rx));
+        match tls {
+            None => {
+                let (read_half, write_half) = stream.into_split();
+                tokio::spawn(write_loop(shared.clone(), write_half, write_rx, shutdown_rx.clone()));
+                tokio::spawn(read_loop(shared.clone(), read_half, shutdown_rx));
+            }
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let name = tls.server_name_for(addr)?;
+                let stream = tokio::time::timeout_at(deadline, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| connect_err("TLS handshake timed out".to_string()))?
+                    .map_err(|e| connect_err(format!("TLS handshake: {e}")))?;
+                let (read_half, write_half) = tokio::io::split(stream);
+                tokio::spawn(write_loop(shared.clone(), write_half, write_rx, shutdown_rx.clone()));
+                tokio::spawn(read_loop(shared.clone(), read_half, shutdown_rx));
+            }
+        }
         Ok(Connection { shared })
     }
 
@@ -205,9 +222,9 @@ fn close(shared: &Shared, reason: String) {
     let _ = shared.shutdown.send(true);
 }
 
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    mut sock: OwnedWriteHalf,
+    mut sock: W,
     mut rx: mpsc::Receiver<Bytes>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -217,7 +234,12 @@ async fn write_loop(
             _ = shutdown.wait_for(|stop| *stop) => None,
         };
         let Some(frame) = frame else { break };
-        if let Err(e) = sock.write_all(&frame).await {
+        // A TLS stream holds written bytes until flushed (a no-op on plain TCP).
+        let written = match sock.write_all(&frame).await {
+            Ok(()) if rx.is_empty() => sock.flush().await,
+            other => other,
+        };
+        if let Err(e) = written {
             close(&shared, format!("write failed: {e}"));
             break;
         }
@@ -225,7 +247,7 @@ async fn write_loop(
     let _ = sock.shutdown().await;
 }
 
-async fn read_loop(shared: Arc<Shared>, mut sock: OwnedReadHalf, mut shutdown: watch::Receiver<bool>) {
+async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut sock: R, mut shutdown: watch::Receiver<bool>) {
     let reason = loop {
         let (mut buf, deadline) = {
             let mut state = lock(&shared.state);

@@ -27,6 +27,7 @@ pub mod producer;
 pub mod proto;
 pub mod records;
 pub mod route;
+pub mod tls;
 
 pub use admin::Admin;
 pub use auth::{Credentials, ScramMechanism};
@@ -39,3 +40,4 @@ pub use records::ConsumerRecord;
 pub use strand_wire::batch::Compression;
 pub use strand_wire::msg::Acks;
 pub use strand_wire::ErrorCode;
+pub use tls::ClientTls;

@@ -151,6 +151,26 @@ pub struct Cli {
     /// 0 = no preferred-head rebalancing.
     #[arg(long)]
     pub rebalance_moves_per_minute: Option<u32>,
+    /// TLS on the public, shard and Kafka ports and the admin HTTP: the certificate chain
+    /// (PEM, leaf first). Needs `--tls-key`; reloaded on SIGHUP.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, RSA or EC).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by a CA in this PEM file.
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Cluster mode: mutual TLS on replication links. This node's certificate (PEM; IP SAN of
+    /// the address peers dial, usable for server and client auth), signed by the cluster CA.
+    #[arg(long)]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// The private key of `--cluster-tls-cert`.
+    #[arg(long)]
+    pub cluster_tls_key: Option<PathBuf>,
+    /// The cluster CA: links to and from nodes whose certificate it did not sign are refused.
+    #[arg(long)]
+    pub cluster_tls_ca: Option<PathBuf>,
     /// Every connection must authenticate (SASL SCRAM, or PLAIN over TLS) before any other
     /// request, and every request is checked against the ACLs (default deny).
     #[arg(long)]
@@ -159,6 +179,10 @@ pub struct Cli {
     /// user of that name exists.
     #[arg(long)]
     pub superuser: Option<String>,
+    /// Serve on a non-loopback address without `--require-auth` anyway (a node refuses to
+    /// start so otherwise: anyone who reaches it could read, write and delete everything).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -185,6 +209,12 @@ pub struct FileConfig {
     pub cluster_secret_file: Option<PathBuf>,
     pub rebalance_cooldown_ms: Option<u64>,
     pub rebalance_moves_per_minute: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub cluster_tls_cert: Option<PathBuf>,
+    pub cluster_tls_key: Option<PathBuf>,
+    pub cluster_tls_ca: Option<PathBuf>,
     pub replication_connections_max: Option<u32>,
     pub replication_handshake_timeout_ms: Option<u64>,
     pub frame_len_max: Option<u32>,
@@ -212,8 +242,11 @@ pub struct FileConfig {
     pub group_offsets_bytes_max: Option<u64>,
     pub offsets_retention_ms: Option<u64>,
     pub batch_decompressed_len_max: Option<u64>,
+    pub quota_produce_bytes_per_sec: Option<u64>,
+    pub quota_fetch_bytes_per_sec: Option<u64>,
     pub require_auth: Option<bool>,
     pub superuser: Option<String>,
+    pub insecure_no_auth: Option<bool>,
 }
 
 /// Network limits of one node.
@@ -267,10 +300,20 @@ pub struct NodeConfig {
     pub replication_limits: InboundLimits,
     /// Limits of every shard's group coordinator (each shard applies them to its groups).
     pub group_limits: CoordinatorConfig,
+    /// Byte-rate quota of each principal without one of its own; `None` = unlimited.
+    pub quotas: crate::quota::Rates,
+    /// TLS on the client-facing ports (`--tls-cert`/`--tls-key`); `None` = plaintext. The
+    /// files are read when the node starts (`crate::tls`), not here.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Mutual TLS on replication links (`--cluster-tls-*`; `client_ca` is the cluster CA);
+    /// `None` = plain TCP with the cluster-secret handshake only.
+    pub cluster_tls: Option<crate::tls::TlsFiles>,
     /// `--require-auth`: authenticate before any request, ACLs enforced.
     pub require_auth: bool,
     /// `--superuser`: the user created at start if missing.
     pub superuser: Option<String>,
+    /// `--insecure-no-auth`: serve non-loopback addresses without authentication.
+    pub insecure_no_auth: bool,
 }
 
 /// Why the configuration is unusable.
@@ -353,6 +396,21 @@ impl NodeConfig {
         let replication_limits = replication_limits(&file)?;
         let advertise_host = advertise_host(cli.advertise.or(file.advertise), listen)?;
         let kafka_listen = kafka_listen(cli.kafka_listen.or(file.kafka_listen), listen)?;
+        let quotas = crate::quota::Rates {
+            produce: quota("quota_produce_bytes_per_sec", file.quota_produce_bytes_per_sec)?,
+            fetch: quota("quota_fetch_bytes_per_sec", file.quota_fetch_bytes_per_sec)?,
+        };
+        let tls = tls_files(
+            cli.tls_cert.or(file.tls_cert),
+            cli.tls_key.or(file.tls_key),
+            cli.tls_client_ca.or(file.tls_client_ca),
+        )?;
+        let cluster_tls = cluster_tls_files(
+            cli.cluster_tls_cert.or(file.cluster_tls_cert),
+            cli.cluster_tls_key.or(file.cluster_tls_key),
+            cli.cluster_tls_ca.or(file.cluster_tls_ca),
+            cluster.is_some(),
+        )?;
         let config = NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,
@@ -370,14 +428,47 @@ impl NodeConfig {
             replication_port_base,
             replication_limits,
             group_limits,
+            quotas,
+            tls,
+            cluster_tls,
             require_auth: cli.require_auth || file.require_auth.unwrap_or(false),
             superuser: cli.superuser.or(file.superuser),
+            insecure_no_auth: cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
         };
         if config.superuser.as_deref().is_some_and(|n| n.is_empty() || n.len() > strand_core::auth::USER_NAME_LEN_MAX) {
             return Err(invalid("superuser", "user names are 1 to 255 bytes"));
         }
         check_ports_distinct(&config)?;
         Ok(config)
+    }
+}
+
+impl NodeConfig {
+    /// Why this node must not start as configured: it would serve clients on a
+    /// non-loopback address without authentication (and without `--insecure-no-auth`).
+    /// One line naming the address and both ways out. Replication ports are not counted:
+    /// their peers always prove the cluster secret.
+    pub fn exposure_refusal(&self) -> Option<String> {
+        if self.require_auth || self.insecure_no_auth {
+            return None;
+        }
+        let ports =
+            [("--listen", Some(self.listen)), ("--kafka-listen", self.kafka_listen), ("--admin", Some(self.admin))];
+        let (flag, addr) =
+            ports.into_iter().find_map(|(flag, addr)| addr.filter(|a| !a.ip().is_loopback()).map(|a| (flag, a)))?;
+        Some(format!(
+            "refusing to serve {flag} {addr} without authentication: anyone who can reach it could read, write and \
+             delete every topic; start with --require-auth --superuser NAME (see docs/SECURITY.md), or with \
+             --insecure-no-auth to run open anyway"
+        ))
+    }
+}
+
+/// A byte-rate quota key: absent = unlimited, 0 is refused (it would stop all traffic).
+fn quota(key: &'static str, given: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match given {
+        Some(0) => Err(invalid(key, "0 would stop all traffic; leave the key out for no quota")),
+        other => Ok(other),
     }
 }
 
@@ -389,6 +480,57 @@ fn kafka_listen(given: Option<String>, listen: SocketAddr) -> Result<Option<Sock
         Some(addr) => addr.parse().map(Some).map_err(|_| {
             invalid("kafka_listen", format!("{addr:?} is neither an address (e.g. 127.0.0.1:9092) nor \"off\""))
         }),
+    }
+}
+
+/// The TLS files: certificate and key both or neither; a client CA only with them. Paths
+/// are made absolute so a SIGHUP reload reads the same files whatever the working directory.
+/// The replication links' TLS files: all three or none, and only in cluster mode.
+fn cluster_tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    cluster: bool,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let abs = |key: &'static str, path: PathBuf| {
+        std::path::absolute(&path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+    };
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(_), Some(_), Some(_)) if !cluster => Err(invalid(
+            "cluster_tls_cert",
+            "--cluster-tls-* secure replication links: they need cluster mode (--etcd)",
+        )),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::TlsFiles {
+            cert: abs("cluster_tls_cert", cert)?,
+            key: abs("cluster_tls_key", key)?,
+            client_ca: Some(abs("cluster_tls_ca", ca)?),
+        })),
+        _ => Err(invalid(
+            "cluster_tls_cert",
+            "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together (give all three or none)",
+        )),
+    }
+}
+
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let abs = |key: &'static str, path: PathBuf| {
+        std::path::absolute(&path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+    };
+    match (cert, key, client_ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), client_ca) => Ok(Some(crate::tls::TlsFiles {
+            cert: abs("tls_cert", cert)?,
+            key: abs("tls_key", key)?,
+            client_ca: client_ca.map(|ca| abs("tls_client_ca", ca)).transpose()?,
+        })),
+        (None, None, Some(_)) => Err(invalid("tls_client_ca", "--tls-client-ca needs --tls-cert and --tls-key")),
+        (Some(_), None, _) => Err(invalid("tls_key", "--tls-cert needs --tls-key (give both or neither)")),
+        (None, Some(_), _) => Err(invalid("tls_cert", "--tls-key needs --tls-cert (give both or neither)")),
     }
 }
 
@@ -679,6 +821,51 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("strand-node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn non_loopback_addresses_need_auth_or_an_explicit_opt_out() {
+        let config = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).unwrap();
+        assert_eq!(config(&[]).exposure_refusal(), None, "the defaults are loopback");
+        let open = config(&["--listen", "0.0.0.0:7070"]).exposure_refusal().unwrap();
+        assert!(open.contains("--listen 0.0.0.0:7070") && open.contains("--insecure-no-auth"), "{open}");
+        assert!(!open.contains('\n'));
+        let kafka = config(&["--kafka-listen", "10.1.2.3:9092"]).exposure_refusal().unwrap();
+        assert!(kafka.contains("--kafka-listen 10.1.2.3:9092"), "{kafka}");
+        assert!(config(&["--admin", "[::]:7071"]).exposure_refusal().unwrap().contains("--admin"));
+        assert_eq!(config(&["--listen", "0.0.0.0:7070", "--require-auth"]).exposure_refusal(), None);
+        assert_eq!(config(&["--listen", "0.0.0.0:7070", "--insecure-no-auth"]).exposure_refusal(), None);
+        let file = parse_file("listen = \"0.0.0.0:7070\"\ninsecure_no_auth = true\n").unwrap();
+        assert_eq!(NodeConfig::merge(cli(&[]), file).unwrap().exposure_refusal(), None);
+    }
+
+    #[test]
+    fn cluster_tls_files_come_as_three_and_only_in_cluster_mode() {
+        let err = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).unwrap_err().to_string();
+        let all = ["--cluster-tls-cert", "n.pem", "--cluster-tls-key", "n.key", "--cluster-tls-ca", "ca.pem"];
+        assert!(err(&all).contains("need cluster mode"));
+        assert!(err(&["--etcd", "http://127.0.0.1:2379", "--node-id", "1", "--cluster-tls-cert", "n.pem"])
+            .contains("go together"));
+        let mut args = vec!["--etcd", "http://127.0.0.1:2379", "--node-id", "1"];
+        args.extend(all);
+        let files = NodeConfig::merge(cli(&args), FileConfig::default()).unwrap().cluster_tls.unwrap();
+        assert!(files.cert.is_absolute() && files.client_ca.as_deref().is_some_and(|ca| ca.ends_with("ca.pem")));
+        assert!(NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap().cluster_tls.is_none());
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_together() {
+        let c = NodeConfig::merge(cli(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]), FileConfig::default()).unwrap();
+        let tls = c.tls.unwrap();
+        assert!(tls.cert.is_absolute() && tls.cert.ends_with("c.pem") && tls.client_ca.is_none());
+        let err = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).unwrap_err().to_string();
+        assert!(err(&["--tls-cert", "c.pem"]).contains("--tls-cert needs --tls-key"));
+        assert!(err(&["--tls-key", "k.pem"]).contains("--tls-key needs --tls-cert"));
+        assert!(err(&["--tls-client-ca", "ca.pem"]).contains("needs --tls-cert and --tls-key"));
+        let file = parse_file("tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntls_client_ca = \"/ca.pem\"\n").unwrap();
+        let tls = NodeConfig::merge(cli(&[]), file).unwrap().tls.unwrap();
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/ca.pem")));
+        assert!(NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap().tls.is_none());
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub enum NodeError {
     Shards(String),
     #[error("cluster mode: {0}")]
     Control(#[from] crate::control::ControlError),
+    /// A `--tls-*` file is missing or unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Security(#[from] crate::security::SetupError),
 }
@@ -66,7 +69,7 @@ type PortReport = Result<usize, String>;
 impl NodeError {
     /// The process exit code for this failure: 78 (`EX_CONFIG`) when the host's state
     /// forbids the start — a port or the data dir held by another process, a data dir of
-    /// another format — so systemd's
+    /// another format, a TLS file missing or unusable — so systemd's
     /// `RestartPreventExitStatus` does not loop on it; 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -74,6 +77,7 @@ impl NodeError {
             NodeError::DataFormat(FormatError::Unmarked { .. } | FormatError::Other { .. }) => 78,
             NodeError::Bind(e) if e.in_use() => 78,
             NodeError::Control(crate::control::ControlError::NodeIdTaken { .. }) => 78,
+            NodeError::Tls(_) => 78,
             NodeError::Security(crate::security::SetupError::NoPassword(_) | crate::security::SetupError::Store(_)) => {
                 78
             }
@@ -84,6 +88,9 @@ impl NodeError {
 
 /// Runs a node until SIGTERM/SIGINT; returns after every shard closed its logs.
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
+    // First: a bad certificate must stop the start before anything is opened or bound.
+    let tls = load_tls(&config)?;
+    let cluster_tls = load_cluster_tls(&config)?;
     // Held until this function returns: no other node may open this data dir meanwhile.
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     // Before anything in the dir is opened: recovery would cut an old-format log as damage.
@@ -113,8 +120,11 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         connections: AtomicU32::new(0),
         connection_sources: Arc::default(),
         producer_ids: Default::default(),
+        quotas: crate::quota::QuotaRegistry::new(config.quotas),
         config,
         control,
+        tls,
+        cluster_tls,
         security,
     });
     let ports = bound_ports(&listeners, shared.control.is_some());
@@ -300,23 +310,71 @@ fn shutdown_all(shared: &NodeShared) {
     }
 }
 
+/// Loads the client ports' TLS files (`--tls-cert`), if given, and logs how fetches will
+/// leave: the kernel's TLS offload is not used yet, so every fetch is encrypted in user space.
+fn load_tls(config: &NodeConfig) -> Result<Option<Arc<crate::tls::TlsServer>>, NodeError> {
+    let Some(files) = &config.tls else { return Ok(None) };
+    let server = crate::tls::TlsServer::load(files.clone())?;
+    let ktls = crate::tls::kernel_tls_available();
+    info!(
+        cert = %files.cert.display(),
+        mutual = files.client_ca.is_some(),
+        kernel_tls_available = ktls,
+        fetch_path = "user-space encryption through a bounded buffer (no sendfile)",
+        "TLS on the public, shard and Kafka ports and the admin HTTP"
+    );
+    Ok(Some(Arc::new(server)))
+}
+
+/// Loads the replication links' TLS files (`--cluster-tls-*`), if given.
+fn load_cluster_tls(config: &NodeConfig) -> Result<Option<Arc<crate::replication::tls::LinkTls>>, NodeError> {
+    let Some(files) = &config.cluster_tls else { return Ok(None) };
+    let tls = crate::replication::tls::LinkTls::load(files.clone())?;
+    info!(cert = %files.cert.display(), "mutual TLS on replication links (cluster CA required of every peer)");
+    Ok(Some(Arc::new(tls)))
+}
+
+/// SIGTERM/SIGINT: shut down. SIGHUP: reload the TLS files (a bad file keeps the old ones).
 fn watch_signals(shared: Arc<NodeShared>) -> Result<(), NodeError> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(NodeError::Signals)?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(NodeError::Signals)?;
     std::thread::Builder::new()
         .name("strand-signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    reload_tls(&shared);
+                    continue;
+                }
                 info!(signal, "signal received; shutting down");
                 shutdown_all(&shared);
                 // Revoking the lease lets peers reconfigure at once instead of after the TTL.
                 if let Some(control) = &shared.control {
                     control.shutdown();
                 }
+                break;
             }
         })
         .map_err(NodeError::Signals)?;
     Ok(())
+}
+
+/// SIGHUP: new connections get the TLS files as they are now; open ones keep theirs.
+fn reload_tls(shared: &NodeShared) {
+    if let Some(links) = &shared.cluster_tls {
+        match links.reload() {
+            Ok(()) => info!(cert = %links.files().cert.display(), "SIGHUP: cluster TLS reloaded; new links use it"),
+            Err(e) => error!(error = %e, "SIGHUP: cluster TLS reload failed; keeping the previous files"),
+        }
+    }
+    let Some(tls) = &shared.tls else {
+        info!("SIGHUP received; nothing to reload (TLS is off)");
+        return;
+    };
+    match tls.reload() {
+        Ok(()) => info!(cert = %tls.files().cert.display(), "SIGHUP: TLS certificate reloaded; new connections use it"),
+        Err(e) => error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous certificate"),
+    }
 }
 
 /// The receiving ends of one shard's inboxes.

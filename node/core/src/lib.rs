@@ -10,6 +10,7 @@
 //! - [`control`]: the controller's chain-assignment decision.
 //! - [`auth`]: SASL authentication (SCRAM, PLAIN) and ACL authorization.
 //! - [`suspicion`]: fast failure detection (when a reported peer is probed, what convicts it).
+//! - [`quota`]: byte-rate quotas (how long a client over its quota must wait).
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod group;
 pub mod index;
 pub mod placement;
 pub mod producer;
+pub mod quota;
 pub mod recovery;
 pub mod suspicion;
 pub mod timestamp;

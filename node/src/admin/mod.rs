@@ -42,6 +42,25 @@ use crate::hostcheck::Severity;
 
 use crate::shard::NodeShared;
 
+/// The admin HTTPS certificate and key for tiny_http (its own rustls; no client
+/// certificates, and the files as they were at start: SIGHUP reloads only the client ports).
+/// tiny_http takes PEM bytes and reads only PKCS#8 and RSA keys (it panics on others), so
+/// the key's kind is checked here first.
+fn ssl_config(files: &crate::tls::TlsFiles) -> Result<tiny_http::SslConfig, String> {
+    use rustls_pki_types::PrivateKeyDer;
+    match crate::tls::load_key(&files.key).map_err(|e| e.to_string())? {
+        PrivateKeyDer::Pkcs8(_) | PrivateKeyDer::Pkcs1(_) => {}
+        _ => {
+            return Err(format!(
+                "TLS key {}: the admin HTTPS needs a PKCS#8 or RSA key (convert with `openssl pkcs8 -topk8 -nocrypt`)",
+                files.key.display()
+            ))
+        }
+    }
+    let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    Ok(tiny_http::SslConfig { certificate: read(&files.cert)?, private_key: read(&files.key)? })
+}
+
 /// A running admin server.
 pub struct AdminServer {
     pub addr: SocketAddr,
@@ -64,7 +83,11 @@ impl AdminServer {
         let addr = listener
             .local_addr()
             .map_err(|e| AdminError { addr: SocketAddr::from(([0, 0, 0, 0], 0)), reason: e.to_string() })?;
-        let server = Server::from_listener(listener, None).map_err(|e| AdminError { addr, reason: e.to_string() })?;
+        let ssl = match &shared.tls {
+            Some(tls) => Some(ssl_config(tls.files()).map_err(|reason| AdminError { addr, reason })?),
+            None => None,
+        };
+        let server = Server::from_listener(listener, ssl).map_err(|e| AdminError { addr, reason: e.to_string() })?;
         let bound =
             server.server_addr().to_ip().ok_or_else(|| AdminError { addr, reason: "not an IP socket".into() })?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -343,9 +366,12 @@ mod tests {
             connections: AtomicU32::new(0),
             connection_sources: Arc::default(),
             producer_ids: Default::default(),
+            quotas: crate::quota::QuotaRegistry::new(config.quotas),
             security: crate::security::Security::open(dir.to_path_buf(), false, None, None).unwrap(),
             config,
             control: None,
+            tls: None,
+            cluster_tls: None,
         }
     }
 

@@ -132,6 +132,13 @@ impl SegmentFile {
     /// Reads up to `len` bytes at `pos` through io_uring; shorter only at end of file.
     pub(crate) async fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(len);
+        self.read_into(pos, len, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Like [`Self::read_at`], into `out` (cleared first, its capacity reused).
+    pub(crate) async fn read_into(&self, pos: u64, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
+        out.clear();
         while out.len() < len {
             let at = pos + out.len() as u64;
             let want = len - out.len();
@@ -144,7 +151,7 @@ impl SegmentFile {
             }
             out.extend_from_slice(&got);
         }
-        Ok(out)
+        Ok(())
     }
 
     pub(crate) async fn fdatasync(&self) -> io::Result<()> {

@@ -179,6 +179,26 @@ impl ReadChunk {
     }
 }
 
+/// Reads exactly `len` bytes at `pos` of another shard's segment file into `buf` (cleared
+/// first, its capacity reused) on the blocking pool; returns the buffer either way.
+pub async fn read_shared_into(
+    file: &Arc<std::fs::File>,
+    pos: u64,
+    len: usize,
+    mut buf: Vec<u8>,
+) -> (Vec<u8>, std::io::Result<()>) {
+    let file = file.clone();
+    glommio::executor()
+        .spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            buf.clear();
+            buf.resize(len, 0);
+            let read = file.read_exact_at(&mut buf, pos);
+            (buf, read)
+        })
+        .await
+}
+
 /// Reads `len` bytes of a shared segment file at `pos` on the executor's blocking pool
 /// (the plain file has no io_uring handle on this shard).
 pub async fn read_shared(file: &Arc<std::fs::File>, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {

@@ -29,10 +29,11 @@
 
 pub mod kafka;
 pub mod listen;
+pub mod stream;
 pub mod zerocopy;
 
 use std::cell::Cell;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -48,6 +49,7 @@ use strand_wire::ErrorCode;
 use tracing::{debug, info, warn};
 
 use crate::log::ReadChunk;
+use crate::quota::{ConnQuota, Direction};
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
 
@@ -61,7 +63,7 @@ const READ_LEN_MAX: usize = 256 * 1024;
 /// Fetch-answer bytes one connection may have reserved (being read, queued or written).
 pub const FETCH_RESPONSE_BYTES_PER_CONNECTION: u64 = 16 << 20;
 
-type Writer = Rc<RwLock<WriteHalf<TcpStream>>>;
+type Writer = Rc<RwLock<WriteHalf<stream::Stream>>>;
 
 /// Why a client connection was closed; logged, never sent (the client got its answer first
 /// where there is one).
@@ -69,6 +71,9 @@ type Writer = Rc<RwLock<WriteHalf<TcpStream>>>;
 enum ConnectionError {
     #[error("setting up the socket: {0}")]
     Socket(std::io::Error),
+    /// The TLS handshake failed or timed out (logged and counted by `stream::open`).
+    #[error("TLS handshake: {0}")]
+    Handshake(String),
     #[error("{0}")]
     Refused(crate::sources::Refusal),
     #[error("framing error: {0}")]
@@ -211,11 +216,12 @@ fn spawn_connection(shard: &Rc<Shard>, stream: TcpStream) {
     spawn_counted(shard, stream, serve_connection);
 }
 
-/// Runs `serve` for `stream` as a task, counted against the node's connection limit
-/// (refused, and closed, at the limit).
+/// Sets `stream` up ([`stream::open`]: the TLS handshake on a TLS node) and runs `serve`
+/// for it as a task, counted against the node's connection limit (refused, and closed, at
+/// the limit; the handshake counts as part of the connection).
 fn spawn_counted<F, Fut>(shard: &Rc<Shard>, stream: TcpStream, serve: F)
 where
-    F: FnOnce(Rc<Shard>, TcpStream) -> Fut + 'static,
+    F: FnOnce(Rc<Shard>, stream::Conn) -> Fut + 'static,
     Fut: std::future::Future<Output = Result<(), ConnectionError>>,
 {
     let limit = shard.shared.config.limits.connections_max;
@@ -229,8 +235,16 @@ where
     glommio::spawn_local(async move {
         conn_shard.metrics.connections.fetch_add(1, Relaxed);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-        match serve(conn_shard.clone(), stream).await {
+        let served = match stream::open(&conn_shard, stream).await {
+            Ok(conn) => serve(conn_shard.clone(), conn).await,
+            Err(e) => Err(e),
+        };
+        match served {
             Ok(()) => debug!(shard = conn_shard.id.0, peer, "connection closed"),
+            // Already counted and logged (rate-limited) by `stream::open`.
+            Err(reason @ ConnectionError::Handshake(_)) => {
+                debug!(shard = conn_shard.id.0, peer, %reason, "connection closed")
+            }
             Err(reason) => info!(shard = conn_shard.id.0, peer, %reason, "connection closed"),
         }
         conn_shard.metrics.connections.fetch_sub(1, Relaxed);
@@ -240,12 +254,9 @@ where
 }
 
 /// Reads frames, polls each request once and spawns the rest of it as a task, until EOF, a framing error or shutdown.
-async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), ConnectionError> {
-    stream.set_nodelay(true).map_err(|e| ConnectionError::Socket(e.into()))?;
-    let fd = stream.as_raw_fd();
-    zerocopy::make_nonblocking(fd).map_err(ConnectionError::Socket)?;
-    stream.set_write_timeout(Some(zerocopy::SEND_STALL_MAX)).map_err(|e| ConnectionError::Socket(e.into()))?;
-    let source = stream.peer_addr().map_err(|e| ConnectionError::Socket(e.into()))?.ip();
+async fn serve_connection(shard: Rc<Shard>, conn: stream::Conn) -> Result<(), ConnectionError> {
+    let stream::Conn { stream, source, zero_copy: fd } = conn;
+    let session = crate::security::Session::new(matches!(stream, stream::Stream::Tls(_)));
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer: Writer = Rc::new(RwLock::new(writer));
     let limits = shard.shared.config.limits;
@@ -264,14 +275,17 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
     let answers = Rc::new(Semaphore::new(FETCH_RESPONSE_BYTES_PER_CONNECTION));
     let mut decoder = FrameDecoder::new(limits.frame_len_max as usize);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_LEN);
-    let session = crate::security::Session::new(false);
     let peer = source.to_string();
     // Set when a response could not be written: the client is gone or stuck, so the
     // requests it still has queued (possibly megabytes) must not be served.
     let broken = Rc::new(Cell::new(false));
+    let quota = Rc::new(ConnQuota::new(&shard.shared.quotas, crate::quota::ANONYMOUS));
     loop {
         if broken.get() {
             return Err(ConnectionError::Broken);
+        }
+        if !wait_unmuted(&shard, &quota).await {
+            return Ok(());
         }
         let frame = match decoder.decode(&mut buf) {
             Ok(Some(frame)) => frame,
@@ -318,15 +332,18 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
                 }
             }
         };
+        quota.follow(&shard.shared.quotas, session.principal());
         let answer_len = match &header.request {
             Request::Fetch(f) => u64::from(f.max_bytes).min(FETCH_RESPONSE_BYTES_PER_CONNECTION),
             _ => 0,
         };
         let answer = answers.acquire_static_permit(answer_len).await.map_err(ConnectionError::Permit)?;
-        let (task_shard, task_writer, task_broken) = (shard.clone(), writer.clone(), broken.clone());
+        let (task_shard, task_writer, task_broken, task_quota) =
+            (shard.clone(), writer.clone(), broken.clone(), quota.clone());
         let mut task = Box::pin(async move {
             if !task_broken.get() {
-                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken, access).await;
+                let who = Principal { access, quota: task_quota };
+                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken, who).await;
             }
             drop((slot, bytes, answer, busy));
         });
@@ -343,15 +360,28 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
 async fn handle(
     shard: Rc<Shard>,
     writer: Writer,
-    fd: RawFd,
+    fd: Option<RawFd>,
     header: RequestHeader,
     payload: bytes::Bytes,
     broken: &Cell<bool>,
-    access: crate::security::Access,
+    who: Principal,
 ) {
+    let Principal { access, quota } = who;
     let all_topics = matches!(&header.request, Request::Metadata(m) if m.topics.is_empty());
-    let Some(mut reply) = shard.dispatch(header, payload).await else { return };
+    let produced = matches!(header.request, Request::Produce(_)).then_some(payload.len() as u64);
+    let fetch = matches!(header.request, Request::Fetch(_));
+    let reply = shard.dispatch(header, payload).await;
+    // Over-quota requests are served; the answer says how long to wait, and the reader
+    // stops reading this connection for as long (see `crate::quota`).
+    let throttle_ms = produced.map_or(0, |bytes| quota.charge(Direction::Produce, bytes));
+    let Some(mut reply) = reply else { return };
     crate::security::native::filter_answer(&shard, &access, all_topics, &mut reply);
+    reply.header.throttle_ms = if fetch {
+        let bytes = reply.payload.iter().map(|c| u64::from(c.len())).sum();
+        quota.charge(Direction::Fetch, bytes)
+    } else {
+        throttle_ms
+    };
     if broken.get() {
         return;
     }
@@ -382,6 +412,37 @@ fn admit(shard: &Shard, source: std::net::IpAddr) -> Result<crate::sources::Admi
         }
     }
     admitted
+}
+
+/// Who sent a request: what its principal may do and the meters it is charged to.
+struct Principal {
+    access: crate::security::Access,
+    quota: Rc<ConnQuota>,
+}
+
+/// Waits out the connection's quota throttle before its next request is read; `false` at
+/// shutdown.
+async fn wait_unmuted(shard: &Shard, quota: &ConnQuota) -> bool {
+    let muted = quota.muted_for();
+    if muted.is_zero() {
+        return true;
+    }
+    shard.metrics.quota_throttled.fetch_add(1, Relaxed);
+    let stop = shard.stop.listen();
+    if shard.is_stopping() {
+        return false;
+    }
+    futures_lite::future::or(
+        async {
+            glommio::timer::sleep(muted).await;
+            true
+        },
+        async {
+            stop.await;
+            false
+        },
+    )
+    .await
 }
 
 /// What makes a connection busy: requests in flight (being handled or written) and when
@@ -435,7 +496,7 @@ enum Wake {
 /// stayed idle for `idle`.
 async fn read_more(
     shard: &Shard,
-    reader: &mut ReadHalf<TcpStream>,
+    reader: &mut ReadHalf<stream::Stream>,
     buf: &mut BytesMut,
     activity: &Activity,
     idle: Duration,
@@ -486,8 +547,8 @@ async fn read_more(
 }
 
 /// Writes a whole response frame under the connection's write lock; file chunks go
-/// zero-copy where the socket has room (see [`zerocopy`]).
-async fn write_reply(shard: &Shard, writer: &Writer, fd: RawFd, reply: Reply) -> Result<(), WriteError> {
+/// zero-copy where the socket has room (see [`zerocopy`]) and `fd` is given (plain TCP).
+async fn write_reply(shard: &Shard, writer: &Writer, fd: Option<RawFd>, reply: Reply) -> Result<(), WriteError> {
     let header = encode_response(&reply.header);
     let payload_len: usize = reply.payload.iter().map(|c| c.len() as usize).sum();
     let mut head = Vec::with_capacity(8 + header.len());
@@ -502,22 +563,30 @@ async fn write_reply(shard: &Shard, writer: &Writer, fd: RawFd, reply: Reply) ->
 }
 
 /// Writes one chunk of a fetch answer (either protocol) to a connection whose write lock
-/// the caller holds: memory as it is, file ranges zero-copy where the socket has room;
-/// counted in the shard's zero-copy and copied byte counters.
-async fn write_chunk(shard: &Shard, w: &mut WriteHalf<TcpStream>, fd: RawFd, chunk: &ReadChunk) -> std::io::Result<()> {
-    let sent = match chunk {
-        ReadChunk::Memory(bytes) => {
+/// the caller holds: memory as it is, file ranges zero-copy where the socket has room and
+/// `fd` is given (plain TCP), else (TLS) read in bounded pieces and written through the
+/// stream; counted in the shard's zero-copy and copied byte counters.
+async fn write_chunk(
+    shard: &Shard,
+    w: &mut WriteHalf<stream::Stream>,
+    fd: Option<RawFd>,
+    chunk: &ReadChunk,
+) -> std::io::Result<()> {
+    let sent = match (chunk, fd) {
+        (ReadChunk::Memory(bytes), _) => {
             w.write_all(bytes).await?;
             zerocopy::SentBytes { zero_copy: 0, copied: bytes.len() as u64 }
         }
-        ReadChunk::File { file, pos, len } => {
+        (ReadChunk::File { file, pos, len }, Some(fd)) => {
             w.flush().await?;
             zerocopy::send_file(w, fd, file, *pos, *len).await?
         }
-        ReadChunk::Shared { file, pos, len } => {
+        (ReadChunk::Shared { file, pos, len }, Some(fd)) => {
             w.flush().await?;
             zerocopy::send_shared(w, fd, file, *pos, *len).await?
         }
+        (ReadChunk::File { file, pos, len }, None) => zerocopy::copy_file(w, file, *pos, *len).await?,
+        (ReadChunk::Shared { file, pos, len }, None) => zerocopy::copy_shared(w, file, *pos, *len).await?,
     };
     shard.metrics.bytes_out_zero_copy.fetch_add(sent.zero_copy, Relaxed);
     shard.metrics.bytes_out_copied.fetch_add(sent.copied, Relaxed);

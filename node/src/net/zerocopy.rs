@@ -137,6 +137,93 @@ async fn send_range<W: AsyncWrite + Unpin>(
     Ok(sent)
 }
 
+/// Bytes of a segment file read per round for a connection that cannot take `sendfile`
+/// (TLS: the bytes are encrypted in user space on their way out).
+pub const TLS_PIECE_BYTES: usize = 256 * 1024;
+/// Idle piece buffers a shard keeps for reuse (at most this × [`TLS_PIECE_BYTES`]).
+const PIECE_BUFFERS_KEPT: usize = 16;
+
+thread_local! {
+    /// This shard's idle piece buffers (one per executor thread: shards share nothing).
+    static PIECE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A piece buffer taken from this shard's pool; goes back to it when dropped.
+struct PieceBuffer(Vec<u8>);
+
+impl PieceBuffer {
+    fn take() -> Self {
+        let reused = PIECE_BUFFERS.with(|pool| pool.borrow_mut().pop());
+        PieceBuffer(reused.unwrap_or_else(|| Vec::with_capacity(TLS_PIECE_BYTES)))
+    }
+}
+
+impl Drop for PieceBuffer {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        if buf.capacity() >= TLS_PIECE_BYTES && buf.capacity() <= 2 * TLS_PIECE_BYTES {
+            PIECE_BUFFERS.with(|pool| {
+                let mut pool = pool.borrow_mut();
+                if pool.len() < PIECE_BUFFERS_KEPT {
+                    pool.push(buf);
+                }
+            });
+        }
+    }
+}
+
+/// Writes `len` bytes of `file` from `pos` through `writer` (a TLS stream: no `sendfile`),
+/// [`TLS_PIECE_BYTES`] at a time through one reused buffer. Reads go through io_uring, so
+/// a cold read waits on the reactor without blocking it; the write waits for the socket
+/// the same way. Memory per connection sending: one buffer.
+pub async fn copy_file<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    file: &SegmentFile,
+    pos: u64,
+    len: u32,
+) -> io::Result<SentBytes> {
+    copy_range(writer, Source::Own(file), pos, len).await
+}
+
+/// Like [`copy_file`], for a segment file another shard handed over (reads on the blocking
+/// pool, as [`send_shared`]'s copied pieces).
+pub async fn copy_shared<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    file: &std::sync::Arc<std::fs::File>,
+    pos: u64,
+    len: u32,
+) -> io::Result<SentBytes> {
+    copy_range(writer, Source::Shared(file), pos, len).await
+}
+
+async fn copy_range<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    file: Source<'_>,
+    pos: u64,
+    len: u32,
+) -> io::Result<SentBytes> {
+    let mut buf = PieceBuffer::take();
+    let end = pos + u64::from(len);
+    let mut at = pos;
+    while at < end {
+        let piece = (end - at).min(TLS_PIECE_BYTES as u64) as usize;
+        match file {
+            Source::Own(file) => file.read_into(at, piece, &mut buf.0).await?,
+            Source::Shared(file) => {
+                let (returned, read) = crate::log::read_shared_into(file, at, piece, std::mem::take(&mut buf.0)).await;
+                buf.0 = returned;
+                read?;
+            }
+        }
+        if buf.0.len() != piece {
+            return Err(short_file(at, piece, buf.0.len()));
+        }
+        writer.write_all(&buf.0).await?;
+        at += piece as u64;
+    }
+    Ok(SentBytes { zero_copy: 0, copied: u64::from(len) })
+}
+
 fn short_file(pos: u64, want: usize, got: usize) -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, format!("segment file has {got} of {want} bytes at {pos}"))
 }

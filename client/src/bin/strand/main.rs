@@ -3,6 +3,8 @@
 //! stdout (values, chosen fields, or JSON objects), alone or as a member of a consumer
 //! group, and group inspection. docs/CLIENT.md ("The strand CLI") documents every flag.
 //! The node address is `--bootstrap`, else `$STRAND_BOOTSTRAP`, else 127.0.0.1:7070.
+//! TLS: `--tls-ca` (else `$STRAND_TLS_CA`) turns it on; `--tls-cert`/`--tls-key` (else
+//! `$STRAND_TLS_CERT`/`$STRAND_TLS_KEY`) add a client certificate for mutual TLS.
 //! Exit status 0 on success; otherwise a one-line reason on stderr and status 1
 //! (2 for usage errors, from clap). `produce` stops at the first line not stored and
 //! says which lines were; `consume --offset` outside a partition's log is an error.
@@ -18,10 +20,11 @@ mod security;
 mod time_arg;
 mod topic;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strand_client::{Client, ClientConfig, ClientError, Credentials, ReadPreference, ScramMechanism};
+use strand_client::{Client, ClientConfig, ClientError, ClientTls, Credentials, ReadPreference, ScramMechanism};
 
 use consume::{ConsumeArgs, ReadFromArg};
 use group::GroupCommand;
@@ -36,6 +39,18 @@ struct Cli {
     /// $STRAND_BOOTSTRAP if set, else 127.0.0.1:7070].
     #[arg(long, global = true)]
     bootstrap: Option<String>,
+    /// Speak TLS, trusting the CA certificates in this PEM file [default: $STRAND_TLS_CA].
+    #[arg(long, global = true)]
+    tls_ca: Option<PathBuf>,
+    /// Mutual TLS: this client's certificate (PEM); needs --tls-key [default: $STRAND_TLS_CERT].
+    #[arg(long, global = true)]
+    tls_cert: Option<PathBuf>,
+    /// Mutual TLS: the private key of --tls-cert (PEM) [default: $STRAND_TLS_KEY].
+    #[arg(long, global = true)]
+    tls_key: Option<PathBuf>,
+    /// Check every node's certificate for this DNS name instead of the IP address dialed.
+    #[arg(long, global = true)]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,6 +115,32 @@ fn bootstrap(flag: Option<String>) -> (String, &'static str) {
     }
 }
 
+/// A flag, else its environment variable (unset or empty = not given).
+fn flag_or_env(flag: Option<PathBuf>, env: &str) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os(env).filter(|v| !v.is_empty()).map(PathBuf::from))
+}
+
+/// The TLS settings of the global flags (and their environment variables), if any.
+fn tls(cli: &Cli) -> Result<Option<ClientTls>, String> {
+    let ca = flag_or_env(cli.tls_ca.clone(), "STRAND_TLS_CA");
+    let cert = flag_or_env(cli.tls_cert.clone(), "STRAND_TLS_CERT");
+    let key = flag_or_env(cli.tls_key.clone(), "STRAND_TLS_KEY");
+    let client = match (&cert, &key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together (mutual TLS)".to_string()),
+    };
+    let Some(ca) = ca else {
+        return match (client, &cli.tls_server_name) {
+            (None, None) => Ok(None),
+            _ => Err("--tls-cert, --tls-key and --tls-server-name need --tls-ca (or STRAND_TLS_CA)".to_string()),
+        };
+    };
+    let mut tls = ClientTls::from_files(&ca, client).map_err(|e| e.to_string())?;
+    tls.server_name = cli.tls_server_name.clone();
+    Ok(Some(tls))
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
         Command::Produce(args) => produce::check_args(args)?,
@@ -110,10 +151,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Consume(ConsumeArgs { read_from: ReadFromArg::Nearest, .. }) => ReadPreference::Nearest,
         _ => ReadPreference::Leader,
     };
+    let tls = tls(&cli)?;
     let (addr, source) = bootstrap(cli.bootstrap);
     let config = ClientConfig {
         client_id: "strand-cli".to_string(),
         read_preference,
+        tls,
         credentials: credentials()?,
         ..ClientConfig::new(addr.clone())
     };

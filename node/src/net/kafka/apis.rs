@@ -31,6 +31,7 @@ use strand_wire::ErrorCode;
 
 use super::codes::{kafka as code, to_kafka, SUPPORTED};
 use super::{admin, fetch, groups, Incoming, Piece};
+use crate::quota::{ConnQuota, Direction};
 use crate::security;
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
@@ -52,7 +53,11 @@ pub(super) async fn handle(shard: &Ctx, req: Incoming) -> Answer {
     match api {
         ApiKey::ApiVersions => api_versions(version, &mut body),
         ApiKey::Metadata => metadata(shard, cid, version, decode(&mut body, version)?).await,
-        ApiKey::Produce => produce(shard, cid, version, decode(&mut body, version)?).await,
+        ApiKey::Produce => {
+            // Charged by the request's size, as Kafka does; the answer carries the throttle.
+            let throttle_ms = shard.quota.charge(Direction::Produce, body.len() as u64);
+            produce(shard, cid, version, decode(&mut body, version)?, throttle_ms).await
+        }
         ApiKey::Fetch => kafka_fetch(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::ListOffsets => list_offsets(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::CreateTopics => create_topics(shard, cid, version, decode(&mut body, version)?).await,
@@ -129,6 +134,8 @@ pub(super) async fn ask(shard: &Ctx, cid: i32, request: Request, payload: Bytes)
 pub(crate) struct Ctx {
     pub shard: Rc<Shard>,
     pub access: security::Access,
+    /// The connection's quota meters (charged by Produce and Fetch).
+    pub quota: Rc<ConnQuota>,
 }
 
 impl std::ops::Deref for Ctx {
@@ -285,7 +292,7 @@ fn topic_metadata(t: &native::TopicMetadata) -> MetadataResponseTopic {
     topic
 }
 
-async fn produce(shard: &Ctx, cid: i32, version: i16, req: ProduceRequest) -> Answer {
+async fn produce(shard: &Ctx, cid: i32, version: i16, req: ProduceRequest, throttle_ms: u32) -> Answer {
     let acks = match req.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -363,6 +370,7 @@ async fn produce(shard: &Ctx, cid: i32, version: i16, req: ProduceRequest) -> An
         return Ok(None);
     }
     let mut response = ProduceResponse::default();
+    response.throttle_time_ms = i32::try_from(throttle_ms).unwrap_or(i32::MAX);
     response.responses = req
         .topic_data
         .iter()
@@ -484,6 +492,9 @@ async fn kafka_fetch(shard: &Ctx, cid: i32, version: i16, req: FetchRequest) -> 
         }
     }
     let mut response = FetchResponse::default();
+    let answered: usize = records.iter().map(|(_, len)| len).sum();
+    let throttle_ms = shard.quota.charge(Direction::Fetch, answered as u64);
+    response.throttle_time_ms = i32::try_from(throttle_ms).unwrap_or(i32::MAX);
     response.responses = req
         .topics
         .iter()

@@ -29,13 +29,15 @@ mod groups;
 mod sasl;
 
 use std::cell::Cell;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
+
+use super::stream::Conn;
 use glommio::sync::{RwLock, Semaphore};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -108,12 +110,9 @@ impl Turns {
     }
 }
 
-async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), ConnectionError> {
-    stream.set_nodelay(true).map_err(|e| ConnectionError::Socket(e.into()))?;
-    let fd = stream.as_raw_fd();
-    super::zerocopy::make_nonblocking(fd).map_err(ConnectionError::Socket)?;
-    stream.set_write_timeout(Some(super::zerocopy::SEND_STALL_MAX)).map_err(|e| ConnectionError::Socket(e.into()))?;
-    let source = stream.peer_addr().map_err(|e| ConnectionError::Socket(e.into()))?.ip();
+async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), ConnectionError> {
+    let Conn { stream, source, zero_copy: fd } = conn;
+    let session = crate::security::Session::new(matches!(stream, super::stream::Stream::Tls(_)));
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer: Writer = Rc::new(RwLock::new(writer));
     // Kafka has no frame to say why before a request arrives: a refused source is closed.
@@ -130,11 +129,14 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
     let broken = Rc::new(Cell::new(false));
     let mut buf = BytesMut::with_capacity(super::READ_CHUNK_LEN);
     let mut seq = 0u64;
-    let session = crate::security::Session::new(false);
+    let quota = Rc::new(crate::quota::ConnQuota::new(&shard.shared.quotas, crate::quota::ANONYMOUS));
     let peer = source.to_string();
     loop {
         if broken.get() {
             return Err(ConnectionError::Broken);
+        }
+        if !super::wait_unmuted(&shard, &quota).await {
+            return Ok(());
         }
         let frame = match next_frame(&mut buf, limits.frame_len_max as usize)? {
             Some(frame) => frame,
@@ -184,15 +186,16 @@ async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) -> Result<(), Con
         let reserved = answers.acquire_static_permit(answer_len).await.map_err(ConnectionError::Permit)?;
         let this = seq;
         seq += 1;
-        let (task_shard, task_writer, task_turns, task_broken) =
-            (shard.clone(), writer.clone(), turns.clone(), broken.clone());
+        quota.follow(&shard.shared.quotas, session.principal());
+        let (task_shard, task_writer, task_turns, task_broken, task_quota) =
+            (shard.clone(), writer.clone(), turns.clone(), broken.clone(), quota.clone());
         let closing = close_after.is_some();
         let mut task = Box::pin(async move {
             let answer = match request {
                 _ if task_broken.get() => Ok(None),
                 Err(early) => early,
                 Ok((access, incoming)) => {
-                    let ctx = apis::Ctx { shard: task_shard.clone(), access };
+                    let ctx = apis::Ctx { shard: task_shard.clone(), access, quota: task_quota };
                     apis::handle(&ctx, incoming).await
                 }
             };
@@ -310,11 +313,11 @@ fn parse_request(mut frame: Bytes) -> Result<Incoming, Refused> {
 }
 
 /// Writes one response — size, header, body pieces — under the connection's write lock;
-/// file chunks go zero-copy where the socket has room.
+/// file chunks go zero-copy where the socket has room and `fd` is given (plain TCP).
 async fn write_response(
     shard: &Shard,
     writer: &Writer,
-    fd: RawFd,
+    fd: Option<RawFd>,
     header: &ResponseHeader,
     header_version: i16,
     pieces: Vec<Piece>,
