@@ -35,7 +35,7 @@ pub use error::{ClientError, Result};
 pub use group::{Assignor, RebalanceListener, TopicPartition};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, UnknownOutcome};
 pub use records::ConsumerRecord;
-pub use tls::ClientTls;
 pub use strand_wire::batch::Compression;
 pub use strand_wire::msg::Acks;
 pub use strand_wire::ErrorCode;
+pub use tls::ClientTls;

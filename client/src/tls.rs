@@ -62,8 +62,11 @@ impl ClientTls {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
                 let chain = certs(cert, "client certificate")?;
-                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| config_error("client key", key, pem_reason(e)))?;
-                builder.with_client_auth_cert(chain, key_der).map_err(|e| config_error("client certificate", cert, e))?
+                let key_der =
+                    PrivateKeyDer::from_pem_file(key).map_err(|e| config_error("client key", key, pem_reason(e)))?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| config_error("client certificate", cert, e))?
             }
         };
         Ok(ClientTls { config: Arc::new(config), server_name: None })

@@ -381,7 +381,8 @@ fn the_cli_speaks_tls_with_tls_ca() {
     let ca = pki.arg("ca.pem");
     ok(&strand(&node.public, &["--tls-ca", &ca, "topic", "create", "clitls", "--partitions", "1"], None));
     ok(&strand(&node.public, &["--tls-ca", &ca, "produce", "clitls"], Some(b"alpha\nbeta\n")));
-    let out = ok(&strand(&node.public, &["--tls-ca", &ca, "consume", "clitls", "--from-beginning", "--count", "2"], None));
+    let out =
+        ok(&strand(&node.public, &["--tls-ca", &ca, "consume", "clitls", "--from-beginning", "--count", "2"], None));
     assert_eq!(out, "alpha\nbeta\n");
     // Without --tls-ca the CLI cannot talk to the TLS port, and says so in one line.
     let plain = strand(&node.public, &["topic", "list"], None);

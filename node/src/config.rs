@@ -355,7 +355,11 @@ impl NodeConfig {
         let replication_limits = replication_limits(&file)?;
         let advertise_host = advertise_host(cli.advertise.or(file.advertise), listen)?;
         let kafka_listen = kafka_listen(cli.kafka_listen.or(file.kafka_listen), listen)?;
-        let tls = tls_files(cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key), cli.tls_client_ca.or(file.tls_client_ca))?;
+        let tls = tls_files(
+            cli.tls_cert.or(file.tls_cert),
+            cli.tls_key.or(file.tls_key),
+            cli.tls_client_ca.or(file.tls_client_ca),
+        )?;
         let config = NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
             listen,

@@ -315,9 +315,11 @@ impl NodeMetrics {
             ("strand_connections_closed_idle_total", "Connections closed after connections_max_idle_ms", |m| {
                 m.connections_closed_idle.load(Relaxed)
             }),
-            ("strand_tls_handshakes_failed_total", "Client connections closed: TLS handshake failed or timed out", |m| {
-                m.tls_handshakes_failed.load(Relaxed)
-            }),
+            (
+                "strand_tls_handshakes_failed_total",
+                "Client connections closed: TLS handshake failed or timed out",
+                |m| m.tls_handshakes_failed.load(Relaxed),
+            ),
             ("strand_replication_connections_refused_total", "Replication connections refused at the limit", |m| {
                 m.replication_connections_refused.load(Relaxed)
             }),

@@ -238,7 +238,9 @@ where
         match served {
             Ok(()) => debug!(shard = conn_shard.id.0, peer, "connection closed"),
             // Already counted and logged (rate-limited) by `stream::open`.
-            Err(reason @ ConnectionError::Handshake(_)) => debug!(shard = conn_shard.id.0, peer, %reason, "connection closed"),
+            Err(reason @ ConnectionError::Handshake(_)) => {
+                debug!(shard = conn_shard.id.0, peer, %reason, "connection closed")
+            }
             Err(reason) => info!(shard = conn_shard.id.0, peer, %reason, "connection closed"),
         }
         conn_shard.metrics.connections.fetch_sub(1, Relaxed);

@@ -176,7 +176,12 @@ impl Drop for PieceBuffer {
 /// [`TLS_PIECE_BYTES`] at a time through one reused buffer. Reads go through io_uring, so
 /// a cold read waits on the reactor without blocking it; the write waits for the socket
 /// the same way. Memory per connection sending: one buffer.
-pub async fn copy_file<W: AsyncWrite + Unpin>(writer: &mut W, file: &SegmentFile, pos: u64, len: u32) -> io::Result<SentBytes> {
+pub async fn copy_file<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    file: &SegmentFile,
+    pos: u64,
+    len: u32,
+) -> io::Result<SentBytes> {
     copy_range(writer, Source::Own(file), pos, len).await
 }
 
@@ -191,7 +196,12 @@ pub async fn copy_shared<W: AsyncWrite + Unpin>(
     copy_range(writer, Source::Shared(file), pos, len).await
 }
 
-async fn copy_range<W: AsyncWrite + Unpin>(writer: &mut W, file: Source<'_>, pos: u64, len: u32) -> io::Result<SentBytes> {
+async fn copy_range<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    file: Source<'_>,
+    pos: u64,
+    len: u32,
+) -> io::Result<SentBytes> {
     let mut buf = PieceBuffer::take();
     let end = pos + u64::from(len);
     let mut at = pos;

@@ -143,12 +143,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let tls = tls(&cli)?;
     let (addr, source) = bootstrap(cli.bootstrap);
-    let config = ClientConfig {
-        client_id: "strand-cli".to_string(),
-        read_preference,
-        tls,
-        ..ClientConfig::new(addr.clone())
-    };
+    let config =
+        ClientConfig { client_id: "strand-cli".to_string(), read_preference, tls, ..ClientConfig::new(addr.clone()) };
     let client = Client::connect(config).await.map_err(|e| {
         let reason = match e {
             ClientError::Connect { reason, .. } => reason,
