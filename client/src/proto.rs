@@ -196,8 +196,13 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_millis(10);
 
     fn response_frame(out: &mut BytesMut, correlation_id: u64, payload: &[u8]) {
-        let header =
-            ResponseHeader { correlation_id, error: ErrorCode::None, message: None, response: Response::Empty };
+        let header = ResponseHeader {
+            correlation_id,
+            error: ErrorCode::None,
+            message: None,
+            response: Response::Empty,
+            throttle_ms: 0,
+        };
         write_frame(out, &encode_response(&header), payload);
     }
 

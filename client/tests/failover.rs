@@ -142,7 +142,7 @@ async fn serve(mut sock: TcpStream, id: u32, script: Shared) {
             let cid = header.correlation_id;
             let encode = |response, error| {
                 let mut out = BytesMut::new();
-                let reply = ResponseHeader { correlation_id: cid, error, message: None, response };
+                let reply = ResponseHeader { correlation_id: cid, error, message: None, response, throttle_ms: 0 };
                 write_frame(&mut out, &encode_response(&reply), &[]);
                 out
             };

@@ -88,6 +88,7 @@ async fn serve(mut sock: TcpStream, port: u16, ack: bool, received: Received) {
                 error: ErrorCode::None,
                 message: None,
                 response,
+                throttle_ms: 0,
             };
             let mut out = BytesMut::new();
             write_frame(&mut out, &encode_response(&reply), &[]);

@@ -161,6 +161,16 @@ pub struct Cli {
     /// Mutual TLS: clients must present a certificate signed by a CA in this PEM file.
     #[arg(long)]
     pub tls_client_ca: Option<PathBuf>,
+    /// Cluster mode: mutual TLS on replication links. This node's certificate (PEM; IP SAN of
+    /// the address peers dial, usable for server and client auth), signed by the cluster CA.
+    #[arg(long)]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// The private key of `--cluster-tls-cert`.
+    #[arg(long)]
+    pub cluster_tls_key: Option<PathBuf>,
+    /// The cluster CA: links to and from nodes whose certificate it did not sign are refused.
+    #[arg(long)]
+    pub cluster_tls_ca: Option<PathBuf>,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -190,6 +200,9 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
+    pub cluster_tls_cert: Option<PathBuf>,
+    pub cluster_tls_key: Option<PathBuf>,
+    pub cluster_tls_ca: Option<PathBuf>,
     pub replication_connections_max: Option<u32>,
     pub replication_handshake_timeout_ms: Option<u64>,
     pub frame_len_max: Option<u32>,
@@ -217,6 +230,8 @@ pub struct FileConfig {
     pub group_offsets_bytes_max: Option<u64>,
     pub offsets_retention_ms: Option<u64>,
     pub batch_decompressed_len_max: Option<u64>,
+    pub quota_produce_bytes_per_sec: Option<u64>,
+    pub quota_fetch_bytes_per_sec: Option<u64>,
 }
 
 /// Network limits of one node.
@@ -270,9 +285,14 @@ pub struct NodeConfig {
     pub replication_limits: InboundLimits,
     /// Limits of every shard's group coordinator (each shard applies them to its groups).
     pub group_limits: CoordinatorConfig,
+    /// Byte-rate quota of each principal without one of its own; `None` = unlimited.
+    pub quotas: crate::quota::Rates,
     /// TLS on the client-facing ports (`--tls-cert`/`--tls-key`); `None` = plaintext. The
     /// files are read when the node starts (`crate::tls`), not here.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Mutual TLS on replication links (`--cluster-tls-*`; `client_ca` is the cluster CA);
+    /// `None` = plain TCP with the cluster-secret handshake only.
+    pub cluster_tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Why the configuration is unusable.
@@ -355,10 +375,20 @@ impl NodeConfig {
         let replication_limits = replication_limits(&file)?;
         let advertise_host = advertise_host(cli.advertise.or(file.advertise), listen)?;
         let kafka_listen = kafka_listen(cli.kafka_listen.or(file.kafka_listen), listen)?;
+        let quotas = crate::quota::Rates {
+            produce: quota("quota_produce_bytes_per_sec", file.quota_produce_bytes_per_sec)?,
+            fetch: quota("quota_fetch_bytes_per_sec", file.quota_fetch_bytes_per_sec)?,
+        };
         let tls = tls_files(
             cli.tls_cert.or(file.tls_cert),
             cli.tls_key.or(file.tls_key),
             cli.tls_client_ca.or(file.tls_client_ca),
+        )?;
+        let cluster_tls = cluster_tls_files(
+            cli.cluster_tls_cert.or(file.cluster_tls_cert),
+            cli.cluster_tls_key.or(file.cluster_tls_key),
+            cli.cluster_tls_ca.or(file.cluster_tls_ca),
+            cluster.is_some(),
         )?;
         let config = NodeConfig {
             data_dir: absolute(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./strand-data")))?,
@@ -377,10 +407,20 @@ impl NodeConfig {
             replication_port_base,
             replication_limits,
             group_limits,
+            quotas,
             tls,
+            cluster_tls,
         };
         check_ports_distinct(&config)?;
         Ok(config)
+    }
+}
+
+/// A byte-rate quota key: absent = unlimited, 0 is refused (it would stop all traffic).
+fn quota(key: &'static str, given: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match given {
+        Some(0) => Err(invalid(key, "0 would stop all traffic; leave the key out for no quota")),
+        other => Ok(other),
     }
 }
 
@@ -397,6 +437,34 @@ fn kafka_listen(given: Option<String>, listen: SocketAddr) -> Result<Option<Sock
 
 /// The TLS files: certificate and key both or neither; a client CA only with them. Paths
 /// are made absolute so a SIGHUP reload reads the same files whatever the working directory.
+/// The replication links' TLS files: all three or none, and only in cluster mode.
+fn cluster_tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    cluster: bool,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let abs = |key: &'static str, path: PathBuf| {
+        std::path::absolute(&path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+    };
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(_), Some(_), Some(_)) if !cluster => Err(invalid(
+            "cluster_tls_cert",
+            "--cluster-tls-* secure replication links: they need cluster mode (--etcd)",
+        )),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::TlsFiles {
+            cert: abs("cluster_tls_cert", cert)?,
+            key: abs("cluster_tls_key", key)?,
+            client_ca: Some(abs("cluster_tls_ca", ca)?),
+        })),
+        _ => Err(invalid(
+            "cluster_tls_cert",
+            "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together (give all three or none)",
+        )),
+    }
+}
+
 fn tls_files(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -705,6 +773,20 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("strand-node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cluster_tls_files_come_as_three_and_only_in_cluster_mode() {
+        let err = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).unwrap_err().to_string();
+        let all = ["--cluster-tls-cert", "n.pem", "--cluster-tls-key", "n.key", "--cluster-tls-ca", "ca.pem"];
+        assert!(err(&all).contains("need cluster mode"));
+        assert!(err(&["--etcd", "http://127.0.0.1:2379", "--node-id", "1", "--cluster-tls-cert", "n.pem"])
+            .contains("go together"));
+        let mut args = vec!["--etcd", "http://127.0.0.1:2379", "--node-id", "1"];
+        args.extend(all);
+        let files = NodeConfig::merge(cli(&args), FileConfig::default()).unwrap().cluster_tls.unwrap();
+        assert!(files.cert.is_absolute() && files.client_ca.as_deref().is_some_and(|ca| ca.ends_with("ca.pem")));
+        assert!(NodeConfig::merge(cli(&[]), FileConfig::default()).unwrap().cluster_tls.is_none());
     }
 
     #[test]

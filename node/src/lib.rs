@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod partition;
+pub mod quota;
 pub mod replication;
 pub mod server;
 pub mod shard;

@@ -85,6 +85,7 @@ impl NodeError {
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     // First: a bad certificate must stop the start before anything is opened or bound.
     let tls = load_tls(&config)?;
+    let cluster_tls = load_cluster_tls(&config)?;
     // Held until this function returns: no other node may open this data dir meanwhile.
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     // Before anything in the dir is opened: recovery would cut an old-format log as damage.
@@ -110,9 +111,11 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         connections: AtomicU32::new(0),
         connection_sources: Arc::default(),
         producer_ids: Default::default(),
+        quotas: crate::quota::QuotaRegistry::new(config.quotas),
         config,
         control,
         tls,
+        cluster_tls,
     });
     let ports = bound_ports(&listeners, shared.control.is_some());
     let NodeListeners { public, shards: own, replication, admin, kafka } = listeners;
@@ -313,6 +316,14 @@ fn load_tls(config: &NodeConfig) -> Result<Option<Arc<crate::tls::TlsServer>>, N
     Ok(Some(Arc::new(server)))
 }
 
+/// Loads the replication links' TLS files (`--cluster-tls-*`), if given.
+fn load_cluster_tls(config: &NodeConfig) -> Result<Option<Arc<crate::replication::tls::LinkTls>>, NodeError> {
+    let Some(files) = &config.cluster_tls else { return Ok(None) };
+    let tls = crate::replication::tls::LinkTls::load(files.clone())?;
+    info!(cert = %files.cert.display(), "mutual TLS on replication links (cluster CA required of every peer)");
+    Ok(Some(Arc::new(tls)))
+}
+
 /// SIGTERM/SIGINT: shut down. SIGHUP: reload the TLS files (a bad file keeps the old ones).
 fn watch_signals(shared: Arc<NodeShared>) -> Result<(), NodeError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -340,6 +351,12 @@ fn watch_signals(shared: Arc<NodeShared>) -> Result<(), NodeError> {
 
 /// SIGHUP: new connections get the TLS files as they are now; open ones keep theirs.
 fn reload_tls(shared: &NodeShared) {
+    if let Some(links) = &shared.cluster_tls {
+        match links.reload() {
+            Ok(()) => info!(cert = %links.files().cert.display(), "SIGHUP: cluster TLS reloaded; new links use it"),
+            Err(e) => error!(error = %e, "SIGHUP: cluster TLS reload failed; keeping the previous files"),
+        }
+    }
     let Some(tls) = &shared.tls else {
         info!("SIGHUP received; nothing to reload (TLS is off)");
         return;

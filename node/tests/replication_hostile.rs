@@ -4,7 +4,8 @@
 //! real chain member as sender) is refused — an `acks=all` produce is not acknowledged
 //! early and forged records are never served; the replication port holds its own
 //! connection bound; a second process with a live `--node-id` is refused at start while
-//! a restart of the same node after SIGKILL still works.
+//! a restart of the same node after SIGKILL still works; with `--cluster-tls-*` (issue #20)
+//! links are mutual TLS and the replication port refuses peers without a cluster certificate.
 
 mod common;
 
@@ -471,4 +472,122 @@ fn secret_holders_that_are_not_the_expected_neighbour_are_refused() {
     producer.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let (header, _) = producer.recv();
     assert_eq!(produce_answer(&header).error, ErrorCode::None, "{:?}", header.message);
+}
+
+/// A CA and the certificates it signs, as PEM files in `dir` (made with rcgen).
+struct Ca {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Ca {
+    fn new(dir: &Path, name: &str) -> Ca {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        std::fs::write(dir.join(format!("{name}.pem")), params.self_signed(&key).unwrap().pem()).unwrap();
+        Ca { issuer: rcgen::Issuer::new(params, key) }
+    }
+
+    /// A node certificate for 127.0.0.1, usable on both ends of a link: (cert, key) paths.
+    fn node_cert(&self, dir: &Path, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages =
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path.to_str().unwrap().to_string(), key_path.to_str().unwrap().to_string())
+    }
+}
+
+/// Connects to `to` with TLS trusting `ca` (a PEM path), presenting `client` (cert, key)
+/// if given; whether the node kept the session up long enough to read 1 byte back after a
+/// write (a refused client certificate shows as an alert or EOF on that read).
+fn tls_session_survives(to: SocketAddr, ca: &Path, client: Option<(&str, &str)>) -> bool {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap();
+    let builder = builder.with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    let name = rustls_pki_types::ServerName::IpAddress(to.ip().into());
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(to).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    // The listener speaks first after the handshake (its challenge): a session it accepted
+    // yields bytes; a refused one an error or EOF.
+    if tls.write_all(b"x").is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    matches!(tls.read(&mut byte), Ok(1))
+}
+
+/// Mutual TLS on replication links (issue #20, "a chain link from a node without the
+/// cluster's certificate is refused"): three nodes with certificates of one cluster CA
+/// replicate an `acks=all` produce over TLS; the replication port refuses a plaintext
+/// peer, a TLS peer without a certificate and one whose certificate another CA signed
+/// (each counted as a failed handshake), while a peer with a cluster certificate gets as
+/// far as the listener's challenge (and would still need the cluster secret).
+#[test]
+fn replication_links_in_mutual_tls_refuse_strangers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("pki");
+    std::fs::create_dir(&pki).unwrap();
+    let cluster = Ca::new(&pki, "cluster-ca");
+    let stranger_ca = Ca::new(&pki, "stranger-ca");
+    let ca_path = pki.join("cluster-ca.pem");
+    let etcd = Etcd::start();
+    let members: Vec<Member> = (1..=3u32)
+        .map(|id| {
+            let (cert, key) = cluster.node_cert(&pki, &format!("node{id}"));
+            let flags =
+                ["--cluster-tls-cert", &cert, "--cluster-tls-key", &key, "--cluster-tls-ca", ca_path.to_str().unwrap()];
+            start_member(&tmp.path().join(format!("n{id}")), id, &etcd, &flags)
+        })
+        .collect();
+    let part = create_topic(&members);
+    let head = member(&members, part.replicas[0]);
+    let tail = member(&members, part.replicas[2]);
+    let end = produce_ok(&mut head.node.client(), &batch(&[b"over-tls"], 1_000)) + 1;
+    wait_served(&tail.node, end);
+
+    let failed_before = metric(&tail.node, "strand_replication_handshakes_failed_total");
+    // A plaintext peer: its bytes are not a TLS hello, the connection is closed.
+    let mut plain = TcpStream::connect(tail.replication).unwrap();
+    let _ = plain.write_all(&frame(produce_request(b"x", 1), &[]));
+    assert!(closed_within(&mut plain, Duration::from_secs(6)), "a plaintext peer was kept");
+    // TLS without a client certificate, and with a certificate of another CA.
+    assert!(!tls_session_survives(tail.replication, &ca_path, None), "a peer without a certificate was accepted");
+    let (cert, key) = stranger_ca.node_cert(&pki, "stranger");
+    assert!(
+        !tls_session_survives(tail.replication, &ca_path, Some((&cert, &key))),
+        "a peer with a foreign CA's certificate was accepted"
+    );
+    // A peer with a cluster certificate reaches the listener's challenge.
+    let (cert, key) = cluster.node_cert(&pki, "member4");
+    assert!(tls_session_survives(tail.replication, &ca_path, Some((&cert, &key))), "a cluster certificate was refused");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&tail.node, "strand_replication_handshakes_failed_total") < failed_before + 3 {
+        assert!(Instant::now() < deadline, "the three refusals were not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The chain still works.
+    let end = produce_ok(&mut head.node.client(), &batch(&[b"still"], 2_000)) + 1;
+    wait_served(&tail.node, end);
 }

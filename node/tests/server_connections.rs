@@ -205,3 +205,69 @@ fn idle_connections_are_closed_but_long_polls_are_not() {
     assert!(metric(&node, "strand_connections_closed_idle_total") >= 1);
     assert!(served(&mut connect_from(A, node.public)), "closing idle connections gave their slots back");
 }
+
+/// Byte-rate quotas (issue #20, "a quota visibly throttles a producer"): with a 256 KiB/s
+/// produce quota, 1 MiB produced as fast as the answers come back takes at least the time
+/// the quota allows after its one-second burst, the answers over the quota say how long to
+/// wait, and fetches are metered by their answer bytes the same way. Only a lower bound on
+/// time is asserted: the quota can only slow the client down, however slow the machine.
+#[test]
+fn quotas_throttle_producers_and_consumers_and_say_for_how_long() {
+    const KIB: u64 = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strand.toml");
+    std::fs::write(&config, "quota_produce_bytes_per_sec = \"256KiB\"\nquota_fetch_bytes_per_sec = \"512KiB\"\n")
+        .unwrap();
+    let node = Node::start(&dir.path().join("data"), 1, &["--config", config.to_str().unwrap()]);
+    let mut client = node.client();
+    assert_eq!(client.create_topic("q", 1).error, ErrorCode::None);
+
+    let value = vec![7u8; 64 * KIB as usize];
+    let batch = common::batch1(&value);
+    let started = Instant::now();
+    let mut throttled = Vec::new();
+    for _ in 0..16 {
+        let request = Request::Produce(ProduceRequest {
+            acks: Acks::Leader,
+            timeout_ms: 10_000,
+            partitions: vec![ProducePartition { topic: "q".into(), partition: 0, bytes_len: batch.len() as u32 }],
+        });
+        let (header, _) = client.call(request, &batch);
+        assert_eq!(header.error, ErrorCode::None, "{:?}", header.message);
+        throttled.push(header.throttle_ms);
+    }
+    let took = started.elapsed();
+    // 1 MiB at 256 KiB/s after a 256 KiB burst; the last answer's wait is never served.
+    let floor = Duration::from_secs_f64((1024.0 - 256.0 - 64.0) / 256.0 * 0.95);
+    assert!(took >= floor, "16 × 64 KiB took {took:?}, under the quota's {floor:?}");
+    assert_eq!(throttled[..3], [0, 0, 0], "the burst is free: {throttled:?}");
+    assert!(throttled[4..].iter().all(|&ms| ms > 0), "every answer past the burst says to wait: {throttled:?}");
+    assert!(throttled.iter().all(|&ms| ms <= 1_000), "no answer asks for more than its debt: {throttled:?}");
+
+    // Fetches: 1 MiB back in 128 KiB answers at 512 KiB/s after a 512 KiB burst.
+    let started = Instant::now();
+    let (mut offset, mut fetched, mut fetch_throttled) = (0, 0u64, Vec::new());
+    while fetched < 16 * 64 * KIB {
+        let fetch = FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 128 * KIB as u32,
+            partitions: vec![FetchPartition { topic: "q".into(), partition: 0, offset, max_bytes: 128 * KIB as u32 }],
+        };
+        let (header, payload) = client.call(Request::Fetch(fetch), &[]);
+        assert_eq!(header.error, ErrorCode::None, "{:?}", header.message);
+        let Response::Fetch(r) = header.response else { panic!("not a fetch answer") };
+        let part = &r.partitions[0];
+        assert!(part.bytes_len > 0, "the backlog is there");
+        // One record per batch: the batches fetched are the offsets to move on by.
+        let batches = u64::from(part.bytes_len) / batch.len() as u64;
+        assert_eq!(payload.len(), part.bytes_len as usize);
+        assert_eq!(u64::from(part.bytes_len), batches * batch.len() as u64, "whole batches");
+        offset += batches;
+        fetched += batches * 64 * KIB;
+        fetch_throttled.push(header.throttle_ms);
+    }
+    assert!(fetch_throttled.iter().any(|&ms| ms > 0), "fetches past the burst are throttled: {fetch_throttled:?}");
+    assert!(started.elapsed() >= Duration::from_millis(400), "fetching 1 MiB took {:?}", started.elapsed());
+    assert!(metric(&node, "strand_quota_throttled_total") >= 1);
+}

@@ -150,7 +150,8 @@ pub fn decode_response(bytes: &[u8]) -> Result<ResponseHeader, DecodeError> {
     let correlation_id = root.correlation_id();
     let message = root.message().map(|m| string(Some(m))).transpose()?;
     let response = decode_response_body(&root)?;
-    Ok(ResponseHeader { correlation_id, error: ErrorCode::from_code(root.error()), message, response })
+    let error = ErrorCode::from_code(root.error());
+    Ok(ResponseHeader { correlation_id, error, message, response, throttle_ms: root.throttle_time_ms() })
 }
 
 /// Appends a whole request frame (prefix, header, `payload`) to `out`, without checking
@@ -227,6 +228,7 @@ fn checked_response(header: &ResponseHeader) -> Fbb<'static> {
             error: e.code(),
             message: Some(format!("response not sent: {e}")),
             response: Response::Empty,
+            throttle_ms: header.throttle_ms,
         }),
     }
 }
@@ -389,6 +391,7 @@ fn build_response(header: &ResponseHeader) -> Fbb<'static> {
         message,
         body_type,
         body,
+        throttle_time_ms: header.throttle_ms,
     };
     let root = fb::Response::create(&mut fbb, &args);
     fbb.finish_minimal(root);

@@ -234,6 +234,9 @@ pub struct ResponseHeader {
     /// Human-readable detail for a non-`None` error.
     pub message: Option<String>,
     pub response: Response,
+    /// Milliseconds the client should wait before its next request on this connection (it
+    /// went over its byte-rate quota; the node does not read the connection meanwhile). 0 = none.
+    pub throttle_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

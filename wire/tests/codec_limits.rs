@@ -25,6 +25,7 @@ fn list_topics(count: usize, name_len: usize) -> ResponseHeader {
         error: ErrorCode::None,
         message: None,
         response: Response::ListTopics(ListTopicsResponse { topics }),
+        throttle_ms: 0,
     }
 }
 
@@ -37,6 +38,7 @@ fn list_groups(count: usize) -> ResponseHeader {
         error: ErrorCode::None,
         message: None,
         response: Response::ListGroups(ListGroupsResponse { groups }),
+        throttle_ms: 0,
     }
 }
 
@@ -59,6 +61,7 @@ fn metadata(topic_name_len: usize, replicas: usize) -> ResponseHeader {
         error: ErrorCode::None,
         message: None,
         response: Response::Metadata(MetadataResponse { nodes: Vec::new(), topics: vec![topic] }),
+        throttle_ms: 0,
     }
 }
 

@@ -347,8 +347,14 @@ fn response_b() -> impl Strategy<Value = Response> {
 }
 
 fn response_header() -> impl Strategy<Value = ResponseHeader> {
-    (any::<u64>(), code(), prop::option::of(".{0,24}"), prop_oneof![response_a(), response_b()]).prop_map(
-        |(correlation_id, error, message, response)| ResponseHeader { correlation_id, error, message, response },
+    (any::<u64>(), code(), prop::option::of(".{0,24}"), prop_oneof![response_a(), response_b()], any::<u32>()).prop_map(
+        |(correlation_id, error, message, response, throttle_ms)| ResponseHeader {
+            correlation_id,
+            error,
+            message,
+            response,
+            throttle_ms,
+        },
     )
 }
 
@@ -479,6 +485,7 @@ fn unknown_response_api_is_reported_and_none_is_empty() {
         error: ErrorCode::StorageFull,
         message: Some("disk".into()),
         response: Response::Empty,
+        throttle_ms: 0,
     };
     assert_eq!(codec::decode_response(&codec::encode_response(&header)), Ok(header));
     let mut fbb = FlatBufferBuilder::new();
@@ -573,6 +580,7 @@ fn long_error_message_is_truncated_at_a_char_boundary() {
         error: ErrorCode::Unknown,
         message: Some(message),
         response: Response::Empty,
+        throttle_ms: 0,
     };
     let decoded = codec::decode_response(&codec::encode_response(&header)).expect("decodes");
     let got = decoded.message.expect("message kept");
@@ -617,7 +625,13 @@ fn oversized_header_is_refused_before_verification() {
 
 #[test]
 fn prefix_matches_frame_prefix() {
-    let header = ResponseHeader { correlation_id: 1, error: ErrorCode::None, message: None, response: Response::Empty };
+    let header = ResponseHeader {
+        correlation_id: 1,
+        error: ErrorCode::None,
+        message: None,
+        response: Response::Empty,
+        throttle_ms: 0,
+    };
     let out = codec::response_prefix_and_header(&header, 1000);
     let prefix = FramePrefix::parse(out[..8].try_into().expect("8 bytes"), usize::MAX).expect("valid prefix");
     assert_eq!(prefix.header_len as usize, out.len() - 8);

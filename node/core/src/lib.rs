@@ -9,6 +9,7 @@
 //! - [`chain`]: chain replication of one partition replica.
 //! - [`control`]: the controller's chain-assignment decision.
 //! - [`suspicion`]: fast failure detection (when a reported peer is probed, what convicts it).
+//! - [`quota`]: byte-rate quotas (how long a client over its quota must wait).
 #![forbid(unsafe_code)]
 
 pub mod chain;
@@ -17,6 +18,7 @@ pub mod group;
 pub mod index;
 pub mod placement;
 pub mod producer;
+pub mod quota;
 pub mod recovery;
 pub mod suspicion;
 pub mod timestamp;

@@ -366,9 +366,11 @@ mod tests {
             connections: AtomicU32::new(0),
             connection_sources: Arc::default(),
             producer_ids: Default::default(),
+            quotas: crate::quota::QuotaRegistry::new(config.quotas),
             config,
             control: None,
             tls: None,
+            cluster_tls: None,
         }
     }
 

@@ -17,6 +17,8 @@ pub const SIZE_KEYS: &[&str] = &[
     "min_free_bytes",
     "offset_metadata_max_bytes",
     "group_offsets_bytes_max",
+    "quota_produce_bytes_per_sec",
+    "quota_fetch_bytes_per_sec",
     "batch_decompressed_len_max",
 ];
 

@@ -199,6 +199,8 @@ pub struct ShardMetrics {
     pub connections_refused_reserved: AtomicU64,
     /// Connections closed after `connections_max_idle_ms` without a request or a byte.
     pub connections_closed_idle: AtomicU64,
+    /// Times a connection's next request waited out a quota throttle.
+    pub quota_throttled: AtomicU64,
     /// Client connections closed because the TLS handshake failed or timed out (a plaintext
     /// client on a TLS port, a missing or untrusted client certificate, a stalled client).
     pub tls_handshakes_failed: AtomicU64,
@@ -294,7 +296,7 @@ impl NodeMetrics {
     /// Prometheus text exposition of everything.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let counters: [Counter; 16] = [
+        let counters: [Counter; 17] = [
             ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
             ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
             ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),
@@ -314,6 +316,9 @@ impl NodeMetrics {
             }),
             ("strand_connections_closed_idle_total", "Connections closed after connections_max_idle_ms", |m| {
                 m.connections_closed_idle.load(Relaxed)
+            }),
+            ("strand_quota_throttled_total", "Times a connection waited out a byte-rate quota throttle", |m| {
+                m.quota_throttled.load(Relaxed)
             }),
             (
                 "strand_tls_handshakes_failed_total",

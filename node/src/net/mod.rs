@@ -49,6 +49,7 @@ use strand_wire::ErrorCode;
 use tracing::{debug, info, warn};
 
 use crate::log::ReadChunk;
+use crate::quota::{ConnQuota, Direction};
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
 
@@ -273,9 +274,13 @@ async fn serve_connection(shard: Rc<Shard>, conn: stream::Conn) -> Result<(), Co
     // Set when a response could not be written: the client is gone or stuck, so the
     // requests it still has queued (possibly megabytes) must not be served.
     let broken = Rc::new(Cell::new(false));
+    let quota = Rc::new(ConnQuota::new(&shard.shared.quotas, crate::quota::ANONYMOUS));
     loop {
         if broken.get() {
             return Err(ConnectionError::Broken);
+        }
+        if !wait_unmuted(&shard, &quota).await {
+            return Ok(());
         }
         let frame = match decoder.decode(&mut buf) {
             Ok(Some(frame)) => frame,
@@ -316,10 +321,11 @@ async fn serve_connection(shard: Rc<Shard>, conn: stream::Conn) -> Result<(), Co
             _ => 0,
         };
         let answer = answers.acquire_static_permit(answer_len).await.map_err(ConnectionError::Permit)?;
-        let (task_shard, task_writer, task_broken) = (shard.clone(), writer.clone(), broken.clone());
+        let (task_shard, task_writer, task_broken, task_quota) =
+            (shard.clone(), writer.clone(), broken.clone(), quota.clone());
         let mut task = Box::pin(async move {
             if !task_broken.get() {
-                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken).await;
+                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken, &task_quota).await;
             }
             drop((slot, bytes, answer, busy));
         });
@@ -340,8 +346,21 @@ async fn handle(
     header: RequestHeader,
     payload: bytes::Bytes,
     broken: &Cell<bool>,
+    quota: &ConnQuota,
 ) {
-    let Some(reply) = shard.dispatch(header, payload).await else { return };
+    let produced = matches!(header.request, Request::Produce(_)).then_some(payload.len() as u64);
+    let fetch = matches!(header.request, Request::Fetch(_));
+    let reply = shard.dispatch(header, payload).await;
+    // Over-quota requests are served; the answer says how long to wait, and the reader
+    // stops reading this connection for as long (see `crate::quota`).
+    let throttle_ms = produced.map_or(0, |bytes| quota.charge(Direction::Produce, bytes));
+    let Some(mut reply) = reply else { return };
+    reply.header.throttle_ms = if fetch {
+        let bytes = reply.payload.iter().map(|c| u64::from(c.len())).sum();
+        quota.charge(Direction::Fetch, bytes)
+    } else {
+        throttle_ms
+    };
     if broken.get() {
         return;
     }
@@ -372,6 +391,31 @@ fn admit(shard: &Shard, source: std::net::IpAddr) -> Result<crate::sources::Admi
         }
     }
     admitted
+}
+
+/// Waits out the connection's quota throttle before its next request is read; `false` at
+/// shutdown.
+async fn wait_unmuted(shard: &Shard, quota: &ConnQuota) -> bool {
+    let muted = quota.muted_for();
+    if muted.is_zero() {
+        return true;
+    }
+    shard.metrics.quota_throttled.fetch_add(1, Relaxed);
+    let stop = shard.stop.listen();
+    if shard.is_stopping() {
+        return false;
+    }
+    futures_lite::future::or(
+        async {
+            glommio::timer::sleep(muted).await;
+            true
+        },
+        async {
+            stop.await;
+            false
+        },
+    )
+    .await
 }
 
 /// What makes a connection busy: requests in flight (being handled or written) and when

@@ -58,11 +58,18 @@ pub enum AuthError {
 pub struct LinkAuth {
     me: NodeId,
     secret: Arc<[u8]>,
+    /// Mutual TLS around the handshake and every frame after it (`super::tls`); `None` =
+    /// plain TCP.
+    tls: Option<Arc<super::tls::LinkTls>>,
 }
 
 impl std::fmt::Debug for LinkAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinkAuth").field("me", &self.me).field("secret", &"<redacted>").finish()
+        f.debug_struct("LinkAuth")
+            .field("me", &self.me)
+            .field("secret", &"<redacted>")
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -104,7 +111,18 @@ impl LinkAuth {
     pub fn new(me: NodeId, secret: &[u8]) -> LinkAuth {
         assert!(secret.len() >= SECRET_LEN_MIN, "cluster secret shorter than {SECRET_LEN_MIN} bytes");
         assert!(me.0 >= 1, "node ids start at 1");
-        LinkAuth { me, secret: Arc::from(secret) }
+        LinkAuth { me, secret: Arc::from(secret), tls: None }
+    }
+
+    /// The same identity, with links in mutual TLS (`tls`) or plain TCP (`None`).
+    pub fn with_tls(mut self, tls: Option<Arc<super::tls::LinkTls>>) -> LinkAuth {
+        self.tls = tls;
+        self
+    }
+
+    /// The links' TLS, if on.
+    pub fn tls(&self) -> Option<&super::tls::LinkTls> {
+        self.tls.as_deref()
     }
 
     /// This node's id.

@@ -2,7 +2,9 @@
 //! peer shards ([`LinkPool`], one per socket address, shared by the shard's replicas),
 //! each replica's address book ([`Peers`]) and the inbound accept loop ([`serve`]).
 //!
-//! Every connection starts with a mutual challenge-response over the cluster secret
+//! With cluster TLS on ([`super::tls`]) every connection is mutual TLS first: a peer
+//! without a certificate of the cluster's CA is refused before any replication byte.
+//! Every connection then starts with a mutual challenge-response over the cluster secret
 //! ([`super::auth`]): the inbound side learns which node it talks to and the link side
 //! that it reached a holder of the secret. After it, every chain message is a one-way
 //! request frame; nothing is answered on the same connection, so a link only writes
@@ -14,7 +16,7 @@
 //! [`InboundLimits::connections_max`] inbound connections are open per listener.
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -45,6 +47,11 @@ pub const REPLICATION_CONNECTIONS_MAX_DEFAULT: u32 = 256;
 /// (`replication_handshake_timeout_ms`); the link side waits as long for the answer.
 pub const REPLICATION_HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 
+/// A replication connection's bytes: plain TCP or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
+type LinkStream = Box<dyn Io>;
+
 /// Why a replication handshake failed, on either side.
 #[derive(Debug, thiserror::Error)]
 enum HandshakeError {
@@ -55,6 +62,9 @@ enum HandshakeError {
     Auth(#[from] auth::AuthError),
     #[error("no handshake within {limit_ms} ms")]
     Timeout { limit_ms: u128 },
+    /// The TLS handshake failed (no or a foreign certificate, plaintext peer...).
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
 }
 
 /// Why an inbound replication connection was closed.
@@ -181,7 +191,7 @@ pub const LINK_COALESCE_BYTES_MAX: usize = 16 * 1024;
 /// Writes queued frames to `addr` until every sender of the queue is gone. Small frames
 /// (acks, heartbeats) are coalesced into one write; large ones are written in place.
 async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>, auth: LinkAuth) {
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<LinkStream> = None;
     let mut out = BytesMut::new();
     let mut frames: Vec<Bytes> = Vec::new();
     while let Ok(frame) = rx.recv_async().await {
@@ -215,7 +225,7 @@ async fn run_link(addr: SocketAddr, rx: flume::Receiver<Bytes>, auth: LinkAuth) 
 }
 
 /// Writes `frames` in order: runs of small ones through `out`, large ones directly.
-async fn write_frames(conn: &mut TcpStream, frames: &[Bytes], out: &mut BytesMut) -> std::io::Result<()> {
+async fn write_frames(conn: &mut LinkStream, frames: &[Bytes], out: &mut BytesMut) -> std::io::Result<()> {
     for frame in frames.iter() {
         if frame.len() < LINK_COALESCE_BYTES_MAX {
             out.extend_from_slice(frame);
@@ -234,8 +244,8 @@ async fn write_frames(conn: &mut TcpStream, frames: &[Bytes], out: &mut BytesMut
 }
 
 /// Connects and runs the link side of the handshake; `None` when either failed.
-async fn connect(addr: SocketAddr, auth: &LinkAuth) -> Option<TcpStream> {
-    let mut stream = match TcpStream::connect(addr).await {
+async fn connect(addr: SocketAddr, auth: &LinkAuth) -> Option<LinkStream> {
+    let stream = match TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(e) => {
             debug!(%addr, error = %e, "replication connect failed");
@@ -246,17 +256,32 @@ async fn connect(addr: SocketAddr, auth: &LinkAuth) -> Option<TcpStream> {
         warn!(%addr, error = %e, "set_nodelay failed on replication link");
     }
     let timeout = Duration::from_millis(REPLICATION_HANDSHAKE_TIMEOUT_MS_DEFAULT);
-    match within(timeout, link_handshake(&mut stream, auth)).await {
-        Ok(()) => Some(stream),
+    let handshake = async {
+        let mut stream: LinkStream = match auth.tls() {
+            None => Box::new(stream),
+            Some(tls) => {
+                let tls_stream = tls.connector().connect(super::tls::server_name(addr), stream).await;
+                Box::new(tls_stream.map_err(HandshakeError::Tls)?)
+            }
+        };
+        link_handshake(&mut stream, auth).await?;
+        Ok(stream)
+    };
+    match within(timeout, handshake).await {
+        Ok(stream) => Some(stream),
         Err(reason) => {
-            warn!(%addr, %reason, "replication handshake failed (is the cluster secret the same on every node?)");
+            warn!(
+                %addr,
+                %reason,
+                "replication handshake failed (are the cluster secret and the cluster TLS files right on every node?)"
+            );
             None
         }
     }
 }
 
 /// The link side: read the challenge, prove ourselves, check the listener's proof.
-async fn link_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<(), HandshakeError> {
+async fn link_handshake(stream: &mut LinkStream, auth: &LinkAuth) -> Result<(), HandshakeError> {
     let mut challenge = [0u8; auth::CHALLENGE_LEN];
     stream.read_exact(&mut challenge).await.map_err(failed_at("reading the challenge"))?;
     let (hello, expected) = auth.answer(&challenge)?;
@@ -325,15 +350,21 @@ pub async fn serve(listener: TcpListener, on_frame: FrameHandler, inbound: Inbou
     }
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
-    on_frame: FrameHandler,
-    inbound: &Inbound,
-) -> Result<(), InboundError> {
+async fn serve_connection(stream: TcpStream, on_frame: FrameHandler, inbound: &Inbound) -> Result<(), InboundError> {
     stream.set_nodelay(true).map_err(|e| InboundError::Socket(e.into()))?;
     let timeout = Duration::from_millis(inbound.limits.handshake_timeout_ms);
-    let peer = match within(timeout, listener_handshake(&mut stream, &inbound.auth)).await {
-        Ok(peer) => peer,
+    // TLS (when on) and the secret handshake share one deadline: a peer that stalls in
+    // either holds its slot for at most `replication_handshake_timeout_ms`.
+    let handshake = async {
+        let mut stream: LinkStream = match inbound.auth.tls() {
+            None => Box::new(stream),
+            Some(tls) => Box::new(tls.acceptor().accept(stream).await.map_err(HandshakeError::Tls)?),
+        };
+        let peer = listener_handshake(&mut stream, &inbound.auth).await?;
+        Ok((peer, stream))
+    };
+    let (peer, stream) = match within(timeout, handshake).await {
+        Ok(done) => done,
         Err(reason) => {
             inbound.metrics.replication_handshakes_failed.fetch_add(1, Relaxed);
             return Err(InboundError::Handshake(reason));
@@ -350,7 +381,7 @@ async fn serve_connection(
 }
 
 /// The listener side: send a challenge, check the hello, prove ourselves; the sender.
-async fn listener_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<NodeId, HandshakeError> {
+async fn listener_handshake(stream: &mut LinkStream, auth: &LinkAuth) -> Result<NodeId, HandshakeError> {
     let challenge = auth::Challenge::new()?;
     stream.write_all(&challenge.bytes()).await.map_err(failed_at("writing the challenge"))?;
     let mut hello = [0u8; auth::HELLO_LEN];
@@ -360,7 +391,7 @@ async fn listener_handshake(stream: &mut TcpStream, auth: &LinkAuth) -> Result<N
     Ok(peer)
 }
 
-async fn read_frames(mut stream: TcpStream, peer: NodeId, on_frame: FrameHandler) -> Result<(), InboundError> {
+async fn read_frames(mut stream: LinkStream, peer: NodeId, on_frame: FrameHandler) -> Result<(), InboundError> {
     let mut decoder = FrameDecoder::new(REPLICATION_FRAME_LEN_MAX);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];

@@ -3,8 +3,8 @@
 //! module only executes its actions.
 //!
 //! Code map: [`convert`] (core `Msg` ↔ wire requests) · [`auth`] (the links'
-//! challenge-response over the cluster secret) · [`link`] (persistent outbound
-//! links and the inbound accept loop) · [`partition`] (one replica: core + log +
+//! challenge-response over the cluster secret) · [`tls`] (mutual TLS around it) ·
+//! [`link`] (persistent outbound links and the inbound accept loop) · [`partition`] (one replica: core + log +
 //! worker/ticker tasks) · [`Replicator`] (this shard's replicas by topic/partition,
 //! routing inbound frames to them).
 //!
@@ -20,6 +20,7 @@ pub mod convert;
 pub mod epochs;
 pub mod link;
 pub mod partition;
+pub mod tls;
 
 use bytes::Bytes;
 use std::cell::RefCell;

@@ -45,19 +45,22 @@ pub struct ClusterShard {
     /// Routes inbound replication frames to this shard's replicas.
     pub replicator: Rc<Replicator>,
     pool: Rc<LinkPool>,
+    /// Mutual TLS of replication links, if on.
+    tls: Option<Arc<crate::replication::tls::LinkTls>>,
     /// Cluster topics this shard knows (from the view).
     topics: RefCell<BTreeMap<String, TopicConfig>>,
 }
 
 impl ClusterShard {
     /// Cluster state for a shard of node `control.node_id()`.
-    pub fn new(control: ControlHandle) -> Self {
-        let auth = LinkAuth::new(NodeId(control.node_id()), control.cluster_secret());
+    pub fn new(control: ControlHandle, tls: Option<Arc<crate::replication::tls::LinkTls>>) -> Self {
+        let auth = LinkAuth::new(NodeId(control.node_id()), control.cluster_secret()).with_tls(tls.clone());
         ClusterShard {
             me: NodeId(control.node_id()),
             control,
             replicator: Replicator::new(),
             pool: LinkPool::new(auth),
+            tls,
             topics: RefCell::new(BTreeMap::new()),
         }
     }
@@ -71,7 +74,7 @@ impl ClusterShard {
     }
 
     pub fn link_auth(&self) -> LinkAuth {
-        LinkAuth::new(self.me, self.control.cluster_secret())
+        LinkAuth::new(self.me, self.control.cluster_secret()).with_tls(self.tls.clone())
     }
 
     /// The replica of `topic`/`partition` on this shard, if any.

@@ -32,14 +32,15 @@ impl Reply {
     /// A reply with no payload.
     pub fn new(correlation_id: u64, response: Response) -> Self {
         Reply {
-            header: ResponseHeader { correlation_id, error: ErrorCode::None, message: None, response },
+            header: ResponseHeader { correlation_id, error: ErrorCode::None, message: None, response, throttle_ms: 0 },
             payload: Vec::new(),
         }
     }
 
     /// An error reply.
     pub fn error(correlation_id: u64, error: ErrorCode, message: impl Into<String>) -> Self {
-        let header = ResponseHeader { correlation_id, error, message: Some(message.into()), response: Response::Empty };
+        let message = Some(message.into());
+        let header = ResponseHeader { correlation_id, error, message, response: Response::Empty, throttle_ms: 0 };
         Reply { header, payload: Vec::new() }
     }
 }
@@ -90,6 +91,7 @@ impl Shard {
                     error: answer.error,
                     message: answer.message,
                     response: answer.response,
+                    throttle_ms: 0,
                 };
                 Some(Reply { header, payload: Vec::new() })
             }

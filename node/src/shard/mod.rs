@@ -80,8 +80,12 @@ pub struct NodeShared {
     pub producer_ids: produce_checks::IssuedProducerIds,
     /// The control plane in cluster mode (`--etcd`); `None` on a single node.
     pub control: Option<crate::control::ControlHandle>,
+    /// Byte-rate quotas and every principal's meters.
+    pub quotas: crate::quota::QuotaRegistry,
     /// TLS of the client-facing ports (`--tls-cert`); `None` = plaintext.
     pub tls: Option<Arc<crate::tls::TlsServer>>,
+    /// Mutual TLS of the replication links (`--cluster-tls-*`); `None` = plain TCP.
+    pub cluster_tls: Option<Arc<crate::replication::tls::LinkTls>>,
 }
 
 /// One shard's state.
@@ -154,7 +158,10 @@ impl Shard {
             inflight_appends: Cell::new(0),
             appends_idle: Rc::new(LocalNotify::default()),
             groups: crate::groups::GroupHost::new(offsets_partitions, shared.config.group_limits.clone()),
-            cluster: shared.control.clone().map(cluster::ClusterShard::new),
+            cluster: shared
+                .control
+                .clone()
+                .map(|control| cluster::ClusterShard::new(control, shared.cluster_tls.clone())),
             shared,
         })
     }

@@ -56,7 +56,7 @@ fn request(correlation_id: u64, request: Request, payload: &[u8]) -> Vec<u8> {
 
 fn response(correlation_id: u64, error: ErrorCode, message: Option<&str>, response: Response) -> Vec<u8> {
     let mut out = BytesMut::new();
-    let header = ResponseHeader { correlation_id, error, message: message.map(str::to_string), response };
+    let header = ResponseHeader { correlation_id, error, message: message.map(str::to_string), response, throttle_ms: 0 };
     codec::try_response_frame(&mut out, &header, &[]).expect("encodable");
     out.to_vec()
 }

@@ -7989,6 +7989,7 @@ impl<'a> Response<'a> {
   pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 8;
   pub const VT_BODY_TYPE: ::flatbuffers::VOffsetT = 10;
   pub const VT_BODY: ::flatbuffers::VOffsetT = 12;
+  pub const VT_THROTTLE_TIME_MS: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -8001,6 +8002,7 @@ impl<'a> Response<'a> {
   ) -> ::flatbuffers::WIPOffset<Response<'bldr>> {
     let mut builder = ResponseBuilder::new(_fbb);
     builder.add_correlation_id(args.correlation_id);
+    builder.add_throttle_time_ms(args.throttle_time_ms);
     if let Some(x) = args.body { builder.add_body(x); }
     if let Some(x) = args.message { builder.add_message(x); }
     builder.add_error(args.error);
@@ -8043,6 +8045,13 @@ impl<'a> Response<'a> {
     // Created from valid Table for this object
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Table<'a>>>(Response::VT_BODY, None)}
+  }
+  #[inline]
+  pub fn throttle_time_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Response::VT_THROTTLE_TIME_MS, Some(0)).unwrap()}
   }
   #[inline]
   #[allow(non_snake_case)]
@@ -8284,6 +8293,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           _ => Ok(()),
         }
      })?
+     .visit_field::<u32>("throttle_time_ms", Self::VT_THROTTLE_TIME_MS, false)?
      .finish();
     Ok(())
   }
@@ -8294,6 +8304,7 @@ pub struct ResponseArgs<'a> {
     pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub body_type: ResponseBody,
     pub body: Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>>,
+    pub throttle_time_ms: u32,
 }
 impl<'a> Default for ResponseArgs<'a> {
   #[inline]
@@ -8304,6 +8315,7 @@ impl<'a> Default for ResponseArgs<'a> {
       message: None,
       body_type: ResponseBody::NONE,
       body: None,
+      throttle_time_ms: 0,
     }
   }
 }
@@ -8332,6 +8344,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ResponseBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_body(&mut self, body: ::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Response::VT_BODY, body);
+  }
+  #[inline]
+  pub fn add_throttle_time_ms(&mut self, throttle_time_ms: u32) {
+    self.fbb_.push_slot::<u32>(Response::VT_THROTTLE_TIME_MS, throttle_time_ms, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ResponseBuilder<'a, 'b, A> {
@@ -8459,6 +8475,7 @@ impl ::core::fmt::Debug for Response<'_> {
           ds.field("body", &x)
         },
       };
+      ds.field("throttle_time_ms", &self.throttle_time_ms());
       ds.finish()
   }
 }

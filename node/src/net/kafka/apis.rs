@@ -31,6 +31,7 @@ use strand_wire::ErrorCode;
 
 use super::codes::{kafka as code, to_kafka, SUPPORTED};
 use super::{admin, fetch, groups, Incoming, Piece};
+use crate::quota::{ConnQuota, Direction};
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
 
@@ -44,14 +45,18 @@ pub(super) const CLUSTER_ID: &str = "strand";
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
-pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming) -> Answer {
+pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming, quota: &ConnQuota) -> Answer {
     let Incoming { api, version, header, mut body } = req;
     let cid = header.correlation_id;
     match api {
         ApiKey::ApiVersions => api_versions(version, &mut body),
         ApiKey::Metadata => metadata(shard, cid, version, decode(&mut body, version)?).await,
-        ApiKey::Produce => produce(shard, cid, version, decode(&mut body, version)?).await,
-        ApiKey::Fetch => kafka_fetch(shard, cid, version, decode(&mut body, version)?).await,
+        ApiKey::Produce => {
+            // Charged by the request's size, as Kafka does; the answer carries the throttle.
+            let throttle_ms = quota.charge(Direction::Produce, body.len() as u64);
+            produce(shard, cid, version, decode(&mut body, version)?, throttle_ms).await
+        }
+        ApiKey::Fetch => kafka_fetch(shard, cid, version, decode(&mut body, version)?, quota).await,
         ApiKey::ListOffsets => list_offsets(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::CreateTopics => create_topics(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::InitProducerId => init_producer_id(shard, cid, version, decode(&mut body, version)?).await,
@@ -243,7 +248,7 @@ fn topic_metadata(t: &native::TopicMetadata) -> MetadataResponseTopic {
     topic
 }
 
-async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest) -> Answer {
+async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest, throttle_ms: u32) -> Answer {
     let acks = match req.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -321,6 +326,7 @@ async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest)
         return Ok(None);
     }
     let mut response = ProduceResponse::default();
+    response.throttle_time_ms = i32::try_from(throttle_ms).unwrap_or(i32::MAX);
     response.responses = req
         .topic_data
         .iter()
@@ -361,7 +367,7 @@ async fn init_producer_id(shard: &Rc<Shard>, cid: i32, version: i16, req: InitPr
     encoded(&response, version)
 }
 
-async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchRequest) -> Answer {
+async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchRequest, quota: &ConnQuota) -> Answer {
     // Partitions the node is asked for, and the ones answered here without asking.
     let mut parts = Vec::new();
     let mut answers: Vec<(usize, PartitionData, Option<usize>)> = Vec::new();
@@ -440,6 +446,9 @@ async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchReques
         }
     }
     let mut response = FetchResponse::default();
+    let answered: usize = records.iter().map(|(_, len)| len).sum();
+    let throttle_ms = quota.charge(Direction::Fetch, answered as u64);
+    response.throttle_time_ms = i32::try_from(throttle_ms).unwrap_or(i32::MAX);
     response.responses = req
         .topics
         .iter()

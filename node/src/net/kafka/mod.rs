@@ -127,9 +127,13 @@ async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), Connection
     let broken = Rc::new(Cell::new(false));
     let mut buf = BytesMut::with_capacity(super::READ_CHUNK_LEN);
     let mut seq = 0u64;
+    let quota = Rc::new(crate::quota::ConnQuota::new(&shard.shared.quotas, crate::quota::ANONYMOUS));
     loop {
         if broken.get() {
             return Err(ConnectionError::Broken);
+        }
+        if !super::wait_unmuted(&shard, &quota).await {
+            return Ok(());
         }
         let frame = match next_frame(&mut buf, limits.frame_len_max as usize)? {
             Some(frame) => frame,
@@ -170,12 +174,13 @@ async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), Connection
         let reserved = answers.acquire_static_permit(answer_len).await.map_err(ConnectionError::Permit)?;
         let this = seq;
         seq += 1;
-        let (task_shard, task_writer, task_turns, task_broken) =
-            (shard.clone(), writer.clone(), turns.clone(), broken.clone());
+        let (task_shard, task_writer, task_turns, task_broken, task_quota) =
+            (shard.clone(), writer.clone(), turns.clone(), broken.clone(), quota.clone());
         let mut task = Box::pin(async move {
             let correlation_id = incoming.header.correlation_id;
             let response_version = incoming.api.response_header_version(incoming.version);
-            let answer = if task_broken.get() { Ok(None) } else { apis::handle(&task_shard, incoming).await };
+            let answer =
+                if task_broken.get() { Ok(None) } else { apis::handle(&task_shard, incoming, &task_quota).await };
             task_turns.wait(this).await;
             match answer {
                 _ if task_broken.get() => {}
