@@ -297,6 +297,16 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let pki = Pki::new();
     let node = start(&pki, &["--tls-client-ca", &pki.arg("ca.pem")]);
     assert!(tls_client(&node, pki.client_tls(None)).await.is_err(), "no client certificate, yet accepted");
+    let cli = common::cli::strand(&node.public, &["--tls-ca", &pki.arg("ca.pem"), "topic", "list"], None);
+    let said = String::from_utf8_lossy(&cli.stderr).trim().to_string();
+    assert!(!cli.status.success() && said.contains("give --tls-cert and --tls-key"), "{said}");
+    let with_cert = ["--tls-ca", &pki.arg("ca.pem"), "--tls-cert", &pki.arg("client.pem"), "--tls-key"];
+    let listed = common::cli::strand(
+        &node.public,
+        &[&with_cert[..], &[&pki.arg("client-key.pem"), "topic", "list"]].concat(),
+        None,
+    );
+    common::cli::ok(&listed);
     let rogue = Pki::ca(&pki.path("rogue-ca.pem"), "rogue CA");
     pki.client("intruder", &rogue);
     assert!(
@@ -387,7 +397,9 @@ fn the_cli_speaks_tls_with_tls_ca() {
     // Without --tls-ca the CLI cannot talk to the TLS port, and says so in one line.
     let plain = strand(&node.public, &["topic", "list"], None);
     assert!(!plain.status.success());
-    assert_eq!(String::from_utf8_lossy(&plain.stderr).trim().lines().count(), 1);
+    let said = String::from_utf8_lossy(&plain.stderr).trim().to_string();
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("give --tls-ca"), "{said}");
 }
 
 #[test]
