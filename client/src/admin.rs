@@ -13,9 +13,10 @@ use std::time::Duration;
 
 pub use strand_wire::msg::TopicConfigValue;
 use strand_wire::msg::{
-    AlterTopicConfigRequest, CommittedOffset, CreatePartitionsRequest, CreateTopicRequest, CreateTopicResponse,
-    DeleteGroupRequest, DeleteTopicRequest, DescribeGroupRequest, MetadataRequest, OffsetCommitRequest, OffsetSpec,
-    PartitionMetadata, Request, Response, TopicMetadata, TopicSummary,
+    AclEntry, AlterAclRequest, AlterTopicConfigRequest, AlterUserRequest, CommittedOffset, CreatePartitionsRequest,
+    CreateTopicRequest, CreateTopicResponse, DeleteGroupRequest, DeleteTopicRequest, DescribeGroupRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetSpec, PartitionMetadata, Request, Response, TopicMetadata,
+    TopicSummary, UserInfo,
 };
 pub use strand_wire::msg::{DescribeGroupResponse, GroupMemberInfo, GroupPartitionLag, GroupSummary};
 use strand_wire::ErrorCode;
@@ -245,6 +246,46 @@ impl Admin {
         let coordinator = crate::group::Coordinator::new(group_id);
         coordinator.call(&self.client, request, self.client.config().request_timeout).await?;
         Ok(())
+    }
+
+    /// Creates `name` (or replaces its password): the verifiers are derived here, so the
+    /// password never leaves this process. Needs cluster admin on a node with auth on.
+    pub async fn create_user(&self, name: &str, password: &str) -> Result<()> {
+        let credentials = crate::auth::derive_credentials(password)?;
+        let request = Request::AlterUser(AlterUserRequest::Upsert { name: name.to_string(), credentials });
+        self.client.call_bootstrap(request, &[]).await?;
+        Ok(())
+    }
+
+    /// Deletes `name` and its ACL entries.
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        let request = Request::AlterUser(AlterUserRequest::Delete { name: name.to_string() });
+        self.client.call_bootstrap(request, &[]).await?;
+        Ok(())
+    }
+
+    /// Every user, with its SCRAM mechanisms (never a secret), sorted by name.
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>> {
+        let (header, _) = self.client.call_bootstrap(Request::ListUsers, &[]).await?;
+        let Response::ListUsers(list) = header.response else {
+            return Err(ClientError::UnexpectedResponse("list users"));
+        };
+        Ok(list.users)
+    }
+
+    /// Adds (`add`) or removes one ACL entry.
+    pub async fn alter_acl(&self, add: bool, entry: AclEntry) -> Result<()> {
+        self.client.call_bootstrap(Request::AlterAcl(AlterAclRequest { add, entry }), &[]).await?;
+        Ok(())
+    }
+
+    /// Every ACL entry.
+    pub async fn list_acls(&self) -> Result<Vec<AclEntry>> {
+        let (header, _) = self.client.call_bootstrap(Request::ListAcls, &[]).await?;
+        let Response::ListAcls(list) = header.response else {
+            return Err(ClientError::UnexpectedResponse("list ACLs"));
+        };
+        Ok(list.entries)
     }
 
     /// Every topic with its partition count and replication factor, sorted by name.

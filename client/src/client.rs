@@ -71,6 +71,8 @@ pub struct ClientConfig {
     /// TLS to every node (`None` = plaintext): the CA to trust, a client certificate for
     /// mutual TLS.
     pub tls: Option<crate::tls::ClientTls>,
+    /// Authenticate every connection as this user (SASL SCRAM); `None` = do not.
+    pub credentials: Option<crate::auth::Credentials>,
 }
 
 impl Default for ClientConfig {
@@ -89,6 +91,7 @@ impl Default for ClientConfig {
             failover_timeout: Duration::from_secs(15),
             metadata_max_age: Duration::from_secs(300),
             tls: None,
+            credentials: None,
         }
     }
 }
@@ -340,6 +343,9 @@ impl Client {
                     if (h.protocol_version_min..=h.protocol_version_max).contains(&PROTOCOL_VERSION) =>
                 {
                     lock(&self.inner.node_ids).insert(addr, h.node_id);
+                    if let Some(credentials) = &c.credentials {
+                        authenticate(&conn, credentials).await?;
+                    }
                     Ok(conn)
                 }
                 Response::Handshake(_) => Err(ClientError::server(ErrorCode::UnsupportedVersion, None)),
@@ -660,4 +666,23 @@ mod tests {
         cache.merge_chains(&mut recreated, Duration::ZERO);
         assert_eq!(recreated.partitions[0].leader_node, 7);
     }
+}
+
+/// Runs a SCRAM exchange on a fresh connection (see [`crate::auth`]).
+async fn authenticate(conn: &Connection, credentials: &crate::auth::Credentials) -> Result<()> {
+    use strand_wire::msg::AuthenticateRequest;
+    let step = |auth_bytes: Vec<u8>| {
+        Request::Authenticate(AuthenticateRequest { mechanism: credentials.mechanism.name().to_string(), auth_bytes })
+    };
+    let challenge = |header: strand_wire::msg::ResponseHeader| match header.response {
+        Response::Authenticate(r) => Ok(r),
+        _ => Err(ClientError::UnexpectedResponse("authenticate")),
+    };
+    let (mut scram, first) = crate::auth::ScramClient::start(credentials)?;
+    let server_first = challenge(conn.call(step(first), &[]).await?.0)?;
+    let last = scram.answer(&server_first.auth_bytes)?;
+    let done = challenge(conn.call(step(last), &[]).await?.0)?;
+    scram.verify(&done.auth_bytes)?;
+    tracing::debug!(user = %done.principal, "authenticated");
+    Ok(())
 }

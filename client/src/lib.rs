@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod consumer;
@@ -29,6 +30,7 @@ pub mod route;
 pub mod tls;
 
 pub use admin::Admin;
+pub use auth::{Credentials, ScramMechanism};
 pub use client::{Client, ClientConfig, ReadPreference};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
 pub use error::{ClientError, Result};

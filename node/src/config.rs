@@ -171,6 +171,18 @@ pub struct Cli {
     /// The cluster CA: links to and from nodes whose certificate it did not sign are refused.
     #[arg(long)]
     pub cluster_tls_ca: Option<PathBuf>,
+    /// Every connection must authenticate (SASL SCRAM, or PLAIN over TLS) before any other
+    /// request, and every request is checked against the ACLs (default deny).
+    #[arg(long)]
+    pub require_auth: bool,
+    /// Creates this superuser at start (password from `STRAND_SUPERUSER_PASSWORD`) unless a
+    /// user of that name exists.
+    #[arg(long)]
+    pub superuser: Option<String>,
+    /// Serve on a non-loopback address without `--require-auth` anyway (a node refuses to
+    /// start so otherwise: anyone who reaches it could read, write and delete everything).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
     /// TOML file with the same keys as these flags (snake_case) plus limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -232,6 +244,9 @@ pub struct FileConfig {
     pub batch_decompressed_len_max: Option<u64>,
     pub quota_produce_bytes_per_sec: Option<u64>,
     pub quota_fetch_bytes_per_sec: Option<u64>,
+    pub require_auth: Option<bool>,
+    pub superuser: Option<String>,
+    pub insecure_no_auth: Option<bool>,
 }
 
 /// Network limits of one node.
@@ -293,6 +308,12 @@ pub struct NodeConfig {
     /// Mutual TLS on replication links (`--cluster-tls-*`; `client_ca` is the cluster CA);
     /// `None` = plain TCP with the cluster-secret handshake only.
     pub cluster_tls: Option<crate::tls::TlsFiles>,
+    /// `--require-auth`: authenticate before any request, ACLs enforced.
+    pub require_auth: bool,
+    /// `--superuser`: the user created at start if missing.
+    pub superuser: Option<String>,
+    /// `--insecure-no-auth`: serve non-loopback addresses without authentication.
+    pub insecure_no_auth: bool,
 }
 
 /// Why the configuration is unusable.
@@ -410,9 +431,36 @@ impl NodeConfig {
             quotas,
             tls,
             cluster_tls,
+            require_auth: cli.require_auth || file.require_auth.unwrap_or(false),
+            superuser: cli.superuser.or(file.superuser),
+            insecure_no_auth: cli.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
         };
+        if config.superuser.as_deref().is_some_and(|n| n.is_empty() || n.len() > strand_core::auth::USER_NAME_LEN_MAX) {
+            return Err(invalid("superuser", "user names are 1 to 255 bytes"));
+        }
         check_ports_distinct(&config)?;
         Ok(config)
+    }
+}
+
+impl NodeConfig {
+    /// Why this node must not start as configured: it would serve clients on a
+    /// non-loopback address without authentication (and without `--insecure-no-auth`).
+    /// One line naming the address and both ways out. Replication ports are not counted:
+    /// their peers always prove the cluster secret.
+    pub fn exposure_refusal(&self) -> Option<String> {
+        if self.require_auth || self.insecure_no_auth {
+            return None;
+        }
+        let ports =
+            [("--listen", Some(self.listen)), ("--kafka-listen", self.kafka_listen), ("--admin", Some(self.admin))];
+        let (flag, addr) =
+            ports.into_iter().find_map(|(flag, addr)| addr.filter(|a| !a.ip().is_loopback()).map(|a| (flag, a)))?;
+        Some(format!(
+            "refusing to serve {flag} {addr} without authentication: anyone who can reach it could read, write and \
+             delete every topic; start with --require-auth --superuser NAME (see docs/SECURITY.md), or with \
+             --insecure-no-auth to run open anyway"
+        ))
     }
 }
 
@@ -773,6 +821,22 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("strand-node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn non_loopback_addresses_need_auth_or_an_explicit_opt_out() {
+        let config = |args: &[&str]| NodeConfig::merge(cli(args), FileConfig::default()).unwrap();
+        assert_eq!(config(&[]).exposure_refusal(), None, "the defaults are loopback");
+        let open = config(&["--listen", "0.0.0.0:7070"]).exposure_refusal().unwrap();
+        assert!(open.contains("--listen 0.0.0.0:7070") && open.contains("--insecure-no-auth"), "{open}");
+        assert!(!open.contains('\n'));
+        let kafka = config(&["--kafka-listen", "10.1.2.3:9092"]).exposure_refusal().unwrap();
+        assert!(kafka.contains("--kafka-listen 10.1.2.3:9092"), "{kafka}");
+        assert!(config(&["--admin", "[::]:7071"]).exposure_refusal().unwrap().contains("--admin"));
+        assert_eq!(config(&["--listen", "0.0.0.0:7070", "--require-auth"]).exposure_refusal(), None);
+        assert_eq!(config(&["--listen", "0.0.0.0:7070", "--insecure-no-auth"]).exposure_refusal(), None);
+        let file = parse_file("listen = \"0.0.0.0:7070\"\ninsecure_no_auth = true\n").unwrap();
+        assert_eq!(NodeConfig::merge(cli(&[]), file).unwrap().exposure_refusal(), None);
     }
 
     #[test]

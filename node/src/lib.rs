@@ -16,6 +16,7 @@ pub mod notify;
 pub mod partition;
 pub mod quota;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod sources;

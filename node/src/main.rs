@@ -30,6 +30,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(refusal) = config.exposure_refusal() {
+        eprintln!("strand-node: {refusal}");
+        std::process::exit(EX_CONFIG);
+    }
     if !host_checks_pass(&config) {
         std::process::exit(EX_CONFIG);
     }

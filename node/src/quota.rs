@@ -152,18 +152,34 @@ impl QuotaRegistry {
 #[derive(Debug)]
 pub struct ConnQuota {
     meters: RefCell<Arc<Meters>>,
+    /// The principal `meters` belong to; `None` = `ANONYMOUS`.
+    principal: RefCell<Option<std::rc::Rc<str>>>,
     muted_until: Cell<Option<Instant>>,
 }
 
 impl ConnQuota {
     /// A connection of `principal` (`ANONYMOUS` until it authenticates).
     pub fn new(registry: &QuotaRegistry, principal: &str) -> Self {
-        ConnQuota { meters: RefCell::new(registry.meters(principal)), muted_until: Cell::new(None) }
+        ConnQuota {
+            meters: RefCell::new(registry.meters(principal)),
+            principal: RefCell::new(None),
+            muted_until: Cell::new(None),
+        }
     }
 
     /// The connection authenticated as `principal`: its meters from now on.
     pub fn set_principal(&self, registry: &QuotaRegistry, principal: &str) {
         *self.meters.borrow_mut() = registry.meters(principal);
+    }
+
+    /// Follows the connection's principal (`None` = not authenticated): called per request,
+    /// it looks meters up only when the principal changed (after authentication).
+    pub fn follow(&self, registry: &QuotaRegistry, principal: Option<std::rc::Rc<str>>) {
+        if *self.principal.borrow() == principal {
+            return;
+        }
+        self.set_principal(registry, principal.as_deref().unwrap_or(ANONYMOUS));
+        *self.principal.borrow_mut() = principal;
     }
 
     /// Charges `bytes` in `direction`; the throttle in ms for the answer (0 within quota).

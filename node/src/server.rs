@@ -59,6 +59,8 @@ pub enum NodeError {
     /// A `--tls-*` file is missing or unusable.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Security(#[from] crate::security::SetupError),
 }
 
 /// A shard's startup result: ready, or why not.
@@ -76,6 +78,9 @@ impl NodeError {
             NodeError::Bind(e) if e.in_use() => 78,
             NodeError::Control(crate::control::ControlError::NodeIdTaken { .. }) => 78,
             NodeError::Tls(_) => 78,
+            NodeError::Security(crate::security::SetupError::NoPassword(_) | crate::security::SetupError::Store(_)) => {
+                78
+            }
             _ => 1,
         }
     }
@@ -90,6 +95,8 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let _lock = DataDirLock::acquire(&config.data_dir)?;
     // Before anything in the dir is opened: recovery would cut an old-format log as damage.
     crate::data_dir::check_format(&config.data_dir)?;
+    let security =
+        crate::security::Security::open(config.data_dir.clone(), config.require_auth, config.superuser.as_deref())?;
     let listeners = listen::bind_all(&config)?;
     // Cluster mode reads the view before this node registers (the start-up order that
     // keeps `epoch_min` safe); binding first is harmless, nobody knows the ports yet.
@@ -116,6 +123,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         control,
         tls,
         cluster_tls,
+        security,
     });
     let ports = bound_ports(&listeners, shared.control.is_some());
     let NodeListeners { public, shards: own, replication, admin, kafka } = listeners;

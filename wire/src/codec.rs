@@ -456,7 +456,111 @@ fn enc_request_body(fbb: &mut Fbb<'_>, r: &Request) -> (fb::RequestBody, Union) 
             let args = fb::CreatePartitionsRequestArgs { name: enc_str(fbb, &m.name), partitions: m.partitions };
             (B::CreatePartitionsRequest, fb::CreatePartitionsRequest::create(fbb, &args).as_union_value())
         }
+        Request::Authenticate(m) => {
+            let args = fb::AuthenticateRequestArgs {
+                mechanism: enc_str(fbb, &m.mechanism),
+                auth_bytes: Some(fbb.create_vector(&m.auth_bytes)),
+            };
+            (B::AuthenticateRequest, fb::AuthenticateRequest::create(fbb, &args).as_union_value())
+        }
+        Request::AlterUser(m) => (B::AlterUserRequest, enc_alter_user_req(fbb, m).as_union_value()),
+        Request::ListUsers => {
+            (B::ListUsersRequest, fb::ListUsersRequest::create(fbb, &fb::ListUsersRequestArgs {}).as_union_value())
+        }
+        Request::AlterAcl(m) => {
+            let entry = Some(enc_acl_entry(fbb, &m.entry));
+            let args = fb::AlterAclRequestArgs { op: if m.add { ACL_ADD } else { ACL_REMOVE }, entry };
+            (B::AlterAclRequest, fb::AlterAclRequest::create(fbb, &args).as_union_value())
+        }
+        Request::ListAcls => {
+            (B::ListAclsRequest, fb::ListAclsRequest::create(fbb, &fb::ListAclsRequestArgs {}).as_union_value())
+        }
     }
+}
+
+// ---------------------------------------------------------------- security (issue 20)
+
+const USER_UPSERT: u8 = 0;
+const USER_DELETE: u8 = 1;
+const ACL_ADD: u8 = 0;
+const ACL_REMOVE: u8 = 1;
+
+fn enc_alter_user_req<'a>(fbb: &mut Fbb<'a>, m: &AlterUserRequest) -> WIPOffset<fb::AlterUserRequest<'a>> {
+    let (op, name, credentials) = match m {
+        AlterUserRequest::Upsert { name, credentials } => (USER_UPSERT, name, credentials.as_slice()),
+        AlterUserRequest::Delete { name } => (USER_DELETE, name, &[][..]),
+    };
+    let name = enc_str(fbb, name);
+    let credentials = enc_tables(fbb, credentials, |fbb, c| {
+        let args = fb::ScramCredentialEntryArgs {
+            mechanism: enc_str(fbb, &c.mechanism),
+            salt: Some(fbb.create_vector(&c.salt)),
+            iterations: c.iterations,
+            stored_key: Some(fbb.create_vector(&c.stored_key)),
+            server_key: Some(fbb.create_vector(&c.server_key)),
+        };
+        fb::ScramCredentialEntry::create(fbb, &args)
+    });
+    fb::AlterUserRequest::create(fbb, &fb::AlterUserRequestArgs { op, name, credentials })
+}
+
+fn dec_alter_user_req(t: fb::AlterUserRequest<'_>) -> Result<AlterUserRequest, DecodeError> {
+    let name = string(t.name())?;
+    match t.op() {
+        USER_UPSERT => {
+            let credentials = list(t.credentials(), |c| {
+                Ok(ScramCredentialEntry {
+                    mechanism: string(c.mechanism())?,
+                    salt: copied(c.salt())?,
+                    iterations: c.iterations(),
+                    stored_key: copied(c.stored_key())?,
+                    server_key: copied(c.server_key())?,
+                })
+            })?;
+            Ok(AlterUserRequest::Upsert { name, credentials })
+        }
+        USER_DELETE => Ok(AlterUserRequest::Delete { name }),
+        _ => Err(DecodeError::BadField("unknown user operation")),
+    }
+}
+
+fn enc_acl_entry<'a>(fbb: &mut Fbb<'a>, e: &AclEntry) -> WIPOffset<fb::AclEntry<'a>> {
+    let resource = match e.resource {
+        AclResource::Topic => 0,
+        AclResource::Group => 1,
+        AclResource::Cluster => 2,
+    };
+    let operation = match e.operation {
+        AclOperation::Read => 0,
+        AclOperation::Write => 1,
+        AclOperation::Describe => 2,
+        AclOperation::Admin => 3,
+    };
+    let args = fb::AclEntryArgs {
+        principal: enc_str(fbb, &e.principal),
+        resource,
+        name: enc_str(fbb, &e.name),
+        prefix: e.prefix,
+        operation,
+    };
+    fb::AclEntry::create(fbb, &args)
+}
+
+fn dec_acl_entry(t: fb::AclEntry<'_>) -> Result<AclEntry, DecodeError> {
+    let resource = match t.resource() {
+        0 => AclResource::Topic,
+        1 => AclResource::Group,
+        2 => AclResource::Cluster,
+        _ => return Err(DecodeError::BadField("unknown ACL resource")),
+    };
+    let operation = match t.operation() {
+        0 => AclOperation::Read,
+        1 => AclOperation::Write,
+        2 => AclOperation::Describe,
+        3 => AclOperation::Admin,
+        _ => return Err(DecodeError::BadField("unknown ACL operation")),
+    };
+    Ok(AclEntry { principal: string(t.principal())?, resource, name: string(t.name())?, prefix: t.prefix(), operation })
 }
 
 fn enc_config_entries<'a>(fbb: &mut Fbb<'a>, v: &[(String, String)]) -> Option<TableVec<'a, fb::ConfigEntry<'a>>> {
@@ -706,6 +810,25 @@ fn decode_request_body(root: &fb::Request<'_>) -> Result<Request, DecodeError> {
             let t = body(root.body_as_create_partitions_request())?;
             Request::CreatePartitions(CreatePartitionsRequest { name: string(t.name())?, partitions: t.partitions() })
         }
+        B::AuthenticateRequest => {
+            let t = body(root.body_as_authenticate_request())?;
+            Request::Authenticate(AuthenticateRequest {
+                mechanism: string(t.mechanism())?,
+                auth_bytes: copied(t.auth_bytes())?,
+            })
+        }
+        B::AlterUserRequest => Request::AlterUser(dec_alter_user_req(body(root.body_as_alter_user_request())?)?),
+        B::ListUsersRequest => body(root.body_as_list_users_request()).map(|_| Request::ListUsers)?,
+        B::AlterAclRequest => {
+            let t = body(root.body_as_alter_acl_request())?;
+            let add = match t.op() {
+                ACL_ADD => true,
+                ACL_REMOVE => false,
+                _ => return Err(DecodeError::BadField("unknown ACL operation kind")),
+            };
+            Request::AlterAcl(AlterAclRequest { add, entry: dec_acl_entry(body(t.entry())?)? })
+        }
+        B::ListAclsRequest => body(root.body_as_list_acls_request()).map(|_| Request::ListAcls)?,
         other => return Err(DecodeError::UnknownApi { correlation_id: root.correlation_id(), api: other.0 }),
     })
 }
@@ -862,6 +985,34 @@ fn enc_response_body(fbb: &mut Fbb<'_>, r: &Response) -> (fb::ResponseBody, Opti
         }
         Response::ListGroups(m) => (B::ListGroupsResponse, enc_list_groups_resp(fbb, m).as_union_value()),
         Response::DescribeGroup(m) => (B::DescribeGroupResponse, enc_describe_group_resp(fbb, m).as_union_value()),
+        Response::Authenticate(m) => {
+            let args = fb::AuthenticateResponseArgs {
+                auth_bytes: Some(fbb.create_vector(&m.auth_bytes)),
+                principal: enc_str(fbb, &m.principal),
+            };
+            (B::AuthenticateResponse, fb::AuthenticateResponse::create(fbb, &args).as_union_value())
+        }
+        Response::ListUsers(m) => {
+            let users = enc_tables(fbb, &m.users, |fbb, u| {
+                let args = fb::UserInfoArgs {
+                    name: enc_str(fbb, &u.name),
+                    mechanisms: enc_strs(fbb, &u.mechanisms),
+                    superuser: u.superuser,
+                };
+                fb::UserInfo::create(fbb, &args)
+            });
+            (
+                B::ListUsersResponse,
+                fb::ListUsersResponse::create(fbb, &fb::ListUsersResponseArgs { users }).as_union_value(),
+            )
+        }
+        Response::ListAcls(m) => {
+            let entries = enc_tables(fbb, &m.entries, enc_acl_entry);
+            (
+                B::ListAclsResponse,
+                fb::ListAclsResponse::create(fbb, &fb::ListAclsResponseArgs { entries }).as_union_value(),
+            )
+        }
         Response::ReplicaAppend(m) => {
             let args = fb::ReplicaAppendResponseArgs {
                 error: m.error.code(),
@@ -1085,6 +1236,24 @@ fn decode_response_body(root: &fb::Response<'_>) -> Result<Response, DecodeError
                 log_end_offset: t.log_end_offset(),
                 durable_offset: t.durable_offset(),
             })
+        }
+        B::AuthenticateResponse => {
+            let t = body(root.body_as_authenticate_response())?;
+            Response::Authenticate(AuthenticateResponse {
+                auth_bytes: copied(t.auth_bytes())?,
+                principal: string(t.principal())?,
+            })
+        }
+        B::ListUsersResponse => {
+            let t = body(root.body_as_list_users_response())?;
+            let users = list(t.users(), |u| {
+                Ok(UserInfo { name: string(u.name())?, mechanisms: strings(u.mechanisms())?, superuser: u.superuser() })
+            })?;
+            Response::ListUsers(ListUsersResponse { users })
+        }
+        B::ListAclsResponse => {
+            let t = body(root.body_as_list_acls_response())?;
+            Response::ListAcls(ListAclsResponse { entries: list(t.entries(), dec_acl_entry)? })
         }
         other => return Err(DecodeError::UnknownApi { correlation_id: root.correlation_id(), api: other.0 }),
     })

@@ -84,11 +84,22 @@ pub enum ErrorCode {
     InconsistentGroupProtocol = 36,
     /// A first join (Kafka JoinGroup v4+) is answered with a member id to rejoin with.
     MemberIdRequired = 37,
+    /// The node requires authentication (`--require-auth`) and the connection has not
+    /// authenticated: only Handshake and Authenticate are answered before.
+    AuthenticationRequired = 38,
+    /// Authentication failed (wrong credentials, malformed or unsupported SASL message).
+    AuthenticationFailed = 39,
+    /// The principal may not do this to the topic (the message names the permission).
+    TopicAuthorizationFailed = 40,
+    /// The principal may not do this to the group.
+    GroupAuthorizationFailed = 41,
+    /// The principal lacks cluster admin.
+    ClusterAuthorizationFailed = 42,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 43] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::CorruptBatch,
@@ -127,6 +138,11 @@ impl ErrorCode {
         ErrorCode::GroupIdNotFound,
         ErrorCode::InconsistentGroupProtocol,
         ErrorCode::MemberIdRequired,
+        ErrorCode::AuthenticationRequired,
+        ErrorCode::AuthenticationFailed,
+        ErrorCode::TopicAuthorizationFailed,
+        ErrorCode::GroupAuthorizationFailed,
+        ErrorCode::ClusterAuthorizationFailed,
     ];
 
     /// The numeric code.
@@ -195,6 +211,11 @@ impl ErrorCode {
             ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
             ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
             ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
+            ErrorCode::AuthenticationRequired => "AUTHENTICATION_REQUIRED",
+            ErrorCode::AuthenticationFailed => "AUTHENTICATION_FAILED",
+            ErrorCode::TopicAuthorizationFailed => "TOPIC_AUTHORIZATION_FAILED",
+            ErrorCode::GroupAuthorizationFailed => "GROUP_AUTHORIZATION_FAILED",
+            ErrorCode::ClusterAuthorizationFailed => "CLUSTER_AUTHORIZATION_FAILED",
         }
     }
 }

@@ -73,6 +73,11 @@ pub enum Request {
     DeleteGroup(DeleteGroupRequest),
     AlterTopicConfig(AlterTopicConfigRequest),
     CreatePartitions(CreatePartitionsRequest),
+    Authenticate(AuthenticateRequest),
+    AlterUser(AlterUserRequest),
+    ListUsers,
+    AlterAcl(AlterAclRequest),
+    ListAcls,
 }
 
 /// Which API a [`Request`] is. Numbered from 0 in the order of the schema's `RequestBody`
@@ -102,11 +107,16 @@ pub enum ApiKey {
     DeleteGroup = 19,
     AlterTopicConfig = 20,
     CreatePartitions = 21,
+    Authenticate = 22,
+    AlterUser = 23,
+    ListUsers = 24,
+    AlterAcl = 25,
+    ListAcls = 26,
 }
 
 impl ApiKey {
     /// Number of APIs: the length of a table indexed by [`ApiKey::index`].
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 27;
     /// Every API, in index order.
     pub const ALL: [ApiKey; ApiKey::COUNT] = [
         ApiKey::Handshake,
@@ -131,6 +141,11 @@ impl ApiKey {
         ApiKey::DeleteGroup,
         ApiKey::AlterTopicConfig,
         ApiKey::CreatePartitions,
+        ApiKey::Authenticate,
+        ApiKey::AlterUser,
+        ApiKey::ListUsers,
+        ApiKey::AlterAcl,
+        ApiKey::ListAcls,
     ];
 
     /// This API's position in [`ApiKey::ALL`], below [`ApiKey::COUNT`].
@@ -163,6 +178,11 @@ impl ApiKey {
             ApiKey::DeleteGroup => "delete_group",
             ApiKey::AlterTopicConfig => "alter_topic_config",
             ApiKey::CreatePartitions => "create_partitions",
+            ApiKey::Authenticate => "authenticate",
+            ApiKey::AlterUser => "alter_user",
+            ApiKey::ListUsers => "list_users",
+            ApiKey::AlterAcl => "alter_acl",
+            ApiKey::ListAcls => "list_acls",
         }
     }
 }
@@ -193,6 +213,11 @@ impl Request {
             Request::DeleteGroup(_) => ApiKey::DeleteGroup,
             Request::AlterTopicConfig(_) => ApiKey::AlterTopicConfig,
             Request::CreatePartitions(_) => ApiKey::CreatePartitions,
+            Request::Authenticate(_) => ApiKey::Authenticate,
+            Request::AlterUser(_) => ApiKey::AlterUser,
+            Request::ListUsers => ApiKey::ListUsers,
+            Request::AlterAcl(_) => ApiKey::AlterAcl,
+            Request::ListAcls => ApiKey::ListAcls,
         }
     }
 }
@@ -216,6 +241,9 @@ pub enum Response {
     ListGroups(ListGroupsResponse),
     DescribeGroup(DescribeGroupResponse),
     ReplicaAppend(ReplicaAppendResponse),
+    Authenticate(AuthenticateResponse),
+    ListUsers(ListUsersResponse),
+    ListAcls(ListAclsResponse),
 }
 
 /// The decoded header of a request frame.
@@ -659,4 +687,92 @@ mod tests {
         assert_eq!(Request::ListGroups.api(), ApiKey::ListGroups);
         assert_eq!(ApiKey::InitProducerId.name(), "init_producer_id");
     }
+}
+
+/// One step of a SASL exchange (the connection's authentication).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthenticateRequest {
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512` or `PLAIN`.
+    pub mechanism: String,
+    /// The mechanism's message.
+    pub auth_bytes: Vec<u8>,
+}
+
+/// The node's answer to one step: a challenge, or (with `principal` set) success.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthenticateResponse {
+    pub auth_bytes: Vec<u8>,
+    /// The authenticated user once the exchange succeeded; empty before.
+    pub principal: String,
+}
+
+/// A stored SCRAM verifier (never a password).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScramCredentialEntry {
+    pub mechanism: String,
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+/// Creates (or replaces the credentials of) a user, or deletes one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterUserRequest {
+    Upsert { name: String, credentials: Vec<ScramCredentialEntry> },
+    Delete { name: String },
+}
+
+/// A user as listed: never a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInfo {
+    pub name: String,
+    pub mechanisms: Vec<String>,
+    pub superuser: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListUsersResponse {
+    pub users: Vec<UserInfo>,
+}
+
+/// What an ACL entry covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AclResource {
+    Topic,
+    Group,
+    Cluster,
+}
+
+/// What an ACL entry allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AclOperation {
+    Read,
+    Write,
+    Describe,
+    Admin,
+}
+
+/// One grant: `principal` may do `operation` on the resource (`name` ignored for the cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AclEntry {
+    pub principal: String,
+    pub resource: AclResource,
+    pub name: String,
+    /// `name` is a prefix of the covered resources' names.
+    pub prefix: bool,
+    pub operation: AclOperation,
+}
+
+/// Adds or removes one ACL entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterAclRequest {
+    /// `true` = add, `false` = remove.
+    pub add: bool,
+    pub entry: AclEntry,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListAclsResponse {
+    pub entries: Vec<AclEntry>,
 }

@@ -185,8 +185,61 @@ fn request_b() -> impl Strategy<Value = Request> {
     ]
 }
 
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..80)
+}
+
+fn acl_entry() -> impl Strategy<Value = AclEntry> {
+    let resource = prop_oneof![Just(AclResource::Topic), Just(AclResource::Group), Just(AclResource::Cluster)];
+    let operation = prop_oneof![
+        Just(AclOperation::Read),
+        Just(AclOperation::Write),
+        Just(AclOperation::Describe),
+        Just(AclOperation::Admin)
+    ];
+    (name(), resource, name(), any::<bool>(), operation).prop_map(|(principal, resource, name, prefix, operation)| {
+        AclEntry { principal, resource, name, prefix, operation }
+    })
+}
+
+/// The security APIs (issue 20).
+fn request_c() -> impl Strategy<Value = Request> {
+    let credential = (name(), bytes(), any::<u32>(), bytes(), bytes()).prop_map(
+        |(mechanism, salt, iterations, stored_key, server_key)| ScramCredentialEntry {
+            mechanism,
+            salt,
+            iterations,
+            stored_key,
+            server_key,
+        },
+    );
+    prop_oneof![
+        (name(), bytes())
+            .prop_map(|(mechanism, auth_bytes)| Request::Authenticate(AuthenticateRequest { mechanism, auth_bytes })),
+        (name(), vec_of(credential))
+            .prop_map(|(name, credentials)| Request::AlterUser(AlterUserRequest::Upsert { name, credentials })),
+        name().prop_map(|name| Request::AlterUser(AlterUserRequest::Delete { name })),
+        Just(Request::ListUsers),
+        (any::<bool>(), acl_entry()).prop_map(|(add, entry)| Request::AlterAcl(AlterAclRequest { add, entry })),
+        Just(Request::ListAcls),
+    ]
+}
+
+fn response_c() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        (bytes(), name())
+            .prop_map(|(auth_bytes, principal)| Response::Authenticate(AuthenticateResponse { auth_bytes, principal })),
+        vec_of((name(), names(), any::<bool>())).prop_map(|us| {
+            let users =
+                us.into_iter().map(|(name, mechanisms, superuser)| UserInfo { name, mechanisms, superuser }).collect();
+            Response::ListUsers(ListUsersResponse { users })
+        }),
+        vec_of(acl_entry()).prop_map(|entries| Response::ListAcls(ListAclsResponse { entries })),
+    ]
+}
+
 fn request_header() -> impl Strategy<Value = RequestHeader> {
-    (any::<u64>(), prop_oneof![request_a(), request_b()])
+    (any::<u64>(), prop_oneof![request_a(), request_b(), request_c()])
         .prop_map(|(correlation_id, request)| RequestHeader { correlation_id, request })
 }
 
@@ -347,15 +400,20 @@ fn response_b() -> impl Strategy<Value = Response> {
 }
 
 fn response_header() -> impl Strategy<Value = ResponseHeader> {
-    (any::<u64>(), code(), prop::option::of(".{0,24}"), prop_oneof![response_a(), response_b()], any::<u32>()).prop_map(
-        |(correlation_id, error, message, response, throttle_ms)| ResponseHeader {
+    (
+        any::<u64>(),
+        code(),
+        prop::option::of(".{0,24}"),
+        prop_oneof![response_a(), response_b(), response_c()],
+        any::<u32>(),
+    )
+        .prop_map(|(correlation_id, error, message, response, throttle_ms)| ResponseHeader {
             correlation_id,
             error,
             message,
             response,
             throttle_ms,
-        },
-    )
+        })
 }
 
 // ---------------------------------------------------------------- properties

@@ -8,10 +8,12 @@
 //! - [`group`]: the consumer-group coordinator.
 //! - [`chain`]: chain replication of one partition replica.
 //! - [`control`]: the controller's chain-assignment decision.
+//! - [`auth`]: SASL authentication (SCRAM, PLAIN) and ACL authorization.
 //! - [`suspicion`]: fast failure detection (when a reported peer is probed, what convicts it).
 //! - [`quota`]: byte-rate quotas (how long a client over its quota must wait).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod chain;
 pub mod control;
 pub mod group;

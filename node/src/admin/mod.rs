@@ -367,6 +367,7 @@ mod tests {
             connection_sources: Arc::default(),
             producer_ids: Default::default(),
             quotas: crate::quota::QuotaRegistry::new(config.quotas),
+            security: crate::security::Security::open(dir.to_path_buf(), false, None).unwrap(),
             config,
             control: None,
             tls: None,

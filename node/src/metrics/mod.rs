@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use strand_wire::msg::ApiKey;
 
 /// The `api` labels of `strand_requests_total`, in the order they are printed.
-pub const API_NAMES: [&str; 21] = [
+pub const API_NAMES: [&str; 26] = [
     "handshake",
     "metadata",
     "create_topic",
@@ -42,6 +42,11 @@ pub const API_NAMES: [&str; 21] = [
     "delete_group",
     "alter_topic_config",
     "create_partitions",
+    "authenticate",
+    "alter_user",
+    "list_users",
+    "alter_acl",
+    "list_acls",
 ];
 
 /// The `api` label a request is counted under: its API's name, except the replication
@@ -209,6 +214,10 @@ pub struct ShardMetrics {
     /// Replication connections closed because the handshake failed or timed out.
     pub replication_handshakes_failed: AtomicU64,
     pub forwarded: AtomicU64,
+    /// SASL exchanges that failed (either protocol); logged without secrets.
+    pub auth_failures: AtomicU64,
+    /// Requests refused by an ACL (or before authentication with `--require-auth`).
+    pub authorization_denied: AtomicU64,
     partitions: Mutex<Vec<PartitionGauge>>,
     groups: Mutex<Vec<GroupGauge>>,
     /// Members dropped by the coordinator (left, expired, missed a rebalance).
@@ -296,7 +305,7 @@ impl NodeMetrics {
     /// Prometheus text exposition of everything.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let counters: [Counter; 17] = [
+        let counters: [Counter; 19] = [
             ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
             ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
             ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),
@@ -332,6 +341,10 @@ impl NodeMetrics {
                 m.replication_handshakes_failed.load(Relaxed)
             }),
             ("strand_forwarded_total", "Partition requests forwarded to another shard", |m| m.forwarded.load(Relaxed)),
+            ("strand_auth_failures_total", "SASL authentications that failed", |m| m.auth_failures.load(Relaxed)),
+            ("strand_authorization_denied_total", "Requests refused by an ACL or for lack of authentication", |m| {
+                m.authorization_denied.load(Relaxed)
+            }),
             ("strand_group_members_removed_total", "Group members dropped (left, expired, missed a rebalance)", |m| {
                 m.group_members_removed.load(Relaxed)
             }),

@@ -93,6 +93,9 @@ enum ConnectionError {
     /// A per-connection semaphore was closed under the reader.
     #[error("{0}")]
     Permit(glommio::GlommioError<()>),
+    /// Authentication failed, or a request came before it with `--require-auth`.
+    #[error("authentication: {0}")]
+    Auth(String),
 }
 
 impl From<WriteError> for ConnectionError {
@@ -253,6 +256,7 @@ where
 /// Reads frames, polls each request once and spawns the rest of it as a task, until EOF, a framing error or shutdown.
 async fn serve_connection(shard: Rc<Shard>, conn: stream::Conn) -> Result<(), ConnectionError> {
     let stream::Conn { stream, source, zero_copy: fd } = conn;
+    let session = crate::security::Session::new(matches!(stream, stream::Stream::Tls(_)));
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer: Writer = Rc::new(RwLock::new(writer));
     let limits = shard.shared.config.limits;
@@ -271,6 +275,7 @@ async fn serve_connection(shard: Rc<Shard>, conn: stream::Conn) -> Result<(), Co
     let answers = Rc::new(Semaphore::new(FETCH_RESPONSE_BYTES_PER_CONNECTION));
     let mut decoder = FrameDecoder::new(limits.frame_len_max as usize);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_LEN);
+    let peer = source.to_string();
     // Set when a response could not be written: the client is gone or stuck, so the
     // requests it still has queued (possibly megabytes) must not be served.
     let broken = Rc::new(Cell::new(false));
@@ -316,6 +321,18 @@ async fn serve_connection(shard: Rc<Shard>, conn: stream::Conn) -> Result<(), Co
                 continue;
             }
         };
+        let access = match crate::security::native::gate(&shard, &session, &peer, &header) {
+            crate::security::native::Gate::Pass(access) => access,
+            crate::security::native::Gate::Answer(reply, close) => {
+                let refused = close.then(|| reply.header.message.clone().unwrap_or_default());
+                write_reply(&shard, &writer, fd, reply).await?;
+                match refused {
+                    Some(reason) => return Err(ConnectionError::Auth(reason)),
+                    None => continue,
+                }
+            }
+        };
+        quota.follow(&shard.shared.quotas, session.principal());
         let answer_len = match &header.request {
             Request::Fetch(f) => u64::from(f.max_bytes).min(FETCH_RESPONSE_BYTES_PER_CONNECTION),
             _ => 0,
@@ -325,7 +342,7 @@ async fn serve_connection(shard: Rc<Shard>, conn: stream::Conn) -> Result<(), Co
             (shard.clone(), writer.clone(), broken.clone(), quota.clone());
         let mut task = Box::pin(async move {
             if !task_broken.get() {
-                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken, &task_quota).await;
+                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken, &task_quota, access).await;
             }
             drop((slot, bytes, answer, busy));
         });
@@ -347,7 +364,9 @@ async fn handle(
     payload: bytes::Bytes,
     broken: &Cell<bool>,
     quota: &ConnQuota,
+    access: crate::security::Access,
 ) {
+    let all_topics = matches!(&header.request, Request::Metadata(m) if m.topics.is_empty());
     let produced = matches!(header.request, Request::Produce(_)).then_some(payload.len() as u64);
     let fetch = matches!(header.request, Request::Fetch(_));
     let reply = shard.dispatch(header, payload).await;
@@ -355,6 +374,7 @@ async fn handle(
     // stops reading this connection for as long (see `crate::quota`).
     let throttle_ms = produced.map_or(0, |bytes| quota.charge(Direction::Produce, bytes));
     let Some(mut reply) = reply else { return };
+    crate::security::native::filter_answer(&shard, &access, all_topics, &mut reply);
     reply.header.throttle_ms = if fetch {
         let bytes = reply.payload.iter().map(|c| u64::from(c.len())).sum();
         quota.charge(Direction::Fetch, bytes)

@@ -86,6 +86,8 @@ pub struct NodeShared {
     pub tls: Option<Arc<crate::tls::TlsServer>>,
     /// Mutual TLS of the replication links (`--cluster-tls-*`); `None` = plain TCP.
     pub cluster_tls: Option<Arc<crate::replication::tls::LinkTls>>,
+    /// Users, ACLs and the authentication settings (`crate::security`).
+    pub security: crate::security::Security,
 }
 
 /// One shard's state.

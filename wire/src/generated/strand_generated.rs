@@ -13,10 +13,10 @@ pub mod fb {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 22;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 27;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 23] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 28] = [
   RequestBody::NONE,
   RequestBody::HandshakeRequest,
   RequestBody::MetadataRequest,
@@ -40,6 +40,11 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 23] = [
   RequestBody::DeleteGroupRequest,
   RequestBody::AlterTopicConfigRequest,
   RequestBody::CreatePartitionsRequest,
+  RequestBody::AuthenticateRequest,
+  RequestBody::AlterUserRequest,
+  RequestBody::ListUsersRequest,
+  RequestBody::AlterAclRequest,
+  RequestBody::ListAclsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -70,9 +75,14 @@ impl RequestBody {
   pub const DeleteGroupRequest: Self = Self(20);
   pub const AlterTopicConfigRequest: Self = Self(21);
   pub const CreatePartitionsRequest: Self = Self(22);
+  pub const AuthenticateRequest: Self = Self(23);
+  pub const AlterUserRequest: Self = Self(24);
+  pub const ListUsersRequest: Self = Self(25);
+  pub const AlterAclRequest: Self = Self(26);
+  pub const ListAclsRequest: Self = Self(27);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 22;
+  pub const ENUM_MAX: u8 = 27;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HandshakeRequest,
@@ -97,6 +107,11 @@ impl RequestBody {
     Self::DeleteGroupRequest,
     Self::AlterTopicConfigRequest,
     Self::CreatePartitionsRequest,
+    Self::AuthenticateRequest,
+    Self::AlterUserRequest,
+    Self::ListUsersRequest,
+    Self::AlterAclRequest,
+    Self::ListAclsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -124,6 +139,11 @@ impl RequestBody {
       Self::DeleteGroupRequest => Some("DeleteGroupRequest"),
       Self::AlterTopicConfigRequest => Some("AlterTopicConfigRequest"),
       Self::CreatePartitionsRequest => Some("CreatePartitionsRequest"),
+      Self::AuthenticateRequest => Some("AuthenticateRequest"),
+      Self::AlterUserRequest => Some("AlterUserRequest"),
+      Self::ListUsersRequest => Some("ListUsersRequest"),
+      Self::AlterAclRequest => Some("AlterAclRequest"),
+      Self::ListAclsRequest => Some("ListAclsRequest"),
       _ => None,
     }
   }
@@ -183,10 +203,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 14;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 17;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 15] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 18] = [
   ResponseBody::NONE,
   ResponseBody::HandshakeResponse,
   ResponseBody::MetadataResponse,
@@ -202,6 +222,9 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 15] = [
   ResponseBody::ListGroupsResponse,
   ResponseBody::DescribeGroupResponse,
   ResponseBody::ReplicaAppendResponse,
+  ResponseBody::AuthenticateResponse,
+  ResponseBody::ListUsersResponse,
+  ResponseBody::ListAclsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -224,9 +247,12 @@ impl ResponseBody {
   pub const ListGroupsResponse: Self = Self(12);
   pub const DescribeGroupResponse: Self = Self(13);
   pub const ReplicaAppendResponse: Self = Self(14);
+  pub const AuthenticateResponse: Self = Self(15);
+  pub const ListUsersResponse: Self = Self(16);
+  pub const ListAclsResponse: Self = Self(17);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 14;
+  pub const ENUM_MAX: u8 = 17;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HandshakeResponse,
@@ -243,6 +269,9 @@ impl ResponseBody {
     Self::ListGroupsResponse,
     Self::DescribeGroupResponse,
     Self::ReplicaAppendResponse,
+    Self::AuthenticateResponse,
+    Self::ListUsersResponse,
+    Self::ListAclsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -262,6 +291,9 @@ impl ResponseBody {
       Self::ListGroupsResponse => Some("ListGroupsResponse"),
       Self::DescribeGroupResponse => Some("DescribeGroupResponse"),
       Self::ReplicaAppendResponse => Some("ReplicaAppendResponse"),
+      Self::AuthenticateResponse => Some("AuthenticateResponse"),
+      Self::ListUsersResponse => Some("ListUsersResponse"),
+      Self::ListAclsResponse => Some("ListAclsResponse"),
       _ => None,
     }
   }
@@ -3689,6 +3721,846 @@ impl ::core::fmt::Debug for CreatePartitionsRequest<'_> {
       ds.finish()
   }
 }
+pub enum AuthenticateRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AuthenticateRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AuthenticateRequest<'a> {
+  type Inner = AuthenticateRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AuthenticateRequest<'a> {
+  pub const VT_MECHANISM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_AUTH_BYTES: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AuthenticateRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AuthenticateRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AuthenticateRequest<'bldr>> {
+    let mut builder = AuthenticateRequestBuilder::new(_fbb);
+    if let Some(x) = args.auth_bytes { builder.add_auth_bytes(x); }
+    if let Some(x) = args.mechanism { builder.add_mechanism(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn mechanism(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AuthenticateRequest::VT_MECHANISM, None)}
+  }
+  #[inline]
+  pub fn auth_bytes(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(AuthenticateRequest::VT_AUTH_BYTES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AuthenticateRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("mechanism", Self::VT_MECHANISM, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("auth_bytes", Self::VT_AUTH_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AuthenticateRequestArgs<'a> {
+    pub mechanism: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub auth_bytes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for AuthenticateRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AuthenticateRequestArgs {
+      mechanism: None,
+      auth_bytes: None,
+    }
+  }
+}
+
+pub struct AuthenticateRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AuthenticateRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_mechanism(&mut self, mechanism: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AuthenticateRequest::VT_MECHANISM, mechanism);
+  }
+  #[inline]
+  pub fn add_auth_bytes(&mut self, auth_bytes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AuthenticateRequest::VT_AUTH_BYTES, auth_bytes);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AuthenticateRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AuthenticateRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AuthenticateRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AuthenticateRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AuthenticateRequest");
+      ds.field("mechanism", &self.mechanism());
+      ds.field("auth_bytes", &self.auth_bytes());
+      ds.finish()
+  }
+}
+pub enum ScramCredentialEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ScramCredentialEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ScramCredentialEntry<'a> {
+  type Inner = ScramCredentialEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ScramCredentialEntry<'a> {
+  pub const VT_MECHANISM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SALT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ITERATIONS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_STORED_KEY: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SERVER_KEY: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ScramCredentialEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ScramCredentialEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ScramCredentialEntry<'bldr>> {
+    let mut builder = ScramCredentialEntryBuilder::new(_fbb);
+    if let Some(x) = args.server_key { builder.add_server_key(x); }
+    if let Some(x) = args.stored_key { builder.add_stored_key(x); }
+    builder.add_iterations(args.iterations);
+    if let Some(x) = args.salt { builder.add_salt(x); }
+    if let Some(x) = args.mechanism { builder.add_mechanism(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn mechanism(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ScramCredentialEntry::VT_MECHANISM, None)}
+  }
+  #[inline]
+  pub fn salt(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ScramCredentialEntry::VT_SALT, None)}
+  }
+  #[inline]
+  pub fn iterations(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ScramCredentialEntry::VT_ITERATIONS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn stored_key(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ScramCredentialEntry::VT_STORED_KEY, None)}
+  }
+  #[inline]
+  pub fn server_key(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ScramCredentialEntry::VT_SERVER_KEY, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ScramCredentialEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("mechanism", Self::VT_MECHANISM, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("salt", Self::VT_SALT, false)?
+     .visit_field::<u32>("iterations", Self::VT_ITERATIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("stored_key", Self::VT_STORED_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("server_key", Self::VT_SERVER_KEY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ScramCredentialEntryArgs<'a> {
+    pub mechanism: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub salt: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub iterations: u32,
+    pub stored_key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub server_key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for ScramCredentialEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ScramCredentialEntryArgs {
+      mechanism: None,
+      salt: None,
+      iterations: 0,
+      stored_key: None,
+      server_key: None,
+    }
+  }
+}
+
+pub struct ScramCredentialEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ScramCredentialEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_mechanism(&mut self, mechanism: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredentialEntry::VT_MECHANISM, mechanism);
+  }
+  #[inline]
+  pub fn add_salt(&mut self, salt: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredentialEntry::VT_SALT, salt);
+  }
+  #[inline]
+  pub fn add_iterations(&mut self, iterations: u32) {
+    self.fbb_.push_slot::<u32>(ScramCredentialEntry::VT_ITERATIONS, iterations, 0);
+  }
+  #[inline]
+  pub fn add_stored_key(&mut self, stored_key: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredentialEntry::VT_STORED_KEY, stored_key);
+  }
+  #[inline]
+  pub fn add_server_key(&mut self, server_key: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredentialEntry::VT_SERVER_KEY, server_key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ScramCredentialEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ScramCredentialEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ScramCredentialEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ScramCredentialEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ScramCredentialEntry");
+      ds.field("mechanism", &self.mechanism());
+      ds.field("salt", &self.salt());
+      ds.field("iterations", &self.iterations());
+      ds.field("stored_key", &self.stored_key());
+      ds.field("server_key", &self.server_key());
+      ds.finish()
+  }
+}
+pub enum AlterUserRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterUserRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterUserRequest<'a> {
+  type Inner = AlterUserRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterUserRequest<'a> {
+  pub const VT_OP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CREDENTIALS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterUserRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterUserRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterUserRequest<'bldr>> {
+    let mut builder = AlterUserRequestBuilder::new(_fbb);
+    if let Some(x) = args.credentials { builder.add_credentials(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_op(args.op);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn op(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(AlterUserRequest::VT_OP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AlterUserRequest::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn credentials(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ScramCredentialEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ScramCredentialEntry>>>>(AlterUserRequest::VT_CREDENTIALS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterUserRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u8>("op", Self::VT_OP, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ScramCredentialEntry>>>>("credentials", Self::VT_CREDENTIALS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterUserRequestArgs<'a> {
+    pub op: u8,
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub credentials: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ScramCredentialEntry<'a>>>>>,
+}
+impl<'a> Default for AlterUserRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterUserRequestArgs {
+      op: 0,
+      name: None,
+      credentials: None,
+    }
+  }
+}
+
+pub struct AlterUserRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterUserRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_op(&mut self, op: u8) {
+    self.fbb_.push_slot::<u8>(AlterUserRequest::VT_OP, op, 0);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterUserRequest::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_credentials(&mut self, credentials: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ScramCredentialEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterUserRequest::VT_CREDENTIALS, credentials);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterUserRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterUserRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterUserRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterUserRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterUserRequest");
+      ds.field("op", &self.op());
+      ds.field("name", &self.name());
+      ds.field("credentials", &self.credentials());
+      ds.finish()
+  }
+}
+pub enum ListUsersRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListUsersRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListUsersRequest<'a> {
+  type Inner = ListUsersRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListUsersRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListUsersRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args ListUsersRequestArgs
+  ) -> ::flatbuffers::WIPOffset<ListUsersRequest<'bldr>> {
+    let mut builder = ListUsersRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for ListUsersRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListUsersRequestArgs {
+}
+impl<'a> Default for ListUsersRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    ListUsersRequestArgs {
+    }
+  }
+}
+
+pub struct ListUsersRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListUsersRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListUsersRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListUsersRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListUsersRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListUsersRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListUsersRequest");
+      ds.finish()
+  }
+}
+pub enum AclEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AclEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclEntry<'a> {
+  type Inner = AclEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclEntry<'a> {
+  pub const VT_PRINCIPAL: ::flatbuffers::VOffsetT = 4;
+  pub const VT_RESOURCE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PREFIX: ::flatbuffers::VOffsetT = 10;
+  pub const VT_OPERATION: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AclEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AclEntry<'bldr>> {
+    let mut builder = AclEntryBuilder::new(_fbb);
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.principal { builder.add_principal(x); }
+    builder.add_operation(args.operation);
+    builder.add_prefix(args.prefix);
+    builder.add_resource(args.resource);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn principal(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_PRINCIPAL, None)}
+  }
+  #[inline]
+  pub fn resource(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(AclEntry::VT_RESOURCE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn prefix(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AclEntry::VT_PREFIX, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn operation(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(AclEntry::VT_OPERATION, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AclEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("principal", Self::VT_PRINCIPAL, false)?
+     .visit_field::<u8>("resource", Self::VT_RESOURCE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<bool>("prefix", Self::VT_PREFIX, false)?
+     .visit_field::<u8>("operation", Self::VT_OPERATION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclEntryArgs<'a> {
+    pub principal: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub resource: u8,
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub prefix: bool,
+    pub operation: u8,
+}
+impl<'a> Default for AclEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AclEntryArgs {
+      principal: None,
+      resource: 0,
+      name: None,
+      prefix: false,
+      operation: 0,
+    }
+  }
+}
+
+pub struct AclEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_principal(&mut self, principal: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_PRINCIPAL, principal);
+  }
+  #[inline]
+  pub fn add_resource(&mut self, resource: u8) {
+    self.fbb_.push_slot::<u8>(AclEntry::VT_RESOURCE, resource, 0);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_prefix(&mut self, prefix: bool) {
+    self.fbb_.push_slot::<bool>(AclEntry::VT_PREFIX, prefix, false);
+  }
+  #[inline]
+  pub fn add_operation(&mut self, operation: u8) {
+    self.fbb_.push_slot::<u8>(AclEntry::VT_OPERATION, operation, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclEntry");
+      ds.field("principal", &self.principal());
+      ds.field("resource", &self.resource());
+      ds.field("name", &self.name());
+      ds.field("prefix", &self.prefix());
+      ds.field("operation", &self.operation());
+      ds.finish()
+  }
+}
+pub enum AlterAclRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterAclRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterAclRequest<'a> {
+  type Inner = AlterAclRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterAclRequest<'a> {
+  pub const VT_OP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ENTRY: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterAclRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterAclRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterAclRequest<'bldr>> {
+    let mut builder = AlterAclRequestBuilder::new(_fbb);
+    if let Some(x) = args.entry { builder.add_entry(x); }
+    builder.add_op(args.op);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn op(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(AlterAclRequest::VT_OP, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn entry(&self) -> Option<AclEntry<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<AclEntry>>(AlterAclRequest::VT_ENTRY, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterAclRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u8>("op", Self::VT_OP, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<AclEntry>>("entry", Self::VT_ENTRY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterAclRequestArgs<'a> {
+    pub op: u8,
+    pub entry: Option<::flatbuffers::WIPOffset<AclEntry<'a>>>,
+}
+impl<'a> Default for AlterAclRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterAclRequestArgs {
+      op: 0,
+      entry: None,
+    }
+  }
+}
+
+pub struct AlterAclRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterAclRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_op(&mut self, op: u8) {
+    self.fbb_.push_slot::<u8>(AlterAclRequest::VT_OP, op, 0);
+  }
+  #[inline]
+  pub fn add_entry(&mut self, entry: ::flatbuffers::WIPOffset<AclEntry<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<AclEntry>>(AlterAclRequest::VT_ENTRY, entry);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterAclRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterAclRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterAclRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterAclRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterAclRequest");
+      ds.field("op", &self.op());
+      ds.field("entry", &self.entry());
+      ds.finish()
+  }
+}
+pub enum ListAclsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListAclsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListAclsRequest<'a> {
+  type Inner = ListAclsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListAclsRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListAclsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args ListAclsRequestArgs
+  ) -> ::flatbuffers::WIPOffset<ListAclsRequest<'bldr>> {
+    let mut builder = ListAclsRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for ListAclsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListAclsRequestArgs {
+}
+impl<'a> Default for ListAclsRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    ListAclsRequestArgs {
+    }
+  }
+}
+
+pub struct ListAclsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListAclsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListAclsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListAclsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListAclsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListAclsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListAclsRequest");
+      ds.finish()
+  }
+}
 pub enum ReplicaAckRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4309,6 +5181,81 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_authenticate_request(&self) -> Option<AuthenticateRequest<'a>> {
+    if self.body_type() == RequestBody::AuthenticateRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AuthenticateRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_user_request(&self) -> Option<AlterUserRequest<'a>> {
+    if self.body_type() == RequestBody::AlterUserRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterUserRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_users_request(&self) -> Option<ListUsersRequest<'a>> {
+    if self.body_type() == RequestBody::ListUsersRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListUsersRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_acl_request(&self) -> Option<AlterAclRequest<'a>> {
+    if self.body_type() == RequestBody::AlterAclRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterAclRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_acls_request(&self) -> Option<ListAclsRequest<'a>> {
+    if self.body_type() == RequestBody::ListAclsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListAclsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -4342,6 +5289,11 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::DeleteGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupRequest>>("RequestBody::DeleteGroupRequest", pos),
           RequestBody::AlterTopicConfigRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigRequest>>("RequestBody::AlterTopicConfigRequest", pos),
           RequestBody::CreatePartitionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsRequest>>("RequestBody::CreatePartitionsRequest", pos),
+          RequestBody::AuthenticateRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AuthenticateRequest>>("RequestBody::AuthenticateRequest", pos),
+          RequestBody::AlterUserRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUserRequest>>("RequestBody::AlterUserRequest", pos),
+          RequestBody::ListUsersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListUsersRequest>>("RequestBody::ListUsersRequest", pos),
+          RequestBody::AlterAclRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclRequest>>("RequestBody::AlterAclRequest", pos),
+          RequestBody::ListAclsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListAclsRequest>>("RequestBody::ListAclsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4552,6 +5504,41 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::CreatePartitionsRequest => {
           if let Some(x) = self.body_as_create_partitions_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AuthenticateRequest => {
+          if let Some(x) = self.body_as_authenticate_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AlterUserRequest => {
+          if let Some(x) = self.body_as_alter_user_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ListUsersRequest => {
+          if let Some(x) = self.body_as_list_users_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AlterAclRequest => {
+          if let Some(x) = self.body_as_alter_acl_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ListAclsRequest => {
+          if let Some(x) = self.body_as_list_acls_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -7968,6 +8955,441 @@ impl ::core::fmt::Debug for ReplicaAppendResponse<'_> {
       ds.finish()
   }
 }
+pub enum AuthenticateResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AuthenticateResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AuthenticateResponse<'a> {
+  type Inner = AuthenticateResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AuthenticateResponse<'a> {
+  pub const VT_AUTH_BYTES: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PRINCIPAL: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AuthenticateResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AuthenticateResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AuthenticateResponse<'bldr>> {
+    let mut builder = AuthenticateResponseBuilder::new(_fbb);
+    if let Some(x) = args.principal { builder.add_principal(x); }
+    if let Some(x) = args.auth_bytes { builder.add_auth_bytes(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn auth_bytes(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(AuthenticateResponse::VT_AUTH_BYTES, None)}
+  }
+  #[inline]
+  pub fn principal(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AuthenticateResponse::VT_PRINCIPAL, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AuthenticateResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("auth_bytes", Self::VT_AUTH_BYTES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("principal", Self::VT_PRINCIPAL, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AuthenticateResponseArgs<'a> {
+    pub auth_bytes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub principal: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AuthenticateResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AuthenticateResponseArgs {
+      auth_bytes: None,
+      principal: None,
+    }
+  }
+}
+
+pub struct AuthenticateResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AuthenticateResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_auth_bytes(&mut self, auth_bytes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AuthenticateResponse::VT_AUTH_BYTES, auth_bytes);
+  }
+  #[inline]
+  pub fn add_principal(&mut self, principal: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AuthenticateResponse::VT_PRINCIPAL, principal);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AuthenticateResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AuthenticateResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AuthenticateResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AuthenticateResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AuthenticateResponse");
+      ds.field("auth_bytes", &self.auth_bytes());
+      ds.field("principal", &self.principal());
+      ds.finish()
+  }
+}
+pub enum UserInfoOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UserInfo<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for UserInfo<'a> {
+  type Inner = UserInfo<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> UserInfo<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MECHANISMS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_SUPERUSER: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    UserInfo { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserInfoArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<UserInfo<'bldr>> {
+    let mut builder = UserInfoBuilder::new(_fbb);
+    if let Some(x) = args.mechanisms { builder.add_mechanisms(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_superuser(args.superuser);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UserInfo::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn mechanisms(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(UserInfo::VT_MECHANISMS, None)}
+  }
+  #[inline]
+  pub fn superuser(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(UserInfo::VT_SUPERUSER, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for UserInfo<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("mechanisms", Self::VT_MECHANISMS, false)?
+     .visit_field::<bool>("superuser", Self::VT_SUPERUSER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserInfoArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub mechanisms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub superuser: bool,
+}
+impl<'a> Default for UserInfoArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserInfoArgs {
+      name: None,
+      mechanisms: None,
+      superuser: false,
+    }
+  }
+}
+
+pub struct UserInfoBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserInfoBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserInfo::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_mechanisms(&mut self, mechanisms: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserInfo::VT_MECHANISMS, mechanisms);
+  }
+  #[inline]
+  pub fn add_superuser(&mut self, superuser: bool) {
+    self.fbb_.push_slot::<bool>(UserInfo::VT_SUPERUSER, superuser, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserInfoBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserInfoBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<UserInfo<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for UserInfo<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("UserInfo");
+      ds.field("name", &self.name());
+      ds.field("mechanisms", &self.mechanisms());
+      ds.field("superuser", &self.superuser());
+      ds.finish()
+  }
+}
+pub enum ListUsersResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListUsersResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListUsersResponse<'a> {
+  type Inner = ListUsersResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListUsersResponse<'a> {
+  pub const VT_USERS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListUsersResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListUsersResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListUsersResponse<'bldr>> {
+    let mut builder = ListUsersResponseBuilder::new(_fbb);
+    if let Some(x) = args.users { builder.add_users(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn users(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserInfo<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserInfo>>>>(ListUsersResponse::VT_USERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListUsersResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<UserInfo>>>>("users", Self::VT_USERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListUsersResponseArgs<'a> {
+    pub users: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserInfo<'a>>>>>,
+}
+impl<'a> Default for ListUsersResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListUsersResponseArgs {
+      users: None,
+    }
+  }
+}
+
+pub struct ListUsersResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListUsersResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_users(&mut self, users: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<UserInfo<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListUsersResponse::VT_USERS, users);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListUsersResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListUsersResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListUsersResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListUsersResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListUsersResponse");
+      ds.field("users", &self.users());
+      ds.finish()
+  }
+}
+pub enum ListAclsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListAclsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListAclsResponse<'a> {
+  type Inner = ListAclsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListAclsResponse<'a> {
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListAclsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListAclsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListAclsResponse<'bldr>> {
+    let mut builder = ListAclsResponseBuilder::new(_fbb);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry>>>>(ListAclsResponse::VT_ENTRIES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListAclsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclEntry>>>>("entries", Self::VT_ENTRIES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListAclsResponseArgs<'a> {
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>>>,
+}
+impl<'a> Default for ListAclsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListAclsResponseArgs {
+      entries: None,
+    }
+  }
+}
+
+pub struct ListAclsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListAclsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListAclsResponse::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListAclsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListAclsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListAclsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListAclsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListAclsResponse");
+      ds.field("entries", &self.entries());
+      ds.finish()
+  }
+}
 pub enum ResponseOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8263,6 +9685,51 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_authenticate_response(&self) -> Option<AuthenticateResponse<'a>> {
+    if self.body_type() == ResponseBody::AuthenticateResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AuthenticateResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_users_response(&self) -> Option<ListUsersResponse<'a>> {
+    if self.body_type() == ResponseBody::ListUsersResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListUsersResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_acls_response(&self) -> Option<ListAclsResponse<'a>> {
+    if self.body_type() == ResponseBody::ListAclsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListAclsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -8290,6 +9757,9 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::ListGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsResponse>>("ResponseBody::ListGroupsResponse", pos),
           ResponseBody::DescribeGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupResponse>>("ResponseBody::DescribeGroupResponse", pos),
           ResponseBody::ReplicaAppendResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaAppendResponse>>("ResponseBody::ReplicaAppendResponse", pos),
+          ResponseBody::AuthenticateResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AuthenticateResponse>>("ResponseBody::AuthenticateResponse", pos),
+          ResponseBody::ListUsersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListUsersResponse>>("ResponseBody::ListUsersResponse", pos),
+          ResponseBody::ListAclsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListAclsResponse>>("ResponseBody::ListAclsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -8465,6 +9935,27 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::ReplicaAppendResponse => {
           if let Some(x) = self.body_as_replica_append_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::AuthenticateResponse => {
+          if let Some(x) = self.body_as_authenticate_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ListUsersResponse => {
+          if let Some(x) = self.body_as_list_users_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ListAclsResponse => {
+          if let Some(x) = self.body_as_list_acls_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

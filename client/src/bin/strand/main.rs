@@ -8,12 +8,15 @@
 //! Exit status 0 on success; otherwise a one-line reason on stderr and status 1
 //! (2 for usage errors, from clap). `produce` stops at the first line not stored and
 //! says which lines were; `consume --offset` outside a partition's log is an error.
+//! With `STRAND_USER` and `STRAND_PASSWORD` set, every connection authenticates (SASL
+//! SCRAM-SHA-256, or `STRAND_SASL_MECHANISM=SCRAM-SHA-512`).
 #![forbid(unsafe_code)]
 
 mod consume;
 mod group;
 mod json;
 mod produce;
+mod security;
 mod time_arg;
 mod topic;
 
@@ -21,11 +24,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strand_client::{Client, ClientConfig, ClientError, ClientTls, ReadPreference};
+use strand_client::{Client, ClientConfig, ClientError, ClientTls, Credentials, ReadPreference, ScramMechanism};
 
 use consume::{ConsumeArgs, ReadFromArg};
 use group::GroupCommand;
 use produce::ProduceArgs;
+use security::{AclCommand, UserCommand};
 use topic::TopicCommand;
 
 #[derive(Parser)]
@@ -69,6 +73,12 @@ enum Command {
     /// List or describe consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Create, delete or list users (needs cluster admin when the node requires auth).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Add, remove or list ACL entries (needs cluster admin when the node requires auth).
+    #[command(subcommand)]
+    Acl(AclCommand),
 }
 
 fn main() -> ExitCode {
@@ -159,8 +169,13 @@ async fn run(cli: Cli) -> Result<(), String> {
     let tls = tls(&cli)?;
     let tls_on = tls.is_some();
     let (addr, source) = bootstrap(cli.bootstrap);
-    let config =
-        ClientConfig { client_id: "strand-cli".to_string(), read_preference, tls, ..ClientConfig::new(addr.clone()) };
+    let config = ClientConfig {
+        client_id: "strand-cli".to_string(),
+        read_preference,
+        tls,
+        credentials: credentials()?,
+        ..ClientConfig::new(addr.clone())
+    };
     let client = Client::connect(config).await.map_err(|e| {
         let reason = match e {
             ClientError::Connect { reason, .. } => reason,
@@ -174,5 +189,24 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Consume(args) if args.group.is_some() => consume::consume_group(client, args).await,
         Command::Consume(args) => consume::consume(client, args).await,
         Command::Group(cmd) => group::group(client, cmd).await,
+        Command::User(cmd) => security::user(client, cmd).await,
+        Command::Acl(cmd) => security::acl(client, cmd).await,
     }
+}
+
+/// Environment variables the CLI authenticates with.
+const USER_ENV: &str = "STRAND_USER";
+const PASSWORD_ENV: &str = "STRAND_PASSWORD";
+const MECHANISM_ENV: &str = "STRAND_SASL_MECHANISM";
+
+/// The credentials from the environment: none without `STRAND_USER`.
+fn credentials() -> Result<Option<Credentials>, String> {
+    let Ok(user) = std::env::var(USER_ENV) else { return Ok(None) };
+    let password = std::env::var(PASSWORD_ENV).map_err(|_| format!("{USER_ENV} is set but {PASSWORD_ENV} is not"))?;
+    let mechanism = match std::env::var(MECHANISM_ENV) {
+        Ok(name) => ScramMechanism::parse(&name)
+            .ok_or_else(|| format!("{MECHANISM_ENV}={name:?}: expected SCRAM-SHA-256 or SCRAM-SHA-512"))?,
+        Err(_) => ScramMechanism::Sha256,
+    };
+    Ok(Some(Credentials { user, password, mechanism }))
 }

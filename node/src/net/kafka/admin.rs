@@ -7,8 +7,6 @@
 //! too. Any other key is refused by the node with `INVALID_CONFIG`, naming the known ones —
 //! so, for example, `cleanup.policy=compact` is refused rather than silently ignored.
 
-use std::rc::Rc;
-
 use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -22,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use strand_wire::msg::{self as native, Request, Response, TopicSummary};
 use strand_wire::ErrorCode;
 
-use super::apis::{ask, encoded, message, Answer};
+use super::apis::{ask, encoded, message, Answer, Ctx};
 use super::codes::{kafka as code, to_kafka};
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
@@ -51,7 +49,7 @@ fn kafka_key(key: &str) -> String {
 }
 
 /// Every topic the node has, with its effective configs.
-async fn topics(shard: &Rc<Shard>, cid: i32) -> Result<Vec<TopicSummary>, (i16, String)> {
+async fn topics(shard: &Ctx, cid: i32) -> Result<Vec<TopicSummary>, (i16, String)> {
     match ask(shard, cid, Request::ListTopics, Bytes::new()).await {
         Some(Reply { header, .. }) => match header.response {
             Response::ListTopics(l) => Ok(l.topics),
@@ -70,12 +68,7 @@ fn outcome(reply: Option<Reply>) -> (i16, Option<StrBytes>) {
     }
 }
 
-pub(super) async fn create_partitions(
-    shard: &Rc<Shard>,
-    cid: i32,
-    version: i16,
-    req: CreatePartitionsRequest,
-) -> Answer {
+pub(super) async fn create_partitions(shard: &Ctx, cid: i32, version: i16, req: CreatePartitionsRequest) -> Answer {
     let mut response = CreatePartitionsResponse::default();
     for topic in &req.topics {
         let mut r = CreatePartitionsTopicResult::default();
@@ -105,7 +98,7 @@ pub(super) async fn create_partitions(
     encoded(&response, version)
 }
 
-pub(super) async fn describe_configs(shard: &Rc<Shard>, cid: i32, version: i16, req: DescribeConfigsRequest) -> Answer {
+pub(super) async fn describe_configs(shard: &Ctx, cid: i32, version: i16, req: DescribeConfigsRequest) -> Answer {
     let known = if req.resources.iter().any(|r| r.resource_type == RESOURCE_TOPIC) {
         Some(topics(shard, cid).await)
     } else {
@@ -161,7 +154,7 @@ struct Change {
     delete: Vec<String>,
 }
 
-async fn alter_topic(shard: &Rc<Shard>, cid: i32, name: &str, change: Change) -> (i16, Option<StrBytes>) {
+async fn alter_topic(shard: &Ctx, cid: i32, name: &str, change: Change) -> (i16, Option<StrBytes>) {
     let request = Request::AlterTopicConfig(native::AlterTopicConfigRequest {
         name: name.to_string(),
         set: change.set,
@@ -183,7 +176,7 @@ fn alterable(resource_type: i8, validate_only: bool) -> Result<(), (i16, Option<
 
 /// AlterConfigs replaces a topic's whole set of overrides: the given keys are set, every
 /// other override is deleted (back to the node's default), as in Kafka.
-pub(super) async fn alter_configs(shard: &Rc<Shard>, cid: i32, version: i16, req: AlterConfigsRequest) -> Answer {
+pub(super) async fn alter_configs(shard: &Ctx, cid: i32, version: i16, req: AlterConfigsRequest) -> Answer {
     let current = topics(shard, cid).await;
     let mut response = AlterConfigsResponse::default();
     for resource in &req.resources {
@@ -221,7 +214,7 @@ pub(super) async fn alter_configs(shard: &Rc<Shard>, cid: i32, version: i16, req
 /// IncrementalAlterConfigs: SET and DELETE per key (APPEND/SUBTRACT apply to list configs,
 /// which the node has none of).
 pub(super) async fn incremental_alter_configs(
-    shard: &Rc<Shard>,
+    shard: &Ctx,
     cid: i32,
     version: i16,
     req: IncrementalAlterConfigsRequest,

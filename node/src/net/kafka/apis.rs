@@ -32,8 +32,10 @@ use strand_wire::ErrorCode;
 use super::codes::{kafka as code, to_kafka, SUPPORTED};
 use super::{admin, fetch, groups, Incoming, Piece};
 use crate::quota::{ConnQuota, Direction};
+use crate::security;
 use crate::shard::dispatch::Reply;
 use crate::shard::Shard;
+use strand_core::auth::acl::Operation;
 
 /// What a handler gives back: the response body, or nothing (a produce with `acks = 0`).
 pub(super) type Answer = Result<Option<Vec<Piece>>, String>;
@@ -45,7 +47,7 @@ pub(super) const CLUSTER_ID: &str = "strand";
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
-pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming, quota: &ConnQuota) -> Answer {
+pub(super) async fn handle(shard: &Ctx, req: Incoming) -> Answer {
     let Incoming { api, version, header, mut body } = req;
     let cid = header.correlation_id;
     match api {
@@ -53,10 +55,10 @@ pub(super) async fn handle(shard: &Rc<Shard>, req: Incoming, quota: &ConnQuota) 
         ApiKey::Metadata => metadata(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::Produce => {
             // Charged by the request's size, as Kafka does; the answer carries the throttle.
-            let throttle_ms = quota.charge(Direction::Produce, body.len() as u64);
+            let throttle_ms = shard.quota.charge(Direction::Produce, body.len() as u64);
             produce(shard, cid, version, decode(&mut body, version)?, throttle_ms).await
         }
-        ApiKey::Fetch => kafka_fetch(shard, cid, version, decode(&mut body, version)?, quota).await,
+        ApiKey::Fetch => kafka_fetch(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::ListOffsets => list_offsets(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::CreateTopics => create_topics(shard, cid, version, decode(&mut body, version)?).await,
         ApiKey::InitProducerId => init_producer_id(shard, cid, version, decode(&mut body, version)?).await,
@@ -112,8 +114,50 @@ pub(super) fn encoded<T: Encodable>(message: &T, version: i16) -> Answer {
 }
 
 /// Asks the node, as a native request would.
-pub(super) async fn ask(shard: &Rc<Shard>, cid: i32, request: Request, payload: Bytes) -> Option<Reply> {
-    shard.dispatch(RequestHeader { correlation_id: cid as u32 as u64, request }, payload).await
+/// Asks the node, as a native request would, with the connection's rights: a request
+/// the principal may not make is answered with the refusal (per call, so per partition
+/// for produce and per topic for topic admin), and listings are filtered.
+pub(super) async fn ask(shard: &Ctx, cid: i32, request: Request, payload: Bytes) -> Option<Reply> {
+    let cid = cid as u32 as u64;
+    if let Err(refused) = security::native::authorize(&shard.shared.security, &shard.access, &request) {
+        shard.metrics.authorization_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Some(Reply::error(cid, refused.code, refused.message));
+    }
+    let all_topics = matches!(&request, Request::Metadata(m) if m.topics.is_empty());
+    let mut reply = shard.dispatch(RequestHeader { correlation_id: cid, request }, payload).await?;
+    security::native::filter_answer(shard, &shard.access, all_topics, &mut reply);
+    Some(reply)
+}
+
+/// A Kafka request's shard and the connection's rights (`crate::security`). Derefs to
+/// the shard, so handlers use it as one.
+pub(crate) struct Ctx {
+    pub shard: Rc<Shard>,
+    pub access: security::Access,
+    /// The connection's quota meters (charged by Produce and Fetch).
+    pub quota: Rc<ConnQuota>,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Rc<Shard>;
+
+    fn deref(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+}
+
+/// `operation` on topic `name` for this request's principal, as a Kafka error code.
+pub(super) fn topic_refused(shard: &Ctx, operation: Operation, name: &str) -> Option<i16> {
+    let refused = shard.access.topic(&shard.shared.security, operation, name).err()?;
+    shard.metrics.authorization_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(to_kafka(refused.code))
+}
+
+/// `operation` on group `name`, as a Kafka error code.
+pub(super) fn group_refused(shard: &Ctx, operation: Operation, name: &str) -> Option<i16> {
+    let refused = shard.access.group(&shard.shared.security, operation, name).err()?;
+    shard.metrics.authorization_denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(to_kafka(refused.code))
 }
 
 fn name(topic: &TopicName) -> String {
@@ -193,7 +237,7 @@ pub(super) fn controller_id(shard: &Shard) -> BrokerId {
     BrokerId(elected.unwrap_or(own) as i32)
 }
 
-async fn metadata(shard: &Rc<Shard>, cid: i32, version: i16, req: MetadataRequest) -> Answer {
+async fn metadata(shard: &Ctx, cid: i32, version: i16, req: MetadataRequest) -> Answer {
     // v0: an empty list means every topic; v1+: null means every topic, empty means none.
     let (asked, by_id_only): (Option<Vec<String>>, usize) = match &req.topics {
         None => (None, 0),
@@ -248,7 +292,7 @@ fn topic_metadata(t: &native::TopicMetadata) -> MetadataResponseTopic {
     topic
 }
 
-async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest, throttle_ms: u32) -> Answer {
+async fn produce(shard: &Ctx, cid: i32, version: i16, req: ProduceRequest, throttle_ms: u32) -> Answer {
     let acks = match req.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -345,7 +389,7 @@ async fn produce(shard: &Rc<Shard>, cid: i32, version: i16, req: ProduceRequest,
 /// issues, exactly as for a native producer. A request to bump the epoch of an id it holds
 /// (v3+, KIP-360) gets a fresh id too, which Kafka allows and clients handle by starting
 /// their sequences over. A transactional id is refused: transactions are out of scope.
-async fn init_producer_id(shard: &Rc<Shard>, cid: i32, version: i16, req: InitProducerIdRequest) -> Answer {
+async fn init_producer_id(shard: &Ctx, cid: i32, version: i16, req: InitProducerIdRequest) -> Answer {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
@@ -367,7 +411,7 @@ async fn init_producer_id(shard: &Rc<Shard>, cid: i32, version: i16, req: InitPr
     encoded(&response, version)
 }
 
-async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchRequest, quota: &ConnQuota) -> Answer {
+async fn kafka_fetch(shard: &Ctx, cid: i32, version: i16, req: FetchRequest) -> Answer {
     // Partitions the node is asked for, and the ones answered here without asking.
     let mut parts = Vec::new();
     let mut answers: Vec<(usize, PartitionData, Option<usize>)> = Vec::new();
@@ -380,8 +424,10 @@ async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchReques
             d.log_start_offset = -1;
             d.records = Some(Bytes::new());
             let known_name = topic.topic.0.as_str();
+            let refused = topic_refused(shard, Operation::Read, known_name);
             match (u32::try_from(p.partition), u64::try_from(p.fetch_offset), known_name.is_empty()) {
                 (_, _, true) => d.error_code = code::UNKNOWN_TOPIC_ID,
+                _ if refused.is_some() => d.error_code = refused.unwrap_or(code::UNKNOWN_SERVER_ERROR),
                 (Err(_), _, _) => d.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
                 (_, Err(_), _) => d.error_code = code::OFFSET_OUT_OF_RANGE,
                 (Ok(partition), Ok(offset), false) => {
@@ -447,7 +493,7 @@ async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchReques
     }
     let mut response = FetchResponse::default();
     let answered: usize = records.iter().map(|(_, len)| len).sum();
-    let throttle_ms = quota.charge(Direction::Fetch, answered as u64);
+    let throttle_ms = shard.quota.charge(Direction::Fetch, answered as u64);
     response.throttle_time_ms = i32::try_from(throttle_ms).unwrap_or(i32::MAX);
     response.responses = req
         .topics
@@ -464,7 +510,7 @@ async fn kafka_fetch(shard: &Rc<Shard>, cid: i32, version: i16, req: FetchReques
     Ok(Some(fetch::encode(&response, version, records)?))
 }
 
-async fn list_offsets(shard: &Rc<Shard>, cid: i32, version: i16, req: ListOffsetsRequest) -> Answer {
+async fn list_offsets(shard: &Ctx, cid: i32, version: i16, req: ListOffsetsRequest) -> Answer {
     let mut asked = Vec::new();
     let mut answers: Vec<(usize, ListOffsetsPartitionResponse, Option<usize>)> = Vec::new();
     for (t, topic) in req.topics.iter().enumerate() {
@@ -480,7 +526,9 @@ async fn list_offsets(shard: &Rc<Shard>, cid: i32, version: i16, req: ListOffset
                 ts if ts >= 0 => Some(OffsetSpec::Timestamp(ts)),
                 _ => None,
             };
+            let refused = topic_refused(shard, Operation::Read, topic.name.0.as_str());
             match (u32::try_from(p.partition_index), spec) {
+                _ if refused.is_some() => r.error_code = refused.unwrap_or(code::UNKNOWN_SERVER_ERROR),
                 (Err(_), _) => r.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
                 (_, None) => r.error_code = code::INVALID_REQUEST,
                 (Ok(partition), Some(spec)) => {
@@ -535,7 +583,7 @@ async fn list_offsets(shard: &Rc<Shard>, cid: i32, version: i16, req: ListOffset
     encoded(&response, version)
 }
 
-async fn create_topics(shard: &Rc<Shard>, cid: i32, version: i16, req: CreateTopicsRequest) -> Answer {
+async fn create_topics(shard: &Ctx, cid: i32, version: i16, req: CreateTopicsRequest) -> Answer {
     let mut response = CreateTopicsResponse::default();
     for topic in &req.topics {
         let mut r = CreatableTopicResult::default();
@@ -591,7 +639,7 @@ async fn create_topics(shard: &Rc<Shard>, cid: i32, version: i16, req: CreateTop
     encoded(&response, version)
 }
 
-async fn delete_topics(shard: &Rc<Shard>, cid: i32, version: i16, req: DeleteTopicsRequest) -> Answer {
+async fn delete_topics(shard: &Ctx, cid: i32, version: i16, req: DeleteTopicsRequest) -> Answer {
     let mut response = DeleteTopicsResponse::default();
     for topic in &req.topic_names {
         let mut r = DeletableTopicResult::default();

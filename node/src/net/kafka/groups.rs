@@ -15,8 +15,6 @@
 //! broker gives; static membership (`group_instance_id`) is refused, as the node does not
 //! keep it.
 
-use std::rc::Rc;
-
 use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -41,11 +39,12 @@ use strand_core::group::{JoinInput, KafkaJoin, KafkaProtocol, KafkaSyncInput, GR
 use strand_wire::msg::{self as native, Assignor, CommittedOffset, Request, Response, TopicPartition};
 use strand_wire::ErrorCode;
 
-use super::apis::{encoded, message, Answer};
+use super::apis::{encoded, group_refused, message, topic_refused, Answer, Ctx};
 use super::codes::{kafka as code, to_kafka};
 use crate::control::ChainRecord;
 use crate::groups::{coordinator_of, GroupCall, GroupReply, KafkaAnswer, OFFSETS_TOPIC};
 use crate::shard::Shard;
+use strand_core::auth::acl::Operation;
 
 /// Groups one FindCoordinator, DescribeGroups, DeleteGroups or OffsetFetch (v8) request
 /// may name; more is refused whole (`INVALID_REQUEST`).
@@ -67,7 +66,7 @@ fn kafka_code(reply: &GroupReply) -> i16 {
 
 /// FindCoordinator v0-4 (key type 0, groups; v4 batches keys). The coordinator is this
 /// node, or in cluster mode the head of the group's `__consumer_offsets` partition.
-pub(super) async fn find_coordinator(shard: &Rc<Shard>, version: i16, req: FindCoordinatorRequest) -> Answer {
+pub(super) async fn find_coordinator(shard: &Ctx, version: i16, req: FindCoordinatorRequest) -> Answer {
     let keys: Vec<StrBytes> = if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
     let mut response = FindCoordinatorResponse::default();
     if keys.len() > GROUPS_PER_REQUEST_MAX {
@@ -145,10 +144,14 @@ fn subscribed_topics(protocol_type: &str, metadata: &Bytes) -> Vec<String> {
 }
 
 /// JoinGroup v0-9 (v4+: a first join gets MEMBER_ID_REQUIRED and a member id).
-pub(super) async fn join_group(shard: &Rc<Shard>, client_id: &str, version: i16, req: JoinGroupRequest) -> Answer {
+pub(super) async fn join_group(shard: &Ctx, client_id: &str, version: i16, req: JoinGroupRequest) -> Answer {
     let mut response = JoinGroupResponse::default();
     response.generation_id = -1;
     response.member_id = req.member_id.clone();
+    if let Some(refused) = group_refused(shard, Operation::Read, req.group_id.0.as_str()) {
+        response.error_code = refused;
+        return encoded(&response, version);
+    }
     let session = u32::try_from(req.session_timeout_ms);
     // v0 has no rebalance timeout: Kafka uses the session timeout.
     let rebalance = if version == 0 { session } else { u32::try_from(req.rebalance_timeout_ms) };
@@ -210,8 +213,12 @@ fn generation(id: i32) -> u32 {
 }
 
 /// SyncGroup v0-5: the leader's assignments are relayed; a follower's sync waits for them.
-pub(super) async fn sync_group(shard: &Rc<Shard>, version: i16, req: SyncGroupRequest) -> Answer {
+pub(super) async fn sync_group(shard: &Ctx, version: i16, req: SyncGroupRequest) -> Answer {
     let mut response = SyncGroupResponse::default();
+    if let Some(refused) = group_refused(shard, Operation::Read, req.group_id.0.as_str()) {
+        response.error_code = refused;
+        return encoded(&response, version);
+    }
     if req.group_instance_id.is_some() {
         response.error_code = code::INVALID_REQUEST;
         return encoded(&response, version);
@@ -237,7 +244,12 @@ pub(super) async fn sync_group(shard: &Rc<Shard>, version: i16, req: SyncGroupRe
 }
 
 /// Heartbeat v0-4.
-pub(super) async fn heartbeat(shard: &Rc<Shard>, version: i16, req: HeartbeatRequest) -> Answer {
+pub(super) async fn heartbeat(shard: &Ctx, version: i16, req: HeartbeatRequest) -> Answer {
+    if let Some(refused) = group_refused(shard, Operation::Read, req.group_id.0.as_str()) {
+        let mut response = HeartbeatResponse::default();
+        response.error_code = refused;
+        return encoded(&response, version);
+    }
     let request = Request::Heartbeat(native::HeartbeatRequest {
         group_id: group_name(&req.group_id),
         generation: generation(req.generation_id),
@@ -250,9 +262,13 @@ pub(super) async fn heartbeat(shard: &Rc<Shard>, version: i16, req: HeartbeatReq
 }
 
 /// LeaveGroup v0-5 (v3+: a batch of members, each answered).
-pub(super) async fn leave_group(shard: &Rc<Shard>, version: i16, req: LeaveGroupRequest) -> Answer {
+pub(super) async fn leave_group(shard: &Ctx, version: i16, req: LeaveGroupRequest) -> Answer {
     let group_id = group_name(&req.group_id);
     let mut response = LeaveGroupResponse::default();
+    if let Some(refused) = group_refused(shard, Operation::Read, &group_id) {
+        response.error_code = refused;
+        return encoded(&response, version);
+    }
     if version < 3 {
         let reply = leave(shard, &group_id, req.member_id.as_str()).await;
         response.error_code = kafka_code(&reply);
@@ -274,7 +290,7 @@ pub(super) async fn leave_group(shard: &Rc<Shard>, version: i16, req: LeaveGroup
     encoded(&response, version)
 }
 
-async fn leave(shard: &Rc<Shard>, group_id: &str, member_id: &str) -> GroupReply {
+async fn leave(shard: &Ctx, group_id: &str, member_id: &str) -> GroupReply {
     let request =
         Request::LeaveGroup(native::LeaveGroupRequest { group_id: group_id.to_string(), member_id: member_id.into() });
     shard.group_call(GroupCall::Native(request)).await
@@ -282,7 +298,7 @@ async fn leave(shard: &Rc<Shard>, group_id: &str, member_id: &str) -> GroupReply
 
 /// OffsetCommit v2-8. Generation -1 with an empty member id is a standalone commit (a
 /// consumer that assigns itself partitions), as on a Kafka broker.
-pub(super) async fn offset_commit(shard: &Rc<Shard>, version: i16, req: OffsetCommitRequest) -> Answer {
+pub(super) async fn offset_commit(shard: &Ctx, version: i16, req: OffsetCommitRequest) -> Answer {
     let mut offsets = Vec::new();
     let mut answers: Vec<(usize, OffsetCommitResponsePartition, bool)> = Vec::new();
     for (t, topic) in req.topics.iter().enumerate() {
@@ -300,7 +316,13 @@ pub(super) async fn offset_commit(shard: &Rc<Shard>, version: i16, req: OffsetCo
             answers.push((t, r, true));
         }
     }
-    let error = if req.group_instance_id.is_some() {
+    // A commit needs read on the group and on every topic it names; it lands or is
+    // refused whole.
+    let refused = group_refused(shard, Operation::Read, req.group_id.0.as_str())
+        .or_else(|| offsets.iter().find_map(|o| topic_refused(shard, Operation::Read, &o.topic)));
+    let error = if let Some(refused) = refused {
+        refused
+    } else if req.group_instance_id.is_some() {
         code::INVALID_REQUEST
     } else if offsets.is_empty() {
         code::NONE
@@ -340,10 +362,13 @@ type TopicOffsets = Vec<(String, Vec<(i32, i64, String)>)>;
 /// One group's committed offsets: `partitions` (`None`: all it has), each with its
 /// offset or -1, and the group's error.
 async fn fetch_offsets(
-    shard: &Rc<Shard>,
+    shard: &Ctx,
     group_id: String,
     partitions: Option<Vec<(String, Vec<i32>)>>,
 ) -> (i16, TopicOffsets) {
+    if let Some(refused) = group_refused(shard, Operation::Read, &group_id) {
+        return (refused, Vec::new());
+    }
     let asked: Vec<TopicPartition> = partitions
         .iter()
         .flatten()
@@ -389,7 +414,7 @@ async fn fetch_offsets(
 }
 
 /// OffsetFetch v1-8 (v8: several groups per request).
-pub(super) async fn offset_fetch(shard: &Rc<Shard>, version: i16, req: OffsetFetchRequest) -> Answer {
+pub(super) async fn offset_fetch(shard: &Ctx, version: i16, req: OffsetFetchRequest) -> Answer {
     let mut response = OffsetFetchResponse::default();
     if version < 8 {
         let topics = req.topics.as_ref().map(|ts| {
@@ -456,7 +481,7 @@ pub(super) async fn offset_fetch(shard: &Rc<Shard>, version: i16, req: OffsetFet
 
 /// ListGroups v0-4 (v4: filter by state). Native groups list with protocol type "" as
 /// Kafka lists groups of other kinds.
-pub(super) async fn list_groups(shard: &Rc<Shard>, version: i16, req: ListGroupsRequest) -> Answer {
+pub(super) async fn list_groups(shard: &Ctx, version: i16, req: ListGroupsRequest) -> Answer {
     let reply = shard.group_call(GroupCall::Native(Request::ListGroups)).await;
     let mut response = ListGroupsResponse::default();
     response.error_code = kafka_code(&reply);
@@ -482,7 +507,7 @@ pub(super) async fn list_groups(shard: &Rc<Shard>, version: i16, req: ListGroups
 }
 
 /// DescribeGroups v0-5.
-pub(super) async fn describe_groups(shard: &Rc<Shard>, version: i16, req: DescribeGroupsRequest) -> Answer {
+pub(super) async fn describe_groups(shard: &Ctx, version: i16, req: DescribeGroupsRequest) -> Answer {
     if req.groups.len() > GROUPS_PER_REQUEST_MAX {
         return Err(format!("kafka: DescribeGroups names {} groups", req.groups.len()));
     }
@@ -517,7 +542,7 @@ pub(super) async fn describe_groups(shard: &Rc<Shard>, version: i16, req: Descri
 }
 
 /// DeleteGroups v0-2: each group must be Empty.
-pub(super) async fn delete_groups(shard: &Rc<Shard>, version: i16, req: DeleteGroupsRequest) -> Answer {
+pub(super) async fn delete_groups(shard: &Ctx, version: i16, req: DeleteGroupsRequest) -> Answer {
     if req.groups_names.len() > GROUPS_PER_REQUEST_MAX {
         return Err(format!("kafka: DeleteGroups names {} groups", req.groups_names.len()));
     }

@@ -26,6 +26,7 @@ mod apis;
 mod codes;
 pub(crate) mod fetch;
 mod groups;
+mod sasl;
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
@@ -111,6 +112,7 @@ impl Turns {
 
 async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), ConnectionError> {
     let Conn { stream, source, zero_copy: fd } = conn;
+    let session = crate::security::Session::new(matches!(stream, super::stream::Stream::Tls(_)));
     let (mut reader, writer) = futures_lite::io::split(stream);
     let writer: Writer = Rc::new(RwLock::new(writer));
     // Kafka has no frame to say why before a request arrives: a refused source is closed.
@@ -128,6 +130,7 @@ async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), Connection
     let mut buf = BytesMut::with_capacity(super::READ_CHUNK_LEN);
     let mut seq = 0u64;
     let quota = Rc::new(crate::quota::ConnQuota::new(&shard.shared.quotas, crate::quota::ANONYMOUS));
+    let peer = source.to_string();
     loop {
         if broken.get() {
             return Err(ConnectionError::Broken);
@@ -167,20 +170,35 @@ async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), Connection
                 continue;
             }
         };
+        let correlation_id = incoming.header.correlation_id;
+        let response_version = incoming.api.response_header_version(incoming.version);
         let answer_len = match incoming.api {
             ApiKey::Fetch => u64::from(fetch_max_bytes(&incoming.body)).min(super::FETCH_RESPONSE_BYTES_PER_CONNECTION),
             _ => 0,
         };
+        // The auth gate (`sasl`): SASL steps are answered here, in order; before
+        // authentication with --require-auth nothing else passes.
+        let (request, close_after) = match sasl::gate(&shard, &session, &peer, incoming) {
+            sasl::Gate::Pass(access, incoming) => (Ok((access, incoming)), None),
+            sasl::Gate::Answer(answer, close) => (Err(answer), close),
+            sasl::Gate::Close(reason) => return Err(ConnectionError::Auth(reason)),
+        };
         let reserved = answers.acquire_static_permit(answer_len).await.map_err(ConnectionError::Permit)?;
         let this = seq;
         seq += 1;
+        quota.follow(&shard.shared.quotas, session.principal());
         let (task_shard, task_writer, task_turns, task_broken, task_quota) =
             (shard.clone(), writer.clone(), turns.clone(), broken.clone(), quota.clone());
+        let closing = close_after.is_some();
         let mut task = Box::pin(async move {
-            let correlation_id = incoming.header.correlation_id;
-            let response_version = incoming.api.response_header_version(incoming.version);
-            let answer =
-                if task_broken.get() { Ok(None) } else { apis::handle(&task_shard, incoming, &task_quota).await };
+            let answer = match request {
+                _ if task_broken.get() => Ok(None),
+                Err(early) => early,
+                Ok((access, incoming)) => {
+                    let ctx = apis::Ctx { shard: task_shard.clone(), access, quota: task_quota };
+                    apis::handle(&ctx, incoming).await
+                }
+            };
             task_turns.wait(this).await;
             match answer {
                 _ if task_broken.get() => {}
@@ -199,6 +217,9 @@ async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), Connection
                     close(&task_writer, &task_broken).await;
                 }
             }
+            if closing {
+                close(&task_writer, &task_broken).await;
+            }
             task_turns.done(this);
             drop((slot, bytes, reserved, busy));
         });
@@ -206,6 +227,9 @@ async fn serve_connection(shard: Rc<Shard>, conn: Conn) -> Result<(), Connection
         // is read, so a produce takes its offsets in arrival order.
         if futures_lite::future::poll_once(&mut task).await.is_none() {
             glommio::spawn_local(task).detach();
+        }
+        if let Some(reason) = close_after {
+            return Err(ConnectionError::Auth(reason));
         }
     }
 }
