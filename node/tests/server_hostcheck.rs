@@ -63,7 +63,10 @@ fn non_loopback_without_auth_refuses_to_start() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{flag}: stderr: {stderr}");
         let line = stderr.lines().find(|l| l.contains("refusing to serve")).unwrap_or_else(|| panic!("{stderr}"));
-        assert!(line.contains(flag) && line.contains("--require-auth") && line.contains("--insecure-no-auth"), "{line}");
+        assert!(
+            line.contains(flag) && line.contains("--require-auth") && line.contains("--insecure-no-auth"),
+            "{line}"
+        );
         assert!(!stderr.contains("listening"), "must not serve: {stderr}");
         assert!(!dir.path().join("data").exists(), "nothing is created before the refusal");
     }

@@ -342,7 +342,8 @@ async fn serve_connection(shard: Rc<Shard>, conn: stream::Conn) -> Result<(), Co
             (shard.clone(), writer.clone(), broken.clone(), quota.clone());
         let mut task = Box::pin(async move {
             if !task_broken.get() {
-                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken, &task_quota, access).await;
+                let who = Principal { access, quota: task_quota };
+                handle(task_shard, task_writer, fd, header, frame.payload, &task_broken, who).await;
             }
             drop((slot, bytes, answer, busy));
         });
@@ -363,9 +364,9 @@ async fn handle(
     header: RequestHeader,
     payload: bytes::Bytes,
     broken: &Cell<bool>,
-    quota: &ConnQuota,
-    access: crate::security::Access,
+    who: Principal,
 ) {
+    let Principal { access, quota } = who;
     let all_topics = matches!(&header.request, Request::Metadata(m) if m.topics.is_empty());
     let produced = matches!(header.request, Request::Produce(_)).then_some(payload.len() as u64);
     let fetch = matches!(header.request, Request::Fetch(_));
@@ -411,6 +412,12 @@ fn admit(shard: &Shard, source: std::net::IpAddr) -> Result<crate::sources::Admi
         }
     }
     admitted
+}
+
+/// Who sent a request: what its principal may do and the meters it is charged to.
+struct Principal {
+    access: crate::security::Access,
+    quota: Rc<ConnQuota>,
 }
 
 /// Waits out the connection's quota throttle before its next request is read; `false` at
