@@ -52,6 +52,14 @@ pub struct Args {
     /// Extra arguments passed to the embedded node, split on whitespace.
     #[arg(long, allow_hyphen_values = true)]
     pub node_args: Option<String>,
+    /// Native protocol over TLS, trusting the CA certificates in this PEM file (a node
+    /// started with --tls-cert).
+    #[arg(long, conflicts_with = "tls")]
+    pub tls_ca: Option<PathBuf>,
+    /// Embedded node with TLS: a throwaway CA and certificate for 127.0.0.1 are made for
+    /// the run (native protocol only), to compare TLS with plaintext throughput.
+    #[arg(long, conflicts_with = "bootstrap")]
+    pub tls: bool,
     /// Workload file (TOML); flags override its values.
     #[arg(long)]
     pub workload: Option<PathBuf>,

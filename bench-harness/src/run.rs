@@ -41,6 +41,8 @@ pub enum BenchError {
     NoKafkaPort,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
 }
@@ -86,6 +88,13 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
     let _sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let _sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut node = None;
+    let tls_wanted = args.tls || args.tls_ca.is_some();
+    if tls_wanted && workload.protocol != Protocol::Native {
+        return Err(BenchError::Tls("--tls and --tls-ca are for --protocol native only".into()));
+    }
+    // The throwaway certificates of --tls live (in this dir) until the run ends.
+    let mut throwaway = None;
+    let mut tls_ca = args.tls_ca.clone();
     let (bootstrap, target) = match &args.bootstrap {
         Some(addr) => (addr.clone(), addr.clone()),
         None => {
@@ -93,8 +102,14 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
                 Some(p) => p.clone(),
                 None => EmbeddedNode::default_binary()?,
             };
-            let extra: Vec<String> =
+            let mut extra: Vec<String> =
                 args.node_args.as_deref().unwrap_or("").split_whitespace().map(String::from).collect();
+            if args.tls {
+                let certs = ThrowawayCerts::make()?;
+                extra.extend(["--tls-cert".into(), certs.cert(), "--tls-key".into(), certs.key()]);
+                tls_ca = Some(certs.ca());
+                throwaway = Some(certs);
+            }
             let (io, fsync) = (workload.io_mode.clone(), workload.fsync.clone());
             let parent = args.node_data_parent.clone();
             let started =
@@ -112,7 +127,14 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
             (addr, "embedded".to_string())
         }
     };
-    let outcome = run_against(&workload, &bootstrap, node.as_ref(), args.quiet).await;
+    let tls = tls_ca
+        .as_deref()
+        .map(|ca| strand_client::ClientTls::from_files(ca, None))
+        .transpose()
+        .map_err(|e| BenchError::Tls(e.to_string()))?;
+    let target = if tls.is_some() { format!("{target} (tls)") } else { target };
+    let outcome = run_against(&workload, &bootstrap, tls, node.as_ref(), args.quiet).await;
+    drop(throwaway);
     if let Some(mut n) = node {
         if outcome.is_err() {
             eprintln!("strand-node stderr (last lines):\n{}", n.stderr_tail());
@@ -126,6 +148,7 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
 async fn run_against(
     w: &Workload,
     bootstrap: &str,
+    tls: Option<strand_client::ClientTls>,
     node: Option<&EmbeddedNode>,
     quiet: bool,
 ) -> Result<Results, BenchError> {
@@ -135,6 +158,7 @@ async fn run_against(
         Protocol::Native => {
             let mut config = ClientConfig::new(bootstrap);
             config.client_id = "strand-bench".into();
+            config.tls = tls;
             let client = Client::connect(config).await?;
             let admin = Admin::new(client.clone());
             for t in &topics {
@@ -169,6 +193,49 @@ async fn run_against(
         client.abort_connections();
     }
     Ok(outcome)
+}
+
+/// `--tls`: a CA and a certificate for 127.0.0.1 it signs, as PEM files in a temp dir.
+struct ThrowawayCerts {
+    dir: tempfile::TempDir,
+}
+
+impl ThrowawayCerts {
+    fn make() -> Result<Self, BenchError> {
+        let tls = |e: rcgen::Error| BenchError::Tls(e.to_string());
+        let dir = tempfile::Builder::new().prefix("strand-bench-tls-").tempdir()?;
+        let ca_key = rcgen::KeyPair::generate().map_err(tls)?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "strand-bench throwaway CA");
+        let ca = ca_params.self_signed(&ca_key).map_err(tls)?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().map_err(tls)?;
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .map_err(tls)?
+            .signed_by(&key, &issuer)
+            .map_err(tls)?;
+        std::fs::write(dir.path().join("ca.pem"), ca.pem())?;
+        std::fs::write(dir.path().join("cert.pem"), cert.pem())?;
+        std::fs::write(dir.path().join("key.pem"), key.serialize_pem())?;
+        Ok(ThrowawayCerts { dir })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn cert(&self) -> String {
+        self.path("cert.pem")
+    }
+
+    fn key(&self) -> String {
+        self.path("key.pem")
+    }
+
+    fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
 }
 
 fn progress_bar(quiet: bool) -> ProgressBar {

@@ -77,6 +77,29 @@ fn embedded_fixed_rate_run_reports_sane_numbers() {
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
 }
 
+#[test]
+fn embedded_tls_run_produces_and_consumes_over_tls() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_strand-bench"));
+    let node = node_binary(&bench);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let out = Command::new(&bench)
+        .args(["--embedded", "--tls", "--duration", "1", "--warmup", "0", "--rate", "500", "--message-size", "256"])
+        .args(["--partitions", "1", "--quiet"])
+        .arg("--node-bin")
+        .arg(&node)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run strand-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "strand-bench --tls failed\nstderr:\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["target"], "embedded (tls)");
+    assert_eq!(v["results"]["errors"], 0);
+    assert!(v["results"]["consume"]["msgs_per_sec"].as_f64().unwrap() > 100.0, "{v}");
+}
+
 /// The pids of `parent`'s direct children.
 fn children(parent: u32) -> Vec<u32> {
     let out = Command::new("pgrep").args(["-P", &parent.to_string()]).output().expect("run pgrep");

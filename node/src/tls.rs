@@ -186,7 +186,12 @@ const ULP_LIST: &str = "/proc/sys/net/ipv4/tcp_available_ulp";
 /// Whether the kernel offers TLS offload (`tls` in `tcp_available_ulp`). The node does not
 /// use it yet; it is looked at so the log says which path fetches take.
 pub fn kernel_tls_available() -> bool {
-    std::fs::read_to_string(ULP_LIST).is_ok_and(|list| list.split_whitespace().any(|ulp| ulp == "tls"))
+    std::fs::read_to_string(ULP_LIST).is_ok_and(|list| lists_tls(&list))
+}
+
+/// Whether a `tcp_available_ulp` list (space-separated names) names `tls`.
+fn lists_tls(list: &str) -> bool {
+    list.split_whitespace().any(|ulp| ulp == "tls")
 }
 
 #[cfg(test)]
@@ -254,6 +259,15 @@ mod tests {
         for line in [missing, garbage, no_key, mismatch, bad_ca] {
             assert!(!line.contains('\n'), "{line}");
         }
+    }
+
+    #[test]
+    fn the_ulp_list_is_read_word_by_word() {
+        assert!(lists_tls("espintcp mptcp tls\n"));
+        assert!(lists_tls("tls"));
+        assert!(!lists_tls("espintcp mptcp\n"));
+        assert!(!lists_tls("ktls tls_sw"));
+        assert!(!lists_tls(""));
     }
 
     #[test]

@@ -109,12 +109,49 @@ pub fn fetch_node_stats(host: &str, port: u16) -> Result<NodeStats, String> {
     fetch_json(host, port, "/v1/node")
 }
 
+/// The cluster secret, once the admin server of a cluster node starts: its peer requests
+/// carry [`PEER_HEADER`] so a peer with `--require-auth` answers them (see [`peer_proof`]).
+pub static PEER_SECRET: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// The header a node's console request to a peer's admin port carries.
+pub const PEER_HEADER: &str = "X-Strand-Peer";
+/// Seconds one peer proof stays valid (it names its window; the current and the previous
+/// window are accepted, so a captured header replays for at most two windows, and only for
+/// its own path).
+const PEER_PROOF_WINDOW_S: u64 = 30;
+
+/// `hex(HMAC-SHA256(secret, "strand-admin-peer" ‖ window ‖ path))` for the window `now`
+/// falls in (`back` windows earlier).
+pub fn peer_proof(secret: &[u8], path: &str, back: u64) -> String {
+    use hmac::Mac;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let window = (now / PEER_PROOF_WINDOW_S).saturating_sub(back);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(b"strand-admin-peer");
+    mac.update(&window.to_le_bytes());
+    mac.update(path.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `proof` is this cluster's proof for `path` now.
+pub fn peer_proof_ok(path: &str, proof: &str) -> bool {
+    let Some(secret) = PEER_SECRET.get() else { return false };
+    // Compared through the MAC (constant time) by recomputing: cheap, two windows.
+    (0..2).any(|back| {
+        let want = peer_proof(secret, path, back);
+        want.len() == proof.len() && want.bytes().zip(proof.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    })
+}
+
 /// GETs `path` (already percent-encoded) from the peer's admin port and parses the JSON.
 pub fn fetch_json<T: serde::de::DeserializeOwned>(host: &str, port: u16, path: &str) -> Result<T, String> {
     use std::io::Read as _;
     let url = format!("http://{host}:{port}{path}");
-    let response =
-        minreq::get(&url).with_timeout(PEER_TIMEOUT.as_secs()).send_lazy().map_err(|e| format!("GET {url}: {e}"))?;
+    let mut request = minreq::get(&url).with_timeout(PEER_TIMEOUT.as_secs());
+    if let Some(secret) = PEER_SECRET.get() {
+        request = request.with_header(PEER_HEADER, peer_proof(secret, path, 0));
+    }
+    let response = request.send_lazy().map_err(|e| format!("GET {url}: {e}"))?;
     if response.status_code != 200 {
         return Err(format!("GET {url}: HTTP {}", response.status_code));
     }
@@ -130,6 +167,19 @@ pub fn fetch_json<T: serde::de::DeserializeOwned>(host: &str, port: u16, path: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_proofs_bind_the_secret_and_the_path() {
+        let _ = PEER_SECRET.set(b"0123456789abcdef0123".to_vec());
+        let secret = PEER_SECRET.get().unwrap();
+        let proof = peer_proof(secret, "/v1/node", 0);
+        assert!(peer_proof_ok("/v1/node", &proof));
+        assert!(peer_proof_ok("/v1/node", &peer_proof(secret, "/v1/node", 1)), "the previous window still counts");
+        assert!(!peer_proof_ok("/v1/node", &peer_proof(secret, "/v1/node", 2)), "older ones do not");
+        assert!(!peer_proof_ok("/v1/groups", &proof), "a proof is for its own path");
+        assert!(!peer_proof_ok("/v1/node", &peer_proof(b"another secret", "/v1/node", 0)));
+        assert!(!peer_proof_ok("/v1/node", ""));
+    }
     use crate::control::{ChainRecord, NodeRecord};
 
     fn record(node_id: u32, admin_port: u16) -> NodeRecord {

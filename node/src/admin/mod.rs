@@ -83,6 +83,9 @@ impl AdminServer {
         let addr = listener
             .local_addr()
             .map_err(|e| AdminError { addr: SocketAddr::from(([0, 0, 0, 0], 0)), reason: e.to_string() })?;
+        if let Some(control) = &shared.control {
+            let _ = cluster::PEER_SECRET.set(control.cluster_secret().to_vec());
+        }
         let ssl = match &shared.tls {
             Some(tls) => Some(ssl_config(tls.files()).map_err(|reason| AdminError { addr, reason })?),
             None => None,
@@ -177,17 +180,72 @@ fn serve_requests(server: &Server, shared: &NodeShared, stop: &AtomicBool, conso
         };
         let (status, content_type, body) = match route_fast(request.method(), request.url(), shared) {
             Some(answer) => answer,
-            None => {
-                let console = console.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                route(request.method(), request.url(), shared, &console)
-            }
+            None => match authorized(&request, &shared.security) {
+                Ok(()) => {
+                    let console = console.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    route(request.method(), request.url(), shared, &console)
+                }
+                Err(refused) => refused,
+            },
         };
         let header = Header::from_bytes("Content-Type", content_type).expect("static header is valid");
-        let response = Response::from_string(body).with_status_code(status).with_header(header);
+        let mut response = Response::from_string(body).with_status_code(status).with_header(header);
+        if status == 401 {
+            let challenge = Header::from_bytes("WWW-Authenticate", "Basic realm=\"strand\", charset=\"UTF-8\"")
+                .expect("static header is valid");
+            response = response.with_header(challenge);
+        }
         if let Err(e) = request.respond(response) {
             tracing::debug!(error = %e, "admin response failed");
         }
     }
+}
+
+/// With `--require-auth`, everything but `/health` and `/metrics` (scrapers present no
+/// credentials) shows data, so it needs HTTP Basic credentials of a user allowed to
+/// describe the cluster (superusers are): 401 without or with wrong ones, 403 for a user
+/// without that permission. The password is checked against the user's SCRAM verifier as
+/// SASL PLAIN checks it; it is never logged. Over plain HTTP it crosses the network as it
+/// is: give the node `--tls-cert` (the admin port then speaks https) or keep `--admin` on
+/// loopback.
+fn authorized(request: &tiny_http::Request, security: &crate::security::Security) -> Result<(), (u16, &'static str, String)> {
+    use base64::Engine;
+    use strand_core::auth::acl::{Operation, Target};
+    if !security.require_auth {
+        return Ok(());
+    }
+    // A peer's console asking for its part of a cluster page proves the cluster secret.
+    let peer = request.headers().iter().find(|h| h.field.equiv(cluster::PEER_HEADER));
+    if peer.is_some_and(|h| cluster::peer_proof_ok(request.url(), h.value.as_str())) {
+        return Ok(());
+    }
+    let unauthorized = || (401, TEXT, "authentication required: HTTP Basic credentials of a Strand user\n".to_string());
+    let basic = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .and_then(|h| h.value.as_str().strip_prefix("Basic "))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .ok_or_else(unauthorized)?;
+    let colon = basic.iter().position(|&b| b == b':').ok_or_else(unauthorized)?;
+    // SASL PLAIN's message: no authzid, user, password.
+    let mut plain = Vec::with_capacity(basic.len() + 2);
+    plain.push(0);
+    plain.extend_from_slice(&basic[..colon]);
+    plain.push(0);
+    plain.extend_from_slice(&basic[colon + 1..]);
+    let user = security.read(|t| strand_core::auth::plain::verify(&plain, t)).map_err(|e| {
+        tracing::debug!(reason = %e, "admin HTTP: credentials refused");
+        unauthorized()
+    })?;
+    let allowed = security.read(|t| {
+        let superuser = t.users.get(&user).is_some_and(|u| u.superuser);
+        t.acls.check(&user, superuser, Operation::Describe, Target::Cluster).is_ok()
+    });
+    if !allowed {
+        return Err((403, TEXT, format!("user {user} may not describe the cluster (ACL describe on the cluster)\n")));
+    }
+    Ok(())
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";

@@ -542,6 +542,9 @@ async fn read_more(
             activity.last.set(Instant::now());
             Ok(n > 0)
         }
+        // A TLS client that closes without close_notify (most do): the frames say where
+        // requests end, so a truncation cannot be misread; an end like plain TCP's EOF.
+        Wake::Read(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
         Wake::Read(Err(e)) => Err(ConnectionError::Read(e)),
     }
 }

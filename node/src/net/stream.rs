@@ -66,7 +66,8 @@ pub(super) async fn open(shard: &Shard, stream: TcpStream) -> Result<Conn, Conne
         Some(Some(Ok(tls))) => return Ok(Conn { stream: Stream::Tls(Box::new(tls)), source, zero_copy: None }),
         Some(Some(Err(e))) => e.to_string(),
         Some(None) => format!("no TLS handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
-        None => "shutting down".to_string(),
+        // Not the client's failure: not counted.
+        None => return Err(ConnectionError::Handshake("the node is shutting down".to_string())),
     };
     let count = shard.metrics.tls_handshakes_failed.fetch_add(1, Relaxed) + 1;
     if count.is_power_of_two() {

@@ -335,6 +335,39 @@ mod tests {
         assert!(sent.copied > 0, "{sent:?}");
     }
 
+    /// The TLS path: a range read in [`TLS_PIECE_BYTES`] pieces through one pooled buffer,
+    /// at an odd offset and length, in both I/O modes; a range past the end is an error.
+    #[test]
+    fn copy_file_sends_a_range_in_bounded_pieces_through_one_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.log");
+        let data = data();
+        std::fs::write(&path, &data).unwrap();
+        for mode in [IoMode::Buffered, IoMode::Direct] {
+            let path = path.clone();
+            let (out, sent, pooled) = glommio::LocalExecutorBuilder::default()
+                .spawn(move || async move {
+                    let file = SegmentFile::open(&path, mode, false).await.unwrap();
+                    let mut out = Vec::new();
+                    let sent = copy_file(&mut out, &file, 1_001, 3 * TLS_PIECE_BYTES as u32 + 777).await.unwrap();
+                    // (Direct mode: glommio's DMA read past the end of the file is not short,
+                    // so only the buffered read can see a range the file does not hold.)
+                    if mode == IoMode::Buffered {
+                        let short = copy_file(&mut Vec::new(), &file, DATA_LEN - 10, 100).await.unwrap_err();
+                        assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
+                    }
+                    let pooled = PIECE_BUFFERS.with(|pool| pool.borrow().len());
+                    (out, sent, pooled)
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert!(out == data[1_001..][..3 * TLS_PIECE_BYTES + 777], "{mode:?}: bytes differ");
+            assert_eq!(sent, SentBytes { zero_copy: 0, copied: out.len() as u64 });
+            assert_eq!(pooled, 1, "{mode:?}: one buffer served both copies and went back to the pool");
+        }
+    }
+
     #[test]
     fn sendfile_returns_when_the_socket_is_full() {
         let mut file = tempfile::tempfile().unwrap();

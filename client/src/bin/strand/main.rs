@@ -141,6 +141,21 @@ fn tls(cli: &Cli) -> Result<Option<ClientTls>, String> {
     Ok(Some(tls))
 }
 
+/// What a connect failure likely means for TLS, appended to the error line.
+fn tls_hint(reason: &str, tls_on: bool) -> &'static str {
+    if tls_on && reason.contains("CertificateRequired") {
+        " (the node asks for a client certificate: give --tls-cert and --tls-key)"
+    } else if tls_on && reason.contains("UnknownIssuer") {
+        " (the node's certificate is not signed by a CA in --tls-ca)"
+    } else if tls_on && reason.contains("TLS handshake timed out") {
+        " (does the node speak TLS? it needs --tls-cert)"
+    } else if !tls_on && reason.contains("closed by node") {
+        " (if the node speaks TLS, give --tls-ca)"
+    } else {
+        ""
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
         Command::Produce(args) => produce::check_args(args)?,
@@ -152,6 +167,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         _ => ReadPreference::Leader,
     };
     let tls = tls(&cli)?;
+    let tls_on = tls.is_some();
     let (addr, source) = bootstrap(cli.bootstrap);
     let config = ClientConfig {
         client_id: "strand-cli".to_string(),
@@ -165,7 +181,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             ClientError::Connect { reason, .. } => reason,
             e => e.to_string(),
         };
-        format!("cannot connect to {addr} ({source}): {reason}")
+        format!("cannot connect to {addr} ({source}): {reason}{}", tls_hint(&reason, tls_on))
     })?;
     match cli.command {
         Command::Topic(cmd) => topic::topic(client, cmd).await.map_err(|e| e.to_string()),
