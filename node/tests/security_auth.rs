@@ -185,10 +185,13 @@ print("ok scram-sha-512")
         assert!(!log.contains(secret), "{secret:?} in the node's log");
     }
     for path in ["/v1/topics", "/v1/groups", "/v1/node", "/v1/overview"] {
-        let (status, body) = node.admin_get(path);
+        assert_eq!(node.admin_get(path).0, 401, "{path} without credentials");
+        let (status, body) = admin_get_as(&node, path, "admin", PASSWORD);
         assert_eq!(status, 200, "{path}");
         assert!(!body.contains(PASSWORD) && !body.contains("stored_key"), "a secret in {path}");
     }
+    let log = node.log.lock().unwrap().join("\n");
+    assert!(!log.contains(PASSWORD), "the admin HTTP logs no password");
     let (_, metrics) = node.admin_get("/metrics");
     let failures: u64 = metrics
         .lines()
@@ -421,4 +424,19 @@ fn kafka_sasl_refusals_are_answered_then_closed() {
     assert!(conn.read_frame().is_none() && conn.is_closed());
     std::thread::sleep(Duration::from_millis(100));
     assert!(!node.log.lock().unwrap().join("\n").contains(PASSWORD), "a PLAIN password is never logged");
+}
+
+/// An admin HTTP GET with Basic credentials: (status, body).
+fn admin_get_as(node: &Node, path: &str, user: &str, password: &str) -> (u16, String) {
+    use base64::Engine;
+    use std::io::Read;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut s = std::net::TcpStream::connect(node.admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
