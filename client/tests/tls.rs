@@ -3,7 +3,8 @@
 //! certificates). Produce and a fetch much larger than the node's TLS copy buffer with the
 //! Rust client; a plaintext client refused while the node keeps serving; mutual TLS; a
 //! SIGHUP certificate reload that keeps open connections; kcat over SSL on the Kafka port;
-//! the CLI's `--tls-ca`; the admin HTTP over https; bad certificate files at start.
+//! the CLI's `--tls-ca`; the admin HTTP over https; bad certificate files at start; kcat
+//! over SASL_SSL with PLAIN and SCRAM.
 
 mod common;
 mod support;
@@ -449,4 +450,45 @@ fn bad_or_half_given_tls_files_stop_the_node_with_one_line() {
     let (code, err) = run(&["--tls-cert", &pki.arg("server.pem")]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--tls-cert needs --tls-key"), "{err}");
+}
+
+/// SASL over TLS on the Kafka port (`SASL_SSL`): PLAIN, refused on a plaintext connection,
+/// is accepted here (the session knows its connection is TLS), SCRAM-SHA-512 too, and a
+/// wrong PLAIN password is refused.
+#[test]
+fn kcat_sasl_ssl_with_plain_and_scram() {
+    use common::cli::{ok, strand};
+    let pki = Pki::new();
+    let node = start(&pki, &[]);
+    let ca = pki.arg("ca.pem");
+    ok(&strand(&node.public, &["--tls-ca", &ca, "topic", "create", "sasl", "--partitions", "1"], None));
+    let user = Command::new(support::cli_binary())
+        .args(["--bootstrap", &node.public, "--tls-ca", &ca, "user", "create", "alice"])
+        .env("STRAND_NEW_PASSWORD", "alice-pw")
+        .output()
+        .unwrap();
+    assert!(user.status.success(), "{}", String::from_utf8_lossy(&user.stderr));
+    let ca_location = format!("ssl.ca.location={ca}");
+    let kcat = |mechanism: &str, password: &str, args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new("kcat")
+            .args(["-b", &node.kafka, "-X", "security.protocol=SASL_SSL", "-X", &ca_location])
+            .args(["-X", &format!("sasl.mechanisms={mechanism}"), "-X", "sasl.username=alice"])
+            .args(["-X", &format!("sasl.password={password}")])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kcat is installed (Debian package kcat)");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = kcat("PLAIN", "alice-pw", &["-P", "-t", "sasl"], b"over-tls\n");
+    assert!(out.status.success(), "PLAIN over TLS: {}", String::from_utf8_lossy(&out.stderr));
+    let out = kcat("SCRAM-SHA-512", "alice-pw", &["-C", "-t", "sasl", "-o", "beginning", "-e"], b"");
+    assert!(out.status.success(), "SCRAM over TLS: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over-tls\n");
+    let out = kcat("PLAIN", "wrong", &["-L", "-m", "3"], b"");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid user name or password"));
 }
