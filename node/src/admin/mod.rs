@@ -208,7 +208,10 @@ fn serve_requests(server: &Server, shared: &NodeShared, stop: &AtomicBool, conso
 /// SASL PLAIN checks it; it is never logged. Over plain HTTP it crosses the network as it
 /// is: give the node `--tls-cert` (the admin port then speaks https) or keep `--admin` on
 /// loopback.
-fn authorized(request: &tiny_http::Request, security: &crate::security::Security) -> Result<(), (u16, &'static str, String)> {
+fn authorized(
+    request: &tiny_http::Request,
+    security: &crate::security::Security,
+) -> Result<(), (u16, &'static str, String)> {
     use base64::Engine;
     use strand_core::auth::acl::{Operation, Target};
     if !security.require_auth {
@@ -424,7 +427,7 @@ mod tests {
             connections: AtomicU32::new(0),
             connection_sources: Arc::default(),
             producer_ids: Default::default(),
-            quotas: crate::quota::QuotaRegistry::new(config.quotas),
+            quotas: crate::quota::QuotaRegistry::with_users(config.quotas, config.quota_users.clone()),
             security: crate::security::Security::open(dir.to_path_buf(), false, None).unwrap(),
             config,
             control: None,
