@@ -244,9 +244,19 @@ pub struct FileConfig {
     pub batch_decompressed_len_max: Option<u64>,
     pub quota_produce_bytes_per_sec: Option<u64>,
     pub quota_fetch_bytes_per_sec: Option<u64>,
+    pub quota_users: Option<std::collections::BTreeMap<String, UserQuotaFile>>,
     pub require_auth: Option<bool>,
     pub superuser: Option<String>,
     pub insecure_no_auth: Option<bool>,
+}
+
+/// A `[quota_users.NAME]` table: the user's own byte rates (a direction left out keeps the
+/// node's default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuotaFile {
+    pub produce_bytes_per_sec: Option<u64>,
+    pub fetch_bytes_per_sec: Option<u64>,
 }
 
 /// Network limits of one node.
@@ -302,6 +312,8 @@ pub struct NodeConfig {
     pub group_limits: CoordinatorConfig,
     /// Byte-rate quota of each principal without one of its own; `None` = unlimited.
     pub quotas: crate::quota::Rates,
+    /// Users' own quotas (`[quota_users.NAME]`), the default filled in where left out.
+    pub quota_users: std::collections::HashMap<String, crate::quota::Rates>,
     /// TLS on the client-facing ports (`--tls-cert`/`--tls-key`); `None` = plaintext. The
     /// files are read when the node starts (`crate::tls`), not here.
     pub tls: Option<crate::tls::TlsFiles>,
@@ -400,6 +412,14 @@ impl NodeConfig {
             produce: quota("quota_produce_bytes_per_sec", file.quota_produce_bytes_per_sec)?,
             fetch: quota("quota_fetch_bytes_per_sec", file.quota_fetch_bytes_per_sec)?,
         };
+        let mut quota_users = std::collections::HashMap::new();
+        for (user, q) in file.quota_users.unwrap_or_default() {
+            let rates = crate::quota::Rates {
+                produce: quota("quota_users", q.produce_bytes_per_sec)?.or(quotas.produce),
+                fetch: quota("quota_users", q.fetch_bytes_per_sec)?.or(quotas.fetch),
+            };
+            quota_users.insert(user, rates);
+        }
         let tls = tls_files(
             cli.tls_cert.or(file.tls_cert),
             cli.tls_key.or(file.tls_key),
@@ -429,6 +449,7 @@ impl NodeConfig {
             replication_limits,
             group_limits,
             quotas,
+            quota_users,
             tls,
             cluster_tls,
             require_auth: cli.require_auth || file.require_auth.unwrap_or(false),
@@ -821,6 +842,21 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::parse_from(std::iter::once("strand-node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn users_quotas_override_the_default_per_direction() {
+        let text = "quota_produce_bytes_per_sec = \"1MiB\"\n[quota_users.alice]\nfetch_bytes_per_sec = \"2KiB\"\n\
+                    [quota_users.bob]\nproduce_bytes_per_sec = 5\n";
+        let c = NodeConfig::merge(cli(&[]), parse_file(text).unwrap()).unwrap();
+        let rates = |p, f| crate::quota::Rates { produce: p, fetch: f };
+        assert_eq!(c.quotas, rates(Some(1 << 20), None));
+        assert_eq!(c.quota_users["alice"], rates(Some(1 << 20), Some(2048)));
+        assert_eq!(c.quota_users["bob"], rates(Some(5), None));
+        assert!(parse_file("[quota_users.x]\nproduce_bytes_per_sec = \"lots\"\n").is_err());
+        assert!(parse_file("[quota_users.x]\nproduce = 5\n").is_err(), "unknown keys are refused");
+        let zero = parse_file("[quota_users.x]\nfetch_bytes_per_sec = 0\n").unwrap();
+        assert!(NodeConfig::merge(cli(&[]), zero).is_err());
     }
 
     #[test]

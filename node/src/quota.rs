@@ -114,6 +114,13 @@ impl QuotaRegistry {
         QuotaRegistry { epoch: Instant::now(), default, inner: Mutex::new(Inner::default()) }
     }
 
+    /// A registry with `users`' own quotas besides the default.
+    pub fn with_users(default: Rates, users: HashMap<String, Rates>) -> Self {
+        let registry = QuotaRegistry::new(default);
+        registry.set_users(users);
+        registry
+    }
+
     /// The meters of `principal` (looked up at connection start and authentication, never
     /// per request).
     pub fn meters(&self, principal: &str) -> Arc<Meters> {
@@ -261,5 +268,19 @@ mod tests {
         assert!(muted > Duration::from_millis(900) && muted <= Duration::from_secs(1), "{muted:?}");
         conn.set_principal(&reg, "alice");
         assert_eq!(conn.charge(Direction::Fetch, 1_000), 0, "alice has her own meter");
+    }
+
+    #[test]
+    fn a_connection_follows_its_principal_to_the_users_own_quota() {
+        let mut users = HashMap::new();
+        users.insert("alice".to_string(), Rates { produce: Some(100), fetch: None });
+        let reg = QuotaRegistry::with_users(Rates::default(), users);
+        let conn = ConnQuota::new(&reg, ANONYMOUS);
+        assert_eq!(conn.charge(Direction::Produce, 1_000_000), 0, "anonymous is unlimited here");
+        conn.follow(&reg, Some(std::rc::Rc::from("alice")));
+        assert_eq!(conn.charge(Direction::Produce, 100), 0, "alice's burst");
+        assert!(conn.charge(Direction::Produce, 100) > 900, "then alice's 100 B/s");
+        conn.follow(&reg, Some(std::rc::Rc::from("alice")));
+        assert!(conn.charge(Direction::Produce, 1) > 0, "following the same principal keeps the meter");
     }
 }

@@ -120,7 +120,7 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         connections: AtomicU32::new(0),
         connection_sources: Arc::default(),
         producer_ids: Default::default(),
-        quotas: crate::quota::QuotaRegistry::new(config.quotas),
+        quotas: crate::quota::QuotaRegistry::with_users(config.quotas, config.quota_users.clone()),
         config,
         control,
         tls,

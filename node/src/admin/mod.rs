@@ -427,7 +427,7 @@ mod tests {
             connections: AtomicU32::new(0),
             connection_sources: Arc::default(),
             producer_ids: Default::default(),
-            quotas: crate::quota::QuotaRegistry::new(config.quotas),
+            quotas: crate::quota::QuotaRegistry::with_users(config.quotas, config.quota_users.clone()),
             security: crate::security::Security::open(dir.to_path_buf(), false, None, None).unwrap(),
             config,
             control: None,

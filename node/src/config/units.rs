@@ -63,6 +63,19 @@ pub fn normalize(table: &mut toml::Table) -> Result<(), UnitError> {
             table.insert(key.to_string(), toml::Value::Integer(n));
         }
     }
+    // Per-user quotas: `[quota_users.NAME]` tables of sizes.
+    if let Some(toml::Value::Table(users)) = table.get_mut("quota_users") {
+        for (_, user) in users.iter_mut() {
+            let toml::Value::Table(user) = user else { continue };
+            for key in ["produce_bytes_per_sec", "fetch_bytes_per_sec"] {
+                let Some(toml::Value::String(text)) = user.get(key) else { continue };
+                let error = |reason: String| UnitError { key: "quota_users", value: text.clone(), reason };
+                let n = parse_size(text).map_err(error)?;
+                let n = i64::try_from(n).map_err(|_| error("too large".to_string()))?;
+                user.insert(key.to_string(), toml::Value::Integer(n));
+            }
+        }
+    }
     Ok(())
 }
 
