@@ -247,6 +247,18 @@ fn a_read_only_user_consumes_and_is_refused_a_produce_with_the_permission_named(
     );
     let (h, _) = reader.call(Request::ListUsers, &[]);
     assert_eq!(h.error, ErrorCode::ClusterAuthorizationFailed);
+    let join = Request::JoinGroup(JoinGroupRequest {
+        group_id: "readers".into(),
+        member_id: String::new(),
+        client_id: "test".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        topics: vec!["orders".into()],
+        assignor: Assignor::Range,
+    });
+    let (h, _) = reader.call(join, &[]);
+    assert_eq!(h.error, ErrorCode::GroupAuthorizationFailed, "no ACL on the group");
+    assert_eq!(h.message.as_deref(), Some("not authorized: user reader lacks read on group readers"));
 
     // Kafka (kcat): consumes, and a produce fails with Kafka's TOPIC_AUTHORIZATION_FAILED.
     let creds = sasl("SCRAM-SHA-256", "reader", READER_PASSWORD);
