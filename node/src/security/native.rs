@@ -11,7 +11,7 @@
 //! | Metadata, ListTopics | describe per topic (others are left out, or marked refused when named) |
 //! | CreateTopic, DeleteTopic, AlterTopicConfig, CreatePartitions | admin on the cluster or the topic |
 //! | JoinGroup, SyncGroup, Heartbeat, LeaveGroup | read on the group |
-//! | OffsetCommit, OffsetFetch | read on the group and on each topic named |
+//! | OffsetCommit, OffsetFetch | read on the group and on each topic named (an OffsetFetch of all lists readable topics only) |
 //! | DescribeGroup | describe on the group; ListGroups lists the describable ones |
 //! | DeleteGroup | admin on the group |
 //! | AlterUser, ListUsers, AlterAcl, ListAcls | admin on the cluster |
@@ -105,6 +105,10 @@ pub fn filter(security: &Security, access: &Access, reply: &mut Reply) {
         }
         Response::ListTopics(l) => l.topics.retain(|t| describable(Kind::Topic, &t.name)),
         Response::ListGroups(l) => l.groups.retain(|g| describable(Kind::Group, &g.group_id)),
+        // "Every committed offset" lists only topics the principal may read.
+        Response::OffsetFetch(o) => {
+            o.offsets.retain(|c| access.topic(security, Operation::Read, &c.topic).is_ok());
+        }
         _ => {}
     }
 }

@@ -380,10 +380,12 @@ async fn fetch_offsets(
         .collect();
     let request = Request::OffsetFetch(native::OffsetFetchRequest { group_id, partitions: asked });
     let reply = shard.group_call(GroupCall::Native(request)).await;
-    let found = match reply.response {
+    let mut found = match reply.response {
         Response::OffsetFetch(r) if reply.error == ErrorCode::None => r.offsets,
         _ => return (kafka_code(&reply), Vec::new()),
     };
+    // Offsets of topics the principal may not read are left out (read as "none committed").
+    found.retain(|c| topic_refused(shard, Operation::Read, &c.topic).is_none());
     let committed = |topic: &str, p: i32| {
         found
             .iter()
