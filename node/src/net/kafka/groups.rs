@@ -78,7 +78,10 @@ pub(super) async fn find_coordinator(shard: &Ctx, version: i16, req: FindCoordin
         c.node_id = BrokerId(-1);
         c.port = -1;
         let found = match req.key_type {
-            0 => locate(shard, key.as_str()),
+            0 => match group_refused(shard, Operation::Describe, key.as_str()) {
+                Some(refused) => Err((refused, "not authorized: describe on this group is missing")),
+                None => locate(shard, key.as_str()),
+            },
             _ => Err((code::INVALID_REQUEST, "only group coordinators (key type 0): this node has no transactions")),
         };
         match found {
