@@ -270,6 +270,42 @@ fn a_read_only_user_consumes_and_is_refused_a_produce_with_the_permission_named(
     assert!(stderr.contains("Topic authorization failed"), "kcat produce as reader: {stderr}");
     assert_eq!(admin.read_all("orders", 0), vec![b"first".to_vec()], "nothing was written");
 
+    // With read on a group prefix, a confluent-kafka consumer group of the reader works
+    // end to end (FindCoordinator, Join, Sync, Heartbeat, OffsetCommit, OffsetFetch).
+    let entry = AclEntry {
+        principal: "reader".into(),
+        resource: AclResource::Group,
+        name: "readers".into(),
+        prefix: true,
+        operation: AclOperation::Read,
+    };
+    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry }), &[]);
+    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+    let script = format!(
+        r#"
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({{"bootstrap.servers": "{kafka}", "security.protocol": "SASL_PLAINTEXT",
+              "sasl.mechanisms": "SCRAM-SHA-256", "sasl.username": "reader", "sasl.password": "{READER_PASSWORD}",
+              "group.id": "readers-1", "auto.offset.reset": "earliest", "enable.auto.commit": False}})
+c.subscribe(["orders"])
+got = None
+for _ in range(60):
+    m = c.poll(0.5)
+    if m is not None and m.error() is None:
+        got = m
+        break
+assert got is not None and got.value() == b"first", got
+c.commit(message=got, asynchronous=False)
+committed = c.committed([TopicPartition("orders", 0)], timeout=10)
+assert committed[0].offset == 1, committed
+c.close()
+print("ok reader group")
+"#
+    );
+    let out = Command::new("python3").arg("-c").arg(&script).output().expect("python3 with confluent-kafka");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok reader group"), "python: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+
     // Kafka, by hand: Metadata for all topics lists only what the reader may describe, a
     // named one it may not is TOPIC_AUTHORIZATION_FAILED (29), and CreateTopics is refused.
     let mut conn = kafka_signed_in(kafka, "reader", READER_PASSWORD);
