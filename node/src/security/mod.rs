@@ -1,5 +1,6 @@
 //! Authentication and authorization in the node's shell: the user and ACL tables (one per
-//! node, shared by every shard, persisted by [`store`]), each connection's [`Session`]
+//! node, shared by every shard, persisted by [`store`] in the data dir or, in cluster
+//! mode, kept in etcd under `{prefix}/security` and followed through the control view), each connection's [`Session`]
 //! (which SASL exchange it is in, which principal it proved), and [`Access`], the check
 //! every request passes at the dispatch point of both protocols.
 //!
