@@ -4,7 +4,7 @@
 # 127.0.0.1), RUNS times each, and one line per workload with the medians, the spread and
 # the TLS/plaintext ratio.
 #
-#   bench-harness/scripts/tls-compare.sh [--bin-dir DIR] [--runs N] [--backlog SIZE]
+#   bench-harness/scripts/tls-compare.sh [--bin-dir DIR] [--runs N] [--backlog SIZE] [--only produce|catchup]
 #
 # produce:  max-rate produce, 1 partition, 1 producer, 1000 B messages in 1 MiB batches,
 #           buffered IO, fsync=never, 15 s after 3 s warm-up (the suite's max-buffered);
@@ -18,11 +18,13 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin_dir="$root/target/release"
 runs=3
 backlog="1GiB"
+kinds="produce catchup"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin-dir) bin_dir="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --backlog) backlog="$2"; shift 2 ;;
+    --only) kinds="$2"; shift 2 ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "tls-compare: unknown option $1" >&2; exit 2 ;;
   esac
@@ -40,22 +42,24 @@ catchup=(--partitions 1 --producers 1 --consumers 1 --message-size 1000 --batch-
 for i in $(seq 1 "$runs"); do
   for mode in plain tls; do
     tls=(); [[ $mode == tls ]] && tls=(--tls)
-    "$bench" --embedded "${tls[@]}" "${produce[@]}" --json "$out/produce-$mode-$i.json" >/dev/null
-    "$bench" --embedded "${tls[@]}" "${catchup[@]}" --json "$out/catchup-$mode-$i.json" >/dev/null
+    for kind in $kinds; do
+      if [[ $kind == produce ]]; then args=("${produce[@]}"); else args=("${catchup[@]}"); fi
+      "$bench" --embedded "${tls[@]}" "${args[@]}" --json "$out/$kind-$mode-$i.json" >/dev/null
+    done
     echo "run $i $mode done (load $(cut -d' ' -f1 /proc/loadavg))" >&2
   done
 done
 
-python3 - "$out" "$runs" <<'EOF'
+python3 - "$out" "$runs" "$kinds" <<'EOF'
 import json, statistics, sys
-out, runs = sys.argv[1], int(sys.argv[2])
+out, runs, kinds = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
 def load(kind, mode, i):
     return json.load(open(f"{out}/{kind}-{mode}-{i}.json"))["results"]
 def cpu_per_gb(r):
     node = r.get("node") or {}
     return node.get("cpu_s_per_gb") or node.get("cpu_seconds_per_gb")
 rows = []
-for kind, side in [("produce", "produce"), ("catchup", "consume")]:
+for kind, side in [(k, s) for k, s in [("produce", "produce"), ("catchup", "consume")] if k in kinds]:
     med = {}
     for mode in ("plain", "tls"):
         vals = [load(kind, mode, i)[side]["mb_per_sec"] for i in range(1, runs + 1)]
