@@ -189,7 +189,11 @@ print("ok scram-sha-512")
         let (status, body) = admin_get_as(&node, path, "admin", PASSWORD);
         assert_eq!(status, 200, "{path}");
         assert!(!body.contains(PASSWORD) && !body.contains("stored_key"), "a secret in {path}");
+        assert_eq!(admin_get_as(&node, path, "admin", "wrong").0, 401, "{path} with a wrong password");
     }
+    // Scrapers present no credentials: /health and /metrics stay open.
+    assert_eq!(node.admin_get("/health").0, 200);
+    assert_eq!(node.admin_get("/metrics").0, 200);
     let log = node.log.lock().unwrap().join("\n");
     assert!(!log.contains(PASSWORD), "the admin HTTP logs no password");
     let (_, metrics) = node.admin_get("/metrics");
@@ -219,6 +223,23 @@ fn a_read_only_user_consumes_and_is_refused_a_produce_with_the_permission_named(
         operation: AclOperation::Read,
     };
     let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry }), &[]);
+    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+
+    // The admin HTTP: the reader's credentials are good, but it may not describe the cluster.
+    let (status, body) = admin_get_as(&node, "/v1/topics", "reader", READER_PASSWORD);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("describe the cluster"), "{body}");
+    let entry = AclEntry {
+        principal: "reader".into(),
+        resource: AclResource::Cluster,
+        name: String::new(),
+        prefix: false,
+        operation: AclOperation::Describe,
+    };
+    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry: entry.clone() }), &[]);
+    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+    assert_eq!(admin_get_as(&node, "/v1/topics", "reader", READER_PASSWORD).0, 200, "describe on the cluster is enough");
+    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: false, entry }), &[]);
     assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
 
     // Native: reads, cannot write, cannot see or read the other topic, cannot manage users.
