@@ -238,7 +238,11 @@ fn a_read_only_user_consumes_and_is_refused_a_produce_with_the_permission_named(
     };
     let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry: entry.clone() }), &[]);
     assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
-    assert_eq!(admin_get_as(&node, "/v1/topics", "reader", READER_PASSWORD).0, 200, "describe on the cluster is enough");
+    assert_eq!(
+        admin_get_as(&node, "/v1/topics", "reader", READER_PASSWORD).0,
+        200,
+        "describe on the cluster is enough"
+    );
     let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: false, entry }), &[]);
     assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
 
