@@ -241,6 +241,7 @@ pub struct FileConfig {
     pub offset_metadata_max_bytes: Option<usize>,
     pub group_offsets_bytes_max: Option<u64>,
     pub offsets_retention_ms: Option<u64>,
+    pub offsets_compact_records_min: Option<u64>,
     pub batch_decompressed_len_max: Option<u64>,
     pub quota_produce_bytes_per_sec: Option<u64>,
     pub quota_fetch_bytes_per_sec: Option<u64>,
@@ -750,6 +751,10 @@ fn group_limits(file: &FileConfig) -> Result<CoordinatorConfig, ConfigError> {
     limits.offsets_retention_ms = file.offsets_retention_ms.unwrap_or(limits.offsets_retention_ms);
     if limits.groups_max == 0 || limits.members_per_group_max == 0 || limits.offsets_retention_ms == 0 {
         return Err(invalid("groups_max/group_members_max/offsets_retention_ms", "must be > 0"));
+    }
+    limits.compact_records_min = file.offsets_compact_records_min.unwrap_or(limits.compact_records_min);
+    if limits.compact_records_min < 100 {
+        return Err(invalid("offsets_compact_records_min", "must be at least 100"));
     }
     if limits.offset_metadata_bytes_max > METADATA_LEN_MAX {
         return Err(invalid("offset_metadata_max_bytes", format!("at most {METADATA_LEN_MAX}")));

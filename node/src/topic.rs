@@ -119,9 +119,13 @@ fn config_bounds(key: &str) -> Option<(u64, u64)> {
     }
 }
 
+/// Largest segment of `__consumer_offsets` (see `shard/groups/compact.rs`).
+pub const OFFSETS_SEGMENT_BYTES: u64 = 4 << 20;
+
 /// `base` with a topic's overrides applied. Internal topics (`__…`, e.g. the consumer
-/// offsets) never inherit node-wide retention: deleting their old segments would lose the
-/// committed offsets of idle groups (there is no compaction yet).
+/// offsets) never inherit node-wide retention: deleting their old segments by age or size
+/// would lose the committed offsets of idle groups (the offsets topic is compacted by
+/// snapshots instead, and its segments are capped at [`OFFSETS_SEGMENT_BYTES`]).
 pub fn topic_log_config(
     base: &LogConfig,
     topic: &str,
@@ -131,6 +135,10 @@ pub fn topic_log_config(
     if is_internal_topic(topic) {
         log.retention_bytes = None;
         log.retention_ms = None;
+    }
+    if topic == crate::groups::OFFSETS_TOPIC {
+        // Snapshots delete whole segments below them: replay reads at most one stale one.
+        log.segment_bytes = log.segment_bytes.min(OFFSETS_SEGMENT_BYTES);
     }
     for (key, value) in configs {
         let v: u64 = value.parse().map_err(|_| TopicConfigError::Key(format!("{key}={value}")))?;

@@ -11,6 +11,14 @@
 //! Empty (a short retention), through tombstone persists. A run is a pure function
 //! of its seed; each concern draws from its own random stream.
 //!
+//! The offsets topic is simulated too: every persist the coordinator issues appends its
+//! records to a simulated log in issue order (as the shell's appends reserve offsets in
+//! call order), a failed persist's records vanish, and a durable snapshot deletes the
+//! log before its marker (more than the shell, which deletes whole segments). The log
+//! checker replays the durable records after every step and requires exactly the
+//! coordinator's durable committed offsets: what a restart would load is what the
+//! coordinator serves, with compaction running every few records.
+//!
 //! The commit checker runs on every commit the coordinator answers: a commit is
 //! applied only from the current generation's member that owns the partition, or
 //! (standalone) into a group with no members.
@@ -34,8 +42,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strand_core::group::{
-    assign, Action, CommitInput, CoordinatorConfig, GroupCoordinator, GroupError, GroupState, JoinInput, JoinResult,
-    KafkaJoin, KafkaProtocol, KafkaSyncInput, Outcome, Reply,
+    assign, Action, CommitInput, CommitRecord, CoordinatorConfig, GroupCoordinator, GroupError, GroupState, JoinInput,
+    JoinResult, KafkaJoin, KafkaProtocol, KafkaSyncInput, Outcome, Reply,
 };
 use strand_wire::msg::{Assignor, CommittedOffset, TopicPartition};
 use strand_wire::ErrorCode;
@@ -147,6 +155,7 @@ struct Rngs {
     faults: StdRng,
     persist: StdRng,
     hostile: StdRng,
+    compaction: StdRng,
 }
 
 impl Rngs {
@@ -159,6 +168,7 @@ impl Rngs {
             faults: derive(4),
             persist: derive(5),
             hostile: derive(6),
+            compaction: derive(7),
         }
     }
 }
@@ -178,6 +188,8 @@ struct Counts {
     standalone_accepted: u64,
     expiries: u64,
     relayed: u64,
+    snapshots: u64,
+    log_replays: u64,
 }
 
 impl Counts {
@@ -194,7 +206,23 @@ impl Counts {
         self.standalone_accepted += o.standalone_accepted;
         self.expiries += o.expiries;
         self.relayed += o.relayed;
+        self.snapshots += o.snapshots;
+        self.log_replays += o.log_replays;
     }
+}
+
+/// One record of the simulated offsets partition.
+#[derive(Debug, Clone)]
+struct LogEntry {
+    persist_id: u64,
+    durable: bool,
+    record: LogRecord,
+}
+
+#[derive(Debug, Clone)]
+enum LogRecord {
+    Commit(CommitRecord),
+    Marker { count: usize },
 }
 
 struct Sim {
@@ -216,6 +244,10 @@ struct Sim {
     persists: Vec<(u64, u64)>,
     /// Persists of tombstones in flight (persist id).
     tombstone_persists: BTreeSet<u64>,
+    /// Snapshot persists in flight (persist id).
+    snapshot_persists: BTreeSet<u64>,
+    /// The simulated offsets partition, oldest first.
+    log: Vec<LogEntry>,
     /// Requests stuck (say, in a dying connection) until the group's generation has
     /// moved past theirs: (generation, request id, request).
     held: Vec<(u32, u64, Req)>,
@@ -241,6 +273,7 @@ impl Sim {
             session_timeout_ms_max: 10_000,
             rebalance_timeout_ms_max: 10_000,
             offsets_retention_ms: RETENTION_MS,
+            compact_records_min: Rngs::new(seed).compaction.gen_range(2..=40),
             ..CoordinatorConfig::default()
         };
         let mut coordinator = GroupCoordinator::new(config, seed);
@@ -261,6 +294,8 @@ impl Sim {
             request_owner: BTreeMap::new(),
             persists: Vec::new(),
             tombstone_persists: BTreeSet::new(),
+            snapshot_persists: BTreeSet::new(),
+            log: Vec::new(),
             held: Vec::new(),
             owners_by_generation: BTreeMap::new(),
             generation_seen: 0,
@@ -428,6 +463,8 @@ impl Sim {
             let fail_chance = if self.chaos { 0.05 } else { 0.0 };
             let result = if self.rng.persist.gen_bool(fail_chance) { Err(ErrorCode::StorageError) } else { Ok(()) };
             let expired = self.tombstone_persists.remove(&persist_id) && result.is_ok();
+            let snapshot = self.snapshot_persists.remove(&persist_id);
+            self.persisted_in_log(persist_id, result.is_ok(), snapshot);
             if !self.coordinator.handle_persisted(persist_id, result) {
                 self.fail(format!("persist {persist_id} unknown to the coordinator"));
             }
@@ -564,6 +601,26 @@ impl Sim {
                         }
                         self.tombstone_persists.insert(persist_id);
                     }
+                    self.log.extend(records.into_iter().map(|r| LogEntry {
+                        persist_id,
+                        durable: false,
+                        record: LogRecord::Commit(r),
+                    }));
+                    let due = self.now_ms + self.rng.persist.gen_range(0..=50);
+                    self.persists.push((due, persist_id));
+                }
+                Action::PersistSnapshot { persist_id, partition, records } => {
+                    if partition != 0 {
+                        self.fail(format!("snapshot of offsets partition {partition}; the sim has one"));
+                    }
+                    let marker = LogRecord::Marker { count: records.len() };
+                    self.log.push(LogEntry { persist_id, durable: false, record: marker });
+                    self.log.extend(records.into_iter().map(|r| LogEntry {
+                        persist_id,
+                        durable: false,
+                        record: LogRecord::Commit(r),
+                    }));
+                    self.snapshot_persists.insert(persist_id);
                     let due = self.now_ms + self.rng.persist.gen_range(0..=50);
                     self.persists.push((due, persist_id));
                 }
@@ -886,7 +943,56 @@ impl Sim {
 }
 
 impl Sim {
+    /// A persist finished in the simulated log: its records become durable, or vanish if
+    /// it failed; a durable snapshot deletes everything before its marker.
+    fn persisted_in_log(&mut self, persist_id: u64, ok: bool, snapshot: bool) {
+        if !ok {
+            self.log.retain(|e| e.persist_id != persist_id);
+            return;
+        }
+        for entry in self.log.iter_mut().filter(|e| e.persist_id == persist_id) {
+            entry.durable = true;
+        }
+        if snapshot {
+            let marker = self.log.iter().position(|e| e.persist_id == persist_id).expect("the snapshot was issued");
+            match &self.log[marker].record {
+                LogRecord::Marker { count } if self.log.len() > marker + count => {}
+                other => self.fail(format!("snapshot {persist_id} starts with {other:?} or is cut short")),
+            }
+            self.log.drain(..marker);
+            self.counts.snapshots += 1;
+        }
+    }
+
+    /// What a restart would load (the durable records replayed in log order) is exactly
+    /// the coordinator's durable committed offsets.
+    fn check_log(&mut self) {
+        let mut replayed: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        for entry in self.log.iter().filter(|e| e.durable) {
+            if let LogRecord::Commit(r) = &entry.record {
+                let tp = TopicPartition { topic: r.topic.clone(), partition: r.partition };
+                match r.tombstone {
+                    true => replayed.remove(&tp),
+                    false => replayed.insert(tp, r.offset),
+                };
+            }
+        }
+        let durable: BTreeMap<TopicPartition, u64> = self
+            .coordinator
+            .describe_group(GROUP)
+            .map(|v| {
+                let tp = |o: &CommittedOffset| TopicPartition { topic: o.topic.clone(), partition: o.partition };
+                v.offsets.iter().map(|o| (tp(o), o.offset)).collect()
+            })
+            .unwrap_or_default();
+        if replayed != durable {
+            self.fail(format!("a replay of the offsets log loads {replayed:?}, the coordinator holds {durable:?}"));
+        }
+        self.counts.log_replays += 1;
+    }
+
     fn check(&mut self) {
+        self.check_log();
         let Some(view) = self.coordinator.describe_group(GROUP) else { return };
         if view.generation < self.generation_seen {
             self.fail(format!("generation went from {} to {}", self.generation_seen, view.generation));
@@ -1157,7 +1263,9 @@ fn run_seeds(part: u64) {
     if seeds.len() > 4 {
         assert!(total.relayed > 0, "no Kafka-mode assignment relayed");
     }
+    assert!(total.log_replays > 0, "the offsets log was never replayed");
     if seeds.len() > 20 {
+        assert!(total.snapshots > 0, "no snapshot of the offsets log was written");
         assert!(total.stale_commits_refused > 0, "no stale commit was ever attempted");
         assert!(total.standalone_accepted > 0, "no standalone commit into an empty group");
         assert!(total.expiries > 0, "no offsets ever expired");

@@ -223,6 +223,21 @@ impl GroupReply {
     }
 }
 
+/// Where the cleaner stands in one offsets partition (`shard/groups/compact.rs`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct OffsetsScan {
+    /// Every batch below this offset was scanned.
+    pub(crate) cursor: u64,
+    /// The latest snapshot marker seen: its offset and the end of its records.
+    pub(crate) marker: Option<(u64, u64)>,
+    /// The log was last cleaned below this marker offset.
+    pub(crate) cleaned: u64,
+}
+
+fn coordinator_config(limits: &CoordinatorConfig, offsets_partitions: u32) -> CoordinatorConfig {
+    CoordinatorConfig { offsets_partitions, ..limits.clone() }
+}
+
 /// One shard's coordinator and the shell state around it.
 pub struct GroupHost {
     pub(crate) coordinator: RefCell<GroupCoordinator>,
@@ -244,6 +259,9 @@ pub struct GroupHost {
     pub(crate) creating: Cell<bool>,
     /// Notified after every coordinator call, so the timer re-reads `poll_timeout`.
     pub(crate) changed: Rc<LocalNotify>,
+    /// Per offsets partition held here: how far the cleaner scanned for snapshot markers
+    /// (`shard/groups/compact.rs`).
+    pub(crate) scans: RefCell<HashMap<u32, OffsetsScan>>,
     clock_start: Instant,
     clock_base_ms: u64,
 }
@@ -256,7 +274,10 @@ impl GroupHost {
         let clock_base_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         GroupHost {
             // The start time makes member ids of this run distinct from earlier runs'.
-            coordinator: RefCell::new(GroupCoordinator::new(limits.clone(), clock_base_ms)),
+            coordinator: RefCell::new(GroupCoordinator::new(
+                coordinator_config(&limits, offsets_partitions),
+                clock_base_ms,
+            )),
             limits,
             waiters: RefCell::new(HashMap::new()),
             request_id_next: Cell::new(1),
@@ -265,6 +286,7 @@ impl GroupHost {
             incarnation: Cell::new(0),
             creating: Cell::new(false),
             changed: Rc::new(LocalNotify::default()),
+            scans: RefCell::new(HashMap::new()),
             clock_start: Instant::now(),
             clock_base_ms,
         }
@@ -273,6 +295,12 @@ impl GroupHost {
     /// Partition count of [`OFFSETS_TOPIC`].
     pub fn offsets_partitions(&self) -> u32 {
         self.offsets_partitions.get()
+    }
+
+    /// The configuration of a new coordinator (the node's limits, the offsets topic's
+    /// partition count as known now).
+    pub(crate) fn coordinator_config(&self) -> CoordinatorConfig {
+        coordinator_config(&self.limits, self.offsets_partitions())
     }
 
     /// The coordinator clock: wall-clock ms at start plus monotonic time since, so

@@ -394,6 +394,12 @@ impl PartitionLog {
         self.inner.apply_retention(now_ms, limit).await
     }
 
+    /// Deletes the closed segments ending at or below `min(offset, limit)`, oldest first
+    /// (`limit`: a chain replica's served-reads offset). Returns the segments deleted.
+    pub async fn delete_below(&self, offset: u64, limit: u64) -> Result<u32, LogError> {
+        self.inner.delete_below(offset, limit).await
+    }
+
     /// Drops every record and restarts the log empty at offset `start` (a chain learner
     /// whose predecessor no longer has what it lacks), durably; see `reset` for the
     /// crash-safe order. Like `truncate`, no append of this log may be in flight.

@@ -224,6 +224,10 @@ pub struct ShardMetrics {
     pub group_members_removed: AtomicU64,
     /// Offset commits persisted to `__consumer_offsets`.
     pub group_commits_persisted: AtomicU64,
+    /// Snapshots of `__consumer_offsets` partitions written (compaction).
+    pub group_offsets_snapshots: AtomicU64,
+    /// Segments of `__consumer_offsets` deleted below a snapshot.
+    pub group_offsets_segments_deleted: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -305,7 +309,7 @@ impl NodeMetrics {
     /// Prometheus text exposition of everything.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let counters: [Counter; 19] = [
+        let counters: [Counter; 21] = [
             ("strand_request_errors_total", "Requests answered with an error", |m| m.request_errors.load(Relaxed)),
             ("strand_bytes_in_total", "Record-batch bytes appended", |m| m.bytes_in.load(Relaxed)),
             ("strand_bytes_out_total", "Record-batch bytes sent to fetchers", |m| m.bytes_out.load(Relaxed)),
@@ -351,6 +355,14 @@ impl NodeMetrics {
             ("strand_group_commits_persisted_total", "Offset commits persisted to __consumer_offsets", |m| {
                 m.group_commits_persisted.load(Relaxed)
             }),
+            ("strand_group_offsets_snapshots_total", "Snapshots of __consumer_offsets partitions written", |m| {
+                m.group_offsets_snapshots.load(Relaxed)
+            }),
+            (
+                "strand_group_offsets_segments_deleted_total",
+                "Segments of __consumer_offsets deleted below a snapshot",
+                |m| m.group_offsets_segments_deleted.load(Relaxed),
+            ),
         ];
         let _ = writeln!(
             out,

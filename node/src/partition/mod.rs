@@ -481,6 +481,15 @@ impl Partition {
             Replication::Chain(chain) => chain.replica.apply_retention(now_ms).await,
         }
     }
+
+    /// Deletes the closed segments ending at or below `offset` (a replica: committed data
+    /// only). Returns the segments deleted.
+    pub async fn delete_below(&self, offset: u64) -> Result<u32, crate::log::LogError> {
+        match &self.replication {
+            Replication::Local(_) => self.log.delete_below(offset, u64::MAX).await,
+            Replication::Chain(chain) => chain.replica.delete_below(offset).await,
+        }
+    }
 }
 
 /// A produce in progress: offsets reserved, durability pending (see [`Partition::append`]).

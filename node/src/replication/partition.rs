@@ -389,6 +389,21 @@ impl ReplicatedPartition {
     pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, crate::log::LogError> {
         let limit = self.committed().0;
         let deleted = self.log.apply_retention_below(now_ms, limit).await?;
+        self.report_log_start(deleted);
+        Ok(deleted)
+    }
+
+    /// Deletes the closed segments ending at or below `offset` that hold only committed
+    /// data (a snapshot of the offsets topic made them redundant) and tells the core the
+    /// new log start. Returns the segments deleted.
+    pub async fn delete_below(&self, offset: u64) -> Result<u32, crate::log::LogError> {
+        let limit = self.committed().0;
+        let deleted = self.log.delete_below(offset, limit).await?;
+        self.report_log_start(deleted);
+        Ok(deleted)
+    }
+
+    fn report_log_start(&self, deleted: u32) {
         let start = self.log.log_start_offset();
         if deleted > 0 && !self.broken.get() {
             let now = self.now_ms();
@@ -398,7 +413,6 @@ impl ReplicatedPartition {
             }
             self.drain();
         }
-        Ok(deleted)
     }
 
     /// Waits until no local append task runs (before a cut or a reset).

@@ -366,6 +366,8 @@ impl Shard {
                 last_retention = std::time::Instant::now();
                 self.apply_retention().await;
             }
+            // Cheap when nothing changed: it scans only what was appended since.
+            self.clean_offsets_logs().await;
             self.publish_gauges();
         }
     }

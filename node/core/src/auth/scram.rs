@@ -344,6 +344,18 @@ pub mod test_client {
 
     /// `client-final` answering `server_first`, and the server signature to expect.
     pub fn finish(m: ScramMechanism, password: &str, client_first: &str, server_first: &str) -> (String, String) {
+        finish_echoing(m, password, client_first, server_first, "")
+    }
+
+    /// [`finish`] as librdkafka before 2.6.1 does it when `echo` is its own nonce: the
+    /// client-final's nonce is `echo` followed by the combined one (and the proof covers that).
+    pub fn finish_echoing(
+        m: ScramMechanism,
+        password: &str,
+        client_first: &str,
+        server_first: &str,
+        echo: &str,
+    ) -> (String, String) {
         let mut nonce = "";
         let (mut salt, mut iterations) = (Vec::new(), 0);
         for attr in server_first.split(',') {
@@ -357,7 +369,7 @@ pub mod test_client {
         let salted = m.salted_password(password.as_bytes(), &salt, iterations);
         let client_key = m.hmac(&salted, &[b"Client Key"]);
         let stored_key = m.hash(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c=biws,r={echo}{nonce}");
         let bare = &client_first[3..];
         let auth = [bare.as_bytes(), b",", server_first.as_bytes(), b",", without_proof.as_bytes()];
         let signature = m.hmac(&stored_key, &auth);
@@ -496,8 +508,11 @@ mod tests {
         let make = || ServerFirst::new(m, client_first.as_bytes(), &store, &[5; 24], &SECRET).unwrap();
         let (good, _) = client::finish(m, "pw", &client_first, make().message());
         assert!(make().finish(good.as_bytes()).is_ok());
-        let librdkafka_before_2_6_1 = good.replacen("r=abc", "r=abcabc", 1);
+        let (librdkafka_before_2_6_1, _) = client::finish_echoing(m, "pw", &client_first, make().message(), "abc");
+        assert!(librdkafka_before_2_6_1.contains("r=abcabc"), "{librdkafka_before_2_6_1}");
         assert!(make().finish(librdkafka_before_2_6_1.as_bytes()).is_ok(), "the client nonce repeated once");
+        let (echoed_twice, _) = client::finish_echoing(m, "pw", &client_first, make().message(), "abcabc");
+        assert!(make().finish(echoed_twice.as_bytes()).is_err(), "the client nonce repeated twice");
         let tampered = [
             good.replacen("r=abc", "r=abcabcabc", 1),
             good.replacen("c=biws", "c=eSws", 1),

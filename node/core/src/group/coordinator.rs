@@ -46,16 +46,18 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use strand_wire::msg::{Assignor, CommittedOffset, TopicPartition};
 use strand_wire::ErrorCode;
 
+use super::compact::{Compaction, Phase};
 use super::error::GroupError;
 use super::offsets::{entry_bytes, Committed, OffsetTable};
 use super::record::CommitRecord;
 use super::state::{Group, GroupState, Member};
 use super::types::{Action, CommitInput, JoinInput, JoinResult, KafkaJoin, KafkaSyncInput, Outcome, Reply, RequestId};
 use super::{
-    ASSIGNMENT_BYTES_MAX, CLIENT_ID_LEN_MAX, GROUPS_MAX, GROUP_ID_LEN_MAX, MEMBERS_PER_GROUP_MAX,
+    ASSIGNMENT_BYTES_MAX, CLIENT_ID_LEN_MAX, COMPACT_RECORDS_MIN, GROUPS_MAX, GROUP_ID_LEN_MAX, MEMBERS_PER_GROUP_MAX,
     MEMBER_METADATA_BYTES_MAX, METADATA_LEN_MAX, OFFSETS_BYTES_MAX, OFFSETS_PER_COMMIT_MAX, OFFSETS_RETENTION_MS,
     PERSISTS_IN_FLIGHT_MAX, PROTOCOLS_PER_MEMBER_MAX, PROTOCOL_NAME_LEN_MAX, TOPICS_PER_MEMBER_MAX, TOPIC_NAME_LEN_MAX,
 };
+use crate::placement::group_partition;
 
 /// Limits of a coordinator; defaults are the named constants of [`super`].
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +74,11 @@ pub struct CoordinatorConfig {
     pub offsets_bytes_max: u64,
     /// How long an Empty group keeps its offsets.
     pub offsets_retention_ms: u64,
+    /// Partition count of the offsets topic (group placement: `group_partition`).
+    pub offsets_partitions: u32,
+    /// Records an offsets partition takes after its last snapshot before the next
+    /// snapshot is considered (see `compact.rs`).
+    pub compact_records_min: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -86,6 +93,8 @@ impl Default for CoordinatorConfig {
             offset_metadata_bytes_max: METADATA_LEN_MAX,
             offsets_bytes_max: OFFSETS_BYTES_MAX,
             offsets_retention_ms: OFFSETS_RETENTION_MS,
+            offsets_partitions: 1,
+            compact_records_min: COMPACT_RECORDS_MIN,
         }
     }
 }
@@ -162,6 +171,8 @@ pub struct GroupCoordinator {
     dropped_generation_max: u32,
     /// Sum of every group's `OffsetTable::bytes`.
     offsets_bytes: u64,
+    /// Snapshots of the offsets partitions (`compact.rs`).
+    compaction: Compaction,
 }
 
 impl GroupCoordinator {
@@ -171,6 +182,8 @@ impl GroupCoordinator {
         assert!(config.session_timeout_ms_min <= config.session_timeout_ms_max);
         assert!(config.members_per_group_max >= 1 && config.groups_max >= 1 && config.persists_in_flight_max >= 1);
         assert!(config.offset_metadata_bytes_max <= METADATA_LEN_MAX, "the record format bounds metadata");
+        assert!(config.offsets_partitions >= 1, "the offsets topic has partitions");
+        let compaction = Compaction::new(config.compact_records_min);
         GroupCoordinator {
             config,
             instance,
@@ -184,12 +197,14 @@ impl GroupCoordinator {
             member_seq: 0,
             dropped_generation_max: 0,
             offsets_bytes: 0,
+            compaction,
         }
     }
 
     /// Replays one record of `__consumer_offsets`; call in log order (later records win).
     /// A tombstone drops what the records before it committed for its partition.
     pub fn load_offset_record(&mut self, record: CommitRecord) {
+        self.compaction.count(self.partition_of(&record.group_id), 1);
         let seq = self.next_commit_seq();
         let generation = self.dropped_generation_max;
         let (group_id, commit_ms) = (record.group_id.clone(), record.commit_ms);
@@ -200,10 +215,17 @@ impl GroupCoordinator {
         if record.tombstone {
             group.offsets.remove(&tp);
         } else {
-            group.offsets.load(tp, Committed { offset: record.offset, metadata: record.metadata, seq });
+            let committed = Committed { offset: record.offset, metadata: record.metadata, commit_ms, seq };
+            group.offsets.load(tp, committed);
         }
         let after = group.offsets.bytes();
         self.offsets_bytes = self.offsets_bytes + after - before;
+    }
+
+    /// Replays a snapshot marker of offsets partition `partition` (see `compact.rs`):
+    /// records are counted towards the next snapshot from here.
+    pub fn load_snapshot_marker(&mut self, partition: u32) {
+        self.compaction.snapshotted(partition);
     }
 
     /// Ends the loading phase: requests are served from now on. Groups whose offsets all
@@ -214,6 +236,18 @@ impl GroupCoordinator {
         for id in ids {
             self.settle(&id);
         }
+        self.maybe_compact();
+    }
+
+    /// Records issued or replayed to offsets partition `partition` since its last
+    /// snapshot (what the next snapshot's due check looks at).
+    pub fn records_since_snapshot(&self, partition: u32) -> u64 {
+        self.compaction.since(partition)
+    }
+
+    /// Snapshots this coordinator wrote (reported durable).
+    pub fn snapshots_written(&self) -> u64 {
+        self.compaction.written
     }
 
     /// Bytes of committed-offset state all groups hold (bounded by `offsets_bytes_max`
@@ -622,7 +656,8 @@ impl GroupCoordinator {
             });
             self.offsets_bytes += entry_bytes(&tp.topic, &committed.metadata);
             let group = self.groups.get_mut(&input.group_id).expect("validated by handle_commit");
-            group.offsets.stage(tp.clone(), Committed { offset: committed.offset, metadata: committed.metadata, seq });
+            let staged = Committed { offset: committed.offset, metadata: committed.metadata, commit_ms: now_ms, seq };
+            group.offsets.stage(tp.clone(), staged);
             entries.push((tp, seq));
         }
         let group = self.groups.get_mut(&input.group_id).expect("validated by handle_commit");
@@ -636,12 +671,18 @@ impl GroupCoordinator {
             issued_ms: now_ms,
         };
         self.persists.insert(persist_id, pending);
-        self.actions.push_back(Action::PersistOffsets { persist_id, records });
+        self.issue_persist(persist_id, records);
     }
 
     /// The shell finished (or failed) a [`Action::PersistOffsets`]. Returns false for an
     /// unknown `persist_id` (a shell bug worth logging; nothing changes).
     pub fn handle_persisted(&mut self, persist_id: u64, result: Result<(), ErrorCode>) -> bool {
+        if let Phase::InFlight { persist_id: snapshot, partition } = self.compaction.phase {
+            if snapshot == persist_id {
+                self.snapshot_persisted(partition, result.is_ok());
+                return true;
+            }
+        }
         let Some(pending) = self.persists.remove(&persist_id) else { return false };
         let group = self.groups.get_mut(&pending.group_id).expect("a group with persists in flight is kept");
         let before = group.offsets.bytes();
@@ -677,7 +718,106 @@ impl GroupCoordinator {
         let after = group.offsets.bytes();
         self.offsets_bytes = self.offsets_bytes + after - before;
         self.settle(&pending.group_id);
+        self.maybe_compact();
         true
+    }
+
+    /// Hands a persist to the shell, or holds it while a snapshot drains or is in flight.
+    fn issue_persist(&mut self, persist_id: u64, records: Vec<CommitRecord>) {
+        assert!(self.persists.contains_key(&persist_id), "a persist is registered before it is issued");
+        let action = Action::PersistOffsets { persist_id, records };
+        match self.compaction.holding() {
+            true => self.compaction.hold(action),
+            false => self.release_persist(action),
+        }
+    }
+
+    fn release_persist(&mut self, action: Action) {
+        if let Action::PersistOffsets { records, .. } = &action {
+            if let Some(first) = records.first() {
+                self.compaction.count(self.partition_of(&first.group_id), records.len() as u64);
+            }
+        }
+        self.actions.push_back(action);
+    }
+
+    /// The offsets partition of `group_id`.
+    fn partition_of(&self, group_id: &str) -> u32 {
+        group_partition(group_id, self.config.offsets_partitions)
+    }
+
+    /// Persists issued to the shell and not yet reported (held ones excluded).
+    fn persists_issued(&self) -> usize {
+        let held = self.compaction.held_len();
+        assert!(held <= self.persists.len(), "held persists are registered persists");
+        self.persists.len() - held
+    }
+
+    /// Starts, or moves on, a snapshot of a due offsets partition (`compact.rs`).
+    fn maybe_compact(&mut self) {
+        if self.loading {
+            return;
+        }
+        if self.compaction.phase == Phase::Idle {
+            for partition in self.compaction.candidates() {
+                let live = self.live_offsets(partition);
+                let since = self.compaction.since(partition);
+                if since >= live.saturating_mul(2) {
+                    self.compaction.phase = Phase::Draining { partition };
+                    break;
+                }
+                self.compaction.defer(partition, live.saturating_mul(2));
+            }
+        }
+        let Phase::Draining { partition } = self.compaction.phase else { return };
+        if self.persists_issued() > 0 {
+            return;
+        }
+        let records = self.snapshot_records(partition);
+        let persist_id = self.persist_id_next;
+        self.persist_id_next += 1;
+        self.compaction.phase = Phase::InFlight { persist_id, partition };
+        self.actions.push_back(Action::PersistSnapshot { persist_id, partition, records });
+    }
+
+    /// Durable offsets held for the groups of offsets partition `partition`.
+    fn live_offsets(&self, partition: u32) -> u64 {
+        let groups = self.groups.iter().filter(|(id, _)| self.partition_of(id) == partition);
+        groups.map(|(_, g)| g.offsets.durable_all().count() as u64).sum()
+    }
+
+    /// One commit record per durable offset of the groups of `partition`, as committed.
+    fn snapshot_records(&self, partition: u32) -> Vec<CommitRecord> {
+        let mut records = Vec::new();
+        for (id, group) in self.groups.iter().filter(|(id, _)| self.partition_of(id) == partition) {
+            for (tp, c) in group.offsets.durable_all() {
+                records.push(CommitRecord {
+                    group_id: id.clone(),
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: c.offset,
+                    commit_ms: c.commit_ms,
+                    metadata: c.metadata.clone(),
+                    tombstone: false,
+                });
+            }
+        }
+        records
+    }
+
+    /// The snapshot of `partition` was reported: release the held persists in order.
+    fn snapshot_persisted(&mut self, partition: u32, ok: bool) {
+        match ok {
+            true => {
+                self.compaction.snapshotted(partition);
+                self.compaction.written += 1;
+            }
+            false => self.compaction.failed(partition),
+        }
+        for action in self.compaction.release() {
+            self.release_persist(action);
+        }
+        self.maybe_compact();
     }
 
     /// Deletes a group without members (Kafka's DeleteGroups): one tombstone per
@@ -720,7 +860,7 @@ impl GroupCoordinator {
             issued_ms: now_ms,
         };
         self.persists.insert(persist_id, pending);
-        self.actions.push_back(Action::PersistOffsets { persist_id, records });
+        self.issue_persist(persist_id, records);
         Ok(Outcome::Parked)
     }
 
@@ -749,6 +889,7 @@ impl GroupCoordinator {
     /// Expires sessions, rebalance deadlines and Empty groups' offsets due at `now_ms`.
     pub fn tick(&mut self, now_ms: u64) {
         self.expire_offsets(now_ms);
+        self.maybe_compact();
         let due: Vec<String> = self
             .groups
             .iter()
@@ -793,7 +934,7 @@ impl GroupCoordinator {
             self.persist_id_next += 1;
             let pending = PendingPersist { request_id: None, deletion: false, group_id, entries, issued_ms: now_ms };
             self.persists.insert(persist_id, pending);
-            self.actions.push_back(Action::PersistOffsets { persist_id, records });
+            self.issue_persist(persist_id, records);
         }
     }
 

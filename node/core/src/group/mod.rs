@@ -31,6 +31,7 @@
 //!   rebalance timeout instead).
 
 mod assign;
+mod compact;
 mod coordinator;
 mod error;
 mod offsets;
@@ -41,7 +42,10 @@ mod types;
 pub use assign::assign;
 pub use coordinator::{CoordinatorConfig, GroupCoordinator, GroupSummary, GroupView, MemberView};
 pub use error::GroupError;
-pub use record::{CommitRecord, RecordError, COMMIT_RECORD_VERSION, TOMBSTONE_RECORD_VERSION};
+pub use record::{
+    CommitRecord, OffsetsRecord, RecordError, SnapshotMarker, COMMIT_RECORD_VERSION, SNAPSHOT_MARKER_VERSION,
+    TOMBSTONE_RECORD_VERSION,
+};
 pub use state::GroupState;
 pub use types::{
     Action, CommitInput, JoinInput, JoinResult, KafkaJoin, KafkaProtocol, KafkaSyncInput, Outcome, Reply, RequestId,
@@ -78,6 +82,9 @@ pub const MEMBER_METADATA_BYTES_MAX: usize = 64 * 1024;
 pub const ASSIGNMENT_BYTES_MAX: usize = 64 * 1024;
 /// Default bound on the committed-offset state one coordinator holds, in bytes.
 pub const OFFSETS_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Default of `CoordinatorConfig::compact_records_min`: commit records an offsets
+/// partition takes after its last snapshot before the next one is considered.
+pub const COMPACT_RECORDS_MIN: u64 = 10_000;
 /// Default time an Empty group keeps its offsets (Kafka's `offsets.retention.minutes`).
 pub const OFFSETS_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 

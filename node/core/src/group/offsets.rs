@@ -31,6 +31,8 @@ pub(crate) fn entry_bytes(topic: &str, metadata: &str) -> u64 {
 pub(crate) struct Committed {
     pub offset: u64,
     pub metadata: String,
+    /// Coordinator clock at the commit (kept so a snapshot restates it as committed).
+    pub commit_ms: u64,
     /// Coordinator-wide acceptance order.
     pub seq: u64,
 }
@@ -143,7 +145,7 @@ mod tests {
     }
 
     fn c(offset: u64, seq: u64) -> Committed {
-        Committed { offset, metadata: String::new(), seq }
+        Committed { offset, metadata: String::new(), commit_ms: 0, seq }
     }
 
     #[test]

@@ -21,6 +21,12 @@
 //! [`TOMBSTONE_RECORD_VERSION`] in the value (the key keeps version 1, so it names the
 //! same partition); its `offset` is the value that expired and its metadata is empty.
 //! Replay drops whatever the records before it committed for that partition.
+//!
+//! A *snapshot marker* (value version byte [`SNAPSHOT_MARKER_VERSION`]) starts a snapshot:
+//! the `count` commit records right after it restate every live committed offset of the
+//! partition's groups (see `compact.rs`), so everything before the marker may be deleted
+//! once the marker and its `count` records are durable. Value layout:
+//! `u8 version | u32 count | u64 written_ms`; key: the single byte `3`. Replay ignores it.
 //! Invariant: `decode(encode(r)) == r` for every record within the length limits, and
 //! `decode` never panics on arbitrary bytes.
 
@@ -30,6 +36,53 @@ use super::{GROUP_ID_LEN_MAX, METADATA_LEN_MAX, TOPIC_NAME_LEN_MAX};
 pub const COMMIT_RECORD_VERSION: u8 = 1;
 /// The value version byte of a tombstone record.
 pub const TOMBSTONE_RECORD_VERSION: u8 = 2;
+/// The value version byte of a snapshot marker.
+pub const SNAPSHOT_MARKER_VERSION: u8 = 3;
+
+/// Starts a snapshot of a partition's live offsets (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotMarker {
+    /// Commit records of the snapshot, right after the marker.
+    pub count: u32,
+    /// Coordinator clock when the snapshot was taken.
+    pub written_ms: u64,
+}
+
+impl SnapshotMarker {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![SNAPSHOT_MARKER_VERSION];
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&self.written_ms.to_le_bytes());
+        out
+    }
+
+    pub fn encode_key() -> Vec<u8> {
+        vec![SNAPSHOT_MARKER_VERSION]
+    }
+}
+
+/// One record of `__consumer_offsets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetsRecord {
+    Commit(CommitRecord),
+    Snapshot(SnapshotMarker),
+}
+
+impl OffsetsRecord {
+    /// Parses a record value of the offsets topic (a commit, tombstone or snapshot marker).
+    pub fn decode(bytes: &[u8]) -> Result<OffsetsRecord, RecordError> {
+        if bytes.first() != Some(&SNAPSHOT_MARKER_VERSION) {
+            return CommitRecord::decode(bytes).map(OffsetsRecord::Commit);
+        }
+        let mut reader = Reader { bytes: &bytes[1..] };
+        let count = u32::from_le_bytes(reader.take()?);
+        let written_ms = u64::from_le_bytes(reader.take()?);
+        if !reader.bytes.is_empty() {
+            return Err(RecordError::TrailingBytes(reader.bytes.len()));
+        }
+        Ok(OffsetsRecord::Snapshot(SnapshotMarker { count, written_ms }))
+    }
+}
 
 /// One committed offset of one group's partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +244,22 @@ mod tests {
         assert_eq!(CommitRecord::decode(&too_long), Err(RecordError::TooLong));
     }
 
+    #[test]
+    fn snapshot_marker_round_trips_and_rejects_damage() {
+        let marker = SnapshotMarker { count: 7, written_ms: 99 };
+        let bytes = marker.encode();
+        assert_eq!(bytes.len(), 13);
+        assert_eq!(OffsetsRecord::decode(&bytes), Ok(OffsetsRecord::Snapshot(marker)));
+        for cut in 1..bytes.len() {
+            assert_eq!(OffsetsRecord::decode(&bytes[..cut]), Err(RecordError::Truncated), "cut at {cut}");
+        }
+        let mut long = bytes;
+        long.push(1);
+        assert_eq!(OffsetsRecord::decode(&long), Err(RecordError::TrailingBytes(1)));
+        assert_eq!(OffsetsRecord::decode(&sample().encode()), Ok(OffsetsRecord::Commit(sample())));
+        assert_eq!(CommitRecord::decode(&marker.encode()), Err(RecordError::UnknownVersion(3)));
+    }
+
     proptest! {
         #[test]
         fn round_trip(
@@ -210,6 +279,7 @@ mod tests {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = CommitRecord::decode(&bytes);
+            let _ = OffsetsRecord::decode(&bytes);
         }
     }
 }

@@ -40,6 +40,12 @@ pub enum Action {
     /// key = [`CommitRecord::encode_key`]) in order, then call
     /// [`GroupCoordinator::handle_persisted`](super::GroupCoordinator::handle_persisted) with `persist_id`.
     PersistOffsets { persist_id: u64, records: Vec<CommitRecord> },
+    /// Append a snapshot of offsets partition `partition`, in one append: a
+    /// [`SnapshotMarker`](super::SnapshotMarker) with `count = records.len()`, then
+    /// `records` (as for `PersistOffsets`); then call `handle_persisted` with `persist_id`.
+    /// Once the marker and its records are durable (committed, in a chain) the shell may
+    /// delete the partition's log below the marker (see `compact.rs`).
+    PersistSnapshot { persist_id: u64, partition: u32, records: Vec<CommitRecord> },
     /// Informational (log, metrics): a member was dropped.
     MemberRemoved { group_id: String, member_id: String, reason: &'static str },
 }

@@ -127,7 +127,7 @@ impl Shard {
         self.groups.incarnation.set(incarnation);
         let now = self.groups.now_ms();
         // Instances differ between swaps (time never goes back, the incarnation grows).
-        let coordinator = GroupCoordinator::new(self.groups.limits.clone(), now.wrapping_add(incarnation));
+        let coordinator = GroupCoordinator::new(self.groups.coordinator_config(), now.wrapping_add(incarnation));
         *self.groups.coordinator.borrow_mut() = coordinator;
         // Parked requests of the old coordinator: their waits end with NOT_COORDINATOR.
         self.groups.waiters.borrow_mut().clear();

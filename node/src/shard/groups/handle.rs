@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use strand_core::group::{
     Action, GroupCoordinator, GroupError, GroupView, JoinInput, KafkaSyncInput, Outcome, Reply as CoreReply, RequestId,
+    SnapshotMarker,
 };
 use strand_wire::batch::BatchBuilder;
 use strand_wire::msg::*;
@@ -21,6 +22,10 @@ use tracing::{info, warn};
 use crate::groups::{coordinator_of, GroupCall, GroupReply, KafkaAnswer, OFFSETS_TOPIC};
 use crate::shard::forward::{ShardAnswer, ShardCall};
 use crate::shard::Shard;
+
+/// Largest batch a snapshot of the offsets topic is cut into (a snapshot may restate
+/// hundreds of thousands of offsets; all its batches go in one append).
+const SNAPSHOT_BATCH_BYTES: usize = 512 * 1024;
 
 fn refused(e: GroupError) -> GroupReply {
     let mut reply = GroupReply::error(e.code(), e.to_string());
@@ -285,6 +290,11 @@ impl Shard {
                     let shard = self.clone();
                     glommio::spawn_local(async move { shard.persist_offsets(persist_id, records).await }).detach();
                 }
+                Some(Action::PersistSnapshot { persist_id, partition, records }) => {
+                    let shard = self.clone();
+                    let persist = shard.persist_snapshot(persist_id, partition, records);
+                    glommio::spawn_local(persist).detach();
+                }
                 Some(Action::MemberRemoved { group_id, member_id, reason }) => {
                     self.metrics.group_members_removed.fetch_add(1, Relaxed);
                     info!(shard = self.id.0, group = %group_id, member = %member_id, reason, "group member removed");
@@ -323,6 +333,48 @@ impl Shard {
         if !known {
             warn!(shard = self.id.0, persist_id, "persist completion for an unknown persist id");
         }
+        self.drain_group_actions();
+    }
+
+    /// Appends a snapshot of offsets partition `partition` (marker, then `records`, in
+    /// batches of at most [`SNAPSHOT_BATCH_BYTES`], one append), then reports it.
+    async fn persist_snapshot(
+        self: Rc<Self>,
+        persist_id: u64,
+        partition: u32,
+        records: Vec<strand_core::group::CommitRecord>,
+    ) {
+        let incarnation = self.groups.incarnation.get();
+        let now = self.groups.now_ms();
+        let ts = i64::try_from(now).unwrap_or(i64::MAX);
+        let count = u32::try_from(records.len()).expect("a coordinator holds far fewer offsets than u32::MAX");
+        let marker = SnapshotMarker { count, written_ms: now };
+        let mut payload = bytes::BytesMut::new();
+        let mut builder = BatchBuilder::new();
+        builder.push(ts, Some(&SnapshotMarker::encode_key()), Some(&marker.encode()), &[]);
+        for record in &records {
+            if builder.len_bytes() >= SNAPSHOT_BATCH_BYTES {
+                payload.extend_from_slice(&std::mem::take(&mut builder).finish());
+            }
+            let commit_ts = i64::try_from(record.commit_ms).unwrap_or(i64::MAX);
+            builder.push(commit_ts, Some(&record.encode_key()), Some(&record.encode()), &[]);
+        }
+        payload.extend_from_slice(&builder.finish());
+        let started = std::time::Instant::now();
+        let result = self.append_offsets(partition, payload.freeze()).await;
+        match &result {
+            Ok(()) => {
+                self.metrics.group_offsets_snapshots.fetch_add(1, Relaxed);
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                info!(shard = self.id.0, partition, offsets = count, elapsed_ms, "offsets snapshot written");
+            }
+            Err(code) => warn!(shard = self.id.0, partition, error = ?code, "offsets snapshot failed; retried later"),
+        }
+        if incarnation != self.groups.incarnation.get() {
+            return;
+        }
+        let known = self.groups.coordinator.borrow_mut().handle_persisted(persist_id, result);
+        assert!(known, "the coordinator of this incarnation issued snapshot {persist_id}");
         self.drain_group_actions();
     }
 

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use strand_core::group::CommitRecord;
+use strand_core::group::OffsetsRecord;
 use strand_wire::batch::{BatchIter, Compression};
 use tracing::{info, warn};
 
@@ -30,6 +30,8 @@ const REPLAY_READ_BYTES: u32 = 1 << 20;
 pub(super) struct ReplayCount {
     pub(super) loaded: u64,
     pub(super) skipped: u64,
+    /// Snapshot markers passed (see `compact.rs`).
+    pub(super) markers: u64,
 }
 
 impl Shard {
@@ -112,8 +114,12 @@ impl Shard {
     }
 
     fn replay_record(&self, partition: u32, value: &[u8], count: &mut ReplayCount) {
-        match CommitRecord::decode(value) {
-            Ok(record) => {
+        match OffsetsRecord::decode(value) {
+            Ok(OffsetsRecord::Snapshot(_)) => {
+                self.groups.coordinator.borrow_mut().load_snapshot_marker(partition);
+                count.markers += 1;
+            }
+            Ok(OffsetsRecord::Commit(record)) => {
                 let (home, _) = coordinator_of(&record.group_id, self.groups.offsets_partitions(), self.shard_count());
                 if home == partition {
                     self.groups.coordinator.borrow_mut().load_offset_record(record);
