@@ -195,6 +195,11 @@ impl NodeProcess {
         self.child.id()
     }
 
+    /// File descriptors the node holds open (`/proc/PID/fd`).
+    pub fn fd_count(&self) -> std::io::Result<u64> {
+        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))?.count() as u64)
+    }
+
     /// The address of shard `shard`'s fast-path port.
     pub fn shard_addr(&self, shard: usize) -> Option<SocketAddr> {
         self.shard_ports.get(shard).map(|&port| SocketAddr::new(self.public.ip(), port))

@@ -1,4 +1,4 @@
-//! Soak-run time series: one [`Sample`] every interval (RSS, produce and fetch p99, rates),
+//! Soak-run time series: one [`Sample`] every interval (RSS, open fds, produce and fetch p99, rates),
 //! written as CSV, JSON and an SVG plot (two panels: p99 latencies, and RSS).
 
 use std::fmt::Write as _;
@@ -12,6 +12,8 @@ pub struct Sample {
     /// Seconds since the run started (end of the interval).
     pub t_s: f64,
     pub rss_kib: u64,
+    /// File descriptors the node holds open.
+    pub fds: u64,
     pub produce_p99_ms: f64,
     pub fetch_p99_ms: f64,
     /// Records acknowledged in the interval.
@@ -22,19 +24,19 @@ pub struct Sample {
 
 /// Writes `<dir>/<name>.csv`, `.json` and `.svg`.
 pub fn write_outputs(dir: &Path, name: &str, samples: &[Sample]) -> Result<(), String> {
-    let mut csv = String::from("t_s,rss_kib,produce_p99_ms,fetch_p99_ms,produced,fetched\n");
+    let mut csv = String::from("t_s,rss_kib,fds,produce_p99_ms,fetch_p99_ms,produced,fetched\n");
     for s in samples {
         let _ = writeln!(
             csv,
-            "{:.1},{},{:.3},{:.3},{},{}",
-            s.t_s, s.rss_kib, s.produce_p99_ms, s.fetch_p99_ms, s.produced, s.fetched
+            "{:.1},{},{},{:.3},{:.3},{},{}",
+            s.t_s, s.rss_kib, s.fds, s.produce_p99_ms, s.fetch_p99_ms, s.produced, s.fetched
         );
     }
     std::fs::write(dir.join(format!("{name}.csv")), csv).map_err(|e| e.to_string())?;
     let json: Vec<serde_json::Value> = samples
         .iter()
         .map(|s| {
-            serde_json::json!({"t_s": s.t_s, "rss_kib": s.rss_kib, "produce_p99_ms": s.produce_p99_ms,
+            serde_json::json!({"t_s": s.t_s, "rss_kib": s.rss_kib, "fds": s.fds, "produce_p99_ms": s.produce_p99_ms,
                 "fetch_p99_ms": s.fetch_p99_ms, "produced": s.produced, "fetched": s.fetched})
         })
         .collect();
@@ -98,6 +100,7 @@ mod tests {
             .map(|i| Sample {
                 t_s: f64::from(i) * 10.0,
                 rss_kib: 30_000 + u64::from(i) * 100,
+                fds: 40,
                 produce_p99_ms: 1.5 * f64::from(i),
                 fetch_p99_ms: 0.7,
                 produced: 1000,
@@ -107,7 +110,7 @@ mod tests {
         write_outputs(dir.path(), "s", &samples).unwrap();
         let csv = std::fs::read_to_string(dir.path().join("s.csv")).unwrap();
         assert_eq!(csv.lines().count(), 7);
-        assert!(csv.lines().nth(1).unwrap().starts_with("10.0,30100,1.500,0.700,1000,990"));
+        assert!(csv.lines().nth(1).unwrap().starts_with("10.0,30100,40,1.500,0.700,1000,990"));
         let svg = std::fs::read_to_string(dir.path().join("s.svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("polyline"), "svg has no lines");
         assert!(write_outputs(dir.path(), "empty", &[]).is_err());
