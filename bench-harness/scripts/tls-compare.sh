@@ -11,7 +11,7 @@
 # catch-up: a SIZE backlog (default 1GiB) written first, then read back from the page cache
 #           by 1 consumer (the suite's catchup); plaintext fetches go by sendfile, TLS ones
 #           are read into a buffer and encrypted in user space.
-# Also the node's CPU per GB for each. Run it on a quiet machine (../shared/bin/quiet-run).
+# Also the node's CPU per GB for each. Run it on a quiet machine (scripts/quiet-run).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
