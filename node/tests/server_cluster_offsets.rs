@@ -66,7 +66,7 @@ fn try_fetch(c: &mut Client, group: &str) -> Result<Vec<(String, u32, u64)>, Err
 
 /// The node's `__consumer_offsets` partitions as `/metrics` last published them
 /// (refreshed every second): log end, and records held (log end - log start).
-fn offsets_log(node: &Node) -> (u64, u64) {
+fn published_offsets_log(node: &Node) -> (u64, u64) {
     let (status, body) = node.admin_get("/metrics");
     assert_eq!(status, 200);
     let sum = |name: &str| -> u64 {
@@ -77,6 +77,19 @@ fn offsets_log(node: &Node) -> (u64, u64) {
     };
     let end = sum("strand_partition_log_end_offset{");
     (end, end - sum("strand_partition_log_start_offset{"))
+}
+
+/// Records the node's offsets partitions hold, once commits stopped: the published log
+/// end must not move over 1.5 s (more than one publish), so the figures are current.
+fn settled_offsets_log(node: &Node) -> u64 {
+    let (end, _) = published_offsets_log(node);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (now, held) = published_offsets_log(node);
+    if now == end {
+        held
+    } else {
+        u64::MAX
+    }
 }
 
 #[test]
@@ -115,12 +128,10 @@ fn snapshots_compact_every_replica_and_a_new_head_serves_the_same_offsets() {
     // Every replica of the group's offsets partition compacts on its own (the cleaner
     // runs every second: wait until it caught up with the last snapshot).
     let bound = 2000 + 42 + 2 * RECORDS_MIN + u64::from(PARTITIONS);
-    let written = ROUNDS * u64::from(PARTITIONS) + 2;
     for (i, node) in nodes.iter().enumerate() {
         let node = node.as_ref().unwrap();
         wait_for(Duration::from_secs(20), &format!("node {} compacts its offsets replica", i + 1), || {
-            let (end, held) = offsets_log(node);
-            (end >= written && held <= bound).then_some(())
+            (settled_offsets_log(node) <= bound).then_some(())
         });
     }
 
@@ -138,6 +149,7 @@ fn snapshots_compact_every_replica_and_a_new_head_serves_the_same_offsets() {
     assert_eq!(held, expect_held, "the group committed once, before every snapshot");
     let mut c = nodes[survivor].as_ref().unwrap().client();
     assert_eq!(try_fetch(&mut c, last), Ok(expect));
+    let written = ROUNDS * u64::from(PARTITIONS) + 2;
     let log = nodes[survivor].as_ref().unwrap().log.lock().unwrap().clone();
     let rebuilt = log.iter().rev().find(|l| l.contains("group coordinator (re)built")).expect("a rebuild line");
     let records: u64 = rebuilt

@@ -5,8 +5,8 @@
 //! Every housekeeping pass scans each held offsets partition from where the last pass
 //! stopped, batch by batch, up to the partition's readable end (a chain replica: its
 //! commit point, so nothing that could still be truncated is acted on), and remembers
-//! the latest snapshot marker and where its records end. Once those records are below
-//! the readable end, the log is flushed (the snapshot must be durable before anything it
+//! the latest snapshot marker and where its records end. Once the scan has read past
+//! those records (so they are whole in the log, below the readable end), the log is flushed (the snapshot must be durable before anything it
 //! replaces goes) and the closed segments ending at or below the marker are deleted. A
 //! chain replica does this on its own, head or not, from the same bytes: every replica
 //! of the offsets topic stays bounded, and a node that becomes head replays little.
@@ -58,7 +58,9 @@ impl Shard {
         self.groups.scans.borrow_mut().insert(partition, scan);
         scanned?;
         let Some((marker, end)) = scan.marker else { return Ok(()) };
-        if end > limit || marker <= scan.cleaned.max(log.log_start_offset()) {
+        // The scan itself read every record of the snapshot (the cursor never passes
+        // `limit` nor a batch it did not read), so the snapshot is whole in the log.
+        if end > scan.cursor || marker <= scan.cleaned.max(log.log_start_offset()) {
             return Ok(());
         }
         log.flush().await.map_err(|e| format!("flush before deleting below the snapshot: {e}"))?;
