@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::Etcd;
 use common::{Client, Node};
-use groups::{commit, wait_for};
+use groups::{commit, metric, settled_offsets_log, wait_for};
 use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 
@@ -42,15 +42,6 @@ fn start_node(dir: &Path, id: u32, etcd: &Etcd) -> Node {
     Node::start(&dir.join("data"), 1, &flags)
 }
 
-fn metric(node: &Node, name: &str) -> u64 {
-    let (status, body) = node.admin_get("/metrics");
-    assert_eq!(status, 200);
-    body.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// The group's committed offsets from `c`, or the error code (NOT_COORDINATOR, loading…).
 fn try_fetch(c: &mut Client, group: &str) -> Result<Vec<(String, u32, u64)>, ErrorCode> {
     let request = OffsetFetchRequest { group_id: group.into(), partitions: Vec::new() };
@@ -62,34 +53,6 @@ fn try_fetch(c: &mut Client, group: &str) -> Result<Vec<(String, u32, u64)>, Err
     let mut out: Vec<_> = r.offsets.into_iter().map(|o| (o.topic, o.partition, o.offset)).collect();
     out.sort();
     Ok(out)
-}
-
-/// The node's `__consumer_offsets` partitions as `/metrics` last published them
-/// (refreshed every second): log end, and records held (log end - log start).
-fn published_offsets_log(node: &Node) -> (u64, u64) {
-    let (status, body) = node.admin_get("/metrics");
-    assert_eq!(status, 200);
-    let sum = |name: &str| -> u64 {
-        body.lines()
-            .filter(|l| l.starts_with(name) && l.contains("topic=\"__consumer_offsets\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
-    let end = sum("strand_partition_log_end_offset{");
-    (end, end - sum("strand_partition_log_start_offset{"))
-}
-
-/// Records the node's offsets partitions hold, once commits stopped: the published log
-/// end must not move over 1.5 s (more than one publish), so the figures are current.
-fn settled_offsets_log(node: &Node) -> u64 {
-    let (end, _) = published_offsets_log(node);
-    std::thread::sleep(Duration::from_millis(1500));
-    let (now, held) = published_offsets_log(node);
-    if now == end {
-        held
-    } else {
-        u64::MAX
-    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::Node;
-use groups::{commit, fetch_offsets, wait_for};
+use groups::{commit, fetch_offsets, metric, settled_offsets_log, wait_for};
 use strand_wire::ErrorCode;
 
 const GROUPS: usize = 5;
@@ -20,15 +20,6 @@ const PARTITIONS: u32 = 20;
 const ROUNDS: u64 = 500;
 const SEGMENT_BYTES: u64 = 64 * 1024;
 const RECORDS_MIN: u64 = 200;
-
-fn metric(node: &Node, name: &str) -> u64 {
-    let (status, body) = node.admin_get("/metrics");
-    assert_eq!(status, 200);
-    body.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
 
 /// The `records=` of the node's "consumer offsets loaded" lines (one per shard).
 fn replayed_records(node: &Node) -> u64 {
@@ -42,34 +33,6 @@ fn replayed_records(node: &Node) -> u64 {
             field.parse::<u64>().unwrap()
         })
         .sum()
-}
-
-/// The node's `__consumer_offsets` partitions as `/metrics` last published them
-/// (refreshed every second): log end, and records held (log end - log start).
-fn published_offsets_log(node: &Node) -> (u64, u64) {
-    let (status, body) = node.admin_get("/metrics");
-    assert_eq!(status, 200);
-    let sum = |name: &str| -> u64 {
-        body.lines()
-            .filter(|l| l.starts_with(name) && l.contains("topic=\"__consumer_offsets\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
-    let end = sum("strand_partition_log_end_offset{");
-    (end, end - sum("strand_partition_log_start_offset{"))
-}
-
-/// Records the node's offsets partitions hold, once commits stopped: the published log
-/// end must not move over 1.5 s (more than one publish), so the figures are current.
-fn settled_offsets_log(node: &Node) -> u64 {
-    let (end, _) = published_offsets_log(node);
-    std::thread::sleep(Duration::from_millis(1500));
-    let (now, held) = published_offsets_log(node);
-    if now == end {
-        held
-    } else {
-        u64::MAX
-    }
 }
 
 #[test]

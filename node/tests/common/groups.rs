@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use strand_wire::msg::*;
 use strand_wire::ErrorCode;
 
-use crate::common::Client;
+use crate::common::{Client, Node};
 
 /// What a member last learned from the coordinator.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -234,4 +234,42 @@ pub fn fetch_offsets(c: &mut Client, group: &str) -> Vec<(String, u32, u64)> {
     let mut out: Vec<_> = r.offsets.into_iter().map(|o| (o.topic, o.partition, o.offset)).collect();
     out.sort();
     out
+}
+
+/// The sum of metric `name` over its series in the node's `/metrics`.
+pub fn metric(node: &Node, name: &str) -> u64 {
+    let (status, body) = node.admin_get("/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The node's `__consumer_offsets` partitions as `/metrics` last published them
+/// (refreshed every second): log end, and records held (log end - log start).
+pub fn published_offsets_log(node: &Node) -> (u64, u64) {
+    let (status, body) = node.admin_get("/metrics");
+    assert_eq!(status, 200);
+    let sum = |name: &str| -> u64 {
+        body.lines()
+            .filter(|l| l.starts_with(name) && l.contains("topic=\"__consumer_offsets\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let end = sum("strand_partition_log_end_offset{");
+    (end, end - sum("strand_partition_log_start_offset{"))
+}
+
+/// Records the node's offsets partitions hold, once commits stopped: the published log
+/// end must not move over 1.5 s (more than one publish), so the figures are current.
+pub fn settled_offsets_log(node: &Node) -> u64 {
+    let (end, _) = published_offsets_log(node);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (now, held) = published_offsets_log(node);
+    if now == end {
+        held
+    } else {
+        u64::MAX
+    }
 }
