@@ -8,8 +8,8 @@
 //! must come back at offset = sequence (nothing lost, nothing duplicated, in order); one
 //! consumer per partition reads everything behind it and checks each record's offset and
 //! value; at the end the consumers read on to the last acknowledged offset. Bounds checked
-//! at every sample: RSS below 512 MiB, fds at most 64 above the first sample, produce
-//! progress in every interval.
+//! at every sample: RSS below 512 MiB, open fds within what retention keeps (the
+//! retained segments' files above the first sample), produce progress in every interval.
 //!
 //! Run: `STRAND_RELIABILITY=long cargo test -p strand-reliability --release --test soak -- --ignored --nocapture`
 //! (one hour, one sample a minute: `STRAND_SOAK_SECS=3600 STRAND_SOAK_SAMPLE_SECS=60`).
@@ -31,8 +31,12 @@ const VALUE_LEN: usize = 100;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// RSS bound asserted at every sample.
 const RSS_BOUND_KIB: u64 = 512 * 1024;
-/// Open fds may grow this much above the first sample (segments roll and retire).
-const FD_GROWTH_MAX: u64 = 64;
+/// Size retention per partition and segment size of the soak's node.
+const RETENTION_BYTES: u64 = 2 << 30;
+const SEGMENT_BYTES: u64 = 128 << 20;
+/// Open fds may grow this much above the first sample: the segments retention keeps
+/// (plus the active one and one being deleted), three files each, and some slack.
+const FD_GROWTH_MAX: u64 = PARTITIONS as u64 * (RETENTION_BYTES / SEGMENT_BYTES + 2) * 3 + 32;
 
 fn env_secs(name: &str, default: u64) -> Duration {
     Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
@@ -142,7 +146,8 @@ fn soak_mixed_produce_fetch() {
     // Size retention keeps an hour at fsync=always rates on the disk; the consumers read
     // along, far ahead of what retention deletes.
     let config = dir.path().join("soak.toml");
-    let text = "retention_bytes = \"2GiB\"\nsegment_bytes = \"128MiB\"\nretention_check_ms = \"5s\"\n";
+    let text =
+        format!("retention_bytes = {RETENTION_BYTES}\nsegment_bytes = {SEGMENT_BYTES}\nretention_check_ms = \"5s\"\n");
     std::fs::write(&config, text).expect("config");
     let data = dir.path().join("data");
     let args = ["--shards", "2", "--fsync", "always", "--config", config.to_str().expect("utf-8 path")];
@@ -182,7 +187,7 @@ fn soak_mixed_produce_fetch() {
         };
         println!("soak: {sample:?}");
         let errors = lock(&shared.errors).clone();
-        assert!(errors.is_empty(), "errors at {:.0} s: {errors:?}", sample.t_s);
+        assert!(errors.is_empty(), "errors at {:.0} s: {errors:?}; node log:\n{}", sample.t_s, node.log_tail(40));
         assert!(sample.rss_kib < RSS_BOUND_KIB, "RSS {} KiB at {:.0} s", sample.rss_kib, sample.t_s);
         let fds_first = samples.first().map_or(sample.fds, |s| s.fds);
         assert!(
