@@ -53,8 +53,6 @@ pub(crate) struct Compaction {
     pub(crate) phase: Phase,
     /// Persist actions issued while not `Idle`, in issue order.
     held: VecDeque<Action>,
-    /// Snapshots written (reported durable) by this coordinator.
-    pub(crate) written: u64,
 }
 
 impl Compaction {
@@ -66,7 +64,6 @@ impl Compaction {
             next_at: BTreeMap::new(),
             phase: Phase::Idle,
             held: VecDeque::new(),
-            written: 0,
         }
     }
 

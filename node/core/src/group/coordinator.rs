@@ -239,17 +239,6 @@ impl GroupCoordinator {
         self.maybe_compact();
     }
 
-    /// Records issued or replayed to offsets partition `partition` since its last
-    /// snapshot (what the next snapshot's due check looks at).
-    pub fn records_since_snapshot(&self, partition: u32) -> u64 {
-        self.compaction.since(partition)
-    }
-
-    /// Snapshots this coordinator wrote (reported durable).
-    pub fn snapshots_written(&self) -> u64 {
-        self.compaction.written
-    }
-
     /// Bytes of committed-offset state all groups hold (bounded by `offsets_bytes_max`
     /// for what commits add; a replay may load more, then commits wait for expiry).
     pub fn offsets_bytes(&self) -> u64 {
@@ -808,10 +797,7 @@ impl GroupCoordinator {
     /// The snapshot of `partition` was reported: release the held persists in order.
     fn snapshot_persisted(&mut self, partition: u32, ok: bool) {
         match ok {
-            true => {
-                self.compaction.snapshotted(partition);
-                self.compaction.written += 1;
-            }
+            true => self.compaction.snapshotted(partition),
             false => self.compaction.failed(partition),
         }
         for action in self.compaction.release() {
