@@ -216,6 +216,16 @@ pub fn batch_of(values: &[Vec<u8>]) -> Bytes {
     builder.finish()
 }
 
+/// One uncompressed batch holding `values` from idempotent producer `producer_id` (epoch 0,
+/// the one InitProducerId issues), first sequence `base_sequence`.
+pub fn producer_batch_of(values: &[Vec<u8>], producer_id: i64, base_sequence: i32) -> Bytes {
+    let mut builder = BatchBuilder::new().producer(producer_id, 0, base_sequence);
+    for value in values {
+        builder.push(1_700_000_000_000, None, Some(value), &[]);
+    }
+    builder.finish()
+}
+
 /// Reads one response frame from `stream`.
 pub fn read_response(stream: &mut TcpStream) -> Result<(ResponseHeader, Bytes), HarnessError> {
     let mut prefix = [0u8; FRAME_PREFIX_LEN];

@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use strand_client::{Client, ClientConfig};
+use bytes::Bytes;
+use strand_client::{Client, ClientConfig, ClientError};
+use strand_wire::batch::next_sequence;
 use strand_wire::msg::{
     Acks, CreateTopicRequest, MetadataRequest, NodeInfo, PartitionMetadata, ProducePartition, ProduceRequest, Request,
     Response, TopicMetadata,
@@ -37,7 +39,7 @@ use strand_wire::msg::{
 use strand_wire::ErrorCode;
 use tempfile::TempDir;
 
-use crate::client::{batch_of, StoredRecord, WireClient};
+use crate::client::{batch_of, producer_batch_of, StoredRecord, WireClient};
 use crate::error::HarnessError;
 use crate::ledger::{record_value, Ledger, VerifyReport, Violation};
 use crate::node::NodeProcess;
@@ -64,9 +66,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 // etcd
 
 /// A single-member etcd on free 127.0.0.1 ports with a temporary data dir, SIGKILLed on drop.
+/// It can be SIGKILLed and restarted on the same ports and data ([`EtcdProcess::kill`],
+/// [`EtcdProcess::restart`]) or paused ([`EtcdProcess::pause`]), as a fault.
 pub struct EtcdProcess {
-    child: Child,
+    /// `None` while killed.
+    child: Option<Child>,
     url: String,
+    ports: [u16; 2],
     dir: TempDir,
 }
 
@@ -85,17 +91,25 @@ impl EtcdProcess {
     }
 
     fn try_start() -> Result<EtcdProcess, HarnessError> {
-        let bin = std::env::var_os("ETCD_BIN").map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from);
         let dir = tempfile::tempdir()?;
-        let [client_port, peer_port] = free_ports::<2>()?;
-        let url = format!("http://127.0.0.1:{client_port}");
+        let ports = free_ports::<2>()?;
+        let url = format!("http://127.0.0.1:{}", ports[0]);
+        let mut etcd = EtcdProcess { child: None, url, ports, dir };
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    /// Spawns etcd on this instance's ports and data dir and waits until it is healthy.
+    fn spawn(&mut self) -> Result<(), HarnessError> {
+        let bin = std::env::var_os("ETCD_BIN").map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from);
+        let [client_port, peer_port] = self.ports;
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("etcd.log"))?;
         let child = Command::new(&bin)
             .arg("--name=strand-test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={}", self.url))
+            .arg(format!("--advertise-client-urls={}", self.url))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=strand-test={peer}"))
@@ -105,23 +119,64 @@ impl EtcdProcess {
             .stderr(log)
             .spawn()
             .map_err(|source| HarnessError::Binary { path: bin.clone(), reason: source.to_string() })?;
-        let mut etcd = EtcdProcess { child, url, dir };
+        let child = self.child.insert(child);
         let deadline = Instant::now() + ETCD_START_TIMEOUT;
         while Instant::now() < deadline {
             if etcd_healthy(client_port) {
-                return Ok(etcd);
+                return Ok(());
             }
-            if let Ok(Some(status)) = etcd.child.try_wait() {
-                return Err(unexpected(format!("etcd exited with {status}: {}", etcd.log_tail())));
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(unexpected(format!("etcd exited with {status}: {}", self.log_tail())));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(unexpected(format!("etcd not healthy within {ETCD_START_TIMEOUT:?}: {}", etcd.log_tail())))
+        Err(unexpected(format!("etcd not healthy within {ETCD_START_TIMEOUT:?}: {}", self.log_tail())))
     }
 
     /// The client URL, e.g. `http://127.0.0.1:34567` (what `--etcd` takes).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// SIGKILLs etcd (a crash); its data dir stays for [`EtcdProcess::restart`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts etcd on the same ports and data dir (SIGKILLing a running one first) and
+    /// waits until it is healthy.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.kill();
+        // A port of the killed process may linger a moment; retry the bind a few times.
+        let mut last = None;
+        for _ in 0..5 {
+            match self.spawn() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            self.kill();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(last.unwrap_or_else(|| unexpected("etcd did not restart")))
+    }
+
+    /// SIGSTOPs etcd (its sockets stay open; nobody is answered until [`EtcdProcess::resume`]).
+    pub fn pause(&self) -> Result<(), HarnessError> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONTs a paused etcd.
+    pub fn resume(&self) -> Result<(), HarnessError> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), HarnessError> {
+        let child = self.child.as_ref().ok_or_else(|| unexpected("etcd is not running"))?;
+        send_signal(child.id(), signal)
     }
 
     /// The last lines etcd wrote to its log.
@@ -132,10 +187,23 @@ impl EtcdProcess {
     }
 }
 
+/// Sends `signal` (a kill(1) option such as `-STOP`) to `pid`.
+fn send_signal(pid: u32, signal: &str) -> Result<(), HarnessError> {
+    // kill(1) rather than libc::kill keeps this crate free of `unsafe`.
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .map_err(|source| HarnessError::Process { action: "run kill", source })?;
+    if !status.success() {
+        return Err(unexpected(format!("kill {signal} {pid} failed: {status}")));
+    }
+    Ok(())
+}
+
 impl Drop for EtcdProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A SIGSTOPped process dies of SIGKILL too.
+        self.kill();
     }
 }
 
@@ -267,6 +335,11 @@ impl Cluster {
         &self.etcd
     }
 
+    /// The etcd this cluster uses, to inject faults into it.
+    pub fn etcd_mut(&mut self) -> &mut EtcdProcess {
+        &mut self.etcd
+    }
+
     /// The shared public-address map (see [`SharedAddrs`]).
     pub fn addrs(&self) -> SharedAddrs {
         self.addrs.clone()
@@ -344,15 +417,7 @@ impl Cluster {
 
     fn signal(&self, id: u32, signal: &str) -> Result<(), HarnessError> {
         let pid = self.process(id).ok_or_else(|| unexpected(format!("node {id} has no process")))?.pid();
-        // kill(1) rather than libc::kill keeps this crate free of `unsafe`.
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .map_err(|source| HarnessError::Process { action: "run kill", source })?;
-        if !status.success() {
-            return Err(unexpected(format!("kill {signal} {pid} failed: {status}")));
-        }
-        Ok(())
+        send_signal(pid, signal)
     }
 
     /// (Re)starts node `id` on its data dir (SIGKILLing a running process first) and waits
@@ -548,6 +613,11 @@ pub struct ProducerSettings {
     pub partitions: u32,
     /// Closed-loop producer tasks per partition (produces in flight per partition).
     pub lanes: u32,
+    /// Lanes `0..idempotent_lanes` of each partition are idempotent producers: each takes a
+    /// producer id (InitProducerId), numbers its batches, and resends a batch whose answer
+    /// was lost or retriable, unchanged, until it is acknowledged (or answered
+    /// `DUPLICATE_SEQUENCE`, which carries the original offset). The other lanes never resend.
+    pub idempotent_lanes: u32,
     /// Records per produce (one batch).
     pub records_per_batch: usize,
     /// Filler bytes appended to each record's id.
@@ -565,6 +635,7 @@ impl ProducerSettings {
             topic: topic.to_string(),
             partitions,
             lanes: 1,
+            idempotent_lanes: 0,
             records_per_batch: 4,
             value_filler: 48,
             request_timeout: Duration::from_secs(2),
@@ -597,6 +668,12 @@ pub struct ProducerLog {
     pub side_acks: Vec<Ack>,
     /// Every value ever sent, per partition (acknowledged or not).
     pub sent: BTreeMap<u32, Vec<Vec<u8>>>,
+    /// Produces that were never acknowledged, by (partition, lane), in the lane's order: a
+    /// failed produce of a plain lane, or the batch an idempotent lane was still resending
+    /// when it stopped. Their records may or may not be stored.
+    pub unacked: Vec<(u32, u32, Vec<Vec<u8>>)>,
+    /// The producer id of each idempotent lane, by (partition, lane).
+    pub producer_ids: BTreeMap<(u32, u32), i64>,
     /// Failed or timed-out produces (fate unknown, never resent).
     pub failures: u64,
     /// Failure counts by kind, for reports.
@@ -705,6 +782,21 @@ impl AckProducer {
     }
 }
 
+/// Why a produce was not acknowledged.
+struct ProduceFailure {
+    /// For reports: the error code's name, `timeout`, ….
+    kind: String,
+    /// The produce may be sent again unchanged (its answer was lost, or the refusal is
+    /// retriable); an idempotent lane does so.
+    resendable: bool,
+}
+
+impl ProduceFailure {
+    fn lost(kind: String) -> ProduceFailure {
+        ProduceFailure { kind, resendable: true }
+    }
+}
+
 struct PartitionTask {
     partition: u32,
     lane: u32,
@@ -718,6 +810,9 @@ impl PartitionTask {
     async fn run(self) {
         let mut client: Option<Client> = None;
         let mut target: Option<(u32, SocketAddr)> = None;
+        let idempotent = self.lane < self.settings.idempotent_lanes;
+        // An idempotent lane's producer id, its next sequence and the batch it resends.
+        let (mut producer, mut sequence, mut pending) = (None::<i64>, 0i32, None::<Vec<Vec<u8>>>);
         // Lanes draw from disjoint id ranges, so every value stays unique.
         let mut seq = u64::from(self.lane) * LANE_IDS;
         while !self.stop.load(Ordering::SeqCst) {
@@ -728,6 +823,14 @@ impl PartitionTask {
                 tokio::time::sleep(self.settings.retry_pause).await;
                 continue;
             };
+            if idempotent && producer.is_none() {
+                producer = self.init_producer_id(c).await;
+                if producer.is_none() {
+                    self.note_failure("init producer id", false);
+                    tokio::time::sleep(self.settings.retry_pause).await;
+                    continue;
+                }
+            }
             if target.is_none() {
                 target = self.route().await;
             }
@@ -736,16 +839,52 @@ impl PartitionTask {
                 tokio::time::sleep(self.settings.retry_pause).await;
                 continue;
             };
-            let values: Vec<Vec<u8>> = (0..self.settings.records_per_batch)
-                .map(|i| record_value(self.partition, seq + i as u64, self.settings.value_filler))
-                .collect();
-            seq += values.len() as u64;
-            if let Err(kind) = self.produce_once(c, node, addr, values).await {
-                self.note_failure(&kind, true);
-                target = None;
-                tokio::time::sleep(self.settings.retry_pause).await;
+            let resend = pending.is_some();
+            let values = pending.take().unwrap_or_else(|| {
+                let values: Vec<Vec<u8>> = (0..self.settings.records_per_batch)
+                    .map(|i| record_value(self.partition, seq + i as u64, self.settings.value_filler))
+                    .collect();
+                seq += values.len() as u64;
+                values
+            });
+            let batch = match producer {
+                Some(id) => producer_batch_of(&values, id, sequence),
+                None => batch_of(&values),
+            };
+            match self.produce_once(c, node, addr, &values, batch, resend).await {
+                Ok(()) if idempotent => sequence = next_sequence(sequence, values.len() as u32),
+                Ok(()) => {}
+                Err(failure) => {
+                    self.note_failure(&failure.kind, true);
+                    if idempotent && !failure.resendable {
+                        // A refused sequence cannot be resent or skipped: the lane ends here.
+                        self.note_failure(&format!("idempotent lane stopped: {}", failure.kind), false);
+                        lock(&self.log).unacked.push((self.partition, self.lane, values));
+                        return;
+                    }
+                    if idempotent {
+                        pending = Some(values);
+                    } else {
+                        lock(&self.log).unacked.push((self.partition, self.lane, values));
+                    }
+                    target = None;
+                    tokio::time::sleep(self.settings.retry_pause).await;
+                }
             }
         }
+        if let Some(values) = pending {
+            lock(&self.log).unacked.push((self.partition, self.lane, values));
+        }
+    }
+
+    /// A producer id from InitProducerId (through any node); noted in the log.
+    async fn init_producer_id(&self, client: &Client) -> Option<i64> {
+        let call = client.call_any_idempotent(Request::InitProducerId);
+        let (header, _) = tokio::time::timeout(self.settings.request_timeout, call).await.ok()?.ok()?;
+        let Response::InitProducerId(r) = header.response else { return None };
+        let id = i64::try_from(r.producer_id).ok()?;
+        lock(&self.log).producer_ids.insert((self.partition, self.lane), id);
+        Some(id)
     }
 
     async fn connect(&self) -> Option<Client> {
@@ -782,16 +921,19 @@ impl PartitionTask {
         Some((head, addr))
     }
 
-    /// One acks=all produce of `values`; `Err(kind)` when it was not acknowledged.
+    /// One acks=all produce of `batch` (holding `values`; `resend`: sent before, unchanged).
     async fn produce_once(
         &self,
         client: &Client,
         node: u32,
         addr: SocketAddr,
-        values: Vec<Vec<u8>>,
-    ) -> Result<(), String> {
-        let batch = batch_of(&values);
-        lock(&self.log).sent.entry(self.partition).or_default().extend(values.iter().cloned());
+        values: &[Vec<u8>],
+        batch: Bytes,
+        resend: bool,
+    ) -> Result<(), ProduceFailure> {
+        if !resend {
+            lock(&self.log).sent.entry(self.partition).or_default().extend(values.iter().cloned());
+        }
         let timeout_ms = u32::try_from(self.settings.request_timeout.as_millis()).unwrap_or(u32::MAX);
         let request = Request::Produce(ProduceRequest {
             acks: Acks::All,
@@ -806,24 +948,30 @@ impl PartitionTask {
         let answer = tokio::time::timeout(self.settings.request_timeout, client.call(addr, request, &batch)).await;
         let acked_at = Instant::now();
         let (header, _) = match answer {
-            Err(_) => return Err("timeout".into()),
-            Ok(Err(e)) => return Err(format!("{:?}", e.code())),
+            Err(_) => return Err(ProduceFailure::lost("timeout".into())),
+            Ok(Err(e)) => {
+                // Only a refusal the client deems final ends an idempotent lane.
+                let resendable = e.is_retriable() || !matches!(e, ClientError::Server { .. });
+                return Err(ProduceFailure { kind: format!("{:?}", e.code()), resendable });
+            }
             Ok(Ok(reply)) => reply,
         };
         let Response::Produce(response) = header.response else {
-            return Err("unexpected response".into());
+            return Err(ProduceFailure::lost("unexpected response".into()));
         };
         let Some(p) = response.partitions.into_iter().find(|p| p.partition == self.partition) else {
-            return Err("partition missing in response".into());
+            return Err(ProduceFailure::lost("partition missing in response".into()));
         };
-        if p.error != ErrorCode::None {
-            return Err(p.error.name().to_string());
+        // A resent idempotent batch the partition holds already: acknowledged at its offset.
+        let duplicate = p.error == ErrorCode::DuplicateSequence && resend;
+        if p.error != ErrorCode::None && !duplicate {
+            return Err(ProduceFailure { kind: p.error.name().to_string(), resendable: p.error.is_retriable() });
         }
         let ack = Ack {
             partition: self.partition,
             lane: self.lane,
             base_offset: p.base_offset,
-            values,
+            values: values.to_vec(),
             node,
             sent_at,
             acked_at,
