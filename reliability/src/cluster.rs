@@ -965,7 +965,10 @@ impl PartitionTask {
         // A resent idempotent batch the partition holds already: acknowledged at its offset.
         let duplicate = p.error == ErrorCode::DuplicateSequence && resend;
         if p.error != ErrorCode::None && !duplicate {
-            return Err(ProduceFailure { kind: p.error.name().to_string(), resendable: p.error.is_retriable() });
+            // Retriable as the client library sees it (which adds e.g. STALE_EPOCH: the routed
+            // head is behind a reconfiguration).
+            let resendable = ClientError::Server { code: p.error, message: String::new() }.is_retriable();
+            return Err(ProduceFailure { kind: p.error.name().to_string(), resendable });
         }
         let ack = Ack {
             partition: self.partition,
@@ -1075,6 +1078,18 @@ pub fn verify_replicas(
         report.final_logs.insert(p, records);
     }
     Ok(report)
+}
+
+/// The converged log of every partition `0..partitions` of `topic` (see
+/// [`verify_replicas`]; nothing checked but that the running chain members agree), with
+/// the members read per partition.
+pub fn converged_logs(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: u32,
+    settle: Duration,
+) -> Result<BTreeMap<u32, (Vec<u32>, Vec<StoredRecord>)>, ClusterViolation> {
+    (0..partitions).map(|p| converged_replicas(cluster, topic, p, settle).map(|log| (p, log))).collect()
 }
 
 /// Reads partition `p` from every running member of its chain until all return the same

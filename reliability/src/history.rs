@@ -237,10 +237,13 @@ fn check_idempotent_order(history: &History, index: &Index, anomalies: &mut Vec<
     checked
 }
 
+/// The distinct values read at one offset, each with the first consumer that read it.
+type ValuesRead<'a> = Vec<(u32, &'a [u8])>;
+
 /// PhantomRead, DivergentRead and DuplicateRead. The reads checked.
 fn check_reads(history: &History, index: &Index, anomalies: &mut Vec<Anomaly>) -> u64 {
     // Per (partition, offset): each distinct value read there, with the first consumer that read it.
-    let mut at: BTreeMap<(u32, u64), Vec<(u32, &[u8])>> = BTreeMap::new();
+    let mut at: BTreeMap<(u32, u64), ValuesRead> = BTreeMap::new();
     // Per (consumer, partition, value): the first offset the consumer read it at.
     let mut offset_read: HashMap<(u32, u32, &[u8]), u64> = HashMap::new();
     for read in &history.reads {

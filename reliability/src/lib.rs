@@ -4,7 +4,7 @@
 //! and how to run them is in `docs/RELIABILITY.md`.
 //!
 //! Code map: [`node`] (processes, RSS, logs) · [`client`] (blocking wire client) ·
-//! [`ledger`] (acknowledgements and the checker) · [`history`] (the Jepsen-style log checker, IO-free) · [`loopfs`] (an ext4 image that can lose power) · [`monitor`] (background RSS sampling and a
+//! [`ledger`] (acknowledgements and the checker) · [`history`] (the Jepsen-style log checker, IO-free) · [`jepsen`] (its consumers, nemesis and deliberate damage) · [`loopfs`] (an ext4 image that can lose power) · [`monitor`] (background RSS sampling and a
 //! canary client that must keep being served) · [`profile`] (quick/long, seeds, summaries) · [`soak`] (time series, CSV/JSON/SVG) · [`writer`] (the crash tests' acknowledging writer).
 //!
 //! Architecture invariant: the harness depends only on `strand-wire` for the protocol; it
@@ -15,6 +15,7 @@ pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod history;
+pub mod jepsen;
 pub mod ledger;
 pub mod loopfs;
 pub mod monitor;
