@@ -1080,6 +1080,9 @@ pub fn verify_replicas(
     Ok(report)
 }
 
+/// Per partition: the chain members read, and the log they all returned.
+pub type ConvergedLogs = BTreeMap<u32, (Vec<u32>, Vec<StoredRecord>)>;
+
 /// The converged log of every partition `0..partitions` of `topic` (see
 /// [`verify_replicas`]; nothing checked but that the running chain members agree), with
 /// the members read per partition.
@@ -1088,7 +1091,7 @@ pub fn converged_logs(
     topic: &str,
     partitions: u32,
     settle: Duration,
-) -> Result<BTreeMap<u32, (Vec<u32>, Vec<StoredRecord>)>, ClusterViolation> {
+) -> Result<ConvergedLogs, ClusterViolation> {
     (0..partitions).map(|p| converged_replicas(cluster, topic, p, settle).map(|log| (p, log))).collect()
 }
 

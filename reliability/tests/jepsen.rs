@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use strand_reliability::cluster::{
-    converged_logs, verify_replicas, AckProducer, Cluster, ClusterConfig, ProducerSettings,
+    converged_logs, verify_replicas, AckProducer, Cluster, ClusterConfig, ConvergedLogs, ProducerSettings,
 };
 use strand_reliability::history::{check_counted, FinalLog};
 use strand_reliability::jepsen::{history_of, inject, ConsumerLog, Nemesis, ReadAlong, Tamper};
@@ -71,6 +71,7 @@ fn jepsen_producers_and_consumers_under_node_and_etcd_faults() {
         run.fail(&cluster, &format!("no load before the faults: {:?}", producer.snapshot().failure_kinds));
     }
 
+    println!("jepsen: cluster up and loaded after {:.1} s", started.elapsed().as_secs_f64());
     let mut nemesis = Nemesis::new(seed, cluster.node_ids());
     let mut injected: BTreeMap<&str, u32> = BTreeMap::new();
     for i in 0..faults {
@@ -85,17 +86,12 @@ fn jepsen_producers_and_consumers_under_node_and_etcd_faults() {
     let faults_done = started.elapsed();
 
     // Heal: every process runs (each fault healed itself); wait for full chains and load.
-    for p in 0..PARTITIONS {
-        if let Err(e) = cluster.wait_chain(TOPIC, p, SETTLE_MAX, |m| m.replicas.len() == 3) {
-            run.fail(&cluster, &format!("partition {p} has no full chain {SETTLE_MAX:?} after the last fault: {e}"));
-        }
-    }
+    wait_full_chains(&run, &cluster);
     if !producer.wait_more_acks(ACKS_AROUND, Duration::from_secs(20)) {
         run.fail(&cluster, &format!("no load after healing: {:?}", producer.snapshot().failure_kinds));
     }
     let log = producer.stop();
-    let converged = converged_logs(&cluster, TOPIC, PARTITIONS, Duration::from_secs(30))
-        .unwrap_or_else(|e| run.fail(&cluster, &format!("replicas differ after healing: {e}")));
+    let converged = read_every_replica(&run, &cluster);
     let final_log: FinalLog = converged.iter().map(|(&p, (_, records))| (p, records.clone())).collect();
     let consumer_logs = read_to_the_end(&run, &cluster, consumers, &final_log);
 
@@ -151,6 +147,35 @@ fn jepsen_producers_and_consumers_under_node_and_etcd_faults() {
             "compared": format!("{compared:?}"), "secs": started.elapsed().as_secs_f64(),
         }),
     );
+}
+
+fn wait_full_chains(run: &Run, cluster: &Cluster) {
+    for p in 0..PARTITIONS {
+        if let Err(e) = cluster.wait_chain(TOPIC, p, SETTLE_MAX, |m| m.replicas.len() == 3) {
+            run.fail(cluster, &format!("partition {p} has no full chain {SETTLE_MAX:?} after the last fault: {e}"));
+        }
+    }
+}
+
+/// The final log of every partition, read from all three replicas (identical). A chain
+/// may still shrink and grow again right after healing (a lease lost during the last
+/// fault expires late): read again until every partition was read from three members.
+fn read_every_replica(run: &Run, cluster: &Cluster) -> ConvergedLogs {
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        wait_full_chains(run, cluster);
+        let converged = converged_logs(cluster, TOPIC, PARTITIONS, Duration::from_secs(30))
+            .unwrap_or_else(|e| run.fail(cluster, &format!("replicas differ after healing: {e}")));
+        if converged.values().all(|(replicas, _)| replicas.len() == 3) {
+            return converged;
+        }
+        let read_from: Vec<(u32, Vec<u32>)> = converged.iter().map(|(&p, (r, _))| (p, r.clone())).collect();
+        if Instant::now() > deadline {
+            run.fail(cluster, &format!("never read every partition from three replicas: last {read_from:?}"));
+        }
+        println!("jepsen: final read from {read_from:?} only; again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Waits until every consumer has read every partition to its final end; their logs.
