@@ -674,6 +674,10 @@ pub struct ProducerLog {
     pub unacked: Vec<(u32, u32, Vec<Vec<u8>>)>,
     /// The producer id of each idempotent lane, by (partition, lane).
     pub producer_ids: BTreeMap<(u32, u32), i64>,
+    /// Produces an idempotent lane sent again unchanged.
+    pub resends: u64,
+    /// Resends answered `DUPLICATE_SEQUENCE` (stored before; acknowledged at the original offset).
+    pub duplicate_acks: u64,
     /// Failed or timed-out produces (fate unknown, never resent).
     pub failures: u64,
     /// Failure counts by kind, for reports.
@@ -931,7 +935,9 @@ impl PartitionTask {
         batch: Bytes,
         resend: bool,
     ) -> Result<(), ProduceFailure> {
-        if !resend {
+        if resend {
+            lock(&self.log).resends += 1;
+        } else {
             lock(&self.log).sent.entry(self.partition).or_default().extend(values.iter().cloned());
         }
         let timeout_ms = u32::try_from(self.settings.request_timeout.as_millis()).unwrap_or(u32::MAX);
@@ -979,7 +985,9 @@ impl PartitionTask {
             sent_at,
             acked_at,
         };
-        lock(&self.log).acks.push(ack);
+        let mut log = lock(&self.log);
+        log.duplicate_acks += u64::from(duplicate);
+        log.acks.push(ack);
         Ok(())
     }
 

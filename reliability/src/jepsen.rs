@@ -55,7 +55,9 @@ pub struct ConsumerLog {
 /// A consumer reading every partition of a topic from offset 0, following the log end: it
 /// fetches from one replica until that fails (error code, timeout, lost connection), then
 /// moves to the next node of the address map and continues at the same offset — what a
-/// client reading from replicas does.
+/// client reading from replicas does. Odd-numbered consumers also hop to the next replica
+/// after every fetch that returned records, so consecutive reads come from different
+/// replicas.
 pub struct ReadAlong {
     stop: Arc<AtomicBool>,
     next: Arc<Mutex<BTreeMap<u32, u64>>>,
@@ -112,17 +114,22 @@ impl Reader {
             }
             for (p, pick) in replica.iter_mut().enumerate() {
                 let (node, addr) = nodes[*pick % nodes.len()];
-                if let Err(kind) = self.fetch_once(node, addr, p as u32) {
-                    *self.log.failure_kinds.entry(kind).or_default() += 1;
-                    *pick = (*pick + 1) % nodes.len();
-                    self.log.switches += 1;
+                match self.fetch_once(node, addr, p as u32) {
+                    Ok(read) if read && self.consumer % 2 == 1 => *pick = (*pick + 1) % nodes.len(),
+                    Ok(_) => {}
+                    Err(kind) => {
+                        *self.log.failure_kinds.entry(kind).or_default() += 1;
+                        *pick = (*pick + 1) % nodes.len();
+                        self.log.switches += 1;
+                    }
                 }
             }
         }
     }
 
-    /// One fetch of partition `p` from `node`; `Err(kind)` when the replica did not serve.
-    fn fetch_once(&mut self, node: u32, addr: SocketAddr, p: u32) -> Result<(), String> {
+    /// One fetch of partition `p` from `node`: whether it returned records; `Err(kind)` when
+    /// the replica did not serve.
+    fn fetch_once(&mut self, node: u32, addr: SocketAddr, p: u32) -> Result<bool, String> {
         if self.conns.get(&node).is_none_or(|(a, _)| *a != addr) {
             let conn = WireClient::connect(addr, CONSUMER_TIMEOUT).map_err(|_| "connect".to_string())?;
             self.conns.insert(node, (addr, conn));
@@ -144,14 +151,14 @@ impl Reader {
         let mut records: Vec<StoredRecord> = Vec::new();
         let next = decode_batches(p, from, &bytes, &mut records).map_err(|_| "corrupt batch".to_string())?;
         if records.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         self.log.fetches += 1;
         let consumer = self.consumer;
         let reads = records.into_iter().map(|r| Read { consumer, partition: p, offset: r.offset, value: r.value });
         self.log.reads.extend(reads);
         lock(&self.next).insert(p, next);
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -105,13 +105,16 @@ fn jepsen_producers_and_consumers_under_node_and_etcd_faults() {
     let lanes_stopped: Vec<&String> =
         log.failure_kinds.keys().filter(|k| k.starts_with("idempotent lane stopped")).collect();
     println!(
-        "jepsen: {} s ({:.1} s of faults), faults {injected:?}; {} records acknowledged, {} produces failed {:?}; \
+        "jepsen: {} s ({:.1} s of faults), faults {injected:?}; {} records acknowledged, {} produces failed {:?}, {} idempotent resends ({} answered \
+         DUPLICATE_SEQUENCE); \
          replicas {:?}; compared {compared:?}; consumers: {}",
         started.elapsed().as_secs(),
         faults_done.as_secs_f64(),
         log.acked_records(),
         log.failures,
         log.failure_kinds,
+        log.resends,
+        log.duplicate_acks,
         converged.iter().map(|(p, (nodes, records))| (p, nodes.clone(), records.len())).collect::<Vec<_>>(),
         consumer_summary(&consumer_logs),
     );
@@ -144,6 +147,7 @@ fn jepsen_producers_and_consumers_under_node_and_etcd_faults() {
         "jepsen",
         &serde_json::json!({
             "seed": seed, "faults": injected, "acked_records": log.acked_records(), "failed_produces": log.failures,
+            "idempotent_resends": log.resends, "duplicate_acks": log.duplicate_acks,
             "compared": format!("{compared:?}"), "secs": started.elapsed().as_secs_f64(),
         }),
     );
