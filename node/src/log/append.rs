@@ -84,7 +84,7 @@ impl FreeSpaceGuard {
 
     /// Whether reserving `extra` more bytes keeps the estimate at or above `min_free`:
     /// preallocation never eats into the guard's margin. Unknown (never measured) admits.
-    fn admits_reservation(&self, extra: u64, min_free: u64) -> bool {
+    pub(super) fn admits_reservation(&self, extra: u64, min_free: u64) -> bool {
         min_free == 0 || self.checked_at.is_none() || self.estimate() >= min_free.saturating_add(extra)
     }
 }
@@ -134,7 +134,7 @@ impl Inner {
             self.check_epoch(epoch)?;
             let seen = self.progress.get();
             // `or` polls the lock first, so a waiter woken for the lock always takes it.
-            let lock = async { Some(self.lock().await) };
+            let lock = async { Some(self.lock_for_append().await) };
             let progress = async {
                 self.progress_since(seen).await;
                 None
@@ -241,6 +241,11 @@ impl Inner {
             // From here until `on_written` the planned appends are in neither the queue nor
             // the file: if this task is dropped meanwhile, the guard fails the queue.
             let in_flight = WriteInFlight { inner: self, armed: true };
+            let plan_end = plan.old_size + plan.items.iter().map(|p| p.bytes.len() as u64).sum::<u64>();
+            if self.reaches_zeroing(plan.segment_base, plan_end) {
+                self.state.borrow_mut().zero.caught_up();
+                self.settle_zeroing().await;
+            }
             if let Some(to) = plan.prealloc_to {
                 self.preallocate(&plan.file, plan.segment_base, to).await;
             }
@@ -254,6 +259,7 @@ impl Inner {
             }
             in_flight.disarm();
             self.on_written(plan);
+            self.maybe_zero_ahead();
             self.notify_progress();
         }
         Ok(())
@@ -383,6 +389,8 @@ impl Inner {
     pub(super) async fn roll(&self) -> Result<(), LogError> {
         let started = Instant::now();
         let always = self.config.fsync == FsyncPolicy::Always;
+        // The old segment is cut to its length by the closer: no zeros may land after that.
+        self.settle_zeroing().await;
         if always {
             self.sync_locked(false).await?;
         }

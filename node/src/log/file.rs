@@ -204,6 +204,29 @@ impl SegmentFile {
         Ok(())
     }
 
+    /// Writes zeros over `[from, to)` (block-aligned) in pieces of at most 1 MiB, asking
+    /// `stop` before each; `Ok(false)` when it stopped early (zero-ahead, `log::zero`).
+    pub(crate) async fn write_zeros(&self, from: u64, to: u64, stop: impl Fn() -> bool) -> io::Result<bool> {
+        assert!(from.is_multiple_of(BLOCK_BYTES) && to.is_multiple_of(BLOCK_BYTES), "unaligned zeroing {from}..{to}");
+        let mut at = from;
+        while at < to {
+            if stop() {
+                return Ok(false);
+            }
+            let len = (to - at).min(ZEROS.len() as u64) as usize;
+            match &self.io {
+                // No parts: the DMA buffers are zero-filled.
+                FileIo::Dma(f) => write_dma_pipelined(f, at, &[], len).await?,
+                FileIo::Buffered(_) => {
+                    let file = self.plain.clone();
+                    glommio::executor().spawn_blocking(move || file.write_all_at(&ZEROS[..len], at)).await?
+                }
+            }
+            at += len as u64;
+        }
+        Ok(true)
+    }
+
     /// Writes `tail ++ data` where `tail` is the in-memory partial block starting at the
     /// aligned position `block_pos` (direct mode) or writes `data` at `logical_len` (buffered).
     /// Returns once every byte is written. An O_DSYNC file's write is its data sync, so its
@@ -273,6 +296,8 @@ pub(crate) const BUFFERED_POOL_WRITE_MIN_BYTES: usize = 64 * 1024;
 /// of this size (the last one shorter), so buffers come from glommio's registered io memory
 /// or the chunk pool and several writes can be in flight.
 pub(crate) const DMA_CHUNK_BYTES: usize = 1 << 20;
+/// What buffered zero-ahead writes copy from (one piece).
+static ZEROS: [u8; DMA_CHUNK_BYTES] = [0; DMA_CHUNK_BYTES];
 /// Direct-mode writes of one append group in flight at once (like fio's iodepth).
 pub(crate) const DMA_WRITES_IN_FLIGHT_MAX: usize = 4;
 /// Full-size chunk buffers kept for reuse per executor thread (shard).

@@ -5,8 +5,8 @@
 //! `file` (segment file handles, DMA probe) · `segment` (per-segment state, index and
 //! checkpoint persistence) · `append` (validation, group commit, roll) · `read` (offset and
 //! timestamp lookups) · `recover` (open: scan decisions come from `strand_core::recovery`) ·
-//! `close` (closing rolled segments off the write lock) · `cache` (direct-mode tail
-//! cache) · `verify` (lazy CRC check of checkpointed segments) · `truncate` (cutting back to a batch boundary; listing stored batches) · `reset`
+//! `close` (closing rolled segments off the write lock) · `zero` (zero-ahead under
+//! fsync=always) · `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments) · `truncate` (cutting back to a batch boundary; listing stored batches) · `reset`
 //! (restarting a replica's log empty at a base offset).
 //!
 //! Concurrency: a [`PartitionLog`] lives on its owner shard's executor (`!Send`). Appends
@@ -34,6 +34,7 @@ mod retention;
 mod segment;
 mod truncate;
 mod verify;
+mod zero;
 
 pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError, SegmentLimits};
 pub use error::{AppendError, Failure, LogError, ReadError, TruncateError};
@@ -272,6 +273,10 @@ pub(crate) struct State {
     free_space: append::FreeSpaceGuard,
     /// Adaptive reservation step of the active segment (see `reserve`).
     prealloc: reserve::Prealloc,
+    /// Zero-ahead chunk size of the active segment (fsync=always, see `zero`).
+    zero: zero::ZeroPolicy,
+    /// The zero write in flight, if any (see `zero`).
+    zeroing: Option<zero::Zeroing>,
     /// This log's share of the node-wide reserved bytes.
     reservation: reserve::Share,
     /// Rolled segments not yet closed, oldest first (see `close`).
@@ -505,7 +510,17 @@ impl Inner {
         .await
     }
 
+    /// The write lock for anything but an append: it also waits for a zeroing in flight,
+    /// so the holder may change or cut the active segment (see `zero`).
     async fn lock(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
+        let permit = self.lock_for_append().await?;
+        self.settle_zeroing().await;
+        Ok(permit)
+    }
+
+    /// The write lock for writing queued appends, which may run beside a zeroing below its
+    /// range (`write_queued` waits when it reaches it).
+    async fn lock_for_append(&self) -> Result<glommio::sync::Permit<'_>, LogError> {
         self.write_lock.acquire_permit(1).await.map_err(|_| LogError::closed())
     }
 

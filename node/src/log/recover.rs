@@ -64,6 +64,8 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
         poisoned: None,
         free_space: Default::default(),
         prealloc: Default::default(),
+        zero: Default::default(),
+        zeroing: None,
         reservation: Default::default(),
         closing: VecDeque::new(),
         closer_running: false,

@@ -34,6 +34,9 @@ pub(crate) struct Segment {
     pub tail: Vec<u8>,
     /// Blocks are reserved (fallocate) up to here.
     pub prealloc_end: u64,
+    /// Bytes past `size` up to here are written with zeros and synced (fsync=always
+    /// zero-ahead, see `log::zero`); 0 when unknown.
+    pub zeroed_end: u64,
     pub opened_at: Instant,
     /// Set when recovery or a lazy verification found invalid bytes in this segment:
     /// nothing at or past `pos` is served.
@@ -80,6 +83,7 @@ impl Segment {
             persisted: (0, 0),
             tail: Vec::new(),
             prealloc_end: 0,
+            zeroed_end: 0,
             opened_at: Instant::now(),
             corrupt: None,
             verify: Verify::Done,
