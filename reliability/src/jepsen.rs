@@ -390,3 +390,63 @@ fn adjacent_idempotent_records(history: &History, final_log: &FinalLog) -> Optio
     }
     places.get(places.len() / 2).copied()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Ack;
+    use std::time::Instant;
+
+    #[test]
+    fn the_fault_schedule_is_a_function_of_the_seed_and_covers_every_kind() {
+        let draw = |seed| {
+            let mut nemesis = Nemesis::new(seed, vec![1, 2, 3]);
+            (0..200).map(|_| nemesis.next_fault()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+        let faults = draw(7);
+        for kind in ["kill-node", "pause-node", "kill-etcd", "pause-etcd"] {
+            assert!(faults.iter().any(|(_, f)| f.kind() == kind), "no {kind} in 200 faults");
+        }
+        let ttl = Duration::from_secs(LEASE_TTL_S);
+        let pauses = faults.iter().filter_map(|(_, f)| match f {
+            Fault::PauseNode { paused, .. } => Some(*paused),
+            _ => None,
+        });
+        let (short, long): (Vec<Duration>, Vec<Duration>) = pauses.partition(|p| *p < ttl);
+        assert!(!short.is_empty() && !long.is_empty(), "node pauses must fall on both sides of the lease TTL");
+    }
+
+    #[test]
+    fn lanes_become_producers_with_acks_in_lane_order_then_the_unacknowledged() {
+        let settings = ProducerSettings { lanes: 2, idempotent_lanes: 1, ..ProducerSettings::new("t", 2) };
+        let now = Instant::now();
+        let ack = |partition, lane, base_offset, value: &str| Ack {
+            partition,
+            lane,
+            base_offset,
+            values: vec![value.as_bytes().to_vec()],
+            node: 1,
+            sent_at: now,
+            acked_at: now,
+        };
+        let log = ProducerLog {
+            acks: vec![ack(1, 0, 0, "x0"), ack(1, 1, 1, "y0"), ack(1, 0, 2, "x1")],
+            unacked: vec![(1, 0, vec![b"x2".to_vec()])],
+            ..ProducerLog::default()
+        };
+        let history = history_of(&settings, &log, &[]);
+        assert_eq!(history.producers.len(), 4);
+        assert_eq!(history.producers[&2], ProducerInfo { partition: 1, idempotent: true });
+        assert_eq!(history.producers[&3], ProducerInfo { partition: 1, idempotent: false });
+        let of_2: Vec<(&[u8], Outcome)> =
+            history.produces.iter().filter(|p| p.producer == 2).map(|p| (p.values[0].as_slice(), p.outcome)).collect();
+        let expected: Vec<(&[u8], Outcome)> = vec![
+            (b"x0", Outcome::Acked { base_offset: 0 }),
+            (b"x1", Outcome::Acked { base_offset: 2 }),
+            (b"x2", Outcome::Unknown),
+        ];
+        assert_eq!(of_2, expected);
+    }
+}
