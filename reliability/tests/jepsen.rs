@@ -102,6 +102,10 @@ fn jepsen_producers_and_consumers_under_node_and_etcd_faults() {
         println!("jepsen: STRAND_JEPSEN_TAMPER: {}", what.unwrap_or_else(|| "nothing to tamper with".into()));
     }
     let (anomalies, compared) = check_counted(&history, &checked_log);
+    // Epoch = chain reconfigurations since the topic was created: evidence the faults bit.
+    let epochs: Vec<(u32, u64)> =
+        (0..PARTITIONS).filter_map(|p| cluster.chain(TOPIC, p).ok().map(|m| (p, m.epoch))).collect();
+    println!("jepsen: chain epochs at the end {epochs:?}");
     let lanes_stopped: Vec<&String> =
         log.failure_kinds.keys().filter(|k| k.starts_with("idempotent lane stopped")).collect();
     println!(
