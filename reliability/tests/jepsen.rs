@@ -63,6 +63,7 @@ fn jepsen_producers_and_consumers_under_node_and_etcd_faults() {
     if let Err(e) = cluster.create_topic(TOPIC, PARTITIONS, 3) {
         run.fail(&cluster, &format!("create topic: {e}"));
     }
+    println!("jepsen: cluster and topic ready after {:.1} s", started.elapsed().as_secs_f64());
     let settings = ProducerSettings { lanes: 2, idempotent_lanes: 1, ..ProducerSettings::new(TOPIC, PARTITIONS) };
     let producer = AckProducer::start(&cluster, settings.clone());
     let consumers: Vec<ReadAlong> =
