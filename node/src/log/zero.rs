@@ -28,7 +28,7 @@ use super::file::{SegmentFile, BLOCK_BYTES};
 use super::{FsyncPolicy, Inner};
 
 /// Smallest zero-ahead chunk: what a new or slow partition keeps zeroed ahead.
-pub(crate) const ZERO_CHUNK_MIN_BYTES: u64 = 256 << 10;
+pub(crate) const ZERO_CHUNK_MIN_BYTES: u64 = 1 << 20;
 /// Largest chunk, reached by a partition whose appends caught up with its zeroing.
 pub(crate) const ZERO_CHUNK_MAX_BYTES: u64 = 16 << 20;
 
@@ -109,10 +109,7 @@ impl Inner {
 
     async fn zero(&self, base: u64, file: Rc<SegmentFile>, from: u64, to: u64) {
         let closed = || self.closed.get();
-        let result = match file.write_zeros(from, to, closed).await {
-            Ok(true) if !file.is_dsync() => file.fdatasync().await.map(|()| true),
-            other => other,
-        };
+        let result = file.write_zeros(from, to, closed).await;
         let mut st = self.state.borrow_mut();
         let z = st.zeroing.take();
         assert!(z.is_some_and(|z| z.base == base && z.from == from), "one zeroing at a time: {z:?}");
