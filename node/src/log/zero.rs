@@ -10,7 +10,7 @@
 //!
 //! How: after a write, the lock holder asks [`ZeroPolicy::next`] whether less than half a
 //! chunk is zeroed ahead of the data; if so it marks `[from, to)` as being zeroed and spawns
-//! a task that writes the zeros (1 MiB pieces) and fdatasyncs them, then raises the
+//! a task that writes the zeros (≤ 1 MiB pieces) and fdatasyncs them, then raises the
 //! segment's `zeroed_end` and `prealloc_end`. Appends keep writing below `from` meanwhile.
 //!
 //! Invariants: a zero write never overlaps a data write — while `[from, to)` is in flight,
@@ -23,40 +23,57 @@
 //! sync only costs the speed-up (the data path's own syncs find real IO errors).
 
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::file::{SegmentFile, BLOCK_BYTES};
 use super::{FsyncPolicy, Inner};
 
-/// Smallest zero-ahead chunk: what a new or slow partition keeps zeroed ahead.
-pub(crate) const ZERO_CHUNK_MIN_BYTES: u64 = 1 << 20;
-/// Largest chunk, reached by a partition whose appends caught up with its zeroing.
+/// Smallest zero-ahead chunk: what a new or quiet partition keeps zeroed ahead (a
+/// thousand one-record partitions hold 64 MiB of zeros, not gigabytes).
+pub(crate) const ZERO_CHUNK_MIN_BYTES: u64 = 64 << 10;
+/// A partition that starts its next zeroing within [`ZERO_GROW_WINDOW`] of the last one
+/// doubles its chunk up to this: fewer, larger zero writes, each with one flush, sit in
+/// front of fewer appends' syncs (measured: 1 MiB chunks gave a better p99 than 256 KiB).
+pub(crate) const ZERO_CHUNK_STEADY_BYTES: u64 = 1 << 20;
+/// Largest chunk, reached only by a partition whose appends caught up with its zeroing.
 pub(crate) const ZERO_CHUNK_MAX_BYTES: u64 = 16 << 20;
+/// See [`ZERO_CHUNK_STEADY_BYTES`].
+const ZERO_GROW_WINDOW: Duration = Duration::from_secs(1);
 
 const _: () = assert!(ZERO_CHUNK_MIN_BYTES.is_multiple_of(BLOCK_BYTES));
-const _: () = assert!(ZERO_CHUNK_MAX_BYTES.is_multiple_of(ZERO_CHUNK_MIN_BYTES));
+const _: () = assert!(ZERO_CHUNK_STEADY_BYTES.is_multiple_of(ZERO_CHUNK_MIN_BYTES));
+const _: () = assert!(ZERO_CHUNK_MAX_BYTES.is_multiple_of(ZERO_CHUNK_STEADY_BYTES));
 
-/// One log's zero-ahead chunk size: it doubles whenever an append had to wait for the
-/// zeroing (the appends outran it), up to [`ZERO_CHUNK_MAX_BYTES`].
+/// One log's zero-ahead chunk size: it starts at [`ZERO_CHUNK_MIN_BYTES`], doubles up to
+/// [`ZERO_CHUNK_STEADY_BYTES`] while zeroings follow each other within a second, and
+/// doubles on up to [`ZERO_CHUNK_MAX_BYTES`] whenever an append had to wait for the
+/// zeroing (the appends outran it).
 #[derive(Debug)]
 pub(crate) struct ZeroPolicy {
     chunk: u64,
+    started_at: Option<Instant>,
 }
 
 impl Default for ZeroPolicy {
     fn default() -> Self {
-        ZeroPolicy { chunk: ZERO_CHUNK_MIN_BYTES }
+        ZeroPolicy { chunk: ZERO_CHUNK_MIN_BYTES, started_at: None }
     }
 }
 
 impl ZeroPolicy {
-    /// The block-aligned range to zero next in a segment whose data ends at `size`, zeroed
-    /// up to `zeroed`, whose blocks end at `cap` (a block multiple); `None` while at least
-    /// half a chunk is zeroed ahead of the data, or nothing is left below `cap`.
-    pub(crate) fn next(&self, size: u64, zeroed: u64, cap: u64) -> Option<(u64, u64)> {
+    /// The block-aligned range to zero next (starting now) in a segment whose data ends at
+    /// `size`, zeroed up to `zeroed`, whose blocks end at `cap` (a block multiple); `None`
+    /// while at least half a chunk is zeroed ahead of the data, or nothing is left below `cap`.
+    pub(crate) fn next(&mut self, size: u64, zeroed: u64, cap: u64, now: Instant) -> Option<(u64, u64)> {
         let from = zeroed.max(size.div_ceil(BLOCK_BYTES) * BLOCK_BYTES);
         if from >= cap || from - size >= self.chunk / 2 {
             return None;
         }
+        let recent = self.started_at.is_some_and(|t| now.saturating_duration_since(t) < ZERO_GROW_WINDOW);
+        if recent && self.chunk < ZERO_CHUNK_STEADY_BYTES {
+            self.chunk = (self.chunk * 2).min(ZERO_CHUNK_STEADY_BYTES);
+        }
+        self.started_at = Some(now);
         let to = (from + self.chunk).min(cap);
         debug_assert!(from >= size && from < to && from.is_multiple_of(BLOCK_BYTES) && to.is_multiple_of(BLOCK_BYTES));
         Some((from, to))
@@ -96,7 +113,7 @@ impl Inner {
             let a = st.active();
             (a.base, a.file.clone(), a.size, a.zeroed_end, a.prealloc_end)
         };
-        let Some((from, to)) = st.zero.next(size, zeroed, cap) else { return };
+        let Some((from, to)) = st.zero.next(size, zeroed, cap, Instant::now()) else { return };
         let extra = to.saturating_sub(prealloc_end.max(size));
         if !st.free_space.admits_reservation(extra, self.config.min_free_bytes) {
             return;
@@ -155,29 +172,54 @@ mod tests {
 
     #[test]
     fn zeroes_from_the_block_after_the_data_and_keeps_half_a_chunk_ahead() {
-        let p = ZeroPolicy::default();
-        let half = ZERO_CHUNK_MIN_BYTES / 2;
-        assert_eq!(p.next(0, 0, CAP), Some((0, ZERO_CHUNK_MIN_BYTES)));
-        assert_eq!(p.next(100, 0, CAP), Some((BLOCK_BYTES, BLOCK_BYTES + ZERO_CHUNK_MIN_BYTES)));
+        let t = Instant::now();
+        let mut p = ZeroPolicy::default();
+        let (min, half) = (ZERO_CHUNK_MIN_BYTES, ZERO_CHUNK_MIN_BYTES / 2);
+        assert_eq!(p.next(100, 0, CAP, t), Some((BLOCK_BYTES, BLOCK_BYTES + min)));
         // Enough ahead: nothing to do until the data is within half a chunk.
-        let zeroed = BLOCK_BYTES + ZERO_CHUNK_MIN_BYTES;
-        assert_eq!(p.next(100, zeroed, CAP), None);
-        assert_eq!(p.next(zeroed - half, zeroed, CAP), None);
-        assert_eq!(p.next(zeroed - half + 1, zeroed, CAP), Some((zeroed, zeroed + ZERO_CHUNK_MIN_BYTES)));
-        // Data past what was zeroed (a fallback write): start after the data.
-        assert_eq!(
-            p.next(zeroed + 10, zeroed, CAP),
-            Some((zeroed + BLOCK_BYTES, zeroed + BLOCK_BYTES + ZERO_CHUNK_MIN_BYTES))
-        );
+        let zeroed = BLOCK_BYTES + min;
+        assert_eq!(p.next(100, zeroed, CAP, t), None);
+        assert_eq!(p.next(zeroed - half, zeroed, CAP, t), None);
+        // Data past what was zeroed (a fallback write): start after the data. Ten seconds
+        // later: no growth.
+        let later = t + Duration::from_secs(10);
+        assert_eq!(p.next(zeroed + 10, zeroed, CAP, later), Some((zeroed + BLOCK_BYTES, zeroed + BLOCK_BYTES + min)));
+        assert_eq!(p.chunk(), min);
+    }
+
+    #[test]
+    fn zeroings_in_quick_succession_grow_the_chunk_to_the_steady_size_only() {
+        let t = Instant::now();
+        let mut p = ZeroPolicy::default();
+        let mut zeroed = 0u64;
+        for i in 0..20u32 {
+            let size = zeroed.saturating_sub(BLOCK_BYTES);
+            let (from, to) = p.next(size, zeroed, CAP, t + Duration::from_millis(u64::from(i))).expect("due");
+            assert_eq!(from, zeroed.max(size.div_ceil(BLOCK_BYTES) * BLOCK_BYTES));
+            zeroed = to;
+        }
+        assert_eq!(p.chunk(), ZERO_CHUNK_STEADY_BYTES);
     }
 
     #[test]
     fn never_passes_the_segment_cap() {
-        let p = ZeroPolicy::default();
+        let t = Instant::now();
+        let mut p = ZeroPolicy::default();
         let cap = 300 << 10;
-        assert_eq!(p.next(200 << 10, 200 << 10, cap), Some((200 << 10, cap)));
-        assert_eq!(p.next(cap - 1, cap, cap), None);
-        assert_eq!(p.next(cap, cap, cap), None);
+        assert_eq!(p.next(280 << 10, 280 << 10, cap, t), Some((280 << 10, cap)));
+        assert_eq!(p.next(cap - 1, cap, cap, t), None);
+        assert_eq!(p.next(cap, cap, cap, t), None);
+    }
+
+    #[test]
+    fn the_chunk_doubles_when_appends_catch_up_and_stops_at_the_max() {
+        let mut p = ZeroPolicy::default();
+        p.caught_up();
+        assert_eq!(p.chunk(), 2 * ZERO_CHUNK_MIN_BYTES);
+        for _ in 0..20 {
+            p.caught_up();
+        }
+        assert_eq!(p.chunk(), ZERO_CHUNK_MAX_BYTES);
     }
 
     /// A roll while a long zeroing is in flight waits for it: the zeroing ends while its
@@ -200,7 +242,7 @@ mod tests {
                     let config =
                         LogConfig { io_mode, fsync: FsyncPolicy::Always, min_free_bytes: 0, ..LogConfig::default() };
                     let log = PartitionLog::open(&path, config).await.unwrap();
-                    log.inner.state.borrow_mut().zero = ZeroPolicy { chunk: ZERO_CHUNK_MAX_BYTES };
+                    log.inner.state.borrow_mut().zero = ZeroPolicy { chunk: ZERO_CHUNK_MAX_BYTES, started_at: None };
                     log.append(batch(100)).await.unwrap();
                     assert!(log.inner.state.borrow().zeroing.is_some(), "{io_mode}: a 16 MiB zeroing is in flight");
                     log.set_limits(crate::log::SegmentLimits { segment_bytes: 4096, ..log.limits() });
@@ -222,16 +264,5 @@ mod tests {
             let len = std::fs::metadata(&first).unwrap().len();
             assert!(len < 4096, "{io_mode}: the rolled segment is cut to its one small batch ({len} bytes)");
         }
-    }
-
-    #[test]
-    fn the_chunk_doubles_when_appends_catch_up_and_stops_at_the_max() {
-        let mut p = ZeroPolicy::default();
-        p.caught_up();
-        assert_eq!(p.chunk(), 2 * ZERO_CHUNK_MIN_BYTES);
-        for _ in 0..20 {
-            p.caught_up();
-        }
-        assert_eq!(p.chunk(), ZERO_CHUNK_MAX_BYTES);
     }
 }
