@@ -3,9 +3,9 @@
 
 mod log_util;
 
-use log_util::{batch, batches, config, read_all, run};
+use log_util::{batch, batches, config, read_all, run, segment_logs};
 use rand::{Rng, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog, ReadError};
 use strand_wire::ErrorCode;
 
@@ -26,16 +26,6 @@ async fn populate(dir: &Path, mode: IoMode) -> Vec<(u64, u32, u8)> {
     }
     log.close().await.unwrap();
     out
-}
-
-fn segment_logs(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -6,9 +6,9 @@
 
 mod log_util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use log_util::{batch, batches, config, read_all, run};
+use log_util::{batch, batches, config, read_all, run, segment_logs};
 use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog};
 use strand_wire::batch::BatchHeader;
 
@@ -20,17 +20,6 @@ const APPENDS_PER_WRITER: u32 = 120;
 
 fn zero_config(mode: IoMode) -> LogConfig {
     LogConfig { segment_bytes: SEGMENT_BYTES, ..config(mode, FsyncPolicy::Always) }
-}
-
-/// `.log` files of the log in `dir`, by name (= base offset order).
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// Walks a segment file's batches; returns (bytes of whole batches, bytes after them),
@@ -83,7 +72,7 @@ fn zeros_ahead_never_show_in_the_data_and_never_outlive_a_segment() {
             for w in 0..WRITERS as u8 {
                 assert_eq!(per_writer(&records, w), APPENDS_PER_WRITER as usize, "{mode}: writer {w}'s batches");
             }
-            let files = segment_files(dir.path());
+            let files = segment_logs(dir.path());
             assert!(files.len() >= 3, "{mode}: the run rolls ({} segments)", files.len());
             for f in &files[..files.len() - 1] {
                 let (_, zeros) = batches_then_zeros(f);
@@ -107,7 +96,7 @@ fn zeros_ahead_never_show_in_the_data_and_never_outlive_a_segment() {
 
             // A clean close cuts the active segment to its data.
             log.close().await.unwrap();
-            for f in &segment_files(dir.path()) {
+            for f in &segment_logs(dir.path()) {
                 assert_eq!(batches_then_zeros(f).1, 0, "{mode}: {f:?} after a clean close");
             }
         });
@@ -123,7 +112,7 @@ fn fsync_never_writes_no_zeros() {
             log.append(batches(&[batch(1, i, 3_000, 1)])).await.unwrap();
         }
         log.flush().await.unwrap();
-        let files = segment_files(dir.path());
+        let files = segment_logs(dir.path());
         assert_eq!(batches_then_zeros(&files[0]).1, 0, "buffered fsync=never keeps the file at its data");
     });
 }
@@ -144,7 +133,7 @@ fn a_roll_waits_for_the_zeroing_in_flight() {
                 log.append(batches(&[batch(1, i, 70_000, 2)])).await.unwrap();
             }
             log.flush().await.unwrap();
-            let files = segment_files(dir.path());
+            let files = segment_logs(dir.path());
             assert!(files.len() >= 20, "{mode}: every pair rolled ({} segments)", files.len());
             for f in &files[..files.len() - 1] {
                 assert_eq!(batches_then_zeros(f).1, 0, "{mode}: closed segment {f:?} ends at its last batch");

@@ -4,6 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog};
 use strand_wire::batch::{Batch, BatchBuilder};
 
@@ -74,4 +75,15 @@ pub async fn read_all(log: &PartitionLog, from: u64, max_bytes: u32) -> Vec<(u64
         offset = r.next_offset;
     }
     out
+}
+
+/// The `.log` files of the log in `dir`, by name (= base offset order).
+pub fn segment_logs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    v.sort();
+    v
 }
