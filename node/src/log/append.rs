@@ -260,6 +260,7 @@ impl Inner {
             in_flight.disarm();
             self.on_written(plan);
             self.maybe_zero_ahead();
+            self.maybe_write_behind();
             self.notify_progress();
         }
         Ok(())

@@ -34,6 +34,7 @@ mod retention;
 mod segment;
 mod truncate;
 mod verify;
+mod writeback;
 mod zero;
 
 pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError, SegmentLimits};
@@ -277,6 +278,8 @@ pub(crate) struct State {
     zero: zero::ZeroPolicy,
     /// The zero write in flight, if any (see `zero`).
     zeroing: Option<zero::Zeroing>,
+    /// Write-behind position of the active segment (buffered mode, see `writeback`).
+    writeback: writeback::WriteBehind,
     /// This log's share of the node-wide reserved bytes.
     reservation: reserve::Share,
     /// Rolled segments not yet closed, oldest first (see `close`).

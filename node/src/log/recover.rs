@@ -66,6 +66,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
         prealloc: Default::default(),
         zero: Default::default(),
         zeroing: None,
+        writeback: Default::default(),
         reservation: Default::default(),
         closing: VecDeque::new(),
         closer_running: false,

@@ -75,6 +75,9 @@ pub struct Histogram {
 /// fsync=always, where the write is the sync). The log records into it directly: threading
 /// a shard's metrics into every file would touch each log call.
 pub static FSYNC_LATENCY: Histogram = Histogram::new();
+/// Segment bytes whose writeback the log started ahead of any fdatasync (buffered mode,
+/// `log::writeback`), all shards.
+pub static WRITEBACK_STARTED_BYTES: AtomicU64 = AtomicU64::new(0);
 
 impl Histogram {
     /// An empty histogram (`const`, for the process-wide [`FSYNC_LATENCY`]).
@@ -481,6 +484,12 @@ impl NodeMetrics {
             "# HELP {name} fdatasync calls and O_DSYNC segment writes, all shards\n# TYPE {name} histogram"
         );
         FSYNC_LATENCY.render(out, name, "");
+        let name = "strand_writeback_started_bytes_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Segment bytes handed to the disk ahead of an fdatasync (buffered write-behind), all shards\n# TYPE {name} counter\n{name} {}",
+            WRITEBACK_STARTED_BYTES.load(Relaxed)
+        );
     }
 
     fn render_partitions(&self, out: &mut String) {
