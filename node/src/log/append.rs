@@ -415,7 +415,21 @@ impl Inner {
             // An ack of a write to the new file promises its name survives a crash too.
             super::file::sync_dir(&self.dir).await?;
         }
-        let seg = Segment::new(next_base, file, self.config.index_interval_bytes);
+        // A busy partition reserves the new segment's first blocks now, before the close
+        // below sets the device flushing (see `Prealloc::at_roll`).
+        let reserve_to = {
+            let mut st = self.state.borrow_mut();
+            let segment_bytes = self.limits.get().segment_bytes;
+            let to = st.prealloc.at_roll(segment_bytes, Instant::now());
+            to.filter(|to| st.free_space.admits_reservation(*to, self.config.min_free_bytes))
+        };
+        let mut seg = Segment::new(next_base, file, self.config.index_interval_bytes);
+        if let Some(to) = reserve_to {
+            match seg.file.preallocate(to).await {
+                Ok(()) => seg.prealloc_end = to,
+                Err(e) => tracing::debug!(path = ?path, "preallocation to {to} bytes at roll failed: {e}"),
+            }
+        }
         {
             let mut st = self.state.borrow_mut();
             assert_eq!(st.active().next_offset, next_base, "the active segment grew during its roll");

@@ -26,6 +26,8 @@ pub(crate) const PREALLOC_STEP_MAX_BYTES: u64 = 32 << 20;
 const PREALLOC_GROW_WINDOW_MS: u128 = 1000;
 /// A partition that did not extend its reservation for this long starts small again.
 const PREALLOC_QUIET_MS: u128 = 10_000;
+/// Steps a busy partition's new segment reserves at its roll (see [`Prealloc::at_roll`]).
+const PREALLOC_ROLL_STEPS: u64 = 4;
 /// At most one `STORAGE_FULL` log line per interval, node-wide.
 pub(crate) const STORAGE_FULL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -74,6 +76,25 @@ impl Prealloc {
         let to = want.min(cap).max(end.div_ceil(BLOCK_BYTES) * BLOCK_BYTES);
         debug_assert!(to >= end && to.is_multiple_of(BLOCK_BYTES));
         Some(to)
+    }
+
+    /// The first reservation of a new segment, made by the roll before the old segment's
+    /// close starts: `PREALLOC_ROLL_STEPS` steps (at most the segment size) when the
+    /// partition extended its reservation within the grow window, else `None` (a quiet
+    /// partition reserves on its first write, as before). Why at the roll: a `fallocate`
+    /// may read block bitmaps, and right after the roll the closer's fdatasync keeps the
+    /// device busy flushing its cache; a reservation made then stalled appends by 50 ms
+    /// (BENCHMARKS.md, "Stalls at roll"). Made before the close, and long enough to outlast
+    /// the flush at the partition's rate, it meets an idle device.
+    pub(crate) fn at_roll(&mut self, segment_bytes: u64, now: Instant) -> Option<u64> {
+        let busy =
+            self.extended_at.is_some_and(|t| now.saturating_duration_since(t).as_millis() < PREALLOC_GROW_WINDOW_MS);
+        if !busy {
+            return None;
+        }
+        self.extended_at = Some(now);
+        let cap = segment_bytes.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        Some((self.step_bytes * PREALLOC_ROLL_STEPS).min(cap))
     }
 
     #[cfg(test)]
@@ -162,6 +183,17 @@ mod tests {
         // A quiet spell starts small again.
         p.plan(end, reserved, SEG, t0 + Duration::from_secs(60)).unwrap();
         assert_eq!(p.step_bytes(), PREALLOC_STEP_MIN_BYTES);
+    }
+
+    #[test]
+    fn a_busy_partition_reserves_ahead_at_its_roll_a_quiet_one_does_not() {
+        let t0 = Instant::now();
+        let mut p = Prealloc::default();
+        assert_eq!(p.at_roll(SEG, t0), None, "never extended: quiet");
+        p.plan(58, 0, SEG, t0).unwrap();
+        assert_eq!(p.at_roll(SEG, t0 + Duration::from_millis(10)), Some(PREALLOC_ROLL_STEPS * PREALLOC_STEP_MIN_BYTES));
+        assert_eq!(p.at_roll(1 << 16, t0 + Duration::from_millis(20)), Some(1 << 16), "capped at the segment size");
+        assert_eq!(p.at_roll(SEG, t0 + Duration::from_secs(5)), None, "quiet since");
     }
 
     #[test]
