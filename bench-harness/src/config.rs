@@ -113,6 +113,11 @@ pub struct Args {
     /// consumers reading it back. `0` disables the backlog phase.
     #[arg(long)]
     pub backlog: Option<String>,
+    /// Catch-up mode, embedded node: evict the backlog's segment files from the page cache
+    /// (fdatasync, then `POSIX_FADV_DONTNEED`) before the consumers start, so every byte
+    /// they read comes from the disk.
+    #[arg(long)]
+    pub cold: bool,
     /// Write config + results + full percentile spectrum as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -241,6 +246,8 @@ pub struct WorkloadFile {
     pub fsync: Option<String>,
     /// Bytes to produce before consumers start (catch-up mode), number or `"2GiB"`.
     pub backlog: Option<toml::Value>,
+    /// Evict the backlog from the page cache before the catch-up (embedded node).
+    pub cold: Option<bool>,
 }
 
 impl WorkloadFile {
@@ -361,6 +368,8 @@ pub struct Workload {
     pub fsync: String,
     /// Catch-up mode when non-zero.
     pub backlog_bytes: u64,
+    /// Catch-up reads a backlog evicted from the page cache.
+    pub cold: bool,
 }
 
 impl Default for Workload {
@@ -384,6 +393,7 @@ impl Default for Workload {
             io_mode: "buffered".into(),
             fsync: "never".into(),
             backlog_bytes: 0,
+            cold: false,
         }
     }
 }
@@ -448,6 +458,9 @@ impl Workload {
                 other => return Err(ConfigError::Invalid { field: "backlog", value: other.to_string() }),
             };
         }
+        if let Some(cold) = f.cold {
+            self.cold = cold;
+        }
         Ok(())
     }
 
@@ -476,6 +489,9 @@ impl Workload {
         }
         if let Some(backlog) = &a.backlog {
             self.backlog_bytes = parse_bytes(backlog)?;
+        }
+        if a.cold {
+            self.cold = true;
         }
         Ok(())
     }
@@ -516,6 +532,9 @@ impl Workload {
         }
         if self.backlog_bytes > 0 && self.consumers == 0 {
             return invalid("consumers", "0 (a backlog run needs consumers)".into());
+        }
+        if self.cold && self.backlog_bytes == 0 {
+            return invalid("cold", "true without a backlog (it evicts the backlog before the catch-up)".into());
         }
         Ok(())
     }
@@ -654,6 +673,7 @@ mod tests {
             &["--consumers", "0", "--backlog", "1MiB"],
             &["--max-inflight", "0"],
             &["--max-inflight", "65"],
+            &["--cold"],
         ] {
             assert!(Workload::resolve(None, &args(bad)).is_err(), "{bad:?} should be rejected");
         }
@@ -662,6 +682,10 @@ mod tests {
         assert_eq!(ok.max_inflight, MAX_INFLIGHT_DEFAULT);
         let one = Workload::resolve(None, &args(&["--max-inflight", "1"])).unwrap();
         assert_eq!(one.max_inflight, 1);
+        let cold = Workload::resolve(None, &args(&["--backlog", "1MiB", "--cold"])).unwrap();
+        assert!(cold.cold && cold.backlog_bytes == 1 << 20);
+        let file: WorkloadFile = toml::from_str("backlog = \"1MiB\"\ncold = true").unwrap();
+        assert!(Workload::resolve(Some(&file), &Args::default()).unwrap().cold);
     }
 
     #[test]

@@ -97,6 +97,13 @@ pub fn summary_table(report: &Report) -> String {
     throughput_row(&mut out, "consume", &r.consume);
     if let Some(cu) = &r.catchup {
         let _ = writeln!(out, "catch-up: backlog {} ({})", format_bytes(cu.backlog_bytes), done_word(cu.completed));
+        if cu.evicted_bytes > 0 {
+            let _ = writeln!(
+                out,
+                "  cold: {} of segment files evicted from the page cache first",
+                format_bytes(cu.evicted_bytes)
+            );
+        }
         throughput_row(&mut out, "  backlog", &cu.produce);
         throughput_row(&mut out, "  catch-up", &cu.consume);
     }

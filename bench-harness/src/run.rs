@@ -45,6 +45,8 @@ pub enum BenchError {
     Tls(String),
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
+    #[error("cold backlog: {0}")]
+    Cold(String),
 }
 
 impl BenchError {
@@ -88,6 +90,9 @@ pub async fn run(args: &Args) -> Result<Report, BenchError> {
     let _sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let _sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut node = None;
+    if workload.cold && args.bootstrap.is_some() {
+        return Err(BenchError::Cold("--cold evicts an embedded node's files; it cannot with --bootstrap".into()));
+    }
     let tls_wanted = args.tls || args.tls_ca.is_some();
     if tls_wanted && workload.protocol != Protocol::Native {
         return Err(BenchError::Tls("--tls and --tls-ca are for --protocol native only".into()));
@@ -397,6 +402,23 @@ async fn run_catchup(
     let backlog_msgs = ctx.acked_msgs.load(Ordering::Relaxed);
     let backlog_bytes = ctx.acked_bytes.load(Ordering::Relaxed);
     let backlog = Throughput::new(backlog_msgs, backlog_bytes, produce_end as f64 / 1e9);
+    let evicted_bytes = match (w.cold, node.and_then(EmbeddedNode::data_dir)) {
+        (true, Some(dir)) => {
+            let dir = dir.to_path_buf();
+            match tokio::task::spawn_blocking(move || evict_segments(&dir)).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => {
+                    eprintln!("strand-bench: evicting the backlog from the page cache failed: {e}; the catch-up reads warm data");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("strand-bench: eviction task failed: {e}");
+                    0
+                }
+            }
+        }
+        _ => 0,
+    };
 
     let consume_start = ctx.clock.now_ns();
     let cpu_start = node.and_then(EmbeddedNode::sample);
@@ -423,6 +445,7 @@ async fn run_catchup(
         produce: backlog,
         consume: catchup_consume,
         completed: consumed_msgs >= backlog_msgs,
+        evicted_bytes,
     };
     results(&ctx, &publish, &Tally::new(), backlog, catchup_consume, node_usage, Some(catchup), stopped_early)
 }
@@ -528,6 +551,29 @@ fn results(
         first_error: ctx.first_error.lock().ok().and_then(|f| f.clone()),
         stopped_early,
     }
+}
+
+/// Makes every segment file under `dir` clean (fdatasync) and drops its pages from the page
+/// cache (`POSIX_FADV_DONTNEED`), so a catch-up reads them from the disk. Returns the bytes
+/// of the files evicted.
+fn evict_segments(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let file = std::fs::File::open(&path)?;
+                file.sync_data()?;
+                rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+                bytes += file.metadata()?.len();
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

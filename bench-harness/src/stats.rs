@@ -136,6 +136,8 @@ pub struct CatchupResult {
     pub consume: Throughput,
     /// True if the consumers read the whole backlog within the duration.
     pub completed: bool,
+    /// Segment bytes evicted from the page cache before the catch-up (`--cold`; 0 = warm).
+    pub evicted_bytes: u64,
 }
 
 /// Everything a run measured.

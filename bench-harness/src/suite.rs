@@ -75,7 +75,7 @@ pub struct SuiteArgs {
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
     /// Run only these workloads (comma-separated): fixed-rate, max-direct, max-buffered,
-    /// small-1inflight, catchup, fsync-always, fsync-always-16, scale-p1, scale-p16, scale-p256, scale-c1,
+    /// small-1inflight, catchup, catchup-cold, fsync-always, fsync-always-16, scale-p1, scale-p16, scale-p256, scale-c1,
     /// scale-c16, scale-c64. The limits are always measured.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -206,6 +206,23 @@ const WORKLOADS: &[SuiteWorkload] = &[
             linger_ms: Some(1),
             rate: Some("max".into()),
             backlog: Some(if quick { "16MiB" } else { "1GiB" }.into()),
+            duration: Some(if quick { 10.0 } else { 60.0 }),
+            warmup: Some(0.0),
+            ..base(quick, 60.0, 0.0)
+        },
+    },
+    SuiteWorkload {
+        name: "catchup-cold",
+        description: "like catchup, but the backlog's segment files are evicted from the page cache (fdatasync, \
+                      POSIX_FADV_DONTNEED) before the consumer starts: every byte is read from the disk",
+        args: |quick| Args {
+            consumers: Some(1),
+            message_size: Some(1000),
+            batch_size: Some(256 * 1024),
+            linger_ms: Some(1),
+            rate: Some("max".into()),
+            backlog: Some(if quick { "16MiB" } else { "1GiB" }.into()),
+            cold: true,
             duration: Some(if quick { 10.0 } else { 60.0 }),
             warmup: Some(0.0),
             ..base(quick, 60.0, 0.0)
@@ -730,6 +747,22 @@ const ROWS: &[RowSpec] = &[
     },
     RowSpec {
         workload: "catchup",
+        metric: "node CPU per GB read",
+        unit: Unit::CpuSecondsPerGb,
+        value: node_cpu_per_gb,
+        limit: None,
+        goal: Goal::None,
+    },
+    RowSpec {
+        workload: "catchup-cold",
+        metric: "catch-up read",
+        unit: Unit::MbPerSec,
+        value: |r| r.results.catchup.filter(|c| c.evicted_bytes > 0).and_then(|c| positive(c.consume.mb_per_sec)),
+        limit: Some("fio_seq_read"),
+        goal: Goal::RatioAtLeast(CATCHUP_RATIO_MIN),
+    },
+    RowSpec {
+        workload: "catchup-cold",
         metric: "node CPU per GB read",
         unit: Unit::CpuSecondsPerGb,
         value: node_cpu_per_gb,
