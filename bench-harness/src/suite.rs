@@ -166,6 +166,23 @@ fn scale(quick: bool, partitions: u32, producers: u32) -> Args {
     }
 }
 
+/// Goal 4: a 1 GiB backlog written at max rate, then read back by one consumer; `cold`
+/// evicts it from the page cache first.
+fn catchup(quick: bool, cold: bool) -> Args {
+    Args {
+        consumers: Some(1),
+        message_size: Some(1000),
+        batch_size: Some(256 * 1024),
+        linger_ms: Some(1),
+        rate: Some("max".into()),
+        backlog: Some(if quick { "16MiB" } else { "1GiB" }.into()),
+        cold,
+        duration: Some(if quick { 10.0 } else { 60.0 }),
+        warmup: Some(0.0),
+        ..base(quick, 60.0, 0.0)
+    }
+}
+
 const WORKLOADS: &[SuiteWorkload] = &[
     SuiteWorkload {
         name: "fixed-rate",
@@ -199,34 +216,13 @@ const WORKLOADS: &[SuiteWorkload] = &[
         name: "catchup",
         description: "1 GiB backlog (16 MiB with --quick) written at max rate, then read back from the page \
                       cache by 1 consumer; buffered IO",
-        args: |quick| Args {
-            consumers: Some(1),
-            message_size: Some(1000),
-            batch_size: Some(256 * 1024),
-            linger_ms: Some(1),
-            rate: Some("max".into()),
-            backlog: Some(if quick { "16MiB" } else { "1GiB" }.into()),
-            duration: Some(if quick { 10.0 } else { 60.0 }),
-            warmup: Some(0.0),
-            ..base(quick, 60.0, 0.0)
-        },
+        args: |quick| catchup(quick, false),
     },
     SuiteWorkload {
         name: "catchup-cold",
         description: "like catchup, but the backlog's segment files are evicted from the page cache (fdatasync, \
                       POSIX_FADV_DONTNEED) before the consumer starts: every byte is read from the disk",
-        args: |quick| Args {
-            consumers: Some(1),
-            message_size: Some(1000),
-            batch_size: Some(256 * 1024),
-            linger_ms: Some(1),
-            rate: Some("max".into()),
-            backlog: Some(if quick { "16MiB" } else { "1GiB" }.into()),
-            cold: true,
-            duration: Some(if quick { 10.0 } else { 60.0 }),
-            warmup: Some(0.0),
-            ..base(quick, 60.0, 0.0)
-        },
+        args: |quick| catchup(quick, true),
     },
     SuiteWorkload {
         name: "fsync-always",

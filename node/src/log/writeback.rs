@@ -86,7 +86,8 @@ impl Inner {
             (a.base, a.size, a.file.shared())
         };
         let Some((from, to)) = st.writeback.next(base, size) else { return };
-        let Some(me) = self.me.upgrade() else { return };
+        // Weak: a writeback in flight does not keep a closed or deleted log alive.
+        let me = self.me.clone();
         st.writeback.in_flight = true;
         drop(st);
         IN_FLIGHT.with(|n| n.set(n.get() + 1));
@@ -94,7 +95,9 @@ impl Inner {
             let path = file.clone();
             let result = glommio::executor().spawn_blocking(move || start_writeback(&file, from, to - from)).await;
             IN_FLIGHT.with(|n| n.set(n.get() - 1));
-            me.state.borrow_mut().writeback.in_flight = false;
+            if let Some(me) = me.upgrade() {
+                me.state.borrow_mut().writeback.in_flight = false;
+            }
             match result {
                 Ok(()) => {
                     crate::metrics::WRITEBACK_STARTED_BYTES.fetch_add(to - from, std::sync::atomic::Ordering::Relaxed);
