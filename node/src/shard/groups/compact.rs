@@ -17,7 +17,6 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::BytesMut;
 use strand_core::group::{OffsetsRecord, SNAPSHOT_MARKER_VERSION};
 use strand_wire::batch::{BatchIter, Compression};
 use tracing::{debug, info, warn};
@@ -87,14 +86,9 @@ impl Shard {
     ) -> Result<(), String> {
         let log = part.log();
         while scan.cursor < limit {
-            let read = log.read(scan.cursor, SCAN_READ_BYTES).await.map_err(|e| e.to_string())?;
-            if read.bytes_len == 0 || read.next_offset <= scan.cursor {
+            let Some((bytes, _)) = super::load::read_batches(log, scan.cursor, SCAN_READ_BYTES).await? else {
                 return Ok(());
-            }
-            let mut bytes = BytesMut::with_capacity(read.bytes_len as usize);
-            for chunk in &read.chunks {
-                bytes.extend_from_slice(&chunk.to_bytes().await.map_err(|e| e.to_string())?);
-            }
+            };
             for batch in BatchIter::new(&bytes) {
                 let batch = batch.map_err(|e| format!("invalid batch at {}: {e}", scan.cursor))?;
                 let header = batch.header();

@@ -82,14 +82,9 @@ impl Shard {
         let mut offset = log.log_start_offset();
         let end = log.log_end_offset();
         while offset < end {
-            let read = log.read(offset, REPLAY_READ_BYTES).await.map_err(|e| fail(e.to_string()))?;
-            if read.bytes_len == 0 || read.next_offset <= offset {
+            let Some((bytes, next_offset)) = read_batches(log, offset, REPLAY_READ_BYTES).await.map_err(fail)? else {
                 break;
-            }
-            let mut bytes = BytesMut::with_capacity(read.bytes_len as usize);
-            for chunk in &read.chunks {
-                bytes.extend_from_slice(&chunk.to_bytes().await.map_err(|e| fail(e.to_string()))?);
-            }
+            };
             for batch in BatchIter::new(&bytes) {
                 let batch = batch.map_err(|e| fail(format!("invalid batch: {e}")))?;
                 if batch.header().compression() != Compression::None {
@@ -108,7 +103,7 @@ impl Shard {
                     self.replay_record(partition, value, &mut count);
                 }
             }
-            offset = read.next_offset;
+            offset = next_offset;
         }
         Ok(count)
     }
@@ -197,4 +192,23 @@ impl Shard {
         }
         self.metrics.publish_groups(gauges);
     }
+}
+
+/// The whole batches `log` returns for a read at `offset` of up to `max_bytes`, as one
+/// buffer, and the offset after them; `None` at the end of the log (or a read that made no
+/// progress). Shared by the offsets replay and the offsets cleaner's scan.
+pub(super) async fn read_batches(
+    log: &PartitionLog,
+    offset: u64,
+    max_bytes: u32,
+) -> Result<Option<(BytesMut, u64)>, String> {
+    let read = log.read(offset, max_bytes).await.map_err(|e| e.to_string())?;
+    if read.bytes_len == 0 || read.next_offset <= offset {
+        return Ok(None);
+    }
+    let mut bytes = BytesMut::with_capacity(read.bytes_len as usize);
+    for chunk in &read.chunks {
+        bytes.extend_from_slice(&chunk.to_bytes().await.map_err(|e| e.to_string())?);
+    }
+    Ok(Some((bytes, read.next_offset)))
 }
