@@ -31,8 +31,13 @@ const SCAN_READ_BYTES: u32 = 1 << 20;
 impl Shard {
     /// One cleaner pass over every offsets partition this shard holds.
     pub(crate) async fn clean_offsets_logs(&self) {
-        let parts: Vec<Rc<Partition>> =
-            self.all_partitions().into_iter().filter(|p| p.topic() == OFFSETS_TOPIC).collect();
+        // Looked up by id: a pass costs the offsets topic's partitions, not every partition
+        // the shard holds.
+        let parts: Vec<Rc<Partition>> = {
+            let held = self.partitions.borrow();
+            let topic = OFFSETS_TOPIC.to_string();
+            (0..self.groups.offsets_partitions.get()).filter_map(|p| held.get(&(topic.clone(), p)).cloned()).collect()
+        };
         for part in parts {
             if let Err(e) = self.clean_offsets_log(&part).await {
                 warn!(shard = self.id.0, partition = part.partition(), error = %e, "offsets cleaner pass failed");
