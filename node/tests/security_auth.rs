@@ -104,6 +104,22 @@ fn create_user(admin: &mut Client, name: &str, password: &str) {
     assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
 }
 
+/// Adds (or removes) the ACL entry granting `principal` `operation` on `resource` `name`
+/// (a prefix when `prefix`); asserts the node accepted it.
+fn alter_acl(
+    admin: &mut Client,
+    add: bool,
+    principal: &str,
+    resource: AclResource,
+    name: &str,
+    prefix: bool,
+    operation: AclOperation,
+) {
+    let entry = AclEntry { principal: principal.into(), resource, name: name.into(), prefix, operation };
+    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add, entry }), &[]);
+    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+}
+
 #[test]
 fn scram_on_both_protocols_refuses_strangers_and_keeps_secrets_out_of_logs() {
     let dir = tempfile::tempdir().unwrap();
@@ -215,36 +231,19 @@ fn a_read_only_user_consumes_and_is_refused_a_produce_with_the_permission_named(
     assert_eq!(admin.create_topic("secret", 1).error, ErrorCode::None);
     assert_eq!(admin.produce("orders", 0, &batch1(b"first")).error, ErrorCode::None);
     create_user(&mut admin, "reader", READER_PASSWORD);
-    let entry = AclEntry {
-        principal: "reader".into(),
-        resource: AclResource::Topic,
-        name: "ord".into(),
-        prefix: true,
-        operation: AclOperation::Read,
-    };
-    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry }), &[]);
-    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+    alter_acl(&mut admin, true, "reader", AclResource::Topic, "ord", true, AclOperation::Read);
 
     // The admin HTTP: the reader's credentials are good, but it may not describe the cluster.
     let (status, body) = admin_get_as(&node, "/v1/topics", "reader", READER_PASSWORD);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("describe the cluster"), "{body}");
-    let entry = AclEntry {
-        principal: "reader".into(),
-        resource: AclResource::Cluster,
-        name: String::new(),
-        prefix: false,
-        operation: AclOperation::Describe,
-    };
-    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry: entry.clone() }), &[]);
-    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+    alter_acl(&mut admin, true, "reader", AclResource::Cluster, "", false, AclOperation::Describe);
     assert_eq!(
         admin_get_as(&node, "/v1/topics", "reader", READER_PASSWORD).0,
         200,
         "describe on the cluster is enough"
     );
-    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: false, entry }), &[]);
-    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+    alter_acl(&mut admin, false, "reader", AclResource::Cluster, "", false, AclOperation::Describe);
 
     // Native: reads, cannot write, cannot see or read the other topic, cannot manage users.
     let mut reader = signed_in(&node, "reader", READER_PASSWORD);
@@ -297,15 +296,7 @@ fn a_read_only_user_consumes_and_is_refused_a_produce_with_the_permission_named(
 
     // With read on a group prefix, a confluent-kafka consumer group of the reader works
     // end to end (FindCoordinator, Join, Sync, Heartbeat, OffsetCommit, OffsetFetch).
-    let entry = AclEntry {
-        principal: "reader".into(),
-        resource: AclResource::Group,
-        name: "readers".into(),
-        prefix: true,
-        operation: AclOperation::Read,
-    };
-    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry }), &[]);
-    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+    alter_acl(&mut admin, true, "reader", AclResource::Group, "readers", true, AclOperation::Read);
     let script = format!(
         r#"
 from confluent_kafka import Consumer, TopicPartition
@@ -425,15 +416,7 @@ fn in_cluster_mode_every_node_knows_every_user_and_acl() {
     let mut admin = signed_in(&nodes[0], "admin", PASSWORD);
     signed_in(&nodes[1], "admin", PASSWORD);
     create_user(&mut admin, "reader", READER_PASSWORD);
-    let entry = AclEntry {
-        principal: "reader".into(),
-        resource: AclResource::Cluster,
-        name: String::new(),
-        prefix: false,
-        operation: AclOperation::Admin,
-    };
-    let (h, _) = admin.call(Request::AlterAcl(AlterAclRequest { add: true, entry }), &[]);
-    assert_eq!(h.error, ErrorCode::None, "{:?}", h.message);
+    alter_acl(&mut admin, true, "reader", AclResource::Cluster, "", false, AclOperation::Admin);
 
     // The other node follows etcd: the user and its ACL arrive there within a moment.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
