@@ -2,9 +2,11 @@
 //! indexes, and a real SIGKILL of a writer process (acked data must survive).
 
 mod log_util;
+#[path = "../core/tests/seeds/mod.rs"]
+mod seeds;
 
 use log_util::{batch, batches, config, read_all, run, segment_logs};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use std::path::Path;
 use strand_node::log::{FsyncPolicy, IoMode, LogConfig, PartitionLog, ReadError};
 use strand_wire::ErrorCode;
@@ -61,29 +63,37 @@ fn torn_tail_of_active_segment_is_truncated_at_every_length() {
 
 #[test]
 fn random_corruption_of_active_segment_cuts_at_the_damaged_batch() {
-    run(|| async {
-        let seed: u64 = std::env::var("STRAND_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42);
-        println!("seed {seed}");
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let dir = tempfile::tempdir().unwrap();
-        let expected = populate(dir.path(), IoMode::Buffered).await;
-        let active = segment_logs(dir.path()).pop().unwrap();
-        let pristine = std::fs::read(&active).unwrap();
-        for _ in 0..20 {
-            let mut damaged = pristine.clone();
-            let at = rng.gen_range(0..damaged.len());
-            damaged[at] ^= rng.gen_range(1..=255u8);
-            std::fs::write(&active, &damaged).unwrap();
-            let _ = std::fs::remove_file(dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME));
-            let log = PartitionLog::open(dir.path(), cfg(IoMode::Buffered)).await.unwrap();
-            let got = read_all(&log, 0, 1 << 20).await;
-            assert_eq!(&got[..], &expected[..got.len()]);
-            let kept = std::fs::metadata(&active).unwrap().len() as usize;
-            assert!(kept <= at, "byte {at} was damaged but {kept} bytes kept");
-            drop(log);
-            std::fs::write(&active, &pristine).unwrap();
-        }
-    });
+    let seed = seeds::seed_replayed().unwrap_or(42);
+    let replay = seeds::Replay {
+        package: "strand-node",
+        target: Some("log_recovery"),
+        test_fn: "random_corruption_of_active_segment_cuts_at_the_damaged_batch",
+    };
+    // The executor thread's own panic (printed by the default hook) comes first; the
+    // failure message, raised here when the thread is joined, starts with the seed.
+    replay.run(seed, |seed| run(move || random_corruption_run(seed)));
+}
+
+async fn random_corruption_run(seed: u64) {
+    let mut rng = seeds::rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let expected = populate(dir.path(), IoMode::Buffered).await;
+    let active = segment_logs(dir.path()).pop().unwrap();
+    let pristine = std::fs::read(&active).unwrap();
+    for _ in 0..20 {
+        let mut damaged = pristine.clone();
+        let at = rng.gen_range(0..damaged.len());
+        damaged[at] ^= rng.gen_range(1..=255u8);
+        std::fs::write(&active, &damaged).unwrap();
+        let _ = std::fs::remove_file(dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME));
+        let log = PartitionLog::open(dir.path(), cfg(IoMode::Buffered)).await.unwrap();
+        let got = read_all(&log, 0, 1 << 20).await;
+        assert_eq!(&got[..], &expected[..got.len()]);
+        let kept = std::fs::metadata(&active).unwrap().len() as usize;
+        assert!(kept <= at, "byte {at} was damaged but {kept} bytes kept");
+        drop(log);
+        std::fs::write(&active, &pristine).unwrap();
+    }
 }
 
 #[test]

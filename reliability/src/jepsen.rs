@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use strand_wire::ErrorCode;
 
 use crate::client::{decode_batches, StoredRecord, WireClient};
@@ -192,14 +191,14 @@ impl Fault {
 
 /// The seeded fault schedule: a pure function of the seed and the node ids.
 pub struct Nemesis {
-    rng: StdRng,
+    rng: crate::profile::SeedRng,
     nodes: Vec<u32>,
 }
 
 impl Nemesis {
     pub fn new(seed: u64, nodes: Vec<u32>) -> Nemesis {
         assert!(!nodes.is_empty(), "a nemesis needs nodes to hit");
-        Nemesis { rng: StdRng::seed_from_u64(seed), nodes }
+        Nemesis { rng: crate::profile::rng(seed), nodes }
     }
 
     /// The quiet time before the next fault, and the fault.

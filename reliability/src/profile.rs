@@ -2,12 +2,24 @@
 //! manual soak runs), seeds (printed, and overridable so any failing run can be replayed),
 //! duration summaries, and where results are written.
 //!
-//! `STRAND_RELIABILITY=long` selects the long profile; `STRAND_SEED=N` fixes the seed.
+//! `STRAND_RELIABILITY=long` selects the long profile; `STRAND_SEED=N` fixes the seed. Every
+//! seeded draw goes through [`SeedRng`] (ChaCha8), the generator of all of Strand's seeded
+//! simulations and tests (`node/core/tests/seeds/mod.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+
+/// The generator of every seeded draw: ChaCha8, whose sequence is fixed by its algorithm,
+/// so a recorded seed replays the same schedule after a `rand` upgrade (`StdRng`'s may
+/// change between releases).
+pub type SeedRng = rand_chacha::ChaCha8Rng;
+
+/// The generator of a seed.
+pub fn rng(seed: u64) -> SeedRng {
+    SeedRng::seed_from_u64(seed)
+}
 
 /// How much work a test does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +48,29 @@ impl Profile {
     }
 }
 
-/// The run's seed: `STRAND_SEED` if set, else random. Printed so a failure can be replayed.
+/// The run's seed: `STRAND_SEED` if set, else random. Printed with the command replaying
+/// it, so a failure can be replayed.
 pub fn seed(test: &str) -> u64 {
     let seed =
         std::env::var("STRAND_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
-    println!("{test}: seed {seed} (replay with STRAND_SEED={seed})");
+    println!("{test}: seed {seed}; replay: {}", replay_command(seed));
     seed
+}
+
+/// The command, to be pasted as is, that reruns the calling test with `seed` (and the
+/// long profile if this run has it). The test binary's name is the `--test` target; the
+/// test thread's name (libtest names it after the test) is the exact filter.
+pub fn replay_command(seed: u64) -> String {
+    let long = if Profile::from_env() == Profile::Long { "STRAND_RELIABILITY=long " } else { "" };
+    let exe = std::env::current_exe().ok();
+    let stem = exe.as_deref().and_then(|p| p.file_stem()).and_then(|s| s.to_str()).unwrap_or("");
+    // Cargo names test binaries `<target>-<hash>`.
+    let target = stem.rsplit_once('-').map_or(stem, |(target, _)| target);
+    let filter = match std::thread::current().name() {
+        Some(name) if name != "main" => format!(" {name} --exact"),
+        _ => String::new(),
+    };
+    format!("{long}STRAND_SEED={seed} cargo test -p strand-reliability --test {target} --{filter} --nocapture")
 }
 
 /// Order statistics of a set of durations.

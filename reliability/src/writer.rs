@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use crate::ledger::{record_value, Ledger};
 use crate::WireClient;
@@ -32,7 +31,7 @@ impl Writer {
     /// Runs until `stop` is set or the connection fails; the number of refused produces.
     /// `seq` hands out the values' sequence numbers (shared by all writers of a run).
     pub fn run(&self, stop: &AtomicBool, ledger: &Mutex<Ledger>, seq: &AtomicU64) -> u64 {
-        let mut rng = StdRng::seed_from_u64(self.seed);
+        let mut rng = crate::profile::rng(self.seed);
         let Ok(mut client) = WireClient::connect(self.addr, self.connect_timeout) else { return 0 };
         let mut refusals = 0;
         while !stop.load(Ordering::SeqCst) {

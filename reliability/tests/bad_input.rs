@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use strand_reliability::client::batch_of;
 use strand_reliability::monitor::{Canary, RssMonitor};
 use strand_reliability::profile::{self, write_result};
@@ -138,7 +137,11 @@ struct FuzzCounts {
 }
 
 /// One fuzz frame of a random kind.
-fn fuzz_frame(rng: &mut StdRng, templates: &[(Request, Vec<u8>)], unknown: Option<(usize, u8)>) -> (Vec<u8>, bool) {
+fn fuzz_frame(
+    rng: &mut profile::SeedRng,
+    templates: &[(Request, Vec<u8>)],
+    unknown: Option<(usize, u8)>,
+) -> (Vec<u8>, bool) {
     let (request, payload) = &templates[rng.gen_range(0..templates.len())];
     let header = encode_request(&RequestHeader { correlation_id: rng.gen(), request: request.clone() });
     let frame = |h: &[u8], p: &[u8]| {
@@ -147,7 +150,7 @@ fn fuzz_frame(rng: &mut StdRng, templates: &[(Request, Vec<u8>)], unknown: Optio
         out.extend_from_slice(p);
         out
     };
-    let mutate = |rng: &mut StdRng, bytes: &mut Vec<u8>| {
+    let mutate = |rng: &mut profile::SeedRng, bytes: &mut Vec<u8>| {
         for _ in 0..rng.gen_range(1..=4) {
             let i = rng.gen_range(0..bytes.len());
             bytes[i] = rng.gen();
@@ -193,7 +196,7 @@ fn fuzz_frame(rng: &mut StdRng, templates: &[(Request, Vec<u8>)], unknown: Optio
 
 /// One fuzz connection: frames until one desynchronizes the stream, then drain replies.
 fn fuzz_connection(addr: SocketAddr, seed: u64, frames_max: u32, counts: &FuzzCounts) {
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = profile::rng(seed);
     let templates = templates();
     let unknown = unknown_api_mutation(&encode_request(&RequestHeader {
         correlation_id: 1,

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use strand_reliability::profile::{self, write_result};
 use strand_reliability::writer::Writer;
 use strand_reliability::{Ledger, NodeProcess, Profile, Summary, WireClient};
@@ -51,7 +50,7 @@ fn sigkill_loop(io_mode: &str) {
     let profile = Profile::from_env();
     let cycles = profile.pick(20, 1000);
     let seed = profile::seed(&name);
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = profile::rng(seed);
     let dir = tempfile::tempdir().expect("temp dir");
     let ledger = Arc::new(Mutex::new(Ledger::new(PARTITIONS)));
     let seq = Arc::new(AtomicU64::new(0));
@@ -85,7 +84,7 @@ fn sigkill_loop(io_mode: &str) {
 /// Returns how many produces the node refused with an error code.
 fn run_writers_then_kill(
     node: &mut NodeProcess,
-    rng: &mut StdRng,
+    rng: &mut profile::SeedRng,
     ledger: &Arc<Mutex<Ledger>>,
     seq: &Arc<AtomicU64>,
 ) -> u64 {

@@ -53,8 +53,7 @@ fn jepsen_producers_and_consumers_under_node_and_etcd_faults() {
     let profile = Profile::from_env();
     let faults = profile.pick(8, 60);
     let seed = profile::seed("jepsen");
-    let long = if profile == Profile::Long { "STRAND_RELIABILITY=long " } else { "" };
-    let replay = format!("{long}STRAND_SEED={seed} cargo test -p strand-reliability --test jepsen -- --nocapture");
+    let replay = profile::replay_command(seed);
     println!("jepsen: replay with: {replay}");
     let run = Run { seed, replay };
     let started = Instant::now();

@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use strand_reliability::cluster::{verify_replicas, AckProducer, Cluster, ClusterConfig, ProducerSettings};
 use strand_reliability::loopfs::LoopFs;
 use strand_reliability::writer::Writer;
@@ -61,7 +60,7 @@ struct Outcome {
 /// the node on the remounted image and reads every partition back.
 fn cut_power_under_load(fs: &mut LoopFs, args: &[&str], test: &str) -> Outcome {
     let seed = profile::seed(test);
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = profile::rng(seed);
     let data = fs.path().join("data");
     let mut node = NodeProcess::start(&data, args).expect("node starts on the loop filesystem");
     WireClient::connect(node.public, CLIENT_TIMEOUT)
@@ -224,7 +223,7 @@ fn a_power_cut_of_a_whole_acks_all_chain_loses_no_acknowledged_record() {
         "{test}: the chain acknowledged too little before the cut\n{}",
         cluster.logs(20)
     );
-    std::thread::sleep(Duration::from_millis(StdRng::seed_from_u64(profile::seed(test)).gen_range(300..900)));
+    std::thread::sleep(Duration::from_millis(profile::rng(profile::seed(test)).gen_range(300..900)));
     let cut_at = Instant::now();
     fs.power_cut().expect("shut the filesystem down");
     for id in cluster.node_ids() {

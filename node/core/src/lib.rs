@@ -25,3 +25,8 @@ pub mod recovery;
 pub mod suspicion;
 pub mod timestamp;
 pub mod topic;
+
+/// Seeds of the seeded unit tests: the one definition shared with the simulations.
+#[cfg(test)]
+#[path = "../tests/seeds/mod.rs"]
+pub(crate) mod seeds;

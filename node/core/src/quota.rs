@@ -79,7 +79,7 @@ pub fn throttle_ms(throttle_ns: u64) -> u32 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
 
     const MS: u64 = 1_000_000;
 
@@ -134,37 +134,51 @@ mod tests {
     /// gets close to the rate (the quota is not over-enforced either).
     #[test]
     fn simulated_clients_get_the_rate_and_no_more() {
-        for seed in 0..50u64 {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let rate = rng.gen_range(10_000..50_000_000u64);
-            let q = Quota::per_sec(rate);
-            let clients = rng.gen_range(1..5usize);
-            let mut next_free = vec![0u64; clients];
-            let mut tat = 0u64;
-            let mut sent = 0u128;
-            let mut largest = 0u64;
-            let horizon = 20 * NANOS_PER_SEC;
-            loop {
-                // The client that may send next.
-                let (c, &at) = next_free.iter().enumerate().min_by_key(|(_, t)| **t).unwrap();
-                if at >= horizon {
-                    break;
-                }
-                let bytes = rng.gen_range(1..=(rate / 4).max(2));
-                largest = largest.max(bytes);
-                let ch = charge(q, tat, at, bytes);
-                tat = ch.tat_ns;
-                sent += u128::from(bytes);
-                let gap = if rng.gen_bool(0.1) { rng.gen_range(0..50 * MS) } else { 0 };
-                next_free[c] = at + ch.throttle_ns + gap + 1;
-            }
-            let allowed = u128::from(rate) * u128::from(horizon) / u128::from(NANOS_PER_SEC)
-                + u128::from(rate) // the burst credit (1 s)
-                + u128::from(largest) * clients as u128;
-            assert!(sent <= allowed, "seed {seed}: sent {sent} > allowed {allowed}");
-            let floor = u128::from(rate) * u128::from(horizon) / u128::from(NANOS_PER_SEC) * 8 / 10;
-            assert!(sent >= floor, "seed {seed}: sent {sent} < 80% of the quota ({floor})");
+        let replay = crate::seeds::Replay {
+            package: "strand-core",
+            target: None,
+            test_fn: "simulated_clients_get_the_rate_and_no_more",
+        };
+        let seeds = match crate::seeds::seed_replayed() {
+            Some(seed) => seed..seed + 1,
+            None => 0..crate::seeds::seed_count(50),
+        };
+        for seed in seeds {
+            replay.run(seed, simulated_clients_run);
         }
+    }
+
+    /// One seed of `simulated_clients_get_the_rate_and_no_more`.
+    fn simulated_clients_run(seed: u64) {
+        let mut rng = crate::seeds::rng(seed);
+        let rate = rng.gen_range(10_000..50_000_000u64);
+        let q = Quota::per_sec(rate);
+        let clients = rng.gen_range(1..5usize);
+        let mut next_free = vec![0u64; clients];
+        let mut tat = 0u64;
+        let mut sent = 0u128;
+        let mut largest = 0u64;
+        let horizon = 20 * NANOS_PER_SEC;
+        loop {
+            // The client that may send next.
+            let (c, &at) = next_free.iter().enumerate().min_by_key(|(_, t)| **t).unwrap();
+            if at >= horizon {
+                break;
+            }
+            let bytes = rng.gen_range(1..=(rate / 4).max(2));
+            largest = largest.max(bytes);
+            let ch = charge(q, tat, at, bytes);
+            tat = ch.tat_ns;
+            sent += u128::from(bytes);
+            let gap = if rng.gen_bool(0.1) { rng.gen_range(0..50 * MS) } else { 0 };
+            next_free[c] = at + ch.throttle_ns + gap + 1;
+        }
+        let allowed = u128::from(rate) * u128::from(horizon) / u128::from(NANOS_PER_SEC)
+            + u128::from(rate) // the burst credit (1 s)
+            + u128::from(largest) * clients as u128;
+        assert!(sent <= allowed, "seed {seed}: sent {sent} > allowed {allowed}");
+        let floor = u128::from(rate) * u128::from(horizon) / u128::from(NANOS_PER_SEC) * 8 / 10;
+        assert!(sent >= floor, "seed {seed}: sent {sent} < 80% of the quota ({floor})");
     }
 
     proptest! {

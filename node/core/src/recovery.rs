@@ -346,10 +346,18 @@ mod tests {
 
     #[test]
     fn random_corruption_never_keeps_a_damaged_batch() {
-        use rand::{Rng, SeedableRng};
-        let seed: u64 = std::env::var("STRAND_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
-        println!("seed {seed}");
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let seed = crate::seeds::seed_replayed().unwrap_or(0x5eed);
+        let replay = crate::seeds::Replay {
+            package: "strand-core",
+            target: None,
+            test_fn: "random_corruption_never_keeps_a_damaged_batch",
+        };
+        replay.run(seed, random_corruption_run);
+    }
+
+    fn random_corruption_run(seed: u64) {
+        use rand::Rng;
+        let mut rng = crate::seeds::rng(seed);
         let (bytes, ends) = segment(7, 12);
         for _ in 0..2_000 {
             let mut damaged = bytes.clone();

@@ -13,12 +13,16 @@
 //! preferred node never changes. Once everything is stable, every chain whose preferred
 //! node is a member is headed by it.
 //!
-//! `CONTROL_SIM_SEEDS=N` runs N seeds (default 1 000); `CONTROL_SIM_SEED=S` runs only S.
+//! `STRAND_SEEDS=N` runs N seeds (default 1 000; `STRAND_SEEDS=100000` is the long mode);
+//! `STRAND_SEED=S` runs only S. A failure message starts with the seed and the command
+//! replaying it (see `seeds/mod.rs`).
+
+mod seeds;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
+use seeds::{Replay, SimRng};
 use strand_core::chain::{Epoch, NodeId};
 use strand_core::control::{
     reconcile, Chain, ChainWrite, ClusterState, InSync, Incarnation, PartitionKey, RebalanceConfig, Rebalancer,
@@ -44,7 +48,7 @@ struct Counts {
 }
 
 struct Sim {
-    rng: StdRng,
+    rng: SimRng,
     state: ClusterState,
     next_incarnation: i64,
     next_topic: u32,
@@ -62,7 +66,7 @@ struct Sim {
 impl Sim {
     fn new(seed: u64) -> Sim {
         let mut sim = Sim {
-            rng: StdRng::seed_from_u64(seed),
+            rng: seeds::rng(seed),
             state: ClusterState::default(),
             next_incarnation: 100,
             next_topic: 0,
@@ -321,18 +325,20 @@ fn run(seed: u64) -> Counts {
     sim.counts
 }
 
+const SEEDS_DEFAULT: u64 = 1_000;
+const REPLAY: Replay =
+    Replay { package: "strand-core", target: Some("control_reconcile"), test_fn: "seeded_simulation" };
+
 #[test]
 fn seeded_simulation() {
-    if let Ok(seed) = std::env::var("CONTROL_SIM_SEED") {
-        let seed: u64 = seed.parse().expect("CONTROL_SIM_SEED is a number");
-        println!("seed {seed}: {:?}", run(seed));
+    if let Some(seed) = seeds::seed_replayed() {
+        println!("seed {seed}: {:?}", REPLAY.run(seed, run));
         return;
     }
-    let seeds: u64 = std::env::var("CONTROL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000);
+    let seeds = seeds::seed_count(SEEDS_DEFAULT);
     let mut total = Counts::default();
     for seed in 0..seeds {
-        let result = std::panic::catch_unwind(|| run(seed));
-        let counts = result.unwrap_or_else(|_| panic!("seed {seed} failed; rerun with CONTROL_SIM_SEED={seed}"));
+        let counts = REPLAY.run(seed, run);
         total.writes += counts.writes;
         total.promotions += counts.promotions;
         total.removals += counts.removals;

@@ -385,7 +385,7 @@ mod tests {
     use std::collections::HashMap;
 
     use proptest::prelude::*;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
 
     use super::test_client as client;
     use super::*;
@@ -540,9 +540,17 @@ mod tests {
     /// succeeds and every one with another password or user fails.
     #[test]
     fn seeded_exchanges_agree_with_a_model() {
-        let seed: u64 = std::env::var("SCRAM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261204);
-        println!("seed {seed}");
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let seed = crate::seeds::seed_replayed().unwrap_or(20261204);
+        let replay = crate::seeds::Replay {
+            package: "strand-core",
+            target: None,
+            test_fn: "seeded_exchanges_agree_with_a_model",
+        };
+        replay.run(seed, seeded_exchanges_run);
+    }
+
+    fn seeded_exchanges_run(seed: u64) {
+        let mut rng = crate::seeds::rng(seed);
         for _ in 0..8 {
             let name: String = (0..rng.gen_range(1..12)).map(|_| rng.gen_range(b'!'..=b'~') as char).collect();
             let password: String = (0..rng.gen_range(0..20)).map(|_| rng.gen_range(' '..='\u{3ff}')).collect();
