@@ -81,7 +81,13 @@ const HOSTILE_OFFSET_BASE: u64 = 1 << 40;
 ///
 /// - 66: a group dropped when it emptied was re-created with generation and member ids
 ///   starting over, so generation 1 was handed out twice with different owners.
-const REGRESSION_SEEDS: &[u64] = &[66];
+///
+/// Found under ChaCha8 (it replays):
+/// - 606: a member parked in a sync past its session timeout was answered by a new
+///   rebalance and left with a session deadline in the past that `tick` never cleared
+///   (the node's group timer would wake every millisecond); answering a parked sync now
+///   starts the member's session, as Kafka's coordinator does.
+const REGRESSION_SEEDS: &[u64] = &[66, 606];
 
 #[derive(Debug, Clone)]
 enum Req {
@@ -661,14 +667,18 @@ impl Sim {
             (Req::Join(j), Resp::Join(Err(e))) if *e != GroupError::RebalanceInProgress => {
                 self.parked_since_ms.remove(&j.member_id);
             }
+            // A parked sync answered: the member's session starts at the answer (Kafka's
+            // too), whatever it was when the sync parked.
             (Req::Sync { member_id, .. }, Resp::Sync(Err(_)))
                 if self.sync_parked.get(member_id).is_some_and(|(r, _)| *r == request_id) =>
             {
                 self.sync_parked.remove(member_id);
+                self.last_touch_ms.insert(member_id.clone(), self.now_ms);
             }
             (Req::Sync { generation, member_id, .. }, Resp::Sync(Ok(assignment))) => {
                 if self.sync_parked.get(member_id).is_some_and(|(r, _)| *r == request_id) {
                     self.sync_parked.remove(member_id);
+                    self.last_touch_ms.insert(member_id.clone(), self.now_ms);
                 }
                 let owners = self.owners_by_generation.entry(*generation).or_default();
                 for tp in assignment {

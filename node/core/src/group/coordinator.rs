@@ -481,7 +481,7 @@ impl GroupCoordinator {
             self.actions.push_back(Action::Respond { request_id: superseded, reply });
         }
         if leader {
-            group.relay_assignments(assignments, &mut self.actions);
+            group.relay_assignments(now_ms, assignments, &mut self.actions);
         }
         Ok(Outcome::Parked)
     }

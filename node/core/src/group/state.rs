@@ -215,6 +215,11 @@ impl Group {
             if let Some(request_id) = member.parked_sync.take() {
                 let reply = Reply::Sync(Err(GroupError::RebalanceInProgress));
                 actions.push_back(Action::Respond { request_id, reply });
+                // A parked member was alive all along (its session does not run while it
+                // waits); answered now, its session starts now, as Kafka's does. Else a
+                // member parked past its session would be due at once and `tick` would
+                // not clear it (group_sim seed 606).
+                member.last_seen_ms = member.last_seen_ms.max(now_ms);
             }
         }
     }
@@ -279,7 +284,12 @@ impl Group {
     /// parked sync is answered with its own, and the group is Stable. Entries for ids
     /// that are not members of the generation are dropped; members without one get an
     /// empty assignment.
-    pub fn relay_assignments(&mut self, assignments: Vec<(String, Vec<u8>)>, actions: &mut VecDeque<Action>) {
+    pub fn relay_assignments(
+        &mut self,
+        now_ms: u64,
+        assignments: Vec<(String, Vec<u8>)>,
+        actions: &mut VecDeque<Action>,
+    ) {
         assert!(self.is_kafka());
         assert_eq!(self.state, GroupState::CompletingRebalance);
         assert!(self.kafka_assignment.is_empty(), "a generation's assignments arrive once");
@@ -294,6 +304,7 @@ impl Group {
                 let assignment = self.kafka_assignment.get(id).cloned().unwrap_or_default();
                 actions.push_back(Action::Respond { request_id, reply: Reply::Sync(Ok(assignment)) });
                 member.synced = true;
+                member.last_seen_ms = member.last_seen_ms.max(now_ms);
             }
         }
         self.sync_deadline_ms = None;
