@@ -7,7 +7,7 @@
 
 use super::close::Closing;
 use super::error::{is_out_of_space, AppendError, Failure};
-use super::file::{free_bytes, SegmentFile, BLOCK_BYTES};
+use super::file::{SegmentFile, BLOCK_BYTES};
 use super::segment::{next_tail, Segment};
 use super::{AppendInfo, FsyncPolicy, Inner, IoMode, LogError, Pending};
 use bytes::{Bytes, BytesMut};
@@ -175,7 +175,7 @@ impl Inner {
             return Ok(());
         }
         let mut st = self.state.borrow_mut();
-        let (now, stat) = (Instant::now(), || free_bytes(&self.dir));
+        let (now, stat) = (Instant::now(), || self.storage.free_bytes(&self.dir));
         let admitted = match count {
             true => st.free_space.admit(incoming, min_free, now, stat),
             false => st.free_space.check(incoming, min_free, now, stat),
@@ -410,10 +410,10 @@ impl Inner {
         let next_base = closing.next_base;
         let path = self.dir.join(segment_file_name(next_base, SegmentFileKind::Log));
         let dsync = self.config.dsync_writes();
-        let file = Rc::new(SegmentFile::open_with(&path, self.config.io_mode, true, dsync).await?);
+        let file = Rc::new(self.storage.open_segment(&path, self.config.io_mode, true, dsync).await?);
         if always {
             // An ack of a write to the new file promises its name survives a crash too.
-            super::file::sync_dir(&self.dir).await?;
+            self.storage.sync_dir(&self.dir).await?;
         }
         // A busy partition reserves the new segment's first blocks now, before the close
         // below sets the device flushing (see `Prealloc::at_roll`).

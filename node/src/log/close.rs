@@ -94,12 +94,12 @@ impl Inner {
             return Ok(());
         }
         // The next segment's name must be durable before a checkpoint names it.
-        super::file::sync_dir(&self.dir).await?;
+        self.storage.sync_dir(&self.dir).await?;
         if dropped() {
             return Ok(());
         }
         let checkpoint = Checkpoint { segment_base: c.next_base, position: 0, next_offset: c.next_base };
-        segment::write_checkpoint(&self.dir, &checkpoint).await?;
+        segment::write_checkpoint(&self.storage, &self.dir, &checkpoint).await?;
         tracing::debug!(
             dir = %self.dir.display(),
             segment = c.base,

@@ -54,8 +54,9 @@ impl<T, U> OsResult<T> for Result<T, glommio::GlommioError<U>> {
 pub struct SegmentFile {
     path: PathBuf,
     /// Without O_DIRECT: read-only in direct mode; in buffered mode also written (large
-    /// appends, see [`SegmentFile::write_append`]).
-    plain: Arc<std::fs::File>,
+    /// appends, see [`SegmentFile::write_append`]). `None` for a simulated file, which
+    /// refuses zero-copy.
+    plain: Option<Arc<std::fs::File>>,
     io: FileIo,
     /// Opened with O_DSYNC: every completed write is already durable (no fdatasync needed).
     dsync: bool,
@@ -65,6 +66,13 @@ pub struct SegmentFile {
 pub(crate) enum FileIo {
     Dma(DmaFile),
     Buffered(BufferedFile),
+    /// An in-memory file of the simulator (`log::sim`); `direct` models direct mode's
+    /// alignment (every write block-aligned) and size-extending preallocation.
+    #[cfg(feature = "sim")]
+    Sim {
+        file: super::sim::SimFile,
+        direct: bool,
+    },
 }
 
 impl SegmentFile {
@@ -105,7 +113,26 @@ impl SegmentFile {
                 opts.open(owned)
             })
             .await?;
-        Ok(SegmentFile { path: path.to_owned(), plain: Arc::new(plain), io, dsync })
+        Ok(SegmentFile { path: path.to_owned(), plain: Some(Arc::new(plain)), io, dsync })
+    }
+
+    /// A segment over a simulated file (`log::sim`).
+    #[cfg(feature = "sim")]
+    pub(crate) fn sim(file: super::sim::SimFile, mode: IoMode) -> SegmentFile {
+        let path = file.path().to_owned();
+        let dsync = file.is_dsync();
+        SegmentFile { path, plain: None, io: FileIo::Sim { file, direct: mode == IoMode::Direct }, dsync }
+    }
+
+    /// The plain fd's file; panics for a simulated segment (the simulator never sends
+    /// segments zero-copy, and a caller that tries is a bug of the simulator's set-up).
+    fn plain(&self) -> &Arc<std::fs::File> {
+        self.plain.as_ref().expect("a simulated segment has no fd: zero-copy sends are refused in the simulator")
+    }
+
+    /// Whether this segment has a plain fd (false only in the simulator).
+    pub(crate) fn has_fd(&self) -> bool {
+        self.plain.is_some()
     }
 
     /// Whether completed writes are durable without an fdatasync (O_DSYNC).
@@ -115,13 +142,13 @@ impl SegmentFile {
 
     /// The plain fd (without O_DIRECT), usable with splice/sendfile.
     pub fn raw_fd(&self) -> RawFd {
-        self.plain.as_raw_fd()
+        self.plain().as_raw_fd()
     }
 
     /// The plain file as a thread-safe handle, for another shard to send from (it keeps
     /// the file open, as the segment's `Rc` does on its own shard).
     pub fn shared(&self) -> Arc<std::fs::File> {
-        self.plain.clone()
+        self.plain().clone()
     }
 
     /// Where the file lives (it may have been unlinked since).
@@ -145,6 +172,15 @@ impl SegmentFile {
             let got = match &self.io {
                 FileIo::Dma(f) => f.read_at(at, want).await.os()?,
                 FileIo::Buffered(f) => f.read_at(at, want).await.os()?,
+                #[cfg(feature = "sim")]
+                FileIo::Sim { file, .. } => {
+                    let got = file.read_at(at, want).await?;
+                    if got.is_empty() {
+                        break;
+                    }
+                    out.extend_from_slice(&got);
+                    continue;
+                }
             };
             if got.is_empty() {
                 break;
@@ -159,6 +195,8 @@ impl SegmentFile {
         match &self.io {
             FileIo::Dma(f) => f.fdatasync().await.os()?,
             FileIo::Buffered(f) => f.fdatasync().await.os()?,
+            #[cfg(feature = "sim")]
+            FileIo::Sim { file, .. } => file.fdatasync().await?,
         }
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         crate::metrics::FSYNC_LATENCY.record_us(us);
@@ -169,6 +207,8 @@ impl SegmentFile {
         match &self.io {
             FileIo::Dma(f) => f.truncate(len).await.os()?,
             FileIo::Buffered(f) => f.truncate(len).await.os()?,
+            #[cfg(feature = "sim")]
+            FileIo::Sim { file, .. } => file.truncate(len).await?,
         }
         Ok(())
     }
@@ -189,6 +229,8 @@ impl SegmentFile {
         Ok(match &self.io {
             FileIo::Dma(f) => f.file_size().await.os()?,
             FileIo::Buffered(f) => f.file_size().await.os()?,
+            #[cfg(feature = "sim")]
+            FileIo::Sim { file, .. } => file.file_size()?,
         })
     }
 
@@ -200,6 +242,8 @@ impl SegmentFile {
         match &self.io {
             FileIo::Dma(f) => f.pre_allocate(len, false).await.os()?,
             FileIo::Buffered(f) => f.pre_allocate(len, true).await.os()?,
+            #[cfg(feature = "sim")]
+            FileIo::Sim { file, direct } => file.preallocate(len, !*direct)?,
         }
         Ok(())
     }
@@ -208,15 +252,22 @@ impl SegmentFile {
     /// `stop` before each, then fdatasyncs them once; `Ok(false)` when it stopped early
     /// (zero-ahead, `log::zero`). In buffered mode the pieces go through a file description
     /// of their own without O_DSYNC, so a chunk costs one sync, not one per piece.
-    pub(crate) async fn write_zeros(&self, from: u64, to: u64, stop: impl Fn() -> bool) -> io::Result<bool> {
+    pub(crate) async fn write_zeros(&self, from: u64, to: u64, stop: impl Fn() -> bool) -> Result<bool, ZeroFailure> {
         assert!(from.is_multiple_of(BLOCK_BYTES) && to.is_multiple_of(BLOCK_BYTES), "unaligned zeroing {from}..{to}");
+        #[cfg(feature = "sim")]
+        if let FileIo::Sim { file, .. } = &self.io {
+            return sim_write_zeros(file, from, to, stop).await;
+        }
         let plain = match &self.io {
             FileIo::Dma(_) => None,
+            #[cfg(feature = "sim")]
+            FileIo::Sim { .. } => unreachable!("zeroed above"),
             FileIo::Buffered(_) => {
                 let path = self.path.clone();
                 let file = glommio::executor()
                     .spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(path))
-                    .await?;
+                    .await
+                    .map_err(ZeroFailure::Write)?;
                 Some(Arc::new(file))
             }
         };
@@ -229,18 +280,24 @@ impl SegmentFile {
             match (&self.io, &plain) {
                 (_, Some(file)) => {
                     let file = file.clone();
-                    glommio::executor().spawn_blocking(move || file.write_all_at(&ZEROS[..len], at)).await?
+                    glommio::executor()
+                        .spawn_blocking(move || file.write_all_at(&ZEROS[..len], at))
+                        .await
+                        .map_err(ZeroFailure::Write)?
                 }
                 // No parts: the DMA buffers are zero-filled.
-                (FileIo::Dma(f), None) => write_dma_pipelined(f, at, &[], len).await?,
+                (FileIo::Dma(f), None) => write_dma_pipelined(f, at, &[], len).await.map_err(ZeroFailure::Write)?,
                 (FileIo::Buffered(_), None) => unreachable!("buffered zeroing has its own fd"),
+                #[cfg(feature = "sim")]
+                (FileIo::Sim { .. }, None) => unreachable!("zeroed above"),
             }
             at += len as u64;
         }
-        match plain {
-            Some(file) => glommio::executor().spawn_blocking(move || file.sync_data()).await?,
-            None => self.fdatasync().await?,
-        }
+        let synced = match plain {
+            Some(file) => glommio::executor().spawn_blocking(move || file.sync_data()).await,
+            None => self.fdatasync().await,
+        };
+        synced.map_err(ZeroFailure::Sync)?;
         Ok(true)
     }
 
@@ -272,7 +329,7 @@ impl SegmentFile {
                 // glommio's buffered write takes one owned Vec, so io_uring would cost a copy
                 // of the whole group first; a large group is written from its own buffers by
                 // pwrite on the blocking pool instead (the kernel's page-cache copy is the only one).
-                let (file, pieces) = (self.plain.clone(), data.to_vec());
+                let (file, pieces) = (self.plain().clone(), data.to_vec());
                 let pos = block_pos + tail.len() as u64;
                 glommio::executor()
                     .spawn_blocking(move || {
@@ -300,8 +357,78 @@ impl SegmentFile {
                 }
                 Ok(())
             }
+            #[cfg(feature = "sim")]
+            FileIo::Sim { file, direct } => sim_write_segment(file, *direct, block_pos, tail, data, data_len).await,
         }
     }
+}
+
+/// A simulated segment write: in direct mode the stream `tail ++ data` zero-padded to the
+/// block size, in aligned chunks of `DMA_CHUNK_BYTES` (as the DMA path cuts it); in
+/// buffered mode `data` at `block_pos + tail.len()` in one write.
+#[cfg(feature = "sim")]
+async fn sim_write_segment(
+    file: &super::sim::SimFile,
+    direct: bool,
+    block_pos: u64,
+    tail: &[u8],
+    data: &[Bytes],
+    data_len: usize,
+) -> io::Result<()> {
+    if !direct {
+        let mut buf = Vec::with_capacity(data_len);
+        for d in data {
+            buf.extend_from_slice(d);
+        }
+        return file.write_at(block_pos + tail.len() as u64, &buf).await;
+    }
+    assert_eq!(block_pos % BLOCK_BYTES, 0, "direct write position must be block aligned");
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(data.len() + 1);
+    parts.push(tail);
+    parts.extend(data.iter().map(|d| &d[..]));
+    let total = tail.len() + data_len;
+    let padded = total.div_ceil(BLOCK_BYTES as usize) * BLOCK_BYTES as usize;
+    let mut start = 0usize;
+    while start < padded {
+        let len = (padded - start).min(DMA_CHUNK_BYTES);
+        let mut buf = vec![0u8; len];
+        fill_from_stream(&parts, start, &mut buf);
+        assert!(len.is_multiple_of(BLOCK_BYTES as usize), "direct write length must be block aligned");
+        file.write_at(block_pos + start as u64, &buf).await?;
+        start += len;
+    }
+    Ok(())
+}
+
+/// [`SegmentFile::write_zeros`] on a simulated file.
+#[cfg(feature = "sim")]
+async fn sim_write_zeros(
+    file: &super::sim::SimFile,
+    from: u64,
+    to: u64,
+    stop: impl Fn() -> bool,
+) -> Result<bool, ZeroFailure> {
+    let mut at = from;
+    while at < to {
+        if stop() {
+            return Ok(false);
+        }
+        let len = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_at(at, &ZEROS[..len]).await.map_err(ZeroFailure::Write)?;
+        at += len as u64;
+    }
+    file.fdatasync().await.map_err(ZeroFailure::Sync)?;
+    Ok(true)
+}
+
+/// Why zeroing ahead failed: a failed write of zeros is harmless (the data is elsewhere),
+/// a failed fdatasync is not — it covered the file's appended data too, and a later
+/// fdatasync may report success without those pages (the kernel reports a writeback error
+/// once), so the log must be poisoned.
+#[derive(Debug)]
+pub(crate) enum ZeroFailure {
+    Write(io::Error),
+    Sync(io::Error),
 }
 
 /// Buffered-mode append groups of at least this many bytes are written by pwrite on the

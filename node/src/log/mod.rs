@@ -7,7 +7,9 @@
 //! timestamp lookups) · `recover` (open: scan decisions come from `strand_core::recovery`) ·
 //! `close` (closing rolled segments off the write lock) · `zero` (zero-ahead under
 //! fsync=always) · `cache` (direct-mode tail cache) · `verify` (lazy CRC check of checkpointed segments) · `truncate` (cutting back to a batch boundary; listing stored batches) · `reset`
-//! (restarting a replica's log empty at a base offset).
+//! (restarting a replica's log empty at a base offset) · `storage` (the seam every file and
+//! directory operation goes through: the OS, or with the `sim` feature the in-memory
+//! fault-injecting `sim` storage of the log simulator).
 //!
 //! Concurrency: a [`PartitionLog`] lives on its owner shard's executor (`!Send`). Appends
 //! take offsets synchronously in call order, then queue behind one write lock; the lock
@@ -32,6 +34,9 @@ mod reserve;
 mod reset;
 mod retention;
 mod segment;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod storage;
 mod truncate;
 mod verify;
 mod writeback;
@@ -43,6 +48,7 @@ pub(crate) use file::OsResult;
 pub use file::{create_dir_all, probe_dma, SegmentFile, PROBE_FILE_NAME};
 pub use reserve::reserved_bytes;
 pub use segment::CHECKPOINT_FILE_NAME;
+pub use storage::Storage;
 pub use truncate::StoredBatch;
 
 use bytes::{Bytes, BytesMut};
@@ -225,6 +231,8 @@ pub(crate) struct Inner {
     /// This log itself, for tasks it spawns (the segment closer).
     me: std::rc::Weak<Inner>,
     dir: PathBuf,
+    /// Every file and directory operation of this log goes through it.
+    storage: Storage,
     config: LogConfig,
     /// Roll and retention limits: `config`'s at open, replaced by `set_limits` (a topic
     /// config change) without reopening; always read through this, never `config`.
@@ -322,7 +330,13 @@ impl Drop for PartitionLog {
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing), running recovery on what is there.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
-        let mut inner = recover::open(dir, config).await?;
+        Self::open_with_storage(dir, config, Storage::Os).await
+    }
+
+    /// [`PartitionLog::open`] over the given storage (the simulator's in-memory one;
+    /// `Storage::Os` is what `open` uses).
+    pub async fn open_with_storage(dir: &Path, config: LogConfig, storage: Storage) -> Result<PartitionLog, LogError> {
+        let mut inner = recover::open(dir, config, storage).await?;
         let inner = Rc::new_cyclic(|me| {
             inner.me = me.clone();
             inner
@@ -455,8 +469,7 @@ impl PartitionLog {
         self.inner.closed.set(true);
         self.inner.write_lock.close();
         // Unlinking gigabytes of segments can take a while: off the reactor.
-        let dir = self.inner.dir.clone();
-        glommio::executor().spawn_blocking(move || std::fs::remove_dir_all(&dir)).await?;
+        self.inner.storage.remove_dir_all(&self.inner.dir).await?;
         Ok(())
     }
 
@@ -547,6 +560,11 @@ impl Inner {
                 return Err(LogError::Io(e));
             }
             let mut st = self.state.borrow_mut();
+            // A sync beside this one (zero-ahead's) may have failed meanwhile: its error
+            // was this file's, so this success proves nothing.
+            if let Some(p) = &st.poisoned {
+                return Err(LogError::Poisoned(p.clone()));
+            }
             st.synced_end = st.synced_end.max(written_end);
             st.unflushed_bytes -= unflushed;
             st.bytes_since_checkpoint += unflushed;
@@ -569,7 +587,7 @@ impl Inner {
         }
         let active = self.state.borrow().active().base;
         self.persist_segment_index(active).await?;
-        segment::write_checkpoint(&self.dir, &checkpoint).await?;
+        segment::write_checkpoint(&self.storage, &self.dir, &checkpoint).await?;
         self.state.borrow_mut().bytes_since_checkpoint = 0;
         Ok(())
     }
@@ -580,7 +598,7 @@ impl Inner {
         let snap = self.state.borrow().segments.get(&base).map(|s| s.index_snapshot(&self.dir));
         let Some(snap) = snap else { return Ok(()) };
         let counts = snap.counts;
-        segment::persist_index(snap).await?;
+        segment::persist_index(&self.storage, snap).await?;
         if let Some(seg) = self.state.borrow_mut().segments.get_mut(&base) {
             seg.persisted = counts;
         }

@@ -6,8 +6,9 @@
 //! in memory; index files are rewritten best-effort (closed segments) or at the next checkpoint.
 
 use super::cache::BatchCache;
-use super::file::{probe_dma, SegmentFile, BLOCK_BYTES};
+use super::file::BLOCK_BYTES;
 use super::segment::{self, Corruption, Segment, Verify};
+use super::storage::Storage;
 use super::{Inner, IoMode, LogConfig, LogError, State};
 use glommio::sync::Semaphore;
 use std::cell::RefCell;
@@ -20,33 +21,32 @@ use strand_core::recovery::{
     ScanStep, Scanner, SegmentFileKind,
 };
 
-pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogError> {
+pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Result<Inner, LogError> {
     // Directory work runs on glommio's blocking pool, not on the reactor other partitions use.
-    let owned = dir.to_owned();
-    let (checkpoint, bases) = glommio::executor()
-        .spawn_blocking(move || -> Result<_, LogError> {
-            std::fs::create_dir_all(&owned)?;
-            Ok((segment::read_checkpoint(&owned), list_segments(&owned)?))
-        })
-        .await?;
+    storage.create_dir_all(dir).await?;
+    let checkpoint = segment::read_checkpoint(&storage, dir).await;
+    let bases = list_segments(&storage, dir).await?;
     if config.io_mode == IoMode::Direct {
-        probe_dma(dir).await?;
+        storage.probe_dma(dir).await?;
     }
     let mut segments = BTreeMap::new();
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
-        let seg = recover_segment(dir, &config, base, checkpoint.as_ref(), next_base).await?;
+        let seg = recover_segment(&storage, dir, &config, base, checkpoint.as_ref(), next_base).await?;
         segments.insert(base, seg);
     }
     if segments.is_empty() {
         let base = checkpoint.map_or(0, |c| c.next_offset);
         let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
         let dsync = config.dsync_writes();
-        let file = Rc::new(SegmentFile::open_with(&path, config.io_mode, true, dsync).await?);
-        super::file::sync_dir(dir).await?;
+        let file = Rc::new(storage.open_segment(&path, config.io_mode, true, dsync).await?);
         segments.insert(base, Segment::new(base, file, config.index_interval_bytes));
     }
-    persist_closed_indexes(dir, &mut segments).await;
+    // The names found may not be durable yet (an earlier open or roll created them and
+    // crashed, or failed, before its directory sync): appends acknowledged into them must
+    // not vanish with them at a power loss. Found by the log simulator (seed 69).
+    storage.sync_dir(dir).await?;
+    persist_closed_indexes(&storage, dir, &mut segments).await;
     let log_start = *segments.keys().next().unwrap_or(&0);
     let log_end = segments.values().next_back().map_or(0, |s| s.next_offset);
     let state = State {
@@ -75,6 +75,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
     Ok(Inner {
         me: std::rc::Weak::new(),
         dir: dir.to_owned(),
+        storage,
         limits: std::cell::Cell::new(config.limits()),
         config,
         state: RefCell::new(state),
@@ -87,30 +88,29 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Inner, LogErro
 }
 
 /// Base offsets of the `.log` files in `dir`, ascending; removes index files without a log.
-fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
+async fn list_segments(storage: &Storage, dir: &Path) -> Result<Vec<u64>, LogError> {
     let mut logs = BTreeSet::new();
     let mut others = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        match parse_segment_file_name(&name.to_string_lossy()) {
+    for name in storage.list_dir(dir).await? {
+        match parse_segment_file_name(&name) {
             Some((base, SegmentFileKind::Log)) => {
                 logs.insert(base);
             }
-            Some((base, _)) => others.push((base, entry.path())),
+            Some((base, _)) => others.push((base, dir.join(name))),
             None => {}
         }
     }
     for (base, path) in others {
         if !logs.contains(&base) {
             tracing::warn!(path = %path.display(), "removing index file without a segment");
-            let _ = std::fs::remove_file(path);
+            let _ = storage.remove(&path).await;
         }
     }
     Ok(logs.into_iter().collect())
 }
 
 async fn recover_segment(
+    storage: &Storage,
     dir: &Path,
     config: &LogConfig,
     base: u64,
@@ -119,9 +119,9 @@ async fn recover_segment(
 ) -> Result<Segment, LogError> {
     let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
     let dsync = config.dsync_writes() && next_base.is_none();
-    let file = Rc::new(SegmentFile::open_with(&path, config.io_mode, false, dsync).await?);
+    let file = Rc::new(storage.open_segment(&path, config.io_mode, false, dsync).await?);
     let file_len = file.file_size().await?;
-    let (index, time_index, persisted) = load_indexes(dir, base).await;
+    let (index, time_index, persisted) = load_indexes(storage, dir, base).await;
     let bound = match scan_start(checkpoint, base, file_len) {
         ScanPlan::Trusted => file_len,
         ScanPlan::From { position, .. } => position,
@@ -231,13 +231,11 @@ async fn settle_end(seg: &mut Segment, end: &ScanEnd, file_len: u64, next_base: 
 }
 
 /// Loads `.index`/`.timeindex`; a missing or malformed file gives empty entries (rebuilt by scanning).
-async fn load_indexes(dir: &Path, base: u64) -> (Vec<IndexEntry>, Vec<TimeEntry>, (usize, usize)) {
+async fn load_indexes(storage: &Storage, dir: &Path, base: u64) -> (Vec<IndexEntry>, Vec<TimeEntry>, (usize, usize)) {
     let index_path = dir.join(segment_file_name(base, SegmentFileKind::Index));
     let time_path = dir.join(segment_file_name(base, SegmentFileKind::TimeIndex));
-    let (index_file, time_file) = {
-        let (index_path, time_path) = (index_path.clone(), time_path.clone());
-        glommio::executor().spawn_blocking(move || (std::fs::read(index_path), std::fs::read(time_path))).await
-    };
+    let index_file = storage.read_whole(&index_path).await;
+    let time_file = storage.read_whole(&time_path).await;
     let index = match index_file.map(|b| decode_index(&b)) {
         Ok(Ok(entries)) => entries,
         Ok(Err(problem)) => {
@@ -258,7 +256,7 @@ async fn load_indexes(dir: &Path, base: u64) -> (Vec<IndexEntry>, Vec<TimeEntry>
 }
 
 /// Writes rebuilt indexes of closed segments; failures (e.g. a full disk) only cost a rescan later.
-async fn persist_closed_indexes(dir: &Path, segments: &mut BTreeMap<u64, Segment>) {
+async fn persist_closed_indexes(storage: &Storage, dir: &Path, segments: &mut BTreeMap<u64, Segment>) {
     let closed = segments.len().saturating_sub(1);
     for seg in segments.values_mut().take(closed) {
         if seg.persisted == (seg.index.len(), seg.time_index.len()) {
@@ -266,7 +264,7 @@ async fn persist_closed_indexes(dir: &Path, segments: &mut BTreeMap<u64, Segment
         }
         let snap = seg.index_snapshot(dir);
         let counts = snap.counts;
-        match segment::persist_index(snap).await {
+        match segment::persist_index(storage, snap).await {
             Ok(()) => seg.persisted = counts,
             Err(e) => tracing::warn!(segment = seg.base, "could not write rebuilt index: {e}"),
         }

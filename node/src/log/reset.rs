@@ -17,7 +17,6 @@
 //! A failure after step 2 poisons the log (a reopen is the way back).
 
 use super::error::TruncateError;
-use super::file::SegmentFile;
 use super::segment::{self, Segment};
 use super::{Failure, Inner, LogError};
 use std::rc::Rc;
@@ -39,7 +38,7 @@ impl Inner {
         }
         self.finish_active().await?;
         let checkpoint = Checkpoint { segment_base: start, position: 0, next_offset: start };
-        segment::write_checkpoint(&self.dir, &checkpoint).await?;
+        segment::write_checkpoint(&self.storage, &self.dir, &checkpoint).await?;
         if let Err(e) = self.replace_segments(start).await {
             let reason = format!("reset to {start} failed half-way: {e}");
             tracing::error!(dir = %self.dir.display(), "{reason}; refusing further writes to this partition");
@@ -57,18 +56,18 @@ impl Inner {
         for base in &bases {
             for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
                 let path = self.dir.join(segment_file_name(*base, kind));
-                if let Err(e) = glommio::io::remove(&path).await {
-                    let e = super::file::os_error(e);
+                if let Err(e) = self.storage.remove(&path).await {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(LogError::from(e).into());
                     }
                 }
             }
         }
-        super::file::sync_dir(&self.dir).await?;
+        self.storage.sync_dir(&self.dir).await?;
         let path = self.dir.join(segment_file_name(start, SegmentFileKind::Log));
-        let file = Rc::new(SegmentFile::open_with(&path, self.config.io_mode, true, self.config.dsync_writes()).await?);
-        super::file::sync_dir(&self.dir).await?;
+        let file =
+            Rc::new(self.storage.open_segment(&path, self.config.io_mode, true, self.config.dsync_writes()).await?);
+        self.storage.sync_dir(&self.dir).await?;
         let mut st = self.state.borrow_mut();
         st.segments.clear();
         st.segments.insert(start, Segment::new(start, file, self.config.index_interval_bytes));

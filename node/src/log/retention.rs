@@ -47,8 +47,7 @@ impl Inner {
         for base in victims {
             for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
                 let path = self.dir.join(segment_file_name(*base, kind));
-                if let Err(e) = glommio::io::remove(&path).await {
-                    let e = super::file::os_error(e);
+                if let Err(e) = self.storage.remove(&path).await {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(e.into());
                     }
@@ -56,7 +55,7 @@ impl Inner {
             }
         }
         if !victims.is_empty() {
-            super::file::sync_dir(&self.dir).await?;
+            self.storage.sync_dir(&self.dir).await?;
             tracing::info!(dir = %self.dir.display(), segments = ?victims, "{what}");
         }
         Ok(())

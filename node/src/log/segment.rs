@@ -6,8 +6,8 @@
 //! logical length, indexes written), deleted by retention. Owned by one shard; only the
 //! holder of the partition's write lock mutates it across awaits.
 
-use super::file::{OsResult, SegmentFile, BLOCK_BYTES};
-use glommio::io::{BufferedFile, OpenOptions};
+use super::file::{SegmentFile, BLOCK_BYTES};
+use super::storage::Storage;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -165,52 +165,42 @@ pub(crate) struct IndexSnapshot {
 }
 
 /// Appends the new entries to the index files, cuts them to their exact length and fdatasyncs them.
-pub(crate) async fn persist_index(snap: IndexSnapshot) -> io::Result<()> {
+pub(crate) async fn persist_index(storage: &Storage, snap: IndexSnapshot) -> io::Result<()> {
     let index_at = (snap.persisted_before.0 * INDEX_ENTRY_LEN) as u64;
     let time_at = (snap.persisted_before.1 * TIME_ENTRY_LEN) as u64;
-    write_index_file(&snap.index_path, snap.index_new, index_at).await?;
-    write_index_file(&snap.time_path, snap.time_new, time_at).await
+    write_index_file(storage, &snap.index_path, snap.index_new, index_at).await?;
+    write_index_file(storage, &snap.time_path, snap.time_new, time_at).await
 }
 
-async fn write_index_file(path: &Path, new: Vec<u8>, at: u64) -> io::Result<()> {
-    let file: BufferedFile = OpenOptions::new().read(true).write(true).create(true).buffered_open(path).await.os()?;
+async fn write_index_file(storage: &Storage, path: &Path, new: Vec<u8>, at: u64) -> io::Result<()> {
+    let file = storage.open_aux(path, false).await?;
     let len = at + new.len() as u64;
-    let mut done = 0usize;
-    while done < new.len() {
-        let n = file.write_at(new[done..].to_vec(), at + done as u64).await.os()?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "short index write"));
-        }
-        done += n;
-    }
+    file.write_all_at(&new, at).await?;
     if file.file_size().await? != len {
         file.truncate(len).await?;
     }
     file.fdatasync().await?;
-    file.close().await.os()?;
+    file.close().await?;
     Ok(())
 }
 
 /// Atomically replaces the partition's recovery checkpoint (write tmp, fdatasync, rename,
 /// fsync dir), every step through io_uring so the reactor never blocks on the disk.
-pub(crate) async fn write_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
+pub(crate) async fn write_checkpoint(storage: &Storage, dir: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
     let tmp = dir.join(CHECKPOINT_TMP_NAME);
-    let file: BufferedFile =
-        OpenOptions::new().write(true).create(true).truncate(true).buffered_open(&tmp).await.os()?;
-    let bytes = checkpoint.encode().to_vec();
-    let written = file.write_at(bytes, 0).await.os()?;
-    if written != strand_core::recovery::CHECKPOINT_LEN {
-        return Err(io::Error::new(io::ErrorKind::StorageFull, "short checkpoint write"));
-    }
+    let file = storage.open_aux(&tmp, true).await?;
+    let bytes = checkpoint.encode();
+    assert_eq!(bytes.len(), strand_core::recovery::CHECKPOINT_LEN);
+    file.write_all_at(&bytes, 0).await?;
     file.fdatasync().await?;
-    file.close().await.os()?;
-    glommio::io::rename(&tmp, dir.join(CHECKPOINT_FILE_NAME)).await.os()?;
-    super::file::sync_dir(dir).await
+    file.close().await?;
+    storage.rename(&tmp, &dir.join(CHECKPOINT_FILE_NAME)).await?;
+    storage.sync_dir(dir).await
 }
 
 /// Reads the recovery checkpoint; a missing or damaged one means "scan everything".
-pub(crate) fn read_checkpoint(dir: &Path) -> Option<Checkpoint> {
-    let bytes = std::fs::read(dir.join(CHECKPOINT_FILE_NAME)).ok()?;
+pub(crate) async fn read_checkpoint(storage: &Storage, dir: &Path) -> Option<Checkpoint> {
+    let bytes = storage.read_whole(&dir.join(CHECKPOINT_FILE_NAME)).await.ok()?;
     let c = Checkpoint::decode(&bytes);
     if c.is_none() {
         tracing::warn!(dir = %dir.display(), "recovery checkpoint damaged; rescanning all segments");

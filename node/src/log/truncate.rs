@@ -41,7 +41,7 @@ impl Inner {
         }
         let (base, pos) = self.cut_point(to).await?;
         let checkpoint = Checkpoint { segment_base: base, position: pos, next_offset: to };
-        segment::write_checkpoint(&self.dir, &checkpoint).await?;
+        segment::write_checkpoint(&self.storage, &self.dir, &checkpoint).await?;
         if let Err(e) = self.cut(base, pos, to).await {
             let reason = format!("truncation to {to} failed half-way: {e}");
             tracing::error!(dir = %self.dir.display(), "{reason}; refusing further writes to this partition");
@@ -114,8 +114,7 @@ impl Inner {
         for b in &later {
             for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
                 let path = self.dir.join(segment_file_name(*b, kind));
-                if let Err(e) = glommio::io::remove(&path).await {
-                    let e = super::file::os_error(e);
+                if let Err(e) = self.storage.remove(&path).await {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         return Err(e.into());
                     }
@@ -124,14 +123,14 @@ impl Inner {
             self.state.borrow_mut().segments.remove(b);
         }
         if !later.is_empty() {
-            super::file::sync_dir(&self.dir).await?;
+            self.storage.sync_dir(&self.dir).await?;
         }
         let file = match later.is_empty() {
             true => self.state.borrow().active().file.clone(),
             // The target was a closed segment: reopen it as the active one (O_DSYNC if configured).
             false => {
                 let path = self.dir.join(segment_file_name(base, SegmentFileKind::Log));
-                Rc::new(SegmentFile::open_with(&path, self.config.io_mode, false, self.config.dsync_writes()).await?)
+                Rc::new(self.storage.open_segment(&path, self.config.io_mode, false, self.config.dsync_writes()).await?)
             }
         };
         file.truncate(pos).await?;

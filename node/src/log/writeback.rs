@@ -81,6 +81,10 @@ impl Inner {
             return;
         }
         let mut st = self.state.borrow_mut();
+        // A simulated segment has no fd; write-behind is only a hint to the page cache.
+        if !st.active().file.has_fd() {
+            return;
+        }
         let (base, size, file) = {
             let a = st.active();
             (a.base, a.size, a.file.shared())
