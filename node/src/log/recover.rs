@@ -25,10 +25,11 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
     // Directory work runs on glommio's blocking pool, not on the reactor other partitions use.
     storage.create_dir_all(dir).await?;
     let checkpoint = segment::read_checkpoint(&storage, dir).await;
-    let bases = list_segments(&storage, dir).await?;
+    let mut bases = list_segments(&storage, dir).await?;
     if config.io_mode == IoMode::Direct {
         storage.probe_dma(dir).await?;
     }
+    drop_orphan_tail(&storage, dir, &config, checkpoint.as_ref(), &mut bases).await?;
     let mut segments = BTreeMap::new();
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
@@ -109,6 +110,60 @@ async fn list_segments(storage: &Storage, dir: &Path) -> Result<Vec<u64>, LogErr
     Ok(logs.into_iter().collect())
 }
 
+/// Removes the last segment file while it is an orphan: it holds no batch, yet the segment
+/// before it continues past its base offset. A roll that failed after creating its file
+/// (say, its directory sync failed) leaves that file behind at the offset the log then
+/// gives out again, in the previous segment; a later directory sync makes its name
+/// durable. Left in place, it would make recovery take the previous segment as closed at
+/// its base and refuse (or cut) the acknowledged batches after it (log_sim seed 16097).
+/// A last segment that is empty because the log really rolled there stays.
+async fn drop_orphan_tail(
+    storage: &Storage,
+    dir: &Path,
+    config: &LogConfig,
+    checkpoint: Option<&Checkpoint>,
+    bases: &mut Vec<u64>,
+) -> Result<(), LogError> {
+    while let [.., prev, last] = bases[..] {
+        let path = dir.join(segment_file_name(last, SegmentFileKind::Log));
+        if !segment_holds_no_batch(storage, &path, config).await? {
+            return Ok(());
+        }
+        let (_, end, _) = scan_segment(storage, dir, config, prev, checkpoint, false).await?;
+        if end.next_offset <= last {
+            return Ok(());
+        }
+        tracing::warn!(
+            path = %path.display(),
+            previous_ends_at = end.next_offset,
+            "removing an empty segment file the previous segment runs past (left by a failed roll)"
+        );
+        for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
+            let file = dir.join(segment_file_name(last, kind));
+            if let Err(e) = storage.remove(&file).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(e.into());
+                }
+            }
+        }
+        storage.sync_dir(dir).await?;
+        bases.pop();
+    }
+    Ok(())
+}
+
+/// Whether the segment file at `path` is empty or starts with zeros (preallocated or
+/// zeroed ahead, never written): no batch in it.
+async fn segment_holds_no_batch(storage: &Storage, path: &Path, config: &LogConfig) -> Result<bool, LogError> {
+    let file = storage.open_segment(path, config.io_mode, false, false).await?;
+    let len = file.file_size().await?;
+    if len == 0 {
+        return Ok(true);
+    }
+    let head = file.read_at(0, len.min(BLOCK_BYTES) as usize).await?;
+    Ok(head.iter().all(|b| *b == 0))
+}
+
 async fn recover_segment(
     storage: &Storage,
     dir: &Path,
@@ -117,8 +172,29 @@ async fn recover_segment(
     checkpoint: Option<&Checkpoint>,
     next_base: Option<u64>,
 ) -> Result<Segment, LogError> {
+    let (mut seg, end, file_len) = scan_segment(storage, dir, config, base, checkpoint, next_base.is_none()).await?;
+    settle_end(&mut seg, &end, file_len, next_base).await?;
+    if config.io_mode == IoMode::Direct && next_base.is_none() {
+        let tail_start = seg.size - seg.size % BLOCK_BYTES;
+        seg.tail = seg.file.read_at(tail_start, (seg.size - tail_start) as usize).await?;
+    }
+    seg.prealloc_end = seg.size;
+    Ok(seg)
+}
+
+/// Opens segment `base` and scans it from its last trusted index entry, changing nothing
+/// on disk; `active` opens it as the log's active segment would be (O_DSYNC under
+/// fsync=always).
+async fn scan_segment(
+    storage: &Storage,
+    dir: &Path,
+    config: &LogConfig,
+    base: u64,
+    checkpoint: Option<&Checkpoint>,
+    active: bool,
+) -> Result<(Segment, ScanEnd, u64), LogError> {
     let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
-    let dsync = config.dsync_writes() && next_base.is_none();
+    let dsync = config.dsync_writes() && active;
     let file = Rc::new(storage.open_segment(&path, config.io_mode, false, dsync).await?);
     let file_len = file.file_size().await?;
     let (index, time_index, persisted) = load_indexes(storage, dir, base).await;
@@ -140,13 +216,7 @@ async fn recover_segment(
                 .unwrap_or_else(|| unreachable!("a scan from position 0 is never rejected as an index mismatch"))
         }
     };
-    settle_end(&mut seg, &end, file_len, next_base).await?;
-    if config.io_mode == IoMode::Direct && next_base.is_none() {
-        let tail_start = seg.size - seg.size % BLOCK_BYTES;
-        seg.tail = file.read_at(tail_start, (seg.size - tail_start) as usize).await?;
-    }
-    seg.prealloc_end = seg.size;
-    Ok(seg)
+    Ok((seg, end, file_len))
 }
 
 /// Scans from the last kept index entry to the end of the file, feeding the segment.
