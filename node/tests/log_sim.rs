@@ -57,9 +57,12 @@
 //! `STRAND_SEEDS=N` runs seeds 0..N (default 2000); `STRAND_SEEDS=100000` is the long mode.
 //! A failure message starts with the seed and a one-line replay command.
 
+#[path = "../core/tests/seeds/mod.rs"]
+mod seeds;
+
 use bytes::{Bytes, BytesMut};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
+use seeds::SimRng;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,12 +90,12 @@ fn log_sim() {
         }
         hook(info);
     }));
-    if let Some(seed) = env_u64("STRAND_SEED") {
+    if let Some(seed) = seeds::seed_replayed() {
         let totals = run_thread(vec![seed], true);
         eprintln!("seed {seed}: {totals:?}");
         return;
     }
-    let seeds = env_u64("STRAND_SEEDS").unwrap_or(SEEDS_DEFAULT);
+    let seeds = seeds::seed_count(SEEDS_DEFAULT);
     let started = std::time::Instant::now();
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -111,16 +114,17 @@ fn log_sim() {
     }
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
-}
-
 thread_local! {
     static CURRENT_SEED: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
+/// Where a seed runs. The seeds run inside glommio tasks, so `Replay::run` (a
+/// `catch_unwind` around a synchronous run) cannot wrap them: the panic hook and `fail!`
+/// print its command instead.
+const REPLAY: seeds::Replay = seeds::Replay { package: "strand-node", target: Some("log_sim"), test_fn: "log_sim" };
+
 fn replay_line(seed: u64) -> String {
-    format!("seed {seed}: replay with STRAND_SEED={seed} cargo test -p strand-node --test log_sim -- --nocapture")
+    format!("seed {seed}: replay: {}", REPLAY.command(seed))
 }
 
 /// Fails the run; the message starts with the seed and its replay command.
@@ -251,7 +255,7 @@ impl Model {
 
 struct Sim {
     seed: u64,
-    rng: ChaCha8Rng,
+    rng: SimRng,
     fs: SimStorage,
     dir: PathBuf,
     config: LogConfig,
@@ -265,7 +269,7 @@ struct Sim {
 }
 
 async fn run_seed(seed: u64, trace: bool) -> Counts {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = seeds::rng(seed);
     let io_mode = if rng.gen_bool(0.5) { IoMode::Direct } else { IoMode::Buffered };
     let fsync = if rng.gen_bool(0.5) { FsyncPolicy::Always } else { FsyncPolicy::Never };
     let faults = Faults {
