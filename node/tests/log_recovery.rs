@@ -140,6 +140,67 @@ fn corrupt_closed_segment_is_reported_with_file_and_position() {
     });
 }
 
+/// A power loss under fsync=never caught a rolled segment before its close synced it: the
+/// segment is torn, the next segment's name survived, and the recovery checkpoint still
+/// names the torn segment (the closer moves it on only after the sync). Recovery ends the
+/// log at the tear, sets the later segments aside as `.log.cut0` (kept, never served) and
+/// keeps appending from there. With the checkpoint past the torn segment the same damage
+/// is corruption: refused, nothing cut or moved. (Before the fix both were refused, so the
+/// log served nothing past the tear again — log_sim seeds 193, 1210, 2375, 7468.)
+#[test]
+fn torn_segment_past_the_checkpoint_ends_the_log_there() {
+    use strand_core::recovery::Checkpoint;
+    for mode in [IoMode::Direct, IoMode::Buffered] {
+        run(move || async move {
+            let dir = tempfile::tempdir().unwrap();
+            let expected = populate(dir.path(), mode).await;
+            let logs = segment_logs(dir.path());
+            assert!(logs.len() >= 3);
+            let base_of = |p: &Path| -> u64 { p.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
+            let victim = &logs[1];
+            let starts = batch_starts(victim);
+            let (tear_pos, tear_offset, _) = starts[starts.len() / 2];
+            let pristine = std::fs::read(victim).unwrap();
+            let checkpoint_path = dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME);
+            let cut_name = |p: &Path| p.with_file_name(format!("{}.cut0", p.file_name().unwrap().to_str().unwrap()));
+
+            // Vouched for: the checkpoint names the segment after the torn one.
+            std::fs::write(victim, &pristine[..tear_pos as usize + 30]).unwrap();
+            let vouched = Checkpoint { segment_base: base_of(&logs[2]), position: 0, next_offset: base_of(&logs[2]) };
+            std::fs::write(&checkpoint_path, vouched.encode()).unwrap();
+            let log = PartitionLog::open(dir.path(), cfg(mode)).await.unwrap();
+            match log.read(tear_offset, 1 << 20).await {
+                Err(ReadError::CorruptSegment { path, pos, .. }) => assert_eq!((&path, pos), (victim, tear_pos)),
+                other => panic!("{mode}: a tear the checkpoint vouches against gave {other:?}"),
+            }
+            assert_eq!(log.log_end_offset(), expected.last().map(|e| e.0 + u64::from(e.1)).unwrap());
+            drop(log);
+            assert!(logs.iter().all(|p| p.exists()), "{mode}: nothing moved for corruption");
+
+            // Not vouched for: the checkpoint names the torn segment, as after a power loss
+            // during its close.
+            std::fs::write(victim, &pristine[..tear_pos as usize + 30]).unwrap();
+            let at_victim = Checkpoint { segment_base: base_of(victim), position: 0, next_offset: base_of(victim) };
+            std::fs::write(&checkpoint_path, at_victim.encode()).unwrap();
+            let log = PartitionLog::open(dir.path(), cfg(mode)).await.unwrap();
+            assert_eq!(log.log_end_offset(), tear_offset, "{mode}: the log ends at the tear");
+            let kept: Vec<_> = expected.iter().copied().filter(|e| e.0 < tear_offset).collect();
+            assert_eq!(read_all(&log, 0, 1 << 20).await, kept, "{mode}: everything before the tear is served");
+            for later in &logs[2..] {
+                assert!(!later.exists(), "{mode}: {later:?} no longer in the log");
+                assert!(cut_name(later).exists(), "{mode}: {later:?} set aside, not deleted");
+            }
+            let info = log.append(batches(&[batch(2, 5, 100, 201)])).await.unwrap();
+            assert_eq!(info.base_offset, tear_offset, "{mode}: appends continue at the tear");
+            log.close().await.unwrap();
+            let log = PartitionLog::open(dir.path(), cfg(mode)).await.unwrap();
+            let mut after = kept.clone();
+            after.push((tear_offset, 2, 201));
+            assert_eq!(read_all(&log, 0, 1 << 20).await, after, "{mode}: a restart keeps the new end");
+        });
+    }
+}
+
 /// Start positions and (base offset, next offset) of the batches of a segment file.
 fn batch_starts(path: &Path) -> Vec<(u64, u64, u64)> {
     let bytes = std::fs::read(path).unwrap();

@@ -38,13 +38,14 @@
 //! failed fdatasync that covered appended data (the next group commit's fdatasync
 //! succeeded and acknowledged — seed 248).
 //!
-//! Known gap, not fixed here (`corrupt_refusals` counts it; the seed ends there): under
-//! fsync=never a power loss during a roll can leave the rolled segment torn (its close had
-//! not synced it yet) while the next segment's name is durable (an earlier close synced
-//! the directory). Recovery then treats the torn segment as a corrupt *closed* one and
-//! refuses reads at and past it (`CORRUPT_STORAGE`), including later acknowledged and
-//! flushed appends, instead of cutting the log back to the valid prefix. Seeds 193, 1210
-//! (refusal), 2375 and 7468 (flushed appends unreadable behind it).
+//! Fixed: seeds 193, 1210, 2375 and 7468 — under fsync=never a power loss during a roll
+//! left the rolled segment torn (its close had not synced it yet) while the next
+//! segment's name was durable (an earlier close synced the directory). Recovery took the
+//! torn segment for a corrupt *closed* one and refused reads at and past it
+//! (`CORRUPT_STORAGE`), later flushed appends included, for good. Recovery now ends the
+//! log at such a tear when the checkpoint does not vouch for the torn bytes
+//! (`strand_core::recovery::closed_segment_end`) and sets the later segments aside as
+//! `*.log.cut<N>`; the sim now fails on any refusal (`logs_ended_at_tear` counts the cuts).
 //!
 //! Fixed: seed 16097 (20 000-seed run) — a roll whose directory sync failed left its new,
 //! empty segment file behind; the log gave the same offsets out again in the previous
@@ -74,7 +75,7 @@ use strand_wire::batch::{Batch, BatchBuilder};
 /// Seeds run by `cargo test` unless `STRAND_SEEDS` says otherwise.
 const SEEDS_DEFAULT: u64 = 2000;
 /// Seeds past the default range that once failed, run every time (see the module doc).
-const REGRESSION_SEEDS: &[u64] = &[16097];
+const REGRESSION_SEEDS: &[u64] = &[5945, 16097];
 /// Steps of one seed.
 const STEPS_PER_SEED: u32 = 24;
 /// Executor threads the seeds are spread over.
@@ -170,8 +171,8 @@ struct Counts {
     rolls: u64,
     truncations: u64,
     deletions: u64,
-    /// Recoveries that found a torn closed segment and refuse to serve it (known gap).
-    corrupt_refusals: u64,
+    /// Recoveries that ended the log at a torn closed segment and set later ones aside.
+    logs_ended_at_tear: u64,
 }
 
 impl Counts {
@@ -188,7 +189,7 @@ impl Counts {
         self.rolls += o.rolls;
         self.truncations += o.truncations;
         self.deletions += o.deletions;
-        self.corrupt_refusals += o.corrupt_refusals;
+        self.logs_ended_at_tear += o.logs_ended_at_tear;
     }
 
     fn assert_all_nonzero(&self) {
@@ -264,8 +265,6 @@ struct Sim {
     /// `data_sync_eio` of the storage when the log was opened: more means the log must be poisoned.
     sync_eio_seen: u64,
     trace: bool,
-    /// Set when the run hit the known gap of a refused torn segment: the seed ends.
-    stopped: bool,
 }
 
 async fn run_seed(seed: u64, trace: bool) -> Counts {
@@ -295,23 +294,10 @@ async fn run_seed(seed: u64, trace: bool) -> Counts {
         eprintln!("seed {seed}: {io_mode} fsync={fsync} segment_bytes={} {faults:?}", config.segment_bytes);
     }
     let dir = PathBuf::from("/sim/topic/0");
-    let mut sim = Sim {
-        seed,
-        rng,
-        fs,
-        dir,
-        config,
-        model: Model::default(),
-        counts: Counts::default(),
-        sync_eio_seen: 0,
-        trace,
-        stopped: false,
-    };
+    let mut sim =
+        Sim { seed, rng, fs, dir, config, model: Model::default(), counts: Counts::default(), sync_eio_seen: 0, trace };
     let mut log = Some(sim.open().await);
     for step in 0..STEPS_PER_SEED {
-        if sim.stopped {
-            break;
-        }
         let l = match log.take() {
             Some(l) => l,
             None => sim.open().await,
@@ -348,14 +334,12 @@ async fn run_seed(seed: u64, trace: bool) -> Counts {
         };
         sim.print_trace();
     }
-    if !sim.stopped {
-        let l = match log.take() {
-            Some(l) => l,
-            None => sim.open().await,
-        };
-        sim.power_loss(l).await;
-        drop(sim.open().await);
-    }
+    let l = match log.take() {
+        Some(l) => l,
+        None => sim.open().await,
+    };
+    sim.power_loss(l).await;
+    drop(sim.open().await);
     let fs_stats = sim.fs.stats();
     sim.counts.power_losses = fs_stats.power_losses;
     sim.counts.eio_injected = fs_stats.eio_injected;
@@ -378,6 +362,9 @@ impl Sim {
     /// Then checks the recovered log against the model (`durable`, `prefix`).
     async fn open(&mut self) -> PartitionLog {
         let storage = Storage::Sim(self.fs.clone());
+        let set_aside =
+            |fs: &SimStorage| fs.file_names().iter().filter(|p| p.to_string_lossy().contains(".log.cut")).count();
+        let set_aside_before = set_aside(&self.fs);
         let mut tries = 0;
         let log = loop {
             match PartitionLog::open_with_storage(&self.dir, self.config.clone(), storage.clone()).await {
@@ -394,6 +381,9 @@ impl Sim {
             }
         };
         self.sync_eio_seen = self.fs.stats().data_sync_eio;
+        if set_aside(&self.fs) > set_aside_before {
+            self.counts.logs_ended_at_tear += 1;
+        }
         // A replay shows recovery's operations before the checkers run.
         self.print_trace();
         self.check_recovered(&log).await;
@@ -404,7 +394,6 @@ impl Sim {
     /// was written at its offset; every promised batch at or above the log start is there.
     async fn check_recovered(&mut self, log: &PartitionLog) {
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
-        let refusals_before = self.counts.corrupt_refusals;
         let batches = self.read_range(log, start, end).await;
         let mut expect = start;
         let mut recovered = BTreeMap::new();
@@ -420,18 +409,11 @@ impl Sim {
             recovered.insert(base, (next, body));
             expect = next;
         }
-        if expect != end && self.counts.corrupt_refusals == refusals_before {
+        if expect != end {
             fail!(self.seed, "prefix: batches end at {expect}, log end is {end}");
         }
-        let refused = self.counts.corrupt_refusals > refusals_before;
-        if refused {
-            // Known gap (module docs): a torn segment that is not the last one is refused
-            // as corrupt after power loss, and nothing past it is readable. The seed ends
-            // here; what lies past the refusal is not checked.
-            self.stopped = true;
-        }
         for (base, e) in &self.model.entries {
-            if !e.promised || *base < start || (refused && *base >= expect) {
+            if !e.promised || *base < start {
                 continue;
             }
             match recovered.get(base) {
@@ -462,14 +444,10 @@ impl Sim {
             let max_bytes = self.rng.gen_range(1..8192);
             let read = match log.read(offset, max_bytes).await {
                 Ok(r) => self.parse_read(&r, offset, to).await.map(|got| (r, got)).map_err(|e| e.to_string()),
-                Err(ReadError::CorruptSegment { .. }) => {
-                    // Refused, not served (see `corrupt_refusals` in the module docs): the
-                    // recovered log ends here for the checkers.
-                    self.counts.corrupt_refusals += 1;
-                    if self.trace {
-                        eprintln!("read at {offset}: segment refused as corrupt");
-                    }
-                    break;
+                Err(e @ ReadError::CorruptSegment { .. }) => {
+                    // The sim injects power loss and EIO, never bit rot: a refusal is a
+                    // recovery that mistook a tear for corruption.
+                    fail!(self.seed, "read at {offset}: refused as corrupt: {e}");
                 }
                 Err(e) => Err(e.to_string()),
             };

@@ -9,7 +9,10 @@
 //!   batch that fails is cut, never skipped over;
 //! - bytes before the checkpoint position of the checkpointed segment (and all bytes of
 //!   earlier segments) were fdatasync'ed before the checkpoint was written, so they are
-//!   not re-validated on start: restart cost is bounded by the unflushed bytes.
+//!   not re-validated on start: restart cost is bounded by the unflushed bytes;
+//! - damage the checkpoint vouches against is corruption and is refused, never cut;
+//!   damage past what it vouches for is a write the power loss tore, and the log ends
+//!   there ([`closed_segment_end`]).
 
 use crate::index::SegmentBatch;
 use strand_wire::batch::{self, Batch, BatchError, HEADER_LEN};
@@ -243,6 +246,47 @@ pub fn scan_start(checkpoint: Option<&Checkpoint>, segment_base: u64, file_len: 
     }
 }
 
+/// What recovery does with a segment that has a successor, from how its scan ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClosedSegmentEnd {
+    /// Valid up to its end (zero fill aside) and continued exactly by its successor.
+    Intact,
+    /// Torn or short where the checkpoint does not vouch for it: a power loss under
+    /// fsync=never or interval caught the segment between its roll and its close's
+    /// fdatasync. Nothing past the tear was ever made durable (a flush waits for queued
+    /// closes, and the closer moves the checkpoint past a segment only after syncing it),
+    /// so the log ends at the tear and the later segments are set aside.
+    EndsLog,
+    /// Damaged where the checkpoint vouches for it, or with no checkpoint to tell (a
+    /// missing or damaged one): corruption, refused past the damage, never cut.
+    Corrupt,
+}
+
+/// Classifies the end of the scan of the segment based at `segment_base`, whose successor
+/// starts at `next_base`. `end` comes from scanning it as `scan_start` planned.
+pub fn closed_segment_end(
+    checkpoint: Option<&Checkpoint>,
+    segment_base: u64,
+    end: &ScanEnd,
+    next_base: u64,
+) -> ClosedSegmentEnd {
+    let clean = matches!(end.cut, None | Some(CutReason::ZeroFill));
+    if clean && end.next_offset == next_base {
+        return ClosedSegmentEnd::Intact;
+    }
+    // Running past the successor's base is two copies of some offsets: no power loss
+    // leaves that (an empty orphan successor is removed before this is asked).
+    if end.next_offset > next_base {
+        return ClosedSegmentEnd::Corrupt;
+    }
+    match checkpoint {
+        Some(c) if segment_base > c.segment_base || (segment_base == c.segment_base && end.valid_len >= c.position) => {
+            ClosedSegmentEnd::EndsLog
+        }
+        _ => ClosedSegmentEnd::Corrupt,
+    }
+}
+
 /// Which kind of file of a partition directory a name denotes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentFileKind {
@@ -281,6 +325,30 @@ pub fn parse_segment_file_name(name: &str) -> Option<(u64, SegmentFileKind)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_segment_is_cut_only_past_what_the_checkpoint_vouches_for() {
+        use ClosedSegmentEnd::*;
+        let end = |valid_len, next_offset, cut| ScanEnd { valid_len, next_offset, cut };
+        let torn = Some(CutReason::Torn { needed: 100, available: 7 });
+        let at = |segment_base, position, next_offset| Checkpoint { segment_base, position, next_offset };
+        // Whole and continued: intact whatever the checkpoint says.
+        assert_eq!(closed_segment_end(None, 0, &end(500, 10, None), 10), Intact);
+        assert_eq!(closed_segment_end(None, 0, &end(500, 10, Some(CutReason::ZeroFill)), 10), Intact);
+        // Torn, or short of its successor, past the checkpoint: the log ends there.
+        let c = at(100, 0, 100);
+        assert_eq!(closed_segment_end(Some(&c), 100, &end(300, 105, torn.clone()), 110), EndsLog);
+        assert_eq!(closed_segment_end(Some(&c), 110, &end(300, 112, None), 120), EndsLog);
+        assert_eq!(closed_segment_end(Some(&c), 100, &end(300, 105, Some(CutReason::ZeroFill)), 110), EndsLog);
+        // In the checkpointed segment, at or past its position: not vouched for.
+        assert_eq!(closed_segment_end(Some(&at(100, 300, 105)), 100, &end(300, 105, torn.clone()), 110), EndsLog);
+        // Below the position, in an earlier segment, or with no checkpoint: corruption.
+        assert_eq!(closed_segment_end(Some(&at(100, 301, 106)), 100, &end(300, 105, torn.clone()), 110), Corrupt);
+        assert_eq!(closed_segment_end(Some(&c), 90, &end(300, 95, torn.clone()), 100), Corrupt);
+        assert_eq!(closed_segment_end(None, 100, &end(300, 105, torn), 110), Corrupt);
+        // Running past the successor's base is never a power loss's doing.
+        assert_eq!(closed_segment_end(Some(&c), 100, &end(300, 115, None), 110), Corrupt);
+    }
     use strand_wire::batch::{stamp_base_offset, BatchBuilder};
 
     /// A segment of `n` batches of varied sizes starting at offset `base`; returns bytes and batch ends.

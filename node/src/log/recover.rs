@@ -17,8 +17,8 @@ use std::path::Path;
 use std::rc::Rc;
 use strand_core::index::{decode_index, decode_time_index, truncate_entries, IndexBuilder, IndexEntry, TimeEntry};
 use strand_core::recovery::{
-    claimed_offsets, parse_segment_file_name, scan_start, segment_file_name, Checkpoint, CutReason, ScanEnd, ScanPlan,
-    ScanStep, Scanner, SegmentFileKind,
+    claimed_offsets, closed_segment_end, parse_segment_file_name, scan_start, segment_file_name, Checkpoint,
+    ClosedSegmentEnd, CutReason, ScanEnd, ScanPlan, ScanStep, Scanner, SegmentFileKind,
 };
 
 pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Result<Inner, LogError> {
@@ -31,12 +31,20 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
     }
     drop_orphan_tail(&storage, dir, &config, checkpoint.as_ref(), &mut bases).await?;
     let mut segments = BTreeMap::new();
-    for (i, &base) in bases.iter().enumerate() {
+    let mut i = 0;
+    while let Some(&base) = bases.get(i) {
         let next_base = bases.get(i + 1).copied();
-        let seg = recover_segment(&storage, dir, &config, base, checkpoint.as_ref(), next_base).await?;
-        segments.insert(base, seg);
+        match recover_segment(&storage, dir, &config, base, checkpoint.as_ref(), next_base).await? {
+            Recovered::Segment(seg) => {
+                segments.insert(base, *seg);
+                i += 1;
+            }
+            // Recovered again below as the last segment, its torn tail cut.
+            Recovered::EndsLog { at } => set_aside(&storage, dir, bases.split_off(i + 1), at).await?,
+        }
     }
-    if segments.is_empty() {
+    let fresh = segments.is_empty();
+    if fresh {
         let base = checkpoint.map_or(0, |c| c.next_offset);
         let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
         let dsync = config.dsync_writes();
@@ -47,6 +55,14 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
     // crashed, or failed, before its directory sync): appends acknowledged into them must
     // not vanish with them at a power loss. Found by the log simulator (seed 69).
     storage.sync_dir(dir).await?;
+    if fresh && checkpoint.is_none() {
+        // A log has a checkpoint from its creation on, so recovery can tell a segment torn
+        // by a power loss (past the checkpoint: the log ends there) from corruption; a
+        // missing one later means damage, and damage is refused, never cut.
+        let base = *segments.keys().next().unwrap_or(&0);
+        let at_start = Checkpoint { segment_base: base, position: 0, next_offset: base };
+        segment::write_checkpoint(&storage, dir, &at_start).await?;
+    }
     persist_closed_indexes(&storage, dir, &mut segments).await;
     let log_start = *segments.keys().next().unwrap_or(&0);
     let log_end = segments.values().next_back().map_or(0, |s| s.next_offset);
@@ -164,6 +180,16 @@ async fn segment_holds_no_batch(storage: &Storage, path: &Path, config: &LogConf
     Ok(head.iter().all(|b| *b == 0))
 }
 
+/// One segment's recovery.
+enum Recovered {
+    Segment(Box<Segment>),
+    /// The segment is torn past what the checkpoint vouches for: the log ends in it, at
+    /// offset `at` ([`ClosedSegmentEnd::EndsLog`]).
+    EndsLog {
+        at: u64,
+    },
+}
+
 async fn recover_segment(
     storage: &Storage,
     dir: &Path,
@@ -171,15 +197,52 @@ async fn recover_segment(
     base: u64,
     checkpoint: Option<&Checkpoint>,
     next_base: Option<u64>,
-) -> Result<Segment, LogError> {
+) -> Result<Recovered, LogError> {
     let (mut seg, end, file_len) = scan_segment(storage, dir, config, base, checkpoint, next_base.is_none()).await?;
-    settle_end(&mut seg, &end, file_len, next_base).await?;
+    let corrupt_before = match next_base.map(|n| (n, closed_segment_end(checkpoint, base, &end, n))) {
+        None | Some((_, ClosedSegmentEnd::Intact)) => None,
+        Some((_, ClosedSegmentEnd::EndsLog)) => return Ok(Recovered::EndsLog { at: end.next_offset }),
+        Some((n, ClosedSegmentEnd::Corrupt)) => Some(n),
+    };
+    settle_end(&mut seg, &end, file_len, corrupt_before).await?;
     if config.io_mode == IoMode::Direct && next_base.is_none() {
         let tail_start = seg.size - seg.size % BLOCK_BYTES;
         seg.tail = seg.file.read_at(tail_start, (seg.size - tail_start) as usize).await?;
     }
     seg.prealloc_end = seg.size;
-    Ok(seg)
+    Ok(Recovered::Segment(Box::new(seg)))
+}
+
+/// Sets aside the segments based at `later`, which follow a tear at offset `at` that ends
+/// the log: each `.log` is renamed to `<name>.cut<N>` (kept for the operator, never
+/// served, removed with the partition), its index files are removed. Nothing in them was
+/// made durable in order (see [`ClosedSegmentEnd::EndsLog`]); they are kept because the
+/// checkpoint, not their bytes, is what says so.
+async fn set_aside(storage: &Storage, dir: &Path, later: Vec<u64>, at: u64) -> Result<(), LogError> {
+    let names: BTreeSet<String> = storage.list_dir(dir).await?.into_iter().collect();
+    for base in later {
+        let name = segment_file_name(base, SegmentFileKind::Log);
+        let aside = (0u32..)
+            .map(|n| format!("{name}.cut{n}"))
+            .find(|candidate| !names.contains(candidate))
+            .unwrap_or_else(|| unreachable!("a finite directory leaves some suffix free"));
+        tracing::error!(
+            dir = %dir.display(),
+            log_end = at,
+            "a power loss tore the segment before {name} (past the recovery checkpoint): the log ends at \
+             offset {at}; {name} is set aside as {aside}, not served"
+        );
+        storage.rename(&dir.join(&name), &dir.join(&aside)).await?;
+        for kind in [SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
+            if let Err(e) = storage.remove(&dir.join(segment_file_name(base, kind))).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    storage.sync_dir(dir).await?;
+    Ok(())
 }
 
 /// Opens segment `base` and scans it from its last trusted index entry, changing nothing
@@ -263,21 +326,26 @@ pub(super) async fn scan_from_index(
     Ok((!rejected_at_entry).then_some(end))
 }
 
-/// Applies a scan result: truncates a torn tail of the last segment, flags a damaged closed one.
-async fn settle_end(seg: &mut Segment, end: &ScanEnd, file_len: u64, next_base: Option<u64>) -> Result<(), LogError> {
+/// Applies a scan result: truncates a torn tail of the last segment (or zero fill of a
+/// closed one), flags a corrupt closed one (`corrupt_before`: its successor's base).
+async fn settle_end(
+    seg: &mut Segment,
+    end: &ScanEnd,
+    file_len: u64,
+    corrupt_before: Option<u64>,
+) -> Result<(), LogError> {
     seg.size = end.valid_len;
     seg.next_offset = end.next_offset;
     let path = seg.file.path().to_owned();
     let benign = matches!(end.cut, Some(CutReason::ZeroFill));
-    let gap = next_base.is_some_and(|n| n != end.next_offset);
-    if next_base.is_some() && (gap || (end.cut.is_some() && !benign)) {
+    if let Some(next_base) = corrupt_before {
         let reason = match &end.cut {
-            Some(cut) => format!("invalid data: {cut:?}"),
-            None => format!("segment ends at offset {} but the next one starts at {next_base:?}", end.next_offset),
+            Some(cut) if !benign => format!("invalid data: {cut:?}"),
+            _ => format!("segment ends at offset {} but the next one starts at {next_base}", end.next_offset),
         };
         tracing::error!(path = %path.display(), pos = end.valid_len, "corrupt closed segment, refusing to serve past it: {reason}");
         seg.mark_corrupt(Corruption { pos: end.valid_len, offset: end.next_offset, reason });
-        seg.next_offset = next_base.unwrap_or(end.next_offset);
+        seg.next_offset = next_base;
         return Ok(());
     }
     if let Some(cut) = &end.cut {

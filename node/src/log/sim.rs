@@ -231,6 +231,11 @@ impl SimStorage {
         }
     }
 
+    /// Every file name as the running system sees it (durable or not), for checkers.
+    pub fn file_names(&self) -> Vec<PathBuf> {
+        self.0.borrow().names.keys().cloned().collect()
+    }
+
     /// The durable image of the file named `path` (durably), for checkers.
     pub fn durable_file(&self, path: &Path) -> Option<Vec<u8>> {
         let fs = self.0.borrow();
