@@ -10,8 +10,12 @@
 //! phase's p99, the median p99 of each kind and their ratio, the node's CPU per GB served
 //! (utime + stime from /proc/PID/stat) and the zero-copy / copied split from /metrics.
 //!
-//! Usage: `catchup_interference [DATA_DIR_PARENT] [FILL_MIB] [FSYNC] [RATE_PER_S]`
-//! (defaults `/var/tmp 1024 never 200`; needs root for drop_caches).
+//! Usage: `catchup_interference [DATA_DIR_PARENT] [FILL_MIB] [FSYNC] [RATE_PER_S] [cold|warm]`
+//! (defaults `/var/tmp 1024 never 200 cold`; needs root for drop_caches). `warm` reads the
+//! backlog from the page cache (no eviction): it separates the cost of serving reads from
+//! the cost of evicting them. Each round also reports how many of the slow produce
+//! requests (over 5 ms) overlapped an eviction by the catch-up reader (from its start to
+//! 30 ms after its end).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -71,6 +75,26 @@ fn batch(records: usize, value_len: usize) -> Bytes {
     b.finish()
 }
 
+/// Start of the run; the times below are milliseconds since it.
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+/// (start, end) of each eviction by the catch-up reader.
+static EVICTIONS: std::sync::Mutex<Vec<(f64, f64)>> = std::sync::Mutex::new(Vec::new());
+/// Intended send times of produce requests slower than [`SLOW_US`].
+static SLOW: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
+const SLOW_US: u64 = 5_000;
+
+fn since_epoch(t: Instant) -> f64 {
+    t.duration_since(*EPOCH.get_or_init(Instant::now)).as_secs_f64() * 1e3
+}
+
+/// Slow requests of this round and how many overlapped an eviction; clears both lists.
+fn slow_near_evictions() -> (usize, usize) {
+    let slow = std::mem::take(&mut *SLOW.lock().expect("slow"));
+    let evictions = std::mem::take(&mut *EVICTIONS.lock().expect("evictions"));
+    let near = slow.iter().filter(|&&t| evictions.iter().any(|&(a, b)| t >= a - 1.0 && t <= b + 30.0)).count();
+    (slow.len(), near)
+}
+
 fn drop_caches() {
     let _ = Command::new("sync").status();
     if std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_err() {
@@ -92,7 +116,11 @@ fn produce_phase(addr: SocketAddr, rate: u64) -> Vec<u64> {
             std::thread::sleep(wait);
         }
         c.produce("lat", &b);
-        lat.push(intended.elapsed().as_micros() as u64);
+        let us = intended.elapsed().as_micros() as u64;
+        if us > SLOW_US {
+            SLOW.lock().expect("slow").push(since_epoch(intended));
+        }
+        lat.push(us);
         i += 1;
     }
     lat.sort_unstable();
@@ -122,7 +150,7 @@ fn evict(dir: &std::path::Path) {
 
 /// Reads `bulk` from offset 0 until `stop`, wrapping at the end after evicting the segment
 /// files from the page cache (every pass is cold); bytes read and passes begun.
-fn catch_up(addr: SocketAddr, segments: &std::path::Path, stop: Arc<AtomicBool>) -> (u64, u32) {
+fn catch_up(addr: SocketAddr, segments: &std::path::Path, stop: Arc<AtomicBool>, cold: bool) -> (u64, u32) {
     let mut c = Conn::new(addr);
     let (mut offset, mut bytes, mut passes) = (0u64, 0u64, 1u32);
     while !stop.load(Ordering::Relaxed) {
@@ -130,7 +158,11 @@ fn catch_up(addr: SocketAddr, segments: &std::path::Path, stop: Arc<AtomicBool>)
         let req = FetchRequest { max_wait_ms: 0, min_bytes: 0, max_bytes: 1 << 20, partitions: vec![fp] };
         let (_, payload) = c.call(Request::Fetch(req), &[]);
         if payload.is_empty() {
-            evict(segments);
+            if cold {
+                let started = since_epoch(Instant::now());
+                evict(segments);
+                EVICTIONS.lock().expect("evictions").push((started, since_epoch(Instant::now())));
+            }
             (offset, passes) = (0, passes + 1);
             continue;
         }
@@ -218,6 +250,12 @@ fn main() {
     let fill_mib: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1024);
     let fsync = args.get(3).cloned().unwrap_or_else(|| "never".into());
     let rate: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let cold = match args.get(5).map(String::as_str) {
+        None | Some("cold") => true,
+        Some("warm") => false,
+        Some(other) => panic!("mode is cold or warm, not {other}"),
+    };
+    EPOCH.get_or_init(Instant::now);
     let dir = tempfile::Builder::new().prefix("strand-catchup").tempdir_in(parent).expect("temp dir");
     let (mut child, addr, admin) = start_node(dir.path(), &fsync);
     let mut c = Conn::new(addr);
@@ -243,21 +281,28 @@ fn main() {
         let cpu0 = cpu_s(child.id());
         let base = produce_phase(addr, rate);
         let cpu1 = cpu_s(child.id());
-        drop_caches();
+        let (base_slow, _) = slow_near_evictions();
+        if cold {
+            drop_caches();
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let reader_stop = stop.clone();
         let segments = dir.path().join("topics").join("bulk").join("0");
-        let reader = std::thread::spawn(move || catch_up(addr, &segments, reader_stop));
+        let reader = std::thread::spawn(move || catch_up(addr, &segments, reader_stop, cold));
         let loaded = produce_phase(addr, rate);
         stop.store(true, Ordering::Relaxed);
         let (bytes, passes) = reader.join().expect("reader");
         let cpu2 = cpu_s(child.id());
-        for (name, l) in [("baseline", &base), ("cold catch-up", &loaded)] {
+        let (slow, near) = slow_near_evictions();
+        let kind = if cold { "cold" } else { "warm" };
+        let with = format!("{kind} catch-up");
+        for (name, l, slow) in [("baseline", &base, base_slow), (with.as_str(), &loaded, slow)] {
             let (n, p50, p99, max) = (l.len(), pct(l, 0.5), pct(l, 0.99), l[l.len() - 1]);
-            println!("  round {round} {name:<14} n={n} p50={p50}us p99={p99}us max={max}us");
+            println!("  round {round} {name:<14} n={n} p50={p50}us p99={p99}us max={max}us slow(>5ms)={slow}");
         }
         println!(
-            "  round {round} catch-up read {:.0} MiB cold ({:.0} MiB/s, {passes} passes); load average {}",
+            "  round {round} catch-up read {:.0} MiB {kind} ({:.0} MiB/s, {passes} passes, {near} of {slow} slow requests \
+             during or within 30 ms after an eviction); load average {}",
             bytes as f64 / 1048576.0,
             bytes as f64 / 1048576.0 / PHASE.as_secs_f64(),
             loadavg()
@@ -275,7 +320,7 @@ fn main() {
     let (base, loaded) = (median(base_p99), median(load_p99));
     let ratio = loaded as f64 / base as f64;
     let gb = read_total as f64 / 1e9;
-    println!("median p99: baseline {base}us, with cold catch-up {loaded}us");
+    println!("median p99: baseline {base}us, with {} catch-up {loaded}us", if cold { "cold" } else { "warm" });
     println!("p99 ratio (with/alone) = {ratio:.2} ({})", if ratio <= 1.2 { "PASS <= 1.20" } else { "FAIL > 1.20" });
     println!(
         "node CPU: {:.2} s in baseline phases, {:.2} s in catch-up phases; catch-up {:.2} GB served, {:.2} CPU-s/GB (minus baseline)",
