@@ -261,11 +261,73 @@ fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Runs [`sendfile_until_full`] on the executor's blocking-thread pool.
+/// Runs [`sendfile_until_full`] on the executor's blocking-thread pool, after
+/// [`read_ahead_if_cold`] past the range.
 async fn sendfile_on_pool(socket: RawFd, file: RawFd, pos: u64, len: u64) -> io::Result<u64> {
     let socket = dup(socket)?;
     let file = dup(file)?;
-    glommio::executor().spawn_blocking(move || sendfile_until_full(&socket, &file, pos, len)).await
+    glommio::executor()
+        .spawn_blocking(move || {
+            read_ahead_if_cold(&file, pos + len);
+            sendfile_until_full(&socket, &file, pos, len)
+        })
+        .await
+}
+
+/// How far past a fetched range a cold read is read ahead.
+pub const COLD_READ_AHEAD_BYTES: u64 = 32 << 20;
+/// The part of that window one hint asks for: its far end. Successive fetches move the
+/// window, so the hinted parts join up, and each hint walks only this much page cache.
+pub const COLD_READ_AHEAD_STEP_BYTES: u64 = 8 << 20;
+const PAGE_BYTES: u64 = 4096;
+
+/// When the last page of the [`COLD_READ_AHEAD_BYTES`] past `end` is not in the page
+/// cache (a cold catch-up), asks the kernel to read the window's last
+/// [`COLD_READ_AHEAD_STEP_BYTES`] in the background (`POSIX_FADV_WILLNEED` queues the reads
+/// and returns; cached pages are skipped; nothing past the end of the file is read). The
+/// kernel's own readahead keeps about two requests of one sequential reader in flight;
+/// this device was faster with more (fio at queue depth 8 against the catch-up's ≈ 2:
+/// docs/BENCHMARKS.md, "Cold catch-up, profiled"). The check is `cachestat(2)`, which
+/// reads nothing (a `preadv2(RWF_NOWAIT)` probe would start a readahead of its own); a
+/// kernel without it (before 6.5) gets the hint every time. Best effort: errors are ignored.
+fn read_ahead_if_cold(file: &OwnedFd, end: u64) {
+    let window_end = end + COLD_READ_AHEAD_BYTES;
+    if cached_pages(file, window_end - PAGE_BYTES, PAGE_BYTES).is_some_and(|n| n > 0) {
+        return;
+    }
+    let from = window_end - COLD_READ_AHEAD_STEP_BYTES;
+    let (Ok(from), Ok(len)) = (libc::off_t::try_from(from), libc::off_t::try_from(COLD_READ_AHEAD_STEP_BYTES)) else {
+        return;
+    };
+    // SAFETY: advisory call on an owned, open descriptor; no memory is passed.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), from, len, libc::POSIX_FADV_WILLNEED) };
+}
+
+/// Pages of `[pos, pos + len)` of `file` in the page cache, by `cachestat(2)` (Linux 6.5;
+/// reads nothing, starts no IO); `None` where the kernel lacks the call.
+fn cached_pages(file: &OwnedFd, pos: u64, len: u64) -> Option<u64> {
+    /// `__NR_cachestat`, the same on every architecture (not in the libc crate for x86_64).
+    const SYS_CACHESTAT: libc::c_long = 451;
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    let range = Range { off: pos, len };
+    let mut stat = Stat::default();
+    // SAFETY: `cachestat(fd, range, stat, flags)` reads `range` and writes `stat`, both
+    // valid `#[repr(C)]` values matching the kernel's structs for the call; flags 0.
+    let rc = unsafe { libc::syscall(SYS_CACHESTAT, file.as_raw_fd(), &raw const range, &raw mut stat, 0u32) };
+    (rc == 0).then_some(stat.nr_cache)
 }
 
 /// Sends up to `len` bytes from `pos` until done or the (non-blocking) socket is full;
@@ -301,6 +363,59 @@ mod tests {
     use super::*;
     use crate::log::IoMode;
     use std::io::{Read, Write};
+
+    /// A read whose window's last page is not cached hints the kernel to read the window's
+    /// far step (and nothing before it); a warm one hints nothing. Skipped, with a line,
+    /// where the kernel has no `cachestat` or the filesystem keeps pages after eviction.
+    #[test]
+    fn a_cold_read_is_read_ahead_and_a_warm_one_is_not() {
+        let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        std::fs::create_dir_all(&target).unwrap();
+        let dir = tempfile::tempdir_in(&target).unwrap();
+        let path = dir.path().join("seg.log");
+        let len = COLD_READ_AHEAD_BYTES + (4 << 20);
+        std::fs::write(&path, vec![7u8; len as usize]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        let fd = dup(file.as_raw_fd()).unwrap();
+        let evict = || {
+            // SAFETY: advisory call on an open descriptor.
+            unsafe { libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        };
+        let step = COLD_READ_AHEAD_STEP_BYTES;
+        let window = COLD_READ_AHEAD_BYTES;
+        evict();
+        match cached_pages(&fd, 0, len) {
+            None => return eprintln!("skipped: no cachestat(2) on this kernel"),
+            Some(n) if n > 0 => return eprintln!("skipped: {n} pages stay cached after POSIX_FADV_DONTNEED"),
+            Some(_) => {}
+        }
+        read_ahead_if_cold(&fd, 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while cached_pages(&fd, window - step, step) != Some(step / PAGE_BYTES) {
+            assert!(std::time::Instant::now() < deadline, "the cold window's far step was not read ahead");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(cached_pages(&fd, 0, window - step), Some(0), "only the far step is hinted");
+        // Warm: the window's last page is cached, so nothing more is read. (Pages still
+        // under the hint's reads survive an eviction: evict until none is left.)
+        while cached_pages(&fd, 0, len) != Some(0) {
+            assert!(std::time::Instant::now() < deadline, "the read-ahead pages could not be evicted");
+            evict();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut page = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut page, window - 1).unwrap();
+        read_ahead_if_cold(&fd, 0);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(cached_pages(&fd, 0, window - step), Some(0), "a warm read hints nothing");
+        let near = cached_pages(&fd, window - step, step - PAGE_BYTES);
+        assert!(
+            near == Some(0),
+            "a warm read hints nothing: {near:?} pages of the step cached, {:?} after it",
+            cached_pages(&fd, window - PAGE_BYTES, len)
+        );
+    }
 
     /// More than loopback's socket buffers hold (a few MiB), so a stalled reader fills them.
     const DATA_LEN: u64 = 24 << 20;
