@@ -17,6 +17,11 @@ fn cfg(mode: IoMode) -> LogConfig {
     c
 }
 
+/// The base offset a segment file is named after.
+fn base_of(segment: &Path) -> u64 {
+    segment.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
 /// Writes 60 batches (several segments), closes, returns expected batches.
 async fn populate(dir: &Path, mode: IoMode) -> Vec<(u64, u32, u8)> {
     let log = PartitionLog::open(dir, cfg(mode)).await.unwrap();
@@ -38,9 +43,7 @@ fn torn_tail_of_active_segment_is_truncated_at_every_length() {
             let expected = populate(dir.path(), mode).await;
             let active = segment_logs(dir.path()).pop().unwrap();
             let full = std::fs::read(&active).unwrap();
-            let first_in_active = expected
-                .iter()
-                .position(|e| e.0 >= active.file_stem().unwrap().to_str().unwrap().parse::<u64>().unwrap());
+            let first_in_active = expected.iter().position(|e| e.0 >= base_of(&active));
             let first_in_active = first_in_active.unwrap();
             // Cut the active segment at many lengths (stride keeps the test fast), plus garbage.
             for cut in (0..full.len()).step_by(97).chain([full.len() - 1]) {
@@ -111,8 +114,7 @@ fn corrupt_closed_segment_is_reported_with_file_and_position() {
         // Without a checkpoint every segment is validated on open.
         std::fs::remove_file(dir.path().join(strand_node::log::CHECKPOINT_FILE_NAME)).unwrap();
         let log = PartitionLog::open(dir.path(), cfg(IoMode::Buffered)).await.unwrap();
-        let second_base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-        let third_base: u64 = logs[2].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let (second_base, third_base) = (base_of(victim), base_of(&logs[2]));
         // Data before the damage and in later segments is served.
         assert_eq!(
             read_all(&log, third_base, 1 << 20).await,
@@ -156,7 +158,6 @@ fn torn_segment_past_the_checkpoint_ends_the_log_there() {
             let expected = populate(dir.path(), mode).await;
             let logs = segment_logs(dir.path());
             assert!(logs.len() >= 3);
-            let base_of = |p: &Path| -> u64 { p.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
             let victim = &logs[1];
             let starts = batch_starts(victim);
             let (tear_pos, tear_offset, _) = starts[starts.len() / 2];
@@ -234,7 +235,7 @@ fn corrupt_checkpointed_segment_is_verified_on_first_read() {
             bytes[bad_pos as usize + 100] ^= 0x5a;
             std::fs::write(victim, &bytes).unwrap();
             let log = PartitionLog::open(dir.path(), cfg(mode)).await.unwrap();
-            let third_base: u64 = logs[2].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            let third_base = base_of(&logs[2]);
             // Later segments are served without touching the damaged one.
             let later: Vec<_> = expected.iter().copied().filter(|e| e.0 >= third_base).collect();
             assert_eq!(read_all(&log, third_base, 1 << 20).await, later, "{mode}");

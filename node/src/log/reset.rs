@@ -53,15 +53,10 @@ impl Inner {
     /// Steps 3 and 4 of the module doc, then the in-memory state.
     async fn replace_segments(&self, start: u64) -> Result<(), TruncateError> {
         let bases: Vec<u64> = self.state.borrow().segments.keys().copied().collect();
-        for base in &bases {
-            for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
-                let path = self.dir.join(segment_file_name(*base, kind));
-                if let Err(e) = self.storage.remove(&path).await {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        return Err(LogError::from(e).into());
-                    }
-                }
-            }
+        for &base in &bases {
+            segment::remove_segment_files(&self.storage, &self.dir, base, &segment::SEGMENT_FILES)
+                .await
+                .map_err(LogError::from)?;
         }
         self.storage.sync_dir(&self.dir).await?;
         let path = self.dir.join(segment_file_name(start, SegmentFileKind::Log));

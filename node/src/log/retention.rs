@@ -4,8 +4,8 @@
 //! never deleted). In-flight reads keep their `Rc<SegmentFile>` and so their fds; the
 //! names are unlinked at once.
 
+use super::segment;
 use super::{Inner, LogError};
-use strand_core::recovery::{segment_file_name, SegmentFileKind};
 
 /// A closed segment `pick_victims` considers.
 struct Victim {
@@ -44,15 +44,8 @@ impl Inner {
 
     /// Unlinks the files of the segments `victims` (already out of the state).
     async fn remove_segments(&self, victims: &[u64], what: &'static str) -> Result<(), LogError> {
-        for base in victims {
-            for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
-                let path = self.dir.join(segment_file_name(*base, kind));
-                if let Err(e) = self.storage.remove(&path).await {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        return Err(e.into());
-                    }
-                }
-            }
+        for &base in victims {
+            segment::remove_segment_files(&self.storage, &self.dir, base, &segment::SEGMENT_FILES).await?;
         }
         if !victims.is_empty() {
             self.storage.sync_dir(&self.dir).await?;

@@ -198,6 +198,27 @@ pub(crate) async fn write_checkpoint(storage: &Storage, dir: &Path, checkpoint: 
     storage.sync_dir(dir).await
 }
 
+/// All the files of one segment.
+pub(crate) const SEGMENT_FILES: [SegmentFileKind; 3] =
+    [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex];
+
+/// Unlinks the files of kinds `kinds` of segment `base` in `dir`; one already gone is fine
+/// (an earlier attempt may have removed it before failing). The caller syncs the directory.
+pub(crate) async fn remove_segment_files(
+    storage: &Storage,
+    dir: &Path,
+    base: u64,
+    kinds: &[SegmentFileKind],
+) -> io::Result<()> {
+    for &kind in kinds {
+        match storage.remove(&dir.join(segment_file_name(base, kind))).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Reads the recovery checkpoint; a missing or damaged one means "scan everything".
 pub(crate) async fn read_checkpoint(storage: &Storage, dir: &Path) -> Option<Checkpoint> {
     let bytes = storage.read_whole(&dir.join(CHECKPOINT_FILE_NAME)).await.ok()?;

@@ -112,14 +112,9 @@ impl Inner {
     async fn cut(&self, base: u64, pos: u64, to: u64) -> Result<(), TruncateError> {
         let later: Vec<u64> = self.state.borrow().segments.range(base + 1..).map(|(b, _)| *b).rev().collect();
         for b in &later {
-            for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
-                let path = self.dir.join(segment_file_name(*b, kind));
-                if let Err(e) = self.storage.remove(&path).await {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        return Err(e.into());
-                    }
-                }
-            }
+            segment::remove_segment_files(&self.storage, &self.dir, *b, &segment::SEGMENT_FILES)
+                .await
+                .map_err(LogError::from)?;
             self.state.borrow_mut().segments.remove(b);
         }
         if !later.is_empty() {
