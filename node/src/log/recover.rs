@@ -43,8 +43,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
             Recovered::EndsLog { at } => set_aside(&storage, dir, bases.split_off(i + 1), at).await?,
         }
     }
-    let fresh = segments.is_empty();
-    if fresh {
+    if segments.is_empty() {
         let base = checkpoint.map_or(0, |c| c.next_offset);
         let path = dir.join(segment_file_name(base, SegmentFileKind::Log));
         let dsync = config.dsync_writes();
@@ -55,10 +54,13 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
     // crashed, or failed, before its directory sync): appends acknowledged into them must
     // not vanish with them at a power loss. Found by the log simulator (seed 69).
     storage.sync_dir(dir).await?;
-    if fresh && checkpoint.is_none() {
+    let empty = segments.len() == 1 && segments.values().all(|s| s.next_offset == s.base);
+    if empty && checkpoint.is_none() {
         // A log has a checkpoint from its creation on, so recovery can tell a segment torn
         // by a power loss (past the checkpoint: the log ends there) from corruption; a
-        // missing one later means damage, and damage is refused, never cut.
+        // missing one later means damage, and damage is refused, never cut. "Empty", not
+        // "just created": a creation that failed before its checkpoint is retried by the
+        // next open, which finds the segment.
         let base = *segments.keys().next().unwrap_or(&0);
         let at_start = Checkpoint { segment_base: base, position: 0, next_offset: base };
         segment::write_checkpoint(&storage, dir, &at_start).await?;
@@ -154,14 +156,7 @@ async fn drop_orphan_tail(
             previous_ends_at = end.next_offset,
             "removing an empty segment file the previous segment runs past (left by a failed roll)"
         );
-        for kind in [SegmentFileKind::Log, SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
-            let file = dir.join(segment_file_name(last, kind));
-            if let Err(e) = storage.remove(&file).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(e.into());
-                }
-            }
-        }
+        segment::remove_segment_files(storage, dir, last, &segment::SEGMENT_FILES).await?;
         storage.sync_dir(dir).await?;
         bases.pop();
     }
@@ -233,13 +228,8 @@ async fn set_aside(storage: &Storage, dir: &Path, later: Vec<u64>, at: u64) -> R
              offset {at}; {name} is set aside as {aside}, not served"
         );
         storage.rename(&dir.join(&name), &dir.join(&aside)).await?;
-        for kind in [SegmentFileKind::Index, SegmentFileKind::TimeIndex] {
-            if let Err(e) = storage.remove(&dir.join(segment_file_name(base, kind))).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(e.into());
-                }
-            }
-        }
+        segment::remove_segment_files(storage, dir, base, &[SegmentFileKind::Index, SegmentFileKind::TimeIndex])
+            .await?;
     }
     storage.sync_dir(dir).await?;
     Ok(())
