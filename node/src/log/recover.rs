@@ -53,9 +53,12 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
     // The names found may not be durable yet (an earlier open or roll created them and
     // crashed, or failed, before its directory sync): appends acknowledged into them must
     // not vanish with them at a power loss. Found by the log simulator (seed 69).
-    storage.sync_dir(dir).await?;
     let empty = segments.len() == 1 && segments.values().all(|s| s.next_offset == s.base);
-    if empty && checkpoint.is_none() {
+    let creates_checkpoint = empty && checkpoint.is_none();
+    if !creates_checkpoint {
+        storage.sync_dir(dir).await?;
+    }
+    if creates_checkpoint {
         // A log has a checkpoint from its creation on, so recovery can tell a segment torn
         // by a power loss (past the checkpoint: the log ends there) from corruption; a
         // missing one later means damage, and damage is refused, never cut. "Empty", not
