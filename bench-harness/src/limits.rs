@@ -316,6 +316,24 @@ pub fn fio_seq_write(dir: &Path, plan: &FioPlan) -> Result<FioBandwidth, FioErro
     result
 }
 
+/// The node's default segment size: the flushed write limit syncs once per this many bytes.
+pub const NODE_SEGMENT_BYTES: u64 = 1 << 30;
+
+/// Like [`fio_seq_write`], with an fdatasync after every [`NODE_SEGMENT_BYTES`] and at the
+/// end: the write pattern of a log that makes each segment durable at its roll, as the node
+/// (and Kafka) does under fsync=never. On a disk whose cache flush is slow (the project's VM:
+/// about 1 s per GiB written since the last flush, during which writes wait) this is the
+/// speed a segment log can sustain; the plain limit, which never flushes, is not.
+pub fn fio_seq_write_flushed(dir: &Path, plan: &FioPlan) -> Result<FioBandwidth, FioError> {
+    let mut args = fio_base("seqwriteflushed", &fio_file(dir, "seqwriteflushed"), plan.seq_write_bytes, plan.seconds);
+    args.extend(["--rw=write", "--bs=1M", "--direct=1", "--ioengine=libaio", "--iodepth=8"].map(String::from));
+    args.push(format!("--fsync={}", NODE_SEGMENT_BYTES >> 20));
+    args.push("--end_fsync=1".into());
+    let result = run_fio(&args).and_then(|doc| parse_fio_bandwidth(&doc, "write"));
+    let _ = std::fs::remove_file(fio_file(dir, "seqwriteflushed"));
+    result
+}
+
 /// Sequential 4 MiB O_DIRECT reads, libaio, iodepth 8 (cold reads: the page cache is bypassed).
 /// 4 MiB, not 1 MiB: the kernel's readahead, which serves a cold catch-up, issues 4 MiB
 /// requests, and on the virtio disk measured (2026-12-05) 1 MiB O_DIRECT reads reached only
