@@ -175,6 +175,7 @@ fn torn_segment_past_the_checkpoint_ends_the_log_there() {
                 other => panic!("{mode}: a tear the checkpoint vouches against gave {other:?}"),
             }
             assert_eq!(log.log_end_offset(), expected.last().map(|e| e.0 + u64::from(e.1)).unwrap());
+            assert!(log.set_aside_files().is_empty(), "{mode}: nothing set aside for corruption");
             drop(log);
             assert!(logs.iter().all(|p| p.exists()), "{mode}: nothing moved for corruption");
 
@@ -191,6 +192,18 @@ fn torn_segment_past_the_checkpoint_ends_the_log_there() {
                 assert!(!later.exists(), "{mode}: {later:?} no longer in the log");
                 assert!(cut_name(later).exists(), "{mode}: {later:?} set aside, not deleted");
             }
+            // Reported to the operator, with their sizes, at this open and every later one.
+            let reported = |log: &PartitionLog| {
+                let files = log.set_aside_files();
+                let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+                let want: Vec<String> =
+                    logs[2..].iter().map(|p| cut_name(p).file_name().unwrap().to_str().unwrap().to_owned()).collect();
+                assert_eq!(names, want, "{mode}: the set-aside files are listed");
+                let bytes: u64 = logs[2..].iter().map(|p| std::fs::metadata(cut_name(p)).unwrap().len()).sum();
+                assert!(bytes > 0);
+                assert_eq!(log.set_aside_bytes(), bytes, "{mode}: with their sizes");
+            };
+            reported(&log);
             let info = log.append(batches(&[batch(2, 5, 100, 201)])).await.unwrap();
             assert_eq!(info.base_offset, tear_offset, "{mode}: appends continue at the tear");
             log.close().await.unwrap();
@@ -198,6 +211,7 @@ fn torn_segment_past_the_checkpoint_ends_the_log_there() {
             let mut after = kept.clone();
             after.push((tear_offset, 2, 201));
             assert_eq!(read_all(&log, 0, 1 << 20).await, after, "{mode}: a restart keeps the new end");
+            reported(&log);
         });
     }
 }

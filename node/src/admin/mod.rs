@@ -405,6 +405,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: u64::from(p) * 10,
             size_bytes: 4096,
+            set_aside_bytes: 0,
             bytes_read: u64::from(p) * 100,
             replica: None,
         };

@@ -48,6 +48,10 @@ pub struct PartitionJson {
     pub log_start_offset: u64,
     pub log_end_offset: u64,
     pub size_bytes: u64,
+    /// Bytes of segment files a recovery set aside after a tear (`*.log.cut<N>` in the
+    /// partition's directory): kept for inspection, never served (OPERATIONS.md).
+    #[serde(default)]
+    pub set_aside_bytes: u64,
     /// Chain members, head first (cluster mode; empty on a single node).
     pub chain: Vec<u32>,
     /// Chain epoch (cluster mode).
@@ -101,6 +105,7 @@ pub fn topics(shared: &NodeShared, sampler: &Sampler) -> Vec<TopicJson> {
                         log_start_offset: g.log_start_offset,
                         log_end_offset: g.log_end_offset,
                         size_bytes: g.size_bytes,
+                        set_aside_bytes: g.set_aside_bytes,
                         chain: chain.map(|c| c.members.clone()).unwrap_or_default(),
                         epoch: chain.map(|c| c.epoch),
                         head: chain.and_then(|c| c.head()),

@@ -282,6 +282,7 @@ mod tests {
             log_start_offset,
             log_end_offset: end,
             size_bytes,
+            set_aside_bytes: 0,
             bytes_read,
             replica: None,
         }

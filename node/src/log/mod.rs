@@ -294,6 +294,17 @@ pub(crate) struct State {
     closing: VecDeque<close::Closing>,
     /// Whether the closer task is draining `closing`.
     closer_running: bool,
+    /// Segment files an earlier recovery set aside (`*.log.cut<N>`), found at open.
+    set_aside: Vec<SetAsideFile>,
+}
+
+/// A segment file recovery set aside: past a tear the recovery checkpoint did not vouch
+/// for, renamed `<segment>.log.cut<N>`, kept for the operator and never served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAsideFile {
+    /// File name in the partition's directory.
+    pub name: String,
+    pub bytes: u64,
 }
 
 impl State {
@@ -476,6 +487,17 @@ impl PartitionLog {
     /// Bytes written but not yet fdatasync'ed.
     pub fn unflushed_bytes(&self) -> u64 {
         self.inner.state.borrow().unflushed_bytes
+    }
+
+    /// Segment files set aside by a recovery that ended this log at a tear, as found when
+    /// it was opened (they stay until an operator removes them or the partition is deleted).
+    pub fn set_aside_files(&self) -> Vec<SetAsideFile> {
+        self.inner.state.borrow().set_aside.clone()
+    }
+
+    /// Bytes of [`PartitionLog::set_aside_files`].
+    pub fn set_aside_bytes(&self) -> u64 {
+        self.inner.state.borrow().set_aside.iter().map(|f| f.bytes).sum()
     }
 
     /// Logical bytes of all segments.

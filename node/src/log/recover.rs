@@ -9,7 +9,7 @@ use super::cache::BatchCache;
 use super::file::BLOCK_BYTES;
 use super::segment::{self, Corruption, Segment, Verify};
 use super::storage::Storage;
-use super::{Inner, IoMode, LogConfig, LogError, State};
+use super::{Inner, IoMode, LogConfig, LogError, SetAsideFile, State};
 use glommio::sync::Semaphore;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -69,6 +69,18 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
         segment::write_checkpoint(&storage, dir, &at_start).await?;
     }
     persist_closed_indexes(&storage, dir, &mut segments).await;
+    let set_aside = find_set_aside(&storage, dir).await;
+    if !set_aside.is_empty() {
+        let bytes: u64 = set_aside.iter().map(|f| f.bytes).sum();
+        let names: Vec<&str> = set_aside.iter().map(|f| f.name.as_str()).collect();
+        tracing::warn!(
+            dir = %dir.display(),
+            files = ?names,
+            bytes,
+            "segment files set aside by a recovery that ended this log at a tear are kept here, not served; \
+             inspect and remove them (docs/OPERATIONS.md, \"Set-aside segments\")"
+        );
+    }
     let log_start = *segments.keys().next().unwrap_or(&0);
     let log_end = segments.values().next_back().map_or(0, |s| s.next_offset);
     let state = State {
@@ -92,6 +104,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
         reservation: Default::default(),
         closing: VecDeque::new(),
         closer_running: false,
+        set_aside,
     };
     tracing::debug!(dir = %dir.display(), log_start, log_end, "partition log open");
     Ok(Inner {
@@ -216,6 +229,34 @@ async fn recover_segment(
 /// served, removed with the partition), its index files are removed. Nothing in them was
 /// made durable in order (see [`ClosedSegmentEnd::EndsLog`]); they are kept because the
 /// checkpoint, not their bytes, is what says so.
+/// The segment files recovery set aside in `dir` (`<segment>.log.cut<N>`, see
+/// [`set_aside`]), by name, with their lengths (0 if unreadable: a best-effort report).
+async fn find_set_aside(storage: &Storage, dir: &Path) -> Vec<SetAsideFile> {
+    let names = match storage.list_dir(dir).await {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "cannot list the partition directory for set-aside segments: {e}");
+            return Vec::new();
+        }
+    };
+    let mut found = Vec::new();
+    for name in names.into_iter().filter(|n| is_set_aside_name(n)) {
+        let bytes = storage.file_len(&dir.join(&name)).await.unwrap_or(0);
+        found.push(SetAsideFile { name, bytes });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
+/// Whether `name` is a segment file set aside by recovery: `<base>.log.cut<N>`.
+fn is_set_aside_name(name: &str) -> bool {
+    name.rsplit_once(".cut").is_some_and(|(log, n)| {
+        !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && matches!(parse_segment_file_name(log), Some((_, SegmentFileKind::Log)))
+    })
+}
+
 async fn set_aside(storage: &Storage, dir: &Path, later: Vec<u64>, at: u64) -> Result<(), LogError> {
     let names: BTreeSet<String> = storage.list_dir(dir).await?.into_iter().collect();
     for base in later {
@@ -398,6 +439,28 @@ async fn persist_closed_indexes(storage: &Storage, dir: &Path, segments: &mut BT
         match segment::persist_index(storage, snap).await {
             Ok(()) => seg.persisted = counts,
             Err(e) => tracing::warn!(segment = seg.base, "could not write rebuilt index: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_set_aside_name;
+
+    #[test]
+    fn set_aside_names_are_a_segment_log_with_a_numbered_cut_suffix() {
+        for name in ["00000000000000000014.log.cut0", "00000000000000000014.log.cut12"] {
+            assert!(is_set_aside_name(name), "{name}");
+        }
+        for name in [
+            "00000000000000000014.log",
+            "00000000000000000014.index.cut0",
+            "00000000000000000014.log.cut",
+            "00000000000000000014.log.cut0x",
+            "x.log.cut0",
+            "recovery-checkpoint",
+        ] {
+            assert!(!is_set_aside_name(name), "{name}");
         }
     }
 }

@@ -314,6 +314,12 @@ impl SimStorage {
         Ok(names.filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect())
     }
 
+    pub(crate) fn file_len(&self, path: &Path) -> io::Result<u64> {
+        let fs = self.0.borrow();
+        let ino = fs.names.get(path).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(fs.nodes[ino].data.len() as u64)
+    }
+
     pub(crate) async fn read_whole(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.begin(Op::Read, path).await?;
         let fs = self.0.borrow();

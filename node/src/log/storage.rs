@@ -107,6 +107,19 @@ impl Storage {
         }
     }
 
+    /// The length of the file at `path` (its metadata; no fault is injected in the
+    /// simulation: callers are best-effort reports).
+    pub(crate) async fn file_len(&self, path: &Path) -> io::Result<u64> {
+        match self {
+            Storage::Os => {
+                let path = path.to_owned();
+                glommio::executor().spawn_blocking(move || std::fs::metadata(path).map(|m| m.len())).await
+            }
+            #[cfg(feature = "sim")]
+            Storage::Sim(fs) => fs.file_len(path),
+        }
+    }
+
     /// Unlinks a file (durable after [`Storage::sync_dir`]).
     pub(crate) async fn remove(&self, path: &Path) -> io::Result<()> {
         match self {

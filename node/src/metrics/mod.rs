@@ -127,6 +127,8 @@ pub struct PartitionGauge {
     pub log_start_offset: u64,
     pub log_end_offset: u64,
     pub size_bytes: u64,
+    /// Bytes of segment files an earlier recovery set aside (`*.log.cut<N>`; not served).
+    pub set_aside_bytes: u64,
     /// Record-batch bytes served to fetchers since the partition was opened on this shard.
     pub bytes_read: u64,
     /// Cluster mode: the chain as this node's replica sees it.
@@ -510,6 +512,26 @@ impl NodeMetrics {
                 let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{}\"}} {}", g.partition, get(g));
             }
         }
+        // Set-aside segments are rare and need an operator: a node-wide total to alert on,
+        // and a line only for the partitions that have any.
+        let total: u64 = gauges.iter().map(|g| g.set_aside_bytes).sum();
+        let name = "strand_set_aside_bytes";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Bytes of segment files recovery set aside after a tear (*.log.cut<N>, not served) on this node\n\
+             # TYPE {name} gauge\n{name} {total}"
+        );
+        let name = "strand_partition_set_aside_bytes";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Bytes of segment files recovery set aside after a tear (partitions that have any)\n\
+             # TYPE {name} gauge"
+        );
+        let mut budget = self.budget();
+        for g in gauges.iter().filter(|g| g.set_aside_bytes > 0).filter(|_| budget.take()) {
+            let topic = escape(&g.topic);
+            let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{}\"}} {}", g.partition, g.set_aside_bytes);
+        }
         self.render_replicas(out, &gauges);
     }
 
@@ -593,6 +615,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn set_aside_bytes_are_totalled_and_listed_only_where_present() {
+        let node = NodeMetrics::new(2, 100);
+        let gauge = |partition, set_aside_bytes| PartitionGauge {
+            topic: "t".into(),
+            partition,
+            log_start_offset: 0,
+            log_end_offset: 1,
+            size_bytes: 1,
+            set_aside_bytes,
+            bytes_read: 0,
+            replica: None,
+        };
+        let text = node.render_prometheus();
+        assert!(text.contains("\nstrand_set_aside_bytes 0\n"), "a node with none says 0: {text}");
+        node.shards[0].publish_partitions(vec![gauge(0, 0), gauge(1, 4096)]);
+        node.shards[1].publish_partitions(vec![gauge(2, 100)]);
+        let text = node.render_prometheus();
+        assert!(text.contains("\nstrand_set_aside_bytes 4196\n"), "{text}");
+        assert!(text.contains("strand_partition_set_aside_bytes{topic=\"t\",partition=\"1\"} 4096"), "{text}");
+        assert!(text.contains("strand_partition_set_aside_bytes{topic=\"t\",partition=\"2\"} 100"), "{text}");
+        assert!(!text.contains("strand_partition_set_aside_bytes{topic=\"t\",partition=\"0\"}"), "{text}");
+    }
+
+    #[test]
     fn renders_counters_histograms_and_partitions() {
         let node = NodeMetrics::new(2, 100);
         node.shards[1].requests[ApiKey::Produce.index()].fetch_add(3, Relaxed);
@@ -606,6 +652,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: 17,
             size_bytes: 999,
+            set_aside_bytes: 0,
             bytes_read: 0,
             replica: None,
         }]);
@@ -631,6 +678,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: 10,
             size_bytes: 1,
+            set_aside_bytes: 0,
             bytes_read: 0,
             replica,
         };
@@ -668,6 +716,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: 1,
             size_bytes: 1,
+            set_aside_bytes: 0,
             bytes_read: 0,
             replica: None,
         };
@@ -691,6 +740,7 @@ mod tests {
             log_start_offset: 0,
             log_end_offset: 10,
             size_bytes: 1,
+            set_aside_bytes: 0,
             bytes_read: 0,
             replica: None,
         }]);

@@ -400,6 +400,7 @@ impl Shard {
                 log_start_offset: p.log().log_start_offset(),
                 log_end_offset: p.log().log_end_offset(),
                 size_bytes: p.log().size_bytes(),
+                set_aside_bytes: p.log().set_aside_bytes(),
                 bytes_read: p.bytes_read(),
                 replica: p.replica().map(|r| replica_gauge(r)),
             })
