@@ -135,6 +135,11 @@ impl SegmentFile {
         self.plain.is_some()
     }
 
+    /// Whether the segment's IO goes through the page cache (buffered mode).
+    pub(crate) fn is_buffered(&self) -> bool {
+        matches!(self.io, FileIo::Buffered(_))
+    }
+
     /// Whether completed writes are durable without an fdatasync (O_DSYNC).
     pub(crate) fn is_dsync(&self) -> bool {
         self.dsync

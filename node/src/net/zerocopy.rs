@@ -16,12 +16,19 @@
 //! The socket and file descriptors are `dup`ed for the blocking thread, so the call stays
 //! fd-safe even if the connection task is dropped while the thread runs.
 //!
+//! A cold range (a buffered-mode segment of this shard whose pages are not all in the page
+//! cache) skips `sendfile`: it is read through io_uring, two pieces in flight, and written
+//! with the async write (the TLS path's [`copy_range`]), so the disk wait happens on the
+//! kernel's io-wq workers and holds none of the shard's blocking threads. Once readahead
+//! runs ahead of a catch-up, its ranges are in the page cache (or being read into it) and go
+//! by `sendfile` again.
+//!
 //! Invariant: the caller holds the connection's write lock for the whole call, so no other
 //! bytes interleave with the payload; an error leaves the frame on the wire incomplete and
 //! the caller must close the connection.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
@@ -113,8 +120,17 @@ async fn send_range<W: AsyncWrite + Unpin>(
     pos: u64,
     len: u32,
 ) -> io::Result<SentBytes> {
-    let mut sent = SentBytes::default();
     let end = pos + u64::from(len);
+    if let Source::Own(own) = file {
+        if own.is_buffered() && !range_cached(own.raw_fd(), pos, end) {
+            // Cold: served by io_uring reads (the kernel's io-wq waits for the disk, not
+            // one of the shard's blocking threads) and the async socket write, two pieces
+            // in flight; the read-ahead hint keeps the device busy ahead of them.
+            hint_read_ahead_on_pool(own.raw_fd(), end).await?;
+            return copy_range(writer, file, pos, len).await;
+        }
+    }
+    let mut sent = SentBytes::default();
     let mut at = pos;
     while at < end {
         let moved = sendfile_on_pool(socket, file.raw_fd(), at, end - at).await?;
@@ -261,6 +277,25 @@ fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// Whether every page of `[pos, end)` of `file` is in the page cache (`cachestat(2)`, which
+/// reads nothing: cheap enough for the reactor). A kernel without the call answers yes, so
+/// it keeps the `sendfile` path.
+fn range_cached(file: RawFd, pos: u64, end: u64) -> bool {
+    let first = pos / PAGE_BYTES * PAGE_BYTES;
+    let pages = end.div_ceil(PAGE_BYTES) - first / PAGE_BYTES;
+    // SAFETY: `file` is an open descriptor the caller's segment keeps open for the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(file) };
+    cached_pages(fd, first, end - first).is_none_or(|n| n >= pages)
+}
+
+/// [`read_ahead_if_cold`] past `end`, on the blocking pool (a hint can wait for the
+/// filesystem's block map); it returns once the reads are queued.
+async fn hint_read_ahead_on_pool(file: RawFd, end: u64) -> io::Result<()> {
+    let file = dup(file)?;
+    glommio::executor().spawn_blocking(move || read_ahead_if_cold(&file, end)).await;
+    Ok(())
+}
+
 /// Runs [`sendfile_until_full`] on the executor's blocking-thread pool, after
 /// [`read_ahead_if_cold`] past the range.
 async fn sendfile_on_pool(socket: RawFd, file: RawFd, pos: u64, len: u64) -> io::Result<u64> {
@@ -292,7 +327,7 @@ const PAGE_BYTES: u64 = 4096;
 /// kernel without it (before 6.5) gets the hint every time. Best effort: errors are ignored.
 fn read_ahead_if_cold(file: &OwnedFd, end: u64) {
     let window_end = end + COLD_READ_AHEAD_BYTES;
-    if cached_pages(file, window_end - PAGE_BYTES, PAGE_BYTES).is_some_and(|n| n > 0) {
+    if cached_pages(file.as_fd(), window_end - PAGE_BYTES, PAGE_BYTES).is_some_and(|n| n > 0) {
         return;
     }
     let from = window_end - COLD_READ_AHEAD_STEP_BYTES;
@@ -305,7 +340,7 @@ fn read_ahead_if_cold(file: &OwnedFd, end: u64) {
 
 /// Pages of `[pos, pos + len)` of `file` in the page cache, by `cachestat(2)` (Linux 6.5;
 /// reads nothing, starts no IO); `None` where the kernel lacks the call.
-fn cached_pages(file: &OwnedFd, pos: u64, len: u64) -> Option<u64> {
+fn cached_pages(file: BorrowedFd<'_>, pos: u64, len: u64) -> Option<u64> {
     /// `__NR_cachestat`, the same on every architecture (not in the libc crate for x86_64).
     const SYS_CACHESTAT: libc::c_long = 451;
     #[repr(C)]
@@ -385,21 +420,21 @@ mod tests {
         let step = COLD_READ_AHEAD_STEP_BYTES;
         let window = COLD_READ_AHEAD_BYTES;
         evict();
-        match cached_pages(&fd, 0, len) {
+        match cached_pages(fd.as_fd(), 0, len) {
             None => return eprintln!("skipped: no cachestat(2) on this kernel"),
             Some(n) if n > 0 => return eprintln!("skipped: {n} pages stay cached after POSIX_FADV_DONTNEED"),
             Some(_) => {}
         }
         read_ahead_if_cold(&fd, 0);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while cached_pages(&fd, window - step, step) != Some(step / PAGE_BYTES) {
+        while cached_pages(fd.as_fd(), window - step, step) != Some(step / PAGE_BYTES) {
             assert!(std::time::Instant::now() < deadline, "the cold window's far step was not read ahead");
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(cached_pages(&fd, 0, window - step), Some(0), "only the far step is hinted");
+        assert_eq!(cached_pages(fd.as_fd(), 0, window - step), Some(0), "only the far step is hinted");
         // Warm: the window's last page is cached, so nothing more is read. (Pages still
         // under the hint's reads survive an eviction: evict until none is left.)
-        while cached_pages(&fd, 0, len) != Some(0) {
+        while cached_pages(fd.as_fd(), 0, len) != Some(0) {
             assert!(std::time::Instant::now() < deadline, "the read-ahead pages could not be evicted");
             evict();
             std::thread::sleep(Duration::from_millis(10));
@@ -408,13 +443,61 @@ mod tests {
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut page, window - 1).unwrap();
         read_ahead_if_cold(&fd, 0);
         std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(cached_pages(&fd, 0, window - step), Some(0), "a warm read hints nothing");
-        let near = cached_pages(&fd, window - step, step - PAGE_BYTES);
+        assert_eq!(cached_pages(fd.as_fd(), 0, window - step), Some(0), "a warm read hints nothing");
+        let near = cached_pages(fd.as_fd(), window - step, step - PAGE_BYTES);
         assert!(
             near == Some(0),
             "a warm read hints nothing: {near:?} pages of the step cached, {:?} after it",
-            cached_pages(&fd, window - PAGE_BYTES, len)
+            cached_pages(fd.as_fd(), window - PAGE_BYTES, len)
         );
+    }
+
+    /// A buffered segment range that is not in the page cache is sent by io_uring reads and
+    /// the async write (no `sendfile`, so no blocking thread waits for the disk); once cached,
+    /// by `sendfile`. Skipped, with a line, where eviction cannot be checked.
+    #[test]
+    fn a_cold_range_is_read_through_io_uring_and_a_warm_one_is_sent_by_sendfile() {
+        let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        std::fs::create_dir_all(&target).unwrap();
+        let dir = tempfile::tempdir_in(&target).unwrap();
+        let path = dir.path().join("seg.log");
+        let data = data();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        // SAFETY: advisory call on an open descriptor.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        match cached_pages(file.as_fd(), 0, DATA_LEN) {
+            None => return eprintln!("skipped: no cachestat(2) on this kernel"),
+            Some(n) if n > 0 => return eprintln!("skipped: {n} pages stay cached after POSIX_FADV_DONTNEED"),
+            Some(_) => {}
+        }
+        let (range_pos, range_len) = (4_097u64, 3u32 << 20);
+        let (cold, warm, got) = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let reader = std::thread::spawn(move || {
+                    let mut client = std::net::TcpStream::connect(addr).unwrap();
+                    let mut got = vec![0u8; 2 * range_len as usize];
+                    client.read_exact(&mut got).unwrap();
+                    got
+                });
+                let mut stream = listener.accept().await.unwrap();
+                let file = SegmentFile::open(&path, IoMode::Buffered, false).await.unwrap();
+                let fd = stream.as_raw_fd();
+                make_nonblocking(fd).unwrap();
+                let cold = send_file(&mut stream, fd, &file, range_pos, range_len).await.unwrap();
+                let warm = send_file(&mut stream, fd, &file, range_pos, range_len).await.unwrap();
+                (cold, warm, reader.join().unwrap())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let want = &data[range_pos as usize..][..range_len as usize];
+        assert!(got[..range_len as usize] == *want && got[range_len as usize..] == *want, "bytes differ");
+        assert_eq!(cold, SentBytes { zero_copy: 0, copied: u64::from(range_len) }, "cold: io_uring reads only");
+        assert!(warm.zero_copy > 0, "warm: sendfile: {warm:?}");
     }
 
     /// More than loopback's socket buffers hold (a few MiB), so a stalled reader fills them.
