@@ -55,6 +55,12 @@ impl Default for Prealloc {
     }
 }
 
+/// The most a segment's blocks are reserved (or zeroed) up to: `segment_bytes` rounded up
+/// to a whole block.
+pub(crate) fn segment_cap(segment_bytes: u64) -> u64 {
+    segment_bytes.div_ceil(BLOCK_BYTES) * BLOCK_BYTES
+}
+
 impl Prealloc {
     /// Where to reserve up to for a write ending at `end` when blocks are reserved up to
     /// `prealloc_end`; `None` when the reservation already covers the write. The result is
@@ -71,7 +77,7 @@ impl Prealloc {
             _ => self.step_bytes,
         };
         self.extended_at = Some(now);
-        let cap = segment_bytes.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        let cap = segment_cap(segment_bytes);
         let want = end.div_ceil(self.step_bytes).saturating_mul(self.step_bytes);
         let to = want.min(cap).max(end.div_ceil(BLOCK_BYTES) * BLOCK_BYTES);
         debug_assert!(to >= end && to.is_multiple_of(BLOCK_BYTES));
@@ -93,7 +99,7 @@ impl Prealloc {
             return None;
         }
         self.extended_at = Some(now);
-        let cap = segment_bytes.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        let cap = segment_cap(segment_bytes);
         Some((self.step_bytes * PREALLOC_ROLL_STEPS).min(cap))
     }
 

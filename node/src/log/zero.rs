@@ -109,7 +109,7 @@ impl Inner {
         if st.zeroing.is_some() || st.poisoned.is_some() {
             return;
         }
-        let cap = self.limits.get().segment_bytes.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+        let cap = super::reserve::segment_cap(self.limits.get().segment_bytes);
         let (base, file, size, zeroed, prealloc_end) = {
             let a = st.active();
             (a.base, a.file.clone(), a.size, a.zeroed_end, a.prealloc_end)
