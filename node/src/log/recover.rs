@@ -25,7 +25,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
     // Directory work runs on glommio's blocking pool, not on the reactor other partitions use.
     storage.create_dir_all(dir).await?;
     let checkpoint = segment::read_checkpoint(&storage, dir).await;
-    let mut bases = list_segments(&storage, dir).await?;
+    let (mut bases, mut set_aside_names) = list_segments(&storage, dir).await?;
     if config.io_mode == IoMode::Direct {
         storage.probe_dma(dir).await?;
     }
@@ -40,7 +40,9 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
                 i += 1;
             }
             // Recovered again below as the last segment, its torn tail cut.
-            Recovered::EndsLog { at } => set_aside(&storage, dir, bases.split_off(i + 1), at).await?,
+            Recovered::EndsLog { at } => {
+                set_aside(&storage, dir, bases.split_off(i + 1), at, &mut set_aside_names).await?
+            }
         }
     }
     if segments.is_empty() {
@@ -54,22 +56,20 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
     // crashed, or failed, before its directory sync): appends acknowledged into them must
     // not vanish with them at a power loss. Found by the log simulator (seed 69).
     let empty = segments.len() == 1 && segments.values().all(|s| s.next_offset == s.base);
-    let creates_checkpoint = empty && checkpoint.is_none();
-    if !creates_checkpoint {
-        storage.sync_dir(dir).await?;
-    }
-    if creates_checkpoint {
+    if empty && checkpoint.is_none() {
         // A log has a checkpoint from its creation on, so recovery can tell a segment torn
         // by a power loss (past the checkpoint: the log ends there) from corruption; a
         // missing one later means damage, and damage is refused, never cut. "Empty", not
         // "just created": a creation that failed before its checkpoint is retried by the
-        // next open, which finds the segment.
+        // next open, which finds the segment. The checkpoint's write syncs the directory.
         let base = *segments.keys().next().unwrap_or(&0);
         let at_start = Checkpoint { segment_base: base, position: 0, next_offset: base };
         segment::write_checkpoint(&storage, dir, &at_start).await?;
+    } else {
+        storage.sync_dir(dir).await?;
     }
     persist_closed_indexes(&storage, dir, &mut segments).await;
-    let set_aside = find_set_aside(&storage, dir).await;
+    let set_aside = set_aside_files(&storage, dir, set_aside_names).await;
     if !set_aside.is_empty() {
         let bytes: u64 = set_aside.iter().map(|f| f.bytes).sum();
         let names: Vec<&str> = set_aside.iter().map(|f| f.name.as_str()).collect();
@@ -122,16 +122,19 @@ pub(super) async fn open(dir: &Path, config: LogConfig, storage: Storage) -> Res
     })
 }
 
-/// Base offsets of the `.log` files in `dir`, ascending; removes index files without a log.
-async fn list_segments(storage: &Storage, dir: &Path) -> Result<Vec<u64>, LogError> {
+/// Base offsets of the `.log` files in `dir`, ascending, and the names of the segment files
+/// an earlier recovery set aside (see [`set_aside`]); removes index files without a log.
+async fn list_segments(storage: &Storage, dir: &Path) -> Result<(Vec<u64>, Vec<String>), LogError> {
     let mut logs = BTreeSet::new();
     let mut others = Vec::new();
+    let mut set_aside = Vec::new();
     for name in storage.list_dir(dir).await? {
         match parse_segment_file_name(&name) {
             Some((base, SegmentFileKind::Log)) => {
                 logs.insert(base);
             }
             Some((base, _)) => others.push((base, dir.join(name))),
+            None if is_set_aside_name(&name) => set_aside.push(name),
             None => {}
         }
     }
@@ -141,7 +144,7 @@ async fn list_segments(storage: &Storage, dir: &Path) -> Result<Vec<u64>, LogErr
             let _ = storage.remove(&path).await;
         }
     }
-    Ok(logs.into_iter().collect())
+    Ok((logs.into_iter().collect(), set_aside))
 }
 
 /// Removes the last segment file while it is an orphan: it holds no batch, yet the segment
@@ -224,27 +227,15 @@ async fn recover_segment(
     Ok(Recovered::Segment(Box::new(seg)))
 }
 
-/// Sets aside the segments based at `later`, which follow a tear at offset `at` that ends
-/// the log: each `.log` is renamed to `<name>.cut<N>` (kept for the operator, never
-/// served, removed with the partition), its index files are removed. Nothing in them was
-/// made durable in order (see [`ClosedSegmentEnd::EndsLog`]); they are kept because the
-/// checkpoint, not their bytes, is what says so.
-/// The segment files recovery set aside in `dir` (`<segment>.log.cut<N>`, see
-/// [`set_aside`]), by name, with their lengths (0 if unreadable: a best-effort report).
-async fn find_set_aside(storage: &Storage, dir: &Path) -> Vec<SetAsideFile> {
-    let names = match storage.list_dir(dir).await {
-        Ok(names) => names,
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), "cannot list the partition directory for set-aside segments: {e}");
-            return Vec::new();
-        }
-    };
-    let mut found = Vec::new();
-    for name in names.into_iter().filter(|n| is_set_aside_name(n)) {
+/// The set-aside segment files `names` in `dir` with their lengths (0 if unreadable: a
+/// best-effort report), by name.
+async fn set_aside_files(storage: &Storage, dir: &Path, mut names: Vec<String>) -> Vec<SetAsideFile> {
+    names.sort();
+    let mut found = Vec::with_capacity(names.len());
+    for name in names {
         let bytes = storage.file_len(&dir.join(&name)).await.unwrap_or(0);
         found.push(SetAsideFile { name, bytes });
     }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
     found
 }
 
@@ -257,13 +248,24 @@ fn is_set_aside_name(name: &str) -> bool {
     })
 }
 
-async fn set_aside(storage: &Storage, dir: &Path, later: Vec<u64>, at: u64) -> Result<(), LogError> {
-    let names: BTreeSet<String> = storage.list_dir(dir).await?.into_iter().collect();
+/// Sets aside the segments based at `later`, which follow a tear at offset `at` that ends
+/// the log: each `.log` is renamed to `<name>.cut<N>` (kept for the operator, never
+/// served, removed with the partition), its index files are removed. Nothing in them was
+/// made durable in order (see [`ClosedSegmentEnd::EndsLog`]); they are kept because the
+/// checkpoint, not their bytes, is what says so. `set_aside_names` (the names set aside
+/// already) gets the new names.
+async fn set_aside(
+    storage: &Storage,
+    dir: &Path,
+    later: Vec<u64>,
+    at: u64,
+    set_aside_names: &mut Vec<String>,
+) -> Result<(), LogError> {
     for base in later {
         let name = segment_file_name(base, SegmentFileKind::Log);
         let aside = (0u32..)
             .map(|n| format!("{name}.cut{n}"))
-            .find(|candidate| !names.contains(candidate))
+            .find(|candidate| !set_aside_names.contains(candidate))
             .unwrap_or_else(|| unreachable!("a finite directory leaves some suffix free"));
         tracing::error!(
             dir = %dir.display(),
@@ -272,6 +274,7 @@ async fn set_aside(storage: &Storage, dir: &Path, later: Vec<u64>, at: u64) -> R
              offset {at}; {name} is set aside as {aside}, not served"
         );
         storage.rename(&dir.join(&name), &dir.join(&aside)).await?;
+        set_aside_names.push(aside);
         segment::remove_segment_files(storage, dir, base, &[SegmentFileKind::Index, SegmentFileKind::TimeIndex])
             .await?;
     }
