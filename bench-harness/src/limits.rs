@@ -309,10 +309,16 @@ fn fio_file(dir: &Path, job: &str) -> PathBuf {
 
 /// Sequential 1 MiB O_DIRECT writes, libaio, iodepth 8.
 pub fn fio_seq_write(dir: &Path, plan: &FioPlan) -> Result<FioBandwidth, FioError> {
-    let mut args = fio_base("seqwrite", &fio_file(dir, "seqwrite"), plan.seq_write_bytes, plan.seconds);
+    seq_write_job(dir, plan, "seqwrite", &[])
+}
+
+/// The sequential write job named `job` with `extra` fio arguments; its file is removed after.
+fn seq_write_job(dir: &Path, plan: &FioPlan, job: &str, extra: &[String]) -> Result<FioBandwidth, FioError> {
+    let mut args = fio_base(job, &fio_file(dir, job), plan.seq_write_bytes, plan.seconds);
     args.extend(["--rw=write", "--bs=1M", "--direct=1", "--ioengine=libaio", "--iodepth=8"].map(String::from));
+    args.extend_from_slice(extra);
     let result = run_fio(&args).and_then(|doc| parse_fio_bandwidth(&doc, "write"));
-    let _ = std::fs::remove_file(fio_file(dir, "seqwrite"));
+    let _ = std::fs::remove_file(fio_file(dir, job));
     result
 }
 
@@ -325,13 +331,9 @@ pub const NODE_SEGMENT_BYTES: u64 = 1 << 30;
 /// about 1 s per GiB written since the last flush, during which writes wait) this is the
 /// speed a segment log can sustain; the plain limit, which never flushes, is not.
 pub fn fio_seq_write_flushed(dir: &Path, plan: &FioPlan) -> Result<FioBandwidth, FioError> {
-    let mut args = fio_base("seqwriteflushed", &fio_file(dir, "seqwriteflushed"), plan.seq_write_bytes, plan.seconds);
-    args.extend(["--rw=write", "--bs=1M", "--direct=1", "--ioengine=libaio", "--iodepth=8"].map(String::from));
-    args.push(format!("--fsync={}", NODE_SEGMENT_BYTES >> 20));
-    args.push("--end_fsync=1".into());
-    let result = run_fio(&args).and_then(|doc| parse_fio_bandwidth(&doc, "write"));
-    let _ = std::fs::remove_file(fio_file(dir, "seqwriteflushed"));
-    result
+    // `--fsync=N` counts writes: 1 MiB each.
+    let flush = [format!("--fsync={}", NODE_SEGMENT_BYTES >> 20), "--end_fsync=1".into()];
+    seq_write_job(dir, plan, "seqwriteflushed", &flush)
 }
 
 /// Sequential 4 MiB O_DIRECT reads, libaio, iodepth 8 (cold reads: the page cache is bypassed).
@@ -357,7 +359,7 @@ pub fn fio_fdatasync(dir: &Path, plan: &FioPlan) -> Result<FioSync, FioError> {
 
 /// Removes every file the fio jobs may have left in `dir`.
 pub fn remove_fio_files(dir: &Path) {
-    for job in ["seqwrite", "seqread", "fsync4k"] {
+    for job in ["seqwrite", "seqwriteflushed", "seqread", "fsync4k"] {
         let _ = std::fs::remove_file(fio_file(dir, job));
     }
 }
