@@ -259,6 +259,12 @@ impl NodeProcess {
         rss_kib(self.pid())
     }
 
+    /// The anonymous part of the resident set in KiB (`RssAnon`: heap, stacks, DMA
+    /// buffers — not file mappings), to tell a growing heap from mapped files.
+    pub fn rss_anon_kib(&self) -> Result<u64, HarnessError> {
+        status_kib(self.pid(), "RssAnon:")
+    }
+
     /// The stderr lines kept so far (the newest [`LOG_LINES_MAX`]).
     pub fn log_lines(&self) -> Vec<String> {
         lock(&self.log).lines.iter().cloned().collect()
@@ -326,9 +332,14 @@ fn read_stderr(stderr: std::process::ChildStderr, log: Arc<Mutex<LogState>>, lis
 
 /// Resident set size of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64, HarnessError> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The KiB figure of the `/proc/PID/status` line starting with `key`.
+fn status_kib(pid: u32, key: &str) -> Result<u64, HarnessError> {
     let proc_err = |reason: String| HarnessError::Proc { pid, reason };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| proc_err(e.to_string()))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| proc_err("no VmRSS line".into()))?;
+    let line = status.lines().find(|l| l.starts_with(key)).ok_or_else(|| proc_err(format!("no {key} line")))?;
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).ok_or_else(|| proc_err(format!("unparsable {line:?}")))
 }
 

@@ -1,5 +1,5 @@
 //! Soak-run time series: one [`Sample`] every interval (RSS, open fds, produce and fetch p99, rates),
-//! written as CSV, JSON and an SVG plot (two panels: p99 latencies, and RSS).
+//! written as CSV, JSON and an SVG plot (two panels: p99 latencies, and RSS with its anonymous part).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,6 +12,8 @@ pub struct Sample {
     /// Seconds since the run started (end of the interval).
     pub t_s: f64,
     pub rss_kib: u64,
+    /// The anonymous part of `rss_kib` (heap, stacks, buffers; not mapped files).
+    pub rss_anon_kib: u64,
     /// File descriptors the node holds open.
     pub fds: u64,
     pub produce_p99_ms: f64,
@@ -24,19 +26,19 @@ pub struct Sample {
 
 /// Writes `<dir>/<name>.csv`, `.json` and `.svg`.
 pub fn write_outputs(dir: &Path, name: &str, samples: &[Sample]) -> Result<(), String> {
-    let mut csv = String::from("t_s,rss_kib,fds,produce_p99_ms,fetch_p99_ms,produced,fetched\n");
+    let mut csv = String::from("t_s,rss_kib,rss_anon_kib,fds,produce_p99_ms,fetch_p99_ms,produced,fetched\n");
     for s in samples {
         let _ = writeln!(
             csv,
-            "{:.1},{},{},{:.3},{:.3},{},{}",
-            s.t_s, s.rss_kib, s.fds, s.produce_p99_ms, s.fetch_p99_ms, s.produced, s.fetched
+            "{:.1},{},{},{},{:.3},{:.3},{},{}",
+            s.t_s, s.rss_kib, s.rss_anon_kib, s.fds, s.produce_p99_ms, s.fetch_p99_ms, s.produced, s.fetched
         );
     }
     std::fs::write(dir.join(format!("{name}.csv")), csv).map_err(|e| e.to_string())?;
     let json: Vec<serde_json::Value> = samples
         .iter()
         .map(|s| {
-            serde_json::json!({"t_s": s.t_s, "rss_kib": s.rss_kib, "fds": s.fds, "produce_p99_ms": s.produce_p99_ms,
+            serde_json::json!({"t_s": s.t_s, "rss_kib": s.rss_kib, "rss_anon_kib": s.rss_anon_kib, "fds": s.fds, "produce_p99_ms": s.produce_p99_ms,
                 "fetch_p99_ms": s.fetch_p99_ms, "produced": s.produced, "fetched": s.fetched})
         })
         .collect();
@@ -45,7 +47,7 @@ pub fn write_outputs(dir: &Path, name: &str, samples: &[Sample]) -> Result<(), S
     plot(&dir.join(format!("{name}.svg")), samples)
 }
 
-/// Two stacked panels over time: produce/fetch p99 (ms), and node RSS (MiB).
+/// Two stacked panels over time: produce/fetch p99 (ms), and node RSS with its anonymous part (MiB).
 fn plot(path: &Path, samples: &[Sample]) -> Result<(), String> {
     if samples.is_empty() {
         return Err("no samples to plot".into());
@@ -84,8 +86,20 @@ fn plot(path: &Path, samples: &[Sample]) -> Result<(), String> {
         .build_cartesian_2d(0.0..t_max, 0.0..rss_max)
         .map_err(|e| err(&e))?;
     chart.configure_mesh().x_desc("s").y_desc("RSS (MiB)").draw().map_err(|e| err(&e))?;
-    let rss = samples.iter().map(|s| (s.t_s, s.rss_kib as f64 / 1024.0));
-    chart.draw_series(LineSeries::new(rss, GREEN.stroke_width(2))).map_err(|e| err(&e))?;
+    for (label, color, pick) in [
+        ("RSS", GREEN, (|s: &Sample| s.rss_kib) as fn(&Sample) -> u64),
+        ("anonymous", MAGENTA, |s: &Sample| s.rss_anon_kib),
+    ] {
+        chart
+            .draw_series(LineSeries::new(
+                samples.iter().map(|s| (s.t_s, pick(s) as f64 / 1024.0)),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().border_style(BLACK).draw().map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))
 }
 
@@ -100,6 +114,7 @@ mod tests {
             .map(|i| Sample {
                 t_s: f64::from(i) * 10.0,
                 rss_kib: 30_000 + u64::from(i) * 100,
+                rss_anon_kib: 20_000,
                 fds: 40,
                 produce_p99_ms: 1.5 * f64::from(i),
                 fetch_p99_ms: 0.7,
@@ -110,7 +125,7 @@ mod tests {
         write_outputs(dir.path(), "s", &samples).unwrap();
         let csv = std::fs::read_to_string(dir.path().join("s.csv")).unwrap();
         assert_eq!(csv.lines().count(), 7);
-        assert!(csv.lines().nth(1).unwrap().starts_with("10.0,30100,40,1.500,0.700,1000,990"));
+        assert!(csv.lines().nth(1).unwrap().starts_with("10.0,30100,20000,40,1.500,0.700,1000,990"));
         let svg = std::fs::read_to_string(dir.path().join("s.svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("polyline"), "svg has no lines");
         assert!(write_outputs(dir.path(), "empty", &[]).is_err());

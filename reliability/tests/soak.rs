@@ -1,7 +1,8 @@
 //! Load soak (long profile only, `#[ignore]`d in CI): mixed produce and long-poll fetch for
 //! `STRAND_SOAK_SECS` (default 600) against one node with `--fsync always` and size
-//! retention, sampling RSS, open fds and produce/fetch p99 every `STRAND_SOAK_SAMPLE_SECS`
-//! (default 10) into CSV, JSON and an SVG plot under `target/reliability/`.
+//! retention, sampling RSS (and its anonymous part), open fds and produce/fetch p99 every
+//! `STRAND_SOAK_SAMPLE_SECS` (default 10) into CSV, JSON and an SVG plot under
+//! `target/reliability/`.
 //!
 //! Verification needs no memory per record, so the soak can run for hours: one producer
 //! per partition sends values fixed by (partition, sequence) and every acknowledgement
@@ -179,6 +180,7 @@ fn soak_mixed_produce_fetch() {
         let sample = Sample {
             t_s: started.elapsed().as_secs_f64(),
             rss_kib: node.rss_kib().expect("node RSS"),
+            rss_anon_kib: node.rss_anon_kib().expect("node anonymous RSS"),
             fds: node.fd_count().expect("node fds"),
             produce_p99_ms: take_p99_ms(&shared.produce_us),
             fetch_p99_ms: take_p99_ms(&shared.fetch_us),
