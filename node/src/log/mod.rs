@@ -44,7 +44,6 @@ mod zero;
 
 pub use config::{FsyncPolicy, IoMode, LogConfig, ParseConfigError, SegmentLimits};
 pub use error::{AppendError, Failure, LogError, ReadError, TruncateError};
-pub(crate) use file::OsResult;
 pub use file::{create_dir_all, probe_dma, SegmentFile, PROBE_FILE_NAME};
 pub use reserve::reserved_bytes;
 pub use segment::CHECKPOINT_FILE_NAME;
@@ -387,6 +386,12 @@ impl PartitionLog {
 
     pub fn log_start_offset(&self) -> u64 {
         self.inner.state.borrow().log_start
+    }
+
+    /// The storage this log does its IO through (files beside the log, such as the
+    /// replica's epoch checkpoint, use it too).
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
     }
 
     /// Next offset to be assigned.

@@ -11,15 +11,18 @@
 //! second (a crash between leaves entries past the log end, which are ignored).
 //! A damaged file is an error naming the file and line, never a panic.
 //!
+//! All IO goes through the partition log's [`Storage`] (the OS, or the simulator's
+//! in-memory fault-injecting storage), so the replica simulator runs this file's real
+//! atomic-write protocol.
+//!
 //! Format (text, like Kafka's): a header line `strand-replication-epochs 1`, a line with
 //! the entry count, then one `<epoch> <start_offset>` line per entry.
 
-use glommio::io::{BufferedFile, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use strand_core::chain::{BatchMeta, Epoch, Offset, Position};
 
-use crate::log::{OsResult, StoredBatch};
+use crate::log::{Storage, StoredBatch};
 
 /// File name of the checkpoint in the partition directory.
 pub const EPOCHS_FILE_NAME: &str = "replication-epochs";
@@ -50,23 +53,25 @@ impl EpochFileError {
 /// The loaded checkpoint of one partition.
 #[derive(Debug, Clone)]
 pub struct EpochFile {
+    storage: Storage,
     dir: PathBuf,
     entries: Vec<(Epoch, Offset)>,
 }
 
 impl EpochFile {
-    /// Reads `<dir>/replication-epochs`; a missing file is an empty checkpoint. Entries
-    /// starting at or past `log_end` are dropped (their appends never became durable).
-    pub fn load(dir: &Path, log_end: u64) -> Result<EpochFile, EpochFileError> {
+    /// Reads `<dir>/replication-epochs` from `storage` (the partition log's); a missing
+    /// file is an empty checkpoint. Entries starting at or past `log_end` are dropped
+    /// (their appends never became durable).
+    pub async fn load(storage: &Storage, dir: &Path, log_end: u64) -> Result<EpochFile, EpochFileError> {
         let path = dir.join(EPOCHS_FILE_NAME);
-        let text = match std::fs::read(&path) {
+        let text = match storage.read_whole(&path).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e.into()),
         };
         let mut entries = if text.is_empty() { Vec::new() } else { parse(&path, &text)? };
         entries.retain(|(_, start)| start.0 < log_end);
-        Ok(EpochFile { dir: dir.to_owned(), entries })
+        Ok(EpochFile { storage: storage.clone(), dir: dir.to_owned(), entries })
     }
 
     /// The entries, oldest first.
@@ -94,7 +99,7 @@ impl EpochFile {
             return Ok(());
         }
         let next = self.with_epoch(epoch, start);
-        write_atomically(&self.dir, &next).await?;
+        write_atomically(&self.storage, &self.dir, &next).await?;
         self.entries = next;
         Ok(())
     }
@@ -138,7 +143,7 @@ impl EpochFile {
         if next == self.entries {
             return Ok(());
         }
-        write_atomically(&self.dir, &next).await?;
+        write_atomically(&self.storage, &self.dir, &next).await?;
         self.entries = next;
         Ok(())
     }
@@ -151,7 +156,7 @@ impl EpochFile {
             return Ok(());
         }
         let next = self.entries[..keep].to_vec();
-        write_atomically(&self.dir, &next).await?;
+        write_atomically(&self.storage, &self.dir, &next).await?;
         self.entries = next;
         Ok(())
     }
@@ -215,28 +220,18 @@ fn render(entries: &[(Epoch, Offset)]) -> String {
     out
 }
 
-/// Replaces the checkpoint: tmp file, fdatasync, rename, directory fsync (all io_uring).
-/// Errors keep the OS code (`.os()`), so an EIO here stops the node like one in the log.
-async fn write_atomically(dir: &Path, entries: &[(Epoch, Offset)]) -> io::Result<()> {
+/// Replaces the checkpoint: tmp file, fdatasync, rename, directory fsync (through the
+/// log's storage; io_uring on the OS). Errors keep the OS code, so an EIO here stops the
+/// node like one in the log.
+async fn write_atomically(storage: &Storage, dir: &Path, entries: &[(Epoch, Offset)]) -> io::Result<()> {
     let tmp = dir.join(EPOCHS_TMP_NAME);
     let bytes = render(entries).into_bytes();
-    let file: BufferedFile =
-        OpenOptions::new().write(true).create(true).truncate(true).buffered_open(&tmp).await.os()?;
-    let mut done = 0;
-    while done < bytes.len() {
-        let n = file.write_at(bytes[done..].to_vec(), done as u64).await.os()?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "short epoch checkpoint write"));
-        }
-        done += n;
-    }
-    file.fdatasync().await.os()?;
-    file.close().await.os()?;
-    glommio::io::rename(&tmp, dir.join(EPOCHS_FILE_NAME)).await.os()?;
-    let d = glommio::io::Directory::open(dir).await.os()?;
-    d.sync().await.os()?;
-    d.close().await.os()?;
-    Ok(())
+    let file = storage.open_aux(&tmp, true).await?;
+    file.write_all_at(&bytes, 0).await?;
+    file.fdatasync().await?;
+    file.close().await?;
+    storage.rename(&tmp, &dir.join(EPOCHS_FILE_NAME)).await?;
+    storage.sync_dir(dir).await
 }
 
 #[cfg(test)]
@@ -269,7 +264,11 @@ mod tests {
 
     #[test]
     fn epochs_label_batches_and_uncovered_batches_are_refused() {
-        let f = EpochFile { dir: PathBuf::new(), entries: vec![(Epoch(2), Offset(3)), (Epoch(5), Offset(7))] };
+        let f = EpochFile {
+            storage: Storage::Os,
+            dir: PathBuf::new(),
+            entries: vec![(Epoch(2), Offset(3)), (Epoch(5), Offset(7))],
+        };
         let metas = f.batch_metas(&[stored(3, 2), stored(5, 2), stored(7, 1)]).unwrap();
         assert_eq!(metas.iter().map(|m| m.epoch.0).collect::<Vec<_>>(), vec![2, 2, 5]);
         assert!(matches!(f.batch_metas(&[stored(0, 3)]), Err(EpochFileError::Uncovered { offset: 0, .. })));
@@ -278,7 +277,11 @@ mod tests {
     #[test]
     #[should_panic(expected = "append epochs never go backwards")]
     fn an_epoch_going_backwards_is_a_bug() {
-        let f = EpochFile { dir: PathBuf::new(), entries: vec![(Epoch(3), Offset(5)), (Epoch(4), Offset(9))] };
+        let f = EpochFile {
+            storage: Storage::Os,
+            dir: PathBuf::new(),
+            entries: vec![(Epoch(3), Offset(5)), (Epoch(4), Offset(9))],
+        };
         // Replacing entries at or past the start is fine; an older epoch after them is not.
         assert_eq!(f.with_epoch(Epoch(5), Offset(9)), vec![(Epoch(3), Offset(5)), (Epoch(5), Offset(9))]);
         f.with_epoch(Epoch(2), Offset(12));
@@ -290,24 +293,30 @@ mod tests {
         let path = dir.path().to_owned();
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
-                let mut f = EpochFile::load(&path, 0).unwrap();
+                let mut f = EpochFile::load(&Storage::Os, &path, 0).await.unwrap();
                 assert!(f.entries().is_empty());
                 f.begin_epoch(Epoch(1), Offset(0)).await.unwrap();
                 f.begin_epoch(Epoch(1), Offset(5)).await.unwrap();
                 f.begin_epoch(Epoch(3), Offset(5)).await.unwrap();
                 f.begin_epoch(Epoch(4), Offset(9)).await.unwrap();
-                let reloaded = EpochFile::load(&path, 100).unwrap();
+                let reloaded = EpochFile::load(&Storage::Os, &path, 100).await.unwrap();
                 assert_eq!(reloaded.entries(), f.entries());
                 // Entries at or past the log end are ignored, and replaced by the next epoch.
-                let mut clipped = EpochFile::load(&path, 9).unwrap();
+                let mut clipped = EpochFile::load(&Storage::Os, &path, 9).await.unwrap();
                 assert_eq!(clipped.last_epoch(), Some(Epoch(3)));
                 clipped.begin_epoch(Epoch(6), Offset(9)).await.unwrap();
-                assert_eq!(EpochFile::load(&path, 100).unwrap().entries().last(), Some(&(Epoch(6), Offset(9))));
+                assert_eq!(
+                    EpochFile::load(&Storage::Os, &path, 100).await.unwrap().entries().last(),
+                    Some(&(Epoch(6), Offset(9)))
+                );
                 clipped.truncate(Offset(5)).await.unwrap();
-                assert_eq!(EpochFile::load(&path, 100).unwrap().entries(), &[(Epoch(1), Offset(0))]);
+                assert_eq!(
+                    EpochFile::load(&Storage::Os, &path, 100).await.unwrap().entries(),
+                    &[(Epoch(1), Offset(0))]
+                );
                 assert!(!path.join(EPOCHS_TMP_NAME).exists());
                 std::fs::write(path.join(EPOCHS_FILE_NAME), b"garbage").unwrap();
-                assert!(matches!(EpochFile::load(&path, 100), Err(EpochFileError::Corrupt { .. })));
+                assert!(matches!(EpochFile::load(&Storage::Os, &path, 100).await, Err(EpochFileError::Corrupt { .. })));
             })
             .unwrap()
             .join()

@@ -148,11 +148,25 @@ impl LinkPool {
 }
 
 /// One replica's address book: where each peer node's copy of this partition lives
-/// (its owner shard's replication listener), sending over a [`LinkPool`].
+/// (its owner shard's replication listener), sending over a [`LinkPool`] — or, in the
+/// replica simulator, handing every frame to its network ([`Peers::sim`]).
 pub struct Peers {
     addrs: RefCell<HashMap<NodeId, SocketAddr>>,
-    pool: Rc<LinkPool>,
+    route: Route,
 }
+
+/// Where [`Peers::send`] hands a frame.
+enum Route {
+    /// Queued on the link to the peer's address.
+    Links(Rc<LinkPool>),
+    /// The replica simulator's network: the encoded frame as the link would write it.
+    #[cfg(feature = "sim")]
+    Sim(SimSink),
+}
+
+/// The replica simulator's frame sink: (to, frame) → whether it was taken.
+#[cfg(feature = "sim")]
+pub type SimSink = Rc<dyn Fn(NodeId, Bytes) -> bool>;
 
 impl Peers {
     /// Peers at the given replication addresses, with a pool of their own.
@@ -162,25 +176,38 @@ impl Peers {
 
     /// Peers at the given addresses, sending over a shard's shared `pool`.
     pub fn with_pool(pool: Rc<LinkPool>, addrs: HashMap<NodeId, SocketAddr>) -> Rc<Peers> {
-        Rc::new(Peers { addrs: RefCell::new(addrs), pool })
+        Rc::new(Peers { addrs: RefCell::new(addrs), route: Route::Links(pool) })
+    }
+
+    /// Peers reached through the simulator's `sink`: every frame goes to it, encoded
+    /// exactly as a link would write it (length prefix, header, payload).
+    #[cfg(feature = "sim")]
+    pub fn sim(sink: SimSink) -> Rc<Peers> {
+        Rc::new(Peers { addrs: RefCell::new(HashMap::new()), route: Route::Sim(sink) })
     }
 
     /// Sets (or changes) a peer's address; the link to an old address is closed (a
     /// restarted peer may listen on a new port).
     pub fn set_addr(&self, node: NodeId, addr: SocketAddr) {
         let old = self.addrs.borrow_mut().insert(node, addr);
-        if let Some(old) = old.filter(|old| *old != addr) {
-            self.pool.close(old);
+        if let (Some(old), Route::Links(pool)) = (old.filter(|old| *old != addr), &self.route) {
+            pool.close(old);
         }
     }
 
     /// Queues `frame` for `to`. False when it was dropped (unknown peer or full queue).
     pub fn send(&self, to: NodeId, frame: Bytes) -> bool {
-        let Some(addr) = self.addrs.borrow().get(&to).copied() else {
-            warn!(node = to.0, "no address for replication peer");
-            return false;
-        };
-        self.pool.send(addr, frame)
+        match &self.route {
+            Route::Links(pool) => {
+                let Some(addr) = self.addrs.borrow().get(&to).copied() else {
+                    warn!(node = to.0, "no address for replication peer");
+                    return false;
+                };
+                pool.send(addr, frame)
+            }
+            #[cfg(feature = "sim")]
+            Route::Sim(sink) => sink(to, frame),
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Code map: [`convert`] (core `Msg` ↔ wire requests) · [`auth`] (the links'
 //! challenge-response over the cluster secret) · [`tls`] (mutual TLS around it) ·
-//! [`link`] (persistent outbound links and the inbound accept loop) · [`partition`] (one replica: core + log +
+//! [`link`] (persistent outbound links and the inbound accept loop) · [`env`] (a replica's
+//! peers, clock and fatal-error handling: real, or the simulator's) · [`partition`] (one replica: core + log +
 //! worker/ticker tasks) · [`Replicator`] (this shard's replicas by topic/partition,
 //! routing inbound frames to them).
 //!
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod env;
 pub mod epochs;
 pub mod link;
 pub mod partition;
@@ -33,6 +35,7 @@ use strand_wire::ErrorCode;
 use tracing::{debug, warn};
 
 pub use convert::ConvertError;
+pub use env::{Clock, Fatal, ReplicaEnv};
 pub use link::{LinkPool, Peers};
 pub use partition::ReplicatedPartition;
 

@@ -32,7 +32,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant};
 use strand_core::chain::{
     Acks, Action, BatchMeta, ChainConfig, ChainError, ChainLimits, ChainReplica, ClientBatch, Epoch, Msg, NodeId,
     Offset, Position, RequestId, Role, SuccessorLag,
@@ -43,6 +42,7 @@ use strand_wire::msg::{Request, RequestHeader};
 use tracing::{error, warn};
 
 use super::convert::{ack_to_wire, append_to_wire, reset_to_wire};
+use super::env::{Clock, Fatal, ReplicaEnv};
 use super::epochs::EpochFile;
 use super::link::Peers;
 use super::ReplicationError;
@@ -68,7 +68,9 @@ pub struct ReplicatedPartition {
     core: RefCell<ChainReplica>,
     log: Rc<PartitionLog>,
     peers: Rc<Peers>,
-    clock: Instant,
+    clock: Clock,
+    /// How a storage failure stops the node (exits; in the simulator, marks it crashed).
+    fatal: Fatal,
     /// Bytes of batches the core may ask to append next, by base offset.
     staged: RefCell<HashMap<u64, Bytes>>,
     work: RefCell<VecDeque<Work>>,
@@ -85,6 +87,8 @@ pub struct ReplicatedPartition {
     next_request: Cell<RequestId>,
     /// Set when the local log failed: the replica stops acting (never half-alive).
     broken: Cell<bool>,
+    /// Why it stopped (for the operator's log and the simulator's checks).
+    stop_reason: RefCell<Option<String>>,
     /// The append-epoch checkpoint (only the worker changes it, one change at a time).
     epochs: RefCell<EpochFile>,
     /// Local append tasks running, and who waits for that to reach zero (a truncation).
@@ -103,7 +107,7 @@ impl ReplicatedPartition {
     /// rebuild the core, which stays outside the chain until an epoch above `epoch_min`
     /// (the partition's epoch when this node came back; 0 for a new replica) includes it.
     /// A log may start above 0 (retention removed a committed prefix, or a reset).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, reason = "the node's one entry point, called from two places")]
     pub async fn start(
         topic: &str,
         partition: u32,
@@ -111,6 +115,23 @@ impl ReplicatedPartition {
         log: Rc<PartitionLog>,
         dir: PathBuf,
         peers: Rc<Peers>,
+        epoch_min: Epoch,
+        config: ChainConfig,
+    ) -> Result<Rc<ReplicatedPartition>, ReplicationError> {
+        let env = ReplicaEnv::real(peers);
+        Self::start_with(topic, partition, me, log, dir, env, epoch_min, config).await
+    }
+
+    /// [`ReplicatedPartition::start`] in the environment `env` (the replica simulator's
+    /// network, virtual clock and crash handler; `start` passes [`ReplicaEnv::real`]).
+    #[allow(clippy::too_many_arguments, reason = "start's arguments with the environment for the peers")]
+    pub async fn start_with(
+        topic: &str,
+        partition: u32,
+        me: NodeId,
+        log: Rc<PartitionLog>,
+        dir: PathBuf,
+        env: ReplicaEnv,
         epoch_min: Epoch,
         config: ChainConfig,
     ) -> Result<Rc<ReplicatedPartition>, ReplicationError> {
@@ -122,8 +143,9 @@ impl ReplicatedPartition {
             partition,
             core: RefCell::new(core),
             log,
-            peers,
-            clock: Instant::now(),
+            peers: env.peers,
+            clock: env.clock,
+            fatal: env.fatal,
             staged: RefCell::new(HashMap::new()),
             work: RefCell::new(VecDeque::new()),
             in_flight: RefCell::new(BTreeMap::new()),
@@ -133,6 +155,7 @@ impl ReplicatedPartition {
             waiters: RefCell::new(HashMap::new()),
             next_request: Cell::new(1),
             broken: Cell::new(false),
+            stop_reason: RefCell::new(None),
             epochs: RefCell::new(epochs),
             appends_running: Cell::new(0),
             idle_waiters: RefCell::new(Vec::new()),
@@ -254,8 +277,13 @@ impl ReplicatedPartition {
         (&self.topic, self.partition)
     }
 
+    /// Why the replica stopped acting, once it did (see [`Self::fail`]).
+    pub fn stopped(&self) -> Option<String> {
+        self.stop_reason.borrow().clone()
+    }
+
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.now_ms()
     }
 
     /// Takes every pending core action: completions are delivered now, IO is queued
@@ -333,6 +361,7 @@ impl ReplicatedPartition {
     fn fail(&self, reason: String) {
         error!(topic = %self.topic, partition = self.partition, %reason, "replica stopped");
         self.broken.set(true);
+        self.stop_reason.borrow_mut().get_or_insert(reason);
         self.work.borrow_mut().clear();
         for (_, tx) in self.waiters.borrow_mut().drain() {
             let _ = tx.try_send(Err(ChainError::Reconfigured));
@@ -467,10 +496,11 @@ impl ReplicatedPartition {
     }
 
     /// A log write that failed with an errno after which the disk's state is unknown stops
-    /// the node, as on every data path (`crate::fatal`); anything else stops only this replica.
+    /// the node, as on every data path (`crate::fatal`, through the environment's
+    /// [`Fatal`]); anything else stops only this replica.
     fn stop_node_if_fatal(&self, errno: Option<i32>, e: &dyn std::fmt::Display) {
         if errno.is_some_and(crate::fatal::errno_is_fatal) {
-            crate::fatal::stop_node(&self.topic, self.partition, e);
+            self.fatal.stop_node(&self.topic, self.partition, e);
         }
     }
 
@@ -520,7 +550,11 @@ impl ReplicatedPartition {
                 // batch its log will not take): the chain core already took these offsets,
                 // so the log can never catch up with it — holding the chain place
                 // half-alive would stall the chain for good; stopped, the chain drops it.
-                Err(e) => crate::fatal::stop_node(&this.topic, this.partition, &e),
+                // (In the simulator the fatal handler returns: the replica then stops.)
+                Err(e) => {
+                    this.fatal.stop_node(&this.topic, this.partition, &e);
+                    this.fail(format!("append at {first} failed: {e}"));
+                }
             }
         })
         .detach();
@@ -619,7 +653,7 @@ async fn recover_core(
 ) -> Result<(ChainReplica, EpochFile), ReplicationError> {
     let recovery = |reason: String| ReplicationError::Recovery(format!("{}: {reason}", dir.display()));
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    let mut epochs = EpochFile::load(dir, end).map_err(|e| recovery(e.to_string()))?;
+    let mut epochs = EpochFile::load(log.storage(), dir, end).await.map_err(|e| recovery(e.to_string()))?;
     if start > 0 && start == end {
         // An empty log above 0 (a reset, or everything retained away): entries left by a
         // crash between a reset's two steps would describe the dropped log, so forget
@@ -701,14 +735,14 @@ async fn run_worker(this: Weak<ReplicatedPartition>, wake: flume::Receiver<()>) 
 /// harmless: `handle_timeout` acts only on deadlines that passed.
 async fn run_ticker(this: Weak<ReplicatedPartition>, wake: flume::Receiver<()>) {
     loop {
-        let wait = {
+        let (wait, clock) = {
             let Some(part) = this.upgrade() else { return };
             if part.broken.get() {
                 return;
             }
             let next = part.core.borrow().poll_timeout();
             part.armed.set(next);
-            next.map(|at| at.saturating_sub(part.now_ms()))
+            (next.map(|at| at.saturating_sub(part.now_ms())), part.clock.clone())
         };
         match wait {
             None => {
@@ -719,9 +753,7 @@ async fn run_ticker(this: Weak<ReplicatedPartition>, wake: flume::Receiver<()>) 
             }
             Some(0) => {}
             Some(ms) => {
-                let sleep = async {
-                    glommio::timer::sleep(Duration::from_millis(ms)).await;
-                };
+                let sleep = clock.sleep_ms(ms);
                 let woken = async {
                     let _ = wake.recv_async().await;
                 };
