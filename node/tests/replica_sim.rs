@@ -179,6 +179,8 @@ struct Counts {
     learner_promotions: u64,
     head_moves: u64,
     rolls: u64,
+    /// Idle checks that found a log shorter than at the previous one (a cut executed).
+    cuts_seen: u64,
 }
 
 impl Counts {
@@ -199,6 +201,7 @@ impl Counts {
         self.learner_promotions += o.learner_promotions;
         self.head_moves += o.head_moves;
         self.rolls += o.rolls;
+        self.cuts_seen += o.cuts_seen;
     }
 
     fn assert_all_nonzero(&self) {
@@ -219,6 +222,7 @@ impl Counts {
             ("learner_promotions", c.learner_promotions),
             ("head_moves", c.head_moves),
             ("rolls", c.rolls),
+            ("cuts_seen", c.cuts_seen),
         ] {
             assert!(n > 0, "checker/feature count {name} is zero: {c:?}");
         }
@@ -299,6 +303,8 @@ struct Node {
     eio_seen: u64,
     /// Steps left until a crashed node restarts.
     down_steps: u32,
+    /// The log end at the last idle check of this process (a smaller one: a cut ran).
+    log_end_seen: u64,
 }
 
 /// A produce's batch (as sent), its acks and how it ended.
@@ -383,6 +389,7 @@ async fn run_seed(seed: u64, trace: bool) -> Counts {
                 checked_to: 0,
                 eio_seen: 0,
                 down_steps: 0,
+                log_end_seen: 0,
             }
         })
         .collect();
@@ -426,9 +433,7 @@ impl Sim {
                 self.trace_nodes();
             }
             self.faults().await;
-            self.control();
-            self.clients();
-            self.tick().await;
+            self.tick(true).await;
         }
         self.heal().await;
         self.final_checks().await;
@@ -476,6 +481,7 @@ impl Sim {
                     node.replicator.add(replica.clone());
                     let node = &mut self.nodes[i];
                     node.checked_to = replica.log().log_start_offset();
+                    node.log_end_seen = replica.log().log_end_offset();
                     node.eio_seen = node.fs.stats().eio_injected;
                     node.replica = Some(replica);
                     self.world.borrow_mut().up[i] = true;
@@ -555,6 +561,9 @@ impl Sim {
     async fn take_fatal(&mut self) {
         let fatal = std::mem::take(&mut self.world.borrow_mut().fatal);
         for (i, reason) in fatal {
+            if self.nodes[i].fs.stats().eio_injected == self.nodes[i].eio_seen {
+                fail!(self.seed, "index_log: n{} stopped the node without an injected fault: {reason}", i + 1);
+            }
             if self.nodes[i].replica.is_some() {
                 self.counts.fatal_crashes += 1;
                 self.crash(i, &reason).await;
@@ -702,26 +711,48 @@ impl Sim {
 
     /// One step of time: advance the clock, deliver what is due, run until quiescent,
     /// then check.
-    async fn tick(&mut self) {
+    /// With `chaos`, the controller's and the clients' actions of the step land at a
+    /// random point among the first deliveries, while appends, sends and cuts still run.
+    async fn tick(&mut self, chaos: bool) {
         self.ticks += 1;
         let ms = self.rng.gen_range(1..=STEP_MS_MAX);
         self.world.borrow().clock.advance(ms);
-        self.quiesce().await;
+        let mut actions = chaos;
         for _ in 0..1000 {
             let due = self.world.borrow_mut().take_due();
-            if due.is_empty() {
+            if due.is_empty() && !actions {
                 break;
             }
-            for frame in due {
+            let at = self.rng.gen_range(0..=due.len());
+            for (k, frame) in due.into_iter().enumerate() {
+                if actions && k == at {
+                    self.step_actions();
+                    actions = false;
+                }
                 self.deliver(frame);
+                // Frames arrive while the receivers' storage operations are in flight.
+                for _ in 0..self.rng.gen_range(0..=2 * (self.latency_yields_max + 1)) {
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            if actions {
+                self.step_actions();
+                actions = false;
             }
             self.quiesce().await;
         }
+        // Tickers woken by the advance, produces submitted before the tick: run them out.
+        self.quiesce().await;
         self.take_fatal().await;
         self.take_outcomes();
         self.check_stopped().await;
         self.check_index_log();
         self.check_identical(false).await;
+    }
+
+    fn step_actions(&mut self) {
+        self.control();
+        self.clients();
     }
 
     /// Splits `f` as the link's inbound reader does and hands it to the target.
@@ -823,13 +854,17 @@ impl Sim {
 
     /// `index_log`: once idle, the core's log end is the log's.
     fn check_index_log(&mut self) {
-        for (i, node) in self.nodes.iter().enumerate() {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
             let Some(replica) = &node.replica else { continue };
             let (core, log) = (replica.log_end().0, replica.log().log_end_offset());
             if core != log {
                 fail!(self.seed, "index_log: n{} idle with core log end {core} but log end {log}", i + 1);
             }
             self.counts.index_log_checked += 1;
+            if log < node.log_end_seen {
+                self.counts.cuts_seen += 1;
+            }
+            node.log_end_seen = log;
         }
     }
 
@@ -946,7 +981,7 @@ impl Sim {
                 }
             }
             self.control();
-            self.tick().await;
+            self.tick(false).await;
             if self.config.members.len() == NODES && self.config.learner.is_none() && self.config_everywhere() {
                 healed = true;
                 break;
@@ -959,7 +994,7 @@ impl Sim {
         let head = self.config.members[0].0 as usize - 1;
         self.produce(head, Acks::All);
         for _ in 0..STEPS_DRAIN_MAX {
-            self.tick().await;
+            self.tick(false).await;
             // Every member holds the head's log and the head knows all of it committed
             // (a follower learns the commit offset only with the next append or
             // heartbeat, and an idle chain sends none: its `committed()` may lag).
