@@ -455,14 +455,20 @@ impl Sim {
         };
         let node = &self.nodes[i];
         let storage = Storage::Sim(node.fs.clone());
+        let mut last_error = String::new();
         for attempt in 0.. {
             if attempt > 3 {
-                fail!(self.seed, "n{}: could not start the replica in {attempt} attempts", i + 1);
+                fail!(
+                    self.seed,
+                    "liveness: n{} could not restart its replica in {attempt} attempts: {last_error}",
+                    i + 1
+                );
             }
             let log = match PartitionLog::open_with_storage(&self.dir, self.log_config.clone(), storage.clone()).await {
                 Ok(log) => Rc::new(log),
                 Err(e) => {
                     self.trace_line(|| format!("n{}: log open failed ({e}); again", i + 1));
+                    last_error = e.to_string();
                     continue;
                 }
             };
@@ -492,7 +498,10 @@ impl Sim {
                     });
                     return;
                 }
-                Err(e) => self.trace_line(|| format!("n{}: replica start failed ({e}); again", i + 1)),
+                Err(e) => {
+                    self.trace_line(|| format!("n{}: replica start failed ({e}); again", i + 1));
+                    last_error = e.to_string();
+                }
             }
         }
     }
