@@ -2,6 +2,11 @@
 //! [`ChainReplica`]. It turns the core's actions into log appends, frames to peers and
 //! completed produces, and feeds back local durability, peer messages and timeouts.
 //!
+//! Environment: peers, clock and the fatal path come from a [`ReplicaEnv`]
+//! (`super::env`): [`ReplicatedPartition::start`] uses the real one;
+//! [`ReplicatedPartition::start_with`] takes the replica simulator's
+//! (`node/tests/replica_sim.rs`: a simulated network, a virtual clock, a crash handler).
+//!
 //! Lifecycle: [`ReplicatedPartition::start`] rebuilds the core from the log's batch
 //! headers and the epoch checkpoint ([`super::epochs`]; a restarted replica stays
 //! outside the chain until an epoch above `epoch_min` includes it), then spawns two local tasks — the *worker*,
