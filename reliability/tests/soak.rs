@@ -32,15 +32,24 @@ const VALUE_LEN: usize = 100;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// RSS bound asserted at every sample.
 const RSS_BOUND_KIB: u64 = 512 * 1024;
-/// Size retention per partition and segment size of the soak's node.
+/// Size retention per partition and segment size of the soak's node, unless
+/// `STRAND_SOAK_RETENTION_BYTES` / `STRAND_SOAK_SEGMENT_BYTES` say otherwise (small
+/// segments roll, and retention deletes, many times faster: churn in less time).
 const RETENTION_BYTES: u64 = 2 << 30;
 const SEGMENT_BYTES: u64 = 128 << 20;
+
 /// Open fds may grow this much above the first sample: the segments retention keeps
 /// (plus the active one and one being deleted), three files each, and some slack.
-const FD_GROWTH_MAX: u64 = PARTITIONS as u64 * (RETENTION_BYTES / SEGMENT_BYTES + 2) * 3 + 32;
+fn fd_growth_max(retention_bytes: u64, segment_bytes: u64) -> u64 {
+    u64::from(PARTITIONS) * (retention_bytes / segment_bytes + 2) * 3 + 32
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 fn env_secs(name: &str, default: u64) -> Duration {
-    Duration::from_secs(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+    Duration::from_secs(env_u64(name, default))
 }
 
 struct Shared {
@@ -143,12 +152,14 @@ fn take_p99_ms(h: &Mutex<Histogram<u64>>) -> f64 {
 fn soak_mixed_produce_fetch() {
     let duration = env_secs("STRAND_SOAK_SECS", 600);
     let every = env_secs("STRAND_SOAK_SAMPLE_SECS", 10);
+    let retention_bytes = env_u64("STRAND_SOAK_RETENTION_BYTES", RETENTION_BYTES);
+    let segment_bytes = env_u64("STRAND_SOAK_SEGMENT_BYTES", SEGMENT_BYTES);
     let dir = tempfile::tempdir().expect("temp dir");
     // Size retention keeps an hour at fsync=always rates on the disk; the consumers read
     // along, far ahead of what retention deletes.
     let config = dir.path().join("soak.toml");
     let text =
-        format!("retention_bytes = {RETENTION_BYTES}\nsegment_bytes = {SEGMENT_BYTES}\nretention_check_ms = \"5s\"\n");
+        format!("retention_bytes = {retention_bytes}\nsegment_bytes = {segment_bytes}\nretention_check_ms = \"5s\"\n");
     std::fs::write(&config, text).expect("config");
     let data = dir.path().join("data");
     let args = ["--shards", "2", "--fsync", "always", "--config", config.to_str().expect("utf-8 path")];
@@ -193,7 +204,7 @@ fn soak_mixed_produce_fetch() {
         assert!(sample.rss_kib < RSS_BOUND_KIB, "RSS {} KiB at {:.0} s", sample.rss_kib, sample.t_s);
         let fds_first = samples.first().map_or(sample.fds, |s| s.fds);
         assert!(
-            sample.fds <= fds_first + FD_GROWTH_MAX,
+            sample.fds <= fds_first + fd_growth_max(retention_bytes, segment_bytes),
             "{} fds at {:.0} s, {fds_first} at first",
             sample.fds,
             sample.t_s
