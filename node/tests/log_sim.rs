@@ -64,7 +64,7 @@ mod seeds;
 use bytes::{Bytes, BytesMut};
 use rand::Rng;
 use seeds::SimRng;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -83,55 +83,31 @@ const THREADS: u64 = 2;
 
 #[test]
 fn log_sim() {
-    // A panic inside the log (its own assertions) names the seed too.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if let Some(seed) = CURRENT_SEED.with(Cell::get) {
-            eprintln!("{}", replay_line(seed));
-        }
-        hook(info);
-    }));
-    if let Some(seed) = seeds::seed_replayed() {
-        let totals = run_thread(vec![seed], true);
-        eprintln!("seed {seed}: {totals:?}");
-        return;
-    }
-    let seeds = seeds::seed_count(SEEDS_DEFAULT);
-    let started = std::time::Instant::now();
-    let threads: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let all = REGRESSION_SEEDS.iter().copied().chain(0..seeds);
-            let mine: Vec<u64> = all.filter(|s| s % THREADS == t).collect();
-            std::thread::spawn(move || run_thread(mine, false))
-        })
-        .collect();
+    let run = seeds::run_spread(REPLAY, SEEDS_DEFAULT, REGRESSION_SEEDS, THREADS, run_thread);
     let mut totals = Counts::default();
-    for t in threads {
-        totals.add(&t.join().expect("a seed failed (its seed and replay command are printed above)"));
+    for counts in &run.results {
+        totals.add(counts);
     }
-    eprintln!("log_sim: {seeds} seeds in {:?}: {totals:?}", started.elapsed());
-    if seeds >= 50 {
-        totals.assert_all_nonzero();
+    match run.replayed {
+        Some(seed) => eprintln!("seed {seed}: {totals:?}"),
+        None => {
+            eprintln!("log_sim: {} seeds in {:?}: {totals:?}", run.seeds, run.elapsed);
+            if run.seeds >= 50 {
+                totals.assert_all_nonzero();
+            }
+        }
     }
-}
-
-thread_local! {
-    static CURRENT_SEED: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 /// Where a seed runs. The seeds run inside glommio tasks, so `Replay::run` (a
-/// `catch_unwind` around a synchronous run) cannot wrap them: the panic hook and `fail!`
-/// print its command instead.
+/// `catch_unwind` around a synchronous run) cannot wrap them: `seeds::run_spread`'s panic
+/// hook and `fail!` print its command instead.
 const REPLAY: seeds::Replay = seeds::Replay { package: "strand-node", target: Some("log_sim"), test_fn: "log_sim" };
-
-fn replay_line(seed: u64) -> String {
-    format!("seed {seed}: replay: {}", REPLAY.command(seed))
-}
 
 /// Fails the run; the message starts with the seed and its replay command.
 macro_rules! fail {
     ($seed:expr, $($arg:tt)*) => {
-        panic!("{}\n{}", replay_line($seed), format!($($arg)*))
+        panic!("{}\n{}", REPLAY.line($seed), format!($($arg)*))
     };
 }
 
@@ -141,14 +117,14 @@ fn run_thread(seeds: Vec<u64>, trace: bool) -> Counts {
         .spawn(move || async move {
             let mut totals = Counts::default();
             for seed in seeds {
-                CURRENT_SEED.with(|c| c.set(Some(seed)));
+                seeds::seed_started(Some(seed));
                 totals.add(&run_seed(seed, trace).await);
                 // Let the dropped logs' background tasks notice and end before the next seed.
                 for _ in 0..64 {
                     futures_lite::future::yield_now().await;
                 }
             }
-            CURRENT_SEED.with(|c| c.set(None));
+            seeds::seed_started(None);
             totals
         })
         .expect("spawn executor")

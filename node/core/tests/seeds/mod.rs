@@ -12,9 +12,10 @@
 
 #![allow(dead_code, reason = "each includer uses part of this module")]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 
@@ -45,6 +46,7 @@ pub fn rng_stream(seed: u64, concern: u64) -> SimRng {
 }
 
 /// Where a seed runs: what `cargo test` needs to run it alone.
+#[derive(Clone, Copy)]
 pub struct Replay {
     /// The package (`-p`).
     pub package: &'static str,
@@ -62,6 +64,11 @@ impl Replay {
             None => "--lib".to_string(),
         };
         format!("STRAND_SEED={seed} cargo test -p {} {target} -- {}", self.package, self.test_fn)
+    }
+
+    /// "seed N: replay: COMMAND", the line a failure message starts with.
+    pub fn line(&self, seed: u64) -> String {
+        format!("seed {seed}: replay: {}", self.command(seed))
     }
 
     /// Runs `f(seed)`. A panic inside it (a checker's, or an assertion in the code under
@@ -110,6 +117,67 @@ fn quiet_hook_install() {
             }
         }));
     });
+}
+
+/// The outcome of [`run_spread`]: one result per thread (one in all when a seed was replayed).
+pub struct Spread<T> {
+    pub results: Vec<T>,
+    /// The seed replayed (`STRAND_SEED`), or `None` for a multi-seed run.
+    pub replayed: Option<u64>,
+    /// Seeds `0..seeds` ran (besides the regression seeds); 1 when a seed was replayed.
+    pub seeds: u64,
+    pub elapsed: Duration,
+}
+
+/// A multi-seed run whose seeds run inside an executor, where [`Replay::run`] (a
+/// `catch_unwind` around a synchronous run) cannot wrap them. `STRAND_SEED` runs that one
+/// seed with a trace; otherwise `regression` and `0..STRAND_SEEDS` (default `default`) are
+/// spread over `threads` threads. `run(seeds, trace)` runs one thread's share and calls
+/// [`seed_started`] as it starts each seed, so a panic anywhere in it (a checker's, or an
+/// assertion in the code under test) is preceded by that seed's replay line. A thread that
+/// panicked fails the caller.
+pub fn run_spread<T: Send + 'static>(
+    replay: Replay,
+    default: u64,
+    regression: &'static [u64],
+    threads: u64,
+    run: fn(Vec<u64>, bool) -> T,
+) -> Spread<T> {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if let Some(seed) = CURRENT_SEED.with(Cell::get) {
+            eprintln!("{}", replay.line(seed));
+        }
+        previous(info);
+    }));
+    let started = Instant::now();
+    if let Some(seed) = seed_replayed() {
+        let results = vec![run(vec![seed], true)];
+        return Spread { results, replayed: Some(seed), seeds: 1, elapsed: started.elapsed() };
+    }
+    let seeds = seed_count(default);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let all = regression.iter().copied().chain(0..seeds);
+            let mine: Vec<u64> = all.filter(|s| s % threads == t).collect();
+            std::thread::spawn(move || run(mine, false))
+        })
+        .collect();
+    let results = handles
+        .into_iter()
+        .map(|h| h.join().expect("a seed failed (its seed and replay command are printed above)"))
+        .collect();
+    Spread { results, replayed: None, seeds, elapsed: started.elapsed() }
+}
+
+/// Tells [`run_spread`]'s panic hook which seed this thread runs (`None`: between seeds).
+pub fn seed_started(seed: Option<u64>) {
+    CURRENT_SEED.with(|c| c.set(seed));
+}
+
+thread_local! {
+    /// The seed this thread runs under [`run_spread`].
+    static CURRENT_SEED: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 fn env_u64(name: &str) -> Option<u64> {
