@@ -399,7 +399,15 @@ impl Shard {
                 Box::pin(async move {
                     match self.forward(owner, ShardCall::Produce { acks, parts }).await {
                         Ok(ShardAnswer::Produce(a)) => a,
-                        _ => keys.iter().map(|p| produce_error(p, ErrorCode::ShuttingDown)).collect(),
+                        other => {
+                            // Expected only while the node stops; otherwise a wrong answer
+                            // to trace (RELIABILITY.md: the soak's SHUTTING_DOWN sightings).
+                            let stopping = self.is_stopping();
+                            let what =
+                                other.map(|a| format!("unexpected answer {a:?}")).unwrap_or_else(|e| e.to_string());
+                            tracing::warn!(shard = self.id.0, owner, stopping, %what, "forwarded produce failed");
+                            keys.iter().map(|p| produce_error(p, ErrorCode::ShuttingDown)).collect()
+                        }
                     }
                 })
             };
